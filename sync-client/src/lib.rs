@@ -1,0 +1,1 @@
+//! The `cairn` client library: not built yet; see ARCHITECTURE.md.

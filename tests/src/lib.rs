@@ -1,0 +1,1 @@
+//! End-to-end test harness: not built yet (it arrives with the server and client).
