@@ -1,0 +1,187 @@
+//! zstd framing of objects, with decompression bounded before it starts.
+//!
+//! Objects are stored and sent as one zstd frame of their encoding. Peers choose their own
+//! compression level; ids never depend on it. A frame from the network is hostile: it must be a
+//! single frame with nothing after it, its declared content size (if any) must be within the
+//! limit, and the decoder's window and output are capped, so a bomb costs bounded memory and
+//! ends in [`CompressError::TooLarge`] whatever its header claims.
+
+use std::io::Read;
+
+use crate::id::ObjectId;
+use crate::limits::MAX_OBJECT_SIZE;
+use crate::object::{Object, ObjectError, ObjectKind};
+
+/// The level objects are compressed at by this implementation.
+pub const COMPRESSION_LEVEL: i32 = 3;
+/// The largest zstd window a frame may ask for: 2^25 bytes covers the largest object.
+pub const MAX_WINDOW_LOG: u32 = 25;
+
+const _: () = assert!(MAX_OBJECT_SIZE <= 1 << MAX_WINDOW_LOG);
+
+/// Why a zstd frame could not be turned into a valid object.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CompressError {
+    #[error("not a single complete zstd frame")]
+    NotAFrame,
+    #[error("zstd frame decompresses to more than {limit} bytes")]
+    TooLarge { limit: usize },
+    #[error("corrupt zstd frame: {0}")]
+    Corrupt(String),
+    #[error("object {expected} hashes to {actual}")]
+    IdMismatch {
+        expected: ObjectId,
+        actual: ObjectId,
+    },
+    #[error("object {id} is a {actual}, expected a {expected}")]
+    KindMismatch {
+        id: ObjectId,
+        expected: &'static str,
+        actual: &'static str,
+    },
+    #[error("object {id} is invalid: {error}")]
+    Invalid { id: ObjectId, error: ObjectError },
+}
+
+/// Compresses an encoded object into one zstd frame.
+pub fn compress_object(encoded: &[u8]) -> Vec<u8> {
+    // Compressing an in-memory buffer into a Vec only fails on allocation failure.
+    zstd::bulk::compress(encoded, COMPRESSION_LEVEL).expect("zstd compression of a buffer")
+}
+
+/// Decompresses one zstd frame, failing once the output would pass `limit` bytes.
+pub fn decompress_object(frame: &[u8], limit: usize) -> Result<Vec<u8>, CompressError> {
+    match zstd::zstd_safe::find_frame_compressed_size(frame) {
+        Ok(size) if size == frame.len() => {}
+        _ => return Err(CompressError::NotAFrame),
+    }
+    if let Ok(Some(declared)) = zstd::zstd_safe::get_frame_content_size(frame) {
+        if declared > limit as u64 {
+            return Err(CompressError::TooLarge { limit });
+        }
+    }
+    let corrupt = |error: std::io::Error| CompressError::Corrupt(error.to_string());
+    let mut decoder = zstd::stream::read::Decoder::with_buffer(frame).map_err(corrupt)?;
+    decoder.window_log_max(MAX_WINDOW_LOG).map_err(corrupt)?;
+    let mut decoder = decoder.single_frame();
+    let mut out = Vec::new();
+    // Read one byte past the limit so an oversized frame is told apart from one at the limit.
+    (&mut decoder)
+        .take(limit as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(corrupt)?;
+    if out.len() > limit {
+        return Err(CompressError::TooLarge { limit });
+    }
+    Ok(out)
+}
+
+/// Checks that `frame` is the object `id`: one bounded zstd frame whose content hashes to `id`
+/// and is a canonical object. Returns the decoded object and its encoding.
+pub fn verify_frame(id: &ObjectId, frame: &[u8]) -> Result<(Object, Vec<u8>), CompressError> {
+    let encoded = decompress_object(frame, MAX_OBJECT_SIZE)?;
+    let actual = ObjectId::of_encoded(&encoded);
+    if &actual != id {
+        return Err(CompressError::IdMismatch {
+            expected: *id,
+            actual,
+        });
+    }
+    let object =
+        Object::decode(&encoded).map_err(|error| CompressError::Invalid { id: *id, error })?;
+    Ok((object, encoded))
+}
+
+/// [`verify_frame`], also requiring the object to be of `kind`.
+pub fn verify_frame_of_kind(
+    id: &ObjectId,
+    kind: ObjectKind,
+    frame: &[u8],
+) -> Result<(Object, Vec<u8>), CompressError> {
+    let (object, encoded) = verify_frame(id, frame)?;
+    if object.kind() != kind {
+        return Err(CompressError::KindMismatch {
+            id: *id,
+            expected: kind.as_str(),
+            actual: object.kind().as_str(),
+        });
+    }
+    Ok((object, encoded))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::object::Dir;
+
+    #[test]
+    fn verify_accepts_what_compress_wrote() {
+        let object = Object::Chunk(b"some bytes".repeat(100));
+        let encoded = object.encode();
+        let frame = compress_object(&encoded);
+        assert!(frame.len() < encoded.len());
+        let (decoded, bytes) = verify_frame(&object.id(), &frame).unwrap();
+        assert_eq!(decoded, object);
+        assert_eq!(bytes, encoded);
+    }
+
+    #[test]
+    fn verify_rejects_wrong_id_and_kind() {
+        let object = Object::Dir(Dir::empty());
+        let frame = compress_object(&object.encode());
+        let other = Object::Chunk(Vec::new()).id();
+        assert!(matches!(
+            verify_frame(&other, &frame),
+            Err(CompressError::IdMismatch { .. })
+        ));
+        assert!(matches!(
+            verify_frame_of_kind(&object.id(), ObjectKind::Chunk, &frame),
+            Err(CompressError::KindMismatch { .. })
+        ));
+    }
+
+    #[test]
+    fn limit_at_and_past() {
+        let data = vec![0u8; 1000];
+        let frame = compress_object(&data);
+        assert_eq!(decompress_object(&frame, 1000).unwrap(), data);
+        assert_eq!(
+            decompress_object(&frame, 999),
+            Err(CompressError::TooLarge { limit: 999 })
+        );
+    }
+
+    #[test]
+    fn bomb_without_declared_size_is_capped() {
+        // A streamed frame carries no content size, so only the output cap can stop it.
+        let mut encoder = zstd::stream::write::Encoder::new(Vec::new(), 19).unwrap();
+        std::io::Write::write_all(&mut encoder, &vec![0u8; 64 << 20]).unwrap();
+        let frame = encoder.finish().unwrap();
+        assert!(frame.len() < 64 * 1024);
+        assert_eq!(
+            decompress_object(&frame, MAX_OBJECT_SIZE),
+            Err(CompressError::TooLarge {
+                limit: MAX_OBJECT_SIZE
+            })
+        );
+    }
+
+    #[test]
+    fn rejects_trailing_and_truncated_frames() {
+        let frame = compress_object(b"abc");
+        let mut trailing = frame.clone();
+        trailing.push(0);
+        assert_eq!(
+            decompress_object(&trailing, 100),
+            Err(CompressError::NotAFrame)
+        );
+        assert_eq!(
+            decompress_object(&frame[..frame.len() - 1], 100),
+            Err(CompressError::NotAFrame)
+        );
+        let mut two = frame.clone();
+        two.extend_from_slice(&frame);
+        assert_eq!(decompress_object(&two, 100), Err(CompressError::NotAFrame));
+    }
+}
