@@ -10,11 +10,19 @@
 //! in `sync-server` and `sync-client`. The wire format is specified in
 //! `docs-src/docs/protocol/`, rendered on the site.
 
+pub mod checks;
+pub mod chunking;
 pub mod compress;
+pub mod diff;
 pub mod id;
 pub mod limits;
+pub mod merge;
 pub mod name;
+pub mod negotiate;
 pub mod object;
+pub mod plan;
+pub mod stream;
+pub mod tree;
 
 pub use compress::{
     CompressError, compress_object, decompress_object, verify_frame, verify_frame_of_kind,

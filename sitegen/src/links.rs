@@ -1,0 +1,109 @@
+//! Internal link checking: every link in a body must name a page, an alias or a static file,
+//! and its fragment must be an id on the target page.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+
+use crate::error::{Diagnostic, DiagnosticKind};
+use crate::markdown::Link;
+
+/// Every URL the site answers, with the ids of each page.
+#[derive(Debug, Default)]
+pub struct LinkTargets {
+    /// Page URL → its anchors.
+    pub pages: HashMap<String, HashSet<String>>,
+    /// Other URLs: aliases, static files, generated files.
+    pub files: HashSet<String>,
+}
+
+impl LinkTargets {
+    fn anchors_of(&self, path: &str) -> Option<Option<&HashSet<String>>> {
+        if let Some(anchors) = self.pages.get(path) {
+            return Some(Some(anchors));
+        }
+        if !path.ends_with('/') {
+            if let Some(anchors) = self.pages.get(&format!("{path}/")) {
+                return Some(Some(anchors));
+            }
+        }
+        if let Some(page) = path.strip_suffix("index.html")
+            && let Some(anchors) = self.pages.get(page)
+        {
+            return Some(Some(anchors));
+        }
+        if self.files.contains(path) {
+            return Some(None);
+        }
+        None
+    }
+
+    /// Checks the links of one page, appending a diagnostic per problem.
+    pub fn check(
+        &self,
+        file: &Path,
+        page_url: &str,
+        links: &[Link],
+        diagnostics: &mut Vec<Diagnostic>,
+    ) {
+        for link in links {
+            let (path, fragment) = match link.target.find('#') {
+                Some(hash) => (&link.target[..hash], &link.target[hash + 1..]),
+                None => (link.target.as_str(), ""),
+            };
+            let path = if path.is_empty() { page_url } else { path };
+            let kind = match self.anchors_of(path) {
+                None => Some(DiagnosticKind::BrokenLink {
+                    target: link.target.clone(),
+                }),
+                Some(Some(anchors)) if !fragment.is_empty() && !anchors.contains(fragment) => {
+                    Some(DiagnosticKind::MissingAnchor {
+                        target: link.target.clone(),
+                        anchor: fragment.to_owned(),
+                    })
+                }
+                _ => None,
+            };
+            if let Some(kind) = kind {
+                diagnostics.push(Diagnostic {
+                    file: file.to_owned(),
+                    line: link.line,
+                    kind,
+                });
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checks_pages_files_and_anchors() {
+        let mut targets = LinkTargets::default();
+        targets.pages.insert(
+            "/docs/a/".into(),
+            ["usage".to_owned()].into_iter().collect(),
+        );
+        targets.files.insert("/favicon.svg".into());
+        let link = |target: &str| Link {
+            target: target.into(),
+            line: 3,
+            image: false,
+        };
+        let links = [
+            link("/docs/a/#usage"),
+            link("/docs/a"),
+            link("/favicon.svg"),
+            link("#usage"),
+            link("/docs/b/"),
+            link("/docs/a/#nope"),
+        ];
+        let mut diagnostics = Vec::new();
+        targets.check(Path::new("x.md"), "/docs/a/", &links, &mut diagnostics);
+        let messages: Vec<String> = diagnostics.iter().map(|d| d.to_string()).collect();
+        assert_eq!(messages.len(), 2, "{messages:?}");
+        assert!(messages[0].starts_with("x.md:3: broken link: /docs/b/"));
+        assert!(messages[1].starts_with("x.md:3: missing anchor: /docs/a/#nope"));
+    }
+}

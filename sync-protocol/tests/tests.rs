@@ -1,0 +1,6 @@
+//! sync-protocol's integration tests: one binary, one module per area.
+
+mod corpus_replay;
+mod props_codec;
+mod props_tree;
+mod simulation;
