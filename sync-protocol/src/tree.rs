@@ -5,13 +5,15 @@
 //! root dir describe the same tree one to one. Listings are the simple reference that the fast,
 //! subtree-skipping algorithms (diff, planning) are tested against, and the shape merge works on.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 
 use crate::id::ObjectId;
-use crate::limits::{MAX_PATH_DEPTH, MAX_PATH_LEN};
+use crate::limits::{CHUNK_AVG_SIZE, CHUNK_MAX_SIZE, CHUNK_MIN_SIZE, MAX_PATH_DEPTH, MAX_PATH_LEN};
 use crate::name::{Name, NameError};
-use crate::object::{Dir, EntryKind, ObjectKind};
+use crate::object::{
+    Dir, DirEntry, EntryKind, FileChunk, FileObject, Object, ObjectError, ObjectKind, chunk_id,
+};
 
 /// A project-relative path: 1 to [`MAX_PATH_DEPTH`] valid names joined by `/`, at most
 /// [`MAX_PATH_LEN`] bytes.
@@ -34,16 +36,24 @@ impl Path {
     /// Checks a `/`-separated path. Components must already be in NFC.
     pub fn new(text: &str) -> Result<Self, PathError> {
         if text.len() > MAX_PATH_LEN {
-            return Err(PathError::TooLong { path: truncated(text), len: text.len() });
+            return Err(PathError::TooLong {
+                path: truncated(text),
+                len: text.len(),
+            });
         }
         let mut depth = 0;
         for component in text.split('/') {
             depth += 1;
-            Name::new(component)
-                .map_err(|error| PathError::BadComponent { path: text.to_owned(), error })?;
+            Name::new(component).map_err(|error| PathError::BadComponent {
+                path: text.to_owned(),
+                error,
+            })?;
         }
         if depth > MAX_PATH_DEPTH {
-            return Err(PathError::TooDeep { path: truncated(text), depth });
+            return Err(PathError::TooDeep {
+                path: truncated(text),
+                depth,
+            });
         }
         Ok(Self(text.to_owned()))
     }
@@ -77,7 +87,9 @@ impl Path {
 
     /// Everything before the last component, if any.
     pub fn parent(&self) -> Option<Path> {
-        self.0.rsplit_once('/').map(|(parent, _)| Self(parent.to_owned()))
+        self.0
+            .rsplit_once('/')
+            .map(|(parent, _)| Self(parent.to_owned()))
     }
 
     /// The sibling of this path called `name`.
@@ -129,3 +141,489 @@ impl FileRef {
 
 /// A whole tree as a flat map: every file and every empty dir.
 pub type Listing = BTreeMap<Path, FileRef>;
+
+/// The id of the empty dir: the root of the empty project.
+pub fn empty_dir_id() -> ObjectId {
+    Object::Dir(Dir::empty()).id()
+}
+
+/// Why a tree could not be built, flattened or read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TreeError {
+    #[error(transparent)]
+    Path(#[from] PathError),
+    #[error("{first} and {second} differ only by case; case-insensitive disks cannot hold both")]
+    CaseCollision { first: Path, second: Path },
+    #[error("{path} is a file or an empty dir, but the listing also has {descendant} under it")]
+    PathConflict { path: Path, descendant: Path },
+    #[error("{path} is listed twice")]
+    Duplicate { path: Path },
+    #[error(
+        "{path} is listed as a dir whose id {id} is not the empty dir; a listing names only empty dirs"
+    )]
+    DirNotEmpty { path: Path, id: ObjectId },
+    #[error("the dir at {} is invalid: {error}", display_location(.path.as_ref()))]
+    BadDir {
+        path: Option<Path>,
+        error: ObjectError,
+    },
+    #[error("object {id} (at {}) is missing from the object source", display_location(.path.as_ref()))]
+    Missing { id: ObjectId, path: Option<Path> },
+}
+
+fn display_location(path: Option<&Path>) -> &str {
+    path.map_or("the root", Path::as_str)
+}
+
+/// Where trees are read from: an in-memory map in tests, a local object cache in the client, a
+/// cache over S3 in the server. Implementations do whatever I/O they need; the algorithms in this
+/// crate only ever ask for one object by id. The batch-oriented drivers (the server's) use the
+/// explicit walkers such as [`crate::diff::DiffWalk`] instead.
+pub trait ObjectSource {
+    /// The dir `id`, or `None` if the source does not hold it or `id` is not a dir.
+    fn dir(&self, id: &ObjectId) -> Option<Dir>;
+    /// The file object `id`, or `None` if the source does not hold it or `id` is not a file
+    /// object.
+    fn file(&self, id: &ObjectId) -> Option<FileObject>;
+}
+
+impl<S: ObjectSource + ?Sized> ObjectSource for &S {
+    fn dir(&self, id: &ObjectId) -> Option<Dir> {
+        (**self).dir(id)
+    }
+
+    fn file(&self, id: &ObjectId) -> Option<FileObject> {
+        (**self).file(id)
+    }
+}
+
+/// Objects in a map: the object source of tests and the simulation.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MemoryObjects {
+    objects: HashMap<ObjectId, Object>,
+}
+
+impl MemoryObjects {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Stores `object` under its id, which the caller vouches for (as every builder here
+    /// returns). Returns whether it was new.
+    pub fn insert(&mut self, id: ObjectId, object: Object) -> bool {
+        self.objects.insert(id, object).is_none()
+    }
+
+    /// Stores many objects; returns how many were new.
+    pub fn extend(&mut self, objects: impl IntoIterator<Item = (ObjectId, Object)>) -> usize {
+        objects
+            .into_iter()
+            .filter(|(id, object)| {
+                !self.objects.contains_key(id) && {
+                    self.objects.insert(*id, object.clone());
+                    true
+                }
+            })
+            .count()
+    }
+
+    pub fn get(&self, id: &ObjectId) -> Option<&Object> {
+        self.objects.get(id)
+    }
+
+    pub fn contains(&self, id: &ObjectId) -> bool {
+        self.objects.contains_key(id)
+    }
+
+    pub fn len(&self) -> usize {
+        self.objects.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.objects.is_empty()
+    }
+
+    pub fn ids(&self) -> impl Iterator<Item = &ObjectId> {
+        self.objects.keys()
+    }
+}
+
+impl ObjectSource for MemoryObjects {
+    fn dir(&self, id: &ObjectId) -> Option<Dir> {
+        match self.objects.get(id) {
+            Some(Object::Dir(dir)) => Some(dir.clone()),
+            _ => None,
+        }
+    }
+
+    fn file(&self, id: &ObjectId) -> Option<FileObject> {
+        match self.objects.get(id) {
+            Some(Object::File(file)) => Some(file.clone()),
+            _ => None,
+        }
+    }
+}
+
+/// The ids an object refers to: a dir's entries, a file object's chunks (in order, repeats
+/// kept), nothing for a chunk. The server's closure check asks this of every uploaded object.
+pub fn references(object: &Object) -> Vec<ObjectId> {
+    match object {
+        Object::Chunk(_) => Vec::new(),
+        Object::File(file) => file.chunks().iter().map(|chunk| chunk.id).collect(),
+        Object::Dir(dir) => dir.entries().iter().map(|entry| entry.id).collect(),
+    }
+}
+
+/// The dir objects of a listing, built bottom-up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuiltTree {
+    /// The root dir's id.
+    pub root: ObjectId,
+    /// Every distinct dir of the tree, children first and the root last: a valid upload order.
+    pub dirs: Vec<(ObjectId, Object)>,
+}
+
+/// A whole project encoded from file contents: chunks, file objects and dirs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncodedTree {
+    pub root: ObjectId,
+    /// The listing the tree was built from, with every file's entry filled in.
+    pub listing: Listing,
+    /// Every distinct object of the tree, children first and the root last.
+    pub objects: Vec<(ObjectId, Object)>,
+}
+
+/// One level of a listing being turned into dirs.
+#[derive(Default)]
+struct DirNode {
+    /// By name; `BTreeMap` over the name's bytes is the canonical entry order.
+    children: BTreeMap<String, Child>,
+    /// Fold key to the name holding it, to catch case-only clashes.
+    folded: HashMap<String, String>,
+}
+
+enum Child {
+    Leaf(Path, FileRef),
+    Dir(Path, DirNode),
+}
+
+/// Builds every dir object of `listing`, children first, and the root id.
+///
+/// A listing names each file and each *empty* dir; a dir with entries is implied by them. The
+/// checks are those of a dir object, reported with the path: two names of one dir may not differ
+/// only by case, a file or empty dir has nothing under it, and entries must be valid. The empty
+/// listing is the empty project, whose root is the empty dir.
+pub fn build_dirs(listing: &Listing) -> Result<BuiltTree, TreeError> {
+    let empty = empty_dir_id();
+    let mut root = DirNode::default();
+    for (path, file_ref) in listing {
+        if file_ref.is_dir() && file_ref.id != empty {
+            return Err(TreeError::DirNotEmpty {
+                path: path.clone(),
+                id: file_ref.id,
+            });
+        }
+        insert(&mut root, path, *file_ref)?;
+    }
+    let mut dirs = Vec::new();
+    let mut seen = HashSet::new();
+    let root_id = emit(root, None, &mut dirs, &mut seen)?;
+    Ok(BuiltTree {
+        root: root_id,
+        dirs,
+    })
+}
+
+fn insert(root: &mut DirNode, path: &Path, file_ref: FileRef) -> Result<(), TreeError> {
+    let components: Vec<&str> = path.components().collect();
+    let mut node = root;
+    let mut prefix = String::new();
+    for (index, component) in components.iter().enumerate() {
+        if !prefix.is_empty() {
+            prefix.push('/');
+        }
+        prefix.push_str(component);
+        let last = index + 1 == components.len();
+        let fold = crate::name::fold_key(component);
+        match node.folded.get(&fold) {
+            Some(existing) if existing != component => {
+                let mut first = prefix[..prefix.len() - component.len()].to_owned();
+                first.push_str(existing);
+                return Err(TreeError::CaseCollision {
+                    first: Path::new(&first)?,
+                    second: Path::new(&prefix)?,
+                });
+            }
+            Some(_) => {}
+            None => {
+                node.folded.insert(fold, (*component).to_owned());
+            }
+        }
+        let here = Path::new(&prefix)?;
+        if last {
+            match node.children.get(*component) {
+                None => {
+                    node.children
+                        .insert((*component).to_owned(), Child::Leaf(here, file_ref));
+                    return Ok(());
+                }
+                // A listing is a map, so the only way to meet an existing child at the last
+                // component is as a dir holding other paths.
+                Some(Child::Dir(_, dir)) => {
+                    return Err(TreeError::PathConflict {
+                        path: here,
+                        descendant: first_descendant(dir),
+                    });
+                }
+                Some(Child::Leaf(..)) => {
+                    return Err(TreeError::PathConflict {
+                        path: here.clone(),
+                        descendant: here,
+                    });
+                }
+            }
+        }
+        let child = node
+            .children
+            .entry((*component).to_owned())
+            .or_insert_with(|| Child::Dir(here, DirNode::default()));
+        node = match child {
+            Child::Dir(_, dir) => dir,
+            Child::Leaf(leaf_path, _) => {
+                return Err(TreeError::PathConflict {
+                    path: leaf_path.clone(),
+                    descendant: path.clone(),
+                });
+            }
+        };
+    }
+    Ok(())
+}
+
+fn first_descendant(dir: &DirNode) -> Path {
+    match dir.children.values().next() {
+        Some(Child::Leaf(path, _)) => path.clone(),
+        Some(Child::Dir(_, inner)) => first_descendant(inner),
+        // Dirs are only created on the way to a leaf, so they are never empty.
+        None => unreachable!("an implied dir always has a child"),
+    }
+}
+
+/// Post-order: a dir's children are emitted before it, each distinct dir once.
+fn emit(
+    node: DirNode,
+    path: Option<&Path>,
+    out: &mut Vec<(ObjectId, Object)>,
+    seen: &mut HashSet<ObjectId>,
+) -> Result<ObjectId, TreeError> {
+    let mut entries = Vec::with_capacity(node.children.len());
+    for (component, child) in node.children {
+        // Components come from valid paths, so this only restates that they are names.
+        let name = Name::new(&component).map_err(|error| PathError::BadComponent {
+            path: component.clone(),
+            error,
+        })?;
+        let entry = match child {
+            Child::Leaf(_, file_ref) => DirEntry {
+                name,
+                kind: file_ref.kind,
+                target: file_ref.target,
+                size: file_ref.size,
+                id: file_ref.id,
+            },
+            Child::Dir(child_path, dir) => {
+                let id = emit(dir, Some(&child_path), out, seen)?;
+                DirEntry::dir(name, id)
+            }
+        };
+        entries.push(entry);
+    }
+    let dir = Dir::new(entries).map_err(|error| TreeError::BadDir {
+        path: path.cloned(),
+        error,
+    })?;
+    let object = Object::Dir(dir);
+    let id = object.id();
+    if seen.insert(id) {
+        out.push((id, object));
+    }
+    Ok(id)
+}
+
+/// Encodes a whole project from file contents: every file through `encode_file`, then the dirs.
+///
+/// `encode_file` turns a file's bytes into its entry and its objects (chunks, and a file object
+/// when there is more than one chunk), children first; the entry's kind is overwritten by the
+/// kind given here. Pass `chunking::encode_file` once it exists, or [`encode_file_fixed`].
+/// An entry of kind [`EntryKind::Dir`] names a dir (its contents are ignored); it stays in the
+/// listing only if no other path lies under it, as a listing names only empty dirs.
+pub fn build_tree<C, F>(
+    entries: impl IntoIterator<Item = (Path, EntryKind, C)>,
+    encode_file: F,
+) -> Result<EncodedTree, TreeError>
+where
+    C: AsRef<[u8]>,
+    F: Fn(&[u8]) -> (FileRef, Vec<(ObjectId, Object)>),
+{
+    let mut listing = Listing::new();
+    let mut objects = Vec::new();
+    let mut seen = HashSet::new();
+    let mut dirs = Vec::new();
+    for (path, kind, contents) in entries {
+        if kind == EntryKind::Dir {
+            dirs.push(path);
+            continue;
+        }
+        let (mut file_ref, file_objects) = encode_file(contents.as_ref());
+        file_ref.kind = kind;
+        for (id, object) in file_objects {
+            if seen.insert(id) {
+                objects.push((id, object));
+            }
+        }
+        if listing.contains_key(&path) {
+            return Err(TreeError::Duplicate { path });
+        }
+        listing.insert(path, file_ref);
+    }
+    for path in dirs {
+        let has_descendant = listing
+            .range(path.clone()..)
+            .next()
+            .is_some_and(|(next, _)| is_under(next, &path));
+        if has_descendant {
+            continue;
+        }
+        match listing.get(&path) {
+            Some(existing) if !existing.is_dir() => {
+                return Err(TreeError::Duplicate { path });
+            }
+            _ => {
+                listing.insert(path, FileRef::empty_dir());
+            }
+        }
+    }
+    // An empty dir listed before a file was found under it is dropped here.
+    let redundant: Vec<Path> = listing
+        .iter()
+        .filter(|(path, file_ref)| {
+            file_ref.is_dir()
+                && listing
+                    .range((*path).clone()..)
+                    .nth(1)
+                    .is_some_and(|(next, _)| is_under(next, path))
+        })
+        .map(|(path, _)| path.clone())
+        .collect();
+    for path in redundant {
+        listing.remove(&path);
+    }
+    let built = build_dirs(&listing)?;
+    for (id, object) in built.dirs {
+        if seen.insert(id) {
+            objects.push((id, object));
+        }
+    }
+    Ok(EncodedTree {
+        root: built.root,
+        listing,
+        objects,
+    })
+}
+
+/// Whether `path` lies strictly under `dir`.
+pub fn is_under(path: &Path, dir: &Path) -> bool {
+    path.as_str()
+        .strip_prefix(dir.as_str())
+        .is_some_and(|rest| rest.starts_with('/'))
+}
+
+/// A stand-in file encoder until content-defined chunking lands: fixed pieces of
+/// [`CHUNK_AVG_SIZE`] bytes, which respects every chunk rule (each piece but the last is at least
+/// [`CHUNK_MIN_SIZE`], none is over [`CHUNK_MAX_SIZE`]). A file of at most one piece is one
+/// chunk. Returns the file's entry (kind [`EntryKind::File`]) and its objects, children first.
+pub fn encode_file_fixed(contents: &[u8]) -> (FileRef, Vec<(ObjectId, Object)>) {
+    const PIECE: usize = CHUNK_AVG_SIZE as usize;
+    const _: () = assert!(PIECE >= CHUNK_MIN_SIZE as usize && PIECE <= CHUNK_MAX_SIZE as usize);
+    let size = contents.len() as u64;
+    if contents.len() <= PIECE {
+        let id = chunk_id(contents);
+        let file_ref = FileRef {
+            kind: EntryKind::File,
+            target: ObjectKind::Chunk,
+            size,
+            id,
+        };
+        return (file_ref, vec![(id, Object::Chunk(contents.to_vec()))]);
+    }
+    let mut objects = Vec::new();
+    let mut chunks = Vec::new();
+    for piece in contents.chunks(PIECE) {
+        let id = chunk_id(piece);
+        chunks.push(FileChunk {
+            id,
+            len: piece.len() as u32,
+        });
+        if !objects.iter().any(|(seen, _)| *seen == id) {
+            objects.push((id, Object::Chunk(piece.to_vec())));
+        }
+    }
+    // Pieces are within the chunk rules by construction; only a file past MAX_FILE_SIZE fails,
+    // and no caller holds one in memory.
+    let file = FileObject::new(chunks).expect("fixed pieces satisfy the file object rules");
+    let object = Object::File(file);
+    let id = object.id();
+    objects.push((id, object));
+    let file_ref = FileRef {
+        kind: EntryKind::File,
+        target: ObjectKind::File,
+        size,
+        id,
+    };
+    (file_ref, objects)
+}
+
+/// Reads the whole tree under `root` back into a listing.
+pub fn flatten(source: &impl ObjectSource, root: &ObjectId) -> Result<Listing, TreeError> {
+    let mut listing = Listing::new();
+    let dir = source.dir(root).ok_or(TreeError::Missing {
+        id: *root,
+        path: None,
+    })?;
+    flatten_into(source, &dir, None, &mut listing)?;
+    Ok(listing)
+}
+
+fn flatten_into(
+    source: &impl ObjectSource,
+    dir: &Dir,
+    parent: Option<&Path>,
+    listing: &mut Listing,
+) -> Result<(), TreeError> {
+    for entry in dir.entries() {
+        let path = Path::join(parent, &entry.name)?;
+        if entry.kind == EntryKind::Dir {
+            let child = source.dir(&entry.id).ok_or_else(|| TreeError::Missing {
+                id: entry.id,
+                path: Some(path.clone()),
+            })?;
+            if child.entries().is_empty() {
+                listing.insert(path, FileRef::empty_dir());
+            } else {
+                flatten_into(source, &child, Some(&path), listing)?;
+            }
+        } else {
+            listing.insert(
+                path,
+                FileRef {
+                    kind: entry.kind,
+                    target: entry.target,
+                    size: entry.size,
+                    id: entry.id,
+                },
+            );
+        }
+    }
+    Ok(())
+}
