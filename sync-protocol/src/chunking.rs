@@ -1,1 +1,427 @@
-//! Not written yet.
+//! Content-defined chunking and the client's encode pipeline: chunk, hash, compress.
+//!
+//! Files are cut with FastCDC (the 2020 variant, normalization level 1, the crate's standard gear
+//! table) at [`CHUNK_MIN_SIZE`] / [`CHUNK_AVG_SIZE`] / [`CHUNK_MAX_SIZE`]. Cut points depend only
+//! on the bytes near them, so an edit in a large file changes the chunks around the edit and
+//! leaves the rest, and their ids, as they were. The parameters are part of the format in
+//! practice: two clients that chunk differently still interoperate, but stop sharing chunks.
+//!
+//! [`ObjectEncoder::encode_file`] turns a file's bytes into the objects that store it, each as an
+//! [`EncodedObject`]: id, kind and zstd frame, ready for an object stream. It hashes chunk bodies
+//! where they lie (no copy) and reuses one zstd context and two scratch buffers across objects,
+//! so the only allocation per object is its final, exactly sized frame.
+
+use std::collections::HashSet;
+use std::ops::Range;
+
+use fastcdc::v2020;
+
+use crate::compress::COMPRESSION_LEVEL;
+use crate::id::ObjectId;
+use crate::limits::{CHUNK_AVG_SIZE, CHUNK_MAX_SIZE, CHUNK_MIN_SIZE, MAX_FILE_SIZE};
+use crate::object::{
+    EntryKind, FORMAT_VERSION, FileChunk, FileObject, Object, ObjectError, ObjectKind, chunk_id,
+};
+
+/// The FastCDC masks for [`CHUNK_AVG_SIZE`] at normalization level 1, as
+/// `fastcdc::v2020::FastCDC::new` derives them: `MASKS[log2(avg) ± 1]`. Computing them here lets
+/// [`chunk_boundaries`] call the crate's `cut` directly, without the two gear tables that every
+/// `FastCDC` value allocates.
+const AVG_BITS: usize = CHUNK_AVG_SIZE.trailing_zeros() as usize;
+const MASK_S: u64 = v2020::MASKS[AVG_BITS + 1];
+const MASK_L: u64 = v2020::MASKS[AVG_BITS - 1];
+
+const _: () = assert!(CHUNK_AVG_SIZE.is_power_of_two());
+const _: () = assert!(CHUNK_MIN_SIZE >= v2020::MINIMUM_MIN && CHUNK_MIN_SIZE <= v2020::MINIMUM_MAX);
+const _: () = assert!(CHUNK_AVG_SIZE >= v2020::AVERAGE_MIN && CHUNK_AVG_SIZE <= v2020::AVERAGE_MAX);
+const _: () = assert!(CHUNK_MAX_SIZE >= v2020::MAXIMUM_MIN && CHUNK_MAX_SIZE <= v2020::MAXIMUM_MAX);
+
+/// The byte ranges a file is cut into, in order. They cover `data` exactly; every range but the
+/// last is at least [`CHUNK_MIN_SIZE`] long, none is longer than [`CHUNK_MAX_SIZE`], data of at
+/// most [`CHUNK_MIN_SIZE`] bytes is one range, and empty data is one empty range.
+pub fn chunk_boundaries(data: &[u8]) -> ChunkBoundaries<'_> {
+    ChunkBoundaries {
+        data,
+        offset: 0,
+        empty_pending: data.is_empty(),
+    }
+}
+
+/// The iterator returned by [`chunk_boundaries`].
+#[derive(Debug, Clone)]
+pub struct ChunkBoundaries<'a> {
+    data: &'a [u8],
+    offset: usize,
+    /// Empty data still has one (empty) chunk; this is set until it has been returned.
+    empty_pending: bool,
+}
+
+impl Iterator for ChunkBoundaries<'_> {
+    type Item = Range<usize>;
+
+    fn next(&mut self) -> Option<Range<usize>> {
+        if self.empty_pending {
+            self.empty_pending = false;
+            return Some(0..0);
+        }
+        let rest = self
+            .data
+            .get(self.offset..)
+            .filter(|rest| !rest.is_empty())?;
+        let (_hash, len) = v2020::cut(
+            rest,
+            CHUNK_MIN_SIZE as usize,
+            CHUNK_AVG_SIZE as usize,
+            CHUNK_MAX_SIZE as usize,
+            MASK_S,
+            MASK_L,
+            MASK_S << 1,
+            MASK_L << 1,
+        );
+        // `cut` always makes progress on non-empty input; guard anyway so a future version of
+        // the crate cannot turn this into an endless loop.
+        let len = len.clamp(1, rest.len());
+        let start = self.offset;
+        self.offset += len;
+        Some(start..self.offset)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let rest = self.data.len() - self.offset;
+        let low = rest.div_ceil(CHUNK_MAX_SIZE as usize) + usize::from(self.empty_pending);
+        let high = rest.div_ceil(CHUNK_MIN_SIZE as usize) + usize::from(self.empty_pending);
+        (low, Some(high))
+    }
+}
+
+/// One object ready to store or send: its id, kind and the zstd frame of its encoding.
+#[derive(Clone, PartialEq, Eq)]
+pub struct EncodedObject {
+    pub id: ObjectId,
+    pub kind: ObjectKind,
+    /// One zstd frame of the object's canonical encoding, as [`crate::verify_frame`] accepts it.
+    pub frame: Vec<u8>,
+    /// The length of the uncompressed encoding, header included.
+    pub encoded_len: usize,
+}
+
+impl std::fmt::Debug for EncodedObject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The frame bytes are noise in a debug print; their length is what matters.
+        f.debug_struct("EncodedObject")
+            .field("id", &self.id)
+            .field("kind", &self.kind)
+            .field("frame_len", &self.frame.len())
+            .field("encoded_len", &self.encoded_len)
+            .finish()
+    }
+}
+
+/// A file turned into objects: what its dir entry says, and the objects to store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncodedFile {
+    /// [`EntryKind::File`] or [`EntryKind::Executable`].
+    pub kind: EntryKind,
+    /// [`ObjectKind::Chunk`] for a one-chunk file, [`ObjectKind::File`] otherwise.
+    pub target: ObjectKind,
+    /// The file's length in bytes.
+    pub size: u64,
+    /// The id the dir entry points at: the only chunk, or the file object.
+    pub id: ObjectId,
+    /// Every distinct object of the file, children first: its chunks in file order (a chunk that
+    /// repeats inside the file appears once), then the file object if there is one. This is the
+    /// order an upload must respect.
+    pub objects: Vec<EncodedObject>,
+}
+
+/// The client's encode pipeline, holding what it reuses from one object to the next: a zstd
+/// compression context and two scratch buffers. Make one per thread and keep it.
+pub struct ObjectEncoder {
+    compressor: zstd::bulk::Compressor<'static>,
+    /// Scratch: the encoding of the object being compressed (header, then body).
+    encoded: Vec<u8>,
+    /// Scratch: the frame being written, sized for the largest chunk.
+    frame: Vec<u8>,
+}
+
+impl std::fmt::Debug for ObjectEncoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ObjectEncoder")
+            .field("level", &COMPRESSION_LEVEL)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for ObjectEncoder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ObjectEncoder {
+    pub fn new() -> Self {
+        // Creating a context only fails when zstd cannot allocate it.
+        let compressor =
+            zstd::bulk::Compressor::new(COMPRESSION_LEVEL).expect("zstd compression context");
+        let largest_chunk = crate::limits::OBJECT_HEADER_LEN + CHUNK_MAX_SIZE as usize;
+        Self {
+            compressor,
+            encoded: Vec::with_capacity(largest_chunk),
+            frame: Vec::with_capacity(zstd::zstd_safe::compress_bound(largest_chunk)),
+        }
+    }
+
+    /// Cuts `data` into chunks, hashes and compresses them, and adds a file object when there is
+    /// more than one chunk. Fails only for data larger than [`MAX_FILE_SIZE`].
+    pub fn encode_file(
+        &mut self,
+        data: &[u8],
+        executable: bool,
+    ) -> Result<EncodedFile, ObjectError> {
+        if data.len() as u64 > MAX_FILE_SIZE {
+            return Err(ObjectError::FileTooLarge(data.len() as u64));
+        }
+        let kind = if executable {
+            EntryKind::Executable
+        } else {
+            EntryKind::File
+        };
+        let boundaries = chunk_boundaries(data);
+        let mut chunks = Vec::with_capacity(boundaries.size_hint().0);
+        let mut objects = Vec::with_capacity(boundaries.size_hint().0 + 1);
+        // Most files have no repeated chunk; the set only costs anything for files of several.
+        let mut seen = HashSet::new();
+        for range in boundaries {
+            let body = &data[range];
+            let id = chunk_id(body);
+            chunks.push(FileChunk {
+                id,
+                // A chunk is at most CHUNK_MAX_SIZE bytes, so its length fits.
+                len: body.len() as u32,
+            });
+            if seen.insert(id) {
+                objects.push(self.compress_parts(id, ObjectKind::Chunk, body));
+            }
+        }
+        let size = data.len() as u64;
+        if let [only] = chunks.as_slice() {
+            return Ok(EncodedFile {
+                kind,
+                target: ObjectKind::Chunk,
+                size,
+                id: only.id,
+                objects,
+            });
+        }
+        let file = Object::File(FileObject::new(chunks)?);
+        let file_object = self.encode_object(&file);
+        let id = file_object.id;
+        objects.push(file_object);
+        Ok(EncodedFile {
+            kind,
+            target: ObjectKind::File,
+            size,
+            id,
+            objects,
+        })
+    }
+
+    /// Hashes and compresses any object (a dir, typically; files go through
+    /// [`ObjectEncoder::encode_file`]).
+    pub fn encode_object(&mut self, object: &Object) -> EncodedObject {
+        match object {
+            Object::Chunk(body) => self.compress_parts(chunk_id(body), ObjectKind::Chunk, body),
+            _ => {
+                let encoded = object.encode();
+                let id = ObjectId::of_encoded(&encoded);
+                self.compress_whole(id, object.kind(), &encoded)
+            }
+        }
+    }
+
+    /// Compresses the object whose encoding is the header of `kind` followed by `body`.
+    fn compress_parts(&mut self, id: ObjectId, kind: ObjectKind, body: &[u8]) -> EncodedObject {
+        let mut encoded = std::mem::take(&mut self.encoded);
+        encoded.clear();
+        encoded.extend_from_slice(&[kind.tag(), FORMAT_VERSION]);
+        encoded.extend_from_slice(body);
+        let object = self.compress_whole(id, kind, &encoded);
+        self.encoded = encoded;
+        object
+    }
+
+    fn compress_whole(&mut self, id: ObjectId, kind: ObjectKind, encoded: &[u8]) -> EncodedObject {
+        let bound = zstd::zstd_safe::compress_bound(encoded.len());
+        self.frame.clear();
+        self.frame.reserve(bound);
+        // With room for the worst case, compressing a buffer fails only if zstd cannot allocate.
+        let written = self
+            .compressor
+            .compress_to_buffer(encoded, &mut self.frame)
+            .expect("zstd compression of a buffer");
+        debug_assert_eq!(written, self.frame.len());
+        EncodedObject {
+            id,
+            kind,
+            frame: self.frame.as_slice().to_vec(),
+            encoded_len: encoded.len(),
+        }
+    }
+}
+
+/// [`ObjectEncoder::encode_file`] with a one-off encoder. Keep an [`ObjectEncoder`] instead when
+/// encoding many files.
+pub fn encode_file(data: &[u8], executable: bool) -> Result<EncodedFile, ObjectError> {
+    ObjectEncoder::new().encode_file(data, executable)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compress::verify_frame_of_kind;
+
+    /// Deterministic pseudo-random bytes (xorshift), so tests need no rand crate.
+    fn noise(len: usize, mut state: u64) -> Vec<u8> {
+        let mut out = Vec::with_capacity(len + 8);
+        while out.len() < len {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            out.extend_from_slice(&state.to_le_bytes());
+        }
+        out.truncate(len);
+        out
+    }
+
+    fn check_boundaries(data: &[u8]) -> Vec<Range<usize>> {
+        let ranges: Vec<_> = chunk_boundaries(data).collect();
+        assert!(!ranges.is_empty());
+        let mut expected_start = 0;
+        for (index, range) in ranges.iter().enumerate() {
+            assert_eq!(range.start, expected_start);
+            assert!(range.len() <= CHUNK_MAX_SIZE as usize);
+            if index + 1 < ranges.len() {
+                assert!(range.len() >= CHUNK_MIN_SIZE as usize);
+            }
+            expected_start = range.end;
+        }
+        assert_eq!(expected_start, data.len());
+        ranges
+    }
+
+    fn check_encoded(file: &EncodedFile, data: &[u8]) {
+        assert_eq!(file.size, data.len() as u64);
+        assert_eq!(file.objects.last().map(|o| o.id), Some(file.id));
+        assert_eq!(file.objects.last().map(|o| o.kind), Some(file.target));
+        let mut rebuilt = Vec::new();
+        let mut chunks = std::collections::HashMap::new();
+        for object in &file.objects {
+            let (decoded, encoded) =
+                verify_frame_of_kind(&object.id, object.kind, &object.frame).unwrap();
+            assert_eq!(encoded.len(), object.encoded_len);
+            match decoded {
+                Object::Chunk(body) => {
+                    chunks.insert(object.id, body);
+                }
+                Object::File(file_object) => {
+                    for chunk in file_object.chunks() {
+                        // Children come first: every chunk was already seen.
+                        rebuilt.extend_from_slice(&chunks[&chunk.id]);
+                    }
+                }
+                Object::Dir(_) => panic!("a file encodes to no dir"),
+            }
+        }
+        if file.target == ObjectKind::Chunk {
+            assert_eq!(file.objects.len(), 1);
+            rebuilt = chunks.remove(&file.id).unwrap();
+        }
+        assert_eq!(rebuilt, data);
+    }
+
+    #[test]
+    fn matches_the_crates_own_iterator() {
+        let data = noise(3 << 20, 7);
+        let ours: Vec<_> = chunk_boundaries(&data).collect();
+        let theirs: Vec<_> =
+            v2020::FastCDC::new(&data, CHUNK_MIN_SIZE, CHUNK_AVG_SIZE, CHUNK_MAX_SIZE)
+                .map(|chunk| chunk.offset..chunk.offset + chunk.length)
+                .collect();
+        assert_eq!(ours, theirs);
+        assert!(
+            ours.len() > 20,
+            "about 3 MiB / 64 KiB chunks, got {}",
+            ours.len()
+        );
+    }
+
+    #[test]
+    fn sizes_at_the_edges() {
+        assert_eq!(check_boundaries(&[]), vec![0..0]);
+        assert_eq!(check_boundaries(b"x"), vec![0..1]);
+        let min = CHUNK_MIN_SIZE as usize;
+        assert_eq!(check_boundaries(&noise(min, 1)).len(), 1);
+        // One past the minimum may be cut, but never into a chunk under the minimum.
+        check_boundaries(&noise(min + 1, 1));
+        // Data without any cut point (all zeros) is cut at the maximum.
+        let zeros = vec![0u8; 3 * CHUNK_MAX_SIZE as usize + 5];
+        let ranges = check_boundaries(&zeros);
+        assert_eq!(ranges.len(), 4);
+        assert_eq!(ranges[3].len(), 5);
+    }
+
+    #[test]
+    fn empty_and_small_files_are_one_chunk() {
+        for data in [
+            Vec::new(),
+            b"hello".to_vec(),
+            noise(CHUNK_MIN_SIZE as usize, 3),
+        ] {
+            let file = encode_file(&data, false).unwrap();
+            assert_eq!(file.target, ObjectKind::Chunk);
+            assert_eq!(file.kind, EntryKind::File);
+            assert_eq!(file.id, chunk_id(&data));
+            check_encoded(&file, &data);
+        }
+        let file = encode_file(b"#!/bin/sh\n", true).unwrap();
+        assert_eq!(file.kind, EntryKind::Executable);
+    }
+
+    #[test]
+    fn large_files_get_a_file_object() {
+        let mut encoder = ObjectEncoder::new();
+        let data = noise(1 << 20, 11);
+        let file = encoder.encode_file(&data, false).unwrap();
+        assert_eq!(file.target, ObjectKind::File);
+        assert!(file.objects.len() > 3);
+        check_encoded(&file, &data);
+        // The encoder is reusable and deterministic.
+        assert_eq!(encoder.encode_file(&data, false).unwrap(), file);
+    }
+
+    #[test]
+    fn repeated_chunks_are_listed_once() {
+        let zeros = vec![0u8; 4 * CHUNK_MAX_SIZE as usize];
+        let file = encode_file(&zeros, false).unwrap();
+        assert_eq!(file.target, ObjectKind::File);
+        // One distinct chunk, then the file object listing it four times.
+        assert_eq!(file.objects.len(), 2);
+        check_encoded(&file, &zeros);
+    }
+
+    #[test]
+    fn encode_object_matches_object_id() {
+        let mut encoder = ObjectEncoder::new();
+        for object in [
+            Object::Dir(crate::object::Dir::empty()),
+            Object::Chunk(b"abc".to_vec()),
+        ] {
+            let encoded = encoder.encode_object(&object);
+            assert_eq!(encoded.id, object.id());
+            assert_eq!(encoded.encoded_len, object.encoded_len());
+            let (decoded, _) =
+                verify_frame_of_kind(&encoded.id, encoded.kind, &encoded.frame).unwrap();
+            assert_eq!(decoded, object);
+        }
+    }
+}
