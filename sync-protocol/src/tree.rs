@@ -425,6 +425,14 @@ fn emit(
             error,
         })?;
         let entry = match child {
+            Child::Leaf(_, file_ref) if file_ref.is_dir() => {
+                // An empty dir is an object of the tree like any other.
+                let empty = Object::Dir(Dir::empty());
+                if seen.insert(file_ref.id) {
+                    out.push((file_ref.id, empty));
+                }
+                DirEntry::dir(name, file_ref.id)
+            }
             Child::Leaf(_, file_ref) => DirEntry {
                 name,
                 kind: file_ref.kind,
@@ -488,11 +496,7 @@ where
         listing.insert(path, file_ref);
     }
     for path in dirs {
-        let has_descendant = listing
-            .range(path.clone()..)
-            .next()
-            .is_some_and(|(next, _)| is_under(next, &path));
-        if has_descendant {
+        if has_descendant(&listing, &path) {
             continue;
         }
         match listing.get(&path) {
@@ -507,13 +511,7 @@ where
     // An empty dir listed before a file was found under it is dropped here.
     let redundant: Vec<Path> = listing
         .iter()
-        .filter(|(path, file_ref)| {
-            file_ref.is_dir()
-                && listing
-                    .range((*path).clone()..)
-                    .nth(1)
-                    .is_some_and(|(next, _)| is_under(next, path))
-        })
+        .filter(|(path, file_ref)| file_ref.is_dir() && has_descendant(&listing, path))
         .map(|(path, _)| path.clone())
         .collect();
     for path in redundant {
@@ -530,6 +528,16 @@ where
         listing,
         objects,
     })
+}
+
+/// Whether `listing` has a path strictly under `dir`. Paths under `dir` all start with `dir/`,
+/// so the first key from `dir/` on is one of them if any is.
+fn has_descendant(listing: &Listing, dir: &Path) -> bool {
+    let start = Path(format!("{}/", dir.0));
+    listing
+        .range(start..)
+        .next()
+        .is_some_and(|(next, _)| is_under(next, dir))
 }
 
 /// Whether `path` lies strictly under `dir`.
