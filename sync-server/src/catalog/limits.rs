@@ -1,0 +1,27 @@
+//! The catalog's limits on stored text. Each is checked by both implementations before anything
+//! is written, and past it the caller gets [`CatalogError::Invalid`](super::CatalogError::Invalid)
+//! naming the field.
+
+use std::time::Duration;
+
+/// Longest account, team or project name, in bytes.
+pub const MAX_NAME_LEN: usize = 100;
+/// Longest email address, in bytes (RFC 5321's path limit).
+pub const MAX_EMAIL_LEN: usize = 254;
+/// Longest stored password hash (a PHC string), in bytes.
+pub const MAX_PASSWORD_HASH_LEN: usize = 512;
+/// Longest token label, in bytes.
+pub const MAX_TOKEN_LABEL_LEN: usize = 100;
+/// Longest version message, in bytes.
+pub const MAX_MESSAGE_LEN: usize = 4096;
+/// Longest push id, in characters (ASCII).
+pub const MAX_PUSH_ID_LEN: usize = 64;
+/// Longest node address, in bytes.
+pub const MAX_NODE_ADDRESS_LEN: usize = 255;
+/// Most versions one history page returns; larger requests are capped, not refused.
+pub const MAX_VERSION_PAGE: u32 = 1000;
+/// Versions per history page when the caller does not say.
+pub const DEFAULT_VERSION_PAGE: u32 = 50;
+/// A token's `last_used` is rewritten at most this often, so authenticating a request is not a
+/// database write every time.
+pub const TOKEN_LAST_USED_RESOLUTION: Duration = Duration::from_secs(60);

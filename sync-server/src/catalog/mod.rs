@@ -1,0 +1,190 @@
+//! The catalog: accounts, tokens, teams, projects, every project's head and history, push
+//! receipts and cluster nodes (DESIGN section 4).
+//!
+//! One trait, [`Catalog`], with two implementations that pass one conformance suite
+//! (`sync-server/tests/catalog_conformance.rs`):
+//!
+//! - `PostgresCatalog`: tokio-postgres over a deadpool pool, for clusters. The schema is the
+//!   SQL files in `migrations/`, applied in order at start under a `pg_advisory_lock`, so many
+//!   nodes may start at once.
+//! - `SqliteCatalog`: rusqlite (bundled) in one file of the data folder, WAL mode, for the
+//!   single-node default. Its schema is `migrations/sqlite/`. Blocking calls run on
+//!   `spawn_blocking`.
+//!
+//! The trait uses `async-trait` so the server can hold an `Arc<dyn Catalog>` and pick the
+//! implementation from its configuration at run time.
+//!
+//! # The commit, the one write that matters
+//!
+//! [`Catalog::commit`] is one transaction: a conditional update of the project's head
+//! (`WHERE head_version = base`), the insert of the version row and the insert of the push
+//! receipt. It is the linearization point of every push (DESIGN section 1), so:
+//!
+//! - a stale base gets [`CommitOutcome::Conflict`] carrying the current head, and writes only
+//!   the receipt;
+//! - a retry with the same push id (same base and root) gets the original outcome, marked
+//!   `replayed`, and never commits twice; a committed receipt returns the committed version, a
+//!   conflict receipt returns a conflict with the head as it is now;
+//! - the same push id with a different base or root is [`CatalogError::PushIdReused`].
+//!
+//! Names (account, email, team, and project within its team) are unique ignoring case: the
+//! catalog stores a lowercase key beside each (Rust's `str::to_lowercase`, so both databases
+//! fold identically).
+
+mod error;
+pub mod limits;
+mod types;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+pub use error::{CatalogError, Entity, Field};
+pub use types::{
+    Account, AccountCredentials, AccountId, Authenticated, CommitOutcome, CommitRequest, Member,
+    NewAccount, Node, NodeId, PROJECT_CREATED_MESSAGE, ParseCatalogIdError, Project, ProjectId,
+    PushId, RestoreRequest, Role, Team, TeamId, TeamMembership, Timestamp, Token, TokenHash,
+    TokenId, Version, VersionNumber, VersionPage, VisibleProject, empty_root,
+};
+
+/// Shorthand for catalog results.
+pub type Result<T, E = CatalogError> = std::result::Result<T, E>;
+
+/// Everything the server keeps in its database. See the module doc for the commit's rules.
+///
+/// Lookups that find nothing return `Ok(None)` (or an empty list); writes that need a row that
+/// does not exist return [`CatalogError::NotFound`]. Access control is the caller's: the catalog
+/// answers [`Catalog::project_role`], the API decides.
+#[async_trait]
+pub trait Catalog: Send + Sync + std::fmt::Debug {
+    // Accounts.
+
+    /// Creates an account. A taken name or email is [`CatalogError::AlreadyExists`].
+    async fn create_account(&self, account: NewAccount) -> Result<Account>;
+
+    async fn account(&self, id: AccountId) -> Result<Option<Account>>;
+
+    /// The account whose name or email equals `login`, ignoring case, with its password hash.
+    async fn account_credentials(&self, login: &str) -> Result<Option<AccountCredentials>>;
+
+    /// Replaces an account's password hash (a PHC string).
+    async fn set_password_hash(&self, account: AccountId, password_hash: &str) -> Result<()>;
+
+    // Tokens.
+
+    /// Stores a new token for `account`. Only the hash of its secret is kept.
+    async fn create_token(
+        &self,
+        account: AccountId,
+        label: &str,
+        secret_hash: TokenHash,
+    ) -> Result<Token>;
+
+    /// The owner of the unrevoked token with this secret hash, touching its `last_used` (at most
+    /// once per [`limits::TOKEN_LAST_USED_RESOLUTION`]).
+    async fn authenticate_token(&self, secret_hash: &TokenHash) -> Result<Option<Authenticated>>;
+
+    /// An account's tokens, revoked ones included, oldest first.
+    async fn tokens(&self, account: AccountId) -> Result<Vec<Token>>;
+
+    /// Revokes one of `account`'s tokens. Revoking twice keeps the first time; another account's
+    /// token is [`CatalogError::NotFound`].
+    async fn revoke_token(&self, account: AccountId, token: TokenId) -> Result<()>;
+
+    // Teams.
+
+    /// Creates a team with `owner` as its first member, role owner, in one transaction.
+    async fn create_team(&self, name: &str, owner: AccountId) -> Result<Team>;
+
+    async fn team(&self, id: TeamId) -> Result<Option<Team>>;
+
+    /// The team with this name, ignoring case.
+    async fn team_by_name(&self, name: &str) -> Result<Option<Team>>;
+
+    /// The teams `account` belongs to, with its role in each, by name.
+    async fn teams_of(&self, account: AccountId) -> Result<Vec<TeamMembership>>;
+
+    /// Adds a member or changes their role. Demoting the last owner is
+    /// [`CatalogError::LastOwner`].
+    async fn set_member(&self, team: TeamId, account: AccountId, role: Role) -> Result<()>;
+
+    /// Removes a member; a non-member is [`CatalogError::NotFound`] and removing the last owner
+    /// is [`CatalogError::LastOwner`].
+    async fn remove_member(&self, team: TeamId, account: AccountId) -> Result<()>;
+
+    /// A team's members, by account name.
+    async fn members(&self, team: TeamId) -> Result<Vec<Member>>;
+
+    /// `account`'s role in `team`, if it is a member.
+    async fn team_role(&self, team: TeamId, account: AccountId) -> Result<Option<Role>>;
+
+    // Projects.
+
+    /// Creates a project whose head is version 0, the empty dir ([`empty_root`]), and writes
+    /// that version 0 with `creator` as author, in one transaction. A name taken in the team
+    /// (ignoring case) is [`CatalogError::AlreadyExists`].
+    async fn create_project(&self, team: TeamId, name: &str, creator: AccountId)
+    -> Result<Project>;
+
+    /// A project and its current head.
+    async fn project(&self, id: ProjectId) -> Result<Option<Project>>;
+
+    /// The project of `team` with this name, ignoring case.
+    async fn project_by_name(&self, team: TeamId, name: &str) -> Result<Option<Project>>;
+
+    /// Every project `account` may see (through its teams), with its role there, by team id and
+    /// project name.
+    async fn projects_visible_to(&self, account: AccountId) -> Result<Vec<VisibleProject>>;
+
+    /// `account`'s role on `project`, through the project's team; `None` if it may not see it
+    /// (or the project does not exist: the API must answer both alike).
+    async fn project_role(&self, account: AccountId, project: ProjectId) -> Result<Option<Role>>;
+
+    // History.
+
+    /// Moves the head, atomically and idempotently: see the module doc.
+    async fn commit(&self, request: CommitRequest) -> Result<CommitOutcome>;
+
+    /// A page of a project's history, newest first.
+    async fn versions(&self, project: ProjectId, page: VersionPage) -> Result<Vec<Version>>;
+
+    /// One version of a project.
+    async fn version(&self, project: ProjectId, number: VersionNumber) -> Result<Option<Version>>;
+
+    /// Restores an old version: a commit on `base_version` whose root is that version's root.
+    /// An unknown version is [`CatalogError::NotFound`].
+    async fn restore(&self, request: RestoreRequest) -> Result<CommitOutcome> {
+        let old = self
+            .version(request.project, request.version)
+            .await?
+            .ok_or_else(|| {
+                CatalogError::not_found(
+                    Entity::Version,
+                    format!("{} of project {}", request.version, request.project),
+                )
+            })?;
+        let message = request
+            .message
+            .unwrap_or_else(|| format!("Restore version {}", request.version));
+        self.commit(CommitRequest {
+            project: request.project,
+            push_id: request.push_id,
+            base_version: request.base_version,
+            root: old.root,
+            author: request.author,
+            message,
+        })
+        .await
+    }
+
+    // Cluster.
+
+    /// Registers `node` at `address`, or refreshes its heartbeat to now.
+    async fn heartbeat(&self, node: NodeId, address: &str) -> Result<()>;
+
+    /// Nodes whose last heartbeat is at most `max_age` old, by id.
+    async fn live_nodes(&self, max_age: Duration) -> Result<Vec<Node>>;
+
+    /// Unregisters a node (on clean shutdown). An unknown node is not an error.
+    async fn remove_node(&self, node: NodeId) -> Result<()>;
+}

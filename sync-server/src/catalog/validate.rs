@@ -1,0 +1,40 @@
+//! Input checks shared by both implementations, so they refuse exactly the same things.
+
+use super::error::{CatalogError, Field};
+use super::limits;
+
+/// Checks that `value` is non-empty (after trimming), at most `max` bytes and free of control
+/// characters.
+pub(super) fn text(field: Field, value: &str, max: usize) -> Result<(), CatalogError> {
+    let invalid = |reason: String| Err(CatalogError::Invalid { field, reason });
+    if value.trim().is_empty() {
+        return invalid("must not be empty".to_owned());
+    }
+    if value.len() > max {
+        return invalid(format!("{} bytes, more than the limit of {max}", value.len()));
+    }
+    if value.chars().any(char::is_control) {
+        return invalid("must not contain control characters".to_owned());
+    }
+    Ok(())
+}
+
+/// A version message: may be empty and may hold newlines, bounded in length.
+pub(super) fn message(value: &str) -> Result<(), CatalogError> {
+    if value.len() > limits::MAX_MESSAGE_LEN {
+        return Err(CatalogError::Invalid {
+            field: Field::Message,
+            reason: format!(
+                "{} bytes, more than the limit of {}",
+                value.len(),
+                limits::MAX_MESSAGE_LEN
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// The case-folded key that uniqueness is checked on.
+pub(super) fn fold(value: &str) -> String {
+    value.to_lowercase()
+}

@@ -1,0 +1,53 @@
+//! The object store's error type.
+
+use std::path::PathBuf;
+
+use sync_protocol::{CompressError, ObjectId};
+
+use crate::catalog::ProjectId;
+
+/// Why an object store operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// A stored value is not the object its key names (bad hash, not a frame, not canonical,
+    /// too large). The object is never served; fsck should report it and a re-upload repair it.
+    #[error("stored object {id} of project {project} is corrupt: {error}")]
+    Integrity {
+        project: ProjectId,
+        id: ObjectId,
+        #[source]
+        error: Box<CompressError>,
+    },
+    /// A stored value longer than any valid frame; it was not read.
+    #[error("stored object {id} of project {project} is {len} bytes, more than any valid frame")]
+    Oversized {
+        project: ProjectId,
+        id: ObjectId,
+        len: u64,
+    },
+    /// A local file operation failed.
+    #[error("object store {operation} failed at {path}: {source}")]
+    Io {
+        operation: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// S3 (or the SDK) failed, after its retries.
+    #[error("S3 {operation} of {key} failed: {message}")]
+    S3 {
+        operation: &'static str,
+        key: String,
+        message: String,
+    },
+    /// The store could not be set up (bad settings, bucket missing).
+    #[error("object store configuration: {0}")]
+    Config(String),
+    /// Anything else that failed inside a backend.
+    #[error("object store {operation} failed: {message}")]
+    Backend {
+        operation: &'static str,
+        message: String,
+    },
+}

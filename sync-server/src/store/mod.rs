@@ -1,0 +1,218 @@
+//! The object store: immutable, content-addressed objects, namespaced per project (DESIGN
+//! section 4).
+//!
+//! Keys are `objects/<project-id>/<id-hex>` (under an optional prefix); a value is the object's
+//! zstd frame exactly as the client sent it. Objects are immutable and writes idempotent.
+//!
+//! Two layers:
+//!
+//! - [`ObjectBackend`], the raw, batch-oriented trait that each place objects can live
+//!   implements: `S3Backend` (aws-sdk-s3), `FsBackend` (a local folder) and
+//!   `MemoryBackend` (unit tests only). It moves bytes and counts requests; it does not verify.
+//!   It uses `async-trait` so the server can pick a backend at run time (`Arc<dyn ObjectBackend>`)
+//!   and a later cache or pack layout can wrap one.
+//! - [`ObjectStore`], the one type callers use: a cheap-to-clone handle over a backend that
+//!   verifies every read with [`sync_protocol::verify_frame`]. A frame that is not the object its
+//!   key names is [`StoreError::Integrity`] naming the id, never data.
+//!
+//! Every method takes a batch, never one object per call, so a later layout that packs a push
+//! into one S3 object changes only the backend. Each backend counts its requests by kind
+//! ([`RequestCounts`]), which is how pushes and cold loads are measured.
+//!
+//! What the store does *not* do: check the closure invariant or verify frames on write. The
+//! push handler verifies each frame (it needs the decoded objects for the closure check) before
+//! calling [`ObjectStore::put_many`]; verifying again here would double the CPU cost of a push.
+
+mod counts;
+mod error;
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use sync_protocol::{Object, ObjectId};
+
+use crate::catalog::ProjectId;
+
+pub use counts::{RequestCounters, RequestCounts};
+pub use error::StoreError;
+
+/// Shorthand for store results.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// The largest stored frame a read accepts, in bytes: zstd's worst-case expansion of the largest
+/// object, rounded up. A longer value cannot be a valid object and is not read into memory.
+pub const MAX_FRAME_SIZE: usize =
+    sync_protocol::limits::MAX_OBJECT_SIZE + sync_protocol::limits::MAX_OBJECT_SIZE / 128 + 4096;
+
+/// The key of an object under a store's prefix: `<prefix>objects/<project>/<id>`. The prefix,
+/// if not empty, should end with `/`.
+pub fn object_key(prefix: &str, project: &ProjectId, id: &ObjectId) -> String {
+    format!("{}{id}", project_prefix(prefix, project))
+}
+
+/// The common prefix of a project's keys: `<prefix>objects/<project>/`.
+pub fn project_prefix(prefix: &str, project: &ProjectId) -> String {
+    format!("{prefix}objects/{project}/")
+}
+
+/// A place objects live. Raw bytes in, raw bytes out: [`ObjectStore`] verifies.
+///
+/// Implementations must be idempotent (putting an existing object succeeds and leaves it as it
+/// was) and must never report an object present before it is durable.
+#[async_trait]
+pub trait ObjectBackend: Send + Sync + fmt::Debug {
+    /// Stores each frame under its id. Existing objects are left as they are.
+    async fn put_many(&self, project: &ProjectId, objects: Vec<(ObjectId, Bytes)>) -> Result<()>;
+
+    /// The stored frames of `ids`, in the same order; `None` where absent. Unverified.
+    async fn get_many(&self, project: &ProjectId, ids: &[ObjectId]) -> Result<Vec<Option<Bytes>>>;
+
+    /// The ids among `ids` that are not stored, in their order, without duplicates.
+    async fn missing(&self, project: &ProjectId, ids: &[ObjectId]) -> Result<Vec<ObjectId>>;
+
+    /// Every object id stored for `project`, in no particular order (for fsck and GC). Keys
+    /// under the project's prefix that are not object ids are skipped.
+    async fn list(&self, project: &ProjectId) -> Result<Vec<ObjectId>>;
+
+    /// Deletes these objects; absent ones are not an error (for GC and project deletion).
+    async fn delete_many(&self, project: &ProjectId, ids: &[ObjectId]) -> Result<()>;
+
+    /// The requests made so far, by kind.
+    fn request_counts(&self) -> RequestCounts;
+}
+
+/// An object read back and verified: the stored frame and the decoded object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedObject {
+    /// The zstd frame as stored, to send on without recompressing.
+    pub frame: Bytes,
+    pub object: Object,
+}
+
+/// The handle the server uses: a backend plus verification of every read. Clones share the
+/// backend.
+#[derive(Debug, Clone)]
+pub struct ObjectStore {
+    backend: Arc<dyn ObjectBackend>,
+}
+
+impl ObjectStore {
+    pub fn new(backend: impl ObjectBackend + 'static) -> Self {
+        Self {
+            backend: Arc::new(backend),
+        }
+    }
+
+    pub fn from_arc(backend: Arc<dyn ObjectBackend>) -> Self {
+        Self { backend }
+    }
+
+    /// The backend, e.g. to read its request counts.
+    pub fn backend(&self) -> &Arc<dyn ObjectBackend> {
+        &self.backend
+    }
+
+    /// Stores frames the caller has already verified (see the module doc). Idempotent.
+    pub async fn put_many(
+        &self,
+        project: &ProjectId,
+        objects: Vec<(ObjectId, Bytes)>,
+    ) -> Result<()> {
+        if objects.is_empty() {
+            return Ok(());
+        }
+        self.backend.put_many(project, objects).await
+    }
+
+    /// The verified frames of `ids`, in order; `None` where absent. Any stored frame that is
+    /// not its object fails the whole call with [`StoreError::Integrity`].
+    pub async fn get_many(
+        &self,
+        project: &ProjectId,
+        ids: &[ObjectId],
+    ) -> Result<Vec<Option<Bytes>>> {
+        let objects = self.get_objects(project, ids).await?;
+        Ok(objects
+            .into_iter()
+            .map(|object| object.map(|verified| verified.frame))
+            .collect())
+    }
+
+    /// Like [`ObjectStore::get_many`], with each object decoded (the server walks dirs).
+    pub async fn get_objects(
+        &self,
+        project: &ProjectId,
+        ids: &[ObjectId],
+    ) -> Result<Vec<Option<VerifiedObject>>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let frames = self.backend.get_many(project, ids).await?;
+        if frames.len() != ids.len() {
+            return Err(StoreError::Backend {
+                operation: "get",
+                message: format!("asked for {} objects, got {}", ids.len(), frames.len()),
+            });
+        }
+        let ids = ids.to_vec();
+        let project = *project;
+        // Decompressing and hashing is CPU work: keep it off the async workers.
+        tokio::task::spawn_blocking(move || verify_all(&project, &ids, frames))
+            .await
+            .map_err(|error| StoreError::Backend {
+                operation: "verify",
+                message: error.to_string(),
+            })?
+    }
+
+    /// The ids among `ids` that are not stored, in their order, without duplicates.
+    pub async fn missing(&self, project: &ProjectId, ids: &[ObjectId]) -> Result<Vec<ObjectId>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.backend.missing(project, ids).await
+    }
+
+    /// Every object id stored for `project` (fsck, GC).
+    pub async fn list(&self, project: &ProjectId) -> Result<Vec<ObjectId>> {
+        self.backend.list(project).await
+    }
+
+    /// Deletes objects (GC, project deletion). Absent ones are not an error.
+    pub async fn delete_many(&self, project: &ProjectId, ids: &[ObjectId]) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        self.backend.delete_many(project, ids).await
+    }
+
+    /// The backend's requests so far, by kind.
+    pub fn request_counts(&self) -> RequestCounts {
+        self.backend.request_counts()
+    }
+}
+
+fn verify_all(
+    project: &ProjectId,
+    ids: &[ObjectId],
+    frames: Vec<Option<Bytes>>,
+) -> Result<Vec<Option<VerifiedObject>>> {
+    ids.iter()
+        .zip(frames)
+        .map(|(id, frame)| {
+            let Some(frame) = frame else {
+                return Ok(None);
+            };
+            match sync_protocol::verify_frame(id, &frame) {
+                Ok((object, _encoded)) => Ok(Some(VerifiedObject { frame, object })),
+                Err(error) => Err(StoreError::Integrity {
+                    project: *project,
+                    id: *id,
+                    error: Box::new(error),
+                }),
+            }
+        })
+        .collect()
+}
