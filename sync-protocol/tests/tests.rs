@@ -2,5 +2,6 @@
 
 mod corpus_replay;
 mod props_codec;
+mod props_merge;
 mod props_tree;
 mod simulation;
