@@ -1,1 +1,826 @@
-//! Not written yet.
+//! A deterministic in-memory simulation of the sync protocol: one server, several clients,
+//! messages as Rust values, no sockets, no threads, no clock (quinn-proto's `Pair` in spirit).
+//!
+//! Every scenario counts round trips, objects and estimated bytes on the wire and asserts them:
+//! the protocol's promises (one round trip per push and pull, only changed objects travel, a
+//! no-op pull reads nothing, a retried push is not applied twice, a resumed upload sends only what
+//! is missing) are checked here before any server exists.
+//!
+//! Message sizes are estimates: a fixed allowance for each message's control fields, 32 bytes per
+//! id, and for each object the frame header of the object stream plus its zstd frame, exactly as
+//! `compress_object` produces it.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use sync_protocol::chunking;
+use sync_protocol::diff::{Change, diff_listings};
+use sync_protocol::negotiate::{NEGOTIATE_BATCH_SIZE, answer_question, negotiate};
+use sync_protocol::object::{EntryKind, Object, ObjectKind};
+use sync_protocol::plan::{plan_pull, plan_push};
+use sync_protocol::tree::{
+    FileRef, Listing, MemoryObjects, ObjectSource, Path, build_tree, empty_dir_id, flatten,
+    references,
+};
+use sync_protocol::{ObjectId, compress_object, verify_frame};
+
+/// Control fields of one message (ids, versions, push id, lengths), as a flat allowance.
+const CONTROL_BYTES: usize = 64;
+/// Per object in a stream: kind, id and frame length before the zstd frame.
+const FRAME_HEADER_BYTES: usize = 1 + 32 + 4;
+
+/// One object on the wire: its id and zstd frame.
+#[derive(Debug, Clone)]
+struct WireObject {
+    id: ObjectId,
+    frame: Vec<u8>,
+}
+
+impl WireObject {
+    fn of(id: ObjectId, object: &Object) -> Self {
+        Self {
+            id,
+            frame: compress_object(&object.encode()),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Request {
+    /// Pull the head; the client has `have_root`.
+    Pull { have_root: ObjectId },
+    Push {
+        push_id: u64,
+        base_version: u64,
+        new_root: ObjectId,
+        objects: Vec<WireObject>,
+    },
+    /// "Which of these ids are missing?"
+    Missing { ids: Vec<ObjectId> },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Response {
+    Pulled {
+        version: u64,
+        root: ObjectId,
+        objects: Vec<(ObjectId, Vec<u8>)>,
+    },
+    Committed {
+        version: u64,
+    },
+    Conflict {
+        head_version: u64,
+        head_root: ObjectId,
+    },
+    Missing {
+        ids: Vec<ObjectId>,
+    },
+    Rejected(String),
+}
+
+fn objects_bytes<'a>(frames: impl Iterator<Item = &'a Vec<u8>>) -> usize {
+    frames.map(|frame| FRAME_HEADER_BYTES + frame.len()).sum()
+}
+
+impl Request {
+    fn wire_size(&self) -> usize {
+        CONTROL_BYTES
+            + match self {
+                Self::Pull { .. } => 0,
+                Self::Push { objects, .. } => objects_bytes(objects.iter().map(|o| &o.frame)),
+                Self::Missing { ids } => 32 * ids.len(),
+            }
+    }
+
+    fn object_count(&self) -> usize {
+        match self {
+            Self::Push { objects, .. } => objects.len(),
+            _ => 0,
+        }
+    }
+}
+
+impl Response {
+    fn wire_size(&self) -> usize {
+        CONTROL_BYTES
+            + match self {
+                Self::Pulled { objects, .. } => objects_bytes(objects.iter().map(|(_, f)| f)),
+                Self::Missing { ids } => 32 * ids.len(),
+                _ => 0,
+            }
+    }
+
+    fn object_count(&self) -> usize {
+        match self {
+            Self::Pulled { objects, .. } => objects.len(),
+            _ => 0,
+        }
+    }
+}
+
+/// The server: an object store, a head, a history and push receipts.
+#[derive(Debug, Default)]
+struct SimServer {
+    objects: MemoryObjects,
+    /// The frames exactly as clients sent them; pulls stream these.
+    frames: HashMap<ObjectId, Vec<u8>>,
+    head_version: u64,
+    head_root: Option<ObjectId>,
+    /// (version, root, parent version).
+    history: Vec<(u64, ObjectId, u64)>,
+    /// Push id to the answer of the push that committed.
+    receipts: HashMap<u64, Response>,
+    /// Object reads from the store (planning reads plus streamed frames).
+    reads: usize,
+    /// Objects newly written to the store.
+    writes: usize,
+    /// When set, a push stores this many objects and then the connection dies.
+    cut_after: Option<usize>,
+}
+
+impl SimServer {
+    fn new() -> Self {
+        Self::default()
+    }
+
+    fn head_root(&self) -> ObjectId {
+        self.head_root.unwrap_or_else(empty_dir_id)
+    }
+
+    fn has(&self, id: &ObjectId) -> bool {
+        *id == empty_dir_id() || self.objects.contains(id)
+    }
+
+    fn handle(&mut self, request: Request) -> Option<Response> {
+        Some(match request {
+            Request::Pull { have_root } => self.pull(have_root),
+            Request::Missing { ids } => match answer_question(&ids, |id| self.has(id)) {
+                Ok(ids) => Response::Missing { ids },
+                Err(error) => Response::Rejected(error.to_string()),
+            },
+            Request::Push {
+                push_id,
+                base_version,
+                new_root,
+                objects,
+            } => {
+                if let Some(receipt) = self.receipts.get(&push_id) {
+                    return Some(receipt.clone());
+                }
+                for (index, object) in objects.iter().enumerate() {
+                    if self.cut_after == Some(index) {
+                        self.cut_after = None;
+                        return None;
+                    }
+                    if let Err(reason) = self.store(object) {
+                        return Some(Response::Rejected(reason));
+                    }
+                }
+                if !self.has(&new_root) {
+                    return Some(Response::Rejected(format!("root {new_root} not stored")));
+                }
+                if base_version != self.head_version {
+                    return Some(Response::Conflict {
+                        head_version: self.head_version,
+                        head_root: self.head_root(),
+                    });
+                }
+                self.head_version += 1;
+                self.head_root = Some(new_root);
+                self.history
+                    .push((self.head_version, new_root, base_version));
+                let answer = Response::Committed {
+                    version: self.head_version,
+                };
+                self.receipts.insert(push_id, answer.clone());
+                answer
+            }
+        })
+    }
+
+    /// Verifies one uploaded object and stores it if its references are all stored.
+    fn store(&mut self, wire: &WireObject) -> Result<(), String> {
+        let (object, _) = verify_frame(&wire.id, &wire.frame).map_err(|e| e.to_string())?;
+        if let Some(missing) = references(&object).into_iter().find(|id| !self.has(id)) {
+            return Err(format!("{} refers to {missing}, not stored", wire.id));
+        }
+        if self.objects.insert(wire.id, object) {
+            self.frames.insert(wire.id, wire.frame.clone());
+            self.writes += 1;
+        }
+        Ok(())
+    }
+
+    fn pull(&mut self, have_root: ObjectId) -> Response {
+        let want = self.head_root();
+        match plan_pull(&self.objects, &want, &have_root) {
+            Ok(plan) => {
+                self.reads += plan.dirs_read + plan.files_read + plan.objects.len();
+                let objects = plan
+                    .objects
+                    .iter()
+                    .map(|id| {
+                        let frame = self.frames.get(id).cloned().unwrap_or_else(|| {
+                            // Only the empty dir may be in a tree without being uploaded.
+                            compress_object(&self.objects_or_empty(id).encode())
+                        });
+                        (*id, frame)
+                    })
+                    .collect();
+                Response::Pulled {
+                    version: self.head_version,
+                    root: want,
+                    objects,
+                }
+            }
+            Err(error) => Response::Rejected(error.to_string()),
+        }
+    }
+
+    fn objects_or_empty(&self, id: &ObjectId) -> Object {
+        self.objects
+            .get(id)
+            .cloned()
+            .unwrap_or(Object::Dir(sync_protocol::Dir::empty()))
+    }
+}
+
+/// The wire between clients and the server: counts what crosses it.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Wire {
+    round_trips: usize,
+    bytes_up: usize,
+    bytes_down: usize,
+    objects_up: usize,
+    objects_down: usize,
+}
+
+impl Wire {
+    /// One round trip. `None` when the answer was lost (the server may have acted on it).
+    fn call(&mut self, server: &mut SimServer, request: Request) -> Option<Response> {
+        self.round_trips += 1;
+        self.bytes_up += request.wire_size();
+        self.objects_up += request.object_count();
+        let response = server.handle(request)?;
+        self.bytes_down += response.wire_size();
+        self.objects_down += response.object_count();
+        Some(response)
+    }
+
+    /// One round trip whose answer the client never sees; returns it for the test to compare.
+    fn call_answer_lost(&mut self, server: &mut SimServer, request: Request) -> Option<Response> {
+        self.round_trips += 1;
+        self.bytes_up += request.wire_size();
+        self.objects_up += request.object_count();
+        server.handle(request)
+    }
+
+    fn since(&self, before: &Wire) -> Wire {
+        Wire {
+            round_trips: self.round_trips - before.round_trips,
+            bytes_up: self.bytes_up - before.bytes_up,
+            bytes_down: self.bytes_down - before.bytes_down,
+            objects_up: self.objects_up - before.objects_up,
+            objects_down: self.objects_down - before.objects_down,
+        }
+    }
+}
+
+type WorkingCopy = BTreeMap<Path, (EntryKind, Vec<u8>)>;
+
+/// The real content-defined chunker, plugged into the tree builder.
+fn encode_cdc(bytes: &[u8]) -> (FileRef, Vec<(ObjectId, Object)>) {
+    let encoded = chunking::encode_file(bytes, false).expect("file within limits");
+    let objects = encoded
+        .objects
+        .iter()
+        .map(|o| (o.id, verify_frame(&o.id, &o.frame).expect("own frame").0))
+        .collect();
+    let file_ref = FileRef {
+        kind: encoded.kind,
+        target: encoded.target,
+        size: encoded.size,
+        id: encoded.id,
+    };
+    (file_ref, objects)
+}
+
+fn read_file(objects: &MemoryObjects, file_ref: &FileRef) -> Vec<u8> {
+    let chunk = |id: &ObjectId| match objects.get(id) {
+        Some(Object::Chunk(bytes)) => bytes.clone(),
+        other => panic!("chunk {id} missing locally: {other:?}"),
+    };
+    match file_ref.target {
+        ObjectKind::Chunk => chunk(&file_ref.id),
+        _ => objects
+            .file(&file_ref.id)
+            .expect("file object")
+            .chunks()
+            .iter()
+            .flat_map(|c| chunk(&c.id))
+            .collect(),
+    }
+}
+
+#[derive(Debug)]
+struct SimClient {
+    objects: MemoryObjects,
+    base_version: u64,
+    base_root: ObjectId,
+    working: WorkingCopy,
+    next_push_id: u64,
+}
+
+impl SimClient {
+    fn new(id: u64) -> Self {
+        Self {
+            objects: MemoryObjects::new(),
+            base_version: 0,
+            base_root: empty_dir_id(),
+            working: WorkingCopy::new(),
+            // Push ids are unique per client.
+            next_push_id: id << 32,
+        }
+    }
+
+    fn write(&mut self, path: &str, contents: &[u8]) {
+        self.working.insert(
+            Path::new(path).unwrap(),
+            (EntryKind::File, contents.to_vec()),
+        );
+    }
+
+    /// Encodes the working copy into the local object cache; returns the root and listing.
+    fn snapshot(&mut self) -> (ObjectId, Listing) {
+        let entries = self
+            .working
+            .iter()
+            .map(|(path, (kind, bytes))| (path.clone(), *kind, bytes.clone()));
+        let tree = build_tree(entries, encode_cdc).unwrap();
+        self.objects.extend(tree.objects);
+        (tree.root, tree.listing)
+    }
+
+    fn listing(&self, root: &ObjectId) -> Listing {
+        flatten(&self.objects, root).unwrap()
+    }
+
+    fn push_request(&mut self) -> Request {
+        let (root, _) = self.snapshot();
+        let plan = plan_push(&self.objects, &self.base_root, &root).unwrap();
+        self.next_push_id += 1;
+        Request::Push {
+            push_id: self.next_push_id,
+            base_version: self.base_version,
+            new_root: root,
+            objects: self.wire_objects(&plan.objects),
+        }
+    }
+
+    fn wire_objects(&self, ids: &[ObjectId]) -> Vec<WireObject> {
+        ids.iter()
+            .map(|id| WireObject::of(*id, self.objects.get(id).unwrap()))
+            .collect()
+    }
+
+    /// Applies the answer to a push.
+    fn pushed(&mut self, request: &Request, response: &Response) {
+        if let (Request::Push { new_root, .. }, Response::Committed { version }) =
+            (request, response)
+        {
+            self.base_version = *version;
+            self.base_root = *new_root;
+        }
+    }
+
+    fn push(&mut self, wire: &mut Wire, server: &mut SimServer) -> Response {
+        let request = self.push_request();
+        let response = wire.call(server, request.clone()).expect("answer");
+        self.pushed(&request, &response);
+        response
+    }
+
+    /// Pulls the head into the local cache; returns its version and root.
+    fn fetch(&mut self, wire: &mut Wire, server: &mut SimServer) -> (u64, ObjectId) {
+        let request = Request::Pull {
+            have_root: self.base_root,
+        };
+        match wire.call(server, request).expect("answer") {
+            Response::Pulled {
+                version,
+                root,
+                objects,
+            } => {
+                for (id, frame) in objects {
+                    let (object, _) = verify_frame(&id, &frame).expect("server sent a valid frame");
+                    // Closure holds locally too: children arrive first.
+                    for child in references(&object) {
+                        assert!(self.objects.contains(&child), "{id} before its child");
+                    }
+                    self.objects.insert(id, object);
+                }
+                self.objects
+                    .insert(empty_dir_id(), Object::Dir(sync_protocol::Dir::empty()));
+                (version, root)
+            }
+            other => panic!("pull failed: {other:?}"),
+        }
+    }
+
+    /// Pulls with no local edits: the working copy becomes the head.
+    fn pull(&mut self, wire: &mut Wire, server: &mut SimServer) {
+        let (version, root) = self.fetch(wire, server);
+        self.checkout(&self.listing(&root));
+        self.base_version = version;
+        self.base_root = root;
+    }
+
+    fn checkout(&mut self, listing: &Listing) {
+        self.working = listing
+            .iter()
+            .filter(|(_, file_ref)| !file_ref.is_dir())
+            .map(|(path, file_ref)| {
+                (
+                    path.clone(),
+                    (file_ref.kind, read_file(&self.objects, file_ref)),
+                )
+            })
+            .collect();
+    }
+
+    /// Pulls and merges local edits over the head. Edits of different paths only: a file both
+    /// sides changed fails the test (that is the merge module's job).
+    fn pull_and_merge(&mut self, wire: &mut Wire, server: &mut SimServer) {
+        let base = self.listing(&self.base_root.clone());
+        let (_, ours) = self.snapshot();
+        let (version, theirs_root) = self.fetch(wire, server);
+        let theirs = self.listing(&theirs_root);
+        let their_paths: HashSet<Path> = diff_listings(&base, &theirs)
+            .iter()
+            .map(|change| change.path().clone())
+            .collect();
+        let mut merged = theirs;
+        for change in diff_listings(&base, &ours) {
+            assert!(
+                !their_paths.contains(change.path()),
+                "both sides changed {}",
+                change.path()
+            );
+            match change {
+                Change::Removed { path, .. } => {
+                    merged.remove(&path);
+                }
+                Change::Added { path, new } | Change::Modified { path, new, .. } => {
+                    merged.insert(path, new);
+                }
+            }
+        }
+        self.checkout(&merged);
+        self.base_version = version;
+        self.base_root = theirs_root;
+    }
+}
+
+/// Deterministic bytes (xorshift), incompressible enough to be cut into several chunks.
+fn noise(len: usize, mut state: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        out.extend_from_slice(&state.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// A small API project: a few JSON documents three dirs deep and one large binary asset.
+fn seed_project(client: &mut SimClient) {
+    client.write("README.md", b"# Pet store API\n");
+    client.write("environments/dev.json", br#"{"host":"localhost:8080"}"#);
+    client.write("environments/prod.json", br#"{"host":"api.example.com"}"#);
+    client.write(
+        "requests/users/list/request.json",
+        br#"{"method":"GET","url":"/users"}"#,
+    );
+    client.write(
+        "requests/users/list/response.json",
+        br#"{"status":200,"body":[]}"#,
+    );
+    client.write(
+        "requests/users/create/request.json",
+        br#"{"method":"POST","url":"/users"}"#,
+    );
+    client.write(
+        "requests/auth/login/request.json",
+        br#"{"method":"POST","url":"/login"}"#,
+    );
+    client.write("assets/spec.bin", &noise(400 * 1024, 7));
+}
+
+fn all_reachable(objects: &MemoryObjects, root: &ObjectId) -> Vec<ObjectId> {
+    let mut seen = HashSet::new();
+    let mut stack = vec![*root];
+    let mut order = Vec::new();
+    while let Some(id) = stack.pop() {
+        if seen.insert(id) {
+            order.push(id);
+            stack.extend(references(objects.get(&id).unwrap()));
+        }
+    }
+    order
+}
+
+/// A server with the seed project committed as version 1 by `author`.
+fn project_with_author() -> (SimServer, SimClient, Wire) {
+    let mut server = SimServer::new();
+    let mut author = SimClient::new(1);
+    let mut wire = Wire::default();
+    seed_project(&mut author);
+    let response = author.push(&mut wire, &mut server);
+    assert_eq!(response, Response::Committed { version: 1 });
+    (server, author, wire)
+}
+
+#[test]
+fn first_push_sends_the_whole_tree_in_one_round_trip() {
+    let (server, author, wire) = project_with_author();
+    let everything = all_reachable(&author.objects, &author.base_root);
+    assert_eq!(wire.round_trips, 1);
+    assert_eq!(wire.objects_up, everything.len());
+    assert_eq!(server.writes, everything.len());
+    // 7 one-chunk files, the asset's distinct chunks and its file object, 9 dirs (root included).
+    let asset = author.listing(&author.base_root)[&Path::new("assets/spec.bin").unwrap()];
+    assert_eq!(asset.target, ObjectKind::File);
+    let asset_chunks: HashSet<ObjectId> = author
+        .objects
+        .file(&asset.id)
+        .unwrap()
+        .chunks()
+        .iter()
+        .map(|chunk| chunk.id)
+        .collect();
+    assert!(asset_chunks.len() >= 2, "the asset is cut into chunks");
+    assert_eq!(everything.len(), 7 + asset_chunks.len() + 1 + 9);
+    assert_eq!(server.history, vec![(1, author.base_root, 0)]);
+}
+
+#[test]
+fn clone_is_one_round_trip() {
+    let (mut server, author, _) = project_with_author();
+    let mut clone = SimClient::new(2);
+    let mut wire = Wire::default();
+    clone.pull(&mut wire, &mut server);
+    assert_eq!(wire.round_trips, 1);
+    let everything = all_reachable(&author.objects, &author.base_root);
+    assert_eq!(wire.objects_down, everything.len());
+    let frames: usize = everything
+        .iter()
+        .map(|id| FRAME_HEADER_BYTES + server.frames[id].len())
+        .sum();
+    assert_eq!(wire.bytes_down, CONTROL_BYTES + frames);
+    assert_eq!(clone.working, author.working);
+    assert_eq!((clone.base_version, clone.base_root), (1, author.base_root));
+}
+
+#[test]
+fn small_edit_push_and_pull_send_only_the_changed_path() {
+    let (mut server, mut author, mut wire) = project_with_author();
+    let mut teammate = SimClient::new(2);
+    teammate.pull(&mut wire, &mut server);
+
+    let before = wire;
+    let writes_before = server.writes;
+    author.write(
+        "requests/users/list/request.json",
+        br#"{"method":"GET","url":"/users?page=2"}"#,
+    );
+    let response = author.push(&mut wire, &mut server);
+    assert_eq!(response, Response::Committed { version: 2 });
+    let push = wire.since(&before);
+    // The new chunk, the three dirs on its path and the root; nothing else.
+    assert_eq!(push.round_trips, 1);
+    assert_eq!(push.objects_up, 5);
+    assert_eq!(server.writes - writes_before, 5);
+    let Request::Push { objects, .. } = author.push_request() else {
+        unreachable!()
+    };
+    assert!(
+        objects.is_empty(),
+        "a second push of the same tree sends nothing"
+    );
+
+    let before = wire;
+    let reads_before = server.reads;
+    teammate.pull(&mut wire, &mut server);
+    let pull = wire.since(&before);
+    assert_eq!(pull.round_trips, 1);
+    assert_eq!(pull.objects_down, 5);
+    assert_eq!(teammate.working, author.working);
+    // Planning read both sides of the four changed levels; then the five objects streamed.
+    assert_eq!(server.reads - reads_before, 2 * 4 + 5);
+    assert!(pull.bytes_down < 2_000, "{} bytes", pull.bytes_down);
+}
+
+#[test]
+fn noop_pull_is_one_round_trip_and_reads_nothing() {
+    let (mut server, mut author, _) = project_with_author();
+    let mut wire = Wire::default();
+    let reads_before = server.reads;
+    author.pull(&mut wire, &mut server);
+    assert_eq!(wire.round_trips, 1);
+    assert_eq!(wire.objects_down, 0);
+    assert_eq!(wire.bytes_down, CONTROL_BYTES);
+    assert_eq!(server.reads, reads_before);
+}
+
+#[test]
+fn concurrent_pushes_conflict_then_merge_and_retry() {
+    let (mut server, mut alice, _) = project_with_author();
+    let mut bob = SimClient::new(2);
+    let mut setup = Wire::default();
+    bob.pull(&mut setup, &mut server);
+
+    alice.write("environments/dev.json", br#"{"host":"localhost:9090"}"#);
+    bob.write(
+        "requests/auth/login/request.json",
+        br#"{"method":"POST","url":"/v2/login"}"#,
+    );
+    bob.write("requests/auth/logout/request.json", br#"{"method":"POST"}"#);
+
+    let mut alice_wire = Wire::default();
+    assert_eq!(
+        alice.push(&mut alice_wire, &mut server),
+        Response::Committed { version: 2 }
+    );
+    assert_eq!(alice_wire.round_trips, 1);
+
+    let mut bob_wire = Wire::default();
+    let conflict = bob.push(&mut bob_wire, &mut server);
+    assert_eq!(
+        conflict,
+        Response::Conflict {
+            head_version: 2,
+            head_root: alice.base_root,
+        }
+    );
+    assert_eq!(server.head_version, 2, "the stale push changed nothing");
+    bob.pull_and_merge(&mut bob_wire, &mut server);
+    assert_eq!(
+        bob.push(&mut bob_wire, &mut server),
+        Response::Committed { version: 3 }
+    );
+    // Push, pull, push.
+    assert_eq!(bob_wire.round_trips, 3);
+    // The pull brought alice's edit: one chunk and the two dirs on its path.
+    assert_eq!(bob_wire.objects_down, 3);
+
+    alice.pull(&mut alice_wire, &mut server);
+    assert_eq!(alice.working, bob.working);
+    let dev = &alice.working[&Path::new("environments/dev.json").unwrap()].1;
+    assert_eq!(dev.as_slice(), br#"{"host":"localhost:9090"}"#);
+    assert!(
+        alice
+            .working
+            .contains_key(&Path::new("requests/auth/logout/request.json").unwrap())
+    );
+    assert_eq!(
+        server
+            .history
+            .iter()
+            .map(|(version, _, parent)| (*version, *parent))
+            .collect::<Vec<_>>(),
+        [(1, 0), (2, 1), (3, 2)]
+    );
+}
+
+#[test]
+fn retried_push_with_a_lost_answer_is_applied_once() {
+    let (mut server, mut author, _) = project_with_author();
+    let mut wire = Wire::default();
+    author.write("README.md", b"# Pet store API, v2\n");
+    let request = author.push_request();
+    // The server commits, but the answer never arrives.
+    let lost = wire.call_answer_lost(&mut server, request.clone());
+    let writes = server.writes;
+    let head = (server.head_version, server.head_root());
+    // The client does not know the outcome and sends the same request again.
+    let retried = wire.call(&mut server, request.clone()).unwrap();
+    assert_eq!(Some(retried.clone()), lost);
+    assert_eq!(retried, Response::Committed { version: 2 });
+    assert_eq!(server.writes, writes, "nothing stored twice");
+    assert_eq!((server.head_version, server.head_root()), head);
+    assert_eq!(server.history.len(), 2, "one commit, not two");
+    author.pushed(&request, &retried);
+    assert_eq!(author.base_version, 2);
+    assert_eq!(wire.round_trips, 2);
+}
+
+#[test]
+fn interrupted_upload_resumes_with_negotiation() {
+    let mut server = SimServer::new();
+    let mut client = SimClient::new(3);
+    seed_project(&mut client);
+    for i in 0..12 {
+        client.write(
+            &format!("requests/generated/batch{}/item{i}.json", i % 3),
+            format!("{{\"item\":{i}}}").as_bytes(),
+        );
+    }
+    let request = client.push_request();
+    let Request::Push {
+        push_id,
+        new_root,
+        objects,
+        ..
+    } = &request
+    else {
+        unreachable!()
+    };
+    let total = objects.len();
+    let half = total / 2;
+    let mut wire = Wire::default();
+    server.cut_after = Some(half);
+    assert_eq!(wire.call(&mut server, request.clone()), None);
+    assert_eq!(server.writes, half);
+    assert_eq!(server.head_version, 0, "nothing committed");
+
+    // Resume: find what the server lacks, then push just that, under the same push id.
+    let negotiation_start = wire;
+    let negotiated = negotiate(&client.objects, *new_root, |question| {
+        assert!(question.len() <= NEGOTIATE_BATCH_SIZE);
+        match wire.call(
+            &mut server,
+            Request::Missing {
+                ids: question.to_vec(),
+            },
+        ) {
+            Some(Response::Missing { ids }) => Ok(ids),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .unwrap();
+    let rounds = wire.since(&negotiation_start).round_trips;
+    assert_eq!(rounds, negotiated.rounds());
+    // One round per level of the tree: the root, then the three dir levels, then the files
+    // four deep (`requests/generated/batchN/itemI.json`); the asset's chunks, three deep, share
+    // a round with the deepest dirs.
+    assert_eq!(rounds, 5);
+    assert_eq!(negotiated.upload_order().len(), total - half);
+    let stored: HashSet<ObjectId> = server.objects.ids().copied().collect();
+    assert!(
+        negotiated
+            .upload_order()
+            .iter()
+            .all(|id| !stored.contains(id))
+    );
+
+    let before = wire;
+    let resumed = Request::Push {
+        push_id: *push_id,
+        base_version: 0,
+        new_root: *new_root,
+        objects: client.wire_objects(negotiated.upload_order()),
+    };
+    let response = wire.call(&mut server, resumed.clone()).unwrap();
+    assert_eq!(response, Response::Committed { version: 1 });
+    let upload = wire.since(&before);
+    assert_eq!(upload.round_trips, 1);
+    assert_eq!(upload.objects_up, total - half);
+    assert_eq!(server.writes, total, "every object stored exactly once");
+    client.pushed(&resumed, &response);
+
+    let mut other = SimClient::new(4);
+    other.pull(&mut Wire::default(), &mut server);
+    assert_eq!(other.working, client.working);
+}
+
+#[test]
+fn upload_out_of_order_is_rejected_and_commits_nothing() {
+    let mut server = SimServer::new();
+    let mut client = SimClient::new(5);
+    seed_project(&mut client);
+    let Request::Push {
+        push_id,
+        new_root,
+        mut objects,
+        ..
+    } = client.push_request()
+    else {
+        unreachable!()
+    };
+    objects.reverse();
+    let mut wire = Wire::default();
+    let response = wire.call(
+        &mut server,
+        Request::Push {
+            push_id,
+            base_version: 0,
+            new_root,
+            objects,
+        },
+    );
+    assert!(matches!(response, Some(Response::Rejected(_))));
+    assert_eq!((server.head_version, server.writes), (0, 0));
+    assert!(server.receipts.is_empty());
+}
