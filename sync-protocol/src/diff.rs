@@ -147,8 +147,9 @@ pub struct DiffWalk {
     nodes: Vec<Node>,
     /// Ids of the current batch not yet provided.
     pending: Vec<ObjectId>,
-    /// The side that wants each pending id, for [`DiffWalk::missing`].
-    sides: HashMap<ObjectId, Side>,
+    /// Each pending id's index in `pending` and the side that wants it (for
+    /// [`DiffWalk::missing`]), so that providing is constant time however large the level.
+    slots: HashMap<ObjectId, (usize, Side)>,
     dirs: HashMap<ObjectId, Dir>,
     files: HashMap<ObjectId, FileObject>,
     /// New multi-chunk files to resolve: (new file object, the old one at the same path).
@@ -171,7 +172,7 @@ impl DiffWalk {
             empty_dir,
             nodes: Vec::new(),
             pending: Vec::new(),
-            sides: HashMap::new(),
+            slots: HashMap::new(),
             dirs: HashMap::from([(empty_dir, Dir::empty())]),
             files: HashMap::new(),
             file_pairs: Vec::new(),
@@ -228,13 +229,13 @@ impl DiffWalk {
 
     /// The error to return when the source does not have a wanted object.
     pub fn missing(&self, id: &ObjectId) -> DiffError {
-        let side = self.sides.get(id).copied().unwrap_or(Side::Both);
+        let side = self.slots.get(id).map_or(Side::Both, |(_, side)| *side);
         DiffError::Missing { id: *id, side }
     }
 
     /// Feeds one wanted object. The caller has verified that `object` hashes to `id`.
     pub fn provide(&mut self, id: ObjectId, object: Object) -> Result<(), DiffError> {
-        let Some(position) = self.pending.iter().position(|wanted| *wanted == id) else {
+        let Some(&(position, _)) = self.slots.get(&id) else {
             return Err(DiffError::NotWanted { id });
         };
         match (self.phase, object) {
@@ -259,15 +260,20 @@ impl DiffWalk {
                 });
             }
         }
+        self.slots.remove(&id);
         self.pending.swap_remove(position);
-        if self.pending.is_empty() {
-            self.sides.clear();
-            if let Err(error) = self.advance() {
-                self.phase = Phase::Failed;
-                self.pending.clear();
-                self.sides.clear();
-                return Err(error);
-            }
+        if let Some(moved) = self.pending.get(position)
+            && let Some(slot) = self.slots.get_mut(moved)
+        {
+            slot.0 = position;
+        }
+        if self.pending.is_empty()
+            && let Err(error) = self.advance()
+        {
+            self.phase = Phase::Failed;
+            self.pending.clear();
+            self.slots.clear();
+            return Err(error);
         }
         Ok(())
     }
@@ -322,11 +328,11 @@ impl DiffWalk {
     }
 
     fn want(&mut self, id: ObjectId, side: Side) {
-        match self.sides.get_mut(&id) {
-            Some(existing) if *existing != side => *existing = Side::Both,
+        match self.slots.get_mut(&id) {
+            Some((_, existing)) if *existing != side => *existing = Side::Both,
             Some(_) => {}
             None => {
-                self.sides.insert(id, side);
+                self.slots.insert(id, (self.pending.len(), side));
                 self.pending.push(id);
             }
         }

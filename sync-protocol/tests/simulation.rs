@@ -13,7 +13,6 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use sync_protocol::chunking;
-use sync_protocol::diff::{Change, diff_listings};
 use sync_protocol::negotiate::{NEGOTIATE_BATCH_SIZE, answer_question, negotiate};
 use sync_protocol::object::{EntryKind, Object, ObjectKind};
 use sync_protocol::plan::{plan_pull, plan_push};
@@ -448,36 +447,22 @@ impl SimClient {
             .collect();
     }
 
-    /// Pulls and merges local edits over the head. Edits of different paths only: a file both
-    /// sides changed fails the test (that is the merge module's job).
-    fn pull_and_merge(&mut self, wire: &mut Wire, server: &mut SimServer) {
+    /// Pulls and merges local edits over the head with the three-way listing merge; returns
+    /// the merge's conflicts.
+    fn pull_and_merge(
+        &mut self,
+        wire: &mut Wire,
+        server: &mut SimServer,
+    ) -> Vec<sync_protocol::merge::Conflict> {
         let base = self.listing(&self.base_root.clone());
         let (_, ours) = self.snapshot();
         let (version, theirs_root) = self.fetch(wire, server);
         let theirs = self.listing(&theirs_root);
-        let their_paths: HashSet<Path> = diff_listings(&base, &theirs)
-            .iter()
-            .map(|change| change.path().clone())
-            .collect();
-        let mut merged = theirs;
-        for change in diff_listings(&base, &ours) {
-            assert!(
-                !their_paths.contains(change.path()),
-                "both sides changed {}",
-                change.path()
-            );
-            match change {
-                Change::Removed { path, .. } => {
-                    merged.remove(&path);
-                }
-                Change::Added { path, new } | Change::Modified { path, new, .. } => {
-                    merged.insert(path, new);
-                }
-            }
-        }
-        self.checkout(&merged);
+        let outcome = sync_protocol::merge::merge(&base, &ours, &theirs).expect("valid listings");
+        self.checkout(&outcome.merged);
         self.base_version = version;
         self.base_root = theirs_root;
+        outcome.conflicts
     }
 }
 
@@ -665,7 +650,11 @@ fn concurrent_pushes_conflict_then_merge_and_retry() {
         }
     );
     assert_eq!(server.head_version, 2, "the stale push changed nothing");
-    bob.pull_and_merge(&mut bob_wire, &mut server);
+    let conflicts = bob.pull_and_merge(&mut bob_wire, &mut server);
+    assert!(
+        conflicts.is_empty(),
+        "edits of different files merge cleanly"
+    );
     assert_eq!(
         bob.push(&mut bob_wire, &mut server),
         Response::Committed { version: 3 }
