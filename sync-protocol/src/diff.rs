@@ -13,6 +13,11 @@
 //! file (the common case of an edit inside a large file) is not new. This is the choice the design
 //! left open; it costs one extra batch only when such a file changed.
 //!
+//! The empty dir's contents are known without reading it, so no walk ever asks for it; it is
+//! still an object like any other and is listed in [`Diff::new_objects`] when the new tree uses
+//! it and the old one did not (an empty old *root*, the empty project, does not count: nobody
+//! uploads the empty project).
+//!
 //! "Not reachable from the old root" is decided without reading the old tree whole: an object is
 //! left out of [`Diff::new_objects`] when the walk saw it on the old side (an old dir it read, an
 //! entry of one, a chunk of an old file object it read). So moves within the changed part of the
@@ -403,7 +408,11 @@ impl DiffWalk {
             .new
             .map(|id| self.dirs.get(&id).unwrap_or(&empty).clone());
         if let (Some(id), Some(dir)) = (node.old, &old_dir) {
-            self.old_seen.insert(id);
+            // An empty old root says nothing about the store: the empty project is no upload.
+            // Anywhere else, the old tree referencing the empty dir means it was stored.
+            if node.path.is_some() || id != self.empty_dir {
+                self.old_seen.insert(id);
+            }
             self.old_seen
                 .extend(dir.entries().iter().map(|entry| entry.id));
         }

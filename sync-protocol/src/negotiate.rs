@@ -17,7 +17,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use crate::id::ObjectId;
 use crate::limits::MAX_PATH_DEPTH;
 use crate::object::ObjectKind;
-use crate::tree::ObjectSource;
+use crate::tree::{ObjectSource, empty_dir_id};
 
 /// The most ids one question may hold. The server rejects a larger one.
 pub const NEGOTIATE_BATCH_SIZE: usize = 1024;
@@ -148,6 +148,8 @@ impl Asking {
                     .iter()
                     .map(|chunk| (chunk.id, ObjectKind::Chunk))
                     .collect(),
+                // The empty dir is known without a local copy; it has no children to ask about.
+                ObjectKind::Dir if *id == empty_dir_id() => Vec::new(),
                 ObjectKind::Dir => {
                     let dir = local
                         .dir(id)

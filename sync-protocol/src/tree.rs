@@ -592,15 +592,25 @@ pub fn encode_file_fixed(contents: &[u8]) -> (FileRef, Vec<(ObjectId, Object)>) 
     (file_ref, objects)
 }
 
-/// Reads the whole tree under `root` back into a listing.
+/// Reads the whole tree under `root` back into a listing. The empty dir is never read from
+/// `source`: its contents are known.
 pub fn flatten(source: &impl ObjectSource, root: &ObjectId) -> Result<Listing, TreeError> {
     let mut listing = Listing::new();
-    let dir = source.dir(root).ok_or(TreeError::Missing {
+    let dir = read_dir(source, root).ok_or(TreeError::Missing {
         id: *root,
         path: None,
     })?;
     flatten_into(source, &dir, None, &mut listing)?;
     Ok(listing)
+}
+
+/// Reads a dir, except the empty dir, whose contents every peer knows.
+fn read_dir(source: &impl ObjectSource, id: &ObjectId) -> Option<Dir> {
+    if *id == empty_dir_id() {
+        Some(Dir::empty())
+    } else {
+        source.dir(id)
+    }
 }
 
 fn flatten_into(
@@ -612,7 +622,7 @@ fn flatten_into(
     for entry in dir.entries() {
         let path = Path::join(parent, &entry.name)?;
         if entry.kind == EntryKind::Dir {
-            let child = source.dir(&entry.id).ok_or_else(|| TreeError::Missing {
+            let child = read_dir(source, &entry.id).ok_or_else(|| TreeError::Missing {
                 id: entry.id,
                 path: Some(path.clone()),
             })?;
