@@ -217,15 +217,14 @@ impl MemoryObjects {
 
     /// Stores many objects; returns how many were new.
     pub fn extend(&mut self, objects: impl IntoIterator<Item = (ObjectId, Object)>) -> usize {
-        objects
-            .into_iter()
-            .filter(|(id, object)| {
-                !self.objects.contains_key(id) && {
-                    self.objects.insert(*id, object.clone());
-                    true
-                }
-            })
-            .count()
+        let mut added = 0;
+        for (id, object) in objects {
+            if let std::collections::hash_map::Entry::Vacant(slot) = self.objects.entry(id) {
+                slot.insert(object);
+                added += 1;
+            }
+        }
+        added
     }
 
     pub fn get(&self, id: &ObjectId) -> Option<&Object> {

@@ -575,6 +575,17 @@ fn small_edit_push_and_pull_send_only_the_changed_path() {
     assert_eq!(push.round_trips, 1);
     assert_eq!(push.objects_up, 5);
     assert_eq!(server.writes - writes_before, 5);
+    let new_ids: Vec<ObjectId> = server.history[1..]
+        .iter()
+        .flat_map(|(_, root, _)| all_reachable(&server.objects, root))
+        .filter(|id| !all_reachable(&server.objects, &server.history[0].1).contains(id))
+        .collect();
+    assert_eq!(new_ids.len(), 5);
+    let frames: usize = new_ids
+        .iter()
+        .map(|id| FRAME_HEADER_BYTES + server.frames[id].len())
+        .sum();
+    assert_eq!(push.bytes_up, CONTROL_BYTES + frames);
     let Request::Push { objects, .. } = author.push_request() else {
         unreachable!()
     };
@@ -592,7 +603,9 @@ fn small_edit_push_and_pull_send_only_the_changed_path() {
     assert_eq!(teammate.working, author.working);
     // Planning read both sides of the four changed levels; then the five objects streamed.
     assert_eq!(server.reads - reads_before, 2 * 4 + 5);
-    assert!(pull.bytes_down < 2_000, "{} bytes", pull.bytes_down);
+    // The server streams exactly the frames the author sent.
+    assert_eq!(pull.bytes_down, push.bytes_up);
+    assert!(pull.bytes_down < 1_000, "{} bytes", pull.bytes_down);
 }
 
 #[test]
@@ -764,6 +777,7 @@ fn interrupted_upload_resumes_with_negotiation() {
     let upload = wire.since(&before);
     assert_eq!(upload.round_trips, 1);
     assert_eq!(upload.objects_up, total - half);
+    assert!(upload.bytes_up < request.wire_size());
     assert_eq!(server.writes, total, "every object stored exactly once");
     client.pushed(&resumed, &response);
 
