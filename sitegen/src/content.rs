@@ -76,7 +76,9 @@ impl PageMeta {
     /// itself; otherwise the folder holding the page.
     pub fn own_section(&self) -> &str {
         if self.is_index {
-            self.rel_path.trim_end_matches("_index.md").trim_end_matches('/')
+            self.rel_path
+                .trim_end_matches("_index.md")
+                .trim_end_matches('/')
         } else {
             &self.section
         }

@@ -43,10 +43,16 @@ impl fmt::Display for Diagnostic {
         match &self.kind {
             DiagnosticKind::FrontMatter { message } => write!(f, "bad front matter: {message}"),
             DiagnosticKind::BrokenLink { target } => {
-                write!(f, "broken link: {target} (no page, alias or static file has this URL)")
+                write!(
+                    f,
+                    "broken link: {target} (no page, alias or static file has this URL)"
+                )
             }
             DiagnosticKind::MissingAnchor { target, anchor } => {
-                write!(f, "missing anchor: {target} (the page has no heading or id \"{anchor}\")")
+                write!(
+                    f,
+                    "missing anchor: {target} (the page has no heading or id \"{anchor}\")"
+                )
             }
             DiagnosticKind::MissingAlt { target } => {
                 write!(f, "image without alt text: {target}")

@@ -22,9 +22,18 @@ fn token_for(language: &str) -> &str {
     }
 }
 
-fn escape(text: &str) -> String {
+/// Escapes text for HTML element content and double-quoted attributes.
+pub fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 16);
-    pulldown_cmark::escape::escape_html_body_text(&mut out, text).ok();
+    for ch in text.chars() {
+        match ch {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            other => out.push(other),
+        }
+    }
     out
 }
 
@@ -33,12 +42,14 @@ pub fn code_block(language: &str, code: &str) -> String {
     let language_attr = if language.is_empty() {
         String::new()
     } else {
+        format!(" data-lang=\"{}\"", escape(language))
+    };
+    let plain = || {
         format!(
-            " data-lang=\"{}\"",
-            escape(language).replace('"', "&quot;")
+            "<pre class=\"code\"{language_attr} tabindex=\"0\"><code>{}</code></pre>\n",
+            escape(code)
         )
     };
-    let plain = || format!("<pre class=\"code\"{language_attr} tabindex=\"0\"><code>{}</code></pre>\n", escape(code));
     if language.is_empty() || matches!(language, "text" | "plain" | "http") {
         return plain();
     }

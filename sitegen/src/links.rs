@@ -21,10 +21,10 @@ impl LinkTargets {
         if let Some(anchors) = self.pages.get(path) {
             return Some(Some(anchors));
         }
-        if !path.ends_with('/') {
-            if let Some(anchors) = self.pages.get(&format!("{path}/")) {
-                return Some(Some(anchors));
-            }
+        if !path.ends_with('/')
+            && let Some(anchors) = self.pages.get(&format!("{path}/"))
+        {
+            return Some(Some(anchors));
         }
         if let Some(page) = path.strip_suffix("index.html")
             && let Some(anchors) = self.pages.get(page)

@@ -1,6 +1,198 @@
-//! `sitegen`: not built yet; see ARCHITECTURE.md.
+//! The `sitegen` command line: build, check, serve and deploy.
 
-fn main() {
-    eprintln!("sitegen is not built yet");
-    std::process::exit(2);
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use sitegen::BuildOptions;
+use sitegen::deploy::DeployOptions;
+
+#[derive(Debug, Parser)]
+#[command(name = "sitegen", version, about = "Cairn's static site generator")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Args)]
+struct SourceArgs {
+    /// The source folder (site.toml, content/, templates/, static/).
+    #[arg(long, default_value = "docs-src")]
+    source: PathBuf,
+    /// Include pages marked draft.
+    #[arg(long)]
+    drafts: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Build the site (incrementally when the output folder has a previous build).
+    Build {
+        #[command(flatten)]
+        source: SourceArgs,
+        #[arg(long, default_value = "dist")]
+        out: PathBuf,
+        /// Print every page that was rendered.
+        #[arg(long)]
+        verbose: bool,
+    },
+    /// Render and check everything, write nothing.
+    Check {
+        #[command(flatten)]
+        source: SourceArgs,
+    },
+    /// Build, watch the sources and serve the output with live reload on 127.0.0.1.
+    Serve {
+        #[command(flatten)]
+        source: SourceArgs,
+        #[arg(long, default_value = "dist")]
+        out: PathBuf,
+        #[arg(long, default_value_t = 1111)]
+        port: u16,
+    },
+    /// Upload the changed files of a built site to S3 and print CloudFront invalidation paths.
+    Deploy {
+        #[arg(long, default_value = "dist")]
+        out: PathBuf,
+        #[arg(long, env = "SITEGEN_BUCKET")]
+        bucket: String,
+        /// Key prefix inside the bucket.
+        #[arg(long, default_value = "")]
+        prefix: String,
+        #[arg(long, env = "AWS_REGION", default_value = "us-east-1")]
+        region: String,
+        /// An S3-compatible endpoint, e.g. http://127.0.0.1:9000 (path-style addressing).
+        #[arg(long, env = "SITEGEN_S3_ENDPOINT")]
+        endpoint: Option<String>,
+        /// Show what would be uploaded, upload nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Delete objects that the built site no longer has.
+        #[arg(long)]
+        delete: bool,
+    },
+}
+
+fn print_report(report: &sitegen::BuildReport, verbose: bool) {
+    for warning in &report.warnings {
+        eprintln!("warning: {warning}");
+    }
+    if verbose {
+        for page in &report.rendered {
+            eprintln!("rendered {page}");
+        }
+    }
+    eprintln!(
+        "{} pages, {} rendered, {} files written, {} removed, {} build, {} ms",
+        report.pages,
+        report.rendered.len(),
+        report.written,
+        report.removed,
+        if report.full { "full" } else { "incremental" },
+        report.millis
+    );
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Build {
+            source,
+            out,
+            verbose,
+        } => {
+            let options = BuildOptions {
+                source: source.source,
+                out,
+                drafts: source.drafts,
+                write: true,
+            };
+            let report = sitegen::build(&options)
+                .with_context(|| format!("building {}", options.source.display()))?;
+            print_report(&report, verbose);
+        }
+        Command::Check { source } => {
+            let options = BuildOptions {
+                source: source.source,
+                out: PathBuf::new(),
+                drafts: source.drafts,
+                write: false,
+            };
+            let report = sitegen::build(&options)
+                .with_context(|| format!("checking {}", options.source.display()))?;
+            print_report(&report, false);
+        }
+        Command::Serve { source, out, port } => {
+            let options = BuildOptions {
+                source: source.source,
+                out,
+                drafts: source.drafts,
+                write: true,
+            };
+            sitegen::serve::serve(options, port)?;
+        }
+        Command::Deploy {
+            out,
+            bucket,
+            mut prefix,
+            region,
+            endpoint,
+            dry_run,
+            delete,
+        } => {
+            if !out.join(sitegen::manifest::MANIFEST_FILE).is_file() {
+                bail!(
+                    "{} has no complete build (run `sitegen build --out {}` first)",
+                    out.display(),
+                    out.display()
+                );
+            }
+            if !prefix.is_empty() && !prefix.ends_with('/') {
+                prefix.push('/');
+            }
+            let options = DeployOptions {
+                out,
+                bucket,
+                prefix,
+                region,
+                endpoint,
+                dry_run,
+                delete,
+            };
+            let plan = sitegen::deploy::run(&options).context("deploying")?;
+            for file in &plan.uploads {
+                println!(
+                    "{} {} ({}, {})",
+                    if dry_run { "would upload" } else { "uploaded" },
+                    file.key,
+                    file.content_type,
+                    file.cache_control
+                );
+            }
+            for key in &plan.stale {
+                println!(
+                    "{} {key}",
+                    if delete && !dry_run {
+                        "deleted"
+                    } else {
+                        "stale (use --delete)"
+                    }
+                );
+            }
+            eprintln!(
+                "{} uploaded, {} unchanged, {} stale",
+                plan.uploads.len(),
+                plan.unchanged,
+                plan.stale.len()
+            );
+            println!(
+                "CloudFront invalidation paths ({}):",
+                plan.invalidations.len()
+            );
+            for path in &plan.invalidations {
+                println!("{path}");
+            }
+        }
+    }
+    Ok(())
 }

@@ -154,11 +154,7 @@ impl LineIndex {
     }
 }
 
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    pulldown_cmark::escape::escape_html(&mut out, text).ok();
-    out
-}
+use crate::highlight::escape;
 
 fn admonition(kind: BlockQuoteKind) -> (&'static str, &'static str) {
     match kind {
@@ -187,6 +183,9 @@ fn raw_ids(html: &str, anchors: &mut Vec<String>) {
     }
 }
 
+/// A heading being collected: level, explicit id, classes, inner events.
+type PendingHeading<'a> = (HeadingLevel, Option<String>, Vec<String>, Vec<Event<'a>>);
+
 /// Renders a page body. `first_line` is the file line where `body` starts.
 pub fn render(body: &str, first_line: usize, rel_path: &str, page_url: &str) -> Rendered {
     let lines = LineIndex::new(body);
@@ -197,7 +196,7 @@ pub fn render(body: &str, first_line: usize, rel_path: &str, page_url: &str) -> 
     let parser = Parser::new_ext(body, options()).into_offset_iter();
 
     // Buffers for constructs that are rewritten whole.
-    let mut heading: Option<(HeadingLevel, Option<String>, Vec<String>, Vec<Event>)> = None;
+    let mut heading: Option<PendingHeading> = None;
     let mut code: Option<(String, String)> = None;
     let mut image_alt: Option<(String, usize, String)> = None;
 
@@ -205,9 +204,9 @@ pub fn render(body: &str, first_line: usize, rel_path: &str, page_url: &str) -> 
         if let Some((_, _, _, inner)) = heading.as_mut() {
             match event {
                 Event::End(TagEnd::Heading(_)) => {
-                    let (level, explicit_id, classes, inner) = heading.take().unwrap_or_else(|| {
-                        (HeadingLevel::H2, None, Vec::new(), Vec::new())
-                    });
+                    let (level, explicit_id, classes, inner) = heading
+                        .take()
+                        .unwrap_or_else(|| (HeadingLevel::H2, None, Vec::new(), Vec::new()));
                     let text = plain_text(&inner);
                     let mut id = explicit_id.unwrap_or_else(|| slugify(&text));
                     if used_ids.contains(&id) {
@@ -230,7 +229,9 @@ pub fn render(body: &str, first_line: usize, rel_path: &str, page_url: &str) -> 
                         format!(" class=\"{}\"", escape(&classes.join(" ")))
                     };
                     let html = if has_link {
-                        format!("<h{level_number} id=\"{id}\"{class_attr}>{inner_html}</h{level_number}>\n")
+                        format!(
+                            "<h{level_number} id=\"{id}\"{class_attr}>{inner_html}</h{level_number}>\n"
+                        )
                     } else {
                         format!(
                             "<h{level_number} id=\"{id}\"{class_attr}><a class=\"anchor\" href=\"#{id}\">{inner_html}</a></h{level_number}>\n"
@@ -360,8 +361,7 @@ fn rewrite_link<'a>(event: Event<'a>, rel_path: &str, page_url: &str) -> Event<'
             title,
             id,
         }) if dest_url.contains(".md") => {
-            let dest = resolve_link(rel_path, page_url, &dest_url)
-                .map_or(dest_url, CowStr::from);
+            let dest = resolve_link(rel_path, page_url, &dest_url).map_or(dest_url, CowStr::from);
             Event::Start(Tag::Link {
                 link_type,
                 dest_url: dest,
@@ -395,9 +395,11 @@ mod tests {
         let rendered = render(body, 5, "docs/a.md", "/docs/a/");
         let ids: Vec<&str> = rendered.headings.iter().map(|h| h.id.as_str()).collect();
         assert_eq!(ids, ["usage", "usage-1", "custom"]);
-        assert!(rendered
-            .html
-            .contains("<h2 id=\"usage\"><a class=\"anchor\" href=\"#usage\">Usage</a></h2>"));
+        assert!(
+            rendered
+                .html
+                .contains("<h2 id=\"usage\"><a class=\"anchor\" href=\"#usage\">Usage</a></h2>")
+        );
         assert_eq!(rendered.headings[2].text, "With code");
     }
 
@@ -422,7 +424,11 @@ mod tests {
         let body = "> [!WARNING]\n> Careful.\n\n```rust\nfn main() {}\n```\n";
         let rendered = render(body, 1, "a.md", "/a/");
         assert!(rendered.html.contains("admonition-warning"));
-        assert!(rendered.html.contains("<p class=\"admonition-title\">Warning</p>"));
+        assert!(
+            rendered
+                .html
+                .contains("<p class=\"admonition-title\">Warning</p>")
+        );
         assert!(rendered.html.contains("hl-"), "{}", rendered.html);
         assert!(!rendered.html.contains("style="));
     }

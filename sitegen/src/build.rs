@@ -1,0 +1,525 @@
+//! The build: load, render what changed, check links, write.
+//!
+//! Phases: (1) load config, templates and static files and hash them; (2) list the sources,
+//! reusing the previous manifest's metadata for files whose size and mtime are unchanged;
+//! (3) compute each page's navigation context and render key; (4) render the Markdown of the
+//! pages whose key changed, in parallel; (5) check every link of every page; (6) render
+//! templates and write, in parallel. Nothing is written before the checks pass.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use rayon::prelude::*;
+
+use crate::assets;
+use crate::config::SiteConfig;
+use crate::content::{self, PageMeta};
+use crate::error::{Diagnostic, DiagnosticKind, Error, Result};
+use crate::lastmod;
+use crate::links::LinkTargets;
+use crate::manifest::{MANIFEST_DIR, Manifest, PageRecord};
+use crate::markdown::{self, Rendered};
+use crate::nav::SiteTree;
+use crate::render;
+use crate::search;
+use crate::seo;
+
+/// What to build, from where, to where.
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    pub source: PathBuf,
+    pub out: PathBuf,
+    /// Include pages marked `draft = true`.
+    pub drafts: bool,
+    /// False for `sitegen check`: everything is rendered and checked, nothing is written.
+    pub write: bool,
+}
+
+/// What a build did.
+#[derive(Debug, Default)]
+pub struct BuildReport {
+    pub pages: usize,
+    /// Pages whose HTML was rendered (all of them in a full build).
+    pub rendered: Vec<String>,
+    pub written: usize,
+    pub removed: usize,
+    pub full: bool,
+    pub warnings: Vec<String>,
+    pub millis: u128,
+}
+
+/// A file to write: path relative to the output folder, and its bytes.
+type OutputFile = (String, Vec<u8>);
+
+/// One page during a build.
+struct Work {
+    meta: PageMeta,
+    render_key: String,
+    nav: crate::nav::NavContext,
+    /// Freshly rendered body, or `None` when the previous build's output is still valid.
+    rendered: Option<Rendered>,
+    record: Option<PageRecord>,
+}
+
+fn display_path(options: &BuildOptions, rel_path: &str) -> PathBuf {
+    options.source.join("content").join(rel_path)
+}
+
+fn global_hash(
+    config_text: &str,
+    templates: &[(String, String)],
+    assets: &assets::Assets,
+    drafts: bool,
+) -> String {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(env!("CARGO_PKG_VERSION").as_bytes());
+    hasher.update(&[u8::from(drafts)]);
+    hasher.update(config_text.as_bytes());
+    for (name, text) in templates {
+        hasher.update(name.as_bytes());
+        hasher.update(&(text.len() as u64).to_le_bytes());
+        hasher.update(text.as_bytes());
+    }
+    for file in &assets.files {
+        hasher.update(file.output.as_bytes());
+        hasher.update(&(file.bytes.len() as u64).to_le_bytes());
+        hasher.update(&file.bytes);
+    }
+    hasher.finalize().to_hex().to_string()
+}
+
+pub fn build(options: &BuildOptions) -> Result<BuildReport> {
+    let started = Instant::now();
+    let mut report = BuildReport::default();
+    let config_path = options.source.join("site.toml");
+    let config_text =
+        std::fs::read_to_string(&config_path).map_err(|err| Error::io(&config_path, err))?;
+    let config = SiteConfig::parse(&config_path, &config_text)?;
+    let templates_dir = options.source.join("templates");
+    let (tera, template_sources) = crate::templates::load(&templates_dir)?;
+    let assets = assets::load(&options.source.join("static"))?;
+    let global = global_hash(&config_text, &template_sources, &assets, options.drafts);
+
+    let previous = if options.write {
+        Manifest::load(&options.out)
+    } else {
+        None
+    };
+    let previous_pages: HashMap<&str, &PageRecord> = previous
+        .iter()
+        .flat_map(|m| m.pages.iter())
+        .map(|record| (record.meta.rel_path.as_str(), record))
+        .collect();
+    report.full = previous.as_ref().is_none_or(|m| m.global_hash != global);
+
+    // Phase 2: metadata of every source, reading only files that changed.
+    let content_dir = options.source.join("content");
+    let sources = content::list_sources(&content_dir)?;
+    let loaded: Vec<Result<(PageMeta, Option<String>), Diagnostic>> = sources
+        .par_iter()
+        .map(|source| {
+            if let Some(record) = previous_pages.get(source.rel_path.as_str())
+                && record.meta.mtime_ns == source.mtime_ns
+                && record.meta.size == source.size
+            {
+                return Ok((record.meta.clone(), None));
+            }
+            let file = display_path(options, &source.rel_path);
+            let text = std::fs::read_to_string(&source.path).map_err(|err| Diagnostic {
+                file: file.clone(),
+                line: 0,
+                kind: DiagnosticKind::FrontMatter {
+                    message: format!("cannot read: {err}"),
+                },
+            })?;
+            let meta = content::parse_page(&file, source, &text)?;
+            Ok((meta, Some(text)))
+        })
+        .collect();
+    let mut diagnostics = Vec::new();
+    let mut pages = Vec::new();
+    let mut texts: HashMap<String, String> = HashMap::new();
+    for item in loaded {
+        match item {
+            Ok((meta, text)) => {
+                if meta.front.draft && !options.drafts {
+                    continue;
+                }
+                if let Some(text) = text {
+                    texts.insert(meta.rel_path.clone(), text);
+                }
+                pages.push(meta);
+            }
+            Err(diagnostic) => diagnostics.push(diagnostic),
+        }
+    }
+    let git_dates = lastmod::git_dates(&content_dir);
+    for page in &mut pages {
+        page.lastmod = match (&page.front.updated, git_dates.get(&page.rel_path)) {
+            (Some(updated), _) => updated.clone(),
+            (None, Some(date)) => date.clone(),
+            (None, None) => lastmod::format_unix(page.mtime_ns),
+        };
+    }
+    report.pages = pages.len();
+
+    // Unique URLs: pages and aliases.
+    let mut claimed: HashMap<String, String> = HashMap::new();
+    for page in &pages {
+        let outputs = std::iter::once(page.output.clone())
+            .chain(page.front.aliases.iter().map(|a| seo::alias_output(a)));
+        for output in outputs {
+            if let Some(other) = claimed.insert(output.clone(), page.rel_path.clone()) {
+                diagnostics.push(Diagnostic {
+                    file: display_path(options, &page.rel_path),
+                    line: 0,
+                    kind: DiagnosticKind::DuplicateUrl {
+                        url: format!("/{output}"),
+                        other: display_path(options, &other),
+                    },
+                });
+            }
+        }
+    }
+
+    // Phase 3: navigation and render keys.
+    let tree = SiteTree::new(&pages);
+    for (section, index) in tree.sections_without_index() {
+        diagnostics.push(Diagnostic {
+            file: display_path(options, &pages[index].rel_path),
+            line: 0,
+            kind: DiagnosticKind::MissingSectionIndex {
+                section: section.to_owned(),
+            },
+        });
+    }
+    let mut work: Vec<Work> = pages
+        .par_iter()
+        .enumerate()
+        .map(|(index, meta)| {
+            let nav = tree.context(index);
+            let mut hasher = blake3::Hasher::new();
+            hasher.update(global.as_bytes());
+            hasher.update(meta.source_hash.as_bytes());
+            hasher.update(meta.lastmod.as_bytes());
+            hasher.update(&serde_json::to_vec(&nav).unwrap_or_default());
+            let render_key = hasher.finalize().to_hex().to_string();
+            let record = previous_pages
+                .get(meta.rel_path.as_str())
+                .filter(|record| record.render_key == render_key && !report.full)
+                .map(|record| (*record).clone());
+            Work {
+                meta: meta.clone(),
+                render_key,
+                nav,
+                rendered: None,
+                record,
+            }
+        })
+        .collect();
+    drop(tree);
+
+    // Phase 4: Markdown of the pages that need it.
+    let read_failures: Vec<Diagnostic> = work
+        .par_iter_mut()
+        .filter(|w| w.record.is_none())
+        .filter_map(|w| {
+            let text = match texts.get(&w.meta.rel_path) {
+                Some(text) => text.clone(),
+                None => match std::fs::read_to_string(content_dir.join(&w.meta.rel_path)) {
+                    Ok(text) => text,
+                    Err(err) => {
+                        return Some(Diagnostic {
+                            file: display_path(options, &w.meta.rel_path),
+                            line: 0,
+                            kind: DiagnosticKind::FrontMatter {
+                                message: format!("cannot read: {err}"),
+                            },
+                        });
+                    }
+                },
+            };
+            let body = content::body_of(&text);
+            w.rendered = Some(markdown::render(
+                body,
+                w.meta.body_line,
+                &w.meta.rel_path,
+                &w.meta.url,
+            ));
+            None
+        })
+        .collect();
+    diagnostics.extend(read_failures);
+
+    // Phase 5: links.
+    let mut targets = LinkTargets::default();
+    for w in &work {
+        let anchors = match (&w.rendered, &w.record) {
+            (Some(rendered), _) => rendered.anchors.iter().cloned().collect(),
+            (None, Some(record)) => record.anchors.iter().cloned().collect(),
+            (None, None) => HashSet::new(),
+        };
+        targets.pages.insert(w.meta.url.clone(), anchors);
+        for alias in &w.meta.front.aliases {
+            targets.files.insert(alias.clone());
+        }
+    }
+    for file in &assets.files {
+        targets.files.insert(format!("/{}", file.output));
+    }
+    for generated in ["/sitemap.xml", "/robots.txt"] {
+        targets.files.insert(generated.to_owned());
+    }
+    for w in &work {
+        let file = display_path(options, &w.meta.rel_path);
+        let links = match (&w.rendered, &w.record) {
+            (Some(rendered), _) => &rendered.links,
+            (None, Some(record)) => &record.links,
+            (None, None) => continue,
+        };
+        targets.check(&file, &w.meta.url, links, &mut diagnostics);
+        if let Some(rendered) = &w.rendered {
+            for (target, line) in &rendered.images_without_alt {
+                diagnostics.push(Diagnostic {
+                    file: file.clone(),
+                    line: *line,
+                    kind: DiagnosticKind::MissingAlt {
+                        target: target.clone(),
+                    },
+                });
+            }
+        }
+    }
+    if !diagnostics.is_empty() {
+        diagnostics.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
+        return Err(Error::Check(diagnostics));
+    }
+    let page_refs: Vec<&PageMeta> = work.iter().map(|w| &w.meta).collect();
+    report.warnings = seo::duplicate_warnings(&page_refs);
+
+    // Phase 6: templates, then files.
+    let mut outputs: Vec<(String, Vec<u8>)> = Vec::new();
+    let rendered_pages: Vec<Result<Vec<OutputFile>>> = work
+        .par_iter()
+        .filter(|w| w.rendered.is_some())
+        .map(|w| render::page_files(&config, &tera, &templates_dir, &assets.urls, w_parts(w)))
+        .collect();
+    for files in rendered_pages {
+        outputs.extend(files?);
+    }
+    report.rendered = work
+        .iter()
+        .filter(|w| w.rendered.is_some())
+        .map(|w| w.meta.rel_path.clone())
+        .collect();
+
+    let mut aggregate: Vec<(String, Vec<u8>)> = Vec::new();
+    aggregate.push((
+        "sitemap.xml".to_owned(),
+        seo::sitemap(&config, &page_refs).into_bytes(),
+    ));
+    aggregate.push(("robots.txt".to_owned(), seo::robots(&config).into_bytes()));
+    let mut by_url: HashMap<&str, &PageMeta> = HashMap::new();
+    for page in &page_refs {
+        by_url.insert(&page.url, page);
+    }
+    for page in &page_refs {
+        for alias in &page.front.aliases {
+            aggregate.push((
+                seo::alias_output(alias),
+                seo::redirect_page(&config, page).into_bytes(),
+            ));
+        }
+    }
+    let records: Vec<PageRecord> = work
+        .iter()
+        .map(|w| match (&w.rendered, &w.record) {
+            (Some(rendered), _) => PageRecord {
+                meta: w.meta.clone(),
+                render_key: w.render_key.clone(),
+                headings: rendered.headings.clone(),
+                anchors: rendered.anchors.clone(),
+                links: rendered.links.clone(),
+            },
+            (None, Some(record)) => PageRecord {
+                meta: w.meta.clone(),
+                ..record.clone()
+            },
+            (None, None) => unreachable_record(&w.meta, &w.render_key),
+        })
+        .collect();
+    let documents: Vec<search::Document> = records
+        .iter()
+        .filter(|r| seo::indexable(&r.meta))
+        .map(|r| search::Document {
+            url: &r.meta.url,
+            title: &r.meta.front.title,
+            description: &r.meta.front.description,
+            headings: r
+                .headings
+                .iter()
+                .filter(|h| h.level <= 3)
+                .map(|h| (h.id.as_str(), h.text.as_str()))
+                .collect(),
+        })
+        .collect();
+    for (path, json) in search::build(&documents) {
+        aggregate.push((path, json.into_bytes()));
+    }
+
+    let mut all_outputs: BTreeSet<String> = BTreeSet::new();
+    for page in &page_refs {
+        all_outputs.insert(page.output.clone());
+        if let Some(twin) = render::twin_output(&page.output) {
+            all_outputs.insert(twin);
+        }
+    }
+    for (path, _) in &aggregate {
+        all_outputs.insert(path.clone());
+    }
+    for file in &assets.files {
+        all_outputs.insert(file.output.clone());
+    }
+
+    if !options.write {
+        report.millis = started.elapsed().as_millis();
+        return Ok(report);
+    }
+
+    // Writing: the manifest goes first and comes back last.
+    let out = &options.out;
+    prepare_out_dir(out, previous.is_some())?;
+    Manifest::remove(out).map_err(|err| Error::io(out.join(MANIFEST_DIR), err))?;
+    if report.full {
+        for file in &assets.files {
+            outputs.push((file.output.clone(), file.bytes.clone()));
+        }
+    }
+    let written: Vec<Result<bool>> = outputs
+        .par_iter()
+        .map(|(path, bytes)| write_file(out, path, bytes, false))
+        .chain(
+            aggregate
+                .par_iter()
+                .map(|(path, bytes)| write_file(out, path, bytes, true)),
+        )
+        .collect();
+    for result in written {
+        if result? {
+            report.written += 1;
+        }
+    }
+    // Stale files: those the previous build wrote and this one did not, or in a first build
+    // over an old output folder, anything not produced now.
+    let stale: Vec<String> = match &previous {
+        Some(previous) => previous
+            .outputs
+            .iter()
+            .filter(|path| !all_outputs.contains(*path))
+            .cloned()
+            .collect(),
+        None => existing_files(out)?
+            .into_iter()
+            .filter(|path| !all_outputs.contains(path))
+            .collect(),
+    };
+    for path in &stale {
+        let full = out.join(path);
+        if std::fs::remove_file(&full).is_ok() {
+            report.removed += 1;
+            remove_empty_parents(out, &full);
+        }
+    }
+    let manifest = Manifest::new(global, records, all_outputs.into_iter().collect());
+    manifest
+        .save(out)
+        .map_err(|err| Error::io(out.join(MANIFEST_DIR), err))?;
+    report.millis = started.elapsed().as_millis();
+    Ok(report)
+}
+
+fn unreachable_record(meta: &PageMeta, render_key: &str) -> PageRecord {
+    // Every page is either rendered or reused; an empty record keeps the manifest well formed
+    // should that ever not hold, and its render key forces a render next time.
+    PageRecord {
+        meta: meta.clone(),
+        render_key: format!("stale-{render_key}"),
+        headings: Vec::new(),
+        anchors: Vec::new(),
+        links: Vec::new(),
+    }
+}
+
+fn w_parts(w: &Work) -> render::PageInput<'_> {
+    render::PageInput {
+        meta: &w.meta,
+        nav: &w.nav,
+        rendered: w.rendered.as_ref(),
+    }
+}
+
+/// Refuses to write into a non-empty folder that sitegen did not create.
+fn prepare_out_dir(out: &Path, has_manifest: bool) -> Result<()> {
+    if has_manifest || out.join(MANIFEST_DIR).is_dir() {
+        return Ok(());
+    }
+    if let Ok(mut entries) = std::fs::read_dir(out)
+        && entries.next().is_some()
+    {
+        return Err(Error::Other(format!(
+            "{} is not empty and was not written by sitegen (no {MANIFEST_DIR}/); \
+             choose another --out or empty it",
+            out.display()
+        )));
+    }
+    std::fs::create_dir_all(out.join(MANIFEST_DIR))
+        .map_err(|err| Error::io(out.join(MANIFEST_DIR), err))
+}
+
+/// Writes a file; with `compare`, only when its bytes differ from what is there.
+fn write_file(out: &Path, rel: &str, bytes: &[u8], compare: bool) -> Result<bool> {
+    let path = out.join(rel);
+    if compare && std::fs::read(&path).is_ok_and(|existing| existing == bytes) {
+        return Ok(false);
+    }
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|err| Error::io(parent, err))?;
+    }
+    std::fs::write(&path, bytes).map_err(|err| Error::io(&path, err))?;
+    Ok(true)
+}
+
+fn existing_files(out: &Path) -> Result<Vec<String>> {
+    let mut files = Vec::new();
+    let mut stack = vec![(out.to_owned(), String::new())];
+    while let Some((dir, prefix)) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries {
+            let entry = entry.map_err(|err| Error::io(&dir, err))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if prefix.is_empty() && name == MANIFEST_DIR {
+                continue;
+            }
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push((path, format!("{prefix}{name}/")));
+            } else {
+                files.push(format!("{prefix}{name}"));
+            }
+        }
+    }
+    Ok(files)
+}
+
+fn remove_empty_parents(out: &Path, file: &Path) {
+    let mut dir = file.parent();
+    while let Some(current) = dir {
+        if current == out || std::fs::remove_dir(current).is_err() {
+            break;
+        }
+        dir = current.parent();
+    }
+}

@@ -1,0 +1,93 @@
+//! The search index, split into small shards by the first two characters of each term, so the
+//! search script downloads only the shards of the words typed. Terms come from titles,
+//! descriptions and headings; each entry points at a page or a heading within it.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+
+/// One searchable thing: a page or a heading in it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Entry {
+    pub url: String,
+    pub title: String,
+}
+
+/// A document to index: its URL, title, description and headings.
+#[derive(Debug)]
+pub struct Document<'a> {
+    pub url: &'a str,
+    pub title: &'a str,
+    pub description: &'a str,
+    pub headings: Vec<(&'a str, &'a str)>,
+}
+
+fn terms(text: &str) -> impl Iterator<Item = String> + '_ {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|word| word.chars().count() >= 2)
+        .map(str::to_lowercase)
+}
+
+fn shard_key(term: &str) -> String {
+    term.chars()
+        .take(2)
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect()
+}
+
+/// Output path → JSON text of every shard. Each shard maps a term to its entries.
+pub fn build(documents: &[Document]) -> BTreeMap<String, String> {
+    let mut shards: BTreeMap<String, BTreeMap<String, BTreeSet<Entry>>> = BTreeMap::new();
+    for document in documents {
+        let page = Entry {
+            url: document.url.to_owned(),
+            title: document.title.to_owned(),
+        };
+        for term in terms(document.title).chain(terms(document.description)) {
+            shards
+                .entry(shard_key(&term))
+                .or_default()
+                .entry(term)
+                .or_default()
+                .insert(page.clone());
+        }
+        for (id, text) in &document.headings {
+            let entry = Entry {
+                url: format!("{}#{id}", document.url),
+                title: format!("{} › {text}", document.title),
+            };
+            for term in terms(text) {
+                shards
+                    .entry(shard_key(&term))
+                    .or_default()
+                    .entry(term)
+                    .or_default()
+                    .insert(entry.clone());
+            }
+        }
+    }
+    shards
+        .into_iter()
+        .map(|(key, terms)| {
+            let json = serde_json::to_string(&terms).unwrap_or_else(|_| "{}".to_owned());
+            (format!("search/{key}.json"), json)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_by_prefix() {
+        let shards = build(&[Document {
+            url: "/docs/a/",
+            title: "Push protocol",
+            description: "How pushes work",
+            headings: vec![("retry", "Retry rules")],
+        }]);
+        assert!(shards.contains_key("search/pu.json"));
+        assert!(shards["search/re.json"].contains("/docs/a/#retry"));
+    }
+}

@@ -1,0 +1,123 @@
+//! Checks with external tools: the Nu HTML Checker and lynx. They skip with a message unless
+//! `CAIRN_TEST_STRICT=1`, where a missing tool fails the test (scripts/site-tools.sh finds them).
+
+use std::process::Command;
+
+use crate::support::{build, docs_src, tool, tree};
+
+#[test]
+fn every_page_passes_the_nu_html_checker() {
+    let Some(jar) = tool("CAIRN_VNU_JAR", "vnu.jar (npm package vnu-jar)") else {
+        return;
+    };
+    let java = std::env::var_os("CAIRN_JAVA").unwrap_or_else(|| "java".into());
+    let out = tempfile::tempdir().unwrap();
+    build(&docs_src(), out.path()).unwrap();
+    let pages: Vec<_> = tree(out.path())
+        .into_keys()
+        .filter(|name| name.ends_with(".html"))
+        .map(|name| out.path().join(name))
+        .collect();
+    assert!(pages.len() >= 10);
+    let output = Command::new(java)
+        .arg("-jar")
+        .arg(&jar)
+        .args(["--errors-only", "--format", "json"])
+        .args(&pages)
+        .output()
+        .expect("java runs");
+    let report: serde_json::Value =
+        serde_json::from_slice(&output.stderr).expect("vnu writes a JSON report to stderr");
+    let messages = report["messages"].as_array().unwrap();
+    let errors: Vec<String> = messages
+        .iter()
+        .filter(|m| m["type"] == "error" || m["subType"] == "fatal")
+        .map(|m| format!("{}: {}", m["url"], m["message"]))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "{} vnu errors:\n{}",
+        errors.len(),
+        errors.join("\n")
+    );
+    eprintln!("vnu: {} pages, 0 errors", pages.len());
+}
+
+fn lynx_dump(lynx: &std::path::Path, file: &std::path::Path) -> String {
+    let output = Command::new(lynx)
+        .args(["-dump", "-force_html", "-nocolor", "-display_charset=utf-8"])
+        .arg(file)
+        .output()
+        .expect("lynx runs");
+    assert!(output.status.success());
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Whether lynx's numbered reference list has a link to the site path `link`.
+fn has_link(dump: &str, link: &str) -> bool {
+    let references = dump.split("\nReferences\n").nth(1).unwrap_or("");
+    references.lines().any(|line| {
+        let line = line.trim();
+        if link.starts_with('#') {
+            line.ends_with(&format!("index.html{link}"))
+        } else {
+            line.ends_with(&format!("file://{link}"))
+        }
+    })
+}
+
+#[test]
+fn lynx_shows_text_and_navigation() {
+    let Some(lynx) = tool("CAIRN_LYNX", "lynx") else {
+        return;
+    };
+    let out = tempfile::tempdir().unwrap();
+    build(&docs_src(), out.path()).unwrap();
+
+    let landing = lynx_dump(&lynx, &out.path().join("index.html"));
+    for text in [
+        "Team sync for API-development projects",
+        "No acknowledged push is ever lost",
+        "Skip to main content",
+        "Explore the documentation",
+    ] {
+        assert!(
+            landing.contains(text),
+            "landing page lacks {text:?}:\n{landing}"
+        );
+    }
+    for link in [
+        "/docs/",
+        "/docs/getting-started/",
+        "/docs/protocol/",
+        "/search/",
+    ] {
+        assert!(
+            has_link(&landing, link),
+            "landing page lacks a link to {link}:\n{landing}"
+        );
+    }
+
+    let docs = lynx_dump(&lynx, &out.path().join("docs/getting-started/index.html"));
+    for text in [
+        "Getting started",
+        "cargo run --release -p sync-server -- serve",
+        "On this page",
+        "Next: The cairn client",
+        "Last updated",
+    ] {
+        assert!(docs.contains(text), "docs page lacks {text:?}:\n{docs}");
+    }
+    for link in [
+        "/docs/client/",
+        "/docs/server/",
+        "/docs/security/",
+        "/docs/protocol/",
+        "#run-the-tests",
+    ] {
+        assert!(
+            has_link(&docs, link),
+            "docs page lacks a link to {link}:\n{docs}"
+        );
+    }
+}

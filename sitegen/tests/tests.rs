@@ -1,0 +1,8 @@
+//! sitegen's integration tests (one binary; see STYLE.md item 7).
+
+mod support;
+
+mod build_docs;
+mod external_tools;
+mod failures;
+mod incremental;
