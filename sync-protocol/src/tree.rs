@@ -462,7 +462,9 @@ fn emit(
 ///
 /// `encode_file` turns a file's bytes into its entry and its objects (chunks, and a file object
 /// when there is more than one chunk), children first; the entry's kind is overwritten by the
-/// kind given here. Pass `chunking::encode_file` once it exists, or [`encode_file_fixed`].
+/// kind given here. The real encoder is [`crate::chunking::encode_file`] (content-defined
+/// chunks; it returns frames, so an adapter decodes them, as `tests/simulation.rs` does);
+/// [`encode_file_fixed`] is a dependency-free stand-in.
 /// An entry of kind [`EntryKind::Dir`] names a dir (its contents are ignored); it stays in the
 /// listing only if no other path lies under it, as a listing names only empty dirs.
 pub fn build_tree<C, F>(
