@@ -56,10 +56,10 @@ pub fn decompress_object(frame: &[u8], limit: usize) -> Result<Vec<u8>, Compress
         Ok(size) if size == frame.len() => {}
         _ => return Err(CompressError::NotAFrame),
     }
-    if let Ok(Some(declared)) = zstd::zstd_safe::get_frame_content_size(frame) {
-        if declared > limit as u64 {
-            return Err(CompressError::TooLarge { limit });
-        }
+    if let Ok(Some(declared)) = zstd::zstd_safe::get_frame_content_size(frame)
+        && declared > limit as u64
+    {
+        return Err(CompressError::TooLarge { limit });
     }
     let corrupt = |error: std::io::Error| CompressError::Corrupt(error.to_string());
     let mut decoder = zstd::stream::read::Decoder::with_buffer(frame).map_err(corrupt)?;
