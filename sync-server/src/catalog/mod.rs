@@ -4,10 +4,10 @@
 //! One trait, [`Catalog`], with two implementations that pass one conformance suite
 //! (`sync-server/tests/catalog_conformance.rs`):
 //!
-//! - `PostgresCatalog`: tokio-postgres over a deadpool pool, for clusters. The schema is the
+//! - [`PostgresCatalog`]: tokio-postgres over a deadpool pool, for clusters. The schema is the
 //!   SQL files in `migrations/`, applied in order at start under a `pg_advisory_lock`, so many
 //!   nodes may start at once.
-//! - `SqliteCatalog`: rusqlite (bundled) in one file of the data folder, WAL mode, for the
+//! - [`SqliteCatalog`]: rusqlite (bundled) in one file of the data folder, WAL mode, for the
 //!   single-node default. Its schema is `migrations/sqlite/`. Blocking calls run on
 //!   `spawn_blocking`.
 //!
@@ -31,15 +31,22 @@
 //! catalog stores a lowercase key beside each (Rust's `str::to_lowercase`, so both databases
 //! fold identically).
 
+mod common;
 mod error;
 pub mod limits;
+mod migrations;
+mod postgres;
+mod sqlite;
 mod types;
+mod validate;
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 
 pub use error::{CatalogError, Entity, Field};
+pub use postgres::{PostgresCatalog, PostgresSettings};
+pub use sqlite::SqliteCatalog;
 pub use types::{
     Account, AccountCredentials, AccountId, Authenticated, CommitOutcome, CommitRequest, Member,
     NewAccount, Node, NodeId, PROJECT_CREATED_MESSAGE, ParseCatalogIdError, Project, ProjectId,

@@ -11,7 +11,10 @@ pub(super) fn text(field: Field, value: &str, max: usize) -> Result<(), CatalogE
         return invalid("must not be empty".to_owned());
     }
     if value.len() > max {
-        return invalid(format!("{} bytes, more than the limit of {max}", value.len()));
+        return invalid(format!(
+            "{} bytes, more than the limit of {max}",
+            value.len()
+        ));
     }
     if value.chars().any(char::is_control) {
         return invalid("must not contain control characters".to_owned());

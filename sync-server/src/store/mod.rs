@@ -7,8 +7,8 @@
 //! Two layers:
 //!
 //! - [`ObjectBackend`], the raw, batch-oriented trait that each place objects can live
-//!   implements: `S3Backend` (aws-sdk-s3), `FsBackend` (a local folder) and
-//!   `MemoryBackend` (unit tests only). It moves bytes and counts requests; it does not verify.
+//!   implements: [`S3Backend`] (aws-sdk-s3), [`FsBackend`] (a local folder) and
+//!   [`MemoryBackend`] (unit tests only). It moves bytes and counts requests; it does not verify.
 //!   It uses `async-trait` so the server can pick a backend at run time (`Arc<dyn ObjectBackend>`)
 //!   and a later cache or pack layout can wrap one.
 //! - [`ObjectStore`], the one type callers use: a cheap-to-clone handle over a backend that
@@ -25,6 +25,9 @@
 
 mod counts;
 mod error;
+mod fs;
+mod memory;
+mod s3;
 
 use std::fmt;
 use std::sync::Arc;
@@ -35,8 +38,11 @@ use sync_protocol::{Object, ObjectId};
 
 use crate::catalog::ProjectId;
 
-pub use counts::{RequestCounters, RequestCounts};
+pub use counts::{RequestCounters, RequestCounts, RequestKind};
 pub use error::StoreError;
+pub use fs::FsBackend;
+pub use memory::MemoryBackend;
+pub use s3::{S3Backend, S3Credentials, S3Settings};
 
 /// Shorthand for store results.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

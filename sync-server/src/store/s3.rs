@@ -1,0 +1,468 @@
+//! The S3 backend (aws-sdk-s3 over rustls), for clusters: any S3-compatible service.
+//!
+//! - One S3 object per Cairn object, key `<prefix>objects/<project>/<id>`. A later pack layout
+//!   (one S3 object per push) changes only this file.
+//! - Writes are conditional (`If-None-Match: *`) where the service supports it: "412 already
+//!   exists" is success, since objects are immutable and content-addressed. A 409 (a concurrent
+//!   conditional write of the same key still in flight) is retried after a pause.
+//! - Retries: the SDK's standard mode, with [`S3Settings::max_attempts`] attempts and
+//!   exponential backoff with jitter, on 5xx, timeouts, connection errors and throttling
+//!   (`SlowDown`).
+//! - Batches run at most [`S3Settings::max_concurrency`] requests at once.
+//! - Every HTTP attempt, retries included, is counted by kind by an SDK interceptor, so the
+//!   counts are what S3 bills.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_s3::Client;
+use aws_sdk_s3::config::interceptors::BeforeTransmitInterceptorContextRef;
+use aws_sdk_s3::config::retry::RetryConfig;
+use aws_sdk_s3::config::timeout::TimeoutConfig;
+use aws_sdk_s3::config::{
+    BehaviorVersion, ConfigBag, Credentials, Intercept, Region, RuntimeComponents,
+};
+use aws_sdk_s3::error::{BoxError, DisplayErrorContext, SdkError};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+use bytes::Bytes;
+use futures_util::stream::{self, StreamExt, TryStreamExt};
+use sync_protocol::ObjectId;
+
+use super::counts::{RequestCounters, RequestCounts, RequestKind};
+use super::{MAX_FRAME_SIZE, ObjectBackend, Result, StoreError, object_key, project_prefix};
+use crate::catalog::ProjectId;
+
+/// The most keys one `DeleteObjects` request may name (an S3 limit).
+const DELETE_BATCH: usize = 1000;
+/// How many times a put that got 409 (concurrent conditional write) is tried again.
+const CONFLICT_RETRIES: u32 = 5;
+
+/// Static S3 credentials. Without them the SDK's default chain is used (environment, profile
+/// files, web identity, container and instance metadata).
+#[derive(Clone, PartialEq, Eq)]
+pub struct S3Credentials {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
+impl fmt::Debug for S3Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("S3Credentials")
+            .field("access_key_id", &self.access_key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where and how to reach S3.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Settings {
+    pub bucket: String,
+    pub region: String,
+    /// A custom endpoint (MinIO, s3s-fs, R2...); `None` for AWS.
+    pub endpoint: Option<String>,
+    /// Prepended to every key, e.g. `cairn/`; a missing trailing `/` is added.
+    pub prefix: String,
+    /// Path-style URLs (`endpoint/bucket/key`), which most S3-compatible servers need.
+    pub force_path_style: bool,
+    pub credentials: Option<S3Credentials>,
+    /// Attempts per request, the first included.
+    pub max_attempts: u32,
+    /// Requests in flight at once per batch.
+    pub max_concurrency: usize,
+    /// Send `If-None-Match: *` on writes. Turn off for services that reject it.
+    pub conditional_put: bool,
+}
+
+impl S3Settings {
+    /// Settings for `bucket` on AWS in `us-east-1`, with default limits.
+    pub fn new(bucket: impl Into<String>) -> Self {
+        Self {
+            bucket: bucket.into(),
+            region: "us-east-1".to_owned(),
+            endpoint: None,
+            prefix: String::new(),
+            force_path_style: false,
+            credentials: None,
+            max_attempts: 5,
+            max_concurrency: 32,
+            conditional_put: true,
+        }
+    }
+}
+
+/// Objects in an S3 bucket. Cheap to clone; clones share the client and counters.
+#[derive(Debug, Clone)]
+pub struct S3Backend {
+    client: Client,
+    bucket: String,
+    prefix: String,
+    max_concurrency: usize,
+    conditional_put: bool,
+    counters: Arc<RequestCounters>,
+}
+
+impl S3Backend {
+    /// Builds the client. Makes no request: a missing bucket shows on first use.
+    pub async fn connect(settings: &S3Settings) -> Result<Self> {
+        if settings.bucket.is_empty() {
+            return Err(StoreError::Config("the S3 bucket name is empty".to_owned()));
+        }
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new(settings.region.clone()));
+        if let Some(endpoint) = &settings.endpoint {
+            loader = loader.endpoint_url(endpoint);
+        }
+        if let Some(credentials) = &settings.credentials {
+            loader = loader.credentials_provider(Credentials::new(
+                &credentials.access_key_id,
+                &credentials.secret_access_key,
+                None,
+                None,
+                "cairn-settings",
+            ));
+        }
+        let shared = loader.load().await;
+        let counters = Arc::new(RequestCounters::default());
+        let config = aws_sdk_s3::config::Builder::from(&shared)
+            .force_path_style(settings.force_path_style)
+            .retry_config(
+                RetryConfig::standard()
+                    .with_max_attempts(settings.max_attempts.max(1))
+                    .with_initial_backoff(Duration::from_millis(100))
+                    .with_max_backoff(Duration::from_secs(5)),
+            )
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(5))
+                    .operation_attempt_timeout(Duration::from_secs(60))
+                    .build(),
+            )
+            .interceptor(CountRequests(Arc::clone(&counters)))
+            .build();
+        let mut prefix = settings.prefix.clone();
+        if !prefix.is_empty() && !prefix.ends_with('/') {
+            prefix.push('/');
+        }
+        Ok(Self {
+            client: Client::from_conf(config),
+            bucket: settings.bucket.clone(),
+            prefix,
+            max_concurrency: settings.max_concurrency.max(1),
+            conditional_put: settings.conditional_put,
+            counters,
+        })
+    }
+
+    /// The SDK client (tests use it to create buckets and tamper with objects).
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    /// The S3 key of an object.
+    pub fn key(&self, project: &ProjectId, id: &ObjectId) -> String {
+        object_key(&self.prefix, project, id)
+    }
+
+    fn error<E>(&self, operation: &'static str, key: &str, error: &SdkError<E>) -> StoreError
+    where
+        E: std::error::Error + 'static,
+    {
+        StoreError::S3 {
+            operation,
+            key: format!("s3://{}/{key}", self.bucket),
+            message: DisplayErrorContext(error).to_string(),
+        }
+    }
+
+    async fn put_one(&self, key: String, frame: Bytes) -> Result<()> {
+        let mut conflicts = 0;
+        loop {
+            let mut request = self
+                .client
+                .put_object()
+                .bucket(&self.bucket)
+                .key(&key)
+                .content_type("application/zstd")
+                .body(ByteStream::from(frame.clone()));
+            if self.conditional_put {
+                request = request.if_none_match("*");
+            }
+            let error = match request.send().await {
+                Ok(_) => return Ok(()),
+                Err(error) => error,
+            };
+            match status(&error) {
+                // Already stored: the same bytes, since the key is their hash.
+                Some(412) => return Ok(()),
+                Some(409) if conflicts < CONFLICT_RETRIES => {
+                    conflicts += 1;
+                    tokio::time::sleep(Duration::from_millis(50 << conflicts)).await;
+                }
+                _ => return Err(self.error("put", &key, &error)),
+            }
+        }
+    }
+
+    async fn get_one(&self, project: ProjectId, id: ObjectId) -> Result<Option<Bytes>> {
+        let key = self.key(&project, &id);
+        let output = match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .send()
+            .await
+        {
+            Ok(output) => output,
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|service| service.is_no_such_key())
+                    || status(&error) == Some(404) =>
+            {
+                return Ok(None);
+            }
+            Err(error) => return Err(self.error("get", &key, &error)),
+        };
+        let oversized = |len: u64| StoreError::Oversized { project, id, len };
+        if let Some(len) = output.content_length()
+            && len > MAX_FRAME_SIZE as i64
+        {
+            return Err(oversized(len as u64));
+        }
+        let body = output
+            .body
+            .collect()
+            .await
+            .map_err(|error| StoreError::S3 {
+                operation: "get",
+                key: format!("s3://{}/{key}", self.bucket),
+                message: error.to_string(),
+            })?
+            .into_bytes();
+        if body.len() > MAX_FRAME_SIZE {
+            return Err(oversized(body.len() as u64));
+        }
+        Ok(Some(body))
+    }
+
+    async fn exists(&self, project: ProjectId, id: ObjectId) -> Result<bool> {
+        let key = self.key(&project, &id);
+        match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|service| service.is_not_found())
+                    || status(&error) == Some(404) =>
+            {
+                Ok(false)
+            }
+            Err(error) => Err(self.error("head", &key, &error)),
+        }
+    }
+
+    async fn delete_batch(&self, keys: Vec<String>) -> Result<()> {
+        let first = keys.first().cloned().unwrap_or_default();
+        let objects = keys
+            .into_iter()
+            .map(|key| ObjectIdentifier::builder().key(key).build())
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|error| StoreError::Backend {
+                operation: "delete",
+                message: error.to_string(),
+            })?;
+        let delete = Delete::builder()
+            .set_objects(Some(objects))
+            .quiet(true)
+            .build()
+            .map_err(|error| StoreError::Backend {
+                operation: "delete",
+                message: error.to_string(),
+            })?;
+        let output = self
+            .client
+            .delete_objects()
+            .bucket(&self.bucket)
+            .delete(delete)
+            .send()
+            .await
+            .map_err(|error| self.error("delete", &first, &error))?;
+        if let Some(failed) = output.errors().first() {
+            return Err(StoreError::S3 {
+                operation: "delete",
+                key: format!("s3://{}/{}", self.bucket, failed.key().unwrap_or_default()),
+                message: format!(
+                    "{}: {}",
+                    failed.code().unwrap_or("error"),
+                    failed.message().unwrap_or_default()
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The HTTP status of a failed request, if a response arrived.
+fn status<E>(error: &SdkError<E>) -> Option<u16> {
+    error
+        .raw_response()
+        .map(|response| response.status().as_u16())
+}
+
+fn unique(ids: &[ObjectId]) -> Vec<ObjectId> {
+    let mut seen = HashSet::new();
+    ids.iter().copied().filter(|id| seen.insert(*id)).collect()
+}
+
+#[async_trait]
+impl ObjectBackend for S3Backend {
+    async fn put_many(&self, project: &ProjectId, objects: Vec<(ObjectId, Bytes)>) -> Result<()> {
+        let mut seen = HashSet::new();
+        let puts = objects
+            .into_iter()
+            .filter(|(id, _)| seen.insert(*id))
+            .map(|(id, frame)| Ok((self.key(project, &id), frame)));
+        stream::iter(puts)
+            .try_for_each_concurrent(self.max_concurrency, |(key, frame)| {
+                self.put_one(key, frame)
+            })
+            .await
+    }
+
+    async fn get_many(&self, project: &ProjectId, ids: &[ObjectId]) -> Result<Vec<Option<Bytes>>> {
+        let project = *project;
+        // Futures are collected first: a lazy map closure over borrowed ids trips the
+        // higher-ranked Send check of async-trait.
+        let reads: Vec<_> = ids.iter().map(|&id| self.get_one(project, id)).collect();
+        stream::iter(reads)
+            .buffered(self.max_concurrency)
+            .try_collect()
+            .await
+    }
+
+    async fn missing(&self, project: &ProjectId, ids: &[ObjectId]) -> Result<Vec<ObjectId>> {
+        let ids = unique(ids);
+        let project = *project;
+        let probes: Vec<_> = ids.iter().map(|&id| self.exists(project, id)).collect();
+        let present: Vec<bool> = stream::iter(probes)
+            .buffered(self.max_concurrency)
+            .try_collect()
+            .await?;
+        Ok(ids
+            .into_iter()
+            .zip(present)
+            .filter(|(_, present)| !present)
+            .map(|(id, _)| id)
+            .collect())
+    }
+
+    async fn list(&self, project: &ProjectId) -> Result<Vec<ObjectId>> {
+        let prefix = project_prefix(&self.prefix, project);
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(&prefix)
+            .into_paginator()
+            .send();
+        let mut ids = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|error| self.error("list", &prefix, &error))?;
+            ids.extend(page.contents().iter().filter_map(|object| {
+                object
+                    .key()?
+                    .strip_prefix(&prefix)?
+                    .parse::<ObjectId>()
+                    .ok()
+            }));
+        }
+        Ok(ids)
+    }
+
+    async fn delete_many(&self, project: &ProjectId, ids: &[ObjectId]) -> Result<()> {
+        let keys: Vec<String> = unique(ids).iter().map(|id| self.key(project, id)).collect();
+        let batches = keys.chunks(DELETE_BATCH).map(|batch| Ok(batch.to_vec()));
+        stream::iter(batches)
+            .try_for_each_concurrent(self.max_concurrency, |batch| self.delete_batch(batch))
+            .await
+    }
+
+    fn request_counts(&self) -> RequestCounts {
+        self.counters.snapshot()
+    }
+}
+
+/// Counts every HTTP attempt the SDK transmits, by kind.
+#[derive(Debug)]
+struct CountRequests(Arc<RequestCounters>);
+
+impl Intercept for CountRequests {
+    fn name(&self) -> &'static str {
+        "CairnCountRequests"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &BeforeTransmitInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> std::result::Result<(), BoxError> {
+        let request = context.request();
+        self.0.add(request_kind(request.method(), request.uri()), 1);
+        Ok(())
+    }
+}
+
+/// The kind of an S3 request, from its method and URI.
+fn request_kind(method: &str, uri: &str) -> RequestKind {
+    let query = uri.split_once('?').map_or("", |(_, query)| query);
+    let has_param = |name: &str| {
+        query
+            .split('&')
+            .any(|pair| pair.split('=').next() == Some(name))
+    };
+    match method {
+        "HEAD" => RequestKind::Head,
+        "PUT" => RequestKind::Put,
+        "DELETE" => RequestKind::Delete,
+        "POST" if has_param("delete") => RequestKind::Delete,
+        "GET" if has_param("list-type") => RequestKind::List,
+        "POST" => RequestKind::Put,
+        _ => RequestKind::Get,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_kinds() {
+        let kind = request_kind;
+        assert_eq!(kind("GET", "http://h/b/objects/p/i"), RequestKind::Get);
+        assert_eq!(
+            kind("GET", "http://h/b?list-type=2&prefix=objects%2F"),
+            RequestKind::List
+        );
+        assert_eq!(kind("HEAD", "http://h/b/k"), RequestKind::Head);
+        assert_eq!(kind("PUT", "http://h/b/k"), RequestKind::Put);
+        assert_eq!(kind("POST", "http://h/b?delete"), RequestKind::Delete);
+        assert_eq!(kind("DELETE", "http://h/b/k"), RequestKind::Delete);
+    }
+}
