@@ -1,1 +1,207 @@
-//! Benchmarks live in src/bin; this library holds what they share.
+//! Benchmarks live in src/bin; this library holds what they share: deterministic test data and
+//! timing helpers.
+
+use std::time::{Duration, Instant};
+
+/// A small, fast, deterministic generator (xorshift64*), so every run measures the same bytes
+/// without a rand dependency.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Self(seed | 1)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// A number in `0..bound`.
+    pub fn below(&mut self, bound: u64) -> u64 {
+        self.next_u64() % bound
+    }
+
+    pub fn fill(&mut self, out: &mut [u8]) {
+        for piece in out.chunks_mut(8) {
+            let bytes = self.next_u64().to_le_bytes();
+            piece.copy_from_slice(&bytes[..piece.len()]);
+        }
+    }
+}
+
+const KEYS: &[&str] = &[
+    "id",
+    "name",
+    "method",
+    "url",
+    "headers",
+    "body",
+    "query",
+    "environment",
+    "description",
+    "created_at",
+    "updated_at",
+    "status",
+    "content-type",
+    "authorization",
+    "accept",
+    "timeout",
+    "variables",
+    "items",
+    "total",
+    "next_page",
+    "email",
+    "user_id",
+    "team",
+    "enabled",
+    "tags",
+];
+const WORDS: &[&str] = &[
+    "GET",
+    "POST",
+    "PUT",
+    "DELETE",
+    "application/json",
+    "https://api.example.com/v2/users",
+    "Bearer",
+    "staging",
+    "production",
+    "alpha",
+    "orders",
+    "invoice",
+    "pending",
+    "shipped",
+    "customer",
+    "refund",
+    "webhook",
+    "retry",
+    "ok",
+    "not found",
+    "Paris",
+    "Zürich",
+    "東京",
+];
+
+/// Appends one JSON-like document of about `len` bytes: nested objects of keys from an API
+/// project's vocabulary with random words, numbers and hex ids, which zstd compresses about
+/// as well as real exported requests and recorded responses.
+pub fn json_like(rng: &mut Rng, len: usize, out: &mut Vec<u8>) {
+    let end = out.len() + len;
+    out.extend_from_slice(b"{\n");
+    let mut depth = 1usize;
+    while out.len() < end {
+        for _ in 0..depth {
+            out.extend_from_slice(b"  ");
+        }
+        let key = KEYS[rng.below(KEYS.len() as u64) as usize];
+        out.push(b'"');
+        out.extend_from_slice(key.as_bytes());
+        out.extend_from_slice(b"\": ");
+        match rng.below(10) {
+            0 if depth < 6 => {
+                out.extend_from_slice(b"{\n");
+                depth += 1;
+                continue;
+            }
+            1 | 2 => out.extend_from_slice(rng.below(1_000_000_000).to_string().as_bytes()),
+            3 => {
+                out.push(b'"');
+                out.extend_from_slice(
+                    format!("{:016x}{:08x}", rng.next_u64(), rng.below(1 << 32)).as_bytes(),
+                );
+                out.push(b'"');
+            }
+            4 if depth > 1 => {
+                out.extend_from_slice(b"true\n");
+                depth -= 1;
+                for _ in 0..depth {
+                    out.extend_from_slice(b"  ");
+                }
+                out.extend_from_slice(b"},\n");
+                continue;
+            }
+            _ => {
+                out.push(b'"');
+                for word in 0..1 + rng.below(4) {
+                    if word > 0 {
+                        out.push(b' ');
+                    }
+                    out.extend_from_slice(WORDS[rng.below(WORDS.len() as u64) as usize].as_bytes());
+                }
+                out.push(b'"');
+            }
+        }
+        out.extend_from_slice(b",\n");
+    }
+    out.extend_from_slice(b"\"end\": true\n}\n");
+}
+
+/// A project's worth of files totalling at least `total` bytes: mostly JSON-like documents of
+/// every size (many small, a few of several MiB) and about one file in eight of random bytes
+/// (attachments that are already compressed). The same `seed` gives the same files.
+pub fn mixed_project(total: usize, seed: u64) -> Vec<Vec<u8>> {
+    let mut rng = Rng::new(seed);
+    let mut files = Vec::new();
+    let mut size = 0;
+    while size < total {
+        let len = match rng.below(10) {
+            0..=5 => 512 + rng.below(32 << 10),
+            6..=8 => (32 << 10) + rng.below(1 << 20),
+            _ => (1 << 20) + rng.below(16 << 20),
+        } as usize;
+        let mut file = Vec::with_capacity(len + 4096);
+        if rng.below(8) == 0 {
+            file.resize(len, 0);
+            rng.fill(&mut file);
+        } else {
+            json_like(&mut rng, len, &mut file);
+        }
+        size += file.len();
+        files.push(file);
+    }
+    files
+}
+
+/// The median of `samples` (sorted in place).
+pub fn median(samples: &mut [Duration]) -> Duration {
+    samples.sort_unstable();
+    samples[samples.len() / 2]
+}
+
+/// How long a piece of work took: wall time, and the time this thread spent on a CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    pub wall: Duration,
+    /// `None` where the platform does not report per-thread CPU time.
+    pub cpu: Option<Duration>,
+}
+
+/// Runs `work` once and returns its timing and result. On a shared machine the CPU time is the
+/// steadier figure: it leaves out the time the thread waited for a core.
+pub fn timed<T>(work: impl FnOnce() -> T) -> (Timing, T) {
+    let cpu_start = thread_cpu_time();
+    let start = Instant::now();
+    let result = work();
+    let wall = start.elapsed();
+    let cpu = match (cpu_start, thread_cpu_time()) {
+        (Some(start), Some(end)) => Some(end.saturating_sub(start)),
+        _ => None,
+    };
+    (Timing { wall, cpu }, result)
+}
+
+/// This thread's time on a CPU so far, in nanoseconds, from Linux's `/proc/thread-self/schedstat`.
+pub fn thread_cpu_time() -> Option<Duration> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let nanos: u64 = text.split_whitespace().next()?.parse().ok()?;
+    Some(Duration::from_nanos(nanos))
+}
+
+/// Megabytes (10^6 bytes) per second.
+pub fn megabytes_per_second(bytes: usize, time: Duration) -> f64 {
+    bytes as f64 / 1e6 / time.as_secs_f64()
+}
