@@ -1,0 +1,637 @@
+//! Scanning the working copy into a [`Listing`], storing the objects of files that changed.
+//!
+//! The walk is sequential (it only reads folders and stats entries); files whose stat (size,
+//! mtime, inode) matches the stat cache are taken from it unread, and the rest are read, chunked,
+//! hashed and compressed in parallel on rayon's pool, their objects written to the object cache.
+//!
+//! What is not synced is reported, never silently dropped: symlinks, special files, names that
+//! are not valid project names (not UTF-8, forbidden characters, too long, two names that are
+//! equal after NFC normalization or case folding), unreadable files and files that kept changing
+//! while being read. `.cairnignore` files (gitignore syntax, in any folder) exclude paths
+//! quietly, as `.gitignore` does; `.cairn/` and our own temp files are never listed.
+//!
+//! A file that exists but could not be read is *unsettled*: it is not in the listing, but it is
+//! not removed either. Status shows it apart, and an apply never touches it.
+
+use std::collections::{BTreeSet, HashMap};
+use std::ffi::OsString;
+use std::fs::{self, File};
+use std::io::{self, Read};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::{Path as FsPath, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use ignore::Match;
+use ignore::gitignore::{Gitignore, GitignoreBuilder};
+use rayon::prelude::*;
+use sync_protocol::chunking::ObjectEncoder;
+use sync_protocol::limits::MAX_FILE_SIZE;
+use sync_protocol::name::fold_key;
+use sync_protocol::tree::{FileRef, Listing, Path, PathError};
+use sync_protocol::{EntryKind, Name, NameError, ObjectId};
+
+use crate::atomic::is_temp_name;
+use crate::error::ClientError;
+use crate::object_cache::ObjectCache;
+use crate::state::{Mtime, StatCache, StatEntry};
+
+/// The folder that holds a working copy's state.
+pub const META_DIR: &str = ".cairn";
+/// The name of ignore files, in gitignore syntax.
+pub const IGNORE_FILE: &str = ".cairnignore";
+/// How many times a file that changes while being read is read again before it is reported.
+pub const READ_ATTEMPTS: u32 = 3;
+
+/// Why something on disk is not in the listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SkipReason {
+    /// Symlinks are not synced (design §3).
+    Symlink,
+    /// A FIFO, socket or device.
+    Special { what: &'static str },
+    /// The name is not UTF-8.
+    NotUtf8,
+    /// The name breaks a naming rule even after NFC normalization.
+    InvalidName(NameError),
+    /// The path is too long or too deep.
+    InvalidPath(PathError),
+    /// Another entry of the same folder has the same name after NFC normalization or case
+    /// folding; the first in byte order is synced.
+    NameClash { with: String },
+    /// A `.cairn/` folder below the root: a working copy inside this one.
+    NestedWorkingCopy,
+    /// The file or folder could not be read. Unsettled: not treated as removed.
+    Unreadable { error: String },
+    /// The file changed every time it was read. Unsettled: not treated as removed.
+    ChangedWhileReading,
+    /// Larger than the format allows.
+    TooLarge { size: u64 },
+    /// A `.cairnignore` has lines that are not valid patterns; the valid lines apply.
+    BadIgnoreFile { error: String },
+}
+
+impl std::fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Symlink => f.write_str("symbolic link (not synced)"),
+            Self::Special { what } => write!(f, "{what} (not synced)"),
+            Self::NotUtf8 => f.write_str("name is not valid UTF-8"),
+            Self::InvalidName(error) => write!(f, "invalid name: {error}"),
+            Self::InvalidPath(error) => write!(f, "invalid path: {error}"),
+            Self::NameClash { with } => {
+                write!(
+                    f,
+                    "name clashes with {with:?} after normalization or case folding"
+                )
+            }
+            Self::NestedWorkingCopy => f.write_str("another working copy's .cairn/ folder"),
+            Self::Unreadable { error } => write!(f, "could not be read: {error}"),
+            Self::ChangedWhileReading => {
+                f.write_str("kept changing while being read; run the command again")
+            }
+            Self::TooLarge { size } => {
+                write!(
+                    f,
+                    "{size} bytes, more than the {MAX_FILE_SIZE} bytes allowed"
+                )
+            }
+            Self::BadIgnoreFile { error } => write!(f, "some ignore rules are invalid: {error}"),
+        }
+    }
+}
+
+/// One thing the scan left out, by its path relative to the root as it is on disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    pub path: PathBuf,
+    pub reason: SkipReason,
+}
+
+/// What a scan did, for progress output and for tests of the stat cache.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ScanCounters {
+    /// Regular files found (listed or not).
+    pub files: u64,
+    /// Folders walked.
+    pub dirs: u64,
+    /// Files whose stat matched the stat cache: not opened.
+    pub cache_hits: u64,
+    /// Files opened and read (a retried read counts again).
+    pub files_read: u64,
+    pub bytes_read: u64,
+    /// Objects added to the object cache.
+    pub objects_written: u64,
+}
+
+/// Where each listed path lies on disk, for the few whose disk name differs from their NFC name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DiskNames {
+    renamed: HashMap<Path, PathBuf>,
+}
+
+impl DiskNames {
+    /// The on-disk path of `path` under `root`, following any non-NFC folder or file name.
+    pub fn resolve(&self, root: &FsPath, path: &Path) -> PathBuf {
+        if self.renamed.is_empty() {
+            return root.join(path.as_str());
+        }
+        let components: Vec<&str> = path.components().collect();
+        for depth in (1..=components.len()).rev() {
+            let prefix = components[..depth].join("/");
+            if let Ok(prefix_path) = Path::new(&prefix)
+                && let Some(disk) = self.renamed.get(&prefix_path)
+            {
+                let mut full = root.join(disk);
+                for rest in &components[depth..] {
+                    full.push(rest);
+                }
+                return full;
+            }
+        }
+        root.join(path.as_str())
+    }
+}
+
+/// The working copy as the scan found it.
+#[derive(Debug, Clone, Default)]
+pub struct Scan {
+    /// Every listed file and empty folder.
+    pub listing: Listing,
+    /// What was left out and why.
+    pub skipped: Vec<Skipped>,
+    /// Paths (files, or folders and all below them) that exist but could not be read.
+    pub unsettled: BTreeSet<Path>,
+    /// Objects this scan added to the object cache, children first per file.
+    pub new_objects: Vec<ObjectId>,
+    pub counters: ScanCounters,
+    /// Each listed file's stat as it was hashed.
+    pub stats: HashMap<Path, StatEntry>,
+    pub disk_names: DiskNames,
+}
+
+impl Scan {
+    /// True when `path` or a folder above it is unsettled.
+    pub fn is_unsettled(&self, path: &Path) -> bool {
+        if self.unsettled.is_empty() {
+            return false;
+        }
+        let mut current = Some(path.clone());
+        while let Some(candidate) = current {
+            if self.unsettled.contains(&candidate) {
+                return true;
+            }
+            current = candidate.parent();
+        }
+        false
+    }
+
+    /// The stat cache to keep: this scan's entries whose mtime is before `clock`.
+    pub fn stat_cache(&self, clock: Mtime) -> StatCache {
+        let mut cache = StatCache::new();
+        for (path, entry) in &self.stats {
+            cache.insert(path.clone(), *entry);
+        }
+        cache.drop_racy(clock);
+        cache
+    }
+}
+
+/// The file system's idea of "now", read from the mtime of a file touched for the purpose, so a
+/// skewed clock on a network file system cannot make a racy entry look old. Falls back to the
+/// local clock less two seconds (the coarsest mtime granularity in use) when it cannot write.
+pub fn file_system_clock(clock_file: &FsPath) -> Mtime {
+    let touched = fs::write(clock_file, b"").and_then(|()| fs::metadata(clock_file));
+    match touched {
+        Ok(metadata) => Mtime::of(&metadata),
+        Err(_) => Mtime::from_system_time(std::time::SystemTime::now())
+            .minus(std::time::Duration::from_secs(2)),
+    }
+}
+
+/// A file to be read: its listed path, where it is, and its stat from the walk.
+struct Candidate {
+    path: Path,
+    disk: PathBuf,
+}
+
+enum ReadOutcome {
+    Listed(FileRef, StatEntry),
+    /// Deleted between the walk and the read: it is simply not there.
+    Vanished,
+    Skipped(SkipReason),
+}
+
+/// One file's read, back from the thread pool.
+struct FileRead {
+    candidate: Candidate,
+    outcome: ReadOutcome,
+    /// Objects it added to the cache.
+    written: Vec<ObjectId>,
+}
+
+#[derive(Default)]
+struct AtomicCounters {
+    files_read: AtomicU64,
+    bytes_read: AtomicU64,
+    objects_written: AtomicU64,
+}
+
+/// Scans `root` (which holds `.cairn/`).
+pub fn scan(
+    root: &FsPath,
+    stat_cache: &StatCache,
+    objects: &ObjectCache,
+) -> Result<Scan, ClientError> {
+    let mut walker = Walker {
+        stat_cache,
+        scan: Scan::default(),
+        to_read: Vec::new(),
+    };
+    let root_matchers = Vec::new();
+    walker.walk_dir(root, PathBuf::new(), None, &root_matchers)?;
+    let Walker {
+        mut scan, to_read, ..
+    } = walker;
+
+    let counters = AtomicCounters::default();
+    let outcomes: Vec<Result<FileRead, ClientError>> = to_read
+        .into_par_iter()
+        .map_init(ObjectEncoder::new, |encoder, candidate| {
+            let (outcome, written) = read_and_store(encoder, &candidate, objects, &counters)?;
+            Ok(FileRead {
+                candidate,
+                outcome,
+                written,
+            })
+        })
+        .collect();
+    for result in outcomes {
+        let FileRead {
+            candidate,
+            outcome,
+            written,
+        } = result?;
+        scan.new_objects.extend(written);
+        match outcome {
+            ReadOutcome::Listed(file_ref, stat) => {
+                scan.stats.insert(candidate.path.clone(), stat);
+                scan.listing.insert(candidate.path, file_ref);
+            }
+            ReadOutcome::Vanished => {}
+            ReadOutcome::Skipped(reason) => {
+                scan.unsettled.insert(candidate.path);
+                scan.skipped.push(Skipped {
+                    path: candidate
+                        .disk
+                        .strip_prefix(root)
+                        .unwrap_or(&candidate.disk)
+                        .to_path_buf(),
+                    reason,
+                });
+            }
+        }
+    }
+    scan.counters.files_read = counters.files_read.load(Ordering::Relaxed);
+    scan.counters.bytes_read = counters.bytes_read.load(Ordering::Relaxed);
+    scan.counters.objects_written = counters.objects_written.load(Ordering::Relaxed);
+    scan.skipped.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(scan)
+}
+
+struct Walker<'a> {
+    stat_cache: &'a StatCache,
+    scan: Scan,
+    to_read: Vec<Candidate>,
+}
+
+impl Walker<'_> {
+    fn skip(&mut self, relative: PathBuf, reason: SkipReason) {
+        self.scan.skipped.push(Skipped {
+            path: relative,
+            reason,
+        });
+    }
+
+    /// Walks one folder. `relative` is its disk path under the root, `parent` its listed path
+    /// (`None` for the root). Returns whether anything under it was listed.
+    fn walk_dir(
+        &mut self,
+        disk: &FsPath,
+        relative: PathBuf,
+        parent: Option<&Path>,
+        inherited: &[Arc<Gitignore>],
+    ) -> Result<bool, ClientError> {
+        self.scan.counters.dirs += 1;
+        let read_dir = match fs::read_dir(disk) {
+            Ok(read_dir) => read_dir,
+            // An unreadable root is not a partial scan: nothing could be seen at all.
+            Err(error) if parent.is_none() => {
+                return Err(ClientError::io("read folder", disk, error));
+            }
+            Err(error) => {
+                self.unreadable(relative, parent, &error);
+                return Ok(false);
+            }
+        };
+        let mut names: Vec<OsString> = Vec::new();
+        for entry in read_dir {
+            match entry {
+                Ok(entry) => names.push(entry.file_name()),
+                Err(error) => {
+                    // The listing of this folder is incomplete: nothing in it may look removed.
+                    self.unreadable(relative, parent, &error);
+                    return Ok(false);
+                }
+            }
+        }
+        names.sort();
+
+        let mut matchers = inherited.to_vec();
+        if names.iter().any(|name| name == IGNORE_FILE) {
+            let (matcher, error) = load_ignore_file(disk);
+            if let Some(error) = error {
+                self.skip(
+                    relative.join(IGNORE_FILE),
+                    SkipReason::BadIgnoreFile { error },
+                );
+            }
+            matchers.push(Arc::new(matcher));
+        }
+
+        let mut listed_any = false;
+        // NFC name and fold key to the disk name that took them first.
+        let mut taken: HashMap<String, OsString> = HashMap::new();
+        for name in names {
+            let child_disk = disk.join(&name);
+            let child_relative = relative.join(&name);
+            if name == META_DIR {
+                if parent.is_some() {
+                    self.skip(child_relative, SkipReason::NestedWorkingCopy);
+                }
+                continue;
+            }
+            if is_temp_name(&name) {
+                continue;
+            }
+            let metadata = match fs::symlink_metadata(&child_disk) {
+                Ok(metadata) => metadata,
+                // Removed since the folder was read.
+                Err(error) if error.kind() == io::ErrorKind::NotFound => continue,
+                Err(error) => {
+                    let listed = name
+                        .to_str()
+                        .and_then(|text| Name::normalized(text).ok())
+                        .and_then(|name| Path::join(parent, &name).ok());
+                    self.unreadable_path(child_relative, listed, &error);
+                    continue;
+                }
+            };
+            let file_type = metadata.file_type();
+            if is_ignored(&matchers, &child_disk, file_type.is_dir()) {
+                continue;
+            }
+            if file_type.is_symlink() {
+                self.skip(child_relative, SkipReason::Symlink);
+                continue;
+            }
+            if !file_type.is_dir() && !file_type.is_file() {
+                let what = if file_type.is_fifo() {
+                    "named pipe"
+                } else if file_type.is_socket() {
+                    "socket"
+                } else if file_type.is_block_device() {
+                    "block device"
+                } else if file_type.is_char_device() {
+                    "character device"
+                } else {
+                    "special file"
+                };
+                self.skip(child_relative, SkipReason::Special { what });
+                continue;
+            }
+            let Some(text) = name.to_str() else {
+                self.skip(child_relative, SkipReason::NotUtf8);
+                continue;
+            };
+            let listed_name = match Name::normalized(text) {
+                Ok(listed_name) => listed_name,
+                Err(error) => {
+                    self.skip(child_relative, SkipReason::InvalidName(error));
+                    continue;
+                }
+            };
+            let path = match Path::join(parent, &listed_name) {
+                Ok(path) => path,
+                Err(error) => {
+                    self.skip(child_relative, SkipReason::InvalidPath(error));
+                    continue;
+                }
+            };
+            let key = fold_key(listed_name.as_str());
+            if let Some(first) = taken.get(&key) {
+                let with = first.to_string_lossy().into_owned();
+                self.skip(child_relative, SkipReason::NameClash { with });
+                continue;
+            }
+            taken.insert(key, name.clone());
+            if listed_name.as_str() != text {
+                // Paths below a renamed folder resolve through it (see `DiskNames::resolve`).
+                self.scan
+                    .disk_names
+                    .renamed
+                    .insert(path.clone(), child_relative.clone());
+            }
+
+            if file_type.is_dir() {
+                let listed_below =
+                    self.walk_dir(&child_disk, child_relative, Some(&path), &matchers)?;
+                if !listed_below && !self.scan.is_unsettled(&path) {
+                    self.scan.listing.insert(path, FileRef::empty_dir());
+                }
+                listed_any = true;
+                continue;
+            }
+
+            self.scan.counters.files += 1;
+            listed_any = true;
+            if metadata.len() > MAX_FILE_SIZE {
+                self.scan.unsettled.insert(path);
+                self.skip(
+                    child_relative,
+                    SkipReason::TooLarge {
+                        size: metadata.len(),
+                    },
+                );
+                continue;
+            }
+            if let Some(cached) = self.stat_cache.get(&path)
+                && cached.matches(&metadata)
+            {
+                self.scan.counters.cache_hits += 1;
+                self.scan.listing.insert(
+                    path.clone(),
+                    FileRef {
+                        kind: entry_kind(&metadata),
+                        target: cached.target,
+                        size: cached.size,
+                        id: cached.id,
+                    },
+                );
+                self.scan.stats.insert(path, *cached);
+                continue;
+            }
+            self.to_read.push(Candidate {
+                path,
+                disk: child_disk,
+            });
+        }
+        Ok(listed_any)
+    }
+
+    fn unreadable(&mut self, relative: PathBuf, listed: Option<&Path>, error: &io::Error) {
+        self.unreadable_path(relative, listed.cloned(), error);
+    }
+
+    fn unreadable_path(&mut self, relative: PathBuf, listed: Option<Path>, error: &io::Error) {
+        if let Some(path) = listed {
+            self.scan.unsettled.insert(path);
+        }
+        self.skip(
+            relative,
+            SkipReason::Unreadable {
+                error: error.to_string(),
+            },
+        );
+    }
+}
+
+fn entry_kind(metadata: &fs::Metadata) -> EntryKind {
+    // The owner's execute bit decides, as in git.
+    if metadata.permissions().mode() & 0o100 != 0 {
+        EntryKind::Executable
+    } else {
+        EntryKind::File
+    }
+}
+
+fn load_ignore_file(dir: &FsPath) -> (Gitignore, Option<String>) {
+    let mut builder = GitignoreBuilder::new(dir);
+    let error = builder
+        .add(dir.join(IGNORE_FILE))
+        .map(|error| error.to_string());
+    match builder.build() {
+        Ok(matcher) => (matcher, error),
+        Err(build_error) => (Gitignore::empty(), Some(build_error.to_string())),
+    }
+}
+
+/// gitignore semantics: the deepest ignore file with a matching rule decides, and within it the
+/// last matching line (which `Gitignore::matched` already applies).
+fn is_ignored(matchers: &[Arc<Gitignore>], path: &FsPath, is_dir: bool) -> bool {
+    for matcher in matchers.iter().rev() {
+        match matcher.matched(path, is_dir) {
+            Match::Ignore(_) => return true,
+            Match::Whitelist(_) => return false,
+            Match::None => {}
+        }
+    }
+    false
+}
+
+/// Reads a file until two stats around the read agree, then encodes and stores it.
+fn read_and_store(
+    encoder: &mut ObjectEncoder,
+    candidate: &Candidate,
+    objects: &ObjectCache,
+    counters: &AtomicCounters,
+) -> Result<(ReadOutcome, Vec<ObjectId>), ClientError> {
+    let (bytes, metadata) = match read_stable(&candidate.disk, counters) {
+        Ok(read) => read,
+        Err(outcome) => return Ok((outcome, Vec::new())),
+    };
+    let executable = entry_kind(&metadata) == EntryKind::Executable;
+    let encoded =
+        encoder
+            .encode_file(&bytes, executable)
+            .map_err(|error| ClientError::InvalidObject {
+                what: candidate.disk.display().to_string(),
+                detail: error.to_string(),
+            })?;
+    let mut written = Vec::new();
+    for object in &encoded.objects {
+        if objects.put_encoded(&object.id, &object.frame)? {
+            counters.objects_written.fetch_add(1, Ordering::Relaxed);
+            written.push(object.id);
+        }
+    }
+    let file_ref = FileRef {
+        kind: encoded.kind,
+        target: encoded.target,
+        size: encoded.size,
+        id: encoded.id,
+    };
+    let stat = StatEntry {
+        size: metadata.len(),
+        mtime: Mtime::of(&metadata),
+        inode: metadata.ino(),
+        target: encoded.target,
+        id: encoded.id,
+    };
+    Ok((ReadOutcome::Listed(file_ref, stat), written))
+}
+
+fn same_stat(a: &fs::Metadata, b: &fs::Metadata) -> bool {
+    a.len() == b.len() && Mtime::of(a) == Mtime::of(b) && a.ino() == b.ino() && a.dev() == b.dev()
+}
+
+fn read_stable(
+    disk: &FsPath,
+    counters: &AtomicCounters,
+) -> Result<(Vec<u8>, fs::Metadata), ReadOutcome> {
+    let unreadable = |error: io::Error| {
+        if error.kind() == io::ErrorKind::NotFound {
+            ReadOutcome::Vanished
+        } else {
+            ReadOutcome::Skipped(SkipReason::Unreadable {
+                error: error.to_string(),
+            })
+        }
+    };
+    for _ in 0..READ_ATTEMPTS {
+        let mut file = File::open(disk).map_err(unreadable)?;
+        let before = file.metadata().map_err(unreadable)?;
+        if !before.is_file() {
+            // Replaced by a folder or something special since the walk: try again next scan.
+            return Err(ReadOutcome::Skipped(SkipReason::ChangedWhileReading));
+        }
+        if before.len() > MAX_FILE_SIZE {
+            return Err(ReadOutcome::Skipped(SkipReason::TooLarge {
+                size: before.len(),
+            }));
+        }
+        counters.files_read.fetch_add(1, Ordering::Relaxed);
+        let mut bytes = Vec::with_capacity(before.len() as usize);
+        // Read at most one byte past the limit, so a file growing without end cannot exhaust
+        // memory; growth shows up as a size mismatch below.
+        (&mut file)
+            .take(MAX_FILE_SIZE + 1)
+            .read_to_end(&mut bytes)
+            .map_err(unreadable)?;
+        counters
+            .bytes_read
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        // Stat by path too: an editor that saves by renaming a new file over the old one leaves
+        // the open handle on the old inode.
+        let after = fs::symlink_metadata(disk).map_err(unreadable)?;
+        let after_handle = file.metadata().map_err(unreadable)?;
+        if same_stat(&before, &after)
+            && same_stat(&before, &after_handle)
+            && bytes.len() as u64 == before.len()
+        {
+            return Ok((bytes, before));
+        }
+    }
+    Err(ReadOutcome::Skipped(SkipReason::ChangedWhileReading))
+}

@@ -1,0 +1,230 @@
+//! What changed in the working copy since the base: a walk of two sorted listings.
+
+use std::collections::BTreeSet;
+
+use serde::Serialize;
+use sync_protocol::tree::{FileRef, Listing, Path, is_under};
+
+/// How a path changed relative to the base.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeKind {
+    Added,
+    Modified,
+    Removed,
+    /// Exists but could not be read (see `scan::SkipReason`): neither synced nor removed.
+    Unreadable,
+}
+
+impl ChangeKind {
+    /// The one-letter code of `cairn status`.
+    pub fn letter(self) -> char {
+        match self {
+            Self::Added => 'A',
+            Self::Modified => 'M',
+            Self::Removed => 'D',
+            Self::Unreadable => '?',
+        }
+    }
+}
+
+/// One changed path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PathChange {
+    #[serde(serialize_with = "serialize_path")]
+    pub path: Path,
+    pub change: ChangeKind,
+}
+
+fn serialize_path<S: serde::Serializer>(path: &Path, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(path.as_str())
+}
+
+/// The changes from `base` to `scanned`, sorted by path.
+///
+/// An empty folder that gained files is not reported as removed (its files are added), nor is a
+/// folder that lost its last file reported as added (the file is removed). Paths that are
+/// `unsettled` (or under an unsettled folder) are reported as unreadable, never as removed.
+pub fn changes(base: &Listing, scanned: &Listing, unsettled: &BTreeSet<Path>) -> Vec<PathChange> {
+    let is_unsettled = |path: &Path| {
+        unsettled
+            .iter()
+            .any(|root| root == path || is_under(path, root))
+    };
+    let mut out = Vec::new();
+    let mut base_entries = base.iter().peekable();
+    let mut scanned_entries = scanned.iter().peekable();
+    loop {
+        let (path, before, after) = match (base_entries.peek(), scanned_entries.peek()) {
+            (None, None) => break,
+            (Some((path, before)), None) => {
+                let item = ((*path).clone(), Some(**before), None);
+                base_entries.next();
+                item
+            }
+            (None, Some((path, after))) => {
+                let item = ((*path).clone(), None, Some(**after));
+                scanned_entries.next();
+                item
+            }
+            (Some((base_path, before)), Some((scanned_path, after))) => {
+                match base_path.cmp(scanned_path) {
+                    std::cmp::Ordering::Less => {
+                        let item = ((*base_path).clone(), Some(**before), None);
+                        base_entries.next();
+                        item
+                    }
+                    std::cmp::Ordering::Greater => {
+                        let item = ((*scanned_path).clone(), None, Some(**after));
+                        scanned_entries.next();
+                        item
+                    }
+                    std::cmp::Ordering::Equal => {
+                        let item = ((*base_path).clone(), Some(**before), Some(**after));
+                        base_entries.next();
+                        scanned_entries.next();
+                        item
+                    }
+                }
+            }
+        };
+        if let Some(change) = classify(&path, before, after, base, scanned, &is_unsettled) {
+            out.push(PathChange { path, change });
+        }
+    }
+    for path in unsettled {
+        if !out.iter().any(|change| &change.path == path) {
+            out.push(PathChange {
+                path: path.clone(),
+                change: ChangeKind::Unreadable,
+            });
+        }
+    }
+    out.sort_by(|a, b| a.path.cmp(&b.path));
+    out
+}
+
+fn classify(
+    path: &Path,
+    before: Option<FileRef>,
+    after: Option<FileRef>,
+    base: &Listing,
+    scanned: &Listing,
+    is_unsettled: &impl Fn(&Path) -> bool,
+) -> Option<ChangeKind> {
+    match (before, after) {
+        (Some(before), Some(after)) if before == after => None,
+        (Some(_), Some(_)) => Some(ChangeKind::Modified),
+        (Some(before), None) => {
+            if is_unsettled(path) {
+                Some(ChangeKind::Unreadable)
+            } else if before.is_dir() && has_descendant(scanned, path) {
+                None
+            } else {
+                Some(ChangeKind::Removed)
+            }
+        }
+        (None, Some(after)) => {
+            if after.is_dir() && has_descendant(base, path) {
+                None
+            } else {
+                Some(ChangeKind::Added)
+            }
+        }
+        (None, None) => None,
+    }
+}
+
+/// True when `listing` has an entry strictly under `dir`.
+pub fn has_descendant(listing: &Listing, dir: &Path) -> bool {
+    listing
+        .range(dir.clone()..)
+        .skip_while(|(path, _)| *path == dir)
+        .take_while(|(path, _)| path.as_str().starts_with(dir.as_str()))
+        .any(|(path, _)| is_under(path, dir))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sync_protocol::chunk_id;
+    use sync_protocol::{EntryKind, ObjectKind};
+
+    fn file(seed: &[u8]) -> FileRef {
+        FileRef {
+            kind: EntryKind::File,
+            target: ObjectKind::Chunk,
+            size: seed.len() as u64,
+            id: chunk_id(seed),
+        }
+    }
+
+    fn path(text: &str) -> Path {
+        Path::new(text).unwrap()
+    }
+
+    #[test]
+    fn added_modified_removed() {
+        let mut base = Listing::new();
+        base.insert(path("a"), file(b"1"));
+        base.insert(path("b"), file(b"2"));
+        base.insert(path("c"), file(b"3"));
+        let mut scanned = base.clone();
+        scanned.remove(&path("a"));
+        scanned.insert(path("b"), file(b"22"));
+        scanned.insert(path("d"), file(b"4"));
+        let found: Vec<_> = changes(&base, &scanned, &BTreeSet::new())
+            .into_iter()
+            .map(|change| (change.path.to_string(), change.change.letter()))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                ("a".to_owned(), 'D'),
+                ("b".to_owned(), 'M'),
+                ("d".to_owned(), 'A')
+            ]
+        );
+    }
+
+    #[test]
+    fn empty_dirs_filling_up_or_emptying_are_not_noise() {
+        let mut base = Listing::new();
+        base.insert(path("d"), FileRef::empty_dir());
+        base.insert(path("e/x"), file(b"1"));
+        let mut scanned = Listing::new();
+        scanned.insert(path("d/new"), file(b"2"));
+        scanned.insert(path("e"), FileRef::empty_dir());
+        let found: Vec<_> = changes(&base, &scanned, &BTreeSet::new())
+            .into_iter()
+            .map(|change| (change.path.to_string(), change.change))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                ("d/new".to_owned(), ChangeKind::Added),
+                ("e/x".to_owned(), ChangeKind::Removed)
+            ]
+        );
+    }
+
+    #[test]
+    fn unsettled_paths_are_not_removed() {
+        let mut base = Listing::new();
+        base.insert(path("locked/x"), file(b"1"));
+        base.insert(path("busy"), file(b"2"));
+        let unsettled = BTreeSet::from([path("locked"), path("busy")]);
+        let found: Vec<_> = changes(&base, &Listing::new(), &unsettled)
+            .into_iter()
+            .map(|change| (change.path.to_string(), change.change))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                ("busy".to_owned(), ChangeKind::Unreadable),
+                ("locked".to_owned(), ChangeKind::Unreadable),
+                ("locked/x".to_owned(), ChangeKind::Unreadable)
+            ]
+        );
+    }
+}
