@@ -247,7 +247,7 @@ fn validate(listing: &Listing) -> Result<(), TreeProblem> {
                         dir: parent.to_owned(),
                     });
                 }
-                if let Some(first) = folded.insert((parent, fold_key(name)), name) {
+                if let Some(first) = folded.insert((parent, fold(name)), name) {
                     return Err(TreeProblem::CaseClash {
                         dir: parent.to_owned(),
                         first: first.to_owned(),
@@ -701,7 +701,7 @@ impl Merger {
         let mut classes: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for name in node.children.keys() {
             classes
-                .entry(fold_key(name))
+                .entry(fold(name))
                 .or_default()
                 .push(name.clone());
         }
@@ -811,7 +811,7 @@ impl Merger {
         let mut taken: HashMap<String, String> = node
             .children
             .keys()
-            .map(|name| (fold_key(name), name.clone()))
+            .map(|name| (fold(name), name.clone()))
             .collect();
         let parent_len = path.map_or(0, |path| path.as_str().len() + 1);
         for (tag, mover) in movers {
@@ -836,7 +836,7 @@ impl Merger {
                 else {
                     return Err(MergeError::PathTooLong { path: original });
                 };
-                let key = fold_key(&candidate);
+                let key = fold(&candidate);
                 match taken.get(&key) {
                     None => {
                         taken.insert(key, candidate.clone());
@@ -895,4 +895,14 @@ fn join(parent: Option<&Path>, name: &str) -> Result<Path, MergeError> {
     };
     let name = Name::new(name).map_err(|_| too_long())?;
     Path::join(parent, &name).map_err(|_| too_long())
+}
+
+/// [`fold_key`], with a shortcut for ASCII names, which fold to their lowercase: most names
+/// are ASCII, and merge folds every name of every listing.
+fn fold(name: &str) -> String {
+    if name.is_ascii() {
+        name.to_ascii_lowercase()
+    } else {
+        fold_key(name)
+    }
 }

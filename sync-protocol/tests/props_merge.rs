@@ -566,3 +566,17 @@ fn generated_listings_exercise_every_conflict_kind() {
     assert_eq!(seen, [true; 5]);
     assert!(copies_with_counter);
 }
+
+#[test]
+fn ascii_names_fold_like_the_name_rules_say() {
+    // merge folds ASCII names with a shortcut; it must agree with `fold_key` on every byte.
+    for byte in 0x20u8..0x7f {
+        let text = format!("a{}Z", char::from(byte));
+        let lower = text.to_ascii_lowercase();
+        assert_eq!(
+            sync_protocol::name::fold_key(&text),
+            lower,
+            "{text:?} folds differently"
+        );
+    }
+}
