@@ -700,10 +700,7 @@ impl Merger {
     ) -> Result<(), MergeError> {
         let mut classes: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for name in node.children.keys() {
-            classes
-                .entry(fold(name))
-                .or_default()
-                .push(name.clone());
+            classes.entry(fold(name)).or_default().push(name.clone());
         }
         for names in classes.into_values().filter(|names| names.len() > 1) {
             let is_dir = |name: &String| {
