@@ -131,6 +131,7 @@ pub fn apply_tree(
         ..ApplyReport::default()
     };
     let mut applier = Applier {
+        linked: BTreeSet::new(),
         root,
         scan,
         objects,
@@ -142,6 +143,9 @@ pub fn apply_tree(
 }
 
 struct Applier<'a> {
+    /// Files that were given a second name by a hard link: they share their inode (and mode)
+    /// with their conflict copy, so they are replaced, never changed in place.
+    linked: BTreeSet<Path>,
     root: &'a FsPath,
     scan: &'a Scan,
     objects: &'a ObjectCache,
@@ -217,17 +221,8 @@ impl Applier<'_> {
                 && base.get(path) != Some(current)
             {
                 // A local edit: it must exist elsewhere in the merged tree before this name
-                // changes. Its conflict copy is a path the merged tree wants with exactly this
-                // content and that does not hold it yet.
-                let destination = merged
-                    .iter()
-                    .find(|(candidate, wanted)| {
-                        *candidate != path
-                            && *wanted == current
-                            && local.get(*candidate) != Some(current)
-                            && !claimed.contains(*candidate)
-                    })
-                    .map(|(candidate, _)| candidate.clone());
+                // changes, at the place the merge moved it to.
+                let destination = self.local_copy_of(path, current, local, merged, &claimed);
                 match destination {
                     Some(destination) => {
                         claimed.insert(destination.clone());
@@ -264,6 +259,7 @@ impl Applier<'_> {
         for (from, to) in copies {
             match self.copy_local_edit(&from, &to, merged) {
                 Ok(true) => {
+                    self.linked.insert(from.clone());
                     if let Some(stat) = self.scan.stats.get(&from) {
                         self.report.stats.insert(to.clone(), *stat);
                     }
@@ -339,6 +335,44 @@ impl Applier<'_> {
             }
         }
         Ok(())
+    }
+
+    /// Where the merge put the local version of `path` (whose content is `current`) when it is
+    /// not `path` itself: the conflict copy the merge reported for the path or for a folder above
+    /// it; failing that, any free path of the merged tree that wants exactly this content.
+    fn local_copy_of(
+        &self,
+        path: &Path,
+        current: &FileRef,
+        local: &Listing,
+        merged: &Listing,
+        claimed: &BTreeSet<Path>,
+    ) -> Option<Path> {
+        let usable = |candidate: &Path| {
+            candidate != path
+                && merged.get(candidate) == Some(current)
+                && !local.contains_key(candidate)
+                && !claimed.contains(candidate)
+        };
+        for conflict in &self.report.conflicts {
+            let Some(copy) = conflict.local_copy() else {
+                continue;
+            };
+            let candidate = if &conflict.path == path {
+                Some(copy.clone())
+            } else {
+                path.as_str()
+                    .strip_prefix(conflict.path.as_str())
+                    .and_then(|rest| rest.strip_prefix('/'))
+                    .and_then(|rest| Path::new(&format!("{copy}/{rest}")).ok())
+            };
+            if let Some(candidate) = candidate
+                && usable(&candidate)
+            {
+                return Some(candidate);
+            }
+        }
+        merged.keys().find(|candidate| usable(candidate)).cloned()
     }
 
     fn check_objects(&self, file_ref: &FileRef) -> Result<(), ClientError> {
@@ -448,6 +482,7 @@ impl Applier<'_> {
             .map(|metadata| metadata.permissions().mode() & 0o7777);
         // Only the executable bit changed: flip it in place, the content is already there.
         if let (Some(current), Some(mode)) = (current, existing_mode)
+            && !self.linked.contains(path)
             && current.id == wanted.id
             && current.size == wanted.size
         {

@@ -1,1 +1,9 @@
-//! Integration tests of the working copy.
+//! Integration tests of the working copy, on temp folders. One test binary (modules below), so
+//! the crate links once.
+
+mod util;
+
+mod apply;
+mod cli;
+mod config;
+mod scan;

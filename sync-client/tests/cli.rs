@@ -1,0 +1,82 @@
+//! The `cairn` binary: init and status work locally; the network commands say they need the
+//! server API, with their own exit code.
+
+use std::process::{Command, Output};
+
+use crate::util::write;
+
+fn cairn(dir: &std::path::Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(args)
+        .current_dir(dir)
+        .env("CAIRN_CONFIG", dir.join("no-such-config.toml"))
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn init_then_status_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let init = cairn(
+        dir.path(),
+        &["init", "--server", "https://cairn.test", "--project", "p1"],
+    );
+    assert_eq!(init.status.code(), Some(0), "{init:?}");
+    write(dir.path(), "api/a.json", b"{}");
+    std::os::unix::fs::symlink("api", dir.path().join("link")).unwrap();
+    let status = cairn(&dir.path().join("api"), &["status", "--json"]);
+    assert_eq!(status.status.code(), Some(0), "{status:?}");
+    let json: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(json["project"], "p1");
+    assert_eq!(json["base_version"], serde_json::Value::Null);
+    assert_eq!(json["changes"][0]["path"], "api/a.json");
+    assert_eq!(json["changes"][0]["change"], "added");
+    assert_eq!(json["skipped"][0]["path"], "link");
+    let text = cairn(dir.path(), &["status"]);
+    let stdout = String::from_utf8(text.stdout).unwrap();
+    assert!(stdout.contains("A  api/a.json"), "{stdout}");
+    assert!(stdout.contains("link: symbolic link"), "{stdout}");
+}
+
+#[test]
+fn exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let outside = cairn(dir.path(), &["status"]);
+    assert_eq!(outside.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&outside.stderr).contains("not inside a Cairn working copy"));
+    let bad = cairn(
+        dir.path(),
+        &["init", "--server", "ftp://x", "--project", "p"],
+    );
+    assert_eq!(bad.status.code(), Some(1));
+    let usage = cairn(dir.path(), &["frobnicate"]);
+    assert_eq!(usage.status.code(), Some(2));
+    for command in [
+        &["login"][..],
+        &["projects"],
+        &["clone", "--server", "https://x", "--project", "p"],
+        &["push"],
+        &["pull"],
+        &["sync"],
+        &["watch"],
+        &["log"],
+        &["restore", "3"],
+    ] {
+        let output = cairn(dir.path(), command);
+        assert_eq!(output.status.code(), Some(4), "{command:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("not implemented yet: needs the server API"),
+            "{stderr}"
+        );
+    }
+    let help = cairn(dir.path(), &["--help"]);
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.contains("Exit codes:"), "{help}");
+    for command in [
+        "login", "projects", "init", "clone", "status", "push", "pull", "sync", "watch", "log",
+        "restore",
+    ] {
+        assert!(help.contains(command), "{command} missing from --help");
+    }
+}
