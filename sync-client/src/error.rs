@@ -46,6 +46,12 @@ pub enum ClientError {
     Config { path: PathBuf, detail: String },
     #[error("no configuration folder found: set CAIRN_CONFIG, XDG_CONFIG_HOME or HOME")]
     NoConfigHome,
+    #[error(
+        "another cairn command is working in {} (it holds {}); wait for it to finish",
+        root.display(),
+        lock.display()
+    )]
+    Busy { root: PathBuf, lock: PathBuf },
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
     #[error(
@@ -161,6 +167,18 @@ mod tests {
         );
         assert!(!error.is_disk_full());
         assert!(error.to_string().contains("permission denied"));
+    }
+
+    #[test]
+    fn a_real_enospc_reads_as_disk_full() {
+        // /dev/full fails every write with ENOSPC.
+        let Ok(mut full) = std::fs::OpenOptions::new().write(true).open("/dev/full") else {
+            return;
+        };
+        let source = std::io::Write::write_all(&mut full, b"x").unwrap_err();
+        let error = ClientError::io("write", "/dev/full", source);
+        assert!(error.is_disk_full(), "{error:?}");
+        assert!(error.to_string().contains("disk is full"));
     }
 
     #[test]

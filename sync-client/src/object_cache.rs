@@ -10,8 +10,9 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use sync_protocol::tree::ObjectSource;
 use sync_protocol::{
-    CompressError, Object, ObjectId, ObjectKind, compress_object, verify_frame,
+    CompressError, Dir, FileObject, Object, ObjectId, ObjectKind, compress_object, verify_frame,
     verify_frame_of_kind,
 };
 
@@ -129,6 +130,24 @@ impl ObjectCache {
             }
             ClientError::ObjectCorrupt { id: *id, source }
         })
+    }
+}
+
+/// Lets the protocol's tree algorithms (`tree::flatten`, `plan::plan_push`) read the cache. A
+/// missing or damaged object reads as absent, which those algorithms report with its id.
+impl ObjectSource for ObjectCache {
+    fn dir(&self, id: &ObjectId) -> Option<Dir> {
+        match self.object(id, ObjectKind::Dir) {
+            Ok(Object::Dir(dir)) => Some(dir),
+            _ => None,
+        }
+    }
+
+    fn file(&self, id: &ObjectId) -> Option<FileObject> {
+        match self.object(id, ObjectKind::File) {
+            Ok(Object::File(file)) => Some(file),
+            _ => None,
+        }
     }
 }
 

@@ -6,6 +6,7 @@
 //!   base            the version and tree last synced (binary, checksummed; see `state::Base`)
 //!   stat-cache      path → size, mtime, inode, id (binary, checksummed; a cache)
 //!   clock           touched at each scan: the file system's "now" (see `scan::file_system_clock`)
+//!   lock            locked (flock) while a command changes the working copy
 //!   objects/ab/…    zstd frames keyed by object id (see `object_cache`)
 //! ```
 //!
@@ -17,8 +18,8 @@ use std::io;
 use std::path::{Path as FsPath, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use sync_protocol::ObjectId;
-use sync_protocol::tree::Listing;
+use sync_protocol::tree::{Listing, build_dirs};
+use sync_protocol::{Dir, Object, ObjectId};
 
 use crate::apply::{ApplyReport, apply_tree};
 use crate::atomic::{Mode, Replace, write_atomic};
@@ -84,6 +85,20 @@ pub struct Status {
     pub stat_cache_discarded: Option<String>,
 }
 
+/// The working copy as a tree: what a push uploads.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub scan: Scan,
+    /// The root dir of `scan.listing`; it and every dir under it are in the object cache.
+    pub root: ObjectId,
+}
+
+/// Held while a command changes the working copy; released on drop (or when the process dies).
+#[derive(Debug)]
+pub struct WorkingCopyLock {
+    _file: fs::File,
+}
+
 /// An open working copy.
 #[derive(Debug, Clone)]
 pub struct WorkingCopy {
@@ -114,6 +129,9 @@ impl WorkingCopy {
             fs::create_dir(staging.join("objects"))
                 .map_err(io_error("create folder", staging.join("objects")))?;
             write_config(&staging.join("config.toml"), &config)?;
+            // The never-synced base is the empty project: its root must be readable like any
+            // other base root when the first push is planned.
+            ObjectCache::new(staging.join("objects")).put_object(&Object::Dir(Dir::empty()))?;
             Base::never_synced().save(&staging.join("base"))?;
             fs::rename(&staging, &meta).map_err(io_error("create", &meta))?;
             crate::atomic::sync_dir(root)
@@ -199,6 +217,44 @@ impl WorkingCopy {
         Ok((found, discarded))
     }
 
+    /// Takes the working copy's lock, failing at once with `Busy` if another process holds it.
+    pub fn lock(&self) -> Result<WorkingCopyLock, ClientError> {
+        let path = self.meta("lock");
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io_error("open", &path))?;
+        match file.try_lock() {
+            Ok(()) => Ok(WorkingCopyLock { _file: file }),
+            Err(fs::TryLockError::WouldBlock) => Err(ClientError::Busy {
+                root: self.root.clone(),
+                lock: path,
+            }),
+            Err(fs::TryLockError::Error(error)) => Err(ClientError::io("lock", path, error)),
+        }
+    }
+
+    /// Scans the working copy and stores its dir objects: the tree a push would upload, with
+    /// every object of it in the object cache (`sync_protocol::plan::plan_push` over
+    /// [`WorkingCopy::objects`] then says which to send).
+    pub fn snapshot(&self) -> Result<Snapshot, ClientError> {
+        let (scan, _) = self.scan()?;
+        let built = build_dirs(&scan.listing).map_err(|error| ClientError::InvalidObject {
+            what: "the working copy's tree".to_owned(),
+            detail: error.to_string(),
+        })?;
+        let objects = self.objects();
+        for (_, dir) in &built.dirs {
+            objects.put_object(dir)?;
+        }
+        Ok(Snapshot {
+            scan,
+            root: built.root,
+        })
+    }
+
     /// The changes since the base.
     pub fn status(&self) -> Result<Status, ClientError> {
         let base = self.base()?;
@@ -221,6 +277,7 @@ impl WorkingCopy {
         root: ObjectId,
         listing: &Listing,
     ) -> Result<ApplyReport, ClientError> {
+        let _lock = self.lock()?;
         let base = self.base()?;
         let (found, _) = self.scan()?;
         let report = apply_tree(&self.root, &base.listing, listing, &found, &self.objects())?;
@@ -230,12 +287,15 @@ impl WorkingCopy {
             listing: listing.clone(),
         })?;
         // Keep what is still valid of the scan's stat entries, plus what this apply wrote.
+        let replaced: std::collections::HashSet<&sync_protocol::tree::Path> = report
+            .written
+            .iter()
+            .chain(&report.removed)
+            .chain(&report.mode_changed)
+            .collect();
         let mut cache = StatCache::new();
         for (path, entry) in &found.stats {
-            let replaced = report.written.contains(path)
-                || report.removed.contains(path)
-                || report.mode_changed.contains(path);
-            if !replaced {
+            if !replaced.contains(path) {
                 cache.insert(path.clone(), *entry);
             }
         }
@@ -343,6 +403,17 @@ mod tests {
             WorkingCopy::open(dir.path()),
             Err(ClientError::CorruptState { .. })
         ));
+    }
+
+    #[test]
+    fn the_lock_is_exclusive() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = WorkingCopyConfig::new("https://x.test", "p").unwrap();
+        let copy = WorkingCopy::init(dir.path(), config).unwrap();
+        let held = copy.lock().unwrap();
+        assert!(matches!(copy.lock(), Err(ClientError::Busy { .. })));
+        drop(held);
+        copy.lock().unwrap();
     }
 
     #[test]

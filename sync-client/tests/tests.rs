@@ -7,3 +7,4 @@ mod apply;
 mod cli;
 mod config;
 mod scan;
+mod snapshot;
