@@ -33,7 +33,7 @@ use sync_protocol::merge::{Conflict, ConflictKind, merge};
 use sync_protocol::tree::{FileRef, Listing, Path};
 use sync_protocol::{EntryKind, Object, ObjectId, ObjectKind};
 
-use crate::atomic::{Mode, Replace, is_already_exists, sync_dir, write_atomic_with};
+use crate::atomic::{Durability, Mode, Replace, is_already_exists, sync_dir, write_atomic_with};
 use crate::error::{ClientError, io_error};
 use crate::object_cache::ObjectCache;
 use crate::scan::Scan;
@@ -131,6 +131,7 @@ pub fn apply_tree(
         ..ApplyReport::default()
     };
     let mut applier = Applier {
+        dirty_dirs: BTreeSet::new(),
         linked: BTreeSet::new(),
         root,
         scan,
@@ -143,6 +144,8 @@ pub fn apply_tree(
 }
 
 struct Applier<'a> {
+    /// Folders whose entries changed and still need an fsync.
+    dirty_dirs: BTreeSet<PathBuf>,
     /// Files that were given a second name by a hard link: they share their inode (and mode)
     /// with their conflict copy, so they are replaced, never changed in place.
     linked: BTreeSet<Path>,
@@ -278,7 +281,6 @@ impl Applier<'_> {
         to_remove.retain(|path| !blocked.contains(path));
 
         // 2. Removals: files, then folders the merged tree no longer has, deepest first.
-        let mut touched_dirs: BTreeSet<PathBuf> = BTreeSet::new();
         for path in &to_remove {
             if !self.unchanged_since_scan(path) {
                 self.hold(path, HeldBackReason::ChangedSinceScan);
@@ -291,7 +293,7 @@ impl Applier<'_> {
                 Err(error) => return Err(ClientError::io("remove", disk, error)),
             }
             if let Some(parent) = disk.parent() {
-                touched_dirs.insert(parent.to_path_buf());
+                self.dirty_dirs.insert(parent.to_path_buf());
             }
             self.report.removed.push(path.clone());
         }
@@ -308,13 +310,8 @@ impl Applier<'_> {
             if fs::remove_dir(&disk).is_ok() {
                 self.report.removed_dirs.push(dir.clone());
                 if let Some(parent) = disk.parent() {
-                    touched_dirs.insert(parent.to_path_buf());
+                    self.dirty_dirs.insert(parent.to_path_buf());
                 }
-            }
-        }
-        for dir in &touched_dirs {
-            if dir.exists() {
-                sync_dir(dir)?;
             }
         }
 
@@ -332,6 +329,15 @@ impl Applier<'_> {
                     Ok(()) => self.report.created_dirs.push(path.clone()),
                     Err(_) => self.hold(path, HeldBackReason::Occupied),
                 }
+                if let Some(parent) = disk.parent() {
+                    self.dirty_dirs.insert(parent.to_path_buf());
+                }
+            }
+        }
+        // Every rename and removal is durable before the caller records the new base.
+        for dir in std::mem::take(&mut self.dirty_dirs) {
+            if dir.is_dir() {
+                sync_dir(&dir)?;
             }
         }
         Ok(())
@@ -516,7 +522,7 @@ impl Applier<'_> {
     /// Writes the file `wanted` at `disk` from the object cache, atomically. Replaces only when
     /// `existing_mode` says a listed file is there; otherwise refuses to take a used name.
     fn write_contents(
-        &self,
+        &mut self,
         disk: &FsPath,
         wanted: &FileRef,
         existing_mode: Option<u32>,
@@ -533,12 +539,17 @@ impl Applier<'_> {
             ),
         };
         let objects = self.objects;
-        write_atomic_with(disk, mode, replace, true, |file| {
+        // The folder is fsynced once at the end of the apply, not after every file.
+        let metadata = write_atomic_with(disk, mode, replace, Durability::FileOnly, |file| {
             let mut writer = io::BufWriter::new(file);
             write_file_contents(objects, wanted, &mut writer, disk)?;
             writer.flush().map_err(io_error("write", disk))?;
             Ok(())
-        })
+        })?;
+        if let Some(parent) = disk.parent() {
+            self.dirty_dirs.insert(parent.to_path_buf());
+        }
+        Ok(metadata)
     }
 }
 

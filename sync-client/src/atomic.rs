@@ -42,6 +42,18 @@ pub enum Mode {
     Umask(u32),
 }
 
+/// How much of a write must survive a crash once the call returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Nothing is fsynced: for caches, which are verified on read and can be rebuilt.
+    Cache,
+    /// The file is fsynced before the rename; the caller fsyncs the folder later (once for many
+    /// files, with [`sync_dir`]) before it relies on the new name.
+    FileOnly,
+    /// The file, then its folder.
+    Full,
+}
+
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 fn temp_path(target: &Path) -> PathBuf {
@@ -62,19 +74,19 @@ pub fn write_atomic(
     mode: Mode,
     replace: Replace,
 ) -> Result<fs::Metadata, ClientError> {
-    write_atomic_with(target, mode, replace, true, |file| {
+    write_atomic_with(target, mode, replace, Durability::Full, |file| {
         file.write_all(bytes)
             .map_err(io_error("write", target.to_path_buf()))
     })
 }
 
-/// Writes `target` atomically with whatever `fill` writes into the temp file. `durable` fsyncs
-/// the file and its folder; only caches may pass `false`.
+/// Writes `target` atomically with whatever `fill` writes into the temp file, as durable as
+/// `durability` says.
 pub fn write_atomic_with(
     target: &Path,
     mode: Mode,
     replace: Replace,
-    durable: bool,
+    durability: Durability,
     fill: impl FnOnce(&mut File) -> Result<(), ClientError>,
 ) -> Result<fs::Metadata, ClientError> {
     let temp = temp_path(target);
@@ -93,7 +105,7 @@ pub fn write_atomic_with(
                 .map_err(io_error("set permissions of", target.to_path_buf()))?;
         }
         fill(&mut file)?;
-        if durable {
+        if durability != Durability::Cache {
             file.sync_all()
                 .map_err(io_error("write", target.to_path_buf()))?;
         }
@@ -114,7 +126,9 @@ pub fn write_atomic_with(
         let _ = fs::remove_file(&temp);
     }
     let metadata = result?;
-    if durable && let Some(parent) = target.parent() {
+    if durability == Durability::Full
+        && let Some(parent) = target.parent()
+    {
         sync_dir(parent)?;
     }
     Ok(metadata)
@@ -195,7 +209,7 @@ mod tests {
             &target,
             Mode::Umask(0o666),
             Replace::Overwrite,
-            true,
+            Durability::Full,
             |_| {
                 Err(ClientError::io(
                     "write",

@@ -41,6 +41,11 @@ impl Writer {
         self.bytes.extend_from_slice(&value.to_le_bytes());
     }
 
+    /// Starts a new run of prefix-compressed paths (the first path shares nothing).
+    pub fn restart_paths(&mut self) {
+        self.previous_path.clear();
+    }
+
     pub fn id(&mut self, id: &ObjectId) {
         self.bytes.extend_from_slice(id.as_bytes());
     }
@@ -143,6 +148,11 @@ impl<'a> Reader<'a> {
         let mut buffer = [0u8; 32];
         buffer.copy_from_slice(self.take(32, what)?);
         Ok(ObjectId::from_bytes(buffer))
+    }
+
+    /// Starts a new run of prefix-compressed paths (the first path shares nothing).
+    pub fn restart_paths(&mut self) {
+        self.previous_path.clear();
     }
 
     pub fn path(&mut self) -> Result<Path, String> {

@@ -200,6 +200,7 @@ struct StatusJson<'a> {
     project: &'a str,
     base_version: Option<u64>,
     changes: &'a [PathChange],
+    pending: Vec<&'a str>,
     skipped: Vec<SkippedJson>,
     files: u64,
     files_read: u64,
@@ -232,6 +233,7 @@ fn status(copy: &WorkingCopy, json: bool) -> anyhow::Result<()> {
             project: &copy.config().project,
             base_version: status.base_version,
             changes: &status.changes,
+            pending: status.pending.iter().map(|path| path.as_str()).collect(),
             skipped: status.scan.skipped.iter().map(SkippedJson::from).collect(),
             files: status.scan.counters.files,
             files_read: status.scan.counters.files_read,
@@ -257,6 +259,12 @@ fn status(copy: &WorkingCopy, json: bool) -> anyhow::Result<()> {
         println!("Changes since the last sync:");
         for change in &status.changes {
             println!("  {}  {}", change.change.letter(), change.path);
+        }
+    }
+    if !status.pending.is_empty() {
+        println!("Not updated by the last pull (pull again once the cause is fixed):");
+        for path in &status.pending {
+            println!("  {path}");
         }
     }
     if !status.scan.skipped.is_empty() {

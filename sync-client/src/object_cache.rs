@@ -16,7 +16,7 @@ use sync_protocol::{
     verify_frame_of_kind,
 };
 
-use crate::atomic::{Mode, Replace, is_already_exists, write_atomic_with};
+use crate::atomic::{Durability, Mode, Replace, is_already_exists, write_atomic_with};
 use crate::error::{ClientError, io_error};
 
 /// A folder of verified object frames keyed by id.
@@ -81,7 +81,7 @@ impl ObjectCache {
             &path,
             Mode::Umask(0o644),
             Replace::NoClobber,
-            false,
+            Durability::Cache,
             |file| io::Write::write_all(file, frame).map_err(io_error("write", path.clone())),
         );
         match written {

@@ -2,7 +2,7 @@
 //! (what each file's stat looked like when it was last hashed). See [`crate::codec`] for the
 //! framing.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::fs;
 use std::io;
 use std::path::Path as FsPath;
@@ -27,7 +27,13 @@ pub struct Base {
     /// `None` until the first pull or push: the working copy has never synced.
     pub version: Option<u64>,
     pub root: ObjectId,
+    /// The tree of `root`, except at `pending` paths.
     pub listing: Listing,
+    /// Paths an apply had to leave as they were (see `apply::HeldBack`): their `listing` entry
+    /// is still the previous base's, so the next pull merges them again instead of taking the
+    /// disk's version as a local edit. While any path is pending, a push must pull first: the
+    /// working copy is not yet on top of `root`.
+    pub pending: BTreeSet<Path>,
 }
 
 impl Base {
@@ -37,6 +43,7 @@ impl Base {
             version: None,
             root: empty_dir_id(),
             listing: Listing::new(),
+            pending: BTreeSet::new(),
         }
     }
 
@@ -57,6 +64,12 @@ impl Base {
             writer.u8(file_ref.target.tag());
             writer.u64(file_ref.size);
             writer.id(&file_ref.id);
+        }
+        writer.u32(self.pending.len() as u32);
+        // The pending paths are prefix-compressed among themselves.
+        writer.restart_paths();
+        for path in &self.pending {
+            writer.path(path);
         }
         writer.finish()
     }
@@ -89,11 +102,18 @@ impl Base {
                 return Err(format!("{path} is listed twice"));
             }
         }
+        let pending_count = reader.u32("pending count")?;
+        reader.restart_paths();
+        let mut pending = BTreeSet::new();
+        for _ in 0..pending_count {
+            pending.insert(reader.path()?);
+        }
         reader.finish()?;
         Ok(Self {
             version,
             root,
             listing,
+            pending,
         })
     }
 
@@ -297,7 +317,7 @@ impl StatCache {
             path,
             Mode::Umask(0o644),
             Replace::Overwrite,
-            false,
+            crate::atomic::Durability::Cache,
             |file| {
                 io::Write::write_all(file, &bytes).map_err(crate::error::io_error("write", path))
             },
@@ -330,6 +350,7 @@ mod tests {
             version: Some(42),
             root: chunk_id(b"root"),
             listing,
+            pending: BTreeSet::from([Path::new("a/b.json").unwrap(), Path::new("z").unwrap()]),
         };
         assert_eq!(Base::decode(&base.encode()).unwrap(), base);
         let never = Base::never_synced();

@@ -80,6 +80,8 @@ impl WorkingCopyConfig {
 pub struct Status {
     pub base_version: Option<u64>,
     pub changes: Vec<PathChange>,
+    /// Paths the last pull could not bring up to date (see `Base::pending`).
+    pub pending: Vec<sync_protocol::tree::Path>,
     pub scan: Scan,
     /// Set when the stat cache was damaged and discarded (everything was hashed again).
     pub stat_cache_discarded: Option<String>,
@@ -263,6 +265,7 @@ impl WorkingCopy {
         Ok(Status {
             base_version: base.version,
             changes,
+            pending: base.pending.into_iter().collect(),
             scan,
             stat_cache_discarded,
         })
@@ -281,11 +284,7 @@ impl WorkingCopy {
         let base = self.base()?;
         let (found, _) = self.scan()?;
         let report = apply_tree(&self.root, &base.listing, listing, &found, &self.objects())?;
-        self.set_base(&Base {
-            version: Some(version),
-            root,
-            listing: listing.clone(),
-        })?;
+        self.set_base(&next_base(&base, version, root, listing, &report))?;
         // Keep what is still valid of the scan's stat entries, plus what this apply wrote.
         let replaced: std::collections::HashSet<&sync_protocol::tree::Path> = report
             .written
@@ -306,6 +305,38 @@ impl WorkingCopy {
         cache.save(&self.meta("stat-cache"))?;
         Ok(report)
     }
+}
+
+/// The base after an apply: the new version, except that held-back paths keep the previous
+/// base's entry (see `Base::pending`), as long as that still makes a valid tree.
+fn next_base(
+    previous: &Base,
+    version: u64,
+    root: ObjectId,
+    listing: &Listing,
+    report: &ApplyReport,
+) -> Base {
+    let mut next = Base {
+        version: Some(version),
+        root,
+        listing: listing.clone(),
+        pending: Default::default(),
+    };
+    if report.held_back.is_empty() {
+        return next;
+    }
+    let mut patched = listing.clone();
+    for held in &report.held_back {
+        next.pending.insert(held.path.clone());
+        match previous.listing.get(&held.path) {
+            Some(entry) => patched.insert(held.path.clone(), *entry),
+            None => patched.remove(&held.path),
+        };
+    }
+    if build_dirs(&patched).is_ok() {
+        next.listing = patched;
+    }
+    next
 }
 
 fn write_config(path: &FsPath, config: &WorkingCopyConfig) -> Result<(), ClientError> {

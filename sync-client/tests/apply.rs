@@ -23,6 +23,7 @@ fn sync_base(test: &TestCopy) -> Listing {
             version: Some(1),
             root,
             listing: found.listing.clone(),
+            pending: Default::default(),
         })
         .unwrap();
     found.listing
@@ -340,6 +341,51 @@ fn on_disk(root: &std::path::Path, relative: &str, expected: (usize, bool)) -> b
         && is_executable(&full) == expected.1
 }
 
+fn local_edits_are_on_disk(
+    root: &std::path::Path,
+    base: &State,
+    local: &State,
+) -> Result<(), String> {
+    for (relative, value) in local {
+        if base.get(relative) == Some(value) {
+            continue;
+        }
+        if on_disk(root, relative, *value) {
+            continue;
+        }
+        let (parent, name) = match relative.rsplit_once('/') {
+            Some((parent, name)) => (root.join(parent), name),
+            None => (root.to_path_buf(), *relative),
+        };
+        let prefix = format!("{name}.conflict-");
+        let in_copy = parent.is_dir()
+            && fs::read_dir(&parent).unwrap().any(|entry| {
+                let entry = entry.unwrap();
+                let entry_name = entry.file_name().to_string_lossy().into_owned();
+                entry_name.starts_with(&prefix) && {
+                    let copy = entry.path();
+                    copy.is_file()
+                        && fs::read(&copy).unwrap() == contents(value.0)
+                        && is_executable(&copy) == value.1
+                }
+            });
+        if !in_copy {
+            return Err(format!("the local edit of {relative} is lost"));
+        }
+    }
+    Ok(())
+}
+
+/// Where a symlink (never listed, never to be replaced) can sit in `state` without being inside
+/// a listed file or holding listed files.
+fn obstacle_fits(state: &State, obstacle: &str) -> bool {
+    state.keys().all(|path| {
+        *path != obstacle
+            && !path.starts_with(&format!("{obstacle}/"))
+            && !obstacle.starts_with(&format!("{path}/"))
+    })
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
@@ -348,6 +394,7 @@ proptest! {
         base in state_strategy(),
         local_edits in edits_strategy(),
         remote_edits in edits_strategy(),
+        obstacle in prop::option::weighted(0.3, 0usize..PATHS.len()),
     ) {
         let local = edited(&base, &local_edits);
         let remote = edited(&base, &remote_edits);
@@ -355,6 +402,15 @@ proptest! {
         write_state(&test.root, &State::new(), &base);
         sync_base(&test);
         write_state(&test.root, &base, &local);
+        // Sometimes a symlink (not synced) sits where the remote may want a file.
+        let obstacle = obstacle
+            .map(|index| PATHS[index])
+            .filter(|path| obstacle_fits(&local, path));
+        if let Some(path) = obstacle {
+            let full = test.root.join(path);
+            fs::create_dir_all(full.parent().unwrap()).unwrap();
+            std::os::unix::fs::symlink("/nowhere", &full).unwrap();
+        }
 
         let files: Vec<(&str, Vec<u8>, bool)> = remote
             .iter()
@@ -362,47 +418,63 @@ proptest! {
             .collect();
         let (remote_listing, root) = remote_tree(&test.copy.objects(), &files);
         let report = test.copy.apply(2, root, &remote_listing).unwrap();
-        prop_assert!(report.is_complete(), "held back: {:?}", report.held_back);
 
-        // Every local edit is at its path or in a conflict copy beside it.
-        for (relative, value) in &local {
-            if base.get(relative) == Some(value) {
-                continue;
-            }
-            let here = on_disk(&test.root, relative, *value);
-            let (parent, name) = match relative.rsplit_once('/') {
-                Some((parent, name)) => (test.root.join(parent), name),
-                None => (test.root.clone(), *relative),
-            };
-            let prefix = format!("{name}.conflict-");
-            let in_copy = parent.is_dir() && fs::read_dir(&parent).unwrap().any(|entry| {
-                let entry = entry.unwrap();
-                let entry_name = entry.file_name().to_string_lossy().into_owned();
-                entry_name.starts_with(&prefix) && {
-                    let relative_copy = entry.path();
-                    relative_copy.is_file()
-                        && fs::read(&relative_copy).unwrap() == contents(value.0)
-                        && is_executable(&relative_copy) == value.1
-                }
-            });
-            prop_assert!(here || in_copy, "local edit of {relative} lost; report {report:?}");
+        // Every local edit is at its path or in a conflict copy beside it; the symlink is intact.
+        local_edits_are_on_disk(&test.root, &base, &local).map_err(|error| {
+            TestCaseError::fail(format!("{error}; report {report:?}"))
+        })?;
+        if let Some(path) = obstacle {
+            prop_assert_eq!(
+                fs::read_link(test.root.join(path)).unwrap(),
+                std::path::PathBuf::from("/nowhere")
+            );
+        } else {
+            prop_assert!(report.is_complete(), "held back: {:?}", report.held_back);
         }
-
-        // The disk holds exactly the merged tree's files, and nothing half-written.
-        let disk = files_on_disk(&test.root);
-        prop_assert!(disk.iter().all(|name| !name.contains(".cairn-tmp-")), "{disk:?}");
-        let merged_files: Vec<&str> = report
-            .merged
+        prop_assert!(report
+            .held_back
             .iter()
-            .filter(|(_, file_ref)| !file_ref.is_dir())
-            .map(|(path, _)| path.as_str())
-            .collect();
-        prop_assert_eq!(&disk, &merged_files);
+            .all(|held| held.reason == HeldBackReason::Occupied), "{:?}", report.held_back);
+        let disk = files_on_disk(&test.root);
+        prop_assert!(disk.iter().all(|name| !name.contains(".cairn-tmp-")), "{:?}", disk);
+
+        // Everything not held back is on disk as merged.
         let (after, _) = test.copy.scan().unwrap();
+        let held: Vec<&str> = report.held_back.iter().map(|h| h.path.as_str()).collect();
         for (path, file_ref) in &report.merged {
-            if !file_ref.is_dir() {
+            if !file_ref.is_dir() && !held.contains(&path.as_str()) {
                 prop_assert_eq!(after.listing.get(path), Some(file_ref), "{}", path);
             }
+        }
+        prop_assert_eq!(
+            test.copy.base().unwrap().pending.len(),
+            report.held_back.len()
+        );
+
+        // Once the obstacle is gone, pulling the same version again completes.
+        if let Some(path) = obstacle {
+            fs::remove_file(test.root.join(path)).unwrap();
+            let again = test.copy.apply(2, root, &remote_listing).unwrap();
+            prop_assert!(again.is_complete(), "held back: {:?}", again.held_back);
+            prop_assert!(test.copy.base().unwrap().pending.is_empty());
+            local_edits_are_on_disk(&test.root, &base, &local).map_err(TestCaseError::fail)?;
+            let disk = files_on_disk(&test.root);
+            let merged_files: Vec<&str> = again
+                .merged
+                .iter()
+                .filter(|(_, file_ref)| !file_ref.is_dir())
+                .map(|(path, _)| path.as_str())
+                .collect();
+            prop_assert_eq!(&disk, &merged_files);
+        } else {
+            // The disk holds exactly the merged tree's files.
+            let merged_files: Vec<&str> = report
+                .merged
+                .iter()
+                .filter(|(_, file_ref)| !file_ref.is_dir())
+                .map(|(path, _)| path.as_str())
+                .collect();
+            prop_assert_eq!(&disk, &merged_files);
         }
     }
 }

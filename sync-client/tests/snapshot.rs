@@ -37,6 +37,7 @@ fn a_snapshot_plans_a_push_from_the_cache_alone() {
             version: Some(1),
             root: snapshot.root,
             listing: snapshot.scan.listing.clone(),
+            pending: Default::default(),
         })
         .unwrap();
     let again = test.copy.snapshot().unwrap();
