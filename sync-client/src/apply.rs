@@ -247,12 +247,10 @@ impl Applier<'_> {
         }
 
         // Every object the writes need, before anything on disk changes.
+        // (A change of the executable bit alone may need them too: a file that shares its inode
+        // with a conflict copy is rewritten rather than changed in place.)
         for path in &to_write {
-            if let Some(file_ref) = merged.get(path)
-                && local
-                    .get(path)
-                    .is_none_or(|current| current.id != file_ref.id)
-            {
+            if let Some(file_ref) = merged.get(path) {
                 self.check_objects(file_ref)?;
             }
         }

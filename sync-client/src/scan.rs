@@ -8,7 +8,9 @@
 //! are not valid project names (not UTF-8, forbidden characters, too long, two names that are
 //! equal after NFC normalization or case folding), unreadable files and files that kept changing
 //! while being read. `.cairnignore` files (gitignore syntax, in any folder) exclude paths
-//! quietly, as `.gitignore` does; `.cairn/` and our own temp files are never listed.
+//! quietly, as `.gitignore` does, but only untracked ones: a path the base has (a teammate
+//! pushed it) is listed even if it matches a rule, or the next push would delete it for everyone.
+//! `.cairn/` and our own temp files are never listed.
 //!
 //! A file that exists but could not be read is *unsettled*: it is not in the listing, but it is
 //! not removed either. Status shows it apart, and an apply never touches it.
@@ -238,14 +240,17 @@ struct AtomicCounters {
     objects_written: AtomicU64,
 }
 
-/// Scans `root` (which holds `.cairn/`).
+/// Scans `root` (which holds `.cairn/`). `tracked` is the base listing: ignore rules do not
+/// apply to its paths.
 pub fn scan(
     root: &FsPath,
     stat_cache: &StatCache,
     objects: &ObjectCache,
+    tracked: &Listing,
 ) -> Result<Scan, ClientError> {
     let mut walker = Walker {
         stat_cache,
+        tracked,
         scan: Scan::default(),
         to_read: Vec::new(),
     };
@@ -301,6 +306,7 @@ pub fn scan(
 }
 
 struct Walker<'a> {
+    tracked: &'a Listing,
     stat_cache: &'a StatCache,
     scan: Scan,
     to_read: Vec<Candidate>,
@@ -389,7 +395,9 @@ impl Walker<'_> {
                 }
             };
             let file_type = metadata.file_type();
-            if is_ignored(&matchers, &child_disk, file_type.is_dir()) {
+            if is_ignored(&matchers, &child_disk, file_type.is_dir())
+                && !self.is_tracked(&name, parent)
+            {
                 continue;
             }
             if file_type.is_symlink() {
@@ -488,6 +496,21 @@ impl Walker<'_> {
             });
         }
         Ok(listed_any)
+    }
+
+    /// True when the base has the entry `name` of folder `parent`, or anything under it.
+    fn is_tracked(&self, name: &std::ffi::OsStr, parent: Option<&Path>) -> bool {
+        if self.tracked.is_empty() {
+            return false;
+        }
+        let Some(path) = name
+            .to_str()
+            .and_then(|text| Name::normalized(text).ok())
+            .and_then(|name| Path::join(parent, &name).ok())
+        else {
+            return false;
+        };
+        self.tracked.contains_key(&path) || crate::status::has_descendant(self.tracked, &path)
     }
 
     fn unreadable(&mut self, relative: PathBuf, listed: Option<&Path>, error: &io::Error) {

@@ -208,9 +208,10 @@ impl WorkingCopy {
 
     /// Scans the working copy, storing new objects and refreshing the stat cache.
     pub fn scan(&self) -> Result<(Scan, Option<String>), ClientError> {
+        let base = self.base()?;
         let (stat_cache, discarded) = self.stat_cache()?;
         let clock = file_system_clock(&self.meta("clock"));
-        let found = scan(&self.root, &stat_cache, &self.objects())?;
+        let found = scan(&self.root, &stat_cache, &self.objects(), &base.listing)?;
         let fresh = found.stat_cache(clock);
         // Saving an unchanged cache would cost a write on every `status`.
         if fresh != stat_cache {

@@ -154,6 +154,37 @@ fn ignore_rules_follow_gitignore() {
 }
 
 #[test]
+fn ignore_rules_do_not_hide_tracked_files() {
+    let test = new_copy();
+    write(&test.root, "pushed-by-a-teammate.log", b"x");
+    write(&test.root, "logs/old.log", b"x");
+    let (found, _) = test.copy.scan().unwrap();
+    test.copy
+        .set_base(&sync_client::state::Base {
+            version: Some(1),
+            root: sync_protocol::tree::build_dirs(&found.listing)
+                .unwrap()
+                .root,
+            listing: found.listing.clone(),
+            pending: Default::default(),
+        })
+        .unwrap();
+    write(&test.root, ".cairnignore", b"*.log\nlogs/\n");
+    write(&test.root, "mine.log", b"x");
+    write(&test.root, "logs/new.log", b"x");
+    let status = test.copy.status().unwrap();
+    let changes: Vec<(&str, ChangeKind)> = status
+        .changes
+        .iter()
+        .map(|change| (change.path.as_str(), change.change))
+        .collect();
+    // Only the ignore file itself is new: tracked logs stay listed, untracked ones are ignored.
+    assert_eq!(changes, [(".cairnignore", ChangeKind::Added)]);
+    assert!(status.scan.listing.contains_key(&path("logs/old.log")));
+    assert!(!status.scan.listing.contains_key(&path("logs/new.log")));
+}
+
+#[test]
 fn symlinks_and_special_files_are_skipped_and_reported() {
     let test = new_copy();
     write(&test.root, "real.json", b"{}");
@@ -312,7 +343,7 @@ fn a_file_that_keeps_changing_is_never_reported_removed() {
     };
     std::thread::sleep(Duration::from_millis(20));
     let objects = test.copy.objects();
-    let found = scan(&test.root, &StatCache::new(), &objects).unwrap();
+    let found = scan(&test.root, &StatCache::new(), &objects, &Default::default()).unwrap();
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     writer.join().unwrap();
     if !found.listing.contains_key(&path("log.txt")) {
