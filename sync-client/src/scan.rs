@@ -27,13 +27,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use ignore::Match;
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
 use rayon::prelude::*;
-use sync_protocol::chunking::ObjectEncoder;
+use sync_protocol::chunking::{EncodedObject, ObjectEncoder};
 use sync_protocol::limits::MAX_FILE_SIZE;
 use sync_protocol::name::fold_key;
 use sync_protocol::tree::{FileRef, Listing, Path, PathError};
-use sync_protocol::{EntryKind, Name, NameError, ObjectId};
+use sync_protocol::{EntryKind, Name, NameError, ObjectError, ObjectId};
 
 use crate::atomic::is_temp_name;
+use crate::encode::{STREAM_THRESHOLD, StreamError, encode_stream};
 use crate::error::ClientError;
 use crate::object_cache::ObjectCache;
 use crate::state::{Mtime, StatCache, StatEntry};
@@ -563,56 +564,16 @@ fn is_ignored(matchers: &[Arc<Gitignore>], path: &FsPath, is_dir: bool) -> bool 
     false
 }
 
-/// Reads a file until two stats around the read agree, then encodes and stores it.
+/// Reads a file until two stats around the read agree, encoding it and storing its objects on
+/// the way. A file that changed under the read is read again, up to [`READ_ATTEMPTS`] times;
+/// objects stored by a torn attempt are harmless (they are valid objects nothing refers to).
 fn read_and_store(
     encoder: &mut ObjectEncoder,
     candidate: &Candidate,
     objects: &ObjectCache,
     counters: &AtomicCounters,
 ) -> Result<(ReadOutcome, Vec<ObjectId>), ClientError> {
-    let (bytes, metadata) = match read_stable(&candidate.disk, counters) {
-        Ok(read) => read,
-        Err(outcome) => return Ok((outcome, Vec::new())),
-    };
-    let executable = entry_kind(&metadata) == EntryKind::Executable;
-    let encoded =
-        encoder
-            .encode_file(&bytes, executable)
-            .map_err(|error| ClientError::InvalidObject {
-                what: candidate.disk.display().to_string(),
-                detail: error.to_string(),
-            })?;
-    let mut written = Vec::new();
-    for object in &encoded.objects {
-        if objects.put_encoded(&object.id, &object.frame)? {
-            counters.objects_written.fetch_add(1, Ordering::Relaxed);
-            written.push(object.id);
-        }
-    }
-    let file_ref = FileRef {
-        kind: encoded.kind,
-        target: encoded.target,
-        size: encoded.size,
-        id: encoded.id,
-    };
-    let stat = StatEntry {
-        size: metadata.len(),
-        mtime: Mtime::of(&metadata),
-        inode: metadata.ino(),
-        target: encoded.target,
-        id: encoded.id,
-    };
-    Ok((ReadOutcome::Listed(file_ref, stat), written))
-}
-
-fn same_stat(a: &fs::Metadata, b: &fs::Metadata) -> bool {
-    a.len() == b.len() && Mtime::of(a) == Mtime::of(b) && a.ino() == b.ino() && a.dev() == b.dev()
-}
-
-fn read_stable(
-    disk: &FsPath,
-    counters: &AtomicCounters,
-) -> Result<(Vec<u8>, fs::Metadata), ReadOutcome> {
+    let disk = &candidate.disk;
     let unreadable = |error: io::Error| {
         if error.kind() == io::ErrorKind::NotFound {
             ReadOutcome::Vanished
@@ -622,39 +583,108 @@ fn read_stable(
             })
         }
     };
+    let mut written = Vec::new();
+    let mut store = |object: &EncodedObject| -> Result<(), ClientError> {
+        if objects.put_encoded(&object.id, &object.frame)? {
+            counters.objects_written.fetch_add(1, Ordering::Relaxed);
+            written.push(object.id);
+        }
+        Ok(())
+    };
     for _ in 0..READ_ATTEMPTS {
-        let mut file = File::open(disk).map_err(unreadable)?;
-        let before = file.metadata().map_err(unreadable)?;
+        let mut file = match File::open(disk) {
+            Ok(file) => file,
+            Err(error) => return Ok((unreadable(error), written)),
+        };
+        let before = match file.metadata() {
+            Ok(before) => before,
+            Err(error) => return Ok((unreadable(error), written)),
+        };
         if !before.is_file() {
             // Replaced by a folder or something special since the walk: try again next scan.
-            return Err(ReadOutcome::Skipped(SkipReason::ChangedWhileReading));
+            return Ok((
+                ReadOutcome::Skipped(SkipReason::ChangedWhileReading),
+                written,
+            ));
         }
         if before.len() > MAX_FILE_SIZE {
-            return Err(ReadOutcome::Skipped(SkipReason::TooLarge {
-                size: before.len(),
-            }));
+            let size = before.len();
+            return Ok((ReadOutcome::Skipped(SkipReason::TooLarge { size }), written));
         }
         counters.files_read.fetch_add(1, Ordering::Relaxed);
-        let mut bytes = Vec::with_capacity(before.len() as usize);
-        // Read at most one byte past the limit, so a file growing without end cannot exhaust
-        // memory; growth shows up as a size mismatch below.
-        (&mut file)
-            .take(MAX_FILE_SIZE + 1)
-            .read_to_end(&mut bytes)
-            .map_err(unreadable)?;
-        counters
-            .bytes_read
-            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        let executable = entry_kind(&before) == EntryKind::Executable;
+        let encoded = if before.len() > STREAM_THRESHOLD {
+            encode_stream(&mut file, executable, encoder, &mut store)
+        } else {
+            encode_whole(&mut file, executable, encoder, &mut store)
+        };
+        let (file_ref, read) = match encoded {
+            Ok(encoded) => encoded,
+            Err(StreamError::Read(error)) => return Ok((unreadable(error), written)),
+            Err(StreamError::Sink(error)) => return Err(error),
+            Err(StreamError::Object(ObjectError::FileTooLarge(size))) => {
+                return Ok((ReadOutcome::Skipped(SkipReason::TooLarge { size }), written));
+            }
+            Err(StreamError::Object(error)) => {
+                return Err(ClientError::InvalidObject {
+                    what: disk.display().to_string(),
+                    detail: error.to_string(),
+                });
+            }
+        };
+        counters.bytes_read.fetch_add(read, Ordering::Relaxed);
         // Stat by path too: an editor that saves by renaming a new file over the old one leaves
         // the open handle on the old inode.
-        let after = fs::symlink_metadata(disk).map_err(unreadable)?;
-        let after_handle = file.metadata().map_err(unreadable)?;
-        if same_stat(&before, &after)
-            && same_stat(&before, &after_handle)
-            && bytes.len() as u64 == before.len()
-        {
-            return Ok((bytes, before));
+        let settled = fs::symlink_metadata(disk).is_ok_and(|after| same_stat(&before, &after))
+            && file
+                .metadata()
+                .is_ok_and(|after| same_stat(&before, &after))
+            && read == before.len();
+        if settled {
+            let stat = StatEntry {
+                size: before.len(),
+                mtime: Mtime::of(&before),
+                inode: before.ino(),
+                target: file_ref.target,
+                id: file_ref.id,
+            };
+            return Ok((ReadOutcome::Listed(file_ref, stat), written));
         }
     }
-    Err(ReadOutcome::Skipped(SkipReason::ChangedWhileReading))
+    Ok((
+        ReadOutcome::Skipped(SkipReason::ChangedWhileReading),
+        written,
+    ))
+}
+
+/// Reads a file of at most [`STREAM_THRESHOLD`] bytes whole and encodes it with the protocol's
+/// pipeline. Reads at most one byte past the threshold, so a file that grew since its stat
+/// cannot exhaust memory; the growth shows as a size mismatch to the caller.
+fn encode_whole(
+    file: &mut File,
+    executable: bool,
+    encoder: &mut ObjectEncoder,
+    store: &mut impl FnMut(&EncodedObject) -> Result<(), ClientError>,
+) -> Result<(FileRef, u64), StreamError<ClientError>> {
+    let mut bytes = Vec::new();
+    file.take(STREAM_THRESHOLD + 1)
+        .read_to_end(&mut bytes)
+        .map_err(StreamError::Read)?;
+    let encoded = encoder
+        .encode_file(&bytes, executable)
+        .map_err(StreamError::Object)?;
+    for object in &encoded.objects {
+        store(object).map_err(StreamError::Sink)?;
+    }
+    let file_ref = FileRef {
+        kind: encoded.kind,
+        target: encoded.target,
+        size: encoded.size,
+        id: encoded.id,
+    };
+    Ok((file_ref, bytes.len() as u64))
+}
+
+fn same_stat(a: &fs::Metadata, b: &fs::Metadata) -> bool {
+    a.len() == b.len() && Mtime::of(a) == Mtime::of(b) && a.ino() == b.ino() && a.dev() == b.dev()
 }

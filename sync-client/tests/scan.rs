@@ -359,3 +359,20 @@ fn a_file_that_keeps_changing_is_never_reported_removed() {
         assert_eq!(changes[0].change, ChangeKind::Unreadable);
     }
 }
+
+#[test]
+fn a_file_past_the_stream_threshold_gets_the_same_ids() {
+    let test = new_copy();
+    let size = sync_client::encode::STREAM_THRESHOLD as usize + 300 * 1024 + 5;
+    let data = noise(size, 21);
+    write(&test.root, "fixtures/huge.bin", &data);
+    let (found, _) = test.copy.scan().unwrap();
+    let expected = sync_protocol::chunking::encode_file(&data, false).unwrap();
+    let entry = found.listing[&path("fixtures/huge.bin")];
+    assert_eq!(entry.id, expected.id);
+    assert_eq!(entry.size, size as u64);
+    assert_eq!(found.counters.bytes_read, size as u64);
+    for object in &expected.objects {
+        test.copy.objects().frame(&object.id).unwrap();
+    }
+}
