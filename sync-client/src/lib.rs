@@ -3,12 +3,46 @@
 //! A working copy is a folder with a `.cairn/` state folder ([`working_copy`]): its config
 //! (server and project), the base it last synced ([`state::Base`]), a local object cache
 //! ([`object_cache`]) and a stat cache ([`state::StatCache`]). [`scan`] turns the folder into a
-//! `sync_protocol::tree::Listing` reading only files whose stat changed; [`status`] compares it
-//! with the base; [`apply`] writes a new tree into the folder without ever losing a local edit.
-//! [`user_config`] keeps access tokens in `~/.config/cairn/config.toml`.
+//! `sync_protocol::tree::Listing`, reading only files whose stat changed and storing their
+//! objects; [`status`] compares it with the base; [`apply`] writes a new tree into the folder
+//! without ever losing a local edit; [`working_copy::WorkingCopy::snapshot`] adds the dir
+//! objects, so `sync_protocol::plan::plan_push` can run over the cache. [`user_config`] keeps
+//! access tokens in `~/.config/cairn/config.toml`.
 //!
-//! The network half (login, clone, push, pull, sync, watch, log, restore) drives these pieces
-//! over HTTP; it is not written yet.
+//! The network half (login, projects, clone, push, pull, sync, watch, log, restore) is not
+//! written yet; it drives these pieces over HTTP:
+//!
+//! - push: `WorkingCopy::snapshot`, refuse while `Base::pending` is not empty (pull first),
+//!   `plan_push(objects, base.root, snapshot.root)`, send `ObjectCache::frame` of each planned id,
+//!   then on commit `WorkingCopy::set_base` with the snapshot's listing and the new version;
+//! - pull: store each received frame with `ObjectCache::put_frame` (verified), flatten or receive
+//!   the new listing, then `WorkingCopy::apply(version, root, listing)`.
+//!
+//! # Decisions the design left open
+//!
+//! - The base keeps its listing beside its root id, so `status` reads one file and the disk and
+//!   never rebuilds the base tree from cached dir objects.
+//! - The stat cache keeps only entries whose mtime is strictly older than the scan's start as
+//!   the file system's clock tells it (a file touched in `.cairn/`), as git does for "racily
+//!   clean" entries: an edit in the same timestamp tick as the hash cannot go unnoticed.
+//! - Scanning stores the objects of every file it reads in the object cache (as `git add` does),
+//!   so a push never has to re-read the working copy, and `status` and `push` agree.
+//! - `.cairnignore` (gitignore syntax, in any folder, like `.gitignore`) applies to untracked
+//!   paths only: a path in the base stays listed even if a rule matches it.
+//! - A name that is valid only after NFC normalization is listed under its NFC form and written
+//!   back under its on-disk form ([`scan::DiskNames`]); two disk names equal after NFC or case
+//!   folding keep the first in byte order and report the other.
+//! - Unreadable files and folders, and files that kept changing while read, are *unsettled*:
+//!   neither listed nor removed, shown by `status` as `?`, never touched by an apply.
+//! - An apply that cannot bring a path up to date (edited since the scan, an unlisted file in
+//!   the way) leaves it and records it in `Base::pending`, with the previous base's entry, so the
+//!   next pull merges it again.
+//! - Local edits get their conflict-copy name by a hard link before the original name changes
+//!   (no copy, and the content never exists nowhere); a file sharing its inode with a copy is
+//!   then replaced, never chmod-ed in place.
+//! - The executable bit is the owner's execute bit; a rewritten file keeps its other
+//!   permission bits.
+//! - `cairn` exit codes: 0 ok, 1 failure, 2 usage, 3 not a working copy, 4 not implemented yet.
 
 pub mod apply;
 pub mod atomic;

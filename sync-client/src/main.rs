@@ -56,7 +56,7 @@ struct Cli {
 enum Command {
     /// Make a folder a working copy of a project (writes .cairn/; contacts no server).
     Init {
-        /// The server's URL, e.g. https://cairn.example.com
+        /// The server's URL, e.g. `https://cairn.example.com`.
         #[arg(long, value_name = "URL")]
         server: String,
         /// The project's id on that server.

@@ -1,5 +1,5 @@
 //! The two binary state files of `.cairn/`: the base (what was last synced) and the stat cache
-//! (what each file's stat looked like when it was last hashed). See [`crate::codec`] for the
+//! (what each file's stat looked like when it was last hashed). See the private `codec` module for the
 //! framing.
 
 use std::collections::{BTreeSet, HashMap};
