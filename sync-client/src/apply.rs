@@ -121,10 +121,7 @@ pub fn apply_tree(
             ours.insert(path.clone(), *file_ref);
         }
     }
-    let outcome = merge(base, &ours, theirs).map_err(|error| ClientError::InvalidObject {
-        what: "the merged tree".to_owned(),
-        detail: error.to_string(),
-    })?;
+    let outcome = merge(base, &ours, theirs)?;
     let merged = outcome.merged;
     let mut report = ApplyReport {
         conflicts: outcome.conflicts,

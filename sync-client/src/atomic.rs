@@ -99,7 +99,7 @@ pub fn write_atomic_with(
         .mode(bits)
         .open(&temp)
         .map_err(io_error("create", target.to_path_buf()))?;
-    let result = (|| {
+    let result: Result<fs::Metadata, ClientError> = (|| {
         if let Mode::Exact(bits) = mode {
             file.set_permissions(fs::Permissions::from_mode(bits))
                 .map_err(io_error("set permissions of", target.to_path_buf()))?;

@@ -73,6 +73,8 @@ pub enum ClientError {
         size: u64,
         limit: u64,
     },
+    #[error("could not merge the new version into the working copy: {0}")]
+    Merge(#[from] sync_protocol::merge::MergeError),
     #[error("could not build an object for {what}: {detail}")]
     InvalidObject { what: String, detail: String },
 }
