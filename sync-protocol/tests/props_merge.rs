@@ -485,6 +485,11 @@ fn a_dir_past_the_entry_limit_is_refused() {
         .map(|name| (path(name), entry))
         .collect();
     assert_eq!(ours.len() + theirs.len(), limit + 1);
+    // At the limit, the merge goes through.
+    let mut at_limit = theirs.clone();
+    at_limit.pop_last();
+    let outcome = merge(&Listing::new(), &ours, &at_limit).unwrap();
+    assert_eq!(outcome.merged.len(), limit);
     assert!(matches!(
         merge(&Listing::new(), &ours, &theirs),
         Err(MergeError::TooManyEntries {
