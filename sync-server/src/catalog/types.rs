@@ -491,3 +491,46 @@ pub struct Node {
     pub address: String,
     pub heartbeat: Timestamp,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_round_trip_as_hex() {
+        let id = ProjectId::random();
+        let text = id.to_string();
+        assert_eq!(text.len(), 32);
+        assert_eq!(text.parse::<ProjectId>(), Ok(id));
+        assert!("ABCDEF".parse::<ProjectId>().is_err());
+        assert!("g".repeat(32).parse::<TeamId>().is_err());
+        assert!(format!("{}é", "a".repeat(30)).parse::<TeamId>().is_err());
+    }
+
+    #[test]
+    fn timestamps_convert_both_ways() {
+        let now = Timestamp::now();
+        assert_eq!(Timestamp::from(SystemTime::from(now)), now);
+        let before_epoch = Timestamp::from_unix_millis(-1500);
+        assert_eq!(
+            Timestamp::from(SystemTime::from(before_epoch)),
+            before_epoch
+        );
+    }
+
+    #[test]
+    fn roles_order_by_power() {
+        assert!(Role::Owner > Role::Editor && Role::Editor > Role::Viewer);
+        for role in [Role::Owner, Role::Editor, Role::Viewer] {
+            assert_eq!(role.as_str().parse::<Role>().unwrap(), role);
+        }
+        assert!("admin".parse::<Role>().is_err());
+    }
+
+    #[test]
+    fn token_hashes_depend_on_the_secret_only() {
+        assert_eq!(TokenHash::of_secret(b"a"), TokenHash::of_secret(b"a"));
+        assert_ne!(TokenHash::of_secret(b"a"), TokenHash::of_secret(b"b"));
+        assert_eq!(format!("{:?}", TokenHash::of_secret(b"a")), "TokenHash(..)");
+    }
+}

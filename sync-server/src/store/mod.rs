@@ -222,3 +222,63 @@ fn verify_all(
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use sync_protocol::compress_object;
+
+    use super::*;
+
+    fn frame_of(object: &Object) -> Bytes {
+        Bytes::from(compress_object(&object.encode()))
+    }
+
+    #[tokio::test]
+    async fn reads_are_verified() {
+        let memory = Arc::new(MemoryBackend::new());
+        let store = ObjectStore::from_arc(memory.clone());
+        let project = ProjectId::random();
+        let good = Object::Chunk(b"good".to_vec());
+        let bad = Object::Chunk(b"bad".to_vec());
+        store
+            .put_many(
+                &project,
+                vec![(good.id(), frame_of(&good)), (bad.id(), frame_of(&bad))],
+            )
+            .await
+            .unwrap();
+        let read = store.get_objects(&project, &[good.id()]).await.unwrap();
+        assert_eq!(read[0].as_ref().unwrap().object, good);
+
+        memory.overwrite(&project, &bad.id(), frame_of(&good));
+        match store.get_many(&project, &[good.id(), bad.id()]).await {
+            Err(StoreError::Integrity { id, .. }) => assert_eq!(id, bad.id()),
+            other => panic!("expected an integrity error, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn empty_batches_make_no_requests() {
+        let store = ObjectStore::new(MemoryBackend::new());
+        let project = ProjectId::random();
+        store.put_many(&project, Vec::new()).await.unwrap();
+        store.get_many(&project, &[]).await.unwrap();
+        store.missing(&project, &[]).await.unwrap();
+        store.delete_many(&project, &[]).await.unwrap();
+        assert_eq!(store.request_counts().total(), 0);
+    }
+
+    #[test]
+    fn keys_follow_the_layout() {
+        let project = ProjectId::from_bytes([0xab; 16]);
+        let id = Object::Chunk(Vec::new()).id();
+        assert_eq!(
+            object_key("p/", &project, &id),
+            format!("p/objects/{}/{id}", "ab".repeat(16))
+        );
+        assert_eq!(
+            project_prefix("", &project),
+            format!("objects/{}/", "ab".repeat(16))
+        );
+    }
+}

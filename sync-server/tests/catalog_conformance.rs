@@ -1,0 +1,929 @@
+//! The catalog conformance suite: one set of scenarios, run against SQLite (a temporary file)
+//! and PostgreSQL (a fresh database per test). Both implementations must answer alike.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sync_protocol::{Object, ObjectId};
+use sync_server::catalog::{
+    Account, Catalog, CatalogError, CommitOutcome, CommitRequest, Entity, Field, NewAccount,
+    NodeId, PROJECT_CREATED_MESSAGE, Project, ProjectId, PushId, RestoreRequest, Role, Team,
+    TokenHash, VersionPage, empty_root, limits,
+};
+
+use crate::storage_support::{TestDatabase, sqlite_catalog};
+
+/// Runs each scenario against both catalogs: `sqlite::<name>` and `postgres::<name>`.
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let (_dir, catalog) = crate::storage_support::sqlite_catalog().await;
+                    super::$name(catalog).await;
+                }
+            )*
+        }
+
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(database) = crate::storage_support::TestDatabase::create().await
+                    else {
+                        return;
+                    };
+                    let catalog = database.catalog().await;
+                    super::$name(catalog).await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    accounts_are_unique_ignoring_case,
+    account_inputs_are_bounded,
+    tokens_authenticate_until_revoked,
+    teams_roles_and_last_owner,
+    projects_start_empty_and_are_unique_per_team,
+    visibility_follows_membership,
+    commit_moves_the_head,
+    stale_base_gets_the_current_head,
+    retry_with_the_same_push_id_commits_once,
+    concurrent_commits_on_one_base_exactly_one_wins,
+    concurrent_duplicates_of_one_push_commit_once,
+    restore_commits_an_old_root,
+    history_is_newest_first_and_paginated,
+    commit_errors_are_typed,
+    nodes_heartbeat_and_expire,
+);
+
+type Shared = Arc<dyn Catalog>;
+
+async fn account(catalog: &Shared, name: &str) -> Account {
+    catalog
+        .create_account(NewAccount {
+            name: name.to_owned(),
+            email: format!("{name}@example.com"),
+            password_hash: format!("$argon2id$v=19$m=19456,t=2,p=1$salt$hash-of-{name}"),
+        })
+        .await
+        .expect("create account")
+}
+
+/// An account, its team and a project of that team.
+async fn setup(catalog: &Shared) -> (Account, Team, Project) {
+    let alice = account(catalog, "alice").await;
+    let team = catalog.create_team("acme", alice.id).await.unwrap();
+    let project = catalog
+        .create_project(team.id, "api", alice.id)
+        .await
+        .unwrap();
+    (alice, team, project)
+}
+
+/// A distinct root id per label (it need not name a stored object: the catalog never reads it).
+fn root(label: &str) -> ObjectId {
+    Object::Chunk(label.as_bytes().to_vec()).id()
+}
+
+fn request(project: &Project, author: &Account, base: u64, root_label: &str) -> CommitRequest {
+    CommitRequest {
+        project: project.id,
+        push_id: PushId::random(),
+        base_version: base,
+        root: root(root_label),
+        author: author.id,
+        message: format!("push {root_label}"),
+    }
+}
+
+fn committed(outcome: CommitOutcome) -> (sync_server::catalog::Version, bool) {
+    match outcome {
+        CommitOutcome::Committed { version, replayed } => (version, replayed),
+        other => panic!("expected a commit, got {other:?}"),
+    }
+}
+
+async fn accounts_are_unique_ignoring_case(catalog: Shared) {
+    let alice = account(&catalog, "Alice").await;
+    assert_eq!(alice.name, "Alice");
+    assert_eq!(
+        catalog.account(alice.id).await.unwrap(),
+        Some(alice.clone())
+    );
+
+    let same_name = catalog
+        .create_account(NewAccount {
+            name: "ALICE".to_owned(),
+            email: "other@example.com".to_owned(),
+            password_hash: "$argon2id$x".to_owned(),
+        })
+        .await;
+    assert!(
+        matches!(
+            same_name,
+            Err(CatalogError::AlreadyExists {
+                entity: Entity::Account,
+                field: Field::AccountName,
+                ..
+            })
+        ),
+        "{same_name:?}"
+    );
+    let same_email = catalog
+        .create_account(NewAccount {
+            name: "alicia".to_owned(),
+            email: "ALICE@example.COM".to_owned(),
+            password_hash: "$argon2id$x".to_owned(),
+        })
+        .await;
+    assert!(
+        matches!(
+            same_email,
+            Err(CatalogError::AlreadyExists {
+                field: Field::Email,
+                ..
+            })
+        ),
+        "{same_email:?}"
+    );
+
+    for login in ["alice", "ALICE", "alice@EXAMPLE.com"] {
+        let credentials = catalog.account_credentials(login).await.unwrap().unwrap();
+        assert_eq!(credentials.account, alice);
+        assert!(credentials.password_hash.ends_with("hash-of-Alice"));
+    }
+    assert_eq!(catalog.account_credentials("nobody").await.unwrap(), None);
+
+    catalog
+        .set_password_hash(alice.id, "$argon2id$new")
+        .await
+        .unwrap();
+    let credentials = catalog.account_credentials("alice").await.unwrap().unwrap();
+    assert_eq!(credentials.password_hash, "$argon2id$new");
+    let missing = sync_server::catalog::AccountId::random();
+    assert!(matches!(
+        catalog.set_password_hash(missing, "$argon2id$x").await,
+        Err(CatalogError::NotFound {
+            entity: Entity::Account,
+            ..
+        })
+    ));
+    assert_eq!(catalog.account(missing).await.unwrap(), None);
+}
+
+async fn account_inputs_are_bounded(catalog: Shared) {
+    let new = |name: String| NewAccount {
+        email: format!("{}@example.com", &name[..name.len().min(10)]),
+        name,
+        password_hash: "$argon2id$x".to_owned(),
+    };
+    // At the limit: stored. One past: refused, naming the field, and nothing stored.
+    let at_limit = "a".repeat(limits::MAX_NAME_LEN);
+    catalog.create_account(new(at_limit.clone())).await.unwrap();
+    let past = "b".repeat(limits::MAX_NAME_LEN + 1);
+    assert!(matches!(
+        catalog.create_account(new(past.clone())).await,
+        Err(CatalogError::Invalid {
+            field: Field::AccountName,
+            ..
+        })
+    ));
+    assert_eq!(catalog.account_credentials(&past).await.unwrap(), None);
+    for bad in ["", "   ", "tab\there"] {
+        assert!(matches!(
+            catalog.create_account(new(bad.to_owned())).await,
+            Err(CatalogError::Invalid { .. })
+        ));
+    }
+    let alice = account(&catalog, "alice").await;
+    let team = catalog.create_team("t", alice.id).await.unwrap();
+    let project = catalog
+        .create_project(team.id, "p", alice.id)
+        .await
+        .unwrap();
+    let mut long = request(&project, &alice, 0, "x");
+    long.message = "m".repeat(limits::MAX_MESSAGE_LEN + 1);
+    assert!(matches!(
+        catalog.commit(long).await,
+        Err(CatalogError::Invalid {
+            field: Field::Message,
+            ..
+        })
+    ));
+    let mut at = request(&project, &alice, 0, "x");
+    at.message = "m".repeat(limits::MAX_MESSAGE_LEN);
+    committed(catalog.commit(at).await.unwrap());
+    assert!(PushId::new(&"p".repeat(limits::MAX_PUSH_ID_LEN)).is_ok());
+    assert!(PushId::new(&"p".repeat(limits::MAX_PUSH_ID_LEN + 1)).is_err());
+    assert!(PushId::new("has space").is_err());
+}
+
+async fn tokens_authenticate_until_revoked(catalog: Shared) {
+    let alice = account(&catalog, "alice").await;
+    let bob = account(&catalog, "bob").await;
+    let secret = b"cairn_secret_0123456789abcdef";
+    let hash = TokenHash::of_secret(secret);
+    let token = catalog
+        .create_token(alice.id, "laptop", hash)
+        .await
+        .unwrap();
+    assert_eq!(token.account, alice.id);
+    assert_eq!(token.last_used, None);
+
+    let authenticated = catalog.authenticate_token(&hash).await.unwrap().unwrap();
+    assert_eq!(authenticated.account, alice);
+    assert_eq!(authenticated.token, token.id);
+    let listed = catalog.tokens(alice.id).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].label, "laptop");
+    assert!(listed[0].last_used.is_some(), "authenticating records use");
+    assert!(catalog.tokens(bob.id).await.unwrap().is_empty());
+
+    let unknown = TokenHash::of_secret(b"not a token");
+    assert_eq!(catalog.authenticate_token(&unknown).await.unwrap(), None);
+
+    // Another account cannot revoke it, and it answers as if it did not exist.
+    assert!(matches!(
+        catalog.revoke_token(bob.id, token.id).await,
+        Err(CatalogError::NotFound {
+            entity: Entity::Token,
+            ..
+        })
+    ));
+    catalog.revoke_token(alice.id, token.id).await.unwrap();
+    assert_eq!(catalog.authenticate_token(&hash).await.unwrap(), None);
+    let revoked = catalog.tokens(alice.id).await.unwrap()[0].revoked;
+    assert!(revoked.is_some());
+    catalog.revoke_token(alice.id, token.id).await.unwrap();
+    assert_eq!(catalog.tokens(alice.id).await.unwrap()[0].revoked, revoked);
+
+    let orphan = catalog
+        .create_token(sync_server::catalog::AccountId::random(), "x", unknown)
+        .await;
+    assert!(
+        matches!(
+            orphan,
+            Err(CatalogError::NotFound {
+                entity: Entity::Account,
+                ..
+            })
+        ),
+        "{orphan:?}"
+    );
+}
+
+async fn teams_roles_and_last_owner(catalog: Shared) {
+    let alice = account(&catalog, "alice").await;
+    let bob = account(&catalog, "bob").await;
+    let carol = account(&catalog, "carol").await;
+    let team = catalog.create_team("Acme", alice.id).await.unwrap();
+    assert_eq!(catalog.team(team.id).await.unwrap(), Some(team.clone()));
+    assert_eq!(
+        catalog.team_by_name("ACME").await.unwrap(),
+        Some(team.clone())
+    );
+    assert!(matches!(
+        catalog.create_team("acme", bob.id).await,
+        Err(CatalogError::AlreadyExists {
+            entity: Entity::Team,
+            field: Field::TeamName,
+            ..
+        })
+    ));
+    assert_eq!(
+        catalog.team_role(team.id, alice.id).await.unwrap(),
+        Some(Role::Owner)
+    );
+
+    catalog
+        .set_member(team.id, bob.id, Role::Editor)
+        .await
+        .unwrap();
+    catalog
+        .set_member(team.id, carol.id, Role::Viewer)
+        .await
+        .unwrap();
+    let members: Vec<(String, Role)> = catalog
+        .members(team.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|member| (member.account.name, member.role))
+        .collect();
+    assert_eq!(
+        members,
+        [
+            ("alice".to_owned(), Role::Owner),
+            ("bob".to_owned(), Role::Editor),
+            ("carol".to_owned(), Role::Viewer)
+        ]
+    );
+    let bobs = catalog.teams_of(bob.id).await.unwrap();
+    assert_eq!(bobs.len(), 1);
+    assert_eq!(bobs[0].team, team);
+    assert_eq!(bobs[0].role, Role::Editor);
+
+    // The last owner can be neither demoted nor removed.
+    assert!(matches!(
+        catalog.set_member(team.id, alice.id, Role::Editor).await,
+        Err(CatalogError::LastOwner { .. })
+    ));
+    assert!(matches!(
+        catalog.remove_member(team.id, alice.id).await,
+        Err(CatalogError::LastOwner { .. })
+    ));
+    catalog
+        .set_member(team.id, bob.id, Role::Owner)
+        .await
+        .unwrap();
+    catalog
+        .set_member(team.id, alice.id, Role::Viewer)
+        .await
+        .unwrap();
+    assert_eq!(
+        catalog.team_role(team.id, alice.id).await.unwrap(),
+        Some(Role::Viewer)
+    );
+    catalog.remove_member(team.id, carol.id).await.unwrap();
+    assert_eq!(catalog.team_role(team.id, carol.id).await.unwrap(), None);
+    assert!(matches!(
+        catalog.remove_member(team.id, carol.id).await,
+        Err(CatalogError::NotFound {
+            entity: Entity::Membership,
+            ..
+        })
+    ));
+    assert!(catalog.teams_of(carol.id).await.unwrap().is_empty());
+}
+
+async fn projects_start_empty_and_are_unique_per_team(catalog: Shared) {
+    let (alice, team, project) = setup(&catalog).await;
+    assert_eq!(project.head_version, 0);
+    assert_eq!(project.head_root, empty_root());
+    assert_eq!(empty_root(), Object::Dir(sync_protocol::Dir::empty()).id());
+    assert_eq!(
+        catalog.project(project.id).await.unwrap(),
+        Some(project.clone())
+    );
+    assert_eq!(
+        catalog.project_by_name(team.id, "API").await.unwrap(),
+        Some(project.clone())
+    );
+    let zero = catalog.version(project.id, 0).await.unwrap().unwrap();
+    assert_eq!(zero.root, empty_root());
+    assert_eq!(zero.parent, None);
+    assert_eq!(zero.author, alice.id);
+    assert_eq!(zero.author_name, "alice");
+    assert_eq!(zero.message, PROJECT_CREATED_MESSAGE);
+    assert_eq!(zero.push_id, None);
+
+    assert!(matches!(
+        catalog.create_project(team.id, "Api", alice.id).await,
+        Err(CatalogError::AlreadyExists {
+            entity: Entity::Project,
+            field: Field::ProjectName,
+            ..
+        })
+    ));
+    let other = catalog.create_team("other", alice.id).await.unwrap();
+    catalog
+        .create_project(other.id, "api", alice.id)
+        .await
+        .unwrap();
+    assert!(matches!(
+        catalog
+            .create_project(sync_server::catalog::TeamId::random(), "x", alice.id)
+            .await,
+        Err(CatalogError::NotFound {
+            entity: Entity::Team,
+            ..
+        })
+    ));
+    assert_eq!(catalog.project(ProjectId::random()).await.unwrap(), None);
+}
+
+async fn visibility_follows_membership(catalog: Shared) {
+    let (alice, team, project) = setup(&catalog).await;
+    let bob = account(&catalog, "bob").await;
+    let carol = account(&catalog, "carol").await;
+    let other = catalog.create_team("other", alice.id).await.unwrap();
+    let second = catalog
+        .create_project(other.id, "web", alice.id)
+        .await
+        .unwrap();
+    catalog
+        .set_member(team.id, bob.id, Role::Viewer)
+        .await
+        .unwrap();
+
+    let alices: HashSet<(ProjectId, Role)> = catalog
+        .projects_visible_to(alice.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|visible| (visible.project.id, visible.role))
+        .collect();
+    assert_eq!(
+        alices,
+        HashSet::from([(project.id, Role::Owner), (second.id, Role::Owner)])
+    );
+    let bobs = catalog.projects_visible_to(bob.id).await.unwrap();
+    assert_eq!(bobs.len(), 1);
+    assert_eq!(bobs[0].project, project);
+    assert_eq!(bobs[0].role, Role::Viewer);
+    assert!(
+        catalog
+            .projects_visible_to(carol.id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    assert_eq!(
+        catalog.project_role(bob.id, project.id).await.unwrap(),
+        Some(Role::Viewer)
+    );
+    assert_eq!(catalog.project_role(bob.id, second.id).await.unwrap(), None);
+    assert_eq!(
+        catalog.project_role(carol.id, project.id).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        catalog
+            .project_role(alice.id, ProjectId::random())
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(Role::Editor.can_write() && !Role::Viewer.can_write());
+}
+
+async fn commit_moves_the_head(catalog: Shared) {
+    let (alice, _team, project) = setup(&catalog).await;
+    let first = request(&project, &alice, 0, "one");
+    let (version, replayed) = committed(catalog.commit(first.clone()).await.unwrap());
+    assert!(!replayed);
+    assert_eq!(version.number, 1);
+    assert_eq!(version.parent, Some(0));
+    assert_eq!(version.root, root("one"));
+    assert_eq!(version.author, alice.id);
+    assert_eq!(version.author_name, "alice");
+    assert_eq!(version.message, "push one");
+    assert_eq!(version.push_id, Some(first.push_id.clone()));
+    assert_eq!(
+        catalog.version(project.id, 1).await.unwrap(),
+        Some(version.clone())
+    );
+    let head = catalog.project(project.id).await.unwrap().unwrap();
+    assert_eq!((head.head_version, head.head_root), (1, root("one")));
+
+    let (second, _) = committed(
+        catalog
+            .commit(request(&project, &alice, 1, "two"))
+            .await
+            .unwrap(),
+    );
+    assert_eq!((second.number, second.parent), (2, Some(1)));
+    let head = catalog.project(project.id).await.unwrap().unwrap();
+    assert_eq!((head.head_version, head.head_root), (2, root("two")));
+}
+
+async fn stale_base_gets_the_current_head(catalog: Shared) {
+    let (alice, _team, project) = setup(&catalog).await;
+    committed(
+        catalog
+            .commit(request(&project, &alice, 0, "one"))
+            .await
+            .unwrap(),
+    );
+    let stale = catalog
+        .commit(request(&project, &alice, 0, "other"))
+        .await
+        .unwrap();
+    assert_eq!(
+        stale,
+        CommitOutcome::Conflict {
+            head_version: 1,
+            head_root: root("one"),
+        }
+    );
+    // A base ahead of the head is stale too.
+    let ahead = catalog
+        .commit(request(&project, &alice, 7, "other"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        ahead,
+        CommitOutcome::Conflict {
+            head_version: 1,
+            ..
+        }
+    ));
+    // Nothing was written.
+    let history = catalog
+        .versions(project.id, VersionPage::default())
+        .await
+        .unwrap();
+    assert_eq!(history.len(), 2);
+    assert_eq!(catalog.version(project.id, 2).await.unwrap(), None);
+}
+
+async fn retry_with_the_same_push_id_commits_once(catalog: Shared) {
+    let (alice, _team, project) = setup(&catalog).await;
+    let push = request(&project, &alice, 0, "one");
+    let (original, _) = committed(catalog.commit(push.clone()).await.unwrap());
+    // The retry after an unknown outcome gets the same version, not a second commit and not a
+    // conflict with its own result.
+    let (again, replayed) = committed(catalog.commit(push.clone()).await.unwrap());
+    assert!(replayed);
+    assert_eq!(again, original);
+    let head = catalog.project(project.id).await.unwrap().unwrap();
+    assert_eq!(head.head_version, 1);
+
+    // Still the original answer after others have pushed on top.
+    committed(
+        catalog
+            .commit(request(&project, &alice, 1, "two"))
+            .await
+            .unwrap(),
+    );
+    let (late, replayed) = committed(catalog.commit(push.clone()).await.unwrap());
+    assert!(replayed);
+    assert_eq!(late, original);
+
+    // The same push id with a different request is a client bug, said so.
+    let mut reused = push.clone();
+    reused.root = root("something else");
+    assert!(matches!(
+        catalog.commit(reused).await,
+        Err(CatalogError::PushIdReused { .. })
+    ));
+
+    // A push that conflicted answers its retry with a conflict carrying the head as it is now.
+    let loser = request(&project, &alice, 0, "late");
+    assert!(matches!(
+        catalog.commit(loser.clone()).await.unwrap(),
+        CommitOutcome::Conflict {
+            head_version: 2,
+            ..
+        }
+    ));
+    committed(
+        catalog
+            .commit(request(&project, &alice, 2, "three"))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        catalog.commit(loser).await.unwrap(),
+        CommitOutcome::Conflict {
+            head_version: 3,
+            head_root: root("three"),
+        }
+    );
+    let history = catalog
+        .versions(project.id, VersionPage::default())
+        .await
+        .unwrap();
+    assert_eq!(history.len(), 4, "versions 0 to 3, each once");
+}
+
+async fn concurrent_commits_on_one_base_exactly_one_wins(catalog: Shared) {
+    let (alice, _team, project) = setup(&catalog).await;
+    let tasks: Vec<_> = (0..16)
+        .map(|index| {
+            let catalog = Arc::clone(&catalog);
+            let push = request(&project, &alice, 0, &format!("racer {index}"));
+            tokio::spawn(async move { (push.root, catalog.commit(push).await.unwrap()) })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    let mut conflicts = Vec::new();
+    for task in tasks {
+        match task.await.unwrap() {
+            (root, CommitOutcome::Committed { version, .. }) => winners.push((root, version)),
+            (
+                _,
+                CommitOutcome::Conflict {
+                    head_version,
+                    head_root,
+                },
+            ) => conflicts.push((head_version, head_root)),
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one commit wins");
+    assert_eq!(conflicts.len(), 15);
+    let (winning_root, version) = &winners[0];
+    assert_eq!(version.number, 1);
+    for conflict in conflicts {
+        assert_eq!(conflict, (1, *winning_root));
+    }
+    let head = catalog.project(project.id).await.unwrap().unwrap();
+    assert_eq!((head.head_version, head.head_root), (1, *winning_root));
+}
+
+async fn concurrent_duplicates_of_one_push_commit_once(catalog: Shared) {
+    let (alice, _team, project) = setup(&catalog).await;
+    let push = request(&project, &alice, 0, "one");
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let catalog = Arc::clone(&catalog);
+            let push = push.clone();
+            tokio::spawn(async move { catalog.commit(push).await.unwrap() })
+        })
+        .collect();
+    let mut fresh = 0;
+    for task in tasks {
+        let (version, replayed) = committed(task.await.unwrap());
+        assert_eq!(version.number, 1);
+        assert_eq!(version.root, root("one"));
+        if !replayed {
+            fresh += 1;
+        }
+    }
+    assert_eq!(fresh, 1, "one commit, the rest replays");
+    assert_eq!(
+        catalog
+            .project(project.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .head_version,
+        1
+    );
+}
+
+async fn restore_commits_an_old_root(catalog: Shared) {
+    let (alice, _team, project) = setup(&catalog).await;
+    committed(
+        catalog
+            .commit(request(&project, &alice, 0, "one"))
+            .await
+            .unwrap(),
+    );
+    committed(
+        catalog
+            .commit(request(&project, &alice, 1, "two"))
+            .await
+            .unwrap(),
+    );
+    let restore = RestoreRequest {
+        project: project.id,
+        push_id: PushId::random(),
+        base_version: 2,
+        version: 1,
+        author: alice.id,
+        message: None,
+    };
+    let (restored, _) = committed(catalog.restore(restore.clone()).await.unwrap());
+    assert_eq!(restored.number, 3);
+    assert_eq!(restored.parent, Some(2));
+    assert_eq!(restored.root, root("one"));
+    assert_eq!(restored.message, "Restore version 1");
+    // Restores are pushes: idempotent by push id, and conflict on a stale base.
+    let (again, replayed) = committed(catalog.restore(restore.clone()).await.unwrap());
+    assert!(replayed);
+    assert_eq!(again, restored);
+    let stale = RestoreRequest {
+        push_id: PushId::random(),
+        ..restore.clone()
+    };
+    assert!(matches!(
+        catalog.restore(stale).await.unwrap(),
+        CommitOutcome::Conflict {
+            head_version: 3,
+            ..
+        }
+    ));
+    // Restoring version 0 empties the project.
+    let (emptied, _) = committed(
+        catalog
+            .restore(RestoreRequest {
+                push_id: PushId::random(),
+                base_version: 3,
+                version: 0,
+                message: Some("start over".to_owned()),
+                ..restore.clone()
+            })
+            .await
+            .unwrap(),
+    );
+    assert_eq!(emptied.root, empty_root());
+    assert_eq!(emptied.message, "start over");
+    assert!(matches!(
+        catalog
+            .restore(RestoreRequest {
+                push_id: PushId::random(),
+                base_version: 4,
+                version: 99,
+                ..restore
+            })
+            .await,
+        Err(CatalogError::NotFound {
+            entity: Entity::Version,
+            ..
+        })
+    ));
+}
+
+async fn history_is_newest_first_and_paginated(catalog: Shared) {
+    let (alice, _team, project) = setup(&catalog).await;
+    for base in 0..25 {
+        committed(
+            catalog
+                .commit(request(&project, &alice, base, &format!("v{}", base + 1)))
+                .await
+                .unwrap(),
+        );
+    }
+    let all = catalog
+        .versions(
+            project.id,
+            VersionPage {
+                before: None,
+                limit: 1000,
+            },
+        )
+        .await
+        .unwrap();
+    let numbers: Vec<u64> = all.iter().map(|version| version.number).collect();
+    assert_eq!(numbers, (0..=25).rev().collect::<Vec<_>>());
+
+    let mut paged = Vec::new();
+    let mut before = None;
+    loop {
+        let page = catalog
+            .versions(project.id, VersionPage { before, limit: 10 })
+            .await
+            .unwrap();
+        assert!(page.len() <= 10);
+        let Some(last) = page.last() else { break };
+        before = Some(last.number);
+        paged.extend(page.iter().map(|version| version.number));
+    }
+    assert_eq!(paged, numbers);
+    assert_eq!(
+        catalog.version(project.id, 13).await.unwrap().unwrap().root,
+        root("v13")
+    );
+    assert_eq!(catalog.version(project.id, 26).await.unwrap(), None);
+    assert_eq!(catalog.version(project.id, u64::MAX).await.unwrap(), None);
+    let capped = catalog
+        .versions(
+            project.id,
+            VersionPage {
+                before: None,
+                limit: u32::MAX,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(capped.len(), 26);
+    assert!(
+        catalog
+            .versions(ProjectId::random(), VersionPage::default())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn commit_errors_are_typed(catalog: Shared) {
+    let (alice, _team, project) = setup(&catalog).await;
+    let mut unknown_project = request(&project, &alice, 0, "x");
+    unknown_project.project = ProjectId::random();
+    assert!(matches!(
+        catalog.commit(unknown_project).await,
+        Err(CatalogError::NotFound {
+            entity: Entity::Project,
+            ..
+        })
+    ));
+    let mut unknown_author = request(&project, &alice, 0, "x");
+    unknown_author.author = sync_server::catalog::AccountId::random();
+    assert!(matches!(
+        catalog.commit(unknown_author).await,
+        Err(CatalogError::NotFound {
+            entity: Entity::Account,
+            ..
+        })
+    ));
+    // The failed commits moved nothing.
+    let head = catalog.project(project.id).await.unwrap().unwrap();
+    assert_eq!(head.head_version, 0);
+    committed(
+        catalog
+            .commit(request(&project, &alice, 0, "x"))
+            .await
+            .unwrap(),
+    );
+}
+
+async fn nodes_heartbeat_and_expire(catalog: Shared) {
+    let first = NodeId::random();
+    let second = NodeId::random();
+    catalog.heartbeat(first, "10.0.0.1:8080").await.unwrap();
+    catalog.heartbeat(second, "10.0.0.2:8080").await.unwrap();
+    catalog.heartbeat(first, "10.0.0.9:8080").await.unwrap();
+    let live = catalog.live_nodes(Duration::from_secs(60)).await.unwrap();
+    assert_eq!(live.len(), 2);
+    let mine = live.iter().find(|node| node.id == first).unwrap();
+    assert_eq!(mine.address, "10.0.0.9:8080");
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    assert!(
+        catalog
+            .live_nodes(Duration::from_millis(10))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    catalog.remove_node(second).await.unwrap();
+    catalog.remove_node(second).await.unwrap();
+    let live = catalog.live_nodes(Duration::from_secs(60)).await.unwrap();
+    assert_eq!(live.len(), 1);
+}
+
+// Migrations: not generic, since they are each implementation's own start-up path.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_migrations_run_twice_and_concurrently() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nested").join("catalog.sqlite3");
+    let opens: Vec<_> = (0..4)
+        .map(|_| {
+            let path = path.clone();
+            tokio::spawn(async move { sync_server::catalog::SqliteCatalog::open(path).await })
+        })
+        .collect();
+    let mut catalogs = Vec::new();
+    for open in opens {
+        catalogs.push(open.await.unwrap().expect("concurrent open and migrate"));
+    }
+    catalogs[0].migrate().await.unwrap();
+    let catalog: Shared = Arc::new(catalogs.remove(0));
+    setup(&catalog).await;
+    // Data survives reopening, which migrates again.
+    drop(catalog);
+    let reopened = sync_server::catalog::SqliteCatalog::open(&path)
+        .await
+        .unwrap();
+    assert!(reopened.team_by_name("acme").await.unwrap().is_some());
+    let applied: i64 = rusqlite::Connection::open(&path)
+        .unwrap()
+        .query_row("SELECT COUNT(*) FROM schema_migrations", [], |row| {
+            row.get(0)
+        })
+        .unwrap();
+    assert_eq!(applied, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_migrations_run_twice_and_concurrently() {
+    let Some(database) = TestDatabase::create().await else {
+        return;
+    };
+    let settings = database.settings();
+    // Several nodes starting at once on a fresh database.
+    let connects: Vec<_> = (0..4)
+        .map(|_| {
+            let settings = settings.clone();
+            tokio::spawn(
+                async move { sync_server::catalog::PostgresCatalog::connect(&settings).await },
+            )
+        })
+        .collect();
+    let mut catalogs = Vec::new();
+    for connect in connects {
+        catalogs.push(
+            connect
+                .await
+                .unwrap()
+                .expect("concurrent connect and migrate"),
+        );
+    }
+    catalogs[0].migrate().await.unwrap();
+    let catalog: Shared = Arc::new(catalogs.remove(0));
+    setup(&catalog).await;
+
+    let (client, connection) = tokio_postgres::connect(database.url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let row = client
+        .query_one("SELECT COUNT(*) FROM schema_migrations", &[])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i64>(0), 1);
+}
+
+#[tokio::test]
+async fn sqlite_catalog_is_a_file_in_the_data_folder() {
+    let (dir, catalog) = sqlite_catalog().await;
+    setup(&catalog).await;
+    assert!(dir.path().join("catalog.sqlite3").exists());
+}

@@ -1,0 +1,425 @@
+//! Object store tests, run against the folder backend (a temporary folder) and a real
+//! S3-compatible server (s3s-fs, a fresh bucket per test).
+
+use std::future::Future;
+
+use bytes::Bytes;
+use sync_protocol::{
+    Dir, DirEntry, EntryKind, Name, Object, ObjectId, ObjectKind, compress_object,
+};
+use sync_server::catalog::ProjectId;
+use sync_server::store::{FsBackend, MAX_FRAME_SIZE, ObjectStore, RequestCounts, StoreError};
+
+use crate::storage_support::TestBucket;
+
+/// An object and its stored form.
+struct Sample {
+    id: ObjectId,
+    frame: Bytes,
+    object: Object,
+}
+
+fn sample(object: Object) -> Sample {
+    Sample {
+        id: object.id(),
+        frame: Bytes::from(compress_object(&object.encode())),
+        object,
+    }
+}
+
+/// Two chunks and a dir holding them: children first, as pushes arrive.
+fn samples() -> Vec<Sample> {
+    let first = sample(Object::Chunk(b"{\"method\": \"GET\"}".to_vec()));
+    let second = sample(Object::Chunk(b"request body ".repeat(500)));
+    let entry = |name: &str, chunk: &Sample, size: usize| DirEntry {
+        name: Name::new(name).unwrap(),
+        kind: EntryKind::File,
+        target: ObjectKind::Chunk,
+        size: size as u64,
+        id: chunk.id,
+    };
+    let dir = Dir::new(vec![
+        entry("a.json", &first, 17),
+        entry("b.txt", &second, 13 * 500),
+    ])
+    .unwrap();
+    let root = sample(Object::Dir(dir));
+    vec![first, second, root]
+}
+
+fn pairs(samples: &[Sample]) -> Vec<(ObjectId, Bytes)> {
+    samples
+        .iter()
+        .map(|sample| (sample.id, sample.frame.clone()))
+        .collect()
+}
+
+/// Runs each scenario against both backends: `fs::<name>` and `s3::<name>`. A scenario gets the
+/// store and a function that overwrites a stored value behind the store's back.
+macro_rules! store_suite {
+    ($($name:ident),* $(,)?) => {
+        mod fs {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let dir = tempfile::tempdir().unwrap();
+                    let backend = sync_server::store::FsBackend::new(dir.path());
+                    let tamper_backend = backend.clone();
+                    let tamper = move |project: sync_server::catalog::ProjectId,
+                                       id: sync_protocol::ObjectId,
+                                       value: Vec<u8>| {
+                        let path = tamper_backend.object_path(&project, &id);
+                        async move { std::fs::write(path, value).unwrap() }
+                    };
+                    super::$name(sync_server::store::ObjectStore::new(backend), tamper).await;
+                }
+            )*
+        }
+
+        mod s3 {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(bucket) = crate::storage_support::TestBucket::create().await else {
+                        return;
+                    };
+                    let raw = bucket.backend.clone();
+                    let tamper = move |project: sync_server::catalog::ProjectId,
+                                       id: sync_protocol::ObjectId,
+                                       value: Vec<u8>| {
+                        let raw = raw.clone();
+                        async move {
+                            raw.client()
+                                .put_object()
+                                .bucket(raw.bucket())
+                                .key(raw.key(&project, &id))
+                                .body(value.into())
+                                .send()
+                                .await
+                                .unwrap();
+                        }
+                    };
+                    super::$name(
+                        sync_server::store::ObjectStore::new(bucket.backend.clone()),
+                        tamper,
+                    )
+                    .await;
+                    bucket.remove().await;
+                }
+            )*
+        }
+    };
+}
+
+store_suite!(
+    put_get_missing_round_trip,
+    puts_are_idempotent,
+    projects_are_namespaced,
+    corrupt_objects_are_integrity_errors,
+    requests_are_counted_per_object,
+    list_and_delete,
+);
+
+async fn put_get_missing_round_trip<F, Fut>(store: ObjectStore, _tamper: F)
+where
+    F: Fn(ProjectId, ObjectId, Vec<u8>) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let project = ProjectId::random();
+    let objects = samples();
+    let absent = sample(Object::Chunk(b"never stored".to_vec()));
+    let ids: Vec<ObjectId> = objects.iter().map(|sample| sample.id).collect();
+    assert_eq!(store.missing(&project, &ids).await.unwrap(), ids);
+
+    store.put_many(&project, pairs(&objects)).await.unwrap();
+
+    let asked = [ids[0], absent.id, ids[2], ids[1]];
+    let frames = store.get_many(&project, &asked).await.unwrap();
+    assert_eq!(frames[0].as_ref(), Some(&objects[0].frame));
+    assert_eq!(frames[1], None);
+    assert_eq!(frames[2].as_ref(), Some(&objects[2].frame));
+    assert_eq!(frames[3].as_ref(), Some(&objects[1].frame));
+
+    let decoded = store.get_objects(&project, &[ids[2]]).await.unwrap();
+    let root = decoded[0].as_ref().unwrap();
+    assert_eq!(root.object, objects[2].object);
+    assert_eq!(root.frame, objects[2].frame);
+
+    // Missing keeps the caller's order and drops duplicates.
+    let probe = [absent.id, ids[1], absent.id, ids[0]];
+    assert_eq!(store.missing(&project, &probe).await.unwrap(), [absent.id]);
+    assert!(store.missing(&project, &ids).await.unwrap().is_empty());
+}
+
+async fn puts_are_idempotent<F, Fut>(store: ObjectStore, _tamper: F)
+where
+    F: Fn(ProjectId, ObjectId, Vec<u8>) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let project = ProjectId::random();
+    let objects = samples();
+    store.put_many(&project, pairs(&objects)).await.unwrap();
+    // Again, and with duplicates inside one batch.
+    let mut twice = pairs(&objects);
+    twice.extend(pairs(&objects));
+    store.put_many(&project, twice).await.unwrap();
+    // A different frame of the same object (with a content checksum) leaves the first.
+    let mut encoder = zstd::stream::write::Encoder::new(Vec::new(), 3).unwrap();
+    encoder.include_checksum(true).unwrap();
+    std::io::Write::write_all(&mut encoder, &objects[1].object.encode()).unwrap();
+    let recompressed = Bytes::from(encoder.finish().unwrap());
+    assert!(sync_protocol::verify_frame(&objects[1].id, &recompressed).is_ok());
+    assert_ne!(recompressed, objects[1].frame);
+    store
+        .put_many(&project, vec![(objects[1].id, recompressed)])
+        .await
+        .unwrap();
+    let ids: Vec<ObjectId> = objects.iter().map(|sample| sample.id).collect();
+    let frames = store.get_many(&project, &ids).await.unwrap();
+    for (frame, sample) in frames.iter().zip(&objects) {
+        assert_eq!(frame.as_ref(), Some(&sample.frame));
+    }
+    let mut listed = store.list(&project).await.unwrap();
+    listed.sort();
+    let mut expected = ids.clone();
+    expected.sort();
+    assert_eq!(listed, expected);
+}
+
+async fn projects_are_namespaced<F, Fut>(store: ObjectStore, _tamper: F)
+where
+    F: Fn(ProjectId, ObjectId, Vec<u8>) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let mine = ProjectId::random();
+    let theirs = ProjectId::random();
+    let objects = samples();
+    store.put_many(&mine, pairs(&objects)).await.unwrap();
+    let ids: Vec<ObjectId> = objects.iter().map(|sample| sample.id).collect();
+    assert_eq!(store.missing(&theirs, &ids).await.unwrap(), ids);
+    assert_eq!(
+        store.get_many(&theirs, &ids).await.unwrap(),
+        vec![None, None, None]
+    );
+    assert!(store.list(&theirs).await.unwrap().is_empty());
+}
+
+async fn corrupt_objects_are_integrity_errors<F, Fut>(store: ObjectStore, tamper: F)
+where
+    F: Fn(ProjectId, ObjectId, Vec<u8>) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let project = ProjectId::random();
+    let objects = samples();
+    store.put_many(&project, pairs(&objects)).await.unwrap();
+    let ids: Vec<ObjectId> = objects.iter().map(|sample| sample.id).collect();
+
+    // Garbage where a frame should be.
+    tamper(project, ids[1], b"definitely not zstd".to_vec()).await;
+    let error = store.get_many(&project, &ids).await.unwrap_err();
+    match &error {
+        StoreError::Integrity { id, project: p, .. } => {
+            assert_eq!(*id, ids[1]);
+            assert_eq!(*p, project);
+        }
+        other => panic!("expected an integrity error, got {other:?}"),
+    }
+    assert!(error.to_string().contains(&ids[1].to_string()), "{error}");
+    assert!(matches!(
+        store.get_objects(&project, &ids[1..2]).await,
+        Err(StoreError::Integrity { .. })
+    ));
+
+    // A valid frame of another object under this id: a hash mismatch, equally refused.
+    tamper(project, ids[0], objects[2].frame.to_vec()).await;
+    match store.get_many(&project, &ids[..1]).await {
+        Err(StoreError::Integrity { id, error, .. }) => {
+            assert_eq!(id, ids[0]);
+            assert!(matches!(
+                *error,
+                sync_protocol::CompressError::IdMismatch { .. }
+            ));
+        }
+        other => panic!("expected an integrity error, got {other:?}"),
+    }
+    // The intact object still reads.
+    assert!(store.get_many(&project, &ids[2..]).await.unwrap()[0].is_some());
+}
+
+async fn requests_are_counted_per_object<F, Fut>(store: ObjectStore, _tamper: F)
+where
+    F: Fn(ProjectId, ObjectId, Vec<u8>) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let project = ProjectId::random();
+    let objects = samples();
+    let ids: Vec<ObjectId> = objects.iter().map(|sample| sample.id).collect();
+
+    let start = store.request_counts();
+    // Empty batches, like a no-op pull or push, make no request at all.
+    store.put_many(&project, Vec::new()).await.unwrap();
+    assert!(store.get_many(&project, &[]).await.unwrap().is_empty());
+    assert!(store.missing(&project, &[]).await.unwrap().is_empty());
+    store.delete_many(&project, &[]).await.unwrap();
+    assert_eq!(
+        store.request_counts().since(&start),
+        RequestCounts::default()
+    );
+
+    let before = store.request_counts();
+    store.put_many(&project, pairs(&objects)).await.unwrap();
+    let after_put = store.request_counts();
+    assert_eq!(
+        after_put.since(&before),
+        RequestCounts {
+            put: 3,
+            ..RequestCounts::default()
+        }
+    );
+    store.get_many(&project, &ids).await.unwrap();
+    let after_get = store.request_counts();
+    assert_eq!(
+        after_get.since(&after_put),
+        RequestCounts {
+            get: 3,
+            ..RequestCounts::default()
+        }
+    );
+    store.missing(&project, &ids).await.unwrap();
+    let after_missing = store.request_counts();
+    assert_eq!(
+        after_missing.since(&after_get),
+        RequestCounts {
+            head: 3,
+            ..RequestCounts::default()
+        }
+    );
+    store.list(&project).await.unwrap();
+    let listing = store.request_counts().since(&after_missing);
+    assert_eq!((listing.get, listing.put, listing.head), (0, 0, 0));
+    assert!(listing.list >= 1);
+    eprintln!(
+        "requests for 3 objects: put {}, get {}, missing {}, list {}",
+        after_put.since(&before).total(),
+        after_get.since(&after_put).total(),
+        after_missing.since(&after_get).total(),
+        listing.total()
+    );
+}
+
+async fn list_and_delete<F, Fut>(store: ObjectStore, _tamper: F)
+where
+    F: Fn(ProjectId, ObjectId, Vec<u8>) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let project = ProjectId::random();
+    let objects = samples();
+    let ids: Vec<ObjectId> = objects.iter().map(|sample| sample.id).collect();
+    store.put_many(&project, pairs(&objects)).await.unwrap();
+    assert_eq!(store.list(&project).await.unwrap().len(), 3);
+    let absent = sample(Object::Chunk(b"absent".to_vec())).id;
+    store
+        .delete_many(&project, &[ids[0], ids[1], absent])
+        .await
+        .unwrap();
+    assert_eq!(store.list(&project).await.unwrap(), [ids[2]]);
+    assert_eq!(store.missing(&project, &ids).await.unwrap(), &ids[..2]);
+    store.delete_many(&project, &ids).await.unwrap();
+    assert!(store.list(&project).await.unwrap().is_empty());
+}
+
+// Backend-specific cases.
+
+#[tokio::test]
+async fn fs_refuses_oversized_values_without_reading_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = FsBackend::new(dir.path());
+    let store = ObjectStore::new(backend.clone());
+    let project = ProjectId::random();
+    let object = sample(Object::Chunk(b"x".to_vec()));
+    store
+        .put_many(&project, vec![(object.id, object.frame.clone())])
+        .await
+        .unwrap();
+    let path = backend.object_path(&project, &object.id);
+    assert!(path.starts_with(dir.path().join("objects").join(project.to_string())));
+    // At the limit: read, then refused as corrupt. One past: refused before reading.
+    std::fs::write(&path, vec![0u8; MAX_FRAME_SIZE]).unwrap();
+    assert!(matches!(
+        store.get_many(&project, &[object.id]).await,
+        Err(StoreError::Integrity { .. })
+    ));
+    std::fs::write(&path, vec![0u8; MAX_FRAME_SIZE + 1]).unwrap();
+    assert!(matches!(
+        store.get_many(&project, &[object.id]).await,
+        Err(StoreError::Oversized { len, .. }) if len == MAX_FRAME_SIZE as u64 + 1
+    ));
+}
+
+#[tokio::test]
+async fn fs_ignores_leftover_temporary_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = FsBackend::new(dir.path());
+    let store = ObjectStore::new(backend.clone());
+    let project = ProjectId::random();
+    let objects = samples();
+    store.put_many(&project, pairs(&objects)).await.unwrap();
+    let folder = backend
+        .object_path(&project, &objects[0].id)
+        .parent()
+        .unwrap()
+        .to_owned();
+    // What a crash between write and rename leaves behind.
+    std::fs::write(folder.join(".tmp-0123"), b"partial").unwrap();
+    assert_eq!(store.list(&project).await.unwrap().len(), 3);
+    let leftovers: Vec<_> = std::fs::read_dir(&folder)
+        .unwrap()
+        .filter_map(|entry| entry.ok())
+        .filter(|entry| entry.file_name().to_string_lossy().starts_with(".tmp-"))
+        .collect();
+    assert_eq!(
+        leftovers.len(),
+        1,
+        "only the planted one: writes leave none"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_keys_follow_the_layout_and_many_objects_batch() {
+    let Some(bucket) = TestBucket::create().await else {
+        return;
+    };
+    let project = ProjectId::random();
+    let store = ObjectStore::new(bucket.backend.clone());
+    let object = sample(Object::Chunk(b"layout".to_vec()));
+    assert_eq!(
+        bucket.backend.key(&project, &object.id),
+        format!("tenant/objects/{project}/{}", object.id)
+    );
+    // More objects than the concurrency limit, so batching and ordering are exercised.
+    let many: Vec<Sample> = (0..100)
+        .map(|index| sample(Object::Chunk(format!("object {index}").into_bytes())))
+        .collect();
+    let before = store.request_counts();
+    store.put_many(&project, pairs(&many)).await.unwrap();
+    let ids: Vec<ObjectId> = many.iter().map(|sample| sample.id).collect();
+    let frames = store.get_many(&project, &ids).await.unwrap();
+    for (frame, sample) in frames.iter().zip(&many) {
+        assert_eq!(frame.as_ref(), Some(&sample.frame));
+    }
+    let used = store.request_counts().since(&before);
+    assert_eq!((used.put, used.get), (100, 100));
+    let listed = bucket
+        .backend
+        .client()
+        .list_objects_v2()
+        .bucket(bucket.backend.bucket())
+        .prefix(format!("tenant/objects/{project}/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.key_count(), Some(100));
+    store.delete_many(&project, &ids).await.unwrap();
+    assert_eq!(store.missing(&project, &ids).await.unwrap(), ids);
+    bucket.remove().await;
+}
