@@ -9,3 +9,4 @@ mod storage_support;
 
 mod catalog_conformance;
 mod object_store;
+mod s3_faults;
