@@ -460,6 +460,21 @@ async fn visibility_follows_membership(catalog: Shared) {
             .unwrap(),
         None
     );
+    let bobs_view = catalog
+        .project_for(bob.id, project.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(bobs_view.project, project);
+    assert_eq!(bobs_view.role, Role::Viewer);
+    assert_eq!(catalog.project_for(bob.id, second.id).await.unwrap(), None);
+    assert_eq!(
+        catalog
+            .project_for(alice.id, ProjectId::random())
+            .await
+            .unwrap(),
+        None
+    );
     assert!(Role::Editor.can_write() && !Role::Viewer.can_write());
 }
 

@@ -147,6 +147,14 @@ pub trait Catalog: Send + Sync + std::fmt::Debug {
     /// (or the project does not exist: the API must answer both alike).
     async fn project_role(&self, account: AccountId, project: ProjectId) -> Result<Option<Role>>;
 
+    /// The project with `account`'s role on it, in one query: what an authorized request on a
+    /// project needs. `None` both when it does not exist and when `account` may not see it.
+    async fn project_for(
+        &self,
+        account: AccountId,
+        project: ProjectId,
+    ) -> Result<Option<VisibleProject>>;
+
     // History.
 
     /// Moves the head, atomically and idempotently: see the module doc.

@@ -925,6 +925,29 @@ impl Catalog for PostgresCatalog {
         .await
     }
 
+    async fn project_for(
+        &self,
+        account: AccountId,
+        project: ProjectId,
+    ) -> Result<Option<VisibleProject>> {
+        self.query_one(
+            "project for account",
+            &format!(
+                "SELECT {PROJECT_COLUMNS}, memberships.role
+                 FROM projects JOIN memberships ON memberships.team_id = projects.team_id
+                 WHERE projects.id = $1 AND memberships.account_id = $2"
+            ),
+            &[&project.to_string(), &account.to_string()],
+            |row| {
+                Ok(VisibleProject {
+                    project: read_project(row, 0)?,
+                    role: role("memberships", column(row, 6)?)?,
+                })
+            },
+        )
+        .await
+    }
+
     async fn commit(&self, request: CommitRequest) -> Result<CommitOutcome> {
         validate::message(&request.message)?;
         let base = db_version(request.base_version)?;

@@ -975,6 +975,32 @@ impl Catalog for SqliteCatalog {
         .await
     }
 
+    async fn project_for(
+        &self,
+        account: AccountId,
+        project: ProjectId,
+    ) -> Result<Option<VisibleProject>> {
+        self.run("project for account", move |connection| {
+            query_one(
+                connection,
+                "project for account",
+                &format!(
+                    "SELECT {PROJECT_COLUMNS}, memberships.role
+                     FROM projects JOIN memberships ON memberships.team_id = projects.team_id
+                     WHERE projects.id = ?1 AND memberships.account_id = ?2"
+                ),
+                (project.to_string(), account.to_string()),
+                |row| {
+                    Ok(VisibleProject {
+                        project: read_project(row, 0)?,
+                        role: role("memberships", &column::<String>(row, 6)?)?,
+                    })
+                },
+            )
+        })
+        .await
+    }
+
     async fn commit(&self, request: CommitRequest) -> Result<CommitOutcome> {
         self.run("commit", move |connection| commit(connection, request))
             .await
