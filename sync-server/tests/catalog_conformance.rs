@@ -59,6 +59,7 @@ conformance!(
     history_is_newest_first_and_paginated,
     commit_errors_are_typed,
     nodes_heartbeat_and_expire,
+    all_projects_pages_through_every_project,
 );
 
 type Shared = Arc<dyn Catalog>;
@@ -861,6 +862,35 @@ async fn nodes_heartbeat_and_expire(catalog: Shared) {
     catalog.remove_node(second).await.unwrap();
     let live = catalog.live_nodes(Duration::from_secs(60)).await.unwrap();
     assert_eq!(live.len(), 1);
+}
+
+async fn all_projects_pages_through_every_project(catalog: Shared) {
+    let alice = account(&catalog, "alice").await;
+    let mut expected = Vec::new();
+    for team_index in 0..3 {
+        let team = catalog
+            .create_team(&format!("team {team_index}"), alice.id)
+            .await
+            .unwrap();
+        for project_index in 0..4 {
+            let project = catalog
+                .create_project(team.id, &format!("p{project_index}"), alice.id)
+                .await
+                .unwrap();
+            expected.push(project.id);
+        }
+    }
+    expected.sort();
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = catalog.all_projects(after, 5).await.unwrap();
+        assert!(page.len() <= 5);
+        let Some(last) = page.last() else { break };
+        after = Some(last.id);
+        seen.extend(page.iter().map(|project| project.id));
+    }
+    assert_eq!(seen, expected, "every project once, in id order");
 }
 
 // Migrations: not generic, since they are each implementation's own start-up path.

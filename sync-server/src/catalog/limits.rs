@@ -20,6 +20,8 @@ pub const MAX_PUSH_ID_LEN: usize = 64;
 pub const MAX_NODE_ADDRESS_LEN: usize = 255;
 /// Most versions one history page returns; larger requests are capped, not refused.
 pub const MAX_VERSION_PAGE: u32 = 1000;
+/// Most projects one page of [`Catalog::all_projects`](super::Catalog::all_projects) returns.
+pub const MAX_PROJECT_PAGE: u32 = 1000;
 /// Versions per history page when the caller does not say.
 pub const DEFAULT_VERSION_PAGE: u32 = 50;
 /// A token's `last_used` is rewritten at most this often, so authenticating a request is not a

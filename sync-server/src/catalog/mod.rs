@@ -155,6 +155,10 @@ pub trait Catalog: Send + Sync + std::fmt::Debug {
         project: ProjectId,
     ) -> Result<Option<VisibleProject>>;
 
+    /// Every project, by id, a page at a time: for fsck and GC, not for users. Pass the last id
+    /// of a page as `after` to get the next; at most [`limits::MAX_PROJECT_PAGE`] per page.
+    async fn all_projects(&self, after: Option<ProjectId>, limit: u32) -> Result<Vec<Project>>;
+
     // History.
 
     /// Moves the head, atomically and idempotently: see the module doc.

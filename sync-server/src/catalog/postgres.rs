@@ -948,6 +948,21 @@ impl Catalog for PostgresCatalog {
         .await
     }
 
+    async fn all_projects(&self, after: Option<ProjectId>, limit: u32) -> Result<Vec<Project>> {
+        let after = after.map(|id| id.to_string()).unwrap_or_default();
+        let limit = i64::from(limit.min(limits::MAX_PROJECT_PAGE));
+        self.query_all(
+            "all projects",
+            &format!(
+                "SELECT {PROJECT_COLUMNS} FROM projects
+                 WHERE id COLLATE \"C\" > $1 ORDER BY id COLLATE \"C\" LIMIT $2"
+            ),
+            &[&after, &limit],
+            |row| read_project(row, 0),
+        )
+        .await
+    }
+
     async fn commit(&self, request: CommitRequest) -> Result<CommitOutcome> {
         validate::message(&request.message)?;
         let base = db_version(request.base_version)?;

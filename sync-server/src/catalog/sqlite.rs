@@ -1001,6 +1001,23 @@ impl Catalog for SqliteCatalog {
         .await
     }
 
+    async fn all_projects(&self, after: Option<ProjectId>, limit: u32) -> Result<Vec<Project>> {
+        let after = after.map(|id| id.to_string()).unwrap_or_default();
+        let limit = i64::from(limit.min(limits::MAX_PROJECT_PAGE));
+        self.run("all projects", move |connection| {
+            query_all(
+                connection,
+                "all projects",
+                &format!(
+                    "SELECT {PROJECT_COLUMNS} FROM projects WHERE id > ?1 ORDER BY id LIMIT ?2"
+                ),
+                (after, limit),
+                |row| read_project(row, 0),
+            )
+        })
+        .await
+    }
+
     async fn commit(&self, request: CommitRequest) -> Result<CommitOutcome> {
         self.run("commit", move |connection| commit(connection, request))
             .await
