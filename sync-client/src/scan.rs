@@ -353,7 +353,10 @@ impl Walker<'_> {
                 }
             }
         }
-        names.sort();
+        // Byte order, except that tracked names come first: when two names clash (equal after
+        // NFC or case folding) the one the base has wins, so a new twin can never make a
+        // tracked file look deleted.
+        names.sort_by_cached_key(|name| (!self.is_tracked(name, parent), name.clone()));
 
         let mut matchers = inherited.to_vec();
         if names.iter().any(|name| name == IGNORE_FILE) {

@@ -387,7 +387,10 @@ fn obstacle_fits(state: &State, obstacle: &str) -> bool {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
+    // 256 cases by default; PROPTEST_CASES raises it for a longer local run.
+    #![proptest_config(ProptestConfig::with_cases(
+        std::env::var("PROPTEST_CASES").ok().and_then(|cases| cases.parse().ok()).unwrap_or(256)
+    ))]
 
     #[test]
     fn apply_never_loses_a_local_edit(

@@ -269,6 +269,34 @@ fn names_are_nfc_normalized_and_bad_names_reported() {
 }
 
 #[test]
+fn a_new_case_twin_never_displaces_a_tracked_file() {
+    let test = new_copy();
+    write(&test.root, "readme.md", b"tracked");
+    let (found, _) = test.copy.scan().unwrap();
+    test.copy
+        .set_base(&sync_client::state::Base {
+            version: Some(1),
+            root: sync_protocol::tree::build_dirs(&found.listing)
+                .unwrap()
+                .root,
+            listing: found.listing.clone(),
+            pending: Default::default(),
+        })
+        .unwrap();
+    // "README.md" sorts first by bytes, but "readme.md" is the tracked one.
+    write(&test.root, "README.md", b"new twin");
+    let status = test.copy.status().unwrap();
+    assert!(status.changes.is_empty(), "{:?}", status.changes);
+    assert_eq!(status.scan.skipped.len(), 1);
+    assert_eq!(
+        status.scan.skipped[0].reason,
+        SkipReason::NameClash {
+            with: "readme.md".to_owned()
+        }
+    );
+}
+
+#[test]
 fn non_utf8_names_are_reported() {
     use std::os::unix::ffi::OsStrExt;
     let test = new_copy();
