@@ -18,7 +18,7 @@ use std::io;
 use std::path::{Path as FsPath, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use sync_protocol::tree::{Listing, build_dirs};
+use sync_protocol::tree::{Listing, TreeError, build_dirs, flatten};
 use sync_protocol::{Dir, Object, ObjectId};
 
 use crate::apply::{ApplyReport, apply_tree};
@@ -270,6 +270,20 @@ impl WorkingCopy {
             scan,
             stat_cache_discarded,
         })
+    }
+
+    /// [`WorkingCopy::apply`] for a version known by its root alone: its tree is read from the
+    /// object cache, which must hold every dir of it (a pull stores the new ones; the base's
+    /// are kept from before).
+    pub fn apply_root(&self, version: u64, root: ObjectId) -> Result<ApplyReport, ClientError> {
+        let listing = flatten(&self.objects(), &root).map_err(|error| match error {
+            TreeError::Missing { id, .. } => ClientError::ObjectMissing { id },
+            other => ClientError::InvalidObject {
+                what: format!("the tree of version {version}"),
+                detail: other.to_string(),
+            },
+        })?;
+        self.apply(version, root, &listing)
     }
 
     /// Brings the working copy to `listing`, the tree of `version` whose root is `root`, merging

@@ -53,3 +53,64 @@ fn a_snapshot_plans_a_push_from_the_cache_alone() {
     assert_eq!(plan.objects.len(), 3, "{plan:?}");
     assert_eq!(plan.changes.len(), 1);
 }
+
+#[test]
+fn two_working_copies_sync_through_their_caches() {
+    // The network half in miniature: a push sends the planned frames, a pull stores them and
+    // applies the new root. Here the "server" is just the other copy's object cache.
+    let alice = new_copy();
+    let bob = new_copy();
+    write(
+        &alice.root,
+        "requests/login.json",
+        b"{\"method\": \"POST\"}",
+    );
+    write(&alice.root, "env/dev.json", b"{\"host\": \"localhost\"}");
+    let pushed = alice.copy.snapshot().unwrap();
+    let empty = alice.copy.base().unwrap().root;
+    let send = |from: &crate::util::TestCopy, to: &crate::util::TestCopy, base, root| {
+        let plan = plan_push(&from.copy.objects(), &base, &root).unwrap();
+        for id in &plan.objects {
+            let frame = from.copy.objects().frame(id).unwrap();
+            to.copy.objects().put_frame(id, &frame).unwrap();
+        }
+    };
+    send(&alice, &bob, empty, pushed.root);
+    alice
+        .copy
+        .set_base(&Base {
+            version: Some(1),
+            root: pushed.root,
+            listing: pushed.scan.listing.clone(),
+            pending: Default::default(),
+        })
+        .unwrap();
+    let report = bob.copy.apply_root(1, pushed.root).unwrap();
+    assert_eq!(report.written.len(), 2);
+    assert_eq!(
+        std::fs::read(bob.root.join("env/dev.json")).unwrap(),
+        b"{\"host\": \"localhost\"}"
+    );
+
+    // Both edit the same file; Bob pushes first, Alice pulls and keeps her version as a copy.
+    write(&bob.root, "env/dev.json", b"{\"host\": \"bob\"}");
+    write(&alice.root, "env/dev.json", b"{\"host\": \"alice\"}");
+    let bobs = bob.copy.snapshot().unwrap();
+    send(&bob, &alice, pushed.root, bobs.root);
+    let report = alice.copy.apply_root(2, bobs.root).unwrap();
+    assert_eq!(report.conflicts.len(), 1);
+    let copy_path = report.conflicts[0].local_copy().unwrap();
+    assert_eq!(
+        std::fs::read(alice.root.join("env/dev.json")).unwrap(),
+        b"{\"host\": \"bob\"}"
+    );
+    assert_eq!(
+        std::fs::read(alice.root.join(copy_path.as_str())).unwrap(),
+        b"{\"host\": \"alice\"}"
+    );
+    // Alice's next push carries only her conflict copy and the dirs above it.
+    let alices = alice.copy.snapshot().unwrap();
+    let plan = plan_push(&alice.copy.objects(), &bobs.root, &alices.root).unwrap();
+    assert_eq!(plan.changes.len(), 1);
+    assert_eq!(plan.objects.len(), 3, "{plan:?}");
+}
