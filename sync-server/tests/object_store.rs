@@ -419,7 +419,10 @@ async fn s3_keys_follow_the_layout_and_many_objects_batch() {
         .await
         .unwrap();
     assert_eq!(listed.key_count(), Some(100));
+    let before_delete = store.request_counts();
     store.delete_many(&project, &ids).await.unwrap();
+    let deleted = store.request_counts().since(&before_delete);
+    assert_eq!(deleted.delete, 1, "one DeleteObjects request per 1000 keys");
     assert_eq!(store.missing(&project, &ids).await.unwrap(), ids);
     bucket.remove().await;
 }

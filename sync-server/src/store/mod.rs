@@ -97,6 +97,15 @@ pub struct VerifiedObject {
     pub object: Object,
 }
 
+/// One object as [`ObjectStore::inspect_many`] found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Inspected {
+    Missing,
+    Valid(VerifiedObject),
+    /// Stored, but not the object its key names.
+    Corrupt(sync_protocol::CompressError),
+}
+
 /// The handle the server uses: a backend plus verification of every read. Clones share the
 /// backend.
 #[derive(Debug, Clone)]
@@ -171,6 +180,45 @@ impl ObjectStore {
                 operation: "verify",
                 message: error.to_string(),
             })?
+    }
+
+    /// Reads and verifies each object, reporting corruption per object instead of failing the
+    /// whole call: for fsck, which wants every bad id, not the first.
+    pub async fn inspect_many(
+        &self,
+        project: &ProjectId,
+        ids: &[ObjectId],
+    ) -> Result<Vec<Inspected>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let frames = self.backend.get_many(project, ids).await?;
+        if frames.len() != ids.len() {
+            return Err(StoreError::Backend {
+                operation: "get",
+                message: format!("asked for {} objects, got {}", ids.len(), frames.len()),
+            });
+        }
+        let ids = ids.to_vec();
+        tokio::task::spawn_blocking(move || {
+            ids.iter()
+                .zip(frames)
+                .map(|(id, frame)| match frame {
+                    None => Inspected::Missing,
+                    Some(frame) => match sync_protocol::verify_frame(id, &frame) {
+                        Ok((object, _encoded)) => {
+                            Inspected::Valid(VerifiedObject { frame, object })
+                        }
+                        Err(error) => Inspected::Corrupt(error),
+                    },
+                })
+                .collect()
+        })
+        .await
+        .map_err(|error| StoreError::Backend {
+            operation: "verify",
+            message: error.to_string(),
+        })
     }
 
     /// The ids among `ids` that are not stored, in their order, without duplicates.
@@ -255,6 +303,17 @@ mod tests {
             Err(StoreError::Integrity { id, .. }) => assert_eq!(id, bad.id()),
             other => panic!("expected an integrity error, got {other:?}"),
         }
+        let absent = Object::Chunk(b"absent".to_vec()).id();
+        let inspected = store
+            .inspect_many(&project, &[good.id(), bad.id(), absent])
+            .await
+            .unwrap();
+        assert!(matches!(&inspected[0], Inspected::Valid(valid) if valid.object == good));
+        assert!(matches!(
+            inspected[1],
+            Inspected::Corrupt(sync_protocol::CompressError::IdMismatch { .. })
+        ));
+        assert_eq!(inspected[2], Inspected::Missing);
     }
 
     #[tokio::test]
