@@ -11,7 +11,10 @@ use crate::catalog::ProjectId;
 #[non_exhaustive]
 pub enum StoreError {
     /// A stored value is not the object its key names (bad hash, not a frame, not canonical,
-    /// too large). The object is never served; fsck should report it and a re-upload repair it.
+    /// too large). The object is never served. Puts skip existing keys, so a re-upload does not
+    /// overwrite it: repair deletes it first. Mind the closure invariant when doing so: stored
+    /// ancestors still claim it, so either store a good frame right after the delete or delete
+    /// the ancestors too.
     #[error("stored object {id} of project {project} is corrupt: {error}")]
     Integrity {
         project: ProjectId,
