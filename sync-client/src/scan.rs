@@ -17,24 +17,26 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::ffi::OsString;
-use std::fs::{self, File};
-use std::io::{self, Read};
-use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::fs;
+use std::io;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+
+mod read;
+use read::{AtomicCounters, Candidate, FileRead, ReadOutcome, read_and_store};
+use std::sync::atomic::Ordering;
 
 use ignore::Match;
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
 use rayon::prelude::*;
-use sync_protocol::chunking::{EncodedObject, ObjectEncoder};
+use sync_protocol::chunking::ObjectEncoder;
 use sync_protocol::limits::MAX_FILE_SIZE;
 use sync_protocol::name::fold_key;
 use sync_protocol::tree::{FileRef, Listing, Path, PathError};
-use sync_protocol::{EntryKind, Name, NameError, ObjectError, ObjectId};
+use sync_protocol::{EntryKind, Name, NameError, ObjectId};
 
 use crate::atomic::is_temp_name;
-use crate::encode::{STREAM_THRESHOLD, StreamError, encode_stream};
 use crate::error::ClientError;
 use crate::object_cache::ObjectCache;
 use crate::state::{Mtime, StatCache, StatEntry};
@@ -211,34 +213,6 @@ pub fn file_system_clock(clock_file: &FsPath) -> Mtime {
         Err(_) => Mtime::from_system_time(std::time::SystemTime::now())
             .minus(std::time::Duration::from_secs(2)),
     }
-}
-
-/// A file to be read: its listed path, where it is, and its stat from the walk.
-struct Candidate {
-    path: Path,
-    disk: PathBuf,
-}
-
-enum ReadOutcome {
-    Listed(FileRef, StatEntry),
-    /// Deleted between the walk and the read: it is simply not there.
-    Vanished,
-    Skipped(SkipReason),
-}
-
-/// One file's read, back from the thread pool.
-struct FileRead {
-    candidate: Candidate,
-    outcome: ReadOutcome,
-    /// Objects it added to the cache.
-    written: Vec<ObjectId>,
-}
-
-#[derive(Default)]
-struct AtomicCounters {
-    files_read: AtomicU64,
-    bytes_read: AtomicU64,
-    objects_written: AtomicU64,
 }
 
 /// Scans `root` (which holds `.cairn/`). `tracked` is the base listing: ignore rules do not
@@ -565,129 +539,4 @@ fn is_ignored(matchers: &[Arc<Gitignore>], path: &FsPath, is_dir: bool) -> bool 
         }
     }
     false
-}
-
-/// Reads a file until two stats around the read agree, encoding it and storing its objects on
-/// the way. A file that changed under the read is read again, up to [`READ_ATTEMPTS`] times;
-/// objects stored by a torn attempt are harmless (they are valid objects nothing refers to).
-fn read_and_store(
-    encoder: &mut ObjectEncoder,
-    candidate: &Candidate,
-    objects: &ObjectCache,
-    counters: &AtomicCounters,
-) -> Result<(ReadOutcome, Vec<ObjectId>), ClientError> {
-    let disk = &candidate.disk;
-    let unreadable = |error: io::Error| {
-        if error.kind() == io::ErrorKind::NotFound {
-            ReadOutcome::Vanished
-        } else {
-            ReadOutcome::Skipped(SkipReason::Unreadable {
-                error: error.to_string(),
-            })
-        }
-    };
-    let mut written = Vec::new();
-    let mut store = |object: &EncodedObject| -> Result<(), ClientError> {
-        if objects.put_encoded(&object.id, &object.frame)? {
-            counters.objects_written.fetch_add(1, Ordering::Relaxed);
-            written.push(object.id);
-        }
-        Ok(())
-    };
-    for _ in 0..READ_ATTEMPTS {
-        let mut file = match File::open(disk) {
-            Ok(file) => file,
-            Err(error) => return Ok((unreadable(error), written)),
-        };
-        let before = match file.metadata() {
-            Ok(before) => before,
-            Err(error) => return Ok((unreadable(error), written)),
-        };
-        if !before.is_file() {
-            // Replaced by a folder or something special since the walk: try again next scan.
-            return Ok((
-                ReadOutcome::Skipped(SkipReason::ChangedWhileReading),
-                written,
-            ));
-        }
-        if before.len() > MAX_FILE_SIZE {
-            let size = before.len();
-            return Ok((ReadOutcome::Skipped(SkipReason::TooLarge { size }), written));
-        }
-        counters.files_read.fetch_add(1, Ordering::Relaxed);
-        let executable = entry_kind(&before) == EntryKind::Executable;
-        let encoded = if before.len() > STREAM_THRESHOLD {
-            encode_stream(&mut file, executable, encoder, &mut store)
-        } else {
-            encode_whole(&mut file, executable, encoder, &mut store)
-        };
-        let (file_ref, read) = match encoded {
-            Ok(encoded) => encoded,
-            Err(StreamError::Read(error)) => return Ok((unreadable(error), written)),
-            Err(StreamError::Sink(error)) => return Err(error),
-            Err(StreamError::Object(ObjectError::FileTooLarge(size))) => {
-                return Ok((ReadOutcome::Skipped(SkipReason::TooLarge { size }), written));
-            }
-            Err(StreamError::Object(error)) => {
-                return Err(ClientError::InvalidObject {
-                    what: disk.display().to_string(),
-                    detail: error.to_string(),
-                });
-            }
-        };
-        counters.bytes_read.fetch_add(read, Ordering::Relaxed);
-        // Stat by path too: an editor that saves by renaming a new file over the old one leaves
-        // the open handle on the old inode.
-        let settled = fs::symlink_metadata(disk).is_ok_and(|after| same_stat(&before, &after))
-            && file
-                .metadata()
-                .is_ok_and(|after| same_stat(&before, &after))
-            && read == before.len();
-        if settled {
-            let stat = StatEntry {
-                size: before.len(),
-                mtime: Mtime::of(&before),
-                inode: before.ino(),
-                target: file_ref.target,
-                id: file_ref.id,
-            };
-            return Ok((ReadOutcome::Listed(file_ref, stat), written));
-        }
-    }
-    Ok((
-        ReadOutcome::Skipped(SkipReason::ChangedWhileReading),
-        written,
-    ))
-}
-
-/// Reads a file of at most [`STREAM_THRESHOLD`] bytes whole and encodes it with the protocol's
-/// pipeline. Reads at most one byte past the threshold, so a file that grew since its stat
-/// cannot exhaust memory; the growth shows as a size mismatch to the caller.
-fn encode_whole(
-    file: &mut File,
-    executable: bool,
-    encoder: &mut ObjectEncoder,
-    store: &mut impl FnMut(&EncodedObject) -> Result<(), ClientError>,
-) -> Result<(FileRef, u64), StreamError<ClientError>> {
-    let mut bytes = Vec::new();
-    file.take(STREAM_THRESHOLD + 1)
-        .read_to_end(&mut bytes)
-        .map_err(StreamError::Read)?;
-    let encoded = encoder
-        .encode_file(&bytes, executable)
-        .map_err(StreamError::Object)?;
-    for object in &encoded.objects {
-        store(object).map_err(StreamError::Sink)?;
-    }
-    let file_ref = FileRef {
-        kind: encoded.kind,
-        target: encoded.target,
-        size: encoded.size,
-        id: encoded.id,
-    };
-    Ok((file_ref, bytes.len() as u64))
-}
-
-fn same_stat(a: &fs::Metadata, b: &fs::Metadata) -> bool {
-    a.len() == b.len() && Mtime::of(a) == Mtime::of(b) && a.ino() == b.ino() && a.dev() == b.dev()
 }
