@@ -3,3 +3,17 @@
 
 pub mod catalog;
 pub mod store;
+
+// The HTTP layer and operations.
+pub mod admin;
+pub mod api;
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod events;
+pub mod fsck;
+pub mod metrics;
+pub mod openapi;
+pub mod problem;
+pub mod routes;
+pub mod server;

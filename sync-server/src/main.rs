@@ -1,6 +1,101 @@
-//! `sync-server`: not built yet; see issue "sync-server" and ARCHITECTURE.md.
+//! `sync-server`: `serve`, `admin` and `fsck`. See `sync_server::config` for the settings.
 
-fn main() {
-    eprintln!("sync-server is not built yet");
-    std::process::exit(2);
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Parser;
+use sync_server::app::{App, Limits, open_storage};
+use sync_server::config::{Cli, Command};
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CAIRN_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => {
+            let settings = args.resolve()?;
+            let (catalog, store) = open_storage(&settings.storage).await?;
+            let app = Arc::new(App::new(
+                catalog,
+                store,
+                Limits {
+                    max_upload_bytes: settings.max_upload_bytes,
+                },
+            ));
+            let running = sync_server::server::start(
+                app.clone(),
+                settings.listen,
+                Some(settings.site_dir.clone()),
+                settings.shutdown_grace,
+            )
+            .await
+            .with_context(|| format!("listening on {}", settings.listen))?;
+            tracing::info!(
+                addr = %running.addr,
+                embedded = settings.storage.is_embedded(),
+                "sync-server listening"
+            );
+            // The address on stdout, alone on its line, for scripts and tests that pass port 0.
+            println!("listening on http://{}", running.addr);
+            let shutdown = app.shutdown.clone();
+            tokio::spawn(async move {
+                wait_for_signal().await;
+                tracing::info!("signal received");
+                shutdown.trigger();
+            });
+            running.wait().await;
+            tracing::info!("stopped");
+            Ok(())
+        }
+        Command::Admin { storage, command } => {
+            let (catalog, _store) = open_storage(&storage.resolve()?).await?;
+            sync_server::admin::run(catalog.as_ref(), command).await
+        }
+        Command::Fsck { storage, project } => {
+            let (catalog, store) = open_storage(&storage.resolve()?).await?;
+            let report =
+                sync_server::fsck::run(catalog.as_ref(), &store, project.as_deref()).await?;
+            print!("{report}");
+            if !report.is_clean() {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
 }

@@ -1,0 +1,242 @@
+//! Accounts, sessions and API tokens.
+//!
+//! - `POST /v1/accounts` `{name, email, password}` → 201 account.
+//! - `POST /v1/sessions` `{login, password, label?}` → 201 `{token, token_id, account}`; `login`
+//!   is the account name or email.
+//! - `GET /v1/account` → the caller's account.
+//! - `GET /v1/tokens` → `{tokens: [...]}`; `POST /v1/tokens` `{label}` → 201 with the secret,
+//!   shown only this once; `DELETE /v1/tokens/{id}` → 204.
+
+use serde::{Deserialize, Serialize};
+use warp::http::StatusCode;
+use warp::reply::Response;
+
+use super::{ApiRequest, authenticate, json, no_content, read_json, rfc3339};
+use crate::app::App;
+use crate::auth::{self, MAX_PASSWORD_LEN, MIN_PASSWORD_LEN};
+use crate::catalog::{Account, NewAccount, Token, TokenId};
+use crate::problem::Problem;
+
+/// The label of tokens made by logging in without one.
+pub const DEFAULT_SESSION_LABEL: &str = "session";
+
+#[derive(Debug, Serialize)]
+pub struct AccountBody {
+    pub id: String,
+    pub name: String,
+    pub email: String,
+    pub created: String,
+}
+
+impl From<&Account> for AccountBody {
+    fn from(account: &Account) -> Self {
+        Self {
+            id: account.id.to_string(),
+            name: account.name.clone(),
+            email: account.email.clone(),
+            created: rfc3339(account.created),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct TokenBody {
+    pub id: String,
+    pub label: String,
+    pub created: String,
+    pub last_used: Option<String>,
+    pub revoked: Option<String>,
+}
+
+impl From<&Token> for TokenBody {
+    fn from(token: &Token) -> Self {
+        Self {
+            id: token.id.to_string(),
+            label: token.label.clone(),
+            created: rfc3339(token.created),
+            last_used: token.last_used.map(rfc3339),
+            revoked: token.revoked.map(rfc3339),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignUp {
+    name: String,
+    email: String,
+    password: String,
+}
+
+fn check_password(password: &str) -> Result<(), Problem> {
+    if password.chars().count() < MIN_PASSWORD_LEN {
+        return Err(Problem::invalid_field(
+            "password",
+            format!("at least {MIN_PASSWORD_LEN} characters"),
+        ));
+    }
+    if password.len() > MAX_PASSWORD_LEN {
+        return Err(Problem::invalid_field(
+            "password",
+            format!("at most {MAX_PASSWORD_LEN} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+/// Account names are what people type to log in and to add members: letters, digits, `.`, `-`
+/// and `_`, starting with a letter or digit, and never containing `@` (which marks an email).
+fn check_account_name(name: &str) -> Result<(), Problem> {
+    let valid = name.len() <= crate::catalog::limits::MAX_NAME_LEN
+        && name.chars().next().is_some_and(char::is_alphanumeric)
+        && name
+            .chars()
+            .all(|c| c.is_alphanumeric() || c == '.' || c == '-' || c == '_');
+    if valid {
+        Ok(())
+    } else {
+        Err(Problem::invalid_field(
+            "name",
+            "1 to 100 letters, digits, '.', '-' or '_', starting with a letter or digit",
+        ))
+    }
+}
+
+fn check_email(email: &str) -> Result<(), Problem> {
+    let valid = email
+        .split_once('@')
+        .is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.'))
+        && !email.chars().any(char::is_whitespace);
+    if valid {
+        Ok(())
+    } else {
+        Err(Problem::invalid_field("email", "not an email address"))
+    }
+}
+
+pub async fn sign_up(app: &App, mut request: ApiRequest) -> Result<Response, Problem> {
+    let body: SignUp = read_json(&mut request).await?;
+    check_account_name(&body.name)?;
+    check_email(&body.email)?;
+    check_password(&body.password)?;
+    let password_hash = auth::hash_password(body.password)
+        .await
+        .map_err(Problem::internal)?;
+    let account = app
+        .catalog
+        .create_account(NewAccount {
+            name: body.name,
+            email: body.email,
+            password_hash,
+        })
+        .await?;
+    tracing::info!(account = %account.id, "account created");
+    Ok(json(StatusCode::CREATED, &AccountBody::from(&account)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogIn {
+    login: String,
+    password: String,
+    #[serde(default)]
+    label: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct NewTokenBody {
+    /// The secret: shown only in this answer.
+    token: String,
+    token_id: String,
+    label: String,
+    account: AccountBody,
+}
+
+pub async fn log_in(app: &App, mut request: ApiRequest) -> Result<Response, Problem> {
+    let body: LogIn = read_json(&mut request).await?;
+    if body.password.len() > MAX_PASSWORD_LEN || body.login.len() > 512 {
+        return Err(Problem::bad_credentials());
+    }
+    let credentials = app.catalog.account_credentials(&body.login).await?;
+    let stored = credentials.as_ref().map(|c| c.password_hash.clone());
+    if !auth::verify_password(stored, body.password).await {
+        return Err(Problem::bad_credentials());
+    }
+    let Some(credentials) = credentials else {
+        return Err(Problem::bad_credentials());
+    };
+    let label = body
+        .label
+        .unwrap_or_else(|| DEFAULT_SESSION_LABEL.to_owned());
+    let secret = auth::new_token_secret();
+    let token = app
+        .catalog
+        .create_token(credentials.account.id, &label, auth::token_hash(&secret))
+        .await?;
+    Ok(json(
+        StatusCode::CREATED,
+        &NewTokenBody {
+            token: secret,
+            token_id: token.id.to_string(),
+            label: token.label,
+            account: AccountBody::from(&credentials.account),
+        },
+    ))
+}
+
+pub async fn whoami(app: &App, request: ApiRequest) -> Result<Response, Problem> {
+    let caller = authenticate(app, &request).await?;
+    Ok(json(StatusCode::OK, &AccountBody::from(&caller.account)))
+}
+
+#[derive(Debug, Serialize)]
+struct TokenList {
+    tokens: Vec<TokenBody>,
+}
+
+pub async fn list_tokens(app: &App, request: ApiRequest) -> Result<Response, Problem> {
+    let caller = authenticate(app, &request).await?;
+    let tokens = app.catalog.tokens(caller.account.id).await?;
+    Ok(json(
+        StatusCode::OK,
+        &TokenList {
+            tokens: tokens.iter().map(TokenBody::from).collect(),
+        },
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateToken {
+    label: String,
+}
+
+pub async fn create_token(app: &App, mut request: ApiRequest) -> Result<Response, Problem> {
+    let caller = authenticate(app, &request).await?;
+    let body: CreateToken = read_json(&mut request).await?;
+    let secret = auth::new_token_secret();
+    let token = app
+        .catalog
+        .create_token(caller.account.id, &body.label, auth::token_hash(&secret))
+        .await?;
+    Ok(json(
+        StatusCode::CREATED,
+        &NewTokenBody {
+            token: secret,
+            token_id: token.id.to_string(),
+            label: token.label,
+            account: AccountBody::from(&caller.account),
+        },
+    ))
+}
+
+pub async fn revoke_token(
+    app: &App,
+    request: ApiRequest,
+    token: &str,
+) -> Result<Response, Problem> {
+    let caller = authenticate(app, &request).await?;
+    let token: TokenId = token.parse().map_err(|_| Problem::not_found())?;
+    app.catalog.revoke_token(caller.account.id, token).await?;
+    Ok(no_content())
+}

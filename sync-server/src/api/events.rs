@@ -1,0 +1,72 @@
+//! `GET /v1/projects/{id}/events`: a Server-Sent Events stream of the project's head.
+//!
+//! The first event is the head as it is when the stream opens; then one `head` event per
+//! commit on this node: `event: head`, `id: <version>`, `data: {"project", "version", "root"}`.
+//! A comment every [`KEEP_ALIVE`] keeps proxies from closing an idle stream. Events are hints:
+//! a client that reconnects reads the head from the first event again, so nothing is lost by a
+//! dropped connection. Streams end when the server shuts down.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio::sync::{broadcast, mpsc};
+use warp::Reply;
+use warp::reply::Response;
+
+use super::{ApiRequest, authenticate, project_access};
+use crate::app::App;
+use crate::catalog::Role;
+use crate::events::HeadChanged;
+use crate::problem::Problem;
+
+/// How often an idle event stream sends a keep-alive comment.
+pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+pub async fn stream(app: &App, request: ApiRequest, project: &str) -> Result<Response, Problem> {
+    let caller = authenticate(app, &request).await?;
+    let (project, _) = project_access(app, &caller, project, Role::Viewer).await?;
+    // Subscribe before reading the head, so a commit in between is not missed.
+    let mut receiver = app.events.subscribe(project.id);
+    let current = app
+        .catalog
+        .project(project.id)
+        .await?
+        .ok_or_else(Problem::not_found)?;
+    let first = HeadChanged::new(current.id, current.head_version, current.head_root);
+
+    let (sender, mut events) = mpsc::channel::<HeadChanged>(16);
+    let stopped = app.shutdown.wait();
+    tokio::spawn(async move {
+        tokio::pin!(stopped);
+        if sender.send(first).await.is_err() {
+            return;
+        }
+        loop {
+            let event = tokio::select! {
+                () = &mut stopped => return,
+                () = sender.closed() => return,
+                received = receiver.recv() => match received {
+                    Ok(event) => event,
+                    // A slow client skipped some heads; the next one is the newest anyway.
+                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(broadcast::error::RecvError::Closed) => return,
+                },
+            };
+            if sender.send(event).await.is_err() {
+                return;
+            }
+        }
+    });
+    let stream = futures_util::stream::poll_fn(move |cx| events.poll_recv(cx)).map(|event| {
+        let sse = warp::sse::Event::default()
+            .event("head")
+            .id(event.version.to_string());
+        Ok::<_, Infallible>(match sse.json_data(&event) {
+            Ok(sse) => sse,
+            Err(_) => warp::sse::Event::default().comment("unencodable event"),
+        })
+    });
+    let reply = warp::sse::reply(warp::sse::keep_alive().interval(KEEP_ALIVE).stream(stream));
+    Ok(reply.into_response())
+}

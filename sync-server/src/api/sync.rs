@@ -1,0 +1,654 @@
+//! Pull, push, and the resume path (missing-objects query, upload, commit).
+//!
+//! # Push: verify everything, store children first, then move the head
+//!
+//! A push body is an object stream. Each frame is verified by the stream decoder as its last
+//! byte arrives (hash, canonical form, limits, names, case collisions). Then:
+//!
+//! 1. closure: every child of every object is either earlier in the same upload or already
+//!    stored (one batched `missing` call for the children outside the upload); the new root is
+//!    a dir and present;
+//! 2. consistency: a dir entry (or file chunk) pointing into the upload has the kind and size
+//!    of the object it points at;
+//! 3. the objects are stored in layers, leaves first, each layer after the one below it is
+//!    durable, so the store's closure invariant holds at every instant, even if this process
+//!    dies half way;
+//! 4. the catalog commit, one compare-and-swap of the head.
+//!
+//! Nothing is stored when any check fails. A stale base answers `409 conflict` with the
+//! current head and stores nothing; a retry with the same push id answers the original result.
+
+use std::collections::{HashMap, HashSet};
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use sync_protocol::diff::{DiffError, DiffWalk, Side};
+use sync_protocol::stream::{Frame, StreamDecoder, StreamEncoder};
+use sync_protocol::{Dir, Object, ObjectId, ObjectKind, compress_object};
+use warp::http::{HeaderValue, StatusCode, header};
+use warp::reply::Response;
+
+use super::projects::parse_id;
+use super::{
+    ApiRequest, OBJECTS_MEDIA_TYPE, authenticate, check_declared_length, check_media_type, json,
+    parse_query, project_access, read_body, read_json,
+};
+use crate::app::App;
+use crate::catalog::{
+    Authenticated, CommitOutcome, CommitRequest, Project, ProjectId, PushId, Role, VersionNumber,
+    empty_root,
+};
+use crate::events::HeadChanged;
+use crate::metrics::Metrics;
+use crate::problem::Problem;
+
+/// The most ids one missing-objects query may ask about.
+pub const MAX_MISSING_IDS: usize = 10_000;
+/// The largest missing-objects query body: room for [`MAX_MISSING_IDS`] hex ids.
+pub const MAX_MISSING_BODY: u64 = (MAX_MISSING_IDS as u64) * 70 + 1024;
+/// Missing ids named in one `missing-object` problem, at most.
+const MAX_MISSING_REPORTED: usize = 100;
+
+/// The answer headers that carry the version a pull delivered.
+pub const VERSION_HEADER: &str = "cairn-version";
+pub const ROOT_HEADER: &str = "cairn-root";
+pub const OBJECT_COUNT_HEADER: &str = "cairn-objects";
+
+#[derive(Debug, Serialize)]
+struct Committed {
+    version: VersionNumber,
+    root: String,
+    /// True when this push id had already committed: the answer to a retry.
+    replayed: bool,
+}
+
+/// Answers a commit outcome, publishing a new head to the event streams.
+pub fn commit_answer(
+    app: &App,
+    project: ProjectId,
+    outcome: CommitOutcome,
+) -> Result<Response, Problem> {
+    match outcome {
+        CommitOutcome::Committed { version, replayed } => {
+            if !replayed {
+                Metrics::add(&app.metrics.pushes_committed, 1);
+                app.events.publish(
+                    project,
+                    HeadChanged::new(project, version.number, version.root),
+                );
+                tracing::info!(%project, version = version.number, root = %version.root, "committed");
+            }
+            Ok(json(
+                StatusCode::OK,
+                &Committed {
+                    version: version.number,
+                    root: version.root.to_string(),
+                    replayed,
+                },
+            ))
+        }
+        CommitOutcome::Conflict {
+            head_version,
+            head_root,
+        } => {
+            Metrics::add(&app.metrics.push_conflicts, 1);
+            Err(conflict(head_version, head_root))
+        }
+    }
+}
+
+/// The `409 conflict` problem: the base is stale; pull, merge and push again.
+pub fn conflict(head_version: VersionNumber, head_root: ObjectId) -> Problem {
+    Problem::new(StatusCode::CONFLICT, "conflict", "The project has moved on")
+        .with_detail(format!(
+            "the head is version {head_version}; pull it, merge and push again"
+        ))
+        .with_extra(
+            "head",
+            serde_json::json!({"version": head_version, "root": head_root.to_string()}),
+        )
+}
+
+// Pull.
+
+/// What a pull wants: a version number or a root id.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Want {
+    Version(VersionNumber),
+    Root(String),
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PullBody {
+    want: Option<Want>,
+    have: Option<String>,
+}
+
+pub async fn pull(app: &App, mut request: ApiRequest, project: &str) -> Result<Response, Problem> {
+    let caller = authenticate(app, &request).await?;
+    let (project, _) = project_access(app, &caller, project, Role::Viewer).await?;
+    let body: PullBody = read_json(&mut request).await?;
+    let (version, want_root) = match body.want {
+        None => (Some(project.head_version), project.head_root),
+        Some(Want::Version(number)) if number == project.head_version => {
+            (Some(number), project.head_root)
+        }
+        Some(Want::Version(number)) => {
+            let version = app
+                .catalog
+                .version(project.id, number)
+                .await?
+                .ok_or_else(|| {
+                    Problem::new(StatusCode::NOT_FOUND, "unknown-version", "No such version")
+                        .with_detail(format!("the project has no version {number}"))
+                })?;
+            (Some(number), version.root)
+        }
+        Some(Want::Root(text)) => (None, parse_id("want", &text)?),
+    };
+    let have = match &body.have {
+        Some(text) => parse_id("have", text)?,
+        None => empty_root(),
+    };
+    let objects = match plan_pull(app, project.id, have, want_root).await {
+        // The client's base is not in this project (another server, a wiped store): send all.
+        Err(PullError::Diff(DiffError::Missing {
+            side: Side::Old, ..
+        })) => plan_pull(app, project.id, empty_root(), want_root).await,
+        other => other,
+    }
+    .map_err(|error| error.into_problem(&want_root))?;
+
+    let mut encoder = StreamEncoder::new();
+    for (id, kind, frame) in &objects {
+        encoder
+            .push(*kind, id, frame)
+            .map_err(|error| Problem::internal(format!("encoding a pull: {error}")))?;
+    }
+    Metrics::add(&app.metrics.pulls, 1);
+    Metrics::add(&app.metrics.objects_served, objects.len() as u64);
+    let mut response = Response::new(encoder.finish().into());
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(OBJECTS_MEDIA_TYPE),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Some(version) = version {
+        headers.insert(VERSION_HEADER, HeaderValue::from(version));
+    }
+    if let Ok(value) = HeaderValue::from_str(&want_root.to_string()) {
+        headers.insert(ROOT_HEADER, value);
+    }
+    headers.insert(OBJECT_COUNT_HEADER, HeaderValue::from(objects.len()));
+    Ok(response)
+}
+
+#[derive(Debug)]
+enum PullError {
+    Diff(DiffError),
+    Problem(Problem),
+}
+
+impl PullError {
+    fn into_problem(self, want_root: &ObjectId) -> Problem {
+        match self {
+            PullError::Problem(problem) => problem,
+            PullError::Diff(DiffError::Missing { id, .. }) if id == *want_root => {
+                Problem::missing_object(&id, "the wanted root is not stored in this project")
+            }
+            PullError::Diff(DiffError::WrongKind { id, .. }) if id == *want_root => {
+                Problem::invalid_field("want", "the wanted root is not a dir")
+            }
+            // Anything else means a stored version is not whole: the store broke its invariant.
+            PullError::Diff(error) => Problem::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "integrity-error",
+                "A stored version is not whole",
+            )
+            .with_detail(error),
+        }
+    }
+}
+
+impl From<crate::store::StoreError> for PullError {
+    fn from(error: crate::store::StoreError) -> Self {
+        PullError::Problem(error.into())
+    }
+}
+
+/// The objects a client with `have` needs for `want`, children first, with their stored frames.
+/// Reads nothing when `have == want`; otherwise one batched read per level of changed dirs, one
+/// for changed file objects, and one for the rest.
+async fn plan_pull(
+    app: &App,
+    project: ProjectId,
+    have: ObjectId,
+    want: ObjectId,
+) -> Result<Vec<(ObjectId, ObjectKind, Bytes)>, PullError> {
+    let mut walk = DiffWalk::new(have, want);
+    let mut read: HashMap<ObjectId, (ObjectKind, Bytes)> = HashMap::new();
+    while !walk.is_done() {
+        let ids = walk.wants().to_vec();
+        let objects = app.store.get_objects(&project, &ids).await?;
+        for (id, object) in ids.into_iter().zip(objects) {
+            let Some(object) = object else {
+                return Err(PullError::Diff(walk.missing(&id)));
+            };
+            read.insert(id, (object.object.kind(), object.frame.clone()));
+            walk.provide(id, object.object).map_err(PullError::Diff)?;
+        }
+    }
+    let diff = walk.finish().map_err(PullError::Diff)?;
+    let empty = empty_root();
+    if diff.new_objects.contains(&empty) {
+        // Never required in the store: every node can make it.
+        let frame = compress_object(&Object::Dir(Dir::empty()).encode());
+        read.insert(empty, (ObjectKind::Dir, Bytes::from(frame)));
+    }
+    let unread: Vec<ObjectId> = diff
+        .new_objects
+        .iter()
+        .filter(|id| !read.contains_key(id))
+        .copied()
+        .collect();
+    let objects = app.store.get_objects(&project, &unread).await?;
+    for (id, object) in unread.into_iter().zip(objects) {
+        let Some(object) = object else {
+            return Err(PullError::Diff(DiffError::Missing {
+                id,
+                side: Side::New,
+            }));
+        };
+        read.insert(id, (object.object.kind(), object.frame));
+    }
+    let mut out = Vec::with_capacity(diff.new_objects.len());
+    for id in diff.new_objects {
+        if let Some((kind, frame)) = read.remove(&id) {
+            out.push((id, kind, frame));
+        }
+    }
+    Ok(out)
+}
+
+// Push and upload.
+
+/// One verified object of an upload.
+#[derive(Debug)]
+struct Received {
+    id: ObjectId,
+    kind: ObjectKind,
+    frame: Bytes,
+    /// Uncompressed content size: a chunk's length, a file's size, 0 for dirs.
+    size: u64,
+    /// 0 for chunks; else one more than its tallest child in the same upload.
+    height: u32,
+}
+
+/// The verified objects of one upload, in stream order, and the children they reference that
+/// the upload does not hold (the store must have them).
+#[derive(Debug, Default)]
+struct Upload {
+    objects: Vec<Received>,
+    index: HashMap<ObjectId, usize>,
+    outside: Vec<ObjectId>,
+    outside_seen: HashSet<ObjectId>,
+}
+
+impl Upload {
+    /// Adds one verified frame, checking each child that is already in the upload.
+    fn add(&mut self, frame: Frame) -> Result<(), Problem> {
+        if self.index.contains_key(&frame.id) {
+            return Ok(());
+        }
+        // (child id, the kind it must be, the size it must have)
+        let children: Vec<(ObjectId, ObjectKind, u64, String)> = match &frame.object {
+            Object::Chunk(_) => Vec::new(),
+            Object::File(file) => file
+                .chunks()
+                .iter()
+                .enumerate()
+                .map(|(index, chunk)| {
+                    (
+                        chunk.id,
+                        ObjectKind::Chunk,
+                        u64::from(chunk.len),
+                        format!("chunk {index}"),
+                    )
+                })
+                .collect(),
+            Object::Dir(dir) => dir
+                .entries()
+                .iter()
+                .map(|entry| {
+                    (
+                        entry.id,
+                        entry.target,
+                        entry.size,
+                        format!("entry {:?}", entry.name.as_str()),
+                    )
+                })
+                .collect(),
+        };
+        let mut height = 0;
+        for (child, kind, size, what) in children {
+            match self.index.get(&child) {
+                Some(&position) => {
+                    let received = &self.objects[position];
+                    let size_matters = kind != ObjectKind::Dir;
+                    if received.kind != kind || (size_matters && received.size != size) {
+                        return Err(Problem::new(
+                            StatusCode::UNPROCESSABLE_ENTITY,
+                            "entry-mismatch",
+                            "An entry does not match the object it names",
+                        )
+                        .with_detail(format!(
+                            "{what} of {} {} says {} of {size} bytes, the object {child} is a {} of {} bytes",
+                            frame.kind.as_str(),
+                            frame.id,
+                            kind.as_str(),
+                            received.kind.as_str(),
+                            received.size
+                        ))
+                        .with_extra("id", frame.id.to_string()));
+                    }
+                    height = height.max(received.height + 1);
+                }
+                None => {
+                    height = height.max(1);
+                    if self.outside_seen.insert(child) {
+                        self.outside.push(child);
+                    }
+                }
+            }
+        }
+        let size = match &frame.object {
+            Object::Chunk(bytes) => bytes.len() as u64,
+            Object::File(file) => file.size(),
+            Object::Dir(_) => 0,
+        };
+        self.index.insert(frame.id, self.objects.len());
+        self.objects.push(Received {
+            id: frame.id,
+            kind: frame.kind,
+            frame: Bytes::from(frame.compressed),
+            size,
+            height,
+        });
+        Ok(())
+    }
+}
+
+/// Reads and verifies an object-stream body, within the upload limit.
+async fn receive(app: &App, request: &mut ApiRequest) -> Result<Upload, Problem> {
+    let limit = app.limits.max_upload_bytes;
+    check_declared_length(&request.headers, limit)?;
+    check_media_type(&request.headers, OBJECTS_MEDIA_TYPE)?;
+    let mut decoder = StreamDecoder::new();
+    let mut upload = Upload::default();
+    let mut received: u64 = 0;
+    while let Some(chunk) = request.body.next().await {
+        let chunk = chunk.map_err(|error| {
+            Problem::new(
+                StatusCode::BAD_REQUEST,
+                "truncated-stream",
+                "Object stream cut short",
+            )
+            .with_detail(format!("reading the body failed: {error}"))
+        })?;
+        received += chunk.len() as u64;
+        if received > limit {
+            return Err(Problem::body_too_large(limit));
+        }
+        // Decompressing and hashing is CPU work: keep it off the async workers.
+        let (returned, frames) = tokio::task::spawn_blocking(move || {
+            decoder.feed(&chunk);
+            let mut frames = Vec::new();
+            let result = loop {
+                match decoder.next_frame() {
+                    Ok(Some(frame)) => frames.push(frame),
+                    Ok(None) => break Ok(()),
+                    Err(error) => break Err(error),
+                }
+            };
+            (decoder, result.map(|()| frames))
+        })
+        .await
+        .map_err(Problem::internal)?;
+        decoder = returned;
+        for frame in frames? {
+            upload.add(frame)?;
+        }
+    }
+    decoder.finish()?;
+    Ok(upload)
+}
+
+/// Checks the upload's closure against the store and stores it, leaves first.
+async fn store_upload(app: &App, project: ProjectId, upload: Upload) -> Result<(), Problem> {
+    // The empty dir is every project's version 0 root and is never required to be stored.
+    let empty = empty_root();
+    let outside: Vec<ObjectId> = upload
+        .outside
+        .iter()
+        .filter(|id| **id != empty)
+        .copied()
+        .collect();
+    let missing = app.store.missing(&project, &outside).await?;
+    if let Some(first) = missing.first() {
+        let named: Vec<String> = missing
+            .iter()
+            .take(MAX_MISSING_REPORTED)
+            .map(ToString::to_string)
+            .collect();
+        return Err(Problem::missing_object(
+            first,
+            format!(
+                "{} referenced objects are neither earlier in the upload nor stored; send them first",
+                missing.len()
+            ),
+        )
+        .with_extra("missing", named));
+    }
+    let mut layers: Vec<Vec<(ObjectId, Bytes)>> = Vec::new();
+    let mut bytes = 0u64;
+    let count = upload.objects.len() as u64;
+    for object in upload.objects {
+        let height = object.height as usize;
+        if layers.len() <= height {
+            layers.resize_with(height + 1, Vec::new);
+        }
+        bytes += object.frame.len() as u64;
+        layers[height].push((object.id, object.frame));
+    }
+    for layer in layers {
+        app.store.put_many(&project, layer).await?;
+    }
+    Metrics::add(&app.metrics.objects_stored, count);
+    Metrics::add(&app.metrics.object_bytes_stored, bytes);
+    Ok(())
+}
+
+/// Checks that `root` is a dir, from the upload or (one read) from the store.
+async fn check_root(
+    app: &App,
+    project: ProjectId,
+    root: ObjectId,
+    upload: Option<&Upload>,
+) -> Result<(), Problem> {
+    if let Some(upload) = upload
+        && let Some(&position) = upload.index.get(&root)
+    {
+        return if upload.objects[position].kind == ObjectKind::Dir {
+            Ok(())
+        } else {
+            Err(Problem::invalid_field("root", "the root must be a dir"))
+        };
+    }
+    if root == empty_root() {
+        return Ok(());
+    }
+    match app
+        .store
+        .get_objects(&project, &[root])
+        .await?
+        .pop()
+        .flatten()
+    {
+        Some(object) if object.object.kind() == ObjectKind::Dir => Ok(()),
+        Some(_) => Err(Problem::invalid_field("root", "the root must be a dir")),
+        None => Err(Problem::missing_object(
+            &root,
+            "the root is neither in the upload nor stored",
+        )),
+    }
+}
+
+/// Moves the head, after a cheap look at it: a base that is already stale cannot commit, so
+/// the catalog is asked first (it answers a replay or a conflict) and nothing is stored.
+async fn commit_after_store(
+    app: &App,
+    caller: &Authenticated,
+    project: &Project,
+    commit: CommitRequest,
+    upload: Option<Upload>,
+) -> Result<Response, Problem> {
+    let current = app
+        .catalog
+        .project(project.id)
+        .await?
+        .ok_or_else(Problem::not_found)?;
+    if current.head_version != commit.base_version {
+        let outcome = app.catalog.commit(commit).await?;
+        return commit_answer(app, project.id, outcome);
+    }
+    check_root(app, project.id, commit.root, upload.as_ref()).await?;
+    if let Some(upload) = upload {
+        store_upload(app, project.id, upload).await?;
+    }
+    debug_assert_eq!(commit.author, caller.account.id);
+    let outcome = app.catalog.commit(commit).await?;
+    commit_answer(app, project.id, outcome)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PushQuery {
+    push_id: String,
+    base_version: VersionNumber,
+    root: String,
+    #[serde(default)]
+    message: String,
+}
+
+pub async fn push(app: &App, mut request: ApiRequest, project: &str) -> Result<Response, Problem> {
+    let caller = authenticate(app, &request).await?;
+    let (project, _) = project_access(app, &caller, project, Role::Editor).await?;
+    let query: PushQuery = parse_query(&request)?;
+    let commit = CommitRequest {
+        project: project.id,
+        push_id: PushId::new(&query.push_id)?,
+        base_version: query.base_version,
+        root: parse_id("root", &query.root)?,
+        author: caller.account.id,
+        message: query.message,
+    };
+    let upload = receive(app, &mut request).await?;
+    commit_after_store(app, &caller, &project, commit, Some(upload)).await
+}
+
+#[derive(Debug, Serialize)]
+struct UploadAnswer {
+    /// Objects in the stream (duplicates counted once).
+    received: usize,
+}
+
+pub async fn upload(
+    app: &App,
+    mut request: ApiRequest,
+    project: &str,
+) -> Result<Response, Problem> {
+    let caller = authenticate(app, &request).await?;
+    let (project, _) = project_access(app, &caller, project, Role::Editor).await?;
+    let upload = receive(app, &mut request).await?;
+    let received = upload.objects.len();
+    store_upload(app, project.id, upload).await?;
+    Ok(json(StatusCode::OK, &UploadAnswer { received }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CommitBody {
+    push_id: String,
+    base_version: VersionNumber,
+    root: String,
+    #[serde(default)]
+    message: String,
+}
+
+pub async fn commit(
+    app: &App,
+    mut request: ApiRequest,
+    project: &str,
+) -> Result<Response, Problem> {
+    let caller = authenticate(app, &request).await?;
+    let (project, _) = project_access(app, &caller, project, Role::Editor).await?;
+    let body: CommitBody = read_json(&mut request).await?;
+    let commit = CommitRequest {
+        project: project.id,
+        push_id: PushId::new(&body.push_id)?,
+        base_version: body.base_version,
+        root: parse_id("root", &body.root)?,
+        author: caller.account.id,
+        message: body.message,
+    };
+    commit_after_store(app, &caller, &project, commit, None).await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MissingBody {
+    ids: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct MissingAnswer {
+    missing: Vec<String>,
+}
+
+pub async fn missing(
+    app: &App,
+    mut request: ApiRequest,
+    project: &str,
+) -> Result<Response, Problem> {
+    let caller = authenticate(app, &request).await?;
+    let (project, _) = project_access(app, &caller, project, Role::Viewer).await?;
+    check_declared_length(&request.headers, MAX_MISSING_BODY)?;
+    check_media_type(&request.headers, "application/json")?;
+    let bytes = read_body(&mut request.body, MAX_MISSING_BODY).await?;
+    let body: MissingBody = serde_json::from_slice(&bytes).map_err(|error| {
+        Problem::new(StatusCode::BAD_REQUEST, "bad-json", "Malformed JSON body")
+            .with_detail(error.to_string())
+    })?;
+    if body.ids.len() > MAX_MISSING_IDS {
+        return Err(Problem::invalid_field(
+            "ids",
+            format!("at most {MAX_MISSING_IDS} ids per query"),
+        ));
+    }
+    let ids = body
+        .ids
+        .iter()
+        .map(|text| parse_id("ids", text))
+        .collect::<Result<Vec<_>, _>>()?;
+    let missing = app.store.missing(&project.id, &ids).await?;
+    Ok(json(
+        StatusCode::OK,
+        &MissingAnswer {
+            missing: missing.iter().map(ToString::to_string).collect(),
+        },
+    ))
+}

@@ -1,0 +1,236 @@
+//! Teams, their members and the creation of projects in them.
+//!
+//! A team is visible to its members only; to anyone else it answers `not-found`, like a team
+//! that does not exist. Owners manage members; editors and owners create projects.
+//!
+//! - `GET /v1/teams` → `{teams: [{id, name, role, created}]}`
+//! - `POST /v1/teams` `{name}` → 201 team (the caller becomes its owner)
+//! - `GET /v1/teams/{team}` → team with the caller's role
+//! - `GET /v1/teams/{team}/members` → `{members: [{account: {id, name}, role}]}`
+//! - `PUT /v1/teams/{team}/members/{account}` `{role}` → 200 member (owner only; `{account}` is
+//!   an account id or name)
+//! - `DELETE /v1/teams/{team}/members/{account}` → 204 (owner, or the member leaving)
+//! - `POST /v1/teams/{team}/projects` `{name}` → 201 project (editor or owner)
+
+use serde::{Deserialize, Serialize};
+use warp::http::StatusCode;
+use warp::reply::Response;
+
+use super::projects::ProjectBody;
+use super::{ApiRequest, authenticate, json, no_content, read_json, rfc3339};
+use crate::app::App;
+use crate::catalog::{AccountId, Authenticated, Role, Team, TeamId};
+use crate::problem::Problem;
+
+#[derive(Debug, Serialize)]
+struct TeamBody {
+    id: String,
+    name: String,
+    role: &'static str,
+    created: String,
+}
+
+impl TeamBody {
+    fn new(team: &Team, role: Role) -> Self {
+        Self {
+            id: team.id.to_string(),
+            name: team.name.clone(),
+            role: role.as_str(),
+            created: rfc3339(team.created),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct MemberBody {
+    account: MemberAccount,
+    role: &'static str,
+}
+
+#[derive(Debug, Serialize)]
+struct MemberAccount {
+    id: String,
+    name: String,
+}
+
+/// The team `id_text` if the caller is a member, with their role; else `not-found`.
+async fn team_access(
+    app: &App,
+    caller: &Authenticated,
+    id_text: &str,
+    needed: Role,
+) -> Result<(Team, Role), Problem> {
+    let id: TeamId = id_text.parse().map_err(|_| Problem::not_found())?;
+    let role = app
+        .catalog
+        .team_role(id, caller.account.id)
+        .await?
+        .ok_or_else(Problem::not_found)?;
+    let team = app.catalog.team(id).await?.ok_or_else(Problem::not_found)?;
+    if role < needed {
+        return Err(Problem::forbidden(format!(
+            "this needs the {needed} role in the team; you are {role}"
+        )));
+    }
+    Ok((team, role))
+}
+
+/// An account named by id or by name. An unknown one is `invalid-field`, not `not-found`: the
+/// team was found, it is the request that names nobody.
+async fn resolve_account(app: &App, text: &str) -> Result<AccountId, Problem> {
+    if let Ok(id) = text.parse::<AccountId>()
+        && app.catalog.account(id).await?.is_some()
+    {
+        return Ok(id);
+    }
+    match app.catalog.account_credentials(text).await? {
+        Some(credentials) if !text.contains('@') => Ok(credentials.account.id),
+        _ => Err(Problem::invalid_field(
+            "account",
+            "no account has this id or name",
+        )),
+    }
+}
+
+fn parse_role(text: &str) -> Result<Role, Problem> {
+    text.parse()
+        .map_err(|_| Problem::invalid_field("role", "owner, editor or viewer"))
+}
+
+#[derive(Debug, Serialize)]
+struct TeamList {
+    teams: Vec<TeamBody>,
+}
+
+pub async fn list(app: &App, request: ApiRequest) -> Result<Response, Problem> {
+    let caller = authenticate(app, &request).await?;
+    let teams = app.catalog.teams_of(caller.account.id).await?;
+    Ok(json(
+        StatusCode::OK,
+        &TeamList {
+            teams: teams
+                .iter()
+                .map(|membership| TeamBody::new(&membership.team, membership.role))
+                .collect(),
+        },
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NameBody {
+    name: String,
+}
+
+pub async fn create(app: &App, mut request: ApiRequest) -> Result<Response, Problem> {
+    let caller = authenticate(app, &request).await?;
+    let body: NameBody = read_json(&mut request).await?;
+    let team = app
+        .catalog
+        .create_team(&body.name, caller.account.id)
+        .await?;
+    Ok(json(
+        StatusCode::CREATED,
+        &TeamBody::new(&team, Role::Owner),
+    ))
+}
+
+pub async fn show(app: &App, request: ApiRequest, team: &str) -> Result<Response, Problem> {
+    let caller = authenticate(app, &request).await?;
+    let (team, role) = team_access(app, &caller, team, Role::Viewer).await?;
+    Ok(json(StatusCode::OK, &TeamBody::new(&team, role)))
+}
+
+#[derive(Debug, Serialize)]
+struct MemberList {
+    members: Vec<MemberBody>,
+}
+
+pub async fn members(app: &App, request: ApiRequest, team: &str) -> Result<Response, Problem> {
+    let caller = authenticate(app, &request).await?;
+    let (team, _) = team_access(app, &caller, team, Role::Viewer).await?;
+    let members = app.catalog.members(team.id).await?;
+    Ok(json(
+        StatusCode::OK,
+        &MemberList {
+            members: members
+                .iter()
+                .map(|member| MemberBody {
+                    account: MemberAccount {
+                        id: member.account.id.to_string(),
+                        name: member.account.name.clone(),
+                    },
+                    role: member.role.as_str(),
+                })
+                .collect(),
+        },
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RoleBody {
+    role: String,
+}
+
+pub async fn set_member(
+    app: &App,
+    mut request: ApiRequest,
+    team: &str,
+    account: &str,
+) -> Result<Response, Problem> {
+    let caller = authenticate(app, &request).await?;
+    let (team, _) = team_access(app, &caller, team, Role::Owner).await?;
+    let body: RoleBody = read_json(&mut request).await?;
+    let role = parse_role(&body.role)?;
+    let account_id = resolve_account(app, account).await?;
+    app.catalog.set_member(team.id, account_id, role).await?;
+    let account = app
+        .catalog
+        .account(account_id)
+        .await?
+        .ok_or_else(Problem::not_found)?;
+    Ok(json(
+        StatusCode::OK,
+        &MemberBody {
+            account: MemberAccount {
+                id: account.id.to_string(),
+                name: account.name,
+            },
+            role: role.as_str(),
+        },
+    ))
+}
+
+pub async fn remove_member(
+    app: &App,
+    request: ApiRequest,
+    team: &str,
+    account: &str,
+) -> Result<Response, Problem> {
+    let caller = authenticate(app, &request).await?;
+    let (team, role) = team_access(app, &caller, team, Role::Viewer).await?;
+    let account_id = resolve_account(app, account).await?;
+    if account_id != caller.account.id && role < Role::Owner {
+        return Err(Problem::forbidden(
+            "only owners remove other members; anyone may leave",
+        ));
+    }
+    app.catalog.remove_member(team.id, account_id).await?;
+    Ok(no_content())
+}
+
+pub async fn create_project(
+    app: &App,
+    mut request: ApiRequest,
+    team: &str,
+) -> Result<Response, Problem> {
+    let caller = authenticate(app, &request).await?;
+    let (team, role) = team_access(app, &caller, team, Role::Editor).await?;
+    let body: NameBody = read_json(&mut request).await?;
+    let project = app
+        .catalog
+        .create_project(team.id, &body.name, caller.account.id)
+        .await?;
+    Ok(json(StatusCode::CREATED, &ProjectBody::new(&project, role)))
+}

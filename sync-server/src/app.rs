@@ -1,0 +1,96 @@
+//! The application state every request handler shares: the catalog, the object store and the
+//! node's own bookkeeping. Nothing in it outlives the process except through the two stores.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use crate::catalog::{Catalog, PostgresCatalog, PostgresSettings, SqliteCatalog};
+use crate::config::{CatalogSettings, DEFAULT_MAX_UPLOAD_BYTES, StorageSettings, StoreSettings};
+use crate::events::EventHub;
+use crate::metrics::Metrics;
+use crate::server::Shutdown;
+use crate::store::{FsBackend, ObjectStore, S3Backend, S3Settings};
+
+/// Limits that are settings rather than format constants.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// The largest object-stream body of a push or upload, in bytes.
+    pub max_upload_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
+        }
+    }
+}
+
+/// Shared state of one server process.
+#[derive(Debug)]
+pub struct App {
+    pub catalog: Arc<dyn Catalog>,
+    pub store: ObjectStore,
+    pub metrics: Arc<Metrics>,
+    pub events: EventHub,
+    pub shutdown: Shutdown,
+    pub limits: Limits,
+}
+
+impl App {
+    pub fn new(catalog: Arc<dyn Catalog>, store: ObjectStore, limits: Limits) -> Self {
+        Self {
+            catalog,
+            store,
+            metrics: Arc::new(Metrics::new()),
+            events: EventHub::new(),
+            shutdown: Shutdown::new(),
+            limits,
+        }
+    }
+}
+
+/// Opens the catalog and object store the settings name, migrating the catalog.
+pub async fn open_storage(
+    settings: &StorageSettings,
+) -> anyhow::Result<(Arc<dyn Catalog>, ObjectStore)> {
+    if settings.is_embedded() {
+        std::fs::create_dir_all(&settings.data_dir)
+            .with_context(|| format!("creating the data folder {}", settings.data_dir.display()))?;
+    }
+    let catalog: Arc<dyn Catalog> = match &settings.catalog {
+        CatalogSettings::Sqlite { path } => {
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("creating {}", parent.display()))?;
+            }
+            Arc::new(
+                SqliteCatalog::open(path)
+                    .await
+                    .with_context(|| format!("opening the SQLite catalog {}", path.display()))?,
+            )
+        }
+        CatalogSettings::Postgres { url } => Arc::new(
+            PostgresCatalog::connect(&PostgresSettings::new(url.clone()))
+                .await
+                .context("connecting to PostgreSQL (DATABASE_URL)")?,
+        ),
+    };
+    let store = match &settings.store {
+        StoreSettings::Filesystem { root } => ObjectStore::new(FsBackend::new(root.clone())),
+        StoreSettings::S3(s3) => {
+            let mut backend = S3Settings::new(s3.bucket.clone());
+            backend.region = s3.region.clone();
+            backend.endpoint = s3.endpoint.clone();
+            backend.prefix = s3.prefix.clone();
+            backend.force_path_style = s3.path_style;
+            ObjectStore::new(
+                S3Backend::connect(&backend)
+                    .await
+                    .with_context(|| format!("setting up the S3 bucket {}", s3.bucket))?,
+            )
+        }
+    };
+    Ok((catalog, store))
+}

@@ -1,0 +1,378 @@
+//! Command line, environment and config file, resolved into [`Settings`].
+//!
+//! Every setting can come from a flag, an environment variable or the TOML file named by
+//! `--config`, in that order of precedence; what none of them sets takes its default. With no
+//! settings at all the server runs the embedded default: SQLite and a folder under `./.cairn-data`.
+//! `DATABASE_URL` switches the catalog to PostgreSQL and `CAIRN_S3_BUCKET` the object store to S3,
+//! independently, so a node can also run PostgreSQL with a shared folder.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use serde::Deserialize;
+
+/// The address the server listens on by default: loopback only, so a first run exposes nothing.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// The embedded mode's data folder by default.
+pub const DEFAULT_DATA_DIR: &str = ".cairn-data";
+/// The built site's folder by default, served at `/` when it exists.
+pub const DEFAULT_SITE_DIR: &str = "dist";
+/// How long in-flight requests may run after SIGTERM before the process exits anyway.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+/// The largest object-stream body (push or upload) a request may carry.
+pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 512 * 1024 * 1024;
+
+#[derive(Debug, Parser)]
+#[command(name = "sync-server", version, about = "Cairn's sync server")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the HTTP API (and the built site, when its folder exists).
+    Serve(ServeArgs),
+    /// Create accounts, teams, memberships, projects and tokens from the shell.
+    Admin {
+        #[command(flatten)]
+        storage: StorageArgs,
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+    /// Verify every version's closure and every object's hash; exit 1 if anything is wrong.
+    Fsck {
+        #[command(flatten)]
+        storage: StorageArgs,
+        /// Only this project (its id); every project when absent.
+        project: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Create an account. The password is read from CAIRN_PASSWORD, else from standard input.
+    CreateUser {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        email: String,
+    },
+    /// Create a team owned by an existing account.
+    CreateTeam {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        owner: String,
+    },
+    /// Add an account to a team, or change its role (owner, editor, viewer).
+    AddMember {
+        #[arg(long)]
+        team: String,
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        role: String,
+    },
+    /// Create a project in a team.
+    CreateProject {
+        #[arg(long)]
+        team: String,
+        #[arg(long)]
+        name: String,
+    },
+    /// Create an API token for an account and print it (it is shown only once).
+    CreateToken {
+        #[arg(long)]
+        user: String,
+        #[arg(long, default_value = "admin")]
+        name: String,
+    },
+}
+
+/// Where the state lives: shared by `serve`, `admin` and `fsck`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct StorageArgs {
+    /// A TOML file with any of these settings (flags and environment win over it).
+    #[arg(long, env = "CAIRN_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// The embedded mode's data folder (SQLite catalog and object folder).
+    #[arg(long, env = "CAIRN_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// PostgreSQL catalog; the SQLite catalog in the data folder when absent.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// S3 endpoint URL (for S3-compatible servers); AWS's when absent.
+    #[arg(long, env = "CAIRN_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+    /// S3 bucket; the object folder in the data folder when absent.
+    #[arg(long, env = "CAIRN_S3_BUCKET")]
+    pub s3_bucket: Option<String>,
+    #[arg(long, env = "CAIRN_S3_REGION")]
+    pub s3_region: Option<String>,
+    /// A key prefix inside the bucket.
+    #[arg(long, env = "CAIRN_S3_PREFIX")]
+    pub s3_prefix: Option<String>,
+    /// Path-style addressing (most S3-compatible servers need it).
+    #[arg(long, env = "CAIRN_S3_PATH_STYLE")]
+    pub s3_path_style: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub storage: StorageArgs,
+    /// Address and port to listen on.
+    #[arg(long, env = "CAIRN_LISTEN")]
+    pub listen: Option<String>,
+    /// The built site's folder, served at `/` when it exists.
+    #[arg(long, env = "CAIRN_SITE_DIR")]
+    pub site_dir: Option<PathBuf>,
+    /// Seconds in-flight requests get to finish after SIGTERM.
+    #[arg(long, env = "CAIRN_SHUTDOWN_GRACE_SECS")]
+    pub shutdown_grace_secs: Option<u64>,
+    /// The largest object-stream body a push or upload may carry, in bytes.
+    #[arg(long, env = "CAIRN_MAX_UPLOAD_BYTES")]
+    pub max_upload_bytes: Option<u64>,
+}
+
+/// The config file: every key optional, named like the flags with underscores.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSettings {
+    listen: Option<String>,
+    data_dir: Option<PathBuf>,
+    site_dir: Option<PathBuf>,
+    database_url: Option<String>,
+    shutdown_grace_secs: Option<u64>,
+    max_upload_bytes: Option<u64>,
+    #[serde(default)]
+    s3: FileS3,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileS3 {
+    endpoint: Option<String>,
+    bucket: Option<String>,
+    region: Option<String>,
+    prefix: Option<String>,
+    path_style: Option<bool>,
+}
+
+/// Where the catalog lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CatalogSettings {
+    Sqlite { path: PathBuf },
+    Postgres { url: String },
+}
+
+/// Where objects live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreSettings {
+    /// Objects under `<root>/objects/`.
+    Filesystem {
+        root: PathBuf,
+    },
+    S3(S3Settings),
+}
+
+/// S3 settings; credentials come from the standard AWS environment (`AWS_ACCESS_KEY_ID`, ...).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Settings {
+    pub endpoint: Option<String>,
+    pub bucket: String,
+    pub region: String,
+    pub prefix: String,
+    pub path_style: bool,
+}
+
+/// Resolved storage settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StorageSettings {
+    pub data_dir: PathBuf,
+    pub catalog: CatalogSettings,
+    pub store: StoreSettings,
+}
+
+impl StorageSettings {
+    /// True when nothing but the local data folder holds state.
+    pub fn is_embedded(&self) -> bool {
+        matches!(self.catalog, CatalogSettings::Sqlite { .. })
+            && matches!(self.store, StoreSettings::Filesystem { .. })
+    }
+}
+
+/// Resolved `serve` settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub site_dir: PathBuf,
+    pub storage: StorageSettings,
+    pub shutdown_grace: Duration,
+    pub max_upload_bytes: u64,
+}
+
+fn read_file(path: Option<&Path>) -> anyhow::Result<FileSettings> {
+    let Some(path) = path else {
+        return Ok(FileSettings::default());
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
+}
+
+impl StorageArgs {
+    pub fn resolve(&self) -> anyhow::Result<StorageSettings> {
+        let file = read_file(self.config.as_deref())?;
+        self.resolve_with(&file)
+    }
+
+    fn resolve_with(&self, file: &FileSettings) -> anyhow::Result<StorageSettings> {
+        let data_dir = self
+            .data_dir
+            .clone()
+            .or_else(|| file.data_dir.clone())
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        let catalog = match self
+            .database_url
+            .clone()
+            .or_else(|| file.database_url.clone())
+            .filter(|url| !url.is_empty())
+        {
+            Some(url) => CatalogSettings::Postgres { url },
+            None => CatalogSettings::Sqlite {
+                path: data_dir.join("catalog.sqlite3"),
+            },
+        };
+        let bucket = self
+            .s3_bucket
+            .clone()
+            .or_else(|| file.s3.bucket.clone())
+            .filter(|bucket| !bucket.is_empty());
+        let store = match bucket {
+            Some(bucket) => StoreSettings::S3(S3Settings {
+                endpoint: self
+                    .s3_endpoint
+                    .clone()
+                    .or_else(|| file.s3.endpoint.clone()),
+                bucket,
+                region: self
+                    .s3_region
+                    .clone()
+                    .or_else(|| file.s3.region.clone())
+                    .unwrap_or_else(|| "us-east-1".to_owned()),
+                prefix: self
+                    .s3_prefix
+                    .clone()
+                    .or_else(|| file.s3.prefix.clone())
+                    .unwrap_or_default(),
+                path_style: self.s3_path_style.or(file.s3.path_style).unwrap_or(false),
+            }),
+            None => {
+                if self.s3_endpoint.is_some() || file.s3.endpoint.is_some() {
+                    bail!("an S3 endpoint is set but no bucket (CAIRN_S3_BUCKET)");
+                }
+                // The folder backend keeps objects under `<root>/objects/`.
+                StoreSettings::Filesystem {
+                    root: data_dir.clone(),
+                }
+            }
+        };
+        Ok(StorageSettings {
+            data_dir,
+            catalog,
+            store,
+        })
+    }
+}
+
+impl ServeArgs {
+    pub fn resolve(&self) -> anyhow::Result<Settings> {
+        let file = read_file(self.storage.config.as_deref())?;
+        let storage = self.storage.resolve_with(&file)?;
+        let listen = self
+            .listen
+            .clone()
+            .or_else(|| file.listen.clone())
+            .unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
+        let listen = listen
+            .parse()
+            .with_context(|| format!("listen address {listen:?} is not host:port"))?;
+        Ok(Settings {
+            listen,
+            site_dir: self
+                .site_dir
+                .clone()
+                .or_else(|| file.site_dir.clone())
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_SITE_DIR)),
+            storage,
+            shutdown_grace: self
+                .shutdown_grace_secs
+                .or(file.shutdown_grace_secs)
+                .map(Duration::from_secs)
+                .unwrap_or(DEFAULT_SHUTDOWN_GRACE),
+            max_upload_bytes: self
+                .max_upload_bytes
+                .or(file.max_upload_bytes)
+                .unwrap_or(DEFAULT_MAX_UPLOAD_BYTES),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_settings_is_the_embedded_default() {
+        let settings = ServeArgs::default().resolve().unwrap();
+        assert_eq!(settings.listen, DEFAULT_LISTEN.parse().unwrap());
+        assert_eq!(settings.site_dir, PathBuf::from("dist"));
+        assert!(settings.storage.is_embedded());
+        assert_eq!(
+            settings.storage.catalog,
+            CatalogSettings::Sqlite {
+                path: PathBuf::from(".cairn-data/catalog.sqlite3")
+            }
+        );
+    }
+
+    #[test]
+    fn database_url_and_bucket_switch_to_production() {
+        let args = StorageArgs {
+            database_url: Some("postgres://x@localhost/db".into()),
+            s3_bucket: Some("b".into()),
+            s3_path_style: Some(true),
+            ..StorageArgs::default()
+        };
+        let storage = args.resolve().unwrap();
+        assert!(!storage.is_embedded());
+        assert!(matches!(storage.catalog, CatalogSettings::Postgres { .. }));
+        let StoreSettings::S3(s3) = storage.store else {
+            panic!("expected S3")
+        };
+        assert_eq!(s3.bucket, "b");
+        assert!(s3.path_style);
+        assert_eq!(s3.region, "us-east-1");
+    }
+
+    #[test]
+    fn flags_win_over_the_file() {
+        let file: FileSettings = toml::from_str(
+            "listen = \"0.0.0.0:9000\"\ndata_dir = \"/srv/cairn\"\n[s3]\nbucket = \"from-file\"\n",
+        )
+        .unwrap();
+        let args = StorageArgs {
+            data_dir: Some("/flag".into()),
+            ..StorageArgs::default()
+        };
+        let storage = args.resolve_with(&file).unwrap();
+        assert_eq!(storage.data_dir, PathBuf::from("/flag"));
+        assert!(matches!(storage.store, StoreSettings::S3(ref s3) if s3.bucket == "from-file"));
+        assert!(toml::from_str::<FileSettings>("unknown = 1").is_err());
+    }
+}

@@ -1,0 +1,7 @@
+//! The HTTP API against real stores: a server started in-process on port 0, in embedded mode
+//! (SQLite and a folder) and production mode (PostgreSQL and s3s-fs).
+
+#[macro_use]
+pub mod support;
+
+mod sync;

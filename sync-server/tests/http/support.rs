@@ -1,0 +1,583 @@
+//! Shared helpers of the HTTP tests: a server started in-process on port 0 over real stores,
+//! in embedded mode (SQLite and a folder) or production mode (a fresh PostgreSQL database and a
+//! fresh s3s-fs bucket), an HTTP client that speaks the API, and tree builders.
+//!
+//! `http_test!(name, scenario)` makes two tests of one scenario, `name::embedded` and
+//! `name::production`. Production tests need `CAIRN_TEST_DATABASE_URL` and `CAIRN_TEST_S3_*`
+//! (set by `scripts/test`); without them they print "skipped" and pass, unless
+//! `CAIRN_TEST_STRICT=1`, when they fail.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use sync_protocol::stream::{StreamEncoder, decode_stream};
+use sync_protocol::{
+    Dir, DirEntry, EntryKind, Name, Object, ObjectId, ObjectKind, compress_object,
+};
+use sync_server::app::{App, Limits};
+use sync_server::catalog::{Catalog, PostgresCatalog, PostgresSettings, SqliteCatalog};
+use sync_server::server::Running;
+use sync_server::store::{FsBackend, ObjectStore, S3Backend, S3Credentials, S3Settings};
+
+/// Where a test server keeps its state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Embedded,
+    Production,
+}
+
+/// Makes `name::embedded` and `name::production` from `async fn scenario(server: &TestServer)`.
+#[macro_export]
+macro_rules! http_test {
+    ($name:ident, $scenario:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn embedded() {
+                $crate::http::support::run($crate::http::support::Mode::Embedded, |server| {
+                    Box::pin(async move { super::$scenario(server).await })
+                })
+                .await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn production() {
+                $crate::http::support::run($crate::http::support::Mode::Production, |server| {
+                    Box::pin(async move { super::$scenario(server).await })
+                })
+                .await;
+            }
+        }
+    };
+}
+
+type Scenario =
+    for<'a> fn(&'a TestServer) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + 'a>>;
+
+/// Starts a server in `mode`, runs the scenario, stops the server and drops its database.
+pub async fn run(mode: Mode, scenario: Scenario) {
+    let Some(server) = TestServer::start(mode, Limits::default()).await else {
+        return;
+    };
+    scenario(&server).await;
+    server.stop().await;
+}
+
+fn strict() -> bool {
+    std::env::var("CAIRN_TEST_STRICT").is_ok_and(|value| value == "1")
+}
+
+/// The production services, or `None` (printing why) when they are not configured.
+pub fn production_env() -> Option<(String, String, String, String)> {
+    let vars = [
+        "CAIRN_TEST_DATABASE_URL",
+        "CAIRN_TEST_S3_ENDPOINT",
+        "CAIRN_TEST_S3_ACCESS_KEY",
+        "CAIRN_TEST_S3_SECRET_KEY",
+    ];
+    let values: Vec<Option<String>> = vars.iter().map(|name| std::env::var(name).ok()).collect();
+    if values.iter().any(Option::is_none) {
+        assert!(
+            !strict(),
+            "CAIRN_TEST_STRICT=1 but the production services are not configured ({vars:?})"
+        );
+        eprintln!("skipped: production mode needs {vars:?} (run scripts/test)");
+        return None;
+    }
+    let mut values = values.into_iter().map(Option::unwrap_or_default);
+    Some((
+        values.next().unwrap_or_default(),
+        values.next().unwrap_or_default(),
+        values.next().unwrap_or_default(),
+        values.next().unwrap_or_default(),
+    ))
+}
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}{:016x}", rand::random::<u64>())
+}
+
+/// Replaces the database name of a `postgres://` URL.
+fn with_database(url: &str, database: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let scheme_end = base.find("://").map_or(0, |index| index + 3);
+    let host_part = match base[scheme_end..].find('/') {
+        Some(slash) => &base[..scheme_end + slash],
+        None => base,
+    };
+    match query {
+        Some(query) => format!("{host_part}/{database}?{query}"),
+        None => format!("{host_part}/{database}"),
+    }
+}
+
+/// The state a test server runs on.
+#[derive(Debug)]
+pub struct Storage {
+    pub catalog: Arc<dyn Catalog>,
+    pub store: ObjectStore,
+    /// Kept alive for the folder and SQLite file of embedded mode.
+    pub dir: tempfile::TempDir,
+    /// Production: the admin URL and the database to drop at the end.
+    pub database: Option<(String, String)>,
+    pub bucket: Option<String>,
+}
+
+impl Storage {
+    pub async fn open(mode: Mode) -> Option<Storage> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        match mode {
+            Mode::Embedded => {
+                let catalog = SqliteCatalog::open(dir.path().join("catalog.sqlite3"))
+                    .await
+                    .expect("SQLite catalog");
+                let store = ObjectStore::new(FsBackend::new(dir.path()));
+                Some(Storage {
+                    catalog: Arc::new(catalog),
+                    store,
+                    dir,
+                    database: None,
+                    bucket: None,
+                })
+            }
+            Mode::Production => {
+                let (database_url, endpoint, access_key, secret_key) = production_env()?;
+                let database = unique("cairn_http_");
+                let (client, connection) =
+                    tokio_postgres::connect(&database_url, tokio_postgres::NoTls)
+                        .await
+                        .expect("connecting to the test PostgreSQL");
+                tokio::spawn(connection);
+                client
+                    .batch_execute(&format!("CREATE DATABASE {database}"))
+                    .await
+                    .expect("creating a test database");
+                let catalog = PostgresCatalog::connect(&PostgresSettings::new(with_database(
+                    &database_url,
+                    &database,
+                )))
+                .await
+                .expect("PostgreSQL catalog");
+                let bucket = unique("cairn-http-");
+                let mut settings = S3Settings::new(bucket.clone());
+                settings.endpoint = Some(endpoint);
+                settings.force_path_style = true;
+                settings.credentials = Some(S3Credentials {
+                    access_key_id: access_key,
+                    secret_access_key: secret_key,
+                });
+                let backend = S3Backend::connect(&settings).await.expect("S3 backend");
+                backend
+                    .client()
+                    .create_bucket()
+                    .bucket(&bucket)
+                    .send()
+                    .await
+                    .expect("creating a test bucket");
+                Some(Storage {
+                    catalog: Arc::new(catalog),
+                    store: ObjectStore::new(backend),
+                    dir,
+                    database: Some((database_url, database)),
+                    bucket: Some(bucket),
+                })
+            }
+        }
+    }
+
+    /// Drops the test database (the bucket stays in the throwaway s3s-fs folder).
+    pub async fn cleanup(&self) {
+        if let Some((url, database)) = &self.database
+            && let Ok((client, connection)) =
+                tokio_postgres::connect(url, tokio_postgres::NoTls).await
+        {
+            tokio::spawn(connection);
+            let _ = client
+                .batch_execute(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
+                .await;
+        }
+    }
+}
+
+/// A server running in this process, and a client for it.
+#[derive(Debug)]
+pub struct TestServer {
+    pub mode: Mode,
+    pub base: String,
+    pub app: Arc<App>,
+    pub http: reqwest::Client,
+    running: Option<Running>,
+    pub storage: Storage,
+}
+
+impl TestServer {
+    pub async fn start(mode: Mode, limits: Limits) -> Option<TestServer> {
+        Self::start_with_site(mode, limits, None).await
+    }
+
+    pub async fn start_with_site(
+        mode: Mode,
+        limits: Limits,
+        site: Option<std::path::PathBuf>,
+    ) -> Option<TestServer> {
+        if std::env::var_os("TEST_LOG").is_some() {
+            let _ = tracing_subscriber::fmt()
+                .with_test_writer()
+                .with_env_filter("info")
+                .try_init();
+        }
+        let storage = Storage::open(mode).await?;
+        let app = Arc::new(App::new(
+            storage.catalog.clone(),
+            storage.store.clone(),
+            limits,
+        ));
+        let running = sync_server::server::start(
+            app.clone(),
+            "127.0.0.1:0".parse().expect("address"),
+            site,
+            Duration::from_secs(5),
+        )
+        .await
+        .expect("starting the server");
+        Some(TestServer {
+            mode,
+            base: format!("http://{}", running.addr),
+            app,
+            http: reqwest::Client::new(),
+            running: Some(running),
+            storage,
+        })
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(running) = self.running.take() {
+            running.stop().await;
+        }
+        self.storage.cleanup().await;
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Store requests so far (all kinds).
+    pub fn store_requests(&self) -> u64 {
+        self.app.store.request_counts().total()
+    }
+
+    // API helpers. Each asserts the success status, so scenarios read as the story they test.
+
+    pub async fn sign_up(&self, name: &str) -> User {
+        let response = self
+            .http
+            .post(self.url("/v1/accounts"))
+            .json(&json!({"name": name, "email": format!("{name}@example.com"), "password": "correct horse battery"}))
+            .send()
+            .await
+            .expect("sign up");
+        assert_eq!(
+            response.status(),
+            201,
+            "sign up: {}",
+            response.text().await.unwrap_or_default()
+        );
+        let account: Value = response.json().await.expect("account json");
+        let response = self
+            .http
+            .post(self.url("/v1/sessions"))
+            .json(&json!({"login": name, "password": "correct horse battery"}))
+            .send()
+            .await
+            .expect("log in");
+        assert_eq!(response.status(), 201);
+        let session: Value = response.json().await.expect("session json");
+        User {
+            id: account["id"].as_str().unwrap_or_default().to_owned(),
+            name: name.to_owned(),
+            token: session["token"].as_str().unwrap_or_default().to_owned(),
+            token_id: session["token_id"].as_str().unwrap_or_default().to_owned(),
+        }
+    }
+
+    pub async fn create_team(&self, owner: &User, name: &str) -> String {
+        let response = self
+            .http
+            .post(self.url("/v1/teams"))
+            .bearer_auth(&owner.token)
+            .json(&json!({"name": name}))
+            .send()
+            .await
+            .expect("create team");
+        assert_eq!(response.status(), 201);
+        let team: Value = response.json().await.expect("team json");
+        team["id"].as_str().unwrap_or_default().to_owned()
+    }
+
+    pub async fn add_member(&self, owner: &User, team: &str, member: &User, role: &str) {
+        let response = self
+            .http
+            .put(self.url(&format!("/v1/teams/{team}/members/{}", member.name)))
+            .bearer_auth(&owner.token)
+            .json(&json!({"role": role}))
+            .send()
+            .await
+            .expect("add member");
+        assert_eq!(
+            response.status(),
+            200,
+            "{}",
+            response.text().await.unwrap_or_default()
+        );
+    }
+
+    pub async fn create_project(&self, user: &User, team: &str, name: &str) -> String {
+        let response = self
+            .http
+            .post(self.url(&format!("/v1/teams/{team}/projects")))
+            .bearer_auth(&user.token)
+            .json(&json!({"name": name}))
+            .send()
+            .await
+            .expect("create project");
+        assert_eq!(response.status(), 201);
+        let project: Value = response.json().await.expect("project json");
+        project["id"].as_str().unwrap_or_default().to_owned()
+    }
+
+    /// A user with a team and a project: the usual start of a scenario.
+    pub async fn owner_with_project(&self, name: &str) -> (User, String, String) {
+        let user = self.sign_up(name).await;
+        let team = self.create_team(&user, &format!("{name}-team")).await;
+        let project = self.create_project(&user, &team, "api").await;
+        (user, team, project)
+    }
+
+    pub async fn head(&self, user: &User, project: &str) -> (u64, String) {
+        let response = self
+            .http
+            .get(self.url(&format!("/v1/projects/{project}")))
+            .bearer_auth(&user.token)
+            .send()
+            .await
+            .expect("head");
+        assert_eq!(response.status(), 200);
+        let body: Value = response.json().await.expect("head json");
+        (
+            body["version"].as_u64().unwrap_or(u64::MAX),
+            body["root"].as_str().unwrap_or_default().to_owned(),
+        )
+    }
+
+    /// Sends a push; the raw answer.
+    pub async fn push_raw(
+        &self,
+        user: &User,
+        project: &str,
+        push_id: &str,
+        base_version: u64,
+        root: &ObjectId,
+        body: Vec<u8>,
+    ) -> reqwest::Response {
+        self.http
+            .post(self.url(&format!(
+                "/v1/projects/{project}/push?push_id={push_id}&base_version={base_version}&root={root}&message=test"
+            )))
+            .bearer_auth(&user.token)
+            .header("content-type", "application/vnd.cairn.objects")
+            .body(body)
+            .send()
+            .await
+            .expect("push")
+    }
+
+    /// Pushes a whole tree (every object) and expects it committed; returns the new version.
+    pub async fn push_tree(&self, user: &User, project: &str, base: u64, tree: &Tree) -> u64 {
+        let push_id = unique("push-");
+        let response = self
+            .push_raw(user, project, &push_id, base, &tree.root, tree.stream())
+            .await;
+        let status = response.status();
+        let body: Value = response.json().await.expect("push answer");
+        assert_eq!(status, 200, "push: {body}");
+        assert_eq!(body["root"], tree.root.to_string());
+        body["version"].as_u64().unwrap_or(u64::MAX)
+    }
+
+    pub async fn pull_raw(&self, user: &User, project: &str, body: Value) -> reqwest::Response {
+        self.http
+            .post(self.url(&format!("/v1/projects/{project}/pull")))
+            .bearer_auth(&user.token)
+            .json(&body)
+            .send()
+            .await
+            .expect("pull")
+    }
+
+    /// Pulls and decodes: (version header, root header, objects received).
+    pub async fn pull(&self, user: &User, project: &str, body: Value) -> Pulled {
+        let response = self.pull_raw(user, project, body).await;
+        assert_eq!(response.status(), 200);
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|value| value.to_str().ok())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let version = header("cairn-version").parse().unwrap_or(u64::MAX);
+        let root = header("cairn-root");
+        let bytes = response.bytes().await.expect("pull body");
+        let frames = decode_stream(&bytes).expect("a valid object stream");
+        Pulled {
+            version,
+            root,
+            objects: frames
+                .into_iter()
+                .map(|frame| (frame.id, frame.object))
+                .collect(),
+        }
+    }
+
+    /// The problem document of an answer, asserting its status and code.
+    pub async fn expect_problem(response: reqwest::Response, status: u16, code: &str) -> Value {
+        assert_eq!(
+            response
+                .headers()
+                .get("content-type")
+                .and_then(|value| value.to_str().ok()),
+            Some("application/problem+json")
+        );
+        let actual = response.status().as_u16();
+        let body: Value = response.json().await.expect("problem json");
+        assert_eq!(actual, status, "{body}");
+        assert_eq!(body["code"], code, "{body}");
+        assert_eq!(body["status"], status);
+        assert_eq!(body["type"], format!("https://cairn.dev/problems/{code}"));
+        body
+    }
+}
+
+/// A signed-up, logged-in account.
+#[derive(Debug, Clone)]
+pub struct User {
+    pub id: String,
+    pub name: String,
+    pub token: String,
+    pub token_id: String,
+}
+
+/// What a pull delivered.
+#[derive(Debug)]
+pub struct Pulled {
+    pub version: u64,
+    pub root: String,
+    pub objects: Vec<(ObjectId, Object)>,
+}
+
+/// One object ready to send.
+#[derive(Debug, Clone)]
+pub struct Obj {
+    pub kind: ObjectKind,
+    pub id: ObjectId,
+    pub frame: Vec<u8>,
+}
+
+impl Obj {
+    pub fn of(object: &Object) -> Obj {
+        Obj {
+            kind: object.kind(),
+            id: object.id(),
+            frame: compress_object(&object.encode()),
+        }
+    }
+}
+
+/// A tree and all its objects, children first.
+#[derive(Debug, Clone)]
+pub struct Tree {
+    pub root: ObjectId,
+    pub objects: Vec<Obj>,
+}
+
+impl Tree {
+    /// The whole tree as one object stream.
+    pub fn stream(&self) -> Vec<u8> {
+        stream_of(&self.objects)
+    }
+
+    pub fn ids(&self) -> Vec<ObjectId> {
+        self.objects.iter().map(|object| object.id).collect()
+    }
+}
+
+/// An object stream of `objects`, in order.
+pub fn stream_of(objects: &[Obj]) -> Vec<u8> {
+    let mut encoder = StreamEncoder::new();
+    for object in objects {
+        encoder
+            .push(object.kind, &object.id, &object.frame)
+            .expect("a stream frame");
+    }
+    encoder.finish()
+}
+
+/// Builds a tree from `(path, contents)` pairs; `/` in a path makes folders. Every file is one
+/// chunk (tests keep files small).
+pub fn tree(files: &[(&str, &str)]) -> Tree {
+    #[derive(Default)]
+    struct Folder {
+        files: BTreeMap<String, Vec<u8>>,
+        folders: BTreeMap<String, Folder>,
+    }
+    let mut top = Folder::default();
+    for (path, contents) in files {
+        let mut parts: Vec<&str> = path.split('/').collect();
+        let file = parts.pop().unwrap_or_default();
+        let mut folder = &mut top;
+        for part in parts {
+            folder = folder.folders.entry(part.to_owned()).or_default();
+        }
+        folder
+            .files
+            .insert(file.to_owned(), contents.as_bytes().to_vec());
+    }
+    fn build(folder: &Folder, objects: &mut Vec<Obj>) -> ObjectId {
+        let mut entries = Vec::new();
+        for (name, contents) in &folder.files {
+            let chunk = Object::Chunk(contents.clone());
+            let obj = Obj::of(&chunk);
+            entries.push(DirEntry {
+                name: Name::new(name).expect("a valid name"),
+                kind: EntryKind::File,
+                target: ObjectKind::Chunk,
+                size: contents.len() as u64,
+                id: obj.id,
+            });
+            if !objects.iter().any(|o| o.id == obj.id) {
+                objects.push(obj);
+            }
+        }
+        for (name, child) in &folder.folders {
+            let id = build(child, objects);
+            entries.push(DirEntry::dir(Name::new(name).expect("a valid name"), id));
+        }
+        let dir = Object::Dir(Dir::new(entries).expect("a valid dir"));
+        let obj = Obj::of(&dir);
+        let id = obj.id;
+        if !objects.iter().any(|o| o.id == id) {
+            objects.push(obj);
+        }
+        id
+    }
+    let mut objects = Vec::new();
+    let root = build(&top, &mut objects);
+    Tree { root, objects }
+}
