@@ -17,7 +17,7 @@
 //! - Two names of one dir that differ only in case ([`ConflictKind::CaseClash`]): a dir beats a
 //!   file, theirs beats ours, and the loser becomes a conflict copy. An empty dir whose name
 //!   matches a dir up to case is the same folder on a case-insensitive disk, so it merges into
-//!   that dir without a conflict.
+//!   that dir without a conflict (of two such empty dirs, the name that sorts first stays).
 //! - An empty-dir entry vanishes when anything ends up inside it, and a dir deleted on one side
 //!   while the other added a file in it keeps that file.
 //!
