@@ -8,5 +8,6 @@
 mod storage_support;
 
 mod catalog_conformance;
+mod http;
 mod object_store;
 mod s3_faults;
