@@ -6,8 +6,8 @@
 //! 1. closure: from each version's root, breadth-first, every referenced object must be stored
 //!    (the empty dir excepted: every node can make it). Objects are read once per project however
 //!    many versions share them.
-//! 2. integrity: every stored object (the store's listing) must hash to its key and be canonical.
-//!    A batch that fails verification is re-read one object at a time to name each bad one.
+//! 2. integrity: every stored object (the store's listing) must hash to its key and be canonical;
+//!    each bad one is named.
 //!
 //! Stored objects no version references are counted (garbage from conflicts and interrupted
 //! uploads), not reported as errors.
@@ -19,7 +19,7 @@ use anyhow::{Context, bail};
 use sync_protocol::{Object, ObjectId};
 
 use crate::catalog::{Catalog, ProjectId, VersionNumber, VersionPage, empty_root};
-use crate::store::{ObjectStore, StoreError};
+use crate::store::{Inspected, ObjectStore};
 
 /// Objects read per store call.
 const BATCH: usize = 256;
@@ -84,8 +84,19 @@ pub async fn run(
             }
             vec![id]
         }
-        // The catalog has no "every project" listing yet: fsck takes one project at a time.
-        None => bail!("name the project to check: sync-server fsck <project-id>"),
+        None => {
+            let mut all = Vec::new();
+            let mut after = None;
+            loop {
+                let page = catalog
+                    .all_projects(after, crate::catalog::limits::MAX_PROJECT_PAGE)
+                    .await?;
+                let Some(last) = page.last() else { break };
+                after = Some(last.id);
+                all.extend(page.iter().map(|project| project.id));
+            }
+            all
+        }
     };
     let mut report = Report::default();
     for project in projects {
@@ -174,39 +185,29 @@ enum Read {
     Object(Object),
 }
 
-/// Reads a batch through the verifying store; on an integrity error, reads one by one so that
-/// every corrupt object is named.
+/// Reads a batch through the verifying store, recording each corrupt object.
 async fn read_batch(
     store: &ObjectStore,
     project: ProjectId,
     ids: &[ObjectId],
     report: &mut Report,
 ) -> anyhow::Result<Vec<Read>> {
-    match store.get_objects(&project, ids).await {
-        Ok(objects) => Ok(objects
-            .into_iter()
-            .map(|object| match object {
-                Some(verified) => Read::Object(verified.object),
-                None => Read::Missing,
-            })
-            .collect()),
-        Err(StoreError::Integrity { .. } | StoreError::Oversized { .. }) if ids.len() > 1 => {
-            let mut out = Vec::with_capacity(ids.len());
-            for id in ids {
-                let mut one =
-                    Box::pin(read_batch(store, project, std::slice::from_ref(id), report)).await?;
-                out.push(one.pop().unwrap_or(Read::Missing));
-            }
-            Ok(out)
-        }
-        Err(error @ (StoreError::Integrity { .. } | StoreError::Oversized { .. })) => {
-            if let Some(id) = ids.first() {
+    let inspected = store
+        .inspect_many(&project, ids)
+        .await
+        .context("reading objects")?;
+    Ok(ids
+        .iter()
+        .zip(inspected)
+        .map(|(id, inspected)| match inspected {
+            Inspected::Missing => Read::Missing,
+            Inspected::Valid(verified) => Read::Object(verified.object),
+            Inspected::Corrupt(error) => {
                 report.corrupt.push((project, *id, error.to_string()));
+                Read::Corrupt
             }
-            Ok(vec![Read::Corrupt])
-        }
-        Err(error) => Err(error).context("reading objects"),
-    }
+        })
+        .collect())
 }
 
 fn children(object: &Object) -> Vec<ObjectId> {

@@ -4,4 +4,6 @@
 #[macro_use]
 pub mod support;
 
+mod auth;
+mod bad_input;
 mod sync;

@@ -34,20 +34,27 @@ pub enum Mode {
 #[macro_export]
 macro_rules! http_test {
     ($name:ident, $scenario:ident) => {
+        $crate::http_test!($name, $scenario, sync_server::app::Limits::default());
+    };
+    ($name:ident, $scenario:ident, $limits:expr) => {
         mod $name {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn embedded() {
-                $crate::http::support::run($crate::http::support::Mode::Embedded, |server| {
-                    Box::pin(async move { super::$scenario(server).await })
-                })
+                $crate::http::support::run(
+                    $crate::http::support::Mode::Embedded,
+                    $limits,
+                    |server| Box::pin(async move { super::$scenario(server).await }),
+                )
                 .await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn production() {
-                $crate::http::support::run($crate::http::support::Mode::Production, |server| {
-                    Box::pin(async move { super::$scenario(server).await })
-                })
+                $crate::http::support::run(
+                    $crate::http::support::Mode::Production,
+                    $limits,
+                    |server| Box::pin(async move { super::$scenario(server).await }),
+                )
                 .await;
             }
         }
@@ -58,8 +65,8 @@ type Scenario =
     for<'a> fn(&'a TestServer) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + 'a>>;
 
 /// Starts a server in `mode`, runs the scenario, stops the server and drops its database.
-pub async fn run(mode: Mode, scenario: Scenario) {
-    let Some(server) = TestServer::start(mode, Limits::default()).await else {
+pub async fn run(mode: Mode, limits: Limits, scenario: Scenario) {
+    let Some(server) = TestServer::start(mode, limits).await else {
         return;
     };
     scenario(&server).await;

@@ -1,0 +1,362 @@
+//! Every bad input of DESIGN section 9, pushed over HTTP: each gets its typed problem, and the
+//! head, the history and the stored objects stay exactly as they were.
+
+use std::io::Write;
+
+use serde_json::Value;
+use sync_protocol::{ObjectId, ObjectKind, compress_object};
+use sync_server::app::Limits;
+
+use crate::http::support::{Obj, TestServer, User, stream_of, tree};
+
+/// Everything a bad push must leave alone.
+#[derive(Debug, PartialEq, Eq)]
+struct Snapshot {
+    head: (u64, String),
+    versions: Value,
+    stored: Vec<ObjectId>,
+}
+
+async fn snapshot(server: &TestServer, user: &User, project: &str) -> Snapshot {
+    let versions: Value = server
+        .http
+        .get(server.url(&format!("/v1/projects/{project}/versions")))
+        .bearer_auth(&user.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut stored = server
+        .app
+        .store
+        .list(&project.parse().unwrap())
+        .await
+        .unwrap();
+    stored.sort();
+    Snapshot {
+        head: server.head(user, project).await,
+        versions,
+        stored,
+    }
+}
+
+/// A raw dir encoding: entries as (name bytes, entry kind, target kind, size, id), unchecked.
+fn raw_dir(entries: &[(&[u8], u8, ObjectKind, u64, ObjectId)]) -> Vec<u8> {
+    let mut out = vec![ObjectKind::Dir.tag(), 1];
+    out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
+    for (name, kind, target, size, id) in entries {
+        out.push(name.len() as u8);
+        out.extend_from_slice(name);
+        out.push(*kind);
+        out.push(target.tag());
+        out.extend_from_slice(&size.to_le_bytes());
+        out.extend_from_slice(id.as_bytes());
+    }
+    out
+}
+
+/// An object given as raw encoded bytes, named by their true hash.
+fn raw_object(kind: ObjectKind, encoded: &[u8]) -> Obj {
+    Obj {
+        kind,
+        id: ObjectId::of_encoded(encoded),
+        frame: compress_object(encoded),
+    }
+}
+
+fn chunk(bytes: &[u8]) -> Obj {
+    Obj::of(&sync_protocol::Object::Chunk(bytes.to_vec()))
+}
+
+/// Pushes `objects` with `root` on the head and expects `status` / `code`, nothing changed.
+async fn expect_rejected(
+    server: &TestServer,
+    user: &User,
+    project: &str,
+    root: ObjectId,
+    body: Vec<u8>,
+    status: u16,
+    code: &str,
+) {
+    let before = snapshot(server, user, project).await;
+    let response = server
+        .push_raw(user, project, "bad-push", before.head.0, &root, body)
+        .await;
+    TestServer::expect_problem(response, status, code).await;
+    let after = snapshot(server, user, project).await;
+    assert_eq!(before, after, "a rejected push ({code}) changed something");
+}
+
+async fn every_bad_push_is_typed_and_harmless(server: &TestServer) {
+    let (alice, _team, project) = server.owner_with_project("alice").await;
+    let v1 = tree(&[("a.json", "1"), ("b/c.json", "2")]);
+    server.push_tree(&alice, &project, 0, &v1).await;
+
+    // Hash mismatch: a frame named by another object's id.
+    let good = chunk(b"hello");
+    let mut lying = good.clone();
+    lying.id = chunk(b"other").id;
+    let dir = raw_object(
+        ObjectKind::Dir,
+        &raw_dir(&[(b"x", 1, ObjectKind::Chunk, 5, lying.id)]),
+    );
+    expect_rejected(
+        server,
+        &alice,
+        &project,
+        dir.id,
+        stream_of(&[lying, dir.clone()]),
+        422,
+        "hash-mismatch",
+    )
+    .await;
+
+    // Non-canonical: entries out of order.
+    let a = chunk(b"a");
+    let b = chunk(b"b");
+    let unsorted = raw_object(
+        ObjectKind::Dir,
+        &raw_dir(&[
+            (b"b", 1, ObjectKind::Chunk, 1, b.id),
+            (b"a", 1, ObjectKind::Chunk, 1, a.id),
+        ]),
+    );
+    expect_rejected(
+        server,
+        &alice,
+        &project,
+        unsorted.id,
+        stream_of(&[a.clone(), b.clone(), unsorted.clone()]),
+        422,
+        "non-canonical-object",
+    )
+    .await;
+
+    // Missing child: the dir names a chunk that is neither sent nor stored.
+    let absent = chunk(b"never sent");
+    let orphan = raw_object(
+        ObjectKind::Dir,
+        &raw_dir(&[(b"x", 1, ObjectKind::Chunk, 10, absent.id)]),
+    );
+    expect_rejected(
+        server,
+        &alice,
+        &project,
+        orphan.id,
+        stream_of(std::slice::from_ref(&orphan)),
+        422,
+        "missing-object",
+    )
+    .await;
+
+    // A zstd bomb: 64 MiB of zeros in a frame without a declared size.
+    let mut encoder = zstd::stream::write::Encoder::new(Vec::new(), 19).unwrap();
+    let zeros = vec![0u8; 1 << 20];
+    for _ in 0..64 {
+        encoder.write_all(&zeros).unwrap();
+    }
+    let bomb = Obj {
+        kind: ObjectKind::Chunk,
+        id: chunk(b"bomb").id,
+        frame: encoder.finish().unwrap(),
+    };
+    let bomb_dir = raw_object(
+        ObjectKind::Dir,
+        &raw_dir(&[(b"x", 1, ObjectKind::Chunk, 4, bomb.id)]),
+    );
+    expect_rejected(
+        server,
+        &alice,
+        &project,
+        bomb_dir.id,
+        stream_of(&[bomb, bomb_dir]),
+        422,
+        "object-too-large",
+    )
+    .await;
+
+    // A truncated stream: the trailer (and part of the last frame) never arrive.
+    let v2 = tree(&[("a.json", "2")]);
+    let mut cut = v2.stream();
+    cut.truncate(cut.len() - 40);
+    expect_rejected(
+        server,
+        &alice,
+        &project,
+        v2.root,
+        cut,
+        400,
+        "truncated-stream",
+    )
+    .await;
+
+    // Bad names: a separator, and `..`.
+    for name in [&b"a/b"[..], &b".."[..], &b"e\xcc\x81"[..]] {
+        let bad = raw_object(
+            ObjectKind::Dir,
+            &raw_dir(&[(name, 1, ObjectKind::Chunk, 1, a.id)]),
+        );
+        expect_rejected(
+            server,
+            &alice,
+            &project,
+            bad.id,
+            stream_of(&[a.clone(), bad.clone()]),
+            422,
+            "bad-name",
+        )
+        .await;
+    }
+
+    // Case collision: `README` and `readme` in one dir.
+    let collide = raw_object(
+        ObjectKind::Dir,
+        &raw_dir(&[
+            (b"README", 1, ObjectKind::Chunk, 1, a.id),
+            (b"readme", 1, ObjectKind::Chunk, 1, b.id),
+        ]),
+    );
+    expect_rejected(
+        server,
+        &alice,
+        &project,
+        collide.id,
+        stream_of(&[a.clone(), b.clone(), collide.clone()]),
+        422,
+        "case-collision",
+    )
+    .await;
+
+    // An entry whose size does not match the chunk it names.
+    let wrong_size = raw_object(
+        ObjectKind::Dir,
+        &raw_dir(&[(b"x", 1, ObjectKind::Chunk, 99, a.id)]),
+    );
+    expect_rejected(
+        server,
+        &alice,
+        &project,
+        wrong_size.id,
+        stream_of(&[a.clone(), wrong_size.clone()]),
+        422,
+        "entry-mismatch",
+    )
+    .await;
+
+    // A root that is not a dir.
+    expect_rejected(
+        server,
+        &alice,
+        &project,
+        a.id,
+        stream_of(std::slice::from_ref(&a)),
+        422,
+        "invalid-field",
+    )
+    .await;
+
+    // Not an object stream at all.
+    expect_rejected(
+        server,
+        &alice,
+        &project,
+        v2.root,
+        b"{\"json\": true}".to_vec(),
+        400,
+        "bad-stream",
+    )
+    .await;
+
+    // The project still pulls whole.
+    let pulled = server.pull(&alice, &project, serde_json::json!({})).await;
+    assert_eq!(pulled.version, 1);
+    assert_eq!(pulled.objects.len(), v1.objects.len());
+}
+http_test!(bad_pushes, every_bad_push_is_typed_and_harmless);
+
+/// The upload limit of the next test, in bytes; set so that `sized_tree` fits exactly.
+fn sized_tree() -> crate::http::support::Tree {
+    tree(&[("a.json", "limit test")])
+}
+
+fn upload_limit() -> Limits {
+    Limits {
+        max_upload_bytes: sized_tree().stream().len() as u64,
+    }
+}
+
+async fn body_at_and_past_the_limit(server: &TestServer) {
+    let (alice, _team, project) = server.owner_with_project("alice").await;
+    let at_limit = sized_tree();
+    let body = at_limit.stream();
+    assert_eq!(body.len() as u64, server.app.limits.max_upload_bytes);
+
+    // One byte past, declared in Content-Length: refused before the body is read.
+    let mut past = body.clone();
+    past.push(0);
+    expect_rejected(
+        server,
+        &alice,
+        &project,
+        at_limit.root,
+        past.clone(),
+        413,
+        "body-too-large",
+    )
+    .await;
+
+    // One byte past, chunked (no length declared): refused by the streaming cap.
+    let before = snapshot(server, &alice, &project).await;
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        past.chunks(7).map(|chunk| Ok(chunk.to_vec())).collect();
+    let response = server
+        .http
+        .post(server.url(&format!(
+            "/v1/projects/{project}/push?push_id=chunked&base_version=0&root={}",
+            at_limit.root
+        )))
+        .bearer_auth(&alice.token)
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            chunks,
+        )))
+        .send()
+        .await
+        .unwrap();
+    TestServer::expect_problem(response, 413, "body-too-large").await;
+    assert_eq!(before, snapshot(server, &alice, &project).await);
+
+    // Exactly at the limit: accepted.
+    assert_eq!(server.push_tree(&alice, &project, 0, &at_limit).await, 1);
+}
+http_test!(
+    upload_limit_at_and_past,
+    body_at_and_past_the_limit,
+    super::upload_limit()
+);
+
+async fn json_body_past_its_limit(server: &TestServer) {
+    let (alice, _team, _project) = server.owner_with_project("alice").await;
+    let name = "x".repeat(70 * 1024);
+    let response = server
+        .http
+        .post(server.url("/v1/teams"))
+        .bearer_auth(&alice.token)
+        .json(&serde_json::json!({"name": name}))
+        .send()
+        .await
+        .unwrap();
+    TestServer::expect_problem(response, 413, "body-too-large").await;
+    let response = server
+        .http
+        .post(server.url("/v1/teams"))
+        .bearer_auth(&alice.token)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    TestServer::expect_problem(response, 400, "bad-json").await;
+}
+http_test!(json_limits, json_body_past_its_limit);
