@@ -6,7 +6,8 @@
 //! pages whose key changed, in parallel; (5) check every link of every page; (6) render
 //! templates and write, in parallel. Nothing is written before the checks pass.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::borrow::Cow;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -18,7 +19,7 @@ use crate::content::{self, PageMeta};
 use crate::error::{Diagnostic, DiagnosticKind, Error, Result};
 use crate::lastmod;
 use crate::links::LinkTargets;
-use crate::manifest::{MANIFEST_DIR, Manifest, PageRecord};
+use crate::manifest::{MANIFEST_DIR, Manifest, ManifestOut, PageRecord};
 use crate::markdown::{self, Rendered};
 use crate::nav::SiteTree;
 use crate::render;
@@ -53,13 +54,14 @@ pub struct BuildReport {
 type OutputFile = (String, Vec<u8>);
 
 /// One page during a build.
-struct Work {
+struct Work<'p> {
     meta: PageMeta,
     render_key: String,
-    nav: crate::nav::NavContext,
+    /// Set for the pages that will be rendered.
+    nav: Option<crate::nav::NavContext>,
     /// Freshly rendered body, or `None` when the previous build's output is still valid.
     rendered: Option<Rendered>,
-    record: Option<PageRecord>,
+    record: Option<&'p PageRecord>,
 }
 
 fn display_path(options: &BuildOptions, rel_path: &str) -> PathBuf {
@@ -89,8 +91,36 @@ fn global_hash(
     hasher.finalize().to_hex().to_string()
 }
 
+/// Prints how long each phase took when `SITEGEN_TIMINGS` is set (for profiling builds).
+struct PhaseTimer {
+    enabled: bool,
+    last: Instant,
+}
+
+impl PhaseTimer {
+    fn new() -> Self {
+        PhaseTimer {
+            enabled: std::env::var_os("SITEGEN_TIMINGS").is_some(),
+            last: Instant::now(),
+        }
+    }
+    fn lap(&mut self, phase: &str) {
+        if self.enabled {
+            eprintln!(
+                "  {phase}: {:.1} ms",
+                self.last.elapsed().as_secs_f64() * 1000.0
+            );
+        }
+        self.last = Instant::now();
+    }
+}
+
 pub fn build(options: &BuildOptions) -> Result<BuildReport> {
     let started = Instant::now();
+    let mut timer = PhaseTimer::new();
+    // Loading the syntax definitions takes tens of milliseconds; start it now so it overlaps
+    // reading the manifest and the sources instead of delaying the first code block.
+    std::thread::spawn(crate::highlight::preload);
     let mut report = BuildReport::default();
     let config_path = options.source.join("site.toml");
     let config_text =
@@ -101,6 +131,7 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport> {
     let assets = assets::load(&options.source.join("static"))?;
     let global = global_hash(&config_text, &template_sources, &assets, options.drafts);
 
+    timer.lap("setup");
     let previous = if options.write {
         Manifest::load(&options.out)
     } else {
@@ -113,6 +144,7 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport> {
         .collect();
     report.full = previous.as_ref().is_none_or(|m| m.global_hash != global);
 
+    timer.lap("manifest load");
     // Phase 2: metadata of every source, reading only files that changed.
     let content_dir = options.source.join("content");
     let sources = content::list_sources(&content_dir)?;
@@ -183,8 +215,9 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport> {
         }
     }
 
+    timer.lap("sources");
     // Phase 3: navigation and render keys.
-    let tree = SiteTree::new(&pages);
+    let tree = SiteTree::new(&pages, &config.title);
     for (section, index) in tree.sections_without_index() {
         diagnostics.push(Diagnostic {
             file: display_path(options, &pages[index].rel_path),
@@ -198,17 +231,18 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport> {
         .par_iter()
         .enumerate()
         .map(|(index, meta)| {
-            let nav = tree.context(index);
             let mut hasher = blake3::Hasher::new();
             hasher.update(global.as_bytes());
             hasher.update(meta.source_hash.as_bytes());
             hasher.update(meta.lastmod.as_bytes());
-            hasher.update(&serde_json::to_vec(&nav).unwrap_or_default());
+            hasher.update(tree.context_key(index).as_bytes());
             let render_key = hasher.finalize().to_hex().to_string();
             let record = previous_pages
                 .get(meta.rel_path.as_str())
                 .filter(|record| record.render_key == render_key && !report.full)
-                .map(|record| (*record).clone());
+                .copied();
+            // The full navigation context is built only for pages that will be rendered.
+            let nav = record.is_none().then(|| tree.context(index));
             Work {
                 meta: meta.clone(),
                 render_key,
@@ -220,6 +254,7 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport> {
         .collect();
     drop(tree);
 
+    timer.lap("navigation");
     // Phase 4: Markdown of the pages that need it.
     let read_failures: Vec<Diagnostic> = work
         .par_iter_mut()
@@ -252,15 +287,16 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport> {
         .collect();
     diagnostics.extend(read_failures);
 
+    timer.lap("markdown");
     // Phase 5: links.
     let mut targets = LinkTargets::default();
     for w in &work {
-        let anchors = match (&w.rendered, &w.record) {
-            (Some(rendered), _) => rendered.anchors.iter().cloned().collect(),
-            (None, Some(record)) => record.anchors.iter().cloned().collect(),
-            (None, None) => HashSet::new(),
+        let anchors: &[String] = match (&w.rendered, &w.record) {
+            (Some(rendered), _) => &rendered.anchors,
+            (None, Some(record)) => &record.anchors,
+            (None, None) => &[],
         };
-        targets.pages.insert(w.meta.url.clone(), anchors);
+        targets.pages.insert(&w.meta.url, anchors);
         for alias in &w.meta.front.aliases {
             targets.files.insert(alias.clone());
         }
@@ -271,7 +307,27 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport> {
     for generated in ["/sitemap.xml", "/robots.txt"] {
         targets.files.insert(generated.to_owned());
     }
+    // When no page appeared, disappeared, or changed its anchors or aliases, the links of
+    // pages that were not re-rendered still point where they did: only new bodies need checks.
+    let targets_changed = report.full
+        || previous
+            .as_ref()
+            .is_none_or(|m| m.pages.len() != work.len())
+        || work
+            .iter()
+            .any(|w| match previous_pages.get(w.meta.rel_path.as_str()) {
+                None => true,
+                Some(previous) => {
+                    previous.meta.front.aliases != w.meta.front.aliases
+                        || w.rendered
+                            .as_ref()
+                            .is_some_and(|rendered| rendered.anchors != previous.anchors)
+                }
+            });
     for w in &work {
+        if !targets_changed && w.rendered.is_none() {
+            continue;
+        }
         let file = display_path(options, &w.meta.rel_path);
         let links = match (&w.rendered, &w.record) {
             (Some(rendered), _) => &rendered.links,
@@ -298,12 +354,21 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport> {
     let page_refs: Vec<&PageMeta> = work.iter().map(|w| &w.meta).collect();
     report.warnings = seo::duplicate_warnings(&page_refs);
 
+    timer.lap("links");
     // Phase 6: templates, then files.
     let mut outputs: Vec<(String, Vec<u8>)> = Vec::new();
     let rendered_pages: Vec<Result<Vec<OutputFile>>> = work
         .par_iter()
-        .filter(|w| w.rendered.is_some())
-        .map(|w| render::page_files(&config, &tera, &templates_dir, &assets.urls, w_parts(w)))
+        .filter_map(|w| Some((w, w.nav.as_ref()?)))
+        .filter(|(w, _)| w.rendered.is_some())
+        .map(|(w, nav)| {
+            let input = render::PageInput {
+                meta: &w.meta,
+                nav,
+                rendered: w.rendered.as_ref(),
+            };
+            render::page_files(&config, &tera, &templates_dir, &assets.urls, input)
+        })
         .collect();
     for files in rendered_pages {
         outputs.extend(files?);
@@ -314,6 +379,7 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport> {
         .map(|w| w.meta.rel_path.clone())
         .collect();
 
+    timer.lap("templates");
     let mut aggregate: Vec<(String, Vec<u8>)> = Vec::new();
     aggregate.push((
         "sitemap.xml".to_owned(),
@@ -332,21 +398,23 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport> {
             ));
         }
     }
-    let records: Vec<PageRecord> = work
+    // Records of unchanged pages are borrowed from the previous manifest, not copied.
+    let records: Vec<Cow<PageRecord>> = work
         .iter()
-        .map(|w| match (&w.rendered, &w.record) {
-            (Some(rendered), _) => PageRecord {
+        .map(|w| match (&w.rendered, w.record) {
+            (Some(rendered), _) => Cow::Owned(PageRecord {
                 meta: w.meta.clone(),
                 render_key: w.render_key.clone(),
                 headings: rendered.headings.clone(),
                 anchors: rendered.anchors.clone(),
                 links: rendered.links.clone(),
-            },
-            (None, Some(record)) => PageRecord {
+            }),
+            (None, Some(record)) if record.meta == w.meta => Cow::Borrowed(record),
+            (None, Some(record)) => Cow::Owned(PageRecord {
                 meta: w.meta.clone(),
                 ..record.clone()
-            },
-            (None, None) => unreachable_record(&w.meta, &w.render_key),
+            }),
+            (None, None) => Cow::Owned(unreachable_record(&w.meta, &w.render_key)),
         })
         .collect();
     let documents: Vec<search::Document> = records
@@ -364,10 +432,28 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport> {
                 .collect(),
         })
         .collect();
-    for (path, json) in search::build(&documents) {
-        aggregate.push((path, json.into_bytes()));
+    // The index only changes when a title, description, heading or URL does; otherwise the
+    // shards on disk are reused without being rebuilt (this matters for one-page rebuilds).
+    let search_key = search::key(&documents);
+    let mut reused_shards = Vec::new();
+    match previous.as_ref() {
+        Some(previous) if !report.full && previous.search_key == search_key => {
+            reused_shards.extend(
+                previous
+                    .outputs
+                    .iter()
+                    .filter(|path| search::is_shard(path))
+                    .cloned(),
+            );
+        }
+        _ => {
+            for (path, json) in search::build(&documents) {
+                aggregate.push((path, json.into_bytes()));
+            }
+        }
     }
 
+    timer.lap("aggregates");
     let mut all_outputs: BTreeSet<String> = BTreeSet::new();
     for page in &page_refs {
         all_outputs.insert(page.output.clone());
@@ -381,12 +467,14 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport> {
     for file in &assets.files {
         all_outputs.insert(file.output.clone());
     }
+    all_outputs.extend(reused_shards);
 
     if !options.write {
         report.millis = started.elapsed().as_millis();
         return Ok(report);
     }
 
+    timer.lap("outputs list");
     // Writing: the manifest goes first and comes back last.
     let out = &options.out;
     prepare_out_dir(out, previous.is_some())?;
@@ -410,6 +498,7 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport> {
             report.written += 1;
         }
     }
+    timer.lap("write");
     // Stale files: those the previous build wrote and this one did not, or in a first build
     // over an old output folder, anything not produced now.
     let stale: Vec<String> = match &previous {
@@ -431,10 +520,12 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport> {
             remove_empty_parents(out, &full);
         }
     }
-    let manifest = Manifest::new(global, records, all_outputs.into_iter().collect());
-    manifest
-        .save(out)
+    timer.lap("stale");
+    let outputs: Vec<String> = all_outputs.into_iter().collect();
+    ManifestOut::new(&global, &search_key, records, &outputs)
+        .save(out, previous.as_ref())
         .map_err(|err| Error::io(out.join(MANIFEST_DIR), err))?;
+    timer.lap("manifest save");
     report.millis = started.elapsed().as_millis();
     Ok(report)
 }
@@ -448,14 +539,6 @@ fn unreachable_record(meta: &PageMeta, render_key: &str) -> PageRecord {
         headings: Vec::new(),
         anchors: Vec::new(),
         links: Vec::new(),
-    }
-}
-
-fn w_parts(w: &Work) -> render::PageInput<'_> {
-    render::PageInput {
-        meta: &w.meta,
-        nav: &w.nav,
-        rendered: w.rendered.as_ref(),
     }
 }
 

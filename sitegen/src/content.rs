@@ -20,25 +20,33 @@ pub struct FrontMatter {
     /// The meta description; required because every page needs a unique one.
     pub description: String,
     /// Sort key among siblings (lower first); `order` is accepted as a synonym.
-    #[serde(default, alias = "order")]
+    #[serde(default, alias = "order", skip_serializing_if = "is_zero")]
     pub weight: i64,
     /// Old URLs that redirect here.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub aliases: Vec<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_false")]
     pub draft: bool,
     /// Template name; defaults to `docs.html` (or `section.html` for `_index.md`).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template: Option<String>,
     /// Overrides the computed last-modified date (`YYYY-MM-DD` or RFC 3339).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub updated: Option<String>,
     /// Show the table of contents (default true).
     #[serde(default = "yes")]
     pub toc: bool,
     /// Leave the page out of the sitemap and the search index.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_false")]
     pub noindex: bool,
+}
+
+fn is_zero(value: &i64) -> bool {
+    *value == 0
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
 }
 
 fn yes() -> bool {
@@ -51,12 +59,16 @@ pub struct PageMeta {
     /// Path relative to the content folder, with `/` separators, e.g. `docs/a.md`.
     pub rel_path: String,
     /// Site path, e.g. `/docs/a/`.
+    #[serde(skip)]
     pub url: String,
     /// Output file relative to the output folder, e.g. `docs/a/index.html`.
+    #[serde(skip)]
     pub output: String,
     /// Folder of the page's section, e.g. `docs` (`""` for the root).
+    #[serde(skip)]
     pub section: String,
     /// True for `_index.md`.
+    #[serde(skip)]
     pub is_index: bool,
     pub front: FrontMatter,
     /// 1-based line where the Markdown body starts.
@@ -82,6 +94,18 @@ impl PageMeta {
         } else {
             &self.section
         }
+    }
+
+    /// Fills in the fields derived from `rel_path` (they are not stored in the manifest).
+    pub fn derive_paths(&mut self) {
+        let (url, output) = url_for(&self.rel_path);
+        self.url = url;
+        self.output = output;
+        self.section = match self.rel_path.rfind('/') {
+            Some(slash) => self.rel_path[..slash].to_owned(),
+            None => String::new(),
+        };
+        self.is_index = self.rel_path == "_index.md" || self.rel_path.ends_with("/_index.md");
     }
 
     pub fn template(&self) -> &str {

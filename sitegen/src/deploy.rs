@@ -190,13 +190,35 @@ async fn run_async(options: &DeployOptions) -> Result<DeployPlan> {
         }
         let page = request.send().await.map_err(|err| s3_error("list", err))?;
         for object in page.contents() {
-            if let (Some(key), Some(etag)) = (object.key(), object.e_tag()) {
+            if let Some(key) = object.key() {
+                // An empty ETag never equals an MD5, so such objects count as changed.
+                let etag = object.e_tag().unwrap_or_default();
                 remote.insert(key.to_owned(), etag.to_owned());
             }
         }
         match page.next_continuation_token() {
             Some(next) if page.is_truncated() == Some(true) => token = Some(next.to_owned()),
             _ => break,
+        }
+    }
+    // Some S3-compatible servers leave ETags out of listings; ask for the ones that matter.
+    let local_keys: std::collections::HashSet<&str> =
+        local.iter().map(|f| f.key.as_str()).collect();
+    let missing: Vec<String> = remote
+        .iter()
+        .filter(|(key, etag)| etag.is_empty() && local_keys.contains(key.as_str()))
+        .map(|(key, _)| key.clone())
+        .collect();
+    for key in missing {
+        let head = client
+            .head_object()
+            .bucket(&options.bucket)
+            .key(&key)
+            .send()
+            .await
+            .map_err(|err| s3_error(&format!("head {key}"), err))?;
+        if let Some(etag) = head.e_tag() {
+            remote.insert(key, etag.to_owned());
         }
     }
     let mut result = plan(&local, &remote);

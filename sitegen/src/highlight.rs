@@ -12,6 +12,11 @@ fn syntax_set() -> &'static SyntaxSet {
     SET.get_or_init(SyntaxSet::load_defaults_newlines)
 }
 
+/// Loads the syntax definitions if they are not loaded yet.
+pub fn preload() {
+    syntax_set();
+}
+
 /// Language names authors use that syntect knows by another token.
 fn token_for(language: &str) -> &str {
     match language {

@@ -9,20 +9,20 @@ use crate::markdown::Link;
 
 /// Every URL the site answers, with the ids of each page.
 #[derive(Debug, Default)]
-pub struct LinkTargets {
-    /// Page URL → its anchors.
-    pub pages: HashMap<String, HashSet<String>>,
+pub struct LinkTargets<'a> {
+    /// Page URL → its anchors (borrowed: building this map copies nothing).
+    pub pages: HashMap<&'a str, &'a [String]>,
     /// Other URLs: aliases, static files, generated files.
     pub files: HashSet<String>,
 }
 
-impl LinkTargets {
-    fn anchors_of(&self, path: &str) -> Option<Option<&HashSet<String>>> {
+impl<'a> LinkTargets<'a> {
+    fn anchors_of(&self, path: &str) -> Option<Option<&'a [String]>> {
         if let Some(anchors) = self.pages.get(path) {
             return Some(Some(anchors));
         }
         if !path.ends_with('/')
-            && let Some(anchors) = self.pages.get(&format!("{path}/"))
+            && let Some(anchors) = self.pages.get(format!("{path}/").as_str())
         {
             return Some(Some(anchors));
         }
@@ -55,7 +55,9 @@ impl LinkTargets {
                 None => Some(DiagnosticKind::BrokenLink {
                     target: link.target.clone(),
                 }),
-                Some(Some(anchors)) if !fragment.is_empty() && !anchors.contains(fragment) => {
+                Some(Some(anchors))
+                    if !fragment.is_empty() && !anchors.iter().any(|a| a == fragment) =>
+                {
                     Some(DiagnosticKind::MissingAnchor {
                         target: link.target.clone(),
                         anchor: fragment.to_owned(),
@@ -81,10 +83,8 @@ mod tests {
     #[test]
     fn checks_pages_files_and_anchors() {
         let mut targets = LinkTargets::default();
-        targets.pages.insert(
-            "/docs/a/".into(),
-            ["usage".to_owned()].into_iter().collect(),
-        );
+        let anchors = ["usage".to_owned()];
+        targets.pages.insert("/docs/a/", &anchors);
         targets.files.insert("/favicon.svg".into());
         let link = |target: &str| Link {
             target: target.into(),

@@ -22,10 +22,16 @@ pub struct Heading {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Link {
     /// The resolved target, e.g. `/docs/a/#usage` or `#usage`; external URLs are not kept.
+    #[serde(rename = "t")]
     pub target: String,
+    #[serde(rename = "l")]
     pub line: usize,
-    #[serde(default)]
+    #[serde(default, rename = "i", skip_serializing_if = "is_false")]
     pub image: bool,
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
 }
 
 /// The rendered body of a page.

@@ -57,6 +57,8 @@ pub struct NavContext {
 #[derive(Debug)]
 pub struct SiteTree<'a> {
     pages: &'a [PageMeta],
+    /// Name of the home page in breadcrumbs (the site's title; the page title is a tagline).
+    home_title: &'a str,
     /// Section folder → index of its `_index.md` in `pages`.
     section_index: HashMap<&'a str, usize>,
     /// Section folder → sorted child entries (page indices; sections by their index page).
@@ -64,6 +66,27 @@ pub struct SiteTree<'a> {
     /// Page index → position in its top-level section's reading order.
     order: HashMap<usize, (String, usize)>,
     reading_order: BTreeMap<String, Vec<usize>>,
+    /// Section folder → hashes of its children list as the sidebar shows it (title, URL,
+    /// kind) and as a section page lists it (title, URL, description).
+    children_hashes: HashMap<&'a str, (blake3::Hash, blake3::Hash)>,
+}
+
+fn hash_str(hasher: &mut blake3::Hasher, text: &str) {
+    hasher.update(&(text.len() as u64).to_le_bytes());
+    hasher.update(text.as_bytes());
+}
+
+fn hash_link(hasher: &mut blake3::Hasher, link: Option<&NavLink>) {
+    match link {
+        Some(link) => {
+            hasher.update(&[1]);
+            hash_str(hasher, &link.title);
+            hash_str(hasher, &link.url);
+        }
+        None => {
+            hasher.update(&[0]);
+        }
+    }
 }
 
 fn parent_folder(folder: &str) -> &str {
@@ -79,7 +102,7 @@ fn top_level(folder: &str) -> &str {
 
 impl<'a> SiteTree<'a> {
     /// Builds the tree. Pages must be the non-draft pages, sorted by `rel_path`.
-    pub fn new(pages: &'a [PageMeta]) -> SiteTree<'a> {
+    pub fn new(pages: &'a [PageMeta], home_title: &'a str) -> SiteTree<'a> {
         let mut section_index = HashMap::new();
         for (index, page) in pages.iter().enumerate() {
             if page.is_index {
@@ -110,11 +133,30 @@ impl<'a> SiteTree<'a> {
         }
         let mut tree = SiteTree {
             pages,
+            home_title,
             section_index,
             children,
             order: HashMap::new(),
             reading_order: BTreeMap::new(),
+            children_hashes: HashMap::new(),
         };
+        let mut children_hashes = HashMap::new();
+        for (section, list) in &tree.children {
+            let mut sidebar = blake3::Hasher::new();
+            let mut listing = blake3::Hasher::new();
+            for &child in list {
+                let page = &pages[child];
+                hash_str(&mut sidebar, &page.front.title);
+                hash_str(&mut sidebar, &page.url);
+                sidebar.update(&[u8::from(page.is_index), u8::from(page.front.noindex)]);
+                hash_str(&mut listing, &page.front.title);
+                hash_str(&mut listing, &page.url);
+                hash_str(&mut listing, &page.front.description);
+                listing.update(&[u8::from(page.front.noindex)]);
+            }
+            children_hashes.insert(*section, (sidebar.finalize(), listing.finalize()));
+        }
+        tree.children_hashes = children_hashes;
         let roots: Vec<&str> = tree
             .section_index
             .keys()
@@ -179,18 +221,8 @@ impl<'a> SiteTree<'a> {
         items
     }
 
-    /// The navigation context of `pages[index]`.
-    pub fn context(&self, index: usize) -> NavContext {
-        let page = &self.pages[index];
-        let own = page.own_section();
-        let root = top_level(own);
-        let (sidebar, sidebar_root) = match self.section_index.get(root) {
-            Some(&root_index) if !root.is_empty() => {
-                (self.sidebar_items(root, page), Some(self.link(root_index)))
-            }
-            _ => (Vec::new(), None),
-        };
-        let (prev, next) = match self.order.get(&index) {
+    fn prev_next(&self, index: usize) -> (Option<NavLink>, Option<NavLink>) {
+        match self.order.get(&index) {
             Some((root, position)) => {
                 let order = &self.reading_order[root];
                 let prev = position.checked_sub(1).map(|p| self.link(order[p]));
@@ -198,10 +230,17 @@ impl<'a> SiteTree<'a> {
                 (prev, next)
             }
             None => (None, None),
-        };
+        }
+    }
+
+    fn breadcrumbs(&self, index: usize) -> Vec<NavLink> {
+        let page = &self.pages[index];
         let mut breadcrumbs = Vec::new();
         if let Some(&home) = self.section_index.get("") {
-            breadcrumbs.push(self.link(home));
+            breadcrumbs.push(NavLink {
+                title: self.home_title.to_owned(),
+                url: self.pages[home].url.clone(),
+            });
         }
         let mut folder = String::new();
         for part in page.section.split('/').filter(|p| !p.is_empty()) {
@@ -218,11 +257,71 @@ impl<'a> SiteTree<'a> {
         if page.rel_path != "_index.md" {
             breadcrumbs.push(self.link(index));
         }
+        breadcrumbs
+    }
+
+    /// A hash of everything [`SiteTree::context`] returns for `pages[index]`, computed from
+    /// its inputs without building it: the sidebar is a function of the page's URL, its
+    /// section and the children lists of the sections on the path from the top-level section
+    /// down to it; the rest is small. The incremental build compares these keys for every
+    /// page and builds full contexts only for the pages it re-renders.
+    pub fn context_key(&self, index: usize) -> blake3::Hash {
+        let page = &self.pages[index];
+        let own = page.own_section();
+        let root = top_level(own);
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(b"sitegen navigation context v1");
+        hash_str(&mut hasher, &page.url);
+        hash_str(&mut hasher, own);
+        if !root.is_empty()
+            && let Some(&root_index) = self.section_index.get(root)
+        {
+            hash_link(&mut hasher, Some(&self.link(root_index)));
+            let mut folder = String::new();
+            for part in own.split('/') {
+                if !folder.is_empty() {
+                    folder.push('/');
+                }
+                folder.push_str(part);
+                hash_str(&mut hasher, &folder);
+                if let Some((sidebar, _)) = self.children_hashes.get(folder.as_str()) {
+                    hasher.update(sidebar.as_bytes());
+                }
+            }
+        }
+        let (prev, next) = self.prev_next(index);
+        hash_link(&mut hasher, prev.as_ref());
+        hash_link(&mut hasher, next.as_ref());
+        for link in self.breadcrumbs(index) {
+            hash_link(&mut hasher, Some(&link));
+        }
+        if page.is_index
+            && let Some((_, listing)) = self.children_hashes.get(own)
+        {
+            hasher.update(listing.as_bytes());
+        }
+        hasher.finalize()
+    }
+
+    /// The navigation context of `pages[index]`.
+    pub fn context(&self, index: usize) -> NavContext {
+        let page = &self.pages[index];
+        let own = page.own_section();
+        let root = top_level(own);
+        let (sidebar, sidebar_root) = match self.section_index.get(root) {
+            Some(&root_index) if !root.is_empty() => {
+                (self.sidebar_items(root, page), Some(self.link(root_index)))
+            }
+            _ => (Vec::new(), None),
+        };
+        let (prev, next) = self.prev_next(index);
+        let breadcrumbs = self.breadcrumbs(index);
         let children = if page.is_index {
             self.children
                 .get(own)
                 .map_or(&[][..], |v| v.as_slice())
                 .iter()
+                .filter(|&&c| !self.pages[c].front.noindex)
                 .map(|&c| ChildLink {
                     title: self.pages[c].front.title.clone(),
                     url: self.pages[c].url.clone(),

@@ -35,6 +35,33 @@ fn shard_key(term: &str) -> String {
         .collect()
 }
 
+/// A hash of the documents, in order: equal keys give equal shards.
+pub fn key(documents: &[Document]) -> String {
+    let mut hasher = blake3::Hasher::new();
+    let mut put = |text: &str| {
+        hasher.update(&(text.len() as u64).to_le_bytes());
+        hasher.update(text.as_bytes());
+    };
+    for document in documents {
+        put(document.url);
+        put(document.title);
+        put(document.description);
+        for (id, text) in &document.headings {
+            put(id);
+            put(text);
+        }
+        put("\u{0}");
+    }
+    hasher.finalize().to_hex().to_string()
+}
+
+/// Whether an output path is a search shard (`search/<two characters>.json`).
+pub fn is_shard(path: &str) -> bool {
+    path.strip_prefix("search/")
+        .and_then(|name| name.strip_suffix(".json"))
+        .is_some_and(|key| key.chars().count() == 2)
+}
+
 /// Output path → JSON text of every shard. Each shard maps a term to its entries.
 pub fn build(documents: &[Document]) -> BTreeMap<String, String> {
     let mut shards: BTreeMap<String, BTreeMap<String, BTreeSet<Entry>>> = BTreeMap::new();

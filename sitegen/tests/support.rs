@@ -12,8 +12,13 @@ pub fn workspace_root() -> PathBuf {
         .to_owned()
 }
 
+/// The site sources the tests build: `docs-src`, or `CAIRN_DOCS_SRC` when set (to test a
+/// snapshot while others are mid-edit in the shared checkout).
 pub fn docs_src() -> PathBuf {
-    workspace_root().join("docs-src")
+    match std::env::var_os("CAIRN_DOCS_SRC") {
+        Some(path) => PathBuf::from(path),
+        None => workspace_root().join("docs-src"),
+    }
 }
 
 pub fn fixture(name: &str) -> PathBuf {

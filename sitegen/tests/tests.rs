@@ -3,6 +3,7 @@
 mod support;
 
 mod build_docs;
+mod deploy;
 mod external_tools;
 mod failures;
 mod incremental;
