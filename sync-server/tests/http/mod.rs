@@ -6,4 +6,5 @@ pub mod support;
 
 mod auth;
 mod bad_input;
+mod process;
 mod sync;

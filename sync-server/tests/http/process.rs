@@ -1,0 +1,447 @@
+//! The real `sync-server` binary: the embedded default with no settings, `admin` and `fsck`,
+//! graceful shutdown on SIGTERM, and the crash test (SIGKILL at many points during pushes).
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::http::support::{Mode, Tree, production_env, stream_of, tree};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_sync-server");
+
+/// Environment that makes the binary run in `mode` on `data_dir`, and the bucket to create.
+struct Environment {
+    vars: Vec<(String, String)>,
+    database: Option<(String, String)>,
+}
+
+async fn environment(mode: Mode) -> Option<Environment> {
+    match mode {
+        Mode::Embedded => Some(Environment {
+            vars: Vec::new(),
+            database: None,
+        }),
+        Mode::Production => {
+            let (database_url, endpoint, access_key, secret_key) = production_env()?;
+            let database = format!("cairn_proc_{:016x}", rand::random::<u64>());
+            let (client, connection) =
+                tokio_postgres::connect(&database_url, tokio_postgres::NoTls)
+                    .await
+                    .expect("PostgreSQL");
+            tokio::spawn(connection);
+            client
+                .batch_execute(&format!("CREATE DATABASE {database}"))
+                .await
+                .expect("a test database");
+            let url = match database_url.rsplit_once('/') {
+                Some((base, _)) => format!("{base}/{database}"),
+                None => database_url.clone(),
+            };
+            let bucket = format!("cairn-proc-{:016x}", rand::random::<u64>());
+            let mut settings = sync_server::store::S3Settings::new(bucket.clone());
+            settings.endpoint = Some(endpoint.clone());
+            settings.force_path_style = true;
+            settings.credentials = Some(sync_server::store::S3Credentials {
+                access_key_id: access_key.clone(),
+                secret_access_key: secret_key.clone(),
+            });
+            let backend = sync_server::store::S3Backend::connect(&settings)
+                .await
+                .expect("S3");
+            backend
+                .client()
+                .create_bucket()
+                .bucket(&bucket)
+                .send()
+                .await
+                .expect("a test bucket");
+            Some(Environment {
+                vars: vec![
+                    ("DATABASE_URL".into(), url),
+                    ("CAIRN_S3_ENDPOINT".into(), endpoint),
+                    ("CAIRN_S3_BUCKET".into(), bucket),
+                    ("CAIRN_S3_PATH_STYLE".into(), "true".into()),
+                    ("AWS_ACCESS_KEY_ID".into(), access_key),
+                    ("AWS_SECRET_ACCESS_KEY".into(), secret_key),
+                    ("AWS_REGION".into(), "us-east-1".into()),
+                ],
+                database: Some((database_url, database)),
+            })
+        }
+    }
+}
+
+impl Environment {
+    fn command(&self, dir: &Path, args: &[&str]) -> Command {
+        let mut command = Command::new(BINARY);
+        command
+            .args(args)
+            .current_dir(dir)
+            .env("CAIRN_LOG", "warn")
+            .env_remove("DATABASE_URL")
+            .env_remove("CAIRN_S3_BUCKET")
+            .env_remove("CAIRN_DATA_DIR")
+            .envs(
+                self.vars
+                    .iter()
+                    .map(|(key, value)| (key.as_str(), value.as_str())),
+            )
+            .kill_on_drop(true);
+        command
+    }
+
+    async fn cleanup(&self) {
+        if let Some((url, database)) = &self.database
+            && let Ok((client, connection)) =
+                tokio_postgres::connect(url, tokio_postgres::NoTls).await
+        {
+            tokio::spawn(connection);
+            let _ = client
+                .batch_execute(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
+                .await;
+        }
+    }
+
+    /// Runs a command to completion: (exit success, stdout).
+    async fn run(&self, dir: &Path, args: &[&str], password: Option<&str>) -> (bool, String) {
+        let mut command = self.command(dir, args);
+        if let Some(password) = password {
+            command.env("CAIRN_PASSWORD", password);
+        }
+        let output = command.output().await.expect("running sync-server");
+        if !output.status.success() {
+            eprintln!("{}", String::from_utf8_lossy(&output.stderr));
+        }
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+        )
+    }
+
+    /// Starts `serve` on a free port; returns the child and its base URL.
+    async fn serve(&self, dir: &Path, extra: &[&str]) -> (Child, String) {
+        let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
+        args.extend_from_slice(extra);
+        let mut child = self
+            .command(dir, &args)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("starting sync-server");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .expect("the server starts within 30 s")
+            .expect("reading stdout")
+            .expect("a line on stdout");
+        let base = line
+            .strip_prefix("listening on ")
+            .expect("the listening line")
+            .to_owned();
+        (child, base)
+    }
+}
+
+/// `key: value` from admin output.
+fn field(output: &str, key: &str) -> String {
+    output
+        .lines()
+        .find_map(|line| line.strip_prefix(&format!("{key}: ")))
+        .unwrap_or_else(|| panic!("no {key} in {output}"))
+        .to_owned()
+}
+
+/// Creates alice, her team and project with `admin`: (token, project id).
+async fn admin_setup(env: &Environment, dir: &Path) -> (String, String) {
+    let (ok, _) = env
+        .run(
+            dir,
+            &[
+                "admin",
+                "create-user",
+                "--name",
+                "alice",
+                "--email",
+                "alice@example.com",
+            ],
+            Some("correct horse battery"),
+        )
+        .await;
+    assert!(ok, "admin create-user");
+    let (ok, _) = env
+        .run(
+            dir,
+            &["admin", "create-team", "--name", "crew", "--owner", "alice"],
+            None,
+        )
+        .await;
+    assert!(ok, "admin create-team");
+    let (ok, output) = env
+        .run(
+            dir,
+            &["admin", "create-project", "--team", "crew", "--name", "api"],
+            None,
+        )
+        .await;
+    assert!(ok, "admin create-project");
+    let project = field(&output, "project");
+    let (ok, output) = env
+        .run(dir, &["admin", "create-token", "--user", "alice"], None)
+        .await;
+    assert!(ok, "admin create-token");
+    (field(&output, "token"), project)
+}
+
+fn version_tree(n: usize) -> Tree {
+    let contents: Vec<(String, String)> = (0..24)
+        .map(|file| {
+            let body = format!(
+                "{{\"file\":{file},\"edit\":{}}}",
+                if file % 4 == n % 4 { n } else { 0 }
+            );
+            (format!("dir{}/req{file}.json", file % 3), body.repeat(40))
+        })
+        .collect();
+    let borrowed: Vec<(&str, &str)> = contents
+        .iter()
+        .map(|(path, body)| (path.as_str(), body.as_str()))
+        .collect();
+    tree(&borrowed)
+}
+
+async fn push(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    project: &str,
+    push_id: &str,
+    base_version: u64,
+    tree: &Tree,
+) -> Result<Value, String> {
+    let response = http
+        .post(format!(
+            "{base}/v1/projects/{project}/push?push_id={push_id}&base_version={base_version}&root={}",
+            tree.root
+        ))
+        .bearer_auth(token)
+        .body(stream_of(&tree.objects))
+        .send()
+        .await
+        .map_err(|error| error.to_string())?;
+    let status = response.status();
+    let body: Value = response.json().await.map_err(|error| error.to_string())?;
+    if status == 200 {
+        Ok(body)
+    } else {
+        Err(format!("{status}: {body}"))
+    }
+}
+
+async fn head(http: &reqwest::Client, base: &str, token: &str, project: &str) -> (u64, String) {
+    let body: Value = http
+        .get(format!("{base}/v1/projects/{project}"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("head")
+        .json()
+        .await
+        .expect("head json");
+    (
+        body["version"].as_u64().expect("version"),
+        body["root"].as_str().expect("root").to_owned(),
+    )
+}
+
+/// At least 50 SIGKILLs at random points during pushes; afterwards every acknowledged push is
+/// in the history, the head pulls whole, and fsck is clean.
+async fn crash_during_pushes(mode: Mode, kills: usize, max_delay_ms: u64) {
+    let Some(env) = environment(mode).await else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (token, project) = admin_setup(&env, dir.path()).await;
+    let http = reqwest::Client::new();
+    let mut acknowledged: Vec<(u64, String)> = Vec::new();
+    let mut next = 1usize;
+    // Kills that landed while a push was in flight (its outcome unknown to the client).
+    let mut interrupted = 0usize;
+    for kill in 0..kills {
+        let (mut child, base) = env.serve(dir.path(), &[]).await;
+        let (mut version, _) = head(&http, &base, &token, &project).await;
+        let deadline =
+            Instant::now() + Duration::from_millis(5 + rand::random::<u64>() % max_delay_ms);
+        // Push until the deadline, then kill the server wherever it is.
+        let in_flight = std::cell::Cell::new(false);
+        let pushing = async {
+            loop {
+                in_flight.set(true);
+                let t = version_tree(next);
+                next += 1;
+                let push_id = format!("crash-{kill}-{next}");
+                match push(&http, &base, &token, &project, &push_id, version, &t).await {
+                    Ok(answer) => {
+                        in_flight.set(false);
+                        version = answer["version"].as_u64().expect("version");
+                        acknowledged.push((version, t.root.to_string()));
+                    }
+                    Err(error) => panic!("a push failed while the server was up: {error}"),
+                }
+            }
+        };
+        tokio::select! {
+            () = pushing => {}
+            () = tokio::time::sleep_until(deadline.into()) => {}
+        }
+        child.start_kill().expect("SIGKILL");
+        let _ = child.wait().await;
+        interrupted += usize::from(in_flight.get());
+    }
+    eprintln!(
+        "crash test ({mode:?}): {kills} kills, {interrupted} during a push, {} pushes acknowledged",
+        acknowledged.len()
+    );
+    assert!(acknowledged.len() > 5, "too few pushes got through");
+    assert!(
+        interrupted >= kills / 2,
+        "too few kills landed during a push"
+    );
+
+    let (mut child, base) = env.serve(dir.path(), &[]).await;
+    for (version, root) in &acknowledged {
+        let body: Value = http
+            .get(format!("{base}/v1/projects/{project}/versions/{version}"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("version")
+            .json()
+            .await
+            .expect("version json");
+        assert_eq!(
+            body["root"].as_str(),
+            Some(root.as_str()),
+            "version {version}"
+        );
+    }
+    let response = http
+        .post(format!("{base}/v1/projects/{project}/pull"))
+        .bearer_auth(&token)
+        .json(&json!({}))
+        .send()
+        .await
+        .expect("pull");
+    assert_eq!(response.status(), 200);
+    let bytes = response.bytes().await.expect("pull body");
+    sync_protocol::stream::decode_stream(&bytes).expect("the head pulls whole");
+    child.start_kill().expect("kill");
+    let _ = child.wait().await;
+
+    let (clean, report) = env.run(dir.path(), &["fsck", &project], None).await;
+    assert!(clean, "fsck found damage:\n{report}");
+    assert!(report.contains("status: clean"), "{report}");
+    let (clean, report) = env.run(dir.path(), &["fsck"], None).await;
+    assert!(clean && report.contains("projects: 1"), "{report}");
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_test_embedded() {
+    crash_during_pushes(Mode::Embedded, 60, 150).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_test_production() {
+    // S3 pushes are slower: kill later on average, so that some pushes complete.
+    crash_during_pushes(Mode::Production, 50, 600).await;
+}
+
+/// SIGTERM lets an in-flight request finish, then the process exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_in_flight_requests() {
+    let env = environment(Mode::Embedded).await.expect("embedded");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (token, project) = admin_setup(&env, dir.path()).await;
+    let (mut child, base) = env
+        .serve(dir.path(), &["--shutdown-grace-secs", "20"])
+        .await;
+    let t = version_tree(1);
+    let body = stream_of(&t.objects);
+    // The body trickles in over about a second: the request is in flight when SIGTERM lands.
+    let pieces: Vec<Vec<u8>> = body
+        .chunks(body.len() / 10 + 1)
+        .map(<[u8]>::to_vec)
+        .collect();
+    let slow = futures_util::stream::unfold(pieces.into_iter(), |mut pieces| async move {
+        let piece = pieces.next()?;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        Some((Ok::<_, std::io::Error>(piece), pieces))
+    });
+    let http = reqwest::Client::new();
+    let request = http
+        .post(format!(
+            "{base}/v1/projects/{project}/push?push_id=slow&base_version=0&root={}",
+            t.root
+        ))
+        .bearer_auth(&token)
+        .body(reqwest::Body::wrap_stream(slow))
+        .send();
+    let pid = child.id().expect("pid");
+    let terminate = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .expect("kill -TERM");
+        assert!(status.success());
+    };
+    let (response, ()) = tokio::join!(request, terminate);
+    let response = response.expect("the in-flight push is answered");
+    assert_eq!(response.status(), 200, "{:?}", response.text().await);
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .expect("the server exits after the request")
+        .expect("exit status");
+    assert!(status.success(), "{status:?}");
+    // New connections are refused now.
+    assert!(http.get(format!("{base}/healthz")).send().await.is_err());
+}
+
+/// `sync-server serve` with no settings: the embedded default in `./.cairn-data`, and the site
+/// from `./dist` when it exists.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_with_no_settings_is_embedded() {
+    let env = environment(Mode::Embedded).await.expect("embedded");
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::create_dir_all(dir.path().join("dist/docs")).unwrap();
+    std::fs::write(dir.path().join("dist/index.html"), "<h1>Cairn</h1>").unwrap();
+    std::fs::write(dir.path().join("dist/docs/index.html"), "<h1>Docs</h1>").unwrap();
+    std::fs::write(dir.path().join("dist/404.html"), "<h1>Lost</h1>").unwrap();
+    let (mut child, base) = env.serve(dir.path(), &[]).await;
+    assert!(dir.path().join(".cairn-data/catalog.sqlite3").exists());
+    let http = reqwest::Client::new();
+    let index = http.get(format!("{base}/")).send().await.unwrap();
+    assert_eq!(index.status(), 200);
+    assert!(index.text().await.unwrap().contains("Cairn"));
+    let docs = http.get(format!("{base}/docs/")).send().await.unwrap();
+    assert!(docs.text().await.unwrap().contains("Docs"));
+    let lost = http.get(format!("{base}/nope.html")).send().await.unwrap();
+    assert_eq!(lost.status(), 404);
+    assert!(lost.text().await.unwrap().contains("Lost"));
+    let health = http.get(format!("{base}/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    assert!(health.headers().contains_key("x-request-id"));
+    // The API still answers with problem documents under /v1.
+    let missing = http.get(format!("{base}/v1/nothing")).send().await.unwrap();
+    assert_eq!(missing.status(), 404);
+    assert_eq!(
+        missing.headers()["content-type"].to_str().unwrap(),
+        "application/problem+json"
+    );
+    child.start_kill().unwrap();
+    let _ = child.wait().await;
+}
