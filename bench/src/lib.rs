@@ -140,10 +140,18 @@ pub fn json_like(rng: &mut Rng, len: usize, out: &mut Vec<u8>) {
     out.extend_from_slice(b"\"end\": true\n}\n");
 }
 
+/// One generated file.
+#[derive(Debug, Clone)]
+pub struct ProjectFile {
+    pub bytes: Vec<u8>,
+    /// Random bytes (an already compressed attachment) rather than JSON-like text.
+    pub random: bool,
+}
+
 /// A project's worth of files totalling at least `total` bytes: mostly JSON-like documents of
 /// every size (many small, a few of several MiB) and about one file in eight of random bytes
 /// (attachments that are already compressed). The same `seed` gives the same files.
-pub fn mixed_project(total: usize, seed: u64) -> Vec<Vec<u8>> {
+pub fn mixed_project(total: usize, seed: u64) -> Vec<ProjectFile> {
     let mut rng = Rng::new(seed);
     let mut files = Vec::new();
     let mut size = 0;
@@ -153,15 +161,16 @@ pub fn mixed_project(total: usize, seed: u64) -> Vec<Vec<u8>> {
             6..=8 => (32 << 10) + rng.below(1 << 20),
             _ => (1 << 20) + rng.below(16 << 20),
         } as usize;
-        let mut file = Vec::with_capacity(len + 4096);
-        if rng.below(8) == 0 {
-            file.resize(len, 0);
-            rng.fill(&mut file);
+        let mut bytes = Vec::with_capacity(len + 4096);
+        let random = rng.below(8) == 0;
+        if random {
+            bytes.resize(len, 0);
+            rng.fill(&mut bytes);
         } else {
-            json_like(&mut rng, len, &mut file);
+            json_like(&mut rng, len, &mut bytes);
         }
-        size += file.len();
-        files.push(file);
+        size += bytes.len();
+        files.push(ProjectFile { bytes, random });
     }
     files
 }

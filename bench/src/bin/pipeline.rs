@@ -24,12 +24,19 @@ fn main() {
         .map_or(7, |a| a.parse().expect("number of runs"));
     assert!(runs >= 1);
 
-    let files = mixed_project(mebibytes << 20, 0x00c0_ffee);
+    let project = mixed_project(mebibytes << 20, 0x00c0_ffee);
+    let random: usize = project
+        .iter()
+        .filter(|f| f.random)
+        .map(|f| f.bytes.len())
+        .sum();
+    let files: Vec<Vec<u8>> = project.into_iter().map(|f| f.bytes).collect();
     let input: usize = files.iter().map(Vec::len).sum();
     println!(
-        "{} files, {:.1} MiB of mixed JSON-like text and random bytes, {runs} runs, single thread",
+        "{} files, {:.1} MiB: JSON-like text and {:.0}% random bytes; {runs} runs, single thread",
         files.len(),
-        input as f64 / f64::from(1 << 20)
+        input as f64 / f64::from(1 << 20),
+        100.0 * random as f64 / input as f64,
     );
 
     let largest = files.iter().map(Vec::len).max().unwrap_or(0);
@@ -145,6 +152,20 @@ fn main() {
         println!(
             "pipeline / zstd-3 throughput, CPU time: {:.2} (target >= 0.80)",
             ratio(zstd_cpu, pipeline_cpu)
+        );
+        // The two run back to back in each round, so their ratio within a round is the
+        // figure least disturbed by other load on the machine.
+        let mut per_round: Vec<f64> = zstd_times
+            .iter()
+            .zip(&pipeline_times)
+            .filter_map(|(z, p)| Some(ratio(z.cpu?, p.cpu?)))
+            .collect();
+        per_round.sort_by(f64::total_cmp);
+        println!(
+            "  per round: median {:.2}, range {:.2} to {:.2}",
+            per_round[per_round.len() / 2],
+            per_round[0],
+            per_round[per_round.len() - 1]
         );
     }
     println!(
