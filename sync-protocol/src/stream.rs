@@ -27,7 +27,7 @@
 //! - Nothing may follow the trailer. An empty stream (no frames) is valid.
 //!
 //! A decoder checks each frame when it is complete: `len` within the limit, the zstd frame is a
-//! single frame that decompresses (capped at [`MAX_OBJECT_SIZE`](crate::limits::MAX_OBJECT_SIZE))
+//! single frame that decompresses (capped at [`MAX_OBJECT_SIZE`])
 //! to a canonical object of kind `kind`, whose id is `id`. Frames are in the order the sender
 //! chose; for a push that is children first (see the object store's closure rule). A stream may
 //! name one object twice; whoever applies it treats the second as already present.
