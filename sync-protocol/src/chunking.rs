@@ -189,7 +189,8 @@ impl ObjectEncoder {
         let boundaries = chunk_boundaries(data);
         let mut chunks = Vec::with_capacity(boundaries.size_hint().0);
         let mut objects = Vec::with_capacity(boundaries.size_hint().0 + 1);
-        // Most files have no repeated chunk; the set only costs anything for files of several.
+        // Chunks repeated inside one file (runs of zeros, copied blocks) are compressed and
+        // listed once.
         let mut seen = HashSet::new();
         for range in boundaries {
             let body = &data[range];
@@ -200,7 +201,7 @@ impl ObjectEncoder {
                 len: body.len() as u32,
             });
             if seen.insert(id) {
-                objects.push(self.compress_parts(id, ObjectKind::Chunk, body));
+                objects.push(self.compress_chunk(id, body));
             }
         }
         let size = data.len() as u64;
@@ -230,27 +231,33 @@ impl ObjectEncoder {
     /// [`ObjectEncoder::encode_file`]).
     pub fn encode_object(&mut self, object: &Object) -> EncodedObject {
         match object {
-            Object::Chunk(body) => self.compress_parts(chunk_id(body), ObjectKind::Chunk, body),
+            Object::Chunk(body) => self.compress_chunk(chunk_id(body), body),
             _ => {
                 let encoded = object.encode();
                 let id = ObjectId::of_encoded(&encoded);
-                self.compress_whole(id, object.kind(), &encoded)
+                self.compress_encoding(id, object.kind(), &encoded)
             }
         }
     }
 
-    /// Compresses the object whose encoding is the header of `kind` followed by `body`.
-    fn compress_parts(&mut self, id: ObjectId, kind: ObjectKind, body: &[u8]) -> EncodedObject {
+    /// Compresses the chunk `body`, whose id the caller already has, by way of the scratch
+    /// buffer (the encoding is the two header bytes, then the body).
+    fn compress_chunk(&mut self, id: ObjectId, body: &[u8]) -> EncodedObject {
         let mut encoded = std::mem::take(&mut self.encoded);
         encoded.clear();
-        encoded.extend_from_slice(&[kind.tag(), FORMAT_VERSION]);
+        encoded.extend_from_slice(&[ObjectKind::Chunk.tag(), FORMAT_VERSION]);
         encoded.extend_from_slice(body);
-        let object = self.compress_whole(id, kind, &encoded);
+        let object = self.compress_encoding(id, ObjectKind::Chunk, &encoded);
         self.encoded = encoded;
         object
     }
 
-    fn compress_whole(&mut self, id: ObjectId, kind: ObjectKind, encoded: &[u8]) -> EncodedObject {
+    fn compress_encoding(
+        &mut self,
+        id: ObjectId,
+        kind: ObjectKind,
+        encoded: &[u8],
+    ) -> EncodedObject {
         let bound = zstd::zstd_safe::compress_bound(encoded.len());
         self.frame.clear();
         self.frame.reserve(bound);
