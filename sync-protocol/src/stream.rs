@@ -29,8 +29,9 @@
 //! A decoder checks each frame when it is complete: `len` within the limit, the zstd frame is a
 //! single frame that decompresses (capped at [`MAX_OBJECT_SIZE`])
 //! to a canonical object of kind `kind`, whose id is `id`. Frames are in the order the sender
-//! chose; for a push that is children first (see the object store's closure rule). A stream may
-//! name one object twice; whoever applies it treats the second as already present.
+//! chose; for a push that is children first (see the object store's closure rule). The codec
+//! does not reject an object named twice: it checks frames, not the set of objects, and an
+//! idempotent store takes a repeat as already present.
 //!
 //! # Worked example
 //!
