@@ -6,5 +6,6 @@ pub mod support;
 
 mod auth;
 mod bad_input;
+mod ops;
 mod process;
 mod sync;

@@ -1,0 +1,247 @@
+//! Operations endpoints, routing edges, teams, and fsck finding damage.
+
+use serde_json::{Value, json};
+use sync_server::catalog::ProjectId;
+
+use crate::http::support::{TestServer, tree};
+
+async fn health_ready_metrics_openapi(server: &TestServer) {
+    let health = server
+        .http
+        .get(server.url("/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    // A sane client request id is echoed; a missing one is generated.
+    let ready = server
+        .http
+        .get(server.url("/readyz"))
+        .header("x-request-id", "trace-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
+    assert_eq!(ready.headers()["x-request-id"], "trace-123");
+    assert!(health.headers()["x-request-id"].len() >= 16);
+
+    // Some traffic to count: a push, a conflict, a pull.
+    let (alice, _team, project) = server.owner_with_project("alice").await;
+    let v1 = tree(&[("a.json", "1")]);
+    server.push_tree(&alice, &project, 0, &v1).await;
+    let response = server
+        .push_raw(&alice, &project, "late", 0, &v1.root, v1.stream())
+        .await;
+    TestServer::expect_problem(response, 409, "conflict").await;
+    server.pull(&alice, &project, json!({})).await;
+
+    let metrics = server
+        .http
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for needle in [
+        "cairn_http_requests_total{method=\"POST\",route=\"/v1/projects/{id}/push\",status=\"200\"} 1",
+        "cairn_http_requests_total{method=\"POST\",route=\"/v1/projects/{id}/push\",status=\"409\"} 1",
+        "cairn_http_request_duration_seconds_count{route=\"/v1/projects/{id}/pull\"} 1",
+        "cairn_push_conflicts_total 1",
+        "cairn_pushes_committed_total 1",
+        "cairn_pulls_total 1",
+        "cairn_objects_stored_total 2",
+        "cairn_store_put_requests_total",
+    ] {
+        assert!(metrics.contains(needle), "{needle} not in\n{metrics}");
+    }
+    let bytes_in: u64 = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("cairn_http_bytes_in_total "))
+        .and_then(|value| value.parse().ok())
+        .unwrap();
+    assert!(bytes_in >= 2 * v1.stream().len() as u64);
+
+    let openapi: Value = server
+        .http
+        .get(server.url("/v1/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(openapi["openapi"], "3.1.0");
+    assert!(openapi["paths"]["/v1/projects/{project}/push"]["post"].is_object());
+
+    // Routing edges: unknown routes and wrong methods are problem documents too.
+    let response = server
+        .http
+        .get(server.url("/v1/nothing/here"))
+        .send()
+        .await
+        .unwrap();
+    TestServer::expect_problem(response, 404, "not-found").await;
+    let response = server
+        .http
+        .delete(server.url(&format!("/v1/projects/{project}/push")))
+        .send()
+        .await
+        .unwrap();
+    TestServer::expect_problem(response, 405, "method-not-allowed").await;
+}
+http_test!(operations, health_ready_metrics_openapi);
+
+async fn teams_and_members(server: &TestServer) {
+    let owner = server.sign_up("owner").await;
+    let bob = server.sign_up("bob").await;
+    let team = server.create_team(&owner, "team").await;
+    let response = server
+        .http
+        .post(server.url("/v1/teams"))
+        .bearer_auth(&bob.token)
+        .json(&json!({"name": "TEAM"}))
+        .send()
+        .await
+        .unwrap();
+    TestServer::expect_problem(response, 409, "already-exists").await;
+    server.add_member(&owner, &team, &bob, "viewer").await;
+    let members: Value = server
+        .http
+        .get(server.url(&format!("/v1/teams/{team}/members")))
+        .bearer_auth(&bob.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(members["members"].as_array().unwrap().len(), 2);
+    // An unknown role or account is a typed error; the last owner cannot leave.
+    let response = server
+        .http
+        .put(server.url(&format!("/v1/teams/{team}/members/bob")))
+        .bearer_auth(&owner.token)
+        .json(&json!({"role": "admin"}))
+        .send()
+        .await
+        .unwrap();
+    TestServer::expect_problem(response, 422, "invalid-field").await;
+    let response = server
+        .http
+        .put(server.url(&format!("/v1/teams/{team}/members/nobody")))
+        .bearer_auth(&owner.token)
+        .json(&json!({"role": "viewer"}))
+        .send()
+        .await
+        .unwrap();
+    TestServer::expect_problem(response, 422, "invalid-field").await;
+    let response = server
+        .http
+        .delete(server.url(&format!("/v1/teams/{team}/members/owner")))
+        .bearer_auth(&owner.token)
+        .send()
+        .await
+        .unwrap();
+    TestServer::expect_problem(response, 409, "last-owner").await;
+    // Anyone may leave; then the team is invisible to them.
+    let response = server
+        .http
+        .delete(server.url(&format!("/v1/teams/{team}/members/bob")))
+        .bearer_auth(&bob.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    let response = server
+        .http
+        .get(server.url(&format!("/v1/teams/{team}")))
+        .bearer_auth(&bob.token)
+        .send()
+        .await
+        .unwrap();
+    TestServer::expect_problem(response, 404, "not-found").await;
+    let teams: Value = server
+        .http
+        .get(server.url("/v1/teams"))
+        .bearer_auth(&owner.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(teams["teams"][0]["role"], "owner");
+}
+http_test!(teams, teams_and_members);
+
+async fn pull_edges(server: &TestServer) {
+    let (alice, _team, project) = server.owner_with_project("alice").await;
+    let v1 = tree(&[("a.json", "1"), ("d/b.json", "2")]);
+    server.push_tree(&alice, &project, 0, &v1).await;
+    // A base the project does not have: the whole head comes back.
+    let stranger = tree(&[("x", "not here")]);
+    let pulled = server
+        .pull(&alice, &project, json!({"have": stranger.root.to_string()}))
+        .await;
+    assert_eq!(pulled.objects.len(), v1.objects.len());
+    // An unknown version is typed.
+    let response = server.pull_raw(&alice, &project, json!({"want": 9})).await;
+    TestServer::expect_problem(response, 404, "unknown-version").await;
+    let response = server
+        .pull_raw(&alice, &project, json!({"have": "xyz"}))
+        .await;
+    TestServer::expect_problem(response, 422, "invalid-field").await;
+    // Version 0, the empty project, from version 1: only the empty dir.
+    let pulled = server
+        .pull(
+            &alice,
+            &project,
+            json!({"want": 0, "have": v1.root.to_string()}),
+        )
+        .await;
+    assert_eq!(pulled.version, 0);
+    assert!(pulled.objects.len() <= 1);
+}
+http_test!(pulls, pull_edges);
+
+async fn fsck_reports_damage(server: &TestServer) {
+    let (alice, _team, project) = server.owner_with_project("alice").await;
+    let v1 = tree(&[("a.json", "1"), ("d/b.json", "2")]);
+    server.push_tree(&alice, &project, 0, &v1).await;
+    let catalog = server.app.catalog.as_ref();
+    let store = &server.app.store;
+    let report = sync_server::fsck::run(catalog, store, Some(&project))
+        .await
+        .unwrap();
+    assert!(report.is_clean(), "{report}");
+    assert_eq!(report.versions, 2);
+    assert_eq!(report.reachable, v1.objects.len());
+
+    // Delete one object and corrupt another behind the server's back.
+    let id: ProjectId = project.parse().unwrap();
+    let chunk = v1.objects[0].id;
+    let other = v1.objects[1].id;
+    store.delete_many(&id, &[chunk]).await.unwrap();
+    store.backend().delete_many(&id, &[other]).await.unwrap();
+    store
+        .backend()
+        .put_many(
+            &id,
+            vec![(other, bytes::Bytes::from(v1.objects[2].frame.clone()))],
+        )
+        .await
+        .unwrap();
+    let report = sync_server::fsck::run(catalog, store, None).await.unwrap();
+    assert!(!report.is_clean());
+    assert_eq!(report.missing.len(), 1, "{report}");
+    assert_eq!(report.missing[0].2, chunk);
+    assert_eq!(report.corrupt.len(), 1, "{report}");
+    assert_eq!(report.corrupt[0].1, other);
+    assert!(report.to_string().contains("status: damaged"));
+    // A pull that needs the corrupt object is an integrity error, never bad data.
+    let response = server.pull_raw(&alice, &project, json!({})).await;
+    assert_eq!(response.status(), 500);
+}
+http_test!(fsck, fsck_reports_damage);
