@@ -9,7 +9,9 @@
 use std::io::Read;
 
 use crate::id::ObjectId;
-use crate::limits::MAX_OBJECT_SIZE;
+use crate::limits::{
+    CHUNK_MAX_SIZE, FILE_CHUNK_LEN, MAX_FILE_CHUNKS, MAX_OBJECT_SIZE, OBJECT_HEADER_LEN,
+};
 use crate::object::{Object, ObjectError, ObjectKind};
 
 /// The level objects are compressed at by this implementation.
@@ -80,7 +82,11 @@ pub fn decompress_object(frame: &[u8], limit: usize) -> Result<Vec<u8>, Compress
 /// Checks that `frame` is the object `id`: one bounded zstd frame whose content hashes to `id`
 /// and is a canonical object. Returns the decoded object and its encoding.
 pub fn verify_frame(id: &ObjectId, frame: &[u8]) -> Result<(Object, Vec<u8>), CompressError> {
-    let encoded = decompress_object(frame, MAX_OBJECT_SIZE)?;
+    check_encoded(id, decompress_object(frame, MAX_OBJECT_SIZE)?)
+}
+
+/// Checks that decompressed bytes hash to `id` and decode canonically.
+fn check_encoded(id: &ObjectId, encoded: Vec<u8>) -> Result<(Object, Vec<u8>), CompressError> {
     let actual = ObjectId::of_encoded(&encoded);
     if &actual != id {
         return Err(CompressError::IdMismatch {
@@ -93,13 +99,26 @@ pub fn verify_frame(id: &ObjectId, frame: &[u8]) -> Result<(Object, Vec<u8>), Co
     Ok((object, encoded))
 }
 
-/// [`verify_frame`], also requiring the object to be of `kind`.
+/// The largest valid encoding of an object of `kind`, header included: the cap a frame that
+/// declares its kind is decompressed under, so a frame sent as a chunk can never expand past a
+/// chunk's size.
+pub fn max_encoded_len(kind: ObjectKind) -> usize {
+    match kind {
+        ObjectKind::Chunk => OBJECT_HEADER_LEN + CHUNK_MAX_SIZE as usize,
+        ObjectKind::File => OBJECT_HEADER_LEN + 12 + MAX_FILE_CHUNKS as usize * FILE_CHUNK_LEN,
+        ObjectKind::Dir => MAX_OBJECT_SIZE,
+    }
+}
+
+/// [`verify_frame`], also requiring the object to be of `kind`; decompression is capped at the
+/// largest valid object of that kind ([`max_encoded_len`]).
 pub fn verify_frame_of_kind(
     id: &ObjectId,
     kind: ObjectKind,
     frame: &[u8],
 ) -> Result<(Object, Vec<u8>), CompressError> {
-    let (object, encoded) = verify_frame(id, frame)?;
+    let encoded = decompress_object(frame, max_encoded_len(kind))?;
+    let (object, encoded) = check_encoded(id, encoded)?;
     if object.kind() != kind {
         return Err(CompressError::KindMismatch {
             id: *id,
@@ -139,6 +158,23 @@ mod tests {
             verify_frame_of_kind(&object.id(), ObjectKind::Chunk, &frame),
             Err(CompressError::KindMismatch { .. })
         ));
+    }
+
+    #[test]
+    fn a_frame_sent_as_a_chunk_is_capped_at_a_chunk() {
+        let limit = max_encoded_len(ObjectKind::Chunk);
+        let at = Object::Chunk(vec![1; CHUNK_MAX_SIZE as usize]);
+        let frame = compress_object(&at.encode());
+        assert!(verify_frame_of_kind(&at.id(), ObjectKind::Chunk, &frame).is_ok());
+        // One byte more than any chunk: rejected by the cap, before hashing or decoding.
+        let mut past = at.encode();
+        past.push(1);
+        let frame = compress_object(&past);
+        assert_eq!(
+            verify_frame_of_kind(&ObjectId::of_encoded(&past), ObjectKind::Chunk, &frame),
+            Err(CompressError::TooLarge { limit })
+        );
+        assert!(max_encoded_len(ObjectKind::File) < MAX_OBJECT_SIZE);
     }
 
     #[test]

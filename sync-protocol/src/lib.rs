@@ -24,11 +24,15 @@ pub mod plan;
 pub mod stream;
 pub mod tree;
 
+pub use chunking::{EncodedFile, EncodedObject, ObjectEncoder, encode_file};
 pub use compress::{
-    CompressError, compress_object, decompress_object, verify_frame, verify_frame_of_kind,
+    CompressError, compress_object, decompress_object, max_encoded_len, verify_frame,
+    verify_frame_of_kind,
 };
 pub use id::{ObjectId, ParseIdError};
 pub use name::{Name, NameError};
 pub use object::{
     Dir, DirEntry, EntryKind, FileChunk, FileObject, Object, ObjectError, ObjectKind, chunk_id,
 };
+pub use stream::{Frame, StreamDecoder, StreamEncoder, StreamError};
+pub use tree::{FileRef, Listing, Path};

@@ -1194,7 +1194,17 @@ mod tests {
         std::io::Write::write_all(&mut encoder, &vec![0u8; 64 << 20]).unwrap();
         let bomb = encoder.finish().unwrap();
         assert!(bomb.len() < 64 * 1024);
+        // Sent as a chunk, it is capped at the largest chunk; sent as a dir, at the largest object.
         let bytes = one_frame_stream(ObjectKind::Chunk, &ObjectId::from_bytes([1; 32]), &bomb);
+        let chunk_limit = crate::compress::max_encoded_len(ObjectKind::Chunk);
+        assert!(matches!(
+            decode_stream(&bytes),
+            Err(StreamError::BadFrame {
+                error: CompressError::TooLarge { limit },
+                ..
+            }) if limit == chunk_limit
+        ));
+        let bytes = one_frame_stream(ObjectKind::Dir, &ObjectId::from_bytes([1; 32]), &bomb);
         assert!(matches!(
             decode_stream(&bytes),
             Err(StreamError::BadFrame {
