@@ -15,7 +15,10 @@ use warp::reply::Response;
 use super::sync::commit_answer;
 use super::{ApiRequest, authenticate, json, parse_query, project_access, read_json, rfc3339};
 use crate::app::App;
-use crate::catalog::{Project, PushId, RestoreRequest, Role, Version, VersionNumber, VersionPage};
+use crate::catalog::{
+    CatalogError, Entity, Project, PushId, RestoreRequest, Role, Version, VersionNumber,
+    VersionPage,
+};
 use crate::problem::Problem;
 
 #[derive(Debug, Serialize)]
@@ -149,7 +152,7 @@ pub async fn version(
         .catalog
         .version(project.id, number)
         .await?
-        .ok_or_else(Problem::not_found)?;
+        .ok_or_else(|| unknown_version(number))?;
     Ok(json(StatusCode::OK, &VersionBody::from(&version)))
 }
 
@@ -185,8 +188,21 @@ pub async fn restore(
             author: caller.account.id,
             message: body.message,
         })
-        .await?;
+        .await
+        .map_err(|error| match error {
+            CatalogError::NotFound {
+                entity: Entity::Version,
+                ..
+            } => unknown_version(body.version),
+            other => other.into(),
+        })?;
     commit_answer(app, project.id, outcome)
+}
+
+/// The answer for a version number the project does not have (the project itself is visible).
+pub fn unknown_version(number: VersionNumber) -> Problem {
+    Problem::new(StatusCode::NOT_FOUND, "unknown-version", "No such version")
+        .with_detail(format!("the project has no version {number}"))
 }
 
 /// Parses an object id from JSON or a query, as a typed error.

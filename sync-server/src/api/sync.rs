@@ -29,15 +29,14 @@ use sync_protocol::{Dir, Object, ObjectId, ObjectKind, compress_object};
 use warp::http::{HeaderValue, StatusCode, header};
 use warp::reply::Response;
 
-use super::projects::parse_id;
+use super::projects::{parse_id, unknown_version};
 use super::{
     ApiRequest, OBJECTS_MEDIA_TYPE, authenticate, check_declared_length, check_media_type, json,
     parse_query, project_access, read_body, read_json,
 };
 use crate::app::App;
 use crate::catalog::{
-    Authenticated, CommitOutcome, CommitRequest, Project, ProjectId, PushId, Role, VersionNumber,
-    empty_root,
+    CommitOutcome, CommitRequest, Project, ProjectId, PushId, Role, VersionNumber, empty_root,
 };
 use crate::events::HeadChanged;
 use crate::metrics::Metrics;
@@ -141,10 +140,7 @@ pub async fn pull(app: &App, mut request: ApiRequest, project: &str) -> Result<R
                 .catalog
                 .version(project.id, number)
                 .await?
-                .ok_or_else(|| {
-                    Problem::new(StatusCode::NOT_FOUND, "unknown-version", "No such version")
-                        .with_detail(format!("the project has no version {number}"))
-                })?;
+                .ok_or_else(|| unknown_version(number))?;
             (Some(number), version.root)
         }
         Some(Want::Root(text)) => (None, parse_id("want", &text)?),
@@ -511,7 +507,6 @@ async fn check_root(
 /// the catalog is asked first (it answers a replay or a conflict) and nothing is stored.
 async fn commit_after_store(
     app: &App,
-    caller: &Authenticated,
     project: &Project,
     commit: CommitRequest,
     upload: Option<Upload>,
@@ -529,7 +524,6 @@ async fn commit_after_store(
     if let Some(upload) = upload {
         store_upload(app, project.id, upload).await?;
     }
-    debug_assert_eq!(commit.author, caller.account.id);
     let outcome = app.catalog.commit(commit).await?;
     commit_answer(app, project.id, outcome)
 }
@@ -557,7 +551,7 @@ pub async fn push(app: &App, mut request: ApiRequest, project: &str) -> Result<R
         message: query.message,
     };
     let upload = receive(app, &mut request).await?;
-    commit_after_store(app, &caller, &project, commit, Some(upload)).await
+    commit_after_store(app, &project, commit, Some(upload)).await
 }
 
 #[derive(Debug, Serialize)]
@@ -605,7 +599,7 @@ pub async fn commit(
         author: caller.account.id,
         message: body.message,
     };
-    commit_after_store(app, &caller, &project, commit, None).await
+    commit_after_store(app, &project, commit, None).await
 }
 
 #[derive(Debug, Deserialize)]

@@ -337,7 +337,60 @@ http_test!(
 );
 
 async fn json_body_past_its_limit(server: &TestServer) {
-    let (alice, _team, _project) = server.owner_with_project("alice").await;
+    let (alice, _team, project) = server.owner_with_project("alice").await;
+    // Exactly MAX_JSON_BODY bytes is read and parsed (the label is then too long for the
+    // catalog); one byte more is refused unread.
+    let limit = sync_server::api::MAX_JSON_BODY as usize;
+    let mut at_limit = format!("{{\"label\": \"{}\"}}", "x".repeat(200));
+    at_limit.push_str(&" ".repeat(limit - at_limit.len()));
+    assert_eq!(at_limit.len(), limit);
+    let response = server
+        .http
+        .post(server.url("/v1/tokens"))
+        .bearer_auth(&alice.token)
+        .header("content-type", "application/json")
+        .body(at_limit.clone())
+        .send()
+        .await
+        .unwrap();
+    TestServer::expect_problem(response, 422, "invalid-field").await;
+    let response = server
+        .http
+        .post(server.url("/v1/tokens"))
+        .bearer_auth(&alice.token)
+        .header("content-type", "application/json")
+        .body(format!("{at_limit} "))
+        .send()
+        .await
+        .unwrap();
+    TestServer::expect_problem(response, 413, "body-too-large").await;
+
+    // A missing-objects query of MAX_MISSING_IDS ids is answered; one more id is refused.
+    let max = sync_server::api::sync::MAX_MISSING_IDS;
+    let ids: Vec<String> = (0..=max)
+        .map(|n| sync_protocol::chunk_id(&n.to_le_bytes()).to_string())
+        .collect();
+    let response = server
+        .http
+        .post(server.url(&format!("/v1/projects/{project}/missing")))
+        .bearer_auth(&alice.token)
+        .json(&serde_json::json!({"ids": &ids[..max]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(answer["missing"].as_array().unwrap().len(), max);
+    let response = server
+        .http
+        .post(server.url(&format!("/v1/projects/{project}/missing")))
+        .bearer_auth(&alice.token)
+        .json(&serde_json::json!({"ids": ids}))
+        .send()
+        .await
+        .unwrap();
+    TestServer::expect_problem(response, 422, "invalid-field").await;
+
     let name = "x".repeat(70 * 1024);
     let response = server
         .http

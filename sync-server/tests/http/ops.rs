@@ -193,6 +193,23 @@ async fn pull_edges(server: &TestServer) {
         .pull_raw(&alice, &project, json!({"have": "xyz"}))
         .await;
     TestServer::expect_problem(response, 422, "invalid-field").await;
+    let response = server
+        .http
+        .get(server.url(&format!("/v1/projects/{project}/versions/7")))
+        .bearer_auth(&alice.token)
+        .send()
+        .await
+        .unwrap();
+    TestServer::expect_problem(response, 404, "unknown-version").await;
+    let response = server
+        .http
+        .post(server.url(&format!("/v1/projects/{project}/restore")))
+        .bearer_auth(&alice.token)
+        .json(&json!({"version": 7, "base_version": 1}))
+        .send()
+        .await
+        .unwrap();
+    TestServer::expect_problem(response, 404, "unknown-version").await;
     // Version 0, the empty project, from version 1: only the empty dir.
     let pulled = server
         .pull(
