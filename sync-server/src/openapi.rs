@@ -311,7 +311,7 @@ const OPERATIONS: &[Operation] = &[
         request: None,
         status: 200,
         response: Some("Version"),
-        problems: &["not-found"],
+        problems: &["not-found", "unknown-version"],
     },
     Operation {
         method: "post",
@@ -322,7 +322,14 @@ const OPERATIONS: &[Operation] = &[
         request: Some("Restore"),
         status: 200,
         response: Some("Committed"),
-        problems: &["not-found", "forbidden", "conflict", "push-id-reused"],
+        problems: &[
+            "not-found",
+            "forbidden",
+            "conflict",
+            "push-id-reused",
+            "unknown-version",
+            "invalid-field",
+        ],
     },
     Operation {
         method: "get",
