@@ -26,7 +26,7 @@ echo "machine: $(nproc) cores; $(hugo version | cut -d' ' -f1-2); $("$SITEGEN" -
 
 SITEGEN_COLD="$SITEGEN build --source $WORK/src --out $WORK/out-sitegen"
 HUGO_COLD="hugo --quiet -s $WORK/hugo --contentDir $WORK/src/content -d $WORK/out-hugo"
-hyperfine --style basic --warmup 1 --runs "$RUNS" --export-json "$WORK/cold.json" \
+hyperfine --style basic --warmup 0 --runs "$RUNS" --export-json "$WORK/cold.json" \
     --prepare "rm -rf $WORK/out-sitegen" -n sitegen-cold "$SITEGEN_COLD" \
     --prepare "rm -rf $WORK/out-hugo" -n hugo-cold "$HUGO_COLD"
 

@@ -18,9 +18,9 @@ use crate::config::SiteConfig;
 use crate::content::{self, PageMeta};
 use crate::error::{Diagnostic, DiagnosticKind, Error, Result};
 use crate::lastmod;
-use crate::links::LinkTargets;
+use crate::links::{Anchors, LinkTargets};
 use crate::manifest::{MANIFEST_DIR, Manifest, ManifestOut, PageRecord};
-use crate::markdown::{self, Rendered};
+use crate::markdown::{self, Heading, Rendered};
 use crate::nav::SiteTree;
 use crate::render;
 use crate::search;
@@ -118,9 +118,6 @@ impl PhaseTimer {
 pub fn build(options: &BuildOptions) -> Result<BuildReport> {
     let started = Instant::now();
     let mut timer = PhaseTimer::new();
-    // Loading the syntax definitions takes tens of milliseconds; start it now so it overlaps
-    // reading the manifest and the sources instead of delaying the first code block.
-    std::thread::spawn(crate::highlight::preload);
     let mut report = BuildReport::default();
     let config_path = options.source.join("site.toml");
     let config_text =
@@ -276,11 +273,21 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport> {
                 },
             };
             let body = content::body_of(&text);
-            w.rendered = Some(markdown::render(
+            // In an incremental build the page's previous output holds its highlighted code
+            // blocks; reusing them spares loading the syntax definitions for a one-page edit.
+            let reuse = if report.full || !body.contains("```") {
+                crate::highlight::Reuse::new()
+            } else {
+                std::fs::read_to_string(options.out.join(&w.meta.output))
+                    .map(|html| crate::highlight::blocks_in(&html))
+                    .unwrap_or_default()
+            };
+            w.rendered = Some(markdown::render_reusing(
                 body,
                 w.meta.body_line,
                 &w.meta.rel_path,
                 &w.meta.url,
+                &reuse,
             ));
             None
         })
@@ -291,10 +298,10 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport> {
     // Phase 5: links.
     let mut targets = LinkTargets::default();
     for w in &work {
-        let anchors: &[String] = match (&w.rendered, &w.record) {
-            (Some(rendered), _) => &rendered.anchors,
-            (None, Some(record)) => &record.anchors,
-            (None, None) => &[],
+        let anchors = match (&w.rendered, &w.record) {
+            (Some(rendered), _) => Anchors::Parsed(&rendered.anchors),
+            (None, Some(record)) => Anchors::Raw(&record.anchors),
+            (None, None) => Anchors::Parsed(&[]),
         };
         targets.pages.insert(&w.meta.url, anchors);
         for alias in &w.meta.front.aliases {
@@ -321,7 +328,7 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport> {
                     previous.meta.front.aliases != w.meta.front.aliases
                         || w.rendered
                             .as_ref()
-                            .is_some_and(|rendered| rendered.anchors != previous.anchors)
+                            .is_some_and(|rendered| rendered.anchors != previous.anchors())
                 }
             });
     for w in &work {
@@ -330,11 +337,11 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport> {
         }
         let file = display_path(options, &w.meta.rel_path);
         let links = match (&w.rendered, &w.record) {
-            (Some(rendered), _) => &rendered.links,
-            (None, Some(record)) => &record.links,
+            (Some(rendered), _) => Cow::Borrowed(&rendered.links),
+            (None, Some(record)) => Cow::Owned(record.links()),
             (None, None) => continue,
         };
-        targets.check(&file, &w.meta.url, links, &mut diagnostics);
+        targets.check(&file, &w.meta.url, &links, &mut diagnostics);
         if let Some(rendered) = &w.rendered {
             for (target, line) in &rendered.images_without_alt {
                 diagnostics.push(Diagnostic {
@@ -402,13 +409,11 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport> {
     let records: Vec<Cow<PageRecord>> = work
         .iter()
         .map(|w| match (&w.rendered, w.record) {
-            (Some(rendered), _) => Cow::Owned(PageRecord {
-                meta: w.meta.clone(),
-                render_key: w.render_key.clone(),
-                headings: rendered.headings.clone(),
-                anchors: rendered.anchors.clone(),
-                links: rendered.links.clone(),
-            }),
+            (Some(rendered), _) => Cow::Owned(PageRecord::new(
+                w.meta.clone(),
+                w.render_key.clone(),
+                rendered,
+            )),
             (None, Some(record)) if record.meta == w.meta => Cow::Borrowed(record),
             (None, Some(record)) => Cow::Owned(PageRecord {
                 meta: w.meta.clone(),
@@ -417,24 +422,14 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport> {
             (None, None) => Cow::Owned(unreachable_record(&w.meta, &w.render_key)),
         })
         .collect();
-    let documents: Vec<search::Document> = records
-        .iter()
-        .filter(|r| seo::indexable(&r.meta))
-        .map(|r| search::Document {
-            url: &r.meta.url,
-            title: &r.meta.front.title,
-            description: &r.meta.front.description,
-            headings: r
-                .headings
-                .iter()
-                .filter(|h| h.level <= 3)
-                .map(|h| (h.id.as_str(), h.text.as_str()))
-                .collect(),
-        })
-        .collect();
     // The index only changes when a title, description, heading or URL does; otherwise the
     // shards on disk are reused without being rebuilt (this matters for one-page rebuilds).
-    let search_key = search::key(&documents);
+    let search_key = search::key(
+        records
+            .iter()
+            .filter(|r| seo::indexable(&r.meta))
+            .map(|r| r.search_hash.as_str()),
+    );
     let mut reused_shards = Vec::new();
     match previous.as_ref() {
         Some(previous) if !report.full && previous.search_key == search_key => {
@@ -447,6 +442,24 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport> {
             );
         }
         _ => {
+            let indexed: Vec<(&PageRecord, Vec<Heading>)> = records
+                .iter()
+                .filter(|r| seo::indexable(&r.meta))
+                .map(|r| (r.as_ref(), r.headings()))
+                .collect();
+            let documents: Vec<search::Document> = indexed
+                .iter()
+                .map(|(r, headings)| search::Document {
+                    url: &r.meta.url,
+                    title: &r.meta.front.title,
+                    description: &r.meta.front.description,
+                    headings: headings
+                        .iter()
+                        .filter(|h| h.level <= 3)
+                        .map(|h| (h.id.as_str(), h.text.as_str()))
+                        .collect(),
+                })
+                .collect();
             for (path, json) in search::build(&documents) {
                 aggregate.push((path, json.into_bytes()));
             }
@@ -533,13 +546,11 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport> {
 fn unreachable_record(meta: &PageMeta, render_key: &str) -> PageRecord {
     // Every page is either rendered or reused; an empty record keeps the manifest well formed
     // should that ever not hold, and its render key forces a render next time.
-    PageRecord {
-        meta: meta.clone(),
-        render_key: format!("stale-{render_key}"),
-        headings: Vec::new(),
-        anchors: Vec::new(),
-        links: Vec::new(),
-    }
+    PageRecord::new(
+        meta.clone(),
+        format!("stale-{render_key}"),
+        &Rendered::default(),
+    )
 }
 
 /// Refuses to write into a non-empty folder that sitegen did not create.

@@ -1,6 +1,7 @@
 //! Server-side syntax highlighting with syntect, emitting CSS classes (`hl-*`), never inline
 //! styles. The syntax set is loaded once, on the first code block that needs it.
 
+use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use syntect::html::{ClassStyle, ClassedHTMLGenerator};
@@ -10,11 +11,6 @@ use syntect::util::LinesWithEndings;
 fn syntax_set() -> &'static SyntaxSet {
     static SET: OnceLock<SyntaxSet> = OnceLock::new();
     SET.get_or_init(SyntaxSet::load_defaults_newlines)
-}
-
-/// Loads the syntax definitions if they are not loaded yet.
-pub fn preload() {
-    syntax_set();
 }
 
 /// Language names authors use that syntect knows by another token.
@@ -79,4 +75,108 @@ pub fn code_block(language: &str, code: &str) -> String {
         "<pre class=\"code\"{language_attr} tabindex=\"0\"><code>{}</code></pre>\n",
         generator.finalize()
     )
+}
+
+/// Highlighted blocks already in a page's previous output, by (language, code).
+pub type Reuse = HashMap<(String, String), String>;
+
+fn unescape_exact(text: &str) -> Option<String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find('&') {
+        out.push_str(&rest[..at]);
+        rest = &rest[at..];
+        let (entity, ch) = [
+            ("&amp;", '&'),
+            ("&lt;", '<'),
+            ("&gt;", '>'),
+            ("&quot;", '"'),
+            ("&#39;", '\''),
+            ("&#x27;", '\''),
+            ("&#x2F;", '/'),
+        ]
+        .into_iter()
+        .find(|(entity, _)| rest.starts_with(entity))?;
+        out.push(ch);
+        rest = &rest[entity.len()..];
+    }
+    out.push_str(rest);
+    Some(out)
+}
+
+fn strip_tags(html: &str) -> String {
+    let mut out = String::with_capacity(html.len());
+    let mut in_tag = false;
+    for ch in html.chars() {
+        match ch {
+            '<' => in_tag = true,
+            '>' if in_tag => in_tag = false,
+            _ if !in_tag => out.push(ch),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Finds the code blocks [`code_block`] wrote into `html`, so an incremental build can reuse
+/// them instead of highlighting again. Highlighting is deterministic for a given generator
+/// version (part of the build's global hash), so reuse gives the same bytes. A block whose
+/// text cannot be recovered exactly is skipped.
+pub fn blocks_in(html: &str) -> Reuse {
+    const START: &str = "<pre class=\"code\"";
+    const OPEN: &str = " tabindex=\"0\"><code>";
+    const CLOSE: &str = "</code></pre>\n";
+    let mut blocks = HashMap::new();
+    let mut rest = html;
+    while let Some(start) = rest.find(START) {
+        rest = &rest[start..];
+        let Some(end) = rest.find(CLOSE) else { break };
+        let block = &rest[..end + CLOSE.len()];
+        rest = &rest[end + CLOSE.len()..];
+        let Some(open) = block.find(OPEN) else {
+            continue;
+        };
+        let attributes = &block[START.len()..open];
+        let language = match attributes.strip_prefix(" data-lang=\"") {
+            Some(value) => match value.strip_suffix('"').and_then(unescape_exact) {
+                Some(language) => language,
+                None => continue,
+            },
+            None if attributes.is_empty() => String::new(),
+            None => continue,
+        };
+        let content = &block[open + OPEN.len()..block.len() - CLOSE.len()];
+        let Some(code) = unescape_exact(&strip_tags(content)) else {
+            continue;
+        };
+        blocks.insert((language, code), block.to_owned());
+    }
+    blocks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocks_round_trip() {
+        let samples = [
+            ("rust", "fn main() {\n    let s = \"<&>\";\n}\n"),
+            ("", "plain <text> & more\n"),
+            ("json", "{\"a\": [1, 2]}\n"),
+            ("bash", "echo 'x' > /dev/null\n"),
+        ];
+        let mut html = String::from("<main>");
+        for (language, code) in samples {
+            html.push_str(&code_block(language, code));
+        }
+        let blocks = blocks_in(&html);
+        for (language, code) in samples {
+            assert_eq!(
+                blocks.get(&(language.to_owned(), code.to_owned())),
+                Some(&code_block(language, code)),
+                "{language}"
+            );
+        }
+    }
 }

@@ -12,6 +12,13 @@ use std::process::Command;
 /// Content-relative path → commit date (RFC 3339) for files committed and unmodified.
 pub fn git_dates(content_dir: &Path) -> HashMap<String, String> {
     let mut dates = HashMap::new();
+    // Spawning git costs milliseconds; outside a work tree there is nothing to ask.
+    let in_work_tree = content_dir
+        .canonicalize()
+        .is_ok_and(|dir| dir.ancestors().any(|a| a.join(".git").exists()));
+    if !in_work_tree {
+        return dates;
+    }
     let log = Command::new("git")
         .arg("-C")
         .arg(content_dir)

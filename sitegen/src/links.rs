@@ -7,29 +7,46 @@ use std::path::Path;
 use crate::error::{Diagnostic, DiagnosticKind};
 use crate::markdown::Link;
 
+/// A page's ids: parsed, or still the manifest's JSON (parsed only if a link needs it).
+#[derive(Debug, Clone, Copy)]
+pub enum Anchors<'a> {
+    Parsed(&'a [String]),
+    Raw(&'a serde_json::value::RawValue),
+}
+
+impl Anchors<'_> {
+    fn contains(&self, id: &str) -> bool {
+        match self {
+            Anchors::Parsed(ids) => ids.iter().any(|a| a == id),
+            Anchors::Raw(raw) => serde_json::from_str::<Vec<String>>(raw.get())
+                .is_ok_and(|ids| ids.iter().any(|a| a == id)),
+        }
+    }
+}
+
 /// Every URL the site answers, with the ids of each page.
 #[derive(Debug, Default)]
 pub struct LinkTargets<'a> {
     /// Page URL → its anchors (borrowed: building this map copies nothing).
-    pub pages: HashMap<&'a str, &'a [String]>,
+    pub pages: HashMap<&'a str, Anchors<'a>>,
     /// Other URLs: aliases, static files, generated files.
     pub files: HashSet<String>,
 }
 
 impl<'a> LinkTargets<'a> {
-    fn anchors_of(&self, path: &str) -> Option<Option<&'a [String]>> {
+    fn anchors_of(&self, path: &str) -> Option<Option<Anchors<'a>>> {
         if let Some(anchors) = self.pages.get(path) {
-            return Some(Some(anchors));
+            return Some(Some(*anchors));
         }
         if !path.ends_with('/')
             && let Some(anchors) = self.pages.get(format!("{path}/").as_str())
         {
-            return Some(Some(anchors));
+            return Some(Some(*anchors));
         }
         if let Some(page) = path.strip_suffix("index.html")
             && let Some(anchors) = self.pages.get(page)
         {
-            return Some(Some(anchors));
+            return Some(Some(*anchors));
         }
         if self.files.contains(path) {
             return Some(None);
@@ -55,9 +72,7 @@ impl<'a> LinkTargets<'a> {
                 None => Some(DiagnosticKind::BrokenLink {
                     target: link.target.clone(),
                 }),
-                Some(Some(anchors))
-                    if !fragment.is_empty() && !anchors.iter().any(|a| a == fragment) =>
-                {
+                Some(Some(anchors)) if !fragment.is_empty() && !anchors.contains(fragment) => {
                     Some(DiagnosticKind::MissingAnchor {
                         target: link.target.clone(),
                         anchor: fragment.to_owned(),
@@ -84,7 +99,7 @@ mod tests {
     fn checks_pages_files_and_anchors() {
         let mut targets = LinkTargets::default();
         let anchors = ["usage".to_owned()];
-        targets.pages.insert("/docs/a/", &anchors);
+        targets.pages.insert("/docs/a/", Anchors::Parsed(&anchors));
         targets.files.insert("/favicon.svg".into());
         let link = |target: &str| Link {
             target: target.into(),

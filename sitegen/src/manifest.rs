@@ -18,21 +18,60 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::content::PageMeta;
-use crate::markdown::{Heading, Link};
+use serde_json::value::RawValue;
+
+use crate::markdown::{Heading, Link, Rendered};
+use crate::search;
 
 pub const MANIFEST_DIR: &str = ".sitegen";
 pub const MANIFEST_FILE: &str = ".sitegen/manifest.json";
 const SHARD_DIR: &str = ".sitegen/pages";
-const FORMAT: u32 = 3;
+const FORMAT: u32 = 4;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PageRecord {
     pub meta: PageMeta,
     /// Hash of the source hash, last-modified date, navigation context and global hash.
     pub render_key: String,
-    pub headings: Vec<Heading>,
-    pub anchors: Vec<String>,
-    pub links: Vec<Link>,
+    /// Hash of what the search index takes from the page (URL, title, description, headings).
+    pub search_hash: String,
+    /// The body's headings, ids and links, kept as unparsed JSON: most builds never look at
+    /// the bodies of pages they do not re-render, and parsing them all would cost more than
+    /// the rest of a one-page rebuild.
+    pub headings: Box<RawValue>,
+    pub anchors: Box<RawValue>,
+    pub links: Box<RawValue>,
+}
+
+fn raw<T: Serialize>(value: &T) -> Box<RawValue> {
+    serde_json::value::to_raw_value(value)
+        .unwrap_or_else(|_| RawValue::from_string("[]".to_owned()).unwrap_or_default())
+}
+
+impl PageRecord {
+    pub fn new(meta: PageMeta, render_key: String, rendered: &Rendered) -> PageRecord {
+        let search_hash = search::page_key(&meta, &rendered.headings);
+        PageRecord {
+            meta,
+            render_key,
+            search_hash,
+            headings: raw(&rendered.headings),
+            anchors: raw(&rendered.anchors),
+            links: raw(&rendered.links),
+        }
+    }
+
+    pub fn headings(&self) -> Vec<Heading> {
+        serde_json::from_str(self.headings.get()).unwrap_or_default()
+    }
+
+    pub fn anchors(&self) -> Vec<String> {
+        serde_json::from_str(self.anchors.get()).unwrap_or_default()
+    }
+
+    pub fn links(&self) -> Vec<Link> {
+        serde_json::from_str(self.links.get()).unwrap_or_default()
+    }
 }
 
 /// What `manifest.json` holds.

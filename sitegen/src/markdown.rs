@@ -194,6 +194,23 @@ type PendingHeading<'a> = (HeadingLevel, Option<String>, Vec<String>, Vec<Event<
 
 /// Renders a page body. `first_line` is the file line where `body` starts.
 pub fn render(body: &str, first_line: usize, rel_path: &str, page_url: &str) -> Rendered {
+    render_reusing(
+        body,
+        first_line,
+        rel_path,
+        page_url,
+        &highlight::Reuse::new(),
+    )
+}
+
+/// Like [`render`], taking highlighted code blocks from `reuse` when they are there.
+pub fn render_reusing(
+    body: &str,
+    first_line: usize,
+    rel_path: &str,
+    page_url: &str,
+    reuse: &highlight::Reuse,
+) -> Rendered {
     let lines = LineIndex::new(body);
     let line_of = |offset: usize| first_line + lines.line(offset) - 1;
     let mut rendered = Rendered::default();
@@ -270,10 +287,12 @@ pub fn render(body: &str, first_line: usize, rel_path: &str, page_url: &str) -> 
             match event {
                 Event::Text(chunk) => text.push_str(&chunk),
                 Event::End(TagEnd::CodeBlock) => {
-                    let (language, text) = code.take().unwrap_or_default();
-                    events.push(Event::Html(CowStr::from(highlight::code_block(
-                        &language, &text,
-                    ))));
+                    let key = code.take().unwrap_or_default();
+                    let html = match reuse.get(&key) {
+                        Some(html) => html.clone(),
+                        None => highlight::code_block(&key.0, &key.1),
+                    };
+                    events.push(Event::Html(CowStr::from(html)));
                 }
                 _ => {}
             }

@@ -76,19 +76,6 @@ fn hash_str(hasher: &mut blake3::Hasher, text: &str) {
     hasher.update(text.as_bytes());
 }
 
-fn hash_link(hasher: &mut blake3::Hasher, link: Option<&NavLink>) {
-    match link {
-        Some(link) => {
-            hasher.update(&[1]);
-            hash_str(hasher, &link.title);
-            hash_str(hasher, &link.url);
-        }
-        None => {
-            hasher.update(&[0]);
-        }
-    }
-}
-
 fn parent_folder(folder: &str) -> &str {
     match folder.rfind('/') {
         Some(slash) => &folder[..slash],
@@ -276,24 +263,55 @@ impl<'a> SiteTree<'a> {
         if !root.is_empty()
             && let Some(&root_index) = self.section_index.get(root)
         {
-            hash_link(&mut hasher, Some(&self.link(root_index)));
-            let mut folder = String::new();
+            hasher.update(&[1]);
+            hash_str(&mut hasher, &self.pages[root_index].front.title);
+            hash_str(&mut hasher, &self.pages[root_index].url);
+            let mut end = 0;
             for part in own.split('/') {
-                if !folder.is_empty() {
-                    folder.push('/');
-                }
-                folder.push_str(part);
-                hash_str(&mut hasher, &folder);
-                if let Some((sidebar, _)) = self.children_hashes.get(folder.as_str()) {
+                end += part.len() + usize::from(end > 0);
+                let folder = &own[..end];
+                hash_str(&mut hasher, folder);
+                if let Some((sidebar, _)) = self.children_hashes.get(folder) {
                     hasher.update(sidebar.as_bytes());
                 }
             }
         }
-        let (prev, next) = self.prev_next(index);
-        hash_link(&mut hasher, prev.as_ref());
-        hash_link(&mut hasher, next.as_ref());
-        for link in self.breadcrumbs(index) {
-            hash_link(&mut hasher, Some(&link));
+        // Prev/next and breadcrumbs, hashed from the pages themselves (no copies).
+        let page_link = |hasher: &mut blake3::Hasher, linked: Option<usize>| match linked {
+            Some(linked) => {
+                hasher.update(&[1]);
+                hash_str(hasher, &self.pages[linked].front.title);
+                hash_str(hasher, &self.pages[linked].url);
+            }
+            None => {
+                hasher.update(&[0]);
+            }
+        };
+        match self.order.get(&index) {
+            Some((root, position)) => {
+                let order = &self.reading_order[root];
+                page_link(&mut hasher, position.checked_sub(1).map(|p| order[p]));
+                page_link(&mut hasher, order.get(position + 1).copied());
+            }
+            None => {
+                page_link(&mut hasher, None);
+                page_link(&mut hasher, None);
+            }
+        }
+        if self.section_index.contains_key("") {
+            hash_str(&mut hasher, self.home_title);
+        }
+        let mut end = 0;
+        for part in page.section.split('/').filter(|p| !p.is_empty()) {
+            end += part.len() + usize::from(end > 0);
+            if let Some(&section) = self.section_index.get(&page.section[..end])
+                && section != index
+            {
+                page_link(&mut hasher, Some(section));
+            }
+        }
+        if page.rel_path != "_index.md" {
+            page_link(&mut hasher, Some(index));
         }
         if page.is_index
             && let Some((_, listing)) = self.children_hashes.get(own)

@@ -6,6 +6,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
+use crate::content::PageMeta;
+use crate::markdown::Heading;
+
 /// One searchable thing: a page or a heading in it.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Entry {
@@ -35,22 +38,33 @@ fn shard_key(term: &str) -> String {
         .collect()
 }
 
-/// A hash of the documents, in order: equal keys give equal shards.
-pub fn key(documents: &[Document]) -> String {
+/// A hash of what the index takes from one page.
+pub fn page_key(meta: &PageMeta, headings: &[Heading]) -> String {
     let mut hasher = blake3::Hasher::new();
     let mut put = |text: &str| {
         hasher.update(&(text.len() as u64).to_le_bytes());
         hasher.update(text.as_bytes());
     };
-    for document in documents {
-        put(document.url);
-        put(document.title);
-        put(document.description);
-        for (id, text) in &document.headings {
-            put(id);
-            put(text);
-        }
-        put("\u{0}");
+    put(&meta.url);
+    put(&meta.front.title);
+    put(&meta.front.description);
+    put(if crate::seo::indexable(meta) {
+        "y"
+    } else {
+        "n"
+    });
+    for heading in headings.iter().filter(|h| h.level <= 3) {
+        put(&heading.id);
+        put(&heading.text);
+    }
+    hasher.finalize().to_hex().to_string()
+}
+
+/// A hash of the pages' keys, in order: equal keys give equal shards.
+pub fn key<'a>(page_keys: impl Iterator<Item = &'a str>) -> String {
+    let mut hasher = blake3::Hasher::new();
+    for key in page_keys {
+        hasher.update(key.as_bytes());
     }
     hasher.finalize().to_hex().to_string()
 }
