@@ -172,7 +172,16 @@ impl Problem {
     }
 
     pub fn into_response(self) -> Response {
-        let bytes = serde_json::to_vec(&self.body()).unwrap_or_default();
+        // Members in RFC 9457's order, then the extensions.
+        let ordered = OrderedBody {
+            kind: format!("{PROBLEM_TYPE_BASE}{}", self.code),
+            title: self.title,
+            status: self.status.as_u16(),
+            detail: &self.detail,
+            code: self.code,
+            extra: &self.extra,
+        };
+        let bytes = serde_json::to_vec(&ordered).unwrap_or_default();
         let mut response = Response::new(bytes.into());
         *response.status_mut() = self.status;
         let headers = response.headers_mut();
@@ -189,6 +198,18 @@ impl Problem {
         }
         response
     }
+}
+
+#[derive(serde::Serialize)]
+struct OrderedBody<'a> {
+    #[serde(rename = "type")]
+    kind: String,
+    title: &'a str,
+    status: u16,
+    detail: &'a str,
+    code: &'a str,
+    #[serde(flatten)]
+    extra: &'a Map<String, Value>,
 }
 
 impl fmt::Display for Problem {

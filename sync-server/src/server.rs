@@ -187,7 +187,7 @@ where
         method = %method,
         path = %path,
         status,
-        ms = took.as_secs_f64() * 1000.0,
+        ms = %format_args!("{:.3}", took.as_secs_f64() * 1000.0),
         "request"
     );
     Ok(response.map(|body| CountingBody::new(body, metrics, Direction::Out)))

@@ -221,7 +221,8 @@ pub fn check_declared_length(headers: &HeaderMap, limit: u64) -> Result<(), Prob
     }
 }
 
-/// Checks the body's media type, when the client named one.
+/// Checks the body's media type, when the client named one: `expected` or the generic
+/// `application/octet-stream`.
 pub fn check_media_type(headers: &HeaderMap, expected: &str) -> Result<(), Problem> {
     let Some(value) = headers.get(header::CONTENT_TYPE) else {
         return Ok(());
@@ -233,7 +234,9 @@ pub fn check_media_type(headers: &HeaderMap, expected: &str) -> Result<(), Probl
         .next()
         .unwrap_or("")
         .trim();
-    if essence.eq_ignore_ascii_case(expected) {
+    if essence.eq_ignore_ascii_case(expected)
+        || essence.eq_ignore_ascii_case("application/octet-stream")
+    {
         Ok(())
     } else {
         Err(Problem::unsupported_media_type(expected))
@@ -256,8 +259,9 @@ pub async fn read_body(body: &mut BodyStream, limit: u64) -> Result<Vec<u8>, Pro
 
 /// Reads and parses a JSON body (at most [`MAX_JSON_BODY`] bytes). An empty body parses as `{}`.
 pub async fn read_json<T: DeserializeOwned>(request: &mut ApiRequest) -> Result<T, Problem> {
+    // The media type is not checked: whatever it says, the body must parse as JSON (so
+    // `curl -d` works).
     check_declared_length(&request.headers, MAX_JSON_BODY)?;
-    check_media_type(&request.headers, "application/json")?;
     let bytes = read_body(&mut request.body, MAX_JSON_BODY).await?;
     let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
         b"{}"

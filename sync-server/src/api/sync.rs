@@ -621,7 +621,6 @@ pub async fn missing(
     let caller = authenticate(app, &request).await?;
     let (project, _) = project_access(app, &caller, project, Role::Viewer).await?;
     check_declared_length(&request.headers, MAX_MISSING_BODY)?;
-    check_media_type(&request.headers, "application/json")?;
     let bytes = read_body(&mut request.body, MAX_MISSING_BODY).await?;
     let body: MissingBody = serde_json::from_slice(&bytes).map_err(|error| {
         Problem::new(StatusCode::BAD_REQUEST, "bad-json", "Malformed JSON body")
