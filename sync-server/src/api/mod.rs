@@ -32,6 +32,9 @@ use crate::problem::Problem;
 
 /// The largest JSON request body, in bytes.
 pub const MAX_JSON_BODY: u64 = 64 * 1024;
+/// The longest a client may pause while sending a request body; past it the request ends
+/// with `408 body-timeout`, so a stalled upload does not hold a connection forever.
+pub const BODY_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 /// The media type of object streams.
 pub const OBJECTS_MEDIA_TYPE: &str = "application/vnd.cairn.objects";
 
@@ -243,10 +246,29 @@ pub fn check_media_type(headers: &HeaderMap, expected: &str) -> Result<(), Probl
     }
 }
 
+/// The next piece of a body, waiting at most [`BODY_IDLE_TIMEOUT`] for it.
+pub async fn next_chunk(
+    body: &mut BodyStream,
+) -> Result<Option<Result<Bytes, warp::Error>>, Problem> {
+    tokio::time::timeout(BODY_IDLE_TIMEOUT, body.next())
+        .await
+        .map_err(|_| {
+            Problem::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "body-timeout",
+                "The request body stalled",
+            )
+            .with_detail(format!(
+                "no body bytes arrived for {} seconds",
+                BODY_IDLE_TIMEOUT.as_secs()
+            ))
+        })
+}
+
 /// Reads a whole body of at most `limit` bytes, however it is framed.
 pub async fn read_body(body: &mut BodyStream, limit: u64) -> Result<Vec<u8>, Problem> {
     let mut out = Vec::new();
-    while let Some(chunk) = body.next().await {
+    while let Some(chunk) = next_chunk(body).await? {
         let chunk =
             chunk.map_err(|error| Problem::bad_request(format!("reading the body: {error}")))?;
         if out.len() as u64 + chunk.len() as u64 > limit {

@@ -21,7 +21,6 @@
 use std::collections::{HashMap, HashSet};
 
 use bytes::Bytes;
-use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use sync_protocol::diff::{DiffError, DiffWalk, Side};
 use sync_protocol::stream::{Frame, StreamDecoder, StreamEncoder};
@@ -32,7 +31,7 @@ use warp::reply::Response;
 use super::projects::{parse_id, unknown_version};
 use super::{
     ApiRequest, OBJECTS_MEDIA_TYPE, authenticate, check_declared_length, check_media_type, json,
-    parse_query, project_access, read_body, read_json,
+    next_chunk, parse_query, project_access, read_body, read_json,
 };
 use crate::app::App;
 use crate::catalog::{
@@ -386,7 +385,7 @@ async fn receive(app: &App, request: &mut ApiRequest) -> Result<Upload, Problem>
     let mut decoder = StreamDecoder::new();
     let mut upload = Upload::default();
     let mut received: u64 = 0;
-    while let Some(chunk) = request.body.next().await {
+    while let Some(chunk) = next_chunk(&mut request.body).await? {
         let chunk = chunk.map_err(|error| {
             Problem::new(
                 StatusCode::BAD_REQUEST,
