@@ -77,6 +77,21 @@ pub enum ClientError {
     Merge(#[from] sync_protocol::merge::MergeError),
     #[error("could not build an object for {what}: {detail}")]
     InvalidObject { what: String, detail: String },
+    #[error(transparent)]
+    Remote(#[from] crate::remote::RemoteError),
+    #[error(
+        "the last pull could not update {} (see `cairn status`); fix the cause \
+         (a file open elsewhere, an unlisted file in the way) and pull again before pushing",
+        paths.join(", ")
+    )]
+    PendingPaths { paths: Vec<String> },
+    #[error(
+        "others kept pushing: still behind the head after {attempts} rounds of pull, merge \
+         and push; nothing was lost, run `cairn sync` again"
+    )]
+    NotConverged { attempts: u32 },
+    #[error("could not plan the push: {0}")]
+    Plan(#[from] sync_protocol::plan::PushPlanError),
 }
 
 impl ClientError {

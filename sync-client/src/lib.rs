@@ -9,15 +9,24 @@
 //! objects, so `sync_protocol::plan::plan_push` can run over the cache. [`user_config`] keeps
 //! access tokens in `~/.config/cairn/config.toml`.
 //!
-//! The network half (login, projects, clone, push, pull, sync, watch, log, restore) is not
-//! written yet; it drives these pieces over HTTP:
+//! The network half: [`remote::Remote`] speaks the server's `/v1` API (docs-src
+//! `protocol/http-api.md`) with blocking reqwest over rustls, keep-alive and `TCP_NODELAY`;
+//! [`sync`] drives the working copy with it:
 //!
-//! - push: `WorkingCopy::snapshot`, refuse while `Base::pending` is not empty (pull first),
-//!   `plan_push(objects, base.root, snapshot.root)`, send `ObjectCache::frame` of each planned id,
-//!   then on commit `WorkingCopy::set_base` with the snapshot's listing and the new version;
-//! - pull: store each received frame with `ObjectCache::put_frame` (verified), flatten or receive
-//!   the new listing, then `WorkingCopy::apply(version, root, listing)`.
+//! - pull: `POST .../pull` with the base root as `have`; every frame of the answer is verified
+//!   by `sync_protocol::stream::StreamDecoder` as it arrives and stored in the object cache,
+//!   then `WorkingCopy::apply_root` merges the new tree into the folder;
+//! - push: refuse while `Base::pending` is not empty (pull first), `WorkingCopy::snapshot`,
+//!   `plan_push(objects, base.root, snapshot.root)`, one `POST .../push` carrying every planned
+//!   frame, then `WorkingCopy::set_base` with the snapshot's listing and the new version;
+//! - sync (and push after `409 conflict`): pull and merge, then push, at most a few rounds.
 //!
+//! Working today, tested end to end against the real server (`tests/remote.rs`): `login`,
+//! `projects` (list, create), `clone`, `pull`, `push`, `sync`, `log`, `restore`. Not yet:
+//! `watch` (the events stream), progress output, the resume negotiation for an interrupted or
+//! too-large push (`missing` + `objects` + `commits`), and a push without a usable base in the
+//! object cache (it fails with "negotiate instead").
+
 //! # Decisions the design left open
 //!
 //! - The base keeps its listing beside its root id, so `status` reads one file and the disk and
@@ -42,7 +51,18 @@
 //!   then replaced, never chmod-ed in place.
 //! - The executable bit is the owner's execute bit; a rewritten file keeps its other
 //!   permission bits.
-//! - `cairn` exit codes: 0 ok, 1 failure, 2 usage, 3 not a working copy, 4 not implemented yet.
+//! - `cairn` exit codes: 0 ok, 1 failure, 2 usage, 3 not a working copy, 4 not implemented yet,
+//!   5 authentication (not logged in, token refused, role too low), 6 conflict not resolved,
+//!   7 network (the URL that failed is named).
+//! - Push ids are 32 random hex digits, new for each attempt at a version (a push after a merge
+//!   gets a new one); the same id is sent again only when a network error or a 5xx left the
+//!   outcome unknown, so a retry never commits twice.
+//! - A never-synced working copy (`init` without `clone`) pushes as if based on version 0, the
+//!   empty project; if the head has moved on the push conflicts and is merged like any other.
+//! - The push stream is built in memory and sent whole (the server limit is 512 MiB by
+//!   default); streaming it from the cache and resuming is left to the resume negotiation.
+//! - `restore` asks the server for its head, restores on top of it, then pulls, so local edits
+//!   are merged into the restored tree like any pull.
 
 pub mod apply;
 pub mod atomic;
@@ -50,9 +70,11 @@ mod codec;
 pub mod encode;
 pub mod error;
 pub mod object_cache;
+pub mod remote;
 pub mod scan;
 pub mod state;
 pub mod status;
+pub mod sync;
 pub mod user_config;
 pub mod working_copy;
 

@@ -99,6 +99,13 @@ impl ObjectCache {
         Ok(frame)
     }
 
+    /// The stored frame of `id`, verified, with its object's kind: what a push streams.
+    pub fn frame_with_kind(&self, id: &ObjectId) -> Result<(ObjectKind, Vec<u8>), ClientError> {
+        let frame = self.read(id)?;
+        let (object, _) = self.check(id, verify_frame(id, &frame))?;
+        Ok((object.kind(), frame))
+    }
+
     /// The object `id`, verified, which must be of `kind`.
     pub fn object(&self, id: &ObjectId, kind: ObjectKind) -> Result<Object, ClientError> {
         let frame = self.read(id)?;

@@ -6,5 +6,6 @@ mod util;
 mod apply;
 mod cli;
 mod config;
+mod remote;
 mod scan;
 mod snapshot;

@@ -1,0 +1,489 @@
+//! The HTTP client of the server's `/v1` API (docs-src `protocol/http-api.md`).
+//!
+//! Blocking reqwest over rustls, one keep-alive connection pool per [`Remote`], `TCP_NODELAY`
+//! on, every request body written whole. Answers are parsed into the small structs below; a
+//! problem document becomes a [`RemoteError::Problem`] that keeps its stable `code`, except
+//! `401` ([`RemoteError::Unauthorized`]) and `409 conflict` ([`RemoteError::Conflict`]), which
+//! callers act on.
+
+use std::io::Read;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sync_protocol::ObjectId;
+use sync_protocol::stream::StreamDecoder;
+
+use crate::object_cache::ObjectCache;
+
+/// Media type of an object stream.
+pub const OBJECTS_MEDIA_TYPE: &str = "application/vnd.cairn.objects";
+
+/// Why a request to the server failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RemoteError {
+    /// The server could not be reached, or the connection broke before a whole answer arrived.
+    #[error(
+        "could not reach the server at {url}: {detail}; check the URL and that the server is running"
+    )]
+    Network { url: String, detail: String },
+    /// No token for this server, or the server refused it.
+    #[error("{detail}; run `cairn login --server {server}`")]
+    Unauthorized { server: String, detail: String },
+    /// The push, commit or restore was based on a version that is no longer the head.
+    #[error("the project has moved on to version {} (the push was based on an older one)", head.version)]
+    Conflict { head: Head },
+    /// Any other problem document.
+    #[error("the server refused {what} ({status} {code}): {detail}")]
+    Problem {
+        what: String,
+        status: u16,
+        code: String,
+        detail: String,
+    },
+    /// An answer that does not follow the API.
+    #[error("the server's answer to {what} is not what the API describes: {detail}")]
+    BadAnswer { what: String, detail: String },
+}
+
+impl RemoteError {
+    /// True when retrying the same request may succeed (the outcome is unknown or transient).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Network { .. } => true,
+            Self::Problem { status, .. } => matches!(status, 500 | 502 | 503 | 504),
+            _ => false,
+        }
+    }
+}
+
+/// A project's head: its latest version and root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Head {
+    pub version: u64,
+    #[serde(with = "hex_id")]
+    pub root: ObjectId,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Account {
+    pub id: String,
+    pub name: String,
+    #[serde(default)]
+    pub email: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Session {
+    pub token: String,
+    pub account: Account,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Team {
+    pub id: String,
+    pub name: String,
+    pub role: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Project {
+    pub id: String,
+    pub team: String,
+    pub name: String,
+    pub role: String,
+    pub version: u64,
+    #[serde(with = "hex_id")]
+    pub root: ObjectId,
+    pub created: String,
+}
+
+impl Project {
+    pub fn head(&self) -> Head {
+        Head {
+            version: self.version,
+            root: self.root,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Author {
+    pub id: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Version {
+    pub number: u64,
+    #[serde(with = "hex_id")]
+    pub root: ObjectId,
+    pub parent: Option<u64>,
+    pub author: Author,
+    pub time: String,
+    pub message: String,
+    pub push_id: Option<String>,
+}
+
+/// The answer to a push, commit or restore.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Committed {
+    pub version: u64,
+    #[serde(with = "hex_id")]
+    pub root: ObjectId,
+    pub replayed: bool,
+}
+
+/// What a pull delivered: every frame verified and stored in the object cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pulled {
+    pub version: u64,
+    pub root: ObjectId,
+    pub objects: u32,
+    pub bytes: u64,
+}
+
+#[derive(Deserialize)]
+struct Problem {
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    detail: String,
+    #[serde(default)]
+    head: Option<Head>,
+}
+
+/// A server and, for every route but log in, its token.
+#[derive(Debug, Clone)]
+pub struct Remote {
+    server: String,
+    token: Option<String>,
+    http: reqwest::blocking::Client,
+}
+
+impl Remote {
+    /// A client of `server` (a base URL such as `https://cairn.example.com`).
+    pub fn new(server: &str, token: Option<String>) -> Result<Self, RemoteError> {
+        let server = server.trim_end_matches('/').to_owned();
+        let http = reqwest::blocking::Client::builder()
+            .tcp_nodelay(true)
+            .connect_timeout(Duration::from_secs(10))
+            // Large pushes take a while; a stalled server still ends the request.
+            .timeout(Duration::from_secs(600))
+            .pool_idle_timeout(Duration::from_secs(90))
+            .user_agent(concat!("cairn/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|error| RemoteError::Network {
+                url: server.clone(),
+                detail: format!("could not set up the HTTP client: {error}"),
+            })?;
+        Ok(Self {
+            server,
+            token,
+            http,
+        })
+    }
+
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}/v1{path}", self.server)
+    }
+
+    fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+    ) -> Result<reqwest::blocking::RequestBuilder, RemoteError> {
+        let builder = self.http.request(method, self.url(path));
+        match &self.token {
+            Some(token) => Ok(builder.bearer_auth(token)),
+            None => Err(RemoteError::Unauthorized {
+                server: self.server.clone(),
+                detail: format!("you are not logged in to {}", self.server),
+            }),
+        }
+    }
+
+    /// Sends a request; a non-2xx answer becomes its error.
+    fn send(
+        &self,
+        what: &str,
+        builder: reqwest::blocking::RequestBuilder,
+    ) -> Result<reqwest::blocking::Response, RemoteError> {
+        let response = builder.send().map_err(|error| self.network(&error))?;
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        Err(self.problem(what, response))
+    }
+
+    fn network(&self, error: &reqwest::Error) -> RemoteError {
+        let url = error
+            .url()
+            .map(ToString::to_string)
+            .unwrap_or_else(|| self.server.clone());
+        let mut detail = error.to_string();
+        let mut source = std::error::Error::source(error);
+        while let Some(cause) = source {
+            detail.push_str(": ");
+            detail.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        RemoteError::Network { url, detail }
+    }
+
+    fn problem(&self, what: &str, response: reqwest::blocking::Response) -> RemoteError {
+        let status = response.status().as_u16();
+        let problem: Option<Problem> = response
+            .bytes()
+            .ok()
+            .and_then(|body| serde_json::from_slice(&body).ok());
+        let (code, detail, head) = match problem {
+            Some(problem) => (problem.code, problem.detail, problem.head),
+            None => (String::new(), format!("HTTP status {status}"), None),
+        };
+        match (status, code.as_str(), head) {
+            (401, _, _) => RemoteError::Unauthorized {
+                server: self.server.clone(),
+                detail: if code == "bad-credentials" {
+                    "log in failed: unknown account or wrong password".to_owned()
+                } else {
+                    format!(
+                        "{} did not accept your access token ({detail})",
+                        self.server
+                    )
+                },
+            },
+            (409, "conflict", Some(head)) => RemoteError::Conflict { head },
+            _ => RemoteError::Problem {
+                what: what.to_owned(),
+                status,
+                code,
+                detail,
+            },
+        }
+    }
+
+    fn json<T: serde::de::DeserializeOwned>(
+        &self,
+        what: &str,
+        response: reqwest::blocking::Response,
+    ) -> Result<T, RemoteError> {
+        let body = response.bytes().map_err(|error| self.network(&error))?;
+        serde_json::from_slice(&body).map_err(|error| RemoteError::BadAnswer {
+            what: what.to_owned(),
+            detail: error.to_string(),
+        })
+    }
+
+    /// `POST /v1/sessions`: a new token for `login` (account name or email).
+    pub fn log_in(&self, login: &str, password: &str, label: &str) -> Result<Session, RemoteError> {
+        let what = "the log in";
+        let builder = self
+            .http
+            .post(self.url("/sessions"))
+            .json(&json!({"login": login, "password": password, "label": label}));
+        let response = self.send(what, builder)?;
+        self.json(what, response)
+    }
+
+    pub fn teams(&self) -> Result<Vec<Team>, RemoteError> {
+        #[derive(Deserialize)]
+        struct Teams {
+            teams: Vec<Team>,
+        }
+        let what = "the list of teams";
+        let response = self.send(what, self.request(reqwest::Method::GET, "/teams")?)?;
+        Ok(self.json::<Teams>(what, response)?.teams)
+    }
+
+    pub fn projects(&self) -> Result<Vec<Project>, RemoteError> {
+        #[derive(Deserialize)]
+        struct Projects {
+            projects: Vec<Project>,
+        }
+        let what = "the list of projects";
+        let response = self.send(what, self.request(reqwest::Method::GET, "/projects")?)?;
+        Ok(self.json::<Projects>(what, response)?.projects)
+    }
+
+    pub fn create_project(&self, team: &str, name: &str) -> Result<Project, RemoteError> {
+        let what = "creating the project";
+        let builder = self
+            .request(reqwest::Method::POST, &format!("/teams/{team}/projects"))?
+            .json(&json!({"name": name}));
+        let response = self.send(what, builder)?;
+        self.json(what, response)
+    }
+
+    /// `GET /v1/projects/{id}`: the project and its head.
+    pub fn project(&self, project: &str) -> Result<Project, RemoteError> {
+        let what = "reading the project";
+        let response = self.send(
+            what,
+            self.request(reqwest::Method::GET, &format!("/projects/{project}"))?,
+        )?;
+        self.json(what, response)
+    }
+
+    /// Newest first, at most `limit`.
+    pub fn versions(&self, project: &str, limit: u64) -> Result<Vec<Version>, RemoteError> {
+        #[derive(Deserialize)]
+        struct Versions {
+            versions: Vec<Version>,
+        }
+        let what = "the list of versions";
+        let builder = self
+            .request(
+                reqwest::Method::GET,
+                &format!("/projects/{project}/versions"),
+            )?
+            .query(&[("limit", limit)]);
+        let response = self.send(what, builder)?;
+        Ok(self.json::<Versions>(what, response)?.versions)
+    }
+
+    /// `POST /v1/projects/{id}/pull`: the head (or `want`), minus what `have` holds; every frame
+    /// is verified by the stream decoder and stored in `objects` as it arrives.
+    pub fn pull(
+        &self,
+        project: &str,
+        want: Option<u64>,
+        have: &ObjectId,
+        objects: &ObjectCache,
+    ) -> Result<Pulled, crate::ClientError> {
+        let what = "the pull";
+        let mut body = json!({"have": have.to_hex()});
+        if let Some(want) = want {
+            body["want"] = json!(want);
+        }
+        let builder = self
+            .request(reqwest::Method::POST, &format!("/projects/{project}/pull"))?
+            .json(&body);
+        let mut response = self.send(what, builder)?;
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|value| value.to_str().ok())
+                .map(str::to_owned)
+        };
+        let bad = |detail: String| RemoteError::BadAnswer {
+            what: what.to_owned(),
+            detail,
+        };
+        let version = header("cairn-version")
+            .and_then(|text| text.parse::<u64>().ok())
+            .ok_or_else(|| bad("no Cairn-Version header".to_owned()))?;
+        let root = header("cairn-root")
+            .and_then(|text| text.parse::<ObjectId>().ok())
+            .ok_or_else(|| bad("no Cairn-Root header".to_owned()))?;
+        let mut decoder = StreamDecoder::new();
+        let mut buffer = vec![0u8; 256 * 1024];
+        loop {
+            let read = match response.read(&mut buffer) {
+                Ok(0) => break,
+                Ok(read) => read,
+                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(error) => {
+                    return Err(RemoteError::Network {
+                        url: self.url(&format!("/projects/{project}/pull")),
+                        detail: format!("the pull broke off: {error}"),
+                    }
+                    .into());
+                }
+            };
+            decoder.feed(&buffer[..read]);
+            while let Some(frame) = decoder
+                .next_frame()
+                .map_err(|error| bad(format!("the object stream is invalid: {error}")))?
+            {
+                // The decoder verified the frame against its id and kind.
+                objects.put_encoded(&frame.id, &frame.compressed)?;
+            }
+        }
+        let summary = decoder
+            .finish()
+            .map_err(|error| bad(format!("the object stream is invalid: {error}")))?;
+        Ok(Pulled {
+            version,
+            root,
+            objects: summary.frames,
+            bytes: summary.len,
+        })
+    }
+
+    /// `POST /v1/projects/{id}/push`: one object stream, committed as a new version on top of
+    /// `base_version` if that is still the head.
+    pub fn push(
+        &self,
+        project: &str,
+        push_id: &str,
+        base_version: u64,
+        root: &ObjectId,
+        message: Option<&str>,
+        stream: Vec<u8>,
+    ) -> Result<Committed, RemoteError> {
+        let what = "the push";
+        let mut query = vec![
+            ("push_id", push_id.to_owned()),
+            ("base_version", base_version.to_string()),
+            ("root", root.to_hex()),
+        ];
+        if let Some(message) = message {
+            query.push(("message", message.to_owned()));
+        }
+        let builder = self
+            .request(reqwest::Method::POST, &format!("/projects/{project}/push"))?
+            .query(&query)
+            .header(reqwest::header::CONTENT_TYPE, OBJECTS_MEDIA_TYPE)
+            .body(stream);
+        let response = self.send(what, builder)?;
+        self.json(what, response)
+    }
+
+    /// `POST /v1/projects/{id}/restore`: `version`'s tree as a new version on top of
+    /// `base_version`.
+    pub fn restore(
+        &self,
+        project: &str,
+        version: u64,
+        base_version: u64,
+        push_id: &str,
+    ) -> Result<Committed, RemoteError> {
+        let what = "the restore";
+        let builder = self
+            .request(
+                reqwest::Method::POST,
+                &format!("/projects/{project}/restore"),
+            )?
+            .json(&json!({"version": version, "base_version": base_version, "push_id": push_id}));
+        let response = self.send(what, builder)?;
+        self.json(what, response)
+    }
+}
+
+/// A fresh push id: 32 random hex digits.
+pub fn new_push_id() -> String {
+    let bytes: [u8; 16] = rand::random();
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// Object ids as the API writes them: 64 lowercase hex digits.
+mod hex_id {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use sync_protocol::ObjectId;
+
+    pub fn serialize<S: Serializer>(id: &ObjectId, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&id.to_hex())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<ObjectId, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}

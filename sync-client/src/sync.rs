@@ -1,0 +1,238 @@
+//! Pull, push and sync: the working copy driven over a [`Remote`].
+//!
+//! - [`pull`]: asks for the head with the base root as `have`, stores the verified frames, then
+//!   merges the new tree into the folder ([`WorkingCopy::apply_root`]).
+//! - [`push_once`]: snapshot, `plan_push` from the base, one `push` request. The push id is
+//!   random per attempt and reused when a network error or a 5xx leaves the outcome unknown, so
+//!   a retry can never commit twice. A `409 conflict` comes back as
+//!   `RemoteError::Conflict`.
+//! - [`sync`]: pull, then push, until a push commits or there is nothing to push, at most
+//!   `rounds` times. This is also what `push` does after a conflict.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use sync_protocol::ObjectId;
+use sync_protocol::plan::plan_push;
+use sync_protocol::stream::StreamEncoder;
+
+use crate::apply::ApplyReport;
+use crate::error::ClientError;
+use crate::remote::{Committed, Remote, RemoteError, new_push_id};
+use crate::state::Base;
+use crate::working_copy::WorkingCopy;
+
+/// How many times a request with an unknown outcome is sent again (with the same push id).
+const TRANSIENT_RETRIES: u32 = 3;
+
+/// What a pull did.
+#[derive(Debug)]
+pub struct PullOutcome {
+    /// The base version before the pull (`None`: never synced).
+    pub from: Option<u64>,
+    pub version: u64,
+    pub root: ObjectId,
+    pub objects: u32,
+    pub bytes: u64,
+    /// `None` when the working copy was already at the head (nothing to apply).
+    pub report: Option<ApplyReport>,
+}
+
+/// Pulls the head into `copy`, merging local edits.
+pub fn pull(copy: &WorkingCopy, remote: &Remote) -> Result<PullOutcome, ClientError> {
+    let base = copy.base()?;
+    let pulled = retry_transient(|| {
+        remote
+            .pull(&copy.config().project, None, &base.root, &copy.objects())
+            .map_err(|error| match error {
+                ClientError::Remote(remote) => Retry::Remote(remote),
+                other => Retry::Other(other),
+            })
+    })?;
+    let up_to_date =
+        pulled.root == base.root && base.version == Some(pulled.version) && base.pending.is_empty();
+    let report = if up_to_date {
+        None
+    } else {
+        Some(copy.apply_root(pulled.version, pulled.root)?)
+    };
+    Ok(PullOutcome {
+        from: base.version,
+        version: pulled.version,
+        root: pulled.root,
+        objects: pulled.objects,
+        bytes: pulled.bytes,
+        report,
+    })
+}
+
+/// What a push did.
+#[derive(Debug, Clone, Copy)]
+pub enum PushOutcome {
+    /// The working copy equals its base: nothing was sent.
+    NothingToPush { version: Option<u64> },
+    Committed {
+        committed: Committed,
+        /// Objects and bytes of the stream sent.
+        objects: u32,
+        bytes: u64,
+    },
+}
+
+/// Pushes the working copy's changes as one new version on top of its base. Fails with
+/// `RemoteError::Conflict` when the base is no longer the head, and with
+/// `ClientError::PendingPaths` while the last pull left paths un-updated.
+pub fn push_once(
+    copy: &WorkingCopy,
+    remote: &Remote,
+    message: Option<&str>,
+) -> Result<PushOutcome, ClientError> {
+    let _lock = copy.lock()?;
+    let base = copy.base()?;
+    if !base.pending.is_empty() {
+        return Err(ClientError::PendingPaths {
+            paths: base.pending.iter().map(ToString::to_string).collect(),
+        });
+    }
+    let snapshot = copy.snapshot()?;
+    if snapshot.root == base.root {
+        return Ok(PushOutcome::NothingToPush {
+            version: base.version,
+        });
+    }
+    let objects = copy.objects();
+    let plan = plan_push(&objects, &base.root, &snapshot.root)?;
+    let mut encoder = StreamEncoder::new();
+    for id in &plan.objects {
+        let (kind, frame) = objects.frame_with_kind(id)?;
+        encoder
+            .push(kind, id, &frame)
+            .map_err(|error| ClientError::InvalidObject {
+                what: format!("the push stream (object {id})"),
+                detail: error.to_string(),
+            })?;
+    }
+    let frames = encoder.frame_count();
+    let stream = encoder.finish();
+    let bytes = stream.len() as u64;
+    // A never-synced copy is based on version 0, the empty project: if the head has moved on,
+    // the server answers conflict and the caller merges.
+    let base_version = base.version.unwrap_or(0);
+    let push_id = new_push_id();
+    let committed = retry_transient(|| {
+        remote
+            .push(
+                &copy.config().project,
+                &push_id,
+                base_version,
+                &snapshot.root,
+                message,
+                stream.clone(),
+            )
+            .map_err(Retry::Remote)
+    })?;
+    if committed.root != snapshot.root {
+        return Err(RemoteError::BadAnswer {
+            what: "the push".to_owned(),
+            detail: format!(
+                "it committed root {} instead of {}",
+                committed.root, snapshot.root
+            ),
+        }
+        .into());
+    }
+    copy.set_base(&Base {
+        version: Some(committed.version),
+        root: snapshot.root,
+        listing: snapshot.scan.listing,
+        pending: BTreeSet::new(),
+    })?;
+    Ok(PushOutcome::Committed {
+        committed,
+        objects: frames,
+        bytes,
+    })
+}
+
+/// What a sync did: every pull (one per round) and the final push.
+#[derive(Debug)]
+pub struct SyncOutcome {
+    pub pulls: Vec<PullOutcome>,
+    pub push: PushOutcome,
+}
+
+/// Pulls (merging), then pushes, until the push commits or there is nothing to push; at most
+/// `rounds` rounds.
+pub fn sync(
+    copy: &WorkingCopy,
+    remote: &Remote,
+    message: Option<&str>,
+    rounds: u32,
+) -> Result<SyncOutcome, ClientError> {
+    let mut pulls = Vec::new();
+    for _ in 0..rounds {
+        pulls.push(pull(copy, remote)?);
+        match push_once(copy, remote, message) {
+            Ok(push) => return Ok(SyncOutcome { pulls, push }),
+            Err(ClientError::Remote(RemoteError::Conflict { .. })) => continue,
+            Err(error) => return Err(error),
+        }
+    }
+    Err(ClientError::NotConverged { attempts: rounds })
+}
+
+/// Pushes; after a conflict, does what [`sync`] does.
+pub fn push(
+    copy: &WorkingCopy,
+    remote: &Remote,
+    message: Option<&str>,
+    rounds: u32,
+) -> Result<SyncOutcome, ClientError> {
+    match push_once(copy, remote, message) {
+        Ok(push) => Ok(SyncOutcome {
+            pulls: Vec::new(),
+            push,
+        }),
+        Err(ClientError::Remote(RemoteError::Conflict { .. })) => {
+            sync(copy, remote, message, rounds)
+        }
+        Err(error) => Err(error),
+    }
+}
+
+enum Retry {
+    Remote(RemoteError),
+    Other(ClientError),
+}
+
+/// Runs `attempt` again (up to [`TRANSIENT_RETRIES`] more times, with a growing pause) while it
+/// fails with a transient remote error.
+fn retry_transient<T>(mut attempt: impl FnMut() -> Result<T, Retry>) -> Result<T, ClientError> {
+    let mut retries = 0;
+    loop {
+        match attempt() {
+            Ok(value) => return Ok(value),
+            Err(Retry::Remote(error)) if error.is_transient() && retries < TRANSIENT_RETRIES => {
+                retries += 1;
+                std::thread::sleep(Duration::from_millis(200 * u64::from(retries)));
+            }
+            Err(Retry::Remote(error)) => return Err(error.into()),
+            Err(Retry::Other(error)) => return Err(error),
+        }
+    }
+}
+
+/// Sends a restore of `version` on top of `base_version` with one push id, retried like a push.
+pub fn restore(
+    remote: &Remote,
+    project: &str,
+    version: u64,
+    base_version: u64,
+) -> Result<Committed, ClientError> {
+    let push_id = new_push_id();
+    retry_transient(|| {
+        remote
+            .restore(project, version, base_version, &push_id)
+            .map_err(Retry::Remote)
+    })
+}

@@ -1,0 +1,381 @@
+//! End to end: the `cairn` binary against the real `sync-server` binary in embedded mode (SQLite
+//! and a folder of objects in a temp data dir), on a free port.
+//!
+//! The server is built once per test run with `cargo build -p sync-server` into this run's
+//! target folder (or taken from `CAIRN_SERVER_BIN`).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+
+use crate::util::{files_on_disk, write};
+
+/// The `sync-server` binary, built on first use.
+fn server_binary() -> &'static Path {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| {
+        if let Some(path) = std::env::var_os("CAIRN_SERVER_BIN") {
+            return PathBuf::from(path);
+        }
+        // This test binary is <target>/debug/deps/tests-<hash>.
+        let exe = std::env::current_exe().unwrap();
+        let profile_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
+        let target_dir = profile_dir.parent().unwrap();
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--quiet", "-p", "sync-server"])
+            .env("CARGO_TARGET_DIR", target_dir)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("running cargo build -p sync-server");
+        assert!(status.success(), "cargo build -p sync-server failed");
+        profile_dir.join("sync-server")
+    })
+}
+
+/// A running server with one account (alice, owner of team `crew`) and bob (editor of `crew`).
+struct Server {
+    child: Child,
+    url: String,
+    // Held for its Drop, which removes the data dir.
+    _data: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const PASSWORD: &str = "correct horse battery";
+
+fn server_command(dir: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(server_binary());
+    command
+        .args(args)
+        .current_dir(dir)
+        .env("CAIRN_LOG", "warn")
+        .env("CAIRN_PASSWORD", PASSWORD)
+        // CAIRN_CONFIG names the server's settings file too; the tests' is the client's.
+        .env_remove("CAIRN_CONFIG")
+        .env_remove("DATABASE_URL")
+        .env_remove("CAIRN_S3_BUCKET")
+        .env_remove("CAIRN_DATA_DIR")
+        .env_remove("CAIRN_LISTEN");
+    command
+}
+
+fn admin(data: &Path, args: &[&str]) {
+    let data_dir = data.join("data");
+    let mut full = vec!["admin", "--data-dir", data_dir.to_str().unwrap()];
+    full.extend_from_slice(args);
+    let output = server_command(data, &full).output().unwrap();
+    assert!(output.status.success(), "admin {args:?}: {output:?}");
+}
+
+impl Server {
+    fn start() -> Self {
+        let data = tempfile::tempdir().unwrap();
+        admin(
+            data.path(),
+            &[
+                "create-user",
+                "--name",
+                "alice",
+                "--email",
+                "alice@example.com",
+            ],
+        );
+        admin(
+            data.path(),
+            &["create-user", "--name", "bob", "--email", "bob@example.com"],
+        );
+        admin(
+            data.path(),
+            &["create-team", "--name", "crew", "--owner", "alice"],
+        );
+        admin(
+            data.path(),
+            &[
+                "add-member",
+                "--team",
+                "crew",
+                "--user",
+                "bob",
+                "--role",
+                "editor",
+            ],
+        );
+        let data_dir = data.path().join("data");
+        let mut child = server_command(
+            data.path(),
+            &[
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--data-dir",
+                data_dir.to_str().unwrap(),
+            ],
+        )
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("no listening line: {line:?}"))
+            .to_owned();
+        Self {
+            child,
+            url,
+            _data: data,
+        }
+    }
+}
+
+/// One person's machine: a user config and a folder for working copies.
+struct User {
+    home: tempfile::TempDir,
+}
+
+impl User {
+    fn new() -> Self {
+        Self {
+            home: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn cairn(&self, dir: &Path, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_cairn"))
+            .args(args)
+            .current_dir(dir)
+            .env("CAIRN_CONFIG", self.home.path().join("config.toml"))
+            .env("CAIRN_PASSWORD", PASSWORD)
+            .output()
+            .unwrap()
+    }
+
+    /// Runs `cairn` in `dir`, which must succeed; returns its `--json` output.
+    fn json(&self, dir: &Path, args: &[&str]) -> serde_json::Value {
+        let mut full = vec!["--json"];
+        full.extend_from_slice(args);
+        let output = self.cairn(dir, &full);
+        assert_eq!(output.status.code(), Some(0), "cairn {args:?}: {output:?}");
+        serde_json::from_slice(&output.stdout)
+            .unwrap_or_else(|error| panic!("cairn {args:?}: {error}: {output:?}"))
+    }
+
+    fn login(&self, server: &Server, name: &str) {
+        let json = self.json(
+            self.home.path(),
+            &["login", "--server", &server.url, "--user", name],
+        );
+        assert_eq!(json["account"]["name"], name);
+    }
+
+    fn clone(&self, project: &str, name: &str) -> PathBuf {
+        let json = self.json(self.home.path(), &["clone", "--project", project, name]);
+        PathBuf::from(json["root"].as_str().unwrap())
+    }
+}
+
+/// A server, alice logged in with a new project `api`: (server, alice, project id).
+fn setup() -> (Server, User, String) {
+    let server = Server::start();
+    let alice = User::new();
+    alice.login(&server, "alice");
+    let project = alice.json(
+        alice.home.path(),
+        &["projects", "create", "--team", "crew", "api"],
+    );
+    assert_eq!(project["version"], 0);
+    let id = project["id"].as_str().unwrap().to_owned();
+    (server, alice, id)
+}
+
+fn read(root: &Path, relative: &str) -> String {
+    std::fs::read_to_string(root.join(relative)).unwrap()
+}
+
+#[test]
+fn clone_edit_push_then_another_copy_pulls_the_edit() {
+    let (server, alice, project) = setup();
+    let listed = alice.json(alice.home.path(), &["projects"]);
+    assert_eq!(listed["projects"][0]["id"], project.as_str());
+
+    let first = alice.clone(&project, "first");
+    assert_eq!(files_on_disk(&first), Vec::<String>::new());
+    write(&first, "requests/get-pets.json", b"{\"method\": \"GET\"}");
+    write(&first, "README.md", b"pets\n");
+    let pushed = alice.json(&first, &["push", "-m", "first requests"]);
+    assert_eq!(pushed["push"]["pushed"], true);
+    assert_eq!(pushed["push"]["version"], 1);
+
+    // Bob, on his own machine, clones by name and sees the files.
+    let bob = User::new();
+    bob.login(&server, "bob");
+    let second = bob.clone("api", "second");
+    assert_eq!(
+        files_on_disk(&second),
+        ["README.md", "requests/get-pets.json"]
+    );
+    assert_eq!(
+        read(&second, "requests/get-pets.json"),
+        "{\"method\": \"GET\"}"
+    );
+
+    // An edit and a removal on alice's side reach bob's copy with a pull.
+    write(&first, "README.md", b"pets, v2\n");
+    std::fs::remove_file(first.join("requests/get-pets.json")).unwrap();
+    let pushed = alice.json(&first, &["push"]);
+    assert_eq!(pushed["push"]["version"], 2);
+    let pulled = bob.json(&second, &["pull"]);
+    assert_eq!(pulled["from"], 1);
+    assert_eq!(pulled["version"], 2);
+    assert_eq!(read(&second, "README.md"), "pets, v2\n");
+    assert_eq!(files_on_disk(&second), ["README.md"]);
+
+    // The log lists every version, newest first, with the message.
+    let log = bob.json(&second, &["log"]);
+    let numbers: Vec<u64> = log["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|version| version["number"].as_u64().unwrap())
+        .collect();
+    assert_eq!(numbers, [2, 1, 0]);
+    assert_eq!(log["versions"][1]["message"], "first requests");
+    assert_eq!(log["versions"][1]["author"]["name"], "alice");
+}
+
+#[test]
+fn no_op_pull_and_push() {
+    let (_server, alice, project) = setup();
+    let copy = alice.clone(&project, "copy");
+    let pulled = alice.json(&copy, &["pull"]);
+    assert_eq!(pulled["version"], 0);
+    assert_eq!(pulled["objects"], 0);
+    assert_eq!(pulled["applied"], serde_json::Value::Null);
+    let pushed = alice.json(&copy, &["push"]);
+    assert_eq!(pushed["push"]["pushed"], false);
+    assert_eq!(pushed["push"]["version"], 0);
+
+    write(&copy, "a.txt", b"a");
+    assert_eq!(alice.json(&copy, &["push"])["push"]["version"], 1);
+    let again = alice.json(&copy, &["push"]);
+    assert_eq!(again["push"]["pushed"], false);
+    assert_eq!(again["push"]["version"], 1);
+    let pulled = alice.json(&copy, &["pull"]);
+    assert_eq!(pulled["version"], 1);
+    assert_eq!(pulled["objects"], 0);
+    assert_eq!(pulled["applied"], serde_json::Value::Null);
+    let log = alice.json(&copy, &["log"]);
+    assert_eq!(log["versions"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn concurrent_edits_of_different_files_merge_with_sync() {
+    let (_server, alice, project) = setup();
+    let one = alice.clone(&project, "one");
+    write(&one, "a.json", b"a0");
+    write(&one, "b.json", b"b0");
+    alice.json(&one, &["push"]);
+    let two = alice.clone(&project, "two");
+
+    write(&one, "a.json", b"a1");
+    write(&two, "b.json", b"b1");
+    write(&two, "new/c.json", b"c1");
+    assert_eq!(alice.json(&one, &["push"])["push"]["version"], 2);
+    // Two is behind: its push conflicts, and push then pulls, merges and pushes again.
+    let pushed = alice.json(&two, &["push"]);
+    assert_eq!(pushed["push"]["version"], 3, "{pushed}");
+    assert_eq!(read(&two, "a.json"), "a1");
+    assert_eq!(read(&two, "b.json"), "b1");
+
+    let synced = alice.json(&one, &["sync"]);
+    assert_eq!(synced["pulls"][0]["version"], 3);
+    assert_eq!(synced["push"]["pushed"], false);
+    for root in [&one, &two] {
+        assert_eq!(files_on_disk(root), ["a.json", "b.json", "new/c.json"]);
+        assert_eq!(read(root, "a.json"), "a1");
+        assert_eq!(read(root, "b.json"), "b1");
+        assert_eq!(read(root, "new/c.json"), "c1");
+    }
+}
+
+#[test]
+fn concurrent_edits_of_one_file_keep_both() {
+    let (_server, alice, project) = setup();
+    let one = alice.clone(&project, "one");
+    write(&one, "spec.yaml", b"base\n");
+    alice.json(&one, &["push"]);
+    let two = alice.clone(&project, "two");
+
+    write(&one, "spec.yaml", b"edit from one\n");
+    write(&two, "spec.yaml", b"edit from two\n");
+    assert_eq!(alice.json(&one, &["push"])["push"]["version"], 2);
+    let synced = alice.json(&two, &["sync"]);
+    assert_eq!(synced["push"]["version"], 3, "{synced}");
+    let copies = &synced["pulls"][0]["applied"]["conflict_copies"];
+    assert_eq!(copies.as_array().unwrap().len(), 1, "{synced}");
+    let copy_name = copies[0]["copy"].as_str().unwrap().to_owned();
+    assert_eq!(copies[0]["path"], "spec.yaml");
+
+    // The server's edit is at the path, the local one beside it; both reach the other copy.
+    alice.json(&one, &["pull"]);
+    for root in [&one, &two] {
+        assert_eq!(read(root, "spec.yaml"), "edit from one\n");
+        assert_eq!(read(root, &copy_name), "edit from two\n");
+        assert_eq!(files_on_disk(root).len(), 2, "{:?}", files_on_disk(root));
+    }
+}
+
+#[test]
+fn restore_brings_back_an_old_version() {
+    let (_server, alice, project) = setup();
+    let copy = alice.clone(&project, "copy");
+    write(&copy, "a.txt", b"one");
+    alice.json(&copy, &["push"]);
+    write(&copy, "a.txt", b"two");
+    alice.json(&copy, &["push"]);
+    let restored = alice.json(&copy, &["restore", "1"]);
+    assert_eq!(restored["version"], 3);
+    assert_eq!(read(&copy, "a.txt"), "one");
+}
+
+#[test]
+fn errors_name_the_cause_and_exit_codes() {
+    let (server, alice, project) = setup();
+    let copy = alice.clone(&project, "copy");
+
+    // A stranger with no token is told to log in.
+    let stranger = User::new();
+    let output = stranger.cairn(&copy, &["pull"]);
+    assert_eq!(output.status.code(), Some(5), "{output:?}");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("cairn login"));
+
+    // A wrong password.
+    let output = stranger.cairn(
+        stranger.home.path(),
+        &["login", "--server", &server.url, "--user", "nobody"],
+    );
+    assert_eq!(output.status.code(), Some(5), "{output:?}");
+
+    // The server gone: the URL is named, exit 7.
+    let url = server.url.clone();
+    drop(server);
+    let output = alice.cairn(&copy, &["pull"]);
+    assert_eq!(output.status.code(), Some(7), "{output:?}");
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains(&url),
+        "{output:?}"
+    );
+
+    // watch is still not implemented.
+    assert_eq!(alice.cairn(&copy, &["watch"]).status.code(), Some(4));
+}
