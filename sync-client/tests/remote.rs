@@ -379,3 +379,112 @@ fn errors_name_the_cause_and_exit_codes() {
     // watch is still not implemented.
     assert_eq!(alice.cairn(&copy, &["watch"]).status.code(), Some(4));
 }
+
+#[test]
+fn a_folder_made_with_init_merges_into_a_project_with_content() {
+    let (server, alice, project) = setup();
+    let copy = alice.clone(&project, "copy");
+    write(&copy, "shared.json", b"from the server");
+    write(&copy, "same.json", b"server side");
+    alice.json(&copy, &["push"]);
+
+    // An existing folder made a working copy with `init` never synced: its first push is
+    // based on version 0, conflicts, and is merged with the head.
+    let folder = alice.home.path().join("existing");
+    write(&folder, "mine.json", b"local only");
+    write(&folder, "same.json", b"local side");
+    alice.json(
+        alice.home.path(),
+        &[
+            "init",
+            "--server",
+            &server.url,
+            "--project",
+            &project,
+            folder.to_str().unwrap(),
+        ],
+    );
+    let pushed = alice.json(&folder, &["push"]);
+    assert_eq!(pushed["push"]["version"], 2, "{pushed}");
+    assert_eq!(read(&folder, "shared.json"), "from the server");
+    assert_eq!(read(&folder, "mine.json"), "local only");
+    // Both added same.json: the server's is at the path, the local one in a conflict copy.
+    assert_eq!(read(&folder, "same.json"), "server side");
+    let copies = &pushed["pulls"][0]["applied"]["conflict_copies"];
+    let copy_name = copies[0]["copy"].as_str().unwrap();
+    assert_eq!(read(&folder, copy_name), "local side");
+
+    alice.json(&copy, &["pull"]);
+    assert_eq!(files_on_disk(&copy), files_on_disk(&folder));
+    assert_eq!(read(&copy, "mine.json"), "local only");
+}
+
+/// A TCP proxy in front of `target` that forwards everything, except that the answer to the
+/// first push request is dropped and its connection closed: the server commits, the client
+/// sees a broken connection and must not know whether the push went through.
+fn lossy_proxy(target: &str) -> String {
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let target = target.trim_start_matches("http://").to_owned();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let dropped = Arc::new(AtomicBool::new(false));
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(mut client) = client else { return };
+            let target = target.clone();
+            let dropped = dropped.clone();
+            std::thread::spawn(move || {
+                let mut server = TcpStream::connect(&target).unwrap();
+                let mut first = vec![0u8; 64 * 1024];
+                let Ok(read) = client.read(&mut first) else {
+                    return;
+                };
+                let head = String::from_utf8_lossy(&first[..read]).into_owned();
+                let drop_answer = head.starts_with("POST ")
+                    && head.contains("/push?")
+                    && !dropped.swap(true, Ordering::SeqCst);
+                server.write_all(&first[..read]).unwrap();
+                let mut upstream = client.try_clone().unwrap();
+                let mut to_server = server.try_clone().unwrap();
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut upstream, &mut to_server);
+                });
+                if drop_answer {
+                    let mut sink = [0u8; 1];
+                    let _ = server.read(&mut sink);
+                    let _ = client.shutdown(std::net::Shutdown::Both);
+                    let _ = server.shutdown(std::net::Shutdown::Both);
+                } else {
+                    let _ = std::io::copy(&mut server, &mut client);
+                    let _ = client.shutdown(std::net::Shutdown::Both);
+                }
+            });
+        }
+    });
+    url
+}
+
+#[test]
+fn a_push_whose_answer_is_lost_is_retried_with_its_push_id_and_commits_once() {
+    let (server, _alice, project) = setup();
+    let proxy = lossy_proxy(&server.url);
+    let bob = User::new();
+    let login = bob.json(
+        bob.home.path(),
+        &["login", "--server", &proxy, "--user", "bob"],
+    );
+    assert_eq!(login["server"], proxy.as_str());
+    let copy = bob.clone(&project, "copy");
+    write(&copy, "a.txt", b"once");
+    let pushed = bob.json(&copy, &["push"]);
+    assert_eq!(pushed["push"]["version"], 1, "{pushed}");
+    assert_eq!(pushed["push"]["replayed"], true, "{pushed}");
+    let log = bob.json(&copy, &["log"]);
+    assert_eq!(log["versions"].as_array().unwrap().len(), 2, "{log}");
+    let pulled = bob.json(&copy, &["pull"]);
+    assert_eq!(pulled["applied"], serde_json::Value::Null);
+}
