@@ -259,12 +259,24 @@ impl Remote {
                 },
             },
             (409, "conflict", Some(head)) => RemoteError::Conflict { head },
-            _ => RemoteError::Problem {
-                what: what.to_owned(),
-                status,
-                code,
-                detail,
-            },
+            _ => {
+                // The two refusals a user can act on get a hint beside the server's detail.
+                let hint = match (status, code.as_str()) {
+                    (403, _) => {
+                        "; your role in the project's team is too low for this (ask a team owner)"
+                    }
+                    (404, "not-found") => {
+                        "; it does not exist or you are not a member of its team (see `cairn projects`)"
+                    }
+                    _ => "",
+                };
+                RemoteError::Problem {
+                    what: what.to_owned(),
+                    status,
+                    code,
+                    detail: format!("{detail}{hint}"),
+                }
+            }
         }
     }
 

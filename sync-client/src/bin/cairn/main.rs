@@ -1,0 +1,316 @@
+//! `cairn`: the Cairn command-line client.
+//!
+//! `init` and `status` work on the local working copy; `login`, `projects`, `clone`, `pull`,
+//! `push`, `sync`, `log` and `restore` talk to the server (see `sync_client::sync`). `watch` is
+//! listed so that `--help` shows the whole tool, and answers that it is not implemented yet with
+//! its own exit code.
+
+use std::path::{Path as FsPath, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use serde_json::json;
+use sync_client::ClientError;
+use sync_client::remote::RemoteError;
+use sync_client::working_copy::{WorkingCopy, WorkingCopyConfig};
+
+mod network;
+mod output;
+
+use network::{clone, log, login, open_copy, projects};
+use output::{print_json, print_pull, print_pull_text, print_sync, pull_json, status};
+
+/// Exit code: the command failed (I/O error, damaged `.cairn/` state, bad configuration).
+const EXIT_FAILURE: u8 = 1;
+/// Exit code: the command line is invalid (clap's own code).
+const EXIT_USAGE: u8 = 2;
+/// Exit code: the folder is not inside a working copy.
+const EXIT_NOT_A_WORKING_COPY: u8 = 3;
+/// Exit code: the command is not implemented yet in this build.
+const EXIT_NOT_IMPLEMENTED: u8 = 4;
+/// Exit code: not logged in, the token was refused, or the role is too low.
+const EXIT_AUTH: u8 = 5;
+/// Exit code: the project moved on and the push or restore could not be brought up to date.
+const EXIT_CONFLICT: u8 = 6;
+/// Exit code: the server could not be reached or the connection broke.
+const EXIT_NETWORK: u8 = 7;
+
+/// Rounds of pull, merge and push before `sync` (or a conflicted `push`) gives up.
+const SYNC_ROUNDS: u32 = 5;
+
+const AFTER_HELP: &str = "\
+Exit codes:
+  0  success
+  1  the command failed (I/O error, disk full, damaged .cairn/ state, bad configuration,
+     an answer the server refused)
+  2  invalid command line
+  3  not inside a Cairn working copy (no .cairn/ folder here or above)
+  4  not implemented yet (watch)
+  5  not logged in, the token was refused, or your role is too low: run `cairn login`
+  6  conflict: the project kept moving on while pushing or restoring; run `cairn sync` again
+  7  network: the server could not be reached or the connection broke; the URL is named
+
+Environment:
+  CAIRN_CONFIG     path of the user config file (access tokens)
+  XDG_CONFIG_HOME  otherwise the config is $XDG_CONFIG_HOME/cairn/config.toml,
+                   else ~/.config/cairn/config.toml
+  CAIRN_PASSWORD   the password for `cairn login` (else it is read from standard input)";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "cairn",
+    version,
+    about = "Cairn: team sync for API-development projects",
+    after_help = AFTER_HELP
+)]
+struct Cli {
+    /// Run as if started in DIR.
+    #[arg(short = 'C', long = "directory", value_name = "DIR", global = true)]
+    directory: Option<PathBuf>,
+    /// Print JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Make a folder a working copy of a project (writes .cairn/; contacts no server).
+    Init {
+        /// The server's URL, e.g. `https://cairn.example.com`.
+        #[arg(long, value_name = "URL")]
+        server: String,
+        /// The project's id on that server.
+        #[arg(long, value_name = "ID")]
+        project: String,
+        /// The folder to initialize (default: the current folder).
+        dir: Option<PathBuf>,
+    },
+    /// Show what changed since the last sync: added (A), modified (M), removed (D), unreadable (?).
+    Status,
+    /// Log in to a server and store the access token in the user config.
+    Login {
+        /// The server's URL (default: the working copy's server, else the last one logged in to).
+        #[arg(long, value_name = "URL")]
+        server: Option<String>,
+        /// Account name or email (asked on standard input when absent).
+        #[arg(long, value_name = "NAME")]
+        user: Option<String>,
+    },
+    /// List the projects you can access, or create one.
+    Projects {
+        /// The server's URL (default: the working copy's server, else the last one logged in to).
+        #[arg(long, value_name = "URL")]
+        server: Option<String>,
+        #[command(subcommand)]
+        action: Option<ProjectsAction>,
+    },
+    /// Download a project into a new working copy.
+    Clone {
+        /// The server's URL (default: the last one logged in to).
+        #[arg(long, value_name = "URL")]
+        server: Option<String>,
+        /// The project's id, or its name if only one of your projects has it.
+        #[arg(long, value_name = "ID")]
+        project: String,
+        /// The folder to create (default: the project's name); must not exist or be empty.
+        dir: Option<PathBuf>,
+    },
+    /// Upload local changes as a new version; if others pushed first, pull, merge and retry.
+    Push {
+        /// A message describing the version.
+        #[arg(short, long)]
+        message: Option<String>,
+    },
+    /// Bring in the server's latest version, merging local edits (conflict copies keep both).
+    Pull,
+    /// Pull and merge, then push, until the working copy and the server agree.
+    Sync {
+        /// A message describing the version, if one is pushed.
+        #[arg(short, long)]
+        message: Option<String>,
+    },
+    /// Sync continuously as files change here or on the server [not implemented yet].
+    Watch,
+    /// List the project's versions, newest first.
+    Log {
+        /// Show at most N versions.
+        #[arg(short = 'n', long, value_name = "N", default_value_t = 20)]
+        limit: u64,
+    },
+    /// Make an old version the latest one, as a new version, then pull it here.
+    Restore {
+        /// The version to restore.
+        version: u64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ProjectsAction {
+    /// Create a project in a team (its id or name); you must be an editor of the team.
+    Create {
+        #[arg(long, value_name = "TEAM")]
+        team: String,
+        /// The project's name.
+        name: String,
+    },
+}
+
+impl Command {
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Init { .. } => "init",
+            Self::Status => "status",
+            Self::Login { .. } => "login",
+            Self::Projects { .. } => "projects",
+            Self::Clone { .. } => "clone",
+            Self::Push { .. } => "push",
+            Self::Pull => "pull",
+            Self::Sync { .. } => "sync",
+            Self::Watch => "watch",
+            Self::Log { .. } => "log",
+            Self::Restore { .. } => "restore",
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let _ = error.print();
+            return ExitCode::from(if error.use_stderr() { EXIT_USAGE } else { 0 });
+        }
+    };
+    match run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(error) => {
+            eprintln!("cairn: error: {error:#}");
+            ExitCode::from(exit_code(&error))
+        }
+    }
+}
+
+fn exit_code(error: &anyhow::Error) -> u8 {
+    let remote = match error.downcast_ref::<ClientError>() {
+        Some(ClientError::NotAWorkingCopy { .. }) => return EXIT_NOT_A_WORKING_COPY,
+        Some(ClientError::NotConverged { .. }) => return EXIT_CONFLICT,
+        Some(ClientError::Remote(remote)) => Some(remote),
+        _ => error.downcast_ref::<RemoteError>(),
+    };
+    match remote {
+        Some(RemoteError::Unauthorized { .. }) => EXIT_AUTH,
+        Some(RemoteError::Problem { status: 403, .. }) => EXIT_AUTH,
+        Some(RemoteError::Conflict { .. }) => EXIT_CONFLICT,
+        Some(RemoteError::Network { .. }) => EXIT_NETWORK,
+        _ => EXIT_FAILURE,
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<u8> {
+    let start = match &cli.directory {
+        Some(dir) => dir.clone(),
+        None => std::env::current_dir().context("could not read the current folder")?,
+    };
+    let json = cli.json;
+    match cli.command {
+        Command::Init {
+            server,
+            project,
+            dir,
+        } => {
+            let root = resolve(&start, dir);
+            let config = WorkingCopyConfig::new(&server, &project)?;
+            let copy = WorkingCopy::init(&root, config)?;
+            if json {
+                print_json(&json!({
+                    "root": copy.root().display().to_string(),
+                    "server": copy.config().server,
+                    "project": copy.config().project,
+                }))?;
+            } else {
+                println!(
+                    "Initialized a Cairn working copy of project {} on {} in {}",
+                    copy.config().project,
+                    copy.config().server,
+                    copy.root().display()
+                );
+            }
+            Ok(0)
+        }
+        Command::Status => {
+            let copy = WorkingCopy::discover(&start)?;
+            status(&copy, json)?;
+            Ok(0)
+        }
+        Command::Login { server, user } => login(&start, server, user, json),
+        Command::Projects { server, action } => projects(&start, server, action, json),
+        Command::Clone {
+            server,
+            project,
+            dir,
+        } => clone(&start, server, &project, dir, json),
+        Command::Pull => {
+            let (copy, remote) = open_copy(&start)?;
+            let outcome = sync_client::sync::pull(&copy, &remote)?;
+            print_pull(&outcome, json)?;
+            Ok(0)
+        }
+        Command::Push { message } => {
+            let (copy, remote) = open_copy(&start)?;
+            let outcome = sync_client::sync::push(&copy, &remote, message.as_deref(), SYNC_ROUNDS)?;
+            print_sync(&outcome, json)?;
+            Ok(0)
+        }
+        Command::Sync { message } => {
+            let (copy, remote) = open_copy(&start)?;
+            let outcome = sync_client::sync::sync(&copy, &remote, message.as_deref(), SYNC_ROUNDS)?;
+            print_sync(&outcome, json)?;
+            Ok(0)
+        }
+        Command::Log { limit } => {
+            let (copy, remote) = open_copy(&start)?;
+            log(&copy, &remote, limit, json)?;
+            Ok(0)
+        }
+        Command::Restore { version } => {
+            let (copy, remote) = open_copy(&start)?;
+            let head = remote.project(&copy.config().project)?.head();
+            let committed =
+                sync_client::sync::restore(&remote, &copy.config().project, version, head.version)?;
+            let pulled = sync_client::sync::pull(&copy, &remote)?;
+            if json {
+                print_json(&json!({
+                    "restored": version,
+                    "version": committed.version,
+                    "root": committed.root.to_hex(),
+                    "pull": pull_json(&pulled),
+                }))?;
+            } else {
+                println!(
+                    "Restored version {version} as version {}.",
+                    committed.version
+                );
+                print_pull_text(&pulled);
+            }
+            Ok(0)
+        }
+        other @ Command::Watch => {
+            eprintln!(
+                "cairn {}: not implemented yet; run `cairn sync` to sync once.",
+                other.name()
+            );
+            Ok(EXIT_NOT_IMPLEMENTED)
+        }
+    }
+}
+
+pub(crate) fn resolve(start: &FsPath, dir: Option<PathBuf>) -> PathBuf {
+    match dir {
+        Some(dir) if dir.is_absolute() => dir,
+        Some(dir) => start.join(dir),
+        None => start.to_path_buf(),
+    }
+}

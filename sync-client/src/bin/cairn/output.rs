@@ -1,0 +1,207 @@
+//! What the commands print: text for people, or JSON with `--json`.
+
+use serde::Serialize;
+use serde_json::json;
+use sync_client::apply::{ApplyReport, ConflictSummary, summary};
+use sync_client::scan::Skipped;
+use sync_client::status::PathChange;
+use sync_client::sync::{PullOutcome, PushOutcome, SyncOutcome};
+use sync_client::working_copy::WorkingCopy;
+
+pub(crate) fn print_json(value: &impl Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+pub(crate) fn report_json(report: &ApplyReport) -> serde_json::Value {
+    json!({
+        "summary": summary(report),
+        "written": report.written.iter().map(|path| path.as_str()).collect::<Vec<_>>(),
+        "removed": report.removed.iter().map(|path| path.as_str()).collect::<Vec<_>>(),
+        "conflict_copies": report
+            .copied
+            .iter()
+            .map(|(from, to)| json!({"path": from.as_str(), "copy": to.as_str()}))
+            .collect::<Vec<_>>(),
+        "conflicts": report.conflicts.iter().map(ConflictSummary::from).collect::<Vec<_>>(),
+        "held_back": report.held_back,
+    })
+}
+
+pub(crate) fn pull_json(outcome: &PullOutcome) -> serde_json::Value {
+    json!({
+        "from": outcome.from,
+        "version": outcome.version,
+        "root": outcome.root.to_hex(),
+        "objects": outcome.objects,
+        "bytes": outcome.bytes,
+        "applied": outcome.report.as_ref().map(report_json),
+    })
+}
+
+pub(crate) fn push_json(outcome: &PushOutcome) -> serde_json::Value {
+    match outcome {
+        PushOutcome::NothingToPush { version } => json!({"pushed": false, "version": version}),
+        PushOutcome::Committed {
+            committed,
+            objects,
+            bytes,
+        } => json!({
+            "pushed": true,
+            "version": committed.version,
+            "root": committed.root.to_hex(),
+            "replayed": committed.replayed,
+            "objects": objects,
+            "bytes": bytes,
+        }),
+    }
+}
+
+pub(crate) fn print_pull(outcome: &PullOutcome, json: bool) -> anyhow::Result<()> {
+    if json {
+        return print_json(&pull_json(outcome));
+    }
+    print_pull_text(outcome);
+    Ok(())
+}
+
+pub(crate) fn print_pull_text(outcome: &PullOutcome) {
+    let Some(report) = &outcome.report else {
+        println!("Already at version {}.", outcome.version);
+        return;
+    };
+    match outcome.from {
+        Some(from) => println!("Pulled version {} (from {from}).", outcome.version),
+        None => println!("Pulled version {}.", outcome.version),
+    }
+    for path in &report.written {
+        println!("  U  {path}");
+    }
+    for path in &report.removed {
+        println!("  D  {path}");
+    }
+    for (from, to) in &report.copied {
+        println!("  C  {from}: both sides changed it; your version is kept as {to}");
+    }
+    for held in &report.held_back {
+        println!(
+            "  !  {}: not updated ({:?}); pull again once that is fixed",
+            held.path, held.reason
+        );
+    }
+}
+
+pub(crate) fn print_sync(outcome: &SyncOutcome, json: bool) -> anyhow::Result<()> {
+    if json {
+        return print_json(&json!({
+            "pulls": outcome.pulls.iter().map(pull_json).collect::<Vec<_>>(),
+            "push": push_json(&outcome.push),
+        }));
+    }
+    for pull in &outcome.pulls {
+        print_pull_text(pull);
+    }
+    match &outcome.push {
+        PushOutcome::NothingToPush { version } => match version {
+            Some(version) => println!("Nothing to push; at version {version}."),
+            None => println!("Nothing to push."),
+        },
+        PushOutcome::Committed {
+            committed,
+            objects,
+            bytes,
+        } => println!(
+            "Pushed version {} ({objects} objects, {bytes} bytes{}).",
+            committed.version,
+            if committed.replayed {
+                ", already committed by an earlier attempt"
+            } else {
+                ""
+            }
+        ),
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct StatusJson<'a> {
+    root: String,
+    server: &'a str,
+    project: &'a str,
+    base_version: Option<u64>,
+    changes: &'a [PathChange],
+    pending: Vec<&'a str>,
+    skipped: Vec<SkippedJson>,
+    files: u64,
+    files_read: u64,
+}
+
+#[derive(Serialize)]
+struct SkippedJson {
+    path: String,
+    reason: String,
+}
+
+impl From<&Skipped> for SkippedJson {
+    fn from(skipped: &Skipped) -> Self {
+        Self {
+            path: skipped.path.to_string_lossy().into_owned(),
+            reason: skipped.reason.to_string(),
+        }
+    }
+}
+
+pub(crate) fn status(copy: &WorkingCopy, json: bool) -> anyhow::Result<()> {
+    let status = copy.status()?;
+    if let Some(detail) = &status.stat_cache_discarded {
+        eprintln!("cairn: warning: the stat cache was damaged ({detail}); every file was re-read");
+    }
+    if json {
+        let out = StatusJson {
+            root: copy.root().display().to_string(),
+            server: &copy.config().server,
+            project: &copy.config().project,
+            base_version: status.base_version,
+            changes: &status.changes,
+            pending: status.pending.iter().map(|path| path.as_str()).collect(),
+            skipped: status.scan.skipped.iter().map(SkippedJson::from).collect(),
+            files: status.scan.counters.files,
+            files_read: status.scan.counters.files_read,
+        };
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    match status.base_version {
+        Some(version) => println!(
+            "Project {} on {}, at version {version}.",
+            copy.config().project,
+            copy.config().server
+        ),
+        None => println!(
+            "Project {} on {}, never synced.",
+            copy.config().project,
+            copy.config().server
+        ),
+    }
+    if status.changes.is_empty() {
+        println!("No changes.");
+    } else {
+        println!("Changes since the last sync:");
+        for change in &status.changes {
+            println!("  {}  {}", change.change.letter(), change.path);
+        }
+    }
+    if !status.pending.is_empty() {
+        println!("Not updated by the last pull (pull again once the cause is fixed):");
+        for path in &status.pending {
+            println!("  {path}");
+        }
+    }
+    if !status.scan.skipped.is_empty() {
+        println!("Not synced:");
+        for skipped in &status.scan.skipped {
+            println!("  {}: {}", skipped.path.display(), skipped.reason);
+        }
+    }
+    Ok(())
+}
