@@ -1,4 +1,4 @@
-//! The `cairn` client library: the local half of a Cairn working copy.
+//! The `cairn` client library: a Cairn working copy, on disk and over HTTP.
 //!
 //! A working copy is a folder with a `.cairn/` state folder ([`working_copy`]): its config
 //! (server and project), the base it last synced ([`state::Base`]), a local object cache
@@ -19,14 +19,18 @@
 //! - push: refuse while `Base::pending` is not empty (pull first), `WorkingCopy::snapshot`,
 //!   `plan_push(objects, base.root, snapshot.root)`, one `POST .../push` carrying every planned
 //!   frame, then `WorkingCopy::set_base` with the snapshot's listing and the new version;
-//! - sync (and push after `409 conflict`): pull and merge, then push, at most a few rounds.
+//! - sync (and push after `409 conflict`): pull and merge, then push, at most a few rounds;
+//! - watch ([`watch`]): sync at start, then whenever the project's event stream announces a
+//!   head other than the base, or a status check (every `--interval` seconds) finds local
+//!   changes.
 //!
 //! Working today, tested end to end against the real server (`tests/remote.rs`): `login`,
-//! `projects` (list, create), `clone`, `pull`, `push`, `sync`, `log`, `restore`. Not yet:
-//! `watch` (the events stream), progress output, the resume negotiation for an interrupted or
-//! too-large push (`missing` + `objects` + `commits`), and a push without a usable base in the
-//! object cache (it fails with "negotiate instead").
-
+//! `projects` (list, create), `clone`, `pull`, `push`, `sync`, `watch`, `log`, `restore`. Not
+//! yet: progress output for long transfers, the resume negotiation for an interrupted or
+//! too-large push (`missing` + `objects` + `commits`), a push without a usable base in the
+//! object cache (it fails with "negotiate instead"), and file-system notifications for `watch`
+//! (it polls).
+//!
 //! # Decisions the design left open
 //!
 //! - The base keeps its listing beside its root id, so `status` reads one file and the disk and
@@ -76,6 +80,7 @@ pub mod state;
 pub mod status;
 pub mod sync;
 pub mod user_config;
+pub mod watch;
 pub mod working_copy;
 
 pub use error::ClientError;

@@ -479,6 +479,94 @@ impl Remote {
     }
 }
 
+/// An open `GET /v1/projects/{id}/events` stream: the head when it opened, then one head per
+/// commit. Events are hints (see the API page): a reader compares them with its base.
+#[derive(Debug)]
+pub struct Events {
+    lines: std::io::BufReader<reqwest::blocking::Response>,
+}
+
+impl Events {
+    /// The next head; `Ok(None)` when the server ended the stream.
+    pub fn next_head(&mut self) -> Result<Option<Head>, RemoteError> {
+        #[derive(Deserialize)]
+        struct HeadEvent {
+            version: u64,
+            #[serde(with = "hex_id")]
+            root: ObjectId,
+        }
+        let mut event = String::new();
+        let mut data = String::new();
+        loop {
+            let mut line = String::new();
+            let read =
+                std::io::BufRead::read_line(&mut self.lines, &mut line).map_err(|error| {
+                    RemoteError::Network {
+                        url: "the event stream".to_owned(),
+                        detail: error.to_string(),
+                    }
+                })?;
+            if read == 0 {
+                return Ok(None);
+            }
+            let line = line.trim_end_matches(['\r', '\n']);
+            if line.is_empty() {
+                // The end of one event.
+                if event == "head" && !data.is_empty() {
+                    let head: HeadEvent =
+                        serde_json::from_str(&data).map_err(|error| RemoteError::BadAnswer {
+                            what: "the event stream".to_owned(),
+                            detail: error.to_string(),
+                        })?;
+                    return Ok(Some(Head {
+                        version: head.version,
+                        root: head.root,
+                    }));
+                }
+                event.clear();
+                data.clear();
+            } else if let Some(value) = line.strip_prefix("event:") {
+                event = value.trim_start().to_owned();
+            } else if let Some(value) = line.strip_prefix("data:") {
+                if !data.is_empty() {
+                    data.push('\n');
+                }
+                data.push_str(value.trim_start());
+            }
+            // `id:` and `:` comments (keep-alives) need nothing.
+        }
+    }
+}
+
+impl Remote {
+    /// Opens the project's event stream (no overall timeout: it stays open until the server
+    /// ends it; the server sends a comment every 15 seconds).
+    pub fn events(&self, project: &str) -> Result<Events, RemoteError> {
+        let what = "the event stream";
+        let http = reqwest::blocking::Client::builder()
+            .tcp_nodelay(true)
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(None)
+            .user_agent(concat!("cairn/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|error| self.network(&error))?;
+        let mut builder = http.get(self.url(&format!("/projects/{project}/events")));
+        match &self.token {
+            Some(token) => builder = builder.bearer_auth(token),
+            None => {
+                return Err(RemoteError::Unauthorized {
+                    server: self.server.clone(),
+                    detail: format!("you are not logged in to {}", self.server),
+                });
+            }
+        }
+        let response = self.send(what, builder)?;
+        Ok(Events {
+            lines: std::io::BufReader::new(response),
+        })
+    }
+}
+
 /// A fresh push id: 32 random hex digits.
 pub fn new_push_id() -> String {
     let bytes: [u8; 16] = rand::random();

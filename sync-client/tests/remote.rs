@@ -375,9 +375,6 @@ fn errors_name_the_cause_and_exit_codes() {
         String::from_utf8_lossy(&output.stderr).contains(&url),
         "{output:?}"
     );
-
-    // watch is still not implemented.
-    assert_eq!(alice.cairn(&copy, &["watch"]).status.code(), Some(4));
 }
 
 #[test]
@@ -487,4 +484,53 @@ fn a_push_whose_answer_is_lost_is_retried_with_its_push_id_and_commits_once() {
     assert_eq!(log["versions"].as_array().unwrap().len(), 2, "{log}");
     let pulled = bob.json(&copy, &["pull"]);
     assert_eq!(pulled["applied"], serde_json::Value::Null);
+}
+
+/// Waits up to 20 seconds for `done`.
+fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting: {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn watch_pulls_a_teammates_push_and_pushes_local_edits() {
+    let (_server, alice, project) = setup();
+    let watched = alice.clone(&project, "watched");
+    let other = alice.clone(&project, "other");
+    struct Kill(Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _watch = Kill(
+        Command::new(env!("CARGO_BIN_EXE_cairn"))
+            .args(["--json", "watch", "--interval", "1"])
+            .current_dir(&watched)
+            .env("CAIRN_CONFIG", alice.home.path().join("config.toml"))
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+
+    // A push from the other copy arrives through the event stream.
+    write(&other, "from-other.json", b"1");
+    alice.json(&other, &["push"]);
+    eventually("the other copy's push reaches the watched folder", || {
+        std::fs::read_to_string(watched.join("from-other.json")).is_ok_and(|text| text == "1")
+    });
+
+    // An edit in the watched folder is pushed and reaches the other copy.
+    write(&watched, "from-watched.json", b"2");
+    eventually("the watched folder's edit is pushed", || {
+        alice.json(&other, &["pull"]);
+        std::fs::read_to_string(other.join("from-watched.json")).is_ok_and(|text| text == "2")
+    });
 }

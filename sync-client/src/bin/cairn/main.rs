@@ -1,25 +1,29 @@
 //! `cairn`: the Cairn command-line client.
 //!
 //! `init` and `status` work on the local working copy; `login`, `projects`, `clone`, `pull`,
-//! `push`, `sync`, `log` and `restore` talk to the server (see `sync_client::sync`). `watch` is
-//! listed so that `--help` shows the whole tool, and answers that it is not implemented yet with
-//! its own exit code.
+//! `push`, `sync`, `watch`, `log` and `restore` talk to the server (`sync_client::remote`,
+//! `sync_client::sync`, `sync_client::watch`). `network.rs` holds the commands that need no
+//! working copy, `output.rs` what every command prints (text, or JSON with `--json`).
 
 use std::path::{Path as FsPath, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use serde_json::json;
 use sync_client::ClientError;
 use sync_client::remote::RemoteError;
+use sync_client::watch::WatchOptions;
 use sync_client::working_copy::{WorkingCopy, WorkingCopyConfig};
 
 mod network;
 mod output;
 
 use network::{clone, log, login, open_copy, projects};
-use output::{print_json, print_pull, print_pull_text, print_sync, pull_json, status};
+use output::{
+    print_json, print_pull, print_pull_text, print_sync, print_watch_event, pull_json, status,
+};
 
 /// Exit code: the command failed (I/O error, damaged `.cairn/` state, bad configuration).
 const EXIT_FAILURE: u8 = 1;
@@ -27,8 +31,8 @@ const EXIT_FAILURE: u8 = 1;
 const EXIT_USAGE: u8 = 2;
 /// Exit code: the folder is not inside a working copy.
 const EXIT_NOT_A_WORKING_COPY: u8 = 3;
-/// Exit code: the command is not implemented yet in this build.
-const EXIT_NOT_IMPLEMENTED: u8 = 4;
+// Exit code 4 meant "not implemented yet"; no command answers it today, and it stays reserved
+// so that scripts written against earlier builds keep their meaning.
 /// Exit code: not logged in, the token was refused, or the role is too low.
 const EXIT_AUTH: u8 = 5;
 /// Exit code: the project moved on and the push or restore could not be brought up to date.
@@ -46,7 +50,7 @@ Exit codes:
      an answer the server refused)
   2  invalid command line
   3  not inside a Cairn working copy (no .cairn/ folder here or above)
-  4  not implemented yet (watch)
+  4  not implemented yet (no command answers this today; kept for future ones)
   5  not logged in, the token was refused, or your role is too low: run `cairn login`
   6  conflict: the project kept moving on while pushing or restoring; run `cairn sync` again
   7  network: the server could not be reached or the connection broke; the URL is named
@@ -132,8 +136,13 @@ enum Command {
         #[arg(short, long)]
         message: Option<String>,
     },
-    /// Sync continuously as files change here or on the server [not implemented yet].
-    Watch,
+    /// Sync continuously: whenever files change here (checked every INTERVAL seconds) or the
+    /// server announces a new version. Stop it with Ctrl-C.
+    Watch {
+        /// Seconds between checks of the folder.
+        #[arg(long, value_name = "INTERVAL", default_value_t = 2)]
+        interval: u64,
+    },
     /// List the project's versions, newest first.
     Log {
         /// Show at most N versions.
@@ -156,24 +165,6 @@ pub(crate) enum ProjectsAction {
         /// The project's name.
         name: String,
     },
-}
-
-impl Command {
-    fn name(&self) -> &'static str {
-        match self {
-            Self::Init { .. } => "init",
-            Self::Status => "status",
-            Self::Login { .. } => "login",
-            Self::Projects { .. } => "projects",
-            Self::Clone { .. } => "clone",
-            Self::Push { .. } => "push",
-            Self::Pull => "pull",
-            Self::Sync { .. } => "sync",
-            Self::Watch => "watch",
-            Self::Log { .. } => "log",
-            Self::Restore { .. } => "restore",
-        }
-    }
 }
 
 fn main() -> ExitCode {
@@ -297,12 +288,17 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             }
             Ok(0)
         }
-        other @ Command::Watch => {
-            eprintln!(
-                "cairn {}: not implemented yet; run `cairn sync` to sync once.",
-                other.name()
-            );
-            Ok(EXIT_NOT_IMPLEMENTED)
+        Command::Watch { interval } => {
+            let (copy, remote) = open_copy(&start)?;
+            let options = WatchOptions {
+                interval: Duration::from_secs(interval.max(1)),
+                rounds: SYNC_ROUNDS,
+            };
+            sync_client::watch::watch(&copy, &remote, options, |event| {
+                print_watch_event(&event, json);
+                true
+            })?;
+            Ok(0)
         }
     }
 }

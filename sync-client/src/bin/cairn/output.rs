@@ -6,6 +6,7 @@ use sync_client::apply::{ApplyReport, ConflictSummary, summary};
 use sync_client::scan::Skipped;
 use sync_client::status::PathChange;
 use sync_client::sync::{PullOutcome, PushOutcome, SyncOutcome};
+use sync_client::watch::WatchEvent;
 use sync_client::working_copy::WorkingCopy;
 
 pub(crate) fn print_json(value: &impl Serialize) -> anyhow::Result<()> {
@@ -204,4 +205,30 @@ pub(crate) fn status(copy: &WorkingCopy, json: bool) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// One line (or block) per sync of a watch that changed something; failures on stderr.
+pub(crate) fn print_watch_event(event: &WatchEvent<'_>, json: bool) {
+    match event {
+        WatchEvent::Synced(outcome) => {
+            let pulled = outcome.pulls.iter().any(|pull| pull.report.is_some());
+            let pushed = matches!(outcome.push, PushOutcome::Committed { .. });
+            if !pulled && !pushed {
+                return;
+            }
+            if json {
+                let line = json!({
+                    "pulls": outcome.pulls.iter().map(pull_json).collect::<Vec<_>>(),
+                    "push": push_json(&outcome.push),
+                });
+                println!("{line}");
+            } else {
+                let _ = print_sync(outcome, false);
+            }
+        }
+        WatchEvent::Failed(error) => {
+            eprintln!("cairn watch: the sync failed: {error}; trying again later");
+        }
+    }
+    let _ = std::io::Write::flush(&mut std::io::stdout());
 }
