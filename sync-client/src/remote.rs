@@ -32,7 +32,7 @@ pub enum RemoteError {
     #[error("{detail}; run `cairn login --server {server}`")]
     Unauthorized { server: String, detail: String },
     /// The push, commit or restore was based on a version that is no longer the head.
-    #[error("the project has moved on to version {} (the push was based on an older one)", head.version)]
+    #[error("the project has moved on to version {} while this was based on an older one; pull and try again", head.version)]
     Conflict { head: Head },
     /// Any other problem document.
     #[error("the server refused {what} ({status} {code}): {detail}")]
@@ -226,13 +226,16 @@ impl Remote {
             .url()
             .map(ToString::to_string)
             .unwrap_or_else(|| self.server.clone());
-        let mut detail = error.to_string();
-        let mut source = std::error::Error::source(error);
-        while let Some(cause) = source {
-            detail.push_str(": ");
-            detail.push_str(&cause.to_string());
-            source = cause.source();
+        // reqwest's chain repeats the URL at each level; its innermost cause says what happened.
+        let mut innermost: &dyn std::error::Error = error;
+        while let Some(cause) = innermost.source() {
+            innermost = cause;
         }
+        let detail = if error.is_timeout() {
+            "the request timed out".to_owned()
+        } else {
+            innermost.to_string()
+        };
         RemoteError::Network { url, detail }
     }
 

@@ -33,7 +33,7 @@ fn server_binary() -> &'static Path {
     })
 }
 
-/// A running server with one account (alice, owner of team `crew`) and bob (editor of `crew`).
+/// A running server with accounts alice (owner of team `crew`), bob (editor) and carol (viewer).
 struct Server {
     child: Child,
     url: String,
@@ -94,6 +94,28 @@ impl Server {
         admin(
             data.path(),
             &["create-team", "--name", "crew", "--owner", "alice"],
+        );
+        admin(
+            data.path(),
+            &[
+                "create-user",
+                "--name",
+                "carol",
+                "--email",
+                "carol@example.com",
+            ],
+        );
+        admin(
+            data.path(),
+            &[
+                "add-member",
+                "--team",
+                "crew",
+                "--user",
+                "carol",
+                "--role",
+                "viewer",
+            ],
         );
         admin(
             data.path(),
@@ -359,12 +381,47 @@ fn errors_name_the_cause_and_exit_codes() {
     assert_eq!(output.status.code(), Some(5), "{output:?}");
     assert!(String::from_utf8_lossy(&output.stderr).contains("cairn login"));
 
+    // A token the server does not know.
+    let config = stranger.home.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[servers.\"{}\"]\ntoken = \"cairn_{}\"\n",
+            server.url,
+            "0".repeat(64)
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&config, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let output = stranger.cairn(&copy, &["pull"]);
+    assert_eq!(output.status.code(), Some(5), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("did not accept your access token"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("cairn login"), "{stderr}");
+
     // A wrong password.
     let output = stranger.cairn(
         stranger.home.path(),
         &["login", "--server", &server.url, "--user", "nobody"],
     );
     assert_eq!(output.status.code(), Some(5), "{output:?}");
+
+    // A viewer may clone and pull but not push: exit 5, and the role is named.
+    let carol = User::new();
+    carol.login(&server, "carol");
+    let carols = carol.clone(&project, "carols");
+    write(&carols, "x.txt", b"x");
+    let output = carol.cairn(&carols, &["push"]);
+    assert_eq!(output.status.code(), Some(5), "{output:?}");
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("role"),
+        "{output:?}"
+    );
+    let output = carol.cairn(&carols, &["status"]);
+    assert!(String::from_utf8_lossy(&output.stdout).contains("A  x.txt"));
 
     // The server gone: the URL is named, exit 7.
     let url = server.url.clone();
