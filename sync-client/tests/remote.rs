@@ -591,3 +591,36 @@ fn watch_pulls_a_teammates_push_and_pushes_local_edits() {
         std::fs::read_to_string(other.join("from-watched.json")).is_ok_and(|text| text == "2")
     });
 }
+
+#[test]
+fn a_path_a_pull_could_not_update_blocks_push_until_fixed() {
+    let (_server, alice, project) = setup();
+    let one = alice.clone(&project, "one");
+    let two = alice.clone(&project, "two");
+    // In two, a symbolic link (never synced) takes the name the server's new file wants.
+    std::os::unix::fs::symlink("elsewhere", two.join("spec.yaml")).unwrap();
+    write(&two, "local.txt", b"local");
+    write(&one, "spec.yaml", b"from one");
+    alice.json(&one, &["push"]);
+
+    let pulled = alice.json(&two, &["pull"]);
+    assert_eq!(
+        pulled["applied"]["held_back"][0]["path"], "spec.yaml",
+        "{pulled}"
+    );
+    let output = alice.cairn(&two, &["push"]);
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("could not update spec.yaml") && stderr.contains("pull again"),
+        "{stderr}"
+    );
+
+    // Once the link is gone, a sync brings the file in and pushes the local edit.
+    std::fs::remove_file(two.join("spec.yaml")).unwrap();
+    let synced = alice.json(&two, &["sync"]);
+    assert_eq!(synced["push"]["version"], 2, "{synced}");
+    assert_eq!(read(&two, "spec.yaml"), "from one");
+    alice.json(&one, &["pull"]);
+    assert_eq!(read(&one, "local.txt"), "local");
+}
