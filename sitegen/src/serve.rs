@@ -23,7 +23,10 @@ const RELOAD_SCRIPT: &str = "<script>(function(){var v=null;function poll(){fetc
 fn rebuild(options: &BuildOptions, version: &AtomicU64) {
     match build(options) {
         Ok(report) => {
-            version.fetch_add(1, Ordering::SeqCst);
+            // Browsers reload only when the output changed.
+            if report.written > 0 || report.removed > 0 {
+                version.fetch_add(1, Ordering::SeqCst);
+            }
             eprintln!(
                 "rebuilt: {} of {} pages rendered in {} ms",
                 report.rendered.len(),
@@ -50,8 +53,17 @@ pub fn serve(options: BuildOptions, port: u16) -> Result<()> {
     eprintln!("serving {} at http://{address}/", options.out.display());
 
     let (sender, receiver) = mpsc::channel();
+    let out_dir = options
+        .out
+        .canonicalize()
+        .unwrap_or_else(|_| options.out.clone());
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if event.is_ok() {
+        // Reads are events too on some platforms, and the build reads every source: only
+        // changes outside the output folder may trigger a rebuild, or it would trigger itself.
+        if let Ok(event) = event
+            && !matches!(event.kind, notify::EventKind::Access(_))
+            && !event.paths.iter().all(|path| path.starts_with(&out_dir))
+        {
             sender.send(()).ok();
         }
     })
