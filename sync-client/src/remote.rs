@@ -74,10 +74,19 @@ pub struct Account {
     pub email: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// The answer to a log in. Its `Debug` leaves the token out.
+#[derive(Clone, Serialize, Deserialize)]
 pub struct Session {
     pub token: String,
     pub account: Account,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("account", &self.account)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -155,11 +164,21 @@ struct Problem {
 }
 
 /// A server and, for every route but log in, its token.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Remote {
     server: String,
     token: Option<String>,
     http: reqwest::blocking::Client,
+}
+
+// By hand, so the token never lands in a log or a panic message.
+impl std::fmt::Debug for Remote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Remote")
+            .field("server", &self.server)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish_non_exhaustive()
+    }
 }
 
 impl Remote {
@@ -588,5 +607,26 @@ mod hex_id {
     pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<ObjectId, D::Error> {
         let text = String::deserialize(deserializer)?;
         text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_hides_the_token() {
+        let remote = Remote::new("http://127.0.0.1:1/", Some("cairn_secret".to_owned())).unwrap();
+        let text = format!("{remote:?}");
+        assert!(!text.contains("cairn_secret"), "{text}");
+        assert!(text.contains("http://127.0.0.1:1"), "{text}");
+    }
+
+    #[test]
+    fn push_ids_are_fresh_and_valid() {
+        let first = new_push_id();
+        assert_eq!(first.len(), 32);
+        assert!(first.bytes().all(|byte| byte.is_ascii_hexdigit()));
+        assert_ne!(first, new_push_id());
     }
 }
