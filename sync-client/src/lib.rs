@@ -27,8 +27,7 @@
 //! Working today, tested end to end against the real server (`tests/remote.rs`): `login`,
 //! `projects` (list, create), `clone`, `pull`, `push`, `sync`, `watch`, `log`, `restore`. Not
 //! yet: progress output for long transfers, the resume negotiation for an interrupted or
-//! too-large push (`missing` + `objects` + `commits`), a push without a usable base in the
-//! object cache (it fails with "negotiate instead"), and file-system notifications for `watch`
+//! too-large push (`missing` + `objects` + `commits`), file-system notifications for `watch`
 //! (it polls).
 //!
 //! # Decisions the design left open
@@ -65,6 +64,8 @@
 //!   empty project; if the head has moved on the push conflicts and is merged like any other.
 //! - The push stream is built in memory and sent whole (the server limit is 512 MiB by
 //!   default); streaming it from the cache and resuming is left to the resume negotiation.
+//! - A push whose base tree is no longer whole in the object cache plans from the empty dir and
+//!   sends the whole tree (the server stores what it already has once) instead of failing.
 //! - `restore` asks the server for its head, restores on top of it, then pulls, so local edits
 //!   are merged into the restored tree like any pull.
 

@@ -2,7 +2,8 @@
 //!
 //! - [`pull`]: asks for the head with the base root as `have`, stores the verified frames, then
 //!   merges the new tree into the folder ([`WorkingCopy::apply_root`]).
-//! - [`push_once`]: snapshot, `plan_push` from the base, one `push` request. The push id is
+//! - [`push_once`]: snapshot, `plan_push` from the base (from the empty dir, sending the whole
+//!   tree, when part of the base is no longer in the object cache), one `push` request. The push id is
 //!   random per attempt and reused when a network error or a 5xx leaves the outcome unknown, so
 //!   a retry can never commit twice. A `409 conflict` comes back as
 //!   `RemoteError::Conflict`.
@@ -13,8 +14,9 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use sync_protocol::ObjectId;
-use sync_protocol::plan::plan_push;
+use sync_protocol::plan::{PushPlanError, plan_push};
 use sync_protocol::stream::StreamEncoder;
+use sync_protocol::tree::empty_dir_id;
 
 use crate::apply::ApplyReport;
 use crate::error::ClientError;
@@ -101,7 +103,14 @@ pub fn push_once(
         });
     }
     let objects = copy.objects();
-    let plan = plan_push(&objects, &base.root, &snapshot.root)?;
+    let plan = match plan_push(&objects, &base.root, &snapshot.root) {
+        // Part of the base tree left the cache: send the whole tree instead. The server stores
+        // objects it already has once, so this costs bytes, never correctness.
+        Err(PushPlanError::BaseUnavailable { .. }) => {
+            plan_push(&objects, &empty_dir_id(), &snapshot.root)?
+        }
+        planned => planned?,
+    };
     let mut encoder = StreamEncoder::new();
     for id in &plan.objects {
         let (kind, frame) = objects.frame_with_kind(id)?;

@@ -624,3 +624,28 @@ fn a_path_a_pull_could_not_update_blocks_push_until_fixed() {
     alice.json(&one, &["pull"]);
     assert_eq!(read(&one, "local.txt"), "local");
 }
+
+#[test]
+fn a_push_whose_base_left_the_object_cache_sends_the_whole_tree() {
+    let (_server, alice, project) = setup();
+    let copy = alice.clone(&project, "copy");
+    write(&copy, "keep.txt", b"unchanged");
+    write(&copy, "edit.txt", b"v1");
+    alice.json(&copy, &["push"]);
+    let log = alice.json(&copy, &["log"]);
+    let base_root = log["versions"][0]["root"].as_str().unwrap().to_owned();
+    let cached = copy
+        .join(".cairn/objects")
+        .join(&base_root[..2])
+        .join(&base_root[2..]);
+    std::fs::remove_file(cached).unwrap();
+
+    write(&copy, "edit.txt", b"v2");
+    let pushed = alice.json(&copy, &["push"]);
+    assert_eq!(pushed["push"]["version"], 2, "{pushed}");
+    // The root and both files: the whole tree, where a push from a cached base sends two.
+    assert_eq!(pushed["push"]["objects"], 3, "{pushed}");
+    let other = alice.clone(&project, "other");
+    assert_eq!(read(&other, "keep.txt"), "unchanged");
+    assert_eq!(read(&other, "edit.txt"), "v2");
+}
