@@ -96,8 +96,9 @@ pub enum AdminCommand {
 /// Where the state lives: shared by `serve`, `admin` and `fsck`.
 #[derive(Debug, Clone, Default, Args)]
 pub struct StorageArgs {
-    /// A TOML file with any of these settings (flags and environment win over it).
-    #[arg(long, env = "CAIRN_CONFIG")]
+    /// A TOML file with any of these settings (flags and environment win over it). Not
+    /// `CAIRN_CONFIG`: that names the `cairn` client's token file, often set in the same shell.
+    #[arg(long, env = "CAIRN_SERVER_CONFIG")]
     pub config: Option<PathBuf>,
     /// The embedded mode's data folder (SQLite catalog and object folder).
     #[arg(long, env = "CAIRN_DATA_DIR")]
