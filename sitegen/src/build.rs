@@ -53,9 +53,12 @@ pub struct BuildReport {
 /// A file to write: path relative to the output folder, and its bytes.
 type OutputFile = (String, Vec<u8>);
 
+/// A source's metadata, and its text when it had to be read.
+type Loaded<'p> = (Cow<'p, PageMeta>, Option<String>);
+
 /// One page during a build.
 struct Work<'p> {
-    meta: PageMeta,
+    meta: &'p PageMeta,
     render_key: String,
     /// Set for the pages that will be rendered.
     nav: Option<crate::nav::NavContext>,
@@ -145,14 +148,15 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport> {
     // Phase 2: metadata of every source, reading only files that changed.
     let content_dir = options.source.join("content");
     let sources = content::list_sources(&content_dir)?;
-    let loaded: Vec<Result<(PageMeta, Option<String>), Diagnostic>> = sources
+    // Metadata of unchanged files is borrowed from the previous manifest, not copied.
+    let loaded: Vec<Result<Loaded, Diagnostic>> = sources
         .par_iter()
         .map(|source| {
             if let Some(record) = previous_pages.get(source.rel_path.as_str())
                 && record.meta.mtime_ns == source.mtime_ns
                 && record.meta.size == source.size
             {
-                return Ok((record.meta.clone(), None));
+                return Ok((Cow::Borrowed(&record.meta), None));
             }
             let file = display_path(options, &source.rel_path);
             let text = std::fs::read_to_string(&source.path).map_err(|err| Diagnostic {
@@ -163,11 +167,11 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport> {
                 },
             })?;
             let meta = content::parse_page(&file, source, &text)?;
-            Ok((meta, Some(text)))
+            Ok((Cow::Owned(meta), Some(text)))
         })
         .collect();
     let mut diagnostics = Vec::new();
-    let mut pages = Vec::new();
+    let mut pages: Vec<Cow<PageMeta>> = Vec::new();
     let mut texts: HashMap<String, String> = HashMap::new();
     for item in loaded {
         match item {
@@ -185,27 +189,34 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport> {
     }
     let git_dates = lastmod::git_dates(&content_dir);
     for page in &mut pages {
-        page.lastmod = match (&page.front.updated, git_dates.get(&page.rel_path)) {
+        let lastmod = match (&page.front.updated, git_dates.get(&page.rel_path)) {
             (Some(updated), _) => updated.clone(),
             (None, Some(date)) => date.clone(),
             (None, None) => lastmod::format_unix(page.mtime_ns),
         };
+        if page.lastmod != lastmod {
+            page.to_mut().lastmod = lastmod;
+        }
     }
     report.pages = pages.len();
 
     // Unique URLs: pages and aliases.
-    let mut claimed: HashMap<String, String> = HashMap::new();
+    let mut claimed: HashMap<Cow<str>, &str> = HashMap::new();
     for page in &pages {
-        let outputs = std::iter::once(page.output.clone())
-            .chain(page.front.aliases.iter().map(|a| seo::alias_output(a)));
+        let outputs = std::iter::once(Cow::Borrowed(page.output.as_str())).chain(
+            page.front
+                .aliases
+                .iter()
+                .map(|a| Cow::Owned(seo::alias_output(a))),
+        );
         for output in outputs {
-            if let Some(other) = claimed.insert(output.clone(), page.rel_path.clone()) {
+            if let Some(other) = claimed.insert(output.clone(), &page.rel_path) {
                 diagnostics.push(Diagnostic {
                     file: display_path(options, &page.rel_path),
                     line: 0,
                     kind: DiagnosticKind::DuplicateUrl {
                         url: format!("/{output}"),
-                        other: display_path(options, &other),
+                        other: display_path(options, other),
                     },
                 });
             }
@@ -214,7 +225,8 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport> {
 
     timer.lap("sources");
     // Phase 3: navigation and render keys.
-    let tree = SiteTree::new(&pages, &config.title);
+    let page_list: Vec<&PageMeta> = pages.iter().map(|page| page.as_ref()).collect();
+    let tree = SiteTree::new(&page_list, &config.title);
     for (section, index) in tree.sections_without_index() {
         diagnostics.push(Diagnostic {
             file: display_path(options, &pages[index].rel_path),
@@ -224,7 +236,7 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport> {
             },
         });
     }
-    let mut work: Vec<Work> = pages
+    let mut work: Vec<Work> = page_list
         .par_iter()
         .enumerate()
         .map(|(index, meta)| {
@@ -241,7 +253,7 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport> {
             // The full navigation context is built only for pages that will be rendered.
             let nav = record.is_none().then(|| tree.context(index));
             Work {
-                meta: meta.clone(),
+                meta,
                 render_key,
                 nav,
                 rendered: None,
@@ -358,7 +370,7 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport> {
         diagnostics.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
         return Err(Error::Check(diagnostics));
     }
-    let page_refs: Vec<&PageMeta> = work.iter().map(|w| &w.meta).collect();
+    let page_refs: Vec<&PageMeta> = work.iter().map(|w| w.meta).collect();
     report.warnings = seo::duplicate_warnings(&page_refs);
 
     timer.lap("links");
@@ -370,7 +382,7 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport> {
         .filter(|(w, _)| w.rendered.is_some())
         .map(|(w, nav)| {
             let input = render::PageInput {
-                meta: &w.meta,
+                meta: w.meta,
                 nav,
                 rendered: w.rendered.as_ref(),
             };
@@ -414,12 +426,12 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport> {
                 w.render_key.clone(),
                 rendered,
             )),
-            (None, Some(record)) if record.meta == w.meta => Cow::Borrowed(record),
+            (None, Some(record)) if record.meta == *w.meta => Cow::Borrowed(record),
             (None, Some(record)) => Cow::Owned(PageRecord {
                 meta: w.meta.clone(),
                 ..record.clone()
             }),
-            (None, None) => Cow::Owned(unreachable_record(&w.meta, &w.render_key)),
+            (None, None) => Cow::Owned(unreachable_record(w.meta, &w.render_key)),
         })
         .collect();
     // The index only changes when a title, description, heading or URL does; otherwise the

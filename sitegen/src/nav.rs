@@ -56,7 +56,7 @@ pub struct NavContext {
 /// An index of the site's pages by section.
 #[derive(Debug)]
 pub struct SiteTree<'a> {
-    pages: &'a [PageMeta],
+    pages: &'a [&'a PageMeta],
     /// Name of the home page in breadcrumbs (the site's title; the page title is a tagline).
     home_title: &'a str,
     /// Section folder → index of its `_index.md` in `pages`.
@@ -64,8 +64,8 @@ pub struct SiteTree<'a> {
     /// Section folder → sorted child entries (page indices; sections by their index page).
     children: HashMap<&'a str, Vec<usize>>,
     /// Page index → position in its top-level section's reading order.
-    order: HashMap<usize, (String, usize)>,
-    reading_order: BTreeMap<String, Vec<usize>>,
+    order: HashMap<usize, (&'a str, usize)>,
+    reading_order: BTreeMap<&'a str, Vec<usize>>,
     /// Section folder → hashes of its children list as the sidebar shows it (title, URL,
     /// kind) and as a section page lists it (title, URL, description).
     children_hashes: HashMap<&'a str, (blake3::Hash, blake3::Hash)>,
@@ -89,7 +89,7 @@ fn top_level(folder: &str) -> &str {
 
 impl<'a> SiteTree<'a> {
     /// Builds the tree. Pages must be the non-draft pages, sorted by `rel_path`.
-    pub fn new(pages: &'a [PageMeta], home_title: &'a str) -> SiteTree<'a> {
+    pub fn new(pages: &'a [&'a PageMeta], home_title: &'a str) -> SiteTree<'a> {
         let mut section_index = HashMap::new();
         for (index, page) in pages.iter().enumerate() {
             if page.is_index {
@@ -154,9 +154,9 @@ impl<'a> SiteTree<'a> {
             let mut order = Vec::new();
             tree.walk(root, &mut order);
             for (position, &index) in order.iter().enumerate() {
-                tree.order.insert(index, (root.to_owned(), position));
+                tree.order.insert(index, (root, position));
             }
-            tree.reading_order.insert(root.to_owned(), order);
+            tree.reading_order.insert(root, order);
         }
         tree
     }
