@@ -86,8 +86,8 @@ pub enum ClientError {
     )]
     PendingPaths { paths: Vec<String> },
     #[error(
-        "others kept pushing: still behind the head after {attempts} rounds of pull, merge \
-         and push; nothing was lost, run `cairn sync` again"
+        "others kept pushing: still behind the head after {attempts} attempts (each pulls \
+         and merges first); nothing was lost, run the command again"
     )]
     NotConverged { attempts: u32 },
     #[error("could not plan the push: {0}")]

@@ -231,17 +231,27 @@ fn retry_transient<T>(mut attempt: impl FnMut() -> Result<T, Retry>) -> Result<T
     }
 }
 
-/// Sends a restore of `version` on top of `base_version` with one push id, retried like a push.
+/// Restores `version` as a new version on top of the head (read just before), with one push
+/// id per attempt, retried like a push; if another push lands in between, the head is read
+/// again, at most `rounds` times.
 pub fn restore(
     remote: &Remote,
     project: &str,
     version: u64,
-    base_version: u64,
+    rounds: u32,
 ) -> Result<Committed, ClientError> {
-    let push_id = new_push_id();
-    retry_transient(|| {
-        remote
-            .restore(project, version, base_version, &push_id)
-            .map_err(Retry::Remote)
-    })
+    for _ in 0..rounds {
+        let head = remote.project(project)?.head();
+        let push_id = new_push_id();
+        let restored = retry_transient(|| {
+            remote
+                .restore(project, version, head.version, &push_id)
+                .map_err(Retry::Remote)
+        });
+        match restored {
+            Err(ClientError::Remote(RemoteError::Conflict { .. })) => continue,
+            other => return other,
+        }
+    }
+    Err(ClientError::NotConverged { attempts: rounds })
 }

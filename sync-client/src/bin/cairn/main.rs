@@ -136,8 +136,10 @@ enum Command {
         #[arg(short, long)]
         message: Option<String>,
     },
-    /// Sync continuously: whenever files change here (checked every INTERVAL seconds) or the
-    /// server announces a new version. Stop it with Ctrl-C.
+    /// Sync continuously as files change here or on the server (Ctrl-C stops it).
+    ///
+    /// Syncs at start, then whenever the server announces a new version (its event stream) or
+    /// a check of the folder, every INTERVAL seconds, finds changes.
     Watch {
         /// Seconds between checks of the folder.
         #[arg(long, value_name = "INTERVAL", default_value_t = 2)]
@@ -268,9 +270,8 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Restore { version } => {
             let (copy, remote) = open_copy(&start)?;
-            let head = remote.project(&copy.config().project)?.head();
             let committed =
-                sync_client::sync::restore(&remote, &copy.config().project, version, head.version)?;
+                sync_client::sync::restore(&remote, &copy.config().project, version, SYNC_ROUNDS)?;
             let pulled = sync_client::sync::pull(&copy, &remote)?;
             if json {
                 print_json(&json!({
