@@ -616,6 +616,14 @@ fn a_path_a_pull_could_not_update_blocks_push_until_fixed() {
         "{stderr}"
     );
 
+    // Pulling again tries the path again, and says in words why it is still left.
+    let again = alice.cairn(&two, &["pull"]);
+    let stdout = String::from_utf8_lossy(&again.stdout);
+    assert!(
+        stdout.contains("spec.yaml: not updated: something that is not synced"),
+        "{again:?}"
+    );
+
     // Once the link is gone, a sync brings the file in and pushes the local edit.
     std::fs::remove_file(two.join("spec.yaml")).unwrap();
     let synced = alice.json(&two, &["sync"]);

@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 use serde_json::json;
-use sync_client::apply::{ApplyReport, ConflictSummary, summary};
+use sync_client::apply::{ApplyReport, ConflictSummary, HeldBackReason, summary};
 use sync_client::scan::Skipped;
 use sync_client::status::PathChange;
 use sync_client::sync::{PullOutcome, PushOutcome, SyncOutcome};
@@ -86,8 +86,9 @@ pub(crate) fn print_pull_text(outcome: &PullOutcome) {
     }
     for held in &report.held_back {
         println!(
-            "  !  {}: not updated ({:?}); pull again once that is fixed",
-            held.path, held.reason
+            "  !  {}: not updated: {}; pull again once that is fixed",
+            held.path,
+            held_back_reason(&held.reason)
         );
     }
 }
@@ -231,4 +232,21 @@ pub(crate) fn print_watch_event(event: &WatchEvent<'_>, json: bool) {
         }
     }
     let _ = std::io::Write::flush(&mut std::io::stdout());
+}
+
+fn held_back_reason(reason: &HeldBackReason) -> String {
+    match reason {
+        HeldBackReason::ChangedSinceScan => "it changed while the pull ran".to_owned(),
+        HeldBackReason::Unreadable => "it could not be read".to_owned(),
+        HeldBackReason::Occupied => {
+            "something that is not synced (an ignored file, a symbolic link, a folder that could \
+             not be emptied) takes its name"
+                .to_owned()
+        }
+        HeldBackReason::LocalEditKept => "your edit had nowhere safe to go".to_owned(),
+        HeldBackReason::CopyFailed { error } => {
+            format!("the conflict copy of your edit could not be made ({error})")
+        }
+        other => format!("{other:?}"),
+    }
 }
