@@ -18,18 +18,18 @@ fn server_binary() -> &'static Path {
         if let Some(path) = std::env::var_os("CAIRN_SERVER_BIN") {
             return PathBuf::from(path);
         }
-        // This test binary is <target>/debug/deps/tests-<hash>.
+        // This test binary is <target>/<profile>/deps/tests-<hash>; the server is built in the
+        // dev profile of the same target folder, whatever this run's profile.
         let exe = std::env::current_exe().unwrap();
-        let profile_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
-        let target_dir = profile_dir.parent().unwrap();
+        let target_dir = exe.ancestors().nth(3).unwrap().to_path_buf();
         let status = Command::new(env!("CARGO"))
             .args(["build", "--quiet", "-p", "sync-server"])
-            .env("CARGO_TARGET_DIR", target_dir)
+            .env("CARGO_TARGET_DIR", &target_dir)
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .status()
             .expect("running cargo build -p sync-server");
         assert!(status.success(), "cargo build -p sync-server failed");
-        profile_dir.join("sync-server")
+        target_dir.join("debug").join("sync-server")
     })
 }
 

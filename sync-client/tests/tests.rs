@@ -1,5 +1,6 @@
-//! Integration tests of the working copy, on temp folders. One test binary (modules below), so
-//! the crate links once.
+//! Integration tests of the working copy, on temp folders, and of the `cairn` binary against
+//! the real `sync-server` (`remote`, which builds the server once per run). One test binary
+//! (modules below), so the crate links once.
 
 mod util;
 
