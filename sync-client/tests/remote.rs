@@ -57,8 +57,10 @@ fn server_command(dir: &Path, args: &[&str]) -> Command {
         .current_dir(dir)
         .env("CAIRN_LOG", "warn")
         .env("CAIRN_PASSWORD", PASSWORD)
-        // CAIRN_CONFIG names the server's settings file too; the tests' is the client's.
+        // The tests' CAIRN_CONFIG is the client's token file; older servers read it as their
+        // settings file, and no developer's server settings may leak into a test.
         .env_remove("CAIRN_CONFIG")
+        .env_remove("CAIRN_SERVER_CONFIG")
         .env_remove("DATABASE_URL")
         .env_remove("CAIRN_S3_BUCKET")
         .env_remove("CAIRN_DATA_DIR")
