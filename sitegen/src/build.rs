@@ -312,7 +312,7 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport> {
     for w in &work {
         let anchors = match (&w.rendered, &w.record) {
             (Some(rendered), _) => Anchors::Parsed(&rendered.anchors),
-            (None, Some(record)) => Anchors::Raw(&record.anchors),
+            (None, Some(record)) => Anchors::Stored(record),
             (None, None) => Anchors::Parsed(&[]),
         };
         targets.pages.insert(&w.meta.url, anchors);
@@ -366,6 +366,8 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport> {
             }
         }
     }
+    // Link checks of unchanged pages read the previous build's bodies on demand.
+    check_not_damaged(previous.as_ref(), &options.out)?;
     if !diagnostics.is_empty() {
         diagnostics.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
         return Err(Error::Check(diagnostics));
@@ -427,10 +429,7 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport> {
                 rendered,
             )),
             (None, Some(record)) if record.meta == *w.meta => Cow::Borrowed(record),
-            (None, Some(record)) => Cow::Owned(PageRecord {
-                meta: w.meta.clone(),
-                ..record.clone()
-            }),
+            (None, Some(record)) => Cow::Owned(record.with_meta(w.meta.clone())),
             (None, None) => Cow::Owned(unreachable_record(w.meta, &w.render_key)),
         })
         .collect();
@@ -500,6 +499,8 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport> {
     }
 
     timer.lap("outputs list");
+    // The search index may have read the previous build's bodies too.
+    check_not_damaged(previous.as_ref(), &options.out)?;
     // Writing: the manifest goes first and comes back last.
     let out = &options.out;
     prepare_out_dir(out, previous.is_some())?;
@@ -553,6 +554,20 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport> {
     timer.lap("manifest save");
     report.millis = started.elapsed().as_millis();
     Ok(report)
+}
+
+/// Fails, and removes the state so the next build is a full one, when a body of the previous
+/// build's state could not be read on demand (it changed or was damaged after loading).
+fn check_not_damaged(previous: Option<&Manifest>, out: &Path) -> Result<()> {
+    if previous.is_some_and(Manifest::damaged) {
+        Manifest::remove(out).map_err(|err| Error::io(out.join(MANIFEST_DIR), err))?;
+        return Err(Error::Other(format!(
+            "the build state in {} could not be read; it was removed, build again \
+             (a full build)",
+            out.join(MANIFEST_DIR).display()
+        )));
+    }
+    Ok(())
 }
 
 fn unreachable_record(meta: &PageMeta, render_key: &str) -> PageRecord {

@@ -127,17 +127,24 @@ pub struct SourceFile {
 }
 
 /// Lists every `.md` file under `content_dir`, sorted by relative path.
+///
+/// Every file is `stat`ed on every build (that is how edits are found; a folder's mtime does
+/// not change when a file in it is edited in place, so it cannot stand in for them). Folders
+/// are walked in parallel: on a 10,000-page site the `stat` calls are most of a one-page
+/// rebuild's listing time.
 pub fn list_sources(content_dir: &Path) -> Result<Vec<SourceFile>> {
-    let mut found = Vec::new();
-    walk(content_dir, "", &mut found)?;
+    let mut found = walk(content_dir.to_owned(), String::new())?;
     found.sort_by(|a, b| a.rel_path.cmp(&b.rel_path));
     Ok(found)
 }
 
-fn walk(dir: &Path, prefix: &str, found: &mut Vec<SourceFile>) -> Result<()> {
-    let entries = std::fs::read_dir(dir).map_err(|err| Error::io(dir, err))?;
+fn walk(dir: PathBuf, prefix: String) -> Result<Vec<SourceFile>> {
+    use rayon::prelude::*;
+    let entries = std::fs::read_dir(&dir).map_err(|err| Error::io(&dir, err))?;
+    let mut found = Vec::new();
+    let mut folders = Vec::new();
     for entry in entries {
-        let entry = entry.map_err(|err| Error::io(dir, err))?;
+        let entry = entry.map_err(|err| Error::io(&dir, err))?;
         let name = entry.file_name().to_string_lossy().into_owned();
         if name.starts_with('.') {
             continue;
@@ -146,7 +153,7 @@ fn walk(dir: &Path, prefix: &str, found: &mut Vec<SourceFile>) -> Result<()> {
         let metadata = entry.metadata().map_err(|err| Error::io(&path, err))?;
         let rel_path = format!("{prefix}{name}");
         if metadata.is_dir() {
-            walk(&path, &format!("{rel_path}/"), found)?;
+            folders.push((path, format!("{rel_path}/")));
         } else if name.ends_with(".md") {
             let mtime_ns = metadata
                 .modified()
@@ -161,7 +168,14 @@ fn walk(dir: &Path, prefix: &str, found: &mut Vec<SourceFile>) -> Result<()> {
             });
         }
     }
-    Ok(())
+    let nested: Vec<Result<Vec<SourceFile>>> = folders
+        .into_par_iter()
+        .map(|(path, prefix)| walk(path, prefix))
+        .collect();
+    for files in nested {
+        found.extend(files?);
+    }
+    Ok(found)
 }
 
 /// The URL and output file of a content path.

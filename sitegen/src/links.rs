@@ -7,18 +7,19 @@ use std::path::Path;
 use crate::error::{Diagnostic, DiagnosticKind};
 use crate::markdown::Link;
 
-/// A page's ids: parsed, or still the manifest's JSON (parsed only if a link needs it).
+/// A page's ids: parsed, or still in the previous build's record (read and parsed only if a
+/// link needs them).
 #[derive(Debug, Clone, Copy)]
 pub enum Anchors<'a> {
     Parsed(&'a [String]),
-    Raw(&'a serde_json::value::RawValue),
+    Stored(&'a crate::manifest::PageRecord),
 }
 
 impl Anchors<'_> {
     fn contains(&self, id: &str) -> bool {
         match self {
             Anchors::Parsed(ids) => ids.iter().any(|a| a == id),
-            Anchors::Raw(raw) => serde_json::from_str::<Vec<String>>(raw.get())
+            Anchors::Stored(record) => serde_json::from_str::<Vec<String>>(record.anchors_json())
                 .is_ok_and(|ids| ids.iter().any(|a| a == id)),
         }
     }

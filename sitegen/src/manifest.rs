@@ -5,47 +5,211 @@
 //! everything its HTML was rendered from (its source plus its navigation context), and what the
 //! link checker and search index need from its body.
 //!
-//! Layout: `manifest.json` (global hashes, output list, shard names) and one file per content
+//! Layout: `manifest.bin` (global hashes, output list, shard names) and one file per content
 //! folder under `pages/`, so a one-page edit rewrites one small shard, and loading reads the
-//! shards in parallel. A build deletes `manifest.json` before it writes anything and saves it
+//! shards in parallel. A build deletes `manifest.bin` before it writes anything and saves it
 //! last, after success, so a failed build is followed by a full one.
+//!
+//! Encoding: bincode (fixed-width integers, length-prefixed strings). It is not
+//! self-describing, so the stored types below spell out every field with no
+//! `skip_serializing_if`; any change to them must bump [`FORMAT`], and a state of another
+//! format (or one that does not decode to the end) is ignored, which means a full build.
+//! JSON took most of a one-page rebuild to parse on a 10,000-page site.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
-use std::path::Path;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::content::PageMeta;
-use serde_json::value::RawValue;
+use crate::content::{FrontMatter, PageMeta};
 
 use crate::markdown::{Heading, Link, Rendered};
 use crate::search;
 
 pub const MANIFEST_DIR: &str = ".sitegen";
-pub const MANIFEST_FILE: &str = ".sitegen/manifest.json";
+pub const MANIFEST_FILE: &str = ".sitegen/manifest.bin";
+/// The JSON manifest of earlier versions, removed when seen.
+const LEGACY_MANIFEST_FILE: &str = ".sitegen/manifest.json";
 const SHARD_DIR: &str = ".sitegen/pages";
-const FORMAT: u32 = 4;
+const FORMAT: u32 = 7;
+
+/// [`FrontMatter`] as stored: every field, always (bincode needs a fixed field list).
+#[derive(Serialize, Deserialize)]
+#[serde(remote = "FrontMatter")]
+struct StoredFrontMatter {
+    title: String,
+    description: String,
+    weight: i64,
+    aliases: Vec<String>,
+    draft: bool,
+    template: Option<String>,
+    updated: Option<String>,
+    toc: bool,
+    noindex: bool,
+}
+
+/// [`PageMeta`] as stored; the fields derived from `rel_path` are filled in on load.
+#[derive(Serialize, Deserialize)]
+#[serde(remote = "PageMeta")]
+struct StoredPageMeta {
+    rel_path: String,
+    #[serde(skip)]
+    url: String,
+    #[serde(skip)]
+    output: String,
+    #[serde(skip)]
+    section: String,
+    #[serde(skip)]
+    is_index: bool,
+    #[serde(with = "StoredFrontMatter")]
+    front: FrontMatter,
+    body_line: usize,
+    source_hash: String,
+    mtime_ns: u128,
+    size: u64,
+    lastmod: String,
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PageRecord {
+    #[serde(with = "StoredPageMeta")]
     pub meta: PageMeta,
     /// Hash of the source hash, last-modified date, navigation context and global hash.
     pub render_key: String,
     /// Hash of what the search index takes from the page (URL, title, description, headings).
     pub search_hash: String,
-    /// The body's headings, ids and links, kept as unparsed JSON: most builds never look at
-    /// the bodies of pages they do not re-render, and parsing them all would cost more than
-    /// the rest of a one-page rebuild.
-    pub headings: Box<RawValue>,
-    pub anchors: Box<RawValue>,
-    pub links: Box<RawValue>,
+    /// The body's headings, ids and links as JSON text. Stored after all the shard's records
+    /// and read only when first needed: most builds never look at the bodies of pages they do
+    /// not re-render, and reading them all would cost more than the rest of a one-page
+    /// rebuild. Serialized as the three texts' lengths.
+    body: Body,
 }
 
-fn raw<T: Serialize>(value: &T) -> Box<RawValue> {
-    serde_json::value::to_raw_value(value)
-        .unwrap_or_else(|_| RawValue::from_string("[]".to_owned()).unwrap_or_default())
+/// A record's headings, anchors and links: three JSON texts in a shared buffer (the bodies
+/// part of a shard file, read on first use, or the texts of a freshly rendered page).
+#[derive(Clone, Default)]
+struct Body {
+    source: Arc<BodySource>,
+    parts: [Range<usize>; 3],
+}
+
+#[derive(Debug, Default)]
+enum BodySource {
+    Inline(Vec<u8>),
+    /// `len` bytes at `offset` of the shard file `path`, which was `file_len` bytes long when
+    /// the records were loaded.
+    Shard {
+        path: PathBuf,
+        offset: u64,
+        len: usize,
+        file_len: u64,
+        bytes: OnceLock<Option<Vec<u8>>>,
+    },
+    #[default]
+    Empty,
+}
+
+impl BodySource {
+    /// The bytes, or `None` when a shard's bodies cannot be read as they were when loaded.
+    fn bytes(&self) -> Option<&[u8]> {
+        match self {
+            BodySource::Inline(bytes) => Some(bytes),
+            BodySource::Empty => Some(&[]),
+            BodySource::Shard {
+                path,
+                offset,
+                len,
+                file_len,
+                bytes,
+            } => bytes
+                .get_or_init(|| {
+                    let mut file = File::open(path).ok()?;
+                    if file.metadata().ok()?.len() != *file_len {
+                        return None;
+                    }
+                    file.seek(SeekFrom::Start(*offset)).ok()?;
+                    let mut bytes = vec![0; *len];
+                    file.read_exact(&mut bytes).ok()?;
+                    Some(bytes)
+                })
+                .as_deref(),
+        }
+    }
+
+    /// True when this is a shard's bodies that could not be read.
+    fn failed(&self) -> bool {
+        matches!(self, BodySource::Shard { bytes, .. } if matches!(bytes.get(), Some(None)))
+    }
+}
+
+impl Body {
+    fn new(texts: [String; 3]) -> Body {
+        let mut bytes = Vec::with_capacity(texts.iter().map(String::len).sum());
+        let parts = texts.map(|text| {
+            let start = bytes.len();
+            bytes.extend_from_slice(text.as_bytes());
+            start..bytes.len()
+        });
+        Body {
+            source: Arc::new(BodySource::Inline(bytes)),
+            parts,
+        }
+    }
+
+    /// Part `index` (0 headings, 1 anchors, 2 links). Bodies that cannot be read read as empty
+    /// lists, and mark the manifest damaged (see [`Manifest::damaged`]); the build then stops
+    /// before writing anything.
+    fn part(&self, index: usize) -> &str {
+        self.source
+            .bytes()
+            .and_then(|bytes| bytes.get(self.parts[index].clone()))
+            .and_then(|bytes| std::str::from_utf8(bytes).ok())
+            .unwrap_or("[]")
+    }
+
+    fn part_bytes(&self, index: usize) -> std::io::Result<&[u8]> {
+        self.source
+            .bytes()
+            .and_then(|bytes| bytes.get(self.parts[index].clone()))
+            .ok_or_else(|| std::io::Error::other("a page record's body could not be read"))
+    }
+}
+
+impl Serialize for Body {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let [a, b, c] = &self.parts;
+        (a.len() as u64, b.len() as u64, c.len() as u64).serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Body {
+    /// Only the lengths; [`decode_shard`] places the parts and sets the source.
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Body, D::Error> {
+        let (a, b, c) = <(u64, u64, u64)>::deserialize(deserializer)?;
+        let len = |n: u64| usize::try_from(n).map_err(serde::de::Error::custom);
+        Ok(Body {
+            source: Arc::default(),
+            parts: [0..len(a)?, 0..len(b)?, 0..len(c)?],
+        })
+    }
+}
+
+impl std::fmt::Debug for Body {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.parts.iter().map(|part| part.len()))
+            .finish()
+    }
+}
+
+fn json_text<T: Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| "[]".to_owned())
 }
 
 impl PageRecord {
@@ -55,26 +219,121 @@ impl PageRecord {
             meta,
             render_key,
             search_hash,
-            headings: raw(&rendered.headings),
-            anchors: raw(&rendered.anchors),
-            links: raw(&rendered.links),
+            body: Body::new([
+                json_text(&rendered.headings),
+                json_text(&rendered.anchors),
+                json_text(&rendered.links),
+            ]),
         }
     }
 
+    /// This record with other metadata (same render key, search hash and body).
+    pub fn with_meta(&self, meta: PageMeta) -> PageRecord {
+        PageRecord {
+            meta,
+            render_key: self.render_key.clone(),
+            search_hash: self.search_hash.clone(),
+            body: self.body.clone(),
+        }
+    }
+
+    /// The anchors as JSON text (an array of strings), for parsing only when needed.
+    pub fn anchors_json(&self) -> &str {
+        self.body.part(1)
+    }
+
     pub fn headings(&self) -> Vec<Heading> {
-        serde_json::from_str(self.headings.get()).unwrap_or_default()
+        serde_json::from_str(self.body.part(0)).unwrap_or_default()
     }
 
     pub fn anchors(&self) -> Vec<String> {
-        serde_json::from_str(self.anchors.get()).unwrap_or_default()
+        serde_json::from_str(self.body.part(1)).unwrap_or_default()
     }
 
     pub fn links(&self) -> Vec<Link> {
-        serde_json::from_str(self.links.get()).unwrap_or_default()
+        serde_json::from_str(self.body.part(2)).unwrap_or_default()
     }
 }
 
-/// What `manifest.json` holds.
+/// Decodes bincode, refusing trailing bytes (a truncated or foreign file is no state at all).
+fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Option<T> {
+    use bincode::Options;
+    bincode::DefaultOptions::new()
+        .with_fixint_encoding()
+        .reject_trailing_bytes()
+        .deserialize(bytes)
+        .ok()
+}
+
+fn encode<T: Serialize + ?Sized>(value: &T) -> std::io::Result<Vec<u8>> {
+    use bincode::Options;
+    bincode::DefaultOptions::new()
+        .with_fixint_encoding()
+        .reject_trailing_bytes()
+        .serialize(value)
+        .map_err(std::io::Error::other)
+}
+
+/// A shard file: the `u64` length of the records part, the records (bincode; each body as
+/// its three lengths), then the bodies, each record's three texts one after the other.
+fn encode_shard(records: &[&PageRecord]) -> std::io::Result<Vec<u8>> {
+    let head = encode(records)?;
+    let body_len: usize = records
+        .iter()
+        .map(|r| r.body.parts.iter().map(Range::len).sum::<usize>())
+        .sum();
+    let mut bytes = Vec::with_capacity(8 + head.len() + body_len);
+    bytes.extend_from_slice(&(head.len() as u64).to_le_bytes());
+    bytes.extend_from_slice(&head);
+    for record in records {
+        for index in 0..3 {
+            bytes.extend_from_slice(record.body.part_bytes(index)?);
+        }
+    }
+    Ok(bytes)
+}
+
+/// Reads a shard file's records, not its bodies; `None` unless the records decode exactly and
+/// the file is as long as they say.
+fn decode_shard(path: PathBuf) -> Option<Vec<PageRecord>> {
+    let mut file = File::open(&path).ok()?;
+    let file_len = file.metadata().ok()?.len();
+    let mut len = [0; 8];
+    file.read_exact(&mut len).ok()?;
+    let head_len = usize::try_from(u64::from_le_bytes(len)).ok()?;
+    if (head_len as u64).checked_add(8)? > file_len {
+        return None;
+    }
+    let mut head = vec![0; head_len];
+    file.read_exact(&mut head).ok()?;
+    let mut records: Vec<PageRecord> = decode(&head)?;
+    let mut at = 0usize;
+    for record in &mut records {
+        for part in &mut record.body.parts {
+            let end = at.checked_add(part.len())?;
+            *part = at..end;
+            at = end;
+        }
+    }
+    let offset = 8 + head_len as u64;
+    if offset.checked_add(at as u64)? != file_len {
+        return None;
+    }
+    let source = Arc::new(BodySource::Shard {
+        path,
+        offset,
+        len: at,
+        file_len,
+        bytes: OnceLock::new(),
+    });
+    for record in &mut records {
+        record.meta.derive_paths();
+        record.body.source = Arc::clone(&source);
+    }
+    Some(records)
+}
+
+/// What `manifest.bin` holds.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Index<'a> {
     format: u32,
@@ -98,30 +357,47 @@ pub struct Manifest {
 
 /// The shard file name of a page: one per content folder.
 fn shard_of(rel_path: &str) -> String {
-    let folder = rel_path.rsplit_once('/').map_or("", |(folder, _)| folder);
-    let hash = blake3::hash(folder.as_bytes()).to_hex();
-    format!("{}.json", &hash.as_str()[..16])
+    let hash = blake3::hash(folder_of(rel_path).as_bytes()).to_hex();
+    format!("{}.bin", &hash.as_str()[..16])
+}
+
+fn folder_of(rel_path: &str) -> &str {
+    rel_path.rsplit_once('/').map_or("", |(folder, _)| folder)
+}
+
+/// [`shard_of`] for a run of paths, hashing each folder once while consecutive paths share it
+/// (records are sorted by path, so a folder's pages are together).
+#[derive(Default)]
+struct ShardNames<'a> {
+    last: Option<(&'a str, String)>,
+}
+
+impl<'a> ShardNames<'a> {
+    fn of(&mut self, rel_path: &'a str) -> String {
+        let folder = folder_of(rel_path);
+        match &self.last {
+            Some((last, name)) if *last == folder => name.clone(),
+            _ => {
+                let name = shard_of(rel_path);
+                self.last = Some((folder, name.clone()));
+                name
+            }
+        }
+    }
 }
 
 impl Manifest {
     /// The manifest of the previous build, if it exists, is complete and is of this format.
     pub fn load(out_dir: &Path) -> Option<Manifest> {
         let bytes = std::fs::read(out_dir.join(MANIFEST_FILE)).ok()?;
-        let index: Index = serde_json::from_slice(&bytes).ok()?;
+        let index: Index = decode(&bytes)?;
         if index.format != FORMAT {
             return None;
         }
         let shards: Vec<Option<Vec<PageRecord>>> = index
             .shards
             .par_iter()
-            .map(|name| {
-                let bytes = std::fs::read(out_dir.join(SHARD_DIR).join(name)).ok()?;
-                let mut records: Vec<PageRecord> = serde_json::from_slice(&bytes).ok()?;
-                for record in &mut records {
-                    record.meta.derive_paths();
-                }
-                Some(records)
-            })
+            .map(|name| decode_shard(out_dir.join(SHARD_DIR).join(name)))
             .collect();
         let mut pages = Vec::new();
         for shard in shards {
@@ -137,7 +413,14 @@ impl Manifest {
         })
     }
 
+    /// True when a page body this build needed could not be read (the state changed or was
+    /// damaged after it was loaded): what was computed from it cannot be trusted.
+    pub fn damaged(&self) -> bool {
+        self.pages.iter().any(|record| record.body.source.failed())
+    }
+
     pub fn remove(out_dir: &Path) -> std::io::Result<()> {
+        std::fs::remove_file(out_dir.join(LEGACY_MANIFEST_FILE)).ok();
         match std::fs::remove_file(out_dir.join(MANIFEST_FILE)) {
             Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(err),
             _ => Ok(()),
@@ -170,13 +453,21 @@ impl<'a> ManifestOut<'a> {
     }
 
     /// Writes the shards that changed (any record not borrowed from `previous`, or a shard
-    /// `previous` did not have), removes shards no longer used, then writes `manifest.json`.
+    /// `previous` did not have), removes shards no longer used, then writes `manifest.bin`.
     pub fn save(&self, out_dir: &Path, previous: Option<&Manifest>) -> std::io::Result<()> {
         let shard_dir = out_dir.join(SHARD_DIR);
+        if previous.is_none() {
+            // Every shard is written below; this clears those of an older format or build.
+            match std::fs::remove_dir_all(&shard_dir) {
+                Err(err) if err.kind() != std::io::ErrorKind::NotFound => return Err(err),
+                _ => {}
+            }
+        }
         std::fs::create_dir_all(&shard_dir)?;
         let mut shards: BTreeMap<String, (bool, Vec<&PageRecord>)> = BTreeMap::new();
+        let mut names = ShardNames::default();
         for record in &self.pages {
-            let entry = shards.entry(shard_of(&record.meta.rel_path)).or_default();
+            let entry = shards.entry(names.of(&record.meta.rel_path)).or_default();
             entry.0 |= matches!(record, Cow::Owned(_));
             entry.1.push(record);
         }
@@ -186,8 +477,9 @@ impl<'a> ManifestOut<'a> {
         let previous_counts: BTreeMap<String, usize> = previous
             .map(|m| {
                 let mut counts = BTreeMap::new();
+                let mut names = ShardNames::default();
                 for record in &m.pages {
-                    *counts.entry(shard_of(&record.meta.rel_path)).or_insert(0) += 1;
+                    *counts.entry(names.of(&record.meta.rel_path)).or_insert(0) += 1;
                 }
                 counts
             })
@@ -200,8 +492,10 @@ impl<'a> ManifestOut<'a> {
                     || previous_counts.get(*name) != Some(&records.len())
             })
             .map(|(name, (_, records))| {
-                let json = serde_json::to_vec(records).map_err(std::io::Error::other)?;
-                std::fs::write(shard_dir.join(name), json)
+                // Written aside and renamed: the old file's bodies may still be read lazily.
+                let temporary = shard_dir.join(format!("{name}.tmp"));
+                std::fs::write(&temporary, encode_shard(records)?)?;
+                std::fs::rename(temporary, shard_dir.join(name))
             })
             .collect();
         written?;
@@ -217,9 +511,8 @@ impl<'a> ManifestOut<'a> {
             outputs: Cow::Borrowed(self.outputs),
             shards: shards.into_keys().collect(),
         };
-        let json = serde_json::to_vec(&index).map_err(std::io::Error::other)?;
-        let temporary = out_dir.join(".sitegen/manifest.json.tmp");
-        std::fs::write(&temporary, json)?;
+        let temporary = out_dir.join(".sitegen/manifest.bin.tmp");
+        std::fs::write(&temporary, encode(&index)?)?;
         std::fs::rename(temporary, out_dir.join(MANIFEST_FILE))
     }
 }
