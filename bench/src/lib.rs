@@ -214,3 +214,55 @@ pub fn thread_cpu_time() -> Option<Duration> {
 pub fn megabytes_per_second(bytes: usize, time: Duration) -> f64 {
     bytes as f64 / 1e6 / time.as_secs_f64()
 }
+
+/// One file of a generated project tree: its path relative to the project's root (with `/`).
+#[derive(Debug, Clone)]
+pub struct TreeFile {
+    pub path: String,
+    pub bytes: Vec<u8>,
+}
+
+/// An API project as a folder tree: `small` JSON request, response and environment documents
+/// (most of 0.5 to 8 KiB, one in seven of 8 to 24 KiB) in nested folders
+/// (`collections/cNN/folderN/`, `environments/`), plus `large` files of `large_size` bytes in
+/// `attachments/` (the first JSON-like, the others random bytes, as recorded payloads and
+/// already-compressed attachments). The same `seed` gives the same tree.
+pub fn project_tree(small: usize, large: usize, large_size: usize, seed: u64) -> Vec<TreeFile> {
+    let mut rng = Rng::new(seed);
+    let mut files = Vec::with_capacity(small + large);
+    for index in 0..small {
+        let len = if rng.below(7) == 0 {
+            (8 << 10) + rng.below(16 << 10)
+        } else {
+            512 + rng.below(7680)
+        } as usize;
+        let mut bytes = Vec::with_capacity(len + 256);
+        json_like(&mut rng, len, &mut bytes);
+        let path = if index % 50 == 49 {
+            format!("environments/env-{index:05}.json")
+        } else {
+            let kind = ["request", "response", "example"][index % 3];
+            format!(
+                "collections/c{:02}/folder{}/{kind}-{index:05}.json",
+                index % 40,
+                (index / 40) % 8
+            )
+        };
+        files.push(TreeFile { path, bytes });
+    }
+    for index in 0..large {
+        let mut bytes = Vec::with_capacity(large_size + 256);
+        if index == 0 {
+            json_like(&mut rng, large_size, &mut bytes);
+        } else {
+            bytes.resize(large_size, 0);
+            rng.fill(&mut bytes);
+        }
+        let extension = if index == 0 { "json" } else { "bin" };
+        files.push(TreeFile {
+            path: format!("attachments/large-{index}.{extension}"),
+            bytes,
+        });
+    }
+    files
+}
