@@ -516,3 +516,131 @@ impl<'a> ManifestOut<'a> {
         std::fs::rename(temporary, out_dir.join(MANIFEST_FILE))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::content::{SourceFile, parse_page};
+
+    fn record(rel_path: &str, front: &str, anchor: &str) -> PageRecord {
+        let text = format!("+++\n{front}\n+++\n# Body\n");
+        let source = SourceFile {
+            rel_path: rel_path.to_owned(),
+            path: PathBuf::from(rel_path),
+            mtime_ns: 1_700_000_000_123_456_789,
+            size: text.len() as u64,
+        };
+        let mut meta = parse_page(Path::new(rel_path), &source, &text).unwrap();
+        meta.lastmod = "2026-11-26T00:00:00Z".to_owned();
+        let rendered = Rendered {
+            headings: vec![Heading {
+                level: 2,
+                id: anchor.to_owned(),
+                text: format!("About {anchor}"),
+            }],
+            anchors: vec![anchor.to_owned()],
+            ..Rendered::default()
+        };
+        PageRecord::new(meta, format!("key-{rel_path}"), &rendered)
+    }
+
+    fn sample() -> Vec<PageRecord> {
+        vec![
+            record(
+                "docs/_index.md",
+                "title = \"Docs\"\ndescription = \"d\"",
+                "intro",
+            ),
+            record(
+                "docs/a.md",
+                "title = \"A\"\ndescription = \"a\"\nweight = -3\naliases = [\"/old/\"]\n\
+                 template = \"x.html\"\nupdated = \"2025-01-02\"\ntoc = false\nnoindex = true",
+                "usage",
+            ),
+            record(
+                "docs/b/c.md",
+                "title = \"C\"\ndescription = \"c\"",
+                "ünïcode",
+            ),
+        ]
+    }
+
+    fn save(dir: &Path, records: &[PageRecord], previous: Option<&Manifest>) {
+        let pages = records.iter().map(Cow::Borrowed).collect();
+        let outputs = vec!["docs/index.html".to_owned()];
+        ManifestOut::new("global", "search", pages, &outputs)
+            .save(dir, previous)
+            .unwrap();
+    }
+
+    #[test]
+    fn records_round_trip_with_bodies_read_on_demand() {
+        let dir = tempfile::tempdir().unwrap();
+        let records = sample();
+        save(dir.path(), &records, None);
+        let loaded = Manifest::load(dir.path()).unwrap();
+        assert_eq!(loaded.global_hash, "global");
+        assert_eq!(loaded.search_key, "search");
+        assert_eq!(loaded.outputs, ["docs/index.html"]);
+        assert_eq!(loaded.pages.len(), records.len());
+        for (old, new) in records.iter().zip(&loaded.pages) {
+            assert_eq!(old.meta, new.meta);
+            assert_eq!(old.render_key, new.render_key);
+            assert_eq!(old.search_hash, new.search_hash);
+            assert_eq!(old.anchors(), new.anchors());
+            assert_eq!(old.anchors_json(), new.anchors_json());
+            assert_eq!(old.body.part(0), new.body.part(0));
+            assert_eq!(old.body.part(2), new.body.part(2));
+        }
+        assert!(!loaded.damaged());
+        // Saving again, bodies not yet read: a rewritten shard copies the bodies of its
+        // unchanged records from the old file before replacing it.
+        let fresh = Manifest::load(dir.path()).unwrap();
+        let pages: Vec<Cow<PageRecord>> = fresh
+            .pages
+            .iter()
+            .map(|r| match r.meta.rel_path.as_str() {
+                "docs/a.md" => Cow::Owned(r.with_meta(r.meta.clone())),
+                _ => Cow::Borrowed(r),
+            })
+            .collect();
+        let outputs = vec!["docs/index.html".to_owned()];
+        ManifestOut::new("global", "search", pages, &outputs)
+            .save(dir.path(), Some(&fresh))
+            .unwrap();
+        assert!(!fresh.damaged());
+        let reloaded = Manifest::load(dir.path()).unwrap();
+        for (old, new) in records.iter().zip(&reloaded.pages) {
+            assert_eq!(old.meta, new.meta);
+            assert_eq!(old.anchors(), new.anchors());
+            assert_eq!(old.body.part(0), new.body.part(0));
+        }
+    }
+
+    #[test]
+    fn a_truncated_or_changed_state_is_not_used() {
+        let dir = tempfile::tempdir().unwrap();
+        save(dir.path(), &sample(), None);
+        let shard = dir.path().join(SHARD_DIR).join(shard_of("docs/a.md"));
+        let bytes = std::fs::read(&shard).unwrap();
+        std::fs::write(&shard, &bytes[..bytes.len() - 1]).unwrap();
+        assert!(Manifest::load(dir.path()).is_none());
+        // A shard replaced after loading: its bodies are not read, and the state says so.
+        std::fs::write(&shard, &bytes).unwrap();
+        let loaded = Manifest::load(dir.path()).unwrap();
+        std::fs::write(&shard, [&bytes[..], b"x"].concat()).unwrap();
+        let a = loaded.pages.iter().find(|r| r.meta.rel_path == "docs/a.md");
+        assert_eq!(a.unwrap().anchors(), Vec::<String>::new());
+        assert!(loaded.damaged());
+    }
+
+    #[test]
+    fn a_json_manifest_of_an_older_version_is_ignored_and_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join(MANIFEST_DIR)).unwrap();
+        std::fs::write(dir.path().join(LEGACY_MANIFEST_FILE), b"{\"format\":4}").unwrap();
+        assert!(Manifest::load(dir.path()).is_none());
+        Manifest::remove(dir.path()).unwrap();
+        assert!(!dir.path().join(LEGACY_MANIFEST_FILE).exists());
+    }
+}

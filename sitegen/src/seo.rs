@@ -1,8 +1,6 @@
 //! Outputs for search engines: sitemap.xml, robots.txt, alias redirect pages, JSON-LD
 //! breadcrumbs and the duplicate title/description warnings.
 
-use std::collections::BTreeMap;
-
 use crate::config::SiteConfig;
 use crate::content::PageMeta;
 use crate::nav::NavLink;
@@ -106,23 +104,27 @@ pub fn breadcrumbs_json_ld(config: &SiteConfig, breadcrumbs: &[NavLink]) -> Stri
 
 /// Warnings for titles or descriptions shared by several indexable pages.
 pub fn duplicate_warnings(pages: &[&PageMeta]) -> Vec<String> {
-    let mut titles: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    let mut descriptions: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    for page in pages.iter().filter(|p| indexable(p)) {
-        titles
-            .entry(page.front.title.as_str())
-            .or_default()
-            .push(&page.rel_path);
-        descriptions
-            .entry(page.front.description.as_str())
-            .or_default()
-            .push(&page.rel_path);
-    }
+    let indexable: Vec<&PageMeta> = pages.iter().copied().filter(|p| indexable(p)).collect();
     let mut warnings = Vec::new();
-    for (what, map) in [("title", titles), ("description", descriptions)] {
-        for (text, files) in map {
-            if files.len() > 1 {
-                warnings.push(format!("duplicate {what} {text:?} in {}", files.join(", ")));
+    for what in ["title", "description"] {
+        fn field<'p>(page: &'p PageMeta, what: &str) -> &'p str {
+            if what == "title" {
+                &page.front.title
+            } else {
+                &page.front.description
+            }
+        }
+        // Sorted by text, pages in their given order within a text (a stable sort).
+        let mut by_text = indexable.clone();
+        by_text.sort_by(|a, b| field(a, what).cmp(field(b, what)));
+        for group in by_text.chunk_by(|a, b| field(a, what) == field(b, what)) {
+            if group.len() > 1 {
+                let files: Vec<&str> = group.iter().map(|p| p.rel_path.as_str()).collect();
+                warnings.push(format!(
+                    "duplicate {what} {:?} in {}",
+                    field(group[0], what),
+                    files.join(", ")
+                ));
             }
         }
     }
@@ -132,6 +134,38 @@ pub fn duplicate_warnings(pages: &[&PageMeta]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn page(rel_path: &str, title: &str, description: &str) -> PageMeta {
+        let text = format!("+++\ntitle = {title:?}\ndescription = {description:?}\n+++\n");
+        let source = crate::content::SourceFile {
+            rel_path: rel_path.to_owned(),
+            path: rel_path.into(),
+            mtime_ns: 0,
+            size: 0,
+        };
+        crate::content::parse_page(std::path::Path::new(rel_path), &source, &text).unwrap()
+    }
+
+    #[test]
+    fn duplicates_are_reported_by_text_then_by_page_order() {
+        let pages = [
+            page("a.md", "Z", "one"),
+            page("b.md", "Y", "two"),
+            page("c.md", "Z", "two"),
+            page("d.md", "Y", "three"),
+            page("e.md", "Z", "four"),
+            page("f.md", "X", "five"),
+        ];
+        let refs: Vec<&PageMeta> = pages.iter().collect();
+        assert_eq!(
+            duplicate_warnings(&refs),
+            [
+                "duplicate title \"Y\" in b.md, d.md",
+                "duplicate title \"Z\" in a.md, c.md, e.md",
+                "duplicate description \"two\" in b.md, c.md",
+            ]
+        );
+    }
 
     #[test]
     fn alias_outputs() {
