@@ -7,7 +7,6 @@
 //! templates and write, in parallel. Nothing is written before the checks pass.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -17,6 +16,7 @@ use crate::assets;
 use crate::config::SiteConfig;
 use crate::content::{self, PageMeta};
 use crate::error::{Diagnostic, DiagnosticKind, Error, Result};
+use crate::fasthash::FastMap as HashMap;
 use crate::lastmod;
 use crate::links::{Anchors, LinkTargets};
 use crate::manifest::{MANIFEST_DIR, Manifest, ManifestOut, PageRecord};
@@ -172,7 +172,7 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport> {
         .collect();
     let mut diagnostics = Vec::new();
     let mut pages: Vec<Cow<PageMeta>> = Vec::new();
-    let mut texts: HashMap<String, String> = HashMap::new();
+    let mut texts: HashMap<String, String> = HashMap::default();
     for item in loaded {
         match item {
             Ok((meta, text)) => {
@@ -201,7 +201,7 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport> {
     report.pages = pages.len();
 
     // Unique URLs: pages and aliases.
-    let mut claimed: HashMap<Cow<str>, &str> = HashMap::new();
+    let mut claimed: HashMap<Cow<str>, &str> = HashMap::default();
     for page in &pages {
         let outputs = std::iter::once(Cow::Borrowed(page.output.as_str())).chain(
             page.front
@@ -407,10 +407,6 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport> {
         seo::sitemap(&config, &page_refs).into_bytes(),
     ));
     aggregate.push(("robots.txt".to_owned(), seo::robots(&config).into_bytes()));
-    let mut by_url: HashMap<&str, &PageMeta> = HashMap::new();
-    for page in &page_refs {
-        by_url.insert(&page.url, page);
-    }
     for page in &page_refs {
         for alias in &page.front.aliases {
             aggregate.push((

@@ -16,6 +16,7 @@ pub mod config;
 pub mod content;
 pub mod deploy;
 pub mod error;
+pub mod fasthash;
 pub mod highlight;
 pub mod lastmod;
 pub mod links;

@@ -1,7 +1,9 @@
 //! Internal link checking: every link in a body must name a page, an alias or a static file,
 //! and its fragment must be an id on the target page.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
+
+use crate::fasthash::FastMap as HashMap;
 use std::path::Path;
 
 use crate::error::{Diagnostic, DiagnosticKind};

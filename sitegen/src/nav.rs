@@ -4,7 +4,9 @@
 //! incremental build hashes it: a page is re-rendered when its own source or its navigation
 //! context changed, and for no other reason.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use crate::fasthash::FastMap as HashMap;
 
 use serde::Serialize;
 
@@ -90,13 +92,13 @@ fn top_level(folder: &str) -> &str {
 impl<'a> SiteTree<'a> {
     /// Builds the tree. Pages must be the non-draft pages, sorted by `rel_path`.
     pub fn new(pages: &'a [&'a PageMeta], home_title: &'a str) -> SiteTree<'a> {
-        let mut section_index = HashMap::new();
+        let mut section_index = HashMap::default();
         for (index, page) in pages.iter().enumerate() {
             if page.is_index {
                 section_index.insert(page.own_section(), index);
             }
         }
-        let mut children: HashMap<&str, Vec<usize>> = HashMap::new();
+        let mut children: HashMap<&str, Vec<usize>> = HashMap::default();
         for (index, page) in pages.iter().enumerate() {
             if page.rel_path == "_index.md" || page.rel_path == "404.md" {
                 continue;
@@ -123,11 +125,11 @@ impl<'a> SiteTree<'a> {
             home_title,
             section_index,
             children,
-            order: HashMap::new(),
+            order: HashMap::default(),
             reading_order: BTreeMap::new(),
-            children_hashes: HashMap::new(),
+            children_hashes: HashMap::default(),
         };
-        let mut children_hashes = HashMap::new();
+        let mut children_hashes = HashMap::default();
         for (section, list) in &tree.children {
             let mut sidebar = blake3::Hasher::new();
             let mut listing = blake3::Hasher::new();
