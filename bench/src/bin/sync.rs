@@ -19,7 +19,8 @@
 //!   and prints medians as a Markdown table, also written to `bench/out/sync-<date>.md`.
 //!
 //! `--direct` points the clients at the daemons themselves (no relay: times without the extra
-//! hop, no byte counts). Needs `git` and `rsync` on the PATH.
+//! hop, no byte counts; written to `bench/out/sync-<date>-direct.md`). Needs `git` and `rsync`
+//! on the PATH.
 
 use std::fmt::Write as _;
 use std::io::{Read, Write};
@@ -477,6 +478,21 @@ fn run() -> Result<()> {
             "sync-client",
         ]);
         build.arg("--manifest-path").arg(&manifest);
+        // `cargo run` gives this process the bench package's CARGO_PKG_* and CARGO_MANIFEST_*;
+        // build scripts (ring's, cc's) rerun when those change, which would rebuild half the
+        // dependency tree. The build gets the environment a shell would give it.
+        for (key, _) in std::env::vars_os() {
+            let Some(name) = key.to_str() else { continue };
+            if name.starts_with("CARGO_PKG_")
+                || name.starts_with("CARGO_MANIFEST_")
+                || matches!(
+                    name,
+                    "CARGO_CRATE_NAME" | "CARGO_BIN_NAME" | "CARGO_PRIMARY_PACKAGE" | "OUT_DIR"
+                )
+            {
+                build.env_remove(&key);
+            }
+        }
         if std::env::var_os("CARGO_TARGET_DIR").is_none()
             && let Some(target) = bin.parent()
         {
@@ -903,7 +919,8 @@ fn bench(options: &Options, bin: &Path, root: &Path) -> Result<()> {
     println!("{report}");
     let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("out");
     std::fs::create_dir_all(&out).map_err(|e| e.to_string())?;
-    let path = out.join(format!("sync-{}.md", today()));
+    let suffix = if options.direct { "-direct" } else { "" };
+    let path = out.join(format!("sync-{}{suffix}.md", today()));
     std::fs::write(&path, &report).map_err(|e| format!("{}: {e}", path.display()))?;
     eprintln!("written to {}", path.display());
     Ok(())
