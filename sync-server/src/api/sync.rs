@@ -24,7 +24,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use sync_protocol::diff::{DiffError, DiffWalk, Side};
 use sync_protocol::stream::{Frame, StreamDecoder, StreamEncoder};
-use sync_protocol::{Dir, Object, ObjectId, ObjectKind, compress_object};
+use sync_protocol::{Dir, Object, ObjectId, ObjectKind, compress_object, verify_frame_of_kind};
 use warp::http::{HeaderValue, StatusCode, header};
 use warp::reply::Response;
 
@@ -502,6 +502,76 @@ async fn check_root(
     }
 }
 
+/// Checks every path the new version adds against the format's path limits (depth and length),
+/// which no single object can carry: a dir does not know how deep it sits. The diff from the
+/// base enters only what changed, so this reads the base's dirs along changed paths and any
+/// stored dir that the new version places somewhere new (a moved folder); dirs of the upload
+/// are decoded from memory. It stops before the diff's file-object phase, which paths don't need.
+async fn check_paths(
+    app: &App,
+    project: ProjectId,
+    base_root: ObjectId,
+    root: ObjectId,
+    upload: Option<&Upload>,
+) -> Result<(), Problem> {
+    let mut walk = DiffWalk::new(base_root, root);
+    while !walk.is_done() && walk.wanted_kind() == Some(ObjectKind::Dir) {
+        let ids = walk.wants().to_vec();
+        let mut from_store = Vec::new();
+        for id in ids {
+            let received = upload.and_then(|upload| {
+                upload
+                    .index
+                    .get(&id)
+                    .map(|&position| &upload.objects[position])
+            });
+            match received {
+                Some(received) => {
+                    let (object, _) = verify_frame_of_kind(&id, received.kind, &received.frame)?;
+                    walk.provide(id, object).map_err(path_problem)?;
+                }
+                None => from_store.push(id),
+            }
+        }
+        let objects = app.store.get_objects(&project, &from_store).await?;
+        for (id, object) in from_store.into_iter().zip(objects) {
+            let object = object.ok_or_else(|| path_problem(walk.missing(&id)))?;
+            walk.provide(id, object.object).map_err(path_problem)?;
+        }
+    }
+    Ok(())
+}
+
+/// A diff error met while checking a pushed tree's paths.
+fn path_problem(error: DiffError) -> Problem {
+    let unprocessable = StatusCode::UNPROCESSABLE_ENTITY;
+    match error {
+        DiffError::Path(error) => Problem::new(
+            unprocessable,
+            "bad-path",
+            "Path outside the format's limits",
+        )
+        .with_detail(error),
+        DiffError::WrongKind { id, .. } => Problem::new(
+            unprocessable,
+            "entry-mismatch",
+            "Entry does not match its object",
+        )
+        .with_detail(&error)
+        .with_extra("id", id.to_string()),
+        DiffError::Missing { id, .. } => Problem::missing_object(
+            &id,
+            "the new version references an object that is not stored",
+        ),
+        other => Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "Internal error",
+        )
+        .with_detail(other),
+    }
+}
+
 /// Moves the head, after a cheap look at it: a base that is already stale cannot commit, so
 /// the catalog is asked first (it answers a replay or a conflict) and nothing is stored.
 async fn commit_after_store(
@@ -520,6 +590,14 @@ async fn commit_after_store(
         return commit_answer(app, project.id, outcome);
     }
     check_root(app, project.id, commit.root, upload.as_ref()).await?;
+    check_paths(
+        app,
+        project.id,
+        current.head_root,
+        commit.root,
+        upload.as_ref(),
+    )
+    .await?;
     if let Some(upload) = upload {
         store_upload(app, project.id, upload).await?;
     }

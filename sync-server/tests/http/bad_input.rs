@@ -413,3 +413,77 @@ async fn json_body_past_its_limit(server: &TestServer) {
     TestServer::expect_problem(response, 400, "bad-json").await;
 }
 http_test!(json_limits, json_body_past_its_limit);
+
+/// A chain of `depth` nested dirs named `d` around one file `f`: the file's path has exactly
+/// `depth` components. Objects children first, root last.
+fn chain(depth: usize, content: &[u8]) -> Vec<Obj> {
+    use sync_protocol::{Dir, DirEntry, EntryKind, Name, Object};
+    let file = chunk(content);
+    let mut dir = Dir::new(vec![DirEntry {
+        name: Name::new("f").unwrap(),
+        kind: EntryKind::File,
+        target: ObjectKind::Chunk,
+        size: content.len() as u64,
+        id: file.id,
+    }])
+    .unwrap();
+    let mut objects = vec![file, Obj::of(&Object::Dir(dir.clone()))];
+    for _ in 1..depth {
+        let inner = Object::Dir(dir).id();
+        dir = Dir::new(vec![DirEntry::dir(Name::new("d").unwrap(), inner)]).unwrap();
+        objects.push(Obj::of(&Object::Dir(dir.clone())));
+    }
+    objects
+}
+
+/// Path depth is a limit of the format that no single object carries: the server checks it on
+/// the whole pushed tree, at the limit, one past it, and when a stored folder is moved deeper.
+async fn path_depth_at_and_past_the_limit(server: &TestServer) {
+    use sync_protocol::limits::MAX_PATH_DEPTH;
+    use sync_protocol::{Dir, DirEntry, Name, Object};
+    let (alice, _team, project) = server.owner_with_project("alice").await;
+
+    let at = chain(MAX_PATH_DEPTH, b"deep");
+    let at_root = at.last().unwrap().id;
+    let response = server
+        .push_raw(&alice, &project, "at-limit", 0, &at_root, stream_of(&at))
+        .await;
+    assert_eq!(
+        response.status(),
+        200,
+        "a path of exactly the limit is valid"
+    );
+
+    let past = chain(MAX_PATH_DEPTH + 1, b"deeper");
+    let past_root = past.last().unwrap().id;
+    expect_rejected(
+        server,
+        &alice,
+        &project,
+        past_root,
+        stream_of(&past),
+        422,
+        "bad-path",
+    )
+    .await;
+
+    // Only a new root is sent: it puts the stored 64-deep tree one level lower.
+    let moved = Obj::of(&Object::Dir(
+        Dir::new(vec![DirEntry::dir(Name::new("x").unwrap(), at_root)]).unwrap(),
+    ));
+    expect_rejected(
+        server,
+        &alice,
+        &project,
+        moved.id,
+        stream_of(std::slice::from_ref(&moved)),
+        422,
+        "bad-path",
+    )
+    .await;
+
+    // The project still pulls whole.
+    let pulled = server.pull(&alice, &project, serde_json::json!({})).await;
+    assert_eq!(pulled.version, 1);
+}
+http_test!(path_depth_limit, path_depth_at_and_past_the_limit);
