@@ -8,7 +8,7 @@
 //! It does no I/O, reads no clock and knows no async runtime: inputs go in as values and
 //! decisions come out as values. The drivers that talk to sockets, disks, S3 and databases live
 //! in `sync-server` and `sync-client`. The wire format is specified in
-//! `docs-src/docs/protocol/`, rendered on the site.
+//! `docs-src/content/docs/protocol/`, rendered on the site.
 
 pub mod checks;
 pub mod chunking;

@@ -27,7 +27,8 @@
 //! - Nothing may follow the trailer. An empty stream (no frames) is valid.
 //!
 //! A decoder checks each frame when it is complete: `len` within the limit, the zstd frame is a
-//! single frame that decompresses (capped at [`MAX_OBJECT_SIZE`])
+//! single frame that decompresses (capped at the largest valid object of its declared kind,
+//! [`max_encoded_len`](crate::compress::max_encoded_len); at most [`MAX_OBJECT_SIZE`])
 //! to a canonical object of kind `kind`, whose id is `id`. Frames are in the order the sender
 //! chose; for a push that is children first (see the object store's closure rule). The codec
 //! does not reject an object named twice: it checks frames, not the set of objects, and an

@@ -5,7 +5,7 @@
 //! (`sync-server/tests/catalog_conformance.rs`):
 //!
 //! - [`PostgresCatalog`]: tokio-postgres over a deadpool pool, for clusters. The schema is the
-//!   SQL files in `migrations/`, applied in order at start under a `pg_advisory_lock`, so many
+//!   SQL files in `migrations/`, applied in order at start under a `pg_advisory_xact_lock`, so many
 //!   nodes may start at once.
 //! - [`SqliteCatalog`]: rusqlite (bundled) in one file of the data folder, WAL mode, for the
 //!   single-node default. Its schema is `migrations/sqlite/`. Blocking calls run on
