@@ -51,13 +51,12 @@ fn read_password() -> anyhow::Result<String> {
 pub async fn run(catalog: &dyn Catalog, command: AdminCommand) -> anyhow::Result<()> {
     match command {
         AdminCommand::CreateUser { name, email } => {
+            // The same rules as signing up over the API.
             let password = read_password()?;
-            if password.chars().count() < auth::MIN_PASSWORD_LEN {
-                bail!(
-                    "the password needs at least {} characters",
-                    auth::MIN_PASSWORD_LEN
-                );
-            }
+            crate::api::accounts::check_account_name(&name)
+                .and_then(|()| crate::api::accounts::check_email(&email))
+                .and_then(|()| crate::api::accounts::check_password(&password))
+                .map_err(|problem| anyhow::anyhow!("{}", problem.detail))?;
             let password_hash = auth::hash_password(password).await?;
             let account = catalog
                 .create_account(NewAccount {

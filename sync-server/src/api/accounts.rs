@@ -68,7 +68,7 @@ struct SignUp {
     password: String,
 }
 
-fn check_password(password: &str) -> Result<(), Problem> {
+pub(crate) fn check_password(password: &str) -> Result<(), Problem> {
     if password.chars().count() < MIN_PASSWORD_LEN {
         return Err(Problem::invalid_field(
             "password",
@@ -86,7 +86,7 @@ fn check_password(password: &str) -> Result<(), Problem> {
 
 /// Account names are what people type to log in and to add members: letters, digits, `.`, `-`
 /// and `_`, starting with a letter or digit, and never containing `@` (which marks an email).
-fn check_account_name(name: &str) -> Result<(), Problem> {
+pub(crate) fn check_account_name(name: &str) -> Result<(), Problem> {
     let valid = name.len() <= crate::catalog::limits::MAX_NAME_LEN
         && name.chars().next().is_some_and(char::is_alphanumeric)
         && name
@@ -102,7 +102,7 @@ fn check_account_name(name: &str) -> Result<(), Problem> {
     }
 }
 
-fn check_email(email: &str) -> Result<(), Problem> {
+pub(crate) fn check_email(email: &str) -> Result<(), Problem> {
     let valid = email
         .split_once('@')
         .is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.'))

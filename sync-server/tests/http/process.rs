@@ -157,6 +157,24 @@ fn field(output: &str, key: &str) -> String {
 
 /// Creates alice, her team and project with `admin`: (token, project id).
 async fn admin_setup(env: &Environment, dir: &Path) -> (String, String) {
+    // The shell applies the sign-up rules of the API.
+    for (name, email, password) in [
+        ("bad name", "bad@example.com", "correct horse battery"),
+        ("bob", "not-an-email", "correct horse battery"),
+        ("bob", "bob@example.com", "short"),
+    ] {
+        let (ok, _) = env
+            .run(
+                dir,
+                &["admin", "create-user", "--name", name, "--email", email],
+                Some(password),
+            )
+            .await;
+        assert!(
+            !ok,
+            "admin create-user accepted {name:?} {email:?} {password:?}"
+        );
+    }
     let (ok, _) = env
         .run(
             dir,
