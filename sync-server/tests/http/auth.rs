@@ -97,12 +97,13 @@ async fn matrix(server: &TestServer) {
     server.push_tree(&owner, &project, 0, &v1).await;
 
     let response = server
-        .http
-        .delete(server.url(&format!("/v1/tokens/{}", revoked.token_id)))
-        .bearer_auth(&revoked.token)
-        .send()
-        .await
-        .unwrap();
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/v1/tokens/{}", revoked.token_id),
+            &revoked,
+            None,
+        )
+        .await;
     assert_eq!(response.status(), 204);
 
     let absent = "0123456789abcdef0123456789abcdef";
@@ -162,40 +163,37 @@ async fn matrix(server: &TestServer) {
 
     // Team routes follow the same rule: outsiders see nothing, viewers cannot manage.
     let response = server
-        .http
-        .get(server.url(&format!("/v1/teams/{team}/members")))
-        .bearer_auth(&outsider.token)
-        .send()
-        .await
-        .unwrap();
+        .call(
+            reqwest::Method::GET,
+            &format!("/v1/teams/{team}/members"),
+            &outsider,
+            None,
+        )
+        .await;
     TestServer::expect_problem(response, 404, "not-found").await;
     let response = server
-        .http
-        .put(server.url(&format!("/v1/teams/{team}/members/outsider")))
-        .bearer_auth(&viewer.token)
-        .json(&json!({"role": "owner"}))
-        .send()
-        .await
-        .unwrap();
+        .call(
+            reqwest::Method::PUT,
+            &format!("/v1/teams/{team}/members/outsider"),
+            &viewer,
+            Some(&json!({"role": "owner"})),
+        )
+        .await;
     TestServer::expect_problem(response, 403, "forbidden").await;
     let response = server
-        .http
-        .post(server.url(&format!("/v1/teams/{team}/projects")))
-        .bearer_auth(&viewer.token)
-        .json(&json!({"name": "nope"}))
-        .send()
-        .await
-        .unwrap();
+        .call(
+            reqwest::Method::POST,
+            &format!("/v1/teams/{team}/projects"),
+            &viewer,
+            Some(&json!({"name": "nope"})),
+        )
+        .await;
     TestServer::expect_problem(response, 403, "forbidden").await;
 
     // The project list shows each caller only their own.
     let list: Value = server
-        .http
-        .get(server.url("/v1/projects"))
-        .bearer_auth(&outsider.token)
-        .send()
+        .call(reqwest::Method::GET, "/v1/projects", &outsider, None)
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -273,13 +271,13 @@ async fn accounts_and_tokens(server: &TestServer) {
 
     // A new token is shown once; the list never shows secrets; revoking one leaves the others.
     let created: Value = server
-        .http
-        .post(server.url("/v1/tokens"))
-        .bearer_auth(&alice.token)
-        .json(&json!({"label": "laptop"}))
-        .send()
+        .call(
+            reqwest::Method::POST,
+            "/v1/tokens",
+            &alice,
+            Some(&json!({"label": "laptop"})),
+        )
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -299,15 +297,13 @@ async fn accounts_and_tokens(server: &TestServer) {
     let list: Value = serde_json::from_str(&list).unwrap();
     assert_eq!(list["tokens"].as_array().unwrap().len(), 2);
     let response = server
-        .http
-        .delete(server.url(&format!(
-            "/v1/tokens/{}",
-            created["token_id"].as_str().unwrap()
-        )))
-        .bearer_auth(&alice.token)
-        .send()
-        .await
-        .unwrap();
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/v1/tokens/{}", created["token_id"].as_str().unwrap()),
+            &alice,
+            None,
+        )
+        .await;
     assert_eq!(response.status(), 204);
     let response = server
         .http
@@ -318,12 +314,8 @@ async fn accounts_and_tokens(server: &TestServer) {
         .unwrap();
     TestServer::expect_problem(response, 401, "unauthorized").await;
     let me: Value = server
-        .http
-        .get(server.url("/v1/account"))
-        .bearer_auth(&alice.token)
-        .send()
+        .call(reqwest::Method::GET, "/v1/account", &alice, None)
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();

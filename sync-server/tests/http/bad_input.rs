@@ -19,12 +19,13 @@ struct Snapshot {
 
 async fn snapshot(server: &TestServer, user: &User, project: &str) -> Snapshot {
     let versions: Value = server
-        .http
-        .get(server.url(&format!("/v1/projects/{project}/versions")))
-        .bearer_auth(&user.token)
-        .send()
+        .call(
+            reqwest::Method::GET,
+            &format!("/v1/projects/{project}/versions"),
+            user,
+            None,
+        )
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -371,35 +372,35 @@ async fn json_body_past_its_limit(server: &TestServer) {
         .map(|n| sync_protocol::chunk_id(&n.to_le_bytes()).to_string())
         .collect();
     let response = server
-        .http
-        .post(server.url(&format!("/v1/projects/{project}/missing")))
-        .bearer_auth(&alice.token)
-        .json(&serde_json::json!({"ids": &ids[..max]}))
-        .send()
-        .await
-        .unwrap();
+        .call(
+            reqwest::Method::POST,
+            &format!("/v1/projects/{project}/missing"),
+            &alice,
+            Some(&serde_json::json!({"ids": &ids[..max]})),
+        )
+        .await;
     assert_eq!(response.status(), 200);
     let answer: Value = response.json().await.unwrap();
     assert_eq!(answer["missing"].as_array().unwrap().len(), max);
     let response = server
-        .http
-        .post(server.url(&format!("/v1/projects/{project}/missing")))
-        .bearer_auth(&alice.token)
-        .json(&serde_json::json!({"ids": ids}))
-        .send()
-        .await
-        .unwrap();
+        .call(
+            reqwest::Method::POST,
+            &format!("/v1/projects/{project}/missing"),
+            &alice,
+            Some(&serde_json::json!({"ids": ids})),
+        )
+        .await;
     TestServer::expect_problem(response, 422, "invalid-field").await;
 
     let name = "x".repeat(70 * 1024);
     let response = server
-        .http
-        .post(server.url("/v1/teams"))
-        .bearer_auth(&alice.token)
-        .json(&serde_json::json!({"name": name}))
-        .send()
-        .await
-        .unwrap();
+        .call(
+            reqwest::Method::POST,
+            "/v1/teams",
+            &alice,
+            Some(&serde_json::json!({"name": name})),
+        )
+        .await;
     TestServer::expect_problem(response, 413, "body-too-large").await;
     let response = server
         .http

@@ -98,77 +98,77 @@ async fn teams_and_members(server: &TestServer) {
     let bob = server.sign_up("bob").await;
     let team = server.create_team(&owner, "team").await;
     let response = server
-        .http
-        .post(server.url("/v1/teams"))
-        .bearer_auth(&bob.token)
-        .json(&json!({"name": "TEAM"}))
-        .send()
-        .await
-        .unwrap();
+        .call(
+            reqwest::Method::POST,
+            "/v1/teams",
+            &bob,
+            Some(&json!({"name": "TEAM"})),
+        )
+        .await;
     TestServer::expect_problem(response, 409, "already-exists").await;
     server.add_member(&owner, &team, &bob, "viewer").await;
     let members: Value = server
-        .http
-        .get(server.url(&format!("/v1/teams/{team}/members")))
-        .bearer_auth(&bob.token)
-        .send()
+        .call(
+            reqwest::Method::GET,
+            &format!("/v1/teams/{team}/members"),
+            &bob,
+            None,
+        )
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
     assert_eq!(members["members"].as_array().unwrap().len(), 2);
     // An unknown role or account is a typed error; the last owner cannot leave.
     let response = server
-        .http
-        .put(server.url(&format!("/v1/teams/{team}/members/bob")))
-        .bearer_auth(&owner.token)
-        .json(&json!({"role": "admin"}))
-        .send()
-        .await
-        .unwrap();
+        .call(
+            reqwest::Method::PUT,
+            &format!("/v1/teams/{team}/members/bob"),
+            &owner,
+            Some(&json!({"role": "admin"})),
+        )
+        .await;
     TestServer::expect_problem(response, 422, "invalid-field").await;
     let response = server
-        .http
-        .put(server.url(&format!("/v1/teams/{team}/members/nobody")))
-        .bearer_auth(&owner.token)
-        .json(&json!({"role": "viewer"}))
-        .send()
-        .await
-        .unwrap();
+        .call(
+            reqwest::Method::PUT,
+            &format!("/v1/teams/{team}/members/nobody"),
+            &owner,
+            Some(&json!({"role": "viewer"})),
+        )
+        .await;
     TestServer::expect_problem(response, 422, "invalid-field").await;
     let response = server
-        .http
-        .delete(server.url(&format!("/v1/teams/{team}/members/owner")))
-        .bearer_auth(&owner.token)
-        .send()
-        .await
-        .unwrap();
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/v1/teams/{team}/members/owner"),
+            &owner,
+            None,
+        )
+        .await;
     TestServer::expect_problem(response, 409, "last-owner").await;
     // Anyone may leave; then the team is invisible to them.
     let response = server
-        .http
-        .delete(server.url(&format!("/v1/teams/{team}/members/bob")))
-        .bearer_auth(&bob.token)
-        .send()
-        .await
-        .unwrap();
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/v1/teams/{team}/members/bob"),
+            &bob,
+            None,
+        )
+        .await;
     assert_eq!(response.status(), 204);
     let response = server
-        .http
-        .get(server.url(&format!("/v1/teams/{team}")))
-        .bearer_auth(&bob.token)
-        .send()
-        .await
-        .unwrap();
+        .call(
+            reqwest::Method::GET,
+            &format!("/v1/teams/{team}"),
+            &bob,
+            None,
+        )
+        .await;
     TestServer::expect_problem(response, 404, "not-found").await;
     let teams: Value = server
-        .http
-        .get(server.url("/v1/teams"))
-        .bearer_auth(&owner.token)
-        .send()
+        .call(reqwest::Method::GET, "/v1/teams", &owner, None)
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -194,21 +194,22 @@ async fn pull_edges(server: &TestServer) {
         .await;
     TestServer::expect_problem(response, 422, "invalid-field").await;
     let response = server
-        .http
-        .get(server.url(&format!("/v1/projects/{project}/versions/7")))
-        .bearer_auth(&alice.token)
-        .send()
-        .await
-        .unwrap();
+        .call(
+            reqwest::Method::GET,
+            &format!("/v1/projects/{project}/versions/7"),
+            &alice,
+            None,
+        )
+        .await;
     TestServer::expect_problem(response, 404, "unknown-version").await;
     let response = server
-        .http
-        .post(server.url(&format!("/v1/projects/{project}/restore")))
-        .bearer_auth(&alice.token)
-        .json(&json!({"version": 7, "base_version": 1}))
-        .send()
-        .await
-        .unwrap();
+        .call(
+            reqwest::Method::POST,
+            &format!("/v1/projects/{project}/restore"),
+            &alice,
+            Some(&json!({"version": 7, "base_version": 1})),
+        )
+        .await;
     TestServer::expect_problem(response, 404, "unknown-version").await;
     // Version 0, the empty project, from version 1: only the empty dir.
     let pulled = server

@@ -274,6 +274,24 @@ impl TestServer {
         format!("{}{path}", self.base)
     }
 
+    /// Sends `method path` with `user`'s token and an optional JSON body.
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        user: &User,
+        body: Option<&Value>,
+    ) -> reqwest::Response {
+        let mut request = self
+            .http
+            .request(method, self.url(path))
+            .bearer_auth(&user.token);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        request.send().await.unwrap()
+    }
+
     /// Store requests so far (all kinds).
     pub fn store_requests(&self) -> u64 {
         self.app.store.request_counts().total()

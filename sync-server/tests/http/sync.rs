@@ -120,12 +120,13 @@ async fn retry_after_lost_answer(server: &TestServer) {
     assert_eq!(retry["version"], 1);
     assert_eq!(retry["replayed"], true);
     let versions: Value = server
-        .http
-        .get(server.url(&format!("/v1/projects/{project}/versions")))
-        .bearer_auth(&alice.token)
-        .send()
+        .call(
+            reqwest::Method::GET,
+            &format!("/v1/projects/{project}/versions"),
+            &alice,
+            None,
+        )
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -161,13 +162,13 @@ async fn resume_sends_only_missing(server: &TestServer) {
     // The client asks which objects are missing, sends only those, then commits.
     let ids: Vec<String> = v1.ids().iter().map(ToString::to_string).collect();
     let response = server
-        .http
-        .post(server.url(&format!("/v1/projects/{project}/missing")))
-        .bearer_auth(&alice.token)
-        .json(&json!({"ids": ids}))
-        .send()
-        .await
-        .unwrap();
+        .call(
+            reqwest::Method::POST,
+            &format!("/v1/projects/{project}/missing"),
+            &alice,
+            Some(&json!({"ids": ids})),
+        )
+        .await;
     assert_eq!(response.status(), 200);
     let missing: Value = response.json().await.unwrap();
     let missing: Vec<String> = missing["missing"]
@@ -194,14 +195,7 @@ async fn resume_sends_only_missing(server: &TestServer) {
         .unwrap();
     assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
     assert!(server.store_requests() > stored_before);
-    let response = server
-        .http
-        .post(server.url(&format!("/v1/projects/{project}/commits")))
-        .bearer_auth(&alice.token)
-        .json(&json!({"push_id": "resumed", "base_version": 0, "root": v1.root.to_string(), "message": "resumed"}))
-        .send()
-        .await
-        .unwrap();
+    let response = server.call(reqwest::Method::POST, &format!("/v1/projects/{project}/commits"), &alice, Some(&json!({"push_id": "resumed", "base_version": 0, "root": v1.root.to_string(), "message": "resumed"}))).await;
     assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
     assert_eq!(
         server.head(&alice, &project).await,
@@ -210,13 +204,13 @@ async fn resume_sends_only_missing(server: &TestServer) {
     // A commit of a root that is not stored is refused.
     let other = tree(&[("x", "never uploaded")]);
     let response = server
-        .http
-        .post(server.url(&format!("/v1/projects/{project}/commits")))
-        .bearer_auth(&alice.token)
-        .json(&json!({"push_id": "bad", "base_version": 1, "root": other.root.to_string()}))
-        .send()
-        .await
-        .unwrap();
+        .call(
+            reqwest::Method::POST,
+            &format!("/v1/projects/{project}/commits"),
+            &alice,
+            Some(&json!({"push_id": "bad", "base_version": 1, "root": other.root.to_string()})),
+        )
+        .await;
     TestServer::expect_problem(response, 422, "missing-object").await;
 }
 http_test!(resume_upload, resume_sends_only_missing);
@@ -228,24 +222,25 @@ async fn restore_old_version(server: &TestServer) {
     server.push_tree(&alice, &project, 0, &v1).await;
     server.push_tree(&alice, &project, 1, &v2).await;
     let response = server
-        .http
-        .post(server.url(&format!("/v1/projects/{project}/restore")))
-        .bearer_auth(&alice.token)
-        .json(&json!({"version": 1, "base_version": 2, "push_id": "restore-1"}))
-        .send()
-        .await
-        .unwrap();
+        .call(
+            reqwest::Method::POST,
+            &format!("/v1/projects/{project}/restore"),
+            &alice,
+            Some(&json!({"version": 1, "base_version": 2, "push_id": "restore-1"})),
+        )
+        .await;
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["version"], 3);
     assert_eq!(body["root"], v1.root.to_string());
     let version: Value = server
-        .http
-        .get(server.url(&format!("/v1/projects/{project}/versions/3")))
-        .bearer_auth(&alice.token)
-        .send()
+        .call(
+            reqwest::Method::GET,
+            &format!("/v1/projects/{project}/versions/3"),
+            &alice,
+            None,
+        )
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -254,13 +249,13 @@ async fn restore_old_version(server: &TestServer) {
     assert_eq!(version["author"]["name"], "alice");
     // Restoring on a stale base conflicts.
     let response = server
-        .http
-        .post(server.url(&format!("/v1/projects/{project}/restore")))
-        .bearer_auth(&alice.token)
-        .json(&json!({"version": 0, "base_version": 2}))
-        .send()
-        .await
-        .unwrap();
+        .call(
+            reqwest::Method::POST,
+            &format!("/v1/projects/{project}/restore"),
+            &alice,
+            Some(&json!({"version": 0, "base_version": 2})),
+        )
+        .await;
     TestServer::expect_problem(response, 409, "conflict").await;
     // A pull of the restored head from v2 brings back v1's objects.
     let pulled = server
@@ -278,12 +273,13 @@ async fn history_lists_newest_first(server: &TestServer) {
         server.push_tree(&alice, &project, n - 1, &t).await;
     }
     let page: Value = server
-        .http
-        .get(server.url(&format!("/v1/projects/{project}/versions?limit=2")))
-        .bearer_auth(&alice.token)
-        .send()
+        .call(
+            reqwest::Method::GET,
+            &format!("/v1/projects/{project}/versions?limit=2"),
+            &alice,
+            None,
+        )
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -295,12 +291,13 @@ async fn history_lists_newest_first(server: &TestServer) {
         .collect();
     assert_eq!(numbers, vec![3, 2]);
     let page: Value = server
-        .http
-        .get(server.url(&format!("/v1/projects/{project}/versions?before=2")))
-        .bearer_auth(&alice.token)
-        .send()
+        .call(
+            reqwest::Method::GET,
+            &format!("/v1/projects/{project}/versions?before=2"),
+            &alice,
+            None,
+        )
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -317,12 +314,13 @@ http_test!(versions, history_lists_newest_first);
 async fn events_stream_head_changes(server: &TestServer) {
     let (alice, _team, project) = server.owner_with_project("alice").await;
     let response = server
-        .http
-        .get(server.url(&format!("/v1/projects/{project}/events")))
-        .bearer_auth(&alice.token)
-        .send()
-        .await
-        .unwrap();
+        .call(
+            reqwest::Method::GET,
+            &format!("/v1/projects/{project}/events"),
+            &alice,
+            None,
+        )
+        .await;
     assert_eq!(response.status(), 200);
     assert!(
         response.headers()["content-type"]
