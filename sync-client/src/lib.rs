@@ -17,18 +17,23 @@
 //!   by `sync_protocol::stream::StreamDecoder` as it arrives and stored in the object cache,
 //!   then `WorkingCopy::apply_root` merges the new tree into the folder;
 //! - push: refuse while `Base::pending` is not empty (pull first), `WorkingCopy::snapshot`,
-//!   `plan_push(objects, base.root, snapshot.root)`, one `POST .../push` carrying every planned
-//!   frame, then `WorkingCopy::set_base` with the snapshot's listing and the new version;
+//!   `plan_push(objects, base.root, snapshot.root)`, then one `POST .../push` carrying every
+//!   planned frame when they are small, or ([`upload`]) a journal, `POST .../objects` batches
+//!   read on a second thread while the previous one is sent, and `POST .../commits` when they
+//!   are large; a push that finds a journal left by an interrupted one asks `POST .../missing`
+//!   first and sends only what the server lacks. Then `WorkingCopy::set_base` with the
+//!   snapshot's listing and the new version;
 //! - sync (and push after `409 conflict`): pull and merge, then push, at most a few rounds;
 //! - watch ([`watch`]): sync at start, then whenever the project's event stream announces a
-//!   head other than the base, or a status check (every `--interval` seconds) finds local
-//!   changes.
+//!   head other than the base, or a status check finds local changes (after file-system
+//!   notifications settle, and every `--interval` seconds in case some were lost).
+//!
+//! Long transfers report to a [`progress::Progress`] (the binary draws bars on a terminal).
 //!
 //! Working today, tested end to end against the real server (`tests/remote.rs`): `login`,
-//! `projects` (list, create), `clone`, `pull`, `push`, `sync`, `watch`, `log`, `restore`. Not
-//! yet: progress output for long transfers, the resume negotiation for an interrupted or
-//! too-large push (`missing` + `objects` + `commits`), file-system notifications for `watch`
-//! (it polls).
+//! `projects` (list, create), `clone`, `pull`, `push` (including a large push cut off and
+//! resumed), `sync`, `watch`, `log`, `restore`; and in the workspace's `tests/` crate against
+//! PostgreSQL and S3.
 //!
 //! # Decisions the design left open
 //!
@@ -62,8 +67,8 @@
 //!   outcome unknown, so a retry never commits twice.
 //! - A never-synced working copy (`init` without `clone`) pushes as if based on version 0, the
 //!   empty project; if the head has moved on the push conflicts and is merged like any other.
-//! - The push stream is built in memory and sent whole (the server limit is 512 MiB by
-//!   default); streaming it from the cache and resuming is left to the resume negotiation.
+//! - A push of at most 8 MiB of frames is one request built in memory; a larger one goes in
+//!   batches of at most 4 MiB, so memory stays bounded and a cut-off push keeps what arrived.
 //! - A push whose base tree is no longer whole in the object cache plans from the empty dir and
 //!   sends the whole tree (the server stores what it already has once) instead of failing.
 //! - `restore` asks the server for its head, restores on top of it, then pulls, so local edits
@@ -75,11 +80,13 @@ mod codec;
 pub mod encode;
 pub mod error;
 pub mod object_cache;
+pub mod progress;
 pub mod remote;
 pub mod scan;
 pub mod state;
 pub mod status;
 pub mod sync;
+pub mod upload;
 pub mod user_config;
 pub mod watch;
 pub mod working_copy;

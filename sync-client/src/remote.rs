@@ -7,6 +7,7 @@
 //! callers act on.
 
 use std::io::Read;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -15,6 +16,7 @@ use sync_protocol::ObjectId;
 use sync_protocol::stream::StreamDecoder;
 
 use crate::object_cache::ObjectCache;
+use crate::progress::{CountingReader, Progress, Silent, Totals, Transfer};
 
 /// Media type of an object stream.
 pub const OBJECTS_MEDIA_TYPE: &str = "application/vnd.cairn.objects";
@@ -169,6 +171,7 @@ pub struct Remote {
     server: String,
     token: Option<String>,
     http: reqwest::blocking::Client,
+    progress: Arc<dyn Progress>,
 }
 
 // By hand, so the token never lands in a log or a panic message.
@@ -201,7 +204,26 @@ impl Remote {
             server,
             token,
             http,
+            progress: Arc::new(Silent),
         })
+    }
+
+    /// Reports every upload and download to `progress`.
+    #[must_use]
+    pub fn with_progress(mut self, progress: Arc<dyn Progress>) -> Self {
+        self.progress = progress;
+        self
+    }
+
+    /// Where uploads and downloads are reported.
+    pub fn progress(&self) -> &Arc<dyn Progress> {
+        &self.progress
+    }
+
+    /// An object-stream request body that reports its bytes as they are sent.
+    fn stream_body(&self, stream: Vec<u8>) -> reqwest::blocking::Body {
+        let len = stream.len() as u64;
+        reqwest::blocking::Body::sized(CountingReader::new(stream, self.progress.clone()), len)
     }
 
     pub fn server(&self) -> &str {
@@ -416,6 +438,33 @@ impl Remote {
         let root = header("cairn-root")
             .and_then(|text| text.parse::<ObjectId>().ok())
             .ok_or_else(|| bad("no Cairn-Root header".to_owned()))?;
+        self.progress.start(
+            Transfer::Download,
+            Totals {
+                objects: None,
+                bytes: response.content_length(),
+            },
+        );
+        let received = self.receive_stream(project, &mut response, objects, &bad);
+        self.progress.finish();
+        let summary = received?;
+        Ok(Pulled {
+            version,
+            root,
+            objects: summary.frames,
+            bytes: summary.len,
+        })
+    }
+
+    /// Reads a pull's object stream, storing each verified frame in `objects` as it arrives (so
+    /// an interrupted pull keeps what it got) and reporting progress.
+    fn receive_stream(
+        &self,
+        project: &str,
+        response: &mut reqwest::blocking::Response,
+        objects: &ObjectCache,
+        bad: &dyn Fn(String) -> RemoteError,
+    ) -> Result<sync_protocol::stream::StreamSummary, crate::ClientError> {
         let mut decoder = StreamDecoder::new();
         let mut buffer = vec![0u8; 256 * 1024];
         loop {
@@ -431,6 +480,7 @@ impl Remote {
                     .into());
                 }
             };
+            self.progress.advance(0, read as u64);
             decoder.feed(&buffer[..read]);
             while let Some(frame) = decoder
                 .next_frame()
@@ -438,17 +488,12 @@ impl Remote {
             {
                 // The decoder verified the frame against its id and kind.
                 objects.put_encoded(&frame.id, &frame.compressed)?;
+                self.progress.advance(1, 0);
             }
         }
-        let summary = decoder
+        Ok(decoder
             .finish()
-            .map_err(|error| bad(format!("the object stream is invalid: {error}")))?;
-        Ok(Pulled {
-            version,
-            root,
-            objects: summary.frames,
-            bytes: summary.len,
-        })
+            .map_err(|error| bad(format!("the object stream is invalid: {error}")))?)
     }
 
     /// `POST /v1/projects/{id}/push`: one object stream, committed as a new version on top of
@@ -475,7 +520,77 @@ impl Remote {
             .request(reqwest::Method::POST, &format!("/projects/{project}/push"))?
             .query(&query)
             .header(reqwest::header::CONTENT_TYPE, OBJECTS_MEDIA_TYPE)
-            .body(stream);
+            .body(self.stream_body(stream));
+        let response = self.send(what, builder)?;
+        self.json(what, response)
+    }
+
+    /// `POST /v1/projects/{id}/missing`: which of `ids` (at most
+    /// `sync_protocol::negotiate::NEGOTIATE_BATCH_SIZE`) the server does not store.
+    pub fn missing(&self, project: &str, ids: &[ObjectId]) -> Result<Vec<ObjectId>, RemoteError> {
+        #[derive(Deserialize)]
+        struct Missing {
+            missing: Vec<String>,
+        }
+        let what = "the missing-objects question";
+        let ids: Vec<String> = ids.iter().map(ObjectId::to_hex).collect();
+        let builder = self
+            .request(
+                reqwest::Method::POST,
+                &format!("/projects/{project}/missing"),
+            )?
+            .json(&json!({ "ids": ids }));
+        let response = self.send(what, builder)?;
+        let answer: Missing = self.json(what, response)?;
+        answer
+            .missing
+            .iter()
+            .map(|text| {
+                text.parse().map_err(|_| RemoteError::BadAnswer {
+                    what: what.to_owned(),
+                    detail: format!("{text:?} is not an object id"),
+                })
+            })
+            .collect()
+    }
+
+    /// `POST /v1/projects/{id}/objects`: stores an object stream without committing anything.
+    /// Every object it references must be earlier in it or already stored.
+    pub fn upload(&self, project: &str, stream: Vec<u8>) -> Result<(), RemoteError> {
+        let what = "the upload";
+        let builder = self
+            .request(
+                reqwest::Method::POST,
+                &format!("/projects/{project}/objects"),
+            )?
+            .header(reqwest::header::CONTENT_TYPE, OBJECTS_MEDIA_TYPE)
+            .body(self.stream_body(stream));
+        self.send(what, builder)?;
+        Ok(())
+    }
+
+    /// `POST /v1/projects/{id}/commits`: `root` (whose objects are all stored) as a new version
+    /// on top of `base_version` if that is still the head.
+    pub fn commit(
+        &self,
+        project: &str,
+        push_id: &str,
+        base_version: u64,
+        root: &ObjectId,
+        message: Option<&str>,
+    ) -> Result<Committed, RemoteError> {
+        let what = "the commit";
+        let builder = self
+            .request(
+                reqwest::Method::POST,
+                &format!("/projects/{project}/commits"),
+            )?
+            .json(&json!({
+                "push_id": push_id,
+                "base_version": base_version,
+                "root": root.to_hex(),
+                "message": message.unwrap_or_default(),
+            }));
         let response = self.send(what, builder)?;
         self.json(what, response)
     }

@@ -3,9 +3,11 @@
 //! - [`pull`]: asks for the head with the base root as `have`, stores the verified frames, then
 //!   merges the new tree into the folder ([`WorkingCopy::apply_root`]).
 //! - [`push_once`]: snapshot, `plan_push` from the base (from the empty dir, sending the whole
-//!   tree, when part of the base is no longer in the object cache), one `push` request. The push id is
-//!   random per attempt and reused when a network error or a 5xx leaves the outcome unknown, so
-//!   a retry can never commit twice. A `409 conflict` comes back as
+//!   tree, when part of the base is no longer in the object cache), then one `push` request when
+//!   the objects are small, or journaled, resumable batches when they are large or an earlier
+//!   push was cut off ([`crate::upload`]). The push id is random per attempt and reused when a
+//!   network error or a 5xx leaves the outcome unknown (or the journal says the same push was
+//!   under way), so a retry can never commit twice. A `409 conflict` comes back as
 //!   `RemoteError::Conflict`.
 //! - [`sync`]: pull, then push, until a push commits or there is nothing to push, at most
 //!   `rounds` times. This is also what `push` does after a conflict.
@@ -15,13 +17,17 @@ use std::time::Duration;
 
 use sync_protocol::ObjectId;
 use sync_protocol::plan::{PushPlanError, plan_push};
-use sync_protocol::stream::StreamEncoder;
 use sync_protocol::tree::empty_dir_id;
 
 use crate::apply::ApplyReport;
 use crate::error::ClientError;
+use crate::progress::{Totals, Transfer};
 use crate::remote::{Committed, Remote, RemoteError, new_push_id};
 use crate::state::Base;
+use crate::upload::{
+    Batch, PushJournal, SINGLE_REQUEST_BYTES, Sent, negotiate_missing, single_stream,
+    upload_batches,
+};
 use crate::working_copy::WorkingCopy;
 
 /// How many times a request with an unknown outcome is sent again (with the same push id).
@@ -111,35 +117,35 @@ pub fn push_once(
         }
         planned => planned?,
     };
-    let mut encoder = StreamEncoder::new();
-    for id in &plan.objects {
-        let (kind, frame) = objects.frame_with_kind(id)?;
-        encoder
-            .push(kind, id, &frame)
-            .map_err(|error| ClientError::InvalidObject {
-                what: format!("the push stream (object {id})"),
-                detail: error.to_string(),
-            })?;
-    }
-    let frames = encoder.frame_count();
-    let stream = encoder.finish();
-    let bytes = stream.len() as u64;
     // A never-synced copy is based on version 0, the empty project: if the head has moved on,
     // the server answers conflict and the caller merges.
     let base_version = base.version.unwrap_or(0);
-    let push_id = new_push_id();
-    let committed = retry_transient(|| {
-        remote
-            .push(
-                &copy.config().project,
-                &push_id,
-                base_version,
-                &snapshot.root,
-                message,
-                stream.clone(),
-            )
-            .map_err(Retry::Remote)
-    })?;
+    let project = &copy.config().project;
+    let journal = PushJournal::load(copy)?;
+    let small = match journal {
+        None => single_stream(&objects, &plan.objects, SINGLE_REQUEST_BYTES)?,
+        Some(_) => None,
+    };
+    let sent = match small {
+        Some(batch) => push_whole(
+            remote,
+            project,
+            base_version,
+            &snapshot.root,
+            message,
+            batch,
+        )?,
+        None => push_in_batches(
+            copy,
+            remote,
+            journal,
+            base_version,
+            &snapshot.root,
+            message,
+            &plan.objects,
+        )?,
+    };
+    let committed = sent.committed;
     if committed.root != snapshot.root {
         return Err(RemoteError::BadAnswer {
             what: "the push".to_owned(),
@@ -158,8 +164,99 @@ pub fn push_once(
     })?;
     Ok(PushOutcome::Committed {
         committed,
-        objects: frames,
-        bytes,
+        objects: sent.objects,
+        bytes: sent.bytes,
+    })
+}
+
+/// The common case: one request carries the objects and the commit.
+fn push_whole(
+    remote: &Remote,
+    project: &str,
+    base_version: u64,
+    root: &ObjectId,
+    message: Option<&str>,
+    batch: Batch,
+) -> Result<Sent, ClientError> {
+    let push_id = new_push_id();
+    let progress = remote.progress();
+    progress.start(
+        Transfer::Upload,
+        Totals {
+            objects: Some(u64::from(batch.objects)),
+            bytes: Some(batch.stream.len() as u64),
+        },
+    );
+    let committed = retry_transient(|| {
+        remote
+            .push(
+                project,
+                &push_id,
+                base_version,
+                root,
+                message,
+                batch.stream.clone(),
+            )
+            .map_err(Retry::Remote)
+    });
+    progress.advance(u64::from(batch.objects), 0);
+    progress.finish();
+    Ok(Sent {
+        committed: committed?,
+        objects: batch.objects,
+        bytes: batch.stream.len() as u64,
+    })
+}
+
+/// A large or resumed push: journal, negotiate what is missing if resuming, upload in batches,
+/// commit, forget the journal (see [`crate::upload`]).
+fn push_in_batches(
+    copy: &WorkingCopy,
+    remote: &Remote,
+    journal: Option<PushJournal>,
+    base_version: u64,
+    root: &ObjectId,
+    message: Option<&str>,
+    planned: &[ObjectId],
+) -> Result<Sent, ClientError> {
+    let project = &copy.config().project;
+    let objects = copy.objects();
+    let push_id = match &journal {
+        Some(journal) if journal.is_for(base_version, root) => journal.push_id.clone(),
+        _ => new_push_id(),
+    };
+    PushJournal {
+        push_id: push_id.clone(),
+        base_version,
+        root: root.to_hex(),
+    }
+    .save(copy)?;
+    let missing;
+    let ids = match journal {
+        // Objects of the earlier attempt may be stored: ask before sending anything.
+        Some(_) => {
+            missing = negotiate_missing(remote, project, &objects, *root)?;
+            &missing
+        }
+        None => planned,
+    };
+    let (sent_objects, sent_bytes) = upload_batches(remote, &objects, ids, |batch| {
+        retry_transient(|| {
+            remote
+                .upload(project, batch.stream.clone())
+                .map_err(Retry::Remote)
+        })
+    })?;
+    let committed = retry_transient(|| {
+        remote
+            .commit(project, &push_id, base_version, root, message)
+            .map_err(Retry::Remote)
+    })?;
+    PushJournal::remove(copy)?;
+    Ok(Sent {
+        committed,
+        objects: sent_objects,
+        bytes: sent_bytes,
     })
 }
 

@@ -4,17 +4,22 @@
 //! - The server side: a thread reads the project's event stream ([`Remote::events`]) and
 //!   forwards every head; after the stream ends or fails it reconnects every few seconds (the
 //!   first event after a reconnect is the current head, so nothing is missed).
-//! - The local side: every `interval` without an event, `WorkingCopy::status` (a stat of every
-//!   file, reading only those whose stat changed) says whether anything was added, modified or
-//!   removed. Polling, not file-system notifications: simple and the same on every platform,
-//!   at the cost of one stat per file per interval.
+//! - The local side: file-system notifications (inotify, FSEvents, ... through `notify`) for the
+//!   whole folder, `.cairn/` and our own temp files excepted. A burst of them is debounced
+//!   ([`DEBOUNCE`]), then `WorkingCopy::status` (a stat of every file, reading only those whose
+//!   stat changed) says whether anything a push would send changed, so the watch's own writes
+//!   during a pull cause no push. Notifications can be lost (overflow, network file systems), so
+//!   the same check also runs every `interval` without any event.
 //! - A sync that fails is reported and tried again later; only a refused token ends the watch.
 
+use std::path::Path as FsPath;
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use crate::atomic::is_temp_name;
 use crate::error::ClientError;
 use crate::remote::{Head, Remote, RemoteError};
+use crate::scan::META_DIR;
 use crate::status::ChangeKind;
 use crate::sync::{SyncOutcome, sync};
 use crate::working_copy::WorkingCopy;
@@ -23,6 +28,62 @@ use crate::working_copy::WorkingCopy;
 const RECONNECT_PAUSE: Duration = Duration::from_secs(2);
 /// How long a watch waits after a failed sync before it looks again.
 const RETRY_PAUSE: Duration = Duration::from_secs(5);
+/// How long the folder must stay quiet after a change before the watch looks at it: an editor's
+/// save (temp file, rename, chmod) or a copied folder is one sync, not many.
+pub const DEBOUNCE: Duration = Duration::from_millis(150);
+
+/// What wakes the watch up.
+enum Signal {
+    /// The server announced a head (or refused the token).
+    Head(Result<Head, RemoteError>),
+    /// Something changed in the folder.
+    Local,
+}
+
+/// True for a notification about a path a push could send: not in `.cairn/` and not one of
+/// our own temp files.
+fn is_relevant(root: &FsPath, path: &FsPath) -> bool {
+    let Ok(relative) = path.strip_prefix(root) else {
+        return true;
+    };
+    let mut components = relative.components();
+    if components
+        .next()
+        .is_some_and(|first| first.as_os_str() == META_DIR)
+    {
+        return false;
+    }
+    !path.file_name().is_some_and(is_temp_name)
+}
+
+/// Starts notifications for `root`, sending [`Signal::Local`]. `None` when the platform or the
+/// folder does not allow it; the interval check still runs.
+fn watch_folder(
+    root: &FsPath,
+    signals: mpsc::Sender<Signal>,
+) -> Option<notify::RecommendedWatcher> {
+    let owned_root = root.to_path_buf();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        let relevant = match event {
+            Ok(event) => {
+                !matches!(event.kind, notify::EventKind::Access(_))
+                    && (event.paths.is_empty()
+                        || event
+                            .paths
+                            .iter()
+                            .any(|path| is_relevant(&owned_root, path)))
+            }
+            // A lost notification (queue overflow): better look.
+            Err(_) => true,
+        };
+        if relevant {
+            let _ = signals.send(Signal::Local);
+        }
+    })
+    .ok()?;
+    notify::Watcher::watch(&mut watcher, root, notify::RecursiveMode::Recursive).ok()?;
+    Some(watcher)
+}
 
 /// Settings of a watch.
 #[derive(Debug, Clone, Copy)]
@@ -57,7 +118,8 @@ pub fn watch(
     options: WatchOptions,
     mut report: impl FnMut(WatchEvent<'_>) -> bool,
 ) -> Result<(), ClientError> {
-    let (heads, received) = mpsc::channel::<Result<Head, RemoteError>>();
+    let (signals, received) = mpsc::channel::<Signal>();
+    let heads = signals.clone();
     let events_remote = remote.clone();
     let project = copy.config().project.clone();
     // The thread ends when the receiver is gone (at its next event).
@@ -66,13 +128,13 @@ pub fn watch(
             match events_remote.events(&project) {
                 Ok(mut events) => {
                     while let Ok(Some(head)) = events.next_head() {
-                        if heads.send(Ok(head)).is_err() {
+                        if heads.send(Signal::Head(Ok(head))).is_err() {
                             return;
                         }
                     }
                 }
                 Err(error @ RemoteError::Unauthorized { .. }) => {
-                    let _ = heads.send(Err(error));
+                    let _ = heads.send(Signal::Head(Err(error)));
                     return;
                 }
                 Err(_) => {}
@@ -80,6 +142,8 @@ pub fn watch(
             std::thread::sleep(RECONNECT_PAUSE);
         }
     });
+    // Dropped (and stopped) when the watch returns.
+    let _watcher = watch_folder(copy.root(), signals);
     let mut due = true;
     loop {
         if due {
@@ -99,8 +163,24 @@ pub fn watch(
             }
         }
         due = match received.recv_timeout(options.interval) {
-            Ok(Ok(head)) => copy.base()?.version != Some(head.version),
-            Ok(Err(error)) => return Err(error.into()),
+            Ok(Signal::Head(Ok(head))) => copy.base()?.version != Some(head.version),
+            Ok(Signal::Head(Err(error))) => return Err(error.into()),
+            Ok(Signal::Local) => {
+                // Let the burst end; a head announced meanwhile makes the sync due as well.
+                let mut head_moved = false;
+                let mut quiet_since = Instant::now();
+                while quiet_since.elapsed() < DEBOUNCE {
+                    match received.recv_timeout(DEBOUNCE.saturating_sub(quiet_since.elapsed())) {
+                        Ok(Signal::Local) => quiet_since = Instant::now(),
+                        Ok(Signal::Head(Ok(head))) => {
+                            head_moved |= copy.base()?.version != Some(head.version);
+                        }
+                        Ok(Signal::Head(Err(error))) => return Err(error.into()),
+                        Err(_) => break,
+                    }
+                }
+                head_moved || local_changes(copy)?
+            }
             Err(mpsc::RecvTimeoutError::Timeout) => local_changes(copy)?,
             Err(mpsc::RecvTimeoutError::Disconnected) => {
                 std::thread::sleep(options.interval);

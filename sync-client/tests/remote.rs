@@ -659,3 +659,145 @@ fn a_push_whose_base_left_the_object_cache_sends_the_whole_tree() {
     assert_eq!(read(&other, "keep.txt"), "unchanged");
     assert_eq!(read(&other, "edit.txt"), "v2");
 }
+
+/// A proxy to `target` that, while `cutting` is set, forwards at most `budget` bytes from
+/// clients and then cuts every connection (the one under way mid-request, and every new one at
+/// once): the network failing in the middle of a large push.
+fn cutting_proxy(
+    target: &str,
+    budget: u64,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    use std::io::{Read, Write};
+    use std::net::{Shutdown, TcpListener, TcpStream};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+    let target = target.trim_start_matches("http://").to_owned();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let cutting = Arc::new(AtomicBool::new(true));
+    let flag = cutting.clone();
+    let forwarded = Arc::new(AtomicU64::new(0));
+    let cut = move |flag: &AtomicBool, forwarded: &AtomicU64| {
+        flag.load(Ordering::SeqCst) && forwarded.load(Ordering::SeqCst) >= budget
+    };
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(mut client) = client else { return };
+            if cut(&flag, &forwarded) {
+                let _ = client.shutdown(Shutdown::Both);
+                continue;
+            }
+            let server = TcpStream::connect(&target).unwrap();
+            let (flag, forwarded) = (flag.clone(), forwarded.clone());
+            let (mut to_server, mut from_server) = (server.try_clone().unwrap(), server);
+            let mut to_client = client.try_clone().unwrap();
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut from_server, &mut to_client);
+                let _ = to_client.shutdown(Shutdown::Both);
+            });
+            std::thread::spawn(move || {
+                let mut buffer = vec![0u8; 16 * 1024];
+                loop {
+                    let read = match client.read(&mut buffer) {
+                        Ok(0) | Err(_) => break,
+                        Ok(read) => read,
+                    };
+                    forwarded.fetch_add(read as u64, Ordering::SeqCst);
+                    if cut(&flag, &forwarded) || to_server.write_all(&buffer[..read]).is_err() {
+                        break;
+                    }
+                }
+                let _ = client.shutdown(Shutdown::Both);
+                let _ = to_server.shutdown(Shutdown::Both);
+            });
+        }
+    });
+    (url, cutting)
+}
+
+/// A counter of the server's Prometheus `/metrics`.
+fn metric(server: &Server, name: &str) -> u64 {
+    let text = reqwest::blocking::get(format!("{}/metrics", server.url))
+        .unwrap()
+        .text()
+        .unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in /metrics"))
+}
+
+#[test]
+fn a_large_push_cut_off_midway_resumes_without_resending_stored_objects() {
+    let (server, alice, project) = setup();
+    // The same 18 MB of incompressible files in a second project, pushed in one go, says how
+    // many objects the tree has.
+    let files: Vec<(String, Vec<u8>)> = (0..3)
+        .map(|n| {
+            (
+                format!("data/blob-{n}.bin"),
+                crate::util::noise(6_000_000, 7 + n),
+            )
+        })
+        .collect();
+    let other = alice.json(
+        alice.home.path(),
+        &["projects", "create", "--team", "crew", "reference"],
+    );
+    let reference = alice.clone(other["id"].as_str().unwrap(), "reference");
+    for (path, bytes) in &files {
+        write(&reference, path, bytes);
+    }
+    let full = alice.json(&reference, &["push"]);
+    let total = full["push"]["objects"].as_u64().unwrap();
+    assert!(total > 30, "{full}");
+
+    // Bob pushes the same tree through a proxy that cuts the network after 10 MB, in the
+    // third upload batch.
+    let (proxy, cutting) = cutting_proxy(&server.url, 10_000_000);
+    let bob = User::new();
+    bob.json(
+        bob.home.path(),
+        &["login", "--server", &proxy, "--user", "bob"],
+    );
+    let copy = bob.clone(&project, "copy");
+    for (path, bytes) in &files {
+        write(&copy, path, bytes);
+    }
+    let stored_before = metric(&server, "cairn_objects_stored_total");
+    let cut = bob.cairn(&copy, &["--json", "push"]);
+    assert_eq!(cut.status.code(), Some(7), "{cut:?}");
+    assert!(copy.join(".cairn/push-journal").is_file());
+    let stored_by_cut = metric(&server, "cairn_objects_stored_total") - stored_before;
+    assert!(
+        stored_by_cut > 0 && stored_by_cut < total,
+        "{stored_by_cut} of {total}"
+    );
+
+    // The network is back: nothing was committed, and the next push sends only what the
+    // server lacks, and commits.
+    cutting.store(false, std::sync::atomic::Ordering::SeqCst);
+    let head = bob.json(&copy, &["log"]);
+    assert_eq!(
+        head["versions"][0]["number"], 0,
+        "nothing may be committed: {head}"
+    );
+    let resumed = bob.json(&copy, &["push"]);
+    assert_eq!(resumed["push"]["version"], 1, "{resumed}");
+    let sent = resumed["push"]["objects"].as_u64().unwrap();
+    eprintln!(
+        "objects: {total} in the tree, {stored_by_cut} stored before the cut, {sent} sent after"
+    );
+    assert_eq!(stored_by_cut + sent, total, "{resumed}");
+    assert_eq!(
+        metric(&server, "cairn_objects_stored_total") - stored_before,
+        total
+    );
+    assert!(!copy.join(".cairn/push-journal").exists());
+
+    // And the tree arrived whole.
+    let check = alice.clone(&project, "check");
+    for (path, bytes) in &files {
+        assert_eq!(&std::fs::read(check.join(path)).unwrap(), bytes, "{path}");
+    }
+}

@@ -19,6 +19,7 @@ use sync_client::working_copy::{WorkingCopy, WorkingCopyConfig};
 
 mod network;
 mod output;
+mod progress;
 
 use network::{clone, log, login, open_copy, projects};
 use output::{
@@ -44,6 +45,17 @@ const EXIT_NETWORK: u8 = 7;
 const SYNC_ROUNDS: u32 = 5;
 
 const AFTER_HELP: &str = "\
+Examples:
+  cairn login --server https://cairn.example.com --user alice
+  cairn projects create --team crew pet-store
+  cairn clone --project pet-store             # a new folder ./pet-store, synced
+  cd pet-store && cairn status                # what changed since the last sync
+  cairn push -m \"list pets: add paging\"       # pulls and merges first if others pushed
+  cairn sync                                  # pull, merge, push until both sides agree
+  cairn watch                                 # keep syncing as files change, Ctrl-C stops
+  cairn log -n 5 && cairn restore 3           # history; version 3 again as a new version
+  cairn --json status                         # the same, as JSON for scripts
+
 Exit codes:
   0  success
   1  the command failed (I/O error, disk full, damaged .cairn/ state, bad configuration,
@@ -246,30 +258,30 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             dir,
         } => clone(&start, server, &project, dir, json),
         Command::Pull => {
-            let (copy, remote) = open_copy(&start)?;
+            let (copy, remote) = open_copy(&start, json)?;
             let outcome = sync_client::sync::pull(&copy, &remote)?;
             print_pull(&outcome, json)?;
             Ok(0)
         }
         Command::Push { message } => {
-            let (copy, remote) = open_copy(&start)?;
+            let (copy, remote) = open_copy(&start, json)?;
             let outcome = sync_client::sync::push(&copy, &remote, message.as_deref(), SYNC_ROUNDS)?;
             print_sync(&outcome, json)?;
             Ok(0)
         }
         Command::Sync { message } => {
-            let (copy, remote) = open_copy(&start)?;
+            let (copy, remote) = open_copy(&start, json)?;
             let outcome = sync_client::sync::sync(&copy, &remote, message.as_deref(), SYNC_ROUNDS)?;
             print_sync(&outcome, json)?;
             Ok(0)
         }
         Command::Log { limit } => {
-            let (copy, remote) = open_copy(&start)?;
+            let (copy, remote) = open_copy(&start, json)?;
             log(&copy, &remote, limit, json)?;
             Ok(0)
         }
         Command::Restore { version } => {
-            let (copy, remote) = open_copy(&start)?;
+            let (copy, remote) = open_copy(&start, json)?;
             let committed =
                 sync_client::sync::restore(&remote, &copy.config().project, version, SYNC_ROUNDS)?;
             let pulled = sync_client::sync::pull(&copy, &remote)?;
@@ -290,7 +302,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(0)
         }
         Command::Watch { interval } => {
-            let (copy, remote) = open_copy(&start)?;
+            let (copy, remote) = open_copy(&start, json)?;
             let options = WatchOptions {
                 interval: Duration::from_secs(interval.max(1)),
                 rounds: SYNC_ROUNDS,

@@ -3,6 +3,7 @@
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path as FsPath, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use serde_json::json;
@@ -12,6 +13,7 @@ use sync_client::user_config::{self, ServerCredentials};
 use sync_client::working_copy::{WorkingCopy, WorkingCopyConfig};
 
 use crate::output::{print_json, pull_json};
+use crate::progress::Bars;
 use crate::{ProjectsAction, resolve};
 
 /// The server a command without a working copy talks to: `--server`, else the working copy's
@@ -30,16 +32,21 @@ pub(crate) fn pick_server(start: &FsPath, server: Option<String>) -> anyhow::Res
     }
 }
 
-/// A client of `server` with the user's token for it, if any.
-pub(crate) fn remote_for(server: &str) -> anyhow::Result<Remote> {
+/// A client of `server` with the user's token for it, if any, drawing progress bars for long
+/// transfers when they can be seen (not with `--json`).
+pub(crate) fn remote_for(server: &str, json: bool) -> anyhow::Result<Remote> {
     let config = user_config::load(&user_config::config_path()?)?.unwrap_or_default();
     let token = config.token(server).map(str::to_owned);
-    Ok(Remote::new(server, token)?)
+    let remote = Remote::new(server, token)?;
+    Ok(match Bars::for_terminal(json) {
+        Some(bars) => remote.with_progress(Arc::new(bars)),
+        None => remote,
+    })
 }
 
-pub(crate) fn open_copy(start: &FsPath) -> anyhow::Result<(WorkingCopy, Remote)> {
+pub(crate) fn open_copy(start: &FsPath, json: bool) -> anyhow::Result<(WorkingCopy, Remote)> {
     let copy = WorkingCopy::discover(start)?;
-    let remote = remote_for(&copy.config().server)?;
+    let remote = remote_for(&copy.config().server, json)?;
     Ok((copy, remote))
 }
 
@@ -127,7 +134,7 @@ pub(crate) fn projects(
     json: bool,
 ) -> anyhow::Result<u8> {
     let server = pick_server(start, server)?;
-    let remote = remote_for(&server)?;
+    let remote = remote_for(&server, json)?;
     match action {
         None => {
             let projects = remote.projects()?;
@@ -182,7 +189,7 @@ pub(crate) fn clone(
         Some(server) => WorkingCopyConfig::new(&server, "x")?.server,
         None => pick_server(start, None)?,
     };
-    let remote = remote_for(&server)?;
+    let remote = remote_for(&server, json)?;
     let is_id = project.len() == 32 && project.bytes().all(|byte| byte.is_ascii_hexdigit());
     let found = if is_id {
         remote.project(project)?
