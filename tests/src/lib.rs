@@ -1,1 +1,2 @@
-//! End-to-end test harness: not built yet (it arrives with the server and client).
+//! End-to-end tests of the real `sync-server` and `cairn` binaries live in `tests/e2e.rs`; this
+//! library is empty.

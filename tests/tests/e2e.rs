@@ -1,0 +1,13 @@
+//! End-to-end tests: the real `sync-server` binary in production mode (a fresh PostgreSQL
+//! database and a fresh S3 bucket per test) and the real `cairn` binary, as processes.
+//!
+//! They need `CAIRN_TEST_DATABASE_URL` and `CAIRN_TEST_S3_{ENDPOINT,ACCESS_KEY,SECRET_KEY}`;
+//! without them each test prints `skipped: ...` and passes, unless `CAIRN_TEST_STRICT=1`. The
+//! binaries come from `CAIRN_SERVER_BIN` and `CAIRN_CLIENT_BIN`, else from the target folder's
+//! `debug/`; these tests do not build them. `scripts/test` provides all of it.
+
+mod support;
+
+mod large;
+mod sync;
+mod watch;

@@ -1,0 +1,205 @@
+//! The real `cairn` binary, run as alice with her own user config file (`CAIRN_CONFIG`).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use serde_json::Value;
+
+use super::server::{PASSWORD, Server, TEAM, USER, binary};
+
+pub fn client_binary() -> &'static Path {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| binary("CAIRN_CLIENT_BIN", "cairn"))
+}
+
+/// One person's machine: a home folder holding the user config file and working copies.
+#[derive(Debug)]
+pub struct Cairn {
+    home: tempfile::TempDir,
+}
+
+impl Cairn {
+    /// Logs alice in to `server` with `cairn login`.
+    pub fn login(server: &Server) -> Cairn {
+        let cairn = Cairn {
+            home: tempfile::tempdir().expect("a temp dir"),
+        };
+        let login = cairn.json(
+            cairn.home(),
+            &["login", "--server", &server.url, "--user", USER],
+        );
+        assert_eq!(login["account"]["name"], USER, "{login}");
+        assert_eq!(login["server"], server.url.as_str(), "{login}");
+        cairn
+    }
+
+    pub fn home(&self) -> &Path {
+        self.home.path()
+    }
+
+    /// `cairn args...` in `dir`, not yet started.
+    pub fn command(&self, dir: &Path, args: &[&str]) -> Command {
+        let mut command = Command::new(client_binary());
+        command
+            .args(args)
+            .current_dir(dir)
+            .env("CAIRN_CONFIG", self.home().join("config.toml"))
+            .env("CAIRN_PASSWORD", PASSWORD);
+        command
+    }
+
+    pub fn run(&self, dir: &Path, args: &[&str]) -> Output {
+        self.command(dir, args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|error| panic!("running cairn {args:?}: {error}"))
+    }
+
+    /// `cairn --json args...` in `dir`, which must exit 0; its JSON output.
+    pub fn json(&self, dir: &Path, args: &[&str]) -> Value {
+        let mut full = vec!["--json"];
+        full.extend_from_slice(args);
+        let output = self.run(dir, &full);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "cairn {full:?} in {}:\nstdout: {}\nstderr: {}",
+            dir.display(),
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice(&output.stdout).unwrap_or_else(|error| {
+            panic!(
+                "cairn {full:?}: not JSON ({error}): {}",
+                String::from_utf8_lossy(&output.stdout)
+            )
+        })
+    }
+
+    /// Creates a project in alice's team; its id. A new project is at version 0.
+    pub fn create_project(&self, name: &str) -> String {
+        let project = self.json(self.home(), &["projects", "create", "--team", TEAM, name]);
+        assert_eq!(project["version"], 0, "{project}");
+        project["id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no id in {project}"))
+            .to_owned()
+    }
+
+    /// Makes `<home>/<name>` a working copy of `project` with `cairn init` (no server contact).
+    pub fn init(&self, server: &Server, project: &str, name: &str) -> PathBuf {
+        let root = self.home().join(name);
+        let json = self.json(
+            self.home(),
+            &[
+                "init",
+                "--server",
+                &server.url,
+                "--project",
+                project,
+                root.to_str().expect("a UTF-8 path"),
+            ],
+        );
+        assert_eq!(json["project"], project, "{json}");
+        root
+    }
+
+    /// Downloads `project` into `<home>/<name>` with `cairn clone`: (folder, clone's JSON).
+    pub fn clone(&self, project: &str, name: &str) -> (PathBuf, Value) {
+        let json = self.json(self.home(), &["clone", "--project", project, name]);
+        let root = PathBuf::from(
+            json["root"]
+                .as_str()
+                .unwrap_or_else(|| panic!("no root in {json}")),
+        );
+        assert_eq!(root, self.home().join(name), "{json}");
+        (root, json)
+    }
+
+    /// The project's head version as `cairn log` reports it from `copy`.
+    pub fn head_version(&self, copy: &Path) -> u64 {
+        let log = self.json(copy, &["log", "-n", "1"]);
+        log["versions"][0]["number"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no version in {log}"))
+    }
+
+    /// Starts `cairn args...` in `dir` as a child whose output lines are collected.
+    pub fn spawn(&self, dir: &Path, args: &[&str]) -> Running {
+        let mut child = self
+            .command(dir, args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|error| panic!("starting cairn {args:?}: {error}"));
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let label = format!("cairn {args:?} in {}", dir.display());
+        for (stream, source) in [
+            (
+                "stdout",
+                child
+                    .stdout
+                    .take()
+                    .map(|out| Box::new(out) as Box<dyn std::io::Read + Send>),
+            ),
+            (
+                "stderr",
+                child
+                    .stderr
+                    .take()
+                    .map(|err| Box::new(err) as Box<dyn std::io::Read + Send>),
+            ),
+        ] {
+            let Some(source) = source else { continue };
+            let lines = lines.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(source).lines().map_while(Result::ok) {
+                    if let Ok(mut lines) = lines.lock() {
+                        lines.push(format!("{stream}: {line}"));
+                    }
+                }
+            });
+        }
+        Running {
+            child,
+            label,
+            lines,
+        }
+    }
+}
+
+/// A `cairn` process running in the background, killed (SIGKILL) when dropped.
+#[derive(Debug)]
+pub struct Running {
+    pub child: Child,
+    label: String,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl Running {
+    /// Every line printed so far, prefixed with `stdout: ` or `stderr: `.
+    pub fn output(&self) -> Vec<String> {
+        self.lines
+            .lock()
+            .map(|lines| lines.clone())
+            .unwrap_or_default()
+    }
+
+    /// Kills the process (SIGKILL) and waits for it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            eprintln!("--- {} ---\n{}", self.label, self.output().join("\n"));
+        }
+    }
+}
