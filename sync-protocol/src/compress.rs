@@ -52,8 +52,31 @@ pub fn compress_object(encoded: &[u8]) -> Vec<u8> {
     zstd::bulk::compress(encoded, COMPRESSION_LEVEL).expect("zstd compression of a buffer")
 }
 
+/// Compresses an encoded object into one zstd frame that needs `dictionary` (another object's
+/// encoding, used as raw content: the frame may copy from it) to be decompressed. An empty
+/// dictionary gives a plain frame.
+pub fn compress_with_dictionary(encoded: &[u8], dictionary: &[u8]) -> Vec<u8> {
+    if dictionary.is_empty() {
+        return compress_object(encoded);
+    }
+    // As above: only allocation can fail for in-memory buffers and a valid level.
+    zstd::bulk::Compressor::with_dictionary(COMPRESSION_LEVEL, dictionary)
+        .and_then(|mut compressor| compressor.compress(encoded))
+        .expect("zstd compression of a buffer with a dictionary")
+}
+
 /// Decompresses one zstd frame, failing once the output would pass `limit` bytes.
 pub fn decompress_object(frame: &[u8], limit: usize) -> Result<Vec<u8>, CompressError> {
+    decompress_with_dictionary(frame, &[], limit)
+}
+
+/// [`decompress_object`] for a frame made by [`compress_with_dictionary`] with `dictionary`
+/// (empty: none). The same checks and caps apply.
+pub fn decompress_with_dictionary(
+    frame: &[u8],
+    dictionary: &[u8],
+    limit: usize,
+) -> Result<Vec<u8>, CompressError> {
     match zstd::zstd_safe::find_frame_compressed_size(frame) {
         Ok(size) if size == frame.len() => {}
         _ => return Err(CompressError::NotAFrame),
@@ -64,7 +87,11 @@ pub fn decompress_object(frame: &[u8], limit: usize) -> Result<Vec<u8>, Compress
         return Err(CompressError::TooLarge { limit });
     }
     let corrupt = |error: std::io::Error| CompressError::Corrupt(error.to_string());
-    let mut decoder = zstd::stream::read::Decoder::with_buffer(frame).map_err(corrupt)?;
+    let mut decoder = if dictionary.is_empty() {
+        zstd::stream::read::Decoder::with_buffer(frame).map_err(corrupt)?
+    } else {
+        zstd::stream::read::Decoder::with_dictionary(frame, dictionary).map_err(corrupt)?
+    };
     decoder.window_log_max(MAX_WINDOW_LOG).map_err(corrupt)?;
     let mut decoder = decoder.single_frame();
     let mut out = Vec::new();

@@ -20,6 +20,7 @@ pub mod merge;
 pub mod name;
 pub mod negotiate;
 pub mod object;
+pub mod patch;
 pub mod plan;
 pub mod stream;
 pub mod tree;

@@ -10,11 +10,22 @@
 //! All integers are little-endian and fixed-width.
 //!
 //! ```text
-//! stream  = header frame* trailer
+//! stream  = header (frame | record)* trailer
 //! header  = magic:"CAIRNOS" (7 bytes: 43 41 49 52 4e 4f 53)  version:u8 (= 1)
 //! frame   = kind:u8 (1 chunk, 2 file, 3 dir)  id:[u8; 32]  len:u32  zstd:[u8; len]
+//! record  = 4 path_len:u16 path                                          (remove)
+//!         | 5 path_len:u16 path kind:u8 target:u8 size:u64 id:[u8; 32]  (entry)
+//!         | 6 path_len:u16 path kind:u8 delta:u8 len:u32 zstd:[u8; len] (content)
 //! trailer = end:u8 (= 0)  count:u32  digest:[u8; 32]
 //! ```
+//!
+//! Records are the change records of [`crate::patch`]: `path` is a valid project path in
+//! UTF-8 (at most 4,096 bytes), records come in strictly increasing path order, `kind` and
+//! `target` use the dir-entry tags, `delta` is 0 or 1, and a content record's `len` obeys the
+//! frame limit. The decoder checks each record on its own; what it means (the base it edits,
+//! the dictionary of a delta) is the receiver's to check. Records and frames count alike in
+//! `count` and towards the frame limit. A receiver that does not expect records (an upload,
+//! an old client) rejects the first one.
 //!
 //! - `kind` and `id` are the object's kind and id; `zstd` is one zstd frame (RFC 8878) of the
 //!   object's canonical encoding, exactly as stored. The id is of the uncompressed encoding, so
@@ -74,8 +85,10 @@ use std::fmt;
 use crate::chunking::EncodedObject;
 use crate::compress::{CompressError, verify_frame_of_kind};
 use crate::id::ObjectId;
-use crate::limits::MAX_OBJECT_SIZE;
-use crate::object::{Object, ObjectKind};
+use crate::limits::{MAX_OBJECT_SIZE, MAX_PATH_LEN};
+use crate::object::{EntryKind, Object, ObjectKind};
+use crate::patch::{Record, TAG_CONTENT, TAG_ENTRY, TAG_REMOVE, check_record};
+use crate::tree::{FileRef, Path};
 
 /// The first seven bytes of every object stream.
 pub const MAGIC: [u8; 7] = *b"CAIRNOS";
@@ -209,6 +222,14 @@ pub enum StreamError {
     TrailingBytes { offset: u64 },
     #[error("finish called while frame {index} was decoded but not taken with next_frame")]
     UnreadFrame { index: u32 },
+    #[error("change record {index} at byte {offset} is invalid: {detail}")]
+    BadRecord {
+        index: u32,
+        offset: u64,
+        detail: String,
+    },
+    #[error("item {index} at byte {offset} is a change record, where only objects are accepted")]
+    UnexpectedRecord { index: u32, offset: u64 },
 }
 
 /// One verified frame of a stream.
@@ -238,6 +259,30 @@ impl fmt::Debug for Frame {
     }
 }
 
+/// One verified change record of a stream (see [`crate::patch`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordItem {
+    /// 0-based position in the stream (records and frames count alike).
+    pub index: u32,
+    /// Byte offset of the record's tag in the stream.
+    pub offset: u64,
+    pub record: Record,
+}
+
+/// What a stream carries: objects, and (in compact pushes and pulls) change records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Item {
+    Object(Frame),
+    Record(RecordItem),
+}
+
+/// Bytes of a record before its path: tag and path length.
+const RECORD_HEAD_LEN: usize = 1 + 2;
+/// Bytes of an entry record after its path: kind, target, size, id.
+const ENTRY_BODY_LEN: usize = 1 + 1 + 8 + ObjectId::LEN;
+/// Bytes of a content record after its path and before its zstd bytes: kind, delta, len.
+const CONTENT_BODY_LEN: usize = 1 + 1 + 4;
+
 /// What [`StreamDecoder::finish`] reports about a complete stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StreamSummary {
@@ -258,6 +303,8 @@ pub struct StreamEncoder {
     frames: u32,
     /// Bytes written so far, including those already handed out by `take_bytes`.
     len: u64,
+    /// The path of the last change record, which the next must follow.
+    last_record: Option<Path>,
 }
 
 impl fmt::Debug for StreamEncoder {
@@ -290,6 +337,7 @@ impl StreamEncoder {
             hasher: digest_hasher(),
             frames: 0,
             len: 0,
+            last_record: None,
         };
         let mut header = [0u8; HEADER_LEN];
         header[..MAGIC.len()].copy_from_slice(&MAGIC);
@@ -338,6 +386,68 @@ impl StreamEncoder {
         self.write(&header);
         self.write(zstd_frame);
         self.frames += 1;
+        Ok(())
+    }
+
+    /// Appends one change record. Records must come in strictly increasing path order; fails,
+    /// writing nothing, on a record out of order or invalid on its own, a content frame past
+    /// the frame limit, or a full stream.
+    pub fn push_record(&mut self, record: &Record) -> Result<(), StreamError> {
+        let bad = |detail: String| StreamError::BadRecord {
+            index: self.frames,
+            offset: self.len,
+            detail,
+        };
+        if self.frames >= self.limits.max_frames {
+            return Err(StreamError::TooManyFrames {
+                index: self.frames,
+                offset: self.len,
+                limit: self.limits.max_frames,
+            });
+        }
+        check_record(record).map_err(|error| bad(error.to_string()))?;
+        if let Some(last) = &self.last_record
+            && last >= record.path()
+        {
+            return Err(bad(format!("{} does not come after {last}", record.path())));
+        }
+        let path = record.path().as_str().as_bytes();
+        let mut bytes = Vec::with_capacity(RECORD_HEAD_LEN + path.len() + ENTRY_BODY_LEN);
+        bytes.push(record.tag());
+        // A valid path is at most MAX_PATH_LEN (4096) bytes.
+        bytes.extend_from_slice(&(path.len() as u16).to_le_bytes());
+        bytes.extend_from_slice(path);
+        match record {
+            Record::Remove { .. } => {}
+            Record::Entry { entry, .. } => {
+                bytes.push(entry.kind as u8);
+                bytes.push(entry.target.tag());
+                bytes.extend_from_slice(&entry.size.to_le_bytes());
+                bytes.extend_from_slice(entry.id.as_bytes());
+            }
+            Record::Content {
+                kind, delta, zstd, ..
+            } => {
+                let len = u32::try_from(zstd.len())
+                    .ok()
+                    .filter(|&len| len <= self.limits.max_frame_len);
+                let Some(len) = len else {
+                    return Err(StreamError::FrameTooLarge {
+                        index: self.frames,
+                        offset: self.len,
+                        len: zstd.len() as u64,
+                        limit: self.limits.max_frame_len,
+                    });
+                };
+                bytes.push(*kind as u8);
+                bytes.push(u8::from(*delta));
+                bytes.extend_from_slice(&len.to_le_bytes());
+                bytes.extend_from_slice(zstd);
+            }
+        }
+        self.write(&bytes);
+        self.frames += 1;
+        self.last_record = Some(record.path().clone());
         Ok(())
     }
 
@@ -428,6 +538,8 @@ pub struct StreamDecoder {
     state: State,
     frames: u32,
     failed: Option<StreamError>,
+    /// The path of the last change record read, which the next must follow.
+    last_record: Option<Path>,
 }
 
 impl fmt::Debug for StreamDecoder {
@@ -465,6 +577,7 @@ impl StreamDecoder {
             state: State::Header,
             frames: 0,
             failed: None,
+            last_record: None,
         }
     }
 
@@ -496,8 +609,28 @@ impl StreamDecoder {
     }
 
     /// The next complete, verified frame; `Ok(None)` when more input is needed or the stream
-    /// is done. An error is final.
+    /// is done. A change record is an error here ([`StreamError::UnexpectedRecord`]): callers
+    /// that accept records use [`StreamDecoder::next_item`]. An error is final.
     pub fn next_frame(&mut self) -> Result<Option<Frame>, StreamError> {
+        match self.next_item()? {
+            None => Ok(None),
+            Some(Item::Object(frame)) => Ok(Some(frame)),
+            Some(Item::Record(item)) => {
+                let error = StreamError::UnexpectedRecord {
+                    index: item.index,
+                    offset: item.offset,
+                };
+                self.failed = Some(error.clone());
+                self.buffer = Vec::new();
+                self.start = 0;
+                Err(error)
+            }
+        }
+    }
+
+    /// The next complete, verified frame or change record; `Ok(None)` when more input is
+    /// needed or the stream is done. An error is final.
+    pub fn next_item(&mut self) -> Result<Option<Item>, StreamError> {
         if let Some(error) = &self.failed {
             return Err(error.clone());
         }
@@ -513,8 +646,14 @@ impl StreamDecoder {
     /// Ends the input: succeeds only if the whole stream, trailer included, was read and every
     /// frame was taken.
     pub fn finish(mut self) -> Result<StreamSummary, StreamError> {
-        if let Some(frame) = self.next_frame()? {
-            return Err(StreamError::UnreadFrame { index: frame.index });
+        match self.next_item()? {
+            Some(Item::Object(frame)) => {
+                return Err(StreamError::UnreadFrame { index: frame.index });
+            }
+            Some(Item::Record(item)) => {
+                return Err(StreamError::UnreadFrame { index: item.index });
+            }
+            None => {}
         }
         let section = match self.state {
             State::Done => {
@@ -551,7 +690,7 @@ impl StreamDecoder {
         self.offset += len as u64;
     }
 
-    fn step(&mut self) -> Result<Option<Frame>, StreamError> {
+    fn step(&mut self) -> Result<Option<Item>, StreamError> {
         loop {
             match self.state {
                 State::Header => {
@@ -578,6 +717,9 @@ impl StreamDecoder {
                     };
                     if tag == END_TAG {
                         return self.read_trailer().map(|()| None);
+                    }
+                    if matches!(tag, TAG_REMOVE | TAG_ENTRY | TAG_CONTENT) {
+                        return self.read_record(tag);
                     }
                     let Some(kind) = ObjectKind::from_tag(tag) else {
                         return Err(StreamError::UnknownTag {
@@ -643,14 +785,14 @@ impl StreamDecoder {
                         })?;
                     self.frames += 1;
                     self.state = State::Frames;
-                    return Ok(Some(Frame {
+                    return Ok(Some(Item::Object(Frame {
                         index,
                         offset,
                         kind,
                         id,
                         object,
                         compressed,
-                    }));
+                    })));
                 }
                 State::Done => {
                     if self.available().is_empty() {
@@ -662,6 +804,121 @@ impl StreamDecoder {
                 }
             }
         }
+    }
+
+    /// Reads one change record once all of it is buffered.
+    fn read_record(&mut self, tag: u8) -> Result<Option<Item>, StreamError> {
+        let index = self.frames;
+        let offset = self.offset;
+        if self.frames >= self.limits.max_frames {
+            return Err(StreamError::TooManyFrames {
+                index,
+                offset,
+                limit: self.limits.max_frames,
+            });
+        }
+        let bad = |detail: String| StreamError::BadRecord {
+            index,
+            offset,
+            detail,
+        };
+        let available = self.available();
+        if available.len() < RECORD_HEAD_LEN {
+            return Ok(None);
+        }
+        let path_len = usize::from(u16::from_le_bytes([available[1], available[2]]));
+        if path_len > MAX_PATH_LEN {
+            return Err(bad(format!(
+                "a path of {path_len} bytes is longer than {MAX_PATH_LEN}"
+            )));
+        }
+        let body = RECORD_HEAD_LEN + path_len;
+        let fixed = match tag {
+            TAG_REMOVE => 0,
+            TAG_ENTRY => ENTRY_BODY_LEN,
+            _ => CONTENT_BODY_LEN,
+        };
+        if available.len() < body + fixed {
+            return Ok(None);
+        }
+        let mut total = body + fixed;
+        if tag == TAG_CONTENT {
+            let at = body + 2;
+            let len = u32::from_le_bytes([
+                available[at],
+                available[at + 1],
+                available[at + 2],
+                available[at + 3],
+            ]);
+            if len > self.limits.max_frame_len {
+                return Err(StreamError::FrameTooLarge {
+                    index,
+                    offset,
+                    len: u64::from(len),
+                    limit: self.limits.max_frame_len,
+                });
+            }
+            total += len as usize;
+            if available.len() < total {
+                return Ok(None);
+            }
+        }
+        let bytes = &available[..total];
+        let text = std::str::from_utf8(&bytes[RECORD_HEAD_LEN..body])
+            .map_err(|_| bad("the path is not UTF-8".to_owned()))?;
+        let path = Path::new(text).map_err(|error| bad(error.to_string()))?;
+        let rest = &bytes[body..];
+        let record = match tag {
+            TAG_REMOVE => Record::Remove { path },
+            TAG_ENTRY => {
+                let kind = EntryKind::from_tag(rest[0])
+                    .ok_or_else(|| bad(format!("unknown entry kind {}", rest[0])))?;
+                let target = ObjectKind::from_tag(rest[1])
+                    .ok_or_else(|| bad(format!("unknown target kind {}", rest[1])))?;
+                let mut size = [0u8; 8];
+                size.copy_from_slice(&rest[2..10]);
+                let mut id = [0u8; 32];
+                id.copy_from_slice(&rest[10..ENTRY_BODY_LEN]);
+                Record::Entry {
+                    path,
+                    entry: FileRef {
+                        kind,
+                        target,
+                        size: u64::from_le_bytes(size),
+                        id: ObjectId::from_bytes(id),
+                    },
+                }
+            }
+            _ => {
+                let kind = EntryKind::from_tag(rest[0])
+                    .ok_or_else(|| bad(format!("unknown entry kind {}", rest[0])))?;
+                let delta = match rest[1] {
+                    0 => false,
+                    1 => true,
+                    other => return Err(bad(format!("delta flag {other} is neither 0 nor 1"))),
+                };
+                Record::Content {
+                    path,
+                    kind,
+                    delta,
+                    zstd: rest[CONTENT_BODY_LEN..].to_vec(),
+                }
+            }
+        };
+        check_record(&record).map_err(|error| bad(error.to_string()))?;
+        if let Some(last) = &self.last_record
+            && last >= record.path()
+        {
+            return Err(bad(format!("{} does not come after {last}", record.path())));
+        }
+        self.consume(total, true);
+        self.frames += 1;
+        self.last_record = Some(record.path().clone());
+        Ok(Some(Item::Record(RecordItem {
+            index,
+            offset,
+            record,
+        })))
     }
 
     fn read_trailer(&mut self) -> Result<(), StreamError> {
@@ -1223,5 +1480,148 @@ mod tests {
         let mut decoder = StreamDecoder::new();
         decoder.feed(&bytes);
         assert_eq!(decoder.finish(), Err(StreamError::UnreadFrame { index: 0 }));
+    }
+
+    fn record_path(text: &str) -> Path {
+        Path::new(text).unwrap()
+    }
+
+    fn sample_records() -> Vec<Record> {
+        let old = crate::object::Object::Chunk(b"{\"pets\": 1}\n".to_vec()).encode();
+        let new = crate::object::Object::Chunk(b"{\"pets\": 2}\n".to_vec()).encode();
+        vec![
+            Record::Content {
+                path: record_path("a/pets.json"),
+                kind: EntryKind::File,
+                delta: true,
+                zstd: crate::patch::encode_content(&new, Some(&old)),
+            },
+            Record::Remove {
+                path: record_path("a/z"),
+            },
+            Record::Entry {
+                path: record_path("b"),
+                entry: FileRef::empty_dir(),
+            },
+        ]
+    }
+
+    /// Every item of a whole stream, records and frames.
+    fn decode_items(bytes: &[u8]) -> Result<Vec<Item>, StreamError> {
+        let mut decoder = StreamDecoder::new();
+        let mut items = Vec::new();
+        // One byte at a time: every record must wait for its last byte.
+        for byte in bytes {
+            decoder.feed(std::slice::from_ref(byte));
+            while let Some(item) = decoder.next_item()? {
+                items.push(item);
+            }
+        }
+        decoder.finish()?;
+        Ok(items)
+    }
+
+    #[test]
+    fn records_and_frames_round_trip_and_count_alike() {
+        let objects = sample_objects();
+        let records = sample_records();
+        let mut encoder = StreamEncoder::new();
+        encoder.push_object(&objects[0]).unwrap();
+        for record in &records {
+            encoder.push_record(record).unwrap();
+        }
+        encoder.push_object(&objects[1]).unwrap();
+        assert_eq!(encoder.frame_count(), 5);
+        let bytes = encoder.finish();
+        let items = decode_items(&bytes).unwrap();
+        assert_eq!(items.len(), 5);
+        assert!(matches!(&items[0], Item::Object(frame) if frame.id == objects[0].id));
+        for (index, record) in records.iter().enumerate() {
+            match &items[index + 1] {
+                Item::Record(item) => {
+                    assert_eq!(&item.record, record);
+                    assert_eq!(item.index, index as u32 + 1);
+                }
+                other => panic!("expected a record, got {other:?}"),
+            }
+        }
+        // A decoder that takes only objects refuses the first record.
+        assert!(matches!(
+            decode_stream(&bytes),
+            Err(StreamError::UnexpectedRecord { index: 1, .. })
+        ));
+    }
+
+    #[test]
+    fn delta_content_needs_its_dictionary() {
+        let Record::Content { zstd, .. } = &sample_records()[0] else {
+            unreachable!()
+        };
+        let old = crate::object::Object::Chunk(b"{\"pets\": 1}\n".to_vec()).encode();
+        let (id, object, _) = crate::patch::decode_content(zstd, Some(&old)).unwrap();
+        assert_eq!(
+            object,
+            crate::object::Object::Chunk(b"{\"pets\": 2}\n".to_vec())
+        );
+        assert_eq!(id, object.id());
+        assert!(crate::patch::decode_content(zstd, None).is_err());
+    }
+
+    #[test]
+    fn records_out_of_order_or_invalid_are_refused() {
+        let records = sample_records();
+        let mut encoder = StreamEncoder::new();
+        encoder.push_record(&records[1]).unwrap();
+        let error = encoder.push_record(&records[0]).unwrap_err();
+        assert!(
+            matches!(error, StreamError::BadRecord { index: 1, .. }),
+            "{error}"
+        );
+        // The same path twice.
+        let error = encoder.push_record(&records[1]).unwrap_err();
+        assert!(matches!(error, StreamError::BadRecord { .. }), "{error}");
+        // A dir entry that is not the empty dir.
+        let mut dir = FileRef::empty_dir();
+        dir.id = ObjectId::from_bytes([7; 32]);
+        let error = encoder
+            .push_record(&Record::Entry {
+                path: record_path("c"),
+                entry: dir,
+            })
+            .unwrap_err();
+        assert!(matches!(error, StreamError::BadRecord { .. }), "{error}");
+
+        // The decoder checks the order too: two records written by hand, "b" then "a".
+        let mut bytes = Vec::from(*b"CAIRNOS\x01");
+        for path in ["b", "a"] {
+            bytes.push(TAG_REMOVE);
+            bytes.extend_from_slice(&1u16.to_le_bytes());
+            bytes.extend_from_slice(path.as_bytes());
+        }
+        let mut decoder = StreamDecoder::new();
+        decoder.feed(&bytes);
+        assert!(matches!(decoder.next_item(), Ok(Some(Item::Record(_)))));
+        assert!(matches!(
+            decoder.next_item(),
+            Err(StreamError::BadRecord { index: 1, .. })
+        ));
+
+        // A path longer than any valid path is refused from its length alone.
+        let mut bytes = Vec::from(*b"CAIRNOS\x01");
+        bytes.push(TAG_REMOVE);
+        bytes.extend_from_slice(&(MAX_PATH_LEN as u16 + 1).to_le_bytes());
+        let mut decoder = StreamDecoder::new();
+        decoder.feed(&bytes);
+        assert!(matches!(
+            decoder.next_item(),
+            Err(StreamError::BadRecord { index: 0, .. })
+        ));
+        // At the limit it is only a matter of waiting for the bytes (then of the path rules).
+        let mut bytes = Vec::from(*b"CAIRNOS\x01");
+        bytes.push(TAG_REMOVE);
+        bytes.extend_from_slice(&(MAX_PATH_LEN as u16).to_le_bytes());
+        let mut decoder = StreamDecoder::new();
+        decoder.feed(&bytes);
+        assert_eq!(decoder.next_item(), Ok(None));
     }
 }

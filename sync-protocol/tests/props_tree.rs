@@ -12,6 +12,7 @@ use sync_protocol::negotiate::{
     AnswerError, Asking, NEGOTIATE_BATCH_SIZE, QuestionError, Step, answer_question, negotiate,
 };
 use sync_protocol::object::{Dir, DirEntry, EntryKind, FileChunk, FileObject, Object, chunk_id};
+use sync_protocol::patch::{Record, patch_tree, records_of_changes};
 use sync_protocol::plan::{PullPlanError, PushPlanError, plan_pull, plan_push};
 use sync_protocol::tree::{
     EncodedTree, FileRef, Listing, MemoryObjects, ObjectSource, Path, TreeError, build_dirs,
@@ -330,6 +331,38 @@ proptest! {
         prop_assert_eq!(&new_listing, &pair.new.listing);
         let result = diff(&pair.objects, &pair.old.root, &pair.new.root).unwrap();
         prop_assert_eq!(result.changes, diff_listings(&old_listing, &new_listing));
+    }
+
+    #[test]
+    fn patching_the_old_tree_with_the_diff_builds_the_new_dirs((old, new) in pair_strategy()) {
+        let pair = encode_pair(&old, &new);
+        let changes = diff_listings(&pair.old.listing, &pair.new.listing);
+        let mut by_path: BTreeMap<Path, Option<FileRef>> = BTreeMap::new();
+        for change in &changes {
+            by_path.insert(change.path().clone(), change.after().copied());
+        }
+        let patched = patch_tree(&pair.objects, pair.old.root, &by_path).unwrap();
+        prop_assert_eq!(patched.root, pair.new.root);
+        let built = build_dirs(&pair.new.listing).unwrap();
+        let new_dirs: HashSet<ObjectId> = built.dirs.iter().map(|(id, _)| *id).collect();
+        for (id, _) in &patched.dirs {
+            // build_dirs leaves out the empty dir, which every tree may use without storing it.
+            prop_assert!(
+                new_dirs.contains(id) || *id == empty_dir_id(),
+                "patched dir {id} is not in the new tree"
+            );
+        }
+        // Records built from the diff carry the same paths and entries.
+        let records = records_of_changes(&changes, |_, _, _| None);
+        prop_assert_eq!(records.len(), by_path.len());
+        for record in &records {
+            let expected = by_path[record.path()];
+            match record {
+                Record::Remove { .. } => prop_assert_eq!(expected, None),
+                Record::Entry { entry, .. } => prop_assert_eq!(expected, Some(*entry)),
+                Record::Content { .. } => prop_assert!(false, "no content was asked for"),
+            }
+        }
     }
 
     #[test]

@@ -7,9 +7,7 @@
 use crate::compress::{CompressError, compress_object, decompress_object, verify_frame};
 use crate::id::ObjectId;
 use crate::object::Object;
-use crate::stream::{
-    Frame, StreamDecoder, StreamEncoder, StreamError, StreamLimits, StreamSummary,
-};
+use crate::stream::{Item, StreamDecoder, StreamEncoder, StreamError, StreamLimits, StreamSummary};
 
 /// `Object::decode` accepts only canonical encodings: whatever it accepts encodes back to the
 /// same bytes, with the same length and id, and decodes again to the same value.
@@ -28,8 +26,9 @@ pub fn object_decode(data: &[u8]) {
     assert_eq!(Object::decode(&encoded).as_ref(), Ok(&object));
 }
 
-/// The outcome of feeding a stream decoder: the frames it handed out, then how it ended.
-type StreamOutcome = (Vec<Frame>, Result<StreamSummary, StreamError>);
+/// The outcome of feeding a stream decoder: the frames and records it handed out, then how it
+/// ended.
+type StreamOutcome = (Vec<Item>, Result<StreamSummary, StreamError>);
 
 /// Feeds `data` cut at `cuts` (sorted offsets), draining frames after every piece.
 fn decode_split(data: &[u8], cuts: &[usize]) -> StreamOutcome {
@@ -41,8 +40,8 @@ fn decode_split(data: &[u8], cuts: &[usize]) -> StreamOutcome {
         decoder.feed(&data[start..end]);
         start = end;
         loop {
-            match decoder.next_frame() {
-                Ok(Some(frame)) => frames.push(frame),
+            match decoder.next_item() {
+                Ok(Some(item)) => frames.push(item),
                 Ok(None) => break,
                 Err(error) => return (frames, Err(error)),
             }
@@ -91,7 +90,16 @@ pub fn stream_decode(data: &[u8]) {
     assert_eq!(summary.frames as usize, frames.len());
     assert_eq!(summary.len, data.len() as u64);
     let mut encoder = StreamEncoder::new();
-    for frame in &frames {
+    for item in &frames {
+        let frame = match item {
+            Item::Object(frame) => frame,
+            Item::Record(record) => {
+                encoder
+                    .push_record(&record.record)
+                    .expect("a decoded record is one the encoder accepts");
+                continue;
+            }
+        };
         assert_eq!(
             frame.object.id(),
             frame.id,
