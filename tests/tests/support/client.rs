@@ -1,6 +1,6 @@
 //! The real `cairn` binary, run as alice with her own user config file (`CAIRN_CONFIG`).
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -137,31 +137,11 @@ impl Cairn {
             .unwrap_or_else(|error| panic!("starting cairn {args:?}: {error}"));
         let lines = Arc::new(Mutex::new(Vec::new()));
         let label = format!("cairn {args:?} in {}", dir.display());
-        for (stream, source) in [
-            (
-                "stdout",
-                child
-                    .stdout
-                    .take()
-                    .map(|out| Box::new(out) as Box<dyn std::io::Read + Send>),
-            ),
-            (
-                "stderr",
-                child
-                    .stderr
-                    .take()
-                    .map(|err| Box::new(err) as Box<dyn std::io::Read + Send>),
-            ),
-        ] {
-            let Some(source) = source else { continue };
-            let lines = lines.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(source).lines().map_while(Result::ok) {
-                    if let Ok(mut lines) = lines.lock() {
-                        lines.push(format!("{stream}: {line}"));
-                    }
-                }
-            });
+        if let Some(stdout) = child.stdout.take() {
+            collect_lines("stdout", stdout, &lines);
+        }
+        if let Some(stderr) = child.stderr.take() {
+            collect_lines("stderr", stderr, &lines);
         }
         Running {
             child,
@@ -169,6 +149,22 @@ impl Cairn {
             lines,
         }
     }
+}
+
+/// Appends every line `source` yields to `lines`, prefixed with `stream`, on a thread.
+fn collect_lines(
+    stream: &'static str,
+    source: impl Read + Send + 'static,
+    lines: &Arc<Mutex<Vec<String>>>,
+) {
+    let lines = lines.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(source).lines().map_while(Result::ok) {
+            if let Ok(mut lines) = lines.lock() {
+                lines.push(format!("{stream}: {line}"));
+            }
+        }
+    });
 }
 
 /// A `cairn` process running in the background, killed (SIGKILL) when dropped.
