@@ -2,9 +2,15 @@
 //!
 //! Phases: (1) load config, templates and static files and hash them; (2) list the sources,
 //! reusing the previous manifest's metadata for files whose size and mtime are unchanged;
-//! (3) compute each page's navigation context and render key; (4) render the Markdown of the
-//! pages whose key changed, in parallel; (5) check every link of every page; (6) render
+//! (3) compute each page's navigation key and render key; (4) render the Markdown of the
+//! pages whose key changed, in parallel; (5) check the links that may have broken; (6) render
 //! templates and write, in parallel. Nothing is written before the checks pass.
+//!
+//! When no page appeared or disappeared and no page changed what other pages or the
+//! site-wide files take from it (title, description, weight, aliases, draft, noindex: see
+//! [`same_navigation`]), the navigation keys, URL checks, duplicate warnings and redirect
+//! pages are those of the previous build, and only the pages that changed are looked at
+//! more closely. Anything else takes the general path.
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
@@ -21,7 +27,7 @@ use crate::lastmod;
 use crate::links::{Anchors, LinkTargets};
 use crate::manifest::{MANIFEST_DIR, Manifest, ManifestOut, PageRecord};
 use crate::markdown::{self, Heading, Rendered};
-use crate::nav::SiteTree;
+use crate::nav::{NavKeys, SiteTree};
 use crate::render;
 use crate::search;
 use crate::seo;
@@ -59,12 +65,52 @@ type Loaded<'p> = (Cow<'p, PageMeta>, Option<String>);
 /// One page during a build.
 struct Work<'p> {
     meta: &'p PageMeta,
-    render_key: String,
+    render_key: [u8; 32],
+    nav_key: [u8; 32],
     /// Set for the pages that will be rendered.
     nav: Option<crate::nav::NavContext>,
     /// Freshly rendered body, or `None` when the previous build's output is still valid.
     rendered: Option<Rendered>,
+    /// The previous build's record of this page, if it had one.
+    previous: Option<&'p PageRecord>,
+    /// `previous`, when its output is still valid (same render key, not a full build).
     record: Option<&'p PageRecord>,
+}
+
+/// The render key of a record that must be rendered next time (no hash is all zeros).
+const UNRENDERED: [u8; 32] = [0; 32];
+
+/// Whether two versions of a page agree on everything that other pages and the site-wide
+/// outputs take from it: its path (URL, output, section), title, description, weight,
+/// aliases, draft and noindex flags. These feed the other pages' navigation, the link targets
+/// (with anchors, compared separately), the URL uniqueness check, redirect pages, sitemap
+/// entries and duplicate warnings. Everything else a page has (body, template, `toc`,
+/// `updated`, date) shows on that page alone or is compared on its own.
+fn same_navigation(old: &PageMeta, new: &PageMeta) -> bool {
+    std::ptr::eq(old, new)
+        || (old.rel_path == new.rel_path
+            && old.front.title == new.front.title
+            && old.front.description == new.front.description
+            && old.front.weight == new.front.weight
+            && old.front.aliases == new.front.aliases
+            && old.front.draft == new.front.draft
+            && old.front.noindex == new.front.noindex)
+}
+
+/// What a page's HTML is rendered from: everything global, its source, its date and its
+/// navigation context.
+fn render_key(global: &str, meta: &PageMeta, nav_key: &[u8; 32]) -> [u8; 32] {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(global.as_bytes());
+    hasher.update(&meta.source_hash);
+    hasher.update(meta.lastmod.as_bytes());
+    hasher.update(nav_key);
+    *hasher.finalize().as_bytes()
+}
+
+/// A page's own output files: its HTML and, for `index.html` pages, its JSON twin.
+fn page_outputs(meta: &PageMeta) -> impl Iterator<Item = String> + '_ {
+    std::iter::once(meta.output.clone()).chain(render::twin_output(&meta.output))
 }
 
 fn display_path(options: &BuildOptions, rel_path: &str) -> PathBuf {
@@ -143,11 +189,13 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport> {
         .map(|record| (record.meta.rel_path.as_str(), record))
         .collect();
     report.full = previous.as_ref().is_none_or(|m| m.global_hash != global);
+    let full = report.full;
 
     timer.lap("manifest load");
     // Phase 2: metadata of every source, reading only files that changed.
     let content_dir = options.source.join("content");
     let sources = content::list_sources(&content_dir)?;
+    timer.lap("list sources");
     // Metadata of unchanged files is borrowed from the previous manifest, not copied.
     let loaded: Vec<Result<Loaded, Diagnostic>> = sources
         .par_iter()
@@ -159,13 +207,16 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport> {
                 return Ok((Cow::Borrowed(&record.meta), None));
             }
             let file = display_path(options, &source.rel_path);
-            let text = std::fs::read_to_string(&source.path).map_err(|err| Diagnostic {
-                file: file.clone(),
-                line: 0,
-                kind: DiagnosticKind::FrontMatter {
-                    message: format!("cannot read: {err}"),
-                },
-            })?;
+            let text =
+                std::fs::read_to_string(content_dir.join(&source.rel_path)).map_err(|err| {
+                    Diagnostic {
+                        file: file.clone(),
+                        line: 0,
+                        kind: DiagnosticKind::FrontMatter {
+                            message: format!("cannot read: {err}"),
+                        },
+                    }
+                })?;
             let meta = content::parse_page(&file, source, &text)?;
             Ok((Cow::Owned(meta), Some(text)))
         })
@@ -200,25 +251,44 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport> {
     }
     report.pages = pages.len();
 
+    // The previous build's navigation keys, when they still hold: the same pages, none of
+    // them changed in what the others show of it. (The previous build passed its checks, so
+    // the URL and section checks below would pass again.)
+    let stored_nav_keys: Option<Vec<[u8; 32]>> = match &previous {
+        Some(previous) if !full && previous.pages.len() == pages.len() => pages
+            .iter()
+            .map(|page| {
+                previous_pages
+                    .get(page.rel_path.as_str())
+                    .filter(|record| same_navigation(&record.meta, page))
+                    .map(|record| record.nav_key)
+            })
+            .collect(),
+        _ => None,
+    };
+    let navigation_unchanged = stored_nav_keys.is_some();
+
     // Unique URLs: pages and aliases.
-    let mut claimed: HashMap<Cow<str>, &str> = HashMap::default();
-    for page in &pages {
-        let outputs = std::iter::once(Cow::Borrowed(page.output.as_str())).chain(
-            page.front
-                .aliases
-                .iter()
-                .map(|a| Cow::Owned(seo::alias_output(a))),
-        );
-        for output in outputs {
-            if let Some(other) = claimed.insert(output.clone(), &page.rel_path) {
-                diagnostics.push(Diagnostic {
-                    file: display_path(options, &page.rel_path),
-                    line: 0,
-                    kind: DiagnosticKind::DuplicateUrl {
-                        url: format!("/{output}"),
-                        other: display_path(options, other),
-                    },
-                });
+    if !navigation_unchanged {
+        let mut claimed: HashMap<Cow<str>, &str> = HashMap::default();
+        for page in &pages {
+            let outputs = std::iter::once(Cow::Borrowed(page.output.as_str())).chain(
+                page.front
+                    .aliases
+                    .iter()
+                    .map(|a| Cow::Owned(seo::alias_output(a))),
+            );
+            for output in outputs {
+                if let Some(other) = claimed.insert(output.clone(), &page.rel_path) {
+                    diagnostics.push(Diagnostic {
+                        file: display_path(options, &page.rel_path),
+                        line: 0,
+                        kind: DiagnosticKind::DuplicateUrl {
+                            url: format!("/{output}"),
+                            other: display_path(options, other),
+                        },
+                    });
+                }
             }
         }
     }
@@ -226,41 +296,68 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport> {
     timer.lap("sources");
     // Phase 3: navigation and render keys.
     let page_list: Vec<&PageMeta> = pages.iter().map(|page| page.as_ref()).collect();
-    let tree = SiteTree::new(&page_list, &config.title);
-    for (section, index) in tree.sections_without_index() {
-        diagnostics.push(Diagnostic {
-            file: display_path(options, &pages[index].rel_path),
-            line: 0,
-            kind: DiagnosticKind::MissingSectionIndex {
-                section: section.to_owned(),
-            },
-        });
-    }
+    let mut tree: Option<SiteTree> = None;
+    let nav_keys: Vec<[u8; 32]> = match stored_nav_keys {
+        Some(keys) => keys,
+        None => {
+            let site = SiteTree::new(&page_list, &config.title);
+            for (section, index) in site.sections_without_index() {
+                diagnostics.push(Diagnostic {
+                    file: display_path(options, &pages[index].rel_path),
+                    line: 0,
+                    kind: DiagnosticKind::MissingSectionIndex {
+                        section: section.to_owned(),
+                    },
+                });
+            }
+            let keys = {
+                let keys = NavKeys::new(&site);
+                (0..page_list.len())
+                    .into_par_iter()
+                    .map(|index| *keys.context_key(index).as_bytes())
+                    .collect()
+            };
+            tree = Some(site);
+            keys
+        }
+    };
     let mut work: Vec<Work> = page_list
         .par_iter()
-        .enumerate()
-        .map(|(index, meta)| {
-            let mut hasher = blake3::Hasher::new();
-            hasher.update(global.as_bytes());
-            hasher.update(meta.source_hash.as_bytes());
-            hasher.update(meta.lastmod.as_bytes());
-            hasher.update(tree.context_key(index).as_bytes());
-            let render_key = hasher.finalize().to_hex().to_string();
-            let record = previous_pages
-                .get(meta.rel_path.as_str())
-                .filter(|record| record.render_key == render_key && !report.full)
-                .copied();
-            // The full navigation context is built only for pages that will be rendered.
-            let nav = record.is_none().then(|| tree.context(index));
+        .zip(nav_keys.par_iter())
+        .map(|(&meta, nav_key)| {
+            let previous = previous_pages.get(meta.rel_path.as_str()).copied();
+            let render_key = match previous {
+                // The same metadata (same source and date) and the same navigation.
+                Some(record)
+                    if navigation_unchanged
+                        && std::ptr::eq(&record.meta, meta)
+                        && record.render_key != UNRENDERED =>
+                {
+                    record.render_key
+                }
+                _ => render_key(&global, meta, nav_key),
+            };
+            let record = previous.filter(|record| record.render_key == render_key && !full);
             Work {
                 meta,
                 render_key,
-                nav,
+                nav_key: *nav_key,
+                nav: None,
                 rendered: None,
+                previous,
                 record,
             }
         })
         .collect();
+    drop(nav_keys);
+    // Full navigation contexts only for the pages that will be rendered.
+    if work.iter().any(|w| w.record.is_none()) {
+        let tree = &*tree.get_or_insert_with(|| SiteTree::new(&page_list, &config.title));
+        work.par_iter_mut()
+            .enumerate()
+            .filter(|(_, w)| w.record.is_none())
+            .for_each(|(index, w)| w.nav = Some(tree.context(index)));
+    }
     drop(tree);
 
     timer.lap("navigation");
@@ -287,7 +384,7 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport> {
             let body = content::body_of(&text);
             // In an incremental build the page's previous output holds its highlighted code
             // blocks; reusing them spares loading the syntax definitions for a one-page edit.
-            let reuse = if report.full || !body.contains("```") {
+            let reuse = if full || !body.contains("```") {
                 crate::highlight::Reuse::new()
             } else {
                 std::fs::read_to_string(options.out.join(&w.meta.output))
@@ -328,21 +425,23 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport> {
     }
     // When no page appeared, disappeared, or changed its anchors or aliases, the links of
     // pages that were not re-rendered still point where they did: only new bodies need checks.
-    let targets_changed = report.full
-        || previous
+    let anchors_changed = |w: &Work| match (&w.rendered, w.previous) {
+        (Some(rendered), Some(previous)) => rendered.anchors != previous.anchors(),
+        _ => false,
+    };
+    let targets_changed = if navigation_unchanged {
+        work.iter().any(anchors_changed)
+    } else {
+        full || previous
             .as_ref()
             .is_none_or(|m| m.pages.len() != work.len())
-        || work
-            .iter()
-            .any(|w| match previous_pages.get(w.meta.rel_path.as_str()) {
+            || work.iter().any(|w| match w.previous {
                 None => true,
                 Some(previous) => {
-                    previous.meta.front.aliases != w.meta.front.aliases
-                        || w.rendered
-                            .as_ref()
-                            .is_some_and(|rendered| rendered.anchors != previous.anchors())
+                    previous.meta.front.aliases != w.meta.front.aliases || anchors_changed(w)
                 }
-            });
+            })
+    };
     for w in &work {
         if !targets_changed && w.rendered.is_none() {
             continue;
@@ -373,7 +472,12 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport> {
         return Err(Error::Check(diagnostics));
     }
     let page_refs: Vec<&PageMeta> = work.iter().map(|w| w.meta).collect();
-    report.warnings = seo::duplicate_warnings(&page_refs);
+    // Duplicates are among titles and descriptions of indexable pages: unchanged with the
+    // navigation.
+    report.warnings = match &previous {
+        Some(previous) if navigation_unchanged => previous.warnings.clone(),
+        _ => seo::duplicate_warnings(&page_refs),
+    };
 
     timer.lap("links");
     // Phase 6: templates, then files.
@@ -401,18 +505,34 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport> {
         .collect();
 
     timer.lap("templates");
+    // Site-wide files. Those that cannot have changed are neither rebuilt nor rewritten, but
+    // are listed as outputs all the same.
     let mut aggregate: Vec<(String, Vec<u8>)> = Vec::new();
-    aggregate.push((
-        "sitemap.xml".to_owned(),
-        seo::sitemap(&config, &page_refs).into_bytes(),
-    ));
+    let mut extra_outputs: Vec<String> = vec!["sitemap.xml".to_owned(), "robots.txt".to_owned()];
+    // The sitemap lists the indexable pages' URLs and dates.
+    let dates_unchanged = navigation_unchanged
+        && work.iter().all(|w| {
+            w.previous.is_some_and(|previous| {
+                std::ptr::eq(&previous.meta, w.meta) || previous.meta.lastmod == w.meta.lastmod
+            })
+        });
+    if !dates_unchanged {
+        aggregate.push((
+            "sitemap.xml".to_owned(),
+            seo::sitemap(&config, &page_refs).into_bytes(),
+        ));
+    }
     aggregate.push(("robots.txt".to_owned(), seo::robots(&config).into_bytes()));
     for page in &page_refs {
         for alias in &page.front.aliases {
-            aggregate.push((
-                seo::alias_output(alias),
-                seo::redirect_page(&config, page).into_bytes(),
-            ));
+            let output = seo::alias_output(alias);
+            if !navigation_unchanged {
+                aggregate.push((
+                    output.clone(),
+                    seo::redirect_page(&config, page).into_bytes(),
+                ));
+            }
+            extra_outputs.push(output);
         }
     }
     // Records of unchanged pages are borrowed from the previous manifest, not copied.
@@ -421,28 +541,47 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport> {
         .map(|w| match (&w.rendered, w.record) {
             (Some(rendered), _) => Cow::Owned(PageRecord::new(
                 w.meta.clone(),
-                w.render_key.clone(),
+                w.render_key,
+                w.nav_key,
                 rendered,
             )),
+            (None, Some(record)) if std::ptr::eq(&record.meta, w.meta) => Cow::Borrowed(record),
             (None, Some(record)) if record.meta == *w.meta => Cow::Borrowed(record),
             (None, Some(record)) => Cow::Owned(record.with_meta(w.meta.clone())),
-            (None, None) => Cow::Owned(unreachable_record(w.meta, &w.render_key)),
+            (None, None) => Cow::Owned(PageRecord::new(
+                // Every page is either rendered or reused; an empty record keeps the
+                // manifest well formed should that ever not hold, and forces a render next
+                // time.
+                w.meta.clone(),
+                UNRENDERED,
+                w.nav_key,
+                &Rendered::default(),
+            )),
         })
         .collect();
     // The index only changes when a title, description, heading or URL does; otherwise the
     // shards on disk are reused without being rebuilt (this matters for one-page rebuilds).
-    let search_key = search::key(
-        records
-            .iter()
-            .filter(|r| seo::indexable(&r.meta))
-            .map(|r| r.search_hash.as_str()),
-    );
-    let mut reused_shards = Vec::new();
+    // With the navigation unchanged, only re-rendered pages can have changed their part.
+    let search_unchanged = navigation_unchanged
+        && records.iter().zip(&work).all(|(record, w)| {
+            matches!(record, Cow::Borrowed(_))
+                || w.previous
+                    .is_some_and(|previous| previous.search_hash == record.search_hash)
+        });
+    let search_key = match &previous {
+        Some(previous) if search_unchanged => previous.search_key.clone(),
+        _ => search::key(
+            records
+                .iter()
+                .filter(|r| seo::indexable(&r.meta))
+                .map(|r| &r.search_hash),
+        ),
+    };
     match previous.as_ref() {
-        Some(previous) if !report.full && previous.search_key == search_key => {
-            reused_shards.extend(
+        Some(previous) if !full && previous.search_key == search_key => {
+            extra_outputs.extend(
                 previous
-                    .outputs
+                    .extra_outputs
                     .iter()
                     .filter(|path| search::is_shard(path))
                     .cloned(),
@@ -468,43 +607,30 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport> {
                 })
                 .collect();
             for (path, json) in search::build(&documents) {
+                extra_outputs.push(path.clone());
                 aggregate.push((path, json.into_bytes()));
             }
         }
     }
-
-    timer.lap("aggregates");
-    // Sorted and deduplicated below (cheaper than a set for 20,000 paths).
-    let mut all_outputs: Vec<String> = Vec::with_capacity(2 * page_refs.len() + aggregate.len());
-    for page in &page_refs {
-        all_outputs.push(page.output.clone());
-        if let Some(twin) = render::twin_output(&page.output) {
-            all_outputs.push(twin);
-        }
-    }
-    for (path, _) in &aggregate {
-        all_outputs.push(path.clone());
-    }
     for file in &assets.files {
-        all_outputs.push(file.output.clone());
+        extra_outputs.push(file.output.clone());
     }
-    all_outputs.extend(reused_shards);
-    all_outputs.sort_unstable();
-    all_outputs.dedup();
+    extra_outputs.sort_unstable();
+    extra_outputs.dedup();
 
     if !options.write {
         report.millis = started.elapsed().as_millis();
         return Ok(report);
     }
 
-    timer.lap("outputs list");
+    timer.lap("aggregates");
     // The search index may have read the previous build's bodies too.
     check_not_damaged(previous.as_ref(), &options.out)?;
     // Writing: the manifest goes first and comes back last.
     let out = &options.out;
     prepare_out_dir(out, previous.is_some())?;
     Manifest::remove(out).map_err(|err| Error::io(out.join(MANIFEST_DIR), err))?;
-    if report.full {
+    if full {
         for file in &assets.files {
             outputs.push((file.output.clone(), file.bytes.clone()));
         }
@@ -525,18 +651,50 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport> {
     }
     timer.lap("write");
     // Stale files: those the previous build wrote and this one did not, or in a first build
-    // over an old output folder, anything not produced now.
-    let stale: Vec<String> = match &previous {
-        Some(previous) => previous
-            .outputs
+    // over an old output folder, anything not produced now. A page's files are stale when
+    // the page is gone; another file when it is no longer among the site-wide outputs. Either
+    // may have become another page's or file's output, hence the final check.
+    let produced = || -> std::collections::HashSet<String> {
+        page_refs
             .iter()
-            .filter(|path| all_outputs.binary_search(path).is_err())
-            .cloned()
-            .collect(),
-        None => existing_files(out)?
-            .into_iter()
-            .filter(|path| all_outputs.binary_search(path).is_err())
-            .collect(),
+            .flat_map(|page| page_outputs(page))
+            .chain(extra_outputs.iter().cloned())
+            .collect()
+    };
+    let stale: Vec<String> = match &previous {
+        Some(previous) => {
+            let mut candidates: Vec<String> = previous
+                .extra_outputs
+                .iter()
+                .filter(|path| extra_outputs.binary_search(path).is_err())
+                .cloned()
+                .collect();
+            if !navigation_unchanged {
+                let current: std::collections::HashSet<&str> = page_refs
+                    .iter()
+                    .map(|page| page.rel_path.as_str())
+                    .collect();
+                for record in &previous.pages {
+                    if !current.contains(record.meta.rel_path.as_str()) {
+                        candidates.extend(page_outputs(&record.meta));
+                    }
+                }
+            }
+            if candidates.is_empty() {
+                candidates
+            } else {
+                let produced = produced();
+                candidates.retain(|path| !produced.contains(path));
+                candidates
+            }
+        }
+        None => {
+            let produced = produced();
+            existing_files(out)?
+                .into_iter()
+                .filter(|path| !produced.contains(path))
+                .collect()
+        }
     };
     for path in &stale {
         let full = out.join(path);
@@ -546,10 +704,15 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport> {
         }
     }
     timer.lap("stale");
-    let outputs = all_outputs;
-    ManifestOut::new(&global, &search_key, records, &outputs)
-        .save(out, previous.as_ref())
-        .map_err(|err| Error::io(out.join(MANIFEST_DIR), err))?;
+    ManifestOut::new(
+        &global,
+        &search_key,
+        records,
+        &extra_outputs,
+        &report.warnings,
+    )
+    .save(out, previous.as_ref())
+    .map_err(|err| Error::io(out.join(MANIFEST_DIR), err))?;
     timer.lap("manifest save");
     report.millis = started.elapsed().as_millis();
     Ok(report)
@@ -567,16 +730,6 @@ fn check_not_damaged(previous: Option<&Manifest>, out: &Path) -> Result<()> {
         )));
     }
     Ok(())
-}
-
-fn unreachable_record(meta: &PageMeta, render_key: &str) -> PageRecord {
-    // Every page is either rendered or reused; an empty record keeps the manifest well formed
-    // should that ever not hold, and its render key forces a render next time.
-    PageRecord::new(
-        meta.clone(),
-        format!("stale-{render_key}"),
-        &Rendered::default(),
-    )
 }
 
 /// Refuses to write into a non-empty folder that sitegen did not create.

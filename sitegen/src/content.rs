@@ -73,8 +73,8 @@ pub struct PageMeta {
     pub front: FrontMatter,
     /// 1-based line where the Markdown body starts.
     pub body_line: usize,
-    /// BLAKE3 of the whole source file, hex.
-    pub source_hash: String,
+    /// BLAKE3 of the whole source file.
+    pub source_hash: [u8; 32],
     /// Modification time in nanoseconds since the epoch, and size, for the stat shortcut.
     pub mtime_ns: u128,
     pub size: u64,
@@ -117,11 +117,10 @@ impl PageMeta {
     }
 }
 
-/// A Markdown source file found on disk.
+/// A Markdown source file found on disk (at `content_dir.join(rel_path)`).
 #[derive(Debug, Clone)]
 pub struct SourceFile {
     pub rel_path: String,
-    pub path: PathBuf,
     pub mtime_ns: u128,
     pub size: u64,
 }
@@ -145,24 +144,39 @@ fn walk(dir: PathBuf, prefix: String) -> Result<Vec<SourceFile>> {
     let mut folders = Vec::new();
     for entry in entries {
         let entry = entry.map_err(|err| Error::io(&dir, err))?;
-        let name = entry.file_name().to_string_lossy().into_owned();
+        let file_name = entry.file_name();
+        let name = file_name.to_string_lossy();
         if name.starts_with('.') {
             continue;
         }
-        let path = entry.path();
-        let metadata = entry.metadata().map_err(|err| Error::io(&path, err))?;
-        let rel_path = format!("{prefix}{name}");
-        if metadata.is_dir() {
-            folders.push((path, format!("{rel_path}/")));
-        } else if name.ends_with(".md") {
+        // The entry's type comes with the listing: only pages are `stat`ed. Like the
+        // `stat`, it does not follow symbolic links (a link named `*.md` is read as a page).
+        let file_type = entry
+            .file_type()
+            .map_err(|err| Error::io(entry.path(), err))?;
+        if !file_type.is_dir() && !name.ends_with(".md") {
+            continue;
+        }
+        if matches!(name, std::borrow::Cow::Owned(_)) {
+            // Pages are read back by their relative path, and URLs are made of these names.
+            return Err(Error::Other(format!(
+                "{}: content file and folder names must be UTF-8",
+                entry.path().display()
+            )));
+        }
+        if file_type.is_dir() {
+            folders.push((entry.path(), format!("{prefix}{name}/")));
+        } else {
+            let metadata = entry
+                .metadata()
+                .map_err(|err| Error::io(entry.path(), err))?;
             let mtime_ns = metadata
                 .modified()
                 .ok()
                 .and_then(|time| time.duration_since(UNIX_EPOCH).ok())
                 .map_or(0, |duration| duration.as_nanos());
             found.push(SourceFile {
-                rel_path,
-                path,
+                rel_path: format!("{prefix}{name}"),
                 mtime_ns,
                 size: metadata.len(),
             });
@@ -267,7 +281,7 @@ pub fn parse_page(
         is_index,
         front,
         body_line,
-        source_hash: blake3::hash(text.as_bytes()).to_hex().to_string(),
+        source_hash: *blake3::hash(text.as_bytes()).as_bytes(),
         mtime_ns: source.mtime_ns,
         size: source.size,
         lastmod: String::new(),
@@ -300,7 +314,6 @@ mod tests {
     fn source(rel_path: &str) -> SourceFile {
         SourceFile {
             rel_path: rel_path.to_owned(),
-            path: PathBuf::from(rel_path),
             mtime_ns: 0,
             size: 0,
         }

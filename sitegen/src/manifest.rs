@@ -2,10 +2,15 @@
 //!
 //! It records what the last successful build read and wrote: a hash of everything global
 //! (config, templates, static files, generator version), and per page its metadata, the hash of
-//! everything its HTML was rendered from (its source plus its navigation context), and what the
-//! link checker and search index need from its body.
+//! its navigation context, the hash of everything its HTML was rendered from (its source plus
+//! that context), and what the link checker and search index need from its body.
 //!
-//! Layout: `manifest.bin` (global hashes, output list, shard names) and one file per content
+//! The output list holds only the files that are not a page's own (`index.html` and its JSON
+//! twin, which follow from the page's path): sitemap, robots.txt, redirects, search shards
+//! and static files.
+//!
+//! Layout: `manifest.bin` (global hashes, those outputs, the duplicate warnings, shard names)
+//! and one file per content
 //! folder under `pages/`, so a one-page edit rewrites one small shard, and loading reads the
 //! shards in parallel. A build deletes `manifest.bin` before it writes anything and saves it
 //! last, after success, so a failed build is followed by a full one.
@@ -37,7 +42,7 @@ pub const MANIFEST_FILE: &str = ".sitegen/manifest.bin";
 /// The JSON manifest of earlier versions, removed when seen.
 const LEGACY_MANIFEST_FILE: &str = ".sitegen/manifest.json";
 const SHARD_DIR: &str = ".sitegen/pages";
-const FORMAT: u32 = 7;
+const FORMAT: u32 = 8;
 
 /// [`FrontMatter`] as stored: every field, always (bincode needs a fixed field list).
 #[derive(Serialize, Deserialize)]
@@ -70,7 +75,7 @@ struct StoredPageMeta {
     #[serde(with = "StoredFrontMatter")]
     front: FrontMatter,
     body_line: usize,
-    source_hash: String,
+    source_hash: [u8; 32],
     mtime_ns: u128,
     size: u64,
     lastmod: String,
@@ -81,9 +86,12 @@ pub struct PageRecord {
     #[serde(with = "StoredPageMeta")]
     pub meta: PageMeta,
     /// Hash of the source hash, last-modified date, navigation context and global hash.
-    pub render_key: String,
+    pub render_key: [u8; 32],
+    /// Hash of the page's navigation context (`NavKeys::context_key`), kept so that a build
+    /// in which no page's navigation-relevant metadata changed need not compute it again.
+    pub nav_key: [u8; 32],
     /// Hash of what the search index takes from the page (URL, title, description, headings).
-    pub search_hash: String,
+    pub search_hash: [u8; 32],
     /// The body's headings, ids and links as JSON text. Stored after all the shard's records
     /// and read only when first needed: most builds never look at the bodies of pages they do
     /// not re-render, and reading them all would cost more than the rest of a one-page
@@ -213,11 +221,17 @@ fn json_text<T: Serialize>(value: &T) -> String {
 }
 
 impl PageRecord {
-    pub fn new(meta: PageMeta, render_key: String, rendered: &Rendered) -> PageRecord {
+    pub fn new(
+        meta: PageMeta,
+        render_key: [u8; 32],
+        nav_key: [u8; 32],
+        rendered: &Rendered,
+    ) -> PageRecord {
         let search_hash = search::page_key(&meta, &rendered.headings);
         PageRecord {
             meta,
             render_key,
+            nav_key,
             search_hash,
             body: Body::new([
                 json_text(&rendered.headings),
@@ -231,8 +245,9 @@ impl PageRecord {
     pub fn with_meta(&self, meta: PageMeta) -> PageRecord {
         PageRecord {
             meta,
-            render_key: self.render_key.clone(),
-            search_hash: self.search_hash.clone(),
+            render_key: self.render_key,
+            nav_key: self.nav_key,
+            search_hash: self.search_hash,
             body: self.body.clone(),
         }
     }
@@ -339,8 +354,11 @@ struct Index<'a> {
     format: u32,
     global_hash: Cow<'a, str>,
     search_key: Cow<'a, str>,
-    /// Every file the build wrote, relative to the output folder, sorted.
-    outputs: Cow<'a, [String]>,
+    /// The files the build wrote other than pages and their twins, relative to the output
+    /// folder, sorted.
+    extra_outputs: Cow<'a, [String]>,
+    /// The build's duplicate title and description warnings.
+    warnings: Cow<'a, [String]>,
     shards: Vec<String>,
 }
 
@@ -351,7 +369,9 @@ pub struct Manifest {
     /// Hash of everything the search index is built from.
     pub search_key: String,
     pub pages: Vec<PageRecord>,
-    pub outputs: Vec<String>,
+    /// The files written other than pages' `index.html` and twins, sorted.
+    pub extra_outputs: Vec<String>,
+    pub warnings: Vec<String>,
     pub shards: Vec<String>,
 }
 
@@ -408,7 +428,8 @@ impl Manifest {
             global_hash: index.global_hash.into_owned(),
             search_key: index.search_key.into_owned(),
             pages,
-            outputs: index.outputs.into_owned(),
+            extra_outputs: index.extra_outputs.into_owned(),
+            warnings: index.warnings.into_owned(),
             shards: index.shards,
         })
     }
@@ -434,7 +455,9 @@ pub struct ManifestOut<'a> {
     pub global_hash: &'a str,
     pub search_key: &'a str,
     pub pages: Vec<Cow<'a, PageRecord>>,
-    pub outputs: &'a [String],
+    /// Sorted; see [`Manifest::extra_outputs`].
+    pub extra_outputs: &'a [String],
+    pub warnings: &'a [String],
 }
 
 impl<'a> ManifestOut<'a> {
@@ -442,13 +465,15 @@ impl<'a> ManifestOut<'a> {
         global_hash: &'a str,
         search_key: &'a str,
         pages: Vec<Cow<'a, PageRecord>>,
-        outputs: &'a [String],
+        extra_outputs: &'a [String],
+        warnings: &'a [String],
     ) -> ManifestOut<'a> {
         ManifestOut {
             global_hash,
             search_key,
             pages,
-            outputs,
+            extra_outputs,
+            warnings,
         }
     }
 
@@ -508,7 +533,8 @@ impl<'a> ManifestOut<'a> {
             format: FORMAT,
             global_hash: Cow::Borrowed(self.global_hash),
             search_key: Cow::Borrowed(self.search_key),
-            outputs: Cow::Borrowed(self.outputs),
+            extra_outputs: Cow::Borrowed(self.extra_outputs),
+            warnings: Cow::Borrowed(self.warnings),
             shards: shards.into_keys().collect(),
         };
         let temporary = out_dir.join(".sitegen/manifest.bin.tmp");
@@ -526,7 +552,6 @@ mod tests {
         let text = format!("+++\n{front}\n+++\n# Body\n");
         let source = SourceFile {
             rel_path: rel_path.to_owned(),
-            path: PathBuf::from(rel_path),
             mtime_ns: 1_700_000_000_123_456_789,
             size: text.len() as u64,
         };
@@ -541,7 +566,8 @@ mod tests {
             anchors: vec![anchor.to_owned()],
             ..Rendered::default()
         };
-        PageRecord::new(meta, format!("key-{rel_path}"), &rendered)
+        let key = *blake3::hash(rel_path.as_bytes()).as_bytes();
+        PageRecord::new(meta, key, [7; 32], &rendered)
     }
 
     fn sample() -> Vec<PageRecord> {
@@ -567,8 +593,9 @@ mod tests {
 
     fn save(dir: &Path, records: &[PageRecord], previous: Option<&Manifest>) {
         let pages = records.iter().map(Cow::Borrowed).collect();
-        let outputs = vec!["docs/index.html".to_owned()];
-        ManifestOut::new("global", "search", pages, &outputs)
+        let outputs = vec!["sitemap.xml".to_owned()];
+        let warnings = vec!["duplicate title".to_owned()];
+        ManifestOut::new("global", "search", pages, &outputs, &warnings)
             .save(dir, previous)
             .unwrap();
     }
@@ -581,11 +608,13 @@ mod tests {
         let loaded = Manifest::load(dir.path()).unwrap();
         assert_eq!(loaded.global_hash, "global");
         assert_eq!(loaded.search_key, "search");
-        assert_eq!(loaded.outputs, ["docs/index.html"]);
+        assert_eq!(loaded.extra_outputs, ["sitemap.xml"]);
+        assert_eq!(loaded.warnings, ["duplicate title"]);
         assert_eq!(loaded.pages.len(), records.len());
         for (old, new) in records.iter().zip(&loaded.pages) {
             assert_eq!(old.meta, new.meta);
             assert_eq!(old.render_key, new.render_key);
+            assert_eq!(old.nav_key, new.nav_key);
             assert_eq!(old.search_hash, new.search_hash);
             assert_eq!(old.anchors(), new.anchors());
             assert_eq!(old.anchors_json(), new.anchors_json());
@@ -604,8 +633,8 @@ mod tests {
                 _ => Cow::Borrowed(r),
             })
             .collect();
-        let outputs = vec!["docs/index.html".to_owned()];
-        ManifestOut::new("global", "search", pages, &outputs)
+        let outputs = vec!["sitemap.xml".to_owned()];
+        ManifestOut::new("global", "search", pages, &outputs, &[])
             .save(dir.path(), Some(&fresh))
             .unwrap();
         assert!(!fresh.damaged());

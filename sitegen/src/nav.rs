@@ -1,8 +1,8 @@
 //! The site's shape: sections, sidebar trees, prev/next and breadcrumbs.
 //!
 //! Everything a page shows about *other* pages comes from here as a [`NavContext`]. The
-//! incremental build hashes it: a page is re-rendered when its own source or its navigation
-//! context changed, and for no other reason.
+//! incremental build hashes it ([`NavKeys`]): a page is re-rendered when its own source or its
+//! navigation context changed, and for no other reason.
 
 use std::collections::BTreeMap;
 
@@ -65,12 +65,120 @@ pub struct SiteTree<'a> {
     section_index: HashMap<&'a str, usize>,
     /// Section folder → sorted child entries (page indices; sections by their index page).
     children: HashMap<&'a str, Vec<usize>>,
-    /// Page index → position in its top-level section's reading order.
-    order: HashMap<usize, (&'a str, usize)>,
+    /// Page index → its top-level section and its position in that section's reading order.
+    order: Vec<Option<(&'a str, usize)>>,
     reading_order: BTreeMap<&'a str, Vec<usize>>,
+}
+
+/// The navigation keys of a [`SiteTree`]: a hash per page of everything its
+/// [`NavContext`] holds, computed without building the contexts.
+#[derive(Debug)]
+pub struct NavKeys<'t, 'a> {
+    tree: &'t SiteTree<'a>,
     /// Section folder → hashes of its children list as the sidebar shows it (title, URL,
     /// kind) and as a section page lists it (title, URL, description).
     children_hashes: HashMap<&'a str, (blake3::Hash, blake3::Hash)>,
+}
+
+impl<'t, 'a> NavKeys<'t, 'a> {
+    /// Hashes every section's children list once, for [`NavKeys::context_key`].
+    pub fn new(tree: &'t SiteTree<'a>) -> NavKeys<'t, 'a> {
+        let mut children_hashes = HashMap::default();
+        for (section, list) in &tree.children {
+            let mut sidebar = blake3::Hasher::new();
+            let mut listing = blake3::Hasher::new();
+            for &child in list {
+                let page = &tree.pages[child];
+                hash_str(&mut sidebar, &page.front.title);
+                hash_str(&mut sidebar, &page.url);
+                sidebar.update(&[u8::from(page.is_index), u8::from(page.front.noindex)]);
+                hash_str(&mut listing, &page.front.title);
+                hash_str(&mut listing, &page.url);
+                hash_str(&mut listing, &page.front.description);
+                listing.update(&[u8::from(page.front.noindex)]);
+            }
+            children_hashes.insert(*section, (sidebar.finalize(), listing.finalize()));
+        }
+        NavKeys {
+            tree,
+            children_hashes,
+        }
+    }
+
+    /// A hash of everything [`SiteTree::context`] returns for page `index`, computed from
+    /// its inputs without building it: the sidebar is a function of the page's URL, its
+    /// section and the children lists of the sections on the path from the top-level section
+    /// down to it; the rest is small. The incremental build stores these keys and builds
+    /// full contexts only for the pages it re-renders.
+    pub fn context_key(&self, index: usize) -> blake3::Hash {
+        let tree = self.tree;
+        let page = &tree.pages[index];
+        let own = page.own_section();
+        let root = top_level(own);
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(b"sitegen navigation context v1");
+        hash_str(&mut hasher, &page.url);
+        hash_str(&mut hasher, own);
+        if !root.is_empty()
+            && let Some(&root_index) = tree.section_index.get(root)
+        {
+            hasher.update(&[1]);
+            hash_str(&mut hasher, &tree.pages[root_index].front.title);
+            hash_str(&mut hasher, &tree.pages[root_index].url);
+            let mut end = 0;
+            for part in own.split('/') {
+                end += part.len() + usize::from(end > 0);
+                let folder = &own[..end];
+                hash_str(&mut hasher, folder);
+                if let Some((sidebar, _)) = self.children_hashes.get(folder) {
+                    hasher.update(sidebar.as_bytes());
+                }
+            }
+        }
+        // Prev/next and breadcrumbs, hashed from the pages themselves (no copies).
+        let page_link = |hasher: &mut blake3::Hasher, linked: Option<usize>| match linked {
+            Some(linked) => {
+                hasher.update(&[1]);
+                hash_str(hasher, &tree.pages[linked].front.title);
+                hash_str(hasher, &tree.pages[linked].url);
+            }
+            None => {
+                hasher.update(&[0]);
+            }
+        };
+        match tree.order[index] {
+            Some((root, position)) => {
+                let order = &tree.reading_order[root];
+                page_link(&mut hasher, position.checked_sub(1).map(|p| order[p]));
+                page_link(&mut hasher, order.get(position + 1).copied());
+            }
+            None => {
+                page_link(&mut hasher, None);
+                page_link(&mut hasher, None);
+            }
+        }
+        if tree.section_index.contains_key("") {
+            hash_str(&mut hasher, tree.home_title);
+        }
+        let mut end = 0;
+        for part in page.section.split('/').filter(|p| !p.is_empty()) {
+            end += part.len() + usize::from(end > 0);
+            if let Some(&section) = tree.section_index.get(&page.section[..end])
+                && section != index
+            {
+                page_link(&mut hasher, Some(section));
+            }
+        }
+        if page.rel_path != "_index.md" {
+            page_link(&mut hasher, Some(index));
+        }
+        if page.is_index
+            && let Some((_, listing)) = self.children_hashes.get(own)
+        {
+            hasher.update(listing.as_bytes());
+        }
+        hasher.finalize()
+    }
 }
 
 fn hash_str(hasher: &mut blake3::Hasher, text: &str) {
@@ -125,27 +233,9 @@ impl<'a> SiteTree<'a> {
             home_title,
             section_index,
             children,
-            order: HashMap::default(),
+            order: vec![None; pages.len()],
             reading_order: BTreeMap::new(),
-            children_hashes: HashMap::default(),
         };
-        let mut children_hashes = HashMap::default();
-        for (section, list) in &tree.children {
-            let mut sidebar = blake3::Hasher::new();
-            let mut listing = blake3::Hasher::new();
-            for &child in list {
-                let page = &pages[child];
-                hash_str(&mut sidebar, &page.front.title);
-                hash_str(&mut sidebar, &page.url);
-                sidebar.update(&[u8::from(page.is_index), u8::from(page.front.noindex)]);
-                hash_str(&mut listing, &page.front.title);
-                hash_str(&mut listing, &page.url);
-                hash_str(&mut listing, &page.front.description);
-                listing.update(&[u8::from(page.front.noindex)]);
-            }
-            children_hashes.insert(*section, (sidebar.finalize(), listing.finalize()));
-        }
-        tree.children_hashes = children_hashes;
         let roots: Vec<&str> = tree
             .section_index
             .keys()
@@ -156,7 +246,7 @@ impl<'a> SiteTree<'a> {
             let mut order = Vec::new();
             tree.walk(root, &mut order);
             for (position, &index) in order.iter().enumerate() {
-                tree.order.insert(index, (root, position));
+                tree.order[index] = Some((root, position));
             }
             tree.reading_order.insert(root, order);
         }
@@ -211,7 +301,7 @@ impl<'a> SiteTree<'a> {
     }
 
     fn prev_next(&self, index: usize) -> (Option<NavLink>, Option<NavLink>) {
-        match self.order.get(&index) {
+        match self.order[index] {
             Some((root, position)) => {
                 let order = &self.reading_order[root];
                 let prev = position.checked_sub(1).map(|p| self.link(order[p]));
@@ -247,80 +337,6 @@ impl<'a> SiteTree<'a> {
             breadcrumbs.push(self.link(index));
         }
         breadcrumbs
-    }
-
-    /// A hash of everything [`SiteTree::context`] returns for `pages[index]`, computed from
-    /// its inputs without building it: the sidebar is a function of the page's URL, its
-    /// section and the children lists of the sections on the path from the top-level section
-    /// down to it; the rest is small. The incremental build compares these keys for every
-    /// page and builds full contexts only for the pages it re-renders.
-    pub fn context_key(&self, index: usize) -> blake3::Hash {
-        let page = &self.pages[index];
-        let own = page.own_section();
-        let root = top_level(own);
-        let mut hasher = blake3::Hasher::new();
-        hasher.update(b"sitegen navigation context v1");
-        hash_str(&mut hasher, &page.url);
-        hash_str(&mut hasher, own);
-        if !root.is_empty()
-            && let Some(&root_index) = self.section_index.get(root)
-        {
-            hasher.update(&[1]);
-            hash_str(&mut hasher, &self.pages[root_index].front.title);
-            hash_str(&mut hasher, &self.pages[root_index].url);
-            let mut end = 0;
-            for part in own.split('/') {
-                end += part.len() + usize::from(end > 0);
-                let folder = &own[..end];
-                hash_str(&mut hasher, folder);
-                if let Some((sidebar, _)) = self.children_hashes.get(folder) {
-                    hasher.update(sidebar.as_bytes());
-                }
-            }
-        }
-        // Prev/next and breadcrumbs, hashed from the pages themselves (no copies).
-        let page_link = |hasher: &mut blake3::Hasher, linked: Option<usize>| match linked {
-            Some(linked) => {
-                hasher.update(&[1]);
-                hash_str(hasher, &self.pages[linked].front.title);
-                hash_str(hasher, &self.pages[linked].url);
-            }
-            None => {
-                hasher.update(&[0]);
-            }
-        };
-        match self.order.get(&index) {
-            Some((root, position)) => {
-                let order = &self.reading_order[root];
-                page_link(&mut hasher, position.checked_sub(1).map(|p| order[p]));
-                page_link(&mut hasher, order.get(position + 1).copied());
-            }
-            None => {
-                page_link(&mut hasher, None);
-                page_link(&mut hasher, None);
-            }
-        }
-        if self.section_index.contains_key("") {
-            hash_str(&mut hasher, self.home_title);
-        }
-        let mut end = 0;
-        for part in page.section.split('/').filter(|p| !p.is_empty()) {
-            end += part.len() + usize::from(end > 0);
-            if let Some(&section) = self.section_index.get(&page.section[..end])
-                && section != index
-            {
-                page_link(&mut hasher, Some(section));
-            }
-        }
-        if page.rel_path != "_index.md" {
-            page_link(&mut hasher, Some(index));
-        }
-        if page.is_index
-            && let Some((_, listing)) = self.children_hashes.get(own)
-        {
-            hasher.update(listing.as_bytes());
-        }
-        hasher.finalize()
     }
 
     /// The navigation context of `pages[index]`.

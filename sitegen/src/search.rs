@@ -39,7 +39,7 @@ fn shard_key(term: &str) -> String {
 }
 
 /// A hash of what the index takes from one page.
-pub fn page_key(meta: &PageMeta, headings: &[Heading]) -> String {
+pub fn page_key(meta: &PageMeta, headings: &[Heading]) -> [u8; 32] {
     let mut hasher = blake3::Hasher::new();
     let mut put = |text: &str| {
         hasher.update(&(text.len() as u64).to_le_bytes());
@@ -57,14 +57,14 @@ pub fn page_key(meta: &PageMeta, headings: &[Heading]) -> String {
         put(&heading.id);
         put(&heading.text);
     }
-    hasher.finalize().to_hex().to_string()
+    *hasher.finalize().as_bytes()
 }
 
 /// A hash of the pages' keys, in order: equal keys give equal shards.
-pub fn key<'a>(page_keys: impl Iterator<Item = &'a str>) -> String {
+pub fn key<'a>(page_keys: impl Iterator<Item = &'a [u8; 32]>) -> String {
     let mut hasher = blake3::Hasher::new();
     for key in page_keys {
-        hasher.update(key.as_bytes());
+        hasher.update(key);
     }
     hasher.finalize().to_hex().to_string()
 }

@@ -139,7 +139,6 @@ mod tests {
         let text = format!("+++\ntitle = {title:?}\ndescription = {description:?}\n+++\n");
         let source = crate::content::SourceFile {
             rel_path: rel_path.to_owned(),
-            path: rel_path.into(),
             mtime_ns: 0,
             size: 0,
         };
