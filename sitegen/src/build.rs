@@ -178,11 +178,20 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport> {
     let global = global_hash(&config_text, &template_sources, &assets, options.drafts);
 
     timer.lap("setup");
-    let previous = if options.write {
-        Manifest::load(&options.out)
-    } else {
-        None
-    };
+    // Phase 2: the previous build's state and the list of sources, side by side (the one
+    // mostly decodes, the other mostly waits for `stat`).
+    let content_dir = options.source.join("content");
+    let (previous, sources) = rayon::join(
+        || {
+            if options.write {
+                Manifest::load(&options.out)
+            } else {
+                None
+            }
+        },
+        || content::list_sources(&content_dir),
+    );
+    let sources = sources?;
     let previous_pages: HashMap<&str, &PageRecord> = previous
         .iter()
         .flat_map(|m| m.pages.iter())
@@ -191,11 +200,8 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport> {
     report.full = previous.as_ref().is_none_or(|m| m.global_hash != global);
     let full = report.full;
 
-    timer.lap("manifest load");
-    // Phase 2: metadata of every source, reading only files that changed.
-    let content_dir = options.source.join("content");
-    let sources = content::list_sources(&content_dir)?;
-    timer.lap("list sources");
+    timer.lap("state and source list");
+    // Metadata of every source, reading only files that changed.
     // Metadata of unchanged files is borrowed from the previous manifest, not copied.
     let loaded: Vec<Result<Loaded, Diagnostic>> = sources
         .par_iter()
@@ -241,12 +247,14 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport> {
     let git_dates = lastmod::git_dates(&content_dir);
     for page in &mut pages {
         let lastmod = match (&page.front.updated, git_dates.get(&page.rel_path)) {
-            (Some(updated), _) => updated.clone(),
-            (None, Some(date)) => date.clone(),
-            (None, None) => lastmod::format_unix(page.mtime_ns),
+            (Some(updated), _) => Cow::Borrowed(updated),
+            (None, Some(date)) => Cow::Borrowed(date),
+            // Most pages of a rebuild keep their date: compared without formatting a string.
+            (None, None) if lastmod::is_unix(&page.lastmod, page.mtime_ns) => continue,
+            (None, None) => Cow::Owned(lastmod::format_unix(page.mtime_ns)),
         };
-        if page.lastmod != lastmod {
-            page.to_mut().lastmod = lastmod;
+        if page.lastmod != *lastmod {
+            page.to_mut().lastmod = lastmod.into_owned();
         }
     }
     report.pages = pages.len();

@@ -77,6 +77,33 @@ pub fn format_unix(nanos: u128) -> String {
     )
 }
 
+/// Whether `text` is [`format_unix`] of `nanos`, without formatting a string.
+pub fn is_unix(text: &str, nanos: u128) -> bool {
+    let seconds = (nanos / 1_000_000_000) as i64;
+    let rest = seconds.rem_euclid(86_400);
+    let (year, month, day) = civil_from_days(seconds.div_euclid(86_400));
+    let Ok(year) = u32::try_from(year) else {
+        return false;
+    };
+    if year > 9999 || text.len() != 20 {
+        return format_unix(nanos) == text;
+    }
+    let mut expected = *b"0000-00-00T00:00:00Z";
+    let mut put = |at: usize, width: usize, mut value: u32| {
+        for index in (at..at + width).rev() {
+            expected[index] = b'0' + (value % 10) as u8;
+            value /= 10;
+        }
+    };
+    put(0, 4, year);
+    put(5, 2, month);
+    put(8, 2, day);
+    put(11, 2, (rest / 3600) as u32);
+    put(14, 2, (rest % 3600 / 60) as u32);
+    put(17, 2, (rest % 60) as u32);
+    text.as_bytes() == expected
+}
+
 /// Howard Hinnant's days-to-civil algorithm.
 fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
@@ -102,5 +129,14 @@ mod tests {
             format_unix(1_764_165_292 * 1_000_000_000),
             "2025-11-26T13:54:52Z"
         );
+        for nanos in [0, 1_764_165_292_999_999_999, 951_782_400 * 1_000_000_000] {
+            assert!(is_unix(&format_unix(nanos), nanos), "{nanos}");
+            assert!(
+                !is_unix(&format_unix(nanos + 1_000_000_000), nanos),
+                "{nanos}"
+            );
+        }
+        assert!(!is_unix("", 0));
+        assert!(is_unix("1970-01-01T00:00:00Z", 999_999_999));
     }
 }

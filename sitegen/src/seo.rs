@@ -6,11 +6,22 @@ use crate::content::PageMeta;
 use crate::nav::NavLink;
 
 pub fn xml_escape(text: &str) -> String {
+    if !text.contains(['&', '<', '>', '"', '\'']) {
+        return text.to_owned();
+    }
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
         .replace('\'', "&apos;")
+}
+
+fn push_xml_escaped(out: &mut String, text: &str) {
+    if text.contains(['&', '<', '>', '"', '\'']) {
+        out.push_str(&xml_escape(text));
+    } else {
+        out.push_str(text);
+    }
 }
 
 fn html_escape(text: &str) -> String {
@@ -31,14 +42,19 @@ pub fn sitemap(config: &SiteConfig, pages: &[&PageMeta]) -> String {
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<urlset xmlns=\"http://www.sitemaps.org/schemas/sitemap/0.9\">\n",
     );
     let mut sorted: Vec<&&PageMeta> = pages.iter().filter(|p| indexable(p)).collect();
-    sorted.sort_by(|a, b| a.url.cmp(&b.url));
+    // URLs are unique; pages come sorted by path, which is nearly URL order.
+    sorted.sort_unstable_by(|a, b| a.url.cmp(&b.url));
+    out.reserve(sorted.len() * 100);
+    let base = xml_escape(&config.absolute(""));
     for page in sorted {
         out.push_str("  <url><loc>");
-        out.push_str(&xml_escape(&config.absolute(&page.url)));
+        // Escaping the base and the path apart is escaping their concatenation.
+        out.push_str(&base);
+        push_xml_escaped(&mut out, &page.url);
         out.push_str("</loc>");
         if !page.lastmod.is_empty() {
             out.push_str("<lastmod>");
-            out.push_str(&xml_escape(&page.lastmod));
+            push_xml_escaped(&mut out, &page.lastmod);
             out.push_str("</lastmod>");
         }
         out.push_str("</url>\n");
