@@ -122,3 +122,189 @@ fn a_failed_build_is_followed_by_a_correct_one() {
     build(source.path(), out.path()).unwrap();
     assert_equals_clean_build(source.path(), out.path());
 }
+
+/// A small site whose templates show everything navigation can: the sidebar of the
+/// top-level section, prev/next, breadcrumbs and a section's children with descriptions.
+fn navigation_site(root: &Path) {
+    let files = [
+        (
+            "site.toml",
+            "base_url = \"https://nav.example\"\ntitle = \"Nav\"\ndescription = \"d\"\n",
+        ),
+        (
+            "templates/docs.html",
+            "<title>{{ page.title }}</title>\n\
+             {% for item in nav.sidebar %}<a href=\"{{ item.url }}\">{{ item.title }}</a>\n{% endfor %}\
+             {% for link in nav.breadcrumbs %}[{{ link.title }}]{% endfor %}\n\
+             {% if nav.prev %}prev {{ nav.prev.title }}{% endif %}\n\
+             {% if nav.next %}next {{ nav.next.title }}{% endif %}\n{{ content | safe }}\n",
+        ),
+        (
+            "templates/section.html",
+            "<title>{{ page.title }}</title>\n\
+             {% for child in nav.children %}{{ child.title }}: {{ child.description }}\n{% endfor %}\
+             {{ content | safe }}\n",
+        ),
+        (
+            "content/_index.md",
+            "+++\ntitle = \"Home\"\ndescription = \"Home.\"\n+++\nHello.\n",
+        ),
+        (
+            "content/docs/_index.md",
+            "+++\ntitle = \"Docs\"\ndescription = \"Docs.\"\n+++\nDocs.\n",
+        ),
+        (
+            "content/other/_index.md",
+            "+++\ntitle = \"Other\"\ndescription = \"Other.\"\n+++\nOther.\n",
+        ),
+        (
+            "content/other/x.md",
+            "+++\ntitle = \"X\"\ndescription = \"X page.\"\n+++\n## Part\n\nText.\n",
+        ),
+    ];
+    for (path, text) in files {
+        let path = root.join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+    for (weight, name) in ["a", "b", "c", "d"].iter().enumerate() {
+        write_page(root, name, &name.to_uppercase(), weight, "");
+    }
+}
+
+fn write_page(root: &Path, name: &str, title: &str, weight: usize, extra: &str) {
+    std::fs::write(
+        root.join(format!("content/docs/{name}.md")),
+        format!(
+            "+++\ntitle = \"{title}\"\ndescription = \"Page {name}.\"\nweight = {weight}\n{extra}+++\n\
+             ## Usage\n\nBody of {name}.\n"
+        ),
+    )
+    .unwrap();
+}
+
+fn sorted(mut paths: Vec<String>) -> Vec<String> {
+    paths.sort();
+    paths
+}
+
+#[test]
+fn navigation_changes_rerender_the_pages_that_show_them_and_nothing_else() {
+    let source = tempfile::tempdir().unwrap();
+    let src = source.path();
+    navigation_site(src);
+    let out = tempfile::tempdir().unwrap();
+    assert!(build(src, out.path()).unwrap().full);
+
+    // A body edit: that page alone.
+    append(&src.join("content/docs/b.md"), "\nMore text.\n");
+    let body = build(src, out.path()).unwrap();
+    assert_eq!(body.rendered, ["docs/b.md"]);
+    assert_equals_clean_build(src, out.path());
+
+    // A title: the page, its neighbours' prev/next and the sidebar of its section, the
+    // section's list; not the other section, nor the home page.
+    retitle(&src.join("content/docs/c.md"), "C renamed");
+    let title = build(src, out.path()).unwrap();
+    assert_eq!(
+        sorted(title.rendered),
+        [
+            "docs/_index.md",
+            "docs/a.md",
+            "docs/b.md",
+            "docs/c.md",
+            "docs/d.md"
+        ]
+    );
+    assert_equals_clean_build(src, out.path());
+
+    // A description shows only in the section's list.
+    write_page(src, "a", "A", 0, "");
+    let page_a = std::fs::read_to_string(src.join("content/docs/a.md")).unwrap();
+    std::fs::write(
+        src.join("content/docs/a.md"),
+        page_a.replace("Page a.", "Page a, described anew."),
+    )
+    .unwrap();
+    let description = build(src, out.path()).unwrap();
+    assert_eq!(
+        sorted(description.rendered),
+        ["docs/_index.md", "docs/a.md"]
+    );
+    assert_equals_clean_build(src, out.path());
+
+    // A weight moves the page in prev/next and the sidebar.
+    write_page(src, "d", "D", 0, "");
+    build(src, out.path()).unwrap();
+    assert_equals_clean_build(src, out.path());
+
+    // noindex takes the page out of the sitemap.
+    let sitemap = || std::fs::read_to_string(out.path().join("sitemap.xml")).unwrap();
+    assert!(sitemap().contains("/docs/b/"));
+    write_page(src, "b", "B", 1, "noindex = true\n");
+    build(src, out.path()).unwrap();
+    assert!(!sitemap().contains("/docs/b/"));
+    assert_equals_clean_build(src, out.path());
+
+    // A date alone (same bytes, another mtime) changes the sitemap, and re-renders the page.
+    let page_x = src.join("content/other/x.md");
+    let file = std::fs::File::options().write(true).open(&page_x).unwrap();
+    file.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_000))
+        .unwrap();
+    drop(file);
+    let date = build(src, out.path()).unwrap();
+    assert_eq!(date.rendered, ["other/x.md"]);
+    assert!(sitemap().contains("2001-09-09T01:46:40Z"), "{}", sitemap());
+    assert_equals_clean_build(src, out.path());
+
+    // A template change rebuilds everything.
+    append(&src.join("templates/docs.html"), "<!-- changed -->\n");
+    let template = build(src, out.path()).unwrap();
+    assert!(template.full);
+    assert_eq!(template.rendered.len(), template.pages);
+    assert_equals_clean_build(src, out.path());
+}
+
+#[test]
+fn warnings_redirects_and_removed_pages_survive_rebuilds_that_skip_them() {
+    let source = tempfile::tempdir().unwrap();
+    let src = source.path();
+    navigation_site(src);
+    let out = tempfile::tempdir().unwrap();
+    build(src, out.path()).unwrap();
+
+    // A duplicate title and an alias, then a body edit elsewhere: the rebuild that takes
+    // the previous build's warnings and redirects over reports and keeps them.
+    write_page(src, "d", "A", 3, "aliases = [\"/old/d/\"]\n");
+    let changed = build(src, out.path()).unwrap();
+    assert_eq!(changed.warnings.len(), 1, "{:?}", changed.warnings);
+    assert!(out.path().join("old/d/index.html").is_file());
+    append(&src.join("content/other/x.md"), "\nMore.\n");
+    let body = build(src, out.path()).unwrap();
+    assert_eq!(body.rendered, ["other/x.md"]);
+    assert_eq!(body.warnings, changed.warnings);
+    assert_eq!(body.removed, 0);
+    assert!(out.path().join("old/d/index.html").is_file());
+    assert_equals_clean_build(src, out.path());
+
+    // Dropping the alias removes its redirect.
+    write_page(src, "d", "D", 3, "");
+    let dropped = build(src, out.path()).unwrap();
+    assert!(dropped.warnings.is_empty(), "{:?}", dropped.warnings);
+    assert!(!out.path().join("old/d").exists());
+    assert_equals_clean_build(src, out.path());
+
+    // Deleting a page that another page links to fails the build, and writes nothing.
+    append(&src.join("content/docs/a.md"), "\nSee [C](c.md#usage).\n");
+    build(src, out.path()).unwrap();
+    std::fs::remove_file(src.join("content/docs/c.md")).unwrap();
+    let message = build(src, out.path()).unwrap_err().to_string();
+    assert!(message.contains("broken link: /docs/c/#usage"), "{message}");
+    assert!(out.path().join("docs/c/index.html").is_file());
+    // Without the link, the page's files go.
+    write_page(src, "a", "A", 0, "");
+    let removed = build(src, out.path()).unwrap();
+    assert_eq!(removed.removed, 2, "{removed:?}");
+    assert!(!out.path().join("docs/c").exists());
+    assert_equals_clean_build(src, out.path());
+}
