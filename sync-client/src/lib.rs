@@ -81,6 +81,7 @@ pub mod encode;
 pub mod error;
 pub mod object_cache;
 pub mod progress;
+pub mod records;
 pub mod remote;
 pub mod scan;
 pub mod state;

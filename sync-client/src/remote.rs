@@ -13,7 +13,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sync_protocol::ObjectId;
-use sync_protocol::stream::StreamDecoder;
+use sync_protocol::patch::Record;
+use sync_protocol::stream::{Item, StreamDecoder};
+use sync_protocol::tree::Listing;
 
 use crate::object_cache::ObjectCache;
 use crate::progress::{CountingReader, Progress, Silent, Totals, Transfer};
@@ -404,18 +406,24 @@ impl Remote {
     }
 
     /// `POST /v1/projects/{id}/pull`: the head (or `want`), minus what `have` holds; every frame
-    /// is verified by the stream decoder and stored in `objects` as it arrives.
+    /// is verified by the stream decoder and stored in `objects` as it arrives. With
+    /// `have_listing` (the listing of `have`), the server may answer a small change as change
+    /// records, which are applied to it here ([`crate::records::apply_pulled`]).
     pub fn pull(
         &self,
         project: &str,
         want: Option<u64>,
         have: &ObjectId,
+        have_listing: Option<&Listing>,
         objects: &ObjectCache,
     ) -> Result<Pulled, crate::ClientError> {
         let what = "the pull";
         let mut body = json!({"have": have.to_hex()});
         if let Some(want) = want {
             body["want"] = json!(want);
+        }
+        if have_listing.is_some() {
+            body["records"] = json!(true);
         }
         let builder = self
             .request(reqwest::Method::POST, &format!("/projects/{project}/pull"))?
@@ -447,7 +455,12 @@ impl Remote {
         );
         let received = self.receive_stream(project, &mut response, objects, &bad);
         self.progress.finish();
-        let summary = received?;
+        let (summary, records) = received?;
+        if !records.is_empty() {
+            let listing = have_listing
+                .ok_or_else(|| bad("change records the request did not ask for".to_owned()))?;
+            crate::records::apply_pulled(objects, listing, &records, &root)?;
+        }
         Ok(Pulled {
             version,
             root,
@@ -464,8 +477,9 @@ impl Remote {
         response: &mut reqwest::blocking::Response,
         objects: &ObjectCache,
         bad: &dyn Fn(String) -> RemoteError,
-    ) -> Result<sync_protocol::stream::StreamSummary, crate::ClientError> {
+    ) -> Result<(sync_protocol::stream::StreamSummary, Vec<Record>), crate::ClientError> {
         let mut decoder = StreamDecoder::new();
+        let mut records = Vec::new();
         let mut buffer = vec![0u8; 256 * 1024];
         loop {
             let read = match response.read(&mut buffer) {
@@ -482,18 +496,24 @@ impl Remote {
             };
             self.progress.advance(0, read as u64);
             decoder.feed(&buffer[..read]);
-            while let Some(frame) = decoder
-                .next_frame()
+            while let Some(item) = decoder
+                .next_item()
                 .map_err(|error| bad(format!("the object stream is invalid: {error}")))?
             {
-                // The decoder verified the frame against its id and kind.
-                objects.put_encoded(&frame.id, &frame.compressed)?;
+                match item {
+                    // The decoder verified the frame against its id and kind.
+                    Item::Object(frame) => {
+                        objects.put_encoded(&frame.id, &frame.compressed)?;
+                    }
+                    Item::Record(item) => records.push(item.record),
+                }
                 self.progress.advance(1, 0);
             }
         }
-        Ok(decoder
+        let summary = decoder
             .finish()
-            .map_err(|error| bad(format!("the object stream is invalid: {error}")))?)
+            .map_err(|error| bad(format!("the object stream is invalid: {error}")))?;
+        Ok((summary, records))
     }
 
     /// `POST /v1/projects/{id}/push`: one object stream, committed as a new version on top of

@@ -16,12 +16,14 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use sync_protocol::ObjectId;
+use sync_protocol::diff::diff_listings;
 use sync_protocol::plan::{PushPlanError, plan_push};
 use sync_protocol::tree::empty_dir_id;
 
 use crate::apply::ApplyReport;
 use crate::error::ClientError;
 use crate::progress::{Totals, Transfer};
+use crate::records;
 use crate::remote::{Committed, Remote, RemoteError, new_push_id};
 use crate::state::Base;
 use crate::upload::{
@@ -49,14 +51,33 @@ pub struct PullOutcome {
 /// Pulls the head into `copy`, merging local edits.
 pub fn pull(copy: &WorkingCopy, remote: &Remote) -> Result<PullOutcome, ClientError> {
     let base = copy.base()?;
-    let pulled = retry_transient(|| {
-        remote
-            .pull(&copy.config().project, None, &base.root, &copy.objects())
-            .map_err(|error| match error {
-                ClientError::Remote(remote) => Retry::Remote(remote),
-                other => Retry::Other(other),
-            })
-    })?;
+    // Change records need the listing of the base root, which pending paths make differ.
+    let listing = base.pending.is_empty().then_some(&base.listing);
+    let attempt = |listing: Option<&sync_protocol::tree::Listing>| {
+        retry_transient(|| {
+            remote
+                .pull(
+                    &copy.config().project,
+                    None,
+                    &base.root,
+                    listing,
+                    &copy.objects(),
+                )
+                .map_err(|error| match error {
+                    ClientError::Remote(remote) => Retry::Remote(remote),
+                    other => Retry::Other(other),
+                })
+        })
+    };
+    let pulled = match attempt(listing) {
+        // Records that do not fit the base (a cache that lost a base chunk): ask for dirs.
+        Err(ClientError::InvalidObject { what, .. })
+            if listing.is_some() && what.contains("change records") =>
+        {
+            attempt(None)?
+        }
+        other => other?,
+    };
     let up_to_date =
         pulled.root == base.root && base.version == Some(pulled.version) && base.pending.is_empty();
     let report = if up_to_date {
@@ -122,12 +143,44 @@ pub fn push_once(
     let base_version = base.version.unwrap_or(0);
     let project = &copy.config().project;
     let journal = PushJournal::load(copy)?;
-    let small = match journal {
-        None => single_stream(&objects, &plan.objects, SINGLE_REQUEST_BYTES)?,
-        Some(_) => None,
+    // Records say what changed from the base; with the base's tree gone from the cache, the
+    // plan is the whole tree and the dirs are the smaller form.
+    let compact = match journal {
+        None if plan.base_root == base.root => {
+            let changes = diff_listings(&base.listing, &snapshot.scan.listing);
+            records::push_stream(&objects, &changes, &plan.objects, SINGLE_REQUEST_BYTES)?
+        }
+        _ => None,
     };
-    let sent = match small {
-        Some(batch) => push_whole(
+    let compact_sent = match compact {
+        Some(batch) => {
+            match push_whole(
+                remote,
+                project,
+                base_version,
+                &snapshot.root,
+                message,
+                batch,
+            ) {
+                // A server that cannot use the records (or finds they do not fit its copy of
+                // the base) is sent the dirs instead.
+                Err(ClientError::Remote(RemoteError::Problem { code, .. }))
+                    if code == "bad-records" || code == "bad-stream" =>
+                {
+                    None
+                }
+                other => Some(other?),
+            }
+        }
+        None => None,
+    };
+    let small = match (&compact_sent, &journal) {
+        (None, None) => single_stream(&objects, &plan.objects, SINGLE_REQUEST_BYTES)?,
+        _ => None,
+    };
+    let sent = match (compact_sent, small) {
+        (Some(sent), _) => sent,
+        (None, Some(batch)) => push_whole(
             remote,
             project,
             base_version,
@@ -135,7 +188,7 @@ pub fn push_once(
             message,
             batch,
         )?,
-        None => push_in_batches(
+        (None, None) => push_in_batches(
             copy,
             remote,
             journal,

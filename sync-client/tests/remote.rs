@@ -801,3 +801,46 @@ fn a_large_push_cut_off_midway_resumes_without_resending_stored_objects() {
         assert_eq!(&std::fs::read(check.join(path)).unwrap(), bytes, "{path}");
     }
 }
+
+#[test]
+fn a_small_edit_travels_as_one_change_record_both_ways() {
+    let (server, alice, project) = setup();
+    let first = alice.clone(&project, "first");
+    // Folders of several files each, so the dirs on the way are the bulk of a naive push.
+    for folder in 0..4 {
+        for file in 0..12 {
+            let text = format!(
+                "{{\"folder\": {folder}, \"file\": {file}, \"pad\": \"{}\"}}\n",
+                "x".repeat(300)
+            );
+            write(
+                &first,
+                &format!("collections/c{folder}/f{file}.json"),
+                text.as_bytes(),
+            );
+        }
+    }
+    alice.json(&first, &["push"]);
+    let bob = User::new();
+    bob.login(&server, "bob");
+    let second = bob.clone("api", "second");
+
+    let edited = read(&first, "collections/c2/f7.json").replace("\"file\": 7", "\"file\": 77");
+    write(&first, "collections/c2/f7.json", edited.as_bytes());
+    let pushed = alice.json(&first, &["push"]);
+    assert_eq!(pushed["push"]["version"], 2, "{pushed}");
+    // One record (the edit, as a delta against the old file): no dirs, no whole file.
+    assert_eq!(pushed["push"]["objects"], 1, "{pushed}");
+    let bytes = pushed["push"]["bytes"].as_u64().unwrap();
+    assert!(
+        bytes < 200,
+        "a one-line edit took {bytes} bytes of stream: {pushed}"
+    );
+
+    let pulled = bob.json(&second, &["pull"]);
+    assert_eq!(pulled["version"], 2, "{pulled}");
+    assert_eq!(pulled["objects"], 1, "{pulled}");
+    assert!(pulled["bytes"].as_u64().unwrap() < 200, "{pulled}");
+    assert_eq!(read(&second, "collections/c2/f7.json"), edited);
+    assert_eq!(files_on_disk(&second).len(), 48);
+}

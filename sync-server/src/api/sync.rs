@@ -18,13 +18,17 @@
 //! Nothing is stored when any check fails. A stale base answers `409 conflict` with the
 //! current head and stores nothing; a retry with the same push id answers the original result.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use sync_protocol::diff::{DiffError, DiffWalk, Side};
-use sync_protocol::stream::{Frame, StreamDecoder, StreamEncoder};
-use sync_protocol::{Dir, Object, ObjectId, ObjectKind, compress_object, verify_frame_of_kind};
+use sync_protocol::diff::{Change, DiffError, DiffWalk, Side};
+use sync_protocol::patch::{PatchError, Record, TreePatch, decode_content, records_of_changes};
+use sync_protocol::stream::{Frame, Item, StreamDecoder, StreamEncoder, StreamError};
+use sync_protocol::tree::{FileRef, Path};
+use sync_protocol::{
+    Dir, Object, ObjectId, ObjectKind, compress_object, decompress_object, verify_frame_of_kind,
+};
 use warp::http::{HeaderValue, StatusCode, header};
 use warp::reply::Response;
 
@@ -123,6 +127,9 @@ enum Want {
 struct PullBody {
     want: Option<Want>,
     have: Option<String>,
+    /// The client rebuilds dirs from change records (see `sync_protocol::patch`).
+    #[serde(default)]
+    records: bool,
 }
 
 pub async fn pull(app: &App, mut request: ApiRequest, project: &str) -> Result<Response, Problem> {
@@ -148,23 +155,36 @@ pub async fn pull(app: &App, mut request: ApiRequest, project: &str) -> Result<R
         Some(text) => parse_id("have", text)?,
         None => empty_root(),
     };
-    let objects = match plan_pull(app, project.id, have, want_root).await {
+    let (plan, against_have) = match plan_pull(app, project.id, have, want_root).await {
         // The client's base is not in this project (another server, a wiped store): send all.
         Err(PullError::Diff(DiffError::Missing {
             side: Side::Old, ..
-        })) => plan_pull(app, project.id, empty_root(), want_root).await,
-        other => other,
-    }
-    .map_err(|error| error.into_problem(&want_root))?;
-
-    let mut encoder = StreamEncoder::new();
-    for (id, kind, frame) in &objects {
+        })) => (
+            plan_pull(app, project.id, empty_root(), want_root).await,
+            false,
+        ),
+        other => (other, true),
+    };
+    let PulledPlan { objects, changes } = plan.map_err(|error| error.into_problem(&want_root))?;
+    let compact = body.records
+        && against_have
+        && have != empty_root()
+        && !changes.is_empty()
+        && changes.len() <= MAX_PULL_RECORDS;
+    let encoder = if compact {
+        encode_records(app, project.id, &objects, &changes).await?
+    } else {
+        let mut encoder = StreamEncoder::new();
+        for (id, kind, frame) in &objects {
+            encoder
+                .push(*kind, id, frame)
+                .map_err(|error| Problem::internal(format!("encoding a pull: {error}")))?;
+        }
         encoder
-            .push(*kind, id, frame)
-            .map_err(|error| Problem::internal(format!("encoding a pull: {error}")))?;
-    }
+    };
+    let items = encoder.frame_count();
     Metrics::add(&app.metrics.pulls, 1);
-    Metrics::add(&app.metrics.objects_served, objects.len() as u64);
+    Metrics::add(&app.metrics.objects_served, u64::from(items));
     let mut response = Response::new(encoder.finish().into());
     let headers = response.headers_mut();
     headers.insert(
@@ -178,8 +198,82 @@ pub async fn pull(app: &App, mut request: ApiRequest, project: &str) -> Result<R
     if let Ok(value) = HeaderValue::from_str(&want_root.to_string()) {
         headers.insert(ROOT_HEADER, value);
     }
-    headers.insert(OBJECT_COUNT_HEADER, HeaderValue::from(objects.len()));
+    headers.insert(OBJECT_COUNT_HEADER, HeaderValue::from(items));
     Ok(response)
+}
+
+/// A pull as change records: one per changed path, one-chunk files inline (as a delta against
+/// the chunk the client had at that path when there was one), and the other new objects that
+/// are not dirs (multi-chunk files and their chunks); the client rebuilds the dirs.
+async fn encode_records(
+    app: &App,
+    project: ProjectId,
+    objects: &[(ObjectId, ObjectKind, Bytes)],
+    changes: &[Change],
+) -> Result<StreamEncoder, Problem> {
+    let sent: HashMap<ObjectId, &Bytes> =
+        objects.iter().map(|(id, _, frame)| (*id, frame)).collect();
+    // The client's old chunk at each path that stays a one-chunk file: the delta dictionaries.
+    let old_chunks: Vec<ObjectId> = changes
+        .iter()
+        .filter_map(|change| match change {
+            Change::Modified { old, new, .. }
+                if old.target == ObjectKind::Chunk
+                    && new.target == ObjectKind::Chunk
+                    && sent.contains_key(&new.id) =>
+            {
+                Some(old.id)
+            }
+            _ => None,
+        })
+        .collect();
+    let dictionaries: HashMap<ObjectId, Vec<u8>> = app
+        .store
+        .get_objects(&project, &old_chunks)
+        .await?
+        .into_iter()
+        .zip(&old_chunks)
+        .filter_map(|(object, id)| Some((*id, object?.object.encode())))
+        .collect();
+    let objects = objects.to_vec();
+    let changes = changes.to_vec();
+    // Compression is CPU work: keep it off the async workers.
+    tokio::task::spawn_blocking(move || {
+        let sent: HashMap<ObjectId, &Bytes> =
+            objects.iter().map(|(id, _, frame)| (*id, frame)).collect();
+        let mut inlined = HashSet::new();
+        let records = records_of_changes(&changes, |_, new, old| {
+            let frame = sent.get(&new.id)?;
+            let encoded = decompress_object(
+                frame,
+                sync_protocol::compress::max_encoded_len(ObjectKind::Chunk),
+            )
+            .ok()?;
+            let dictionary = old
+                .filter(|old| old.target == ObjectKind::Chunk)
+                .and_then(|old| dictionaries.get(&old.id));
+            inlined.insert(new.id);
+            Some((
+                dictionary.is_some(),
+                sync_protocol::patch::encode_content(&encoded, dictionary.map(Vec::as_slice)),
+            ))
+        });
+        let mut encoder = StreamEncoder::new();
+        let encode_error =
+            |error: StreamError| Problem::internal(format!("encoding a pull: {error}"));
+        for record in &records {
+            encoder.push_record(record).map_err(encode_error)?;
+        }
+        for (id, kind, frame) in &objects {
+            if *kind == ObjectKind::Dir || inlined.contains(id) {
+                continue;
+            }
+            encoder.push(*kind, id, frame).map_err(encode_error)?;
+        }
+        Ok(encoder)
+    })
+    .await
+    .map_err(Problem::internal)?
 }
 
 #[derive(Debug)]
@@ -218,12 +312,18 @@ impl From<crate::store::StoreError> for PullError {
 /// The objects a client with `have` needs for `want`, children first, with their stored frames.
 /// Reads nothing when `have == want`; otherwise one batched read per level of changed dirs, one
 /// for changed file objects, and one for the rest.
+/// What a pull sends: the new objects with their frames, children first, and the changed paths.
+struct PulledPlan {
+    objects: Vec<(ObjectId, ObjectKind, Bytes)>,
+    changes: Vec<Change>,
+}
+
 async fn plan_pull(
     app: &App,
     project: ProjectId,
     have: ObjectId,
     want: ObjectId,
-) -> Result<Vec<(ObjectId, ObjectKind, Bytes)>, PullError> {
+) -> Result<PulledPlan, PullError> {
     let mut walk = DiffWalk::new(have, want);
     let mut read: HashMap<ObjectId, (ObjectKind, Bytes)> = HashMap::new();
     while !walk.is_done() {
@@ -260,13 +360,16 @@ async fn plan_pull(
         };
         read.insert(id, (object.object.kind(), object.frame));
     }
-    let mut out = Vec::with_capacity(diff.new_objects.len());
+    let mut objects = Vec::with_capacity(diff.new_objects.len());
     for id in diff.new_objects {
         if let Some((kind, frame)) = read.remove(&id) {
-            out.push((id, kind, frame));
+            objects.push((id, kind, frame));
         }
     }
-    Ok(out)
+    Ok(PulledPlan {
+        objects,
+        changes: diff.changes,
+    })
 }
 
 // Push and upload.
@@ -377,13 +480,19 @@ impl Upload {
     }
 }
 
-/// Reads and verifies an object-stream body, within the upload limit.
-async fn receive(app: &App, request: &mut ApiRequest) -> Result<Upload, Problem> {
+/// Reads and verifies an object-stream body, within the upload limit. Change records are
+/// returned when `records` is set (a push) and refused otherwise (an upload of objects).
+async fn receive(
+    app: &App,
+    request: &mut ApiRequest,
+    records: bool,
+) -> Result<(Upload, Vec<Record>), Problem> {
     let limit = app.limits.max_upload_bytes;
     check_declared_length(&request.headers, limit)?;
     check_media_type(&request.headers, OBJECTS_MEDIA_TYPE)?;
     let mut decoder = StreamDecoder::new();
     let mut upload = Upload::default();
+    let mut changes = Vec::new();
     let mut received: u64 = 0;
     while let Some(chunk) = next_chunk(&mut request.body).await? {
         let chunk = chunk.map_err(|error| {
@@ -399,27 +508,201 @@ async fn receive(app: &App, request: &mut ApiRequest) -> Result<Upload, Problem>
             return Err(Problem::body_too_large(limit));
         }
         // Decompressing and hashing is CPU work: keep it off the async workers.
-        let (returned, frames) = tokio::task::spawn_blocking(move || {
+        let (returned, items) = tokio::task::spawn_blocking(move || {
             decoder.feed(&chunk);
-            let mut frames = Vec::new();
+            let mut items = Vec::new();
             let result = loop {
-                match decoder.next_frame() {
-                    Ok(Some(frame)) => frames.push(frame),
+                match decoder.next_item() {
+                    Ok(Some(item)) => items.push(item),
                     Ok(None) => break Ok(()),
                     Err(error) => break Err(error),
                 }
             };
-            (decoder, result.map(|()| frames))
+            (decoder, result.map(|()| items))
         })
         .await
         .map_err(Problem::internal)?;
         decoder = returned;
-        for frame in frames? {
-            upload.add(frame)?;
+        for item in items? {
+            match item {
+                Item::Object(frame) => upload.add(frame)?,
+                Item::Record(item) if records => changes.push(item.record),
+                Item::Record(item) => {
+                    return Err(StreamError::UnexpectedRecord {
+                        index: item.index,
+                        offset: item.offset,
+                    }
+                    .into());
+                }
+            }
         }
     }
     decoder.finish()?;
-    Ok(upload)
+    Ok((upload, changes))
+}
+
+/// The most changed paths a pull answers with change records; a larger change goes as dirs,
+/// which are then the smaller form.
+pub const MAX_PULL_RECORDS: usize = 256;
+
+/// A `422` about change records that do not fit the base they were sent against.
+fn record_problem(detail: impl std::fmt::Display) -> Problem {
+    Problem::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "bad-records",
+        "Change records do not fit the base",
+    )
+    .with_detail(detail)
+}
+
+fn patch_problem(error: PatchError) -> Problem {
+    record_problem(error)
+}
+
+/// Turns a push's change records into objects of the upload: rebuilds the new dirs from the
+/// base's dirs on the changed paths ([`TreePatch`]), decodes inline content (a delta against
+/// the base's chunk at the same path when so marked), and checks that the result is the root
+/// the push names. Reads one batch of base dirs per level and one batch of base chunks.
+async fn apply_records(
+    app: &App,
+    project: ProjectId,
+    base_root: ObjectId,
+    root: ObjectId,
+    records: Vec<Record>,
+    upload: &mut Upload,
+) -> Result<(), Problem> {
+    let paths: Vec<Path> = records.iter().map(|record| record.path().clone()).collect();
+    let mut patch = TreePatch::new(base_root, paths).map_err(patch_problem)?;
+    while !patch.is_done() {
+        let ids = patch.wants().to_vec();
+        let objects = app.store.get_objects(&project, &ids).await?;
+        for (id, object) in ids.into_iter().zip(objects) {
+            match object.map(|object| object.object) {
+                Some(Object::Dir(dir)) => patch.provide(id, dir).map_err(patch_problem)?,
+                // The base is a stored version: its dirs are whole (the closure invariant).
+                _ => {
+                    return Err(Problem::internal(format!(
+                        "dir {id} of the base version is not stored"
+                    )));
+                }
+            }
+        }
+    }
+    let mut dictionary_ids = Vec::new();
+    for record in &records {
+        if let Record::Content {
+            path, delta: true, ..
+        } = record
+        {
+            match patch.base_entry(path) {
+                Some(entry) if entry.target == ObjectKind::Chunk => dictionary_ids.push(entry.id),
+                _ => {
+                    return Err(record_problem(format!(
+                        "{path}: a delta against the base, but the base has no one-chunk file there"
+                    )));
+                }
+            }
+        }
+    }
+    let dictionaries: Vec<Vec<u8>> = app
+        .store
+        .get_objects(&project, &dictionary_ids)
+        .await?
+        .into_iter()
+        .zip(&dictionary_ids)
+        .map(|(object, id)| {
+            object
+                .map(|object| object.object.encode())
+                .ok_or_else(|| Problem::internal(format!("chunk {id} of the base is not stored")))
+        })
+        .collect::<Result<_, _>>()?;
+    // Decompressing, hashing and building dirs is CPU work: keep it off the async workers.
+    let built = tokio::task::spawn_blocking(move || build_records(patch, records, dictionaries))
+        .await
+        .map_err(Problem::internal)??;
+    if built.root != root {
+        return Err(record_problem(format!(
+            "applied to the base, the records give root {}, not the root {root} the push names",
+            built.root
+        )));
+    }
+    for frame in built.frames {
+        upload.add(frame)?;
+    }
+    Ok(())
+}
+
+/// What the records of a push stand for: the inline chunks and the new dirs, children first.
+struct BuiltRecords {
+    root: ObjectId,
+    frames: Vec<Frame>,
+}
+
+fn object_frame(id: ObjectId, object: Object, encoded: &[u8]) -> Frame {
+    Frame {
+        index: 0,
+        offset: 0,
+        kind: object.kind(),
+        id,
+        object,
+        compressed: compress_object(encoded),
+    }
+}
+
+fn build_records(
+    patch: TreePatch,
+    records: Vec<Record>,
+    dictionaries: Vec<Vec<u8>>,
+) -> Result<BuiltRecords, Problem> {
+    let mut dictionaries = dictionaries.into_iter();
+    let mut changes: BTreeMap<Path, Option<FileRef>> = BTreeMap::new();
+    let mut frames = Vec::new();
+    for record in records {
+        match record {
+            Record::Remove { path } => {
+                changes.insert(path, None);
+            }
+            Record::Entry { path, entry } => {
+                changes.insert(path, Some(entry));
+            }
+            Record::Content {
+                path,
+                kind,
+                delta,
+                zstd,
+            } => {
+                let dictionary = if delta { dictionaries.next() } else { None };
+                let (id, object, encoded) =
+                    decode_content(&zstd, dictionary.as_deref()).map_err(|error| {
+                        let detail = format!("{path}: inline content: {error}");
+                        Problem::from(error).with_detail(detail)
+                    })?;
+                let size = match &object {
+                    Object::Chunk(bytes) => bytes.len() as u64,
+                    _ => 0,
+                };
+                changes.insert(
+                    path,
+                    Some(FileRef {
+                        kind,
+                        target: ObjectKind::Chunk,
+                        size,
+                        id,
+                    }),
+                );
+                frames.push(object_frame(id, object, &encoded));
+            }
+        }
+    }
+    let patched = patch.finish(&changes).map_err(patch_problem)?;
+    for (id, object) in patched.dirs {
+        let encoded = object.encode();
+        frames.push(object_frame(id, object, &encoded));
+    }
+    Ok(BuiltRecords {
+        root: patched.root,
+        frames,
+    })
 }
 
 /// Checks the upload's closure against the store and stores it, leaves first.
@@ -627,7 +910,27 @@ pub async fn push(app: &App, mut request: ApiRequest, project: &str) -> Result<R
         author: caller.account.id,
         message: query.message,
     };
-    let upload = receive(app, &mut request).await?;
+    let (mut upload, records) = receive(app, &mut request, true).await?;
+    if !records.is_empty() {
+        let current = app
+            .catalog
+            .project(project.id)
+            .await?
+            .ok_or_else(Problem::not_found)?;
+        // Against a stale base the records mean nothing: the commit below answers conflict
+        // (or the original outcome of a retried push) without looking at the upload.
+        if current.head_version == commit.base_version {
+            apply_records(
+                app,
+                project.id,
+                current.head_root,
+                commit.root,
+                records,
+                &mut upload,
+            )
+            .await?;
+        }
+    }
     commit_after_store(app, &project, commit, Some(upload)).await
 }
 
@@ -644,7 +947,7 @@ pub async fn upload(
 ) -> Result<Response, Problem> {
     let caller = authenticate(app, &request).await?;
     let (project, _) = project_access(app, &caller, project, Role::Editor).await?;
-    let upload = receive(app, &mut request).await?;
+    let (upload, _) = receive(app, &mut request, false).await?;
     let received = upload.objects.len();
     store_upload(app, project.id, upload).await?;
     Ok(json(StatusCode::OK, &UploadAnswer { received }))

@@ -8,4 +8,5 @@ mod auth;
 mod bad_input;
 mod ops;
 mod process;
+mod records;
 mod sync;
