@@ -95,10 +95,10 @@ fn a_one_byte_edit_in_a_50_mb_file_uploads_only_the_chunks_around_it() {
         fresh.len() as u64 + 2,
         "objects stored: the new chunks, the file object and two dirs"
     );
-    assert_eq!(
-        pushed["push"]["objects"], uploaded.objects_stored,
-        "{pushed}"
-    );
+    // The client counts what it sent; with change records the server builds the dirs itself,
+    // so only the bytes compare: what the client says it sent, the server received.
+    let reported = pushed["push"]["bytes"].as_u64().unwrap_or(u64::MAX);
+    assert!(reported <= uploaded.bytes_in, "{pushed} but {uploaded:?}");
     assert!(
         uploaded.object_bytes_stored >= fresh_bytes,
         "{uploaded:?}: less than the new chunks and file object ({fresh_bytes} bytes)"
