@@ -230,6 +230,7 @@ const OPERATIONS: &[Operation] = &[
             "missing-object",
             "entry-mismatch",
             "bad-path",
+            "bad-records",
             "truncated-stream",
             "bad-stream",
             "too-many-objects",
@@ -396,7 +397,11 @@ fn schemas() -> Value {
         "MemberList": list("members", "Member"),
         "Project": object(&[("id", id.clone()), ("team", id.clone()), ("name", string()), ("role", role), ("version", version.clone()), ("root", object_id.clone()), ("created", time.clone())], &["id", "team", "name", "role", "version", "root", "created"]),
         "ProjectList": list("projects", "Project"),
-        "Pull": object(&[("want", json!({"oneOf": [version.clone(), object_id.clone()], "description": "a version number or a root id; the head when absent"})), ("have", object_id.clone())], &[]),
+        "Pull": object(&[
+            ("want", json!({"oneOf": [version.clone(), object_id.clone()], "description": "a version number or a root id; the head when absent"})),
+            ("have", object_id.clone()),
+            ("records", json!({"type": "boolean", "default": false, "description": "the client can rebuild dirs from change records applied to its listing of `have`: the server may then answer a diff of 1 to 256 changes with change records and the new non-dir objects instead of the dirs"})),
+        ], &[]),
         "MissingQuery": object(&[("ids", json!({"type": "array", "items": object_id.clone(), "maxItems": crate::api::sync::MAX_MISSING_IDS}))], &["ids"]),
         "MissingAnswer": object(&[("missing", json!({"type": "array", "items": object_id.clone()}))], &["missing"]),
         "UploadAnswer": object(&[("received", json!({"type": "integer"}))], &["received"]),
@@ -415,6 +420,22 @@ fn content(kind: &str) -> Value {
         }
         "sse" => json!({"text/event-stream": {"schema": {"type": "string"}}}),
         name => json!({"application/json": {"schema": schema_ref(name)}}),
+    }
+}
+
+/// A longer description for the operations whose summary does not say enough.
+fn description(id: &str) -> Option<&'static str> {
+    match id {
+        "pull" => Some(
+            "The answer is an object stream. With `records: true` it may hold change records (one per changed path, one-chunk files inline, maybe as a zstd delta against the client's old chunk) and the new non-dir objects instead of the dirs; the client rebuilds the dirs and checks them against Cairn-Root. Cairn-Objects counts frames and records.",
+        ),
+        "push" => Some(
+            "The body is an object stream. It may hold change records in place of the new dirs: they are applied to the head, only when `base_version` is the head (otherwise the answer is `conflict` or the replayed outcome), and must give `root`, else `bad-records`.",
+        ),
+        "upload" => Some(
+            "The body is an object stream of objects only; a change record answers `bad-stream`.",
+        ),
+        _ => None,
     }
 }
 
@@ -460,6 +481,9 @@ fn operation(op: &Operation) -> Value {
         "responses": responses,
         "x-problem-codes": op.problems,
     });
+    if let Some(text) = description(op.id) {
+        value["description"] = json!(text);
+    }
     if let Some(kind) = op.request {
         value["requestBody"] = json!({"required": kind != "Pull", "content": content(kind)});
     }
@@ -523,5 +547,29 @@ mod tests {
             document["paths"]["/v1/projects/{project}/push"]["post"]["operationId"],
             "push"
         );
+    }
+
+    #[test]
+    fn change_records_are_described() {
+        let document = document();
+        let records = &document["components"]["schemas"]["Pull"]["properties"]["records"];
+        assert_eq!(records["type"], "boolean");
+        assert_eq!(records["default"], false);
+        let push = &document["paths"]["/v1/projects/{project}/push"]["post"];
+        assert!(
+            push["x-problem-codes"]
+                .as_array()
+                .unwrap()
+                .contains(&json!("bad-records"))
+        );
+        assert!(
+            push["description"]
+                .as_str()
+                .unwrap()
+                .contains("change records")
+        );
+        // The document is served as JSON and must survive a round trip.
+        let text = serde_json::to_string(&document).unwrap();
+        assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), document);
     }
 }
