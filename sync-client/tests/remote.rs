@@ -844,3 +844,29 @@ fn a_small_edit_travels_as_one_change_record_both_ways() {
     assert_eq!(read(&second, "collections/c2/f7.json"), edited);
     assert_eq!(files_on_disk(&second).len(), 48);
 }
+
+#[test]
+fn an_edit_inside_a_large_file_pushes_and_pulls_its_file_object_and_new_chunks() {
+    let (server, alice, project) = setup();
+    let first = alice.clone(&project, "first");
+    let mut big = crate::util::noise(1_500_000, 11);
+    write(&first, "data/big.bin", &big);
+    write(&first, "data/small.json", b"{}");
+    alice.json(&first, &["push"]);
+    let bob = User::new();
+    bob.login(&server, "bob");
+    let second = bob.clone("api", "second");
+
+    // One byte in the middle: a record for the path, the new file object and the chunks
+    // around the edit; no dirs.
+    big[750_000] ^= 0xff;
+    write(&first, "data/big.bin", &big);
+    let pushed = alice.json(&first, &["push"]);
+    assert_eq!(pushed["push"]["version"], 2, "{pushed}");
+    let objects = pushed["push"]["objects"].as_u64().unwrap();
+    assert!((3..=4).contains(&objects), "{pushed}");
+    let pulled = bob.json(&second, &["pull"]);
+    assert_eq!(pulled["version"], 2, "{pulled}");
+    assert_eq!(pulled["objects"], objects, "{pulled}");
+    assert_eq!(std::fs::read(second.join("data/big.bin")).unwrap(), big);
+}

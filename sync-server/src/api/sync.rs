@@ -243,6 +243,10 @@ async fn encode_records(
             objects.iter().map(|(id, _, frame)| (*id, frame)).collect();
         let mut inlined = HashSet::new();
         let records = records_of_changes(&changes, |_, new, old| {
+            // Only one-chunk files go inline; a file object and its chunks go as frames.
+            if new.target != ObjectKind::Chunk {
+                return None;
+            }
             let frame = sent.get(&new.id)?;
             let encoded = decompress_object(
                 frame,
