@@ -25,7 +25,7 @@ use crate::error::{Diagnostic, DiagnosticKind, Error, Result};
 use crate::fasthash::FastMap as HashMap;
 use crate::lastmod;
 use crate::links::{Anchors, LinkTargets};
-use crate::manifest::{MANIFEST_DIR, Manifest, ManifestOut, PageRecord};
+use crate::manifest::{MANIFEST_DIR, Manifest, ManifestOut, PageRecord, RecordOut};
 use crate::markdown::{self, Heading, Rendered};
 use crate::nav::{NavKeys, SiteTree};
 use crate::render;
@@ -225,7 +225,7 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport> {
     let sources = sources?;
     let previous_pages: HashMap<&str, &PageRecord> = previous
         .iter()
-        .flat_map(|m| m.pages.iter())
+        .flat_map(|m| m.pages())
         .map(|record| (record.meta.rel_path.as_str(), record))
         .collect();
     report.full = previous.as_ref().is_none_or(|m| m.global_hash != global);
@@ -294,7 +294,7 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport> {
     // them changed in what the others show of it. (The previous build passed its checks, so
     // the URL and section checks below would pass again.)
     let stored_nav_keys: Option<Vec<[u8; 32]>> = match &previous {
-        Some(previous) if !full && previous.pages.len() == pages.len() => pages
+        Some(previous) if !full && previous.page_count() == pages.len() => pages
             .iter()
             .map(|page| {
                 previous_pages
@@ -473,7 +473,7 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport> {
     } else {
         full || previous
             .as_ref()
-            .is_none_or(|m| m.pages.len() != work.len())
+            .is_none_or(|m| m.page_count() != work.len())
             || work.iter().any(|w| match w.previous {
                 None => true,
                 Some(previous) => {
@@ -575,19 +575,19 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport> {
         }
     }
     // Records of unchanged pages are borrowed from the previous manifest, not copied.
-    let records: Vec<Cow<PageRecord>> = work
+    let records: Vec<RecordOut> = work
         .iter()
         .map(|w| match (&w.rendered, w.record) {
-            (Some(rendered), _) => Cow::Owned(PageRecord::new(
+            (Some(rendered), _) => RecordOut::New(Box::new(PageRecord::new(
                 w.meta.clone(),
                 w.render_key,
                 w.nav_key,
                 rendered,
-            )),
-            (None, Some(record)) if std::ptr::eq(&record.meta, w.meta) => Cow::Borrowed(record),
-            (None, Some(record)) if record.meta == *w.meta => Cow::Borrowed(record),
-            (None, Some(record)) => Cow::Owned(record.with_meta(w.meta.clone())),
-            (None, None) => Cow::Owned(PageRecord::new(
+            ))),
+            (None, Some(record)) if std::ptr::eq(&record.meta, w.meta) => RecordOut::Same(record),
+            (None, Some(record)) if record.meta == *w.meta => RecordOut::Same(record),
+            (None, Some(record)) => RecordOut::New(Box::new(record.with_meta(w.meta.clone()))),
+            (None, None) => RecordOut::New(Box::new(PageRecord::new(
                 // Every page is either rendered or reused; an empty record keeps the
                 // manifest well formed should that ever not hold, and forces a render next
                 // time.
@@ -595,7 +595,7 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport> {
                 UNRENDERED,
                 w.nav_key,
                 &Rendered::default(),
-            )),
+            ))),
         })
         .collect();
     // The index only changes when a title, description, heading or URL does; otherwise the
@@ -603,7 +603,7 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport> {
     // With the navigation unchanged, only re-rendered pages can have changed their part.
     let search_unchanged = navigation_unchanged
         && records.iter().zip(&work).all(|(record, w)| {
-            matches!(record, Cow::Borrowed(_))
+            matches!(record, RecordOut::Same(_))
                 || w.previous
                     .is_some_and(|previous| previous.search_hash == record.search_hash)
         });
@@ -630,7 +630,7 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport> {
             let indexed: Vec<(&PageRecord, Vec<Heading>)> = records
                 .iter()
                 .filter(|r| seo::indexable(&r.meta))
-                .map(|r| (r.as_ref(), r.headings()))
+                .map(|r| (&**r, r.headings()))
                 .collect();
             let documents: Vec<search::Document> = indexed
                 .iter()
@@ -713,7 +713,7 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport> {
                     .iter()
                     .map(|page| page.rel_path.as_str())
                     .collect();
-                for record in &previous.pages {
+                for record in previous.pages() {
                     if !current.contains(record.meta.rel_path.as_str()) {
                         candidates.extend(page_outputs(&record.meta));
                     }

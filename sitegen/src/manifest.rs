@@ -400,7 +400,10 @@ pub struct Manifest {
     pub global_hash: String,
     /// Hash of everything the search index is built from.
     pub search_key: String,
-    pub pages: Vec<PageRecord>,
+    /// The records as loaded, shard by shard: in no particular order (callers look pages
+    /// up by path), and not gathered into one list, which would move 10,000 records.
+    shard_pages: Vec<Vec<PageRecord>>,
+    page_count: usize,
     /// The files written other than pages' `index.html` and twins, sorted.
     pub extra_outputs: Vec<String>,
     pub warnings: Vec<String>,
@@ -431,37 +434,36 @@ impl Manifest {
         if index.format != FORMAT {
             return None;
         }
-        let mut shards: Vec<Vec<PageRecord>> = index
+        let shard_pages: Vec<Vec<PageRecord>> = index
             .shards
             .par_iter()
             .map(|name| decode_shard(out_dir.join(SHARD_DIR).join(name)))
             .collect::<Option<_>>()?;
-        // Each shard is sorted. In order of their first paths they are usually sorted as a
-        // whole too (unless a folder has pages that sort after its subfolders), which
-        // spares moving 10,000 records around in a sort.
-        let first = |shard: &Vec<PageRecord>| shard.first().map(|r| r.meta.rel_path.clone());
-        shards.sort_by_cached_key(first);
-        let mut pages = Vec::with_capacity(shards.iter().map(Vec::len).sum());
-        for mut shard in shards {
-            pages.append(&mut shard);
-        }
-        if !pages.is_sorted_by(|a, b| a.meta.rel_path < b.meta.rel_path) {
-            pages.sort_unstable_by(|a, b| a.meta.rel_path.cmp(&b.meta.rel_path));
-        }
+        let page_count = shard_pages.iter().map(Vec::len).sum();
         Some(Manifest {
             global_hash: index.global_hash.into_owned(),
             search_key: index.search_key.into_owned(),
-            pages,
+            shard_pages,
+            page_count,
             extra_outputs: index.extra_outputs.into_owned(),
             warnings: index.warnings.into_owned(),
             shards: index.shards,
         })
     }
 
+    /// Every page's record, in no particular order.
+    pub fn pages(&self) -> impl Iterator<Item = &PageRecord> {
+        self.shard_pages.iter().flatten()
+    }
+
+    pub fn page_count(&self) -> usize {
+        self.page_count
+    }
+
     /// True when a page body this build needed could not be read (the state changed or was
     /// damaged after it was loaded): what was computed from it cannot be trusted.
     pub fn damaged(&self) -> bool {
-        self.pages.iter().any(|record| record.body.source.failed())
+        self.pages().any(|record| record.body.source.failed())
     }
 
     pub fn remove(out_dir: &Path) -> std::io::Result<()> {
@@ -473,12 +475,30 @@ impl Manifest {
     }
 }
 
+/// A page's record to save: the previous build's, unchanged, or a new one (boxed: in a
+/// one-page rebuild all but a few are unchanged, and this list has an entry per page).
+#[derive(Debug)]
+pub enum RecordOut<'a> {
+    Same(&'a PageRecord),
+    New(Box<PageRecord>),
+}
+
+impl std::ops::Deref for RecordOut<'_> {
+    type Target = PageRecord;
+    fn deref(&self) -> &PageRecord {
+        match self {
+            RecordOut::Same(record) => record,
+            RecordOut::New(record) => record,
+        }
+    }
+}
+
 /// A manifest being saved, borrowing the records that did not change.
 #[derive(Debug)]
 pub struct ManifestOut<'a> {
     pub global_hash: &'a str,
     pub search_key: &'a str,
-    pub pages: Vec<Cow<'a, PageRecord>>,
+    pub pages: Vec<RecordOut<'a>>,
     /// Sorted; see [`Manifest::extra_outputs`].
     pub extra_outputs: &'a [String],
     pub warnings: &'a [String],
@@ -488,7 +508,7 @@ impl<'a> ManifestOut<'a> {
     pub fn new(
         global_hash: &'a str,
         search_key: &'a str,
-        pages: Vec<Cow<'a, PageRecord>>,
+        pages: Vec<RecordOut<'a>>,
         extra_outputs: &'a [String],
         warnings: &'a [String],
     ) -> ManifestOut<'a> {
@@ -517,7 +537,7 @@ impl<'a> ManifestOut<'a> {
         let mut folders: BTreeMap<&str, (bool, Vec<&PageRecord>)> = BTreeMap::new();
         for record in &self.pages {
             let entry = folders.entry(folder_of(&record.meta.rel_path)).or_default();
-            entry.0 |= matches!(record, Cow::Owned(_));
+            entry.0 |= matches!(record, RecordOut::New(_));
             entry.1.push(record);
         }
         let shards: BTreeMap<String, (&str, bool, Vec<&PageRecord>)> = folders
@@ -528,7 +548,7 @@ impl<'a> ManifestOut<'a> {
             .map(|m| m.shards.iter().map(String::as_str).collect())
             .unwrap_or_default();
         let mut previous_counts: HashMap<&str, usize> = HashMap::default();
-        for record in previous.iter().flat_map(|m| &m.pages) {
+        for record in previous.iter().flat_map(|m| m.pages()) {
             *previous_counts
                 .entry(folder_of(&record.meta.rel_path))
                 .or_insert(0) += 1;
@@ -615,8 +635,14 @@ mod tests {
         ]
     }
 
+    fn sorted(manifest: &Manifest) -> Vec<&PageRecord> {
+        let mut pages: Vec<&PageRecord> = manifest.pages().collect();
+        pages.sort_by(|a, b| a.meta.rel_path.cmp(&b.meta.rel_path));
+        pages
+    }
+
     fn save(dir: &Path, records: &[PageRecord], previous: Option<&Manifest>) {
-        let pages = records.iter().map(Cow::Borrowed).collect();
+        let pages = records.iter().map(RecordOut::Same).collect();
         let outputs = vec!["sitemap.xml".to_owned()];
         let warnings = vec!["duplicate title".to_owned()];
         ManifestOut::new("global", "search", pages, &outputs, &warnings)
@@ -634,8 +660,8 @@ mod tests {
         assert_eq!(loaded.search_key, "search");
         assert_eq!(loaded.extra_outputs, ["sitemap.xml"]);
         assert_eq!(loaded.warnings, ["duplicate title"]);
-        assert_eq!(loaded.pages.len(), records.len());
-        for (old, new) in records.iter().zip(&loaded.pages) {
+        assert_eq!(loaded.page_count(), records.len());
+        for (old, new) in records.iter().zip(sorted(&loaded)) {
             assert_eq!(old.meta, new.meta);
             assert_eq!(old.render_key, new.render_key);
             assert_eq!(old.nav_key, new.nav_key);
@@ -649,12 +675,11 @@ mod tests {
         // Saving again, bodies not yet read: a rewritten shard copies the bodies of its
         // unchanged records from the old file before replacing it.
         let fresh = Manifest::load(dir.path()).unwrap();
-        let pages: Vec<Cow<PageRecord>> = fresh
-            .pages
-            .iter()
+        let pages: Vec<RecordOut> = fresh
+            .pages()
             .map(|r| match r.meta.rel_path.as_str() {
-                "docs/a.md" => Cow::Owned(r.with_meta(r.meta.clone())),
-                _ => Cow::Borrowed(r),
+                "docs/a.md" => RecordOut::New(Box::new(r.with_meta(r.meta.clone()))),
+                _ => RecordOut::Same(r),
             })
             .collect();
         let outputs = vec!["sitemap.xml".to_owned()];
@@ -663,7 +688,7 @@ mod tests {
             .unwrap();
         assert!(!fresh.damaged());
         let reloaded = Manifest::load(dir.path()).unwrap();
-        for (old, new) in records.iter().zip(&reloaded.pages) {
+        for (old, new) in records.iter().zip(sorted(&reloaded)) {
             assert_eq!(old.meta, new.meta);
             assert_eq!(old.anchors(), new.anchors());
             assert_eq!(old.body.part(0), new.body.part(0));
@@ -682,7 +707,7 @@ mod tests {
         std::fs::write(&shard, &bytes).unwrap();
         let loaded = Manifest::load(dir.path()).unwrap();
         std::fs::write(&shard, [&bytes[..], b"x"].concat()).unwrap();
-        let a = loaded.pages.iter().find(|r| r.meta.rel_path == "docs/a.md");
+        let a = loaded.pages().find(|r| r.meta.rel_path == "docs/a.md");
         assert_eq!(a.unwrap().anchors(), Vec::<String>::new());
         assert!(loaded.damaged());
     }
