@@ -70,9 +70,15 @@ pub fn pull(copy: &WorkingCopy, remote: &Remote) -> Result<PullOutcome, ClientEr
         })
     };
     let pulled = match attempt(listing) {
-        // Records that do not fit the base (a cache that lost a base chunk): ask for dirs.
+        // Records that do not fit the base (a cache that lost a base chunk), or a server that
+        // does not know the `records` field: ask for dirs.
         Err(ClientError::InvalidObject { what, .. })
             if listing.is_some() && what.contains("change records") =>
+        {
+            attempt(None)?
+        }
+        Err(ClientError::Remote(RemoteError::Problem { code, .. }))
+            if listing.is_some() && code == "bad-json" =>
         {
             attempt(None)?
         }

@@ -197,7 +197,8 @@ pub fn decode_content(
 }
 
 /// The records of a diff, one per path: what each changed path is in the new tree. `content`
-/// may turn an entry into inline content (return `None` to keep the entry).
+/// is asked only about one-chunk files (entries whose target is a chunk) and may turn them into
+/// inline content (return `None` to keep the entry).
 pub fn records_of_changes(
     changes: &[Change],
     mut content: impl FnMut(&Path, &FileRef, Option<&FileRef>) -> Option<(bool, Vec<u8>)>,
@@ -211,8 +212,11 @@ pub fn records_of_changes(
     last.into_iter()
         .map(|(path, (before, after))| match after {
             None => Record::Remove { path: path.clone() },
-            Some(entry) => match content(path, entry, before) {
-                Some((delta, zstd)) if entry.target == ObjectKind::Chunk => Record::Content {
+            Some(entry) => match (entry.target == ObjectKind::Chunk)
+                .then(|| content(path, entry, before))
+                .flatten()
+            {
+                Some((delta, zstd)) => Record::Content {
                     path: path.clone(),
                     kind: entry.kind,
                     delta,
