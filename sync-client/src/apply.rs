@@ -121,10 +121,16 @@ pub fn apply_tree(
             ours.insert(path.clone(), *file_ref);
         }
     }
-    let outcome = merge(base, &ours, theirs)?;
-    let merged = outcome.merged;
+    // Without a local change the three-way merge is theirs, with no conflict; skipping it saves
+    // most of a small pull's time on a large project.
+    let (merged, conflicts) = if &ours == base {
+        (theirs.clone(), Vec::new())
+    } else {
+        let outcome = merge(base, &ours, theirs)?;
+        (outcome.merged, outcome.conflicts)
+    };
     let mut report = ApplyReport {
-        conflicts: outcome.conflicts,
+        conflicts,
         ..ApplyReport::default()
     };
     let mut applier = Applier {

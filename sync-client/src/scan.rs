@@ -1,8 +1,9 @@
 //! Scanning the working copy into a [`Listing`], storing the objects of files that changed.
 //!
-//! The walk is sequential (it only reads folders and stats entries); files whose stat (size,
-//! mtime, inode) matches the stat cache are taken from it unread, and the rest are read, chunked,
-//! hashed and compressed in parallel on rayon's pool, their objects written to the object cache.
+//! The walk reads folders and stats their entries (relative to the open folder), with the
+//! subfolders of each folder walked in parallel on rayon's pool; files whose stat (size, mtime,
+//! inode) matches the stat cache are taken from it unread, and the rest are read, chunked,
+//! hashed and compressed in parallel, their objects written to the object cache.
 //!
 //! What is not synced is reported, never silently dropped: symlinks, special files, names that
 //! are not valid project names (not UTF-8, forbidden characters, too long, two names that are
@@ -223,17 +224,17 @@ pub fn scan(
     objects: &ObjectCache,
     tracked: &Listing,
 ) -> Result<Scan, ClientError> {
-    let mut walker = Walker {
+    let walker = Walker {
         stat_cache,
         tracked,
-        scan: Scan::default(),
-        to_read: Vec::new(),
     };
+    let mut found = Found::default();
     let root_matchers = Vec::new();
-    walker.walk_dir(root, PathBuf::new(), None, &root_matchers)?;
-    let Walker {
-        mut scan, to_read, ..
-    } = walker;
+    crate::working_copy::timed("walk", || {
+        walker.walk_dir(&mut found, root, PathBuf::new(), None, &root_matchers)
+    })?;
+    let to_read = std::mem::take(&mut found.to_read);
+    let mut scan = found.into_scan();
 
     let counters = AtomicCounters::default();
     let outcomes: Vec<Result<FileRead, ClientError>> = to_read
@@ -280,31 +281,99 @@ pub fn scan(
     Ok(scan)
 }
 
-struct Walker<'a> {
-    tracked: &'a Listing,
-    stat_cache: &'a StatCache,
-    scan: Scan,
+/// What the walk of one folder and everything under it found, in plain vectors so that the
+/// folders walked in parallel can be joined cheaply.
+#[derive(Default)]
+struct Found {
+    listing: Vec<(Path, FileRef)>,
+    skipped: Vec<Skipped>,
+    unsettled: Vec<Path>,
+    stats: Vec<(Path, StatEntry)>,
+    renamed: Vec<(Path, PathBuf)>,
     to_read: Vec<Candidate>,
+    files: u64,
+    dirs: u64,
+    cache_hits: u64,
 }
 
-impl Walker<'_> {
+impl Found {
+    fn append(&mut self, mut other: Found) {
+        self.listing.append(&mut other.listing);
+        self.skipped.append(&mut other.skipped);
+        self.unsettled.append(&mut other.unsettled);
+        self.stats.append(&mut other.stats);
+        self.renamed.append(&mut other.renamed);
+        self.to_read.append(&mut other.to_read);
+        self.files += other.files;
+        self.dirs += other.dirs;
+        self.cache_hits += other.cache_hits;
+    }
+
+    fn into_scan(self) -> Scan {
+        Scan {
+            listing: self.listing.into_iter().collect(),
+            skipped: self.skipped,
+            unsettled: self.unsettled.into_iter().collect(),
+            new_objects: Vec::new(),
+            counters: ScanCounters {
+                files: self.files,
+                dirs: self.dirs,
+                cache_hits: self.cache_hits,
+                ..ScanCounters::default()
+            },
+            stats: self.stats.into_iter().collect(),
+            disk_names: DiskNames {
+                renamed: self.renamed.into_iter().collect(),
+            },
+        }
+    }
+
     fn skip(&mut self, relative: PathBuf, reason: SkipReason) {
-        self.scan.skipped.push(Skipped {
+        self.skipped.push(Skipped {
             path: relative,
             reason,
         });
     }
 
-    /// Walks one folder. `relative` is its disk path under the root, `parent` its listed path
-    /// (`None` for the root). Returns whether anything under it was listed.
+    fn unreadable(&mut self, relative: PathBuf, listed: Option<Path>, error: &io::Error) {
+        if let Some(path) = listed {
+            self.unsettled.push(path);
+        }
+        self.skip(
+            relative,
+            SkipReason::Unreadable {
+                error: error.to_string(),
+            },
+        );
+    }
+}
+
+/// What the walk reads but never changes; shared by the folders walked in parallel.
+struct Walker<'a> {
+    tracked: &'a Listing,
+    stat_cache: &'a StatCache,
+}
+
+/// A subfolder met in a folder's entries, walked after them.
+struct Subfolder {
+    disk: PathBuf,
+    relative: PathBuf,
+    path: Path,
+}
+
+impl Walker<'_> {
+    /// Walks one folder, and its subfolders in parallel. `relative` is its disk path under the
+    /// root, `parent` its listed path (`None` for the root). Returns whether anything under it
+    /// was listed.
     fn walk_dir(
-        &mut self,
+        &self,
+        found: &mut Found,
         disk: &FsPath,
         relative: PathBuf,
         parent: Option<&Path>,
         inherited: &[Arc<Gitignore>],
     ) -> Result<bool, ClientError> {
-        self.scan.counters.dirs += 1;
+        found.dirs += 1;
         let read_dir = match fs::read_dir(disk) {
             Ok(read_dir) => read_dir,
             // An unreadable root is not a partial scan: nothing could be seen at all.
@@ -312,31 +381,42 @@ impl Walker<'_> {
                 return Err(ClientError::io("read folder", disk, error));
             }
             Err(error) => {
-                self.unreadable(relative, parent, &error);
+                found.unreadable(relative, parent.cloned(), &error);
                 return Ok(false);
             }
         };
-        let mut names: Vec<OsString> = Vec::new();
+        // The entries are kept: their stat (`DirEntry::metadata`) is taken relative to the open
+        // folder (fstatat), not by walking the whole path from the root again.
+        let mut entries: Vec<(OsString, fs::DirEntry)> = Vec::new();
         for entry in read_dir {
             match entry {
-                Ok(entry) => names.push(entry.file_name()),
+                Ok(entry) => entries.push((entry.file_name(), entry)),
                 Err(error) => {
                     // The listing of this folder is incomplete: nothing in it may look removed.
-                    self.unreadable(relative, parent, &error);
+                    found.unreadable(relative, parent.cloned(), &error);
                     return Ok(false);
                 }
             }
         }
         // Byte order, except that tracked names come first: when two names clash (equal after
         // NFC or case folding) the one the base has wins, so a new twin can never make a
-        // tracked file look deleted.
-        names.sort_by_cached_key(|name| (!self.is_tracked(name, parent), name.clone()));
+        // tracked file look deleted. Only clashing names need the (costlier) tracked test.
+        entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let keys: Vec<Option<String>> = entries.iter().map(|(name, _)| clash_key(name)).collect();
+        let mut seen: HashMap<&str, usize> = HashMap::with_capacity(keys.len());
+        for key in keys.iter().flatten() {
+            *seen.entry(key.as_str()).or_default() += 1;
+        }
+        if seen.values().any(|&count| count > 1) {
+            entries.sort_by_cached_key(|(name, _)| (!self.is_tracked(name, parent), name.clone()));
+        }
+        drop(seen);
 
         let mut matchers = inherited.to_vec();
-        if names.iter().any(|name| name == IGNORE_FILE) {
+        if entries.iter().any(|(name, _)| name == IGNORE_FILE) {
             let (matcher, error) = load_ignore_file(disk);
             if let Some(error) = error {
-                self.skip(
+                found.skip(
                     relative.join(IGNORE_FILE),
                     SkipReason::BadIgnoreFile { error },
                 );
@@ -345,21 +425,22 @@ impl Walker<'_> {
         }
 
         let mut listed_any = false;
+        let mut subfolders: Vec<Subfolder> = Vec::new();
         // NFC name and fold key to the disk name that took them first.
         let mut taken: HashMap<String, OsString> = HashMap::new();
-        for name in names {
+        for (name, entry) in entries {
             let child_disk = disk.join(&name);
             let child_relative = relative.join(&name);
             if name == META_DIR {
                 if parent.is_some() {
-                    self.skip(child_relative, SkipReason::NestedWorkingCopy);
+                    found.skip(child_relative, SkipReason::NestedWorkingCopy);
                 }
                 continue;
             }
             if is_temp_name(&name) {
                 continue;
             }
-            let metadata = match fs::symlink_metadata(&child_disk) {
+            let metadata = match entry.metadata() {
                 Ok(metadata) => metadata,
                 // Removed since the folder was read.
                 Err(error) if error.kind() == io::ErrorKind::NotFound => continue,
@@ -368,7 +449,7 @@ impl Walker<'_> {
                         .to_str()
                         .and_then(|text| Name::normalized(text).ok())
                         .and_then(|name| Path::join(parent, &name).ok());
-                    self.unreadable_path(child_relative, listed, &error);
+                    found.unreadable(child_relative, listed, &error);
                     continue;
                 }
             };
@@ -379,7 +460,7 @@ impl Walker<'_> {
                 continue;
             }
             if file_type.is_symlink() {
-                self.skip(child_relative, SkipReason::Symlink);
+                found.skip(child_relative, SkipReason::Symlink);
                 continue;
             }
             if !file_type.is_dir() && !file_type.is_file() {
@@ -394,57 +475,54 @@ impl Walker<'_> {
                 } else {
                     "special file"
                 };
-                self.skip(child_relative, SkipReason::Special { what });
+                found.skip(child_relative, SkipReason::Special { what });
                 continue;
             }
             let Some(text) = name.to_str() else {
-                self.skip(child_relative, SkipReason::NotUtf8);
+                found.skip(child_relative, SkipReason::NotUtf8);
                 continue;
             };
-            let listed_name = match Name::normalized(text) {
+            let listed_name = match normalized_name(text) {
                 Ok(listed_name) => listed_name,
                 Err(error) => {
-                    self.skip(child_relative, SkipReason::InvalidName(error));
+                    found.skip(child_relative, SkipReason::InvalidName(error));
                     continue;
                 }
             };
             let path = match Path::join(parent, &listed_name) {
                 Ok(path) => path,
                 Err(error) => {
-                    self.skip(child_relative, SkipReason::InvalidPath(error));
+                    found.skip(child_relative, SkipReason::InvalidPath(error));
                     continue;
                 }
             };
-            let key = fold_key(listed_name.as_str());
+            let key = fast_fold_key(listed_name.as_str());
             if let Some(first) = taken.get(&key) {
                 let with = first.to_string_lossy().into_owned();
-                self.skip(child_relative, SkipReason::NameClash { with });
+                found.skip(child_relative, SkipReason::NameClash { with });
                 continue;
             }
             taken.insert(key, name.clone());
             if listed_name.as_str() != text {
                 // Paths below a renamed folder resolve through it (see `DiskNames::resolve`).
-                self.scan
-                    .disk_names
-                    .renamed
-                    .insert(path.clone(), child_relative.clone());
+                found.renamed.push((path.clone(), child_relative.clone()));
             }
 
             if file_type.is_dir() {
-                let listed_below =
-                    self.walk_dir(&child_disk, child_relative, Some(&path), &matchers)?;
-                if !listed_below && !self.scan.is_unsettled(&path) {
-                    self.scan.listing.insert(path, FileRef::empty_dir());
-                }
+                subfolders.push(Subfolder {
+                    disk: child_disk,
+                    relative: child_relative,
+                    path,
+                });
                 listed_any = true;
                 continue;
             }
 
-            self.scan.counters.files += 1;
+            found.files += 1;
             listed_any = true;
             if metadata.len() > MAX_FILE_SIZE {
-                self.scan.unsettled.insert(path);
-                self.skip(
+                found.unsettled.push(path);
+                found.skip(
                     child_relative,
                     SkipReason::TooLarge {
                         size: metadata.len(),
@@ -455,8 +533,8 @@ impl Walker<'_> {
             if let Some(cached) = self.stat_cache.get(&path)
                 && cached.matches(&metadata)
             {
-                self.scan.counters.cache_hits += 1;
-                self.scan.listing.insert(
+                found.cache_hits += 1;
+                found.listing.push((
                     path.clone(),
                     FileRef {
                         kind: entry_kind(&metadata),
@@ -464,14 +542,37 @@ impl Walker<'_> {
                         size: cached.size,
                         id: cached.id,
                     },
-                );
-                self.scan.stats.insert(path, *cached);
+                ));
+                found.stats.push((path, *cached));
                 continue;
             }
-            self.to_read.push(Candidate {
+            found.to_read.push(Candidate {
                 path,
                 disk: child_disk,
             });
+        }
+        // Subfolders in parallel; their findings are joined in name order, so the result does
+        // not depend on the schedule.
+        let walked: Vec<Result<Found, ClientError>> = subfolders
+            .into_par_iter()
+            .map(|subfolder| {
+                let mut below = Found::default();
+                let listed_below = self.walk_dir(
+                    &mut below,
+                    &subfolder.disk,
+                    subfolder.relative,
+                    Some(&subfolder.path),
+                    &matchers,
+                )?;
+                // A folder that could not be read is unsettled, not empty.
+                if !listed_below && !below.unsettled.contains(&subfolder.path) {
+                    below.listing.push((subfolder.path, FileRef::empty_dir()));
+                }
+                Ok(below)
+            })
+            .collect();
+        for below in walked {
+            found.append(below?);
         }
         Ok(listed_any)
     }
@@ -483,29 +584,40 @@ impl Walker<'_> {
         }
         let Some(path) = name
             .to_str()
-            .and_then(|text| Name::normalized(text).ok())
+            .and_then(|text| normalized_name(text).ok())
             .and_then(|name| Path::join(parent, &name).ok())
         else {
             return false;
         };
         self.tracked.contains_key(&path) || crate::status::has_descendant(self.tracked, &path)
     }
+}
 
-    fn unreadable(&mut self, relative: PathBuf, listed: Option<&Path>, error: &io::Error) {
-        self.unreadable_path(relative, listed.cloned(), error);
+/// `Name::normalized`, skipping the Unicode passes for ASCII names, which are their own NFC form.
+fn normalized_name(text: &str) -> Result<Name, NameError> {
+    if text.is_ascii() {
+        Name::new(text)
+    } else {
+        Name::normalized(text)
     }
+}
 
-    fn unreadable_path(&mut self, relative: PathBuf, listed: Option<Path>, error: &io::Error) {
-        if let Some(path) = listed {
-            self.scan.unsettled.insert(path);
-        }
-        self.skip(
-            relative,
-            SkipReason::Unreadable {
-                error: error.to_string(),
-            },
-        );
+/// `name::fold_key`, with the ASCII shortcut: an ASCII string is its own canonical decomposition
+/// and Unicode default case folding maps ASCII to ASCII lowercase.
+fn fast_fold_key(text: &str) -> String {
+    if text.is_ascii() {
+        text.to_ascii_lowercase()
+    } else {
+        fold_key(text)
     }
+}
+
+/// The key under which an entry name would clash with another in its folder, if it is a name
+/// that can be listed at all.
+fn clash_key(name: &OsString) -> Option<String> {
+    let text = name.to_str()?;
+    let name = normalized_name(text).ok()?;
+    Some(fast_fold_key(name.as_str()))
 }
 
 fn entry_kind(metadata: &fs::Metadata) -> EntryKind {
@@ -539,4 +651,31 @@ fn is_ignored(matchers: &[Arc<Gitignore>], path: &FsPath, is_dir: bool) -> bool 
         }
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ascii_shortcuts_agree_with_the_unicode_passes() {
+        let printable: String = (0x20u8..0x7f)
+            .map(char::from)
+            .filter(|c| *c != '/')
+            .collect();
+        for text in [
+            printable.as_str(),
+            "Request-01234.JSON",
+            "ÉCOLE",
+            "Straße",
+            "e\u{301}",
+        ] {
+            assert_eq!(fast_fold_key(text), fold_key(text), "{text:?}");
+            assert_eq!(
+                normalized_name(text).map(|name| name.as_str().to_owned()),
+                Name::normalized(text).map(|name| name.as_str().to_owned()),
+                "{text:?}"
+            );
+        }
+    }
 }

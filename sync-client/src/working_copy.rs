@@ -18,19 +18,39 @@ use std::io;
 use std::path::{Path as FsPath, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use sync_protocol::tree::{Listing, TreeError, build_dirs, flatten};
-use sync_protocol::{Dir, Object, ObjectId};
+use sync_protocol::diff::{apply_changes, diff};
+use sync_protocol::tree::{
+    Listing, Path as TreePath, TreeError, build_dirs, empty_dir_id, flatten,
+};
+use sync_protocol::{Dir, DirEntry, EntryKind, Name, Object, ObjectId, ObjectKind};
 
 use crate::apply::{ApplyReport, apply_tree};
 use crate::atomic::{Mode, Replace, write_atomic};
 use crate::error::{ClientError, io_error};
 use crate::object_cache::ObjectCache;
 use crate::scan::{META_DIR, Scan, file_system_clock, scan};
-use crate::state::{Base, StatCache};
+use crate::state::{Base, Mtime, StatCache};
 use crate::status::{PathChange, changes};
 
 /// The version of the `.cairn/` layout this client writes and reads.
 pub const LAYOUT_VERSION: u32 = 1;
+
+/// Runs `work` and, when the environment variable `CAIRN_TIMINGS` is set, prints how long it
+/// took to standard error as `cairn timing: <phase> <ms> ms`. For finding where a command's time
+/// goes; the output is not a stable interface.
+pub fn timed<T>(phase: &str, work: impl FnOnce() -> T) -> T {
+    static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    if !*ENABLED.get_or_init(|| std::env::var_os("CAIRN_TIMINGS").is_some()) {
+        return work();
+    }
+    let started = std::time::Instant::now();
+    let out = work();
+    eprintln!(
+        "cairn timing: {phase} {:.2} ms",
+        started.elapsed().as_secs_f64() * 1e3
+    );
+    out
+}
 
 /// `.cairn/config.toml`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,8 +111,37 @@ pub struct Status {
 #[derive(Debug, Clone)]
 pub struct Snapshot {
     pub scan: Scan,
-    /// The root dir of `scan.listing`; it and every dir under it are in the object cache.
+    /// The root dir of `scan.listing`; it and every dir under it are in the object cache (the
+    /// dirs of subtrees unchanged since the base are the base's, stored when it was pushed or
+    /// pulled).
     pub root: ObjectId,
+}
+
+/// A scan with what it started from.
+struct Scanned {
+    scan: Scan,
+    /// The stat cache as loaded before the scan.
+    loaded: StatCache,
+    /// Why the stored stat cache was discarded, if it was.
+    discarded: Option<String>,
+    /// The file system's clock just before the walk: entries not older than it are racy.
+    clock: Mtime,
+}
+
+impl Scanned {
+    /// True when the stat cache this scan would keep is the one it loaded: every loaded entry
+    /// was a hit (so `scan.stats` holds exactly the loaded entries, no file was hashed into it)
+    /// and none of them has become racy. Cheaper than building the new cache and comparing.
+    fn keeps_stat_cache(&self) -> bool {
+        let hits = self.scan.counters.cache_hits as usize;
+        hits == self.loaded.len()
+            && self.scan.stats.len() == hits
+            && self
+                .scan
+                .stats
+                .values()
+                .all(|entry| entry.mtime < self.clock)
+    }
 }
 
 /// Held while a command changes the working copy; released on drop (or when the process dies).
@@ -208,16 +257,36 @@ impl WorkingCopy {
 
     /// Scans the working copy, storing new objects and refreshing the stat cache.
     pub fn scan(&self) -> Result<(Scan, Option<String>), ClientError> {
-        let base = self.base()?;
-        let (stat_cache, discarded) = self.stat_cache()?;
-        let clock = file_system_clock(&self.meta("clock"));
-        let found = scan(&self.root, &stat_cache, &self.objects(), &base.listing)?;
-        let fresh = found.stat_cache(clock);
+        let base = timed("load base", || self.base())?;
+        self.scan_with(&base)
+    }
+
+    /// [`WorkingCopy::scan`] with the base already loaded.
+    fn scan_with(&self, base: &Base) -> Result<(Scan, Option<String>), ClientError> {
+        let scanned = self.scan_unsaved(base)?;
         // Saving an unchanged cache would cost a write on every `status`.
-        if fresh != stat_cache {
-            fresh.save(&self.meta("stat-cache"))?;
+        if !scanned.keeps_stat_cache() {
+            let fresh = scanned.scan.stat_cache(scanned.clock);
+            timed("save stat cache", || fresh.save(&self.meta("stat-cache")))?;
         }
-        Ok((found, discarded))
+        Ok((scanned.scan, scanned.discarded))
+    }
+
+    /// Scans without saving the stat cache: the caller decides what to keep.
+    fn scan_unsaved(&self, base: &Base) -> Result<Scanned, ClientError> {
+        let (loaded, discarded) = timed("load stat cache", || self.stat_cache())?;
+        let clock = timed("file system clock", || {
+            file_system_clock(&self.meta("clock"))
+        });
+        let scan = timed("scan", || {
+            scan(&self.root, &loaded, &self.objects(), &base.listing)
+        })?;
+        Ok(Scanned {
+            scan,
+            loaded,
+            discarded,
+            clock,
+        })
     }
 
     /// Takes the working copy's lock, failing at once with `Busy` if another process holds it.
@@ -242,16 +311,46 @@ impl WorkingCopy {
     /// Scans the working copy and stores its dir objects: the tree a push would upload, with
     /// every object of it in the object cache (`sync_protocol::plan::plan_push` over
     /// [`WorkingCopy::objects`] then says which to send).
+    ///
+    /// Only the dirs above a changed path are built (see `build_changed_dirs`); when the scan
+    /// finds exactly the base's tree, the base root is the answer and no dir is built at all. A
+    /// base dir missing from the cache falls back to building and storing every dir.
     pub fn snapshot(&self) -> Result<Snapshot, ClientError> {
-        let (scan, _) = self.scan()?;
-        let built = build_dirs(&scan.listing).map_err(|error| ClientError::InvalidObject {
-            what: "the working copy's tree".to_owned(),
-            detail: error.to_string(),
-        })?;
+        let base = timed("load base", || self.base())?;
+        self.snapshot_with(&base)
+    }
+
+    /// [`WorkingCopy::snapshot`] against a base the caller already loaded (under the lock), so
+    /// a push decodes the base file once.
+    pub fn snapshot_with(&self, base: &Base) -> Result<Snapshot, ClientError> {
+        let (scan, _) = self.scan_with(base)?;
         let objects = self.objects();
-        for (_, dir) in &built.dirs {
-            objects.put_object(dir)?;
+        if base.pending.is_empty() && objects.contains(&base.root) {
+            if scan.listing == base.listing {
+                return Ok(Snapshot {
+                    scan,
+                    root: base.root,
+                });
+            }
+            let rebuilt = timed("build changed dirs", || {
+                build_changed_dirs(&objects, base, &scan.listing)
+            })?;
+            if let Some(root) = rebuilt {
+                return Ok(Snapshot { scan, root });
+            }
         }
+        let built = timed("build dirs", || build_dirs(&scan.listing)).map_err(|error| {
+            ClientError::InvalidObject {
+                what: "the working copy's tree".to_owned(),
+                detail: error.to_string(),
+            }
+        })?;
+        timed("store dirs", || {
+            built
+                .dirs
+                .iter()
+                .try_for_each(|(_, dir)| objects.put_object(dir).map(drop))
+        })?;
         Ok(Snapshot {
             scan,
             root: built.root,
@@ -260,8 +359,8 @@ impl WorkingCopy {
 
     /// The changes since the base.
     pub fn status(&self) -> Result<Status, ClientError> {
-        let base = self.base()?;
-        let (scan, stat_cache_discarded) = self.scan()?;
+        let base = timed("load base", || self.base())?;
+        let (scan, stat_cache_discarded) = self.scan_with(&base)?;
         let changes = changes(&base.listing, &scan.listing, &scan.unsettled);
         Ok(Status {
             base_version: base.version,
@@ -273,17 +372,35 @@ impl WorkingCopy {
     }
 
     /// [`WorkingCopy::apply`] for a version known by its root alone: its tree is read from the
-    /// object cache, which must hold every dir of it (a pull stores the new ones; the base's
-    /// are kept from before).
+    /// object cache, which must hold every dir of it that the base does not share (a pull stores
+    /// the new ones; the base's are kept from before).
     pub fn apply_root(&self, version: u64, root: ObjectId) -> Result<ApplyReport, ClientError> {
-        let listing = flatten(&self.objects(), &root).map_err(|error| match error {
+        let _lock = self.lock()?;
+        let base = timed("load base", || self.base())?;
+        let listing = timed("new tree", || self.tree_of(&base, version, &root))?;
+        self.apply_locked(&base, version, root, &listing)
+    }
+
+    /// The listing of `root`. When the base listing is exactly the tree of the base root (no
+    /// pending paths), it is the base listing patched with a diff from the base root, which
+    /// reads only the dirs that changed; otherwise, or if the diff cannot be made from the
+    /// cache, every dir of `root` is read.
+    fn tree_of(&self, base: &Base, version: u64, root: &ObjectId) -> Result<Listing, ClientError> {
+        let objects = self.objects();
+        if base.pending.is_empty()
+            && let Ok(diff) = diff(&objects, &base.root, root)
+        {
+            let mut listing = base.listing.clone();
+            apply_changes(&mut listing, &diff.changes);
+            return Ok(listing);
+        }
+        flatten(&objects, root).map_err(|error| match error {
             TreeError::Missing { id, .. } => ClientError::ObjectMissing { id },
             other => ClientError::InvalidObject {
                 what: format!("the tree of version {version}"),
                 detail: other.to_string(),
             },
-        })?;
-        self.apply(version, root, &listing)
+        })
     }
 
     /// Brings the working copy to `listing`, the tree of `version` whose root is `root`, merging
@@ -296,11 +413,28 @@ impl WorkingCopy {
         listing: &Listing,
     ) -> Result<ApplyReport, ClientError> {
         let _lock = self.lock()?;
-        let base = self.base()?;
-        let (found, _) = self.scan()?;
-        let report = apply_tree(&self.root, &base.listing, listing, &found, &self.objects())?;
-        self.set_base(&next_base(&base, version, root, listing, &report))?;
-        // Keep what is still valid of the scan's stat entries, plus what this apply wrote.
+        let base = timed("load base", || self.base())?;
+        self.apply_locked(&base, version, root, listing)
+    }
+
+    /// [`WorkingCopy::apply`] with the lock held and the base loaded under it.
+    fn apply_locked(
+        &self,
+        base: &Base,
+        version: u64,
+        root: ObjectId,
+        listing: &Listing,
+    ) -> Result<ApplyReport, ClientError> {
+        let scanned = self.scan_unsaved(base)?;
+        let found = &scanned.scan;
+        let report = timed("apply tree", || {
+            apply_tree(&self.root, &base.listing, listing, found, &self.objects())
+        })?;
+        timed("save base", || {
+            self.set_base(&next_base(base, version, root, listing, &report))
+        })?;
+        // Keep what is still valid of the scan's stat entries (racy ones judged by the clock of
+        // the scan that made them), plus what this apply wrote (judged by a clock read now).
         let replaced: std::collections::HashSet<&sync_protocol::tree::Path> = report
             .written
             .iter()
@@ -309,16 +443,179 @@ impl WorkingCopy {
             .collect();
         let mut cache = StatCache::new();
         for (path, entry) in &found.stats {
-            if !replaced.contains(path) {
+            if !replaced.contains(path) && entry.mtime < scanned.clock {
                 cache.insert(path.clone(), *entry);
             }
         }
+        let mut written = StatCache::new();
         for (path, entry) in &report.stats {
-            cache.insert(path.clone(), *entry);
+            written.insert(path.clone(), *entry);
         }
-        cache.drop_racy(file_system_clock(&self.meta("clock")));
-        cache.save(&self.meta("stat-cache"))?;
+        written.drop_racy(file_system_clock(&self.meta("clock")));
+        for (path, entry) in written.into_entries() {
+            cache.insert(path, entry);
+        }
+        if cache != scanned.loaded {
+            timed("save stat cache", || cache.save(&self.meta("stat-cache")))?;
+        }
         Ok(report)
+    }
+}
+
+/// The root of `listing`, built from the base's dirs as git's cache-tree does: only the dirs
+/// above a path whose entry differs from the base are rebuilt (the base's version read from the
+/// cache, patched, stored); every other subtree keeps the base's id without being read. The base
+/// listing must be exactly the tree of the base root (no pending paths). `None` when a base dir
+/// it needs is not in the cache: the caller builds the whole tree instead.
+fn build_changed_dirs(
+    objects: &ObjectCache,
+    base: &Base,
+    listing: &Listing,
+) -> Result<Option<ObjectId>, ClientError> {
+    let changed = changed_paths(&base.listing, listing);
+    let builder = ChangedDirs {
+        objects,
+        listing,
+        changed: &changed,
+    };
+    builder.build(None, Some(base.root))
+}
+
+/// Every path whose entry differs between two listings, in listing order.
+fn changed_paths<'a>(before: &'a Listing, after: &'a Listing) -> Vec<&'a TreePath> {
+    let mut changed = Vec::new();
+    let mut old = before.iter().peekable();
+    let mut new = after.iter().peekable();
+    loop {
+        match (old.peek(), new.peek()) {
+            (None, None) => break,
+            (Some((path, _)), None) => {
+                changed.push(*path);
+                old.next();
+            }
+            (None, Some((path, _))) => {
+                changed.push(*path);
+                new.next();
+            }
+            (Some((old_path, old_ref)), Some((new_path, new_ref))) => {
+                match old_path.cmp(new_path) {
+                    std::cmp::Ordering::Less => {
+                        changed.push(*old_path);
+                        old.next();
+                    }
+                    std::cmp::Ordering::Greater => {
+                        changed.push(*new_path);
+                        new.next();
+                    }
+                    std::cmp::Ordering::Equal => {
+                        if old_ref != new_ref {
+                            changed.push(*new_path);
+                        }
+                        old.next();
+                        new.next();
+                    }
+                }
+            }
+        }
+    }
+    changed
+}
+
+struct ChangedDirs<'a> {
+    objects: &'a ObjectCache,
+    listing: &'a Listing,
+    /// Sorted as a listing sorts, so the paths under one folder are contiguous.
+    changed: &'a [&'a TreePath],
+}
+
+impl ChangedDirs<'_> {
+    /// The id of the dir at `path` (`None`: the root) in the new listing, whose id in the base
+    /// was `base_id` (`None`: it was not a dir there).
+    fn build(
+        &self,
+        path: Option<&TreePath>,
+        base_id: Option<ObjectId>,
+    ) -> Result<Option<ObjectId>, ClientError> {
+        let prefix = path.map_or(String::new(), |path| format!("{path}/"));
+        let start = self
+            .changed
+            .partition_point(|changed| changed.as_str() < prefix.as_str());
+        let under = self.changed[start..]
+            .iter()
+            .take_while(|changed| changed.as_str().starts_with(&prefix));
+        let mut dirty_names = std::collections::BTreeSet::new();
+        for changed in under {
+            let rest = &changed.as_str()[prefix.len()..];
+            dirty_names.insert(rest.split('/').next().unwrap_or(rest));
+        }
+        if dirty_names.is_empty()
+            && let Some(id) = base_id
+        {
+            return Ok(Some(id));
+        }
+        let mut entries: std::collections::BTreeMap<String, DirEntry> = match base_id {
+            Some(id) if id != empty_dir_id() => match self.objects.object(&id, ObjectKind::Dir) {
+                Ok(Object::Dir(dir)) => dir
+                    .entries()
+                    .iter()
+                    .map(|entry| (entry.name.as_str().to_owned(), entry.clone()))
+                    .collect(),
+                Ok(_)
+                | Err(ClientError::ObjectMissing { .. } | ClientError::ObjectCorrupt { .. }) => {
+                    return Ok(None);
+                }
+                Err(error) => return Err(error),
+            },
+            _ => Default::default(),
+        };
+        for name in dirty_names {
+            let child = TreePath::new(&format!("{prefix}{name}")).map_err(|error| {
+                ClientError::InvalidObject {
+                    what: "the working copy's tree".to_owned(),
+                    detail: error.to_string(),
+                }
+            })?;
+            let entry_name = Name::new(name).map_err(|error| ClientError::InvalidObject {
+                what: "the working copy's tree".to_owned(),
+                detail: error.to_string(),
+            })?;
+            let entry = match self.listing.get(&child) {
+                Some(file_ref) if file_ref.is_dir() => Some(DirEntry::dir(entry_name, file_ref.id)),
+                Some(file_ref) => Some(DirEntry {
+                    name: entry_name,
+                    kind: file_ref.kind,
+                    target: file_ref.target,
+                    size: file_ref.size,
+                    id: file_ref.id,
+                }),
+                None if crate::status::has_descendant(self.listing, &child) => {
+                    let base_child = entries
+                        .get(name)
+                        .filter(|entry| entry.kind == EntryKind::Dir)
+                        .map(|entry| entry.id);
+                    match self.build(Some(&child), base_child)? {
+                        Some(id) => Some(DirEntry::dir(entry_name, id)),
+                        None => return Ok(None),
+                    }
+                }
+                None => None,
+            };
+            match entry {
+                Some(entry) => entries.insert(name.to_owned(), entry),
+                None => entries.remove(name),
+            };
+        }
+        let dir = Dir::new(entries.into_values().collect()).map_err(|error| {
+            ClientError::InvalidObject {
+                what: format!(
+                    "the working copy's folder {}",
+                    path.map_or("(root)".to_owned(), ToString::to_string)
+                ),
+                detail: error.to_string(),
+            }
+        })?;
+        let (id, _) = self.objects.put_object(&Object::Dir(dir))?;
+        Ok(Some(id))
     }
 }
 
@@ -460,6 +757,84 @@ mod tests {
         assert!(matches!(copy.lock(), Err(ClientError::Busy { .. })));
         drop(held);
         copy.lock().unwrap();
+    }
+
+    #[test]
+    fn changed_dirs_build_the_same_tree_as_a_full_build() {
+        use sync_protocol::tree::FileRef;
+        use sync_protocol::{ObjectKind, chunk_id};
+        let file = |seed: &str| FileRef {
+            kind: EntryKind::File,
+            target: ObjectKind::Chunk,
+            size: seed.len() as u64,
+            id: chunk_id(seed.as_bytes()),
+        };
+        let listing = |entries: &[(&str, Option<&str>)]| -> Listing {
+            entries
+                .iter()
+                .map(|(path, seed)| {
+                    let entry = seed.map_or_else(FileRef::empty_dir, file);
+                    (TreePath::new(path).unwrap(), entry)
+                })
+                .collect()
+        };
+        let base_listing = listing(&[
+            ("a/b/c.json", Some("1")),
+            ("a/b/d.json", Some("2")),
+            ("a/e.json", Some("3")),
+            ("a.txt", Some("4")),
+            ("empty", None),
+            ("f/g", Some("5")),
+            ("z", Some("6")),
+        ]);
+        let edits: Vec<Listing> = vec![
+            // One file edited deep down.
+            listing(&[
+                ("a/b/c.json", Some("1x")),
+                ("a/b/d.json", Some("2")),
+                ("a/e.json", Some("3")),
+                ("a.txt", Some("4")),
+                ("empty", None),
+                ("f/g", Some("5")),
+                ("z", Some("6")),
+            ]),
+            // Added, removed, an empty dir filled, a folder emptied, a file became a folder.
+            listing(&[
+                ("a/b/c.json", Some("1")),
+                ("a/e.json", Some("3")),
+                ("a/new/x", Some("7")),
+                ("empty/now", Some("8")),
+                ("f", None),
+                ("z/inside", Some("9")),
+            ]),
+            // A folder became a file; everything else gone.
+            listing(&[("a", Some("10"))]),
+            Listing::new(),
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        let objects = ObjectCache::new(dir.path());
+        objects.put_object(&Object::Dir(Dir::empty())).unwrap();
+        let built = build_dirs(&base_listing).unwrap();
+        for (_, object) in &built.dirs {
+            objects.put_object(object).unwrap();
+        }
+        let base = Base {
+            version: Some(1),
+            root: built.root,
+            listing: base_listing,
+            pending: Default::default(),
+        };
+        for edited in edits {
+            let expected = build_dirs(&edited).unwrap().root;
+            let rebuilt = build_changed_dirs(&objects, &base, &edited).unwrap();
+            assert_eq!(rebuilt, Some(expected), "{edited:?}");
+            // Every dir of the new tree is readable from the cache.
+            assert_eq!(flatten(&objects, &expected).unwrap(), edited);
+        }
+        // Without the base's dirs in the cache, the caller is told to build everything.
+        let bare = ObjectCache::new(dir.path().join("elsewhere"));
+        let edited = listing(&[("a/b/c.json", Some("1y"))]);
+        assert_eq!(build_changed_dirs(&bare, &base, &edited).unwrap(), None);
     }
 
     #[test]
