@@ -606,9 +606,11 @@ fn bench(options: &Options, bin: &Path, root: &Path) -> Result<()> {
     let git_base = root.join("git-server");
     std::fs::create_dir_all(&git_base).map_err(|e| e.to_string())?;
     let git_port = free_port()?;
+    // `git-daemon` itself, not `git daemon`: the wrapper runs it as a child, which would outlive
+    // the kill at the end of the bench and keep its port.
+    let exec_path = run_command(Command::new("git").arg("--exec-path"))?;
     daemons.0.push(
-        Command::new("git")
-            .arg("daemon")
+        Command::new(Path::new(exec_path.trim()).join("git-daemon"))
             .arg("--enable=receive-pack")
             .arg("--export-all")
             .arg("--reuseaddr")
