@@ -40,9 +40,11 @@ if [ -n "$INCREMENTAL_ONLY" ]; then
     python3 - "$WORK/incremental.json" "$PAGES" <<'PY'
 import json, sys
 inc = json.load(open(sys.argv[1]))["results"][0]
+runs = " ".join(f"{t * 1000:.1f}" for t in inc["times"])
 print(f"\nRESULT pages={sys.argv[2]} incremental_one_page_median={inc['median'] * 1000:.1f}ms "
       f"(target < 100 ms) cpu_user_sys_mean={(inc['user'] + inc['system']) * 1000:.1f}ms; "
       "incremental output identical to a clean build")
+print(f"incremental runs (ms): {runs}")
 PY
     exit 0
 fi
@@ -73,4 +75,7 @@ s, h = cold["sitegen-cold"]["median"], cold["hugo-cold"]["median"]
 print(f"\nRESULT pages={sys.argv[3]} sitegen_cold_median={s:.3f}s hugo_cold_median={h:.3f}s "
       f"ratio={s / h:.2f} (target <= 0.8) "
       f"incremental_one_page_median={inc['median'] * 1000:.1f}ms (target < 100 ms)")
+for name, result in [("sitegen cold", cold["sitegen-cold"]), ("hugo cold", cold["hugo-cold"]),
+                     ("incremental", inc)]:
+    print(f"{name} runs (s): " + " ".join(f"{t:.3f}" for t in result["times"]))
 PY
