@@ -6,13 +6,18 @@
 //! Writes are atomic and durable before they return: each frame goes to a temporary file in
 //! its final folder, which is fsynced and renamed into place, and then the folder is fsynced (and
 //! its parent, when the folder is new). A crash leaves either no object or the whole object,
-//! never a torn one; leftover temporary files (`.tmp-*`) are ignored by reads and listings.
+//! never a torn one; leftover temporary files (`.tmp-*`) are ignored by reads and listings. The
+//! objects of one `put_many` are written and fsynced on several threads at once, so the file
+//! system can commit their fsyncs together: a call never ordered its own objects (its folders
+//! are fsynced at its end), and it returns only once every object and folder is durable, so a
+//! caller that needs order (a push, stored in layers) makes one call per layer.
 
 use std::collections::{BTreeSet, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -137,6 +142,50 @@ fn write_temp(dir: &Path, frame: &[u8]) -> Result<PathBuf> {
     Ok(path)
 }
 
+/// The most threads one batch of writes or folder fsyncs uses.
+const MAX_WRITERS: usize = 16;
+
+/// Runs `work` on every item, on up to [`MAX_WRITERS`] threads; the first error wins. A single
+/// item runs on the calling thread.
+fn in_parallel<T: Sync>(items: &[T], work: impl Fn(&T) -> Result<()> + Sync) -> Result<()> {
+    if items.len() <= 1 {
+        return items.iter().try_for_each(work);
+    }
+    let next = AtomicUsize::new(0);
+    let writers = items.len().min(MAX_WRITERS);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..writers)
+            .map(|_| {
+                scope.spawn(|| -> Result<()> {
+                    loop {
+                        let index = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(item) = items.get(index) else {
+                            return Ok(());
+                        };
+                        if let Err(error) = work(item) {
+                            // The other threads stop at their next item.
+                            next.store(items.len(), Ordering::Relaxed);
+                            return Err(error);
+                        }
+                    }
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|handle| {
+                handle.join().unwrap_or_else(|_| {
+                    Err(StoreError::Backend {
+                        operation: "put",
+                        message: "a writer thread panicked".to_owned(),
+                    })
+                })
+            })
+            .collect::<Result<Vec<()>>>()
+            .map(drop)
+    })
+}
+
 fn read_frame(path: &Path, project: &ProjectId, id: &ObjectId) -> Result<Option<Bytes>> {
     let mut file = match File::open(path) {
         Ok(file) => file,
@@ -174,7 +223,7 @@ impl ObjectBackend for FsBackend {
         let project = *project;
         self.blocking("put", move |backend| {
             let mut seen = HashSet::new();
-            let mut renamed_into = BTreeSet::new();
+            let mut to_write = Vec::new();
             for (id, frame) in objects {
                 if !seen.insert(id) {
                     continue;
@@ -185,17 +234,26 @@ impl ObjectBackend for FsBackend {
                 if exists(&path)? {
                     continue;
                 }
-                let dir = path.parent().unwrap_or(backend.root()).to_owned();
-                create_dirs(&dir)?;
-                let temp = write_temp(&dir, &frame)?;
-                fs::rename(&temp, &path).map_err(io_error("rename", &path))?;
-                renamed_into.insert(dir);
+                to_write.push((path, frame));
             }
-            // One folder fsync per folder touched, after all its renames.
-            for dir in renamed_into {
-                sync_dir(&dir)?;
+            let dirs: BTreeSet<PathBuf> = to_write
+                .iter()
+                .map(|(path, _)| path.parent().unwrap_or(backend.root()).to_owned())
+                .collect();
+            for dir in &dirs {
+                create_dirs(dir)?;
             }
-            Ok(())
+            // Each object is written, fsynced and renamed on its own; the fsyncs of a batch run
+            // concurrently (the file system commits them together) instead of one after another.
+            in_parallel(&to_write, |(path, frame)| {
+                let dir = path.parent().unwrap_or(backend.root());
+                let temp = write_temp(dir, frame)?;
+                fs::rename(&temp, path).map_err(io_error("rename", path))
+            })?;
+            // One folder fsync per folder touched, after all its renames: only then is the batch
+            // durable, and only then does this call return.
+            let dirs: Vec<PathBuf> = dirs.into_iter().collect();
+            in_parallel(&dirs, |dir| sync_dir(dir))
         })
         .await
     }
