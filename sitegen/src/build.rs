@@ -156,6 +156,7 @@ fn global_hash(
 ) -> String {
     let mut hasher = blake3::Hasher::new();
     hasher.update(env!("CARGO_PKG_VERSION").as_bytes());
+    hasher.update(&crate::highlight::HIGHLIGHT_VERSION.to_le_bytes());
     hasher.update(&[u8::from(drafts)]);
     hasher.update(config_text.as_bytes());
     for (name, text) in templates {

@@ -13,10 +13,14 @@ fn syntax_set() -> &'static SyntaxSet {
     SET.get_or_init(SyntaxSet::load_defaults_newlines)
 }
 
+/// Changes whenever the same code block would be highlighted differently, so an incremental
+/// build never reuses blocks highlighted the old way (it is part of the build's global hash).
+pub const HIGHLIGHT_VERSION: u32 = 2;
+
 /// Language names authors use that syntect knows by another token.
 fn token_for(language: &str) -> &str {
     match language {
-        "sh" | "shell" | "console" | "bash" => "bash",
+        "sh" | "shell" | "bash" => "bash",
         "js" | "javascript" => "js",
         "rs" => "rust",
         other => other,
@@ -54,6 +58,12 @@ pub fn code_block(language: &str, code: &str) -> String {
     if language.is_empty() || matches!(language, "text" | "plain" | "http") {
         return plain();
     }
+    if language == "console" {
+        return format!(
+            "<pre class=\"code\"{language_attr} tabindex=\"0\"><code>{}</code></pre>\n",
+            console(code)
+        );
+    }
     let set = syntax_set();
     let Some(syntax) = set.find_syntax_by_token(token_for(language)) else {
         return plain();
@@ -75,6 +85,43 @@ pub fn code_block(language: &str, code: &str) -> String {
         "<pre class=\"code\"{language_attr} tabindex=\"0\"><code>{}</code></pre>\n",
         generator.finalize()
     )
+}
+
+/// A terminal session: lines starting with a `$ ` prompt are commands, highlighted as shell
+/// (each on its own); every other line is the program's output, left as it is.
+fn console(code: &str) -> String {
+    let set = syntax_set();
+    let bash = set.find_syntax_by_token("bash");
+    let mut out = String::with_capacity(code.len() * 2);
+    for line in LinesWithEndings::from(code) {
+        match (line.strip_prefix("$ "), bash) {
+            (Some(command), Some(syntax)) => {
+                let mut generator = ClassedHTMLGenerator::new_with_class_style(
+                    syntax,
+                    set,
+                    ClassStyle::SpacedPrefixed { prefix: "hl-" },
+                );
+                let line_end = if command.ends_with('\n') { "" } else { "\n" };
+                let parsed = generator
+                    .parse_html_for_line_which_includes_newline(&format!("{command}{line_end}"));
+                out.push_str("<span class=\"hl-prompt\">$ </span>");
+                match parsed {
+                    Ok(()) => {
+                        let html = generator.finalize();
+                        // The newline added for the parser is not the block's.
+                        out.push_str(if line_end.is_empty() {
+                            &html
+                        } else {
+                            html.strip_suffix('\n').unwrap_or(&html)
+                        });
+                    }
+                    Err(_) => out.push_str(&escape(command)),
+                }
+            }
+            _ => out.push_str(&escape(line)),
+        }
+    }
+    out
 }
 
 /// Highlighted blocks already in a page's previous output, by (language, code).
@@ -178,5 +225,34 @@ mod tests {
                 "{language}"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod console_tests {
+    use super::*;
+
+    #[test]
+    fn console_highlights_commands_and_leaves_output_alone() {
+        let html = code_block(
+            "console",
+            "$ cairn login --server http://x\nPassword for alice: ; not shell\n$ echo hi\n",
+        );
+        // The output line is escaped text, with no highlighting spans.
+        assert!(
+            html.contains("</span>Password for alice: ; not shell\n<span class=\"hl-prompt\">"),
+            "{html}"
+        );
+        // Each command has its prompt and shell highlighting.
+        assert_eq!(
+            html.matches("<span class=\"hl-prompt\">$ </span>").count(),
+            2
+        );
+        assert!(html.contains("hl-source hl-shell"), "{html}");
+        // Nothing is lost: the text of the block is the code.
+        assert_eq!(
+            strip_tags(&html),
+            "$ cairn login --server http://x\nPassword for alice: ; not shell\n$ echo hi\n\n"
+        );
     }
 }
