@@ -129,7 +129,7 @@ pub fn push_once(
             paths: base.pending.iter().map(ToString::to_string).collect(),
         });
     }
-    let snapshot = copy.snapshot()?;
+    let snapshot = copy.snapshot_with(&base)?;
     if snapshot.root == base.root {
         return Ok(PushOutcome::NothingToPush {
             version: base.version,

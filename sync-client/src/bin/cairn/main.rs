@@ -71,7 +71,8 @@ Environment:
   CAIRN_CONFIG     path of the user config file (access tokens)
   XDG_CONFIG_HOME  otherwise the config is $XDG_CONFIG_HOME/cairn/config.toml,
                    else ~/.config/cairn/config.toml
-  CAIRN_PASSWORD   the password for `cairn login` (else it is read from standard input)";
+  CAIRN_PASSWORD   the password for `cairn login` (else it is read from standard input)
+  CAIRN_TIMINGS    print how long each local phase took to standard error";
 
 #[derive(Debug, Parser)]
 #[command(
