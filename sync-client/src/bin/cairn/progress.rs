@@ -46,11 +46,11 @@ impl State {
             let (bar, template) = match (self.totals.bytes, self.totals.objects) {
                 (Some(bytes), _) => (
                     ProgressBar::new(bytes),
-                    "{prefix} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} {msg}",
+                    "{prefix} [{bar:20}] {bytes}/{total_bytes} {binary_bytes_per_sec} {msg}",
                 ),
                 (None, Some(objects)) => (
                     ProgressBar::new(objects),
-                    "{prefix} [{bar:30}] {pos}/{len} objects {msg}",
+                    "{prefix} [{bar:20}] {pos}/{len} objects {msg}",
                 ),
                 (None, None) => (ProgressBar::new_spinner(), "{prefix} {spinner} {msg}"),
             };
@@ -78,7 +78,7 @@ impl State {
                 } else {
                     bar.tick();
                 }
-                bar.set_message(format!("{} at {rate}/s", HumanBytes(self.bytes)));
+                bar.set_message(format!("{}, {rate}/s", HumanBytes(self.bytes)));
             }
         }
     }
