@@ -2,10 +2,11 @@
 //!
 //! - [`pull`]: asks for the head with the base root as `have`, stores the verified frames, then
 //!   merges the new tree into the folder ([`WorkingCopy::apply_root`]).
-//! - [`push_once`]: snapshot, `plan_push` from the base (from the empty dir, sending the whole
-//!   tree, when part of the base is no longer in the object cache), then one `push` request when
-//!   the objects are small, or journaled, resumable batches when they are large or an earlier
-//!   push was cut off ([`crate::upload`]). The push id is random per attempt and reused when a
+//! - [`push_once`]: snapshot, `plan_push` from the base, then one `push` request when the
+//!   objects are small (as change records when few paths changed, [`crate::records`]), or
+//!   journaled, resumable batches when they are large or an earlier push was cut off
+//!   ([`crate::upload`]). When part of the base is no longer in the object cache, the dirs of the
+//!   new tree are rebuilt into it and the server is asked what it lacks (the negotiation). The push id is random per attempt and reused when a
 //!   network error or a 5xx leaves the outcome unknown (or the journal says the same push was
 //!   under way), so a retry can never commit twice. A `409 conflict` comes back as
 //!   `RemoteError::Conflict`.
@@ -18,7 +19,7 @@ use std::time::Duration;
 use sync_protocol::ObjectId;
 use sync_protocol::diff::diff_listings;
 use sync_protocol::plan::{PushPlanError, plan_push};
-use sync_protocol::tree::empty_dir_id;
+use sync_protocol::tree::build_dirs;
 
 use crate::apply::ApplyReport;
 use crate::error::ClientError;
@@ -136,73 +137,63 @@ pub fn push_once(
         });
     }
     let objects = copy.objects();
-    let plan = match plan_push(&objects, &base.root, &snapshot.root) {
-        // Part of the base tree left the cache: send the whole tree instead. The server stores
-        // objects it already has once, so this costs bytes, never correctness.
-        Err(PushPlanError::BaseUnavailable { .. }) => {
-            plan_push(&objects, &empty_dir_id(), &snapshot.root)?
-        }
-        planned => planned?,
-    };
     // A never-synced copy is based on version 0, the empty project: if the head has moved on,
     // the server answers conflict and the caller merges.
     let base_version = base.version.unwrap_or(0);
     let project = &copy.config().project;
     let journal = PushJournal::load(copy)?;
-    // Records say what changed from the base; with the base's tree gone from the cache, the
-    // plan is the whole tree and the dirs are the smaller form.
-    let compact = match journal {
-        None if plan.base_root == base.root => {
+    let plan = match plan_push(&objects, &base.root, &snapshot.root) {
+        Err(PushPlanError::BaseUnavailable { .. }) => None,
+        planned => Some(planned?),
+    };
+    let small = match (&plan, &journal) {
+        (Some(plan), None) => {
             let changes = diff_listings(&base.listing, &snapshot.scan.listing);
-            records::push_stream(&objects, &changes, &plan.objects, SINGLE_REQUEST_BYTES)?
+            push_small(
+                remote,
+                &objects,
+                &changes,
+                &plan.objects,
+                PushTarget {
+                    project,
+                    base_version,
+                    root: &snapshot.root,
+                    message,
+                },
+            )?
         }
         _ => None,
     };
-    let compact_sent = match compact {
-        Some(batch) => {
-            match push_whole(
+    let sent = match small {
+        Some(sent) => sent,
+        None => {
+            if plan.is_none() {
+                // Part of the base tree left the cache (cleaned or damaged): the server still
+                // knows what it has. Every dir of the new tree goes back into the cache, and
+                // the negotiation finds what to send.
+                let built = build_dirs(&snapshot.scan.listing).map_err(|error| {
+                    ClientError::InvalidObject {
+                        what: "the working copy's tree".to_owned(),
+                        detail: error.to_string(),
+                    }
+                })?;
+                for (_, dir) in &built.dirs {
+                    objects.put_object(dir)?;
+                }
+            }
+            let negotiate = journal.is_some() || plan.is_none();
+            let planned = plan.map(|plan| plan.objects).unwrap_or_default();
+            push_in_batches(
+                copy,
                 remote,
-                project,
+                journal,
+                negotiate,
                 base_version,
                 &snapshot.root,
                 message,
-                batch,
-            ) {
-                // A server that cannot use the records (or finds they do not fit its copy of
-                // the base) is sent the dirs instead.
-                Err(ClientError::Remote(RemoteError::Problem { code, .. }))
-                    if code == "bad-records" || code == "bad-stream" =>
-                {
-                    None
-                }
-                other => Some(other?),
-            }
+                &planned,
+            )?
         }
-        None => None,
-    };
-    let small = match (&compact_sent, &journal) {
-        (None, None) => single_stream(&objects, &plan.objects, SINGLE_REQUEST_BYTES)?,
-        _ => None,
-    };
-    let sent = match (compact_sent, small) {
-        (Some(sent), _) => sent,
-        (None, Some(batch)) => push_whole(
-            remote,
-            project,
-            base_version,
-            &snapshot.root,
-            message,
-            batch,
-        )?,
-        (None, None) => push_in_batches(
-            copy,
-            remote,
-            journal,
-            base_version,
-            &snapshot.root,
-            message,
-            &plan.objects,
-        )?,
     };
     let committed = sent.committed;
     if committed.root != snapshot.root {
@@ -226,6 +217,50 @@ pub fn push_once(
         objects: sent.objects,
         bytes: sent.bytes,
     })
+}
+
+/// Where a push goes: the project, the version it is based on, the new root, the message.
+#[derive(Clone, Copy)]
+struct PushTarget<'a> {
+    project: &'a str,
+    base_version: u64,
+    root: &'a ObjectId,
+    message: Option<&'a str>,
+}
+
+/// A push in one request: as change records when few paths changed (re-sent with dirs if the
+/// server cannot use them), else the planned objects whole. `None` when they are too large for
+/// one request.
+fn push_small(
+    remote: &Remote,
+    objects: &crate::object_cache::ObjectCache,
+    changes: &[sync_protocol::diff::Change],
+    planned: &[ObjectId],
+    target: PushTarget<'_>,
+) -> Result<Option<Sent>, ClientError> {
+    let send = |batch: Batch| {
+        push_whole(
+            remote,
+            target.project,
+            target.base_version,
+            target.root,
+            target.message,
+            batch,
+        )
+    };
+    if let Some(batch) = records::push_stream(objects, changes, planned, SINGLE_REQUEST_BYTES)? {
+        match send(batch) {
+            // A server that cannot use the records (or finds they do not fit its copy of the
+            // base) is sent the dirs instead.
+            Err(ClientError::Remote(RemoteError::Problem { code, .. }))
+                if code == "bad-records" || code == "bad-stream" => {}
+            other => return other.map(Some),
+        }
+    }
+    match single_stream(objects, planned, SINGLE_REQUEST_BYTES)? {
+        Some(batch) => send(batch).map(Some),
+        None => Ok(None),
+    }
 }
 
 /// The common case: one request carries the objects and the commit.
@@ -269,10 +304,12 @@ fn push_whole(
 
 /// A large or resumed push: journal, negotiate what is missing if resuming, upload in batches,
 /// commit, forget the journal (see [`crate::upload`]).
+#[allow(clippy::too_many_arguments)]
 fn push_in_batches(
     copy: &WorkingCopy,
     remote: &Remote,
     journal: Option<PushJournal>,
+    negotiate: bool,
     base_version: u64,
     root: &ObjectId,
     message: Option<&str>,
@@ -291,13 +328,13 @@ fn push_in_batches(
     }
     .save(copy)?;
     let missing;
-    let ids = match journal {
-        // Objects of the earlier attempt may be stored: ask before sending anything.
-        Some(_) => {
-            missing = negotiate_missing(remote, project, &objects, *root)?;
-            &missing
-        }
-        None => planned,
+    let ids = if negotiate {
+        // Objects of an earlier attempt may be stored, or the base is not known well enough
+        // to plan: ask before sending anything.
+        missing = negotiate_missing(remote, project, &objects, *root)?;
+        &missing
+    } else {
+        planned
     };
     let (sent_objects, sent_bytes) = upload_batches(remote, &objects, ids, |batch| {
         retry_transient(|| {
