@@ -13,12 +13,14 @@
 //!
 //! Records are only used while they are the small form: at most [`MAX_RECORDS`] changed paths.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 use sync_protocol::diff::Change;
-use sync_protocol::patch::{Record, decode_content, encode_content, records_of_changes};
+use sync_protocol::patch::{
+    Record, decode_content, encode_content, patch_tree, records_of_changes,
+};
 use sync_protocol::stream::StreamEncoder;
-use sync_protocol::tree::{FileRef, Listing, build_dirs};
+use sync_protocol::tree::{FileRef, Listing, Path, build_dirs};
 use sync_protocol::{Object, ObjectId, ObjectKind};
 
 use crate::error::ClientError;
@@ -97,24 +99,28 @@ pub fn push_stream(
     }))
 }
 
-/// Applies a pull's records to the base listing: stores inline content (decoded against the
-/// base's chunk at its path when it is a delta), builds the new tree's dirs, checks its root is
-/// `root` and stores the dirs. Any mismatch is an error; nothing in the working copy changes.
+/// Applies a pull's records to the base (`base_root`, whose listing is `base`): stores inline
+/// content (decoded against the base's chunk at its path when it is a delta), builds the new
+/// tree's dirs, checks its root is `root` and stores the dirs. Only the dirs along the changed
+/// paths are rebuilt, from the cached base dirs (`patch::patch_tree`); if the cache lacks some,
+/// the whole tree is built from the listing. Any mismatch is an error; nothing in the working
+/// copy changes.
 pub fn apply_pulled(
     objects: &ObjectCache,
+    base_root: &ObjectId,
     base: &Listing,
     records: &[Record],
     root: &ObjectId,
 ) -> Result<(), ClientError> {
     let what = "the pull's change records";
-    let mut listing = base.clone();
+    let mut changes: BTreeMap<Path, Option<FileRef>> = BTreeMap::new();
     for record in records {
         match record {
             Record::Remove { path } => {
-                listing.remove(path);
+                changes.insert(path.clone(), None);
             }
             Record::Entry { path, entry } => {
-                listing.insert(path.clone(), *entry);
+                changes.insert(path.clone(), Some(*entry));
             }
             Record::Content {
                 path,
@@ -148,29 +154,39 @@ pub fn apply_pulled(
                     _ => 0,
                 };
                 objects.put_object(&object)?;
-                listing.insert(
+                changes.insert(
                     path.clone(),
-                    FileRef {
+                    Some(FileRef {
                         kind: *kind,
                         target: ObjectKind::Chunk,
                         size,
                         id,
-                    },
+                    }),
                 );
             }
         }
     }
-    let built = build_dirs(&listing).map_err(|error| invalid(what, error))?;
-    if built.root != *root {
+    let (new_root, dirs) = match patch_tree(objects, *base_root, &changes) {
+        Ok(patched) => (patched.root, patched.dirs),
+        Err(_) => {
+            let mut listing = base.clone();
+            for (path, entry) in &changes {
+                match entry {
+                    Some(entry) => listing.insert(path.clone(), *entry),
+                    None => listing.remove(path),
+                };
+            }
+            let built = build_dirs(&listing).map_err(|error| invalid(what, error))?;
+            (built.root, built.dirs)
+        }
+    };
+    if new_root != *root {
         return Err(invalid(
             what,
-            format!(
-                "applied to the base they give root {}, the server named {root}",
-                built.root
-            ),
+            format!("applied to the base they give root {new_root}, the server named {root}"),
         ));
     }
-    for (_, dir) in &built.dirs {
+    for (_, dir) in &dirs {
         objects.put_object(dir)?;
     }
     Ok(())

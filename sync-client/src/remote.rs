@@ -459,7 +459,7 @@ impl Remote {
         if !records.is_empty() {
             let listing = have_listing
                 .ok_or_else(|| bad("change records the request did not ask for".to_owned()))?;
-            crate::records::apply_pulled(objects, listing, &records, &root)?;
+            crate::records::apply_pulled(objects, have, listing, &records, &root)?;
         }
         Ok(Pulled {
             version,

@@ -90,7 +90,29 @@ pub fn pull(copy: &WorkingCopy, remote: &Remote) -> Result<PullOutcome, ClientEr
     let report = if up_to_date {
         None
     } else {
-        Some(copy.apply_root(pulled.version, pulled.root)?)
+        match copy.apply_root(pulled.version, pulled.root) {
+            // The object cache lost part of the base (cleaned, damaged), so the difference the
+            // server sent is not enough: fetch the whole tree and apply again.
+            Err(ClientError::ObjectMissing { .. }) => {
+                let empty = sync_protocol::tree::empty_dir_id();
+                retry_transient(|| {
+                    remote
+                        .pull(
+                            &copy.config().project,
+                            Some(pulled.version),
+                            &empty,
+                            None,
+                            &copy.objects(),
+                        )
+                        .map_err(|error| match error {
+                            ClientError::Remote(remote) => Retry::Remote(remote),
+                            other => Retry::Other(other),
+                        })
+                })?;
+                Some(copy.apply_root(pulled.version, pulled.root)?)
+            }
+            other => Some(other?),
+        }
     };
     Ok(PullOutcome {
         from: base.version,

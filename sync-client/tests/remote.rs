@@ -841,6 +841,16 @@ fn a_small_edit_travels_as_one_change_record_both_ways() {
     assert!(pulled["bytes"].as_u64().unwrap() < 200, "{pulled}");
     assert_eq!(read(&second, "collections/c2/f7.json"), edited);
     assert_eq!(files_on_disk(&second).len(), 48);
+
+    // Without its object cache the second copy cannot apply a delta or patch its base dirs:
+    // the pull falls back to dirs and still arrives whole.
+    std::fs::remove_dir_all(second.join(".cairn/objects")).unwrap();
+    let edited = edited.replace("\"file\": 77", "\"file\": 777");
+    write(&first, "collections/c2/f7.json", edited.as_bytes());
+    alice.json(&first, &["push"]);
+    let pulled = bob.json(&second, &["pull"]);
+    assert_eq!(pulled["version"], 3, "{pulled}");
+    assert_eq!(read(&second, "collections/c2/f7.json"), edited);
 }
 
 #[test]
