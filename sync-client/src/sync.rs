@@ -19,7 +19,7 @@ use std::time::Duration;
 use sync_protocol::ObjectId;
 use sync_protocol::diff::diff_listings;
 use sync_protocol::plan::{PushPlanError, plan_push};
-use sync_protocol::tree::build_dirs;
+use sync_protocol::tree::{Listing, build_dirs, empty_dir_id};
 
 use crate::apply::ApplyReport;
 use crate::error::ClientError;
@@ -54,34 +54,29 @@ pub fn pull(copy: &WorkingCopy, remote: &Remote) -> Result<PullOutcome, ClientEr
     let base = copy.base()?;
     // Change records need the listing of the base root, which pending paths make differ.
     let listing = base.pending.is_empty().then_some(&base.listing);
-    let attempt = |listing: Option<&sync_protocol::tree::Listing>| {
+    // One pull request (retried while the outcome is unknown) of `want`, from `have`.
+    let attempt = |want: Option<u64>, have: &ObjectId, listing: Option<&Listing>| {
         retry_transient(|| {
             remote
-                .pull(
-                    &copy.config().project,
-                    None,
-                    &base.root,
-                    listing,
-                    &copy.objects(),
-                )
+                .pull(&copy.config().project, want, have, listing, &copy.objects())
                 .map_err(|error| match error {
                     ClientError::Remote(remote) => Retry::Remote(remote),
                     other => Retry::Other(other),
                 })
         })
     };
-    let pulled = match attempt(listing) {
+    let pulled = match attempt(None, &base.root, listing) {
         // Records that do not fit the base (a cache that lost a base chunk), or a server that
         // does not know the `records` field: ask for dirs.
         Err(ClientError::InvalidObject { what, .. })
             if listing.is_some() && what.contains("change records") =>
         {
-            attempt(None)?
+            attempt(None, &base.root, None)?
         }
         Err(ClientError::Remote(RemoteError::Problem { code, .. }))
             if listing.is_some() && code == "bad-json" =>
         {
-            attempt(None)?
+            attempt(None, &base.root, None)?
         }
         other => other?,
     };
@@ -94,21 +89,7 @@ pub fn pull(copy: &WorkingCopy, remote: &Remote) -> Result<PullOutcome, ClientEr
             // The object cache lost part of the base (cleaned, damaged), so the difference the
             // server sent is not enough: fetch the whole tree and apply again.
             Err(ClientError::ObjectMissing { .. }) => {
-                let empty = sync_protocol::tree::empty_dir_id();
-                retry_transient(|| {
-                    remote
-                        .pull(
-                            &copy.config().project,
-                            Some(pulled.version),
-                            &empty,
-                            None,
-                            &copy.objects(),
-                        )
-                        .map_err(|error| match error {
-                            ClientError::Remote(remote) => Retry::Remote(remote),
-                            other => Retry::Other(other),
-                        })
-                })?;
+                attempt(Some(pulled.version), &empty_dir_id(), None)?;
                 Some(copy.apply_root(pulled.version, pulled.root)?)
             }
             other => Some(other?),

@@ -352,6 +352,18 @@ impl StreamEncoder {
         self.len += bytes.len() as u64;
     }
 
+    /// Fails when the stream already holds as many frames and records as its limit allows.
+    fn check_room(&self) -> Result<(), StreamError> {
+        if self.frames >= self.limits.max_frames {
+            return Err(StreamError::TooManyFrames {
+                index: self.frames,
+                offset: self.len,
+                limit: self.limits.max_frames,
+            });
+        }
+        Ok(())
+    }
+
     /// Appends one frame. The frame is not verified here: it should come from
     /// [`crate::compress_object`], an [`EncodedObject`] or a verified store. Fails, writing
     /// nothing, if the frame is too large or the stream is full.
@@ -361,13 +373,7 @@ impl StreamEncoder {
         id: &ObjectId,
         zstd_frame: &[u8],
     ) -> Result<(), StreamError> {
-        if self.frames >= self.limits.max_frames {
-            return Err(StreamError::TooManyFrames {
-                index: self.frames,
-                offset: self.len,
-                limit: self.limits.max_frames,
-            });
-        }
+        self.check_room()?;
         let len = u32::try_from(zstd_frame.len())
             .ok()
             .filter(|&len| len <= self.limits.max_frame_len);
@@ -398,13 +404,7 @@ impl StreamEncoder {
             offset: self.len,
             detail,
         };
-        if self.frames >= self.limits.max_frames {
-            return Err(StreamError::TooManyFrames {
-                index: self.frames,
-                offset: self.len,
-                limit: self.limits.max_frames,
-            });
-        }
+        self.check_room()?;
         check_record(record).map_err(|error| bad(error.to_string()))?;
         if let Some(last) = &self.last_record
             && last >= record.path()
@@ -728,13 +728,7 @@ impl StreamDecoder {
                             tag,
                         });
                     };
-                    if self.frames >= self.limits.max_frames {
-                        return Err(StreamError::TooManyFrames {
-                            index: self.frames,
-                            offset: self.offset,
-                            limit: self.limits.max_frames,
-                        });
-                    }
+                    self.check_room()?;
                     let available = self.available();
                     if available.len() < FRAME_HEADER_LEN {
                         return Ok(None);
@@ -806,17 +800,23 @@ impl StreamDecoder {
         }
     }
 
+    /// Fails when the next frame or record would pass the stream's limit.
+    fn check_room(&self) -> Result<(), StreamError> {
+        if self.frames >= self.limits.max_frames {
+            return Err(StreamError::TooManyFrames {
+                index: self.frames,
+                offset: self.offset,
+                limit: self.limits.max_frames,
+            });
+        }
+        Ok(())
+    }
+
     /// Reads one change record once all of it is buffered.
     fn read_record(&mut self, tag: u8) -> Result<Option<Item>, StreamError> {
         let index = self.frames;
         let offset = self.offset;
-        if self.frames >= self.limits.max_frames {
-            return Err(StreamError::TooManyFrames {
-                index,
-                offset,
-                limit: self.limits.max_frames,
-            });
-        }
+        self.check_room()?;
         let bad = |detail: String| StreamError::BadRecord {
             index,
             offset,

@@ -211,8 +211,11 @@ async fn encode_records(
     objects: &[(ObjectId, ObjectKind, Bytes)],
     changes: &[Change],
 ) -> Result<StreamEncoder, Problem> {
-    let sent: HashMap<ObjectId, &Bytes> =
-        objects.iter().map(|(id, _, frame)| (*id, frame)).collect();
+    // Frames by id (`Bytes` clones share the buffer), for the blocking task below.
+    let sent: HashMap<ObjectId, Bytes> = objects
+        .iter()
+        .map(|(id, _, frame)| (*id, frame.clone()))
+        .collect();
     // The client's old chunk at each path that stays a one-chunk file: the delta dictionaries.
     let old_chunks: Vec<ObjectId> = changes
         .iter()
@@ -239,8 +242,6 @@ async fn encode_records(
     let changes = changes.to_vec();
     // Compression is CPU work: keep it off the async workers.
     tokio::task::spawn_blocking(move || {
-        let sent: HashMap<ObjectId, &Bytes> =
-            objects.iter().map(|(id, _, frame)| (*id, frame)).collect();
         let mut inlined = HashSet::new();
         let records = records_of_changes(&changes, |_, new, old| {
             // Only one-chunk files go inline; a file object and its chunks go as frames.
@@ -861,11 +862,15 @@ fn path_problem(error: DiffError) -> Problem {
 
 /// Moves the head, after a cheap look at it: a base that is already stale cannot commit, so
 /// the catalog is asked first (it answers a replay or a conflict) and nothing is stored.
+///
+/// A push's change records (`records`, empty otherwise) are applied to the head here, once it
+/// is known to be the push's base: against a stale base they mean nothing.
 async fn commit_after_store(
     app: &App,
     project: &Project,
     commit: CommitRequest,
-    upload: Option<Upload>,
+    mut upload: Option<Upload>,
+    records: Vec<Record>,
 ) -> Result<Response, Problem> {
     let current = app
         .catalog
@@ -875,6 +880,18 @@ async fn commit_after_store(
     if current.head_version != commit.base_version {
         let outcome = app.catalog.commit(commit).await?;
         return commit_answer(app, project.id, outcome);
+    }
+    if !records.is_empty() {
+        let upload = upload.get_or_insert_with(Upload::default);
+        apply_records(
+            app,
+            project.id,
+            current.head_root,
+            commit.root,
+            records,
+            upload,
+        )
+        .await?;
     }
     check_root(app, project.id, commit.root, upload.as_ref()).await?;
     check_paths(
@@ -914,28 +931,8 @@ pub async fn push(app: &App, mut request: ApiRequest, project: &str) -> Result<R
         author: caller.account.id,
         message: query.message,
     };
-    let (mut upload, records) = receive(app, &mut request, true).await?;
-    if !records.is_empty() {
-        let current = app
-            .catalog
-            .project(project.id)
-            .await?
-            .ok_or_else(Problem::not_found)?;
-        // Against a stale base the records mean nothing: the commit below answers conflict
-        // (or the original outcome of a retried push) without looking at the upload.
-        if current.head_version == commit.base_version {
-            apply_records(
-                app,
-                project.id,
-                current.head_root,
-                commit.root,
-                records,
-                &mut upload,
-            )
-            .await?;
-        }
-    }
-    commit_after_store(app, &project, commit, Some(upload)).await
+    let (upload, records) = receive(app, &mut request, true).await?;
+    commit_after_store(app, &project, commit, Some(upload), records).await
 }
 
 #[derive(Debug, Serialize)]
@@ -983,7 +980,7 @@ pub async fn commit(
         author: caller.account.id,
         message: body.message,
     };
-    commit_after_store(app, &project, commit, None).await
+    commit_after_store(app, &project, commit, None, Vec::new()).await
 }
 
 #[derive(Debug, Deserialize)]
