@@ -163,10 +163,9 @@ impl<'a> Reader<'a> {
             return Err(format!("bad path prefix length {shared}"));
         }
         let rest = std::str::from_utf8(rest).map_err(|_| "path is not UTF-8".to_owned())?;
-        let text = format!("{}{rest}", &self.previous_path[..shared]);
-        let path = Path::new(&text).map_err(|error| error.to_string())?;
-        self.previous_path = text;
-        Ok(path)
+        self.previous_path.truncate(shared);
+        self.previous_path.push_str(rest);
+        Path::new(&self.previous_path).map_err(|error| error.to_string())
     }
 
     /// Checks nothing is left over.

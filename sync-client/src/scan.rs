@@ -24,7 +24,9 @@ use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
 
+mod clean;
 mod read;
+pub use clean::{CleanPaths, clean_paths};
 use read::{AtomicCounters, Candidate, FileRead, ReadOutcome, read_and_store};
 use std::sync::atomic::Ordering;
 
@@ -354,6 +356,23 @@ struct Walker<'a> {
     stat_cache: &'a StatCache,
 }
 
+/// One entry of a folder being walked, with its listed name and fold key (`None`: the name is
+/// not UTF-8).
+struct Entry {
+    name: OsString,
+    entry: fs::DirEntry,
+    listed: Option<Result<(Name, String), NameError>>,
+}
+
+impl Entry {
+    fn key(&self) -> Option<&str> {
+        match &self.listed {
+            Some(Ok((_, key))) => Some(key),
+            _ => None,
+        }
+    }
+}
+
 /// A subfolder met in a folder's entries, walked after them.
 struct Subfolder {
     disk: PathBuf,
@@ -386,11 +405,25 @@ impl Walker<'_> {
             }
         };
         // The entries are kept: their stat (`DirEntry::metadata`) is taken relative to the open
-        // folder (fstatat), not by walking the whole path from the root again.
-        let mut entries: Vec<(OsString, fs::DirEntry)> = Vec::new();
+        // folder (fstatat), not by walking the whole path from the root again. Each name is
+        // normalized and folded once, here.
+        let mut entries: Vec<Entry> = Vec::new();
         for entry in read_dir {
             match entry {
-                Ok(entry) => entries.push((entry.file_name(), entry)),
+                Ok(entry) => {
+                    let name = entry.file_name();
+                    let listed = name.to_str().map(|text| {
+                        normalized_name(text).map(|name| {
+                            let key = fast_fold_key(name.as_str());
+                            (name, key)
+                        })
+                    });
+                    entries.push(Entry {
+                        name,
+                        entry,
+                        listed,
+                    });
+                }
                 Err(error) => {
                     // The listing of this folder is incomplete: nothing in it may look removed.
                     found.unreadable(relative, parent.cloned(), &error);
@@ -401,19 +434,20 @@ impl Walker<'_> {
         // Byte order, except that tracked names come first: when two names clash (equal after
         // NFC or case folding) the one the base has wins, so a new twin can never make a
         // tracked file look deleted. Only clashing names need the (costlier) tracked test.
-        entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        let keys: Vec<Option<String>> = entries.iter().map(|(name, _)| clash_key(name)).collect();
-        let mut seen: HashMap<&str, usize> = HashMap::with_capacity(keys.len());
-        for key in keys.iter().flatten() {
-            *seen.entry(key.as_str()).or_default() += 1;
+        entries.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        let clashes = {
+            let mut keys: Vec<&str> = entries.iter().filter_map(Entry::key).collect();
+            keys.sort_unstable();
+            keys.windows(2).any(|pair| pair[0] == pair[1])
+        };
+        if clashes {
+            entries.sort_by_cached_key(|entry| {
+                (!self.is_tracked(&entry.name, parent), entry.name.clone())
+            });
         }
-        if seen.values().any(|&count| count > 1) {
-            entries.sort_by_cached_key(|(name, _)| (!self.is_tracked(name, parent), name.clone()));
-        }
-        drop(seen);
 
         let mut matchers = inherited.to_vec();
-        if entries.iter().any(|(name, _)| name == IGNORE_FILE) {
+        if entries.iter().any(|entry| entry.name == IGNORE_FILE) {
             let (matcher, error) = load_ignore_file(disk);
             if let Some(error) = error {
                 found.skip(
@@ -426,14 +460,19 @@ impl Walker<'_> {
 
         let mut listed_any = false;
         let mut subfolders: Vec<Subfolder> = Vec::new();
-        // NFC name and fold key to the disk name that took them first.
+        // Fold key to the disk name that took it first; only needed when names clash.
         let mut taken: HashMap<String, OsString> = HashMap::new();
-        for (name, entry) in entries {
-            let child_disk = disk.join(&name);
-            let child_relative = relative.join(&name);
+        for Entry {
+            name,
+            entry,
+            listed,
+        } in entries
+        {
+            let child_disk = || disk.join(&name);
+            let child_relative = || relative.join(&name);
             if name == META_DIR {
                 if parent.is_some() {
-                    found.skip(child_relative, SkipReason::NestedWorkingCopy);
+                    found.skip(child_relative(), SkipReason::NestedWorkingCopy);
                 }
                 continue;
             }
@@ -445,22 +484,22 @@ impl Walker<'_> {
                 // Removed since the folder was read.
                 Err(error) if error.kind() == io::ErrorKind::NotFound => continue,
                 Err(error) => {
-                    let listed = name
-                        .to_str()
-                        .and_then(|text| Name::normalized(text).ok())
-                        .and_then(|name| Path::join(parent, &name).ok());
-                    found.unreadable(child_relative, listed, &error);
+                    let listed = listed
+                        .and_then(Result::ok)
+                        .and_then(|(name, _)| Path::join(parent, &name).ok());
+                    found.unreadable(child_relative(), listed, &error);
                     continue;
                 }
             };
             let file_type = metadata.file_type();
-            if is_ignored(&matchers, &child_disk, file_type.is_dir())
+            if !matchers.is_empty()
+                && is_ignored(&matchers, &child_disk(), file_type.is_dir())
                 && !self.is_tracked(&name, parent)
             {
                 continue;
             }
             if file_type.is_symlink() {
-                found.skip(child_relative, SkipReason::Symlink);
+                found.skip(child_relative(), SkipReason::Symlink);
                 continue;
             }
             if !file_type.is_dir() && !file_type.is_file() {
@@ -475,43 +514,44 @@ impl Walker<'_> {
                 } else {
                     "special file"
                 };
-                found.skip(child_relative, SkipReason::Special { what });
+                found.skip(child_relative(), SkipReason::Special { what });
                 continue;
             }
-            let Some(text) = name.to_str() else {
-                found.skip(child_relative, SkipReason::NotUtf8);
-                continue;
-            };
-            let listed_name = match normalized_name(text) {
-                Ok(listed_name) => listed_name,
-                Err(error) => {
-                    found.skip(child_relative, SkipReason::InvalidName(error));
+            let (listed_name, key) = match listed {
+                Some(Ok(listed)) => listed,
+                Some(Err(error)) => {
+                    found.skip(child_relative(), SkipReason::InvalidName(error));
+                    continue;
+                }
+                None => {
+                    found.skip(child_relative(), SkipReason::NotUtf8);
                     continue;
                 }
             };
             let path = match Path::join(parent, &listed_name) {
                 Ok(path) => path,
                 Err(error) => {
-                    found.skip(child_relative, SkipReason::InvalidPath(error));
+                    found.skip(child_relative(), SkipReason::InvalidPath(error));
                     continue;
                 }
             };
-            let key = fast_fold_key(listed_name.as_str());
-            if let Some(first) = taken.get(&key) {
-                let with = first.to_string_lossy().into_owned();
-                found.skip(child_relative, SkipReason::NameClash { with });
-                continue;
+            if clashes {
+                if let Some(first) = taken.get(&key) {
+                    let with = first.to_string_lossy().into_owned();
+                    found.skip(child_relative(), SkipReason::NameClash { with });
+                    continue;
+                }
+                taken.insert(key, name.clone());
             }
-            taken.insert(key, name.clone());
-            if listed_name.as_str() != text {
+            if Some(listed_name.as_str()) != name.to_str() {
                 // Paths below a renamed folder resolve through it (see `DiskNames::resolve`).
-                found.renamed.push((path.clone(), child_relative.clone()));
+                found.renamed.push((path.clone(), child_relative()));
             }
 
             if file_type.is_dir() {
                 subfolders.push(Subfolder {
-                    disk: child_disk,
-                    relative: child_relative,
+                    disk: child_disk(),
+                    relative: child_relative(),
                     path,
                 });
                 listed_any = true;
@@ -523,7 +563,7 @@ impl Walker<'_> {
             if metadata.len() > MAX_FILE_SIZE {
                 found.unsettled.push(path);
                 found.skip(
-                    child_relative,
+                    child_relative(),
                     SkipReason::TooLarge {
                         size: metadata.len(),
                     },
@@ -548,7 +588,7 @@ impl Walker<'_> {
             }
             found.to_read.push(Candidate {
                 path,
-                disk: child_disk,
+                disk: child_disk(),
             });
         }
         // Subfolders in parallel; their findings are joined in name order, so the result does

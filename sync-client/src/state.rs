@@ -84,7 +84,9 @@ impl Base {
         };
         let root = reader.id("root")?;
         let count = reader.u32("entry count")?;
-        let mut listing = Listing::new();
+        // Written in listing order: checking each path against the one before is the duplicate
+        // check, and lets the map be built from sorted entries without comparing keys again.
+        let mut entries: Vec<(Path, FileRef)> = Vec::with_capacity(count as usize);
         for _ in 0..count {
             let path = reader.path()?;
             let kind = EntryKind::from_tag(reader.u8("entry kind")?)
@@ -99,10 +101,14 @@ impl Base {
                 size,
                 id,
             };
-            if listing.insert(path.clone(), file_ref).is_some() {
-                return Err(format!("{path} is listed twice"));
+            if let Some((previous, _)) = entries.last()
+                && *previous >= path
+            {
+                return Err(format!("{path} is out of order or listed twice"));
             }
+            entries.push((path, file_ref));
         }
+        let listing: Listing = entries.into_iter().collect();
         let pending_count = reader.u32("pending count")?;
         reader.restart_paths();
         let mut pending = BTreeSet::new();
@@ -269,12 +275,21 @@ impl StatCache {
         self.entries.insert(path, entry);
     }
 
+    pub fn remove(&mut self, path: &Path) -> Option<StatEntry> {
+        self.entries.remove(path)
+    }
+
     pub fn len(&self) -> usize {
         self.entries.len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+
+    /// Every entry, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (&Path, &StatEntry)> {
+        self.entries.iter()
     }
 
     /// Every entry, in no particular order.

@@ -17,7 +17,6 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use sync_protocol::ObjectId;
-use sync_protocol::diff::diff_listings;
 use sync_protocol::plan::{PushPlanError, plan_push};
 use sync_protocol::tree::{Listing, build_dirs, empty_dir_id};
 
@@ -27,11 +26,12 @@ use crate::progress::{Totals, Transfer};
 use crate::records;
 use crate::remote::{Committed, Remote, RemoteError, new_push_id};
 use crate::state::Base;
+use crate::status::listing_changes;
 use crate::upload::{
     Batch, PushJournal, SINGLE_REQUEST_BYTES, Sent, negotiate_missing, single_stream,
     upload_batches,
 };
-use crate::working_copy::WorkingCopy;
+use crate::working_copy::{WorkingCopy, timed};
 
 /// How many times a request with an unknown outcome is sent again (with the same push id).
 const TRANSIENT_RETRIES: u32 = 3;
@@ -51,7 +51,10 @@ pub struct PullOutcome {
 
 /// Pulls the head into `copy`, merging local edits.
 pub fn pull(copy: &WorkingCopy, remote: &Remote) -> Result<PullOutcome, ClientError> {
-    let base = copy.base()?;
+    // Locked from the base read to the apply, so the base the pull starts from is the one the
+    // apply merges against.
+    let lock = copy.lock()?;
+    let (base, stat_cache) = copy.base_and_stat_cache()?;
     // Change records need the listing of the base root, which pending paths make differ.
     let listing = base.pending.is_empty().then_some(&base.listing);
     // One pull request (retried while the outcome is unknown) of `want`, from `have`.
@@ -65,7 +68,7 @@ pub fn pull(copy: &WorkingCopy, remote: &Remote) -> Result<PullOutcome, ClientEr
                 })
         })
     };
-    let pulled = match attempt(None, &base.root, listing) {
+    let pulled = match timed("pull request", || attempt(None, &base.root, listing)) {
         // Records that do not fit the base (a cache that lost a base chunk), or a server that
         // does not know the `records` field: ask for dirs.
         Err(ClientError::InvalidObject { what, .. })
@@ -85,12 +88,19 @@ pub fn pull(copy: &WorkingCopy, remote: &Remote) -> Result<PullOutcome, ClientEr
     let report = if up_to_date {
         None
     } else {
-        match copy.apply_root(pulled.version, pulled.root) {
+        match copy.apply_root_locked(&lock, &base, stat_cache, pulled.version, pulled.root) {
             // The object cache lost part of the base (cleaned, damaged), so the difference the
             // server sent is not enough: fetch the whole tree and apply again.
             Err(ClientError::ObjectMissing { .. }) => {
                 attempt(Some(pulled.version), &empty_dir_id(), None)?;
-                Some(copy.apply_root(pulled.version, pulled.root)?)
+                let stat_cache = copy.stat_cache()?;
+                Some(copy.apply_root_locked(
+                    &lock,
+                    &base,
+                    stat_cache,
+                    pulled.version,
+                    pulled.root,
+                )?)
             }
             other => Some(other?),
         }
@@ -127,13 +137,13 @@ pub fn push_once(
     message: Option<&str>,
 ) -> Result<PushOutcome, ClientError> {
     let _lock = copy.lock()?;
-    let base = copy.base()?;
+    let (base, stat_cache) = copy.base_and_stat_cache()?;
     if !base.pending.is_empty() {
         return Err(ClientError::PendingPaths {
             paths: base.pending.iter().map(ToString::to_string).collect(),
         });
     }
-    let snapshot = copy.snapshot_with(&base)?;
+    let snapshot = copy.snapshot_with(&base, stat_cache)?;
     if snapshot.root == base.root {
         return Ok(PushOutcome::NothingToPush {
             version: base.version,
@@ -145,13 +155,15 @@ pub fn push_once(
     let base_version = base.version.unwrap_or(0);
     let project = &copy.config().project;
     let journal = PushJournal::load(copy)?;
-    let plan = match plan_push(&objects, &base.root, &snapshot.root) {
+    let plan = match timed("plan", || plan_push(&objects, &base.root, &snapshot.root)) {
         Err(PushPlanError::BaseUnavailable { .. }) => None,
         planned => Some(planned?),
     };
     let small = match (&plan, &journal) {
         (Some(plan), None) => {
-            let changes = diff_listings(&base.listing, &snapshot.scan.listing);
+            let changes = timed("diff", || {
+                listing_changes(&base.listing, &snapshot.scan.listing)
+            });
             push_small(
                 remote,
                 &objects,
@@ -209,11 +221,13 @@ pub fn push_once(
         }
         .into());
     }
-    copy.set_base(&Base {
-        version: Some(committed.version),
-        root: snapshot.root,
-        listing: snapshot.scan.listing,
-        pending: BTreeSet::new(),
+    timed("save base", || {
+        copy.set_base(&Base {
+            version: Some(committed.version),
+            root: snapshot.root,
+            listing: snapshot.scan.listing,
+            pending: BTreeSet::new(),
+        })
     })?;
     Ok(PushOutcome::Committed {
         committed,
@@ -251,7 +265,10 @@ fn push_small(
             batch,
         )
     };
-    if let Some(batch) = records::push_stream(objects, changes, planned, SINGLE_REQUEST_BYTES)? {
+    let records = timed("records", || {
+        records::push_stream(objects, changes, planned, SINGLE_REQUEST_BYTES)
+    });
+    if let Some(batch) = records? {
         match send(batch) {
             // A server that cannot use the records (or finds they do not fit its copy of the
             // base) is sent the dirs instead.
@@ -284,17 +301,19 @@ fn push_whole(
             bytes: Some(batch.stream.len() as u64),
         },
     );
-    let committed = retry_transient(|| {
-        remote
-            .push(
-                project,
-                &push_id,
-                base_version,
-                root,
-                message,
-                batch.stream.clone(),
-            )
-            .map_err(Retry::Remote)
+    let committed = timed("push request", || {
+        retry_transient(|| {
+            remote
+                .push(
+                    project,
+                    &push_id,
+                    base_version,
+                    root,
+                    message,
+                    batch.stream.clone(),
+                )
+                .map_err(Retry::Remote)
+        })
     });
     progress.advance(u64::from(batch.objects), 0);
     progress.finish();

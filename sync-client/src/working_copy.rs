@@ -24,13 +24,13 @@ use sync_protocol::tree::{
 };
 use sync_protocol::{Dir, DirEntry, EntryKind, Name, Object, ObjectId, ObjectKind};
 
-use crate::apply::{ApplyReport, apply_tree};
+use crate::apply::{ApplyReport, apply_clean, apply_tree};
 use crate::atomic::{Mode, Replace, write_atomic};
 use crate::error::{ClientError, io_error};
 use crate::object_cache::ObjectCache;
-use crate::scan::{META_DIR, Scan, file_system_clock, scan};
-use crate::state::{Base, Mtime, StatCache};
-use crate::status::{PathChange, changes};
+use crate::scan::{CleanPaths, META_DIR, Scan, clean_paths, file_system_clock, scan};
+use crate::state::{Base, Mtime, StatCache, StatEntry};
+use crate::status::{PathChange, changed_paths, changes};
 
 /// The version of the `.cairn/` layout this client writes and reads.
 pub const LAYOUT_VERSION: u32 = 1;
@@ -117,6 +117,16 @@ pub struct Snapshot {
     pub root: ObjectId,
 }
 
+/// What an apply knows of the disk before it starts.
+enum Found {
+    /// Only the changed paths were looked at, and they are as the base has them.
+    Clean(CleanPaths),
+    Scanned(Scan),
+}
+
+/// The stat cache as read from disk, and why it was discarded if it was damaged.
+pub type LoadedStatCache = (StatCache, Option<String>);
+
 /// A scan with what it started from.
 struct Scanned {
     scan: Scan,
@@ -128,20 +138,43 @@ struct Scanned {
     clock: Mtime,
 }
 
+/// About how many bytes one stat cache entry takes on disk (a prefix-compressed path, the stat,
+/// the id): rewriting the cache costs about this much per entry.
+const STAT_ENTRY_BYTES: u64 = 64;
+/// Opening, reading and closing a small file costs about as much as reading this many more
+/// bytes: the least a stat cache entry spares.
+const FILE_READ_BYTES: u64 = 16 * 1024;
+
 impl Scanned {
-    /// True when the stat cache this scan would keep is the one it loaded: every loaded entry
-    /// was a hit (so `scan.stats` holds exactly the loaded entries, no file was hashed into it)
-    /// and none of them has become racy. Cheaper than building the new cache and comparing.
-    fn keeps_stat_cache(&self) -> bool {
-        let hits = self.scan.counters.cache_hits as usize;
-        hits == self.loaded.len()
-            && self.scan.stats.len() == hits
-            && self
-                .scan
-                .stats
-                .values()
-                .all(|entry| entry.mtime < self.clock)
+    /// True when the stat cache this scan would keep is worth writing (see
+    /// [`stat_cache_pays`]); racy entries are not kept.
+    fn stat_cache_pays(&self) -> bool {
+        let kept = self
+            .scan
+            .stats
+            .iter()
+            .filter(|(_, entry)| entry.mtime < self.clock);
+        stat_cache_pays(kept, self.scan.stats.len(), &self.loaded)
     }
+}
+
+/// True when a stat cache of `len` entries, `kept`, is worth writing over `loaded`: reading
+/// again the files it learned (each counted as at least [`FILE_READ_BYTES`]) would cost more
+/// than writing the cache file. On 10,000 files, that is 40 small files edited since the cache
+/// was written. Until then each of them is simply hashed again by the next scan, as is a file
+/// whose entry was dropped (edited or removed since): a stale entry costs nothing where it is, a
+/// stat that no longer matches is a miss, and the next write leaves it out. A damaged or missing
+/// cache learns every file.
+fn stat_cache_pays<'a>(
+    kept: impl Iterator<Item = (&'a TreePath, &'a StatEntry)>,
+    len: usize,
+    loaded: &StatCache,
+) -> bool {
+    let learned: u64 = kept
+        .filter(|(path, entry)| loaded.get(path) != Some(*entry))
+        .map(|(_, entry)| entry.size.max(FILE_READ_BYTES))
+        .sum();
+    learned > 0 && learned >= len as u64 * STAT_ENTRY_BYTES
 }
 
 /// Held while a command changes the working copy; released on drop (or when the process dies).
@@ -255,17 +288,31 @@ impl WorkingCopy {
         StatCache::load(&self.meta("stat-cache"))
     }
 
-    /// Scans the working copy, storing new objects and refreshing the stat cache.
-    pub fn scan(&self) -> Result<(Scan, Option<String>), ClientError> {
-        let base = timed("load base", || self.base())?;
-        self.scan_with(&base)
+    /// The base and the stat cache, decoded side by side: on a large project each is a file of
+    /// 10,000 paths, and every scan needs both.
+    pub fn base_and_stat_cache(&self) -> Result<(Base, LoadedStatCache), ClientError> {
+        let (base, stat_cache) = rayon::join(
+            || timed("load base", || self.base()),
+            || timed("load stat cache", || self.stat_cache()),
+        );
+        Ok((base?, stat_cache?))
     }
 
-    /// [`WorkingCopy::scan`] with the base already loaded.
-    fn scan_with(&self, base: &Base) -> Result<(Scan, Option<String>), ClientError> {
-        let scanned = self.scan_unsaved(base)?;
-        // Saving an unchanged cache would cost a write on every `status`.
-        if !scanned.keeps_stat_cache() {
+    /// Scans the working copy, storing new objects and refreshing the stat cache.
+    pub fn scan(&self) -> Result<(Scan, Option<String>), ClientError> {
+        let (base, stat_cache) = self.base_and_stat_cache()?;
+        self.scan_with(&base, stat_cache)
+    }
+
+    /// [`WorkingCopy::scan`] with the base and stat cache already loaded.
+    fn scan_with(
+        &self,
+        base: &Base,
+        (loaded, discarded): LoadedStatCache,
+    ) -> Result<(Scan, Option<String>), ClientError> {
+        let scanned = self.scan_from(base, loaded, discarded)?;
+        // Rewriting the cache for a few small files would cost more than hashing them again.
+        if scanned.stat_cache_pays() {
             let fresh = scanned.scan.stat_cache(scanned.clock);
             timed("save stat cache", || fresh.save(&self.meta("stat-cache")))?;
         }
@@ -273,8 +320,12 @@ impl WorkingCopy {
     }
 
     /// Scans without saving the stat cache: the caller decides what to keep.
-    fn scan_unsaved(&self, base: &Base) -> Result<Scanned, ClientError> {
-        let (loaded, discarded) = timed("load stat cache", || self.stat_cache())?;
+    fn scan_from(
+        &self,
+        base: &Base,
+        loaded: StatCache,
+        discarded: Option<String>,
+    ) -> Result<Scanned, ClientError> {
         let clock = timed("file system clock", || {
             file_system_clock(&self.meta("clock"))
         });
@@ -316,14 +367,18 @@ impl WorkingCopy {
     /// finds exactly the base's tree, the base root is the answer and no dir is built at all. A
     /// base dir missing from the cache falls back to building and storing every dir.
     pub fn snapshot(&self) -> Result<Snapshot, ClientError> {
-        let base = timed("load base", || self.base())?;
-        self.snapshot_with(&base)
+        let (base, stat_cache) = self.base_and_stat_cache()?;
+        self.snapshot_with(&base, stat_cache)
     }
 
-    /// [`WorkingCopy::snapshot`] against a base the caller already loaded (under the lock), so
-    /// a push decodes the base file once.
-    pub fn snapshot_with(&self, base: &Base) -> Result<Snapshot, ClientError> {
-        let (scan, _) = self.scan_with(base)?;
+    /// [`WorkingCopy::snapshot`] against a base and stat cache the caller already loaded (under
+    /// the lock), so a push decodes the base file once.
+    pub fn snapshot_with(
+        &self,
+        base: &Base,
+        stat_cache: LoadedStatCache,
+    ) -> Result<Snapshot, ClientError> {
+        let (scan, _) = self.scan_with(base, stat_cache)?;
         let objects = self.objects();
         if base.pending.is_empty() && objects.contains(&base.root) {
             if scan.listing == base.listing {
@@ -359,8 +414,8 @@ impl WorkingCopy {
 
     /// The changes since the base.
     pub fn status(&self) -> Result<Status, ClientError> {
-        let base = timed("load base", || self.base())?;
-        let (scan, stat_cache_discarded) = self.scan_with(&base)?;
+        let (base, stat_cache) = self.base_and_stat_cache()?;
+        let (scan, stat_cache_discarded) = self.scan_with(&base, stat_cache)?;
         let changes = changes(&base.listing, &scan.listing, &scan.unsettled);
         Ok(Status {
             base_version: base.version,
@@ -375,10 +430,23 @@ impl WorkingCopy {
     /// object cache, which must hold every dir of it that the base does not share (a pull stores
     /// the new ones; the base's are kept from before).
     pub fn apply_root(&self, version: u64, root: ObjectId) -> Result<ApplyReport, ClientError> {
-        let _lock = self.lock()?;
-        let base = timed("load base", || self.base())?;
-        let listing = timed("new tree", || self.tree_of(&base, version, &root))?;
-        self.apply_locked(&base, version, root, &listing)
+        let lock = self.lock()?;
+        let (base, stat_cache) = self.base_and_stat_cache()?;
+        self.apply_root_locked(&lock, &base, stat_cache, version, root)
+    }
+
+    /// [`WorkingCopy::apply_root`] under a lock the caller holds, with the base it loaded under
+    /// that lock.
+    pub fn apply_root_locked(
+        &self,
+        _lock: &WorkingCopyLock,
+        base: &Base,
+        stat_cache: LoadedStatCache,
+        version: u64,
+        root: ObjectId,
+    ) -> Result<ApplyReport, ClientError> {
+        let listing = timed("new tree", || self.tree_of(base, version, &root))?;
+        self.apply_locked(base, stat_cache, version, root, &listing)
     }
 
     /// The listing of `root`. When the base listing is exactly the tree of the base root (no
@@ -413,51 +481,78 @@ impl WorkingCopy {
         listing: &Listing,
     ) -> Result<ApplyReport, ClientError> {
         let _lock = self.lock()?;
-        let base = timed("load base", || self.base())?;
-        self.apply_locked(&base, version, root, listing)
+        let (base, stat_cache) = self.base_and_stat_cache()?;
+        self.apply_locked(&base, stat_cache, version, root, listing)
     }
 
     /// [`WorkingCopy::apply`] with the lock held and the base loaded under it.
+    ///
+    /// When every path the new tree changes is as the base has it on disk, only those paths are
+    /// looked at ([`crate::scan::clean_paths`]); otherwise the whole working copy is scanned and
+    /// merged.
     fn apply_locked(
         &self,
         base: &Base,
+        (loaded, discarded): LoadedStatCache,
         version: u64,
         root: ObjectId,
         listing: &Listing,
     ) -> Result<ApplyReport, ClientError> {
-        let scanned = self.scan_unsaved(base)?;
-        let found = &scanned.scan;
-        let report = timed("apply tree", || {
-            apply_tree(&self.root, &base.listing, listing, found, &self.objects())
+        let objects = self.objects();
+        let clean = if base.pending.is_empty() {
+            timed("check changed paths", || {
+                clean_paths(&self.root, &base.listing, listing, &loaded, &objects)
+            })?
+        } else {
+            None
+        };
+        // The stat entries still valid before this apply writes anything: the scan's, or, when
+        // nothing was walked, the stored cache's (`None`; they were not racy when it was saved,
+        // and a stat that changed since then simply misses).
+        let (found, kept, loaded) = match clean {
+            Some(clean) => (Found::Clean(clean), None, loaded),
+            None => {
+                let scanned = self.scan_from(base, loaded, discarded)?;
+                let mut kept = StatCache::new();
+                for (path, entry) in &scanned.scan.stats {
+                    if entry.mtime < scanned.clock {
+                        kept.insert(path.clone(), *entry);
+                    }
+                }
+                (Found::Scanned(scanned.scan), Some(kept), scanned.loaded)
+            }
+        };
+        let report = timed("apply tree", || match &found {
+            Found::Clean(clean) => apply_clean(&self.root, &base.listing, listing, clean, &objects),
+            Found::Scanned(scan) => apply_tree(&self.root, &base.listing, listing, scan, &objects),
         })?;
         timed("save base", || {
             self.set_base(&next_base(base, version, root, listing, &report))
         })?;
-        // Keep what is still valid of the scan's stat entries (racy ones judged by the clock of
-        // the scan that made them), plus what this apply wrote (judged by a clock read now).
-        let replaced: std::collections::HashSet<&sync_protocol::tree::Path> = report
-            .written
-            .iter()
-            .chain(&report.removed)
-            .chain(&report.mode_changed)
-            .collect();
-        let mut cache = StatCache::new();
-        for (path, entry) in &found.stats {
-            if !replaced.contains(path) && entry.mtime < scanned.clock {
-                cache.insert(path.clone(), *entry);
-            }
-        }
+        // What this apply wrote is added to the cache, judged by a clock read now; what it
+        // replaced or removed is forgotten.
         let mut written = StatCache::new();
         for (path, entry) in &report.stats {
             written.insert(path.clone(), *entry);
         }
         written.drop_racy(file_system_clock(&self.meta("clock")));
+        let learned = kept.iter().flat_map(StatCache::iter).chain(written.iter());
+        if !stat_cache_pays(learned, loaded.len(), &loaded) {
+            return Ok(report);
+        }
+        let mut cache = kept.unwrap_or(loaded);
+        for path in report
+            .written
+            .iter()
+            .chain(&report.removed)
+            .chain(&report.mode_changed)
+        {
+            cache.remove(path);
+        }
         for (path, entry) in written.into_entries() {
             cache.insert(path, entry);
         }
-        if cache != scanned.loaded {
-            timed("save stat cache", || cache.save(&self.meta("stat-cache")))?;
-        }
+        timed("save stat cache", || cache.save(&self.meta("stat-cache")))?;
         Ok(report)
     }
 }
@@ -479,46 +574,6 @@ fn build_changed_dirs(
         changed: &changed,
     };
     builder.build(None, Some(base.root))
-}
-
-/// Every path whose entry differs between two listings, in listing order.
-fn changed_paths<'a>(before: &'a Listing, after: &'a Listing) -> Vec<&'a TreePath> {
-    let mut changed = Vec::new();
-    let mut old = before.iter().peekable();
-    let mut new = after.iter().peekable();
-    loop {
-        match (old.peek(), new.peek()) {
-            (None, None) => break,
-            (Some((path, _)), None) => {
-                changed.push(*path);
-                old.next();
-            }
-            (None, Some((path, _))) => {
-                changed.push(*path);
-                new.next();
-            }
-            (Some((old_path, old_ref)), Some((new_path, new_ref))) => {
-                match old_path.cmp(new_path) {
-                    std::cmp::Ordering::Less => {
-                        changed.push(*old_path);
-                        old.next();
-                    }
-                    std::cmp::Ordering::Greater => {
-                        changed.push(*new_path);
-                        new.next();
-                    }
-                    std::cmp::Ordering::Equal => {
-                        if old_ref != new_ref {
-                            changed.push(*new_path);
-                        }
-                        old.next();
-                        new.next();
-                    }
-                }
-            }
-        }
-    }
-    changed
 }
 
 struct ChangedDirs<'a> {

@@ -7,8 +7,10 @@ use std::os::unix::fs::PermissionsExt;
 use proptest::prelude::*;
 use sync_client::ClientError;
 use sync_client::apply::{HeldBackReason, apply_tree};
+use sync_client::scan::clean_paths;
 use sync_client::state::Base;
-use sync_protocol::merge::ConflictKind;
+use sync_client::status::changed_paths;
+use sync_protocol::merge::{ConflictKind, merge};
 use sync_protocol::tree::{Listing, build_dirs};
 
 use crate::util::{TestCopy, age_tree, files_on_disk, new_copy, noise, path, remote_tree, write};
@@ -420,6 +422,37 @@ proptest! {
             .map(|(path, (index, executable))| (*path, contents(*index), *executable))
             .collect();
         let (remote_listing, root) = remote_tree(&test.copy.objects(), &files);
+        let base_listing = test.copy.base().unwrap().listing;
+        // What the apply must make of the disk: the merge of a full scan into the remote tree.
+        let (before, _) = test.copy.scan().unwrap();
+        let expected = merge(&base_listing, &before.listing, &remote_listing).unwrap().merged;
+        // The shortcut past the full scan is taken exactly when every path the remote changed
+        // is untouched locally (and no folder there turns into a file or back, and no symlink
+        // is in the way): never when a local edit is at stake.
+        let (stat_cache, _) = test.copy.stat_cache().unwrap();
+        let clean = clean_paths(
+            &test.root,
+            &base_listing,
+            &remote_listing,
+            &stat_cache,
+            &test.copy.objects(),
+        )
+        .unwrap();
+        let changed = changed_paths(&base_listing, &remote_listing);
+        let untouched = changed
+            .iter()
+            .all(|path| base.get(path.as_str()) == local.get(path.as_str()));
+        let reshaped = changed.iter().any(|path| {
+            PATHS.iter().any(|other| {
+                other.starts_with(&format!("{path}/")) || path.as_str().starts_with(&format!("{other}/"))
+            } && (base.contains_key(other) || local.contains_key(other) || remote.contains_key(other)))
+        });
+        if clean.is_some() {
+            prop_assert!(untouched, "shortcut taken over a local change");
+        } else if obstacle.is_none() && !reshaped {
+            prop_assert!(!untouched, "shortcut missed on a clean copy");
+        }
+
         let report = test.copy.apply(2, root, &remote_listing).unwrap();
 
         // Every local edit is at its path or in a conflict copy beside it; the symlink is intact.
@@ -444,7 +477,7 @@ proptest! {
         // Everything not held back is on disk as merged.
         let (after, _) = test.copy.scan().unwrap();
         let held: Vec<&str> = report.held_back.iter().map(|h| h.path.as_str()).collect();
-        for (path, file_ref) in &report.merged {
+        for (path, file_ref) in &expected {
             if !file_ref.is_dir() && !held.contains(&path.as_str()) {
                 prop_assert_eq!(after.listing.get(path), Some(file_ref), "{}", path);
             }
@@ -462,8 +495,7 @@ proptest! {
             prop_assert!(test.copy.base().unwrap().pending.is_empty());
             local_edits_are_on_disk(&test.root, &base, &local).map_err(TestCaseError::fail)?;
             let disk = files_on_disk(&test.root);
-            let merged_files: Vec<&str> = again
-                .merged
+            let merged_files: Vec<&str> = expected
                 .iter()
                 .filter(|(_, file_ref)| !file_ref.is_dir())
                 .map(|(path, _)| path.as_str())
@@ -471,8 +503,7 @@ proptest! {
             prop_assert_eq!(&disk, &merged_files);
         } else {
             // The disk holds exactly the merged tree's files.
-            let merged_files: Vec<&str> = report
-                .merged
+            let merged_files: Vec<&str> = expected
                 .iter()
                 .filter(|(_, file_ref)| !file_ref.is_dir())
                 .map(|(path, _)| path.as_str())

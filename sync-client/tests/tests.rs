@@ -5,6 +5,7 @@
 mod util;
 
 mod apply;
+mod clean;
 mod cli;
 mod config;
 mod remote;

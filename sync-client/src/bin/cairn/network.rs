@@ -10,7 +10,7 @@ use serde_json::json;
 use sync_client::remote::Remote;
 use sync_client::sync::PullOutcome;
 use sync_client::user_config::{self, ServerCredentials};
-use sync_client::working_copy::{WorkingCopy, WorkingCopyConfig};
+use sync_client::working_copy::{WorkingCopy, WorkingCopyConfig, timed};
 
 use crate::output::{print_json, pull_json};
 use crate::progress::Bars;
@@ -45,8 +45,8 @@ pub(crate) fn remote_for(server: &str, json: bool) -> anyhow::Result<Remote> {
 }
 
 pub(crate) fn open_copy(start: &FsPath, json: bool) -> anyhow::Result<(WorkingCopy, Remote)> {
-    let copy = WorkingCopy::discover(start)?;
-    let remote = remote_for(&copy.config().server, json)?;
+    let copy = timed("open working copy", || WorkingCopy::discover(start))?;
+    let remote = timed("http client", || remote_for(&copy.config().server, json))?;
     Ok((copy, remote))
 }
 
