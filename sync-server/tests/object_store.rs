@@ -47,6 +47,20 @@ fn samples() -> Vec<Sample> {
     vec![first, second, root]
 }
 
+/// The store holds these objects, each as its original frame, and nothing else.
+async fn assert_holds_exactly(store: &ObjectStore, project: &ProjectId, objects: &[Sample]) {
+    let ids: Vec<ObjectId> = objects.iter().map(|sample| sample.id).collect();
+    let frames = store.get_many(project, &ids).await.unwrap();
+    for (frame, sample) in frames.iter().zip(objects) {
+        assert_eq!(frame.as_ref(), Some(&sample.frame));
+    }
+    let mut listed = store.list(project).await.unwrap();
+    listed.sort();
+    let mut expected = ids;
+    expected.sort();
+    assert_eq!(listed, expected);
+}
+
 fn pairs(samples: &[Sample]) -> Vec<(ObjectId, Bytes)> {
     samples
         .iter()
@@ -118,6 +132,7 @@ store_suite!(
     corrupt_objects_are_integrity_errors,
     requests_are_counted_per_object,
     list_and_delete,
+    layers_are_all_stored,
 );
 
 async fn put_get_missing_round_trip<F, Fut>(store: ObjectStore, _tamper: F)
@@ -174,16 +189,7 @@ where
         .put_many(&project, vec![(objects[1].id, recompressed)])
         .await
         .unwrap();
-    let ids: Vec<ObjectId> = objects.iter().map(|sample| sample.id).collect();
-    let frames = store.get_many(&project, &ids).await.unwrap();
-    for (frame, sample) in frames.iter().zip(&objects) {
-        assert_eq!(frame.as_ref(), Some(&sample.frame));
-    }
-    let mut listed = store.list(&project).await.unwrap();
-    listed.sort();
-    let mut expected = ids.clone();
-    expected.sort();
-    assert_eq!(listed, expected);
+    assert_holds_exactly(&store, &project, &objects).await;
 }
 
 async fn projects_are_namespaced<F, Fut>(store: ObjectStore, _tamper: F)
@@ -354,6 +360,56 @@ async fn fs_refuses_oversized_values_without_reading_them() {
         store.get_many(&project, &[object.id]).await,
         Err(StoreError::Oversized { len, .. }) if len == MAX_FRAME_SIZE as u64 + 1
     ));
+}
+
+async fn layers_are_all_stored<F, Fut>(store: ObjectStore, _tamper: F)
+where
+    F: Fn(ProjectId, ObjectId, Vec<u8>) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let project = ProjectId::random();
+    let objects = samples();
+    // One chunk is stored already; the other comes twice, in two layers; an empty layer too.
+    store
+        .put_many(&project, pairs(&objects[..1]))
+        .await
+        .unwrap();
+    let layers = vec![pairs(&objects[..2]), Vec::new(), pairs(&objects[1..])];
+    store.put_layers(&project, layers).await.unwrap();
+    assert_holds_exactly(&store, &project, &objects).await;
+    // Empty layers are nothing to store, not an error.
+    store.put_layers(&project, vec![Vec::new()]).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fs_layers_appear_leaves_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = FsBackend::new(dir.path());
+    let store = ObjectStore::new(backend.clone());
+    let project = ProjectId::random();
+    let objects = samples();
+    let path = |sample: &Sample| backend.object_path(&project, &sample.id);
+    let (children, root) = ([path(&objects[0]), path(&objects[1])], path(&objects[2]));
+    // A watcher that looks at the moment the dir appears: its children must be there already.
+    // (The layers' fsyncs in between leave it milliseconds to see a dir stored too early.)
+    let watcher = std::thread::spawn(move || {
+        let started = std::time::Instant::now();
+        while !root.exists() {
+            assert!(started.elapsed().as_secs() < 30, "the dir never appeared");
+            std::hint::spin_loop();
+        }
+        children.iter().all(|child| child.exists())
+    });
+    let layers = vec![
+        pairs(&objects[..1]),
+        pairs(&objects[1..2]),
+        pairs(&objects[2..]),
+    ];
+    store.put_layers(&project, layers).await.unwrap();
+    assert!(
+        watcher.join().unwrap(),
+        "the dir was visible before its children"
+    );
 }
 
 #[tokio::test]

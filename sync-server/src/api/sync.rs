@@ -747,9 +747,7 @@ async fn store_upload(app: &App, project: ProjectId, upload: Upload) -> Result<(
         bytes += object.frame.len() as u64;
         layers[height].push((object.id, object.frame));
     }
-    for layer in layers {
-        app.store.put_many(&project, layer).await?;
-    }
+    app.store.put_layers(&project, layers).await?;
     Metrics::add(&app.metrics.objects_stored, count);
     Metrics::add(&app.metrics.object_bytes_stored, bytes);
     Ok(())

@@ -72,6 +72,24 @@ pub trait ObjectBackend: Send + Sync + fmt::Debug {
     /// Stores each frame under its id. Existing objects are left as they are.
     async fn put_many(&self, project: &ProjectId, objects: Vec<(ObjectId, Bytes)>) -> Result<()>;
 
+    /// Stores `layers` in order: no object of a layer may be visible before every object of
+    /// the layers before it is durable. A push stores its objects leaves first this way, so that
+    /// a stored object's children are always stored, even if the process dies half way. The
+    /// default stores one layer after another; a backend can overlap the work that does not
+    /// make anything visible.
+    async fn put_layers(
+        &self,
+        project: &ProjectId,
+        layers: Vec<Vec<(ObjectId, Bytes)>>,
+    ) -> Result<()> {
+        for layer in layers {
+            if !layer.is_empty() {
+                self.put_many(project, layer).await?;
+            }
+        }
+        Ok(())
+    }
+
     /// The stored frames of `ids`, in the same order; `None` where absent. Unverified.
     async fn get_many(&self, project: &ProjectId, ids: &[ObjectId]) -> Result<Vec<Option<Bytes>>>;
 
@@ -139,6 +157,20 @@ impl ObjectStore {
             return Ok(());
         }
         self.backend.put_many(project, objects).await
+    }
+
+    /// Stores verified frames in layers, each durable before the next is visible (see
+    /// [`ObjectBackend::put_layers`]). Idempotent.
+    pub async fn put_layers(
+        &self,
+        project: &ProjectId,
+        mut layers: Vec<Vec<(ObjectId, Bytes)>>,
+    ) -> Result<()> {
+        layers.retain(|layer| !layer.is_empty());
+        if layers.is_empty() {
+            return Ok(());
+        }
+        self.backend.put_layers(project, layers).await
     }
 
     /// The verified frames of `ids`, in order; `None` where absent. Any stored frame that is
