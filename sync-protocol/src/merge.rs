@@ -24,14 +24,17 @@
 //! # Conflict copies
 //!
 //! A conflict copy of `name` is called `name.conflict-<tag>`, where `<tag>` is the first 8 hex
-//! digits of the copied file's object id (for a dir, of a digest of the entries it holds). It
-//! sorts right after the original and keeps its whole name, extension included. If that name
-//! or one equal to it up to case is already taken in the merged dir, a counter follows:
-//! `name.conflict-<tag>-2`, `-3`, and so on. Where the name would pass [`MAX_NAME_LEN`] bytes or
-//! the path [`MAX_PATH_LEN`], the original part is cut at a character boundary; the suffix is
-//! never cut. The name depends only on the inputs, and a taken name that already holds exactly
-//! the copy's content is reused, so a merge retried against a head that already contains its
-//! own result converges instead of piling up copies.
+//! digits of the copied file's object id (for a dir, of a digest of the entries it holds). It sorts
+//! right after the original and keeps its whole name, extension included. If that name or one equal
+//! to it up to case is already taken in the merged dir, or the base had an entry at that path or
+//! under it, a counter follows: `name.conflict-<tag>-2`, `-3`, and so on. (A copy at a path of the
+//! base would be paired with the base's entry when the merge is retried; if ours deleted that entry
+//! and the copy holds the same content, the retry would read the copy as an untouched entry ours
+//! deleted, and drop it.) Where the name would pass [`MAX_NAME_LEN`] bytes or the path
+//! [`MAX_PATH_LEN`], the original part is cut at a character boundary; the suffix is never cut. The
+//! name depends only on the inputs, and a taken name that already holds exactly the copy's content
+//! is reused, so a merge retried against a head that already contains its own result converges
+//! instead of piling up copies.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
@@ -188,6 +191,7 @@ pub fn merge(base: &Listing, ours: &Listing, theirs: &Listing) -> Result<MergeOu
     }
     let mut merger = Merger {
         conflicts: Vec::new(),
+        base_paths: paths_and_dirs(base),
     };
     let mut root = Node::default();
     let paths: BTreeSet<&Path> = base
@@ -482,11 +486,24 @@ impl Mover {
     }
 }
 
-struct Merger {
+struct Merger<'a> {
     conflicts: Vec<Conflict>,
+    /// Every path of the base and every dir above one: the names a conflict copy may not take.
+    base_paths: HashSet<&'a str>,
 }
 
-impl Merger {
+/// The paths of `listing` and the dirs that hold them.
+fn paths_and_dirs(listing: &Listing) -> HashSet<&str> {
+    let mut paths = HashSet::new();
+    for path in listing.keys() {
+        let text = path.as_str();
+        paths.extend(text.match_indices('/').map(|(end, _)| &text[..end]));
+        paths.insert(text);
+    }
+    paths
+}
+
+impl Merger<'_> {
     fn open(&mut self, path: &Path, kind: ConflictKind) -> usize {
         self.conflicts.push(Conflict {
             path: path.clone(),
@@ -636,6 +653,15 @@ impl Merger {
             }
         }
         Ok(())
+    }
+
+    /// The base had an entry at `dir/name` or under it. `dir` is a path of the merged tree,
+    /// which is what a retried merge compares with the base.
+    fn base_had(&self, dir: Option<&Path>, name: &str) -> bool {
+        match dir {
+            Some(dir) => self.base_paths.contains(format!("{dir}/{name}").as_str()),
+            None => self.base_paths.contains(name),
+        }
     }
 
     fn fill(&mut self, roles: Vec<Role>, path: &Path) {
@@ -835,6 +861,7 @@ impl Merger {
                 };
                 let key = fold(&candidate);
                 match taken.get(&key) {
+                    None if self.base_had(path, &candidate) => counter += 1,
                     None => {
                         taken.insert(key, candidate.clone());
                         node.children.insert(candidate, mover.into_node());

@@ -388,6 +388,31 @@ fn an_existing_identical_copy_is_reused() {
     assert_eq!(outcome.conflicts[0].ours_at, Some(path(&copy)));
 }
 
+/// A copy must not take a name the base had: a retried merge (against a head that already
+/// holds this merge's result) pairs the copy with the base's entry at that name, and when the
+/// content is the same and ours deleted that entry, it reads the copy as "unchanged on their
+/// side, deleted on ours" and deletes it, losing theirs' file.
+#[test]
+fn copies_avoid_names_the_base_had_so_a_retried_merge_keeps_them() {
+    let notes = file("notes");
+    let copy = format!("notes.conflict-{}", short(&notes));
+    // An earlier conflict left a copy of notes. Theirs resolved it by moving the copy back;
+    // ours deleted the copy and made notes a folder.
+    let base = listing(&[(copy.as_str(), notes)]);
+    let ours = listing(&[("notes/todo", file("todo"))]);
+    let theirs = listing(&[("notes", notes)]);
+    let outcome = merged(&base, &ours, &theirs);
+    let fresh = path(&format!("{copy}-2"));
+    assert_eq!(
+        outcome.merged,
+        listing(&[("notes/todo", file("todo")), (fresh.as_str(), notes)])
+    );
+    assert_eq!(outcome.conflicts[0].kind, ConflictKind::FileDir);
+    assert_eq!(outcome.conflicts[0].theirs_at, Some(fresh));
+    let retried = merge(&base, &ours, &outcome.merged).unwrap();
+    assert_eq!(retried.merged, outcome.merged);
+}
+
 #[test]
 fn long_names_are_cut_to_fit_the_name_limit() {
     let name = format!("{}.json", "é".repeat(124));
