@@ -31,7 +31,7 @@ use crate::upload::{
     Batch, PushJournal, SINGLE_REQUEST_BYTES, Sent, negotiate_missing, single_stream,
     upload_batches,
 };
-use crate::working_copy::{WorkingCopy, timed};
+use crate::working_copy::{WorkingCopy, free_in_background, timed};
 
 /// How many times a request with an unknown outcome is sent again (with the same push id).
 const TRANSIENT_RETRIES: u32 = 3;
@@ -105,8 +105,10 @@ pub fn pull(copy: &WorkingCopy, remote: &Remote) -> Result<PullOutcome, ClientEr
             other => Some(other?),
         }
     };
+    let from = base.version;
+    free_in_background(base);
     Ok(PullOutcome {
-        from: base.version,
+        from,
         version: pulled.version,
         root: pulled.root,
         objects: pulled.objects,
@@ -143,7 +145,7 @@ pub fn push_once(
             paths: base.pending.iter().map(ToString::to_string).collect(),
         });
     }
-    let snapshot = copy.snapshot_with(&base, stat_cache)?;
+    let mut snapshot = copy.snapshot_with(&base, stat_cache)?;
     if snapshot.root == base.root {
         return Ok(PushOutcome::NothingToPush {
             version: base.version,
@@ -221,14 +223,14 @@ pub fn push_once(
         }
         .into());
     }
-    timed("save base", || {
-        copy.set_base(&Base {
-            version: Some(committed.version),
-            root: snapshot.root,
-            listing: snapshot.scan.listing,
-            pending: BTreeSet::new(),
-        })
-    })?;
+    let next = Base {
+        version: Some(committed.version),
+        root: snapshot.root,
+        listing: std::mem::take(&mut snapshot.scan.listing),
+        pending: BTreeSet::new(),
+    };
+    timed("save base", || copy.set_base(&next))?;
+    free_in_background((base, next, snapshot));
     Ok(PushOutcome::Committed {
         committed,
         objects: sent.objects,

@@ -52,6 +52,16 @@ pub fn timed<T>(phase: &str, work: impl FnOnce() -> T) -> T {
     out
 }
 
+/// Frees `value` on a thread of its own. A large working copy's listings and caches hold tens
+/// of thousands of paths, and freeing them takes milliseconds that a command need not wait for;
+/// when the process exits first, the system reclaims the memory at once.
+pub fn free_in_background<T: Send + 'static>(value: T) {
+    // If no thread can be made, the value comes back inside the error and is freed here.
+    let _ = std::thread::Builder::new()
+        .name("cairn-free".to_owned())
+        .spawn(move || drop(value));
+}
+
 /// `.cairn/config.toml`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -315,7 +325,9 @@ impl WorkingCopy {
         if scanned.stat_cache_pays() {
             let fresh = scanned.scan.stat_cache(scanned.clock);
             timed("save stat cache", || fresh.save(&self.meta("stat-cache")))?;
+            free_in_background(fresh);
         }
+        free_in_background(scanned.loaded);
         Ok((scanned.scan, scanned.discarded))
     }
 
@@ -417,10 +429,17 @@ impl WorkingCopy {
         let (base, stat_cache) = self.base_and_stat_cache()?;
         let (scan, stat_cache_discarded) = self.scan_with(&base, stat_cache)?;
         let changes = changes(&base.listing, &scan.listing, &scan.unsettled);
+        let Base {
+            version,
+            listing,
+            pending,
+            ..
+        } = base;
+        free_in_background(listing);
         Ok(Status {
-            base_version: base.version,
+            base_version: version,
             changes,
-            pending: base.pending.into_iter().collect(),
+            pending: pending.into_iter().collect(),
             scan,
             stat_cache_discarded,
         })
@@ -446,7 +465,7 @@ impl WorkingCopy {
         root: ObjectId,
     ) -> Result<ApplyReport, ClientError> {
         let listing = timed("new tree", || self.tree_of(base, version, &root))?;
-        self.apply_locked(base, stat_cache, version, root, &listing)
+        self.apply_locked(base, stat_cache, version, root, listing)
     }
 
     /// The listing of `root`. When the base listing is exactly the tree of the base root (no
@@ -482,7 +501,7 @@ impl WorkingCopy {
     ) -> Result<ApplyReport, ClientError> {
         let _lock = self.lock()?;
         let (base, stat_cache) = self.base_and_stat_cache()?;
-        self.apply_locked(&base, stat_cache, version, root, listing)
+        self.apply_locked(&base, stat_cache, version, root, listing.clone())
     }
 
     /// [`WorkingCopy::apply`] with the lock held and the base loaded under it.
@@ -496,12 +515,12 @@ impl WorkingCopy {
         (loaded, discarded): LoadedStatCache,
         version: u64,
         root: ObjectId,
-        listing: &Listing,
+        listing: Listing,
     ) -> Result<ApplyReport, ClientError> {
         let objects = self.objects();
         let clean = if base.pending.is_empty() {
             timed("check changed paths", || {
-                clean_paths(&self.root, &base.listing, listing, &loaded, &objects)
+                clean_paths(&self.root, &base.listing, &listing, &loaded, &objects)
             })?
         } else {
             None
@@ -523,12 +542,14 @@ impl WorkingCopy {
             }
         };
         let report = timed("apply tree", || match &found {
-            Found::Clean(clean) => apply_clean(&self.root, &base.listing, listing, clean, &objects),
-            Found::Scanned(scan) => apply_tree(&self.root, &base.listing, listing, scan, &objects),
+            Found::Clean(clean) => {
+                apply_clean(&self.root, &base.listing, &listing, clean, &objects)
+            }
+            Found::Scanned(scan) => apply_tree(&self.root, &base.listing, &listing, scan, &objects),
         })?;
-        timed("save base", || {
-            self.set_base(&next_base(base, version, root, listing, &report))
-        })?;
+        let next = next_base(base, version, root, listing, &report);
+        timed("save base", || self.set_base(&next))?;
+        free_in_background(next);
         // What this apply wrote is added to the cache, judged by a clock read now; what it
         // replaced or removed is forgotten.
         let mut written = StatCache::new();
@@ -680,19 +701,19 @@ fn next_base(
     previous: &Base,
     version: u64,
     root: ObjectId,
-    listing: &Listing,
+    listing: Listing,
     report: &ApplyReport,
 ) -> Base {
     let mut next = Base {
         version: Some(version),
         root,
-        listing: listing.clone(),
+        listing,
         pending: Default::default(),
     };
     if report.held_back.is_empty() {
         return next;
     }
-    let mut patched = listing.clone();
+    let mut patched = next.listing.clone();
     for held in &report.held_back {
         next.pending.insert(held.path.clone());
         match previous.listing.get(&held.path) {

@@ -7,7 +7,7 @@ use sync_client::scan::Skipped;
 use sync_client::status::PathChange;
 use sync_client::sync::{PullOutcome, PushOutcome, SyncOutcome};
 use sync_client::watch::WatchEvent;
-use sync_client::working_copy::WorkingCopy;
+use sync_client::working_copy::{WorkingCopy, free_in_background};
 
 pub(crate) fn print_json(value: &impl Serialize) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
@@ -171,6 +171,7 @@ pub(crate) fn status(copy: &WorkingCopy, json: bool) -> anyhow::Result<()> {
             files_read: status.scan.counters.files_read,
         };
         println!("{}", serde_json::to_string_pretty(&out)?);
+        free_in_background(status);
         return Ok(());
     }
     match status.base_version {
@@ -205,6 +206,7 @@ pub(crate) fn status(copy: &WorkingCopy, json: bool) -> anyhow::Result<()> {
             println!("  {}: {}", skipped.path.display(), skipped.reason);
         }
     }
+    free_in_background(status);
     Ok(())
 }
 
