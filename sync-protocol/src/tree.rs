@@ -58,12 +58,27 @@ impl Path {
         Ok(Self(text.to_owned()))
     }
 
-    /// `parent/name`, checked against the path limits.
+    /// `parent/name`, checked against the path limits. Both parts are valid already, so only
+    /// the length and depth are checked (a scan joins every name it meets).
     pub fn join(parent: Option<&Path>, name: &Name) -> Result<Self, PathError> {
-        match parent {
-            None => Self::new(name.as_str()),
-            Some(parent) => Self::new(&format!("{}/{}", parent.0, name.as_str())),
+        let Some(parent) = parent else {
+            return Self::new(name.as_str());
+        };
+        let text = format!("{}/{}", parent.0, name.as_str());
+        if text.len() > MAX_PATH_LEN {
+            return Err(PathError::TooLong {
+                path: truncated(&text),
+                len: text.len(),
+            });
         }
+        let depth = parent.depth() + 1;
+        if depth > MAX_PATH_DEPTH {
+            return Err(PathError::TooDeep {
+                path: truncated(&text),
+                depth,
+            });
+        }
+        Ok(Self(text))
     }
 
     pub fn as_str(&self) -> &str {

@@ -617,6 +617,31 @@ fn chain(depth: usize, objects: &mut MemoryObjects) -> ObjectId {
 }
 
 #[test]
+fn join_checks_the_limits_as_new_does() {
+    use sync_protocol::limits::MAX_PATH_LEN;
+    use sync_protocol::tree::{Path, PathError};
+    let name = |len: usize| Name::new(&"n".repeat(len)).unwrap();
+    // Length: a parent of 4,000 bytes, a name that makes the path exactly the limit, then one
+    // byte more.
+    let parent = Path::new(&vec!["p".repeat(199); 20].join("/")).unwrap();
+    let fits = MAX_PATH_LEN - parent.as_str().len() - 1;
+    let at_limit = Path::join(Some(&parent), &name(fits)).unwrap();
+    assert_eq!(at_limit.as_str().len(), MAX_PATH_LEN);
+    assert_eq!(Path::new(at_limit.as_str()).unwrap(), at_limit);
+    let past = Path::join(Some(&parent), &name(fits + 1));
+    assert!(matches!(past, Err(PathError::TooLong { len, .. }) if len == MAX_PATH_LEN + 1));
+    // Depth: a parent one level short of the limit takes one more name, and no other.
+    let deep = Path::new(&vec!["d"; MAX_PATH_DEPTH - 1].join("/")).unwrap();
+    let at_depth = Path::join(Some(&deep), &name(1)).unwrap();
+    assert_eq!(at_depth.depth(), MAX_PATH_DEPTH);
+    let too_deep = Path::join(Some(&at_depth), &name(1));
+    assert!(
+        matches!(too_deep, Err(PathError::TooDeep { depth, .. }) if depth == MAX_PATH_DEPTH + 1)
+    );
+    assert!(Path::new(&format!("{at_depth}/n")).is_err());
+}
+
+#[test]
 fn walks_enforce_the_depth_limit() {
     let mut objects = MemoryObjects::new();
     // A file at depth MAX_PATH_DEPTH is fine; one level more is not.
