@@ -109,17 +109,7 @@ mod tests {
     use super::*;
     use std::collections::BTreeSet;
 
-    fn noise(len: usize, mut state: u64) -> Vec<u8> {
-        let mut out = Vec::with_capacity(len + 8);
-        while out.len() < len {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            out.extend_from_slice(&state.to_le_bytes());
-        }
-        out.truncate(len);
-        out
-    }
+    use sync_protocol::checks::noise;
 
     /// A reader that returns at most `step` bytes per call, to exercise refills.
     struct Trickle<'a> {

@@ -21,7 +21,7 @@ use sync_protocol::patch::{
 };
 use sync_protocol::stream::StreamEncoder;
 use sync_protocol::tree::{FileRef, Listing, Path, build_dirs};
-use sync_protocol::{Object, ObjectId, ObjectKind};
+use sync_protocol::{ObjectId, ObjectKind};
 
 use crate::error::ClientError;
 use crate::object_cache::ObjectCache;
@@ -147,22 +147,10 @@ pub fn apply_pulled(
                 } else {
                     None
                 };
-                let (id, object, _) = decode_content(zstd, dictionary.as_deref())
+                let decoded = decode_content(*kind, zstd, dictionary.as_deref())
                     .map_err(|error| invalid(what, format!("{path}: {error}")))?;
-                let size = match &object {
-                    Object::Chunk(bytes) => bytes.len() as u64,
-                    _ => 0,
-                };
-                objects.put_object(&object)?;
-                changes.insert(
-                    path.clone(),
-                    Some(FileRef {
-                        kind: *kind,
-                        target: ObjectKind::Chunk,
-                        size,
-                        id,
-                    }),
-                );
+                objects.put_object(&decoded.chunk)?;
+                changes.insert(path.clone(), Some(decoded.entry));
             }
         }
     }

@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime};
 use sync_client::object_cache::ObjectCache;
 use sync_client::working_copy::{WorkingCopy, WorkingCopyConfig};
 use sync_protocol::ObjectId;
+pub use sync_protocol::checks::noise;
 use sync_protocol::chunking::encode_file;
 use sync_protocol::tree::{FileRef, Listing, Path, build_dirs};
 
@@ -84,19 +85,6 @@ pub fn remote_tree(objects: &ObjectCache, files: &[(&str, Vec<u8>, bool)]) -> (L
     }
     let root = build_dirs(&listing).unwrap().root;
     (listing, root)
-}
-
-/// Deterministic pseudo-random bytes (xorshift).
-pub fn noise(len: usize, mut state: u64) -> Vec<u8> {
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        out.extend_from_slice(&state.to_le_bytes());
-    }
-    out.truncate(len);
-    out
 }
 
 /// Every file name under `dir` (recursively, outside `.cairn/`), relative, sorted.

@@ -287,18 +287,7 @@ mod tests {
     use super::*;
     use crate::compress::verify_frame_of_kind;
 
-    /// Deterministic pseudo-random bytes (xorshift), so tests need no rand crate.
-    fn noise(len: usize, mut state: u64) -> Vec<u8> {
-        let mut out = Vec::with_capacity(len + 8);
-        while out.len() < len {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            out.extend_from_slice(&state.to_le_bytes());
-        }
-        out.truncate(len);
-        out
-    }
+    use crate::checks::noise;
 
     fn check_boundaries(data: &[u8]) -> Vec<Range<usize>> {
         let ranges: Vec<_> = chunk_boundaries(data).collect();

@@ -173,27 +173,48 @@ pub fn encode_content(chunk_encoding: &[u8], dictionary: Option<&[u8]>) -> Vec<u
     compress_with_dictionary(chunk_encoding, dictionary.unwrap_or_default())
 }
 
-/// Decodes a [`Record::Content`] frame: it must decompress (with `dictionary` when the record
-/// is a delta) to a canonical chunk. Returns the chunk's id, the object and its encoding.
+/// A decoded [`Record::Content`]: the entry it gives its path, and the chunk it carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodedContent {
+    /// The file's entry: the record's kind, the chunk's size and id.
+    pub entry: FileRef,
+    pub chunk: Object,
+    /// The chunk's canonical encoding.
+    pub encoded: Vec<u8>,
+}
+
+/// Decodes a [`Record::Content`] frame of a file of `kind`: it must decompress (with
+/// `dictionary` when the record is a delta) to a canonical chunk.
 pub fn decode_content(
+    kind: EntryKind,
     zstd: &[u8],
     dictionary: Option<&[u8]>,
-) -> Result<(ObjectId, Object, Vec<u8>), CompressError> {
+) -> Result<DecodedContent, CompressError> {
     let encoded = decompress_with_dictionary(
         zstd,
         dictionary.unwrap_or_default(),
         crate::compress::max_encoded_len(ObjectKind::Chunk),
     )?;
     let id = ObjectId::of_encoded(&encoded);
-    let object = Object::decode(&encoded).map_err(|error| CompressError::Invalid { id, error })?;
-    if object.kind() != ObjectKind::Chunk {
+    let chunk = Object::decode(&encoded).map_err(|error| CompressError::Invalid { id, error })?;
+    let Object::Chunk(bytes) = &chunk else {
         return Err(CompressError::KindMismatch {
             id,
             expected: ObjectKind::Chunk.as_str(),
-            actual: object.kind().as_str(),
+            actual: chunk.kind().as_str(),
         });
-    }
-    Ok((id, object, encoded))
+    };
+    let entry = FileRef {
+        kind,
+        target: ObjectKind::Chunk,
+        size: bytes.len() as u64,
+        id,
+    };
+    Ok(DecodedContent {
+        entry,
+        chunk,
+        encoded,
+    })
 }
 
 /// The records of a diff, one per path: what each changed path is in the new tree. `content`

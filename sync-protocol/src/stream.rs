@@ -1558,13 +1558,13 @@ mod tests {
             unreachable!()
         };
         let old = crate::object::Object::Chunk(b"{\"pets\": 1}\n".to_vec()).encode();
-        let (id, object, _) = crate::patch::decode_content(zstd, Some(&old)).unwrap();
-        assert_eq!(
-            object,
-            crate::object::Object::Chunk(b"{\"pets\": 2}\n".to_vec())
-        );
-        assert_eq!(id, object.id());
-        assert!(crate::patch::decode_content(zstd, None).is_err());
+        let kind = crate::object::EntryKind::File;
+        let decoded = crate::patch::decode_content(kind, zstd, Some(&old)).unwrap();
+        let new = b"{\"pets\": 2}\n".to_vec();
+        assert_eq!(decoded.entry.size, new.len() as u64);
+        assert_eq!(decoded.chunk, crate::object::Object::Chunk(new));
+        assert_eq!(decoded.entry.id, decoded.chunk.id());
+        assert!(crate::patch::decode_content(kind, zstd, None).is_err());
     }
 
     #[test]

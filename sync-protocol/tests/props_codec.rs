@@ -11,6 +11,7 @@ use std::sync::OnceLock;
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 use sync_protocol::checks::codec;
+use sync_protocol::checks::noise;
 use sync_protocol::chunking::{ObjectEncoder, chunk_boundaries};
 use sync_protocol::limits::{CHUNK_MAX_SIZE, CHUNK_MIN_SIZE, MAX_FILE_SIZE};
 use sync_protocol::stream::{StreamDecoder, StreamEncoder, decode_stream};
@@ -308,18 +309,6 @@ fn base_data() -> &'static (Vec<u8>, HashSet<ObjectId>) {
             .collect();
         (data, ids)
     })
-}
-
-fn noise(len: usize, mut state: u64) -> Vec<u8> {
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        out.extend_from_slice(&state.to_le_bytes());
-    }
-    out.truncate(len);
-    out
 }
 
 /// Found by the random property above: one byte inserted makes a cut 17 bytes later, and the

@@ -12,6 +12,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+use sync_protocol::checks::noise;
 use sync_protocol::chunking;
 use sync_protocol::negotiate::{NEGOTIATE_BATCH_SIZE, answer_question, negotiate};
 use sync_protocol::object::{EntryKind, Object, ObjectKind};
@@ -452,19 +453,6 @@ impl SimClient {
         self.base_root = theirs_root;
         outcome.conflicts
     }
-}
-
-/// Deterministic bytes (xorshift), incompressible enough to be cut into several chunks.
-fn noise(len: usize, mut state: u64) -> Vec<u8> {
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        out.extend_from_slice(&state.to_le_bytes());
-    }
-    out.truncate(len);
-    out
 }
 
 /// A small API project: a few JSON documents three dirs deep and one large binary asset.

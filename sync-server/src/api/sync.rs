@@ -677,25 +677,17 @@ fn build_records(
                 zstd,
             } => {
                 let dictionary = if delta { dictionaries.next() } else { None };
-                let (id, object, encoded) =
-                    decode_content(&zstd, dictionary.as_deref()).map_err(|error| {
+                let decoded =
+                    decode_content(kind, &zstd, dictionary.as_deref()).map_err(|error| {
                         let detail = format!("{path}: inline content: {error}");
                         Problem::from(error).with_detail(detail)
                     })?;
-                let size = match &object {
-                    Object::Chunk(bytes) => bytes.len() as u64,
-                    _ => 0,
-                };
-                changes.insert(
-                    path,
-                    Some(FileRef {
-                        kind,
-                        target: ObjectKind::Chunk,
-                        size,
-                        id,
-                    }),
-                );
-                frames.push(object_frame(id, object, &encoded));
+                changes.insert(path, Some(decoded.entry));
+                frames.push(object_frame(
+                    decoded.entry.id,
+                    decoded.chunk,
+                    &decoded.encoded,
+                ));
             }
         }
     }

@@ -244,25 +244,14 @@ async fn push_records_then_pull_records(server: &TestServer) {
                 delta,
                 zstd,
             } => {
-                let (id, object, _) = if path.as_str() == "requests/get.json" {
+                let decoded = if path.as_str() == "requests/get.json" {
                     assert!(delta, "the edit of a one-chunk file comes as a delta");
-                    decode_content(zstd, Some(&chunk(GET_V1).encode())).unwrap()
+                    decode_content(*kind, zstd, Some(&chunk(GET_V1).encode())).unwrap()
                 } else {
                     assert!(!delta, "a new file has no base to be a delta against");
-                    decode_content(zstd, None).unwrap()
+                    decode_content(*kind, zstd, None).unwrap()
                 };
-                let Object::Chunk(bytes) = object else {
-                    unreachable!("decode_content gives chunks")
-                };
-                changes.insert(
-                    path.clone(),
-                    Some(FileRef {
-                        kind: *kind,
-                        target: ObjectKind::Chunk,
-                        size: bytes.len() as u64,
-                        id,
-                    }),
-                );
+                changes.insert(path.clone(), Some(decoded.entry));
             }
         }
     }

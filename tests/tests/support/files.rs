@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
+pub use sync_protocol::checks::noise;
 
 /// Writes `bytes` at `relative` under `root`, creating folders.
 pub fn write(root: &Path, relative: &str, bytes: &[u8]) {
@@ -99,19 +100,4 @@ pub fn assert_same_tree(left: &Path, right: &Path) {
             right.display()
         );
     }
-}
-
-/// `len` deterministic pseudo-random bytes (xorshift64 from `seed`): incompressible, and the
-/// same on every run.
-pub fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed.max(1);
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        out.extend_from_slice(&state.to_le_bytes());
-    }
-    out.truncate(len);
-    out
 }
