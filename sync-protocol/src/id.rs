@@ -46,6 +46,17 @@ impl ObjectId {
         self.to_string()
     }
 
+    /// The id as 64 lowercase ASCII hex digits.
+    fn hex_digits(&self) -> [u8; 64] {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut hex = [0u8; 64];
+        for (index, byte) in self.0.iter().enumerate() {
+            hex[2 * index] = DIGITS[usize::from(byte >> 4)];
+            hex[2 * index + 1] = DIGITS[usize::from(byte & 0x0f)];
+        }
+        hex
+    }
+
     /// The first 8 hex digits, for conflict-copy names and human-facing output.
     pub fn short(&self) -> String {
         self.to_string()[..8].to_owned()
@@ -54,10 +65,7 @@ impl ObjectId {
 
 impl fmt::Display for ObjectId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for byte in self.0 {
-            write!(f, "{byte:02x}")?;
-        }
-        Ok(())
+        f.write_str(std::str::from_utf8(&self.hex_digits()).map_err(|_| fmt::Error)?)
     }
 }
 
@@ -100,6 +108,45 @@ fn hex_value(digit: u8) -> Result<u8, ParseIdError> {
         b'0'..=b'9' => Ok(digit - b'0'),
         b'a'..=b'f' => Ok(digit - b'a' + 10),
         other => Err(ParseIdError::Digit(char::from(other))),
+    }
+}
+
+/// Object ids travel in JSON as 64 lowercase hex digits.
+impl serde::Serialize for ObjectId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let hex = self.hex_digits();
+        serializer.serialize_str(std::str::from_utf8(&hex).map_err(serde::ser::Error::custom)?)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for ObjectId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Hex;
+        impl serde::de::Visitor<'_> for Hex {
+            type Value = ObjectId;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object id: 64 lowercase hex digits")
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<ObjectId, E> {
+                text.parse().map_err(E::custom)
+            }
+        }
+        deserializer.deserialize_str(Hex)
+    }
+}
+
+#[cfg(feature = "schema")]
+impl schemars::JsonSchema for ObjectId {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ObjectId".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "pattern": "^[0-9a-f]{64}$",
+            "description": "A BLAKE3 object id: 64 lowercase hex digits",
+        })
     }
 }
 

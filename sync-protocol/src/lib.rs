@@ -24,6 +24,7 @@ pub mod patch;
 pub mod plan;
 pub mod stream;
 pub mod tree;
+pub mod wire;
 
 pub use chunking::{EncodedFile, EncodedObject, ObjectEncoder, encode_file};
 pub use compress::{

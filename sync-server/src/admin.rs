@@ -56,7 +56,7 @@ pub async fn run(catalog: &dyn Catalog, command: AdminCommand) -> anyhow::Result
             crate::api::accounts::check_account_name(&name)
                 .and_then(|()| crate::api::accounts::check_email(&email))
                 .and_then(|()| crate::api::accounts::check_password(&password))
-                .map_err(|problem| anyhow::anyhow!("{}", problem.detail))?;
+                .map_err(|problem| anyhow::anyhow!("{}", problem.document.detail))?;
             let password_hash = auth::hash_password(password).await?;
             let account = catalog
                 .create_account(NewAccount {
@@ -81,7 +81,8 @@ pub async fn run(catalog: &dyn Catalog, command: AdminCommand) -> anyhow::Result
             user,
             role,
         } => {
-            let role: Role = role.parse().context("the role")?;
+            let role = Role::parse(&role)
+                .with_context(|| format!("the role {role:?} is not owner, editor or viewer"))?;
             let team_id = team(catalog, &name).await?;
             let account = account(catalog, &user).await?;
             catalog

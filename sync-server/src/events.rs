@@ -8,8 +8,8 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use serde::Serialize;
 use sync_protocol::ObjectId;
+use sync_protocol::wire;
 use tokio::sync::broadcast;
 
 use crate::catalog::{ProjectId, VersionNumber};
@@ -17,21 +17,15 @@ use crate::catalog::{ProjectId, VersionNumber};
 /// Events buffered per project before a slow subscriber starts skipping.
 const CHANNEL_CAPACITY: usize = 64;
 
-/// A project's head moved.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct HeadChanged {
-    pub project: String,
-    pub version: VersionNumber,
-    pub root: String,
-}
+/// A project's head moved: the data of a `head` event, as the wire contract has it.
+pub type HeadChanged = wire::HeadEvent;
 
-impl HeadChanged {
-    pub fn new(project: ProjectId, version: VersionNumber, root: ObjectId) -> Self {
-        Self {
-            project: project.to_string(),
-            version,
-            root: root.to_string(),
-        }
+/// The event of `project`'s head moving to `version` with `root`.
+pub fn head_changed(project: ProjectId, version: VersionNumber, root: ObjectId) -> HeadChanged {
+    HeadChanged {
+        project: project.to_string(),
+        version,
+        root,
     }
 }
 
@@ -81,12 +75,12 @@ mod tests {
         let hub = EventHub::new();
         let project = ProjectId::random();
         let root = sync_protocol::chunk_id(b"");
-        hub.publish(project, HeadChanged::new(project, 1, root));
+        hub.publish(project, head_changed(project, 1, root));
         let mut receiver = hub.subscribe(project);
-        hub.publish(project, HeadChanged::new(project, 2, root));
+        hub.publish(project, head_changed(project, 2, root));
         assert_eq!(receiver.recv().await.unwrap().version, 2);
         drop(receiver);
-        hub.publish(project, HeadChanged::new(project, 3, root));
+        hub.publish(project, head_changed(project, 3, root));
         assert!(hub.channels.lock().unwrap().is_empty());
     }
 }

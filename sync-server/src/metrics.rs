@@ -10,6 +10,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use sync_protocol::wire;
+
 /// Upper bounds of the latency histogram's buckets, in seconds.
 const LATENCY_BUCKETS: [f64; 12] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
@@ -26,7 +28,7 @@ struct Histogram {
 #[derive(Debug, Default)]
 pub struct Metrics {
     /// (method, route, status) → requests answered.
-    requests: Mutex<BTreeMap<(String, &'static str, u16), u64>>,
+    requests: Mutex<BTreeMap<(&'static str, &'static str, u16), u64>>,
     /// route → latency until the response head.
     latency: Mutex<BTreeMap<&'static str, Histogram>>,
     pub bytes_in: AtomicU64,
@@ -52,7 +54,7 @@ impl Metrics {
     pub fn record_request(&self, method: &str, route: &'static str, status: u16, took: Duration) {
         if let Ok(mut requests) = self.requests.lock() {
             *requests
-                .entry((method.to_owned(), route, status))
+                .entry((method_label(method), route, status))
                 .or_default() += 1;
         }
         if let Ok(mut latency) = self.latency.lock() {
@@ -163,38 +165,39 @@ impl Metrics {
     }
 }
 
-/// The route template of a request path: bounded labels for metrics and logs.
-pub fn route_label(method: &str, path: &str) -> &'static str {
-    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-    match segments.as_slice() {
-        ["healthz"] => "/healthz",
-        ["readyz"] => "/readyz",
-        ["metrics"] => "/metrics",
-        ["v1", "openapi.json"] => "/v1/openapi.json",
-        ["v1", "accounts"] => "/v1/accounts",
-        ["v1", "sessions"] => "/v1/sessions",
-        ["v1", "tokens"] => "/v1/tokens",
-        ["v1", "tokens", _] => "/v1/tokens/{id}",
-        ["v1", "teams"] => "/v1/teams",
-        ["v1", "teams", _] => "/v1/teams/{team}",
-        ["v1", "teams", _, "members"] => "/v1/teams/{team}/members",
-        ["v1", "teams", _, "members", _] => "/v1/teams/{team}/members/{account}",
-        ["v1", "teams", _, "projects"] => "/v1/teams/{team}/projects",
-        ["v1", "projects"] => "/v1/projects",
-        ["v1", "projects", _] => "/v1/projects/{id}",
-        ["v1", "projects", _, "pull"] => "/v1/projects/{id}/pull",
-        ["v1", "projects", _, "push"] => "/v1/projects/{id}/push",
-        ["v1", "projects", _, "missing"] => "/v1/projects/{id}/missing",
-        ["v1", "projects", _, "objects"] => "/v1/projects/{id}/objects",
-        ["v1", "projects", _, "commits"] => "/v1/projects/{id}/commits",
-        ["v1", "projects", _, "versions"] => "/v1/projects/{id}/versions",
-        ["v1", "projects", _, "versions", _] => "/v1/projects/{id}/versions/{n}",
-        ["v1", "projects", _, "restore"] => "/v1/projects/{id}/restore",
-        ["v1", "projects", _, "events"] => "/v1/projects/{id}/events",
-        ["v1", ..] => "/v1/other",
-        _ if method == "GET" || method == "HEAD" => "site",
+/// The method label of a request: one of the methods the server answers, else `other`, so a
+/// client inventing methods cannot grow the label set.
+pub fn method_label(method: &str) -> &'static str {
+    match method {
+        "GET" => "GET",
+        "HEAD" => "HEAD",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "DELETE" => "DELETE",
+        "PATCH" => "PATCH",
+        "OPTIONS" => "OPTIONS",
         _ => "other",
     }
+}
+
+/// The route label of a request: a template of the route table ([`wire::ROUTES`]) or of the
+/// operations endpoints, `site` for other reads outside `/v1`, else `other`. The set is closed:
+/// a scan of random URLs or methods cannot grow it.
+pub fn route_label(method: &str, path: &str) -> &'static str {
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    match segments.as_slice() {
+        ["healthz"] => return "/healthz",
+        ["readyz"] => return "/readyz",
+        ["metrics"] => return "/metrics",
+        ["v1", ..] => {}
+        _ if method == "GET" || method == "HEAD" => return "site",
+        _ => return "other",
+    }
+    // A known path answers under its template whatever the method (a 405 is still that route).
+    wire::ROUTES
+        .iter()
+        .find(|route| route.captures(&segments).is_some())
+        .map_or("other", |route| route.path)
 }
 
 #[cfg(test)]
@@ -224,13 +227,31 @@ mod tests {
     fn routes_are_templates() {
         assert_eq!(
             route_label("POST", "/v1/projects/abc/push"),
-            "/v1/projects/{id}/push"
+            "/v1/projects/{project}/push"
         );
         assert_eq!(
             route_label("GET", "/v1/projects/abc/versions/3"),
-            "/v1/projects/{id}/versions/{n}"
+            "/v1/projects/{project}/versions/{number}"
         );
         assert_eq!(route_label("GET", "/docs/x/y.html"), "site");
-        assert_eq!(route_label("POST", "/v1/nope/x/y"), "/v1/other");
+        assert_eq!(route_label("POST", "/v1/nope/x/y"), "other");
+        assert_eq!(
+            route_label("BREW", "/v1/projects/abc"),
+            "/v1/projects/{project}"
+        );
+        assert_eq!(route_label("POST", "/elsewhere"), "other");
+    }
+
+    #[test]
+    fn invented_methods_share_one_label() {
+        let metrics = Metrics::new();
+        for method in ["BREW", "WHEN", "X-ANYTHING"] {
+            metrics.record_request(method, "other", 405, Duration::from_millis(1));
+        }
+        let text = metrics.render(&[]);
+        assert!(text.contains(
+            "cairn_http_requests_total{method=\"other\",route=\"other\",status=\"405\"} 3"
+        ));
+        assert!(!text.contains("BREW"));
     }
 }

@@ -402,7 +402,7 @@ fn schemas() -> Value {
             ("have", object_id.clone()),
             ("records", json!({"type": "boolean", "default": false, "description": "the client can rebuild dirs from change records applied to its listing of `have`: the server may then answer a diff of 1 to 256 changes with change records and the new non-dir objects instead of the dirs"})),
         ], &[]),
-        "MissingQuery": object(&[("ids", json!({"type": "array", "items": object_id.clone(), "maxItems": crate::api::sync::MAX_MISSING_IDS}))], &["ids"]),
+        "MissingQuery": object(&[("ids", json!({"type": "array", "items": object_id.clone(), "maxItems": sync_protocol::wire::MAX_MISSING_IDS}))], &["ids"]),
         "MissingAnswer": object(&[("missing", json!({"type": "array", "items": object_id.clone()}))], &["missing"]),
         "UploadAnswer": object(&[("received", json!({"type": "integer"}))], &["received"]),
         "Commit": object(&[("push_id", string()), ("base_version", version.clone()), ("root", object_id.clone()), ("message", string())], &["push_id", "base_version", "root"]),
@@ -416,7 +416,7 @@ fn schemas() -> Value {
 fn content(kind: &str) -> Value {
     match kind {
         "stream" => {
-            json!({crate::api::OBJECTS_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}})
+            json!({sync_protocol::wire::OBJECTS_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}})
         }
         "sse" => json!({"text/event-stream": {"schema": {"type": "string"}}}),
         name => json!({"application/json": {"schema": schema_ref(name)}}),
@@ -447,7 +447,7 @@ fn operation(op: &Operation) -> Value {
     }
     responses.insert(op.status.to_string(), success);
     let problem = json!({"description": "A problem document", "content": {
-        crate::problem::PROBLEM_MEDIA_TYPE: {"schema": schema_ref("Problem")}
+        sync_protocol::wire::PROBLEM_MEDIA_TYPE: {"schema": schema_ref("Problem")}
     }});
     responses.insert("default".into(), problem);
     let mut parameters = Vec::new();

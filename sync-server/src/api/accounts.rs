@@ -7,66 +7,18 @@
 //! - `GET /v1/tokens` → `{tokens: [...]}`; `POST /v1/tokens` `{label}` → 201 with the secret,
 //!   shown only this once; `DELETE /v1/tokens/{id}` → 204.
 
-use serde::{Deserialize, Serialize};
+use sync_protocol::wire;
 use warp::http::StatusCode;
 use warp::reply::Response;
 
-use super::{ApiRequest, authenticate, json, no_content, read_json, rfc3339};
+use super::{ApiRequest, authenticate, json, no_content, read_json, views};
 use crate::app::App;
 use crate::auth::{self, MAX_PASSWORD_LEN, MIN_PASSWORD_LEN};
-use crate::catalog::{Account, NewAccount, Token, TokenId};
+use crate::catalog::{NewAccount, TokenId};
 use crate::problem::Problem;
 
 /// The label of tokens made by logging in without one.
 pub const DEFAULT_SESSION_LABEL: &str = "session";
-
-#[derive(Debug, Serialize)]
-pub struct AccountBody {
-    pub id: String,
-    pub name: String,
-    pub email: String,
-    pub created: String,
-}
-
-impl From<&Account> for AccountBody {
-    fn from(account: &Account) -> Self {
-        Self {
-            id: account.id.to_string(),
-            name: account.name.clone(),
-            email: account.email.clone(),
-            created: rfc3339(account.created),
-        }
-    }
-}
-
-#[derive(Debug, Serialize)]
-pub struct TokenBody {
-    pub id: String,
-    pub label: String,
-    pub created: String,
-    pub last_used: Option<String>,
-    pub revoked: Option<String>,
-}
-
-impl From<&Token> for TokenBody {
-    fn from(token: &Token) -> Self {
-        Self {
-            id: token.id.to_string(),
-            label: token.label.clone(),
-            created: rfc3339(token.created),
-            last_used: token.last_used.map(rfc3339),
-            revoked: token.revoked.map(rfc3339),
-        }
-    }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SignUp {
-    name: String,
-    email: String,
-    password: String,
-}
 
 pub(crate) fn check_password(password: &str) -> Result<(), Problem> {
     if password.chars().count() < MIN_PASSWORD_LEN {
@@ -115,7 +67,7 @@ pub(crate) fn check_email(email: &str) -> Result<(), Problem> {
 }
 
 pub async fn sign_up(app: &App, mut request: ApiRequest) -> Result<Response, Problem> {
-    let body: SignUp = read_json(&mut request).await?;
+    let body: wire::SignUp = read_json(&mut request).await?;
     check_account_name(&body.name)?;
     check_email(&body.email)?;
     check_password(&body.password)?;
@@ -131,29 +83,11 @@ pub async fn sign_up(app: &App, mut request: ApiRequest) -> Result<Response, Pro
         })
         .await?;
     tracing::info!(account = %account.id, "account created");
-    Ok(json(StatusCode::CREATED, &AccountBody::from(&account)))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct LogIn {
-    login: String,
-    password: String,
-    #[serde(default)]
-    label: Option<String>,
-}
-
-#[derive(Debug, Serialize)]
-struct NewTokenBody {
-    /// The secret: shown only in this answer.
-    token: String,
-    token_id: String,
-    label: String,
-    account: AccountBody,
+    Ok(json(StatusCode::CREATED, &views::account(&account)))
 }
 
 pub async fn log_in(app: &App, mut request: ApiRequest) -> Result<Response, Problem> {
-    let body: LogIn = read_json(&mut request).await?;
+    let body: wire::LogIn = read_json(&mut request).await?;
     if body.password.len() > MAX_PASSWORD_LEN || body.login.len() > 512 {
         return Err(Problem::bad_credentials());
     }
@@ -175,23 +109,18 @@ pub async fn log_in(app: &App, mut request: ApiRequest) -> Result<Response, Prob
         .await?;
     Ok(json(
         StatusCode::CREATED,
-        &NewTokenBody {
+        &wire::NewToken {
             token: secret,
             token_id: token.id.to_string(),
             label: token.label,
-            account: AccountBody::from(&credentials.account),
+            account: views::account(&credentials.account),
         },
     ))
 }
 
 pub async fn whoami(app: &App, request: ApiRequest) -> Result<Response, Problem> {
     let caller = authenticate(app, &request).await?;
-    Ok(json(StatusCode::OK, &AccountBody::from(&caller.account)))
-}
-
-#[derive(Debug, Serialize)]
-struct TokenList {
-    tokens: Vec<TokenBody>,
+    Ok(json(StatusCode::OK, &views::account(&caller.account)))
 }
 
 pub async fn list_tokens(app: &App, request: ApiRequest) -> Result<Response, Problem> {
@@ -199,21 +128,15 @@ pub async fn list_tokens(app: &App, request: ApiRequest) -> Result<Response, Pro
     let tokens = app.catalog.tokens(caller.account.id).await?;
     Ok(json(
         StatusCode::OK,
-        &TokenList {
-            tokens: tokens.iter().map(TokenBody::from).collect(),
+        &wire::TokenList {
+            tokens: tokens.iter().map(views::token).collect(),
         },
     ))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CreateToken {
-    label: String,
-}
-
 pub async fn create_token(app: &App, mut request: ApiRequest) -> Result<Response, Problem> {
     let caller = authenticate(app, &request).await?;
-    let body: CreateToken = read_json(&mut request).await?;
+    let body: wire::CreateToken = read_json(&mut request).await?;
     let secret = auth::new_token_secret();
     let token = app
         .catalog
@@ -221,11 +144,11 @@ pub async fn create_token(app: &App, mut request: ApiRequest) -> Result<Response
         .await?;
     Ok(json(
         StatusCode::CREATED,
-        &NewTokenBody {
+        &wire::NewToken {
             token: secret,
             token_id: token.id.to_string(),
             label: token.label,
-            account: AccountBody::from(&caller.account),
+            account: views::account(&caller.account),
         },
     ))
 }

@@ -17,7 +17,7 @@ use warp::reply::Response;
 use super::{ApiRequest, authenticate, project_access};
 use crate::app::App;
 use crate::catalog::Role;
-use crate::events::HeadChanged;
+use crate::events::{HeadChanged, head_changed};
 use crate::problem::Problem;
 
 /// How often an idle event stream sends a keep-alive comment.
@@ -33,7 +33,7 @@ pub async fn stream(app: &App, request: ApiRequest, project: &str) -> Result<Res
         .project(project.id)
         .await?
         .ok_or_else(Problem::not_found)?;
-    let first = HeadChanged::new(current.id, current.head_version, current.head_root);
+    let first = head_changed(current.id, current.head_version, current.head_root);
 
     let (sender, mut events) = mpsc::channel::<HeadChanged>(16);
     let stopped = app.shutdown.wait();

@@ -14,6 +14,7 @@ pub mod events;
 pub mod projects;
 pub mod sync;
 pub mod teams;
+mod views;
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -29,14 +30,12 @@ use warp::reply::Response;
 use crate::app::App;
 use crate::catalog::{Authenticated, Project, ProjectId, Role, Timestamp};
 use crate::problem::Problem;
+use sync_protocol::wire::{self, Operation, ProblemCode, RouteMatch};
 
-/// The largest JSON request body, in bytes.
-pub const MAX_JSON_BODY: u64 = 64 * 1024;
 /// The longest a client may pause while sending a request body; past it the request ends
 /// with `408 body-timeout`, so a stalled upload does not hold a connection forever.
-pub const BODY_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
-/// The media type of object streams.
-pub const OBJECTS_MEDIA_TYPE: &str = "application/vnd.cairn.objects";
+pub const BODY_IDLE_TIMEOUT: std::time::Duration =
+    std::time::Duration::from_secs(wire::BODY_IDLE_TIMEOUT_SECS);
 
 /// A request body not read yet.
 pub type BodyStream = Pin<Box<dyn Stream<Item = Result<Bytes, warp::Error>> + Send + Sync>>;
@@ -114,59 +113,50 @@ pub async fn dispatch(app: &App, request: ApiRequest) -> Response {
     }
 }
 
+/// Dispatches one request by the route table, [`wire::ROUTES`].
 async fn route(app: &App, request: ApiRequest) -> Result<Response, Problem> {
-    let segments: Vec<String> = request.segments.clone();
-    let path: Vec<&str> = segments.iter().map(String::as_str).collect();
-    let method = request.method.clone();
-    match (method.as_str(), path.as_slice()) {
-        ("GET", ["openapi.json"]) => Ok(crate::openapi::response()),
-        ("POST", ["accounts"]) => accounts::sign_up(app, request).await,
-        ("GET", ["account"]) => accounts::whoami(app, request).await,
-        ("POST", ["sessions"]) => accounts::log_in(app, request).await,
-        ("GET", ["tokens"]) => accounts::list_tokens(app, request).await,
-        ("POST", ["tokens"]) => accounts::create_token(app, request).await,
-        ("DELETE", ["tokens", token]) => accounts::revoke_token(app, request, token).await,
-        ("GET", ["teams"]) => teams::list(app, request).await,
-        ("POST", ["teams"]) => teams::create(app, request).await,
-        ("GET", ["teams", team]) => teams::show(app, request, team).await,
-        ("GET", ["teams", team, "members"]) => teams::members(app, request, team).await,
-        ("PUT", ["teams", team, "members", account]) => {
-            teams::set_member(app, request, team, account).await
+    let mut segments: Vec<&str> = vec!["v1"];
+    segments.extend(request.segments.iter().map(String::as_str));
+    let (route, values) = match wire::routes::find(request.method.as_str(), &segments) {
+        RouteMatch::Found(route, values) => (route, values),
+        RouteMatch::MethodNotAllowed(allowed) => {
+            let path = format!("/{}", segments.join("/"));
+            return Err(Problem::method_not_allowed(
+                request.method.as_str(),
+                &path,
+                &allowed,
+            ));
         }
-        ("DELETE", ["teams", team, "members", account]) => {
-            teams::remove_member(app, request, team, account).await
-        }
-        ("POST", ["teams", team, "projects"]) => teams::create_project(app, request, team).await,
-        ("GET", ["projects"]) => projects::list(app, request).await,
-        ("GET", ["projects", project]) => projects::head(app, request, project).await,
-        ("GET", ["projects", project, "versions"]) => {
-            projects::versions(app, request, project).await
-        }
-        ("GET", ["projects", project, "versions", number]) => {
-            projects::version(app, request, project, number).await
-        }
-        ("POST", ["projects", project, "restore"]) => {
-            projects::restore(app, request, project).await
-        }
-        ("POST", ["projects", project, "pull"]) => sync::pull(app, request, project).await,
-        ("POST", ["projects", project, "push"]) => sync::push(app, request, project).await,
-        ("POST", ["projects", project, "missing"]) => sync::missing(app, request, project).await,
-        ("POST", ["projects", project, "objects"]) => sync::upload(app, request, project).await,
-        ("POST", ["projects", project, "commits"]) => sync::commit(app, request, project).await,
-        ("GET", ["projects", project, "events"]) => events::stream(app, request, project).await,
-        _ => {
-            let full = format!("/v1/{}", path.join("/"));
-            if crate::metrics::route_label(method.as_str(), &full) == "/v1/other" {
-                Err(Problem::not_found())
-            } else {
-                Err(Problem::new(
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    "method-not-allowed",
-                    "Method not allowed",
-                )
-                .with_detail(format!("{method} is not allowed on {full}")))
-            }
-        }
+        RouteMatch::NotFound => return Err(Problem::not_found()),
+    };
+    let value = |index: usize| values.get(index).map_or("", String::as_str);
+    let (first, second) = (value(0), value(1));
+    match route.operation {
+        Operation::OpenApi => Ok(crate::openapi::response()),
+        Operation::SignUp => accounts::sign_up(app, request).await,
+        Operation::WhoAmI => accounts::whoami(app, request).await,
+        Operation::LogIn => accounts::log_in(app, request).await,
+        Operation::ListTokens => accounts::list_tokens(app, request).await,
+        Operation::CreateToken => accounts::create_token(app, request).await,
+        Operation::RevokeToken => accounts::revoke_token(app, request, first).await,
+        Operation::ListTeams => teams::list(app, request).await,
+        Operation::CreateTeam => teams::create(app, request).await,
+        Operation::ShowTeam => teams::show(app, request, first).await,
+        Operation::ListMembers => teams::members(app, request, first).await,
+        Operation::SetMember => teams::set_member(app, request, first, second).await,
+        Operation::RemoveMember => teams::remove_member(app, request, first, second).await,
+        Operation::CreateProject => teams::create_project(app, request, first).await,
+        Operation::ListProjects => projects::list(app, request).await,
+        Operation::ShowProject => projects::head(app, request, first).await,
+        Operation::ListVersions => projects::versions(app, request, first).await,
+        Operation::ShowVersion => projects::version(app, request, first, second).await,
+        Operation::Restore => projects::restore(app, request, first).await,
+        Operation::Pull => sync::pull(app, request, first).await,
+        Operation::Push => sync::push(app, request, first).await,
+        Operation::Missing => sync::missing(app, request, first).await,
+        Operation::Upload => sync::upload(app, request, first).await,
+        Operation::Commit => sync::commit(app, request, first).await,
+        Operation::Events => events::stream(app, request, first).await,
     }
 }
 
@@ -238,7 +228,7 @@ pub fn check_media_type(headers: &HeaderMap, expected: &str) -> Result<(), Probl
         .unwrap_or("")
         .trim();
     if essence.eq_ignore_ascii_case(expected)
-        || essence.eq_ignore_ascii_case("application/octet-stream")
+        || essence.eq_ignore_ascii_case(wire::OCTET_STREAM_MEDIA_TYPE)
     {
         Ok(())
     } else {
@@ -253,12 +243,7 @@ pub async fn next_chunk(
     tokio::time::timeout(BODY_IDLE_TIMEOUT, body.next())
         .await
         .map_err(|_| {
-            Problem::new(
-                StatusCode::REQUEST_TIMEOUT,
-                "body-timeout",
-                "The request body stalled",
-            )
-            .with_detail(format!(
+            Problem::new(ProblemCode::BodyTimeout).with_detail(format!(
                 "no body bytes arrived for {} seconds",
                 BODY_IDLE_TIMEOUT.as_secs()
             ))
@@ -279,33 +264,24 @@ pub async fn read_body(body: &mut BodyStream, limit: u64) -> Result<Vec<u8>, Pro
     Ok(out)
 }
 
-/// Reads and parses a JSON body (at most [`MAX_JSON_BODY`] bytes). An empty body parses as `{}`.
+/// Reads and parses a JSON body (at most [`wire::MAX_JSON_BODY`] bytes). An empty body parses as `{}`.
 pub async fn read_json<T: DeserializeOwned>(request: &mut ApiRequest) -> Result<T, Problem> {
     // The media type is not checked: whatever it says, the body must parse as JSON (so
     // `curl -d` works).
-    check_declared_length(&request.headers, MAX_JSON_BODY)?;
-    let bytes = read_body(&mut request.body, MAX_JSON_BODY).await?;
+    check_declared_length(&request.headers, wire::MAX_JSON_BODY)?;
+    let bytes = read_body(&mut request.body, wire::MAX_JSON_BODY).await?;
     let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
         b"{}"
     } else {
         &bytes
     };
-    serde_json::from_slice(bytes).map_err(|error| {
-        Problem::new(StatusCode::BAD_REQUEST, "bad-json", "Malformed JSON body")
-            .with_detail(error.to_string())
-    })
+    serde_json::from_slice(bytes).map_err(Problem::bad_json)
 }
 
 /// Parses the query string into `T`.
 pub fn parse_query<T: DeserializeOwned>(request: &ApiRequest) -> Result<T, Problem> {
-    serde_urlencoded::from_str(&request.query).map_err(|error| {
-        Problem::new(
-            StatusCode::BAD_REQUEST,
-            "bad-query",
-            "Malformed query string",
-        )
-        .with_detail(error.to_string())
-    })
+    serde_urlencoded::from_str(&request.query)
+        .map_err(|error| Problem::new(ProblemCode::BadQuery).with_detail(error))
 }
 
 /// A JSON answer.
@@ -382,7 +358,7 @@ mod tests {
         assert!(check_declared_length(&headers, 10).is_ok());
         assert_eq!(
             check_declared_length(&headers, 9).unwrap_err().code,
-            "body-too-large"
+            ProblemCode::BodyTooLarge
         );
     }
 }

@@ -21,11 +21,14 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
 use sync_protocol::diff::{Change, DiffError, DiffWalk, Side};
 use sync_protocol::patch::{PatchError, Record, TreePatch, decode_content, records_of_changes};
 use sync_protocol::stream::{Frame, Item, StreamDecoder, StreamEncoder, StreamError};
 use sync_protocol::tree::{FileRef, Path};
+use sync_protocol::wire::{
+    self, MAX_MISSING_BODY, MAX_MISSING_IDS, MAX_RECORDS, OBJECT_COUNT_HEADER, OBJECTS_MEDIA_TYPE,
+    ProblemCode, ROOT_HEADER, VERSION_HEADER,
+};
 use sync_protocol::{
     Dir, Object, ObjectId, ObjectKind, compress_object, decompress_object, verify_frame_of_kind,
 };
@@ -34,36 +37,16 @@ use warp::reply::Response;
 
 use super::projects::{parse_id, unknown_version};
 use super::{
-    ApiRequest, OBJECTS_MEDIA_TYPE, authenticate, check_declared_length, check_media_type, json,
-    next_chunk, parse_query, project_access, read_body, read_json,
+    ApiRequest, authenticate, check_declared_length, check_media_type, json, next_chunk,
+    parse_query, project_access, read_body, read_json,
 };
 use crate::app::App;
 use crate::catalog::{
     CommitOutcome, CommitRequest, Project, ProjectId, PushId, Role, VersionNumber, empty_root,
 };
-use crate::events::HeadChanged;
+use crate::events::head_changed;
 use crate::metrics::Metrics;
 use crate::problem::Problem;
-
-/// The most ids one missing-objects query may ask about.
-pub const MAX_MISSING_IDS: usize = 10_000;
-/// The largest missing-objects query body: room for [`MAX_MISSING_IDS`] hex ids.
-pub const MAX_MISSING_BODY: u64 = (MAX_MISSING_IDS as u64) * 70 + 1024;
-/// Missing ids named in one `missing-object` problem, at most.
-const MAX_MISSING_REPORTED: usize = 100;
-
-/// The answer headers that carry the version a pull delivered.
-pub const VERSION_HEADER: &str = "cairn-version";
-pub const ROOT_HEADER: &str = "cairn-root";
-pub const OBJECT_COUNT_HEADER: &str = "cairn-objects";
-
-#[derive(Debug, Serialize)]
-struct Committed {
-    version: VersionNumber,
-    root: String,
-    /// True when this push id had already committed: the answer to a retry.
-    replayed: bool,
-}
 
 /// Answers a commit outcome, publishing a new head to the event streams.
 pub fn commit_answer(
@@ -75,17 +58,15 @@ pub fn commit_answer(
         CommitOutcome::Committed { version, replayed } => {
             if !replayed {
                 Metrics::add(&app.metrics.pushes_committed, 1);
-                app.events.publish(
-                    project,
-                    HeadChanged::new(project, version.number, version.root),
-                );
+                app.events
+                    .publish(project, head_changed(project, version.number, version.root));
                 tracing::info!(%project, version = version.number, root = %version.root, "committed");
             }
             Ok(json(
                 StatusCode::OK,
-                &Committed {
+                &wire::Committed {
                     version: version.number,
-                    root: version.root.to_string(),
+                    root: version.root,
                     replayed,
                 },
             ))
@@ -102,46 +83,24 @@ pub fn commit_answer(
 
 /// The `409 conflict` problem: the base is stale; pull, merge and push again.
 pub fn conflict(head_version: VersionNumber, head_root: ObjectId) -> Problem {
-    Problem::new(StatusCode::CONFLICT, "conflict", "The project has moved on")
-        .with_detail(format!(
-            "the head is version {head_version}; pull it, merge and push again"
-        ))
-        .with_extra(
-            "head",
-            serde_json::json!({"version": head_version, "root": head_root.to_string()}),
-        )
+    Problem::conflict(wire::Head {
+        version: head_version,
+        root: head_root,
+    })
 }
 
 // Pull.
 
-/// What a pull wants: a version number or a root id.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum Want {
-    Version(VersionNumber),
-    Root(String),
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PullBody {
-    want: Option<Want>,
-    have: Option<String>,
-    /// The client rebuilds dirs from change records (see `sync_protocol::patch`).
-    #[serde(default)]
-    records: bool,
-}
-
 pub async fn pull(app: &App, mut request: ApiRequest, project: &str) -> Result<Response, Problem> {
     let caller = authenticate(app, &request).await?;
     let (project, _) = project_access(app, &caller, project, Role::Viewer).await?;
-    let body: PullBody = read_json(&mut request).await?;
+    let body: wire::PullRequest = read_json(&mut request).await?;
     let (version, want_root) = match body.want {
         None => (Some(project.head_version), project.head_root),
-        Some(Want::Version(number)) if number == project.head_version => {
+        Some(wire::Want::Version(number)) if number == project.head_version => {
             (Some(number), project.head_root)
         }
-        Some(Want::Version(number)) => {
+        Some(wire::Want::Version(number)) => {
             let version = app
                 .catalog
                 .version(project.id, number)
@@ -149,7 +108,7 @@ pub async fn pull(app: &App, mut request: ApiRequest, project: &str) -> Result<R
                 .ok_or_else(|| unknown_version(number))?;
             (Some(number), version.root)
         }
-        Some(Want::Root(text)) => (None, parse_id("want", &text)?),
+        Some(wire::Want::Root(text)) => (None, parse_id("want", &text)?),
     };
     let have = match &body.have {
         Some(text) => parse_id("have", text)?,
@@ -170,7 +129,7 @@ pub async fn pull(app: &App, mut request: ApiRequest, project: &str) -> Result<R
         && against_have
         && have != empty_root()
         && !changes.is_empty()
-        && changes.len() <= MAX_PULL_RECORDS;
+        && changes.len() <= MAX_RECORDS;
     let encoder = if compact {
         encode_records(app, project.id, &objects, &changes).await?
     } else {
@@ -298,12 +257,9 @@ impl PullError {
                 Problem::invalid_field("want", "the wanted root is not a dir")
             }
             // Anything else means a stored version is not whole: the store broke its invariant.
-            PullError::Diff(error) => Problem::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "integrity-error",
-                "A stored version is not whole",
-            )
-            .with_detail(error),
+            PullError::Diff(error) => {
+                Problem::integrity(format!("a stored version is not whole: {error}"))
+            }
         }
     }
 }
@@ -443,11 +399,7 @@ impl Upload {
                     let received = &self.objects[position];
                     let size_matters = kind != ObjectKind::Dir;
                     if received.kind != kind || (size_matters && received.size != size) {
-                        return Err(Problem::new(
-                            StatusCode::UNPROCESSABLE_ENTITY,
-                            "entry-mismatch",
-                            "An entry does not match the object it names",
-                        )
+                        return Err(Problem::new(ProblemCode::EntryMismatch)
                         .with_detail(format!(
                             "{what} of {} {} says {} of {size} bytes, the object {child} is a {} of {} bytes",
                             frame.kind.as_str(),
@@ -456,7 +408,7 @@ impl Upload {
                             received.kind.as_str(),
                             received.size
                         ))
-                        .with_extra("id", frame.id.to_string()));
+                        .with_id(frame.id));
                     }
                     height = height.max(received.height + 1);
                 }
@@ -501,12 +453,8 @@ async fn receive(
     let mut received: u64 = 0;
     while let Some(chunk) = next_chunk(&mut request.body).await? {
         let chunk = chunk.map_err(|error| {
-            Problem::new(
-                StatusCode::BAD_REQUEST,
-                "truncated-stream",
-                "Object stream cut short",
-            )
-            .with_detail(format!("reading the body failed: {error}"))
+            Problem::new(ProblemCode::TruncatedStream)
+                .with_detail(format!("reading the body failed: {error}"))
         })?;
         received += chunk.len() as u64;
         if received > limit {
@@ -546,18 +494,9 @@ async fn receive(
     Ok((upload, changes))
 }
 
-/// The most changed paths a pull answers with change records; a larger change goes as dirs,
-/// which are then the smaller form.
-pub const MAX_PULL_RECORDS: usize = 256;
-
 /// A `422` about change records that do not fit the base they were sent against.
 fn record_problem(detail: impl std::fmt::Display) -> Problem {
-    Problem::new(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "bad-records",
-        "Change records do not fit the base",
-    )
-    .with_detail(detail)
+    Problem::new(ProblemCode::BadRecords).with_detail(detail)
 }
 
 fn patch_problem(error: PatchError) -> Problem {
@@ -713,20 +652,14 @@ async fn store_upload(app: &App, project: ProjectId, upload: Upload) -> Result<(
         .copied()
         .collect();
     let missing = app.store.missing(&project, &outside).await?;
-    if let Some(first) = missing.first() {
-        let named: Vec<String> = missing
-            .iter()
-            .take(MAX_MISSING_REPORTED)
-            .map(ToString::to_string)
-            .collect();
-        return Err(Problem::missing_object(
-            first,
+    if !missing.is_empty() {
+        return Err(Problem::missing_objects(
+            &missing,
             format!(
                 "{} referenced objects are neither earlier in the upload nor stored; send them first",
                 missing.len()
             ),
-        )
-        .with_extra("missing", named));
+        ));
     }
     let mut layers: Vec<Vec<(ObjectId, Bytes)>> = Vec::new();
     let mut bytes = 0u64;
@@ -822,31 +755,16 @@ async fn check_paths(
 
 /// A diff error met while checking a pushed tree's paths.
 fn path_problem(error: DiffError) -> Problem {
-    let unprocessable = StatusCode::UNPROCESSABLE_ENTITY;
     match error {
-        DiffError::Path(error) => Problem::new(
-            unprocessable,
-            "bad-path",
-            "Path outside the format's limits",
-        )
-        .with_detail(error),
-        DiffError::WrongKind { id, .. } => Problem::new(
-            unprocessable,
-            "entry-mismatch",
-            "Entry does not match its object",
-        )
-        .with_detail(&error)
-        .with_extra("id", id.to_string()),
+        DiffError::Path(error) => Problem::new(ProblemCode::BadPath).with_detail(error),
+        DiffError::WrongKind { id, .. } => Problem::new(ProblemCode::EntryMismatch)
+            .with_detail(&error)
+            .with_id(id),
         DiffError::Missing { id, .. } => Problem::missing_object(
             &id,
             "the new version references an object that is not stored",
         ),
-        other => Problem::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "Internal error",
-        )
-        .with_detail(other),
+        other => Problem::internal(other),
     }
 }
 
@@ -899,20 +817,10 @@ async fn commit_after_store(
     commit_answer(app, project.id, outcome)
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PushQuery {
-    push_id: String,
-    base_version: VersionNumber,
-    root: String,
-    #[serde(default)]
-    message: String,
-}
-
 pub async fn push(app: &App, mut request: ApiRequest, project: &str) -> Result<Response, Problem> {
     let caller = authenticate(app, &request).await?;
     let (project, _) = project_access(app, &caller, project, Role::Editor).await?;
-    let query: PushQuery = parse_query(&request)?;
+    let query: wire::PushQuery = parse_query(&request)?;
     let commit = CommitRequest {
         project: project.id,
         push_id: PushId::new(&query.push_id)?,
@@ -925,12 +833,6 @@ pub async fn push(app: &App, mut request: ApiRequest, project: &str) -> Result<R
     commit_after_store(app, &project, commit, Some(upload), records).await
 }
 
-#[derive(Debug, Serialize)]
-struct UploadAnswer {
-    /// Objects in the stream (duplicates counted once).
-    received: usize,
-}
-
 pub async fn upload(
     app: &App,
     mut request: ApiRequest,
@@ -941,17 +843,7 @@ pub async fn upload(
     let (upload, _) = receive(app, &mut request, false).await?;
     let received = upload.objects.len();
     store_upload(app, project.id, upload).await?;
-    Ok(json(StatusCode::OK, &UploadAnswer { received }))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CommitBody {
-    push_id: String,
-    base_version: VersionNumber,
-    root: String,
-    #[serde(default)]
-    message: String,
+    Ok(json(StatusCode::OK, &wire::UploadAnswer { received }))
 }
 
 pub async fn commit(
@@ -961,7 +853,7 @@ pub async fn commit(
 ) -> Result<Response, Problem> {
     let caller = authenticate(app, &request).await?;
     let (project, _) = project_access(app, &caller, project, Role::Editor).await?;
-    let body: CommitBody = read_json(&mut request).await?;
+    let body: wire::Commit = read_json(&mut request).await?;
     let commit = CommitRequest {
         project: project.id,
         push_id: PushId::new(&body.push_id)?,
@@ -973,17 +865,6 @@ pub async fn commit(
     commit_after_store(app, &project, commit, None, Vec::new()).await
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct MissingBody {
-    ids: Vec<String>,
-}
-
-#[derive(Debug, Serialize)]
-struct MissingAnswer {
-    missing: Vec<String>,
-}
-
 pub async fn missing(
     app: &App,
     mut request: ApiRequest,
@@ -993,10 +874,7 @@ pub async fn missing(
     let (project, _) = project_access(app, &caller, project, Role::Viewer).await?;
     check_declared_length(&request.headers, MAX_MISSING_BODY)?;
     let bytes = read_body(&mut request.body, MAX_MISSING_BODY).await?;
-    let body: MissingBody = serde_json::from_slice(&bytes).map_err(|error| {
-        Problem::new(StatusCode::BAD_REQUEST, "bad-json", "Malformed JSON body")
-            .with_detail(error.to_string())
-    })?;
+    let body: wire::MissingQuery = serde_json::from_slice(&bytes).map_err(Problem::bad_json)?;
     if body.ids.len() > MAX_MISSING_IDS {
         return Err(Problem::invalid_field(
             "ids",
@@ -1009,10 +887,5 @@ pub async fn missing(
         .map(|text| parse_id("ids", text))
         .collect::<Result<Vec<_>, _>>()?;
     let missing = app.store.missing(&project.id, &ids).await?;
-    Ok(json(
-        StatusCode::OK,
-        &MissingAnswer {
-            missing: missing.iter().map(ToString::to_string).collect(),
-        },
-    ))
+    Ok(json(StatusCode::OK, &wire::MissingAnswer { missing }))
 }

@@ -12,46 +12,14 @@
 //! - `DELETE /v1/teams/{team}/members/{account}` → 204 (owner, or the member leaving)
 //! - `POST /v1/teams/{team}/projects` `{name}` → 201 project (editor or owner)
 
-use serde::{Deserialize, Serialize};
+use sync_protocol::wire;
 use warp::http::StatusCode;
 use warp::reply::Response;
 
-use super::projects::ProjectBody;
-use super::{ApiRequest, authenticate, json, no_content, read_json, rfc3339};
+use super::{ApiRequest, authenticate, json, no_content, read_json, views};
 use crate::app::App;
-use crate::catalog::{AccountId, Authenticated, Role, Team, TeamId};
+use crate::catalog::{AccountId, Authenticated, Member, Role, Team, TeamId};
 use crate::problem::Problem;
-
-#[derive(Debug, Serialize)]
-struct TeamBody {
-    id: String,
-    name: String,
-    role: &'static str,
-    created: String,
-}
-
-impl TeamBody {
-    fn new(team: &Team, role: Role) -> Self {
-        Self {
-            id: team.id.to_string(),
-            name: team.name.clone(),
-            role: role.as_str(),
-            created: rfc3339(team.created),
-        }
-    }
-}
-
-#[derive(Debug, Serialize)]
-struct MemberBody {
-    account: MemberAccount,
-    role: &'static str,
-}
-
-#[derive(Debug, Serialize)]
-struct MemberAccount {
-    id: String,
-    name: String,
-}
 
 /// The team `id_text` if the caller is a member, with their role; else `not-found`.
 async fn team_access(
@@ -93,13 +61,7 @@ async fn resolve_account(app: &App, text: &str) -> Result<AccountId, Problem> {
 }
 
 fn parse_role(text: &str) -> Result<Role, Problem> {
-    text.parse()
-        .map_err(|_| Problem::invalid_field("role", "owner, editor or viewer"))
-}
-
-#[derive(Debug, Serialize)]
-struct TeamList {
-    teams: Vec<TeamBody>,
+    Role::parse(text).ok_or_else(|| Problem::invalid_field("role", "owner, editor or viewer"))
 }
 
 pub async fn list(app: &App, request: ApiRequest) -> Result<Response, Problem> {
@@ -107,43 +69,29 @@ pub async fn list(app: &App, request: ApiRequest) -> Result<Response, Problem> {
     let teams = app.catalog.teams_of(caller.account.id).await?;
     Ok(json(
         StatusCode::OK,
-        &TeamList {
+        &wire::TeamList {
             teams: teams
                 .iter()
-                .map(|membership| TeamBody::new(&membership.team, membership.role))
+                .map(|membership| views::team(&membership.team, membership.role))
                 .collect(),
         },
     ))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NameBody {
-    name: String,
-}
-
 pub async fn create(app: &App, mut request: ApiRequest) -> Result<Response, Problem> {
     let caller = authenticate(app, &request).await?;
-    let body: NameBody = read_json(&mut request).await?;
+    let body: wire::NameBody = read_json(&mut request).await?;
     let team = app
         .catalog
         .create_team(&body.name, caller.account.id)
         .await?;
-    Ok(json(
-        StatusCode::CREATED,
-        &TeamBody::new(&team, Role::Owner),
-    ))
+    Ok(json(StatusCode::CREATED, &views::team(&team, Role::Owner)))
 }
 
 pub async fn show(app: &App, request: ApiRequest, team: &str) -> Result<Response, Problem> {
     let caller = authenticate(app, &request).await?;
     let (team, role) = team_access(app, &caller, team, Role::Viewer).await?;
-    Ok(json(StatusCode::OK, &TeamBody::new(&team, role)))
-}
-
-#[derive(Debug, Serialize)]
-struct MemberList {
-    members: Vec<MemberBody>,
+    Ok(json(StatusCode::OK, &views::team(&team, role)))
 }
 
 pub async fn members(app: &App, request: ApiRequest, team: &str) -> Result<Response, Problem> {
@@ -152,25 +100,10 @@ pub async fn members(app: &App, request: ApiRequest, team: &str) -> Result<Respo
     let members = app.catalog.members(team.id).await?;
     Ok(json(
         StatusCode::OK,
-        &MemberList {
-            members: members
-                .iter()
-                .map(|member| MemberBody {
-                    account: MemberAccount {
-                        id: member.account.id.to_string(),
-                        name: member.account.name.clone(),
-                    },
-                    role: member.role.as_str(),
-                })
-                .collect(),
+        &wire::MemberList {
+            members: members.iter().map(views::member).collect(),
         },
     ))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RoleBody {
-    role: String,
 }
 
 pub async fn set_member(
@@ -181,7 +114,7 @@ pub async fn set_member(
 ) -> Result<Response, Problem> {
     let caller = authenticate(app, &request).await?;
     let (team, _) = team_access(app, &caller, team, Role::Owner).await?;
-    let body: RoleBody = read_json(&mut request).await?;
+    let body: wire::RoleBody = read_json(&mut request).await?;
     let role = parse_role(&body.role)?;
     let account_id = resolve_account(app, account).await?;
     app.catalog.set_member(team.id, account_id, role).await?;
@@ -192,13 +125,7 @@ pub async fn set_member(
         .ok_or_else(Problem::not_found)?;
     Ok(json(
         StatusCode::OK,
-        &MemberBody {
-            account: MemberAccount {
-                id: account.id.to_string(),
-                name: account.name,
-            },
-            role: role.as_str(),
-        },
+        &views::member(&Member { account, role }),
     ))
 }
 
@@ -227,10 +154,10 @@ pub async fn create_project(
 ) -> Result<Response, Problem> {
     let caller = authenticate(app, &request).await?;
     let (team, role) = team_access(app, &caller, team, Role::Editor).await?;
-    let body: NameBody = read_json(&mut request).await?;
+    let body: wire::NameBody = read_json(&mut request).await?;
     let project = app
         .catalog
         .create_project(team.id, &body.name, caller.account.id)
         .await?;
-    Ok(json(StatusCode::CREATED, &ProjectBody::new(&project, role)))
+    Ok(json(StatusCode::CREATED, &views::project(&project, role)))
 }

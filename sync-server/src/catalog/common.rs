@@ -22,8 +22,7 @@ pub(super) fn object_id(table: &'static str, text: &str) -> Result<ObjectId, Cat
 }
 
 pub(super) fn role(table: &'static str, text: &str) -> Result<Role, CatalogError> {
-    text.parse::<Role>()
-        .map_err(|_| CatalogError::corrupt(table, format!("unknown role {text:?}")))
+    Role::parse(text).ok_or_else(|| CatalogError::corrupt(table, format!("unknown role {text:?}")))
 }
 
 /// A stored version number (a signed 64-bit column) as a [`VersionNumber`].

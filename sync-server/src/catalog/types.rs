@@ -155,54 +155,8 @@ impl From<Timestamp> for SystemTime {
     }
 }
 
-/// A member's role in a team, which is their role on each of the team's projects.
-///
-/// Ordered by power: `Viewer < Editor < Owner`, so `role >= Role::Editor` asks "may push".
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Role {
-    /// May read projects and their history.
-    Viewer,
-    /// May also push, restore and create projects.
-    Editor,
-    /// May also manage members and delete projects.
-    Owner,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Viewer => "viewer",
-            Self::Editor => "editor",
-            Self::Owner => "owner",
-        }
-    }
-
-    pub fn can_write(self) -> bool {
-        self >= Self::Editor
-    }
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Role {
-    type Err = CatalogError;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        match text {
-            "viewer" => Ok(Self::Viewer),
-            "editor" => Ok(Self::Editor),
-            "owner" => Ok(Self::Owner),
-            other => Err(CatalogError::Invalid {
-                field: Field::Role,
-                reason: format!("{other:?} is not owner, editor or viewer"),
-            }),
-        }
-    }
-}
+/// A member's role in a team: the wire contract's, so the API and the catalog name roles alike.
+pub use sync_protocol::wire::Role;
 
 /// An account, without its password hash (see [`AccountCredentials`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -522,9 +476,9 @@ mod tests {
     fn roles_order_by_power() {
         assert!(Role::Owner > Role::Editor && Role::Editor > Role::Viewer);
         for role in [Role::Owner, Role::Editor, Role::Viewer] {
-            assert_eq!(role.as_str().parse::<Role>().unwrap(), role);
+            assert_eq!(Role::parse(role.as_str()), Some(role));
         }
-        assert!("admin".parse::<Role>().is_err());
+        assert_eq!(Role::parse("admin"), None);
     }
 
     #[test]

@@ -341,7 +341,7 @@ async fn json_body_past_its_limit(server: &TestServer) {
     let (alice, _team, project) = server.owner_with_project("alice").await;
     // Exactly MAX_JSON_BODY bytes is read and parsed (the label is then too long for the
     // catalog); one byte more is refused unread.
-    let limit = sync_server::api::MAX_JSON_BODY as usize;
+    let limit = sync_protocol::wire::MAX_JSON_BODY as usize;
     let mut at_limit = format!("{{\"label\": \"{}\"}}", "x".repeat(200));
     at_limit.push_str(&" ".repeat(limit - at_limit.len()));
     assert_eq!(at_limit.len(), limit);
@@ -367,7 +367,7 @@ async fn json_body_past_its_limit(server: &TestServer) {
     TestServer::expect_problem(response, 413, "body-too-large").await;
 
     // A missing-objects query of MAX_MISSING_IDS ids is answered; one more id is refused.
-    let max = sync_server::api::sync::MAX_MISSING_IDS;
+    let max = sync_protocol::wire::MAX_MISSING_IDS;
     let ids: Vec<String> = (0..=max)
         .map(|n| sync_protocol::chunk_id(&n.to_le_bytes()).to_string())
         .collect();

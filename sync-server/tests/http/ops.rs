@@ -45,9 +45,9 @@ async fn health_ready_metrics_openapi(server: &TestServer) {
         .await
         .unwrap();
     for needle in [
-        "cairn_http_requests_total{method=\"POST\",route=\"/v1/projects/{id}/push\",status=\"200\"} 1",
-        "cairn_http_requests_total{method=\"POST\",route=\"/v1/projects/{id}/push\",status=\"409\"} 1",
-        "cairn_http_request_duration_seconds_count{route=\"/v1/projects/{id}/pull\"} 1",
+        "cairn_http_requests_total{method=\"POST\",route=\"/v1/projects/{project}/push\",status=\"200\"} 1",
+        "cairn_http_requests_total{method=\"POST\",route=\"/v1/projects/{project}/push\",status=\"409\"} 1",
+        "cairn_http_request_duration_seconds_count{route=\"/v1/projects/{project}/pull\"} 1",
         "cairn_push_conflicts_total 1",
         "cairn_pushes_committed_total 1",
         "cairn_pulls_total 1",
