@@ -217,6 +217,70 @@ pub fn decode_content(
     })
 }
 
+/// What change records stand for: the entry (or removal, `None`) at each path, and the
+/// chunks of their inline content.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DecodedRecords {
+    pub changes: BTreeMap<Path, Option<FileRef>>,
+    pub chunks: Vec<DecodedContent>,
+}
+
+/// Why records could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeRecordsError {
+    #[error("{path}: a delta against the base, but the base has no one-chunk file there")]
+    NoDictionary { path: String },
+    #[error("{path}: inline content: {error}")]
+    Content { path: String, error: CompressError },
+}
+
+/// Decodes records into the changes they make: the one reading of records that both a server
+/// applying a push and a client applying a pull use. `dictionary(path)` gives the canonical
+/// encoding of the one-chunk file the base has at `path`, the dictionary of a delta record;
+/// `None` when there is none.
+pub fn decode_records(
+    records: &[Record],
+    mut dictionary: impl FnMut(&Path) -> Option<Vec<u8>>,
+) -> Result<DecodedRecords, DecodeRecordsError> {
+    let mut decoded = DecodedRecords::default();
+    for record in records {
+        match record {
+            Record::Remove { path } => {
+                decoded.changes.insert(path.clone(), None);
+            }
+            Record::Entry { path, entry } => {
+                decoded.changes.insert(path.clone(), Some(*entry));
+            }
+            Record::Content {
+                path,
+                kind,
+                delta,
+                zstd,
+            } => {
+                let base = if *delta {
+                    Some(
+                        dictionary(path).ok_or_else(|| DecodeRecordsError::NoDictionary {
+                            path: path.to_string(),
+                        })?,
+                    )
+                } else {
+                    None
+                };
+                let content = decode_content(*kind, zstd, base.as_deref()).map_err(|error| {
+                    DecodeRecordsError::Content {
+                        path: path.to_string(),
+                        error,
+                    }
+                })?;
+                decoded.changes.insert(path.clone(), Some(content.entry));
+                decoded.chunks.push(content);
+            }
+        }
+    }
+    Ok(decoded)
+}
+
 /// The records of a diff, one per path: what each changed path is in the new tree. `content`
 /// is asked only about one-chunk files (entries whose target is a chunk) and may turn them into
 /// inline content (return `None` to keep the entry).

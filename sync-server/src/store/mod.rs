@@ -34,7 +34,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use sync_protocol::{Object, ObjectId};
+use sync_protocol::accept::ObjectInfo;
+use sync_protocol::ObjectId;
 
 use crate::catalog::ProjectId;
 
@@ -107,13 +108,9 @@ pub trait ObjectBackend: Send + Sync + fmt::Debug {
     fn request_counts(&self) -> RequestCounts;
 }
 
-/// An object read back and verified: the stored frame and the decoded object.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VerifiedObject {
-    /// The zstd frame as stored, to send on without recompressing.
-    pub frame: Bytes,
-    pub object: Object,
-}
+/// An object read back and verified: the stored frame (sent on without recompressing) and the
+/// decoded object, as the protocol's machines take it.
+pub use sync_protocol::respond::StoredObject as VerifiedObject;
 
 /// One object as [`ObjectStore::inspect_many`] found it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -253,6 +250,21 @@ impl ObjectStore {
         })
     }
 
+    /// The kind and content size of each of `ids`, in order; `None` where absent. Today this
+    /// reads and verifies each object; an object index in the catalog would answer it without
+    /// touching the store.
+    pub async fn info(
+        &self,
+        project: &ProjectId,
+        ids: &[ObjectId],
+    ) -> Result<Vec<Option<ObjectInfo>>> {
+        let objects = self.get_objects(project, ids).await?;
+        Ok(objects
+            .iter()
+            .map(|object| object.as_ref().map(|stored| ObjectInfo::of(&stored.object)))
+            .collect())
+    }
+
     /// The ids among `ids` that are not stored, in their order, without duplicates.
     pub async fn missing(&self, project: &ProjectId, ids: &[ObjectId]) -> Result<Vec<ObjectId>> {
         if ids.is_empty() {
@@ -305,7 +317,7 @@ fn verify_all(
 
 #[cfg(test)]
 mod tests {
-    use sync_protocol::compress_object;
+    use sync_protocol::{Object, compress_object};
 
     use super::*;
 
