@@ -36,7 +36,9 @@ mod error;
 pub mod limits;
 mod migrations;
 mod postgres;
+mod rules;
 mod sqlite;
+mod transaction;
 mod types;
 mod validate;
 
@@ -173,27 +175,7 @@ pub trait Catalog: Send + Sync + std::fmt::Debug {
     /// Restores an old version: a commit on `base_version` whose root is that version's root.
     /// An unknown version is [`CatalogError::NotFound`].
     async fn restore(&self, request: RestoreRequest) -> Result<CommitOutcome> {
-        let old = self
-            .version(request.project, request.version)
-            .await?
-            .ok_or_else(|| {
-                CatalogError::not_found(
-                    Entity::Version,
-                    format!("{} of project {}", request.version, request.project),
-                )
-            })?;
-        let message = request
-            .message
-            .unwrap_or_else(|| format!("Restore version {}", request.version));
-        self.commit(CommitRequest {
-            project: request.project,
-            push_id: request.push_id,
-            base_version: request.base_version,
-            root: old.root,
-            author: request.author,
-            message,
-        })
-        .await
+        rules::restore(self, request).await
     }
 
     // Cluster.
