@@ -684,9 +684,9 @@ async fn concurrent_duplicates_of_one_push_commit_once(catalog: Shared) {
 /// can record their conflict at once: this is the case the two implementations once answered
 /// differently.
 async fn concurrent_duplicates_of_racing_pushes_answer_alike(catalog: Shared) {
-    const ROUNDS: u64 = 4;
-    const PUSHES: usize = 4;
-    const COPIES: usize = 2;
+    const ROUNDS: u64 = 8;
+    const PUSHES: usize = 2;
+    const COPIES: usize = 4;
     let (alice, _team, project) = setup(&catalog).await;
     for base in 0..ROUNDS {
         let pushes: Vec<CommitRequest> = (0..PUSHES)
@@ -712,9 +712,11 @@ async fn concurrent_duplicates_of_racing_pushes_answer_alike(catalog: Shared) {
             answers.entry(push_id).or_default().push(outcome);
         }
 
-        let (winners, losers): (Vec<_>, Vec<_>) = pushes
-            .iter()
-            .partition(|push| matches!(answers[&push.push_id][0], CommitOutcome::Committed { .. }));
+        let (winners, losers): (Vec<_>, Vec<_>) = pushes.iter().partition(|push| {
+            answers[&push.push_id]
+                .iter()
+                .any(|outcome| matches!(outcome, CommitOutcome::Committed { .. }))
+        });
         assert_eq!(
             winners.len(),
             1,

@@ -440,3 +440,6 @@ pub(super) fn oldest_live_heartbeat(max_age: Duration) -> Timestamp {
             .max(0),
     )
 }
+
+#[cfg(test)]
+mod tests;

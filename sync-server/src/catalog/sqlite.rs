@@ -13,9 +13,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::pin::pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -25,7 +23,9 @@ use sync_protocol::ObjectId;
 use super::common::{Unique, db_version, object_id, parse, role, version_number};
 use super::error::{CatalogError, Entity, Field};
 use super::migrations::{self, Migration};
-use super::transaction::{CatalogTransaction, NewReceipt, NewVersion, Receipt, WriteError};
+use super::transaction::{
+    CatalogTransaction, NewReceipt, NewVersion, Receipt, WriteError, run_rule,
+};
 use super::types::{
     Account, AccountCredentials, AccountId, Authenticated, CommitOutcome, CommitRequest, Member,
     NewAccount, Node, NodeId, Project, ProjectId, PushId, Role, Team, TeamId, TeamMembership,
@@ -325,20 +325,6 @@ fn load_version(
         (project.to_string(), number),
         read_version,
     )
-}
-
-/// Runs a shared rule to its end on this thread. The rule's only waits are
-/// [`SqliteTransaction`]'s methods, which are blocking calls that have finished when they
-/// return, so the future is ready at its first poll: no executor, no other thread.
-fn run_rule<T>(operation: &'static str, rule: impl Future<Output = Result<T>>) -> Result<T> {
-    let mut rule = pin!(rule);
-    match rule.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
-        Poll::Ready(result) => result,
-        Poll::Pending => Err(CatalogError::database(
-            operation,
-            "a catalog rule waited on something other than SQLite",
-        )),
-    }
 }
 
 /// One transaction driven by the shared rules. It begins IMMEDIATE, taking the file's write

@@ -12,6 +12,9 @@
 //! Dropping a transaction without [`CatalogTransaction::commit`] rolls it back (both drivers do
 //! so on drop), which is how a rule that fails half-way writes nothing.
 
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+
 use sync_protocol::ObjectId;
 
 use super::Result;
@@ -149,4 +152,21 @@ pub(super) trait CatalogTransaction {
 
     /// Makes everything this transaction wrote durable and visible.
     async fn commit(self) -> Result<()>;
+}
+
+/// Runs a rule to its end on this thread, over a transaction whose methods never wait (SQLite's
+/// are blocking calls that have finished when they return): the future is ready at its first
+/// poll, so it needs no executor and no other thread. One that is not is an error, not a hang.
+pub(super) fn run_rule<T>(
+    operation: &'static str,
+    rule: impl Future<Output = Result<T>>,
+) -> Result<T> {
+    let mut rule = pin!(rule);
+    match rule.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(result) => result,
+        Poll::Pending => Err(CatalogError::database(
+            operation,
+            "a catalog rule waited, over a transaction that never waits",
+        )),
+    }
 }
