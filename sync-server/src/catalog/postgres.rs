@@ -140,17 +140,7 @@ impl PostgresCatalog {
             .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
             .collect::<Result<_, tokio_postgres::Error>>()
             .map_err(db("migrate"))?;
-        for migration in migrations::POSTGRES {
-            match applied.get(&migration.version) {
-                Some(checksum) if *checksum == migration.checksum() => continue,
-                Some(_) => {
-                    return Err(CatalogError::Migration {
-                        name: migration.name,
-                        source: "the migration file changed after it was applied".into(),
-                    });
-                }
-                None => {}
-            }
+        for migration in migrations::pending(migrations::POSTGRES, &applied)? {
             let failed = |error: tokio_postgres::Error| CatalogError::Migration {
                 name: migration.name,
                 source: Box::new(error),

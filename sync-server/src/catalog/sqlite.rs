@@ -141,17 +141,7 @@ fn migrate(connection: &mut Connection) -> Result<()> {
         rows.collect::<rusqlite::Result<_>>()
             .map_err(db("migrate"))?
     };
-    for migration in migrations::SQLITE {
-        match applied.get(&migration.version) {
-            Some(checksum) if *checksum == migration.checksum() => continue,
-            Some(_) => {
-                return Err(CatalogError::Migration {
-                    name: migration.name,
-                    source: "the migration file changed after it was applied".into(),
-                });
-            }
-            None => {}
-        }
+    for migration in migrations::pending(migrations::SQLITE, &applied)? {
         transaction
             .execute_batch(migration.sql)
             .map_err(|error| failed(migration, error))?;
