@@ -1,7 +1,7 @@
 //! The catalog conformance suite: one set of scenarios, run against SQLite (a temporary file)
 //! and PostgreSQL (a fresh database per test). Both implementations must answer alike.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -55,6 +55,8 @@ conformance!(
     retry_with_the_same_push_id_commits_once,
     concurrent_commits_on_one_base_exactly_one_wins,
     concurrent_duplicates_of_one_push_commit_once,
+    concurrent_duplicates_of_racing_pushes_answer_alike,
+    concurrent_demotions_keep_one_owner,
     restore_commits_an_old_root,
     history_is_newest_first_and_paginated,
     commit_errors_are_typed,
@@ -672,6 +674,148 @@ async fn concurrent_duplicates_of_one_push_commit_once(catalog: Shared) {
             .head_version,
         1
     );
+}
+
+/// Pushes racing on one base, each sent more than once at the same moment (a client that
+/// retries while its first attempt is still in flight), over several rounds. Every copy of a
+/// push answers what the push did: the winner's copies the same version, exactly one of them
+/// not replayed; each loser's copies the same conflict, and so does a later retry. In
+/// PostgreSQL a copy can lose the compare-and-swap to its own duplicate, or two losing copies
+/// can record their conflict at once: this is the case the two implementations once answered
+/// differently.
+async fn concurrent_duplicates_of_racing_pushes_answer_alike(catalog: Shared) {
+    const ROUNDS: u64 = 8;
+    const PUSHES: usize = 2;
+    const COPIES: usize = 4;
+    let (alice, _team, project) = setup(&catalog).await;
+    for base in 0..ROUNDS {
+        let pushes: Vec<CommitRequest> = (0..PUSHES)
+            .map(|index| request(&project, &alice, base, &format!("base {base} push {index}")))
+            .collect();
+        let start = Arc::new(tokio::sync::Barrier::new(PUSHES * COPIES));
+        let tasks: Vec<_> = (0..COPIES)
+            .flat_map(|_| pushes.iter().cloned())
+            .map(|push| {
+                let catalog = Arc::clone(&catalog);
+                let start = Arc::clone(&start);
+                tokio::spawn(async move {
+                    start.wait().await;
+                    let outcome = catalog.commit(push.clone()).await;
+                    (push.push_id, outcome)
+                })
+            })
+            .collect();
+        let mut answers: HashMap<PushId, Vec<CommitOutcome>> = HashMap::new();
+        for task in tasks {
+            let (push_id, outcome) = task.await.unwrap();
+            let outcome = outcome.unwrap_or_else(|error| panic!("push {push_id}: {error}"));
+            answers.entry(push_id).or_default().push(outcome);
+        }
+
+        let (winners, losers): (Vec<_>, Vec<_>) = pushes.iter().partition(|push| {
+            answers[&push.push_id]
+                .iter()
+                .any(|outcome| matches!(outcome, CommitOutcome::Committed { .. }))
+        });
+        assert_eq!(
+            winners.len(),
+            1,
+            "base {base}: one push commits: {answers:?}"
+        );
+        let winner = winners[0];
+        let versions: Vec<_> = answers[&winner.push_id]
+            .iter()
+            .cloned()
+            .map(committed)
+            .collect();
+        let (version, _) = &versions[0];
+        assert_eq!((version.number, version.root), (base + 1, winner.root));
+        assert!(
+            versions.iter().all(|(copy, _)| copy == version),
+            "base {base}: every copy of the winner answers its version: {versions:?}"
+        );
+        let fresh = versions.iter().filter(|(_, replayed)| !replayed).count();
+        assert_eq!(fresh, 1, "base {base}: one copy commits, the rest replay");
+
+        let conflict = CommitOutcome::Conflict {
+            head_version: base + 1,
+            head_root: winner.root,
+        };
+        for loser in losers {
+            assert_eq!(
+                answers[&loser.push_id],
+                vec![conflict.clone(); COPIES],
+                "base {base}: every copy of a losing push answers the same conflict"
+            );
+            assert_eq!(catalog.commit(loser.clone()).await.unwrap(), conflict);
+        }
+    }
+    let history = catalog
+        .versions(project.id, VersionPage::default())
+        .await
+        .unwrap();
+    assert_eq!(history.len() as u64, ROUNDS + 1, "one version per round");
+}
+
+/// Every owner of a team demoted or removed at the same moment, over several rounds: the
+/// last-owner rule must hold across transactions, so exactly one of them is refused and the
+/// team keeps that one owner.
+async fn concurrent_demotions_keep_one_owner(catalog: Shared) {
+    const OWNERS: usize = 4;
+    const ROUNDS: usize = 3;
+    let mut owners = Vec::new();
+    for index in 0..OWNERS {
+        owners.push(account(&catalog, &format!("owner{index}")).await);
+    }
+    let team = catalog.create_team("acme", owners[0].id).await.unwrap();
+    for round in 0..ROUNDS {
+        for owner in &owners {
+            catalog
+                .set_member(team.id, owner.id, Role::Owner)
+                .await
+                .unwrap();
+        }
+        let start = Arc::new(tokio::sync::Barrier::new(OWNERS));
+        let tasks: Vec<_> = owners
+            .iter()
+            .enumerate()
+            .map(|(index, owner)| {
+                let catalog = Arc::clone(&catalog);
+                let start = Arc::clone(&start);
+                let (team, account) = (team.id, owner.id);
+                // Half are demoted, half removed: both paths take the rule.
+                let remove = (index + round) % 2 == 0;
+                tokio::spawn(async move {
+                    start.wait().await;
+                    if remove {
+                        catalog.remove_member(team, account).await
+                    } else {
+                        catalog.set_member(team, account, Role::Viewer).await
+                    }
+                })
+            })
+            .collect();
+        let mut refused = 0;
+        for task in tasks {
+            match task.await.unwrap() {
+                Ok(()) => {}
+                Err(CatalogError::LastOwner { .. }) => refused += 1,
+                Err(error) => panic!("round {round}: {error}"),
+            }
+        }
+        let remaining: Vec<_> = catalog
+            .members(team.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|member| member.role == Role::Owner)
+            .collect();
+        assert_eq!(
+            (refused, remaining.len()),
+            (1, 1),
+            "round {round}: one demotion refused, one owner left"
+        );
+    }
 }
 
 async fn restore_commits_an_old_root(catalog: Shared) {
