@@ -337,7 +337,11 @@ impl PushAcceptor {
 
     /// Gives the kind and size of a stored object asked for by [`Step::Stat`]; `None` when it
     /// is not stored.
-    pub fn provide_info(&mut self, id: ObjectId, info: Option<ObjectInfo>) -> Result<(), Rejection> {
+    pub fn provide_info(
+        &mut self,
+        id: ObjectId,
+        info: Option<ObjectInfo>,
+    ) -> Result<(), Rejection> {
         match &mut self.state {
             State::Checking { answers, .. } => {
                 answers.insert(id, info);

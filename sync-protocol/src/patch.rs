@@ -629,6 +629,54 @@ pub fn patch_tree(
     Ok(patch.finish(changes)?)
 }
 
+/// What a client gets from a records answer: the new tree's root and dirs (children first) and
+/// the chunks of inline content, to store before the tree is used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppliedRecords {
+    pub patched: Patched,
+    pub chunks: Vec<DecodedContent>,
+}
+
+/// Why [`apply_records`] failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApplyRecordsError {
+    #[error(transparent)]
+    Decode(#[from] DecodeRecordsError),
+    #[error(transparent)]
+    Patch(#[from] PatchTreeError),
+    #[error("applied to the base, the records give root {actual}, not the root {expected} named")]
+    WrongRoot {
+        expected: ObjectId,
+        actual: ObjectId,
+    },
+}
+
+/// Applies change records to the tree under `base_root`, read from `source`, and checks the
+/// result is `root`: the receiving half of a records pull, and of a records push where the
+/// base is at hand. `dictionary(path)` gives the canonical encoding of the base's one-chunk
+/// file at `path`, for delta contents.
+pub fn apply_records(
+    source: &impl crate::tree::ObjectSource,
+    base_root: ObjectId,
+    records: &[Record],
+    root: ObjectId,
+    dictionary: impl FnMut(&Path) -> Option<Vec<u8>>,
+) -> Result<AppliedRecords, ApplyRecordsError> {
+    let decoded = decode_records(records, dictionary)?;
+    let patched = patch_tree(source, base_root, &decoded.changes)?;
+    if patched.root != root {
+        return Err(ApplyRecordsError::WrongRoot {
+            expected: root,
+            actual: patched.root,
+        });
+    }
+    Ok(AppliedRecords {
+        patched,
+        chunks: decoded.chunks,
+    })
+}
+
 /// Why [`patch_tree`] failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PatchTreeError {

@@ -269,9 +269,7 @@ impl PullResponder {
                 };
                 Ok(())
             }
-            DiffError::Missing { id, .. } if id == self.want => {
-                Err(PullRejection::RootMissing(id))
-            }
+            DiffError::Missing { id, .. } if id == self.want => Err(PullRejection::RootMissing(id)),
             DiffError::WrongKind { id, .. } if id == self.want => {
                 Err(PullRejection::RootNotDir(id))
             }
@@ -417,7 +415,8 @@ impl PullResponder {
         let records = records_of_changes(changes, |_, new, old| {
             // Only one-chunk files go inline; a file object and its chunks go as frames.
             let stored = self.read.get(&new.id)?;
-            let encoded = decompress_object(&stored.frame, max_encoded_len(ObjectKind::Chunk)).ok()?;
+            let encoded =
+                decompress_object(&stored.frame, max_encoded_len(ObjectKind::Chunk)).ok()?;
             let dictionary = old
                 .filter(|old| old.target == ObjectKind::Chunk)
                 .and_then(|old| self.dictionaries.get(&old.id));

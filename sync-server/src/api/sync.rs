@@ -17,8 +17,8 @@ use sync_protocol::accept::{Accepted, PushAcceptor, Rejection, Step};
 use sync_protocol::respond::{PullRejection, PullResponder, PullStep};
 use sync_protocol::stream::StreamDecoder;
 use sync_protocol::wire::{
-    self, MAX_MISSING_BODY, MAX_MISSING_IDS, OBJECT_COUNT_HEADER, OBJECTS_MEDIA_TYPE,
-    ProblemCode, ROOT_HEADER, VERSION_HEADER,
+    self, MAX_MISSING_BODY, MAX_MISSING_IDS, OBJECT_COUNT_HEADER, OBJECTS_MEDIA_TYPE, ProblemCode,
+    ROOT_HEADER, VERSION_HEADER,
 };
 use warp::http::{HeaderValue, StatusCode, header};
 use warp::reply::Response;

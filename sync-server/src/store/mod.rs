@@ -34,8 +34,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use sync_protocol::accept::ObjectInfo;
 use sync_protocol::ObjectId;
+use sync_protocol::accept::ObjectInfo;
 
 use crate::catalog::ProjectId;
 

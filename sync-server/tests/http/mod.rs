@@ -6,6 +6,7 @@ pub mod support;
 
 mod auth;
 mod bad_input;
+mod entries;
 mod ops;
 mod process;
 mod records;
