@@ -7,13 +7,16 @@
 //! per code, and the mapping of every decoder error to its code), the header names, media types
 //! and limits below. The byte format of object streams is [`crate::stream`].
 //!
-//! The page `docs-src/content/docs/protocol/http-api.md` documents this module; its table of
-//! problem codes is checked against [`problem::ProblemCode::ALL`] by a test.
+//! The page `docs-src/content/docs/protocol/http-api.md` documents this module; tests hold its
+//! table of problem codes to [`problem::ProblemCode::ALL`] and its table of decoder errors to
+//! the `From` impls of [`problem::Problem`].
 //!
 //! With the `schema` feature every body derives `schemars::JsonSchema`, so the server's OpenAPI
 //! document is generated from the very types it parses and writes.
 
 pub mod bodies;
+#[cfg(test)]
+mod docs;
 pub mod problem;
 pub mod routes;
 

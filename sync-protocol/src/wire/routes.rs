@@ -405,7 +405,7 @@ pub const ROUTES: &[Route] = &[
         query: &[],
         status: 204,
         response: Body::Empty,
-        problems: &[P::NotFound, P::Forbidden, P::LastOwner],
+        problems: &[P::NotFound, P::Forbidden, P::InvalidField, P::LastOwner],
     },
     Route {
         operation: Operation::CreateProject,

@@ -5,7 +5,7 @@
 //!   is the account name or email.
 //! - `GET /v1/account` → the caller's account.
 //! - `GET /v1/tokens` → `{tokens: [...]}`; `POST /v1/tokens` `{label}` → 201 with the secret,
-//!   shown only this once; `DELETE /v1/tokens/{id}` → 204.
+//!   shown only this once; `DELETE /v1/tokens/{token}` → 204.
 
 use sync_protocol::wire;
 use warp::http::StatusCode;

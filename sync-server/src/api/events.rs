@@ -1,4 +1,4 @@
-//! `GET /v1/projects/{id}/events`: a Server-Sent Events stream of the project's head.
+//! `GET /v1/projects/{project}/events`: a Server-Sent Events stream of the project's head.
 //!
 //! The first event is the head as it is when the stream opens; then one `head` event per
 //! commit on this node: `event: head`, `id: <version>`, `data: {"project", "version", "root"}`.

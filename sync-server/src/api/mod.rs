@@ -14,7 +14,7 @@ pub mod events;
 pub mod projects;
 pub mod sync;
 pub mod teams;
-mod views;
+pub(crate) mod views;
 
 use std::pin::Pin;
 use std::sync::Arc;

@@ -1,10 +1,10 @@
 //! Projects: the list, one project's head, its history and restores.
 //!
 //! - `GET /v1/projects` → `{projects: [project]}`, every project the caller may see
-//! - `GET /v1/projects/{id}` → project: `{id, team, name, role, version, root, created}`
-//! - `GET /v1/projects/{id}/versions?before=&limit=` → `{versions: [version]}`, newest first
-//! - `GET /v1/projects/{id}/versions/{n}` → version
-//! - `POST /v1/projects/{id}/restore` `{version, base_version, push_id?, message?}` → 200
+//! - `GET /v1/projects/{project}` → project: `{id, team, name, role, version, root, created}`
+//! - `GET /v1/projects/{project}/versions?before=&limit=` → `{versions: [version]}`, newest first
+//! - `GET /v1/projects/{project}/versions/{number}` → version
+//! - `POST /v1/projects/{project}/restore` `{version, base_version, push_id?, message?}` → 200
 //!   `{version, root, replayed}` or 409 `conflict` (editor or owner)
 
 use sync_protocol::ObjectId;
