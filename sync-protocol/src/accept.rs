@@ -96,17 +96,9 @@ pub struct Accepted {
 #[non_exhaustive]
 pub enum Rejection {
     /// The stream holds something the route does not take (a change record in an upload).
-    Stream(StreamError),
+    Stream(Box<StreamError>),
     /// A reference says another kind or size than the object it names has.
-    EntryMismatch {
-        /// The referring dir or file object.
-        referrer: ObjectId,
-        referrer_kind: ObjectKind,
-        /// Which of its references: `entry "name"` or `chunk 3`.
-        place: String,
-        reference: Reference,
-        actual: ObjectInfo,
-    },
+    EntryMismatch(Box<Mismatch>),
     /// Referenced objects that are neither in the upload nor stored, in the order first met.
     Missing(Vec<ObjectId>),
     /// The root the push names is neither in the upload nor stored.
@@ -118,32 +110,49 @@ pub enum Rejection {
     /// The change records do not fit the base.
     Records(String),
     /// Inline content of a change record is not a valid chunk frame.
-    Content { path: String, error: CompressError },
+    Content {
+        path: String,
+        error: Box<CompressError>,
+    },
     /// The store does not hold what a stored version needs: the server's fault, not the
     /// client's.
     Integrity(String),
+}
+
+/// A reference that does not match the object it names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mismatch {
+    /// The referring dir or file object.
+    pub referrer: ObjectId,
+    pub referrer_kind: ObjectKind,
+    /// Which of its references: `entry "name"` or `chunk 3`.
+    pub place: String,
+    pub reference: Reference,
+    pub actual: ObjectInfo,
+}
+
+impl fmt::Display for Mismatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} of {} {} says {} of {} bytes, the object {} is a {} of {} bytes",
+            self.place,
+            self.referrer_kind.as_str(),
+            self.referrer,
+            self.reference.kind.as_str(),
+            self.reference.size,
+            self.reference.id,
+            self.actual.kind.as_str(),
+            self.actual.size
+        )
+    }
 }
 
 impl fmt::Display for Rejection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Stream(error) => error.fmt(f),
-            Self::EntryMismatch {
-                referrer,
-                referrer_kind,
-                place,
-                reference,
-                actual,
-            } => write!(
-                f,
-                "{place} of {} {referrer} says {} of {} bytes, the object {} is a {} of {} bytes",
-                referrer_kind.as_str(),
-                reference.kind.as_str(),
-                reference.size,
-                reference.id,
-                actual.kind.as_str(),
-                actual.size
-            ),
+            Self::EntryMismatch(mismatch) => mismatch.fmt(f),
             Self::Missing(ids) => write!(
                 f,
                 "{} referenced objects are neither earlier in the upload nor stored; send them first",
@@ -225,7 +234,7 @@ enum Purpose {
 }
 
 /// The push acceptor. Feed it the stream's items with [`PushAcceptor::receive`], then loop on
-/// [`PushAcceptor::next`], doing what each [`Step`] asks, until [`Step::Done`] or a
+/// [`PushAcceptor::step`], doing what each [`Step`] asks, until [`Step::Done`] or a
 /// [`Rejection`]. After a rejection the acceptor is spent.
 #[derive(Debug)]
 pub struct PushAcceptor {
@@ -285,15 +294,17 @@ impl PushAcceptor {
                 self.records.push(item.record);
                 Ok(())
             }
-            Item::Record(item) => self.fail(Rejection::Stream(StreamError::UnexpectedRecord {
-                index: item.index,
-                offset: item.offset,
-            })),
+            Item::Record(item) => self.fail(Rejection::Stream(Box::new(
+                StreamError::UnexpectedRecord {
+                    index: item.index,
+                    offset: item.offset,
+                },
+            ))),
         }
     }
 
     /// The next thing to do. The first call ends the stream.
-    pub fn next(&mut self) -> Result<Step, Rejection> {
+    pub fn step(&mut self) -> Result<Step, Rejection> {
         let result = self.advance();
         if result.is_err() {
             self.state = State::Failed;
@@ -391,13 +402,13 @@ impl PushAcceptor {
                 Some(&child) => {
                     let child = &self.objects[child];
                     if !reference.is_met_by(child.info.kind, child.info.size) {
-                        return Err(Rejection::EntryMismatch {
+                        return Err(Rejection::EntryMismatch(Box::new(Mismatch {
                             referrer: id,
                             referrer_kind: object.kind(),
                             place: describe_reference(&object, place),
                             reference,
                             actual: child.info,
-                        });
+                        })));
                     }
                     height = height.max(child.height + 1);
                 }
@@ -613,7 +624,10 @@ impl PushAcceptor {
             dictionaries.get(&entry.id).cloned()
         })
         .map_err(|error| match error {
-            DecodeRecordsError::Content { path, error } => Rejection::Content { path, error },
+            DecodeRecordsError::Content { path, error } => Rejection::Content {
+                path,
+                error: Box::new(error),
+            },
             other => records_error(other),
         })?;
         let patched = patch.finish(&decoded.changes).map_err(records_error)?;
@@ -713,13 +727,13 @@ impl PushAcceptor {
             Some(object) => describe_reference(object, claim.position),
             None => format!("reference {}", claim.position),
         };
-        Rejection::EntryMismatch {
+        Rejection::EntryMismatch(Box::new(Mismatch {
             referrer: referrer.id,
             referrer_kind: referrer.info.kind,
             place,
             reference: claim.reference,
             actual,
-        }
+        }))
     }
 
     /// The walk needed `id` to be a dir and it is not.

@@ -69,7 +69,7 @@ pub enum PullRejection {
     /// A stored version is not whole: the store broke its invariant.
     Integrity(String),
     /// The answer could not be encoded.
-    Encode(StreamError),
+    Encode(Box<StreamError>),
 }
 
 impl fmt::Display for PullRejection {
@@ -88,7 +88,7 @@ impl std::error::Error for PullRejection {}
 #[derive(Debug)]
 enum State {
     Walking {
-        walk: DiffWalk,
+        walk: Box<DiffWalk>,
         asked: HashSet<ObjectId>,
     },
     /// The new objects the walk did not read.
@@ -112,7 +112,7 @@ enum State {
     Failed,
 }
 
-/// The pull responder. Loop on [`PullResponder::next`], doing what each [`PullStep`] asks,
+/// The pull responder. Loop on [`PullResponder::step`], doing what each [`PullStep`] asks,
 /// until [`PullStep::Done`] or a [`PullRejection`].
 #[derive(Debug)]
 pub struct PullResponder {
@@ -137,7 +137,7 @@ impl PullResponder {
             have,
             records,
             state: State::Walking {
-                walk: DiffWalk::new(have, want),
+                walk: Box::new(DiffWalk::new(have, want)),
                 asked: HashSet::new(),
             },
             read: HashMap::new(),
@@ -153,7 +153,7 @@ impl PullResponder {
     }
 
     /// The next thing to do.
-    pub fn next(&mut self) -> Result<PullStep, PullRejection> {
+    pub fn step(&mut self) -> Result<PullStep, PullRejection> {
         let result = self.advance();
         if result.is_err() {
             self.state = State::Failed;
@@ -195,7 +195,7 @@ impl PullResponder {
         };
         encoded.map_err(|error| {
             self.state = State::Failed;
-            PullRejection::Encode(error)
+            PullRejection::Encode(Box::new(error))
         })
     }
 
@@ -264,7 +264,7 @@ impl PullResponder {
                     self.abandoned.extend(asked.drain());
                 }
                 self.state = State::Walking {
-                    walk: DiffWalk::new(self.have, self.want),
+                    walk: Box::new(DiffWalk::new(self.have, self.want)),
                     asked: HashSet::new(),
                 };
                 Ok(())
@@ -458,7 +458,7 @@ pub fn respond(
 ) -> Result<PullAnswer, PullRejection> {
     let mut responder = PullResponder::new(have, want, records);
     loop {
-        match responder.next()? {
+        match responder.step()? {
             PullStep::Read(ids) => {
                 for id in ids {
                     let object = get(&id);

@@ -296,7 +296,7 @@ impl SimServer {
     fn accept(&mut self, mut acceptor: PushAcceptor) -> Result<(), wire::ProblemCode> {
         let refused = |rejection: Rejection| problem_code(&wire::Problem::from(&rejection));
         loop {
-            match acceptor.next().map_err(refused)? {
+            match acceptor.step().map_err(refused)? {
                 Step::Read(ids) => {
                     for id in ids {
                         self.reads += 1;
@@ -342,7 +342,7 @@ impl SimServer {
         let want = self.head_root();
         let mut responder = PullResponder::new(have_root, want, records);
         let answer = loop {
-            match responder.next() {
+            match responder.step() {
                 Ok(PullStep::Read(ids)) => {
                     for id in ids {
                         self.reads += 1;

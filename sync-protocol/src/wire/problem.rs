@@ -351,10 +351,10 @@ impl From<&PatchError> for Problem {
 impl From<&Rejection> for Problem {
     fn from(rejection: &Rejection) -> Self {
         match rejection {
-            Rejection::Stream(error) => Self::from(error),
-            Rejection::EntryMismatch { referrer, .. } => Self::new(ProblemCode::EntryMismatch)
+            Rejection::Stream(error) => Self::from(error.as_ref()),
+            Rejection::EntryMismatch(mismatch) => Self::new(ProblemCode::EntryMismatch)
                 .with_detail(rejection)
-                .with_id(*referrer),
+                .with_id(mismatch.referrer),
             Rejection::Missing(ids) => Self::missing_objects(ids, rejection),
             Rejection::RootMissing(id) => Self::new(ProblemCode::MissingObject)
                 .with_detail(rejection)
@@ -362,7 +362,7 @@ impl From<&Rejection> for Problem {
             Rejection::RootNotDir(_) => Self::invalid_field("root", rejection),
             Rejection::Path(_) => Self::new(ProblemCode::BadPath).with_detail(rejection),
             Rejection::Records(_) => Self::new(ProblemCode::BadRecords).with_detail(rejection),
-            Rejection::Content { error, .. } => Self::from(error).with_detail(rejection),
+            Rejection::Content { error, .. } => Self::from(error.as_ref()).with_detail(rejection),
             Rejection::Integrity(_) => {
                 Self::new(ProblemCode::IntegrityError).with_detail(rejection)
             }

@@ -120,7 +120,7 @@ pub async fn pull(app: &App, mut request: ApiRequest, project: &str) -> Result<R
     };
     let mut responder = PullResponder::new(have, want, body.records);
     let answer = loop {
-        match responder.next().map_err(pull_problem)? {
+        match responder.step().map_err(pull_problem)? {
             PullStep::Read(ids) => {
                 let objects = app.store.get_objects(&project.id, &ids).await?;
                 for (id, object) in ids.into_iter().zip(objects) {
@@ -216,7 +216,7 @@ async fn accept(
     mut acceptor: PushAcceptor,
 ) -> Result<Accepted, Problem> {
     loop {
-        let step = acceptor.next().map_err(|r| rejection_problem(&r))?;
+        let step = acceptor.step().map_err(|r| rejection_problem(&r))?;
         match step {
             Step::Read(ids) => {
                 let objects = app.store.get_objects(&project, &ids).await?;
