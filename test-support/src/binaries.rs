@@ -26,19 +26,23 @@ pub fn client_binary() -> &'static Path {
 /// where the profile dir (`target/debug/`) is the parent of the `deps/` folder the test
 /// executable lives in. Panics, saying how to build it, when there is none.
 pub fn workspace_binary(variable: &str, name: &str, package: &str) -> PathBuf {
-    let (path, from) = match std::env::var_os(variable) {
-        Some(path) if !path.is_empty() => (PathBuf::from(path), format!("{variable} names")),
-        _ => (
-            profile_dir().join(name),
-            format!("{variable} is not set, and the target folder has"),
-        ),
-    };
+    if let Some(path) = std::env::var_os(variable).filter(|path| !path.is_empty()) {
+        let path = PathBuf::from(path);
+        assert!(
+            path.is_file(),
+            "{variable} names {}, which is not a file: point it at a built `{name}`, or unset it \
+             to use the one beside the test executable.",
+            path.display()
+        );
+        return path;
+    }
+    let path = profile_dir().join(name);
     assert!(
         path.is_file(),
-        "these tests run the real `{name}` binary and do not build it, but {from} no {}. \
-         Run scripts/test, which builds every binary first; or build it with \
-         `cargo build -p {package}` (any `cargo test --workspace` does too) and run the tests \
-         again.",
+        "these tests run the real `{name}` binary and do not build it, but there is none at {} \
+         ({variable} is not set). Run scripts/test, which builds every binary first; or build it \
+         with `cargo build -p {package}` (any `cargo test --workspace` does too), then run the \
+         tests again.",
         path.display()
     );
     path

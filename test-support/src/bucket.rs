@@ -8,7 +8,7 @@ use aws_sdk_s3::error::DisplayErrorContext;
 use aws_sdk_s3::types::{Delete, ObjectIdentifier};
 
 use crate::services::S3Service;
-use crate::{on_own_thread, setup_on_own_thread, unique_name};
+use crate::{clean_up_on_own_thread, setup_on_own_thread, unique_name};
 
 /// A bucket created for one test on the server of [`S3Service`], emptied and deleted when this
 /// is dropped: at the end of the test, and also when the test panics. [`TestBucket::remove`]
@@ -75,21 +75,12 @@ impl Drop for TestBucket {
         if self.removed {
             return;
         }
-        // Never panic here: this may run while a failed test unwinds. The client is made on the
-        // cleanup thread: one made in the test's runtime may hold connections of that runtime.
+        // The client is made on the cleanup thread: one made in the test's runtime may hold
+        // connections of that runtime.
         let (service, bucket) = (self.service.clone(), self.name.clone());
-        let removed =
-            on_own_thread(
-                move || async move { empty_and_delete(&client(&service), &bucket).await },
-            );
-        match removed {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => eprintln!("could not remove test bucket {}: {error}", self.name),
-            Err(_) => eprintln!(
-                "could not remove test bucket {}: its thread panicked",
-                self.name
-            ),
-        }
+        clean_up_on_own_thread(&format!("test bucket {}", self.name), move || async move {
+            empty_and_delete(&client(&service), &bucket).await
+        });
     }
 }
 

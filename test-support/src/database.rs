@@ -1,7 +1,7 @@
 //! A PostgreSQL database per test.
 
 use crate::services::PostgresService;
-use crate::{on_own_thread, setup_on_own_thread, unique_name};
+use crate::{clean_up_on_own_thread, setup_on_own_thread, unique_name};
 
 /// A database created for one test on the server of [`PostgresService`], dropped with its
 /// connections (`WITH (FORCE)`) when this is dropped: at the end of the test, and also when the
@@ -45,18 +45,12 @@ impl TestDatabase {
 
 impl Drop for TestDatabase {
     fn drop(&mut self) {
-        // Never panic here: this may run while a failed test unwinds.
         let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
         let admin_url = self.admin_url.clone();
-        let dropped = on_own_thread(move || async move { run_sql(&admin_url, &sql).await });
-        match dropped {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => eprintln!("could not drop test database {}: {error}", self.name),
-            Err(_) => eprintln!(
-                "could not drop test database {}: its thread panicked",
-                self.name
-            ),
-        }
+        clean_up_on_own_thread(
+            &format!("test database {}", self.name),
+            move || async move { run_sql(&admin_url, &sql).await },
+        );
     }
 }
 

@@ -60,6 +60,21 @@ where
     .join()
 }
 
+/// Runs a cleanup on a thread of its own (see [`on_own_thread`]) from a `Drop`, which may run
+/// while a failed test unwinds and so must never panic: a failure is printed, naming `what`.
+fn clean_up_on_own_thread<E, F, Fut>(what: &str, work: F)
+where
+    E: std::fmt::Display + Send + 'static,
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = Result<(), E>>,
+{
+    match on_own_thread(work) {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => eprintln!("could not remove {what}: {error}"),
+        Err(_) => eprintln!("could not remove {what}: its cleanup thread panicked"),
+    }
+}
+
 /// [`on_own_thread`] for setup: a panic there is the caller's panic.
 fn setup_on_own_thread<T, F, Fut>(work: F) -> T
 where
