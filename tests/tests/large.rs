@@ -7,11 +7,12 @@ use std::fs::OpenOptions;
 use std::io::{Seek, SeekFrom, Write};
 use std::time::{Duration, Instant};
 
+use cairn_test_support::files::{assert_same_tree, read, write};
+use cairn_test_support::noise;
 use serde_json::json;
 use sync_protocol::limits::{CHUNK_MAX_SIZE, CHUNK_MIN_SIZE, FILE_CHUNK_LEN, OBJECT_HEADER_LEN};
 use sync_protocol::{ObjectId, ObjectKind, encode_file};
 
-use crate::support::files::{assert_same_tree, noise, read, write};
 use crate::support::server::{Metrics, Server};
 use crate::support::{Setup, share_machine};
 

@@ -5,9 +5,10 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 
+use cairn_test_support::files::{FileState, assert_same_tree, read, tree_on_disk, write};
+use cairn_test_support::noise;
 use serde_json::{Value, json};
 
-use crate::support::files::{FileState, assert_same_tree, noise, read, tree, write};
 use crate::support::{Setup, share_machine};
 
 /// The version numbers of `cairn log --json`, newest first.
@@ -85,7 +86,7 @@ fn edits_adds_and_deletes_in_nested_folders_reach_the_other_copy_byte_for_byte()
     );
     assert_same_tree(a, b);
     assert!(
-        tree(b)["scripts/setup.sh"].executable,
+        tree_on_disk(b)["scripts/setup.sh"].executable,
         "the executable bit did not travel"
     );
 
@@ -148,7 +149,7 @@ fn edits_adds_and_deletes_in_nested_folders_reach_the_other_copy_byte_for_byte()
             },
         ),
     ]);
-    assert_eq!(tree(a), expected, "the test's own edits");
+    assert_eq!(tree_on_disk(a), expected, "the test's own edits");
     let pushed = cairn.json(a, &["push", "-m", "second"]);
     assert_eq!(pushed["push"]["version"], 2, "{pushed}");
 
@@ -164,7 +165,7 @@ fn edits_adds_and_deletes_in_nested_folders_reach_the_other_copy_byte_for_byte()
         "{pulled}"
     );
     assert_eq!(pulled["applied"]["conflict_copies"], json!([]), "{pulled}");
-    assert_eq!(tree(b), expected);
+    assert_eq!(tree_on_disk(b), expected);
     assert_same_tree(a, b);
     assert!(
         !b.join("requests/owners").exists(),
@@ -229,8 +230,8 @@ fn concurrent_edits_of_different_files_are_merged_by_push() {
         ("nested/b.json".to_owned(), text("b1 from B")),
         ("shared/new-from-a.json".to_owned(), text("new from A")),
     ]);
-    assert_eq!(tree(a), expected);
-    assert_eq!(tree(b), expected);
+    assert_eq!(tree_on_disk(a), expected);
+    assert_eq!(tree_on_disk(b), expected);
     let log = cairn.json(a, &["log"]);
     assert_eq!(log_numbers(&log), [3, 2, 1, 0], "{log}");
     assert_eq!(log["versions"][0]["message"], "from B", "{log}");
@@ -297,8 +298,8 @@ fn concurrent_edits_of_one_file_keep_both_with_a_conflict_copy() {
         ),
         ("untouched.json".to_owned(), text("{}")),
     ]);
-    assert_eq!(tree(a), expected);
-    assert_eq!(tree(b), expected);
+    assert_eq!(tree_on_disk(a), expected);
+    assert_eq!(tree_on_disk(b), expected);
 }
 
 #[test]
@@ -316,7 +317,7 @@ fn a_conflict_is_reported_in_words_by_sync() {
     let output = cairn.run(b, &["sync"]);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(0), "{output:?}");
-    let copy = tree(b)
+    let copy = tree_on_disk(b)
         .into_keys()
         .find(|path| path.starts_with("notes.md.conflict-"))
         .unwrap_or_else(|| panic!("no conflict copy in B; sync said:\n{stdout}"));

@@ -4,8 +4,10 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use cairn_test_support::files::write;
+use cairn_test_support::noise;
+
 use crate::support::client::Running;
-use crate::support::files::{noise, write};
 use crate::support::{Setup, own_machine};
 
 /// The bound on how long a change takes from one watched copy to another.

@@ -1,6 +1,7 @@
 //! Shared helpers of the HTTP tests: a server started in-process on port 0 over real stores,
 //! in embedded mode (SQLite and a folder) or production mode (a fresh PostgreSQL database and a
-//! fresh s3s-fs bucket), an HTTP client that speaks the API, and tree builders.
+//! fresh s3s-fs bucket, from `cairn_test_support` through `storage_support`), and an HTTP client
+//! that speaks the API. Trees come from `cairn_test_support::trees`.
 //!
 //! `http_test!(name, scenario)` makes two tests of one scenario, `name::embedded` and
 //! `name::production`. Production tests need `CAIRN_TEST_DATABASE_URL` and `CAIRN_TEST_S3_*`
@@ -9,26 +10,21 @@
 
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use sync_protocol::stream::{StreamEncoder, decode_stream};
-use sync_protocol::{
-    Dir, DirEntry, EntryKind, Name, Object, ObjectId, ObjectKind, compress_object,
-};
+use sync_protocol::stream::decode_stream;
+use sync_protocol::{Object, ObjectId};
 use sync_server::app::{App, Limits};
 use sync_server::catalog::{Catalog, PostgresCatalog, PostgresSettings, SqliteCatalog};
 use sync_server::server::Running;
-use sync_server::store::{FsBackend, ObjectStore, S3Backend, S3Credentials, S3Settings};
+use sync_server::store::{FsBackend, ObjectStore};
 
-/// Where a test server keeps its state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    Embedded,
-    Production,
-}
+pub use cairn_test_support::Mode;
+pub use cairn_test_support::trees::{FramedObject as Obj, Tree, stream_of, tree};
+
+use crate::storage_support::{TestBucket, TestDatabase};
 
 /// Makes `name::embedded` and `name::production` from `async fn scenario(server: &TestServer)`.
 #[macro_export]
@@ -73,57 +69,6 @@ pub async fn run(mode: Mode, limits: Limits, scenario: Scenario) {
     server.stop().await;
 }
 
-fn strict() -> bool {
-    std::env::var("CAIRN_TEST_STRICT").is_ok_and(|value| value == "1")
-}
-
-/// The production services, or `None` (printing why) when they are not configured.
-pub fn production_env() -> Option<(String, String, String, String)> {
-    let vars = [
-        "CAIRN_TEST_DATABASE_URL",
-        "CAIRN_TEST_S3_ENDPOINT",
-        "CAIRN_TEST_S3_ACCESS_KEY",
-        "CAIRN_TEST_S3_SECRET_KEY",
-    ];
-    let values: Vec<Option<String>> = vars.iter().map(|name| std::env::var(name).ok()).collect();
-    if values.iter().any(Option::is_none) {
-        assert!(
-            !strict(),
-            "CAIRN_TEST_STRICT=1 but the production services are not configured ({vars:?})"
-        );
-        eprintln!("skipped: production mode needs {vars:?} (run scripts/test)");
-        return None;
-    }
-    let mut values = values.into_iter().map(Option::unwrap_or_default);
-    Some((
-        values.next().unwrap_or_default(),
-        values.next().unwrap_or_default(),
-        values.next().unwrap_or_default(),
-        values.next().unwrap_or_default(),
-    ))
-}
-
-fn unique(prefix: &str) -> String {
-    format!("{prefix}{:016x}", rand::random::<u64>())
-}
-
-/// Replaces the database name of a `postgres://` URL.
-fn with_database(url: &str, database: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((base, query)) => (base, Some(query)),
-        None => (url, None),
-    };
-    let scheme_end = base.find("://").map_or(0, |index| index + 3);
-    let host_part = match base[scheme_end..].find('/') {
-        Some(slash) => &base[..scheme_end + slash],
-        None => base,
-    };
-    match query {
-        Some(query) => format!("{host_part}/{database}?{query}"),
-        None => format!("{host_part}/{database}"),
-    }
-}
-
 /// The state a test server runs on.
 #[derive(Debug)]
 pub struct Storage {
@@ -131,9 +76,9 @@ pub struct Storage {
     pub store: ObjectStore,
     /// Kept alive for the folder and SQLite file of embedded mode.
     pub dir: tempfile::TempDir,
-    /// Production: the admin URL and the database to drop at the end.
-    pub database: Option<(String, String)>,
-    pub bucket: Option<String>,
+    /// Production: removed when the storage is dropped, also when the scenario panics.
+    pub database: Option<TestDatabase>,
+    pub bucket: Option<TestBucket>,
 }
 
 impl Storage {
@@ -154,60 +99,19 @@ impl Storage {
                 })
             }
             Mode::Production => {
-                let (database_url, endpoint, access_key, secret_key) = production_env()?;
-                let database = unique("cairn_http_");
-                let (client, connection) =
-                    tokio_postgres::connect(&database_url, tokio_postgres::NoTls)
-                        .await
-                        .expect("connecting to the test PostgreSQL");
-                tokio::spawn(connection);
-                client
-                    .batch_execute(&format!("CREATE DATABASE {database}"))
+                let database = TestDatabase::create().await?;
+                let bucket = TestBucket::create().await?;
+                let catalog = PostgresCatalog::connect(&PostgresSettings::new(database.url()))
                     .await
-                    .expect("creating a test database");
-                let catalog = PostgresCatalog::connect(&PostgresSettings::new(with_database(
-                    &database_url,
-                    &database,
-                )))
-                .await
-                .expect("PostgreSQL catalog");
-                let bucket = unique("cairn-http-");
-                let mut settings = S3Settings::new(bucket.clone());
-                settings.endpoint = Some(endpoint);
-                settings.force_path_style = true;
-                settings.credentials = Some(S3Credentials {
-                    access_key_id: access_key,
-                    secret_access_key: secret_key,
-                });
-                let backend = S3Backend::connect(&settings).await.expect("S3 backend");
-                backend
-                    .client()
-                    .create_bucket()
-                    .bucket(&bucket)
-                    .send()
-                    .await
-                    .expect("creating a test bucket");
+                    .expect("PostgreSQL catalog");
                 Some(Storage {
                     catalog: Arc::new(catalog),
-                    store: ObjectStore::new(backend),
+                    store: ObjectStore::new(bucket.backend.clone()),
                     dir,
-                    database: Some((database_url, database)),
+                    database: Some(database),
                     bucket: Some(bucket),
                 })
             }
-        }
-    }
-
-    /// Drops the test database (the bucket stays in the throwaway s3s-fs folder).
-    pub async fn cleanup(&self) {
-        if let Some((url, database)) = &self.database
-            && let Ok((client, connection)) =
-                tokio_postgres::connect(url, tokio_postgres::NoTls).await
-        {
-            tokio::spawn(connection);
-            let _ = client
-                .batch_execute(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
-                .await;
         }
     }
 }
@@ -263,11 +167,11 @@ impl TestServer {
         })
     }
 
+    /// Stops the server; its storage goes with it.
     pub async fn stop(mut self) {
         if let Some(running) = self.running.take() {
             running.stop().await;
         }
-        self.storage.cleanup().await;
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -424,7 +328,7 @@ impl TestServer {
 
     /// Pushes a whole tree (every object) and expects it committed; returns the new version.
     pub async fn push_tree(&self, user: &User, project: &str, base: u64, tree: &Tree) -> u64 {
-        let push_id = unique("push-");
+        let push_id = cairn_test_support::unique_name("push-");
         let response = self
             .push_raw(user, project, &push_id, base, &tree.root, tree.stream())
             .await;
@@ -505,104 +409,4 @@ pub struct Pulled {
     pub version: u64,
     pub root: String,
     pub objects: Vec<(ObjectId, Object)>,
-}
-
-/// One object ready to send.
-#[derive(Debug, Clone)]
-pub struct Obj {
-    pub kind: ObjectKind,
-    pub id: ObjectId,
-    pub frame: Vec<u8>,
-}
-
-impl Obj {
-    pub fn of(object: &Object) -> Obj {
-        Obj {
-            kind: object.kind(),
-            id: object.id(),
-            frame: compress_object(&object.encode()),
-        }
-    }
-}
-
-/// A tree and all its objects, children first.
-#[derive(Debug, Clone)]
-pub struct Tree {
-    pub root: ObjectId,
-    pub objects: Vec<Obj>,
-}
-
-impl Tree {
-    /// The whole tree as one object stream.
-    pub fn stream(&self) -> Vec<u8> {
-        stream_of(&self.objects)
-    }
-
-    pub fn ids(&self) -> Vec<ObjectId> {
-        self.objects.iter().map(|object| object.id).collect()
-    }
-}
-
-/// An object stream of `objects`, in order.
-pub fn stream_of(objects: &[Obj]) -> Vec<u8> {
-    let mut encoder = StreamEncoder::new();
-    for object in objects {
-        encoder
-            .push(object.kind, &object.id, &object.frame)
-            .expect("a stream frame");
-    }
-    encoder.finish()
-}
-
-/// Builds a tree from `(path, contents)` pairs; `/` in a path makes folders. Every file is one
-/// chunk (tests keep files small).
-pub fn tree(files: &[(&str, &str)]) -> Tree {
-    #[derive(Default)]
-    struct Folder {
-        files: BTreeMap<String, Vec<u8>>,
-        folders: BTreeMap<String, Folder>,
-    }
-    let mut top = Folder::default();
-    for (path, contents) in files {
-        let mut parts: Vec<&str> = path.split('/').collect();
-        let file = parts.pop().unwrap_or_default();
-        let mut folder = &mut top;
-        for part in parts {
-            folder = folder.folders.entry(part.to_owned()).or_default();
-        }
-        folder
-            .files
-            .insert(file.to_owned(), contents.as_bytes().to_vec());
-    }
-    fn build(folder: &Folder, objects: &mut Vec<Obj>) -> ObjectId {
-        let mut entries = Vec::new();
-        for (name, contents) in &folder.files {
-            let chunk = Object::Chunk(contents.clone());
-            let obj = Obj::of(&chunk);
-            entries.push(DirEntry {
-                name: Name::new(name).expect("a valid name"),
-                kind: EntryKind::File,
-                target: ObjectKind::Chunk,
-                size: contents.len() as u64,
-                id: obj.id,
-            });
-            if !objects.iter().any(|o| o.id == obj.id) {
-                objects.push(obj);
-            }
-        }
-        for (name, child) in &folder.folders {
-            let id = build(child, objects);
-            entries.push(DirEntry::dir(Name::new(name).expect("a valid name"), id));
-        }
-        let dir = Object::Dir(Dir::new(entries).expect("a valid dir"));
-        let obj = Obj::of(&dir);
-        let id = obj.id;
-        if !objects.iter().any(|o| o.id == id) {
-            objects.push(obj);
-        }
-        id
-    }
-    let mut objects = Vec::new();
-    let root = build(&top, &mut objects);
-    Tree { root, objects }
 }

@@ -1,17 +1,16 @@
 //! What every scenario starts from: the production services, a server, alice logged in with
-//! `cairn login`, a project, and two working copies of it.
+//! `cairn login`, a project, and two working copies of it. Databases, buckets, the binaries and
+//! files on disk come from `cairn_test_support`.
 
 pub mod client;
-pub mod files;
 pub mod server;
-pub mod services;
 
 use std::path::PathBuf;
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use cairn_test_support::Services;
 use client::Cairn;
 use server::Server;
-use services::Services;
 
 /// Scenarios share the machine; the one with a latency requirement runs alone. Others hold
 /// this lock shared, the watch scenario exclusively, so no 50 MB push competes with it for the
