@@ -294,12 +294,12 @@ impl PushAcceptor {
                 self.records.push(item.record);
                 Ok(())
             }
-            Item::Record(item) => self.fail(Rejection::Stream(Box::new(
-                StreamError::UnexpectedRecord {
+            Item::Record(item) => {
+                self.fail(Rejection::Stream(Box::new(StreamError::UnexpectedRecord {
                     index: item.index,
                     offset: item.offset,
-                },
-            ))),
+                })))
+            }
         }
     }
 

@@ -66,6 +66,9 @@ pub const MAX_RECORDS: usize = 256;
 /// The longest a client may pause while sending a request body, in seconds; past it the request
 /// ends with `408 body-timeout`.
 pub const BODY_IDLE_TIMEOUT_SECS: u64 = 60;
+/// How often an idle event stream carries a keep-alive comment, in seconds: a client that hears
+/// nothing for much longer may take the connection for dead and reconnect.
+pub const EVENT_KEEP_ALIVE_SECS: u64 = 15;
 /// The longest push id, in bytes (ASCII letters, digits, `-` and `_`).
 pub const MAX_PUSH_ID_LEN: usize = 64;
 

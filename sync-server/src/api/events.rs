@@ -10,18 +10,19 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use sync_protocol::wire;
 use tokio::sync::{broadcast, mpsc};
 use warp::Reply;
 use warp::reply::Response;
 
-use super::{ApiRequest, authenticate, project_access};
+use super::request::{ApiRequest, authenticate, project_access};
 use crate::app::App;
 use crate::catalog::Role;
 use crate::events::{HeadChanged, head_changed};
 use crate::problem::Problem;
 
 /// How often an idle event stream sends a keep-alive comment.
-pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
+pub const KEEP_ALIVE: Duration = Duration::from_secs(wire::EVENT_KEEP_ALIVE_SECS);
 
 pub async fn stream(app: &App, request: ApiRequest, project: &str) -> Result<Response, Problem> {
     let caller = authenticate(app, &request).await?;

@@ -7,13 +7,13 @@
 //! - `POST /v1/projects/{project}/restore` `{version, base_version, push_id?, message?}` → 200
 //!   `{version, root, replayed}` or 409 `conflict` (editor or owner)
 
-use sync_protocol::ObjectId;
-use sync_protocol::wire::{self, ProblemCode};
+use sync_protocol::wire;
 use warp::http::StatusCode;
 use warp::reply::Response;
 
-use super::sync::commit_answer;
-use super::{ApiRequest, authenticate, json, parse_query, project_access, read_json, views};
+use super::answer::{commit_answer, json, unknown_version};
+use super::request::{ApiRequest, authenticate, parse_query, project_access, read_json};
+use super::views;
 use crate::app::App;
 use crate::catalog::{
     CatalogError, Entity, PushId, RestoreRequest, Role, VersionNumber, VersionPage,
@@ -109,16 +109,4 @@ pub async fn restore(
             other => other.into(),
         })?;
     commit_answer(app, project.id, outcome)
-}
-
-/// The answer for a version number the project does not have (the project itself is visible).
-pub fn unknown_version(number: VersionNumber) -> Problem {
-    Problem::new(ProblemCode::UnknownVersion)
-        .with_detail(format!("the project has no version {number}"))
-}
-
-/// Parses an object id from JSON or a query, as a typed error.
-pub fn parse_id(field: &str, text: &str) -> Result<ObjectId, Problem> {
-    text.parse()
-        .map_err(|error| Problem::invalid_field(field, error))
 }

@@ -23,59 +23,15 @@ use sync_protocol::wire::{
 use warp::http::{HeaderValue, StatusCode, header};
 use warp::reply::Response;
 
-use super::projects::{parse_id, unknown_version};
-use super::{
-    ApiRequest, authenticate, check_declared_length, check_media_type, json, next_chunk,
+use super::answer::{commit_answer, json, unknown_version};
+use super::request::{
+    ApiRequest, authenticate, check_declared_length, check_media_type, next_chunk, parse_id,
     parse_query, project_access, read_body, read_json,
 };
 use crate::app::App;
-use crate::catalog::{
-    CommitOutcome, CommitRequest, Project, ProjectId, PushId, Role, VersionNumber, empty_root,
-};
-use crate::events::head_changed;
+use crate::catalog::{CommitRequest, Project, ProjectId, PushId, Role, empty_root};
 use crate::metrics::Metrics;
 use crate::problem::Problem;
-
-/// Answers a commit outcome, publishing a new head to the event streams.
-pub fn commit_answer(
-    app: &App,
-    project: ProjectId,
-    outcome: CommitOutcome,
-) -> Result<Response, Problem> {
-    match outcome {
-        CommitOutcome::Committed { version, replayed } => {
-            if !replayed {
-                Metrics::add(&app.metrics.pushes_committed, 1);
-                app.events
-                    .publish(project, head_changed(project, version.number, version.root));
-                tracing::info!(%project, version = version.number, root = %version.root, "committed");
-            }
-            Ok(json(
-                StatusCode::OK,
-                &wire::Committed {
-                    version: version.number,
-                    root: version.root,
-                    replayed,
-                },
-            ))
-        }
-        CommitOutcome::Conflict {
-            head_version,
-            head_root,
-        } => {
-            Metrics::add(&app.metrics.push_conflicts, 1);
-            Err(conflict(head_version, head_root))
-        }
-    }
-}
-
-/// The `409 conflict` problem: the base is stale; pull, merge and push again.
-pub fn conflict(head_version: VersionNumber, head_root: ObjectId) -> Problem {
-    Problem::conflict(wire::Head {
-        version: head_version,
-        root: head_root,
-    })
-}
 
 /// Runs CPU work (decompressing, hashing, building dirs, encoding) off the async workers.
 async fn off_the_workers<T: Send + 'static>(

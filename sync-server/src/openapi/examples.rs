@@ -11,7 +11,8 @@ use sync_protocol::wire::{self, Method, ROUTES, routes::Body};
 use super::document;
 use super::schema_check::check;
 use super::tests::reference_value;
-use crate::api::{rfc3339, views};
+use crate::api::answer::rfc3339;
+use crate::api::views;
 use crate::catalog::{self, AccountId, ProjectId, PushId, Role, TeamId, Timestamp, TokenId};
 
 fn to_json<T: Serialize>(value: &T) -> Value {

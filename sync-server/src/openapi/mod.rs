@@ -104,7 +104,7 @@ fn description(operation: Operation) -> Option<String> {
         Operation::Events => {
             return Some(format!(
                 "Each event is `event: head`, `id: <version>` and as `data` a HeadEvent in JSON (`x-event-data`); an idle stream gets a comment every {} seconds.",
-                crate::api::events::KEEP_ALIVE.as_secs()
+                sync_protocol::wire::EVENT_KEEP_ALIVE_SECS
             ));
         }
         _ => return None,
