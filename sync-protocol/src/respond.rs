@@ -393,19 +393,11 @@ impl PullResponder {
     }
 
     fn encode_objects(&self, new_objects: &[ObjectId]) -> Result<PullAnswer, StreamError> {
-        let mut encoder = StreamEncoder::new();
-        for id in new_objects {
-            if let Some(stored) = self.read.get(id) {
-                encoder.push(stored.object.kind(), id, &stored.frame)?;
-            }
-        }
-        Ok(PullAnswer {
-            items: encoder.frame_count(),
-            stream: encoder.finish(),
-            records: false,
-        })
+        self.encode(&[], new_objects, |_, _| false)
     }
 
+    /// Records for the changes, then the new objects that are neither dirs (the client
+    /// rebuilds them) nor inlined.
     fn encode_records(
         &self,
         new_objects: &[ObjectId],
@@ -426,8 +418,20 @@ impl PullResponder {
                 encode_content(&encoded, dictionary.map(Vec::as_slice)),
             ))
         });
+        self.encode(&records, new_objects, |id, kind| {
+            kind == ObjectKind::Dir || inlined.contains(id)
+        })
+    }
+
+    /// A stream of `records`, then the frames of `new_objects` that `skip` keeps out.
+    fn encode(
+        &self,
+        records: &[crate::patch::Record],
+        new_objects: &[ObjectId],
+        skip: impl Fn(&ObjectId, ObjectKind) -> bool,
+    ) -> Result<PullAnswer, StreamError> {
         let mut encoder = StreamEncoder::new();
-        for record in &records {
+        for record in records {
             encoder.push_record(record)?;
         }
         for id in new_objects {
@@ -435,15 +439,14 @@ impl PullResponder {
                 continue;
             };
             let kind = stored.object.kind();
-            if kind == ObjectKind::Dir || inlined.contains(id) {
-                continue;
+            if !skip(id, kind) {
+                encoder.push(kind, id, &stored.frame)?;
             }
-            encoder.push(kind, id, &stored.frame)?;
         }
         Ok(PullAnswer {
             items: encoder.frame_count(),
             stream: encoder.finish(),
-            records: true,
+            records: !records.is_empty(),
         })
     }
 }

@@ -35,29 +35,11 @@ pub fn no_content() -> Response {
     response
 }
 
-/// A timestamp as RFC 3339 in UTC with milliseconds, e.g. `2026-11-26T14:00:02.123Z`.
+/// A timestamp as RFC 3339 in UTC with milliseconds, e.g. `2026-11-26T14:00:02.123Z`. The
+/// catalog holds no time before 1970; one would be shown as the epoch.
 pub fn rfc3339(time: Timestamp) -> String {
-    let millis = time.unix_millis();
-    let seconds = millis.div_euclid(1000);
-    let milli = millis.rem_euclid(1000);
-    let days = seconds.div_euclid(86_400);
-    let of_day = seconds.rem_euclid(86_400);
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{milli:03}Z",
-        of_day / 3600,
-        of_day % 3600 / 60,
-        of_day % 60
-    )
+    let time = std::time::SystemTime::from(time).max(std::time::UNIX_EPOCH);
+    humantime::format_rfc3339_millis(time).to_string()
 }
 
 /// Answers a commit outcome (a push, commit or restore), publishing a new head to the event

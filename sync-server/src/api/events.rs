@@ -15,7 +15,7 @@ use tokio::sync::{broadcast, mpsc};
 use warp::Reply;
 use warp::reply::Response;
 
-use super::request::{ApiRequest, authenticate, project_access};
+use super::request::{ApiRequest, project_access};
 use crate::app::App;
 use crate::catalog::Role;
 use crate::events::{HeadChanged, head_changed};
@@ -25,8 +25,7 @@ use crate::problem::Problem;
 pub const KEEP_ALIVE: Duration = Duration::from_secs(wire::EVENT_KEEP_ALIVE_SECS);
 
 pub async fn stream(app: &App, request: ApiRequest, project: &str) -> Result<Response, Problem> {
-    let caller = authenticate(app, &request).await?;
-    let (project, _) = project_access(app, &caller, project, Role::Viewer).await?;
+    let (_, project, _) = project_access(app, &request, project, Role::Viewer).await?;
     // Subscribe before reading the head, so a commit in between is not missed.
     let mut receiver = app.events.subscribe(project.id);
     let current = app

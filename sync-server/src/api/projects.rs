@@ -35,14 +35,12 @@ pub async fn list(app: &App, request: ApiRequest) -> Result<Response, Problem> {
 }
 
 pub async fn head(app: &App, request: ApiRequest, project: &str) -> Result<Response, Problem> {
-    let caller = authenticate(app, &request).await?;
-    let (project, role) = project_access(app, &caller, project, Role::Viewer).await?;
+    let (_, project, role) = project_access(app, &request, project, Role::Viewer).await?;
     Ok(json(StatusCode::OK, &views::project(&project, role)))
 }
 
 pub async fn versions(app: &App, request: ApiRequest, project: &str) -> Result<Response, Problem> {
-    let caller = authenticate(app, &request).await?;
-    let (project, _) = project_access(app, &caller, project, Role::Viewer).await?;
+    let (_, project, _) = project_access(app, &request, project, Role::Viewer).await?;
     let query: wire::HistoryQuery = parse_query(&request)?;
     let mut page = VersionPage {
         before: query.before,
@@ -66,8 +64,7 @@ pub async fn version(
     project: &str,
     number: &str,
 ) -> Result<Response, Problem> {
-    let caller = authenticate(app, &request).await?;
-    let (project, _) = project_access(app, &caller, project, Role::Viewer).await?;
+    let (_, project, _) = project_access(app, &request, project, Role::Viewer).await?;
     let number: VersionNumber = number.parse().map_err(|_| Problem::not_found())?;
     let version = app
         .catalog
@@ -82,8 +79,7 @@ pub async fn restore(
     mut request: ApiRequest,
     project: &str,
 ) -> Result<Response, Problem> {
-    let caller = authenticate(app, &request).await?;
-    let (project, _) = project_access(app, &caller, project, Role::Editor).await?;
+    let (caller, project, _) = project_access(app, &request, project, Role::Editor).await?;
     let body: wire::Restore = read_json(&mut request).await?;
     let push_id = match &body.push_id {
         Some(text) => PushId::new(text)?,

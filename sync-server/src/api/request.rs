@@ -63,14 +63,16 @@ pub async fn authenticate(app: &App, request: &ApiRequest) -> Result<Authenticat
         .ok_or_else(|| Problem::unauthorized("the token is unknown or revoked"))
 }
 
-/// The project `id_text`, if `caller` may see it with at least role `needed`. A malformed id,
-/// an unknown project and a project of another team all answer the same `not-found`.
+/// The caller and the project `id_text`, if the caller may see it with at least role `needed`,
+/// with the caller's role on it. A malformed id, an unknown project and a project of another
+/// team all answer the same `not-found`. Runs before any body is read.
 pub async fn project_access(
     app: &App,
-    caller: &Authenticated,
+    request: &ApiRequest,
     id_text: &str,
     needed: Role,
-) -> Result<(Project, Role), Problem> {
+) -> Result<(Authenticated, Project, Role), Problem> {
+    let caller = authenticate(app, request).await?;
     let id: ProjectId = id_text.parse().map_err(|_| Problem::not_found())?;
     let role = app
         .catalog
@@ -87,7 +89,7 @@ pub async fn project_access(
             "this needs the {needed} role on the project; you are {role}"
         )));
     }
-    Ok((project, role))
+    Ok((caller, project, role))
 }
 
 /// Rejects a body whose declared length is past `limit` before reading any of it.

@@ -25,11 +25,13 @@ use warp::reply::Response;
 
 use super::answer::{commit_answer, json, unknown_version};
 use super::request::{
-    ApiRequest, authenticate, check_declared_length, check_media_type, next_chunk, parse_id,
-    parse_query, project_access, read_body, read_json,
+    ApiRequest, check_declared_length, check_media_type, next_chunk, parse_id, parse_query,
+    project_access, read_body, read_json,
 };
 use crate::app::App;
-use crate::catalog::{CommitRequest, Project, ProjectId, PushId, Role, empty_root};
+use crate::catalog::{
+    Authenticated, CommitRequest, Project, ProjectId, PushId, Role, VersionNumber, empty_root,
+};
 use crate::metrics::Metrics;
 use crate::problem::Problem;
 
@@ -45,8 +47,7 @@ async fn off_the_workers<T: Send + 'static>(
 // Pull.
 
 pub async fn pull(app: &App, mut request: ApiRequest, project: &str) -> Result<Response, Problem> {
-    let caller = authenticate(app, &request).await?;
-    let (project, _) = project_access(app, &caller, project, Role::Viewer).await?;
+    let (_, project, _) = project_access(app, &request, project, Role::Viewer).await?;
     let body: wire::PullRequest = read_json(&mut request).await?;
     let (version, want) = match body.want {
         None => (Some(project.head_version), project.head_root),
@@ -247,18 +248,36 @@ where
     commit_answer(app, project.id, outcome)
 }
 
-pub async fn push(app: &App, mut request: ApiRequest, project: &str) -> Result<Response, Problem> {
-    let caller = authenticate(app, &request).await?;
-    let (project, _) = project_access(app, &caller, project, Role::Editor).await?;
-    let query: wire::PushQuery = parse_query(&request)?;
-    let commit = CommitRequest {
+/// The catalog's commit of a push or commit, its push id and root checked.
+fn commit_request(
+    caller: &Authenticated,
+    project: &Project,
+    push_id: &str,
+    base_version: VersionNumber,
+    root: &str,
+    message: String,
+) -> Result<CommitRequest, Problem> {
+    Ok(CommitRequest {
         project: project.id,
-        push_id: PushId::new(&query.push_id)?,
-        base_version: query.base_version,
-        root: parse_id("root", &query.root)?,
+        push_id: PushId::new(push_id)?,
+        base_version,
+        root: parse_id("root", root)?,
         author: caller.account.id,
-        message: query.message,
-    };
+        message,
+    })
+}
+
+pub async fn push(app: &App, mut request: ApiRequest, project: &str) -> Result<Response, Problem> {
+    let (caller, project, _) = project_access(app, &request, project, Role::Editor).await?;
+    let query: wire::PushQuery = parse_query(&request)?;
+    let commit = commit_request(
+        &caller,
+        &project,
+        &query.push_id,
+        query.base_version,
+        &query.root,
+        query.message,
+    )?;
     commit_version(app, &project, commit, |acceptor| {
         receive(app, &mut request, acceptor)
     })
@@ -270,8 +289,7 @@ pub async fn upload(
     mut request: ApiRequest,
     project: &str,
 ) -> Result<Response, Problem> {
-    let caller = authenticate(app, &request).await?;
-    let (project, _) = project_access(app, &caller, project, Role::Editor).await?;
+    let (_, project, _) = project_access(app, &request, project, Role::Editor).await?;
     let acceptor = receive(app, &mut request, PushAcceptor::upload()).await?;
     let received = acceptor.received();
     accept(app, project.id, acceptor).await?;
@@ -283,17 +301,16 @@ pub async fn commit(
     mut request: ApiRequest,
     project: &str,
 ) -> Result<Response, Problem> {
-    let caller = authenticate(app, &request).await?;
-    let (project, _) = project_access(app, &caller, project, Role::Editor).await?;
+    let (caller, project, _) = project_access(app, &request, project, Role::Editor).await?;
     let body: wire::Commit = read_json(&mut request).await?;
-    let commit = CommitRequest {
-        project: project.id,
-        push_id: PushId::new(&body.push_id)?,
-        base_version: body.base_version,
-        root: parse_id("root", &body.root)?,
-        author: caller.account.id,
-        message: body.message,
-    };
+    let commit = commit_request(
+        &caller,
+        &project,
+        &body.push_id,
+        body.base_version,
+        &body.root,
+        body.message,
+    )?;
     commit_version(app, &project, commit, |acceptor| async { Ok(acceptor) }).await
 }
 
@@ -302,8 +319,7 @@ pub async fn missing(
     mut request: ApiRequest,
     project: &str,
 ) -> Result<Response, Problem> {
-    let caller = authenticate(app, &request).await?;
-    let (project, _) = project_access(app, &caller, project, Role::Viewer).await?;
+    let (_, project, _) = project_access(app, &request, project, Role::Viewer).await?;
     check_declared_length(&request.headers, MAX_MISSING_BODY)?;
     let bytes = read_body(&mut request.body, MAX_MISSING_BODY).await?;
     let body: wire::MissingQuery = serde_json::from_slice(&bytes).map_err(Problem::bad_json)?;

@@ -335,7 +335,7 @@ fn responses(schemas: &mut Schemas, route: &Route) -> Map<String, Value> {
     // One answer per status of the operation's own problem codes; the generic ones
     // (`unauthorized`, `internal`, `unavailable`...) are the default.
     let mut by_status: BTreeMap<u16, Vec<String>> = BTreeMap::new();
-    for code in route.problems {
+    for code in route.problem_codes() {
         by_status
             .entry(code.status())
             .or_default()
@@ -356,7 +356,11 @@ fn responses(schemas: &mut Schemas, route: &Route) -> Map<String, Value> {
 }
 
 fn operation(schemas: &mut Schemas, route: &Route) -> Value {
-    let problems: Vec<&str> = route.problems.iter().map(|code| code.as_str()).collect();
+    let problems: Vec<&str> = route
+        .problem_codes()
+        .iter()
+        .map(|code| code.as_str())
+        .collect();
     let mut value = json!({
         "operationId": route.id,
         "summary": route.summary,

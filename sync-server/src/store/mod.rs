@@ -108,6 +108,18 @@ pub trait ObjectBackend: Send + Sync + fmt::Debug {
     fn request_counts(&self) -> RequestCounts;
 }
 
+/// Runs verification (decompressing and hashing: CPU work) off the async workers.
+async fn off_the_workers<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|error| StoreError::Backend {
+            operation: "verify",
+            message: error.to_string(),
+        })
+}
+
 /// An object read back and verified: the stored frame (sent on without recompressing) and the
 /// decoded object, as the protocol's machines take it.
 pub use sync_protocol::respond::StoredObject as VerifiedObject;
@@ -190,25 +202,10 @@ impl ObjectStore {
         project: &ProjectId,
         ids: &[ObjectId],
     ) -> Result<Vec<Option<VerifiedObject>>> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let frames = self.backend.get_many(project, ids).await?;
-        if frames.len() != ids.len() {
-            return Err(StoreError::Backend {
-                operation: "get",
-                message: format!("asked for {} objects, got {}", ids.len(), frames.len()),
-            });
-        }
+        let frames = self.fetch(project, ids).await?;
         let ids = ids.to_vec();
         let project = *project;
-        // Decompressing and hashing is CPU work: keep it off the async workers.
-        tokio::task::spawn_blocking(move || verify_all(&project, &ids, frames))
-            .await
-            .map_err(|error| StoreError::Backend {
-                operation: "verify",
-                message: error.to_string(),
-            })?
+        off_the_workers(move || verify_all(&project, &ids, frames)).await?
     }
 
     /// Reads and verifies each object, reporting corruption per object instead of failing the
@@ -218,18 +215,9 @@ impl ObjectStore {
         project: &ProjectId,
         ids: &[ObjectId],
     ) -> Result<Vec<Inspected>> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let frames = self.backend.get_many(project, ids).await?;
-        if frames.len() != ids.len() {
-            return Err(StoreError::Backend {
-                operation: "get",
-                message: format!("asked for {} objects, got {}", ids.len(), frames.len()),
-            });
-        }
+        let frames = self.fetch(project, ids).await?;
         let ids = ids.to_vec();
-        tokio::task::spawn_blocking(move || {
+        off_the_workers(move || {
             ids.iter()
                 .zip(frames)
                 .map(|(id, frame)| match frame {
@@ -244,10 +232,21 @@ impl ObjectStore {
                 .collect()
         })
         .await
-        .map_err(|error| StoreError::Backend {
-            operation: "verify",
-            message: error.to_string(),
-        })
+    }
+
+    /// The stored frames of `ids`, in order, unverified; `None` where absent.
+    async fn fetch(&self, project: &ProjectId, ids: &[ObjectId]) -> Result<Vec<Option<Bytes>>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let frames = self.backend.get_many(project, ids).await?;
+        if frames.len() != ids.len() {
+            return Err(StoreError::Backend {
+                operation: "get",
+                message: format!("asked for {} objects, got {}", ids.len(), frames.len()),
+            });
+        }
+        Ok(frames)
     }
 
     /// The kind and content size of each of `ids`, in order; `None` where absent. Today this
