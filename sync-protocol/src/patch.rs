@@ -316,6 +316,57 @@ pub fn records_of_changes(
         .collect()
 }
 
+/// A small push as change records: what the client sends in place of its new dirs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordsPush {
+    /// One record per changed path; new one-chunk files the server lacks go inline.
+    pub records: Vec<Record>,
+    /// The planned objects that must still travel as frames (neither dirs nor inlined), in
+    /// plan order.
+    pub objects: Vec<ObjectId>,
+}
+
+/// The sending half of a records push: `changes` (base listing to new listing) as records,
+/// with every new one-chunk file that is in `planned` (the objects the server lacks) inline,
+/// as a delta against the base's one-chunk file at the same path when there was one.
+/// `encoding(entry)` gives the canonical encoding of a one-chunk file's chunk (`None` when it
+/// is not at hand: the entry is then named, not inlined); `is_dir(id)` says which planned
+/// objects are dirs, which the receiver rebuilds. `None` when records are not the small form:
+/// no change, or more than [`crate::wire::MAX_RECORDS`].
+pub fn records_push(
+    changes: &[Change],
+    planned: &[ObjectId],
+    mut is_dir: impl FnMut(&ObjectId) -> bool,
+    mut encoding: impl FnMut(&FileRef) -> Option<Vec<u8>>,
+) -> Option<RecordsPush> {
+    if changes.is_empty() || changes.len() > crate::wire::MAX_RECORDS {
+        return None;
+    }
+    let lacking: std::collections::HashSet<&ObjectId> = planned.iter().collect();
+    let mut inlined = std::collections::HashSet::new();
+    let records = records_of_changes(changes, |_, new, old| {
+        // Only content the server lacks goes inline; a chunk it has is named by id.
+        if !lacking.contains(&new.id) {
+            return None;
+        }
+        let content = encoding(new)?;
+        let dictionary = old
+            .filter(|old| old.target == ObjectKind::Chunk)
+            .and_then(&mut encoding);
+        inlined.insert(new.id);
+        Some((
+            dictionary.is_some(),
+            encode_content(&content, dictionary.as_deref()),
+        ))
+    });
+    let objects = planned
+        .iter()
+        .filter(|id| !inlined.contains(*id) && !is_dir(id))
+        .copied()
+        .collect();
+    Some(RecordsPush { records, objects })
+}
+
 /// Why a [`TreePatch`] failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

@@ -24,7 +24,7 @@ use sync_protocol::chunking;
 use sync_protocol::diff::diff_listings;
 use sync_protocol::negotiate::{NEGOTIATE_BATCH_SIZE, answer_question, negotiate};
 use sync_protocol::object::{EntryKind, Object, ObjectKind};
-use sync_protocol::patch::{Record, apply_records, encode_content, records_of_changes};
+use sync_protocol::patch::{Record, apply_records, records_push};
 use sync_protocol::plan::plan_push;
 use sync_protocol::respond::{PullResponder, PullStep, StoredObject};
 use sync_protocol::stream::{Item, StreamDecoder, StreamEncoder};
@@ -562,37 +562,21 @@ impl SimClient {
         let plan = plan_push(&self.objects, &self.base_root, &root).unwrap();
         self.next_push_id += 1;
         let changes = diff_listings(&self.listing(&self.base_root.clone()), &listing);
-        let (records, objects) =
-            if self.records && !changes.is_empty() && changes.len() <= wire::MAX_RECORDS {
-                // The changed paths instead of the dirs; new one-chunk files inline, as a delta
-                // against the base's file at the same path.
-                let planned: HashSet<&ObjectId> = plan.objects.iter().collect();
-                let mut inlined = HashSet::new();
-                let records = records_of_changes(&changes, |_, new, old| {
-                    if !planned.contains(&new.id) {
-                        return None;
-                    }
-                    let encoded = self.chunk_encoding(new)?;
-                    let dictionary = old.and_then(|old| self.chunk_encoding(old));
-                    inlined.insert(new.id);
-                    Some((
-                        dictionary.is_some(),
-                        encode_content(&encoded, dictionary.as_deref()),
-                    ))
-                });
-                let objects: Vec<ObjectId> = plan
-                    .objects
-                    .iter()
-                    .filter(|id| {
-                        !inlined.contains(id)
-                            && self.objects.get(id).map(Object::kind) != Some(ObjectKind::Dir)
-                    })
-                    .copied()
-                    .collect();
-                (records, self.wire_objects(&objects))
-            } else {
-                (Vec::new(), self.wire_objects(&plan.objects))
-            };
+        let small = self
+            .records
+            .then(|| {
+                records_push(
+                    &changes,
+                    &plan.objects,
+                    |id| self.objects.get(id).map(Object::kind) == Some(ObjectKind::Dir),
+                    |file| self.chunk_encoding(file),
+                )
+            })
+            .flatten();
+        let (records, objects) = match small {
+            Some(push) => (push.records, self.wire_objects(&push.objects)),
+            None => (Vec::new(), self.wire_objects(&plan.objects)),
+        };
         Request::Push {
             push_id: self.next_push_id,
             base_version: self.base_version,
