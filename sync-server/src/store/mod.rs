@@ -27,6 +27,7 @@ mod counts;
 mod error;
 mod fs;
 mod memory;
+pub mod pack;
 mod s3;
 
 use std::fmt;
