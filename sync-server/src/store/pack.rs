@@ -156,10 +156,7 @@ impl PackBuilder {
 
     /// The finished pack: its name, its bytes and its contents.
     pub fn finish(self) -> Pack {
-        let Self {
-            mut bytes,
-            entries,
-        } = self;
+        let Self { mut bytes, entries } = self;
         let contents_offset = bytes.len() as u64;
         for entry in &entries {
             bytes.put_slice(entry.id.as_bytes());
@@ -385,7 +382,10 @@ mod tests {
         assert_eq!(pack_of(&objects).id, pack_of(&objects).id);
         assert_ne!(pack_of(&objects).id, pack_of(&objects[..2]).id);
         let empty = PackBuilder::new().finish();
-        assert_eq!(parse(empty.id, empty.bytes.clone()).unwrap().entries, vec![]);
+        assert_eq!(
+            parse(empty.id, empty.bytes.clone()).unwrap().entries,
+            vec![]
+        );
     }
 
     #[test]
@@ -427,8 +427,16 @@ mod tests {
     #[test]
     fn a_pack_stops_growing_at_its_limit() {
         let mut builder = PackBuilder::new();
-        assert!(!builder.would_overflow(MAX_PACK_LEN * 2), "the first frame always fits");
-        builder.add(ObjectId::from_bytes([1; 32]), ObjectKind::Chunk, 1, &[0; 1000]);
+        assert!(
+            !builder.would_overflow(MAX_PACK_LEN * 2),
+            "the first frame always fits"
+        );
+        builder.add(
+            ObjectId::from_bytes([1; 32]),
+            ObjectKind::Chunk,
+            1,
+            &[0; 1000],
+        );
         let room = MAX_PACK_LEN - builder.finished_len() - ENTRY_LEN;
         assert!(!builder.would_overflow(room));
         assert!(builder.would_overflow(room + 1));
