@@ -117,15 +117,9 @@ async fn teams_and_members(server: &TestServer) {
     // Anyone may leave; then the team is invisible to them.
     let response = server.remove_member_raw(&bob, &team, "bob").await;
     assert_eq!(response.status(), 204);
+    let team_path = format!("/v1/teams/{team}");
     server
-        .call_refused(
-            Method::GET,
-            &format!("/v1/teams/{team}"),
-            &bob,
-            None,
-            404,
-            "not-found",
-        )
+        .call_refused(Method::GET, &team_path, &bob, None, 404, "not-found")
         .await;
     let teams = server
         .call_json(Method::GET, "/v1/teams", &owner, None)
