@@ -9,7 +9,7 @@ use sync_protocol::{Object, ObjectId};
 use sync_server::catalog::{
     Account, Catalog, CatalogError, CommitOutcome, CommitRequest, Entity, Field, NewAccount,
     NodeId, PROJECT_CREATED_MESSAGE, Project, ProjectId, PushId, RestoreRequest, Role, Team,
-    TokenHash, VersionPage, empty_root, limits,
+    TokenHash, Version, VersionPage, empty_root, limits,
 };
 
 use crate::storage_support::{TestDatabase, sqlite_catalog};
@@ -104,10 +104,46 @@ fn request(project: &Project, author: &Account, base: u64, root_label: &str) -> 
     }
 }
 
-fn committed(outcome: CommitOutcome) -> (sync_server::catalog::Version, bool) {
+fn committed(outcome: CommitOutcome) -> (Version, bool) {
     match outcome {
         CommitOutcome::Committed { version, replayed } => (version, replayed),
         other => panic!("expected a commit, got {other:?}"),
+    }
+}
+
+/// Commits a new push of `root(label)` on `base`, which must succeed; its version.
+async fn commit_on(
+    catalog: &Shared,
+    project: &Project,
+    author: &Account,
+    base: u64,
+    label: &str,
+) -> Version {
+    let outcome = catalog.commit(request(project, author, base, label)).await;
+    committed(outcome.unwrap()).0
+}
+
+/// The project's head: (version, root).
+async fn head(catalog: &Shared, project: ProjectId) -> (u64, ObjectId) {
+    let project = catalog.project(project).await.unwrap().unwrap();
+    (project.head_version, project.head_root)
+}
+
+/// The project's whole history, newest first.
+async fn history(catalog: &Shared, project: ProjectId) -> Vec<Version> {
+    catalog
+        .versions(project, VersionPage::default())
+        .await
+        .unwrap()
+}
+
+/// Gives each account its role in `team`.
+async fn set_members(catalog: &Shared, team: &Team, roles: &[(&Account, Role)]) {
+    for (account, role) in roles {
+        catalog
+            .set_member(team.id, account.id, *role)
+            .await
+            .unwrap();
     }
 }
 
@@ -119,41 +155,26 @@ async fn accounts_are_unique_ignoring_case(catalog: Shared) {
         Some(alice.clone())
     );
 
-    let same_name = catalog
-        .create_account(NewAccount {
-            name: "ALICE".to_owned(),
-            email: "other@example.com".to_owned(),
+    // A name or an email already taken, ignoring case, is refused naming the field.
+    for (name, email, taken) in [
+        ("ALICE", "other@example.com", Field::AccountName),
+        ("alicia", "ALICE@example.COM", Field::Email),
+    ] {
+        let new = NewAccount {
+            name: name.to_owned(),
+            email: email.to_owned(),
             password_hash: "$argon2id$x".to_owned(),
-        })
-        .await;
-    assert!(
-        matches!(
-            same_name,
-            Err(CatalogError::AlreadyExists {
-                entity: Entity::Account,
-                field: Field::AccountName,
-                ..
-            })
-        ),
-        "{same_name:?}"
-    );
-    let same_email = catalog
-        .create_account(NewAccount {
-            name: "alicia".to_owned(),
-            email: "ALICE@example.COM".to_owned(),
-            password_hash: "$argon2id$x".to_owned(),
-        })
-        .await;
-    assert!(
-        matches!(
-            same_email,
-            Err(CatalogError::AlreadyExists {
-                field: Field::Email,
-                ..
-            })
-        ),
-        "{same_email:?}"
-    );
+        };
+        let outcome = catalog.create_account(new).await;
+        assert!(
+            matches!(
+                outcome,
+                Err(CatalogError::AlreadyExists { entity: Entity::Account, field, .. })
+                    if field == taken
+            ),
+            "{outcome:?}"
+        );
+    }
 
     for login in ["alice", "ALICE", "alice@EXAMPLE.com"] {
         let credentials = catalog.account_credentials(login).await.unwrap().unwrap();
@@ -303,14 +324,12 @@ async fn teams_roles_and_last_owner(catalog: Shared) {
         Some(Role::Owner)
     );
 
-    catalog
-        .set_member(team.id, bob.id, Role::Editor)
-        .await
-        .unwrap();
-    catalog
-        .set_member(team.id, carol.id, Role::Viewer)
-        .await
-        .unwrap();
+    set_members(
+        &catalog,
+        &team,
+        &[(&bob, Role::Editor), (&carol, Role::Viewer)],
+    )
+    .await;
     let members: Vec<(String, Role)> = catalog
         .members(team.id)
         .await
@@ -340,14 +359,12 @@ async fn teams_roles_and_last_owner(catalog: Shared) {
         catalog.remove_member(team.id, alice.id).await,
         Err(CatalogError::LastOwner { .. })
     ));
-    catalog
-        .set_member(team.id, bob.id, Role::Owner)
-        .await
-        .unwrap();
-    catalog
-        .set_member(team.id, alice.id, Role::Viewer)
-        .await
-        .unwrap();
+    set_members(
+        &catalog,
+        &team,
+        &[(&bob, Role::Owner), (&alice, Role::Viewer)],
+    )
+    .await;
     assert_eq!(
         catalog.team_role(team.id, alice.id).await.unwrap(),
         Some(Role::Viewer)
@@ -419,10 +436,7 @@ async fn visibility_follows_membership(catalog: Shared) {
         .create_project(other.id, "web", alice.id)
         .await
         .unwrap();
-    catalog
-        .set_member(team.id, bob.id, Role::Viewer)
-        .await
-        .unwrap();
+    set_members(&catalog, &team, &[(&bob, Role::Viewer)]).await;
 
     let alices: HashSet<(ProjectId, Role)> = catalog
         .projects_visible_to(alice.id)
@@ -497,28 +511,16 @@ async fn commit_moves_the_head(catalog: Shared) {
         catalog.version(project.id, 1).await.unwrap(),
         Some(version.clone())
     );
-    let head = catalog.project(project.id).await.unwrap().unwrap();
-    assert_eq!((head.head_version, head.head_root), (1, root("one")));
+    assert_eq!(head(&catalog, project.id).await, (1, root("one")));
 
-    let (second, _) = committed(
-        catalog
-            .commit(request(&project, &alice, 1, "two"))
-            .await
-            .unwrap(),
-    );
+    let second = commit_on(&catalog, &project, &alice, 1, "two").await;
     assert_eq!((second.number, second.parent), (2, Some(1)));
-    let head = catalog.project(project.id).await.unwrap().unwrap();
-    assert_eq!((head.head_version, head.head_root), (2, root("two")));
+    assert_eq!(head(&catalog, project.id).await, (2, root("two")));
 }
 
 async fn stale_base_gets_the_current_head(catalog: Shared) {
     let (alice, _team, project) = setup(&catalog).await;
-    committed(
-        catalog
-            .commit(request(&project, &alice, 0, "one"))
-            .await
-            .unwrap(),
-    );
+    commit_on(&catalog, &project, &alice, 0, "one").await;
     let stale = catalog
         .commit(request(&project, &alice, 0, "other"))
         .await
@@ -543,10 +545,7 @@ async fn stale_base_gets_the_current_head(catalog: Shared) {
         }
     ));
     // Nothing was written.
-    let history = catalog
-        .versions(project.id, VersionPage::default())
-        .await
-        .unwrap();
+    let history = history(&catalog, project.id).await;
     assert_eq!(history.len(), 2);
     assert_eq!(catalog.version(project.id, 2).await.unwrap(), None);
 }
@@ -560,16 +559,10 @@ async fn retry_with_the_same_push_id_commits_once(catalog: Shared) {
     let (again, replayed) = committed(catalog.commit(push.clone()).await.unwrap());
     assert!(replayed);
     assert_eq!(again, original);
-    let head = catalog.project(project.id).await.unwrap().unwrap();
-    assert_eq!(head.head_version, 1);
+    assert_eq!(head(&catalog, project.id).await.0, 1);
 
     // Still the original answer after others have pushed on top.
-    committed(
-        catalog
-            .commit(request(&project, &alice, 1, "two"))
-            .await
-            .unwrap(),
-    );
+    commit_on(&catalog, &project, &alice, 1, "two").await;
     let (late, replayed) = committed(catalog.commit(push.clone()).await.unwrap());
     assert!(replayed);
     assert_eq!(late, original);
@@ -591,12 +584,7 @@ async fn retry_with_the_same_push_id_commits_once(catalog: Shared) {
             ..
         }
     ));
-    committed(
-        catalog
-            .commit(request(&project, &alice, 2, "three"))
-            .await
-            .unwrap(),
-    );
+    commit_on(&catalog, &project, &alice, 2, "three").await;
     assert_eq!(
         catalog.commit(loser).await.unwrap(),
         CommitOutcome::Conflict {
@@ -604,10 +592,7 @@ async fn retry_with_the_same_push_id_commits_once(catalog: Shared) {
             head_root: root("three"),
         }
     );
-    let history = catalog
-        .versions(project.id, VersionPage::default())
-        .await
-        .unwrap();
+    let history = history(&catalog, project.id).await;
     assert_eq!(history.len(), 4, "versions 0 to 3, each once");
 }
 
@@ -641,8 +626,7 @@ async fn concurrent_commits_on_one_base_exactly_one_wins(catalog: Shared) {
     for conflict in conflicts {
         assert_eq!(conflict, (1, *winning_root));
     }
-    let head = catalog.project(project.id).await.unwrap().unwrap();
-    assert_eq!((head.head_version, head.head_root), (1, *winning_root));
+    assert_eq!(head(&catalog, project.id).await, (1, *winning_root));
 }
 
 async fn concurrent_duplicates_of_one_push_commit_once(catalog: Shared) {
@@ -665,15 +649,7 @@ async fn concurrent_duplicates_of_one_push_commit_once(catalog: Shared) {
         }
     }
     assert_eq!(fresh, 1, "one commit, the rest replays");
-    assert_eq!(
-        catalog
-            .project(project.id)
-            .await
-            .unwrap()
-            .unwrap()
-            .head_version,
-        1
-    );
+    assert_eq!(head(&catalog, project.id).await.0, 1);
 }
 
 /// Pushes racing on one base, each sent more than once at the same moment (a client that
@@ -750,10 +726,7 @@ async fn concurrent_duplicates_of_racing_pushes_answer_alike(catalog: Shared) {
             assert_eq!(catalog.commit(loser.clone()).await.unwrap(), conflict);
         }
     }
-    let history = catalog
-        .versions(project.id, VersionPage::default())
-        .await
-        .unwrap();
+    let history = history(&catalog, project.id).await;
     assert_eq!(history.len() as u64, ROUNDS + 1, "one version per round");
 }
 
@@ -769,12 +742,8 @@ async fn concurrent_demotions_keep_one_owner(catalog: Shared) {
     }
     let team = catalog.create_team("acme", owners[0].id).await.unwrap();
     for round in 0..ROUNDS {
-        for owner in &owners {
-            catalog
-                .set_member(team.id, owner.id, Role::Owner)
-                .await
-                .unwrap();
-        }
+        let all_owners: Vec<_> = owners.iter().map(|owner| (owner, Role::Owner)).collect();
+        set_members(&catalog, &team, &all_owners).await;
         let start = Arc::new(tokio::sync::Barrier::new(OWNERS));
         let tasks: Vec<_> = owners
             .iter()
@@ -820,18 +789,8 @@ async fn concurrent_demotions_keep_one_owner(catalog: Shared) {
 
 async fn restore_commits_an_old_root(catalog: Shared) {
     let (alice, _team, project) = setup(&catalog).await;
-    committed(
-        catalog
-            .commit(request(&project, &alice, 0, "one"))
-            .await
-            .unwrap(),
-    );
-    committed(
-        catalog
-            .commit(request(&project, &alice, 1, "two"))
-            .await
-            .unwrap(),
-    );
+    commit_on(&catalog, &project, &alice, 0, "one").await;
+    commit_on(&catalog, &project, &alice, 1, "two").await;
     let restore = RestoreRequest {
         project: project.id,
         push_id: PushId::random(),
@@ -974,14 +933,8 @@ async fn commit_errors_are_typed(catalog: Shared) {
         })
     ));
     // The failed commits moved nothing.
-    let head = catalog.project(project.id).await.unwrap().unwrap();
-    assert_eq!(head.head_version, 0);
-    committed(
-        catalog
-            .commit(request(&project, &alice, 0, "x"))
-            .await
-            .unwrap(),
-    );
+    assert_eq!(head(&catalog, project.id).await.0, 0);
+    commit_on(&catalog, &project, &alice, 0, "x").await;
 }
 
 async fn nodes_heartbeat_and_expire(catalog: Shared) {

@@ -9,7 +9,7 @@ use cairn_test_support::files::{FileState, assert_same_tree, read, tree_on_disk,
 use cairn_test_support::noise;
 use serde_json::{Value, json};
 
-use crate::support::{Setup, share_machine};
+use crate::support::Setup;
 
 /// The version numbers of `cairn log --json`, newest first.
 fn log_numbers(log: &Value) -> Vec<u64> {
@@ -41,7 +41,6 @@ fn text(bytes: &str) -> FileState {
 
 #[test]
 fn edits_adds_and_deletes_in_nested_folders_reach_the_other_copy_byte_for_byte() {
-    let _machine = share_machine();
     let Some(setup) = Setup::start() else { return };
     let Setup { cairn, a, b, .. } = &setup;
 
@@ -78,12 +77,7 @@ fn edits_adds_and_deletes_in_nested_folders_reach_the_other_copy_byte_for_byte()
     let pushed = cairn.json(a, &["push", "-m", "first requests"]);
     assert_eq!(pushed["push"]["pushed"], true, "{pushed}");
     assert_eq!(pushed["push"]["version"], 1, "{pushed}");
-    let pulled = cairn.json(b, &["pull"]);
-    assert_eq!(
-        (&pulled["from"], &pulled["version"]),
-        (&json!(0), &json!(1)),
-        "{pulled}"
-    );
+    cairn.pull(b, 0, 1);
     assert_same_tree(a, b);
     assert!(
         tree_on_disk(b)["scripts/setup.sh"].executable,
@@ -153,12 +147,7 @@ fn edits_adds_and_deletes_in_nested_folders_reach_the_other_copy_byte_for_byte()
     let pushed = cairn.json(a, &["push", "-m", "second"]);
     assert_eq!(pushed["push"]["version"], 2, "{pushed}");
 
-    let pulled = cairn.json(b, &["pull"]);
-    assert_eq!(
-        (&pulled["from"], &pulled["version"]),
-        (&json!(1), &json!(2)),
-        "{pulled}"
-    );
+    let pulled = cairn.pull(b, 1, 2);
     assert_eq!(
         sorted_strings(&pulled["applied"]["removed"]),
         ["requests/owners/get.json", "requests/pets/list.json"],
@@ -174,9 +163,7 @@ fn edits_adds_and_deletes_in_nested_folders_reach_the_other_copy_byte_for_byte()
 
     // Both copies are clean, at version 2, and the history has every version.
     for copy in [a, b] {
-        let status = cairn.json(copy, &["status"]);
-        assert_eq!(status["base_version"], 2, "{status}");
-        assert_eq!(status["changes"], json!([]), "{status}");
+        cairn.assert_clean_at(copy, 2);
     }
     let log = cairn.json(b, &["log"]);
     assert_eq!(log_numbers(&log), [2, 1, 0], "{log}");
@@ -185,14 +172,13 @@ fn edits_adds_and_deletes_in_nested_folders_reach_the_other_copy_byte_for_byte()
 
 #[test]
 fn concurrent_edits_of_different_files_are_merged_by_push() {
-    let _machine = share_machine();
     let Some(setup) = Setup::start() else { return };
+    setup.first_version(&[
+        ("a.json", b"a0"),
+        ("nested/b.json", b"b0"),
+        ("shared/c.json", b"c0"),
+    ]);
     let Setup { cairn, a, b, .. } = &setup;
-    write(a, "a.json", b"a0");
-    write(a, "nested/b.json", b"b0");
-    write(a, "shared/c.json", b"c0");
-    assert_eq!(cairn.json(a, &["push"])["push"]["version"], 1);
-    assert_eq!(cairn.json(b, &["pull"])["version"], 1);
 
     // From the same base, each copy changes different files.
     write(a, "a.json", b"a1 from A");
@@ -219,12 +205,7 @@ fn concurrent_edits_of_different_files_are_merged_by_push() {
         "{pushed}"
     );
 
-    let pulled = cairn.json(a, &["pull"]);
-    assert_eq!(
-        (&pulled["from"], &pulled["version"]),
-        (&json!(2), &json!(3)),
-        "{pulled}"
-    );
+    cairn.pull(a, 2, 3);
     let expected = BTreeMap::from([
         ("a.json".to_owned(), text("a1 from A")),
         ("nested/b.json".to_owned(), text("b1 from B")),
@@ -248,13 +229,12 @@ fn concurrent_edits_of_different_files_are_merged_by_push() {
 
 #[test]
 fn concurrent_edits_of_one_file_keep_both_with_a_conflict_copy() {
-    let _machine = share_machine();
     let Some(setup) = Setup::start() else { return };
+    setup.first_version(&[
+        ("api/spec.yaml", b"openapi: 3.1\n"),
+        ("untouched.json", b"{}"),
+    ]);
     let Setup { cairn, a, b, .. } = &setup;
-    write(a, "api/spec.yaml", b"openapi: 3.1\n");
-    write(a, "untouched.json", b"{}");
-    assert_eq!(cairn.json(a, &["push"])["push"]["version"], 1);
-    assert_eq!(cairn.json(b, &["pull"])["version"], 1);
 
     let from_a = b"openapi: 3.1\ninfo: {title: edited by A}\n";
     let from_b = b"openapi: 3.1\ninfo: {title: edited by B}\n";
@@ -304,12 +284,9 @@ fn concurrent_edits_of_one_file_keep_both_with_a_conflict_copy() {
 
 #[test]
 fn a_conflict_is_reported_in_words_by_sync() {
-    let _machine = share_machine();
     let Some(setup) = Setup::start() else { return };
+    setup.first_version(&[("notes.md", b"base\n")]);
     let Setup { cairn, a, b, .. } = &setup;
-    write(a, "notes.md", b"base\n");
-    assert_eq!(cairn.json(a, &["push"])["push"]["version"], 1);
-    assert_eq!(cairn.json(b, &["pull"])["version"], 1);
     write(a, "notes.md", b"A's notes\n");
     write(b, "notes.md", b"B's notes\n");
     assert_eq!(cairn.json(a, &["push"])["push"]["version"], 2);

@@ -86,31 +86,34 @@ async fn still_whole(server: &TestServer, user: &User, project: &str, v1: &Tree)
     );
     let pulled = server.pull(user, project, json!({})).await;
     assert_eq!(pulled.version, 1);
-    let mut got: Vec<ObjectId> = pulled.objects.iter().map(|(id, _)| *id).collect();
-    let mut want = v1.ids();
-    got.sort();
-    want.sort();
-    assert_eq!(got, want, "a clone is not whole");
+    pulled.assert_objects_of(v1);
+}
+
+/// The answer refuses `bad_root` with `entry-mismatch`, naming it; then the project is as it was.
+async fn expect_mismatch(
+    server: &TestServer,
+    user: &User,
+    project: &str,
+    v1: &Tree,
+    response: reqwest::Response,
+    bad_root: ObjectId,
+    what: &str,
+) {
+    let problem = TestServer::expect_problem(response, 422, "entry-mismatch").await;
+    assert_eq!(problem["id"], bad_root.to_string(), "{what}: {problem}");
+    still_whole(server, user, project, v1).await;
 }
 
 async fn entries_naming_stored_objects_are_checked(server: &TestServer) {
     let (alice, project, v1) = setup(server).await;
     for (what, target, size, id) in lies(&v1) {
         let bad = root_with(&v1, target, size, id);
-        let bad_root = bad.id();
+        let push_id = format!("lie-{}", what.replace(' ', "-"));
+        let body = stream_of(&[Obj::of(&bad)]);
         let response = server
-            .push_raw(
-                &alice,
-                &project,
-                &format!("lie-{}", what.replace(' ', "-")),
-                1,
-                &bad_root,
-                stream_of(&[Obj::of(&bad)]),
-            )
+            .push_raw(&alice, &project, &push_id, 1, &bad.id(), body)
             .await;
-        let problem = TestServer::expect_problem(response, 422, "entry-mismatch").await;
-        assert_eq!(problem["id"], bad_root.to_string(), "{what}: {problem}");
-        still_whole(server, &alice, &project, &v1).await;
+        expect_mismatch(server, &alice, &project, &v1, response, bad.id(), what).await;
     }
 }
 http_test!(pushed_entries, entries_naming_stored_objects_are_checked);
@@ -132,19 +135,11 @@ async fn record_entries_naming_stored_objects_are_checked(server: &TestServer) {
         };
         let mut encoder = StreamEncoder::new();
         encoder.push_record(&record).unwrap();
+        let push_id = format!("record-{}", what.replace(' ', "-"));
         let response = server
-            .push_raw(
-                &alice,
-                &project,
-                &format!("record-{}", what.replace(' ', "-")),
-                1,
-                &bad.id(),
-                encoder.finish(),
-            )
+            .push_raw(&alice, &project, &push_id, 1, &bad.id(), encoder.finish())
             .await;
-        let problem = TestServer::expect_problem(response, 422, "entry-mismatch").await;
-        assert_eq!(problem["id"], bad.id().to_string(), "{what}: {problem}");
-        still_whole(server, &alice, &project, &v1).await;
+        expect_mismatch(server, &alice, &project, &v1, response, bad.id(), what).await;
     }
 }
 http_test!(
@@ -157,25 +152,14 @@ async fn uploaded_entries_naming_stored_objects_are_checked(server: &TestServer)
     for (what, target, size, id) in lies(&v1) {
         let bad = root_with(&v1, target, size, id);
         let response = server
-            .http
-            .post(server.url(&format!("/v1/projects/{project}/objects")))
-            .bearer_auth(&alice.token)
-            .header("content-type", sync_protocol::wire::OBJECTS_MEDIA_TYPE)
-            .body(stream_of(&[Obj::of(&bad)]))
-            .send()
-            .await
-            .unwrap();
+            .upload_raw(&alice, &project, stream_of(&[Obj::of(&bad)]))
+            .await;
         let problem = TestServer::expect_problem(response, 422, "entry-mismatch").await;
         assert_eq!(problem["id"], bad.id().to_string(), "{what}: {problem}");
         // Not stored: a commit of it finds nothing to commit.
-        let response = server
-            .call(
-                reqwest::Method::POST,
-                &format!("/v1/projects/{project}/commits"),
-                &alice,
-                Some(&json!({"push_id": "commit-lie", "base_version": 1, "root": bad.id().to_string()})),
-            )
-            .await;
+        let commit =
+            json!({"push_id": "commit-lie", "base_version": 1, "root": bad.id().to_string()});
+        let response = server.commit_raw(&alice, &project, &commit).await;
         TestServer::expect_problem(response, 422, "missing-object").await;
         still_whole(server, &alice, &project, &v1).await;
     }

@@ -34,25 +34,19 @@ macro_rules! http_test {
     };
     ($name:ident, $scenario:ident, $limits:expr) => {
         mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn embedded() {
-                $crate::http::support::run(
-                    $crate::http::support::Mode::Embedded,
-                    $limits,
-                    |server| Box::pin(async move { super::$scenario(server).await }),
-                )
-                .await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn production() {
-                $crate::http::support::run(
-                    $crate::http::support::Mode::Production,
-                    $limits,
-                    |server| Box::pin(async move { super::$scenario(server).await }),
-                )
-                .await;
-            }
+            $crate::http_test!(@mode embedded, Embedded, $scenario, $limits);
+            $crate::http_test!(@mode production, Production, $scenario, $limits);
+        }
+    };
+    (@mode $test:ident, $mode:ident, $scenario:ident, $limits:expr) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $test() {
+            $crate::http::support::run(
+                $crate::http::support::Mode::$mode,
+                $limits,
+                |server| Box::pin(async move { super::$scenario(server).await }),
+            )
+            .await;
         }
     };
 }
@@ -186,14 +180,65 @@ impl TestServer {
         user: &User,
         body: Option<&Value>,
     ) -> reqwest::Response {
-        let mut request = self
-            .http
-            .request(method, self.url(path))
-            .bearer_auth(&user.token);
+        self.call_with_token(method, path, Some(&user.token), body)
+            .await
+    }
+
+    /// Sends `method path` without a token and with an optional JSON body.
+    pub async fn call_anonymous(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> reqwest::Response {
+        self.call_with_token(method, path, None, body).await
+    }
+
+    /// Sends `method path` with `token`, if any, and an optional JSON body.
+    pub async fn call_with_token(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> reqwest::Response {
+        let mut request = self.http.request(method, self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
         if let Some(body) = body {
             request = request.json(body);
         }
         request.send().await.unwrap()
+    }
+
+    /// `call`, and the JSON body of its answer, whatever the status.
+    pub async fn call_json(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        user: &User,
+        body: Option<&Value>,
+    ) -> Value {
+        self.call(method, path, user, body)
+            .await
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// `call`, expecting the problem `status` / `code` (see `expect_problem`); the document.
+    pub async fn call_refused(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        user: &User,
+        body: Option<&Value>,
+        status: u16,
+        code: &str,
+    ) -> Value {
+        let response = self.call(method, path, user, body).await;
+        Self::expect_problem(response, status, code).await
     }
 
     /// Store requests so far (all kinds).
@@ -236,48 +281,58 @@ impl TestServer {
     }
 
     pub async fn create_team(&self, owner: &User, name: &str) -> String {
-        let response = self
-            .http
-            .post(self.url("/v1/teams"))
-            .bearer_auth(&owner.token)
-            .json(&json!({"name": name}))
-            .send()
+        self.create(owner, "/v1/teams", name).await
+    }
+
+    pub async fn create_project(&self, user: &User, team: &str, name: &str) -> String {
+        self.create(user, &format!("/v1/teams/{team}/projects"), name)
             .await
-            .expect("create team");
-        assert_eq!(response.status(), 201);
-        let team: Value = response.json().await.expect("team json");
-        team["id"].as_str().unwrap_or_default().to_owned()
+    }
+
+    /// Posts `{"name": name}` to `path` as `user` and expects 201 Created; the new id.
+    async fn create(&self, user: &User, path: &str, name: &str) -> String {
+        let body = json!({ "name": name });
+        let response = self
+            .call(reqwest::Method::POST, path, user, Some(&body))
+            .await;
+        assert_eq!(response.status(), 201, "creating {name} at {path}");
+        let created: Value = response.json().await.expect("created json");
+        created["id"].as_str().unwrap_or_default().to_owned()
+    }
+
+    /// Gives the account `name` `role` in `team`, as `user`; the raw answer.
+    pub async fn set_member_raw(
+        &self,
+        user: &User,
+        team: &str,
+        name: &str,
+        role: &str,
+    ) -> reqwest::Response {
+        let path = format!("/v1/teams/{team}/members/{name}");
+        let body = json!({"role": role});
+        self.call(reqwest::Method::PUT, &path, user, Some(&body))
+            .await
+    }
+
+    /// Removes the account `name` from `team`, as `user`; the raw answer.
+    pub async fn remove_member_raw(
+        &self,
+        user: &User,
+        team: &str,
+        name: &str,
+    ) -> reqwest::Response {
+        let path = format!("/v1/teams/{team}/members/{name}");
+        self.call(reqwest::Method::DELETE, &path, user, None).await
     }
 
     pub async fn add_member(&self, owner: &User, team: &str, member: &User, role: &str) {
-        let response = self
-            .http
-            .put(self.url(&format!("/v1/teams/{team}/members/{}", member.name)))
-            .bearer_auth(&owner.token)
-            .json(&json!({"role": role}))
-            .send()
-            .await
-            .expect("add member");
+        let response = self.set_member_raw(owner, team, &member.name, role).await;
         assert_eq!(
             response.status(),
             200,
             "{}",
             response.text().await.unwrap_or_default()
         );
-    }
-
-    pub async fn create_project(&self, user: &User, team: &str, name: &str) -> String {
-        let response = self
-            .http
-            .post(self.url(&format!("/v1/teams/{team}/projects")))
-            .bearer_auth(&user.token)
-            .json(&json!({"name": name}))
-            .send()
-            .await
-            .expect("create project");
-        assert_eq!(response.status(), 201);
-        let project: Value = response.json().await.expect("project json");
-        project["id"].as_str().unwrap_or_default().to_owned()
     }
 
     /// A user with a team and a project: the usual start of a scenario.
@@ -337,6 +392,53 @@ impl TestServer {
         assert_eq!(status, 200, "push: {body}");
         assert_eq!(body["root"], tree.root.to_string());
         body["version"].as_u64().unwrap_or(u64::MAX)
+    }
+
+    /// Uploads an object stream (`/objects`, the resumable push's upload); the raw answer.
+    pub async fn upload_raw(&self, user: &User, project: &str, body: Vec<u8>) -> reqwest::Response {
+        self.http
+            .post(self.url(&format!("/v1/projects/{project}/objects")))
+            .bearer_auth(&user.token)
+            .header("content-type", sync_protocol::wire::OBJECTS_MEDIA_TYPE)
+            .body(body)
+            .send()
+            .await
+            .expect("upload")
+    }
+
+    /// Sends a commit request (`/commits`, the end of a resumable push); the raw answer.
+    pub async fn commit_raw(&self, user: &User, project: &str, body: &Value) -> reqwest::Response {
+        let path = format!("/v1/projects/{project}/commits");
+        self.call(reqwest::Method::POST, &path, user, Some(body))
+            .await
+    }
+
+    /// Asks which of `ids` the project lacks (`/missing`); the raw answer.
+    pub async fn missing_raw(
+        &self,
+        user: &User,
+        project: &str,
+        ids: &[String],
+    ) -> reqwest::Response {
+        let path = format!("/v1/projects/{project}/missing");
+        let body = json!({ "ids": ids });
+        self.call(reqwest::Method::POST, &path, user, Some(&body))
+            .await
+    }
+
+    /// Sends a restore request (`/restore`); the raw answer.
+    pub async fn restore_raw(&self, user: &User, project: &str, body: &Value) -> reqwest::Response {
+        let path = format!("/v1/projects/{project}/restore");
+        self.call(reqwest::Method::POST, &path, user, Some(body))
+            .await
+    }
+
+    /// `GET /versions{rest}` as JSON, whatever the status: the history (`rest` empty or a query
+    /// such as `?limit=2`) or one version (`/3`).
+    pub async fn versions(&self, user: &User, project: &str, rest: &str) -> Value {
+        let path = format!("/v1/projects/{project}/versions{rest}");
+        self.call_json(reqwest::Method::GET, &path, user, None)
+            .await
     }
 
     pub async fn pull_raw(&self, user: &User, project: &str, body: Value) -> reqwest::Response {
@@ -409,4 +511,18 @@ pub struct Pulled {
     pub version: u64,
     pub root: String,
     pub objects: Vec<(ObjectId, Object)>,
+}
+
+impl Pulled {
+    /// Asserts that the pull delivered every object of `tree` and nothing else, in any order.
+    pub fn assert_objects_of(&self, tree: &Tree) {
+        let mut got: Vec<ObjectId> = self.objects.iter().map(|(id, _)| *id).collect();
+        let mut want = tree.ids();
+        got.sort();
+        want.sort();
+        assert_eq!(
+            got, want,
+            "the pull did not deliver exactly the tree's objects"
+        );
+    }
 }

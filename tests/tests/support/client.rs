@@ -6,7 +6,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 
 use cairn_test_support::ClientHome;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::server::{Server, TEAM, USER};
 
@@ -83,6 +83,27 @@ impl Cairn {
         );
         assert_eq!(root, self.home().join(name), "{json}");
         (root, json)
+    }
+
+    /// `cairn pull` in `copy`, which must take it from version `from` to `to`; its JSON.
+    pub fn pull(&self, copy: &Path, from: u64, to: u64) -> Value {
+        let pulled = self.json(copy, &["pull"]);
+        assert_eq!(
+            (&pulled["from"], &pulled["version"]),
+            (&json!(from), &json!(to)),
+            "{pulled}"
+        );
+        pulled
+    }
+
+    /// Asserts that `cairn status` in `copy` finds no change from its base, version `version`.
+    pub fn assert_clean_at(&self, copy: &Path, version: u64) {
+        let status = self.json(copy, &["status"]);
+        assert_eq!(
+            (&status["base_version"], &status["changes"]),
+            (&json!(version), &json!([])),
+            "{status}"
+        );
     }
 
     /// The project's head version as `cairn log` reports it from `copy`.
