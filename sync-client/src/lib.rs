@@ -77,7 +77,6 @@
 pub mod apply;
 pub mod atomic;
 mod codec;
-pub mod encode;
 pub mod error;
 pub mod object_cache;
 pub mod progress;

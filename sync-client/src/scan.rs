@@ -27,6 +27,7 @@ use std::sync::Arc;
 mod clean;
 mod read;
 pub use clean::{CleanPaths, clean_paths};
+pub use read::STREAM_THRESHOLD;
 use read::{AtomicCounters, Candidate, FileRead, ReadOutcome, read_and_store};
 use std::sync::atomic::Ordering;
 

@@ -391,7 +391,7 @@ fn a_file_that_keeps_changing_is_never_reported_removed() {
 #[test]
 fn a_file_past_the_stream_threshold_gets_the_same_ids() {
     let test = new_copy();
-    let size = sync_client::encode::STREAM_THRESHOLD as usize + 300 * 1024 + 5;
+    let size = sync_client::scan::STREAM_THRESHOLD as usize + 300 * 1024 + 5;
     let data = noise(size, 21);
     write(&test.root, "fixtures/huge.bin", &data);
     let (found, _) = test.copy.scan().unwrap();
