@@ -207,7 +207,7 @@ fn dirs_in_scope(listing: &Listing, scope: Option<&[Path]>) -> BTreeSet<Path> {
         .into_iter()
         .filter(|dir| {
             listing.get(dir).is_some_and(FileRef::is_dir)
-                || crate::status::has_descendant(listing, dir)
+                || sync_protocol::tree::has_descendant(listing, dir)
         })
         .collect()
 }

@@ -650,7 +650,7 @@ impl Walker<'_> {
         else {
             return false;
         };
-        self.tracked.contains_key(&path) || crate::status::has_descendant(self.tracked, &path)
+        self.tracked.contains_key(&path) || sync_protocol::tree::has_descendant(self.tracked, &path)
     }
 }
 

@@ -664,7 +664,7 @@ impl ChangedDirs<'_> {
                     size: file_ref.size,
                     id: file_ref.id,
                 }),
-                None if crate::status::has_descendant(self.listing, &child) => {
+                None if sync_protocol::tree::has_descendant(self.listing, &child) => {
                     let base_child = entries
                         .get(name)
                         .filter(|entry| entry.kind == EntryKind::Dir)
