@@ -13,16 +13,16 @@
 //! Every file is replaced atomically. The base and config are fsynced; the stat cache and the
 //! objects are caches, verified on read and rebuilt when damaged.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io;
 use std::path::{Path as FsPath, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use sync_protocol::diff::{apply_changes, diff};
-use sync_protocol::tree::{
-    Listing, Path as TreePath, TreeError, build_dirs, empty_dir_id, flatten,
-};
-use sync_protocol::{Dir, DirEntry, EntryKind, Name, Object, ObjectId, ObjectKind};
+use sync_protocol::patch::{PatchTreeError, patch_tree};
+use sync_protocol::tree::{FileRef, Listing, Path as TreePath, TreeError, build_dirs, flatten};
+use sync_protocol::{Dir, Object, ObjectId};
 
 use crate::apply::{ApplyReport, apply_clean, apply_tree};
 use crate::atomic::{Mode, Replace, write_atomic};
@@ -579,120 +579,34 @@ impl WorkingCopy {
 }
 
 /// The root of `listing`, built from the base's dirs as git's cache-tree does: only the dirs
-/// above a path whose entry differs from the base are rebuilt (the base's version read from the
-/// cache, patched, stored); every other subtree keeps the base's id without being read. The base
-/// listing must be exactly the tree of the base root (no pending paths). `None` when a base dir
-/// it needs is not in the cache: the caller builds the whole tree instead.
+/// above a path whose entry differs from the base are rebuilt (`sync_protocol::patch::TreePatch`
+/// reads the base's versions on those paths from the cache and patches them) and stored; every
+/// other subtree keeps the base's id without being read. The base listing must be exactly the
+/// tree of the base root (no pending paths). `None` when a base dir it needs is not in the
+/// cache: the caller builds the whole tree instead.
 fn build_changed_dirs(
     objects: &ObjectCache,
     base: &Base,
     listing: &Listing,
 ) -> Result<Option<ObjectId>, ClientError> {
-    let changed = changed_paths(&base.listing, listing);
-    let builder = ChangedDirs {
-        objects,
-        listing,
-        changed: &changed,
-    };
-    builder.build(None, Some(base.root))
-}
-
-struct ChangedDirs<'a> {
-    objects: &'a ObjectCache,
-    listing: &'a Listing,
-    /// Sorted as a listing sorts, so the paths under one folder are contiguous.
-    changed: &'a [&'a TreePath],
-}
-
-impl ChangedDirs<'_> {
-    /// The id of the dir at `path` (`None`: the root) in the new listing, whose id in the base
-    /// was `base_id` (`None`: it was not a dir there).
-    fn build(
-        &self,
-        path: Option<&TreePath>,
-        base_id: Option<ObjectId>,
-    ) -> Result<Option<ObjectId>, ClientError> {
-        let prefix = path.map_or(String::new(), |path| format!("{path}/"));
-        let start = self
-            .changed
-            .partition_point(|changed| changed.as_str() < prefix.as_str());
-        let under = self.changed[start..]
-            .iter()
-            .take_while(|changed| changed.as_str().starts_with(&prefix));
-        let mut dirty_names = std::collections::BTreeSet::new();
-        for changed in under {
-            let rest = &changed.as_str()[prefix.len()..];
-            dirty_names.insert(rest.split('/').next().unwrap_or(rest));
-        }
-        if dirty_names.is_empty()
-            && let Some(id) = base_id
-        {
-            return Ok(Some(id));
-        }
-        let mut entries: std::collections::BTreeMap<String, DirEntry> = match base_id {
-            Some(id) if id != empty_dir_id() => match self.objects.object(&id, ObjectKind::Dir) {
-                Ok(Object::Dir(dir)) => dir
-                    .entries()
-                    .iter()
-                    .map(|entry| (entry.name.as_str().to_owned(), entry.clone()))
-                    .collect(),
-                Ok(_)
-                | Err(ClientError::ObjectMissing { .. } | ClientError::ObjectCorrupt { .. }) => {
-                    return Ok(None);
-                }
-                Err(error) => return Err(error),
-            },
-            _ => Default::default(),
-        };
-        for name in dirty_names {
-            let child = TreePath::new(&format!("{prefix}{name}")).map_err(|error| {
-                ClientError::InvalidObject {
-                    what: "the working copy's tree".to_owned(),
-                    detail: error.to_string(),
-                }
-            })?;
-            let entry_name = Name::new(name).map_err(|error| ClientError::InvalidObject {
+    let changes: BTreeMap<TreePath, Option<FileRef>> = changed_paths(&base.listing, listing)
+        .into_iter()
+        .map(|path| (path.clone(), listing.get(path).copied()))
+        .collect();
+    let patched = match patch_tree(objects, base.root, &changes) {
+        Ok(patched) => patched,
+        Err(PatchTreeError::Missing { .. }) => return Ok(None),
+        Err(PatchTreeError::Patch(error)) => {
+            return Err(ClientError::InvalidObject {
                 what: "the working copy's tree".to_owned(),
                 detail: error.to_string(),
-            })?;
-            let entry = match self.listing.get(&child) {
-                Some(file_ref) if file_ref.is_dir() => Some(DirEntry::dir(entry_name, file_ref.id)),
-                Some(file_ref) => Some(DirEntry {
-                    name: entry_name,
-                    kind: file_ref.kind,
-                    target: file_ref.target,
-                    size: file_ref.size,
-                    id: file_ref.id,
-                }),
-                None if sync_protocol::tree::has_descendant(self.listing, &child) => {
-                    let base_child = entries
-                        .get(name)
-                        .filter(|entry| entry.kind == EntryKind::Dir)
-                        .map(|entry| entry.id);
-                    match self.build(Some(&child), base_child)? {
-                        Some(id) => Some(DirEntry::dir(entry_name, id)),
-                        None => return Ok(None),
-                    }
-                }
-                None => None,
-            };
-            match entry {
-                Some(entry) => entries.insert(name.to_owned(), entry),
-                None => entries.remove(name),
-            };
+            });
         }
-        let dir = Dir::new(entries.into_values().collect()).map_err(|error| {
-            ClientError::InvalidObject {
-                what: format!(
-                    "the working copy's folder {}",
-                    path.map_or("(root)".to_owned(), ToString::to_string)
-                ),
-                detail: error.to_string(),
-            }
-        })?;
-        let (id, _) = self.objects.put_object(&Object::Dir(dir))?;
-        Ok(Some(id))
+    };
+    for (_, dir) in &patched.dirs {
+        objects.put_object(dir)?;
     }
+    Ok(Some(patched.root))
 }
 
 /// The base after an apply: the new version, except that held-back paths keep the previous
@@ -837,8 +751,7 @@ mod tests {
 
     #[test]
     fn changed_dirs_build_the_same_tree_as_a_full_build() {
-        use sync_protocol::tree::FileRef;
-        use sync_protocol::{ObjectKind, chunk_id};
+        use sync_protocol::{EntryKind, ObjectKind, chunk_id};
         let file = |seed: &str| FileRef {
             kind: EntryKind::File,
             target: ObjectKind::Chunk,
