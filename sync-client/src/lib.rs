@@ -86,6 +86,7 @@ pub mod scan;
 pub mod state;
 pub mod status;
 pub mod sync;
+pub mod timing;
 pub mod upload;
 pub mod user_config;
 pub mod watch;

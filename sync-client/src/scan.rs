@@ -233,7 +233,7 @@ pub fn scan(
     };
     let mut found = Found::default();
     let root_matchers = Vec::new();
-    crate::working_copy::timed("walk", || {
+    crate::timing::timed("walk", || {
         walker.walk_dir(&mut found, root, PathBuf::new(), None, &root_matchers)
     })?;
     let to_read = found.take_to_read();

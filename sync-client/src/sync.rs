@@ -27,11 +27,12 @@ use crate::records;
 use crate::remote::{Committed, Remote, RemoteError, new_push_id};
 use crate::state::Base;
 use crate::status::listing_changes;
+use crate::timing::{free_in_background, timed};
 use crate::upload::{
     Batch, PushJournal, SINGLE_REQUEST_BYTES, Sent, negotiate_missing, single_stream,
     upload_batches,
 };
-use crate::working_copy::{WorkingCopy, free_in_background, timed};
+use crate::working_copy::WorkingCopy;
 
 /// How many times a request with an unknown outcome is sent again (with the same push id).
 const TRANSIENT_RETRIES: u32 = 3;

@@ -31,36 +31,10 @@ use crate::object_cache::ObjectCache;
 use crate::scan::{CleanPaths, META_DIR, Scan, clean_paths, file_system_clock, scan};
 use crate::state::{Base, Mtime, StatCache, StatEntry};
 use crate::status::{PathChange, changed_paths, changes};
+use crate::timing::{free_in_background, timed};
 
 /// The version of the `.cairn/` layout this client writes and reads.
 pub const LAYOUT_VERSION: u32 = 1;
-
-/// Runs `work` and, when the environment variable `CAIRN_TIMINGS` is set, prints how long it
-/// took to standard error as `cairn timing: <phase> <ms> ms`. For finding where a command's time
-/// goes; the output is not a stable interface.
-pub fn timed<T>(phase: &str, work: impl FnOnce() -> T) -> T {
-    static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    if !*ENABLED.get_or_init(|| std::env::var_os("CAIRN_TIMINGS").is_some()) {
-        return work();
-    }
-    let started = std::time::Instant::now();
-    let out = work();
-    eprintln!(
-        "cairn timing: {phase} {:.2} ms",
-        started.elapsed().as_secs_f64() * 1e3
-    );
-    out
-}
-
-/// Frees `value` on a thread of its own. A large working copy's listings and caches hold tens
-/// of thousands of paths, and freeing them takes milliseconds that a command need not wait for;
-/// when the process exits first, the system reclaims the memory at once.
-pub fn free_in_background<T: Send + 'static>(value: T) {
-    // If no thread can be made, the value comes back inside the error and is freed here.
-    let _ = std::thread::Builder::new()
-        .name("cairn-free".to_owned())
-        .spawn(move || drop(value));
-}
 
 /// `.cairn/config.toml`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

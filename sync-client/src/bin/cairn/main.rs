@@ -190,7 +190,7 @@ fn main() -> ExitCode {
             return ExitCode::from(if error.use_stderr() { EXIT_USAGE } else { 0 });
         }
     };
-    match sync_client::working_copy::timed("run", || run(cli)) {
+    match sync_client::timing::timed("run", || run(cli)) {
         Ok(code) => ExitCode::from(code),
         Err(error) => {
             eprintln!("cairn: error: {error:#}");

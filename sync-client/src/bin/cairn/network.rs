@@ -9,8 +9,9 @@ use anyhow::{Context, bail};
 use serde_json::json;
 use sync_client::remote::Remote;
 use sync_client::sync::PullOutcome;
+use sync_client::timing::timed;
 use sync_client::user_config::{self, ServerCredentials};
-use sync_client::working_copy::{WorkingCopy, WorkingCopyConfig, timed};
+use sync_client::working_copy::{WorkingCopy, WorkingCopyConfig};
 
 use crate::output::{print_json, pull_json};
 use crate::progress::Bars;

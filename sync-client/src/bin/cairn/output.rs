@@ -6,8 +6,9 @@ use sync_client::apply::{ApplyReport, ConflictSummary, HeldBackReason, summary};
 use sync_client::scan::Skipped;
 use sync_client::status::PathChange;
 use sync_client::sync::{PullOutcome, PushOutcome, SyncOutcome};
+use sync_client::timing::free_in_background;
 use sync_client::watch::WatchEvent;
-use sync_client::working_copy::{WorkingCopy, free_in_background};
+use sync_client::working_copy::WorkingCopy;
 
 pub(crate) fn print_json(value: &impl Serialize) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
