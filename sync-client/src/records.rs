@@ -23,19 +23,11 @@ use sync_protocol::stream::StreamEncoder;
 use sync_protocol::tree::{FileRef, Listing, Path, build_dirs};
 use sync_protocol::{ObjectId, ObjectKind};
 
-use crate::error::ClientError;
+use sync_protocol::wire::MAX_RECORDS;
+
+use crate::error::{ClientError, RecordsError};
 use crate::object_cache::ObjectCache;
 use crate::upload::Batch;
-
-/// The most changed paths sent or asked for as records.
-pub const MAX_RECORDS: usize = 256;
-
-fn invalid(what: &str, detail: impl std::fmt::Display) -> ClientError {
-    ClientError::InvalidObject {
-        what: what.to_owned(),
-        detail: detail.to_string(),
-    }
-}
 
 /// The canonical encoding of a cached chunk, if the cache has it.
 fn chunk_encoding(objects: &ObjectCache, id: &ObjectId) -> Option<Vec<u8>> {
@@ -75,9 +67,14 @@ pub fn push_stream(
         ))
     });
     let mut encoder = StreamEncoder::new();
-    let stream_error = |error: sync_protocol::StreamError| invalid("the push stream", error);
+    let stream_error = |object: Option<ObjectId>| {
+        move |source| ClientError::PushStream {
+            object,
+            source: Box::new(source),
+        }
+    };
     for record in &records {
-        encoder.push_record(record).map_err(stream_error)?;
+        encoder.push_record(record).map_err(stream_error(None))?;
     }
     for id in planned {
         if inlined.contains(id) {
@@ -90,7 +87,9 @@ pub fn push_stream(
         if encoder.len() + frame.len() as u64 > limit {
             return Ok(None);
         }
-        encoder.push(kind, id, &frame).map_err(stream_error)?;
+        encoder
+            .push(kind, id, &frame)
+            .map_err(stream_error(Some(*id)))?;
     }
     let count = encoder.frame_count();
     Ok(Some(Batch {
@@ -112,7 +111,6 @@ pub fn apply_pulled(
     records: &[Record],
     root: &ObjectId,
 ) -> Result<(), ClientError> {
-    let what = "the pull's change records";
     let mut changes: BTreeMap<Path, Option<FileRef>> = BTreeMap::new();
     for record in records {
         match record {
@@ -132,23 +130,23 @@ pub fn apply_pulled(
                     let old = base
                         .get(path)
                         .filter(|old| old.target == ObjectKind::Chunk)
-                        .ok_or_else(|| {
-                            invalid(
-                                what,
-                                format!("{path}: a delta, but the base has no chunk there"),
-                            )
-                        })?;
+                        .ok_or_else(|| RecordsError::NoBaseChunk { path: path.clone() })?;
                     Some(chunk_encoding(objects, &old.id).ok_or_else(|| {
-                        invalid(
-                            what,
-                            format!("{path}: the base chunk {} is not cached", old.id),
-                        )
+                        RecordsError::BaseChunkNotCached {
+                            path: path.clone(),
+                            id: old.id,
+                        }
                     })?)
                 } else {
                     None
                 };
-                let decoded = decode_content(*kind, zstd, dictionary.as_deref())
-                    .map_err(|error| invalid(what, format!("{path}: {error}")))?;
+                let decoded =
+                    decode_content(*kind, zstd, dictionary.as_deref()).map_err(|source| {
+                        RecordsError::Content {
+                            path: path.clone(),
+                            source,
+                        }
+                    })?;
                 objects.put_object(&decoded.chunk)?;
                 changes.insert(path.clone(), Some(decoded.entry));
             }
@@ -164,15 +162,16 @@ pub fn apply_pulled(
                     None => listing.remove(path),
                 };
             }
-            let built = build_dirs(&listing).map_err(|error| invalid(what, error))?;
+            let built = build_dirs(&listing).map_err(RecordsError::Tree)?;
             (built.root, built.dirs)
         }
     };
     if new_root != *root {
-        return Err(invalid(
-            what,
-            format!("applied to the base they give root {new_root}, the server named {root}"),
-        ));
+        return Err(RecordsError::RootMismatch {
+            built: new_root,
+            named: *root,
+        }
+        .into());
     }
     for (_, dir) in &dirs {
         objects.put_object(dir)?;

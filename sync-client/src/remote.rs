@@ -1,170 +1,38 @@
-//! The HTTP client of the server's `/v1` API (docs-src `protocol/http-api.md`).
+//! The HTTP client of the server's `/v1` API, written against `sync_protocol::wire`: its route
+//! table builds the URLs, its serde types are the bodies, its problem documents are the errors.
 //!
 //! Blocking reqwest over rustls, one keep-alive connection pool per [`Remote`], `TCP_NODELAY`
-//! on, every request body written whole. Answers are parsed into the small structs below; a
-//! problem document becomes a [`RemoteError::Problem`] that keeps its stable `code`, except
-//! `401` ([`RemoteError::Unauthorized`]) and `409 conflict` ([`RemoteError::Conflict`]), which
-//! callers act on.
+//! on, every request body written whole. An error status becomes [`RemoteError::Refused`] with
+//! the server's `wire::Problem` (its code typed by `Problem::code`). A pull's answer is handed to
+//! the caller item by item ([`PullStream`]), each frame verified by the stream decoder; what to
+//! do with the objects and change records is the caller's business: this module knows nothing
+//! of the working copy.
 
 use std::io::Read;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-use serde_json::json;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use sync_protocol::ObjectId;
-use sync_protocol::patch::Record;
 use sync_protocol::stream::{Item, StreamDecoder};
-use sync_protocol::tree::Listing;
+use sync_protocol::wire::{
+    self, Commit, Committed, Head, HeadEvent, HistoryQuery, LogIn, MissingAnswer, MissingQuery,
+    NameBody, NewToken, Operation, Problem, Project, ProjectList, PullRequest, PushQuery, Restore,
+    Team, TeamList, Version, VersionList,
+};
 
-use crate::object_cache::ObjectCache;
+pub use crate::error::{AnswerError, RemoteError};
 use crate::progress::{CountingReader, Progress, Silent, Totals, Transfer};
 
-/// Media type of an object stream.
-pub const OBJECTS_MEDIA_TYPE: &str = "application/vnd.cairn.objects";
-
-/// Why a request to the server failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum RemoteError {
-    /// The server could not be reached, or the connection broke before a whole answer arrived.
-    #[error(
-        "could not reach the server at {url}: {detail}; check the URL and that the server is running"
-    )]
-    Network { url: String, detail: String },
-    /// No token for this server, or the server refused it.
-    #[error("{detail}; run `cairn login --server {server}`")]
-    Unauthorized { server: String, detail: String },
-    /// The push, commit or restore was based on a version that is no longer the head.
-    #[error("the project has moved on to version {} while this was based on an older one; pull and try again", head.version)]
-    Conflict { head: Head },
-    /// Any other problem document.
-    #[error("the server refused {what} ({status} {code}): {detail}")]
-    Problem {
-        what: String,
-        status: u16,
-        code: String,
-        detail: String,
-    },
-    /// An answer that does not follow the API.
-    #[error("the server's answer to {what} is not what the API describes: {detail}")]
-    BadAnswer { what: String, detail: String },
-}
-
-impl RemoteError {
-    /// True when retrying the same request may succeed (the outcome is unknown or transient).
-    pub fn is_transient(&self) -> bool {
-        match self {
-            Self::Network { .. } => true,
-            Self::Problem { status, .. } => matches!(status, 500 | 502 | 503 | 504),
-            _ => false,
-        }
-    }
-}
-
-/// A project's head: its latest version and root.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Head {
-    pub version: u64,
-    #[serde(with = "hex_id")]
-    pub root: ObjectId,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Account {
-    pub id: String,
-    pub name: String,
-    #[serde(default)]
-    pub email: Option<String>,
-}
-
-/// The answer to a log in. Its `Debug` leaves the token out.
-#[derive(Clone, Serialize, Deserialize)]
-pub struct Session {
-    pub token: String,
-    pub account: Account,
-}
-
-impl std::fmt::Debug for Session {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Session")
-            .field("account", &self.account)
-            .finish_non_exhaustive()
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Team {
-    pub id: String,
-    pub name: String,
-    pub role: String,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Project {
-    pub id: String,
-    pub team: String,
-    pub name: String,
-    pub role: String,
-    pub version: u64,
-    #[serde(with = "hex_id")]
-    pub root: ObjectId,
-    pub created: String,
-}
-
-impl Project {
-    pub fn head(&self) -> Head {
-        Head {
-            version: self.version,
-            root: self.root,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Author {
-    pub id: String,
-    pub name: String,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Version {
-    pub number: u64,
-    #[serde(with = "hex_id")]
-    pub root: ObjectId,
-    pub parent: Option<u64>,
-    pub author: Author,
-    pub time: String,
-    pub message: String,
-    pub push_id: Option<String>,
-}
-
-/// The answer to a push, commit or restore.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Committed {
-    pub version: u64,
-    #[serde(with = "hex_id")]
-    pub root: ObjectId,
-    pub replayed: bool,
-}
-
-/// What a pull delivered: every frame verified and stored in the object cache.
+/// What a pull delivered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Pulled {
     pub version: u64,
     pub root: ObjectId,
+    /// Frames and change records in the answer.
     pub objects: u32,
     pub bytes: u64,
-}
-
-#[derive(Deserialize)]
-struct Problem {
-    #[serde(default)]
-    code: String,
-    #[serde(default)]
-    detail: String,
-    #[serde(default)]
-    head: Option<Head>,
 }
 
 /// A server and, for every route but log in, its token.
@@ -184,6 +52,13 @@ impl std::fmt::Debug for Remote {
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .finish_non_exhaustive()
     }
+}
+
+/// A JSON request body as the client has always sent it: serialized through serde_json's map,
+/// whose members are in name order, so the bytes on the wire do not depend on the order of the
+/// wire type's fields.
+fn json_body(body: &impl Serialize) -> serde_json::Value {
+    serde_json::to_value(body).expect("the wire types are plain structs of strings and numbers")
 }
 
 impl Remote {
@@ -222,46 +97,77 @@ impl Remote {
         &self.progress
     }
 
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+
+    /// The URL of `operation` with its path placeholders filled in from `values`.
+    fn url(&self, operation: Operation, values: &[&str]) -> String {
+        format!("{}{}", self.server, operation.path(values))
+    }
+
+    /// A request for `operation`, with the token when the route needs one.
+    fn request(
+        &self,
+        operation: Operation,
+        values: &[&str],
+    ) -> Result<reqwest::blocking::RequestBuilder, RemoteError> {
+        self.request_with(&self.http, operation, values)
+    }
+
+    fn request_with(
+        &self,
+        http: &reqwest::blocking::Client,
+        operation: Operation,
+        values: &[&str],
+    ) -> Result<reqwest::blocking::RequestBuilder, RemoteError> {
+        let route = operation.route();
+        let method = match route.method {
+            wire::Method::Get => reqwest::Method::GET,
+            wire::Method::Post => reqwest::Method::POST,
+            wire::Method::Put => reqwest::Method::PUT,
+            wire::Method::Delete => reqwest::Method::DELETE,
+        };
+        let builder = http.request(method, self.url(operation, values));
+        if !route.authenticated {
+            return Ok(builder);
+        }
+        match &self.token {
+            Some(token) => Ok(builder.bearer_auth(token)),
+            None => Err(RemoteError::NotLoggedIn {
+                server: self.server.clone(),
+            }),
+        }
+    }
+
     /// An object-stream request body that reports its bytes as they are sent.
     fn stream_body(&self, stream: Vec<u8>) -> reqwest::blocking::Body {
         let len = stream.len() as u64;
         reqwest::blocking::Body::sized(CountingReader::new(stream, self.progress.clone()), len)
     }
 
-    pub fn server(&self) -> &str {
-        &self.server
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}/v1{path}", self.server)
-    }
-
-    fn request(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-    ) -> Result<reqwest::blocking::RequestBuilder, RemoteError> {
-        let builder = self.http.request(method, self.url(path));
-        match &self.token {
-            Some(token) => Ok(builder.bearer_auth(token)),
-            None => Err(RemoteError::Unauthorized {
-                server: self.server.clone(),
-                detail: format!("you are not logged in to {}", self.server),
-            }),
-        }
-    }
-
     /// Sends a request; a non-2xx answer becomes its error.
     fn send(
         &self,
-        what: &str,
+        operation: Operation,
         builder: reqwest::blocking::RequestBuilder,
     ) -> Result<reqwest::blocking::Response, RemoteError> {
         let response = builder.send().map_err(|error| self.network(&error))?;
         if response.status().is_success() {
             return Ok(response);
         }
-        Err(self.problem(what, response))
+        let status = response.status().as_u16();
+        // Any body that is not a problem document (a proxy's error page) is no problem.
+        let problem: Option<Problem> = response
+            .bytes()
+            .ok()
+            .and_then(|body| serde_json::from_slice(&body).ok());
+        Err(RemoteError::Refused {
+            server: self.server.clone(),
+            operation,
+            status,
+            problem: problem.map(Box::new),
+        })
     }
 
     fn network(&self, error: &reqwest::Error) -> RemoteError {
@@ -282,170 +188,94 @@ impl Remote {
         RemoteError::Network { url, detail }
     }
 
-    fn problem(&self, what: &str, response: reqwest::blocking::Response) -> RemoteError {
-        let status = response.status().as_u16();
-        let problem: Option<Problem> = response
-            .bytes()
-            .ok()
-            .and_then(|body| serde_json::from_slice(&body).ok());
-        let (code, detail, head) = match problem {
-            Some(problem) => (problem.code, problem.detail, problem.head),
-            None => (String::new(), format!("HTTP status {status}"), None),
-        };
-        match (status, code.as_str(), head) {
-            (401, _, _) => RemoteError::Unauthorized {
-                server: self.server.clone(),
-                detail: if code == "bad-credentials" {
-                    "log in failed: unknown account or wrong password".to_owned()
-                } else {
-                    format!(
-                        "{} did not accept your access token ({detail})",
-                        self.server
-                    )
-                },
-            },
-            (409, "conflict", Some(head)) => RemoteError::Conflict { head },
-            _ => {
-                // The two refusals a user can act on get a hint beside the server's detail.
-                let hint = match (status, code.as_str()) {
-                    (403, _) => {
-                        "; your role in the project's team is too low for this (ask a team owner)"
-                    }
-                    (404, "not-found") => {
-                        "; it does not exist or you are not a member of its team (see `cairn projects`)"
-                    }
-                    _ => "",
-                };
-                RemoteError::Problem {
-                    what: what.to_owned(),
-                    status,
-                    code,
-                    detail: format!("{detail}{hint}"),
-                }
-            }
+    fn bad_answer(&self, operation: Operation, reason: AnswerError) -> RemoteError {
+        RemoteError::BadAnswer {
+            server: self.server.clone(),
+            operation,
+            reason,
         }
     }
 
-    fn json<T: serde::de::DeserializeOwned>(
+    /// Sends a request and parses its JSON answer.
+    fn call<T: DeserializeOwned>(
         &self,
-        what: &str,
-        response: reqwest::blocking::Response,
+        operation: Operation,
+        builder: reqwest::blocking::RequestBuilder,
     ) -> Result<T, RemoteError> {
+        let response = self.send(operation, builder)?;
         let body = response.bytes().map_err(|error| self.network(&error))?;
-        serde_json::from_slice(&body).map_err(|error| RemoteError::BadAnswer {
-            what: what.to_owned(),
-            detail: error.to_string(),
-        })
+        serde_json::from_slice(&body)
+            .map_err(|error| self.bad_answer(operation, AnswerError::Json(error)))
     }
 
     /// `POST /v1/sessions`: a new token for `login` (account name or email).
-    pub fn log_in(&self, login: &str, password: &str, label: &str) -> Result<Session, RemoteError> {
-        let what = "the log in";
-        let builder = self
-            .http
-            .post(self.url("/sessions"))
-            .json(&json!({"login": login, "password": password, "label": label}));
-        let response = self.send(what, builder)?;
-        self.json(what, response)
+    pub fn log_in(&self, login: &LogIn) -> Result<NewToken, RemoteError> {
+        let operation = Operation::LogIn;
+        let builder = self.request(operation, &[])?.json(&json_body(login));
+        self.call(operation, builder)
     }
 
     pub fn teams(&self) -> Result<Vec<Team>, RemoteError> {
-        #[derive(Deserialize)]
-        struct Teams {
-            teams: Vec<Team>,
-        }
-        let what = "the list of teams";
-        let response = self.send(what, self.request(reqwest::Method::GET, "/teams")?)?;
-        Ok(self.json::<Teams>(what, response)?.teams)
+        let operation = Operation::ListTeams;
+        let list: TeamList = self.call(operation, self.request(operation, &[])?)?;
+        Ok(list.teams)
     }
 
     pub fn projects(&self) -> Result<Vec<Project>, RemoteError> {
-        #[derive(Deserialize)]
-        struct Projects {
-            projects: Vec<Project>,
-        }
-        let what = "the list of projects";
-        let response = self.send(what, self.request(reqwest::Method::GET, "/projects")?)?;
-        Ok(self.json::<Projects>(what, response)?.projects)
+        let operation = Operation::ListProjects;
+        let list: ProjectList = self.call(operation, self.request(operation, &[])?)?;
+        Ok(list.projects)
     }
 
     pub fn create_project(&self, team: &str, name: &str) -> Result<Project, RemoteError> {
-        let what = "creating the project";
-        let builder = self
-            .request(reqwest::Method::POST, &format!("/teams/{team}/projects"))?
-            .json(&json!({"name": name}));
-        let response = self.send(what, builder)?;
-        self.json(what, response)
+        let operation = Operation::CreateProject;
+        let body = NameBody {
+            name: name.to_owned(),
+        };
+        let builder = self.request(operation, &[team])?.json(&json_body(&body));
+        self.call(operation, builder)
     }
 
     /// `GET /v1/projects/{id}`: the project and its head.
     pub fn project(&self, project: &str) -> Result<Project, RemoteError> {
-        let what = "reading the project";
-        let response = self.send(
-            what,
-            self.request(reqwest::Method::GET, &format!("/projects/{project}"))?,
-        )?;
-        self.json(what, response)
+        let operation = Operation::ShowProject;
+        self.call(operation, self.request(operation, &[project])?)
     }
 
-    /// Newest first, at most `limit`.
-    pub fn versions(&self, project: &str, limit: u64) -> Result<Vec<Version>, RemoteError> {
-        #[derive(Deserialize)]
-        struct Versions {
-            versions: Vec<Version>,
-        }
-        let what = "the list of versions";
-        let builder = self
-            .request(
-                reqwest::Method::GET,
-                &format!("/projects/{project}/versions"),
-            )?
-            .query(&[("limit", limit)]);
-        let response = self.send(what, builder)?;
-        Ok(self.json::<Versions>(what, response)?.versions)
-    }
-
-    /// `POST /v1/projects/{id}/pull`: the head (or `want`), minus what `have` holds; every frame
-    /// is verified by the stream decoder and stored in `objects` as it arrives. With
-    /// `have_listing` (the listing of `have`), the server may answer a small change as change
-    /// records, which are applied to it here ([`crate::records::apply_pulled`]).
-    pub fn pull(
+    /// The project's history as `query` selects it, newest first.
+    pub fn versions(
         &self,
         project: &str,
-        want: Option<u64>,
-        have: &ObjectId,
-        have_listing: Option<&Listing>,
-        objects: &ObjectCache,
-    ) -> Result<Pulled, crate::ClientError> {
-        let what = "the pull";
-        let mut body = json!({"have": have.to_hex()});
-        if let Some(want) = want {
-            body["want"] = json!(want);
-        }
-        if have_listing.is_some() {
-            body["records"] = json!(true);
-        }
+        query: &HistoryQuery,
+    ) -> Result<Vec<Version>, RemoteError> {
+        let operation = Operation::ListVersions;
+        let builder = self.request(operation, &[project])?.query(query);
+        let list: VersionList = self.call(operation, builder)?;
+        Ok(list.versions)
+    }
+
+    /// `POST /v1/projects/{id}/pull`: asks for `request.want` (the head when absent) minus what
+    /// `request.have` holds, and opens the answer. Its items are read with
+    /// [`PullStream::next_item`].
+    pub fn pull(&self, project: &str, request: &PullRequest) -> Result<PullStream, RemoteError> {
+        let operation = Operation::Pull;
         let builder = self
-            .request(reqwest::Method::POST, &format!("/projects/{project}/pull"))?
-            .json(&body);
-        let mut response = self.send(what, builder)?;
-        let header = |name: &str| {
+            .request(operation, &[project])?
+            .json(&json_body(request));
+        let response = self.send(operation, builder)?;
+        let header = |name: &'static str| {
             response
                 .headers()
                 .get(name)
                 .and_then(|value| value.to_str().ok())
-                .map(str::to_owned)
+                .ok_or_else(|| self.bad_answer(operation, AnswerError::Header(name)))
         };
-        let bad = |detail: String| RemoteError::BadAnswer {
-            what: what.to_owned(),
-            detail,
-        };
-        let version = header("cairn-version")
-            .and_then(|text| text.parse::<u64>().ok())
-            .ok_or_else(|| bad("no Cairn-Version header".to_owned()))?;
-        let root = header("cairn-root")
-            .and_then(|text| text.parse::<ObjectId>().ok())
-            .ok_or_else(|| bad("no Cairn-Root header".to_owned()))?;
+        let version = header(wire::VERSION_HEADER)?
+            .parse::<u64>()
+            .map_err(|_| self.bad_answer(operation, AnswerError::Header(wire::VERSION_HEADER)))?;
+        let root = header(wire::ROOT_HEADER)?
+            .parse::<ObjectId>()
+            .map_err(|_| self.bad_answer(operation, AnswerError::Header(wire::ROOT_HEADER)))?;
         self.progress.start(
             Transfer::Download,
             Totals {
@@ -453,186 +283,185 @@ impl Remote {
                 bytes: response.content_length(),
             },
         );
-        let received = self.receive_stream(project, &mut response, objects, &bad);
-        self.progress.finish();
-        let (summary, records) = received?;
-        if !records.is_empty() {
-            let listing = have_listing
-                .ok_or_else(|| bad("change records the request did not ask for".to_owned()))?;
-            crate::records::apply_pulled(objects, have, listing, &records, &root)?;
-        }
-        Ok(Pulled {
+        Ok(PullStream {
+            remote: self.clone(),
+            url: self.url(operation, &[project]),
+            response,
+            decoder: StreamDecoder::new(),
+            buffer: vec![0u8; 256 * 1024],
             version,
             root,
-            objects: summary.frames,
-            bytes: summary.len,
+            finished: false,
         })
     }
 
-    /// Reads a pull's object stream, storing each verified frame in `objects` as it arrives (so
-    /// an interrupted pull keeps what it got) and reporting progress.
-    fn receive_stream(
-        &self,
-        project: &str,
-        response: &mut reqwest::blocking::Response,
-        objects: &ObjectCache,
-        bad: &dyn Fn(String) -> RemoteError,
-    ) -> Result<(sync_protocol::stream::StreamSummary, Vec<Record>), crate::ClientError> {
-        let mut decoder = StreamDecoder::new();
-        let mut records = Vec::new();
-        let mut buffer = vec![0u8; 256 * 1024];
-        loop {
-            let read = match response.read(&mut buffer) {
-                Ok(0) => break,
-                Ok(read) => read,
-                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(error) => {
-                    return Err(RemoteError::Network {
-                        url: self.url(&format!("/projects/{project}/pull")),
-                        detail: format!("the pull broke off: {error}"),
-                    }
-                    .into());
-                }
-            };
-            self.progress.advance(0, read as u64);
-            decoder.feed(&buffer[..read]);
-            while let Some(item) = decoder
-                .next_item()
-                .map_err(|error| bad(format!("the object stream is invalid: {error}")))?
-            {
-                match item {
-                    // The decoder verified the frame against its id and kind.
-                    Item::Object(frame) => {
-                        objects.put_encoded(&frame.id, &frame.compressed)?;
-                    }
-                    Item::Record(item) => records.push(item.record),
-                }
-                self.progress.advance(1, 0);
-            }
-        }
-        let summary = decoder
-            .finish()
-            .map_err(|error| bad(format!("the object stream is invalid: {error}")))?;
-        Ok((summary, records))
-    }
-
     /// `POST /v1/projects/{id}/push`: one object stream, committed as a new version on top of
-    /// `base_version` if that is still the head.
+    /// `query.base_version` if that is still the head.
     pub fn push(
         &self,
         project: &str,
-        push_id: &str,
-        base_version: u64,
-        root: &ObjectId,
-        message: Option<&str>,
+        query: &PushQuery,
         stream: Vec<u8>,
     ) -> Result<Committed, RemoteError> {
-        let what = "the push";
-        let mut query = vec![
-            ("push_id", push_id.to_owned()),
-            ("base_version", base_version.to_string()),
-            ("root", root.to_hex()),
-        ];
-        if let Some(message) = message {
-            query.push(("message", message.to_owned()));
-        }
+        let operation = Operation::Push;
         let builder = self
-            .request(reqwest::Method::POST, &format!("/projects/{project}/push"))?
-            .query(&query)
-            .header(reqwest::header::CONTENT_TYPE, OBJECTS_MEDIA_TYPE)
+            .request(operation, &[project])?
+            .query(query)
+            .header(reqwest::header::CONTENT_TYPE, wire::OBJECTS_MEDIA_TYPE)
             .body(self.stream_body(stream));
-        let response = self.send(what, builder)?;
-        self.json(what, response)
+        self.call(operation, builder)
     }
 
     /// `POST /v1/projects/{id}/missing`: which of `ids` (at most
     /// `sync_protocol::negotiate::NEGOTIATE_BATCH_SIZE`) the server does not store.
     pub fn missing(&self, project: &str, ids: &[ObjectId]) -> Result<Vec<ObjectId>, RemoteError> {
-        #[derive(Deserialize)]
-        struct Missing {
-            missing: Vec<String>,
-        }
-        let what = "the missing-objects question";
-        let ids: Vec<String> = ids.iter().map(ObjectId::to_hex).collect();
+        let operation = Operation::Missing;
+        let query = MissingQuery {
+            ids: ids.iter().map(ObjectId::to_hex).collect(),
+        };
         let builder = self
-            .request(
-                reqwest::Method::POST,
-                &format!("/projects/{project}/missing"),
-            )?
-            .json(&json!({ "ids": ids }));
-        let response = self.send(what, builder)?;
-        let answer: Missing = self.json(what, response)?;
-        answer
-            .missing
-            .iter()
-            .map(|text| {
-                text.parse().map_err(|_| RemoteError::BadAnswer {
-                    what: what.to_owned(),
-                    detail: format!("{text:?} is not an object id"),
-                })
-            })
-            .collect()
+            .request(operation, &[project])?
+            .json(&json_body(&query));
+        let answer: MissingAnswer = self.call(operation, builder)?;
+        Ok(answer.missing)
     }
 
     /// `POST /v1/projects/{id}/objects`: stores an object stream without committing anything.
     /// Every object it references must be earlier in it or already stored.
     pub fn upload(&self, project: &str, stream: Vec<u8>) -> Result<(), RemoteError> {
-        let what = "the upload";
+        let operation = Operation::Upload;
         let builder = self
-            .request(
-                reqwest::Method::POST,
-                &format!("/projects/{project}/objects"),
-            )?
-            .header(reqwest::header::CONTENT_TYPE, OBJECTS_MEDIA_TYPE)
+            .request(operation, &[project])?
+            .header(reqwest::header::CONTENT_TYPE, wire::OBJECTS_MEDIA_TYPE)
             .body(self.stream_body(stream));
-        self.send(what, builder)?;
+        self.send(operation, builder)?;
         Ok(())
     }
 
-    /// `POST /v1/projects/{id}/commits`: `root` (whose objects are all stored) as a new version
-    /// on top of `base_version` if that is still the head.
-    pub fn commit(
-        &self,
-        project: &str,
-        push_id: &str,
-        base_version: u64,
-        root: &ObjectId,
-        message: Option<&str>,
-    ) -> Result<Committed, RemoteError> {
-        let what = "the commit";
+    /// `POST /v1/projects/{id}/commits`: `commit.root` (whose objects are all stored) as a new
+    /// version on top of `commit.base_version` if that is still the head.
+    pub fn commit(&self, project: &str, commit: &Commit) -> Result<Committed, RemoteError> {
+        let operation = Operation::Commit;
         let builder = self
-            .request(
-                reqwest::Method::POST,
-                &format!("/projects/{project}/commits"),
-            )?
-            .json(&json!({
-                "push_id": push_id,
-                "base_version": base_version,
-                "root": root.to_hex(),
-                "message": message.unwrap_or_default(),
-            }));
-        let response = self.send(what, builder)?;
-        self.json(what, response)
+            .request(operation, &[project])?
+            .json(&json_body(commit));
+        self.call(operation, builder)
     }
 
-    /// `POST /v1/projects/{id}/restore`: `version`'s tree as a new version on top of
-    /// `base_version`.
-    pub fn restore(
-        &self,
-        project: &str,
-        version: u64,
-        base_version: u64,
-        push_id: &str,
-    ) -> Result<Committed, RemoteError> {
-        let what = "the restore";
+    /// `POST /v1/projects/{id}/restore`: `restore.version`'s tree as a new version on top of
+    /// `restore.base_version`.
+    pub fn restore(&self, project: &str, restore: &Restore) -> Result<Committed, RemoteError> {
+        let operation = Operation::Restore;
         let builder = self
-            .request(
-                reqwest::Method::POST,
-                &format!("/projects/{project}/restore"),
-            )?
-            .json(&json!({"version": version, "base_version": base_version, "push_id": push_id}));
-        let response = self.send(what, builder)?;
-        self.json(what, response)
+            .request(operation, &[project])?
+            .json(&json_body(restore));
+        self.call(operation, builder)
+    }
+
+    /// Opens the project's event stream (no overall timeout: it stays open until the server
+    /// ends it; the server sends a comment every 15 seconds).
+    pub fn events(&self, project: &str) -> Result<Events, RemoteError> {
+        let operation = Operation::Events;
+        let http = reqwest::blocking::Client::builder()
+            .tcp_nodelay(true)
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(None)
+            .user_agent(concat!("cairn/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|error| self.network(&error))?;
+        let builder = self.request_with(&http, operation, &[project])?;
+        let response = self.send(operation, builder)?;
+        Ok(Events {
+            server: self.server.clone(),
+            url: self.url(operation, &[project]),
+            lines: std::io::BufReader::new(response),
+        })
+    }
+}
+
+/// The answer to a pull, read as it arrives: every object frame verified against its id and
+/// kind by `sync_protocol::stream::StreamDecoder`, and the change records, in stream order.
+/// Progress is reported as the bytes come in; dropping the stream ends the report.
+#[derive(Debug)]
+pub struct PullStream {
+    remote: Remote,
+    url: String,
+    response: reqwest::blocking::Response,
+    decoder: StreamDecoder,
+    buffer: Vec<u8>,
+    version: u64,
+    root: ObjectId,
+    finished: bool,
+}
+
+impl PullStream {
+    /// The version delivered (the `Cairn-Version` header).
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// The root delivered (the `Cairn-Root` header).
+    pub fn root(&self) -> ObjectId {
+        self.root
+    }
+
+    fn invalid(&self, error: sync_protocol::StreamError) -> RemoteError {
+        self.remote
+            .bad_answer(Operation::Pull, AnswerError::Stream(Box::new(error)))
+    }
+
+    /// The next item of the answer, `None` once the body has ended.
+    pub fn next_item(&mut self) -> Result<Option<Item>, RemoteError> {
+        loop {
+            match self.decoder.next_item() {
+                Ok(Some(item)) => {
+                    self.remote.progress.advance(1, 0);
+                    return Ok(Some(item));
+                }
+                Ok(None) => {}
+                Err(error) => return Err(self.invalid(error)),
+            }
+            let read = match self.response.read(&mut self.buffer) {
+                Ok(0) => return Ok(None),
+                Ok(read) => read,
+                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(error) => {
+                    return Err(RemoteError::Network {
+                        url: self.url.clone(),
+                        detail: format!("the answer broke off: {error}"),
+                    });
+                }
+            };
+            self.remote.progress.advance(0, read as u64);
+            self.decoder.feed(&self.buffer[..read]);
+        }
+    }
+
+    /// Checks that the stream ended whole (its trailer, counts and digest) and says what came.
+    /// Call it once [`PullStream::next_item`] has returned `None`.
+    pub fn finish(mut self) -> Result<Pulled, RemoteError> {
+        self.end_progress();
+        let decoder = std::mem::take(&mut self.decoder);
+        let summary = decoder.finish().map_err(|error| self.invalid(error))?;
+        Ok(Pulled {
+            version: self.version,
+            root: self.root,
+            objects: summary.frames,
+            bytes: summary.len,
+        })
+    }
+
+    fn end_progress(&mut self) {
+        if !self.finished {
+            self.finished = true;
+            self.remote.progress.finish();
+        }
+    }
+}
+
+impl Drop for PullStream {
+    fn drop(&mut self) {
+        self.end_progress();
     }
 }
 
@@ -640,18 +469,14 @@ impl Remote {
 /// commit. Events are hints (see the API page): a reader compares them with its base.
 #[derive(Debug)]
 pub struct Events {
+    server: String,
+    url: String,
     lines: std::io::BufReader<reqwest::blocking::Response>,
 }
 
 impl Events {
     /// The next head; `Ok(None)` when the server ended the stream.
     pub fn next_head(&mut self) -> Result<Option<Head>, RemoteError> {
-        #[derive(Deserialize)]
-        struct HeadEvent {
-            version: u64,
-            #[serde(with = "hex_id")]
-            root: ObjectId,
-        }
         let mut event = String::new();
         let mut data = String::new();
         loop {
@@ -659,7 +484,7 @@ impl Events {
             let read =
                 std::io::BufRead::read_line(&mut self.lines, &mut line).map_err(|error| {
                     RemoteError::Network {
-                        url: "the event stream".to_owned(),
+                        url: self.url.clone(),
                         detail: error.to_string(),
                     }
                 })?;
@@ -672,8 +497,9 @@ impl Events {
                 if event == "head" && !data.is_empty() {
                     let head: HeadEvent =
                         serde_json::from_str(&data).map_err(|error| RemoteError::BadAnswer {
-                            what: "the event stream".to_owned(),
-                            detail: error.to_string(),
+                            server: self.server.clone(),
+                            operation: Operation::Events,
+                            reason: AnswerError::Json(error),
                         })?;
                     return Ok(Some(Head {
                         version: head.version,
@@ -695,59 +521,16 @@ impl Events {
     }
 }
 
-impl Remote {
-    /// Opens the project's event stream (no overall timeout: it stays open until the server
-    /// ends it; the server sends a comment every 15 seconds).
-    pub fn events(&self, project: &str) -> Result<Events, RemoteError> {
-        let what = "the event stream";
-        let http = reqwest::blocking::Client::builder()
-            .tcp_nodelay(true)
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(None)
-            .user_agent(concat!("cairn/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|error| self.network(&error))?;
-        let mut builder = http.get(self.url(&format!("/projects/{project}/events")));
-        match &self.token {
-            Some(token) => builder = builder.bearer_auth(token),
-            None => {
-                return Err(RemoteError::Unauthorized {
-                    server: self.server.clone(),
-                    detail: format!("you are not logged in to {}", self.server),
-                });
-            }
-        }
-        let response = self.send(what, builder)?;
-        Ok(Events {
-            lines: std::io::BufReader::new(response),
-        })
-    }
-}
-
 /// A fresh push id: 32 random hex digits.
 pub fn new_push_id() -> String {
     let bytes: [u8; 16] = rand::random();
     bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
-/// Object ids as the API writes them: 64 lowercase hex digits.
-mod hex_id {
-    use serde::{Deserialize, Deserializer, Serializer};
-    use sync_protocol::ObjectId;
-
-    pub fn serialize<S: Serializer>(id: &ObjectId, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&id.to_hex())
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<ObjectId, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        text.parse().map_err(serde::de::Error::custom)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sync_protocol::wire::Want;
 
     #[test]
     fn debug_output_hides_the_token() {
@@ -761,7 +544,110 @@ mod tests {
     fn push_ids_are_fresh_and_valid() {
         let first = new_push_id();
         assert_eq!(first.len(), 32);
-        assert!(first.bytes().all(|byte| byte.is_ascii_hexdigit()));
+        assert!(wire::is_valid_push_id(&first));
         assert_ne!(first, new_push_id());
+    }
+
+    #[test]
+    fn urls_come_from_the_route_table() {
+        let remote = Remote::new("https://cairn.test/", None).unwrap();
+        assert_eq!(
+            remote.url(Operation::Pull, &["p1"]),
+            "https://cairn.test/v1/projects/p1/pull"
+        );
+        assert_eq!(
+            remote.url(Operation::CreateProject, &["t1"]),
+            "https://cairn.test/v1/teams/t1/projects"
+        );
+        assert_eq!(
+            remote.url(Operation::LogIn, &[]),
+            "https://cairn.test/v1/sessions"
+        );
+    }
+
+    #[test]
+    fn only_log_in_goes_without_a_token() {
+        let remote = Remote::new("https://cairn.test", None).unwrap();
+        assert!(remote.request(Operation::LogIn, &[]).is_ok());
+        assert!(matches!(
+            remote.request(Operation::Pull, &["p"]),
+            Err(RemoteError::NotLoggedIn { server }) if server == "https://cairn.test"
+        ));
+    }
+
+    /// The request bodies are the bytes earlier clients sent (members in name order), so the
+    /// move to the wire types changed nothing on the wire.
+    #[test]
+    fn request_bodies_keep_their_bytes() {
+        let root = sync_protocol::tree::empty_dir_id();
+        let pull = PullRequest {
+            want: Some(Want::Version(3)),
+            have: Some(root.to_hex()),
+            records: true,
+        };
+        assert_eq!(
+            text(&pull),
+            format!(r#"{{"have":"{root}","records":true,"want":3}}"#)
+        );
+        let plain = PullRequest {
+            want: None,
+            have: Some(root.to_hex()),
+            records: false,
+        };
+        assert_eq!(text(&plain), format!(r#"{{"have":"{root}"}}"#));
+        let commit = Commit {
+            push_id: "p".into(),
+            base_version: 2,
+            root: root.to_hex(),
+            message: String::new(),
+        };
+        assert_eq!(
+            text(&commit),
+            format!(r#"{{"base_version":2,"message":"","push_id":"p","root":"{root}"}}"#)
+        );
+        let restore = Restore {
+            version: 1,
+            base_version: 4,
+            push_id: Some("p".into()),
+            message: None,
+        };
+        assert_eq!(
+            text(&restore),
+            r#"{"base_version":4,"push_id":"p","version":1}"#
+        );
+        let log_in = LogIn {
+            login: "ada".into(),
+            password: "pw".into(),
+            label: Some("cairn on x".into()),
+        };
+        assert_eq!(
+            text(&log_in),
+            r#"{"label":"cairn on x","login":"ada","password":"pw"}"#
+        );
+        let push = PushQuery {
+            push_id: "p".into(),
+            base_version: 2,
+            root: root.to_hex(),
+            message: "m 1".into(),
+        };
+        assert_eq!(
+            query_text(&push),
+            format!("push_id=p&base_version=2&root={root}&message=m+1")
+        );
+    }
+
+    /// A JSON body as [`json_body`] sends it.
+    fn text(body: &impl Serialize) -> String {
+        serde_json::to_string(&json_body(body)).unwrap()
+    }
+
+    /// The query string reqwest writes for `query`.
+    fn query_text(query: &impl Serialize) -> String {
+        let request = reqwest::blocking::Client::new()
+            .post("http://cairn.test/")
+            .query(query)
+            .build()
+            .unwrap();
+        request.url().query().unwrap_or_default().to_owned()
     }
 }

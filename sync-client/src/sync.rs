@@ -5,11 +5,11 @@
 //! - [`push_once`]: snapshot, `plan_push` from the base, then one `push` request when the
 //!   objects are small (as change records when few paths changed, [`crate::records`]), or
 //!   journaled, resumable batches when they are large or an earlier push was cut off
-//!   ([`crate::upload`]). When part of the base is no longer in the object cache, the dirs of the
-//!   new tree are rebuilt into it and the server is asked what it lacks (the negotiation). The push id is random per attempt and reused when a
-//!   network error or a 5xx leaves the outcome unknown (or the journal says the same push was
-//!   under way), so a retry can never commit twice. A `409 conflict` comes back as
-//!   `RemoteError::Conflict`.
+//!   ([`crate::upload`]). When part of the base is no longer in the object cache, the dirs of
+//!   the new tree are rebuilt into it and the server is asked what it lacks (the negotiation).
+//!   The push id is random per attempt and reused when a network error or a 5xx leaves the
+//!   outcome unknown (or the journal says the same push was under way), so a retry can never
+//!   commit twice. A `409 conflict` comes back as a refusal with that problem code.
 //! - [`sync`]: pull, then push, until a push commits or there is nothing to push, at most
 //!   `rounds` times. This is also what `push` does after a conflict.
 
@@ -18,13 +18,17 @@ use std::time::Duration;
 
 use sync_protocol::ObjectId;
 use sync_protocol::plan::{PushPlanError, plan_push};
+use sync_protocol::stream::Item;
 use sync_protocol::tree::{Listing, build_dirs, empty_dir_id};
+use sync_protocol::wire::{
+    Commit, Committed, Operation, ProblemCode, PullRequest, PushQuery, Restore, Want,
+};
 
 use crate::apply::ApplyReport;
-use crate::error::ClientError;
+use crate::error::{AnswerError, ClientError, RemoteError};
 use crate::progress::{Totals, Transfer};
 use crate::records;
-use crate::remote::{Committed, Remote, RemoteError, new_push_id};
+use crate::remote::{Pulled, Remote, new_push_id};
 use crate::state::Base;
 use crate::status::listing_changes;
 use crate::timing::{free_in_background, timed};
@@ -60,25 +64,14 @@ pub fn pull(copy: &WorkingCopy, remote: &Remote) -> Result<PullOutcome, ClientEr
     let listing = base.pending.is_empty().then_some(&base.listing);
     // One pull request (retried while the outcome is unknown) of `want`, from `have`.
     let attempt = |want: Option<u64>, have: &ObjectId, listing: Option<&Listing>| {
-        retry_transient(|| {
-            remote
-                .pull(&copy.config().project, want, have, listing, &copy.objects())
-                .map_err(|error| match error {
-                    ClientError::Remote(remote) => Retry::Remote(remote),
-                    other => Retry::Other(other),
-                })
-        })
+        retry_transient(|| pull_attempt(copy, remote, want, have, listing))
     };
     let pulled = match timed("pull request", || attempt(None, &base.root, listing)) {
         // Records that do not fit the base (a cache that lost a base chunk), or a server that
         // does not know the `records` field: ask for dirs.
-        Err(ClientError::InvalidObject { what, .. })
-            if listing.is_some() && what.contains("change records") =>
-        {
-            attempt(None, &base.root, None)?
-        }
-        Err(ClientError::Remote(RemoteError::Problem { code, .. }))
-            if listing.is_some() && code == "bad-json" =>
+        Err(ClientError::PulledRecords(_)) if listing.is_some() => attempt(None, &base.root, None)?,
+        Err(ClientError::Remote(error))
+            if listing.is_some() && error.code() == Some(ProblemCode::BadJson) =>
         {
             attempt(None, &base.root, None)?
         }
@@ -118,6 +111,49 @@ pub fn pull(copy: &WorkingCopy, remote: &Remote) -> Result<PullOutcome, ClientEr
     })
 }
 
+/// One pull request of `want` (the head when `None`) from `have`: every verified frame goes
+/// into the object cache as it arrives (so an interrupted pull keeps what it got), and change
+/// records, asked for when `have_listing` (the listing of `have`) is given, are applied to it
+/// ([`records::apply_pulled`]).
+fn pull_attempt(
+    copy: &WorkingCopy,
+    remote: &Remote,
+    want: Option<u64>,
+    have: &ObjectId,
+    have_listing: Option<&Listing>,
+) -> Result<Pulled, ClientError> {
+    let request = PullRequest {
+        want: want.map(Want::Version),
+        have: Some(have.to_hex()),
+        records: have_listing.is_some(),
+    };
+    let objects = copy.objects();
+    let mut stream = remote.pull(&copy.config().project, &request)?;
+    let mut records = Vec::new();
+    while let Some(item) = stream.next_item()? {
+        match item {
+            // The decoder verified the frame against its id and kind.
+            Item::Object(frame) => {
+                objects.put_encoded(&frame.id, &frame.compressed)?;
+            }
+            Item::Record(item) => records.push(item.record),
+        }
+    }
+    let pulled = stream.finish()?;
+    if !records.is_empty() {
+        let Some(listing) = have_listing else {
+            return Err(RemoteError::BadAnswer {
+                server: remote.server().to_owned(),
+                operation: Operation::Pull,
+                reason: AnswerError::UnaskedRecords,
+            }
+            .into());
+        };
+        records::apply_pulled(&objects, have, listing, &records, &pulled.root)?;
+    }
+    Ok(pulled)
+}
+
 /// What a push did.
 #[derive(Debug, Clone, Copy)]
 pub enum PushOutcome {
@@ -131,9 +167,9 @@ pub enum PushOutcome {
     },
 }
 
-/// Pushes the working copy's changes as one new version on top of its base. Fails with
-/// `RemoteError::Conflict` when the base is no longer the head, and with
-/// `ClientError::PendingPaths` while the last pull left paths un-updated.
+/// Pushes the working copy's changes as one new version on top of its base. Fails with a
+/// `conflict` refusal ([`RemoteError::conflict_head`]) when the base is no longer the head, and
+/// with `ClientError::PendingPaths` while the last pull left paths un-updated.
 pub fn push_once(
     copy: &WorkingCopy,
     remote: &Remote,
@@ -143,7 +179,7 @@ pub fn push_once(
     let (base, stat_cache) = copy.base_and_stat_cache()?;
     if !base.pending.is_empty() {
         return Err(ClientError::PendingPaths {
-            paths: base.pending.iter().map(ToString::to_string).collect(),
+            paths: base.pending.iter().cloned().collect(),
         });
     }
     let mut snapshot = copy.snapshot_with(&base, stat_cache)?;
@@ -189,12 +225,7 @@ pub fn push_once(
                 // Part of the base tree left the cache (cleaned or damaged): the server still
                 // knows what it has. Every dir of the new tree goes back into the cache, and
                 // the negotiation finds what to send.
-                let built = build_dirs(&snapshot.scan.listing).map_err(|error| {
-                    ClientError::InvalidObject {
-                        what: "the working copy's tree".to_owned(),
-                        detail: error.to_string(),
-                    }
-                })?;
+                let built = build_dirs(&snapshot.scan.listing).map_err(ClientError::WorkingTree)?;
                 for (_, dir) in &built.dirs {
                     objects.put_object(dir)?;
                 }
@@ -216,11 +247,12 @@ pub fn push_once(
     let committed = sent.committed;
     if committed.root != snapshot.root {
         return Err(RemoteError::BadAnswer {
-            what: "the push".to_owned(),
-            detail: format!(
-                "it committed root {} instead of {}",
-                committed.root, snapshot.root
-            ),
+            server: remote.server().to_owned(),
+            operation: Operation::Push,
+            reason: AnswerError::WrongRoot {
+                expected: snapshot.root,
+                committed: committed.root,
+            },
         }
         .into());
     }
@@ -275,8 +307,11 @@ fn push_small(
         match send(batch) {
             // A server that cannot use the records (or finds they do not fit its copy of the
             // base) is sent the dirs instead.
-            Err(ClientError::Remote(RemoteError::Problem { code, .. }))
-                if code == "bad-records" || code == "bad-stream" => {}
+            Err(ClientError::Remote(error))
+                if matches!(
+                    error.code(),
+                    Some(ProblemCode::BadRecords | ProblemCode::BadStream)
+                ) => {}
             other => return other.map(Some),
         }
     }
@@ -304,19 +339,14 @@ fn push_whole(
             bytes: Some(batch.stream.len() as u64),
         },
     );
+    let query = PushQuery {
+        push_id,
+        base_version,
+        root: root.to_hex(),
+        message: message.unwrap_or_default().to_owned(),
+    };
     let committed = timed("push request", || {
-        retry_transient(|| {
-            remote
-                .push(
-                    project,
-                    &push_id,
-                    base_version,
-                    root,
-                    message,
-                    batch.stream.clone(),
-                )
-                .map_err(Retry::Remote)
-        })
+        retry_transient(|| Ok(remote.push(project, &query, batch.stream.clone())?))
     });
     progress.advance(u64::from(batch.objects), 0);
     progress.finish();
@@ -362,17 +392,15 @@ fn push_in_batches(
         planned
     };
     let (sent_objects, sent_bytes) = upload_batches(remote, &objects, ids, |batch| {
-        retry_transient(|| {
-            remote
-                .upload(project, batch.stream.clone())
-                .map_err(Retry::Remote)
-        })
+        retry_transient(|| Ok(remote.upload(project, batch.stream.clone())?))
     })?;
-    let committed = retry_transient(|| {
-        remote
-            .commit(project, &push_id, base_version, root, message)
-            .map_err(Retry::Remote)
-    })?;
+    let commit = Commit {
+        push_id,
+        base_version,
+        root: root.to_hex(),
+        message: message.unwrap_or_default().to_owned(),
+    };
+    let committed = retry_transient(|| Ok(remote.commit(project, &commit)?))?;
     PushJournal::remove(copy)?;
     Ok(Sent {
         committed,
@@ -401,7 +429,7 @@ pub fn sync(
         pulls.push(pull(copy, remote)?);
         match push_once(copy, remote, message) {
             Ok(push) => return Ok(SyncOutcome { pulls, push }),
-            Err(ClientError::Remote(RemoteError::Conflict { .. })) => continue,
+            Err(error) if is_conflict(&error) => continue,
             Err(error) => return Err(error),
         }
     }
@@ -420,31 +448,33 @@ pub fn push(
             pulls: Vec::new(),
             push,
         }),
-        Err(ClientError::Remote(RemoteError::Conflict { .. })) => {
-            sync(copy, remote, message, rounds)
-        }
+        Err(error) if is_conflict(&error) => sync(copy, remote, message, rounds),
         Err(error) => Err(error),
     }
 }
 
-enum Retry {
-    Remote(RemoteError),
-    Other(ClientError),
+/// True for the server's `conflict` answer: the base is no longer the head.
+fn is_conflict(error: &ClientError) -> bool {
+    error
+        .remote()
+        .is_some_and(|remote| remote.code() == Some(ProblemCode::Conflict))
 }
 
 /// Runs `attempt` again (up to [`TRANSIENT_RETRIES`] more times, with a growing pause) while it
 /// fails with a transient remote error.
-fn retry_transient<T>(mut attempt: impl FnMut() -> Result<T, Retry>) -> Result<T, ClientError> {
+fn retry_transient<T>(
+    mut attempt: impl FnMut() -> Result<T, ClientError>,
+) -> Result<T, ClientError> {
     let mut retries = 0;
     loop {
         match attempt() {
-            Ok(value) => return Ok(value),
-            Err(Retry::Remote(error)) if error.is_transient() && retries < TRANSIENT_RETRIES => {
+            Err(ClientError::Remote(error))
+                if error.is_transient() && retries < TRANSIENT_RETRIES =>
+            {
                 retries += 1;
                 std::thread::sleep(Duration::from_millis(200 * u64::from(retries)));
             }
-            Err(Retry::Remote(error)) => return Err(error.into()),
-            Err(Retry::Other(error)) => return Err(error),
+            other => return other,
         }
     }
 }
@@ -460,14 +490,14 @@ pub fn restore(
 ) -> Result<Committed, ClientError> {
     for _ in 0..rounds {
         let head = remote.project(project)?.head();
-        let push_id = new_push_id();
-        let restored = retry_transient(|| {
-            remote
-                .restore(project, version, head.version, &push_id)
-                .map_err(Retry::Remote)
-        });
-        match restored {
-            Err(ClientError::Remote(RemoteError::Conflict { .. })) => continue,
+        let restore = Restore {
+            version,
+            base_version: head.version,
+            push_id: Some(new_push_id()),
+            message: None,
+        };
+        match retry_transient(|| Ok(remote.restore(project, &restore)?)) {
+            Err(error) if is_conflict(&error) => continue,
             other => return other,
         }
     }

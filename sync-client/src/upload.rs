@@ -20,13 +20,14 @@ use std::sync::mpsc;
 use serde::{Deserialize, Serialize};
 use sync_protocol::ObjectId;
 use sync_protocol::negotiate::{NegotiateError, negotiate};
-use sync_protocol::stream::StreamEncoder;
+use sync_protocol::stream::{StreamEncoder, StreamError};
+use sync_protocol::wire::Committed;
 
 use crate::atomic::{Mode, Replace, write_atomic};
 use crate::error::{ClientError, io_error};
 use crate::object_cache::ObjectCache;
 use crate::progress::{Totals, Transfer};
-use crate::remote::{Committed, Remote};
+use crate::remote::Remote;
 use crate::scan::META_DIR;
 use crate::working_copy::WorkingCopy;
 
@@ -65,17 +66,10 @@ impl PushJournal {
     }
 
     pub fn save(&self, copy: &WorkingCopy) -> Result<(), ClientError> {
-        let bytes =
-            serde_json::to_vec_pretty(self).map_err(|error| ClientError::InvalidObject {
-                what: "the push journal".to_owned(),
-                detail: error.to_string(),
-            })?;
-        write_atomic(
-            &Self::path(copy),
-            &bytes,
-            Mode::Umask(0o644),
-            Replace::Overwrite,
-        )?;
+        let path = Self::path(copy);
+        let bytes = serde_json::to_vec_pretty(self)
+            .map_err(|error| ClientError::io("write", &path, error.into()))?;
+        write_atomic(&path, &bytes, Mode::Umask(0o644), Replace::Overwrite)?;
         Ok(())
     }
 
@@ -116,7 +110,7 @@ pub fn single_stream(
         }
         encoder
             .push(kind, id, &frame)
-            .map_err(|error| stream_error(id, &error))?;
+            .map_err(|source| stream_error(id, source))?;
     }
     let objects = encoder.frame_count();
     Ok(Some(Batch {
@@ -125,10 +119,10 @@ pub fn single_stream(
     }))
 }
 
-fn stream_error(id: &ObjectId, error: &dyn std::fmt::Display) -> ClientError {
-    ClientError::InvalidObject {
-        what: format!("the push stream (object {id})"),
-        detail: error.to_string(),
+fn stream_error(id: &ObjectId, source: StreamError) -> ClientError {
+    ClientError::PushStream {
+        object: Some(*id),
+        source: Box::new(source),
     }
 }
 
@@ -143,10 +137,7 @@ pub fn negotiate_missing(
         .map(sync_protocol::negotiate::Negotiated::into_upload_order)
         .map_err(|error| match error {
             NegotiateError::Ask(remote) => remote.into(),
-            NegotiateError::Answer(answer) => ClientError::InvalidObject {
-                what: "the resume negotiation".to_owned(),
-                detail: answer.to_string(),
-            },
+            NegotiateError::Answer(answer) => ClientError::Negotiation(answer),
         })
 }
 
@@ -211,7 +202,7 @@ fn read_batches(
         }
         encoder
             .push(kind, id, &frame)
-            .map_err(|error| stream_error(id, &error))?;
+            .map_err(|source| stream_error(id, source))?;
     }
     if encoder.frame_count() > 0 {
         let objects = encoder.frame_count();

@@ -18,7 +18,9 @@ use std::time::{Duration, Instant};
 
 use crate::atomic::is_temp_name;
 use crate::error::ClientError;
-use crate::remote::{Head, Remote, RemoteError};
+use sync_protocol::wire::Head;
+
+use crate::remote::{Remote, RemoteError};
 use crate::scan::META_DIR;
 use crate::status::ChangeKind;
 use crate::sync::{SyncOutcome, sync};
@@ -133,7 +135,7 @@ pub fn watch(
                         }
                     }
                 }
-                Err(error @ RemoteError::Unauthorized { .. }) => {
+                Err(error) if error.is_unauthorized() => {
                     let _ = heads.send(Signal::Head(Err(error)));
                     return;
                 }
@@ -149,7 +151,7 @@ pub fn watch(
         if due {
             let keep_going = match sync(copy, remote, None, options.rounds) {
                 Ok(outcome) => report(WatchEvent::Synced(&outcome)),
-                Err(error @ ClientError::Remote(RemoteError::Unauthorized { .. })) => {
+                Err(error) if error.remote().is_some_and(RemoteError::is_unauthorized) => {
                     return Err(error);
                 }
                 Err(error) => {

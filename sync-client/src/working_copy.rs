@@ -20,7 +20,7 @@ use std::path::{Path as FsPath, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use sync_protocol::diff::{apply_changes, diff};
-use sync_protocol::patch::{PatchTreeError, patch_tree};
+use sync_protocol::patch::patch_tree;
 use sync_protocol::tree::{FileRef, Listing, Path as TreePath, TreeError, build_dirs, flatten};
 use sync_protocol::{Dir, Object, ObjectId};
 
@@ -57,9 +57,9 @@ impl WorkingCopyConfig {
             .split_once("://")
             .is_some_and(|(_, rest)| !rest.is_empty());
         if !valid_scheme || !has_host || server.chars().any(char::is_whitespace) {
-            return Err(ClientError::InvalidArgument(format!(
-                "server {server:?} is not an http:// or https:// URL"
-            )));
+            return Err(ClientError::InvalidServerUrl {
+                server: server.to_owned(),
+            });
         }
         if project.is_empty()
             || project.len() > 128
@@ -67,9 +67,9 @@ impl WorkingCopyConfig {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
         {
-            return Err(ClientError::InvalidArgument(format!(
-                "project id {project:?} must be 1 to 128 letters, digits, '-', '_' or '.'"
-            )));
+            return Err(ClientError::InvalidProjectId {
+                project: project.to_owned(),
+            });
         }
         Ok(Self {
             layout: LAYOUT_VERSION,
@@ -380,12 +380,8 @@ impl WorkingCopy {
                 return Ok(Snapshot { scan, root });
             }
         }
-        let built = timed("build dirs", || build_dirs(&scan.listing)).map_err(|error| {
-            ClientError::InvalidObject {
-                what: "the working copy's tree".to_owned(),
-                detail: error.to_string(),
-            }
-        })?;
+        let built =
+            timed("build dirs", || build_dirs(&scan.listing)).map_err(ClientError::WorkingTree)?;
         timed("store dirs", || {
             built
                 .dirs
@@ -457,10 +453,7 @@ impl WorkingCopy {
         }
         flatten(&objects, root).map_err(|error| match error {
             TreeError::Missing { id, .. } => ClientError::ObjectMissing { id },
-            other => ClientError::InvalidObject {
-                what: format!("the tree of version {version}"),
-                detail: other.to_string(),
-            },
+            source => ClientError::VersionTree { version, source },
         })
     }
 
@@ -567,15 +560,10 @@ fn build_changed_dirs(
         .into_iter()
         .map(|path| (path.clone(), listing.get(path).copied()))
         .collect();
-    let patched = match patch_tree(objects, base.root, &changes) {
-        Ok(patched) => patched,
-        Err(PatchTreeError::Missing { .. }) => return Ok(None),
-        Err(PatchTreeError::Patch(error)) => {
-            return Err(ClientError::InvalidObject {
-                what: "the working copy's tree".to_owned(),
-                detail: error.to_string(),
-            });
-        }
+    // A base dir the cache lacks, or changes that do not make a valid tree (which building
+    // every dir then reports), mean the whole build.
+    let Ok(patched) = patch_tree(objects, base.root, &changes) else {
+        return Ok(None);
     };
     for (_, dir) in &patched.dirs {
         objects.put_object(dir)?;
@@ -647,13 +635,10 @@ fn read_config(path: &FsPath) -> Result<WorkingCopyConfig, ClientError> {
             detail: error.to_string(),
         })?;
     if config.layout != LAYOUT_VERSION {
-        return Err(ClientError::CorruptState {
+        return Err(ClientError::UnsupportedLayout {
             path: path.to_path_buf(),
-            detail: format!(
-                "layout version {} is not the {LAYOUT_VERSION} this cairn understands; \
-                 update cairn",
-                config.layout
-            ),
+            found: config.layout,
+            supported: LAYOUT_VERSION,
         });
     }
     Ok(config)
@@ -805,6 +790,5 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let error = WorkingCopy::open(dir.path()).unwrap_err();
         assert!(matches!(error, ClientError::NotAWorkingCopy { .. }));
-        assert!(error.to_string().contains("cairn init"));
     }
 }

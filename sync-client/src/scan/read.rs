@@ -124,10 +124,10 @@ pub(super) fn read_and_store(
             Err(EncodeError::Object(ObjectError::FileTooLarge(size))) => {
                 return Ok((ReadOutcome::Skipped(SkipReason::TooLarge { size }), written));
             }
-            Err(EncodeError::Object(error)) => {
-                return Err(ClientError::InvalidObject {
-                    what: disk.display().to_string(),
-                    detail: error.to_string(),
+            Err(EncodeError::Object(source)) => {
+                return Err(ClientError::Encode {
+                    path: disk.clone(),
+                    source,
                 });
             }
         };

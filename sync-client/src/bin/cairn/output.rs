@@ -231,7 +231,10 @@ pub(crate) fn print_watch_event(event: &WatchEvent<'_>, json: bool) {
             }
         }
         WatchEvent::Failed(error) => {
-            eprintln!("cairn watch: the sync failed: {error}; trying again later");
+            eprintln!(
+                "cairn watch: the sync failed: {}; trying again later",
+                crate::errors::client_message(error)
+            );
         }
     }
     let _ = std::io::Write::flush(&mut std::io::stdout());
