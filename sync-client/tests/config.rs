@@ -4,7 +4,7 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 
 use sync_client::ClientError;
-use sync_client::user_config::{ServerCredentials, UserConfig, load, save};
+use sync_client::stores::user_config::{ServerCredentials, UserConfig, load, save};
 
 fn mode(path: &std::path::Path) -> u32 {
     fs::metadata(path).unwrap().permissions().mode() & 0o777

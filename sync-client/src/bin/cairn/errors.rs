@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use std::io;
 
 use sync_client::ClientError;
-use sync_client::remote::{AnswerError, RemoteError};
+use sync_client::transport::{AnswerError, RemoteError};
 use sync_protocol::wire::{Operation, ProblemCode};
 
 /// Exit code: the command failed (I/O error, damaged `.cairn/` state, bad configuration).

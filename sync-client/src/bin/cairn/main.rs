@@ -1,10 +1,10 @@
 //! `cairn`: the Cairn command-line client.
 //!
 //! `init` and `status` work on the local working copy; `login`, `projects`, `clone`, `pull`,
-//! `push`, `sync`, `watch`, `log` and `restore` talk to the server (`sync_client::remote`,
-//! `sync_client::sync`, `sync_client::watch`). `network.rs` holds the commands that need no
-//! working copy, `output.rs` what every command prints (text, or JSON with `--json`),
-//! `errors.rs` how every failure reads and its exit code.
+//! `push`, `sync`, `watch`, `log` and `restore` talk to the server (`sync_client::transport`,
+//! `sync_client::operations`). `network.rs` holds the commands that need no working copy,
+//! `output.rs` what every command prints (text, or JSON with `--json`), `errors.rs` how every
+//! failure reads and which exit code it gets.
 
 use std::path::{Path as FsPath, PathBuf};
 use std::process::ExitCode;
@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use serde_json::json;
-use sync_client::watch::WatchOptions;
+use sync_client::operations::watch::WatchOptions;
 use sync_client::working_copy::{WorkingCopy, WorkingCopyConfig};
 
 mod errors;
@@ -231,19 +231,21 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         } => clone(&start, server, &project, dir, json),
         Command::Pull => {
             let (copy, remote) = open_copy(&start, json)?;
-            let outcome = sync_client::sync::pull(&copy, &remote)?;
+            let outcome = sync_client::operations::pull(&copy, &remote)?;
             print_pull(&outcome, json)?;
             Ok(0)
         }
         Command::Push { message } => {
             let (copy, remote) = open_copy(&start, json)?;
-            let outcome = sync_client::sync::push(&copy, &remote, message.as_deref(), SYNC_ROUNDS)?;
+            let outcome =
+                sync_client::operations::push(&copy, &remote, message.as_deref(), SYNC_ROUNDS)?;
             print_sync(&outcome, json)?;
             Ok(0)
         }
         Command::Sync { message } => {
             let (copy, remote) = open_copy(&start, json)?;
-            let outcome = sync_client::sync::sync(&copy, &remote, message.as_deref(), SYNC_ROUNDS)?;
+            let outcome =
+                sync_client::operations::sync(&copy, &remote, message.as_deref(), SYNC_ROUNDS)?;
             print_sync(&outcome, json)?;
             Ok(0)
         }
@@ -254,9 +256,13 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Restore { version } => {
             let (copy, remote) = open_copy(&start, json)?;
-            let committed =
-                sync_client::sync::restore(&remote, &copy.config().project, version, SYNC_ROUNDS)?;
-            let pulled = sync_client::sync::pull(&copy, &remote)?;
+            let committed = sync_client::operations::restore(
+                &remote,
+                &copy.config().project,
+                version,
+                SYNC_ROUNDS,
+            )?;
+            let pulled = sync_client::operations::pull(&copy, &remote)?;
             if json {
                 print_json(&json!({
                     "restored": version,
@@ -279,7 +285,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 interval: Duration::from_secs(interval.max(1)),
                 rounds: SYNC_ROUNDS,
             };
-            sync_client::watch::watch(&copy, &remote, options, |event| {
+            sync_client::operations::watch::watch(&copy, &remote, options, |event| {
                 print_watch_event(&event, json);
                 true
             })?;

@@ -7,10 +7,10 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use serde_json::json;
-use sync_client::remote::Remote;
-use sync_client::sync::PullOutcome;
+use sync_client::operations::PullOutcome;
+use sync_client::stores::user_config::{self, ServerCredentials};
 use sync_client::timing::timed;
-use sync_client::user_config::{self, ServerCredentials};
+use sync_client::transport::Remote;
 use sync_client::working_copy::{WorkingCopy, WorkingCopyConfig};
 use sync_protocol::wire::{HistoryQuery, LogIn};
 
@@ -235,7 +235,7 @@ pub(crate) fn clone(
     }
     let cloned = (|| -> anyhow::Result<(WorkingCopy, PullOutcome)> {
         let copy = WorkingCopy::init(&root, WorkingCopyConfig::new(&server, &found.id)?)?;
-        let pulled = sync_client::sync::pull(&copy, &remote)?;
+        let pulled = sync_client::operations::pull(&copy, &remote)?;
         Ok((copy, pulled))
     })();
     let (copy, pulled) = match cloned {

@@ -25,9 +25,9 @@ use sync_protocol::{ObjectId, ObjectKind};
 
 use sync_protocol::wire::MAX_RECORDS;
 
+use super::upload::Batch;
 use crate::error::{ClientError, RecordsError};
-use crate::object_cache::ObjectCache;
-use crate::upload::Batch;
+use crate::stores::object_cache::ObjectCache;
 
 /// The canonical encoding of a cached chunk, if the cache has it.
 fn chunk_encoding(objects: &ObjectCache, id: &ObjectId) -> Option<Vec<u8>> {

@@ -8,32 +8,26 @@
 //! do with the objects and change records is the caller's business: this module knows nothing
 //! of the working copy.
 
-use std::io::Read;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sync_protocol::ObjectId;
-use sync_protocol::stream::{Item, StreamDecoder};
 use sync_protocol::wire::{
-    self, Commit, Committed, Head, HeadEvent, HistoryQuery, LogIn, MissingAnswer, MissingQuery,
-    NameBody, NewToken, Operation, Problem, Project, ProjectList, PullRequest, PushQuery, Restore,
-    Team, TeamList, Version, VersionList,
+    self, Commit, Committed, HistoryQuery, LogIn, MissingAnswer, MissingQuery, NameBody, NewToken,
+    Operation, Problem, Project, ProjectList, PullRequest, PushQuery, Restore, Team, TeamList,
+    Version, VersionList,
 };
 
-pub use crate::error::{AnswerError, RemoteError};
-use crate::progress::{CountingReader, Progress, Silent, Totals, Transfer};
+mod events;
+mod pull;
 
-/// What a pull delivered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Pulled {
-    pub version: u64,
-    pub root: ObjectId,
-    /// Frames and change records in the answer.
-    pub objects: u32,
-    pub bytes: u64,
-}
+pub use crate::error::{AnswerError, RemoteError};
+pub use events::Events;
+pub use pull::{PullStream, Pulled};
+
+use crate::progress::{CountingReader, Progress, Silent, Totals, Transfer};
 
 /// A server and, for every route but log in, its token.
 #[derive(Clone)]
@@ -188,7 +182,7 @@ impl Remote {
         RemoteError::Network { url, detail }
     }
 
-    fn bad_answer(&self, operation: Operation, reason: AnswerError) -> RemoteError {
+    pub(super) fn bad_answer(&self, operation: Operation, reason: AnswerError) -> RemoteError {
         RemoteError::BadAnswer {
             server: self.server.clone(),
             operation,
@@ -283,16 +277,13 @@ impl Remote {
                 bytes: response.content_length(),
             },
         );
-        Ok(PullStream {
-            remote: self.clone(),
-            url: self.url(operation, &[project]),
+        Ok(PullStream::new(
+            self.clone(),
+            self.url(operation, &[project]),
             response,
-            decoder: StreamDecoder::new(),
-            buffer: vec![0u8; 256 * 1024],
             version,
             root,
-            finished: false,
-        })
+        ))
     }
 
     /// `POST /v1/projects/{id}/push`: one object stream, committed as a new version on top of
@@ -371,153 +362,11 @@ impl Remote {
             .map_err(|error| self.network(&error))?;
         let builder = self.request_with(&http, operation, &[project])?;
         let response = self.send(operation, builder)?;
-        Ok(Events {
-            server: self.server.clone(),
-            url: self.url(operation, &[project]),
-            lines: std::io::BufReader::new(response),
-        })
-    }
-}
-
-/// The answer to a pull, read as it arrives: every object frame verified against its id and
-/// kind by `sync_protocol::stream::StreamDecoder`, and the change records, in stream order.
-/// Progress is reported as the bytes come in; dropping the stream ends the report.
-#[derive(Debug)]
-pub struct PullStream {
-    remote: Remote,
-    url: String,
-    response: reqwest::blocking::Response,
-    decoder: StreamDecoder,
-    buffer: Vec<u8>,
-    version: u64,
-    root: ObjectId,
-    finished: bool,
-}
-
-impl PullStream {
-    /// The version delivered (the `Cairn-Version` header).
-    pub fn version(&self) -> u64 {
-        self.version
-    }
-
-    /// The root delivered (the `Cairn-Root` header).
-    pub fn root(&self) -> ObjectId {
-        self.root
-    }
-
-    fn invalid(&self, error: sync_protocol::StreamError) -> RemoteError {
-        self.remote
-            .bad_answer(Operation::Pull, AnswerError::Stream(Box::new(error)))
-    }
-
-    /// The next item of the answer, `None` once the body has ended.
-    pub fn next_item(&mut self) -> Result<Option<Item>, RemoteError> {
-        loop {
-            match self.decoder.next_item() {
-                Ok(Some(item)) => {
-                    self.remote.progress.advance(1, 0);
-                    return Ok(Some(item));
-                }
-                Ok(None) => {}
-                Err(error) => return Err(self.invalid(error)),
-            }
-            let read = match self.response.read(&mut self.buffer) {
-                Ok(0) => return Ok(None),
-                Ok(read) => read,
-                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(error) => {
-                    return Err(RemoteError::Network {
-                        url: self.url.clone(),
-                        detail: format!("the answer broke off: {error}"),
-                    });
-                }
-            };
-            self.remote.progress.advance(0, read as u64);
-            self.decoder.feed(&self.buffer[..read]);
-        }
-    }
-
-    /// Checks that the stream ended whole (its trailer, counts and digest) and says what came.
-    /// Call it once [`PullStream::next_item`] has returned `None`.
-    pub fn finish(mut self) -> Result<Pulled, RemoteError> {
-        self.end_progress();
-        let decoder = std::mem::take(&mut self.decoder);
-        let summary = decoder.finish().map_err(|error| self.invalid(error))?;
-        Ok(Pulled {
-            version: self.version,
-            root: self.root,
-            objects: summary.frames,
-            bytes: summary.len,
-        })
-    }
-
-    fn end_progress(&mut self) {
-        if !self.finished {
-            self.finished = true;
-            self.remote.progress.finish();
-        }
-    }
-}
-
-impl Drop for PullStream {
-    fn drop(&mut self) {
-        self.end_progress();
-    }
-}
-
-/// An open `GET /v1/projects/{id}/events` stream: the head when it opened, then one head per
-/// commit. Events are hints (see the API page): a reader compares them with its base.
-#[derive(Debug)]
-pub struct Events {
-    server: String,
-    url: String,
-    lines: std::io::BufReader<reqwest::blocking::Response>,
-}
-
-impl Events {
-    /// The next head; `Ok(None)` when the server ended the stream.
-    pub fn next_head(&mut self) -> Result<Option<Head>, RemoteError> {
-        let mut event = String::new();
-        let mut data = String::new();
-        loop {
-            let mut line = String::new();
-            let read =
-                std::io::BufRead::read_line(&mut self.lines, &mut line).map_err(|error| {
-                    RemoteError::Network {
-                        url: self.url.clone(),
-                        detail: error.to_string(),
-                    }
-                })?;
-            if read == 0 {
-                return Ok(None);
-            }
-            let line = line.trim_end_matches(['\r', '\n']);
-            if line.is_empty() {
-                // The end of one event.
-                if event == "head" && !data.is_empty() {
-                    let head: HeadEvent =
-                        serde_json::from_str(&data).map_err(|error| RemoteError::BadAnswer {
-                            server: self.server.clone(),
-                            operation: Operation::Events,
-                            reason: AnswerError::Json(error),
-                        })?;
-                    return Ok(Some(Head {
-                        version: head.version,
-                        root: head.root,
-                    }));
-                }
-                event.clear();
-                data.clear();
-            } else if let Some(value) = line.strip_prefix("event:") {
-                event = value.trim_start().to_owned();
-            } else if let Some(value) = line.strip_prefix("data:") {
-                if !data.is_empty() {
-                    data.push('\n');
-                }
-                data.push_str(value.trim_start());
-            }
-            // `id:` and `:` comments (keep-alives) need nothing.
-        }
+        Ok(Events::new(
+            self.server.clone(),
+            self.url(operation, &[project]),
+            response,
+        ))
     }
 }
 

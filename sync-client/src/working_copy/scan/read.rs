@@ -19,8 +19,8 @@ use sync_protocol::{EntryKind, ObjectError, ObjectId};
 
 use super::{READ_ATTEMPTS, SkipReason, entry_kind};
 use crate::error::ClientError;
-use crate::object_cache::ObjectCache;
-use crate::state::{Mtime, StatEntry};
+use crate::stores::object_cache::ObjectCache;
+use crate::stores::state::{Mtime, StatEntry};
 
 /// Files larger than this are read and encoded in pieces.
 pub const STREAM_THRESHOLD: u64 = 16 * 1024 * 1024;
