@@ -202,11 +202,20 @@ impl Remote {
             .map_err(|error| self.bad_answer(operation, AnswerError::Json(error)))
     }
 
+    /// Sends `body` as JSON to `operation` and parses its JSON answer.
+    fn call_json<T: DeserializeOwned>(
+        &self,
+        operation: Operation,
+        values: &[&str],
+        body: &impl Serialize,
+    ) -> Result<T, RemoteError> {
+        let builder = self.request(operation, values)?.json(&json_body(body));
+        self.call(operation, builder)
+    }
+
     /// `POST /v1/sessions`: a new token for `login` (account name or email).
     pub fn log_in(&self, login: &LogIn) -> Result<NewToken, RemoteError> {
-        let operation = Operation::LogIn;
-        let builder = self.request(operation, &[])?.json(&json_body(login));
-        self.call(operation, builder)
+        self.call_json(Operation::LogIn, &[], login)
     }
 
     pub fn teams(&self) -> Result<Vec<Team>, RemoteError> {
@@ -222,12 +231,10 @@ impl Remote {
     }
 
     pub fn create_project(&self, team: &str, name: &str) -> Result<Project, RemoteError> {
-        let operation = Operation::CreateProject;
         let body = NameBody {
             name: name.to_owned(),
         };
-        let builder = self.request(operation, &[team])?.json(&json_body(&body));
-        self.call(operation, builder)
+        self.call_json(Operation::CreateProject, &[team], &body)
     }
 
     /// `GET /v1/projects/{id}`: the project and its head.
@@ -332,21 +339,13 @@ impl Remote {
     /// `POST /v1/projects/{id}/commits`: `commit.root` (whose objects are all stored) as a new
     /// version on top of `commit.base_version` if that is still the head.
     pub fn commit(&self, project: &str, commit: &Commit) -> Result<Committed, RemoteError> {
-        let operation = Operation::Commit;
-        let builder = self
-            .request(operation, &[project])?
-            .json(&json_body(commit));
-        self.call(operation, builder)
+        self.call_json(Operation::Commit, &[project], commit)
     }
 
     /// `POST /v1/projects/{id}/restore`: `restore.version`'s tree as a new version on top of
     /// `restore.base_version`.
     pub fn restore(&self, project: &str, restore: &Restore) -> Result<Committed, RemoteError> {
-        let operation = Operation::Restore;
-        let builder = self
-            .request(operation, &[project])?
-            .json(&json_body(restore));
-        self.call(operation, builder)
+        self.call_json(Operation::Restore, &[project], restore)
     }
 
     /// Opens the project's event stream (no overall timeout: it stays open until the server
