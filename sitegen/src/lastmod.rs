@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::Command;
+use std::time::{Duration, UNIX_EPOCH};
 
 /// Content-relative path → commit date (RFC 3339) for files committed and unmodified.
 pub fn git_dates(content_dir: &Path) -> HashMap<String, String> {
@@ -63,59 +64,18 @@ pub fn git_dates(content_dir: &Path) -> HashMap<String, String> {
     dates
 }
 
-/// RFC 3339 UTC for a time in nanoseconds since the epoch.
+/// RFC 3339 UTC, to the second, for a time in nanoseconds since the epoch.
 pub fn format_unix(nanos: u128) -> String {
-    let seconds = (nanos / 1_000_000_000) as i64;
-    let days = seconds.div_euclid(86_400);
-    let rest = seconds.rem_euclid(86_400);
-    let (year, month, day) = civil_from_days(days);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60
-    )
+    let seconds = u64::try_from(nanos / 1_000_000_000).unwrap_or(u64::MAX);
+    let time = UNIX_EPOCH
+        .checked_add(Duration::from_secs(seconds))
+        .unwrap_or(UNIX_EPOCH);
+    humantime::format_rfc3339_seconds(time).to_string()
 }
 
-/// Whether `text` is [`format_unix`] of `nanos`, without formatting a string.
+/// Whether `text` is [`format_unix`] of `nanos`.
 pub fn is_unix(text: &str, nanos: u128) -> bool {
-    let seconds = (nanos / 1_000_000_000) as i64;
-    let rest = seconds.rem_euclid(86_400);
-    let (year, month, day) = civil_from_days(seconds.div_euclid(86_400));
-    let Ok(year) = u32::try_from(year) else {
-        return false;
-    };
-    if year > 9999 || text.len() != 20 {
-        return format_unix(nanos) == text;
-    }
-    let mut expected = *b"0000-00-00T00:00:00Z";
-    let mut put = |at: usize, width: usize, mut value: u32| {
-        for index in (at..at + width).rev() {
-            expected[index] = b'0' + (value % 10) as u8;
-            value /= 10;
-        }
-    };
-    put(0, 4, year);
-    put(5, 2, month);
-    put(8, 2, day);
-    put(11, 2, (rest / 3600) as u32);
-    put(14, 2, (rest % 3600 / 60) as u32);
-    put(17, 2, (rest % 60) as u32);
-    text.as_bytes() == expected
-}
-
-/// Howard Hinnant's days-to-civil algorithm.
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
+    format_unix(nanos) == text
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{build, fixture, strict};
+use crate::support::{build, fixed_fixture, strict};
 
 const ACCESS_KEY: &str = "sitegen-test";
 const SECRET_KEY: &str = "sitegen-test-secret";
@@ -116,15 +116,7 @@ fn deploy_uploads_only_changes_with_headers_and_prints_invalidations() {
     std::fs::create_dir(root.path().join("site")).unwrap();
     let (_server, port) = start(&binary, root.path());
 
-    let source = tempfile::tempdir().unwrap();
-    crate::support::copy_tree(&fixture("broken"), source.path());
-    std::fs::remove_file(source.path().join("content/docs/bad.md")).unwrap();
-    let home = source.path().join("content/_index.md");
-    std::fs::write(
-        &home,
-        "+++\ntitle = \"Home\"\ndescription = \"Home page.\"\n+++\nHello.\n",
-    )
-    .unwrap();
+    let source = fixed_fixture();
     std::fs::create_dir_all(source.path().join("static/assets")).unwrap();
     std::fs::write(source.path().join("static/assets/app.css"), "body{}").unwrap();
     let out = tempfile::tempdir().unwrap();

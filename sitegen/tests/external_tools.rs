@@ -66,6 +66,19 @@ fn has_link(dump: &str, link: &str) -> bool {
     })
 }
 
+/// Asserts that lynx's dump of `page` shows each of `texts` and links to each of `links`.
+fn assert_shows(page: &str, dump: &str, texts: &[&str], links: &[&str]) {
+    for text in texts {
+        assert!(dump.contains(text), "{page} lacks {text:?}:\n{dump}");
+    }
+    for link in links {
+        assert!(
+            has_link(dump, link),
+            "{page} lacks a link to {link}:\n{dump}"
+        );
+    }
+}
+
 #[test]
 fn lynx_shows_text_and_navigation() {
     let Some(lynx) = tool("CAIRN_LYNX", "lynx") else {
@@ -75,49 +88,40 @@ fn lynx_shows_text_and_navigation() {
     build(&docs_src(), out.path()).unwrap();
 
     let landing = lynx_dump(&lynx, &out.path().join("index.html"));
-    for text in [
-        "Team sync for API-development projects",
-        "No acknowledged push is ever lost",
-        "Skip to main content",
-        "Explore the documentation",
-    ] {
-        assert!(
-            landing.contains(text),
-            "landing page lacks {text:?}:\n{landing}"
-        );
-    }
-    for link in [
-        "/docs/",
-        "/docs/getting-started/",
-        "/docs/protocol/",
-        "/search/",
-    ] {
-        assert!(
-            has_link(&landing, link),
-            "landing page lacks a link to {link}:\n{landing}"
-        );
-    }
+    assert_shows(
+        "landing page",
+        &landing,
+        &[
+            "Team sync for API-development projects",
+            "No acknowledged push is ever lost",
+            "Skip to main content",
+            "Explore the documentation",
+        ],
+        &[
+            "/docs/",
+            "/docs/getting-started/",
+            "/docs/protocol/",
+            "/search/",
+        ],
+    );
 
     let docs = lynx_dump(&lynx, &out.path().join("docs/getting-started/index.html"));
-    for text in [
-        "Getting started",
-        "cargo run --release -p sync-server -- serve",
-        "On this page",
-        "Next: The cairn client",
-        "Last updated",
-    ] {
-        assert!(docs.contains(text), "docs page lacks {text:?}:\n{docs}");
-    }
-    for link in [
-        "/docs/client/",
-        "/docs/server/",
-        "/docs/security/",
-        "/docs/protocol/",
-        "#run-the-tests",
-    ] {
-        assert!(
-            has_link(&docs, link),
-            "docs page lacks a link to {link}:\n{docs}"
-        );
-    }
+    assert_shows(
+        "docs page",
+        &docs,
+        &[
+            "Getting started",
+            "cargo run --release -p sync-server -- serve",
+            "On this page",
+            "Next: The cairn client",
+            "Last updated",
+        ],
+        &[
+            "/docs/client/",
+            "/docs/server/",
+            "/docs/security/",
+            "/docs/protocol/",
+            "#run-the-tests",
+        ],
+    );
 }

@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use crate::support::{build, copy_tree, fixture};
+use crate::support::{build, fixed_fixture, fixture};
 
 #[test]
 fn broken_link_missing_anchor_and_bad_front_matter_are_reported() {
@@ -51,14 +51,7 @@ fn the_binary_exits_nonzero_with_the_messages() {
 
 #[test]
 fn a_missing_template_variable_names_template_and_page() {
-    let source = tempfile::tempdir().unwrap();
-    copy_tree(&fixture("broken"), source.path());
-    std::fs::remove_file(source.path().join("content/docs/bad.md")).unwrap();
-    std::fs::write(
-        source.path().join("content/_index.md"),
-        "+++\ntitle = \"Home\"\ndescription = \"Home page.\"\n+++\nHello.\n",
-    )
-    .unwrap();
+    let source = fixed_fixture();
     std::fs::write(
         source.path().join("templates/docs.html"),
         "<html><title>{{ page.title }}</title>{{ page.subtitle }}</html>",
@@ -75,14 +68,7 @@ fn a_missing_template_variable_names_template_and_page() {
 fn refuses_a_foreign_non_empty_output_folder() {
     let out = tempfile::tempdir().unwrap();
     std::fs::write(out.path().join("precious.txt"), "keep me").unwrap();
-    let source = tempfile::tempdir().unwrap();
-    copy_tree(&fixture("broken"), source.path());
-    std::fs::remove_file(source.path().join("content/docs/bad.md")).unwrap();
-    std::fs::write(
-        source.path().join("content/_index.md"),
-        "+++\ntitle = \"Home\"\ndescription = \"Home page.\"\n+++\nHello.\n",
-    )
-    .unwrap();
+    let source = fixed_fixture();
     let message = build(source.path(), out.path()).unwrap_err().to_string();
     assert!(message.contains("not written by sitegen"), "{message}");
     assert!(out.path().join("precious.txt").exists());

@@ -5,6 +5,9 @@
 
 use std::path::Path;
 
+use sitegen::BuildReport;
+use tempfile::TempDir;
+
 use crate::support::{assert_same_tree, build, copy_tree, docs_src};
 
 fn append(path: &Path, text: &str) {
@@ -32,6 +35,20 @@ fn retitle(path: &Path, title: &str) {
     std::fs::write(path, lines.join("\n") + "\n").unwrap();
 }
 
+/// A site made by `make` in a temporary folder and built once into another: (source, out,
+/// the first build's report).
+fn first_build(make: impl FnOnce(&Path)) -> (TempDir, TempDir, BuildReport) {
+    let source = tempfile::tempdir().unwrap();
+    make(source.path());
+    let out = tempfile::tempdir().unwrap();
+    let report = build(source.path(), out.path()).unwrap();
+    (source, out, report)
+}
+
+fn copy_of_docs_src(root: &Path) {
+    copy_tree(&docs_src(), root);
+}
+
 fn assert_equals_clean_build(source: &Path, out: &Path) {
     let clean = tempfile::tempdir().unwrap();
     build(source, clean.path()).unwrap();
@@ -40,10 +57,7 @@ fn assert_equals_clean_build(source: &Path, out: &Path) {
 
 #[test]
 fn edits_rerender_only_affected_pages_and_match_a_clean_build() {
-    let source = tempfile::tempdir().unwrap();
-    copy_tree(&docs_src(), source.path());
-    let out = tempfile::tempdir().unwrap();
-    let first = build(source.path(), out.path()).unwrap();
+    let (source, out, first) = first_build(copy_of_docs_src);
     assert!(first.full);
 
     // Nothing changed: nothing is rendered or written.
@@ -109,10 +123,7 @@ fn edits_rerender_only_affected_pages_and_match_a_clean_build() {
 
 #[test]
 fn a_failed_build_is_followed_by_a_correct_one() {
-    let source = tempfile::tempdir().unwrap();
-    copy_tree(&docs_src(), source.path());
-    let out = tempfile::tempdir().unwrap();
-    build(source.path(), out.path()).unwrap();
+    let (source, out, _) = first_build(copy_of_docs_src);
     let security = source.path().join("content/docs/security.md");
     let original = std::fs::read_to_string(&security).unwrap();
     append(&security, "\n[broken](/nowhere/)\n");
@@ -190,11 +201,9 @@ fn sorted(mut paths: Vec<String>) -> Vec<String> {
 
 #[test]
 fn navigation_changes_rerender_the_pages_that_show_them_and_nothing_else() {
-    let source = tempfile::tempdir().unwrap();
+    let (source, out, first) = first_build(navigation_site);
+    assert!(first.full);
     let src = source.path();
-    navigation_site(src);
-    let out = tempfile::tempdir().unwrap();
-    assert!(build(src, out.path()).unwrap().full);
 
     // A body edit: that page alone.
     append(&src.join("content/docs/b.md"), "\nMore text.\n");
@@ -267,11 +276,8 @@ fn navigation_changes_rerender_the_pages_that_show_them_and_nothing_else() {
 
 #[test]
 fn warnings_redirects_and_removed_pages_survive_rebuilds_that_skip_them() {
-    let source = tempfile::tempdir().unwrap();
+    let (source, out, _) = first_build(navigation_site);
     let src = source.path();
-    navigation_site(src);
-    let out = tempfile::tempdir().unwrap();
-    build(src, out.path()).unwrap();
 
     // A duplicate title and an alias, then a body edit elsewhere: the rebuild that takes
     // the previous build's warnings and redirects over reports and keeps them.

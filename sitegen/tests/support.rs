@@ -36,6 +36,20 @@ pub fn build(source: &Path, out: &Path) -> sitegen::Result<BuildReport> {
     })
 }
 
+/// A copy of the `broken` fixture with its problems removed (the page with bad front matter,
+/// the home page's broken links), in a temporary folder: a small site that builds.
+pub fn fixed_fixture() -> tempfile::TempDir {
+    let source = tempfile::tempdir().unwrap();
+    copy_tree(&fixture("broken"), source.path());
+    std::fs::remove_file(source.path().join("content/docs/bad.md")).unwrap();
+    std::fs::write(
+        source.path().join("content/_index.md"),
+        "+++\ntitle = \"Home\"\ndescription = \"Home page.\"\n+++\nHello.\n",
+    )
+    .unwrap();
+    source
+}
+
 /// Copies a folder tree (used to edit a copy of docs-src).
 pub fn copy_tree(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();

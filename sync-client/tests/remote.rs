@@ -1,205 +1,67 @@
 //! End to end: the `cairn` binary against the real `sync-server` binary in embedded mode (SQLite
 //! and a folder of objects in a temp data dir), on a free port.
 //!
-//! The server is built once per test run with `cargo build -p sync-server` into this run's
-//! target folder (or taken from `CAIRN_SERVER_BIN`).
+//! These tests do not build the server: `cairn_test_support` finds it (`CAIRN_SERVER_BIN`, else
+//! beside this test executable, where `scripts/test` and any `cargo test --workspace` build it)
+//! and otherwise fails saying how to build it.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::OnceLock;
+use std::process::{Output, Stdio};
+
+use cairn_test_support::{ClientHome, ServerEnvironment, ServerProcess};
 
 use crate::util::{files_on_disk, write};
 
-/// The `sync-server` binary, built on first use.
-fn server_binary() -> &'static Path {
-    static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(|| {
-        if let Some(path) = std::env::var_os("CAIRN_SERVER_BIN") {
-            return PathBuf::from(path);
-        }
-        // This test binary is <target>/<profile>/deps/tests-<hash>; the server is built in the
-        // dev profile of the same target folder, whatever this run's profile.
-        let exe = std::env::current_exe().unwrap();
-        let target_dir = exe.ancestors().nth(3).unwrap().to_path_buf();
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "--quiet", "-p", "sync-server"])
-            .env("CARGO_TARGET_DIR", &target_dir)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .expect("running cargo build -p sync-server");
-        assert!(status.success(), "cargo build -p sync-server failed");
-        target_dir.join("debug").join("sync-server")
-    })
-}
-
 /// A running server with accounts alice (owner of team `crew`), bob (editor) and carol (viewer).
 struct Server {
-    child: Child,
     url: String,
-    // Held for its Drop, which removes the data dir.
-    _data: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-const PASSWORD: &str = "correct horse battery";
-
-fn server_command(dir: &Path, args: &[&str]) -> Command {
-    let mut command = Command::new(server_binary());
-    command
-        .args(args)
-        .current_dir(dir)
-        .env("CAIRN_LOG", "warn")
-        .env("CAIRN_PASSWORD", PASSWORD)
-        // The tests' CAIRN_CONFIG is the client's token file; older servers read it as their
-        // settings file, and no developer's server settings may leak into a test.
-        .env_remove("CAIRN_CONFIG")
-        .env_remove("CAIRN_SERVER_CONFIG")
-        .env_remove("DATABASE_URL")
-        .env_remove("CAIRN_S3_BUCKET")
-        .env_remove("CAIRN_DATA_DIR")
-        .env_remove("CAIRN_LISTEN");
-    command
-}
-
-fn admin(data: &Path, args: &[&str]) {
-    let data_dir = data.join("data");
-    let mut full = vec!["admin", "--data-dir", data_dir.to_str().unwrap()];
-    full.extend_from_slice(args);
-    let output = server_command(data, &full).output().unwrap();
-    assert!(output.status.success(), "admin {args:?}: {output:?}");
+    // Fields drop in order: the process is killed before its data folder goes.
+    _process: ServerProcess,
+    _environment: ServerEnvironment,
 }
 
 impl Server {
     fn start() -> Self {
-        let data = tempfile::tempdir().unwrap();
-        admin(
-            data.path(),
-            &[
-                "create-user",
-                "--name",
-                "alice",
-                "--email",
-                "alice@example.com",
-            ],
-        );
-        admin(
-            data.path(),
-            &["create-user", "--name", "bob", "--email", "bob@example.com"],
-        );
-        admin(
-            data.path(),
-            &["create-team", "--name", "crew", "--owner", "alice"],
-        );
-        admin(
-            data.path(),
-            &[
-                "create-user",
-                "--name",
-                "carol",
-                "--email",
-                "carol@example.com",
-            ],
-        );
-        admin(
-            data.path(),
-            &[
-                "add-member",
-                "--team",
-                "crew",
-                "--user",
-                "carol",
-                "--role",
-                "viewer",
-            ],
-        );
-        admin(
-            data.path(),
-            &[
-                "add-member",
-                "--team",
-                "crew",
-                "--user",
-                "bob",
-                "--role",
-                "editor",
-            ],
-        );
-        let data_dir = data.path().join("data");
-        let mut child = server_command(
-            data.path(),
-            &[
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--data-dir",
-                data_dir.to_str().unwrap(),
-            ],
-        )
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let url = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("no listening line: {line:?}"))
-            .to_owned();
+        let environment = ServerEnvironment::embedded();
+        environment.create_user("alice");
+        environment.create_user("bob");
+        environment.create_team("crew", "alice");
+        environment.create_user("carol");
+        environment.add_member("crew", "carol", "viewer");
+        environment.add_member("crew", "bob", "editor");
+        let process = environment.serve(&[]);
         Self {
-            child,
-            url,
-            _data: data,
+            url: process.url().to_owned(),
+            _process: process,
+            _environment: environment,
         }
     }
 }
 
-/// One person's machine: a user config and a folder for working copies.
+/// One person's machine running this crate's `cairn`: a user config and a folder for working
+/// copies.
 struct User {
-    home: tempfile::TempDir,
+    home: ClientHome,
 }
 
 impl User {
     fn new() -> Self {
         Self {
-            home: tempfile::tempdir().unwrap(),
+            home: ClientHome::with_binary(env!("CARGO_BIN_EXE_cairn")),
         }
     }
 
     fn cairn(&self, dir: &Path, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_cairn"))
-            .args(args)
-            .current_dir(dir)
-            .env("CAIRN_CONFIG", self.home.path().join("config.toml"))
-            .env("CAIRN_PASSWORD", PASSWORD)
-            .output()
-            .unwrap()
+        self.home.run(dir, args)
     }
 
     /// Runs `cairn` in `dir`, which must succeed; returns its `--json` output.
     fn json(&self, dir: &Path, args: &[&str]) -> serde_json::Value {
-        let mut full = vec!["--json"];
-        full.extend_from_slice(args);
-        let output = self.cairn(dir, &full);
-        assert_eq!(output.status.code(), Some(0), "cairn {args:?}: {output:?}");
-        serde_json::from_slice(&output.stdout)
-            .unwrap_or_else(|error| panic!("cairn {args:?}: {error}: {output:?}"))
+        self.home.json(dir, args)
     }
 
     fn login(&self, server: &Server, name: &str) {
-        let json = self.json(
-            self.home.path(),
-            &["login", "--server", &server.url, "--user", name],
-        );
-        assert_eq!(json["account"]["name"], name);
+        self.home.login(&server.url, name);
     }
 
     fn clone(&self, project: &str, name: &str) -> PathBuf {
@@ -562,7 +424,7 @@ fn watch_pulls_a_teammates_push_and_pushes_local_edits() {
     let (_server, alice, project) = setup();
     let watched = alice.clone(&project, "watched");
     let other = alice.clone(&project, "other");
-    struct Kill(Child);
+    struct Kill(std::process::Child);
     impl Drop for Kill {
         fn drop(&mut self) {
             let _ = self.0.kill();
@@ -570,10 +432,9 @@ fn watch_pulls_a_teammates_push_and_pushes_local_edits() {
         }
     }
     let _watch = Kill(
-        Command::new(env!("CARGO_BIN_EXE_cairn"))
-            .args(["--json", "watch", "--interval", "1"])
-            .current_dir(&watched)
-            .env("CAIRN_CONFIG", alice.home.path().join("config.toml"))
+        alice
+            .home
+            .command(&watched, &["--json", "watch", "--interval", "1"])
             .stdout(Stdio::null())
             .spawn()
             .unwrap(),

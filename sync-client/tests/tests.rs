@@ -1,6 +1,7 @@
 //! Integration tests of the working copy, on temp folders, and of the `cairn` binary against
-//! the real `sync-server` (`remote`, which builds the server once per run). One test binary
-//! (modules below), so the crate links once.
+//! the real `sync-server` (`remote`, which finds the server binary and never builds it: run
+//! `scripts/test` or any `cargo test --workspace` first). One test binary (modules below), so
+//! the crate links once.
 
 mod util;
 

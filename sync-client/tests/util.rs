@@ -1,15 +1,17 @@
-//! Shared helpers: temp working copies, files with controlled mtimes, remote trees.
+//! Shared helpers about working copies: temp working copies, files with controlled mtimes, remote
+//! trees in a copy's object cache. Files and trees themselves come from `cairn_test_support`.
 
 use std::fs;
 use std::path::{Path as FsPath, PathBuf};
 use std::time::{Duration, SystemTime};
 
+pub use cairn_test_support::files::{files_on_disk, write};
+pub use cairn_test_support::noise;
+use cairn_test_support::trees::Tree;
 use sync_client::object_cache::ObjectCache;
 use sync_client::working_copy::{WorkingCopy, WorkingCopyConfig};
-use sync_protocol::ObjectId;
-pub use sync_protocol::checks::noise;
-use sync_protocol::chunking::encode_file;
-use sync_protocol::tree::{FileRef, Listing, Path, build_dirs};
+use sync_protocol::tree::{Listing, Path};
+use sync_protocol::{ObjectId, ObjectKind};
 
 #[derive(Debug)]
 pub struct TestCopy {
@@ -29,13 +31,6 @@ pub fn new_copy() -> TestCopy {
         root,
         copy,
     }
-}
-
-/// Writes `bytes` at `relative` under `root`, creating folders.
-pub fn write(root: &FsPath, relative: &str, bytes: &[u8]) {
-    let path = root.join(relative);
-    fs::create_dir_all(path.parent().unwrap()).unwrap();
-    fs::write(path, bytes).unwrap();
 }
 
 /// Sets a file's mtime to `age` ago, so the stat cache may trust it (it is not racy).
@@ -64,52 +59,16 @@ pub fn path(text: &str) -> Path {
     Path::new(text).unwrap()
 }
 
-/// Builds a remote tree from `(path, contents, executable)` and stores its objects in `objects`
-/// as a pull would (each frame verified). Returns the listing and its root id.
+/// Builds a remote tree from `(path, contents, executable)` and stores its file objects in
+/// `objects` as a pull would (each frame verified). Returns the listing and its root id.
 pub fn remote_tree(objects: &ObjectCache, files: &[(&str, Vec<u8>, bool)]) -> (Listing, ObjectId) {
-    let mut listing = Listing::new();
-    for (text, contents, executable) in files {
-        let encoded = encode_file(contents, *executable).unwrap();
-        for object in &encoded.objects {
-            objects.put_frame(&object.id, &object.frame).unwrap();
-        }
-        listing.insert(
-            path(text),
-            FileRef {
-                kind: encoded.kind,
-                target: encoded.target,
-                size: encoded.size,
-                id: encoded.id,
-            },
-        );
+    let tree = Tree::build(files);
+    for object in tree
+        .objects
+        .iter()
+        .filter(|object| object.kind != ObjectKind::Dir)
+    {
+        objects.put_frame(&object.id, &object.frame).unwrap();
     }
-    let root = build_dirs(&listing).unwrap().root;
-    (listing, root)
-}
-
-/// Every file name under `dir` (recursively, outside `.cairn/`), relative, sorted.
-pub fn files_on_disk(root: &FsPath) -> Vec<String> {
-    fn walk(dir: &FsPath, prefix: &str, out: &mut Vec<String>) {
-        for entry in fs::read_dir(dir).unwrap() {
-            let entry = entry.unwrap();
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if prefix.is_empty() && name == ".cairn" {
-                continue;
-            }
-            let relative = if prefix.is_empty() {
-                name
-            } else {
-                format!("{prefix}/{name}")
-            };
-            if entry.file_type().unwrap().is_dir() {
-                walk(&entry.path(), &relative, out);
-            } else {
-                out.push(relative);
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(root, "", &mut out);
-    out.sort();
-    out
+    (tree.listing, tree.root)
 }

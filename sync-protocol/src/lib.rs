@@ -10,6 +10,7 @@
 //! in `sync-server` and `sync-client`. The wire format is specified in
 //! `docs-src/content/docs/protocol/`, rendered on the site.
 
+pub mod accept;
 pub mod checks;
 pub mod chunking;
 pub mod compress;
@@ -22,6 +23,7 @@ pub mod negotiate;
 pub mod object;
 pub mod patch;
 pub mod plan;
+pub mod respond;
 pub mod stream;
 pub mod tree;
 pub mod wire;

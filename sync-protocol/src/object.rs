@@ -267,6 +267,16 @@ impl Object {
         }
     }
 
+    /// The size a dir entry naming this object must carry: a chunk's length, a file's total
+    /// size, 0 for a dir.
+    pub fn content_size(&self) -> u64 {
+        match self {
+            Self::Chunk(bytes) => bytes.len() as u64,
+            Self::File(file) => file.size(),
+            Self::Dir(_) => 0,
+        }
+    }
+
     /// The canonical encoding, header included.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.encoded_len());

@@ -217,6 +217,70 @@ pub fn decode_content(
     })
 }
 
+/// What change records stand for: the entry (or removal, `None`) at each path, and the
+/// chunks of their inline content.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DecodedRecords {
+    pub changes: BTreeMap<Path, Option<FileRef>>,
+    pub chunks: Vec<DecodedContent>,
+}
+
+/// Why records could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeRecordsError {
+    #[error("{path}: a delta against the base, but the base has no one-chunk file there")]
+    NoDictionary { path: String },
+    #[error("{path}: inline content: {error}")]
+    Content { path: String, error: CompressError },
+}
+
+/// Decodes records into the changes they make: the one reading of records that both a server
+/// applying a push and a client applying a pull use. `dictionary(path)` gives the canonical
+/// encoding of the one-chunk file the base has at `path`, the dictionary of a delta record;
+/// `None` when there is none.
+pub fn decode_records(
+    records: &[Record],
+    mut dictionary: impl FnMut(&Path) -> Option<Vec<u8>>,
+) -> Result<DecodedRecords, DecodeRecordsError> {
+    let mut decoded = DecodedRecords::default();
+    for record in records {
+        match record {
+            Record::Remove { path } => {
+                decoded.changes.insert(path.clone(), None);
+            }
+            Record::Entry { path, entry } => {
+                decoded.changes.insert(path.clone(), Some(*entry));
+            }
+            Record::Content {
+                path,
+                kind,
+                delta,
+                zstd,
+            } => {
+                let base = if *delta {
+                    Some(
+                        dictionary(path).ok_or_else(|| DecodeRecordsError::NoDictionary {
+                            path: path.to_string(),
+                        })?,
+                    )
+                } else {
+                    None
+                };
+                let content = decode_content(*kind, zstd, base.as_deref()).map_err(|error| {
+                    DecodeRecordsError::Content {
+                        path: path.to_string(),
+                        error,
+                    }
+                })?;
+                decoded.changes.insert(path.clone(), Some(content.entry));
+                decoded.chunks.push(content);
+            }
+        }
+    }
+    Ok(decoded)
+}
+
 /// The records of a diff, one per path: what each changed path is in the new tree. `content`
 /// is asked only about one-chunk files (entries whose target is a chunk) and may turn them into
 /// inline content (return `None` to keep the entry).
@@ -250,6 +314,57 @@ pub fn records_of_changes(
             },
         })
         .collect()
+}
+
+/// A small push as change records: what the client sends in place of its new dirs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordsPush {
+    /// One record per changed path; new one-chunk files the server lacks go inline.
+    pub records: Vec<Record>,
+    /// The planned objects that must still travel as frames (neither dirs nor inlined), in
+    /// plan order.
+    pub objects: Vec<ObjectId>,
+}
+
+/// The sending half of a records push: `changes` (base listing to new listing) as records,
+/// with every new one-chunk file that is in `planned` (the objects the server lacks) inline,
+/// as a delta against the base's one-chunk file at the same path when there was one.
+/// `encoding(entry)` gives the canonical encoding of a one-chunk file's chunk (`None` when it
+/// is not at hand: the entry is then named, not inlined); `is_dir(id)` says which planned
+/// objects are dirs, which the receiver rebuilds. `None` when records are not the small form:
+/// no change, or more than [`crate::wire::MAX_RECORDS`].
+pub fn records_push(
+    changes: &[Change],
+    planned: &[ObjectId],
+    mut is_dir: impl FnMut(&ObjectId) -> bool,
+    mut encoding: impl FnMut(&FileRef) -> Option<Vec<u8>>,
+) -> Option<RecordsPush> {
+    if changes.is_empty() || changes.len() > crate::wire::MAX_RECORDS {
+        return None;
+    }
+    let lacking: std::collections::HashSet<&ObjectId> = planned.iter().collect();
+    let mut inlined = std::collections::HashSet::new();
+    let records = records_of_changes(changes, |_, new, old| {
+        // Only content the server lacks goes inline; a chunk it has is named by id.
+        if !lacking.contains(&new.id) {
+            return None;
+        }
+        let content = encoding(new)?;
+        let dictionary = old
+            .filter(|old| old.target == ObjectKind::Chunk)
+            .and_then(&mut encoding);
+        inlined.insert(new.id);
+        Some((
+            dictionary.is_some(),
+            encode_content(&content, dictionary.as_deref()),
+        ))
+    });
+    let objects = planned
+        .iter()
+        .filter(|id| !inlined.contains(*id) && !is_dir(id))
+        .copied()
+        .collect();
+    Some(RecordsPush { records, objects })
 }
 
 /// Why a [`TreePatch`] failed.
@@ -563,6 +678,54 @@ pub fn patch_tree(
         }
     }
     Ok(patch.finish(changes)?)
+}
+
+/// What a client gets from a records answer: the new tree's root and dirs (children first) and
+/// the chunks of inline content, to store before the tree is used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppliedRecords {
+    pub patched: Patched,
+    pub chunks: Vec<DecodedContent>,
+}
+
+/// Why [`apply_records`] failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApplyRecordsError {
+    #[error(transparent)]
+    Decode(#[from] DecodeRecordsError),
+    #[error(transparent)]
+    Patch(#[from] PatchTreeError),
+    #[error("applied to the base, the records give root {actual}, not the root {expected} named")]
+    WrongRoot {
+        expected: ObjectId,
+        actual: ObjectId,
+    },
+}
+
+/// Applies change records to the tree under `base_root`, read from `source`, and checks the
+/// result is `root`: the receiving half of a records pull, and of a records push where the
+/// base is at hand. `dictionary(path)` gives the canonical encoding of the base's one-chunk
+/// file at `path`, for delta contents.
+pub fn apply_records(
+    source: &impl crate::tree::ObjectSource,
+    base_root: ObjectId,
+    records: &[Record],
+    root: ObjectId,
+    dictionary: impl FnMut(&Path) -> Option<Vec<u8>>,
+) -> Result<AppliedRecords, ApplyRecordsError> {
+    let decoded = decode_records(records, dictionary)?;
+    let patched = patch_tree(source, base_root, &decoded.changes)?;
+    if patched.root != root {
+        return Err(ApplyRecordsError::WrongRoot {
+            expected: root,
+            actual: patched.root,
+        });
+    }
+    Ok(AppliedRecords {
+        patched,
+        chunks: decoded.chunks,
+    })
 }
 
 /// Why [`patch_tree`] failed.

@@ -11,7 +11,7 @@
 //! (the server, fetching each batch from its object store in one request) and then turns into a
 //! plan with `from_diff`.
 
-use crate::diff::{Change, Diff, DiffError, DiffWalk, Side, diff};
+use crate::diff::{Change, Diff, DiffError, Side, diff};
 use crate::id::ObjectId;
 use crate::tree::{ObjectSource, PathError};
 
@@ -78,11 +78,6 @@ impl From<DiffError> for PushPlanError {
     }
 }
 
-/// The walk under a push plan: drive it, then call [`PushPlan::from_diff`].
-pub fn push_walk(base_root: ObjectId, new_root: ObjectId) -> DiffWalk {
-    DiffWalk::new(base_root, new_root)
-}
-
 /// Plans a push of `new_root` on top of `base_root`, reading both trees from `local`.
 pub fn plan_push(
     local: &impl ObjectSource,
@@ -91,83 +86,4 @@ pub fn plan_push(
 ) -> Result<PushPlan, PushPlanError> {
     let diff = diff(local, base_root, new_root)?;
     Ok(PushPlan::from_diff(*base_root, *new_root, diff))
-}
-
-/// What a server streams for a pull.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PullPlan {
-    pub want_root: ObjectId,
-    pub have_root: ObjectId,
-    /// The objects to stream, children first.
-    pub objects: Vec<ObjectId>,
-    /// The paths the pull changes in the client's working copy.
-    pub changes: Vec<Change>,
-    pub dirs_read: usize,
-    pub files_read: usize,
-}
-
-impl PullPlan {
-    /// The plan of a diff from `have_root` to `want_root` that the caller drove itself.
-    pub fn from_diff(want_root: ObjectId, have_root: ObjectId, diff: Diff) -> Self {
-        Self {
-            want_root,
-            have_root,
-            objects: diff.new_objects,
-            changes: diff.changes,
-            dirs_read: diff.dirs_read,
-            files_read: diff.files_read,
-        }
-    }
-
-    /// The client is up to date.
-    pub fn is_noop(&self) -> bool {
-        self.want_root == self.have_root
-    }
-}
-
-/// Why a pull could not be planned.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum PullPlanError {
-    /// The client's have root is not a tree this store holds (a base from another project, or
-    /// corrupt client state). The client should pull as a fresh clone, with the empty dir as
-    /// its have root.
-    #[error("have root {id}: object not in this project's store; pull from the empty root")]
-    UnknownHave { id: ObjectId },
-    /// An object of the wanted tree is missing: the store broke its closure invariant.
-    #[error("object {id} of the wanted tree is missing from the store")]
-    WantIncomplete { id: ObjectId },
-    #[error("the tree breaks a path limit: {0}")]
-    Path(PathError),
-    #[error("the diff under the pull failed: {0}")]
-    Diff(DiffError),
-}
-
-impl From<DiffError> for PullPlanError {
-    fn from(error: DiffError) -> Self {
-        match error {
-            DiffError::Missing {
-                id,
-                side: Side::Old,
-            } => Self::UnknownHave { id },
-            DiffError::Missing { id, .. } => Self::WantIncomplete { id },
-            DiffError::Path(error) => Self::Path(error),
-            other => Self::Diff(other),
-        }
-    }
-}
-
-/// The walk under a pull plan: drive it, then call [`PullPlan::from_diff`].
-pub fn pull_walk(want_root: ObjectId, have_root: ObjectId) -> DiffWalk {
-    DiffWalk::new(have_root, want_root)
-}
-
-/// Plans a pull of `want_root` by a client that has `have_root`, reading from `store`.
-pub fn plan_pull(
-    store: &impl ObjectSource,
-    want_root: &ObjectId,
-    have_root: &ObjectId,
-) -> Result<PullPlan, PullPlanError> {
-    let diff = diff(store, have_root, want_root)?;
-    Ok(PullPlan::from_diff(*want_root, *have_root, diff))
 }

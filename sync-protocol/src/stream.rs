@@ -963,14 +963,6 @@ mod tests {
     use crate::name::Name;
     use crate::object::{Dir, DirEntry, EntryKind};
 
-    fn hex(text: &str) -> Vec<u8> {
-        let digits: Vec<u8> = text.bytes().filter(u8::is_ascii_hexdigit).collect();
-        digits
-            .chunks(2)
-            .map(|pair| u8::from_str_radix(std::str::from_utf8(pair).unwrap(), 16).unwrap())
-            .collect()
-    }
-
     fn sample_objects() -> Vec<EncodedObject> {
         let mut encoder = ObjectEncoder::new();
         let small = encoder
@@ -1077,43 +1069,10 @@ mod tests {
         assert_eq!(pieces, whole);
     }
 
-    const EXAMPLE: &str = "
-        43 41 49 52 4e 4f 53 01
-        03
-        b5 2a 9d 14 99 db 27 f2 f4 f2 10 e0 5d fd b7 18
-        99 65 d3 a0 2e 80 95 58 e6 21 d1 eb d1 8d 33 1f
-        0f 00 00 00
-        28 b5 2f fd 20 06 31 00 00 03 01 00 00 00 00
-        00 01 00 00 00
-        38 7d 7c d0 a5 a4 aa 90 67 71 dd f9 68 82 ef 1c
-        2c 2d 9a 38 c9 91 6c 96 9f c0 67 09 8a f5 2d bc";
-
     #[test]
-    fn worked_example_is_exact() {
-        let empty_dir = Object::Dir(Dir::empty());
-        assert_eq!(empty_dir.encode(), hex("03 01 00 00 00 00"));
-        let frame = compress_object(&empty_dir.encode());
-        let bytes = one_frame_stream(ObjectKind::Dir, &empty_dir.id(), &frame);
-        assert_eq!(
-            bytes,
-            hex(EXAMPLE),
-            "update the module doc: {}",
-            bytes
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<Vec<_>>()
-                .join(" ")
-        );
-        assert_eq!(bytes.len(), 97);
-        assert_eq!(
-            empty_dir.id().to_string(),
-            "b52a9d1499db27f2f4f210e05dfdb7189965d3a02e809558e621d1ebd18d331f"
-        );
-        let frames = decode_stream(&bytes).unwrap();
-        assert_eq!(frames[0].object, empty_dir);
-
+    fn the_empty_stream_ends_in_the_digest_of_its_first_bytes() {
+        // The spec's worked examples are checked byte for byte in tests/spec_examples.rs.
         let empty = StreamEncoder::new().finish();
-        assert_eq!(empty[..13], hex("43 41 49 52 4e 4f 53 01 00 00 00 00 00"));
         let digest = blake3::Hasher::new_derive_key(DIGEST_CONTEXT)
             .update(&empty[..13])
             .finalize();

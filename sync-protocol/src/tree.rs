@@ -280,12 +280,61 @@ impl ObjectSource for MemoryObjects {
 }
 
 /// The ids an object refers to: a dir's entries, a file object's chunks (in order, repeats
-/// kept), nothing for a chunk. The server's closure check asks this of every uploaded object.
+/// kept), nothing for a chunk.
 pub fn references(object: &Object) -> Vec<ObjectId> {
+    typed_references(object)
+        .map(|reference| reference.id)
+        .collect()
+}
+
+/// One reference of an object to another, with what it says the other is: an entry's target
+/// kind and size, a file object's chunk and its length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reference {
+    pub id: ObjectId,
+    pub kind: ObjectKind,
+    /// The content size the referenced object must have (see [`Object::content_size`]); 0 for
+    /// a dir, whose size is not part of the reference.
+    pub size: u64,
+}
+
+impl Reference {
+    /// True when an object of `kind` and content `size` is what this reference says.
+    pub fn is_met_by(&self, kind: ObjectKind, size: u64) -> bool {
+        kind == self.kind && (kind == ObjectKind::Dir || size == self.size)
+    }
+}
+
+/// Every reference of `object`, in order: a dir's entries, a file object's chunks (repeats
+/// kept), nothing for a chunk. The push acceptor checks each against the object it names.
+pub fn typed_references(object: &Object) -> impl Iterator<Item = Reference> + '_ {
+    let (chunks, entries) = match object {
+        Object::Chunk(_) => (&[][..], &[][..]),
+        Object::File(file) => (file.chunks(), &[][..]),
+        Object::Dir(dir) => (&[][..], dir.entries()),
+    };
+    let chunks = chunks.iter().map(|chunk| Reference {
+        id: chunk.id,
+        kind: ObjectKind::Chunk,
+        size: u64::from(chunk.len),
+    });
+    let entries = entries.iter().map(|entry| Reference {
+        id: entry.id,
+        kind: entry.target,
+        size: entry.size,
+    });
+    chunks.chain(entries)
+}
+
+/// Where reference number `position` of `object` is, for error messages: `entry "name"` or
+/// `chunk 3`.
+pub fn describe_reference(object: &Object, position: usize) -> String {
     match object {
-        Object::Chunk(_) => Vec::new(),
-        Object::File(file) => file.chunks().iter().map(|chunk| chunk.id).collect(),
-        Object::Dir(dir) => dir.entries().iter().map(|entry| entry.id).collect(),
+        Object::Dir(dir) => match dir.entries().get(position) {
+            Some(entry) => format!("entry {:?}", entry.name.as_str()),
+            None => format!("entry {position}"),
+        },
+        _ => format!("chunk {position}"),
     }
 }
 

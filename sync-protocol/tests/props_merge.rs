@@ -86,6 +86,29 @@ fn merged(base: &Listing, ours: &Listing, theirs: &Listing) -> MergeOutcome {
     merge(base, ours, theirs).unwrap()
 }
 
+/// Merges, expecting the entries `kept` and, beside them, the conflict copy of `name` holding
+/// `copied`; the outcome and the copy's path.
+fn merged_with_copy(
+    (base, ours, theirs): (&Listing, &Listing, &Listing),
+    kept: &[(&str, FileRef)],
+    name: &str,
+    copied: FileRef,
+) -> (MergeOutcome, Path) {
+    let outcome = merged(base, ours, theirs);
+    let copy = path(&format!("{name}.conflict-{}", short(&copied)));
+    let mut expected = listing(kept);
+    expected.insert(copy.clone(), copied);
+    assert_eq!(outcome.merged, expected);
+    (outcome, copy)
+}
+
+/// Merges, expecting no conflict and `expected` as the merged listing.
+fn assert_clean_merge(base: &Listing, ours: &Listing, theirs: &Listing, expected: &Listing) {
+    let outcome = merged(base, ours, theirs);
+    assert!(outcome.is_clean(), "{:?}", outcome.conflicts);
+    assert_eq!(outcome.merged, *expected);
+}
+
 #[test]
 fn one_sided_changes_take_that_side() {
     let base = listing(&[
@@ -99,22 +122,16 @@ fn one_sided_changes_take_that_side() {
         ("edit", file("1")),
         ("gone", file("g")),
     ]);
-    let outcome = merged(&base, &ours, &theirs);
-    assert!(outcome.is_clean());
-    assert_eq!(outcome.merged, ours);
+    assert_clean_merge(&base, &ours, &theirs, &ours);
 
-    let outcome = merged(&base, &theirs, &ours);
-    assert!(outcome.is_clean());
-    assert_eq!(outcome.merged, ours);
+    assert_clean_merge(&base, &theirs, &ours, &ours);
 }
 
 #[test]
 fn equal_changes_on_both_sides_merge_cleanly() {
     let base = listing(&[("a", file("1")), ("b", file("b"))]);
     let both = listing(&[("a", file("2")), ("c", file("c"))]);
-    let outcome = merged(&base, &both, &both);
-    assert!(outcome.is_clean());
-    assert_eq!(outcome.merged, both);
+    assert_clean_merge(&base, &both, &both, &both);
 }
 
 #[test]
@@ -122,17 +139,11 @@ fn modify_modify_keeps_theirs_at_the_path_and_ours_beside_it() {
     let base = listing(&[("api/report.json", file("base"))]);
     let ours = listing(&[("api/report.json", file("ours"))]);
     let theirs = listing(&[("api/report.json", file("theirs"))]);
-    let outcome = merged(&base, &ours, &theirs);
-    let copy = path(&format!(
-        "api/report.json.conflict-{}",
-        short(&file("ours"))
-    ));
-    assert_eq!(
-        outcome.merged,
-        listing(&[
-            ("api/report.json", file("theirs")),
-            (copy.as_str(), file("ours")),
-        ])
+    let (outcome, copy) = merged_with_copy(
+        (&base, &ours, &theirs),
+        &[("api/report.json", file("theirs"))],
+        "api/report.json",
+        file("ours"),
     );
     assert_eq!(outcome.conflicts.len(), 1);
     let conflict = &outcome.conflicts[0];
@@ -161,9 +172,7 @@ fn add_add_with_different_content_conflicts_like_modify_modify() {
 fn executable_bit_merges_like_content() {
     let base = listing(&[("run.sh", file("x"))]);
     let chmod = listing(&[("run.sh", executable("x"))]);
-    let outcome = merged(&base, &chmod, &base);
-    assert!(outcome.is_clean());
-    assert_eq!(outcome.merged, chmod);
+    assert_clean_merge(&base, &chmod, &base, &chmod);
 
     let edited = listing(&[("run.sh", file("y"))]);
     let outcome = merged(&base, &chmod, &edited);
@@ -196,24 +205,17 @@ fn modify_delete_keeps_the_modified_file_either_way() {
 fn file_against_dir_keeps_the_dir_and_copies_the_file() {
     let base = Listing::new();
     let with_file = listing(&[("a", file("f"))]);
-    let with_dir = listing(&[("a/x", file("x")), ("a/y/z", file("z"))]);
-    let copy = format!("a.conflict-{}", short(&file("f")));
+    let with_dir_entries = [("a/x", file("x")), ("a/y/z", file("z"))];
+    let with_dir = listing(&with_dir_entries);
     for (ours, theirs, file_side) in [
         (&with_file, &with_dir, Side::Ours),
         (&with_dir, &with_file, Side::Theirs),
     ] {
-        let outcome = merged(&base, ours, theirs);
-        assert_eq!(
-            outcome.merged,
-            listing(&[
-                ("a/x", file("x")),
-                ("a/y/z", file("z")),
-                (copy.as_str(), file("f")),
-            ])
-        );
+        let (outcome, copy) =
+            merged_with_copy((&base, ours, theirs), &with_dir_entries, "a", file("f"));
         let conflict = &outcome.conflicts[0];
         assert_eq!(conflict.kind, ConflictKind::FileDir);
-        assert_eq!(conflict.at(file_side), Some(&path(&copy)));
+        assert_eq!(conflict.at(file_side), Some(&copy));
     }
 }
 
@@ -222,11 +224,11 @@ fn modified_file_replaced_by_a_dir_on_the_other_side_is_kept() {
     let base = listing(&[("a", file("1"))]);
     let ours = listing(&[("a", file("2"))]);
     let theirs = listing(&[("a/x", file("x"))]);
-    let outcome = merged(&base, &ours, &theirs);
-    let copy = format!("a.conflict-{}", short(&file("2")));
-    assert_eq!(
-        outcome.merged,
-        listing(&[("a/x", file("x")), (copy.as_str(), file("2"))])
+    let (outcome, _) = merged_with_copy(
+        (&base, &ours, &theirs),
+        &[("a/x", file("x"))],
+        "a",
+        file("2"),
     );
     assert_eq!(outcome.conflicts.len(), 1);
     assert_eq!(outcome.conflicts[0].kind, ConflictKind::FileDir);
@@ -238,14 +240,10 @@ fn file_against_empty_dir_at_one_path_keeps_the_dir() {
     let base = Listing::new();
     let ours = listing(&[("a", FileRef::empty_dir())]);
     let theirs = listing(&[("a", file("f"))]);
-    let outcome = merged(&base, &ours, &theirs);
-    let copy = format!("a.conflict-{}", short(&file("f")));
-    assert_eq!(
-        outcome.merged,
-        listing(&[("a", FileRef::empty_dir()), (copy.as_str(), file("f"))])
-    );
+    let kept = [("a", FileRef::empty_dir())];
+    let (outcome, copy) = merged_with_copy((&base, &ours, &theirs), &kept, "a", file("f"));
     assert_eq!(outcome.conflicts[0].kind, ConflictKind::FileDir);
-    assert_eq!(outcome.conflicts[0].theirs_at, Some(path(&copy)));
+    assert_eq!(outcome.conflicts[0].theirs_at, Some(copy));
     assert_eq!(outcome.conflicts[0].ours_at, Some(path("a")));
 }
 
@@ -254,14 +252,10 @@ fn empty_dir_vanishes_when_a_file_is_added_inside() {
     let base = Listing::new();
     let ours = listing(&[("requests", FileRef::empty_dir())]);
     let theirs = listing(&[("requests/get.json", file("g"))]);
-    let outcome = merged(&base, &ours, &theirs);
-    assert!(outcome.is_clean());
-    assert_eq!(outcome.merged, theirs);
+    assert_clean_merge(&base, &ours, &theirs, &theirs);
 
     // Also when the empty dir was in the base and only one side filled it.
-    let outcome = merged(&ours, &ours, &theirs);
-    assert!(outcome.is_clean());
-    assert_eq!(outcome.merged, theirs);
+    assert_clean_merge(&ours, &ours, &theirs, &theirs);
 }
 
 #[test]
@@ -269,9 +263,7 @@ fn empty_dir_merges_into_a_dir_equal_up_to_case() {
     let base = Listing::new();
     let ours = listing(&[("Assets", FileRef::empty_dir())]);
     let theirs = listing(&[("assets/logo.png", file("l"))]);
-    let outcome = merged(&base, &ours, &theirs);
-    assert!(outcome.is_clean());
-    assert_eq!(outcome.merged, theirs);
+    assert_clean_merge(&base, &ours, &theirs, &theirs);
 }
 
 #[test]
@@ -283,9 +275,7 @@ fn dir_deleted_on_one_side_keeps_a_file_added_in_it_on_the_other() {
         ("d/sub/deep", file("d")),
         ("d/sub/new", file("n")),
     ]);
-    let outcome = merged(&base, &ours, &theirs);
-    assert!(outcome.is_clean());
-    assert_eq!(outcome.merged, listing(&[("d/sub/new", file("n"))]));
+    assert_clean_merge(&base, &ours, &theirs, &listing(&[("d/sub/new", file("n"))]));
 }
 
 #[test]
@@ -293,19 +283,15 @@ fn files_equal_up_to_case_keep_theirs_and_copy_ours() {
     let base = Listing::new();
     let ours = listing(&[("Readme.md", file("o"))]);
     let theirs = listing(&[("README.md", file("t"))]);
-    let outcome = merged(&base, &ours, &theirs);
-    let copy = format!("Readme.md.conflict-{}", short(&file("o")));
-    assert_eq!(
-        outcome.merged,
-        listing(&[("README.md", file("t")), (copy.as_str(), file("o"))])
-    );
+    let kept = [("README.md", file("t"))];
+    let (outcome, copy) = merged_with_copy((&base, &ours, &theirs), &kept, "Readme.md", file("o"));
     assert_eq!(
         outcome.conflicts[0].kind,
         ConflictKind::CaseClash {
             with: path("README.md")
         }
     );
-    assert_eq!(outcome.conflicts[0].ours_at, Some(path(&copy)));
+    assert_eq!(outcome.conflicts[0].ours_at, Some(copy));
 }
 
 #[test]
@@ -345,13 +331,9 @@ fn a_file_loses_to_a_dir_equal_up_to_case() {
     let base = Listing::new();
     let ours = listing(&[("Notes/x", file("x"))]);
     let theirs = listing(&[("notes", file("n"))]);
-    let outcome = merged(&base, &ours, &theirs);
-    let copy = format!("notes.conflict-{}", short(&file("n")));
-    assert_eq!(
-        outcome.merged,
-        listing(&[("Notes/x", file("x")), (copy.as_str(), file("n"))])
-    );
-    assert_eq!(outcome.conflicts[0].theirs_at, Some(path(&copy)));
+    let kept = [("Notes/x", file("x"))];
+    let (outcome, copy) = merged_with_copy((&base, &ours, &theirs), &kept, "notes", file("n"));
+    assert_eq!(outcome.conflicts[0].theirs_at, Some(copy));
 }
 
 #[test]

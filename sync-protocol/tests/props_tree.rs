@@ -13,7 +13,9 @@ use sync_protocol::negotiate::{
 };
 use sync_protocol::object::{Dir, DirEntry, EntryKind, FileChunk, FileObject, Object, chunk_id};
 use sync_protocol::patch::{Record, patch_tree, records_of_changes};
-use sync_protocol::plan::{PullPlanError, PushPlanError, plan_pull, plan_push};
+use sync_protocol::plan::{PushPlanError, plan_push};
+use sync_protocol::respond::{PullRejection, StoredObject, respond};
+use sync_protocol::stream::decode_stream;
 use sync_protocol::tree::{
     EncodedTree, FileRef, Listing, MemoryObjects, ObjectSource, Path, TreeError, build_dirs,
     build_tree, empty_dir_id, encode_file_fixed, flatten, references,
@@ -401,9 +403,10 @@ proptest! {
         }
         prop_assert!(planned.is_subset(&from_new), "only objects of the new tree are sent");
         assert_children_first(&pair.objects, &plan.objects, &from_base);
-        // The pull of the same change plans the same objects.
-        let pull = plan_pull(&pair.objects, &pair.new.root, &pair.old.root).unwrap();
-        prop_assert_eq!(pull.objects, plan.objects);
+        // The server's pull of the same change sends the same objects, in the same order.
+        let pull = respond(pair.old.root, pair.new.root, false, |id| stored(&pair.objects, id)).unwrap();
+        let pulled: Vec<ObjectId> = decode_stream(&pull.stream).unwrap().iter().map(|frame| frame.id).collect();
+        prop_assert_eq!(pulled, plan.objects);
     }
 
     #[test]
@@ -682,8 +685,13 @@ fn equal_roots_read_nothing() {
     let result = diff(&objects, &root, &root).unwrap();
     assert_eq!((result.dirs_read, result.files_read), (0, 0));
     assert!(result.changes.is_empty() && result.new_objects.is_empty());
-    let pull = plan_pull(&objects, &root, &root).unwrap();
-    assert!(pull.is_noop() && pull.objects.is_empty());
+    let mut reads = 0;
+    let pull = respond(root, root, true, |_| {
+        reads += 1;
+        None
+    })
+    .unwrap();
+    assert_eq!((pull.items, reads), (0, 0));
 }
 
 #[test]
@@ -696,17 +704,16 @@ fn missing_objects_are_reported_by_side() {
     .unwrap();
     objects.extend(tree.objects.clone());
     let unknown = chunk_id(b"unknown root");
-    assert_eq!(
-        plan_pull(&objects, &tree.root, &unknown),
-        Err(PullPlanError::UnknownHave { id: unknown })
-    );
+    // A have the store does not hold: the pull answers the whole wanted tree.
+    let whole = respond(unknown, tree.root, true, |id| stored(&objects, id)).unwrap();
+    assert_eq!(whole.items as usize, tree.objects.len());
     assert_eq!(
         plan_push(&objects, &unknown, &tree.root),
         Err(PushPlanError::BaseUnavailable { id: unknown })
     );
     assert_eq!(
-        plan_pull(&objects, &unknown, &tree.root),
-        Err(PullPlanError::WantIncomplete { id: unknown })
+        respond(tree.root, unknown, true, |id| stored(&objects, id)),
+        Err(PullRejection::RootMissing(unknown))
     );
     // A wrong kind and an unasked object are refused by the walk itself.
     let mut walk = DiffWalk::new(empty_dir_id(), tree.root);
@@ -822,4 +829,11 @@ fn big_file_edit_sends_only_the_changed_chunk() {
         .collect();
     use sync_protocol::ObjectKind::{Chunk, Dir as DirKind, File};
     assert_eq!(kinds, [Chunk, File, DirKind, DirKind]);
+}
+
+/// An object of `objects` as a store returns it: decoded, and its frame.
+fn stored(objects: &MemoryObjects, id: &ObjectId) -> Option<StoredObject> {
+    let object = objects.get(id)?.clone();
+    let frame = sync_protocol::compress_object(&object.encode()).into();
+    Some(StoredObject { object, frame })
 }

@@ -1,6 +1,12 @@
 //! A deterministic in-memory simulation of the sync protocol: one server, several clients,
 //! messages as Rust values, no sockets, no threads, no clock (quinn-proto's `Pair` in spirit).
 //!
+//! The server is not a model: it runs the protocol's own server half, the push acceptor
+//! (`sync_protocol::accept`) and the pull responder (`sync_protocol::respond`), over an
+//! in-memory object store, exactly as `sync-server`'s handlers drive them over S3 or a folder.
+//! Pushes and uploads travel as real object streams, decoded and verified by the stream decoder.
+//! Only the catalog (head, history, push receipts) is modelled, as a compare-and-swap.
+//!
 //! Every scenario counts round trips, objects and estimated bytes on the wire and asserts them:
 //! the protocol's promises (one round trip per push and pull, only changed objects travel, a
 //! no-op pull reads nothing, a retried push is not applied twice, a resumed upload sends only what
@@ -12,15 +18,21 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+use sync_protocol::accept::{ObjectInfo, PushAcceptor, Rejection, Step};
 use sync_protocol::checks::noise;
 use sync_protocol::chunking;
+use sync_protocol::diff::diff_listings;
 use sync_protocol::negotiate::{NEGOTIATE_BATCH_SIZE, answer_question, negotiate};
 use sync_protocol::object::{EntryKind, Object, ObjectKind};
-use sync_protocol::plan::{plan_pull, plan_push};
+use sync_protocol::patch::{Record, apply_records, records_push};
+use sync_protocol::plan::plan_push;
+use sync_protocol::respond::{PullResponder, PullStep, StoredObject};
+use sync_protocol::stream::{Item, StreamDecoder, StreamEncoder};
 use sync_protocol::tree::{
     FileRef, Listing, MemoryObjects, ObjectSource, Path, build_tree, empty_dir_id, flatten,
     references,
 };
+use sync_protocol::wire;
 use sync_protocol::{ObjectId, compress_object, verify_frame};
 
 /// Control fields of one message (ids, versions, push id, lengths), as a flat allowance.
@@ -32,6 +44,7 @@ const FRAME_HEADER_BYTES: usize = 1 + 32 + 4;
 #[derive(Debug, Clone)]
 struct WireObject {
     id: ObjectId,
+    kind: ObjectKind,
     frame: Vec<u8>,
 }
 
@@ -39,20 +52,46 @@ impl WireObject {
     fn of(id: ObjectId, object: &Object) -> Self {
         Self {
             id,
+            kind: object.kind(),
             frame: compress_object(&object.encode()),
         }
     }
 }
 
+/// An object stream of `records` then `objects`, as a client writes it.
+fn stream_of(records: &[Record], objects: &[WireObject]) -> Vec<u8> {
+    let mut encoder = StreamEncoder::new();
+    for record in records {
+        encoder.push_record(record).expect("a record");
+    }
+    for object in objects {
+        encoder
+            .push(object.kind, &object.id, &object.frame)
+            .expect("a frame");
+    }
+    encoder.finish()
+}
+
 #[derive(Debug, Clone)]
 enum Request {
-    /// Pull the head; the client has `have_root`.
-    Pull { have_root: ObjectId },
+    /// Pull the head; the client has `have_root`, and can apply change records when `records`.
+    Pull { have_root: ObjectId, records: bool },
+    /// Objects (and, in place of the dirs, change records) committed as `new_root` on
+    /// `base_version`.
     Push {
         push_id: u64,
         base_version: u64,
         new_root: ObjectId,
+        records: Vec<Record>,
         objects: Vec<WireObject>,
+    },
+    /// Objects stored without a commit: one batch of a large push.
+    Upload { objects: Vec<WireObject> },
+    /// Commits a root whose objects are all stored.
+    Commit {
+        push_id: u64,
+        base_version: u64,
+        new_root: ObjectId,
     },
     /// "Which of these ids are missing?"
     Missing { ids: Vec<ObjectId> },
@@ -63,11 +102,13 @@ enum Response {
     Pulled {
         version: u64,
         root: ObjectId,
+        records: Vec<Record>,
         objects: Vec<(ObjectId, Vec<u8>)>,
     },
     Committed {
         version: u64,
     },
+    Uploaded,
     Conflict {
         head_version: u64,
         head_root: ObjectId,
@@ -75,26 +116,39 @@ enum Response {
     Missing {
         ids: Vec<ObjectId>,
     },
-    Rejected(String),
+    /// A refusal, by its problem code.
+    Rejected(wire::ProblemCode),
 }
 
 fn objects_bytes<'a>(frames: impl Iterator<Item = &'a Vec<u8>>) -> usize {
     frames.map(|frame| FRAME_HEADER_BYTES + frame.len()).sum()
 }
 
+fn records_bytes(records: &[Record]) -> usize {
+    let mut encoder = StreamEncoder::new();
+    for record in records {
+        encoder.push_record(record).expect("a record");
+    }
+    // The stream's own header and trailer are in the control allowance.
+    encoder.finish().len() - stream_of(&[], &[]).len()
+}
+
 impl Request {
     fn wire_size(&self) -> usize {
         CONTROL_BYTES
             + match self {
-                Self::Pull { .. } => 0,
-                Self::Push { objects, .. } => objects_bytes(objects.iter().map(|o| &o.frame)),
+                Self::Pull { .. } | Self::Commit { .. } => 0,
+                Self::Push {
+                    objects, records, ..
+                } => objects_bytes(objects.iter().map(|o| &o.frame)) + records_bytes(records),
+                Self::Upload { objects } => objects_bytes(objects.iter().map(|o| &o.frame)),
                 Self::Missing { ids } => 32 * ids.len(),
             }
     }
 
     fn object_count(&self) -> usize {
         match self {
-            Self::Push { objects, .. } => objects.len(),
+            Self::Push { objects, .. } | Self::Upload { objects } => objects.len(),
             _ => 0,
         }
     }
@@ -104,7 +158,9 @@ impl Response {
     fn wire_size(&self) -> usize {
         CONTROL_BYTES
             + match self {
-                Self::Pulled { objects, .. } => objects_bytes(objects.iter().map(|(_, f)| f)),
+                Self::Pulled {
+                    objects, records, ..
+                } => objects_bytes(objects.iter().map(|(_, f)| f)) + records_bytes(records),
                 Self::Missing { ids } => 32 * ids.len(),
                 _ => 0,
             }
@@ -118,24 +174,23 @@ impl Response {
     }
 }
 
-/// The server: an object store, a head, a history and push receipts.
+/// The server: an object store driven by the protocol's acceptor and responder, and a catalog
+/// modelled as a head, a history and push receipts.
 #[derive(Debug, Default)]
 struct SimServer {
-    objects: MemoryObjects,
-    /// The frames exactly as clients sent them; pulls stream these.
-    frames: HashMap<ObjectId, Vec<u8>>,
+    store: HashMap<ObjectId, StoredObject>,
     head_version: u64,
     head_root: Option<ObjectId>,
     /// (version, root, parent version).
     history: Vec<(u64, ObjectId, u64)>,
     /// Push id to the answer of the push that committed.
     receipts: HashMap<u64, Response>,
-    /// Object reads from the store (planning reads plus streamed frames).
+    /// Objects read from the store (by the acceptor and the responder).
     reads: usize,
+    /// Kind-and-size lookups of stored objects.
+    stats: usize,
     /// Objects newly written to the store.
     writes: usize,
-    /// When set, a push stores this many objects and then the connection dies.
-    cut_after: Option<usize>,
 }
 
 impl SimServer {
@@ -148,88 +203,215 @@ impl SimServer {
     }
 
     fn has(&self, id: &ObjectId) -> bool {
-        self.objects.contains(id)
+        self.store.contains_key(id)
+    }
+
+    /// Every stored object, decoded: what a test walks.
+    fn objects(&self) -> MemoryObjects {
+        let mut objects = MemoryObjects::new();
+        objects.extend(
+            self.store
+                .iter()
+                .map(|(id, stored)| (*id, stored.object.clone())),
+        );
+        objects
     }
 
     fn handle(&mut self, request: Request) -> Option<Response> {
         Some(match request {
-            Request::Pull { have_root } => self.pull(have_root),
-            Request::Missing { ids } => match answer_question(&ids, |id| self.has(id)) {
-                Ok(ids) => Response::Missing { ids },
-                Err(error) => Response::Rejected(error.to_string()),
-            },
+            Request::Pull { have_root, records } => self.pull(have_root, records),
+            Request::Missing { ids } => {
+                let empty = empty_dir_id();
+                match answer_question(&ids, |id| *id == empty || self.has(id)) {
+                    Ok(ids) => Response::Missing { ids },
+                    Err(_) => Response::Rejected(wire::ProblemCode::InvalidField),
+                }
+            }
             Request::Push {
                 push_id,
                 base_version,
                 new_root,
+                records,
                 objects,
             } => {
-                if let Some(receipt) = self.receipts.get(&push_id) {
-                    return Some(receipt.clone());
+                let stream = stream_of(&records, &objects);
+                self.commit(push_id, base_version, new_root, Some(&stream))
+            }
+            Request::Commit {
+                push_id,
+                base_version,
+                new_root,
+            } => self.commit(push_id, base_version, new_root, None),
+            Request::Upload { objects } => {
+                let mut acceptor = PushAcceptor::upload();
+                let accepted = receive(&mut acceptor, &stream_of(&[], &objects))
+                    .and_then(|()| self.accept(acceptor));
+                match accepted {
+                    Ok(()) => Response::Uploaded,
+                    Err(code) => Response::Rejected(code),
                 }
-                for (index, object) in objects.iter().enumerate() {
-                    if self.cut_after == Some(index) {
-                        self.cut_after = None;
-                        return None;
-                    }
-                    if let Err(reason) = self.store(object) {
-                        return Some(Response::Rejected(reason));
-                    }
-                }
-                if !self.has(&new_root) {
-                    return Some(Response::Rejected(format!("root {new_root} not stored")));
-                }
-                if base_version != self.head_version {
-                    return Some(Response::Conflict {
-                        head_version: self.head_version,
-                        head_root: self.head_root(),
-                    });
-                }
-                self.head_version += 1;
-                self.head_root = Some(new_root);
-                self.history
-                    .push((self.head_version, new_root, base_version));
-                let answer = Response::Committed {
-                    version: self.head_version,
-                };
-                self.receipts.insert(push_id, answer.clone());
-                answer
             }
         })
     }
 
-    /// Verifies one uploaded object and stores it if its references are all stored.
-    fn store(&mut self, wire: &WireObject) -> Result<(), String> {
-        let (object, _) = verify_frame(&wire.id, &wire.frame).map_err(|e| e.to_string())?;
-        if let Some(missing) = references(&object).into_iter().find(|id| !self.has(id)) {
-            return Err(format!("{} refers to {missing}, not stored", wire.id));
+    /// A push or commit: replayed by its receipt, refused on a stale base before anything is
+    /// read, else accepted (checked and stored) and committed by compare-and-swap.
+    fn commit(
+        &mut self,
+        push_id: u64,
+        base_version: u64,
+        new_root: ObjectId,
+        stream: Option<&[u8]>,
+    ) -> Response {
+        if let Some(receipt) = self.receipts.get(&push_id) {
+            return receipt.clone();
         }
-        if self.objects.insert(wire.id, object) {
-            self.frames.insert(wire.id, wire.frame.clone());
-            self.writes += 1;
+        if base_version != self.head_version {
+            return Response::Conflict {
+                head_version: self.head_version,
+                head_root: self.head_root(),
+            };
         }
-        Ok(())
+        let mut acceptor = PushAcceptor::version(self.head_root(), new_root);
+        let accepted = match stream {
+            Some(stream) => receive(&mut acceptor, stream),
+            None => Ok(()),
+        }
+        .and_then(|()| self.accept(acceptor));
+        if let Err(code) = accepted {
+            return Response::Rejected(code);
+        }
+        self.head_version += 1;
+        self.head_root = Some(new_root);
+        self.history
+            .push((self.head_version, new_root, base_version));
+        let answer = Response::Committed {
+            version: self.head_version,
+        };
+        self.receipts.insert(push_id, answer.clone());
+        answer
     }
 
-    fn pull(&mut self, have_root: ObjectId) -> Response {
-        let want = self.head_root();
-        match plan_pull(&self.objects, &want, &have_root) {
-            Ok(plan) => {
-                self.reads += plan.dirs_read + plan.files_read + plan.objects.len();
-                let objects = plan
-                    .objects
-                    .iter()
-                    .map(|id| (*id, self.frames[id].clone()))
-                    .collect();
-                Response::Pulled {
-                    version: self.head_version,
-                    root: want,
-                    objects,
+    /// Drives the acceptor over the store, as the server's handlers do.
+    fn accept(&mut self, mut acceptor: PushAcceptor) -> Result<(), wire::ProblemCode> {
+        let refused = |rejection: Rejection| problem_code(&wire::Problem::from(&rejection));
+        loop {
+            match acceptor.step().map_err(refused)? {
+                Step::Read(ids) => {
+                    for id in ids {
+                        self.reads += 1;
+                        let object = self.store.get(&id).map(|stored| stored.object.clone());
+                        acceptor.provide(id, object).map_err(refused)?;
+                    }
                 }
+                Step::Stat(ids) => {
+                    for id in ids {
+                        self.stats += 1;
+                        let info = self
+                            .store
+                            .get(&id)
+                            .map(|stored| ObjectInfo::of(&stored.object));
+                        acceptor.provide_info(id, info).map_err(refused)?;
+                    }
+                }
+                Step::Compute => acceptor.compute().map_err(refused)?,
+                Step::Store(layers) => {
+                    for (id, frame) in layers.into_iter().flatten() {
+                        // A store never overwrites; each layer is whole before the next.
+                        if self.store.contains_key(&id) {
+                            continue;
+                        }
+                        let (object, _) =
+                            verify_frame(&id, &frame).expect("accepted frames verify");
+                        for child in references(&object) {
+                            assert!(
+                                child == empty_dir_id() || self.has(&child),
+                                "{id} stored before its child {child}"
+                            );
+                        }
+                        self.store.insert(id, StoredObject { object, frame });
+                        self.writes += 1;
+                    }
+                }
+                Step::Done(_) => return Ok(()),
             }
-            Err(error) => Response::Rejected(error.to_string()),
         }
     }
+
+    fn pull(&mut self, have_root: ObjectId, records: bool) -> Response {
+        let want = self.head_root();
+        let mut responder = PullResponder::new(have_root, want, records);
+        let answer = loop {
+            match responder.step() {
+                Ok(PullStep::Read(ids)) => {
+                    for id in ids {
+                        self.reads += 1;
+                        let object = self.store.get(&id).cloned();
+                        if let Err(rejection) = responder.provide(id, object) {
+                            return Response::Rejected(problem_code(&wire::Problem::from(
+                                &rejection,
+                            )));
+                        }
+                    }
+                }
+                Ok(PullStep::Compute) => match responder.compute() {
+                    Ok(answer) => break answer,
+                    Err(rejection) => {
+                        return Response::Rejected(problem_code(&wire::Problem::from(&rejection)));
+                    }
+                },
+                Err(rejection) => {
+                    return Response::Rejected(problem_code(&wire::Problem::from(&rejection)));
+                }
+            }
+        };
+        let (records, objects) = decode_answer(&answer.stream);
+        Response::Pulled {
+            version: self.head_version,
+            root: want,
+            records,
+            objects,
+        }
+    }
+}
+
+fn problem_code(problem: &wire::Problem) -> wire::ProblemCode {
+    problem.code().expect("the server answers known codes")
+}
+
+/// Decodes a request body into the acceptor, as the server's `receive` does.
+fn receive(acceptor: &mut PushAcceptor, stream: &[u8]) -> Result<(), wire::ProblemCode> {
+    let mut decoder = StreamDecoder::new();
+    decoder.feed(stream);
+    let code = |problem: wire::Problem| problem_code(&problem);
+    while let Some(item) = decoder
+        .next_item()
+        .map_err(|error| code(wire::Problem::from(&error)))?
+    {
+        acceptor
+            .receive(item)
+            .map_err(|rejection| code(wire::Problem::from(&rejection)))?;
+    }
+    decoder
+        .finish()
+        .map_err(|error| code(wire::Problem::from(&error)))?;
+    Ok(())
+}
+
+/// A pull answer's records and frames, verified by the stream decoder as a client reads it.
+fn decode_answer(stream: &[u8]) -> (Vec<Record>, Vec<(ObjectId, Vec<u8>)>) {
+    let mut decoder = StreamDecoder::new();
+    decoder.feed(stream);
+    let mut records = Vec::new();
+    let mut objects = Vec::new();
+    while let Some(item) = decoder.next_item().expect("the server sends valid streams") {
+        match item {
+            Item::Object(frame) => objects.push((frame.id, frame.compressed)),
+            Item::Record(item) => records.push(item.record),
+        }
+    }
+    decoder.finish().expect("a whole stream");
+    (records, objects)
 }
 
 /// The wire between clients and the server: counts what crosses it.
@@ -320,6 +502,8 @@ struct SimClient {
     base_root: ObjectId,
     working: WorkingCopy,
     next_push_id: u64,
+    /// Pushes and pulls small changes as change records, as the `cairn` client does.
+    records: bool,
 }
 
 impl SimClient {
@@ -331,6 +515,15 @@ impl SimClient {
             working: WorkingCopy::new(),
             // Push ids are unique per client.
             next_push_id: id << 32,
+            records: false,
+        }
+    }
+
+    /// A client that uses change records for small pushes and pulls.
+    fn with_records(id: u64) -> Self {
+        Self {
+            records: true,
+            ..Self::new(id)
         }
     }
 
@@ -356,15 +549,40 @@ impl SimClient {
         flatten(&self.objects, root).unwrap()
     }
 
+    /// The canonical encoding of a local one-chunk file: a delta dictionary.
+    fn chunk_encoding(&self, file: &FileRef) -> Option<Vec<u8>> {
+        (file.target == ObjectKind::Chunk)
+            .then(|| self.objects.get(&file.id))
+            .flatten()
+            .map(Object::encode)
+    }
+
     fn push_request(&mut self) -> Request {
-        let (root, _) = self.snapshot();
+        let (root, listing) = self.snapshot();
         let plan = plan_push(&self.objects, &self.base_root, &root).unwrap();
         self.next_push_id += 1;
+        let changes = diff_listings(&self.listing(&self.base_root.clone()), &listing);
+        let small = self
+            .records
+            .then(|| {
+                records_push(
+                    &changes,
+                    &plan.objects,
+                    |id| self.objects.get(id).map(Object::kind) == Some(ObjectKind::Dir),
+                    |file| self.chunk_encoding(file),
+                )
+            })
+            .flatten();
+        let (records, objects) = match small {
+            Some(push) => (push.records, self.wire_objects(&push.objects)),
+            None => (Vec::new(), self.wire_objects(&plan.objects)),
+        };
         Request::Push {
             push_id: self.next_push_id,
             base_version: self.base_version,
             new_root: root,
-            objects: self.wire_objects(&plan.objects),
+            records,
+            objects,
         }
     }
 
@@ -374,10 +592,12 @@ impl SimClient {
             .collect()
     }
 
-    /// Applies the answer to a push.
+    /// Applies the answer to a push or commit.
     fn pushed(&mut self, request: &Request, response: &Response) {
-        if let (Request::Push { new_root, .. }, Response::Committed { version }) =
-            (request, response)
+        if let (
+            Request::Push { new_root, .. } | Request::Commit { new_root, .. },
+            Response::Committed { version },
+        ) = (request, response)
         {
             self.base_version = *version;
             self.base_root = *new_root;
@@ -395,11 +615,13 @@ impl SimClient {
     fn fetch(&mut self, wire: &mut Wire, server: &mut SimServer) -> (u64, ObjectId) {
         let request = Request::Pull {
             have_root: self.base_root,
+            records: self.records,
         };
         match wire.call(server, request).expect("answer") {
             Response::Pulled {
                 version,
                 root,
+                records,
                 objects,
             } => {
                 for (id, frame) in objects {
@@ -409,6 +631,18 @@ impl SimClient {
                         assert!(self.objects.contains(&child), "{id} before its child");
                     }
                     self.objects.insert(id, object);
+                }
+                if !records.is_empty() {
+                    let base = self.listing(&self.base_root.clone());
+                    let applied =
+                        apply_records(&self.objects, self.base_root, &records, root, |path| {
+                            base.get(path).and_then(|file| self.chunk_encoding(file))
+                        })
+                        .expect("the records give the root the server named");
+                    for content in applied.chunks {
+                        self.objects.insert(content.entry.id, content.chunk);
+                    }
+                    self.objects.extend(applied.patched.dirs);
                 }
                 (version, root)
             }
@@ -543,7 +777,7 @@ fn clone_is_one_round_trip() {
     assert_eq!(wire.objects_down, everything.len());
     let frames: usize = everything
         .iter()
-        .map(|id| FRAME_HEADER_BYTES + server.frames[id].len())
+        .map(|id| FRAME_HEADER_BYTES + server.store[id].frame.len())
         .sum();
     assert_eq!(wire.bytes_down, CONTROL_BYTES + frames);
     assert_eq!(clone.working, author.working);
@@ -569,15 +803,16 @@ fn small_edit_push_and_pull_send_only_the_changed_path() {
     assert_eq!(push.round_trips, 1);
     assert_eq!(push.objects_up, 5);
     assert_eq!(server.writes - writes_before, 5);
+    let stored = server.objects();
     let new_ids: Vec<ObjectId> = server.history[1..]
         .iter()
-        .flat_map(|(_, root, _)| all_reachable(&server.objects, root))
-        .filter(|id| !all_reachable(&server.objects, &server.history[0].1).contains(id))
+        .flat_map(|(_, root, _)| all_reachable(&stored, root))
+        .filter(|id| !all_reachable(&stored, &server.history[0].1).contains(id))
         .collect();
     assert_eq!(new_ids.len(), 5);
     let frames: usize = new_ids
         .iter()
-        .map(|id| FRAME_HEADER_BYTES + server.frames[id].len())
+        .map(|id| FRAME_HEADER_BYTES + server.store[id].frame.len())
         .sum();
     assert_eq!(push.bytes_up, CONTROL_BYTES + frames);
     let Request::Push { objects, .. } = author.push_request() else {
@@ -595,8 +830,9 @@ fn small_edit_push_and_pull_send_only_the_changed_path() {
     assert_eq!(pull.round_trips, 1);
     assert_eq!(pull.objects_down, 5);
     assert_eq!(teammate.working, author.working);
-    // Planning read both sides of the four changed levels; then the five objects streamed.
-    assert_eq!(server.reads - reads_before, 2 * 4 + 5);
+    // The walk read both sides of the four changed levels (the new dirs among them), then the
+    // one new object it had not read: the edited chunk. Every object is read once.
+    assert_eq!(server.reads - reads_before, 2 * 4 + 1);
     // The server streams exactly the frames the author sent.
     assert_eq!(pull.bytes_down, push.bytes_up);
     assert!(pull.bytes_down < 1_000, "{} bytes", pull.bytes_down);
@@ -711,27 +947,37 @@ fn interrupted_upload_resumes_with_negotiation() {
             format!("{{\"item\":{i}}}").as_bytes(),
         );
     }
-    let request = client.push_request();
+    // A large push goes as batches of objects, children first, then a commit.
     let Request::Push {
         push_id,
         new_root,
         objects,
         ..
-    } = &request
+    } = client.push_request()
     else {
         unreachable!()
     };
     let total = objects.len();
-    let half = total / 2;
+    let batches: Vec<Vec<WireObject>> = objects.chunks(4).map(<[WireObject]>::to_vec).collect();
     let mut wire = Wire::default();
-    server.cut_after = Some(half);
-    assert_eq!(wire.call(&mut server, request.clone()), None);
+    // The connection dies after half the batches.
+    let sent = batches.len() / 2;
+    for batch in &batches[..sent] {
+        let answer = wire.call(
+            &mut server,
+            Request::Upload {
+                objects: batch.clone(),
+            },
+        );
+        assert_eq!(answer, Some(Response::Uploaded));
+    }
+    let half: usize = batches[..sent].iter().map(Vec::len).sum();
     assert_eq!(server.writes, half);
     assert_eq!(server.head_version, 0, "nothing committed");
 
-    // Resume: find what the server lacks, then push just that, under the same push id.
+    // Resume: find what the server lacks, then upload just that and commit.
     let negotiation_start = wire;
-    let negotiated = negotiate(&client.objects, *new_root, |question| {
+    let negotiated = negotiate(&client.objects, new_root, |question| {
         assert!(question.len() <= NEGOTIATE_BATCH_SIZE);
         match wire.call(
             &mut server,
@@ -751,29 +997,25 @@ fn interrupted_upload_resumes_with_negotiation() {
     // a round with the deepest dirs.
     assert_eq!(rounds, 5);
     assert_eq!(negotiated.upload_order().len(), total - half);
-    let stored: HashSet<ObjectId> = server.objects.ids().copied().collect();
-    assert!(
-        negotiated
-            .upload_order()
-            .iter()
-            .all(|id| !stored.contains(id))
-    );
+    assert!(negotiated.upload_order().iter().all(|id| !server.has(id)));
 
     let before = wire;
-    let resumed = Request::Push {
-        push_id: *push_id,
-        base_version: 0,
-        new_root: *new_root,
+    let rest = Request::Upload {
         objects: client.wire_objects(negotiated.upload_order()),
     };
-    let response = wire.call(&mut server, resumed.clone()).unwrap();
+    assert_eq!(wire.call(&mut server, rest), Some(Response::Uploaded));
+    let commit = Request::Commit {
+        push_id,
+        base_version: 0,
+        new_root,
+    };
+    let response = wire.call(&mut server, commit.clone()).unwrap();
     assert_eq!(response, Response::Committed { version: 1 });
     let upload = wire.since(&before);
-    assert_eq!(upload.round_trips, 1);
+    assert_eq!(upload.round_trips, 2);
     assert_eq!(upload.objects_up, total - half);
-    assert!(upload.bytes_up < request.wire_size());
     assert_eq!(server.writes, total, "every object stored exactly once");
-    client.pushed(&resumed, &response);
+    client.pushed(&commit, &response);
 
     let mut other = SimClient::new(4);
     other.pull(&mut Wire::default(), &mut server);
@@ -837,10 +1079,14 @@ fn upload_out_of_order_is_rejected_and_commits_nothing() {
             push_id,
             base_version: 0,
             new_root,
+            records: Vec::new(),
             objects,
         },
     );
-    assert!(matches!(response, Some(Response::Rejected(_))));
+    assert_eq!(
+        response,
+        Some(Response::Rejected(wire::ProblemCode::MissingObject))
+    );
     assert_eq!((server.head_version, server.writes), (0, 0));
     assert!(server.receipts.is_empty());
 }
@@ -964,6 +1210,180 @@ proptest::proptest! {
         for (index, (version, _, parent)) in server.history.iter().enumerate() {
             proptest::prop_assert_eq!(*version, index as u64 + 1);
             proptest::prop_assert_eq!(*parent, index as u64);
+        }
+    }
+}
+
+#[test]
+fn small_edits_travel_as_records_both_ways() {
+    let (mut server, mut author, _) = project_with_author();
+    author.records = true;
+    let mut teammate = SimClient::with_records(2);
+    teammate.pull(&mut Wire::default(), &mut server);
+
+    author.write(
+        "requests/users/list/request.json",
+        br#"{"method":"GET","url":"/users?page=2"}"#,
+    );
+    author.write(
+        "requests/users/delete/request.json",
+        br#"{"method":"DELETE"}"#,
+    );
+    author
+        .working
+        .remove(&Path::new("requests/auth/login/request.json").unwrap());
+    let mut wire = Wire::default();
+    let writes = server.writes;
+    let request = author.push_request();
+    let Request::Push {
+        records, objects, ..
+    } = &request
+    else {
+        unreachable!()
+    };
+    assert_eq!(records.len(), 3, "one record per changed path");
+    assert!(objects.is_empty(), "both new files went inline");
+    let response = wire.call(&mut server, request.clone()).unwrap();
+    author.pushed(&request, &response);
+    assert_eq!(response, Response::Committed { version: 2 });
+    // The server stored what the records stand for: two chunks, and the dirs it rebuilt (the
+    // root, `requests`, `users`, `users/list`, `users/delete`, and `auth` without `login`).
+    assert_eq!(server.writes - writes, 2 + 6);
+    assert_eq!(server.head_root(), author.base_root);
+
+    let mut wire = Wire::default();
+    teammate.pull(&mut wire, &mut server);
+    assert_eq!(wire.round_trips, 1);
+    assert_eq!(wire.objects_down, 0, "the answer is records only");
+    assert!(wire.bytes_down < 400, "{} bytes", wire.bytes_down);
+    assert_eq!(teammate.working, author.working);
+    assert_eq!(teammate.base_root, author.base_root);
+}
+
+#[test]
+fn records_that_give_another_root_are_refused() {
+    let (mut server, mut author, _) = project_with_author();
+    author.records = true;
+    author.write("README.md", b"# Pet store API, v2\n");
+    let Request::Push {
+        push_id,
+        base_version,
+        records,
+        objects,
+        ..
+    } = author.push_request()
+    else {
+        unreachable!()
+    };
+    // The client and the server must agree on the root the records give: any other is refused.
+    let other_root = author.base_root;
+    let response = Wire::default().call(
+        &mut server,
+        Request::Push {
+            push_id,
+            base_version,
+            new_root: other_root,
+            records,
+            objects,
+        },
+    );
+    assert_eq!(
+        response,
+        Some(Response::Rejected(wire::ProblemCode::BadRecords))
+    );
+    assert_eq!(server.head_version, 1, "nothing committed");
+}
+
+/// The files a random tree may hold: no path is a folder of another.
+const PATHS: [&str; 7] = [
+    "a.json",
+    "b.json",
+    "d/a.json",
+    "d/b.json",
+    "d/e/f.json",
+    "x/y/z.bin",
+    "x/w.json",
+];
+
+#[derive(Debug, Clone)]
+enum Edit {
+    /// Writes file `path` with `len` bytes of seed `seed` (large ones are cut into chunks).
+    Write {
+        path: usize,
+        len: usize,
+        seed: u64,
+    },
+    /// Flips the executable bit.
+    Chmod {
+        path: usize,
+    },
+    Remove {
+        path: usize,
+    },
+}
+
+fn edit_strategy() -> impl proptest::strategy::Strategy<Value = Edit> {
+    use proptest::prelude::*;
+    let len = prop_oneof![4 => 1usize..200, 1 => 20_000usize..70_000];
+    prop_oneof![
+        4 => (0..PATHS.len(), len, 1u64..1000).prop_map(|(path, len, seed)| Edit::Write { path, len, seed }),
+        1 => (0..PATHS.len()).prop_map(|path| Edit::Chmod { path }),
+        2 => (0..PATHS.len()).prop_map(|path| Edit::Remove { path }),
+    ]
+}
+
+fn apply_edit(client: &mut SimClient, edit: &Edit) {
+    match edit {
+        Edit::Write { path, len, seed } => {
+            client.write(PATHS[*path], &noise(*len, *seed));
+        }
+        Edit::Chmod { path } => {
+            if let Some((kind, _)) = client.working.get_mut(&Path::new(PATHS[*path]).unwrap()) {
+                *kind = match kind {
+                    EntryKind::File => EntryKind::Executable,
+                    _ => EntryKind::File,
+                };
+            }
+        }
+        Edit::Remove { path } => {
+            client.working.remove(&Path::new(PATHS[*path]).unwrap());
+        }
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+
+    /// Change records rebuild the same root on both sides: every records push the client makes
+    /// is committed with the root it computed itself (the acceptor refuses any other), and every
+    /// records pull rebuilds the server's head exactly (the client refuses any other).
+    #[test]
+    fn records_rebuild_the_same_root_on_both_sides(
+        base in proptest::collection::vec(edit_strategy(), 1..10),
+        rounds in proptest::collection::vec(proptest::collection::vec(edit_strategy(), 1..6), 1..4),
+    ) {
+        let mut server = SimServer::new();
+        let mut author = SimClient::with_records(1);
+        let mut reader = SimClient::with_records(2);
+        for edit in &base {
+            apply_edit(&mut author, edit);
+        }
+        for edits in std::iter::once(&Vec::new()).chain(&rounds) {
+            for edit in edits {
+                apply_edit(&mut author, edit);
+            }
+            let (root, _) = author.snapshot();
+            if root != author.base_root {
+                let response = author.push(&mut Wire::default(), &mut server);
+                proptest::prop_assert!(
+                    matches!(response, Response::Committed { .. }),
+                    "{:?}", response
+                );
+                proptest::prop_assert_eq!(server.head_root(), root);
+            }
+            reader.pull(&mut Wire::default(), &mut server);
+            proptest::prop_assert_eq!(reader.base_root, server.head_root());
+            proptest::prop_assert_eq!(&reader.working, &author.working);
         }
     }
 }

@@ -5,3 +5,4 @@ mod props_codec;
 mod props_merge;
 mod props_tree;
 mod simulation;
+mod spec_examples;

@@ -9,7 +9,7 @@ use crate::catalog::{Catalog, PostgresCatalog, PostgresSettings, SqliteCatalog};
 use crate::config::{CatalogSettings, DEFAULT_MAX_UPLOAD_BYTES, StorageSettings, StoreSettings};
 use crate::events::EventHub;
 use crate::metrics::Metrics;
-use crate::server::Shutdown;
+use crate::shutdown::Shutdown;
 use crate::store::{FsBackend, ObjectStore, S3Backend, S3Settings};
 
 /// Limits that are settings rather than format constants.

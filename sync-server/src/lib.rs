@@ -17,3 +17,4 @@ pub mod openapi;
 pub mod problem;
 pub mod routes;
 pub mod server;
+pub mod shutdown;

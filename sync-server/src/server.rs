@@ -11,7 +11,6 @@
 //! requests get a grace period to finish, and connections still open after it are dropped.
 
 use std::convert::Infallible;
-use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -23,12 +22,12 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tower_service::Service;
 use warp::filters::BoxedFilter;
 use warp::http::{HeaderValue, Request, Response};
 
 use crate::metrics::{Metrics, route_label};
+pub use crate::shutdown::Shutdown;
 
 /// How long a client may take to send a request's head.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -38,42 +37,6 @@ pub const MAX_REQUEST_ID_LEN: usize = 64;
 /// The id of one request, in its extensions, its log line and the `X-Request-Id` answer header.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestId(pub String);
-
-/// Tells the server (and long-lived responses such as event streams) to stop.
-#[derive(Debug, Clone)]
-pub struct Shutdown {
-    sender: Arc<watch::Sender<bool>>,
-}
-
-impl Default for Shutdown {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Shutdown {
-    pub fn new() -> Self {
-        Self {
-            sender: Arc::new(watch::channel(false).0),
-        }
-    }
-
-    pub fn trigger(&self) {
-        self.sender.send_replace(true);
-    }
-
-    pub fn is_triggered(&self) -> bool {
-        *self.sender.borrow()
-    }
-
-    /// Resolves once [`Shutdown::trigger`] has been called.
-    pub fn wait(&self) -> impl Future<Output = ()> + Send + 'static {
-        let mut receiver = self.sender.subscribe();
-        async move {
-            let _ = receiver.wait_for(|stopped| *stopped).await;
-        }
-    }
-}
 
 /// Serves `routes` on `listener` until `shutdown` triggers, then waits up to `grace` for
 /// in-flight requests.

@@ -1,7 +1,7 @@
 //! The catalog conformance suite: one set of scenarios, run against SQLite (a temporary file)
 //! and PostgreSQL (a fresh database per test). Both implementations must answer alike.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,7 +9,7 @@ use sync_protocol::{Object, ObjectId};
 use sync_server::catalog::{
     Account, Catalog, CatalogError, CommitOutcome, CommitRequest, Entity, Field, NewAccount,
     NodeId, PROJECT_CREATED_MESSAGE, Project, ProjectId, PushId, RestoreRequest, Role, Team,
-    TokenHash, VersionPage, empty_root, limits,
+    TokenHash, Version, VersionPage, empty_root, limits,
 };
 
 use crate::storage_support::{TestDatabase, sqlite_catalog};
@@ -55,6 +55,8 @@ conformance!(
     retry_with_the_same_push_id_commits_once,
     concurrent_commits_on_one_base_exactly_one_wins,
     concurrent_duplicates_of_one_push_commit_once,
+    concurrent_duplicates_of_racing_pushes_answer_alike,
+    concurrent_demotions_keep_one_owner,
     restore_commits_an_old_root,
     history_is_newest_first_and_paginated,
     commit_errors_are_typed,
@@ -102,10 +104,46 @@ fn request(project: &Project, author: &Account, base: u64, root_label: &str) -> 
     }
 }
 
-fn committed(outcome: CommitOutcome) -> (sync_server::catalog::Version, bool) {
+fn committed(outcome: CommitOutcome) -> (Version, bool) {
     match outcome {
         CommitOutcome::Committed { version, replayed } => (version, replayed),
         other => panic!("expected a commit, got {other:?}"),
+    }
+}
+
+/// Commits a new push of `root(label)` on `base`, which must succeed; its version.
+async fn commit_on(
+    catalog: &Shared,
+    project: &Project,
+    author: &Account,
+    base: u64,
+    label: &str,
+) -> Version {
+    let outcome = catalog.commit(request(project, author, base, label)).await;
+    committed(outcome.unwrap()).0
+}
+
+/// The project's head: (version, root).
+async fn head(catalog: &Shared, project: ProjectId) -> (u64, ObjectId) {
+    let project = catalog.project(project).await.unwrap().unwrap();
+    (project.head_version, project.head_root)
+}
+
+/// The project's whole history, newest first.
+async fn history(catalog: &Shared, project: ProjectId) -> Vec<Version> {
+    catalog
+        .versions(project, VersionPage::default())
+        .await
+        .unwrap()
+}
+
+/// Gives each account its role in `team`.
+async fn set_members(catalog: &Shared, team: &Team, roles: &[(&Account, Role)]) {
+    for (account, role) in roles {
+        catalog
+            .set_member(team.id, account.id, *role)
+            .await
+            .unwrap();
     }
 }
 
@@ -117,41 +155,26 @@ async fn accounts_are_unique_ignoring_case(catalog: Shared) {
         Some(alice.clone())
     );
 
-    let same_name = catalog
-        .create_account(NewAccount {
-            name: "ALICE".to_owned(),
-            email: "other@example.com".to_owned(),
+    // A name or an email already taken, ignoring case, is refused naming the field.
+    for (name, email, taken) in [
+        ("ALICE", "other@example.com", Field::AccountName),
+        ("alicia", "ALICE@example.COM", Field::Email),
+    ] {
+        let new = NewAccount {
+            name: name.to_owned(),
+            email: email.to_owned(),
             password_hash: "$argon2id$x".to_owned(),
-        })
-        .await;
-    assert!(
-        matches!(
-            same_name,
-            Err(CatalogError::AlreadyExists {
-                entity: Entity::Account,
-                field: Field::AccountName,
-                ..
-            })
-        ),
-        "{same_name:?}"
-    );
-    let same_email = catalog
-        .create_account(NewAccount {
-            name: "alicia".to_owned(),
-            email: "ALICE@example.COM".to_owned(),
-            password_hash: "$argon2id$x".to_owned(),
-        })
-        .await;
-    assert!(
-        matches!(
-            same_email,
-            Err(CatalogError::AlreadyExists {
-                field: Field::Email,
-                ..
-            })
-        ),
-        "{same_email:?}"
-    );
+        };
+        let outcome = catalog.create_account(new).await;
+        assert!(
+            matches!(
+                outcome,
+                Err(CatalogError::AlreadyExists { entity: Entity::Account, field, .. })
+                    if field == taken
+            ),
+            "{outcome:?}"
+        );
+    }
 
     for login in ["alice", "ALICE", "alice@EXAMPLE.com"] {
         let credentials = catalog.account_credentials(login).await.unwrap().unwrap();
@@ -301,14 +324,12 @@ async fn teams_roles_and_last_owner(catalog: Shared) {
         Some(Role::Owner)
     );
 
-    catalog
-        .set_member(team.id, bob.id, Role::Editor)
-        .await
-        .unwrap();
-    catalog
-        .set_member(team.id, carol.id, Role::Viewer)
-        .await
-        .unwrap();
+    set_members(
+        &catalog,
+        &team,
+        &[(&bob, Role::Editor), (&carol, Role::Viewer)],
+    )
+    .await;
     let members: Vec<(String, Role)> = catalog
         .members(team.id)
         .await
@@ -338,14 +359,12 @@ async fn teams_roles_and_last_owner(catalog: Shared) {
         catalog.remove_member(team.id, alice.id).await,
         Err(CatalogError::LastOwner { .. })
     ));
-    catalog
-        .set_member(team.id, bob.id, Role::Owner)
-        .await
-        .unwrap();
-    catalog
-        .set_member(team.id, alice.id, Role::Viewer)
-        .await
-        .unwrap();
+    set_members(
+        &catalog,
+        &team,
+        &[(&bob, Role::Owner), (&alice, Role::Viewer)],
+    )
+    .await;
     assert_eq!(
         catalog.team_role(team.id, alice.id).await.unwrap(),
         Some(Role::Viewer)
@@ -417,10 +436,7 @@ async fn visibility_follows_membership(catalog: Shared) {
         .create_project(other.id, "web", alice.id)
         .await
         .unwrap();
-    catalog
-        .set_member(team.id, bob.id, Role::Viewer)
-        .await
-        .unwrap();
+    set_members(&catalog, &team, &[(&bob, Role::Viewer)]).await;
 
     let alices: HashSet<(ProjectId, Role)> = catalog
         .projects_visible_to(alice.id)
@@ -495,28 +511,16 @@ async fn commit_moves_the_head(catalog: Shared) {
         catalog.version(project.id, 1).await.unwrap(),
         Some(version.clone())
     );
-    let head = catalog.project(project.id).await.unwrap().unwrap();
-    assert_eq!((head.head_version, head.head_root), (1, root("one")));
+    assert_eq!(head(&catalog, project.id).await, (1, root("one")));
 
-    let (second, _) = committed(
-        catalog
-            .commit(request(&project, &alice, 1, "two"))
-            .await
-            .unwrap(),
-    );
+    let second = commit_on(&catalog, &project, &alice, 1, "two").await;
     assert_eq!((second.number, second.parent), (2, Some(1)));
-    let head = catalog.project(project.id).await.unwrap().unwrap();
-    assert_eq!((head.head_version, head.head_root), (2, root("two")));
+    assert_eq!(head(&catalog, project.id).await, (2, root("two")));
 }
 
 async fn stale_base_gets_the_current_head(catalog: Shared) {
     let (alice, _team, project) = setup(&catalog).await;
-    committed(
-        catalog
-            .commit(request(&project, &alice, 0, "one"))
-            .await
-            .unwrap(),
-    );
+    commit_on(&catalog, &project, &alice, 0, "one").await;
     let stale = catalog
         .commit(request(&project, &alice, 0, "other"))
         .await
@@ -541,10 +545,7 @@ async fn stale_base_gets_the_current_head(catalog: Shared) {
         }
     ));
     // Nothing was written.
-    let history = catalog
-        .versions(project.id, VersionPage::default())
-        .await
-        .unwrap();
+    let history = history(&catalog, project.id).await;
     assert_eq!(history.len(), 2);
     assert_eq!(catalog.version(project.id, 2).await.unwrap(), None);
 }
@@ -558,16 +559,10 @@ async fn retry_with_the_same_push_id_commits_once(catalog: Shared) {
     let (again, replayed) = committed(catalog.commit(push.clone()).await.unwrap());
     assert!(replayed);
     assert_eq!(again, original);
-    let head = catalog.project(project.id).await.unwrap().unwrap();
-    assert_eq!(head.head_version, 1);
+    assert_eq!(head(&catalog, project.id).await.0, 1);
 
     // Still the original answer after others have pushed on top.
-    committed(
-        catalog
-            .commit(request(&project, &alice, 1, "two"))
-            .await
-            .unwrap(),
-    );
+    commit_on(&catalog, &project, &alice, 1, "two").await;
     let (late, replayed) = committed(catalog.commit(push.clone()).await.unwrap());
     assert!(replayed);
     assert_eq!(late, original);
@@ -589,12 +584,7 @@ async fn retry_with_the_same_push_id_commits_once(catalog: Shared) {
             ..
         }
     ));
-    committed(
-        catalog
-            .commit(request(&project, &alice, 2, "three"))
-            .await
-            .unwrap(),
-    );
+    commit_on(&catalog, &project, &alice, 2, "three").await;
     assert_eq!(
         catalog.commit(loser).await.unwrap(),
         CommitOutcome::Conflict {
@@ -602,10 +592,7 @@ async fn retry_with_the_same_push_id_commits_once(catalog: Shared) {
             head_root: root("three"),
         }
     );
-    let history = catalog
-        .versions(project.id, VersionPage::default())
-        .await
-        .unwrap();
+    let history = history(&catalog, project.id).await;
     assert_eq!(history.len(), 4, "versions 0 to 3, each once");
 }
 
@@ -639,8 +626,7 @@ async fn concurrent_commits_on_one_base_exactly_one_wins(catalog: Shared) {
     for conflict in conflicts {
         assert_eq!(conflict, (1, *winning_root));
     }
-    let head = catalog.project(project.id).await.unwrap().unwrap();
-    assert_eq!((head.head_version, head.head_root), (1, *winning_root));
+    assert_eq!(head(&catalog, project.id).await, (1, *winning_root));
 }
 
 async fn concurrent_duplicates_of_one_push_commit_once(catalog: Shared) {
@@ -663,31 +649,148 @@ async fn concurrent_duplicates_of_one_push_commit_once(catalog: Shared) {
         }
     }
     assert_eq!(fresh, 1, "one commit, the rest replays");
-    assert_eq!(
-        catalog
-            .project(project.id)
+    assert_eq!(head(&catalog, project.id).await.0, 1);
+}
+
+/// Pushes racing on one base, each sent more than once at the same moment (a client that
+/// retries while its first attempt is still in flight), over several rounds. Every copy of a
+/// push answers what the push did: the winner's copies the same version, exactly one of them
+/// not replayed; each loser's copies the same conflict, and so does a later retry. In
+/// PostgreSQL a copy can lose the compare-and-swap to its own duplicate, or two losing copies
+/// can record their conflict at once: this is the case the two implementations once answered
+/// differently.
+async fn concurrent_duplicates_of_racing_pushes_answer_alike(catalog: Shared) {
+    const ROUNDS: u64 = 8;
+    const PUSHES: usize = 2;
+    const COPIES: usize = 4;
+    let (alice, _team, project) = setup(&catalog).await;
+    for base in 0..ROUNDS {
+        let pushes: Vec<CommitRequest> = (0..PUSHES)
+            .map(|index| request(&project, &alice, base, &format!("base {base} push {index}")))
+            .collect();
+        let start = Arc::new(tokio::sync::Barrier::new(PUSHES * COPIES));
+        let tasks: Vec<_> = (0..COPIES)
+            .flat_map(|_| pushes.iter().cloned())
+            .map(|push| {
+                let catalog = Arc::clone(&catalog);
+                let start = Arc::clone(&start);
+                tokio::spawn(async move {
+                    start.wait().await;
+                    let outcome = catalog.commit(push.clone()).await;
+                    (push.push_id, outcome)
+                })
+            })
+            .collect();
+        let mut answers: HashMap<PushId, Vec<CommitOutcome>> = HashMap::new();
+        for task in tasks {
+            let (push_id, outcome) = task.await.unwrap();
+            let outcome = outcome.unwrap_or_else(|error| panic!("push {push_id}: {error}"));
+            answers.entry(push_id).or_default().push(outcome);
+        }
+
+        let (winners, losers): (Vec<_>, Vec<_>) = pushes.iter().partition(|push| {
+            answers[&push.push_id]
+                .iter()
+                .any(|outcome| matches!(outcome, CommitOutcome::Committed { .. }))
+        });
+        assert_eq!(
+            winners.len(),
+            1,
+            "base {base}: one push commits: {answers:?}"
+        );
+        let winner = winners[0];
+        let versions: Vec<_> = answers[&winner.push_id]
+            .iter()
+            .cloned()
+            .map(committed)
+            .collect();
+        let (version, _) = &versions[0];
+        assert_eq!((version.number, version.root), (base + 1, winner.root));
+        assert!(
+            versions.iter().all(|(copy, _)| copy == version),
+            "base {base}: every copy of the winner answers its version: {versions:?}"
+        );
+        let fresh = versions.iter().filter(|(_, replayed)| !replayed).count();
+        assert_eq!(fresh, 1, "base {base}: one copy commits, the rest replay");
+
+        let conflict = CommitOutcome::Conflict {
+            head_version: base + 1,
+            head_root: winner.root,
+        };
+        for loser in losers {
+            assert_eq!(
+                answers[&loser.push_id],
+                vec![conflict.clone(); COPIES],
+                "base {base}: every copy of a losing push answers the same conflict"
+            );
+            assert_eq!(catalog.commit(loser.clone()).await.unwrap(), conflict);
+        }
+    }
+    let history = history(&catalog, project.id).await;
+    assert_eq!(history.len() as u64, ROUNDS + 1, "one version per round");
+}
+
+/// Every owner of a team demoted or removed at the same moment, over several rounds: the
+/// last-owner rule must hold across transactions, so exactly one of them is refused and the
+/// team keeps that one owner.
+async fn concurrent_demotions_keep_one_owner(catalog: Shared) {
+    const OWNERS: usize = 4;
+    const ROUNDS: usize = 3;
+    let mut owners = Vec::new();
+    for index in 0..OWNERS {
+        owners.push(account(&catalog, &format!("owner{index}")).await);
+    }
+    let team = catalog.create_team("acme", owners[0].id).await.unwrap();
+    for round in 0..ROUNDS {
+        let all_owners: Vec<_> = owners.iter().map(|owner| (owner, Role::Owner)).collect();
+        set_members(&catalog, &team, &all_owners).await;
+        let start = Arc::new(tokio::sync::Barrier::new(OWNERS));
+        let tasks: Vec<_> = owners
+            .iter()
+            .enumerate()
+            .map(|(index, owner)| {
+                let catalog = Arc::clone(&catalog);
+                let start = Arc::clone(&start);
+                let (team, account) = (team.id, owner.id);
+                // Half are demoted, half removed: both paths take the rule.
+                let remove = (index + round) % 2 == 0;
+                tokio::spawn(async move {
+                    start.wait().await;
+                    if remove {
+                        catalog.remove_member(team, account).await
+                    } else {
+                        catalog.set_member(team, account, Role::Viewer).await
+                    }
+                })
+            })
+            .collect();
+        let mut refused = 0;
+        for task in tasks {
+            match task.await.unwrap() {
+                Ok(()) => {}
+                Err(CatalogError::LastOwner { .. }) => refused += 1,
+                Err(error) => panic!("round {round}: {error}"),
+            }
+        }
+        let remaining: Vec<_> = catalog
+            .members(team.id)
             .await
             .unwrap()
-            .unwrap()
-            .head_version,
-        1
-    );
+            .into_iter()
+            .filter(|member| member.role == Role::Owner)
+            .collect();
+        assert_eq!(
+            (refused, remaining.len()),
+            (1, 1),
+            "round {round}: one demotion refused, one owner left"
+        );
+    }
 }
 
 async fn restore_commits_an_old_root(catalog: Shared) {
     let (alice, _team, project) = setup(&catalog).await;
-    committed(
-        catalog
-            .commit(request(&project, &alice, 0, "one"))
-            .await
-            .unwrap(),
-    );
-    committed(
-        catalog
-            .commit(request(&project, &alice, 1, "two"))
-            .await
-            .unwrap(),
-    );
+    commit_on(&catalog, &project, &alice, 0, "one").await;
+    commit_on(&catalog, &project, &alice, 1, "two").await;
     let restore = RestoreRequest {
         project: project.id,
         push_id: PushId::random(),
@@ -830,14 +933,8 @@ async fn commit_errors_are_typed(catalog: Shared) {
         })
     ));
     // The failed commits moved nothing.
-    let head = catalog.project(project.id).await.unwrap().unwrap();
-    assert_eq!(head.head_version, 0);
-    committed(
-        catalog
-            .commit(request(&project, &alice, 0, "x"))
-            .await
-            .unwrap(),
-    );
+    assert_eq!(head(&catalog, project.id).await.0, 0);
+    commit_on(&catalog, &project, &alice, 0, "x").await;
 }
 
 async fn nodes_heartbeat_and_expire(catalog: Shared) {

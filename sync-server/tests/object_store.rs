@@ -2,6 +2,7 @@
 //! S3-compatible server (s3s-fs, a fresh bucket per test).
 
 use std::future::Future;
+use std::pin::Pin;
 
 use bytes::Bytes;
 use sync_protocol::{
@@ -49,7 +50,7 @@ fn samples() -> Vec<Sample> {
 
 /// The store holds these objects, each as its original frame, and nothing else.
 async fn assert_holds_exactly(store: &ObjectStore, project: &ProjectId, objects: &[Sample]) {
-    let ids: Vec<ObjectId> = objects.iter().map(|sample| sample.id).collect();
+    let ids = ids(objects);
     let frames = store.get_many(project, &ids).await.unwrap();
     for (frame, sample) in frames.iter().zip(objects) {
         assert_eq!(frame.as_ref(), Some(&sample.frame));
@@ -68,6 +69,31 @@ fn pairs(samples: &[Sample]) -> Vec<(ObjectId, Bytes)> {
         .collect()
 }
 
+fn ids(samples: &[Sample]) -> Vec<ObjectId> {
+    samples.iter().map(|sample| sample.id).collect()
+}
+
+/// A fresh project holding the samples; the samples.
+async fn stored_samples(store: &ObjectStore) -> (ProjectId, Vec<Sample>) {
+    let project = ProjectId::random();
+    let objects = samples();
+    store.put_many(&project, pairs(&objects)).await.unwrap();
+    (project, objects)
+}
+
+/// The store requests that `work` made; it must succeed.
+async fn requests_of<T, E: std::fmt::Debug>(
+    store: &ObjectStore,
+    work: impl Future<Output = Result<T, E>>,
+) -> RequestCounts {
+    let before = store.request_counts();
+    work.await.unwrap();
+    store.request_counts().since(&before)
+}
+
+/// Overwrites a stored value behind the store's back: (project, id, new value).
+type Tamper = Box<dyn Fn(ProjectId, ObjectId, Vec<u8>) -> Pin<Box<dyn Future<Output = ()>>>>;
+
 /// Runs each scenario against both backends: `fs::<name>` and `s3::<name>`. A scenario gets the
 /// store and a function that overwrites a stored value behind the store's back.
 macro_rules! store_suite {
@@ -79,12 +105,10 @@ macro_rules! store_suite {
                     let dir = tempfile::tempdir().unwrap();
                     let backend = sync_server::store::FsBackend::new(dir.path());
                     let tamper_backend = backend.clone();
-                    let tamper = move |project: sync_server::catalog::ProjectId,
-                                       id: sync_protocol::ObjectId,
-                                       value: Vec<u8>| {
+                    let tamper: super::Tamper = Box::new(move |project, id, value| {
                         let path = tamper_backend.object_path(&project, &id);
-                        async move { std::fs::write(path, value).unwrap() }
-                    };
+                        Box::pin(async move { std::fs::write(path, value).unwrap() })
+                    });
                     super::$name(sync_server::store::ObjectStore::new(backend), tamper).await;
                 }
             )*
@@ -98,11 +122,9 @@ macro_rules! store_suite {
                         return;
                     };
                     let raw = bucket.backend.clone();
-                    let tamper = move |project: sync_server::catalog::ProjectId,
-                                       id: sync_protocol::ObjectId,
-                                       value: Vec<u8>| {
+                    let tamper: super::Tamper = Box::new(move |project, id, value| {
                         let raw = raw.clone();
-                        async move {
+                        Box::pin(async move {
                             raw.client()
                                 .put_object()
                                 .bucket(raw.bucket())
@@ -111,8 +133,8 @@ macro_rules! store_suite {
                                 .send()
                                 .await
                                 .unwrap();
-                        }
-                    };
+                        })
+                    });
                     super::$name(
                         sync_server::store::ObjectStore::new(bucket.backend.clone()),
                         tamper,
@@ -135,15 +157,11 @@ store_suite!(
     layers_are_all_stored,
 );
 
-async fn put_get_missing_round_trip<F, Fut>(store: ObjectStore, _tamper: F)
-where
-    F: Fn(ProjectId, ObjectId, Vec<u8>) -> Fut,
-    Fut: Future<Output = ()>,
-{
+async fn put_get_missing_round_trip(store: ObjectStore, _tamper: Tamper) {
     let project = ProjectId::random();
     let objects = samples();
     let absent = sample(Object::Chunk(b"never stored".to_vec()));
-    let ids: Vec<ObjectId> = objects.iter().map(|sample| sample.id).collect();
+    let ids = ids(&objects);
     assert_eq!(store.missing(&project, &ids).await.unwrap(), ids);
 
     store.put_many(&project, pairs(&objects)).await.unwrap();
@@ -166,14 +184,8 @@ where
     assert!(store.missing(&project, &ids).await.unwrap().is_empty());
 }
 
-async fn puts_are_idempotent<F, Fut>(store: ObjectStore, _tamper: F)
-where
-    F: Fn(ProjectId, ObjectId, Vec<u8>) -> Fut,
-    Fut: Future<Output = ()>,
-{
-    let project = ProjectId::random();
-    let objects = samples();
-    store.put_many(&project, pairs(&objects)).await.unwrap();
+async fn puts_are_idempotent(store: ObjectStore, _tamper: Tamper) {
+    let (project, objects) = stored_samples(&store).await;
     // Again, and with duplicates inside one batch.
     let mut twice = pairs(&objects);
     twice.extend(pairs(&objects));
@@ -192,16 +204,12 @@ where
     assert_holds_exactly(&store, &project, &objects).await;
 }
 
-async fn projects_are_namespaced<F, Fut>(store: ObjectStore, _tamper: F)
-where
-    F: Fn(ProjectId, ObjectId, Vec<u8>) -> Fut,
-    Fut: Future<Output = ()>,
-{
+async fn projects_are_namespaced(store: ObjectStore, _tamper: Tamper) {
     let mine = ProjectId::random();
     let theirs = ProjectId::random();
     let objects = samples();
     store.put_many(&mine, pairs(&objects)).await.unwrap();
-    let ids: Vec<ObjectId> = objects.iter().map(|sample| sample.id).collect();
+    let ids = ids(&objects);
     assert_eq!(store.missing(&theirs, &ids).await.unwrap(), ids);
     assert_eq!(
         store.get_many(&theirs, &ids).await.unwrap(),
@@ -210,15 +218,9 @@ where
     assert!(store.list(&theirs).await.unwrap().is_empty());
 }
 
-async fn corrupt_objects_are_integrity_errors<F, Fut>(store: ObjectStore, tamper: F)
-where
-    F: Fn(ProjectId, ObjectId, Vec<u8>) -> Fut,
-    Fut: Future<Output = ()>,
-{
-    let project = ProjectId::random();
-    let objects = samples();
-    store.put_many(&project, pairs(&objects)).await.unwrap();
-    let ids: Vec<ObjectId> = objects.iter().map(|sample| sample.id).collect();
+async fn corrupt_objects_are_integrity_errors(store: ObjectStore, tamper: Tamper) {
+    let (project, objects) = stored_samples(&store).await;
+    let ids = ids(&objects);
 
     // Garbage where a frame should be.
     tamper(project, ids[1], b"definitely not zstd".to_vec()).await;
@@ -252,76 +254,42 @@ where
     assert!(store.get_many(&project, &ids[2..]).await.unwrap()[0].is_some());
 }
 
-async fn requests_are_counted_per_object<F, Fut>(store: ObjectStore, _tamper: F)
-where
-    F: Fn(ProjectId, ObjectId, Vec<u8>) -> Fut,
-    Fut: Future<Output = ()>,
-{
+async fn requests_are_counted_per_object(store: ObjectStore, _tamper: Tamper) {
     let project = ProjectId::random();
     let objects = samples();
-    let ids: Vec<ObjectId> = objects.iter().map(|sample| sample.id).collect();
+    let ids = ids(&objects);
 
-    let start = store.request_counts();
     // Empty batches, like a no-op pull or push, make no request at all.
+    let none = RequestCounts::default();
+    let start = store.request_counts();
     store.put_many(&project, Vec::new()).await.unwrap();
     assert!(store.get_many(&project, &[]).await.unwrap().is_empty());
     assert!(store.missing(&project, &[]).await.unwrap().is_empty());
     store.delete_many(&project, &[]).await.unwrap();
-    assert_eq!(
-        store.request_counts().since(&start),
-        RequestCounts::default()
-    );
+    assert_eq!(store.request_counts().since(&start), none);
 
-    let before = store.request_counts();
-    store.put_many(&project, pairs(&objects)).await.unwrap();
-    let after_put = store.request_counts();
-    assert_eq!(
-        after_put.since(&before),
-        RequestCounts {
-            put: 3,
-            ..RequestCounts::default()
-        }
-    );
-    store.get_many(&project, &ids).await.unwrap();
-    let after_get = store.request_counts();
-    assert_eq!(
-        after_get.since(&after_put),
-        RequestCounts {
-            get: 3,
-            ..RequestCounts::default()
-        }
-    );
-    store.missing(&project, &ids).await.unwrap();
-    let after_missing = store.request_counts();
-    assert_eq!(
-        after_missing.since(&after_get),
-        RequestCounts {
-            head: 3,
-            ..RequestCounts::default()
-        }
-    );
-    store.list(&project).await.unwrap();
-    let listing = store.request_counts().since(&after_missing);
+    // One request per object, of the batch's kind only.
+    let put = requests_of(&store, store.put_many(&project, pairs(&objects))).await;
+    assert_eq!(put, RequestCounts { put: 3, ..none });
+    let get = requests_of(&store, store.get_many(&project, &ids)).await;
+    assert_eq!(get, RequestCounts { get: 3, ..none });
+    let missing = requests_of(&store, store.missing(&project, &ids)).await;
+    assert_eq!(missing, RequestCounts { head: 3, ..none });
+    let listing = requests_of(&store, store.list(&project)).await;
     assert_eq!((listing.get, listing.put, listing.head), (0, 0, 0));
     assert!(listing.list >= 1);
     eprintln!(
         "requests for 3 objects: put {}, get {}, missing {}, list {}",
-        after_put.since(&before).total(),
-        after_get.since(&after_put).total(),
-        after_missing.since(&after_get).total(),
+        put.total(),
+        get.total(),
+        missing.total(),
         listing.total()
     );
 }
 
-async fn list_and_delete<F, Fut>(store: ObjectStore, _tamper: F)
-where
-    F: Fn(ProjectId, ObjectId, Vec<u8>) -> Fut,
-    Fut: Future<Output = ()>,
-{
-    let project = ProjectId::random();
-    let objects = samples();
-    let ids: Vec<ObjectId> = objects.iter().map(|sample| sample.id).collect();
-    store.put_many(&project, pairs(&objects)).await.unwrap();
+async fn list_and_delete(store: ObjectStore, _tamper: Tamper) {
+    let (project, objects) = stored_samples(&store).await;
+    let ids = ids(&objects);
     assert_eq!(store.list(&project).await.unwrap().len(), 3);
     let absent = sample(Object::Chunk(b"absent".to_vec())).id;
     store
@@ -336,11 +304,17 @@ where
 
 // Backend-specific cases.
 
-#[tokio::test]
-async fn fs_refuses_oversized_values_without_reading_them() {
+/// A folder store in a temporary folder, with its backend for looking behind the store.
+fn fs_store() -> (tempfile::TempDir, FsBackend, ObjectStore) {
     let dir = tempfile::tempdir().unwrap();
     let backend = FsBackend::new(dir.path());
     let store = ObjectStore::new(backend.clone());
+    (dir, backend, store)
+}
+
+#[tokio::test]
+async fn fs_refuses_oversized_values_without_reading_them() {
+    let (dir, backend, store) = fs_store();
     let project = ProjectId::random();
     let object = sample(Object::Chunk(b"x".to_vec()));
     store
@@ -362,11 +336,7 @@ async fn fs_refuses_oversized_values_without_reading_them() {
     ));
 }
 
-async fn layers_are_all_stored<F, Fut>(store: ObjectStore, _tamper: F)
-where
-    F: Fn(ProjectId, ObjectId, Vec<u8>) -> Fut,
-    Fut: Future<Output = ()>,
-{
+async fn layers_are_all_stored(store: ObjectStore, _tamper: Tamper) {
     let project = ProjectId::random();
     let objects = samples();
     // One chunk is stored already; the other comes twice, in two layers; an empty layer too.
@@ -383,9 +353,7 @@ where
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fs_layers_appear_leaves_first() {
-    let dir = tempfile::tempdir().unwrap();
-    let backend = FsBackend::new(dir.path());
-    let store = ObjectStore::new(backend.clone());
+    let (_dir, backend, store) = fs_store();
     let project = ProjectId::random();
     let objects = samples();
     let path = |sample: &Sample| backend.object_path(&project, &sample.id);
@@ -414,12 +382,8 @@ async fn fs_layers_appear_leaves_first() {
 
 #[tokio::test]
 async fn fs_ignores_leftover_temporary_files() {
-    let dir = tempfile::tempdir().unwrap();
-    let backend = FsBackend::new(dir.path());
-    let store = ObjectStore::new(backend.clone());
-    let project = ProjectId::random();
-    let objects = samples();
-    store.put_many(&project, pairs(&objects)).await.unwrap();
+    let (_dir, backend, store) = fs_store();
+    let (project, objects) = stored_samples(&store).await;
     let folder = backend
         .object_path(&project, &objects[0].id)
         .parent()
@@ -458,7 +422,7 @@ async fn s3_keys_follow_the_layout_and_many_objects_batch() {
         .collect();
     let before = store.request_counts();
     store.put_many(&project, pairs(&many)).await.unwrap();
-    let ids: Vec<ObjectId> = many.iter().map(|sample| sample.id).collect();
+    let ids = ids(&many);
     let frames = store.get_many(&project, &ids).await.unwrap();
     for (frame, sample) in frames.iter().zip(&many) {
         assert_eq!(frame.as_ref(), Some(&sample.frame));

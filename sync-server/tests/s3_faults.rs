@@ -56,10 +56,8 @@ async fn serve(mut stream: TcpStream, script: Shared) {
             if let Some(end) = find(&buffer, b"\r\n\r\n") {
                 break end + 4;
             }
-            let mut chunk = [0u8; 4096];
-            match stream.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(read) => buffer.extend_from_slice(&chunk[..read]),
+            if !read_more(&mut stream, &mut buffer).await {
+                return;
             }
         };
         let head = String::from_utf8_lossy(&buffer[..head_end]).to_string();
@@ -70,10 +68,8 @@ async fn serve(mut stream: TcpStream, script: Shared) {
             .and_then(|(_, value)| value.trim().parse().ok())
             .unwrap_or(0);
         while buffer.len() < head_end + length {
-            let mut chunk = [0u8; 4096];
-            match stream.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(read) => buffer.extend_from_slice(&chunk[..read]),
+            if !read_more(&mut stream, &mut buffer).await {
+                return;
             }
         }
         buffer.drain(..head_end + length);
@@ -114,6 +110,18 @@ async fn serve(mut stream: TcpStream, script: Shared) {
         );
         if stream.write_all(response.as_bytes()).await.is_err() {
             return;
+        }
+    }
+}
+
+/// Appends what the connection has next to `buffer`; false when it is closed or failed.
+async fn read_more(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> bool {
+    let mut chunk = [0u8; 4096];
+    match stream.read(&mut chunk).await {
+        Ok(0) | Err(_) => false,
+        Ok(read) => {
+            buffer.extend_from_slice(&chunk[..read]);
+            true
         }
     }
 }

@@ -3,8 +3,9 @@
 //!
 //! They need `CAIRN_TEST_DATABASE_URL` and `CAIRN_TEST_S3_{ENDPOINT,ACCESS_KEY,SECRET_KEY}`;
 //! without them each test prints `skipped: ...` and passes, unless `CAIRN_TEST_STRICT=1`. The
-//! binaries come from `CAIRN_SERVER_BIN` and `CAIRN_CLIENT_BIN`, else from the target folder's
-//! `debug/`; these tests do not build them. `scripts/test` provides all of it.
+//! binaries come from `CAIRN_SERVER_BIN` and `CAIRN_CLIENT_BIN`, else from beside this test
+//! executable (`target/<profile>/`, where any `cargo test --workspace` builds them); these tests
+//! do not build them. `scripts/test` provides all of it (see `cairn_test_support`).
 
 mod support;
 

@@ -7,13 +7,13 @@ use std::fs::OpenOptions;
 use std::io::{Seek, SeekFrom, Write};
 use std::time::{Duration, Instant};
 
-use serde_json::json;
+use cairn_test_support::files::{assert_same_tree, read, write};
+use cairn_test_support::noise;
 use sync_protocol::limits::{CHUNK_MAX_SIZE, CHUNK_MIN_SIZE, FILE_CHUNK_LEN, OBJECT_HEADER_LEN};
 use sync_protocol::{ObjectId, ObjectKind, encode_file};
 
-use crate::support::files::{assert_same_tree, noise, read, write};
+use crate::support::Setup;
 use crate::support::server::{Metrics, Server};
-use crate::support::{Setup, share_machine};
 
 const MIB: usize = 1024 * 1024;
 
@@ -31,20 +31,11 @@ fn file_object_bound(size: usize) -> u64 {
 #[test]
 fn a_one_byte_edit_in_a_50_mb_file_uploads_only_the_chunks_around_it() {
     const SIZE: usize = 50 * MIB;
-    let _machine = share_machine();
     let Some(setup) = Setup::start() else { return };
-    let Setup {
-        cairn,
-        server,
-        a,
-        b,
-        ..
-    } = &setup;
     let original = noise(SIZE, 0xC0FF_EE00_D15C_0001);
-    write(a, "data/big.bin", &original);
-    let first = cairn.json(a, &["push"]);
-    assert_eq!(first["push"]["version"], 1, "{first}");
-    assert_eq!(cairn.json(b, &["pull"])["version"], 1);
+    setup.first_version(&[("data/big.bin", &original)]);
+    let Setup { cairn, a, b, .. } = &setup;
+    let server = &setup.server;
 
     // One byte in the middle, changed in place.
     let middle = SIZE / 2;
@@ -110,13 +101,8 @@ fn a_one_byte_edit_in_a_50_mb_file_uploads_only_the_chunks_around_it() {
     );
 
     let before = server.metrics();
-    let pulled = cairn.json(b, &["pull"]);
+    cairn.pull(b, 1, 2);
     let downloaded = server.metrics().since(&before);
-    assert_eq!(
-        (&pulled["from"], &pulled["version"]),
-        (&json!(1), &json!(2)),
-        "{pulled}"
-    );
     assert!(
         downloaded.bytes_out <= bound,
         "the pull of a one-byte edit received {} bytes, more than {bound}",
@@ -150,15 +136,9 @@ fn settled(server: &Server) -> Metrics {
 fn a_push_killed_half_way_is_resumed_without_sending_stored_objects_again() {
     const FILES: usize = 8;
     const FILE_SIZE: usize = 8 * MIB;
-    let _machine = share_machine();
     let Some(setup) = Setup::start() else { return };
-    let Setup {
-        cairn,
-        server,
-        a,
-        b,
-        ..
-    } = &setup;
+    let Setup { cairn, a, b, .. } = &setup;
+    let server = &setup.server;
     let mut files: Vec<(String, Vec<u8>)> = (0..FILES)
         .map(|file| {
             let bytes = noise(FILE_SIZE, 0x5EED_0000 + file as u64);
@@ -253,18 +233,8 @@ fn a_push_killed_half_way_is_resumed_without_sending_stored_objects_again() {
 
     assert!(!journal.exists(), "the push journal outlived the commit");
 
-    let pulled = cairn.json(b, &["pull"]);
-    assert_eq!(
-        (&pulled["from"], &pulled["version"]),
-        (&json!(0), &json!(1)),
-        "{pulled}"
-    );
+    let pulled = cairn.pull(b, 0, 1);
     assert_eq!(pulled["objects"], distinct, "{pulled}");
     assert_same_tree(a, b);
-    let status = cairn.json(a, &["status"]);
-    assert_eq!(
-        (&status["base_version"], &status["changes"]),
-        (&json!(1), &json!([])),
-        "{status}"
-    );
+    cairn.assert_clean_at(a, 1);
 }

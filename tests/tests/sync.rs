@@ -5,10 +5,11 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 
+use cairn_test_support::files::{FileState, assert_same_tree, read, tree_on_disk, write};
+use cairn_test_support::noise;
 use serde_json::{Value, json};
 
-use crate::support::files::{FileState, assert_same_tree, noise, read, tree, write};
-use crate::support::{Setup, share_machine};
+use crate::support::Setup;
 
 /// The version numbers of `cairn log --json`, newest first.
 fn log_numbers(log: &Value) -> Vec<u64> {
@@ -40,7 +41,6 @@ fn text(bytes: &str) -> FileState {
 
 #[test]
 fn edits_adds_and_deletes_in_nested_folders_reach_the_other_copy_byte_for_byte() {
-    let _machine = share_machine();
     let Some(setup) = Setup::start() else { return };
     let Setup { cairn, a, b, .. } = &setup;
 
@@ -77,15 +77,10 @@ fn edits_adds_and_deletes_in_nested_folders_reach_the_other_copy_byte_for_byte()
     let pushed = cairn.json(a, &["push", "-m", "first requests"]);
     assert_eq!(pushed["push"]["pushed"], true, "{pushed}");
     assert_eq!(pushed["push"]["version"], 1, "{pushed}");
-    let pulled = cairn.json(b, &["pull"]);
-    assert_eq!(
-        (&pulled["from"], &pulled["version"]),
-        (&json!(0), &json!(1)),
-        "{pulled}"
-    );
+    cairn.pull(b, 0, 1);
     assert_same_tree(a, b);
     assert!(
-        tree(b)["scripts/setup.sh"].executable,
+        tree_on_disk(b)["scripts/setup.sh"].executable,
         "the executable bit did not travel"
     );
 
@@ -148,23 +143,18 @@ fn edits_adds_and_deletes_in_nested_folders_reach_the_other_copy_byte_for_byte()
             },
         ),
     ]);
-    assert_eq!(tree(a), expected, "the test's own edits");
+    assert_eq!(tree_on_disk(a), expected, "the test's own edits");
     let pushed = cairn.json(a, &["push", "-m", "second"]);
     assert_eq!(pushed["push"]["version"], 2, "{pushed}");
 
-    let pulled = cairn.json(b, &["pull"]);
-    assert_eq!(
-        (&pulled["from"], &pulled["version"]),
-        (&json!(1), &json!(2)),
-        "{pulled}"
-    );
+    let pulled = cairn.pull(b, 1, 2);
     assert_eq!(
         sorted_strings(&pulled["applied"]["removed"]),
         ["requests/owners/get.json", "requests/pets/list.json"],
         "{pulled}"
     );
     assert_eq!(pulled["applied"]["conflict_copies"], json!([]), "{pulled}");
-    assert_eq!(tree(b), expected);
+    assert_eq!(tree_on_disk(b), expected);
     assert_same_tree(a, b);
     assert!(
         !b.join("requests/owners").exists(),
@@ -173,9 +163,7 @@ fn edits_adds_and_deletes_in_nested_folders_reach_the_other_copy_byte_for_byte()
 
     // Both copies are clean, at version 2, and the history has every version.
     for copy in [a, b] {
-        let status = cairn.json(copy, &["status"]);
-        assert_eq!(status["base_version"], 2, "{status}");
-        assert_eq!(status["changes"], json!([]), "{status}");
+        cairn.assert_clean_at(copy, 2);
     }
     let log = cairn.json(b, &["log"]);
     assert_eq!(log_numbers(&log), [2, 1, 0], "{log}");
@@ -184,14 +172,13 @@ fn edits_adds_and_deletes_in_nested_folders_reach_the_other_copy_byte_for_byte()
 
 #[test]
 fn concurrent_edits_of_different_files_are_merged_by_push() {
-    let _machine = share_machine();
     let Some(setup) = Setup::start() else { return };
+    setup.first_version(&[
+        ("a.json", b"a0"),
+        ("nested/b.json", b"b0"),
+        ("shared/c.json", b"c0"),
+    ]);
     let Setup { cairn, a, b, .. } = &setup;
-    write(a, "a.json", b"a0");
-    write(a, "nested/b.json", b"b0");
-    write(a, "shared/c.json", b"c0");
-    assert_eq!(cairn.json(a, &["push"])["push"]["version"], 1);
-    assert_eq!(cairn.json(b, &["pull"])["version"], 1);
 
     // From the same base, each copy changes different files.
     write(a, "a.json", b"a1 from A");
@@ -218,19 +205,14 @@ fn concurrent_edits_of_different_files_are_merged_by_push() {
         "{pushed}"
     );
 
-    let pulled = cairn.json(a, &["pull"]);
-    assert_eq!(
-        (&pulled["from"], &pulled["version"]),
-        (&json!(2), &json!(3)),
-        "{pulled}"
-    );
+    cairn.pull(a, 2, 3);
     let expected = BTreeMap::from([
         ("a.json".to_owned(), text("a1 from A")),
         ("nested/b.json".to_owned(), text("b1 from B")),
         ("shared/new-from-a.json".to_owned(), text("new from A")),
     ]);
-    assert_eq!(tree(a), expected);
-    assert_eq!(tree(b), expected);
+    assert_eq!(tree_on_disk(a), expected);
+    assert_eq!(tree_on_disk(b), expected);
     let log = cairn.json(a, &["log"]);
     assert_eq!(log_numbers(&log), [3, 2, 1, 0], "{log}");
     assert_eq!(log["versions"][0]["message"], "from B", "{log}");
@@ -247,13 +229,12 @@ fn concurrent_edits_of_different_files_are_merged_by_push() {
 
 #[test]
 fn concurrent_edits_of_one_file_keep_both_with_a_conflict_copy() {
-    let _machine = share_machine();
     let Some(setup) = Setup::start() else { return };
+    setup.first_version(&[
+        ("api/spec.yaml", b"openapi: 3.1\n"),
+        ("untouched.json", b"{}"),
+    ]);
     let Setup { cairn, a, b, .. } = &setup;
-    write(a, "api/spec.yaml", b"openapi: 3.1\n");
-    write(a, "untouched.json", b"{}");
-    assert_eq!(cairn.json(a, &["push"])["push"]["version"], 1);
-    assert_eq!(cairn.json(b, &["pull"])["version"], 1);
 
     let from_a = b"openapi: 3.1\ninfo: {title: edited by A}\n";
     let from_b = b"openapi: 3.1\ninfo: {title: edited by B}\n";
@@ -297,18 +278,15 @@ fn concurrent_edits_of_one_file_keep_both_with_a_conflict_copy() {
         ),
         ("untouched.json".to_owned(), text("{}")),
     ]);
-    assert_eq!(tree(a), expected);
-    assert_eq!(tree(b), expected);
+    assert_eq!(tree_on_disk(a), expected);
+    assert_eq!(tree_on_disk(b), expected);
 }
 
 #[test]
 fn a_conflict_is_reported_in_words_by_sync() {
-    let _machine = share_machine();
     let Some(setup) = Setup::start() else { return };
+    setup.first_version(&[("notes.md", b"base\n")]);
     let Setup { cairn, a, b, .. } = &setup;
-    write(a, "notes.md", b"base\n");
-    assert_eq!(cairn.json(a, &["push"])["push"]["version"], 1);
-    assert_eq!(cairn.json(b, &["pull"])["version"], 1);
     write(a, "notes.md", b"A's notes\n");
     write(b, "notes.md", b"B's notes\n");
     assert_eq!(cairn.json(a, &["push"])["push"]["version"], 2);
@@ -316,7 +294,7 @@ fn a_conflict_is_reported_in_words_by_sync() {
     let output = cairn.run(b, &["sync"]);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(0), "{output:?}");
-    let copy = tree(b)
+    let copy = tree_on_disk(b)
         .into_keys()
         .find(|path| path.starts_with("notes.md.conflict-"))
         .unwrap_or_else(|| panic!("no conflict copy in B; sync said:\n{stdout}"));

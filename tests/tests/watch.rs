@@ -4,9 +4,11 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use cairn_test_support::files::write;
+use cairn_test_support::noise;
+
+use crate::support::Setup;
 use crate::support::client::Running;
-use crate::support::files::{noise, write};
-use crate::support::{Setup, own_machine};
 
 /// The bound on how long a change takes from one watched copy to another.
 const MAX_LATENCY: Duration = Duration::from_secs(2);
@@ -71,12 +73,11 @@ fn carry(
 #[test]
 fn watch_carries_a_new_file_to_the_other_copy_within_two_seconds() {
     // The only scenario with a timing requirement runs alone in this test binary.
-    let _machine = own_machine();
-    let Some(setup) = Setup::start() else { return };
+    let Some(setup) = Setup::start_alone() else {
+        return;
+    };
+    setup.first_version(&[("base.json", b"{\"base\":true}")]);
     let Setup { cairn, a, b, .. } = &setup;
-    write(a, "base.json", b"{\"base\":true}");
-    assert_eq!(cairn.json(a, &["push"])["push"]["version"], 1);
-    assert_eq!(cairn.json(b, &["pull"])["version"], 1);
 
     // Default settings, as a user runs it.
     let mut watch_a = cairn.spawn(a, &["--json", "watch"]);

@@ -30,7 +30,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use cairn_bench::{TreeFile, project_tree};
 
@@ -221,6 +221,26 @@ fn pump(
 #[derive(Debug, Default)]
 struct Daemons(Vec<Child>);
 
+impl Daemons {
+    /// Starts `command` in the background, killed when the bench ends: stdout discarded,
+    /// stderr into the file `log` if given, else discarded.
+    fn start(&mut self, what: &str, command: &mut Command, log: Option<PathBuf>) -> Result<()> {
+        let stderr = match log {
+            Some(path) => Stdio::from(
+                std::fs::File::create(&path).map_err(|e| format!("{}: {e}", path.display()))?,
+            ),
+            None => Stdio::null(),
+        };
+        let child = command
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .map_err(|e| format!("starting {what}: {e}"))?;
+        self.0.push(child);
+        Ok(())
+    }
+}
+
 impl Drop for Daemons {
     fn drop(&mut self) {
         for child in &mut self.0 {
@@ -228,6 +248,13 @@ impl Drop for Daemons {
             let _ = child.wait();
         }
     }
+}
+
+/// A new folder `root/name` for a daemon to serve, and a free port for it.
+fn daemon_folder(root: &Path, name: &str) -> Result<(PathBuf, u16)> {
+    let folder = root.join(name);
+    std::fs::create_dir_all(&folder).map_err(|e| format!("{}: {e}", folder.display()))?;
+    Ok((folder, free_port()?))
 }
 
 fn free_port() -> Result<u16> {
@@ -364,6 +391,17 @@ impl Bench {
 struct Sample {
     wall: Duration,
     wire: Wire,
+}
+
+impl Sample {
+    /// A local step (`self`) followed by `transfer`, as one operation: both wall times, and
+    /// the transfer's use of the wire (a local step has none).
+    fn then(self, transfer: Sample) -> Sample {
+        Sample {
+            wall: self.wall + transfer.wall,
+            wire: transfer.wire,
+        }
+    }
 }
 
 /// Every sample of one operation by one tool.
@@ -587,7 +625,8 @@ fn bench(options: &Options, bin: &Path, root: &Path) -> Result<()> {
         projects.push(value_of(&output, "project")?);
     }
     let cairn_port = free_port()?;
-    daemons.0.push(
+    daemons.start(
+        "sync-server",
         Command::new(bin.join("sync-server"))
             .env_remove("CAIRN_CONFIG")
             .env("RUST_LOG", "warn")
@@ -595,21 +634,17 @@ fn bench(options: &Options, bin: &Path, root: &Path) -> Result<()> {
             .arg("--data-dir")
             .arg(&data)
             .arg("--listen")
-            .arg(format!("127.0.0.1:{cairn_port}"))
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(root.join("server.log")).map_err(|e| e.to_string())?)
-            .spawn()
-            .map_err(|e| format!("starting sync-server: {e}"))?,
-    );
+            .arg(format!("127.0.0.1:{cairn_port}")),
+        Some(root.join("server.log")),
+    )?;
 
     // git daemon over a folder of bare repositories.
-    let git_base = root.join("git-server");
-    std::fs::create_dir_all(&git_base).map_err(|e| e.to_string())?;
-    let git_port = free_port()?;
+    let (git_base, git_port) = daemon_folder(root, "git-server")?;
     // `git-daemon` itself, not `git daemon`: the wrapper runs it as a child, which would outlive
     // the kill at the end of the bench and keep its port.
     let exec_path = run_command(Command::new("git").arg("--exec-path"))?;
-    daemons.0.push(
+    daemons.start(
+        "git daemon",
         Command::new(Path::new(exec_path.trim()).join("git-daemon"))
             .arg("--enable=receive-pack")
             .arg("--export-all")
@@ -619,17 +654,12 @@ fn bench(options: &Options, bin: &Path, root: &Path) -> Result<()> {
             .arg(format!("--base-path={}", git_base.display()))
             .arg(&git_base)
             .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("HOME", root.join("home"))
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(root.join("git-daemon.log")).map_err(|e| e.to_string())?)
-            .spawn()
-            .map_err(|e| format!("starting git daemon: {e}"))?,
-    );
+            .env("HOME", root.join("home")),
+        Some(root.join("git-daemon.log")),
+    )?;
 
     // rsync daemon with one read-write module.
-    let rsync_base = root.join("rsync-server");
-    std::fs::create_dir_all(&rsync_base).map_err(|e| e.to_string())?;
-    let rsync_port = free_port()?;
+    let (rsync_base, rsync_port) = daemon_folder(root, "rsync-server")?;
     let is_root = run_command(Command::new("id").arg("-u"))
         .map(|out| out.trim() == "0")
         .unwrap_or(false);
@@ -646,18 +676,16 @@ fn bench(options: &Options, bin: &Path, root: &Path) -> Result<()> {
     );
     let conf_path = root.join("rsyncd.conf");
     std::fs::write(&conf_path, conf).map_err(|e| e.to_string())?;
-    daemons.0.push(
+    daemons.start(
+        "rsync --daemon",
         Command::new("rsync")
             .arg("--daemon")
             .arg("--no-detach")
             .arg(format!("--config={}", conf_path.display()))
             .arg("--address=127.0.0.1")
-            .arg(format!("--port={rsync_port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("starting rsync --daemon: {e}"))?,
-    );
+            .arg(format!("--port={rsync_port}")),
+        None,
+    )?;
 
     wait_for_port(cairn_port, "sync-server")?;
     wait_for_port(git_port, "git daemon")?;
@@ -742,14 +770,7 @@ fn bench(options: &Options, bin: &Path, root: &Path) -> Result<()> {
         let mut push = bench.git(&dir);
         push.args(["push", "-q", "-u", "origin", "main"]);
         let transfer = bench.measure(Tool::Git, vec![push])?;
-        results.add(
-            0,
-            Tool::Git,
-            Sample {
-                wall: local.wall + transfer.wall,
-                wire: transfer.wire,
-            },
-        );
+        results.add(0, Tool::Git, local.then(transfer));
         results.add(1, Tool::Git, transfer);
 
         // rsync: `rsync -a` of the folder into a fresh module folder.
@@ -828,14 +849,7 @@ fn bench(options: &Options, bin: &Path, root: &Path) -> Result<()> {
         let mut push = bench.git(&copy_a(Tool::Git));
         push.args(["push", "-q"]);
         let transfer = bench.measure(Tool::Git, vec![push])?;
-        results.add(
-            3,
-            Tool::Git,
-            Sample {
-                wall: local.wall + transfer.wall,
-                wire: transfer.wire,
-            },
-        );
+        results.add(3, Tool::Git, local.then(transfer));
         results.add(4, Tool::Git, transfer);
 
         let mut upload = bench.rsync(&copy_a(Tool::Rsync));
@@ -962,6 +976,29 @@ fn ratio(cairn: f64, other: f64) -> String {
     }
 }
 
+/// A Markdown table with a row per operation: each tool's cell as `cell` writes it, then
+/// cairn's ratio to git and to rsync of the number `cell` gives beside the text.
+fn table(out: &mut String, results: &Results, cell: impl Fn(&Samples) -> (String, f64)) {
+    let _ = writeln!(
+        out,
+        "| operation | cairn | git | rsync | cairn/git | cairn/rsync |\n|---|---:|---:|---:|---:|---:|"
+    );
+    for (index, operation) in OPERATIONS.iter().enumerate() {
+        let cells: Vec<(String, f64)> = results.cells[index].iter().map(&cell).collect();
+        let mut row = format!("| {operation} |");
+        for (text, _) in &cells {
+            let _ = write!(row, " {text} |");
+        }
+        let _ = write!(
+            row,
+            " {} | {} |",
+            ratio(cells[0].1, cells[1].1),
+            ratio(cells[0].1, cells[2].1)
+        );
+        let _ = writeln!(out, "{row}");
+    }
+}
+
 fn report(options: &Options, results: &Results, files: usize, total: usize) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "# Cairn vs git vs rsync on loopback ({})\n", today());
@@ -981,68 +1018,29 @@ fn report(options: &Options, results: &Results, files: usize, total: usize) -> S
         }
     );
     let _ = writeln!(out, "## Wall time, median ms (min–max)\n");
-    let _ = writeln!(
-        out,
-        "| operation | cairn | git | rsync | cairn/git | cairn/rsync |\n|---|---:|---:|---:|---:|---:|"
-    );
-    for (index, operation) in OPERATIONS.iter().enumerate() {
-        let cells = &results.cells[index];
-        let mut row = format!("| {operation} |");
-        for samples in cells {
-            let (low, high) = samples.range();
-            let _ = write!(
-                row,
-                " {} ({}–{}) |",
-                ms(samples.median_wall()),
-                ms(low),
-                ms(high)
-            );
-        }
-        let walls: Vec<f64> = cells
-            .iter()
-            .map(|s| s.median_wall().as_secs_f64())
-            .collect();
-        let _ = write!(
-            row,
-            " {} | {} |",
-            ratio(walls[0], walls[1]),
-            ratio(walls[0], walls[2])
-        );
-        let _ = writeln!(out, "{row}");
-    }
+    table(&mut out, results, |samples| {
+        let (low, high) = samples.range();
+        let median = samples.median_wall();
+        let text = format!("{} ({}–{})", ms(median), ms(low), ms(high));
+        (text, median.as_secs_f64())
+    });
     if !options.direct {
         let _ = writeln!(
             out,
             "\n## Bytes on the wire (median run; both directions, TCP payload), round trips, connections\n"
         );
-        let _ = writeln!(
-            out,
-            "| operation | cairn | git | rsync | cairn/git | cairn/rsync |\n|---|---:|---:|---:|---:|---:|"
-        );
-        for (index, operation) in OPERATIONS.iter().enumerate() {
-            let cells = &results.cells[index];
-            let mut row = format!("| {operation} |");
-            let wires: Vec<Wire> = cells.iter().map(Samples::median_wire).collect();
-            for wire in &wires {
-                let _ = write!(
-                    row,
-                    " {} (↑{} ↓{}; {} rt, {} conn) |",
-                    bytes(wire.up + wire.down),
-                    bytes(wire.up),
-                    bytes(wire.down),
-                    wire.turns,
-                    wire.connections
-                );
-            }
-            let totals: Vec<f64> = wires.iter().map(|w| (w.up + w.down) as f64).collect();
-            let _ = write!(
-                row,
-                " {} | {} |",
-                ratio(totals[0], totals[1]),
-                ratio(totals[0], totals[2])
+        table(&mut out, results, |samples| {
+            let wire = samples.median_wire();
+            let text = format!(
+                "{} (↑{} ↓{}; {} rt, {} conn)",
+                bytes(wire.up + wire.down),
+                bytes(wire.up),
+                bytes(wire.down),
+                wire.turns,
+                wire.connections
             );
-            let _ = writeln!(out, "{row}");
-        }
+            (text, (wire.up + wire.down) as f64)
+        });
     }
     let _ = writeln!(
         out,
@@ -1063,19 +1061,7 @@ fn report(options: &Options, results: &Results, files: usize, total: usize) -> S
 
 /// Today's UTC date as YYYY-MM-DD.
 fn today() -> String {
-    let days = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() / 86_400)
-        .unwrap_or(0) as i64;
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}")
+    let mut date = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+    date.truncate(10);
+    date
 }

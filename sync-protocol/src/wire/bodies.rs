@@ -5,6 +5,10 @@
 //! roles in requests) are strings here, so that a malformed one is answered `422
 //! invalid-field` naming the field, not `400 bad-json`; in answers they are typed.
 //! Times are RFC 3339 strings in UTC with milliseconds.
+//!
+//! With the `schema` feature the `schemars` attributes below state in the JSON schemas what
+//! the server enforces beyond the Rust types (id patterns, lengths, time formats); they never
+//! change what serde reads or writes.
 
 use serde::{Deserialize, Serialize};
 
@@ -15,6 +19,13 @@ use schemars::JsonSchema;
 
 /// A version number: 0 is a project's first, empty version.
 pub type VersionNumber = u64;
+
+/// The pattern of account, team, project and token ids: 32 lowercase hex digits.
+pub const ID_PATTERN: &str = "^[0-9a-f]{32}$";
+/// The pattern of a push id: [`super::is_valid_push_id`] as a regular expression.
+pub const PUSH_ID_PATTERN: &str = "^[A-Za-z0-9_-]{1,64}$";
+/// The pattern of an API token's secret: [`super::TOKEN_PREFIX`] and 64 lowercase hex digits.
+pub const TOKEN_PATTERN: &str = "^cairn_[0-9a-f]{64}$";
 
 /// A member's role in a team, which is their role on each of the team's projects.
 ///
@@ -70,6 +81,8 @@ impl std::fmt::Display for Role {
 pub struct SignUp {
     pub name: String,
     pub email: String,
+    /// At least 8 characters (at most 1,024 bytes).
+    #[cfg_attr(feature = "schema", schemars(length(min = 8)))]
     pub password: String,
 }
 
@@ -107,9 +120,11 @@ pub struct CreateToken {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(JsonSchema))]
 pub struct Account {
+    #[cfg_attr(feature = "schema", schemars(pattern(ID_PATTERN)))]
     pub id: String,
     pub name: String,
     pub email: String,
+    #[cfg_attr(feature = "schema", schemars(extend("format" = "date-time")))]
     pub created: String,
 }
 
@@ -117,7 +132,9 @@ pub struct Account {
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(JsonSchema))]
 pub struct NewToken {
+    #[cfg_attr(feature = "schema", schemars(pattern(TOKEN_PATTERN)))]
     pub token: String,
+    #[cfg_attr(feature = "schema", schemars(pattern(ID_PATTERN)))]
     pub token_id: String,
     pub label: String,
     pub account: Account,
@@ -138,12 +155,16 @@ impl std::fmt::Debug for NewToken {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(JsonSchema))]
 pub struct Token {
+    #[cfg_attr(feature = "schema", schemars(pattern(ID_PATTERN)))]
     pub id: String,
     pub label: String,
+    #[cfg_attr(feature = "schema", schemars(extend("format" = "date-time")))]
     pub created: String,
     /// Updated at most once a minute; `null` when never used.
+    #[cfg_attr(feature = "schema", schemars(extend("format" = "date-time")))]
     pub last_used: Option<String>,
     /// When it was revoked; `null` while it is valid.
+    #[cfg_attr(feature = "schema", schemars(extend("format" = "date-time")))]
     pub revoked: Option<String>,
 }
 
@@ -167,9 +188,11 @@ pub struct NameBody {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(JsonSchema))]
 pub struct Team {
+    #[cfg_attr(feature = "schema", schemars(pattern(ID_PATTERN)))]
     pub id: String,
     pub name: String,
     pub role: Role,
+    #[cfg_attr(feature = "schema", schemars(extend("format" = "date-time")))]
     pub created: String,
 }
 
@@ -184,6 +207,7 @@ pub struct TeamList {
 #[cfg_attr(feature = "schema", derive(JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RoleBody {
+    #[cfg_attr(feature = "schema", schemars(with = "Role"))]
     pub role: String,
 }
 
@@ -191,6 +215,7 @@ pub struct RoleBody {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(JsonSchema))]
 pub struct AccountRef {
+    #[cfg_attr(feature = "schema", schemars(pattern(ID_PATTERN)))]
     pub id: String,
     pub name: String,
 }
@@ -214,7 +239,10 @@ pub struct MemberList {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(JsonSchema))]
 pub struct Project {
+    #[cfg_attr(feature = "schema", schemars(pattern(ID_PATTERN)))]
     pub id: String,
+    /// The team's id.
+    #[cfg_attr(feature = "schema", schemars(pattern(ID_PATTERN)))]
     pub team: String,
     pub name: String,
     pub role: Role,
@@ -222,6 +250,7 @@ pub struct Project {
     pub version: VersionNumber,
     /// The head version's root dir.
     pub root: ObjectId,
+    #[cfg_attr(feature = "schema", schemars(extend("format" = "date-time")))]
     pub created: String,
 }
 
@@ -258,9 +287,11 @@ pub struct Version {
     /// The version it was committed on; `null` for version 0.
     pub parent: Option<VersionNumber>,
     pub author: AccountRef,
+    #[cfg_attr(feature = "schema", schemars(extend("format" = "date-time")))]
     pub time: String,
     pub message: String,
     /// The push id that made it; `null` for version 0.
+    #[cfg_attr(feature = "schema", schemars(pattern(PUSH_ID_PATTERN)))]
     pub push_id: Option<String>,
 }
 
@@ -291,6 +322,7 @@ pub struct Restore {
     pub base_version: VersionNumber,
     /// A new random one when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(pattern(PUSH_ID_PATTERN)))]
     pub push_id: Option<String>,
     /// `Restore version N` when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -315,7 +347,7 @@ pub struct Committed {
 #[serde(untagged)]
 pub enum Want {
     Version(VersionNumber),
-    Root(String),
+    Root(#[cfg_attr(feature = "schema", schemars(with = "ObjectId"))] String),
 }
 
 /// `POST /v1/projects/{project}/pull`. An empty body pulls the head against nothing.
@@ -328,11 +360,24 @@ pub struct PullRequest {
     pub want: Option<Want>,
     /// The root the client has; the empty project when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<ObjectId>"))]
     pub have: Option<String>,
     /// The client can rebuild dirs from change records applied to its listing of `have`: the
     /// server may then answer a diff of 1 to [`super::MAX_RECORDS`] changes with change records
     /// and the new non-dir objects instead of the dirs.
     #[serde(default, skip_serializing_if = "is_false")]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(
+            description = format!(
+                "The client can rebuild dirs from change records applied to its listing of \
+                 `have`: the server may then answer a diff of 1 to {} changes with change \
+                 records and the new non-dir objects instead of the dirs.",
+                super::MAX_RECORDS
+            ),
+            extend("default" = false)
+        )
+    )]
     pub records: bool,
 }
 
@@ -345,8 +390,10 @@ fn is_false(value: &bool) -> bool {
 #[cfg_attr(feature = "schema", derive(JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PushQuery {
+    #[cfg_attr(feature = "schema", schemars(pattern(PUSH_ID_PATTERN)))]
     pub push_id: String,
     pub base_version: VersionNumber,
+    #[cfg_attr(feature = "schema", schemars(with = "ObjectId"))]
     pub root: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub message: String,
@@ -357,8 +404,10 @@ pub struct PushQuery {
 #[cfg_attr(feature = "schema", derive(JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Commit {
+    #[cfg_attr(feature = "schema", schemars(pattern(PUSH_ID_PATTERN)))]
     pub push_id: String,
     pub base_version: VersionNumber,
+    #[cfg_attr(feature = "schema", schemars(with = "ObjectId"))]
     pub root: String,
     #[serde(default)]
     pub message: String,
@@ -367,8 +416,19 @@ pub struct Commit {
 /// `POST /v1/projects/{project}/missing`: at most [`super::MAX_MISSING_IDS`] ids.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(JsonSchema))]
+#[cfg_attr(
+    feature = "schema",
+    schemars(description = format!(
+        "`POST /v1/projects/{{project}}/missing`: at most {} ids.",
+        super::MAX_MISSING_IDS
+    ))
+)]
 #[serde(deny_unknown_fields)]
 pub struct MissingQuery {
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Vec<ObjectId>", length(max = super::MAX_MISSING_IDS))
+    )]
     pub ids: Vec<String>,
 }
 
@@ -391,6 +451,8 @@ pub struct UploadAnswer {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(JsonSchema))]
 pub struct HeadEvent {
+    /// The project's id.
+    #[cfg_attr(feature = "schema", schemars(pattern(ID_PATTERN)))]
     pub project: String,
     pub version: VersionNumber,
     pub root: ObjectId,

@@ -7,13 +7,16 @@
 //! per code, and the mapping of every decoder error to its code), the header names, media types
 //! and limits below. The byte format of object streams is [`crate::stream`].
 //!
-//! The page `docs-src/content/docs/protocol/http-api.md` documents this module; its table of
-//! problem codes is checked against [`problem::ProblemCode::ALL`] by a test.
+//! The page `docs-src/content/docs/protocol/http-api.md` documents this module; tests hold its
+//! table of problem codes to [`problem::ProblemCode::ALL`] and its table of decoder errors to
+//! the `From` impls of [`problem::Problem`].
 //!
 //! With the `schema` feature every body derives `schemars::JsonSchema`, so the server's OpenAPI
 //! document is generated from the very types it parses and writes.
 
 pub mod bodies;
+#[cfg(test)]
+mod docs;
 pub mod problem;
 pub mod routes;
 
@@ -63,6 +66,9 @@ pub const MAX_RECORDS: usize = 256;
 /// The longest a client may pause while sending a request body, in seconds; past it the request
 /// ends with `408 body-timeout`.
 pub const BODY_IDLE_TIMEOUT_SECS: u64 = 60;
+/// How often an idle event stream carries a keep-alive comment, in seconds: a client that hears
+/// nothing for much longer may take the connection for dead and reconnect.
+pub const EVENT_KEEP_ALIVE_SECS: u64 = 15;
 /// The longest push id, in bytes (ASCII letters, digits, `-` and `_`).
 pub const MAX_PUSH_ID_LEN: usize = 64;
 

@@ -12,9 +12,11 @@ use serde::{Deserialize, Serialize};
 use super::PROBLEM_TYPE_BASE;
 use super::bodies::Head;
 use crate::ObjectId;
+use crate::accept::Rejection;
 use crate::compress::CompressError;
 use crate::object::ObjectError;
 use crate::patch::PatchError;
+use crate::respond::PullRejection;
 use crate::stream::StreamError;
 
 macro_rules! problem_codes {
@@ -342,6 +344,45 @@ impl From<&StreamError> for Problem {
 impl From<&PatchError> for Problem {
     fn from(error: &PatchError) -> Self {
         Self::new(ProblemCode::BadRecords).with_detail(error)
+    }
+}
+
+/// Why the push acceptor refused a push, an upload or a commit.
+impl From<&Rejection> for Problem {
+    fn from(rejection: &Rejection) -> Self {
+        match rejection {
+            Rejection::Stream(error) => Self::from(error.as_ref()),
+            Rejection::EntryMismatch(mismatch) => Self::new(ProblemCode::EntryMismatch)
+                .with_detail(rejection)
+                .with_id(mismatch.referrer),
+            Rejection::Missing(ids) => Self::missing_objects(ids, rejection),
+            Rejection::RootMissing(id) => Self::new(ProblemCode::MissingObject)
+                .with_detail(rejection)
+                .with_id(*id),
+            Rejection::RootNotDir(_) => Self::invalid_field("root", rejection),
+            Rejection::Path(_) => Self::new(ProblemCode::BadPath).with_detail(rejection),
+            Rejection::Records(_) => Self::new(ProblemCode::BadRecords).with_detail(rejection),
+            Rejection::Content { error, .. } => Self::from(error.as_ref()).with_detail(rejection),
+            Rejection::Integrity(_) => {
+                Self::new(ProblemCode::IntegrityError).with_detail(rejection)
+            }
+        }
+    }
+}
+
+/// Why a pull could not be answered.
+impl From<&PullRejection> for Problem {
+    fn from(rejection: &PullRejection) -> Self {
+        match rejection {
+            PullRejection::RootMissing(id) => Self::new(ProblemCode::MissingObject)
+                .with_detail(rejection)
+                .with_id(*id),
+            PullRejection::RootNotDir(_) => Self::invalid_field("want", rejection),
+            PullRejection::Integrity(_) => {
+                Self::new(ProblemCode::IntegrityError).with_detail(rejection)
+            }
+            PullRejection::Encode(_) => Self::new(ProblemCode::Internal).with_detail(rejection),
+        }
     }
 }
 

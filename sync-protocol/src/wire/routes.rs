@@ -101,7 +101,8 @@ pub struct Route {
     pub status: u16,
     pub response: Body,
     /// The problem codes this operation answers besides the generic ones (`unauthorized`,
-    /// `internal`, `unavailable`...).
+    /// `internal`, `unavailable`...) and those of its request body's kind, which
+    /// [`Route::problem_codes`] adds.
     pub problems: &'static [ProblemCode],
 }
 
@@ -116,6 +117,23 @@ pub enum RouteMatch {
 }
 
 impl Route {
+    /// Every problem code this operation answers besides the generic ones: its own, then those
+    /// of its request body's kind (a JSON body's, an object stream's).
+    pub fn problem_codes(&self) -> Vec<ProblemCode> {
+        let body = match self.request {
+            Body::Json(_) => JSON_PROBLEMS,
+            Body::Objects => STREAM_PROBLEMS,
+            Body::Empty | Body::Events => &[],
+        };
+        let mut codes = self.problems.to_vec();
+        for code in body {
+            if !codes.contains(code) {
+                codes.push(*code);
+            }
+        }
+        codes
+    }
+
     /// The placeholder values of `segments` (the path split at `/`, `v1` included) when they
     /// match this route's template.
     pub fn captures(&self, segments: &[&str]) -> Option<Vec<String>> {
@@ -198,6 +216,10 @@ pub fn find(method: &str, segments: &[&str]) -> RouteMatch {
     }
 }
 
+/// What any JSON request body may answer.
+const JSON_PROBLEMS: &[ProblemCode] = &[P::BadJson, P::BodyTooLarge];
+
+/// What any object-stream request body may answer.
 const STREAM_PROBLEMS: &[ProblemCode] = &[
     P::HashMismatch,
     P::NonCanonicalObject,
@@ -240,12 +262,7 @@ pub const ROUTES: &[Route] = &[
         query: &[],
         status: 201,
         response: Body::Json("Account"),
-        problems: &[
-            P::BadJson,
-            P::InvalidField,
-            P::AlreadyExists,
-            P::BodyTooLarge,
-        ],
+        problems: &[P::InvalidField, P::AlreadyExists],
     },
     Route {
         operation: Operation::LogIn,
@@ -258,12 +275,7 @@ pub const ROUTES: &[Route] = &[
         query: &[],
         status: 201,
         response: Body::Json("NewToken"),
-        problems: &[
-            P::BadJson,
-            P::BadCredentials,
-            P::InvalidField,
-            P::BodyTooLarge,
-        ],
+        problems: &[P::BadCredentials, P::InvalidField],
     },
     Route {
         operation: Operation::WhoAmI,
@@ -302,7 +314,7 @@ pub const ROUTES: &[Route] = &[
         query: &[],
         status: 201,
         response: Body::Json("NewToken"),
-        problems: &[P::BadJson, P::InvalidField, P::BodyTooLarge],
+        problems: &[P::InvalidField],
     },
     Route {
         operation: Operation::RevokeToken,
@@ -341,12 +353,7 @@ pub const ROUTES: &[Route] = &[
         query: &[],
         status: 201,
         response: Body::Json("Team"),
-        problems: &[
-            P::BadJson,
-            P::InvalidField,
-            P::AlreadyExists,
-            P::BodyTooLarge,
-        ],
+        problems: &[P::InvalidField, P::AlreadyExists],
     },
     Route {
         operation: Operation::ShowTeam,
@@ -385,14 +392,7 @@ pub const ROUTES: &[Route] = &[
         query: &[],
         status: 200,
         response: Body::Json("Member"),
-        problems: &[
-            P::NotFound,
-            P::Forbidden,
-            P::BadJson,
-            P::InvalidField,
-            P::LastOwner,
-            P::BodyTooLarge,
-        ],
+        problems: &[P::NotFound, P::Forbidden, P::InvalidField, P::LastOwner],
     },
     Route {
         operation: Operation::RemoveMember,
@@ -405,7 +405,7 @@ pub const ROUTES: &[Route] = &[
         query: &[],
         status: 204,
         response: Body::Empty,
-        problems: &[P::NotFound, P::Forbidden, P::LastOwner],
+        problems: &[P::NotFound, P::Forbidden, P::InvalidField, P::LastOwner],
     },
     Route {
         operation: Operation::CreateProject,
@@ -418,14 +418,7 @@ pub const ROUTES: &[Route] = &[
         query: &[],
         status: 201,
         response: Body::Json("Project"),
-        problems: &[
-            P::NotFound,
-            P::Forbidden,
-            P::BadJson,
-            P::InvalidField,
-            P::AlreadyExists,
-            P::BodyTooLarge,
-        ],
+        problems: &[P::NotFound, P::Forbidden, P::InvalidField, P::AlreadyExists],
     },
     Route {
         operation: Operation::ListProjects,
@@ -496,9 +489,7 @@ pub const ROUTES: &[Route] = &[
             P::Conflict,
             P::PushIdReused,
             P::UnknownVersion,
-            P::BadJson,
             P::InvalidField,
-            P::BodyTooLarge,
         ],
     },
     Route {
@@ -516,9 +507,7 @@ pub const ROUTES: &[Route] = &[
             P::NotFound,
             P::UnknownVersion,
             P::MissingObject,
-            P::BadJson,
             P::InvalidField,
-            P::BodyTooLarge,
             P::IntegrityError,
         ],
     },
@@ -549,19 +538,6 @@ pub const ROUTES: &[Route] = &[
             P::PushIdReused,
             P::InvalidField,
             P::BadQuery,
-            P::HashMismatch,
-            P::NonCanonicalObject,
-            P::BadName,
-            P::CaseCollision,
-            P::ObjectTooLarge,
-            P::BadFrame,
-            P::KindMismatch,
-            P::TruncatedStream,
-            P::BadStream,
-            P::TooManyObjects,
-            P::BodyTooLarge,
-            P::UnsupportedMediaType,
-            P::BodyTimeout,
         ],
     },
     Route {
@@ -575,7 +551,7 @@ pub const ROUTES: &[Route] = &[
         query: &[],
         status: 200,
         response: Body::Json("MissingAnswer"),
-        problems: &[P::NotFound, P::BadJson, P::InvalidField, P::BodyTooLarge],
+        problems: &[P::NotFound, P::InvalidField],
     },
     Route {
         operation: Operation::Upload,
@@ -593,19 +569,6 @@ pub const ROUTES: &[Route] = &[
             P::Forbidden,
             P::MissingObject,
             P::EntryMismatch,
-            P::HashMismatch,
-            P::NonCanonicalObject,
-            P::BadName,
-            P::CaseCollision,
-            P::ObjectTooLarge,
-            P::BadFrame,
-            P::KindMismatch,
-            P::TruncatedStream,
-            P::BadStream,
-            P::TooManyObjects,
-            P::BodyTooLarge,
-            P::UnsupportedMediaType,
-            P::BodyTimeout,
         ],
     },
     Route {
@@ -627,9 +590,7 @@ pub const ROUTES: &[Route] = &[
             P::EntryMismatch,
             P::BadPath,
             P::PushIdReused,
-            P::BadJson,
             P::InvalidField,
-            P::BodyTooLarge,
         ],
     },
     Route {
@@ -682,7 +643,7 @@ mod tests {
         for operation in [Operation::Push, Operation::Upload] {
             for code in stream_problems() {
                 assert!(
-                    operation.route().problems.contains(code),
+                    operation.route().problem_codes().contains(code),
                     "{operation:?} lacks {code}"
                 );
             }

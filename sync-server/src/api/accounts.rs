@@ -5,16 +5,18 @@
 //!   is the account name or email.
 //! - `GET /v1/account` → the caller's account.
 //! - `GET /v1/tokens` → `{tokens: [...]}`; `POST /v1/tokens` `{label}` → 201 with the secret,
-//!   shown only this once; `DELETE /v1/tokens/{id}` → 204.
+//!   shown only this once; `DELETE /v1/tokens/{token}` → 204.
 
 use sync_protocol::wire;
 use warp::http::StatusCode;
 use warp::reply::Response;
 
-use super::{ApiRequest, authenticate, json, no_content, read_json, views};
+use super::answer::{json, no_content};
+use super::request::{ApiRequest, authenticate, read_json};
+use super::views;
 use crate::app::App;
 use crate::auth::{self, MAX_PASSWORD_LEN, MIN_PASSWORD_LEN};
-use crate::catalog::{NewAccount, TokenId};
+use crate::catalog::{Account, NewAccount, TokenId};
 use crate::problem::Problem;
 
 /// The label of tokens made by logging in without one.
@@ -102,10 +104,15 @@ pub async fn log_in(app: &App, mut request: ApiRequest) -> Result<Response, Prob
     let label = body
         .label
         .unwrap_or_else(|| DEFAULT_SESSION_LABEL.to_owned());
+    new_token(app, &credentials.account, &label).await
+}
+
+/// Makes a token for `account` and answers it, its secret shown this once.
+async fn new_token(app: &App, account: &Account, label: &str) -> Result<Response, Problem> {
     let secret = auth::new_token_secret();
     let token = app
         .catalog
-        .create_token(credentials.account.id, &label, auth::token_hash(&secret))
+        .create_token(account.id, label, auth::token_hash(&secret))
         .await?;
     Ok(json(
         StatusCode::CREATED,
@@ -113,7 +120,7 @@ pub async fn log_in(app: &App, mut request: ApiRequest) -> Result<Response, Prob
             token: secret,
             token_id: token.id.to_string(),
             label: token.label,
-            account: views::account(&credentials.account),
+            account: views::account(account),
         },
     ))
 }
@@ -137,20 +144,7 @@ pub async fn list_tokens(app: &App, request: ApiRequest) -> Result<Response, Pro
 pub async fn create_token(app: &App, mut request: ApiRequest) -> Result<Response, Problem> {
     let caller = authenticate(app, &request).await?;
     let body: wire::CreateToken = read_json(&mut request).await?;
-    let secret = auth::new_token_secret();
-    let token = app
-        .catalog
-        .create_token(caller.account.id, &body.label, auth::token_hash(&secret))
-        .await?;
-    Ok(json(
-        StatusCode::CREATED,
-        &wire::NewToken {
-            token: secret,
-            token_id: token.id.to_string(),
-            label: token.label,
-            account: views::account(&caller.account),
-        },
-    ))
+    new_token(app, &caller.account, &body.label).await
 }
 
 pub async fn revoke_token(

@@ -1,4 +1,4 @@
-//! `GET /v1/projects/{id}/events`: a Server-Sent Events stream of the project's head.
+//! `GET /v1/projects/{project}/events`: a Server-Sent Events stream of the project's head.
 //!
 //! The first event is the head as it is when the stream opens; then one `head` event per
 //! commit on this node: `event: head`, `id: <version>`, `data: {"project", "version", "root"}`.
@@ -10,22 +10,22 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use sync_protocol::wire;
 use tokio::sync::{broadcast, mpsc};
 use warp::Reply;
 use warp::reply::Response;
 
-use super::{ApiRequest, authenticate, project_access};
+use super::request::{ApiRequest, project_access};
 use crate::app::App;
 use crate::catalog::Role;
 use crate::events::{HeadChanged, head_changed};
 use crate::problem::Problem;
 
 /// How often an idle event stream sends a keep-alive comment.
-pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
+pub const KEEP_ALIVE: Duration = Duration::from_secs(wire::EVENT_KEEP_ALIVE_SECS);
 
 pub async fn stream(app: &App, request: ApiRequest, project: &str) -> Result<Response, Problem> {
-    let caller = authenticate(app, &request).await?;
-    let (project, _) = project_access(app, &caller, project, Role::Viewer).await?;
+    let (_, project, _) = project_access(app, &request, project, Role::Viewer).await?;
     // Subscribe before reading the head, so a commit in between is not missed.
     let mut receiver = app.events.subscribe(project.id);
     let current = app

@@ -1,19 +1,19 @@
 //! Projects: the list, one project's head, its history and restores.
 //!
 //! - `GET /v1/projects` → `{projects: [project]}`, every project the caller may see
-//! - `GET /v1/projects/{id}` → project: `{id, team, name, role, version, root, created}`
-//! - `GET /v1/projects/{id}/versions?before=&limit=` → `{versions: [version]}`, newest first
-//! - `GET /v1/projects/{id}/versions/{n}` → version
-//! - `POST /v1/projects/{id}/restore` `{version, base_version, push_id?, message?}` → 200
+//! - `GET /v1/projects/{project}` → project: `{id, team, name, role, version, root, created}`
+//! - `GET /v1/projects/{project}/versions?before=&limit=` → `{versions: [version]}`, newest first
+//! - `GET /v1/projects/{project}/versions/{number}` → version
+//! - `POST /v1/projects/{project}/restore` `{version, base_version, push_id?, message?}` → 200
 //!   `{version, root, replayed}` or 409 `conflict` (editor or owner)
 
-use sync_protocol::ObjectId;
-use sync_protocol::wire::{self, ProblemCode};
+use sync_protocol::wire;
 use warp::http::StatusCode;
 use warp::reply::Response;
 
-use super::sync::commit_answer;
-use super::{ApiRequest, authenticate, json, parse_query, project_access, read_json, views};
+use super::answer::{commit_answer, json, unknown_version};
+use super::request::{ApiRequest, authenticate, parse_query, project_access, read_json};
+use super::views;
 use crate::app::App;
 use crate::catalog::{
     CatalogError, Entity, PushId, RestoreRequest, Role, VersionNumber, VersionPage,
@@ -35,14 +35,12 @@ pub async fn list(app: &App, request: ApiRequest) -> Result<Response, Problem> {
 }
 
 pub async fn head(app: &App, request: ApiRequest, project: &str) -> Result<Response, Problem> {
-    let caller = authenticate(app, &request).await?;
-    let (project, role) = project_access(app, &caller, project, Role::Viewer).await?;
+    let (_, project, role) = project_access(app, &request, project, Role::Viewer).await?;
     Ok(json(StatusCode::OK, &views::project(&project, role)))
 }
 
 pub async fn versions(app: &App, request: ApiRequest, project: &str) -> Result<Response, Problem> {
-    let caller = authenticate(app, &request).await?;
-    let (project, _) = project_access(app, &caller, project, Role::Viewer).await?;
+    let (_, project, _) = project_access(app, &request, project, Role::Viewer).await?;
     let query: wire::HistoryQuery = parse_query(&request)?;
     let mut page = VersionPage {
         before: query.before,
@@ -66,8 +64,7 @@ pub async fn version(
     project: &str,
     number: &str,
 ) -> Result<Response, Problem> {
-    let caller = authenticate(app, &request).await?;
-    let (project, _) = project_access(app, &caller, project, Role::Viewer).await?;
+    let (_, project, _) = project_access(app, &request, project, Role::Viewer).await?;
     let number: VersionNumber = number.parse().map_err(|_| Problem::not_found())?;
     let version = app
         .catalog
@@ -82,8 +79,7 @@ pub async fn restore(
     mut request: ApiRequest,
     project: &str,
 ) -> Result<Response, Problem> {
-    let caller = authenticate(app, &request).await?;
-    let (project, _) = project_access(app, &caller, project, Role::Editor).await?;
+    let (caller, project, _) = project_access(app, &request, project, Role::Editor).await?;
     let body: wire::Restore = read_json(&mut request).await?;
     let push_id = match &body.push_id {
         Some(text) => PushId::new(text)?,
@@ -109,16 +105,4 @@ pub async fn restore(
             other => other.into(),
         })?;
     commit_answer(app, project.id, outcome)
-}
-
-/// The answer for a version number the project does not have (the project itself is visible).
-pub fn unknown_version(number: VersionNumber) -> Problem {
-    Problem::new(ProblemCode::UnknownVersion)
-        .with_detail(format!("the project has no version {number}"))
-}
-
-/// Parses an object id from JSON or a query, as a typed error.
-pub fn parse_id(field: &str, text: &str) -> Result<ObjectId, Problem> {
-    text.parse()
-        .map_err(|error| Problem::invalid_field(field, error))
 }

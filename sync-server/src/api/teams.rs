@@ -16,7 +16,9 @@ use sync_protocol::wire;
 use warp::http::StatusCode;
 use warp::reply::Response;
 
-use super::{ApiRequest, authenticate, json, no_content, read_json, views};
+use super::answer::{json, no_content};
+use super::request::{ApiRequest, authenticate, read_json};
+use super::views;
 use crate::app::App;
 use crate::catalog::{AccountId, Authenticated, Member, Role, Team, TeamId};
 use crate::problem::Problem;

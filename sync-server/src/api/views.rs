@@ -2,7 +2,7 @@
 
 use sync_protocol::wire;
 
-use super::rfc3339;
+use super::answer::rfc3339;
 use crate::catalog::{Account, Member, Project, Role, Team, Token, Version};
 
 pub fn account(account: &Account) -> wire::Account {

@@ -6,6 +6,10 @@
 //! `schema_migrations` with a BLAKE3 checksum of their text: editing a migration that has been
 //! applied is refused at start instead of silently diverging. New schema changes are new files.
 
+use std::collections::HashMap;
+
+use super::error::CatalogError;
+
 /// One migration file.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Migration {
@@ -19,6 +23,29 @@ impl Migration {
     pub fn checksum(&self) -> String {
         blake3::hash(self.sql.as_bytes()).to_hex().to_string()
     }
+}
+
+/// The migrations of `all` not yet applied, in order, given the checksums `applied` records
+/// by version. An applied migration whose text has changed since is refused: the catalog would
+/// silently differ from its files.
+pub(super) fn pending(
+    all: &'static [Migration],
+    applied: &HashMap<i64, String>,
+) -> Result<Vec<&'static Migration>, CatalogError> {
+    let mut pending = Vec::new();
+    for migration in all {
+        match applied.get(&migration.version) {
+            Some(checksum) if *checksum == migration.checksum() => {}
+            Some(_) => {
+                return Err(CatalogError::Migration {
+                    name: migration.name,
+                    source: "the migration file changed after it was applied".into(),
+                });
+            }
+            None => pending.push(migration),
+        }
+    }
+    Ok(pending)
 }
 
 /// PostgreSQL's migrations, `migrations/*.sql`.
@@ -37,3 +64,25 @@ pub(super) const SQLITE: &[Migration] = &[Migration {
 
 /// The lock key PostgreSQL migrations take (an arbitrary constant: "cairn" in ASCII).
 pub(super) const POSTGRES_LOCK_KEY: i64 = 0x63_61_69_72_6e;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pending_skips_what_was_applied_and_refuses_what_changed() {
+        let none = HashMap::new();
+        assert_eq!(pending(SQLITE, &none).unwrap().len(), SQLITE.len());
+        let all: HashMap<i64, String> = SQLITE
+            .iter()
+            .map(|migration| (migration.version, migration.checksum()))
+            .collect();
+        assert!(pending(SQLITE, &all).unwrap().is_empty());
+        let mut edited = all;
+        edited.insert(SQLITE[0].version, "another text".to_owned());
+        assert!(matches!(
+            pending(SQLITE, &edited),
+            Err(CatalogError::Migration { name, .. }) if name == SQLITE[0].name
+        ));
+    }
+}

@@ -14,6 +14,13 @@
 //! The trait uses `async-trait` so the server can hold an `Arc<dyn Catalog>` and pick the
 //! implementation from its configuration at run time.
 //!
+//! The rules are written once, in `rules.rs`: the commit and its replay, membership and the
+//! last owner, what a new account, token, team or project is, and what a refused write means.
+//! Those that need a transaction are generic over `CatalogTransaction` (`transaction.rs`), a
+//! crate-private trait of one-statement primitives (read a receipt, compare-and-swap the head,
+//! insert a version, lock the owners...) that each implementation writes in its SQL. What stays
+//! in `postgres.rs` and `sqlite.rs` is SQL, row readers and the way each runs a transaction.
+//!
 //! # The commit, the one write that matters
 //!
 //! [`Catalog::commit`] is one transaction: a conditional update of the project's head
@@ -21,7 +28,8 @@
 //! receipt. It is the linearization point of every push (DESIGN section 1), so:
 //!
 //! - a stale base gets [`CommitOutcome::Conflict`] carrying the current head, and writes only
-//!   the receipt;
+//!   the receipt (unless a concurrent copy of the same push recorded it first: then it answers
+//!   as that copy did);
 //! - a retry with the same push id (same base and root) gets the original outcome, marked
 //!   `replayed`, and never commits twice; a committed receipt returns the committed version, a
 //!   conflict receipt returns a conflict with the head as it is now;
@@ -36,7 +44,9 @@ mod error;
 pub mod limits;
 mod migrations;
 mod postgres;
+mod rules;
 mod sqlite;
+mod transaction;
 mod types;
 mod validate;
 
@@ -173,27 +183,7 @@ pub trait Catalog: Send + Sync + std::fmt::Debug {
     /// Restores an old version: a commit on `base_version` whose root is that version's root.
     /// An unknown version is [`CatalogError::NotFound`].
     async fn restore(&self, request: RestoreRequest) -> Result<CommitOutcome> {
-        let old = self
-            .version(request.project, request.version)
-            .await?
-            .ok_or_else(|| {
-                CatalogError::not_found(
-                    Entity::Version,
-                    format!("{} of project {}", request.version, request.project),
-                )
-            })?;
-        let message = request
-            .message
-            .unwrap_or_else(|| format!("Restore version {}", request.version));
-        self.commit(CommitRequest {
-            project: request.project,
-            push_id: request.push_id,
-            base_version: request.base_version,
-            root: old.root,
-            author: request.author,
-            message,
-        })
-        .await
+        rules::restore(self, request).await
     }
 
     // Cluster.

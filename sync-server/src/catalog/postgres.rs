@@ -1,5 +1,9 @@
 //! The cluster catalog: PostgreSQL through tokio-postgres and a deadpool pool.
 //!
+//! The rules (commit, membership, new teams and projects) are the shared ones of
+//! [`rules`](super::rules); this file is their SQL: [`PostgresTransaction`] implements
+//! [`CatalogTransaction`], and the reads and single-statement writes are queries here.
+//!
 //! Transactions run at PostgreSQL's default READ COMMITTED level. The commit needs no more: its
 //! compare-and-swap is one `UPDATE ... WHERE head_version = base`, which takes the project row's
 //! lock and re-checks the condition against the latest committed head, so of many concurrent
@@ -14,6 +18,7 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use sync_protocol::ObjectId;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
@@ -21,13 +26,13 @@ use tokio_postgres::{NoTls, Row};
 use super::common::{Unique, db_version, object_id, parse, role, version_number};
 use super::error::{CatalogError, Entity, Field};
 use super::migrations;
+use super::transaction::{CatalogTransaction, NewReceipt, NewVersion, Receipt, WriteError};
 use super::types::{
     Account, AccountCredentials, AccountId, Authenticated, CommitOutcome, CommitRequest, Member,
-    NewAccount, Node, NodeId, PROJECT_CREATED_MESSAGE, Project, ProjectId, PushId, Role, Team,
-    TeamId, TeamMembership, Timestamp, Token, TokenHash, TokenId, Version, VersionNumber,
-    VersionPage, VisibleProject, empty_root,
+    NewAccount, Node, NodeId, Project, ProjectId, PushId, Role, Team, TeamId, TeamMembership,
+    Timestamp, Token, TokenHash, TokenId, Version, VersionNumber, VersionPage, VisibleProject,
 };
-use super::{Catalog, Result, limits, validate};
+use super::{Catalog, Result, limits, rules, validate};
 
 /// How to reach PostgreSQL.
 #[derive(Clone, PartialEq, Eq)]
@@ -135,17 +140,7 @@ impl PostgresCatalog {
             .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
             .collect::<Result<_, tokio_postgres::Error>>()
             .map_err(db("migrate"))?;
-        for migration in migrations::POSTGRES {
-            match applied.get(&migration.version) {
-                Some(checksum) if *checksum == migration.checksum() => continue,
-                Some(_) => {
-                    return Err(CatalogError::Migration {
-                        name: migration.name,
-                        source: "the migration file changed after it was applied".into(),
-                    });
-                }
-                None => {}
-            }
+        for migration in migrations::pending(migrations::POSTGRES, &applied)? {
             let failed = |error: tokio_postgres::Error| CatalogError::Migration {
                 name: migration.name,
                 source: Box::new(error),
@@ -205,17 +200,37 @@ fn db(operation: &'static str) -> impl Fn(tokio_postgres::Error) -> CatalogError
     move |error| CatalogError::database(operation, error)
 }
 
-/// The unique constraint `error` violated, if that is what it is.
-fn unique_violation(error: &tokio_postgres::Error) -> Option<Unique> {
-    let db_error = error.as_db_error()?;
-    if db_error.code() != &SqlState::UNIQUE_VIOLATION {
-        return None;
+/// A failed write as the rules see it: which constraint PostgreSQL refused, if any.
+fn write_error(operation: &'static str, error: tokio_postgres::Error) -> WriteError {
+    if let Some(db_error) = error.as_db_error() {
+        if db_error.code() == &SqlState::FOREIGN_KEY_VIOLATION {
+            return WriteError::MissingReference;
+        }
+        if db_error.code() == &SqlState::UNIQUE_VIOLATION
+            && let Some(unique) = db_error.constraint().and_then(Unique::from_constraint)
+        {
+            return WriteError::Taken(unique);
+        }
     }
-    Unique::from_constraint(db_error.constraint()?)
+    WriteError::Failed(CatalogError::database(operation, error))
 }
 
-fn is_foreign_key_violation(error: &tokio_postgres::Error) -> bool {
-    error.code() == Some(&SqlState::FOREIGN_KEY_VIOLATION)
+/// Runs one write, prepared once per connection (a string statement would be prepared again
+/// every time, a round trip more).
+async fn execute<C: GenericClient>(
+    client: &C,
+    operation: &'static str,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<u64, WriteError> {
+    let statement = client
+        .prepare_cached(sql)
+        .await
+        .map_err(|error| write_error(operation, error))?;
+    client
+        .execute(&statement, params)
+        .await
+        .map_err(|error| write_error(operation, error))
 }
 
 async fn query_all<C: GenericClient, T>(
@@ -332,155 +347,272 @@ fn read_version(row: &Row) -> Result<Version> {
 
 async fn load_version<C: GenericClient>(
     client: &C,
-    project: &str,
+    operation: &'static str,
+    project: ProjectId,
     number: i64,
 ) -> Result<Option<Version>> {
     query_one(
         client,
-        "version",
+        operation,
         &format!("{VERSION_SELECT} WHERE versions.project_id = $1 AND versions.number = $2"),
-        &[&project, &number],
+        &[&project.to_string(), &number],
         read_version,
     )
     .await
 }
 
-async fn load_head<C: GenericClient>(
-    client: &C,
-    project: ProjectId,
-) -> Result<(VersionNumber, sync_protocol::ObjectId)> {
-    query_one(
-        client,
-        "commit",
-        "SELECT head_version, head_root FROM projects WHERE id = $1",
-        &[&project.to_string()],
-        |row| {
-            Ok((
-                version_number("projects", column(row, 0)?)?,
-                object_id("projects", column(row, 1)?)?,
-            ))
-        },
-    )
-    .await?
-    .ok_or_else(|| CatalogError::not_found(Entity::Project, project))
-}
-
-/// The outcome recorded for this push id, if it has been seen.
-async fn replay<C: GenericClient>(
-    client: &C,
-    request: &CommitRequest,
-) -> Result<Option<CommitOutcome>> {
-    let project = request.project.to_string();
-    let receipt = query_one(
-        client,
-        "commit",
-        "SELECT base_version, root, committed_version FROM push_receipts
-         WHERE project_id = $1 AND push_id = $2",
-        &[&project, &request.push_id.as_str()],
-        |row| {
-            Ok((
-                version_number("push_receipts", column(row, 0)?)?,
-                object_id("push_receipts", column(row, 1)?)?,
-                column::<Option<i64>>(row, 2)?,
-            ))
-        },
-    )
-    .await?;
-    let Some((base_version, root, committed)) = receipt else {
-        return Ok(None);
-    };
-    if base_version != request.base_version || root != request.root {
-        return Err(CatalogError::PushIdReused {
-            push_id: request.push_id.clone(),
-            base_version,
-            root,
-        });
-    }
-    match committed {
-        Some(number) => {
-            let version = load_version(client, &project, number)
-                .await?
-                .ok_or_else(|| {
-                    CatalogError::corrupt("push_receipts", "receipt names a missing version")
-                })?;
-            Ok(Some(CommitOutcome::Committed {
-                version,
-                replayed: true,
-            }))
-        }
-        None => {
-            let (head_version, head_root) = load_head(client, request.project).await?;
-            Ok(Some(CommitOutcome::Conflict {
-                head_version,
-                head_root,
-            }))
-        }
-    }
-}
-
-/// Fails with [`CatalogError::LastOwner`] if `account` is the team's only owner. Locks the
-/// team's owner rows so two concurrent demotions cannot both pass.
-async fn ensure_other_owner<C: GenericClient>(
-    client: &C,
-    team: TeamId,
-    account: AccountId,
+/// One transaction driven by the shared rules. READ COMMITTED (see the module doc): each
+/// statement sees what other transactions had committed when it started.
+struct PostgresTransaction<'a> {
+    transaction: deadpool_postgres::Transaction<'a>,
+    /// The catalog operation it serves, named in its errors.
     operation: &'static str,
-) -> Result<()> {
-    let owners = query_all(
-        client,
-        operation,
-        "SELECT account_id FROM memberships WHERE team_id = $1 AND role = 'owner' FOR UPDATE",
-        &[&team.to_string()],
-        |row| column::<String>(row, 0),
-    )
-    .await?;
-    let account = account.to_string();
-    if owners.len() <= 1 && owners.contains(&account) {
-        return Err(CatalogError::LastOwner {
-            team: team.to_string(),
-        });
+}
+
+impl<'a> PostgresTransaction<'a> {
+    async fn begin(
+        client: &'a mut deadpool_postgres::Object,
+        operation: &'static str,
+    ) -> Result<Self> {
+        let transaction = client.transaction().await.map_err(db(operation))?;
+        Ok(Self {
+            transaction,
+            operation,
+        })
     }
-    Ok(())
+
+    /// A statement whose only refusals are failures.
+    async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
+        execute(&self.transaction, self.operation, sql, params)
+            .await
+            .map_err(|error| error.unexpected(self.operation))
+    }
+}
+
+impl CatalogTransaction for PostgresTransaction<'_> {
+    async fn receipt(&mut self, project: ProjectId, push_id: &PushId) -> Result<Option<Receipt>> {
+        query_one(
+            &self.transaction,
+            self.operation,
+            "SELECT base_version, root, committed_version FROM push_receipts
+             WHERE project_id = $1 AND push_id = $2",
+            &[&project.to_string(), &push_id.as_str()],
+            |row| {
+                Ok(Receipt {
+                    base_version: version_number("push_receipts", column(row, 0)?)?,
+                    root: object_id("push_receipts", column(row, 1)?)?,
+                    committed_version: column::<Option<i64>>(row, 2)?
+                        .map(|number| version_number("push_receipts", number))
+                        .transpose()?,
+                })
+            },
+        )
+        .await
+    }
+
+    async fn head(&mut self, project: ProjectId) -> Result<Option<(VersionNumber, ObjectId)>> {
+        query_one(
+            &self.transaction,
+            self.operation,
+            "SELECT head_version, head_root FROM projects WHERE id = $1",
+            &[&project.to_string()],
+            |row| {
+                Ok((
+                    version_number("projects", column(row, 0)?)?,
+                    object_id("projects", column(row, 1)?)?,
+                ))
+            },
+        )
+        .await
+    }
+
+    async fn swap_head(
+        &mut self,
+        project: ProjectId,
+        from: VersionNumber,
+        to: VersionNumber,
+        root: ObjectId,
+    ) -> Result<bool> {
+        let moved = self
+            .execute(
+                "UPDATE projects SET head_version = $3, head_root = $4
+                 WHERE id = $1 AND head_version = $2",
+                &[
+                    &project.to_string(),
+                    &db_version(from)?,
+                    &db_version(to)?,
+                    &root.to_string(),
+                ],
+            )
+            .await?;
+        Ok(moved > 0)
+    }
+
+    async fn insert_version(&mut self, version: &NewVersion<'_>) -> Result<(), WriteError> {
+        execute(
+            &self.transaction,
+            self.operation,
+            "INSERT INTO versions
+                 (project_id, number, root, parent, author_id, time, message, push_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            &[
+                &version.project.to_string(),
+                &db_version(version.number)?,
+                &version.root.to_string(),
+                &version.parent.map(db_version).transpose()?,
+                &version.author.to_string(),
+                &SystemTime::from(version.time),
+                &version.message,
+                &version.push_id.map(PushId::as_str),
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn insert_receipt(&mut self, receipt: &NewReceipt<'_>) -> Result<bool> {
+        let recorded = self
+            .execute(
+                "INSERT INTO push_receipts
+                     (project_id, push_id, base_version, root, committed_version, created)
+                 VALUES ($1, $2, $3, $4, $5, $6)
+                 ON CONFLICT (project_id, push_id) DO NOTHING",
+                &[
+                    &receipt.project.to_string(),
+                    &receipt.push_id.as_str(),
+                    &db_version(receipt.receipt.base_version)?,
+                    &receipt.receipt.root.to_string(),
+                    &receipt
+                        .receipt
+                        .committed_version
+                        .map(db_version)
+                        .transpose()?,
+                    &SystemTime::from(receipt.created),
+                ],
+            )
+            .await?;
+        Ok(recorded > 0)
+    }
+
+    async fn version(
+        &mut self,
+        project: ProjectId,
+        number: VersionNumber,
+    ) -> Result<Option<Version>> {
+        load_version(
+            &self.transaction,
+            self.operation,
+            project,
+            db_version(number)?,
+        )
+        .await
+    }
+
+    async fn insert_team(&mut self, team: &Team) -> Result<(), WriteError> {
+        execute(
+            &self.transaction,
+            self.operation,
+            "INSERT INTO teams (id, name, name_key, created) VALUES ($1, $2, $3, $4)",
+            &[
+                &team.id.to_string(),
+                &team.name,
+                &validate::fold(&team.name),
+                &SystemTime::from(team.created),
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn lock_owners(&mut self, team: TeamId) -> Result<Vec<AccountId>> {
+        // FOR UPDATE: a concurrent demotion waits here until this transaction ends, then
+        // re-reads the rows it changed (an owner demoted meanwhile is no longer listed).
+        query_all(
+            &self.transaction,
+            self.operation,
+            "SELECT account_id FROM memberships WHERE team_id = $1 AND role = $2 FOR UPDATE",
+            &[&team.to_string(), &Role::Owner.as_str()],
+            |row| parse("memberships", column(row, 0)?),
+        )
+        .await
+    }
+
+    async fn upsert_membership(
+        &mut self,
+        team: TeamId,
+        account: AccountId,
+        role: Role,
+    ) -> Result<(), WriteError> {
+        execute(
+            &self.transaction,
+            self.operation,
+            "INSERT INTO memberships (team_id, account_id, role) VALUES ($1, $2, $3)
+             ON CONFLICT (team_id, account_id) DO UPDATE SET role = excluded.role",
+            &[&team.to_string(), &account.to_string(), &role.as_str()],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn delete_membership(&mut self, team: TeamId, account: AccountId) -> Result<bool> {
+        let removed = self
+            .execute(
+                "DELETE FROM memberships WHERE team_id = $1 AND account_id = $2",
+                &[&team.to_string(), &account.to_string()],
+            )
+            .await?;
+        Ok(removed > 0)
+    }
+
+    async fn insert_project(&mut self, project: &Project) -> Result<(), WriteError> {
+        execute(
+            &self.transaction,
+            self.operation,
+            "INSERT INTO projects
+                 (id, team_id, name, name_key, head_version, head_root, created)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            &[
+                &project.id.to_string(),
+                &project.team.to_string(),
+                &project.name,
+                &validate::fold(&project.name),
+                &db_version(project.head_version)?,
+                &project.head_root.to_string(),
+                &SystemTime::from(project.created),
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn commit(self) -> Result<()> {
+        self.transaction.commit().await.map_err(db(self.operation))
+    }
 }
 
 #[async_trait]
 impl Catalog for PostgresCatalog {
     async fn create_account(&self, account: NewAccount) -> Result<Account> {
-        validate::text(Field::AccountName, &account.name, limits::MAX_NAME_LEN)?;
-        validate::text(Field::Email, &account.email, limits::MAX_EMAIL_LEN)?;
-        validate::text(
-            Field::PasswordHash,
-            &account.password_hash,
-            limits::MAX_PASSWORD_HASH_LEN,
-        )?;
-        let created = Account {
-            id: AccountId::random(),
-            name: account.name.clone(),
-            email: account.email.clone(),
-            created: Timestamp::now(),
-        };
+        let created = rules::new_account(&account)?;
         let client = self.client("create account").await?;
-        client
-            .execute(
-                "INSERT INTO accounts
-                     (id, name, name_key, email, email_key, password_hash, created)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                &[
-                    &created.id.to_string(),
-                    &account.name,
-                    &validate::fold(&account.name),
-                    &account.email,
-                    &validate::fold(&account.email),
-                    &account.password_hash,
-                    &SystemTime::from(created.created),
-                ],
-            )
-            .await
-            .map_err(|error| match unique_violation(&error) {
-                Some(Unique::AccountEmail) => Unique::AccountEmail.error(&account.email),
-                Some(unique) => unique.error(&account.name),
-                None => CatalogError::database("create account", error),
-            })?;
+        execute(
+            &client,
+            "create account",
+            "INSERT INTO accounts
+                 (id, name, name_key, email, email_key, password_hash, created)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            &[
+                &created.id.to_string(),
+                &account.name,
+                &validate::fold(&account.name),
+                &account.email,
+                &validate::fold(&account.email),
+                &account.password_hash,
+                &SystemTime::from(created.created),
+            ],
+        )
+        .await
+        .map_err(|error| rules::account_not_created(error, &account))?;
         Ok(created)
     }
 
@@ -514,19 +646,16 @@ impl Catalog for PostgresCatalog {
     }
 
     async fn set_password_hash(&self, account: AccountId, password_hash: &str) -> Result<()> {
-        validate::text(
-            Field::PasswordHash,
-            password_hash,
-            limits::MAX_PASSWORD_HASH_LEN,
-        )?;
+        validate::password_hash(password_hash)?;
         let client = self.client("set password hash").await?;
-        let changed = client
-            .execute(
-                "UPDATE accounts SET password_hash = $2 WHERE id = $1",
-                &[&account.to_string(), &password_hash],
-            )
-            .await
-            .map_err(db("set password hash"))?;
+        let changed = execute(
+            &client,
+            "set password hash",
+            "UPDATE accounts SET password_hash = $2 WHERE id = $1",
+            &[&account.to_string(), &password_hash],
+        )
+        .await
+        .map_err(|error| error.unexpected("set password hash"))?;
         if changed == 0 {
             return Err(CatalogError::not_found(Entity::Account, account));
         }
@@ -539,38 +668,23 @@ impl Catalog for PostgresCatalog {
         label: &str,
         secret_hash: TokenHash,
     ) -> Result<Token> {
-        validate::text(Field::TokenLabel, label, limits::MAX_TOKEN_LABEL_LEN)?;
-        let token = Token {
-            id: TokenId::random(),
-            account,
-            label: label.to_owned(),
-            created: Timestamp::now(),
-            last_used: None,
-            revoked: None,
-        };
+        let token = rules::new_token(account, label)?;
         let client = self.client("create token").await?;
-        client
-            .execute(
-                "INSERT INTO tokens (id, account_id, label, secret_hash, created)
-                 VALUES ($1, $2, $3, $4, $5)",
-                &[
-                    &token.id.to_string(),
-                    &account.to_string(),
-                    &token.label,
-                    &&secret_hash.as_bytes()[..],
-                    &SystemTime::from(token.created),
-                ],
-            )
-            .await
-            .map_err(|error| {
-                if let Some(unique) = unique_violation(&error) {
-                    unique.error("")
-                } else if is_foreign_key_violation(&error) {
-                    CatalogError::not_found(Entity::Account, account)
-                } else {
-                    CatalogError::database("create token", error)
-                }
-            })?;
+        execute(
+            &client,
+            "create token",
+            "INSERT INTO tokens (id, account_id, label, secret_hash, created)
+             VALUES ($1, $2, $3, $4, $5)",
+            &[
+                &token.id.to_string(),
+                &account.to_string(),
+                &token.label,
+                &&secret_hash.as_bytes()[..],
+                &SystemTime::from(token.created),
+            ],
+        )
+        .await
+        .map_err(|error| rules::token_not_created(error, account))?;
         Ok(token)
     }
 
@@ -588,7 +702,7 @@ impl Catalog for PostgresCatalog {
             |row| {
                 Ok((
                     read_account(row, 0)?,
-                    column::<String>(row, 4)?,
+                    parse::<TokenId>("tokens", column(row, 4)?)?,
                     optional_time(row, 5)?,
                 ))
             },
@@ -598,22 +712,17 @@ impl Catalog for PostgresCatalog {
             return Ok(None);
         };
         let now = Timestamp::now();
-        let resolution = limits::TOKEN_LAST_USED_RESOLUTION.as_millis() as i64;
-        if last_used
-            .is_none_or(|last_used| now.unix_millis() - last_used.unix_millis() >= resolution)
-        {
-            client
-                .execute(
-                    "UPDATE tokens SET last_used = $2 WHERE id = $1",
-                    &[&token, &SystemTime::from(now)],
-                )
-                .await
-                .map_err(db("authenticate token"))?;
+        if rules::touches_last_used(last_used, now) {
+            execute(
+                &client,
+                "authenticate token",
+                "UPDATE tokens SET last_used = $2 WHERE id = $1",
+                &[&token.to_string(), &SystemTime::from(now)],
+            )
+            .await
+            .map_err(|error| error.unexpected("authenticate token"))?;
         }
-        Ok(Some(Authenticated {
-            account,
-            token: parse("tokens", &token)?,
-        }))
+        Ok(Some(Authenticated { account, token }))
     }
 
     async fn tokens(&self, account: AccountId) -> Result<Vec<Token>> {
@@ -649,48 +758,9 @@ impl Catalog for PostgresCatalog {
     }
 
     async fn create_team(&self, name: &str, owner: AccountId) -> Result<Team> {
-        validate::text(Field::TeamName, name, limits::MAX_NAME_LEN)?;
-        let team = Team {
-            id: TeamId::random(),
-            name: name.to_owned(),
-            created: Timestamp::now(),
-        };
         let mut client = self.client("create team").await?;
-        let transaction = client.transaction().await.map_err(db("create team"))?;
-        transaction
-            .execute(
-                "INSERT INTO teams (id, name, name_key, created) VALUES ($1, $2, $3, $4)",
-                &[
-                    &team.id.to_string(),
-                    &team.name,
-                    &validate::fold(&team.name),
-                    &SystemTime::from(team.created),
-                ],
-            )
-            .await
-            .map_err(|error| match unique_violation(&error) {
-                Some(unique) => unique.error(&team.name),
-                None => CatalogError::database("create team", error),
-            })?;
-        transaction
-            .execute(
-                "INSERT INTO memberships (team_id, account_id, role) VALUES ($1, $2, $3)",
-                &[
-                    &team.id.to_string(),
-                    &owner.to_string(),
-                    &Role::Owner.as_str(),
-                ],
-            )
-            .await
-            .map_err(|error| {
-                if is_foreign_key_violation(&error) {
-                    CatalogError::not_found(Entity::Account, owner)
-                } else {
-                    CatalogError::database("create team", error)
-                }
-            })?;
-        transaction.commit().await.map_err(db("create team"))?;
-        Ok(team)
+        let begin = PostgresTransaction::begin(&mut client, "create team");
+        rules::create_team(name, owner, begin).await
     }
 
     async fn team(&self, id: TeamId) -> Result<Option<Team>> {
@@ -734,45 +804,14 @@ impl Catalog for PostgresCatalog {
 
     async fn set_member(&self, team: TeamId, account: AccountId, role: Role) -> Result<()> {
         let mut client = self.client("set member").await?;
-        let transaction = client.transaction().await.map_err(db("set member"))?;
-        if role != Role::Owner {
-            ensure_other_owner(&transaction, team, account, "set member").await?;
-        }
-        transaction
-            .execute(
-                "INSERT INTO memberships (team_id, account_id, role) VALUES ($1, $2, $3)
-                 ON CONFLICT (team_id, account_id) DO UPDATE SET role = excluded.role",
-                &[&team.to_string(), &account.to_string(), &role.as_str()],
-            )
-            .await
-            .map_err(|error| {
-                if is_foreign_key_violation(&error) {
-                    CatalogError::not_found(Entity::Membership, format!("{team}/{account}"))
-                } else {
-                    CatalogError::database("set member", error)
-                }
-            })?;
-        transaction.commit().await.map_err(db("set member"))
+        let begin = PostgresTransaction::begin(&mut client, "set member");
+        rules::set_member(team, account, role, begin).await
     }
 
     async fn remove_member(&self, team: TeamId, account: AccountId) -> Result<()> {
         let mut client = self.client("remove member").await?;
-        let transaction = client.transaction().await.map_err(db("remove member"))?;
-        ensure_other_owner(&transaction, team, account, "remove member").await?;
-        let removed = transaction
-            .execute(
-                "DELETE FROM memberships WHERE team_id = $1 AND account_id = $2",
-                &[&team.to_string(), &account.to_string()],
-            )
-            .await
-            .map_err(db("remove member"))?;
-        if removed == 0 {
-            return Err(CatalogError::not_found(
-                Entity::Membership,
-                format!("{team}/{account}"),
-            ));
-        }
-        transaction.commit().await.map_err(db("remove member"))
+        let begin = PostgresTransaction::begin(&mut client, "remove member");
+        rules::remove_member(team, account, begin).await
     }
 
     async fn members(&self, team: TeamId) -> Result<Vec<Member>> {
@@ -810,67 +849,9 @@ impl Catalog for PostgresCatalog {
         name: &str,
         creator: AccountId,
     ) -> Result<Project> {
-        validate::text(Field::ProjectName, name, limits::MAX_NAME_LEN)?;
-        let project = Project {
-            id: ProjectId::random(),
-            team,
-            name: name.to_owned(),
-            head_version: 0,
-            head_root: empty_root(),
-            created: Timestamp::now(),
-        };
-        let id = project.id.to_string();
-        let root = project.head_root.to_string();
-        let created = SystemTime::from(project.created);
         let mut client = self.client("create project").await?;
-        let transaction = client.transaction().await.map_err(db("create project"))?;
-        transaction
-            .execute(
-                "INSERT INTO projects
-                     (id, team_id, name, name_key, head_version, head_root, created)
-                 VALUES ($1, $2, $3, $4, 0, $5, $6)",
-                &[
-                    &id,
-                    &team.to_string(),
-                    &project.name,
-                    &validate::fold(&project.name),
-                    &root,
-                    &created,
-                ],
-            )
-            .await
-            .map_err(|error| {
-                if let Some(unique) = unique_violation(&error) {
-                    unique.error(&project.name)
-                } else if is_foreign_key_violation(&error) {
-                    CatalogError::not_found(Entity::Team, team)
-                } else {
-                    CatalogError::database("create project", error)
-                }
-            })?;
-        transaction
-            .execute(
-                "INSERT INTO versions
-                     (project_id, number, root, parent, author_id, time, message, push_id)
-                 VALUES ($1, 0, $2, NULL, $3, $4, $5, NULL)",
-                &[
-                    &id,
-                    &root,
-                    &creator.to_string(),
-                    &created,
-                    &PROJECT_CREATED_MESSAGE,
-                ],
-            )
-            .await
-            .map_err(|error| {
-                if is_foreign_key_violation(&error) {
-                    CatalogError::not_found(Entity::Account, creator)
-                } else {
-                    CatalogError::database("create project", error)
-                }
-            })?;
-        transaction.commit().await.map_err(db("create project"))?;
-        Ok(project)
+        let begin = PostgresTransaction::begin(&mut client, "create project");
+        rules::create_project(team, name, creator, begin).await
     }
 
     async fn project(&self, id: ProjectId) -> Result<Option<Project>> {
@@ -949,8 +930,7 @@ impl Catalog for PostgresCatalog {
     }
 
     async fn all_projects(&self, after: Option<ProjectId>, limit: u32) -> Result<Vec<Project>> {
-        let after = after.map(|id| id.to_string()).unwrap_or_default();
-        let limit = i64::from(limit.min(limits::MAX_PROJECT_PAGE));
+        let (after, limit) = rules::project_page(after, limit);
         self.query_all(
             "all projects",
             &format!(
@@ -964,106 +944,13 @@ impl Catalog for PostgresCatalog {
     }
 
     async fn commit(&self, request: CommitRequest) -> Result<CommitOutcome> {
-        validate::message(&request.message)?;
-        let base = db_version(request.base_version)?;
-        let project = request.project.to_string();
-        let root = request.root.to_string();
-        let push_id = request.push_id.as_str();
-        let now = SystemTime::from(Timestamp::now());
         let mut client = self.client("commit").await?;
-        let transaction = client.transaction().await.map_err(db("commit"))?;
-        if let Some(outcome) = replay(&transaction, &request).await? {
-            return Ok(outcome);
-        }
-        // The compare-and-swap: the linearization point of every push.
-        let moved = transaction
-            .execute(
-                "UPDATE projects SET head_version = $2 + 1, head_root = $3
-                 WHERE id = $1 AND head_version = $2",
-                &[&project, &base, &root],
-            )
-            .await
-            .map_err(db("commit"))?;
-        if moved == 0 {
-            // A concurrent duplicate of this push may have committed while this one waited on
-            // the row lock: its receipt is visible now.
-            if let Some(outcome) = replay(&transaction, &request).await? {
-                return Ok(outcome);
-            }
-            let (head_version, head_root) = load_head(&transaction, request.project).await?;
-            let recorded = transaction
-                .execute(
-                    "INSERT INTO push_receipts
-                         (project_id, push_id, base_version, root, committed_version, created)
-                     VALUES ($1, $2, $3, $4, NULL, $5)
-                     ON CONFLICT (project_id, push_id) DO NOTHING",
-                    &[&project, &push_id, &base, &root, &now],
-                )
-                .await
-                .map_err(db("commit"))?;
-            if recorded == 0
-                && let Some(outcome) = replay(&transaction, &request).await?
-            {
-                return Ok(outcome);
-            }
-            transaction.commit().await.map_err(db("commit"))?;
-            return Ok(CommitOutcome::Conflict {
-                head_version,
-                head_root,
-            });
-        }
-        let number = base + 1;
-        transaction
-            .execute(
-                "INSERT INTO versions
-                     (project_id, number, root, parent, author_id, time, message, push_id)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                &[
-                    &project,
-                    &number,
-                    &root,
-                    &base,
-                    &request.author.to_string(),
-                    &now,
-                    &request.message,
-                    &push_id,
-                ],
-            )
-            .await
-            .map_err(|error| {
-                if is_foreign_key_violation(&error) {
-                    CatalogError::not_found(Entity::Account, request.author)
-                } else {
-                    CatalogError::database("commit", error)
-                }
-            })?;
-        transaction
-            .execute(
-                "INSERT INTO push_receipts
-                     (project_id, push_id, base_version, root, committed_version, created)
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-                &[&project, &push_id, &base, &root, &number, &now],
-            )
-            .await
-            .map_err(db("commit"))?;
-        let version = load_version(&transaction, &project, number)
-            .await?
-            .ok_or_else(|| {
-                CatalogError::corrupt("versions", "the version just written cannot be read back")
-            })?;
-        transaction.commit().await.map_err(db("commit"))?;
-        Ok(CommitOutcome::Committed {
-            version,
-            replayed: false,
-        })
+        let begin = PostgresTransaction::begin(&mut client, "commit");
+        rules::commit(&request, begin).await
     }
 
     async fn versions(&self, project: ProjectId, page: VersionPage) -> Result<Vec<Version>> {
-        let limit = i64::from(page.limit.min(limits::MAX_VERSION_PAGE));
-        let before = match page.before {
-            Some(before) => i64::try_from(before).unwrap_or(i64::MAX),
-            None => i64::MAX,
-        };
+        let (before, limit) = rules::version_page(page);
         self.query_all(
             "versions",
             &format!(
@@ -1081,32 +968,31 @@ impl Catalog for PostgresCatalog {
             return Ok(None);
         };
         let client = self.client("version").await?;
-        load_version(&client, &project.to_string(), number).await
+        load_version(&client, "version", project, number).await
     }
 
     async fn heartbeat(&self, node: NodeId, address: &str) -> Result<()> {
         validate::text(Field::NodeAddress, address, limits::MAX_NODE_ADDRESS_LEN)?;
         let client = self.client("heartbeat").await?;
-        client
-            .execute(
-                "INSERT INTO nodes (id, address, heartbeat) VALUES ($1, $2, $3)
-                 ON CONFLICT (id) DO UPDATE
-                 SET address = excluded.address, heartbeat = excluded.heartbeat",
-                &[
-                    &node.to_string(),
-                    &address,
-                    &SystemTime::from(Timestamp::now()),
-                ],
-            )
-            .await
-            .map_err(db("heartbeat"))?;
+        execute(
+            &client,
+            "heartbeat",
+            "INSERT INTO nodes (id, address, heartbeat) VALUES ($1, $2, $3)
+             ON CONFLICT (id) DO UPDATE
+             SET address = excluded.address, heartbeat = excluded.heartbeat",
+            &[
+                &node.to_string(),
+                &address,
+                &SystemTime::from(Timestamp::now()),
+            ],
+        )
+        .await
+        .map_err(|error| error.unexpected("heartbeat"))?;
         Ok(())
     }
 
     async fn live_nodes(&self, max_age: Duration) -> Result<Vec<Node>> {
-        let oldest = SystemTime::now()
-            .checked_sub(max_age)
-            .unwrap_or(SystemTime::UNIX_EPOCH);
+        let oldest = SystemTime::from(rules::oldest_live_heartbeat(max_age));
         self.query_all(
             "live nodes",
             "SELECT id, address, heartbeat FROM nodes WHERE heartbeat >= $1 ORDER BY id",
@@ -1124,10 +1010,14 @@ impl Catalog for PostgresCatalog {
 
     async fn remove_node(&self, node: NodeId) -> Result<()> {
         let client = self.client("remove node").await?;
-        client
-            .execute("DELETE FROM nodes WHERE id = $1", &[&node.to_string()])
-            .await
-            .map_err(db("remove node"))?;
+        execute(
+            &client,
+            "remove node",
+            "DELETE FROM nodes WHERE id = $1",
+            &[&node.to_string()],
+        )
+        .await
+        .map_err(|error| error.unexpected("remove node"))?;
         Ok(())
     }
 }

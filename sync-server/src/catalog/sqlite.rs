@@ -6,6 +6,10 @@
 //! durable before the client hears of it. Writing transactions start with `BEGIN IMMEDIATE`, so
 //! two processes on one file (which the server does not do, but tests and tools may) serialize
 //! instead of failing mid-transaction.
+//!
+//! The rules (commit, membership, new teams and projects) are the shared ones of
+//! [`rules`](super::rules), run inside the `spawn_blocking` closure over [`SqliteTransaction`],
+//! whose methods are synchronous; this file is their SQL, and the queries.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -13,18 +17,21 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use rusqlite::{Connection, OptionalExtension, Params, Row, Transaction, TransactionBehavior};
+use rusqlite::{Connection, Params, Row, Transaction, TransactionBehavior};
+use sync_protocol::ObjectId;
 
 use super::common::{Unique, db_version, object_id, parse, role, version_number};
 use super::error::{CatalogError, Entity, Field};
 use super::migrations::{self, Migration};
+use super::transaction::{
+    CatalogTransaction, NewReceipt, NewVersion, Receipt, WriteError, run_rule,
+};
 use super::types::{
     Account, AccountCredentials, AccountId, Authenticated, CommitOutcome, CommitRequest, Member,
-    NewAccount, Node, NodeId, PROJECT_CREATED_MESSAGE, Project, ProjectId, PushId, Role, Team,
-    TeamId, TeamMembership, Timestamp, Token, TokenHash, TokenId, Version, VersionNumber,
-    VersionPage, VisibleProject, empty_root,
+    NewAccount, Node, NodeId, Project, ProjectId, PushId, Role, Team, TeamId, TeamMembership,
+    Timestamp, Token, TokenHash, TokenId, Version, VersionNumber, VersionPage, VisibleProject,
 };
-use super::{Catalog, Result, limits, validate};
+use super::{Catalog, Result, limits, rules, validate};
 
 /// How long a statement waits for another process's lock on the file before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -134,17 +141,7 @@ fn migrate(connection: &mut Connection) -> Result<()> {
         rows.collect::<rusqlite::Result<_>>()
             .map_err(db("migrate"))?
     };
-    for migration in migrations::SQLITE {
-        match applied.get(&migration.version) {
-            Some(checksum) if *checksum == migration.checksum() => continue,
-            Some(_) => {
-                return Err(CatalogError::Migration {
-                    name: migration.name,
-                    source: "the migration file changed after it was applied".into(),
-                });
-            }
-            None => {}
-        }
+    for migration in migrations::pending(migrations::SQLITE, &applied)? {
         transaction
             .execute_batch(migration.sql)
             .map_err(|error| failed(migration, error))?;
@@ -168,21 +165,34 @@ fn db(operation: &'static str) -> impl Fn(rusqlite::Error) -> CatalogError {
     move |error| CatalogError::database(operation, error)
 }
 
-/// The unique constraint `error` violated, if that is what it is.
-fn unique_violation(error: &rusqlite::Error) -> Option<Unique> {
-    match error {
-        rusqlite::Error::SqliteFailure(code, Some(message))
-            if code.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE =>
-        {
-            Unique::from_sqlite_message(message)
+/// A failed write as the rules see it: which constraint SQLite refused, if any.
+fn write_error(operation: &'static str, error: rusqlite::Error) -> WriteError {
+    if let rusqlite::Error::SqliteFailure(code, message) = &error {
+        if code.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY {
+            return WriteError::MissingReference;
         }
-        _ => None,
+        if code.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+            && let Some(unique) = message.as_deref().and_then(Unique::from_sqlite_message)
+        {
+            return WriteError::Taken(unique);
+        }
     }
+    WriteError::Failed(CatalogError::database(operation, error))
 }
 
-fn is_foreign_key_violation(error: &rusqlite::Error) -> bool {
-    matches!(error, rusqlite::Error::SqliteFailure(code, _)
-        if code.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY)
+/// Runs one write, its statement prepared once per connection.
+fn execute(
+    connection: &Connection,
+    operation: &'static str,
+    sql: &str,
+    params: impl Params,
+) -> Result<usize, WriteError> {
+    let mut statement = connection
+        .prepare_cached(sql)
+        .map_err(|error| write_error(operation, error))?;
+    statement
+        .execute(params)
+        .map_err(|error| write_error(operation, error))
 }
 
 /// Runs a query and converts every row, with errors that name the operation.
@@ -294,193 +304,256 @@ fn read_version(row: &Row<'_>) -> Result<Version> {
 
 fn load_version(
     connection: &Connection,
+    operation: &'static str,
     project: ProjectId,
     number: i64,
 ) -> Result<Option<Version>> {
     query_one(
         connection,
-        "version",
+        operation,
         &format!("{VERSION_SELECT} WHERE versions.project_id = ?1 AND versions.number = ?2"),
         (project.to_string(), number),
         read_version,
     )
 }
 
-fn load_head(transaction: &Transaction<'_>, project: ProjectId) -> Result<Option<(i64, String)>> {
-    query_one(
-        transaction,
-        "commit",
-        "SELECT head_version, head_root FROM projects WHERE id = ?1",
-        [project.to_string()],
-        |row| Ok((column(row, 0)?, column(row, 1)?)),
-    )
+/// One transaction driven by the shared rules. It begins IMMEDIATE, taking the file's write
+/// lock at once, so it is serial with every other writer: what the rules guard against in
+/// PostgreSQL (a concurrent duplicate committing meanwhile) cannot happen here, and the same
+/// rules hold all the same.
+struct SqliteTransaction<'c> {
+    transaction: Transaction<'c>,
+    /// The catalog operation it serves, named in its errors.
+    operation: &'static str,
 }
 
-/// The commit transaction; see the catalog module doc for its rules.
-fn commit(connection: &mut Connection, request: CommitRequest) -> Result<CommitOutcome> {
-    validate::message(&request.message)?;
-    let base = db_version(request.base_version)?;
-    let project = request.project.to_string();
-    let root = request.root.to_string();
-    let push_id = request.push_id.as_str().to_owned();
-    let transaction = connection
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(db("commit"))?;
-    if let Some(outcome) = replay(&transaction, &request)? {
-        return Ok(outcome);
+impl<'c> SqliteTransaction<'c> {
+    /// Async only to be the `begin` a rule awaits; it never waits.
+    async fn begin(connection: &'c mut Connection, operation: &'static str) -> Result<Self> {
+        let transaction = connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db(operation))?;
+        Ok(Self {
+            transaction,
+            operation,
+        })
     }
-    let now = Timestamp::now().unix_millis();
-    let moved = transaction
-        .execute(
-            "UPDATE projects SET head_version = ?2 + 1, head_root = ?3
-             WHERE id = ?1 AND head_version = ?2",
-            (&project, base, &root),
+
+    /// A statement whose only refusals are failures.
+    fn execute(&self, sql: &str, params: impl Params) -> Result<usize> {
+        execute(&self.transaction, self.operation, sql, params)
+            .map_err(|error| error.unexpected(self.operation))
+    }
+}
+
+impl CatalogTransaction for SqliteTransaction<'_> {
+    async fn receipt(&mut self, project: ProjectId, push_id: &PushId) -> Result<Option<Receipt>> {
+        query_one(
+            &self.transaction,
+            self.operation,
+            "SELECT base_version, root, committed_version FROM push_receipts
+             WHERE project_id = ?1 AND push_id = ?2",
+            (project.to_string(), push_id.as_str()),
+            |row| {
+                Ok(Receipt {
+                    base_version: version_number("push_receipts", column(row, 0)?)?,
+                    root: object_id("push_receipts", &column::<String>(row, 1)?)?,
+                    committed_version: column::<Option<i64>>(row, 2)?
+                        .map(|number| version_number("push_receipts", number))
+                        .transpose()?,
+                })
+            },
         )
-        .map_err(db("commit"))?;
-    if moved == 0 {
-        let Some((head_version, head_root)) = load_head(&transaction, request.project)? else {
-            return Err(CatalogError::not_found(Entity::Project, request.project));
-        };
-        transaction
-            .execute(
-                "INSERT INTO push_receipts
-                     (project_id, push_id, base_version, root, committed_version, created)
-                 VALUES (?1, ?2, ?3, ?4, NULL, ?5)",
-                (&project, &push_id, base, &root, now),
-            )
-            .map_err(db("commit"))?;
-        transaction.commit().map_err(db("commit"))?;
-        return Ok(CommitOutcome::Conflict {
-            head_version: version_number("projects", head_version)?,
-            head_root: object_id("projects", &head_root)?,
-        });
     }
-    let number = base + 1;
-    transaction
-        .execute(
+
+    async fn head(&mut self, project: ProjectId) -> Result<Option<(VersionNumber, ObjectId)>> {
+        query_one(
+            &self.transaction,
+            self.operation,
+            "SELECT head_version, head_root FROM projects WHERE id = ?1",
+            [project.to_string()],
+            |row| {
+                Ok((
+                    version_number("projects", column(row, 0)?)?,
+                    object_id("projects", &column::<String>(row, 1)?)?,
+                ))
+            },
+        )
+    }
+
+    async fn swap_head(
+        &mut self,
+        project: ProjectId,
+        from: VersionNumber,
+        to: VersionNumber,
+        root: ObjectId,
+    ) -> Result<bool> {
+        let moved = self.execute(
+            "UPDATE projects SET head_version = ?3, head_root = ?4
+             WHERE id = ?1 AND head_version = ?2",
+            (
+                project.to_string(),
+                db_version(from)?,
+                db_version(to)?,
+                root.to_string(),
+            ),
+        )?;
+        Ok(moved > 0)
+    }
+
+    async fn insert_version(&mut self, version: &NewVersion<'_>) -> Result<(), WriteError> {
+        execute(
+            &self.transaction,
+            self.operation,
             "INSERT INTO versions
                  (project_id, number, root, parent, author_id, time, message, push_id)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             (
-                &project,
-                number,
-                &root,
-                base,
-                request.author.to_string(),
-                now,
-                &request.message,
-                &push_id,
+                version.project.to_string(),
+                db_version(version.number)?,
+                version.root.to_string(),
+                version.parent.map(db_version).transpose()?,
+                version.author.to_string(),
+                version.time.unix_millis(),
+                version.message,
+                version.push_id.map(PushId::as_str),
             ),
-        )
-        .map_err(|error| {
-            if is_foreign_key_violation(&error) {
-                CatalogError::not_found(Entity::Account, request.author)
-            } else {
-                CatalogError::database("commit", error)
-            }
-        })?;
-    transaction
-        .execute(
+        )?;
+        Ok(())
+    }
+
+    async fn insert_receipt(&mut self, receipt: &NewReceipt<'_>) -> Result<bool> {
+        let recorded = self.execute(
             "INSERT INTO push_receipts
                  (project_id, push_id, base_version, root, committed_version, created)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            (&project, &push_id, base, &root, number, now),
-        )
-        .map_err(db("commit"))?;
-    let version = load_version(&transaction, request.project, number)?.ok_or_else(|| {
-        CatalogError::corrupt("versions", "the version just written cannot be read back")
-    })?;
-    transaction.commit().map_err(db("commit"))?;
-    Ok(CommitOutcome::Committed {
-        version,
-        replayed: false,
-    })
-}
-
-/// The outcome recorded for this push id, if it has been seen.
-fn replay(transaction: &Transaction<'_>, request: &CommitRequest) -> Result<Option<CommitOutcome>> {
-    let receipt = query_one(
-        transaction,
-        "commit",
-        "SELECT base_version, root, committed_version FROM push_receipts
-         WHERE project_id = ?1 AND push_id = ?2",
-        (request.project.to_string(), request.push_id.as_str()),
-        |row| {
-            Ok((
-                version_number("push_receipts", column(row, 0)?)?,
-                object_id("push_receipts", &column::<String>(row, 1)?)?,
-                column::<Option<i64>>(row, 2)?,
-            ))
-        },
-    )?;
-    let Some((base_version, root, committed)) = receipt else {
-        return Ok(None);
-    };
-    if base_version != request.base_version || root != request.root {
-        return Err(CatalogError::PushIdReused {
-            push_id: request.push_id.clone(),
-            base_version,
-            root,
-        });
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (project_id, push_id) DO NOTHING",
+            (
+                receipt.project.to_string(),
+                receipt.push_id.as_str(),
+                db_version(receipt.receipt.base_version)?,
+                receipt.receipt.root.to_string(),
+                receipt
+                    .receipt
+                    .committed_version
+                    .map(db_version)
+                    .transpose()?,
+                receipt.created.unix_millis(),
+            ),
+        )?;
+        Ok(recorded > 0)
     }
-    match committed {
-        Some(number) => {
-            let version = load_version(transaction, request.project, number)?.ok_or_else(|| {
-                CatalogError::corrupt("push_receipts", "receipt names a missing version")
-            })?;
-            Ok(Some(CommitOutcome::Committed {
-                version,
-                replayed: true,
-            }))
-        }
-        None => {
-            let (head_version, head_root) = load_head(transaction, request.project)?
-                .ok_or_else(|| CatalogError::not_found(Entity::Project, request.project))?;
-            Ok(Some(CommitOutcome::Conflict {
-                head_version: version_number("projects", head_version)?,
-                head_root: object_id("projects", &head_root)?,
-            }))
-        }
+
+    async fn version(
+        &mut self,
+        project: ProjectId,
+        number: VersionNumber,
+    ) -> Result<Option<Version>> {
+        load_version(
+            &self.transaction,
+            self.operation,
+            project,
+            db_version(number)?,
+        )
+    }
+
+    async fn insert_team(&mut self, team: &Team) -> Result<(), WriteError> {
+        execute(
+            &self.transaction,
+            self.operation,
+            "INSERT INTO teams (id, name, name_key, created) VALUES (?1, ?2, ?3, ?4)",
+            (
+                team.id.to_string(),
+                &team.name,
+                validate::fold(&team.name),
+                team.created.unix_millis(),
+            ),
+        )?;
+        Ok(())
+    }
+
+    async fn lock_owners(&mut self, team: TeamId) -> Result<Vec<AccountId>> {
+        // No row locks in SQLite: the transaction already holds the write lock.
+        query_all(
+            &self.transaction,
+            self.operation,
+            "SELECT account_id FROM memberships WHERE team_id = ?1 AND role = ?2",
+            (team.to_string(), Role::Owner.as_str()),
+            |row| parse("memberships", &column::<String>(row, 0)?),
+        )
+    }
+
+    async fn upsert_membership(
+        &mut self,
+        team: TeamId,
+        account: AccountId,
+        role: Role,
+    ) -> Result<(), WriteError> {
+        execute(
+            &self.transaction,
+            self.operation,
+            "INSERT INTO memberships (team_id, account_id, role) VALUES (?1, ?2, ?3)
+             ON CONFLICT (team_id, account_id) DO UPDATE SET role = excluded.role",
+            (team.to_string(), account.to_string(), role.as_str()),
+        )?;
+        Ok(())
+    }
+
+    async fn delete_membership(&mut self, team: TeamId, account: AccountId) -> Result<bool> {
+        let removed = self.execute(
+            "DELETE FROM memberships WHERE team_id = ?1 AND account_id = ?2",
+            (team.to_string(), account.to_string()),
+        )?;
+        Ok(removed > 0)
+    }
+
+    async fn insert_project(&mut self, project: &Project) -> Result<(), WriteError> {
+        execute(
+            &self.transaction,
+            self.operation,
+            "INSERT INTO projects
+                 (id, team_id, name, name_key, head_version, head_root, created)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            (
+                project.id.to_string(),
+                project.team.to_string(),
+                &project.name,
+                validate::fold(&project.name),
+                db_version(project.head_version)?,
+                project.head_root.to_string(),
+                project.created.unix_millis(),
+            ),
+        )?;
+        Ok(())
+    }
+
+    async fn commit(self) -> Result<()> {
+        self.transaction.commit().map_err(db(self.operation))
     }
 }
 
 #[async_trait]
 impl Catalog for SqliteCatalog {
     async fn create_account(&self, account: NewAccount) -> Result<Account> {
-        validate::text(Field::AccountName, &account.name, limits::MAX_NAME_LEN)?;
-        validate::text(Field::Email, &account.email, limits::MAX_EMAIL_LEN)?;
-        validate::text(
-            Field::PasswordHash,
-            &account.password_hash,
-            limits::MAX_PASSWORD_HASH_LEN,
-        )?;
+        let created = rules::new_account(&account)?;
         self.run("create account", move |connection| {
-            let created = Account {
-                id: AccountId::random(),
-                name: account.name.clone(),
-                email: account.email.clone(),
-                created: Timestamp::now(),
-            };
-            connection
-                .execute(
-                    "INSERT INTO accounts
-                         (id, name, name_key, email, email_key, password_hash, created)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                    (
-                        created.id.to_string(),
-                        &account.name,
-                        validate::fold(&account.name),
-                        &account.email,
-                        validate::fold(&account.email),
-                        &account.password_hash,
-                        created.created.unix_millis(),
-                    ),
-                )
-                .map_err(|error| match unique_violation(&error) {
-                    Some(Unique::AccountEmail) => Unique::AccountEmail.error(&account.email),
-                    Some(unique) => unique.error(&account.name),
-                    None => CatalogError::database("create account", error),
-                })?;
+            execute(
+                connection,
+                "create account",
+                "INSERT INTO accounts
+                     (id, name, name_key, email, email_key, password_hash, created)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                (
+                    created.id.to_string(),
+                    &account.name,
+                    validate::fold(&account.name),
+                    &account.email,
+                    validate::fold(&account.email),
+                    &account.password_hash,
+                    created.created.unix_millis(),
+                ),
+            )
+            .map_err(|error| rules::account_not_created(error, &account))?;
             Ok(created)
         })
         .await
@@ -523,19 +596,16 @@ impl Catalog for SqliteCatalog {
     }
 
     async fn set_password_hash(&self, account: AccountId, password_hash: &str) -> Result<()> {
-        validate::text(
-            Field::PasswordHash,
-            password_hash,
-            limits::MAX_PASSWORD_HASH_LEN,
-        )?;
+        validate::password_hash(password_hash)?;
         let password_hash = password_hash.to_owned();
         self.run("set password hash", move |connection| {
-            let changed = connection
-                .execute(
-                    "UPDATE accounts SET password_hash = ?2 WHERE id = ?1",
-                    (account.to_string(), &password_hash),
-                )
-                .map_err(db("set password hash"))?;
+            let changed = execute(
+                connection,
+                "set password hash",
+                "UPDATE accounts SET password_hash = ?2 WHERE id = ?1",
+                (account.to_string(), &password_hash),
+            )
+            .map_err(|error| error.unexpected("set password hash"))?;
             if changed == 0 {
                 return Err(CatalogError::not_found(Entity::Account, account));
             }
@@ -550,38 +620,22 @@ impl Catalog for SqliteCatalog {
         label: &str,
         secret_hash: TokenHash,
     ) -> Result<Token> {
-        validate::text(Field::TokenLabel, label, limits::MAX_TOKEN_LABEL_LEN)?;
-        let label = label.to_owned();
+        let token = rules::new_token(account, label)?;
         self.run("create token", move |connection| {
-            let token = Token {
-                id: TokenId::random(),
-                account,
-                label,
-                created: Timestamp::now(),
-                last_used: None,
-                revoked: None,
-            };
-            connection
-                .execute(
-                    "INSERT INTO tokens (id, account_id, label, secret_hash, created)
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
-                    (
-                        token.id.to_string(),
-                        account.to_string(),
-                        &token.label,
-                        &secret_hash.as_bytes()[..],
-                        token.created.unix_millis(),
-                    ),
-                )
-                .map_err(|error| {
-                    if let Some(unique) = unique_violation(&error) {
-                        unique.error("")
-                    } else if is_foreign_key_violation(&error) {
-                        CatalogError::not_found(Entity::Account, account)
-                    } else {
-                        CatalogError::database("create token", error)
-                    }
-                })?;
+            execute(
+                connection,
+                "create token",
+                "INSERT INTO tokens (id, account_id, label, secret_hash, created)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                (
+                    token.id.to_string(),
+                    account.to_string(),
+                    &token.label,
+                    &secret_hash.as_bytes()[..],
+                    token.created.unix_millis(),
+                ),
+            )
+            .map_err(|error| rules::token_not_created(error, account))?;
             Ok(token)
         })
         .await
@@ -603,22 +657,22 @@ impl Catalog for SqliteCatalog {
                     Ok((
                         read_account(row, 0)?,
                         parse::<TokenId>("tokens", &column::<String>(row, 4)?)?,
-                        column::<Option<i64>>(row, 5)?,
+                        column::<Option<i64>>(row, 5)?.map(Timestamp::from_unix_millis),
                     ))
                 },
             )?;
             let Some((account, token, last_used)) = found else {
                 return Ok(None);
             };
-            let now = Timestamp::now().unix_millis();
-            let resolution = limits::TOKEN_LAST_USED_RESOLUTION.as_millis() as i64;
-            if last_used.is_none_or(|last_used| now - last_used >= resolution) {
-                connection
-                    .execute(
-                        "UPDATE tokens SET last_used = ?2 WHERE id = ?1",
-                        (token.to_string(), now),
-                    )
-                    .map_err(db("authenticate token"))?;
+            let now = Timestamp::now();
+            if rules::touches_last_used(last_used, now) {
+                execute(
+                    connection,
+                    "authenticate token",
+                    "UPDATE tokens SET last_used = ?2 WHERE id = ?1",
+                    (token.to_string(), now.unix_millis()),
+                )
+                .map_err(|error| error.unexpected("authenticate token"))?;
             }
             Ok(Some(Authenticated { account, token }))
         })
@@ -663,45 +717,10 @@ impl Catalog for SqliteCatalog {
     }
 
     async fn create_team(&self, name: &str, owner: AccountId) -> Result<Team> {
-        validate::text(Field::TeamName, name, limits::MAX_NAME_LEN)?;
         let name = name.to_owned();
         self.run("create team", move |connection| {
-            let team = Team {
-                id: TeamId::random(),
-                name,
-                created: Timestamp::now(),
-            };
-            let transaction = connection
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(db("create team"))?;
-            transaction
-                .execute(
-                    "INSERT INTO teams (id, name, name_key, created) VALUES (?1, ?2, ?3, ?4)",
-                    (
-                        team.id.to_string(),
-                        &team.name,
-                        validate::fold(&team.name),
-                        team.created.unix_millis(),
-                    ),
-                )
-                .map_err(|error| match unique_violation(&error) {
-                    Some(unique) => unique.error(&team.name),
-                    None => CatalogError::database("create team", error),
-                })?;
-            transaction
-                .execute(
-                    "INSERT INTO memberships (team_id, account_id, role) VALUES (?1, ?2, ?3)",
-                    (team.id.to_string(), owner.to_string(), Role::Owner.as_str()),
-                )
-                .map_err(|error| {
-                    if is_foreign_key_violation(&error) {
-                        CatalogError::not_found(Entity::Account, owner)
-                    } else {
-                        CatalogError::database("create team", error)
-                    }
-                })?;
-            transaction.commit().map_err(db("create team"))?;
-            Ok(team)
+            let begin = SqliteTransaction::begin(connection, "create team");
+            run_rule("create team", rules::create_team(&name, owner, begin))
         })
         .await
     }
@@ -757,49 +776,16 @@ impl Catalog for SqliteCatalog {
 
     async fn set_member(&self, team: TeamId, account: AccountId, role: Role) -> Result<()> {
         self.run("set member", move |connection| {
-            let transaction = connection
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(db("set member"))?;
-            if role != Role::Owner {
-                ensure_other_owner(&transaction, team, account, "set member")?;
-            }
-            transaction
-                .execute(
-                    "INSERT INTO memberships (team_id, account_id, role) VALUES (?1, ?2, ?3)
-                     ON CONFLICT (team_id, account_id) DO UPDATE SET role = excluded.role",
-                    (team.to_string(), account.to_string(), role.as_str()),
-                )
-                .map_err(|error| {
-                    if is_foreign_key_violation(&error) {
-                        CatalogError::not_found(Entity::Membership, format!("{team}/{account}"))
-                    } else {
-                        CatalogError::database("set member", error)
-                    }
-                })?;
-            transaction.commit().map_err(db("set member"))
+            let begin = SqliteTransaction::begin(connection, "set member");
+            run_rule("set member", rules::set_member(team, account, role, begin))
         })
         .await
     }
 
     async fn remove_member(&self, team: TeamId, account: AccountId) -> Result<()> {
         self.run("remove member", move |connection| {
-            let transaction = connection
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(db("remove member"))?;
-            ensure_other_owner(&transaction, team, account, "remove member")?;
-            let removed = transaction
-                .execute(
-                    "DELETE FROM memberships WHERE team_id = ?1 AND account_id = ?2",
-                    (team.to_string(), account.to_string()),
-                )
-                .map_err(db("remove member"))?;
-            if removed == 0 {
-                return Err(CatalogError::not_found(
-                    Entity::Membership,
-                    format!("{team}/{account}"),
-                ));
-            }
-            transaction.commit().map_err(db("remove member"))
+            let begin = SqliteTransaction::begin(connection, "remove member");
+            run_rule("remove member", rules::remove_member(team, account, begin))
         })
         .await
     }
@@ -845,65 +831,13 @@ impl Catalog for SqliteCatalog {
         name: &str,
         creator: AccountId,
     ) -> Result<Project> {
-        validate::text(Field::ProjectName, name, limits::MAX_NAME_LEN)?;
         let name = name.to_owned();
         self.run("create project", move |connection| {
-            let project = Project {
-                id: ProjectId::random(),
-                team,
-                name,
-                head_version: 0,
-                head_root: empty_root(),
-                created: Timestamp::now(),
-            };
-            let transaction = connection
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(db("create project"))?;
-            transaction
-                .execute(
-                    "INSERT INTO projects
-                         (id, team_id, name, name_key, head_version, head_root, created)
-                     VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6)",
-                    (
-                        project.id.to_string(),
-                        team.to_string(),
-                        &project.name,
-                        validate::fold(&project.name),
-                        project.head_root.to_string(),
-                        project.created.unix_millis(),
-                    ),
-                )
-                .map_err(|error| {
-                    if let Some(unique) = unique_violation(&error) {
-                        unique.error(&project.name)
-                    } else if is_foreign_key_violation(&error) {
-                        CatalogError::not_found(Entity::Team, team)
-                    } else {
-                        CatalogError::database("create project", error)
-                    }
-                })?;
-            transaction
-                .execute(
-                    "INSERT INTO versions
-                         (project_id, number, root, parent, author_id, time, message, push_id)
-                     VALUES (?1, 0, ?2, NULL, ?3, ?4, ?5, NULL)",
-                    (
-                        project.id.to_string(),
-                        project.head_root.to_string(),
-                        creator.to_string(),
-                        project.created.unix_millis(),
-                        PROJECT_CREATED_MESSAGE,
-                    ),
-                )
-                .map_err(|error| {
-                    if is_foreign_key_violation(&error) {
-                        CatalogError::not_found(Entity::Account, creator)
-                    } else {
-                        CatalogError::database("create project", error)
-                    }
-                })?;
-            transaction.commit().map_err(db("create project"))?;
-            Ok(project)
+            let begin = SqliteTransaction::begin(connection, "create project");
+            run_rule(
+                "create project",
+                rules::create_project(team, &name, creator, begin),
+            )
         })
         .await
     }
@@ -1002,8 +936,7 @@ impl Catalog for SqliteCatalog {
     }
 
     async fn all_projects(&self, after: Option<ProjectId>, limit: u32) -> Result<Vec<Project>> {
-        let after = after.map(|id| id.to_string()).unwrap_or_default();
-        let limit = i64::from(limit.min(limits::MAX_PROJECT_PAGE));
+        let (after, limit) = rules::project_page(after, limit);
         self.run("all projects", move |connection| {
             query_all(
                 connection,
@@ -1019,16 +952,15 @@ impl Catalog for SqliteCatalog {
     }
 
     async fn commit(&self, request: CommitRequest) -> Result<CommitOutcome> {
-        self.run("commit", move |connection| commit(connection, request))
-            .await
+        self.run("commit", move |connection| {
+            let begin = SqliteTransaction::begin(connection, "commit");
+            run_rule("commit", rules::commit(&request, begin))
+        })
+        .await
     }
 
     async fn versions(&self, project: ProjectId, page: VersionPage) -> Result<Vec<Version>> {
-        let limit = page.limit.min(limits::MAX_VERSION_PAGE);
-        let before = match page.before {
-            Some(before) => i64::try_from(before).unwrap_or(i64::MAX),
-            None => i64::MAX,
-        };
+        let (before, limit) = rules::version_page(page);
         self.run("versions", move |connection| {
             query_all(
                 connection,
@@ -1037,7 +969,7 @@ impl Catalog for SqliteCatalog {
                     "{VERSION_SELECT} WHERE versions.project_id = ?1 AND versions.number < ?2
                      ORDER BY versions.number DESC LIMIT ?3"
                 ),
-                (project.to_string(), before, i64::from(limit)),
+                (project.to_string(), before, limit),
                 read_version,
             )
         })
@@ -1049,7 +981,7 @@ impl Catalog for SqliteCatalog {
             return Ok(None);
         };
         self.run("version", move |connection| {
-            load_version(connection, project, number)
+            load_version(connection, "version", project, number)
         })
         .await
     }
@@ -1058,23 +990,22 @@ impl Catalog for SqliteCatalog {
         validate::text(Field::NodeAddress, address, limits::MAX_NODE_ADDRESS_LEN)?;
         let address = address.to_owned();
         self.run("heartbeat", move |connection| {
-            connection
-                .execute(
-                    "INSERT INTO nodes (id, address, heartbeat) VALUES (?1, ?2, ?3)
-                     ON CONFLICT (id) DO UPDATE
-                     SET address = excluded.address, heartbeat = excluded.heartbeat",
-                    (node.to_string(), &address, Timestamp::now().unix_millis()),
-                )
-                .map_err(db("heartbeat"))?;
+            execute(
+                connection,
+                "heartbeat",
+                "INSERT INTO nodes (id, address, heartbeat) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (id) DO UPDATE
+                 SET address = excluded.address, heartbeat = excluded.heartbeat",
+                (node.to_string(), &address, Timestamp::now().unix_millis()),
+            )
+            .map_err(|error| error.unexpected("heartbeat"))?;
             Ok(())
         })
         .await
     }
 
     async fn live_nodes(&self, max_age: Duration) -> Result<Vec<Node>> {
-        let oldest = Timestamp::now()
-            .unix_millis()
-            .saturating_sub(i64::try_from(max_age.as_millis()).unwrap_or(i64::MAX));
+        let oldest = rules::oldest_live_heartbeat(max_age).unix_millis();
         self.run("live nodes", move |connection| {
             query_all(
                 connection,
@@ -1095,37 +1026,15 @@ impl Catalog for SqliteCatalog {
 
     async fn remove_node(&self, node: NodeId) -> Result<()> {
         self.run("remove node", move |connection| {
-            connection
-                .execute("DELETE FROM nodes WHERE id = ?1", [node.to_string()])
-                .map_err(db("remove node"))?;
+            execute(
+                connection,
+                "remove node",
+                "DELETE FROM nodes WHERE id = ?1",
+                [node.to_string()],
+            )
+            .map_err(|error| error.unexpected("remove node"))?;
             Ok(())
         })
         .await
     }
-}
-
-/// Fails with [`CatalogError::LastOwner`] if `account` is the team's only owner, so demoting or
-/// removing it would leave the team unmanaged.
-fn ensure_other_owner(
-    transaction: &Transaction<'_>,
-    team: TeamId,
-    account: AccountId,
-    operation: &'static str,
-) -> Result<()> {
-    let (is_owner, owners): (bool, i64) = transaction
-        .query_row(
-            "SELECT COALESCE(MAX(account_id = ?2), 0), COUNT(*) FROM memberships
-             WHERE team_id = ?1 AND role = 'owner'",
-            (team.to_string(), account.to_string()),
-            |row| Ok((row.get(0)?, row.get(1)?)),
-        )
-        .optional()
-        .map_err(db(operation))?
-        .unwrap_or((false, 0));
-    if is_owner && owners <= 1 {
-        return Err(CatalogError::LastOwner {
-            team: team.to_string(),
-        });
-    }
-    Ok(())
 }

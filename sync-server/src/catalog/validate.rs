@@ -22,6 +22,11 @@ pub(super) fn text(field: Field, value: &str, max: usize) -> Result<(), CatalogE
     Ok(())
 }
 
+/// A stored password hash (a PHC string): checked as text, never parsed.
+pub(super) fn password_hash(value: &str) -> Result<(), CatalogError> {
+    text(Field::PasswordHash, value, limits::MAX_PASSWORD_HASH_LEN)
+}
+
 /// A version message: may be empty and may hold newlines, bounded in length.
 pub(super) fn message(value: &str) -> Result<(), CatalogError> {
     if value.len() > limits::MAX_MESSAGE_LEN {

@@ -27,6 +27,7 @@ mod counts;
 mod error;
 mod fs;
 mod memory;
+pub mod pack;
 mod s3;
 
 use std::fmt;
@@ -34,7 +35,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use sync_protocol::{Object, ObjectId};
+use sync_protocol::ObjectId;
+use sync_protocol::accept::ObjectInfo;
 
 use crate::catalog::ProjectId;
 
@@ -107,13 +109,21 @@ pub trait ObjectBackend: Send + Sync + fmt::Debug {
     fn request_counts(&self) -> RequestCounts;
 }
 
-/// An object read back and verified: the stored frame and the decoded object.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VerifiedObject {
-    /// The zstd frame as stored, to send on without recompressing.
-    pub frame: Bytes,
-    pub object: Object,
+/// Runs verification (decompressing and hashing: CPU work) off the async workers.
+async fn off_the_workers<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|error| StoreError::Backend {
+            operation: "verify",
+            message: error.to_string(),
+        })
 }
+
+/// An object read back and verified: the stored frame (sent on without recompressing) and the
+/// decoded object, as the protocol's machines take it.
+pub use sync_protocol::respond::StoredObject as VerifiedObject;
 
 /// One object as [`ObjectStore::inspect_many`] found it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -193,25 +203,10 @@ impl ObjectStore {
         project: &ProjectId,
         ids: &[ObjectId],
     ) -> Result<Vec<Option<VerifiedObject>>> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let frames = self.backend.get_many(project, ids).await?;
-        if frames.len() != ids.len() {
-            return Err(StoreError::Backend {
-                operation: "get",
-                message: format!("asked for {} objects, got {}", ids.len(), frames.len()),
-            });
-        }
+        let frames = self.fetch(project, ids).await?;
         let ids = ids.to_vec();
         let project = *project;
-        // Decompressing and hashing is CPU work: keep it off the async workers.
-        tokio::task::spawn_blocking(move || verify_all(&project, &ids, frames))
-            .await
-            .map_err(|error| StoreError::Backend {
-                operation: "verify",
-                message: error.to_string(),
-            })?
+        off_the_workers(move || verify_all(&project, &ids, frames)).await?
     }
 
     /// Reads and verifies each object, reporting corruption per object instead of failing the
@@ -221,18 +216,9 @@ impl ObjectStore {
         project: &ProjectId,
         ids: &[ObjectId],
     ) -> Result<Vec<Inspected>> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let frames = self.backend.get_many(project, ids).await?;
-        if frames.len() != ids.len() {
-            return Err(StoreError::Backend {
-                operation: "get",
-                message: format!("asked for {} objects, got {}", ids.len(), frames.len()),
-            });
-        }
+        let frames = self.fetch(project, ids).await?;
         let ids = ids.to_vec();
-        tokio::task::spawn_blocking(move || {
+        off_the_workers(move || {
             ids.iter()
                 .zip(frames)
                 .map(|(id, frame)| match frame {
@@ -247,10 +233,36 @@ impl ObjectStore {
                 .collect()
         })
         .await
-        .map_err(|error| StoreError::Backend {
-            operation: "verify",
-            message: error.to_string(),
-        })
+    }
+
+    /// The stored frames of `ids`, in order, unverified; `None` where absent.
+    async fn fetch(&self, project: &ProjectId, ids: &[ObjectId]) -> Result<Vec<Option<Bytes>>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let frames = self.backend.get_many(project, ids).await?;
+        if frames.len() != ids.len() {
+            return Err(StoreError::Backend {
+                operation: "get",
+                message: format!("asked for {} objects, got {}", ids.len(), frames.len()),
+            });
+        }
+        Ok(frames)
+    }
+
+    /// The kind and content size of each of `ids`, in order; `None` where absent. Today this
+    /// reads and verifies each object; an object index in the catalog would answer it without
+    /// touching the store.
+    pub async fn info(
+        &self,
+        project: &ProjectId,
+        ids: &[ObjectId],
+    ) -> Result<Vec<Option<ObjectInfo>>> {
+        let objects = self.get_objects(project, ids).await?;
+        Ok(objects
+            .iter()
+            .map(|object| object.as_ref().map(|stored| ObjectInfo::of(&stored.object)))
+            .collect())
     }
 
     /// The ids among `ids` that are not stored, in their order, without duplicates.
@@ -305,7 +317,7 @@ fn verify_all(
 
 #[cfg(test)]
 mod tests {
-    use sync_protocol::compress_object;
+    use sync_protocol::{Object, compress_object};
 
     use super::*;
 

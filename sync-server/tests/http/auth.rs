@@ -98,7 +98,7 @@ async fn matrix(server: &TestServer) {
 
     let response = server
         .call(
-            reqwest::Method::DELETE,
+            Method::DELETE,
             &format!("/v1/tokens/{}", revoked.token_id),
             &revoked,
             None,
@@ -162,41 +162,25 @@ async fn matrix(server: &TestServer) {
     }
 
     // Team routes follow the same rule: outsiders see nothing, viewers cannot manage.
-    let response = server
-        .call(
-            reqwest::Method::GET,
-            &format!("/v1/teams/{team}/members"),
-            &outsider,
-            None,
-        )
+    let members = format!("/v1/teams/{team}/members");
+    server
+        .call_refused(Method::GET, &members, &outsider, None, 404, "not-found")
         .await;
-    TestServer::expect_problem(response, 404, "not-found").await;
     let response = server
-        .call(
-            reqwest::Method::PUT,
-            &format!("/v1/teams/{team}/members/outsider"),
-            &viewer,
-            Some(&json!({"role": "owner"})),
-        )
+        .set_member_raw(&viewer, &team, "outsider", "owner")
         .await;
     TestServer::expect_problem(response, 403, "forbidden").await;
+    let projects = format!("/v1/teams/{team}/projects");
+    let nope = json!({"name": "nope"});
     let response = server
-        .call(
-            reqwest::Method::POST,
-            &format!("/v1/teams/{team}/projects"),
-            &viewer,
-            Some(&json!({"name": "nope"})),
-        )
+        .call(Method::POST, &projects, &viewer, Some(&nope))
         .await;
     TestServer::expect_problem(response, 403, "forbidden").await;
 
     // The project list shows each caller only their own.
-    let list: Value = server
-        .call(reqwest::Method::GET, "/v1/projects", &outsider, None)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let list = server
+        .call_json(Method::GET, "/v1/projects", &outsider, None)
+        .await;
     let names: Vec<&str> = list["projects"]
         .as_array()
         .unwrap()
@@ -236,89 +220,74 @@ http_test!(auth_before_body, body_is_not_read_before_authentication);
 async fn accounts_and_tokens(server: &TestServer) {
     let alice: User = server.sign_up("alice").await;
     // Taken names and wrong passwords are typed.
-    let response = server
-        .http
-        .post(server.url("/v1/accounts"))
-        .json(&json!({"name": "ALICE", "email": "other@example.com", "password": "long enough pw"}))
-        .send()
-        .await
-        .unwrap();
-    TestServer::expect_problem(response, 409, "already-exists").await;
-    let response = server
-        .http
-        .post(server.url("/v1/accounts"))
-        .json(&json!({"name": "bob", "email": "bob@example.com", "password": "short"}))
-        .send()
-        .await
-        .unwrap();
-    TestServer::expect_problem(response, 422, "invalid-field").await;
-    let response = server
-        .http
-        .post(server.url("/v1/sessions"))
-        .json(&json!({"login": "alice", "password": "wrong password"}))
-        .send()
-        .await
-        .unwrap();
-    TestServer::expect_problem(response, 401, "bad-credentials").await;
-    let response = server
-        .http
-        .post(server.url("/v1/sessions"))
-        .json(&json!({"login": "nobody", "password": "wrong password"}))
-        .send()
-        .await
-        .unwrap();
-    TestServer::expect_problem(response, 401, "bad-credentials").await;
+    let refused = [
+        (
+            "/v1/accounts",
+            json!({"name": "ALICE", "email": "other@example.com", "password": "long enough pw"}),
+            409,
+            "already-exists",
+        ),
+        (
+            "/v1/accounts",
+            json!({"name": "bob", "email": "bob@example.com", "password": "short"}),
+            422,
+            "invalid-field",
+        ),
+        (
+            "/v1/sessions",
+            json!({"login": "alice", "password": "wrong password"}),
+            401,
+            "bad-credentials",
+        ),
+        (
+            "/v1/sessions",
+            json!({"login": "nobody", "password": "wrong password"}),
+            401,
+            "bad-credentials",
+        ),
+    ];
+    for (path, body, status, code) in refused {
+        let response = server.call_anonymous(Method::POST, path, Some(&body)).await;
+        TestServer::expect_problem(response, status, code).await;
+    }
 
     // A new token is shown once; the list never shows secrets; revoking one leaves the others.
-    let created: Value = server
-        .call(
-            reqwest::Method::POST,
+    let created = server
+        .call_json(
+            Method::POST,
             "/v1/tokens",
             &alice,
             Some(&json!({"label": "laptop"})),
         )
-        .await
-        .json()
-        .await
-        .unwrap();
+        .await;
     let laptop = created["token"].as_str().unwrap().to_owned();
     assert!(laptop.starts_with("cairn_") && laptop.len() == 70);
     let list = server
-        .http
-        .get(server.url("/v1/tokens"))
-        .bearer_auth(&laptop)
-        .send()
+        .call_with_token(Method::GET, "/v1/tokens", Some(&laptop), None)
         .await
-        .unwrap()
         .text()
         .await
         .unwrap();
     assert!(!list.contains(&laptop) && !list.contains(&alice.token));
     let list: Value = serde_json::from_str(&list).unwrap();
     assert_eq!(list["tokens"].as_array().unwrap().len(), 2);
+    let laptop_id = created["token_id"].as_str().unwrap();
     let response = server
         .call(
-            reqwest::Method::DELETE,
-            &format!("/v1/tokens/{}", created["token_id"].as_str().unwrap()),
+            Method::DELETE,
+            &format!("/v1/tokens/{laptop_id}"),
             &alice,
             None,
         )
         .await;
     assert_eq!(response.status(), 204);
     let response = server
-        .http
-        .get(server.url("/v1/account"))
-        .bearer_auth(&laptop)
-        .send()
-        .await
-        .unwrap();
+        .call_with_token(Method::GET, "/v1/account", Some(&laptop), None)
+        .await;
     TestServer::expect_problem(response, 401, "unauthorized").await;
-    let me: Value = server
-        .call(reqwest::Method::GET, "/v1/account", &alice, None)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let me = server
+        .call_json(Method::GET, "/v1/account", &alice, None)
+        .await;
     assert_eq!(me["name"], "alice");
 }
 http_test!(accounts, accounts_and_tokens);

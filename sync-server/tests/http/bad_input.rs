@@ -18,17 +18,7 @@ struct Snapshot {
 }
 
 async fn snapshot(server: &TestServer, user: &User, project: &str) -> Snapshot {
-    let versions: Value = server
-        .call(
-            reqwest::Method::GET,
-            &format!("/v1/projects/{project}/versions"),
-            user,
-            None,
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+    let versions = server.versions(user, project, "").await;
     let mut stored = server
         .app
         .store
@@ -58,12 +48,13 @@ fn raw_dir(entries: &[(&[u8], u8, ObjectKind, u64, ObjectId)]) -> Vec<u8> {
     out
 }
 
-/// An object given as raw encoded bytes, named by their true hash.
-fn raw_object(kind: ObjectKind, encoded: &[u8]) -> Obj {
+/// A dir object of `raw_dir(entries)`, named by its true hash.
+fn dir_of(entries: &[(&[u8], u8, ObjectKind, u64, ObjectId)]) -> Obj {
+    let encoded = raw_dir(entries);
     Obj {
-        kind,
-        id: ObjectId::of_encoded(encoded),
-        frame: compress_object(encoded),
+        kind: ObjectKind::Dir,
+        id: ObjectId::of_encoded(&encoded),
+        frame: compress_object(&encoded),
     }
 }
 
@@ -95,62 +86,36 @@ async fn every_bad_push_is_typed_and_harmless(server: &TestServer) {
     let v1 = tree(&[("a.json", "1"), ("b/c.json", "2")]);
     server.push_tree(&alice, &project, 0, &v1).await;
 
+    // Each bad push: the root it names, its body, and the status and code it must get.
+    let mut pushes: Vec<(ObjectId, Vec<u8>, u16, &str)> = Vec::new();
+
     // Hash mismatch: a frame named by another object's id.
     let good = chunk(b"hello");
     let mut lying = good.clone();
     lying.id = chunk(b"other").id;
-    let dir = raw_object(
-        ObjectKind::Dir,
-        &raw_dir(&[(b"x", 1, ObjectKind::Chunk, 5, lying.id)]),
-    );
-    expect_rejected(
-        server,
-        &alice,
-        &project,
+    let dir = dir_of(&[(b"x", 1, ObjectKind::Chunk, 5, lying.id)]);
+    pushes.push((
         dir.id,
         stream_of(&[lying, dir.clone()]),
         422,
         "hash-mismatch",
-    )
-    .await;
+    ));
 
     // Non-canonical: entries out of order.
     let a = chunk(b"a");
     let b = chunk(b"b");
-    let unsorted = raw_object(
-        ObjectKind::Dir,
-        &raw_dir(&[
-            (b"b", 1, ObjectKind::Chunk, 1, b.id),
-            (b"a", 1, ObjectKind::Chunk, 1, a.id),
-        ]),
-    );
-    expect_rejected(
-        server,
-        &alice,
-        &project,
-        unsorted.id,
-        stream_of(&[a.clone(), b.clone(), unsorted.clone()]),
-        422,
-        "non-canonical-object",
-    )
-    .await;
+    let unsorted = dir_of(&[
+        (b"b", 1, ObjectKind::Chunk, 1, b.id),
+        (b"a", 1, ObjectKind::Chunk, 1, a.id),
+    ]);
+    let body = stream_of(&[a.clone(), b.clone(), unsorted.clone()]);
+    pushes.push((unsorted.id, body, 422, "non-canonical-object"));
 
     // Missing child: the dir names a chunk that is neither sent nor stored.
     let absent = chunk(b"never sent");
-    let orphan = raw_object(
-        ObjectKind::Dir,
-        &raw_dir(&[(b"x", 1, ObjectKind::Chunk, 10, absent.id)]),
-    );
-    expect_rejected(
-        server,
-        &alice,
-        &project,
-        orphan.id,
-        stream_of(std::slice::from_ref(&orphan)),
-        422,
-        "missing-object",
-    )
-    .await;
+    let orphan = dir_of(&[(b"x", 1, ObjectKind::Chunk, 10, absent.id)]);
+    let body = stream_of(std::slice::from_ref(&orphan));
+    pushes.push((orphan.id, body, 422, "missing-object"));
 
     // A zstd bomb: 64 MiB of zeros in a frame without a declared size.
     let mut encoder = zstd::stream::write::Encoder::new(Vec::new(), 19).unwrap();
@@ -163,112 +128,58 @@ async fn every_bad_push_is_typed_and_harmless(server: &TestServer) {
         id: chunk(b"bomb").id,
         frame: encoder.finish().unwrap(),
     };
-    let bomb_dir = raw_object(
-        ObjectKind::Dir,
-        &raw_dir(&[(b"x", 1, ObjectKind::Chunk, 4, bomb.id)]),
-    );
-    expect_rejected(
-        server,
-        &alice,
-        &project,
+    let bomb_dir = dir_of(&[(b"x", 1, ObjectKind::Chunk, 4, bomb.id)]);
+    pushes.push((
         bomb_dir.id,
         stream_of(&[bomb, bomb_dir]),
         422,
         "object-too-large",
-    )
-    .await;
+    ));
 
     // A truncated stream: the trailer (and part of the last frame) never arrive.
     let v2 = tree(&[("a.json", "2")]);
     let mut cut = v2.stream();
     cut.truncate(cut.len() - 40);
-    expect_rejected(
-        server,
-        &alice,
-        &project,
-        v2.root,
-        cut,
-        400,
-        "truncated-stream",
-    )
-    .await;
+    pushes.push((v2.root, cut, 400, "truncated-stream"));
 
-    // Bad names: a separator, and `..`.
+    // Bad names: a separator, `..`, and a name that is not NFC.
     for name in [&b"a/b"[..], &b".."[..], &b"e\xcc\x81"[..]] {
-        let bad = raw_object(
-            ObjectKind::Dir,
-            &raw_dir(&[(name, 1, ObjectKind::Chunk, 1, a.id)]),
-        );
-        expect_rejected(
-            server,
-            &alice,
-            &project,
+        let bad = dir_of(&[(name, 1, ObjectKind::Chunk, 1, a.id)]);
+        pushes.push((
             bad.id,
             stream_of(&[a.clone(), bad.clone()]),
             422,
             "bad-name",
-        )
-        .await;
+        ));
     }
 
     // Case collision: `README` and `readme` in one dir.
-    let collide = raw_object(
-        ObjectKind::Dir,
-        &raw_dir(&[
-            (b"README", 1, ObjectKind::Chunk, 1, a.id),
-            (b"readme", 1, ObjectKind::Chunk, 1, b.id),
-        ]),
-    );
-    expect_rejected(
-        server,
-        &alice,
-        &project,
-        collide.id,
-        stream_of(&[a.clone(), b.clone(), collide.clone()]),
-        422,
-        "case-collision",
-    )
-    .await;
+    let collide = dir_of(&[
+        (b"README", 1, ObjectKind::Chunk, 1, a.id),
+        (b"readme", 1, ObjectKind::Chunk, 1, b.id),
+    ]);
+    let body = stream_of(&[a.clone(), b.clone(), collide.clone()]);
+    pushes.push((collide.id, body, 422, "case-collision"));
 
     // An entry whose size does not match the chunk it names.
-    let wrong_size = raw_object(
-        ObjectKind::Dir,
-        &raw_dir(&[(b"x", 1, ObjectKind::Chunk, 99, a.id)]),
-    );
-    expect_rejected(
-        server,
-        &alice,
-        &project,
-        wrong_size.id,
-        stream_of(&[a.clone(), wrong_size.clone()]),
-        422,
-        "entry-mismatch",
-    )
-    .await;
+    let wrong_size = dir_of(&[(b"x", 1, ObjectKind::Chunk, 99, a.id)]);
+    let body = stream_of(&[a.clone(), wrong_size.clone()]);
+    pushes.push((wrong_size.id, body, 422, "entry-mismatch"));
 
     // A root that is not a dir.
-    expect_rejected(
-        server,
-        &alice,
-        &project,
+    pushes.push((
         a.id,
         stream_of(std::slice::from_ref(&a)),
         422,
         "invalid-field",
-    )
-    .await;
+    ));
 
     // Not an object stream at all.
-    expect_rejected(
-        server,
-        &alice,
-        &project,
-        v2.root,
-        b"{\"json\": true}".to_vec(),
-        400,
-        "bad-stream",
-    )
-    .await;
+    pushes.push((v2.root, b"{\"json\": true}".to_vec(), 400, "bad-stream"));
+
+    for (root, body, status, code) in pushes {
+        expect_rejected(server, &alice, &project, root, body, status, code).await;
+    }
 
     // The project still pulls whole.
     let pulled = server.pull(&alice, &project, serde_json::json!({})).await;
@@ -345,25 +256,9 @@ async fn json_body_past_its_limit(server: &TestServer) {
     let mut at_limit = format!("{{\"label\": \"{}\"}}", "x".repeat(200));
     at_limit.push_str(&" ".repeat(limit - at_limit.len()));
     assert_eq!(at_limit.len(), limit);
-    let response = server
-        .http
-        .post(server.url("/v1/tokens"))
-        .bearer_auth(&alice.token)
-        .header("content-type", "application/json")
-        .body(at_limit.clone())
-        .send()
-        .await
-        .unwrap();
+    let response = post_json_text(server, &alice, "/v1/tokens", at_limit.clone()).await;
     TestServer::expect_problem(response, 422, "invalid-field").await;
-    let response = server
-        .http
-        .post(server.url("/v1/tokens"))
-        .bearer_auth(&alice.token)
-        .header("content-type", "application/json")
-        .body(format!("{at_limit} "))
-        .send()
-        .await
-        .unwrap();
+    let response = post_json_text(server, &alice, "/v1/tokens", format!("{at_limit} ")).await;
     TestServer::expect_problem(response, 413, "body-too-large").await;
 
     // A missing-objects query of MAX_MISSING_IDS ids is answered; one more id is refused.
@@ -371,47 +266,44 @@ async fn json_body_past_its_limit(server: &TestServer) {
     let ids: Vec<String> = (0..=max)
         .map(|n| sync_protocol::chunk_id(&n.to_le_bytes()).to_string())
         .collect();
-    let response = server
-        .call(
-            reqwest::Method::POST,
-            &format!("/v1/projects/{project}/missing"),
-            &alice,
-            Some(&serde_json::json!({"ids": &ids[..max]})),
-        )
-        .await;
+    let response = server.missing_raw(&alice, &project, &ids[..max]).await;
     assert_eq!(response.status(), 200);
     let answer: Value = response.json().await.unwrap();
     assert_eq!(answer["missing"].as_array().unwrap().len(), max);
-    let response = server
-        .call(
-            reqwest::Method::POST,
-            &format!("/v1/projects/{project}/missing"),
-            &alice,
-            Some(&serde_json::json!({"ids": ids})),
-        )
-        .await;
+    let response = server.missing_raw(&alice, &project, &ids).await;
     TestServer::expect_problem(response, 422, "invalid-field").await;
 
-    let name = "x".repeat(70 * 1024);
-    let response = server
-        .call(
+    let name = serde_json::json!({"name": "x".repeat(70 * 1024)});
+    server
+        .call_refused(
             reqwest::Method::POST,
             "/v1/teams",
             &alice,
-            Some(&serde_json::json!({"name": name})),
+            Some(&name),
+            413,
+            "body-too-large",
         )
         .await;
-    TestServer::expect_problem(response, 413, "body-too-large").await;
-    let response = server
+    let response = post_json_text(server, &alice, "/v1/teams", "{not json".to_owned()).await;
+    TestServer::expect_problem(response, 400, "bad-json").await;
+}
+
+/// Posts `text` as a JSON body, as it is: no serializer would send it.
+async fn post_json_text(
+    server: &TestServer,
+    user: &User,
+    path: &str,
+    text: String,
+) -> reqwest::Response {
+    server
         .http
-        .post(server.url("/v1/teams"))
-        .bearer_auth(&alice.token)
+        .post(server.url(path))
+        .bearer_auth(&user.token)
         .header("content-type", "application/json")
-        .body("{not json")
+        .body(text)
         .send()
         .await
-        .unwrap();
-    TestServer::expect_problem(response, 400, "bad-json").await;
+        .unwrap()
 }
 http_test!(json_limits, json_body_past_its_limit);
 

@@ -6,6 +6,8 @@ pub mod support;
 
 mod auth;
 mod bad_input;
+mod entries;
+mod old_client;
 mod ops;
 mod process;
 mod records;

@@ -1,17 +1,13 @@
 //! Operations endpoints, routing edges, teams, and fsck finding damage.
 
+use reqwest::Method;
 use serde_json::{Value, json};
 use sync_server::catalog::ProjectId;
 
 use crate::http::support::{TestServer, tree};
 
 async fn health_ready_metrics_openapi(server: &TestServer) {
-    let health = server
-        .http
-        .get(server.url("/healthz"))
-        .send()
-        .await
-        .unwrap();
+    let health = server.call_anonymous(Method::GET, "/healthz", None).await;
     assert_eq!(health.status(), 200);
     // A sane client request id is echoed; a missing one is generated.
     let ready = server
@@ -36,11 +32,8 @@ async fn health_ready_metrics_openapi(server: &TestServer) {
     server.pull(&alice, &project, json!({})).await;
 
     let metrics = server
-        .http
-        .get(server.url("/metrics"))
-        .send()
+        .call_anonymous(Method::GET, "/metrics", None)
         .await
-        .unwrap()
         .text()
         .await
         .unwrap();
@@ -64,11 +57,8 @@ async fn health_ready_metrics_openapi(server: &TestServer) {
     assert!(bytes_in >= 2 * v1.stream().len() as u64);
 
     let openapi: Value = server
-        .http
-        .get(server.url("/v1/openapi.json"))
-        .send()
+        .call_anonymous(Method::GET, "/v1/openapi.json", None)
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -76,20 +66,18 @@ async fn health_ready_metrics_openapi(server: &TestServer) {
     assert!(openapi["paths"]["/v1/projects/{project}/push"]["post"].is_object());
 
     // Routing edges: unknown routes and wrong methods are problem documents too.
-    let response = server
-        .http
-        .get(server.url("/v1/nothing/here"))
-        .send()
-        .await
-        .unwrap();
-    TestServer::expect_problem(response, 404, "not-found").await;
-    let response = server
-        .http
-        .delete(server.url(&format!("/v1/projects/{project}/push")))
-        .send()
-        .await
-        .unwrap();
-    TestServer::expect_problem(response, 405, "method-not-allowed").await;
+    for (method, path, status, code) in [
+        (Method::GET, "/v1/nothing/here".to_owned(), 404, "not-found"),
+        (
+            Method::DELETE,
+            format!("/v1/projects/{project}/push"),
+            405,
+            "method-not-allowed",
+        ),
+    ] {
+        let response = server.call_anonymous(method, &path, None).await;
+        TestServer::expect_problem(response, status, code).await;
+    }
 }
 http_test!(operations, health_ready_metrics_openapi);
 
@@ -97,81 +85,45 @@ async fn teams_and_members(server: &TestServer) {
     let owner = server.sign_up("owner").await;
     let bob = server.sign_up("bob").await;
     let team = server.create_team(&owner, "team").await;
-    let response = server
-        .call(
-            reqwest::Method::POST,
+    server
+        .call_refused(
+            Method::POST,
             "/v1/teams",
             &bob,
             Some(&json!({"name": "TEAM"})),
+            409,
+            "already-exists",
         )
         .await;
-    TestServer::expect_problem(response, 409, "already-exists").await;
     server.add_member(&owner, &team, &bob, "viewer").await;
-    let members: Value = server
-        .call(
-            reqwest::Method::GET,
+    let members = server
+        .call_json(
+            Method::GET,
             &format!("/v1/teams/{team}/members"),
             &bob,
             None,
         )
-        .await
-        .json()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(members["members"].as_array().unwrap().len(), 2);
     // An unknown role or account is a typed error; the last owner cannot leave.
-    let response = server
-        .call(
-            reqwest::Method::PUT,
-            &format!("/v1/teams/{team}/members/bob"),
-            &owner,
-            Some(&json!({"role": "admin"})),
-        )
-        .await;
+    let response = server.set_member_raw(&owner, &team, "bob", "admin").await;
     TestServer::expect_problem(response, 422, "invalid-field").await;
     let response = server
-        .call(
-            reqwest::Method::PUT,
-            &format!("/v1/teams/{team}/members/nobody"),
-            &owner,
-            Some(&json!({"role": "viewer"})),
-        )
+        .set_member_raw(&owner, &team, "nobody", "viewer")
         .await;
     TestServer::expect_problem(response, 422, "invalid-field").await;
-    let response = server
-        .call(
-            reqwest::Method::DELETE,
-            &format!("/v1/teams/{team}/members/owner"),
-            &owner,
-            None,
-        )
-        .await;
+    let response = server.remove_member_raw(&owner, &team, "owner").await;
     TestServer::expect_problem(response, 409, "last-owner").await;
     // Anyone may leave; then the team is invisible to them.
-    let response = server
-        .call(
-            reqwest::Method::DELETE,
-            &format!("/v1/teams/{team}/members/bob"),
-            &bob,
-            None,
-        )
-        .await;
+    let response = server.remove_member_raw(&bob, &team, "bob").await;
     assert_eq!(response.status(), 204);
-    let response = server
-        .call(
-            reqwest::Method::GET,
-            &format!("/v1/teams/{team}"),
-            &bob,
-            None,
-        )
+    let team_path = format!("/v1/teams/{team}");
+    server
+        .call_refused(Method::GET, &team_path, &bob, None, 404, "not-found")
         .await;
-    TestServer::expect_problem(response, 404, "not-found").await;
-    let teams: Value = server
-        .call(reqwest::Method::GET, "/v1/teams", &owner, None)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let teams = server
+        .call_json(Method::GET, "/v1/teams", &owner, None)
+        .await;
     assert_eq!(teams["teams"][0]["role"], "owner");
 }
 http_test!(teams, teams_and_members);
@@ -193,22 +145,18 @@ async fn pull_edges(server: &TestServer) {
         .pull_raw(&alice, &project, json!({"have": "xyz"}))
         .await;
     TestServer::expect_problem(response, 422, "invalid-field").await;
-    let response = server
-        .call(
-            reqwest::Method::GET,
+    server
+        .call_refused(
+            Method::GET,
             &format!("/v1/projects/{project}/versions/7"),
             &alice,
             None,
+            404,
+            "unknown-version",
         )
         .await;
-    TestServer::expect_problem(response, 404, "unknown-version").await;
     let response = server
-        .call(
-            reqwest::Method::POST,
-            &format!("/v1/projects/{project}/restore"),
-            &alice,
-            Some(&json!({"version": 7, "base_version": 1})),
-        )
+        .restore_raw(&alice, &project, &json!({"version": 7, "base_version": 1}))
         .await;
     TestServer::expect_problem(response, 404, "unknown-version").await;
     // Version 0, the empty project, from version 1: only the empty dir.

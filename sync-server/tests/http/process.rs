@@ -1,149 +1,33 @@
 //! The real `sync-server` binary: the embedded default with no settings, `admin` and `fsck`,
 //! graceful shutdown on SIGTERM, and the crash test (SIGKILL at many points during pushes).
 
-use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use cairn_test_support::{Mode, ServerEnvironment};
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
 
-use crate::http::support::{Mode, Tree, production_env, stream_of, tree};
+use crate::http::support::{Tree, stream_of, tree};
 
-const BINARY: &str = env!("CARGO_BIN_EXE_sync-server");
-
-/// Environment that makes the binary run in `mode` on `data_dir`, and the bucket to create.
-struct Environment {
-    vars: Vec<(String, String)>,
-    database: Option<(String, String)>,
+/// `mode`'s environment, running this crate's own `sync-server` (which cargo builds for these
+/// tests); `None` (skipped) when production mode's services are not configured.
+fn environment(mode: Mode) -> Option<ServerEnvironment> {
+    Some(ServerEnvironment::new(mode)?.with_binary(env!("CARGO_BIN_EXE_sync-server")))
 }
 
-async fn environment(mode: Mode) -> Option<Environment> {
-    match mode {
-        Mode::Embedded => Some(Environment {
-            vars: Vec::new(),
-            database: None,
-        }),
-        Mode::Production => {
-            let (database_url, endpoint, access_key, secret_key) = production_env()?;
-            let database = format!("cairn_proc_{:016x}", rand::random::<u64>());
-            let (client, connection) =
-                tokio_postgres::connect(&database_url, tokio_postgres::NoTls)
-                    .await
-                    .expect("PostgreSQL");
-            tokio::spawn(connection);
-            client
-                .batch_execute(&format!("CREATE DATABASE {database}"))
-                .await
-                .expect("a test database");
-            let url = match database_url.rsplit_once('/') {
-                Some((base, _)) => format!("{base}/{database}"),
-                None => database_url.clone(),
-            };
-            let bucket = format!("cairn-proc-{:016x}", rand::random::<u64>());
-            let mut settings = sync_server::store::S3Settings::new(bucket.clone());
-            settings.endpoint = Some(endpoint.clone());
-            settings.force_path_style = true;
-            settings.credentials = Some(sync_server::store::S3Credentials {
-                access_key_id: access_key.clone(),
-                secret_access_key: secret_key.clone(),
-            });
-            let backend = sync_server::store::S3Backend::connect(&settings)
-                .await
-                .expect("S3");
-            backend
-                .client()
-                .create_bucket()
-                .bucket(&bucket)
-                .send()
-                .await
-                .expect("a test bucket");
-            Some(Environment {
-                vars: vec![
-                    ("DATABASE_URL".into(), url),
-                    ("CAIRN_S3_ENDPOINT".into(), endpoint),
-                    ("CAIRN_S3_BUCKET".into(), bucket),
-                    ("CAIRN_S3_PATH_STYLE".into(), "true".into()),
-                    ("AWS_ACCESS_KEY_ID".into(), access_key),
-                    ("AWS_SECRET_ACCESS_KEY".into(), secret_key),
-                    ("AWS_REGION".into(), "us-east-1".into()),
-                ],
-                database: Some((database_url, database)),
-            })
-        }
+/// Runs `sync-server args...` to completion: (exit success, stdout).
+fn run(env: &ServerEnvironment, args: &[&str], password: Option<&str>) -> (bool, String) {
+    let mut command = env.command(args);
+    if let Some(password) = password {
+        command.env("CAIRN_PASSWORD", password);
     }
-}
-
-impl Environment {
-    fn command(&self, dir: &Path, args: &[&str]) -> Command {
-        let mut command = Command::new(BINARY);
-        command
-            .args(args)
-            .current_dir(dir)
-            .env("CAIRN_LOG", "warn")
-            .env_remove("DATABASE_URL")
-            .env_remove("CAIRN_S3_BUCKET")
-            .env_remove("CAIRN_DATA_DIR")
-            .envs(
-                self.vars
-                    .iter()
-                    .map(|(key, value)| (key.as_str(), value.as_str())),
-            )
-            .kill_on_drop(true);
-        command
+    let output = command.output().expect("running sync-server");
+    if !output.status.success() {
+        eprintln!("{}", String::from_utf8_lossy(&output.stderr));
     }
-
-    async fn cleanup(&self) {
-        if let Some((url, database)) = &self.database
-            && let Ok((client, connection)) =
-                tokio_postgres::connect(url, tokio_postgres::NoTls).await
-        {
-            tokio::spawn(connection);
-            let _ = client
-                .batch_execute(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
-                .await;
-        }
-    }
-
-    /// Runs a command to completion: (exit success, stdout).
-    async fn run(&self, dir: &Path, args: &[&str], password: Option<&str>) -> (bool, String) {
-        let mut command = self.command(dir, args);
-        if let Some(password) = password {
-            command.env("CAIRN_PASSWORD", password);
-        }
-        let output = command.output().await.expect("running sync-server");
-        if !output.status.success() {
-            eprintln!("{}", String::from_utf8_lossy(&output.stderr));
-        }
-        (
-            output.status.success(),
-            String::from_utf8_lossy(&output.stdout).into_owned(),
-        )
-    }
-
-    /// Starts `serve` on a free port; returns the child and its base URL.
-    async fn serve(&self, dir: &Path, extra: &[&str]) -> (Child, String) {
-        let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
-        args.extend_from_slice(extra);
-        let mut child = self
-            .command(dir, &args)
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("starting sync-server");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-            .await
-            .expect("the server starts within 30 s")
-            .expect("reading stdout")
-            .expect("a line on stdout");
-        let base = line
-            .strip_prefix("listening on ")
-            .expect("the listening line")
-            .to_owned();
-        (child, base)
-    }
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    )
 }
 
 /// `key: value` from admin output.
@@ -156,61 +40,28 @@ fn field(output: &str, key: &str) -> String {
 }
 
 /// Creates alice, her team and project with `admin`: (token, project id).
-async fn admin_setup(env: &Environment, dir: &Path) -> (String, String) {
+fn admin_setup(env: &ServerEnvironment) -> (String, String) {
     // The shell applies the sign-up rules of the API.
     for (name, email, password) in [
         ("bad name", "bad@example.com", "correct horse battery"),
         ("bob", "not-an-email", "correct horse battery"),
         ("bob", "bob@example.com", "short"),
     ] {
-        let (ok, _) = env
-            .run(
-                dir,
-                &["admin", "create-user", "--name", name, "--email", email],
-                Some(password),
-            )
-            .await;
+        let (ok, _) = run(
+            env,
+            &["admin", "create-user", "--name", name, "--email", email],
+            Some(password),
+        );
         assert!(
             !ok,
             "admin create-user accepted {name:?} {email:?} {password:?}"
         );
     }
-    let (ok, _) = env
-        .run(
-            dir,
-            &[
-                "admin",
-                "create-user",
-                "--name",
-                "alice",
-                "--email",
-                "alice@example.com",
-            ],
-            Some("correct horse battery"),
-        )
-        .await;
-    assert!(ok, "admin create-user");
-    let (ok, _) = env
-        .run(
-            dir,
-            &["admin", "create-team", "--name", "crew", "--owner", "alice"],
-            None,
-        )
-        .await;
-    assert!(ok, "admin create-team");
-    let (ok, output) = env
-        .run(
-            dir,
-            &["admin", "create-project", "--team", "crew", "--name", "api"],
-            None,
-        )
-        .await;
-    assert!(ok, "admin create-project");
+    env.create_user("alice");
+    env.create_team("crew", "alice");
+    let output = env.admin(&["create-project", "--team", "crew", "--name", "api"]);
     let project = field(&output, "project");
-    let (ok, output) = env
-        .run(dir, &["admin", "create-token", "--user", "alice"], None)
-        .await;
-    assert!(ok, "admin create-token");
+    let output = env.admin(&["create-token", "--user", "alice"]);
     (field(&output, "token"), project)
 }
 
@@ -278,18 +129,18 @@ async fn head(http: &reqwest::Client, base: &str, token: &str, project: &str) ->
 /// At least 50 SIGKILLs at random points during pushes; afterwards every acknowledged push is
 /// in the history, the head pulls whole, and fsck is clean.
 async fn crash_during_pushes(mode: Mode, kills: usize, max_delay_ms: u64) {
-    let Some(env) = environment(mode).await else {
+    let Some(env) = environment(mode) else {
         return;
     };
-    let dir = tempfile::tempdir().expect("temp dir");
-    let (token, project) = admin_setup(&env, dir.path()).await;
+    let (token, project) = admin_setup(&env);
     let http = reqwest::Client::new();
     let mut acknowledged: Vec<(u64, String)> = Vec::new();
     let mut next = 1usize;
     // Kills that landed while a push was in flight (its outcome unknown to the client).
     let mut interrupted = 0usize;
     for kill in 0..kills {
-        let (mut child, base) = env.serve(dir.path(), &[]).await;
+        let mut server = env.serve(&[]);
+        let base = server.url().to_owned();
         let (mut version, _) = head(&http, &base, &token, &project).await;
         let deadline =
             Instant::now() + Duration::from_millis(5 + rand::random::<u64>() % max_delay_ms);
@@ -315,8 +166,7 @@ async fn crash_during_pushes(mode: Mode, kills: usize, max_delay_ms: u64) {
             () = pushing => {}
             () = tokio::time::sleep_until(deadline.into()) => {}
         }
-        child.start_kill().expect("SIGKILL");
-        let _ = child.wait().await;
+        server.kill();
         interrupted += usize::from(in_flight.get());
     }
     eprintln!(
@@ -329,7 +179,8 @@ async fn crash_during_pushes(mode: Mode, kills: usize, max_delay_ms: u64) {
         "too few kills landed during a push"
     );
 
-    let (mut child, base) = env.serve(dir.path(), &[]).await;
+    let mut server = env.serve(&[]);
+    let base = server.url().to_owned();
     for (version, root) in &acknowledged {
         let body: Value = http
             .get(format!("{base}/v1/projects/{project}/versions/{version}"))
@@ -356,15 +207,13 @@ async fn crash_during_pushes(mode: Mode, kills: usize, max_delay_ms: u64) {
     assert_eq!(response.status(), 200);
     let bytes = response.bytes().await.expect("pull body");
     sync_protocol::stream::decode_stream(&bytes).expect("the head pulls whole");
-    child.start_kill().expect("kill");
-    let _ = child.wait().await;
+    server.kill();
 
-    let (clean, report) = env.run(dir.path(), &["fsck", &project], None).await;
+    let (clean, report) = run(&env, &["fsck", &project], None);
     assert!(clean, "fsck found damage:\n{report}");
     assert!(report.contains("status: clean"), "{report}");
-    let (clean, report) = env.run(dir.path(), &["fsck"], None).await;
+    let (clean, report) = run(&env, &["fsck"], None);
     assert!(clean && report.contains("projects: 1"), "{report}");
-    env.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -381,12 +230,10 @@ async fn crash_test_production() {
 /// SIGTERM lets an in-flight request finish, then the process exits 0.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_finishes_in_flight_requests() {
-    let env = environment(Mode::Embedded).await.expect("embedded");
-    let dir = tempfile::tempdir().expect("temp dir");
-    let (token, project) = admin_setup(&env, dir.path()).await;
-    let (mut child, base) = env
-        .serve(dir.path(), &["--shutdown-grace-secs", "20"])
-        .await;
+    let env = environment(Mode::Embedded).expect("embedded");
+    let (token, project) = admin_setup(&env);
+    let mut server = env.serve(&["--shutdown-grace-secs", "20"]);
+    let base = server.url().to_owned();
     let t = version_tree(1);
     let body = stream_of(&t.objects);
     // The body trickles in over about a second: the request is in flight when SIGTERM lands.
@@ -408,7 +255,7 @@ async fn sigterm_finishes_in_flight_requests() {
         .bearer_auth(&token)
         .body(reqwest::Body::wrap_stream(slow))
         .send();
-    let pid = child.id().expect("pid");
+    let pid = server.pid();
     let terminate = async {
         tokio::time::sleep(Duration::from_millis(300)).await;
         let status = std::process::Command::new("kill")
@@ -420,10 +267,9 @@ async fn sigterm_finishes_in_flight_requests() {
     let (response, ()) = tokio::join!(request, terminate);
     let response = response.expect("the in-flight push is answered");
     assert_eq!(response.status(), 200, "{:?}", response.text().await);
-    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
-        .await
-        .expect("the server exits after the request")
-        .expect("exit status");
+    let status = server
+        .wait_for_exit(Duration::from_secs(20))
+        .expect("the server exits after the request");
     assert!(status.success(), "{status:?}");
     // New connections are refused now.
     assert!(http.get(format!("{base}/healthz")).send().await.is_err());
@@ -433,14 +279,15 @@ async fn sigterm_finishes_in_flight_requests() {
 /// from `./dist` when it exists.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_with_no_settings_is_embedded() {
-    let env = environment(Mode::Embedded).await.expect("embedded");
-    let dir = tempfile::tempdir().expect("temp dir");
-    std::fs::create_dir_all(dir.path().join("dist/docs")).unwrap();
-    std::fs::write(dir.path().join("dist/index.html"), "<h1>Cairn</h1>").unwrap();
-    std::fs::write(dir.path().join("dist/docs/index.html"), "<h1>Docs</h1>").unwrap();
-    std::fs::write(dir.path().join("dist/404.html"), "<h1>Lost</h1>").unwrap();
-    let (mut child, base) = env.serve(dir.path(), &[]).await;
-    assert!(dir.path().join(".cairn-data/catalog.sqlite3").exists());
+    let env = environment(Mode::Embedded).expect("embedded");
+    let dir = env.dir();
+    std::fs::create_dir_all(dir.join("dist/docs")).unwrap();
+    std::fs::write(dir.join("dist/index.html"), "<h1>Cairn</h1>").unwrap();
+    std::fs::write(dir.join("dist/docs/index.html"), "<h1>Docs</h1>").unwrap();
+    std::fs::write(dir.join("dist/404.html"), "<h1>Lost</h1>").unwrap();
+    let server = env.serve(&[]);
+    let base = server.url();
+    assert!(dir.join(".cairn-data/catalog.sqlite3").exists());
     let http = reqwest::Client::new();
     let index = http.get(format!("{base}/")).send().await.unwrap();
     assert_eq!(index.status(), 200);
@@ -460,6 +307,5 @@ async fn serve_with_no_settings_is_embedded() {
         missing.headers()["content-type"].to_str().unwrap(),
         "application/problem+json"
     );
-    child.start_kill().unwrap();
-    let _ = child.wait().await;
+    drop(server);
 }

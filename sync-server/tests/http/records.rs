@@ -3,10 +3,8 @@
 //! records that give another root, a delta without a base chunk, an entry naming an object
 //! nobody has, and records sent as a plain upload. Each refusal leaves the head where it was.
 
-use std::collections::BTreeMap;
-
 use serde_json::json;
-use sync_protocol::patch::{Record, decode_content, encode_content, patch_tree};
+use sync_protocol::patch::{Record, decode_records, encode_content, patch_tree};
 use sync_protocol::stream::{Item, StreamDecoder, StreamEncoder};
 use sync_protocol::tree::{FileRef, MemoryObjects, Path};
 use sync_protocol::{EntryKind, Object, ObjectId, ObjectKind};
@@ -83,28 +81,18 @@ fn records_stream(records: &[Record], objects: &[Obj]) -> Vec<u8> {
     encoder.finish()
 }
 
+/// Pushes `body` on version 1, naming `root`, under a fresh push id; the raw answer.
 async fn push(
     server: &TestServer,
     user: &User,
     project: &str,
-    base: u64,
     root: &ObjectId,
     body: Vec<u8>,
 ) -> reqwest::Response {
-    let push_id = format!("records-{}", rand_suffix());
+    let push_id = cairn_test_support::unique_name("records-");
     server
-        .push_raw(user, project, &push_id, base, root, body)
+        .push_raw(user, project, &push_id, 1, root, body)
         .await
-}
-
-fn rand_suffix() -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    format!(
-        "{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
 }
 
 async fn push_records_then_pull_records(server: &TestServer) {
@@ -115,22 +103,16 @@ async fn push_records_then_pull_records(server: &TestServer) {
 
     // Refused: records that give another root than the one named (v1's root, say).
     let (records, objects) = v2_records(true);
-    let response = push(
-        server,
-        &alice,
-        &project,
-        1,
-        &v1.root,
-        records_stream(&records, &objects),
-    )
-    .await;
+    let body = records_stream(&records, &objects);
+    let response = push(server, &alice, &project, &v1.root, body).await;
     let problem = TestServer::expect_problem(response, 422, "bad-records").await;
     assert!(
         problem["detail"].as_str().unwrap().contains("root"),
         "{problem}"
     );
 
-    // Refused: a delta where the base has no one-chunk file (the new file marked as a delta).
+    // Refused: a delta where the base has no one-chunk file (the new file marked as a delta),
+    // and an entry naming a chunk that is neither sent nor stored.
     let mut bad = records.clone();
     bad[1] = Record::Content {
         path: path("new/deep/file.txt"),
@@ -138,38 +120,15 @@ async fn push_records_then_pull_records(server: &TestServer) {
         delta: true,
         zstd: encode_content(&chunk("fresh").encode(), Some(b"anything")),
     };
-    let response = push(
-        server,
-        &alice,
-        &project,
-        1,
-        &v2.root,
-        records_stream(&bad, &[]),
-    )
-    .await;
-    TestServer::expect_problem(response, 422, "bad-records").await;
-
-    // Refused: an entry naming a chunk that is neither sent nor stored.
-    let response = push(
-        server,
-        &alice,
-        &project,
-        1,
-        &v2.root,
-        records_stream(&records, &[]),
-    )
-    .await;
-    TestServer::expect_problem(response, 422, "missing-object").await;
+    for (sent, code) in [(&bad, "bad-records"), (&records, "missing-object")] {
+        let body = records_stream(sent, &[]);
+        let response = push(server, &alice, &project, &v2.root, body).await;
+        TestServer::expect_problem(response, 422, code).await;
+    }
 
     // Refused: records in a plain upload of objects.
-    let response = reqwest::Client::new()
-        .post(server.url(&format!("/v1/projects/{project}/objects")))
-        .bearer_auth(&alice.token)
-        .header("content-type", "application/vnd.cairn.objects")
-        .body(records_stream(&records, &objects))
-        .send()
-        .await
-        .unwrap();
+    let body = records_stream(&records, &objects);
+    let response = server.upload_raw(&alice, &project, body).await;
     TestServer::expect_problem(response, 400, "bad-stream").await;
     assert_eq!(
         server.head(&alice, &project).await,
@@ -177,15 +136,8 @@ async fn push_records_then_pull_records(server: &TestServer) {
     );
 
     // Accepted: the server rebuilds exactly the client's dirs.
-    let response = push(
-        server,
-        &alice,
-        &project,
-        1,
-        &v2.root,
-        records_stream(&records, &objects),
-    )
-    .await;
+    let body = records_stream(&records, &objects);
+    let response = push(server, &alice, &project, &v2.root, body).await;
     assert_eq!(response.status(), 200);
     assert_eq!(
         server.head(&alice, &project).await,
@@ -193,11 +145,7 @@ async fn push_records_then_pull_records(server: &TestServer) {
     );
     // Everything of v2 is stored: a full pull from nothing delivers every object.
     let pulled = server.pull(&alice, &project, json!({})).await;
-    let mut got: Vec<ObjectId> = pulled.objects.iter().map(|(id, _)| *id).collect();
-    let mut want = v2.ids();
-    got.sort();
-    want.sort();
-    assert_eq!(got, want);
+    pulled.assert_objects_of(&v2);
 
     // A pull that asks for records from v1 gets only records: the edit as a delta against the
     // chunk the client had, the new one-chunk file inline; applied to v1 they give v2's root.
@@ -229,32 +177,18 @@ async fn push_records_then_pull_records(server: &TestServer) {
             sync_protocol::verify_frame(&object.id, &object.frame).expect("a valid frame");
         v1_objects.insert(object.id, decoded);
     }
-    let mut changes = BTreeMap::new();
+    // The edit of a one-chunk file comes as a delta; a new file has no base to be one against.
+    let edited = |path: &Path| path.as_str() == "requests/get.json";
     for record in &got_records {
-        match record {
-            Record::Remove { path } => {
-                changes.insert(path.clone(), None);
-            }
-            Record::Entry { path, entry } => {
-                changes.insert(path.clone(), Some(*entry));
-            }
-            Record::Content {
-                path,
-                kind,
-                delta,
-                zstd,
-            } => {
-                let decoded = if path.as_str() == "requests/get.json" {
-                    assert!(delta, "the edit of a one-chunk file comes as a delta");
-                    decode_content(*kind, zstd, Some(&chunk(GET_V1).encode())).unwrap()
-                } else {
-                    assert!(!delta, "a new file has no base to be a delta against");
-                    decode_content(*kind, zstd, None).unwrap()
-                };
-                changes.insert(path.clone(), Some(decoded.entry));
-            }
+        if let Record::Content { path, delta, .. } = record {
+            assert_eq!(*delta, edited(path), "{path}: delta {delta}");
         }
     }
+    let changes = decode_records(&got_records, |path| {
+        edited(path).then(|| chunk(GET_V1).encode())
+    })
+    .unwrap()
+    .changes;
     let patched = patch_tree(&v1_objects, v1.root, &changes).unwrap();
     assert_eq!(patched.root, v2.root);
 

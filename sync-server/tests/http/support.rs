@@ -1,6 +1,7 @@
 //! Shared helpers of the HTTP tests: a server started in-process on port 0 over real stores,
 //! in embedded mode (SQLite and a folder) or production mode (a fresh PostgreSQL database and a
-//! fresh s3s-fs bucket), an HTTP client that speaks the API, and tree builders.
+//! fresh s3s-fs bucket, from `cairn_test_support` through `storage_support`), and an HTTP client
+//! that speaks the API. Trees come from `cairn_test_support::trees`.
 //!
 //! `http_test!(name, scenario)` makes two tests of one scenario, `name::embedded` and
 //! `name::production`. Production tests need `CAIRN_TEST_DATABASE_URL` and `CAIRN_TEST_S3_*`
@@ -9,26 +10,21 @@
 
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use sync_protocol::stream::{StreamEncoder, decode_stream};
-use sync_protocol::{
-    Dir, DirEntry, EntryKind, Name, Object, ObjectId, ObjectKind, compress_object,
-};
+use sync_protocol::stream::decode_stream;
+use sync_protocol::{Object, ObjectId};
 use sync_server::app::{App, Limits};
 use sync_server::catalog::{Catalog, PostgresCatalog, PostgresSettings, SqliteCatalog};
 use sync_server::server::Running;
-use sync_server::store::{FsBackend, ObjectStore, S3Backend, S3Credentials, S3Settings};
+use sync_server::store::{FsBackend, ObjectStore};
 
-/// Where a test server keeps its state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    Embedded,
-    Production,
-}
+pub use cairn_test_support::Mode;
+pub use cairn_test_support::trees::{FramedObject as Obj, Tree, stream_of, tree};
+
+use crate::storage_support::{TestBucket, TestDatabase};
 
 /// Makes `name::embedded` and `name::production` from `async fn scenario(server: &TestServer)`.
 #[macro_export]
@@ -38,25 +34,19 @@ macro_rules! http_test {
     };
     ($name:ident, $scenario:ident, $limits:expr) => {
         mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn embedded() {
-                $crate::http::support::run(
-                    $crate::http::support::Mode::Embedded,
-                    $limits,
-                    |server| Box::pin(async move { super::$scenario(server).await }),
-                )
-                .await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn production() {
-                $crate::http::support::run(
-                    $crate::http::support::Mode::Production,
-                    $limits,
-                    |server| Box::pin(async move { super::$scenario(server).await }),
-                )
-                .await;
-            }
+            $crate::http_test!(@mode embedded, Embedded, $scenario, $limits);
+            $crate::http_test!(@mode production, Production, $scenario, $limits);
+        }
+    };
+    (@mode $test:ident, $mode:ident, $scenario:ident, $limits:expr) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $test() {
+            $crate::http::support::run(
+                $crate::http::support::Mode::$mode,
+                $limits,
+                |server| Box::pin(async move { super::$scenario(server).await }),
+            )
+            .await;
         }
     };
 }
@@ -73,57 +63,6 @@ pub async fn run(mode: Mode, limits: Limits, scenario: Scenario) {
     server.stop().await;
 }
 
-fn strict() -> bool {
-    std::env::var("CAIRN_TEST_STRICT").is_ok_and(|value| value == "1")
-}
-
-/// The production services, or `None` (printing why) when they are not configured.
-pub fn production_env() -> Option<(String, String, String, String)> {
-    let vars = [
-        "CAIRN_TEST_DATABASE_URL",
-        "CAIRN_TEST_S3_ENDPOINT",
-        "CAIRN_TEST_S3_ACCESS_KEY",
-        "CAIRN_TEST_S3_SECRET_KEY",
-    ];
-    let values: Vec<Option<String>> = vars.iter().map(|name| std::env::var(name).ok()).collect();
-    if values.iter().any(Option::is_none) {
-        assert!(
-            !strict(),
-            "CAIRN_TEST_STRICT=1 but the production services are not configured ({vars:?})"
-        );
-        eprintln!("skipped: production mode needs {vars:?} (run scripts/test)");
-        return None;
-    }
-    let mut values = values.into_iter().map(Option::unwrap_or_default);
-    Some((
-        values.next().unwrap_or_default(),
-        values.next().unwrap_or_default(),
-        values.next().unwrap_or_default(),
-        values.next().unwrap_or_default(),
-    ))
-}
-
-fn unique(prefix: &str) -> String {
-    format!("{prefix}{:016x}", rand::random::<u64>())
-}
-
-/// Replaces the database name of a `postgres://` URL.
-fn with_database(url: &str, database: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((base, query)) => (base, Some(query)),
-        None => (url, None),
-    };
-    let scheme_end = base.find("://").map_or(0, |index| index + 3);
-    let host_part = match base[scheme_end..].find('/') {
-        Some(slash) => &base[..scheme_end + slash],
-        None => base,
-    };
-    match query {
-        Some(query) => format!("{host_part}/{database}?{query}"),
-        None => format!("{host_part}/{database}"),
-    }
-}
-
 /// The state a test server runs on.
 #[derive(Debug)]
 pub struct Storage {
@@ -131,9 +70,9 @@ pub struct Storage {
     pub store: ObjectStore,
     /// Kept alive for the folder and SQLite file of embedded mode.
     pub dir: tempfile::TempDir,
-    /// Production: the admin URL and the database to drop at the end.
-    pub database: Option<(String, String)>,
-    pub bucket: Option<String>,
+    /// Production: removed when the storage is dropped, also when the scenario panics.
+    pub database: Option<TestDatabase>,
+    pub bucket: Option<TestBucket>,
 }
 
 impl Storage {
@@ -154,60 +93,19 @@ impl Storage {
                 })
             }
             Mode::Production => {
-                let (database_url, endpoint, access_key, secret_key) = production_env()?;
-                let database = unique("cairn_http_");
-                let (client, connection) =
-                    tokio_postgres::connect(&database_url, tokio_postgres::NoTls)
-                        .await
-                        .expect("connecting to the test PostgreSQL");
-                tokio::spawn(connection);
-                client
-                    .batch_execute(&format!("CREATE DATABASE {database}"))
+                let database = TestDatabase::create().await?;
+                let bucket = TestBucket::create().await?;
+                let catalog = PostgresCatalog::connect(&PostgresSettings::new(database.url()))
                     .await
-                    .expect("creating a test database");
-                let catalog = PostgresCatalog::connect(&PostgresSettings::new(with_database(
-                    &database_url,
-                    &database,
-                )))
-                .await
-                .expect("PostgreSQL catalog");
-                let bucket = unique("cairn-http-");
-                let mut settings = S3Settings::new(bucket.clone());
-                settings.endpoint = Some(endpoint);
-                settings.force_path_style = true;
-                settings.credentials = Some(S3Credentials {
-                    access_key_id: access_key,
-                    secret_access_key: secret_key,
-                });
-                let backend = S3Backend::connect(&settings).await.expect("S3 backend");
-                backend
-                    .client()
-                    .create_bucket()
-                    .bucket(&bucket)
-                    .send()
-                    .await
-                    .expect("creating a test bucket");
+                    .expect("PostgreSQL catalog");
                 Some(Storage {
                     catalog: Arc::new(catalog),
-                    store: ObjectStore::new(backend),
+                    store: ObjectStore::new(bucket.backend.clone()),
                     dir,
-                    database: Some((database_url, database)),
+                    database: Some(database),
                     bucket: Some(bucket),
                 })
             }
-        }
-    }
-
-    /// Drops the test database (the bucket stays in the throwaway s3s-fs folder).
-    pub async fn cleanup(&self) {
-        if let Some((url, database)) = &self.database
-            && let Ok((client, connection)) =
-                tokio_postgres::connect(url, tokio_postgres::NoTls).await
-        {
-            tokio::spawn(connection);
-            let _ = client
-                .batch_execute(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
-                .await;
         }
     }
 }
@@ -263,11 +161,11 @@ impl TestServer {
         })
     }
 
+    /// Stops the server; its storage goes with it.
     pub async fn stop(mut self) {
         if let Some(running) = self.running.take() {
             running.stop().await;
         }
-        self.storage.cleanup().await;
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -282,14 +180,65 @@ impl TestServer {
         user: &User,
         body: Option<&Value>,
     ) -> reqwest::Response {
-        let mut request = self
-            .http
-            .request(method, self.url(path))
-            .bearer_auth(&user.token);
+        self.call_with_token(method, path, Some(&user.token), body)
+            .await
+    }
+
+    /// Sends `method path` without a token and with an optional JSON body.
+    pub async fn call_anonymous(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> reqwest::Response {
+        self.call_with_token(method, path, None, body).await
+    }
+
+    /// Sends `method path` with `token`, if any, and an optional JSON body.
+    pub async fn call_with_token(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> reqwest::Response {
+        let mut request = self.http.request(method, self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
         if let Some(body) = body {
             request = request.json(body);
         }
         request.send().await.unwrap()
+    }
+
+    /// `call`, and the JSON body of its answer, whatever the status.
+    pub async fn call_json(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        user: &User,
+        body: Option<&Value>,
+    ) -> Value {
+        self.call(method, path, user, body)
+            .await
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// `call`, expecting the problem `status` / `code` (see `expect_problem`); the document.
+    pub async fn call_refused(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        user: &User,
+        body: Option<&Value>,
+        status: u16,
+        code: &str,
+    ) -> Value {
+        let response = self.call(method, path, user, body).await;
+        Self::expect_problem(response, status, code).await
     }
 
     /// Store requests so far (all kinds).
@@ -332,48 +281,58 @@ impl TestServer {
     }
 
     pub async fn create_team(&self, owner: &User, name: &str) -> String {
-        let response = self
-            .http
-            .post(self.url("/v1/teams"))
-            .bearer_auth(&owner.token)
-            .json(&json!({"name": name}))
-            .send()
+        self.create(owner, "/v1/teams", name).await
+    }
+
+    pub async fn create_project(&self, user: &User, team: &str, name: &str) -> String {
+        self.create(user, &format!("/v1/teams/{team}/projects"), name)
             .await
-            .expect("create team");
-        assert_eq!(response.status(), 201);
-        let team: Value = response.json().await.expect("team json");
-        team["id"].as_str().unwrap_or_default().to_owned()
+    }
+
+    /// Posts `{"name": name}` to `path` as `user` and expects 201 Created; the new id.
+    async fn create(&self, user: &User, path: &str, name: &str) -> String {
+        let body = json!({ "name": name });
+        let response = self
+            .call(reqwest::Method::POST, path, user, Some(&body))
+            .await;
+        assert_eq!(response.status(), 201, "creating {name} at {path}");
+        let created: Value = response.json().await.expect("created json");
+        created["id"].as_str().unwrap_or_default().to_owned()
+    }
+
+    /// Gives the account `name` `role` in `team`, as `user`; the raw answer.
+    pub async fn set_member_raw(
+        &self,
+        user: &User,
+        team: &str,
+        name: &str,
+        role: &str,
+    ) -> reqwest::Response {
+        let path = format!("/v1/teams/{team}/members/{name}");
+        let body = json!({"role": role});
+        self.call(reqwest::Method::PUT, &path, user, Some(&body))
+            .await
+    }
+
+    /// Removes the account `name` from `team`, as `user`; the raw answer.
+    pub async fn remove_member_raw(
+        &self,
+        user: &User,
+        team: &str,
+        name: &str,
+    ) -> reqwest::Response {
+        let path = format!("/v1/teams/{team}/members/{name}");
+        self.call(reqwest::Method::DELETE, &path, user, None).await
     }
 
     pub async fn add_member(&self, owner: &User, team: &str, member: &User, role: &str) {
-        let response = self
-            .http
-            .put(self.url(&format!("/v1/teams/{team}/members/{}", member.name)))
-            .bearer_auth(&owner.token)
-            .json(&json!({"role": role}))
-            .send()
-            .await
-            .expect("add member");
+        let response = self.set_member_raw(owner, team, &member.name, role).await;
         assert_eq!(
             response.status(),
             200,
             "{}",
             response.text().await.unwrap_or_default()
         );
-    }
-
-    pub async fn create_project(&self, user: &User, team: &str, name: &str) -> String {
-        let response = self
-            .http
-            .post(self.url(&format!("/v1/teams/{team}/projects")))
-            .bearer_auth(&user.token)
-            .json(&json!({"name": name}))
-            .send()
-            .await
-            .expect("create project");
-        assert_eq!(response.status(), 201);
-        let project: Value = response.json().await.expect("project json");
-        project["id"].as_str().unwrap_or_default().to_owned()
     }
 
     /// A user with a team and a project: the usual start of a scenario.
@@ -424,7 +383,7 @@ impl TestServer {
 
     /// Pushes a whole tree (every object) and expects it committed; returns the new version.
     pub async fn push_tree(&self, user: &User, project: &str, base: u64, tree: &Tree) -> u64 {
-        let push_id = unique("push-");
+        let push_id = cairn_test_support::unique_name("push-");
         let response = self
             .push_raw(user, project, &push_id, base, &tree.root, tree.stream())
             .await;
@@ -433,6 +392,53 @@ impl TestServer {
         assert_eq!(status, 200, "push: {body}");
         assert_eq!(body["root"], tree.root.to_string());
         body["version"].as_u64().unwrap_or(u64::MAX)
+    }
+
+    /// Uploads an object stream (`/objects`, the resumable push's upload); the raw answer.
+    pub async fn upload_raw(&self, user: &User, project: &str, body: Vec<u8>) -> reqwest::Response {
+        self.http
+            .post(self.url(&format!("/v1/projects/{project}/objects")))
+            .bearer_auth(&user.token)
+            .header("content-type", sync_protocol::wire::OBJECTS_MEDIA_TYPE)
+            .body(body)
+            .send()
+            .await
+            .expect("upload")
+    }
+
+    /// Sends a commit request (`/commits`, the end of a resumable push); the raw answer.
+    pub async fn commit_raw(&self, user: &User, project: &str, body: &Value) -> reqwest::Response {
+        let path = format!("/v1/projects/{project}/commits");
+        self.call(reqwest::Method::POST, &path, user, Some(body))
+            .await
+    }
+
+    /// Asks which of `ids` the project lacks (`/missing`); the raw answer.
+    pub async fn missing_raw(
+        &self,
+        user: &User,
+        project: &str,
+        ids: &[String],
+    ) -> reqwest::Response {
+        let path = format!("/v1/projects/{project}/missing");
+        let body = json!({ "ids": ids });
+        self.call(reqwest::Method::POST, &path, user, Some(&body))
+            .await
+    }
+
+    /// Sends a restore request (`/restore`); the raw answer.
+    pub async fn restore_raw(&self, user: &User, project: &str, body: &Value) -> reqwest::Response {
+        let path = format!("/v1/projects/{project}/restore");
+        self.call(reqwest::Method::POST, &path, user, Some(body))
+            .await
+    }
+
+    /// `GET /versions{rest}` as JSON, whatever the status: the history (`rest` empty or a query
+    /// such as `?limit=2`) or one version (`/3`).
+    pub async fn versions(&self, user: &User, project: &str, rest: &str) -> Value {
+        let path = format!("/v1/projects/{project}/versions{rest}");
+        self.call_json(reqwest::Method::GET, &path, user, None)
+            .await
     }
 
     pub async fn pull_raw(&self, user: &User, project: &str, body: Value) -> reqwest::Response {
@@ -507,102 +513,16 @@ pub struct Pulled {
     pub objects: Vec<(ObjectId, Object)>,
 }
 
-/// One object ready to send.
-#[derive(Debug, Clone)]
-pub struct Obj {
-    pub kind: ObjectKind,
-    pub id: ObjectId,
-    pub frame: Vec<u8>,
-}
-
-impl Obj {
-    pub fn of(object: &Object) -> Obj {
-        Obj {
-            kind: object.kind(),
-            id: object.id(),
-            frame: compress_object(&object.encode()),
-        }
+impl Pulled {
+    /// Asserts that the pull delivered every object of `tree` and nothing else, in any order.
+    pub fn assert_objects_of(&self, tree: &Tree) {
+        let mut got: Vec<ObjectId> = self.objects.iter().map(|(id, _)| *id).collect();
+        let mut want = tree.ids();
+        got.sort();
+        want.sort();
+        assert_eq!(
+            got, want,
+            "the pull did not deliver exactly the tree's objects"
+        );
     }
-}
-
-/// A tree and all its objects, children first.
-#[derive(Debug, Clone)]
-pub struct Tree {
-    pub root: ObjectId,
-    pub objects: Vec<Obj>,
-}
-
-impl Tree {
-    /// The whole tree as one object stream.
-    pub fn stream(&self) -> Vec<u8> {
-        stream_of(&self.objects)
-    }
-
-    pub fn ids(&self) -> Vec<ObjectId> {
-        self.objects.iter().map(|object| object.id).collect()
-    }
-}
-
-/// An object stream of `objects`, in order.
-pub fn stream_of(objects: &[Obj]) -> Vec<u8> {
-    let mut encoder = StreamEncoder::new();
-    for object in objects {
-        encoder
-            .push(object.kind, &object.id, &object.frame)
-            .expect("a stream frame");
-    }
-    encoder.finish()
-}
-
-/// Builds a tree from `(path, contents)` pairs; `/` in a path makes folders. Every file is one
-/// chunk (tests keep files small).
-pub fn tree(files: &[(&str, &str)]) -> Tree {
-    #[derive(Default)]
-    struct Folder {
-        files: BTreeMap<String, Vec<u8>>,
-        folders: BTreeMap<String, Folder>,
-    }
-    let mut top = Folder::default();
-    for (path, contents) in files {
-        let mut parts: Vec<&str> = path.split('/').collect();
-        let file = parts.pop().unwrap_or_default();
-        let mut folder = &mut top;
-        for part in parts {
-            folder = folder.folders.entry(part.to_owned()).or_default();
-        }
-        folder
-            .files
-            .insert(file.to_owned(), contents.as_bytes().to_vec());
-    }
-    fn build(folder: &Folder, objects: &mut Vec<Obj>) -> ObjectId {
-        let mut entries = Vec::new();
-        for (name, contents) in &folder.files {
-            let chunk = Object::Chunk(contents.clone());
-            let obj = Obj::of(&chunk);
-            entries.push(DirEntry {
-                name: Name::new(name).expect("a valid name"),
-                kind: EntryKind::File,
-                target: ObjectKind::Chunk,
-                size: contents.len() as u64,
-                id: obj.id,
-            });
-            if !objects.iter().any(|o| o.id == obj.id) {
-                objects.push(obj);
-            }
-        }
-        for (name, child) in &folder.folders {
-            let id = build(child, objects);
-            entries.push(DirEntry::dir(Name::new(name).expect("a valid name"), id));
-        }
-        let dir = Object::Dir(Dir::new(entries).expect("a valid dir"));
-        let obj = Obj::of(&dir);
-        let id = obj.id;
-        if !objects.iter().any(|o| o.id == id) {
-            objects.push(obj);
-        }
-        id
-    }
-    let mut objects = Vec::new();
-    let root = build(&top, &mut objects);
-    Tree { root, objects }
 }

@@ -1,8 +1,8 @@
 //! Sync over HTTP: push, pull, conflicts, retries, resume, history and restore, in embedded and
 //! production mode.
 
+use reqwest::Method;
 use serde_json::{Value, json};
-use sync_protocol::ObjectId;
 
 use crate::http::support::{TestServer, stream_of, tree};
 
@@ -24,11 +24,7 @@ async fn push_then_pull_round_trip(server: &TestServer) {
     let pulled = server.pull(&alice, &project, json!({})).await;
     assert_eq!(pulled.version, 1);
     assert_eq!(pulled.root, v1.root.to_string());
-    let mut got: Vec<ObjectId> = pulled.objects.iter().map(|(id, _)| *id).collect();
-    let mut want = v1.ids();
-    got.sort();
-    want.sort();
-    assert_eq!(got, want);
+    pulled.assert_objects_of(&v1);
 
     // An edit sends and receives only what changed.
     let v2 = tree(&[
@@ -119,17 +115,7 @@ async fn retry_after_lost_answer(server: &TestServer) {
     let retry: Value = retry.json().await.unwrap();
     assert_eq!(retry["version"], 1);
     assert_eq!(retry["replayed"], true);
-    let versions: Value = server
-        .call(
-            reqwest::Method::GET,
-            &format!("/v1/projects/{project}/versions"),
-            &alice,
-            None,
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+    let versions = server.versions(&alice, &project, "").await;
     assert_eq!(versions["versions"].as_array().unwrap().len(), 3);
     // The same push id for a different push is a client bug, answered as such.
     let response = server
@@ -151,24 +137,12 @@ async fn resume_sends_only_missing(server: &TestServer) {
         .cloned()
         .collect();
     let response = server
-        .http
-        .post(server.url(&format!("/v1/projects/{project}/objects")))
-        .bearer_auth(&alice.token)
-        .body(stream_of(&chunks))
-        .send()
-        .await
-        .unwrap();
+        .upload_raw(&alice, &project, stream_of(&chunks))
+        .await;
     assert_eq!(response.status(), 200);
     // The client asks which objects are missing, sends only those, then commits.
     let ids: Vec<String> = v1.ids().iter().map(ToString::to_string).collect();
-    let response = server
-        .call(
-            reqwest::Method::POST,
-            &format!("/v1/projects/{project}/missing"),
-            &alice,
-            Some(&json!({"ids": ids})),
-        )
-        .await;
+    let response = server.missing_raw(&alice, &project, &ids).await;
     assert_eq!(response.status(), 200);
     let missing: Value = response.json().await.unwrap();
     let missing: Vec<String> = missing["missing"]
@@ -185,17 +159,16 @@ async fn resume_sends_only_missing(server: &TestServer) {
         .cloned()
         .collect();
     let stored_before = server.store_requests();
-    let response = server
-        .http
-        .post(server.url(&format!("/v1/projects/{project}/objects")))
-        .bearer_auth(&alice.token)
-        .body(stream_of(&rest))
-        .send()
-        .await
-        .unwrap();
+    let response = server.upload_raw(&alice, &project, stream_of(&rest)).await;
     assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
     assert!(server.store_requests() > stored_before);
-    let response = server.call(reqwest::Method::POST, &format!("/v1/projects/{project}/commits"), &alice, Some(&json!({"push_id": "resumed", "base_version": 0, "root": v1.root.to_string(), "message": "resumed"}))).await;
+    let commit = json!({
+        "push_id": "resumed",
+        "base_version": 0,
+        "root": v1.root.to_string(),
+        "message": "resumed"
+    });
+    let response = server.commit_raw(&alice, &project, &commit).await;
     assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
     assert_eq!(
         server.head(&alice, &project).await,
@@ -203,14 +176,8 @@ async fn resume_sends_only_missing(server: &TestServer) {
     );
     // A commit of a root that is not stored is refused.
     let other = tree(&[("x", "never uploaded")]);
-    let response = server
-        .call(
-            reqwest::Method::POST,
-            &format!("/v1/projects/{project}/commits"),
-            &alice,
-            Some(&json!({"push_id": "bad", "base_version": 1, "root": other.root.to_string()})),
-        )
-        .await;
+    let commit = json!({"push_id": "bad", "base_version": 1, "root": other.root.to_string()});
+    let response = server.commit_raw(&alice, &project, &commit).await;
     TestServer::expect_problem(response, 422, "missing-object").await;
 }
 http_test!(resume_upload, resume_sends_only_missing);
@@ -221,41 +188,19 @@ async fn restore_old_version(server: &TestServer) {
     let v2 = tree(&[("a.json", "2")]);
     server.push_tree(&alice, &project, 0, &v1).await;
     server.push_tree(&alice, &project, 1, &v2).await;
-    let response = server
-        .call(
-            reqwest::Method::POST,
-            &format!("/v1/projects/{project}/restore"),
-            &alice,
-            Some(&json!({"version": 1, "base_version": 2, "push_id": "restore-1"})),
-        )
-        .await;
+    let restore = json!({"version": 1, "base_version": 2, "push_id": "restore-1"});
+    let response = server.restore_raw(&alice, &project, &restore).await;
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["version"], 3);
     assert_eq!(body["root"], v1.root.to_string());
-    let version: Value = server
-        .call(
-            reqwest::Method::GET,
-            &format!("/v1/projects/{project}/versions/3"),
-            &alice,
-            None,
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+    let version = server.versions(&alice, &project, "/3").await;
     assert_eq!(version["message"], "Restore version 1");
     assert_eq!(version["parent"], 2);
     assert_eq!(version["author"]["name"], "alice");
     // Restoring on a stale base conflicts.
-    let response = server
-        .call(
-            reqwest::Method::POST,
-            &format!("/v1/projects/{project}/restore"),
-            &alice,
-            Some(&json!({"version": 0, "base_version": 2})),
-        )
-        .await;
+    let stale = json!({"version": 0, "base_version": 2});
+    let response = server.restore_raw(&alice, &project, &stale).await;
     TestServer::expect_problem(response, 409, "conflict").await;
     // A pull of the restored head from v2 brings back v1's objects.
     let pulled = server
@@ -272,55 +217,27 @@ async fn history_lists_newest_first(server: &TestServer) {
         let t = tree(&[("a.json", &n.to_string())]);
         server.push_tree(&alice, &project, n - 1, &t).await;
     }
-    let page: Value = server
-        .call(
-            reqwest::Method::GET,
-            &format!("/v1/projects/{project}/versions?limit=2"),
-            &alice,
-            None,
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
-    let numbers: Vec<u64> = page["versions"]
+    let page = server.versions(&alice, &project, "?limit=2").await;
+    assert_eq!(version_numbers(&page), vec![3, 2]);
+    let page = server.versions(&alice, &project, "?before=2").await;
+    assert_eq!(version_numbers(&page), vec![1, 0]);
+}
+
+/// The numbers of a history page's versions, in its order.
+fn version_numbers(page: &Value) -> Vec<u64> {
+    page["versions"]
         .as_array()
         .unwrap()
         .iter()
         .map(|v| v["number"].as_u64().unwrap())
-        .collect();
-    assert_eq!(numbers, vec![3, 2]);
-    let page: Value = server
-        .call(
-            reqwest::Method::GET,
-            &format!("/v1/projects/{project}/versions?before=2"),
-            &alice,
-            None,
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
-    let numbers: Vec<u64> = page["versions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v["number"].as_u64().unwrap())
-        .collect();
-    assert_eq!(numbers, vec![1, 0]);
+        .collect()
 }
 http_test!(versions, history_lists_newest_first);
 
 async fn events_stream_head_changes(server: &TestServer) {
     let (alice, _team, project) = server.owner_with_project("alice").await;
-    let response = server
-        .call(
-            reqwest::Method::GET,
-            &format!("/v1/projects/{project}/events"),
-            &alice,
-            None,
-        )
-        .await;
+    let events = format!("/v1/projects/{project}/events");
+    let response = server.call(Method::GET, &events, &alice, None).await;
     assert_eq!(response.status(), 200);
     assert!(
         response.headers()["content-type"]

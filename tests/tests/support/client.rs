@@ -3,34 +3,26 @@
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
-use serde_json::Value;
+use cairn_test_support::ClientHome;
+use serde_json::{Value, json};
 
-use super::server::{PASSWORD, Server, TEAM, USER, binary};
-
-pub fn client_binary() -> &'static Path {
-    static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(|| binary("CAIRN_CLIENT_BIN", "cairn"))
-}
+use super::server::{Server, TEAM, USER};
 
 /// One person's machine: a home folder holding the user config file and working copies.
 #[derive(Debug)]
 pub struct Cairn {
-    home: tempfile::TempDir,
+    home: ClientHome,
 }
 
 impl Cairn {
     /// Logs alice in to `server` with `cairn login`.
     pub fn login(server: &Server) -> Cairn {
         let cairn = Cairn {
-            home: tempfile::tempdir().expect("a temp dir"),
+            home: ClientHome::new(),
         };
-        let login = cairn.json(
-            cairn.home(),
-            &["login", "--server", &server.url, "--user", USER],
-        );
-        assert_eq!(login["account"]["name"], USER, "{login}");
+        let login = cairn.home.login(&server.url, USER);
         assert_eq!(login["server"], server.url.as_str(), "{login}");
         cairn
     }
@@ -41,41 +33,16 @@ impl Cairn {
 
     /// `cairn args...` in `dir`, not yet started.
     pub fn command(&self, dir: &Path, args: &[&str]) -> Command {
-        let mut command = Command::new(client_binary());
-        command
-            .args(args)
-            .current_dir(dir)
-            .env("CAIRN_CONFIG", self.home().join("config.toml"))
-            .env("CAIRN_PASSWORD", PASSWORD);
-        command
+        self.home.command(dir, args)
     }
 
     pub fn run(&self, dir: &Path, args: &[&str]) -> Output {
-        self.command(dir, args)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap_or_else(|error| panic!("running cairn {args:?}: {error}"))
+        self.home.run(dir, args)
     }
 
     /// `cairn --json args...` in `dir`, which must exit 0; its JSON output.
     pub fn json(&self, dir: &Path, args: &[&str]) -> Value {
-        let mut full = vec!["--json"];
-        full.extend_from_slice(args);
-        let output = self.run(dir, &full);
-        assert_eq!(
-            output.status.code(),
-            Some(0),
-            "cairn {full:?} in {}:\nstdout: {}\nstderr: {}",
-            dir.display(),
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        serde_json::from_slice(&output.stdout).unwrap_or_else(|error| {
-            panic!(
-                "cairn {full:?}: not JSON ({error}): {}",
-                String::from_utf8_lossy(&output.stdout)
-            )
-        })
+        self.home.json(dir, args)
     }
 
     /// Creates a project in alice's team; its id. A new project is at version 0.
@@ -116,6 +83,27 @@ impl Cairn {
         );
         assert_eq!(root, self.home().join(name), "{json}");
         (root, json)
+    }
+
+    /// `cairn pull` in `copy`, which must take it from version `from` to `to`; its JSON.
+    pub fn pull(&self, copy: &Path, from: u64, to: u64) -> Value {
+        let pulled = self.json(copy, &["pull"]);
+        assert_eq!(
+            (&pulled["from"], &pulled["version"]),
+            (&json!(from), &json!(to)),
+            "{pulled}"
+        );
+        pulled
+    }
+
+    /// Asserts that `cairn status` in `copy` finds no change from its base, version `version`.
+    pub fn assert_clean_at(&self, copy: &Path, version: u64) {
+        let status = self.json(copy, &["status"]);
+        assert_eq!(
+            (&status["base_version"], &status["changes"]),
+            (&json!(version), &json!([])),
+            "{status}"
+        );
     }
 
     /// The project's head version as `cairn log` reports it from `copy`.

@@ -1,0 +1,445 @@
+//! The catalog's rules, written once for both databases: the commit and its replay by push id,
+//! membership and the last owner, what a new account, token, team or project is, and the
+//! limits of a page.
+//!
+//! The rules that need a transaction are async functions generic over
+//! [`CatalogTransaction`], which each implementation provides in its own SQL. They take the
+//! transaction as a future that opens it (`begin`), awaited only once the input has been
+//! checked, so a refused request opens nothing. The rules that do not (single statements) are
+//! plain functions: the implementation asks them what to write and what a failure means.
+//!
+//! See the module doc of [`catalog`](super) for the commit's rules as the caller sees them.
+
+use std::time::Duration;
+
+use sync_protocol::ObjectId;
+
+use super::common::{Unique, db_version};
+use super::error::{CatalogError, Entity, Field};
+use super::transaction::{CatalogTransaction, NewReceipt, NewVersion, Receipt, WriteError};
+use super::types::{
+    Account, AccountId, CommitOutcome, CommitRequest, NewAccount, PROJECT_CREATED_MESSAGE, Project,
+    ProjectId, RestoreRequest, Role, Team, TeamId, Timestamp, Token, TokenId, VersionNumber,
+    VersionPage, empty_root,
+};
+use super::{Catalog, Result, limits, validate};
+
+// The commit.
+
+/// Moves the head by compare-and-swap, or answers as the first attempt of this push id did.
+///
+/// In order: a receipt of this push id answers at once (replay); otherwise the head moves from
+/// the base to base + 1 only if it is still the base. If it is not, either a concurrent
+/// duplicate of this push moved it (its receipt is visible once the CAS has waited for it) or
+/// another push did, and the push gets a conflict receipt, never overwriting a concurrent
+/// duplicate's. If it moved, the version and the receipt are written and the version is read
+/// back, all in the one transaction.
+pub(super) async fn commit<T: CatalogTransaction>(
+    request: &CommitRequest,
+    begin: impl Future<Output = Result<T>>,
+) -> Result<CommitOutcome> {
+    validate::message(&request.message)?;
+    // Numbers are stored signed: a base past i64::MAX names no version.
+    db_version(request.base_version)?;
+    let next = request.base_version + 1;
+    let mut transaction = begin.await?;
+    if let Some(outcome) = replay(&mut transaction, request).await? {
+        return Ok(outcome);
+    }
+    let now = Timestamp::now();
+    let receipt = |committed_version| NewReceipt {
+        project: request.project,
+        push_id: &request.push_id,
+        receipt: Receipt {
+            base_version: request.base_version,
+            root: request.root,
+            committed_version,
+        },
+        created: now,
+    };
+    // The linearization point of every push.
+    let moved = transaction
+        .swap_head(request.project, request.base_version, next, request.root)
+        .await?;
+    if !moved {
+        return lose(transaction, request, receipt(None)).await;
+    }
+    transaction
+        .insert_version(&NewVersion {
+            project: request.project,
+            number: next,
+            root: request.root,
+            parent: Some(request.base_version),
+            author: request.author,
+            time: now,
+            message: &request.message,
+            push_id: Some(&request.push_id),
+        })
+        .await
+        .map_err(|error| match error {
+            WriteError::MissingReference => {
+                CatalogError::not_found(Entity::Account, request.author)
+            }
+            other => other.unexpected("commit"),
+        })?;
+    // No other transaction of this push id can have recorded a receipt: one that lost the CAS
+    // waits for this one's row lock before it records anything.
+    if !transaction.insert_receipt(&receipt(Some(next))).await? {
+        return Err(CatalogError::database(
+            "commit",
+            "a receipt of this push id appeared while it held the head",
+        ));
+    }
+    let version = transaction
+        .version(request.project, next)
+        .await?
+        .ok_or_else(|| {
+            CatalogError::corrupt("versions", "the version just written cannot be read back")
+        })?;
+    transaction.commit().await?;
+    Ok(CommitOutcome::Committed {
+        version,
+        replayed: false,
+    })
+}
+
+/// The end of a commit whose compare-and-swap failed: the head is no longer its base.
+async fn lose<T: CatalogTransaction>(
+    mut transaction: T,
+    request: &CommitRequest,
+    conflict: NewReceipt<'_>,
+) -> Result<CommitOutcome> {
+    // A concurrent duplicate of this push may have committed while this one waited on the
+    // head's row lock: its receipt is visible now, and its version is the answer.
+    if let Some(outcome) = replay(&mut transaction, request).await? {
+        return Ok(outcome);
+    }
+    let (head_version, head_root) = head(&mut transaction, request.project).await?;
+    if !transaction.insert_receipt(&conflict).await? {
+        // A concurrent duplicate that also lost recorded the conflict first: answer as it does.
+        if let Some(outcome) = replay(&mut transaction, request).await? {
+            return Ok(outcome);
+        }
+    }
+    transaction.commit().await?;
+    Ok(CommitOutcome::Conflict {
+        head_version,
+        head_root,
+    })
+}
+
+/// The answer recorded for this push id, if it has been seen: the version it committed, marked
+/// replayed, or a conflict with the head as it is now. The same push id with another base or
+/// root is [`CatalogError::PushIdReused`].
+async fn replay<T: CatalogTransaction>(
+    transaction: &mut T,
+    request: &CommitRequest,
+) -> Result<Option<CommitOutcome>> {
+    let Some(receipt) = transaction
+        .receipt(request.project, &request.push_id)
+        .await?
+    else {
+        return Ok(None);
+    };
+    if receipt.base_version != request.base_version || receipt.root != request.root {
+        return Err(CatalogError::PushIdReused {
+            push_id: request.push_id.clone(),
+            base_version: receipt.base_version,
+            root: receipt.root,
+        });
+    }
+    let outcome = match receipt.committed_version {
+        Some(number) => {
+            let version = transaction
+                .version(request.project, number)
+                .await?
+                .ok_or_else(|| {
+                    CatalogError::corrupt("push_receipts", "receipt names a missing version")
+                })?;
+            CommitOutcome::Committed {
+                version,
+                replayed: true,
+            }
+        }
+        None => {
+            let (head_version, head_root) = head(transaction, request.project).await?;
+            CommitOutcome::Conflict {
+                head_version,
+                head_root,
+            }
+        }
+    };
+    Ok(Some(outcome))
+}
+
+async fn head<T: CatalogTransaction>(
+    transaction: &mut T,
+    project: ProjectId,
+) -> Result<(VersionNumber, ObjectId)> {
+    transaction
+        .head(project)
+        .await?
+        .ok_or_else(|| CatalogError::not_found(Entity::Project, project))
+}
+
+/// Restores an old version: a commit on the request's base whose root is that version's root.
+/// Not a transaction of its own: the commit's compare-and-swap is what decides.
+pub(super) async fn restore<C: Catalog + ?Sized>(
+    catalog: &C,
+    request: RestoreRequest,
+) -> Result<CommitOutcome> {
+    let old = catalog
+        .version(request.project, request.version)
+        .await?
+        .ok_or_else(|| {
+            CatalogError::not_found(
+                Entity::Version,
+                format!("{} of project {}", request.version, request.project),
+            )
+        })?;
+    let message = request
+        .message
+        .unwrap_or_else(|| format!("Restore version {}", request.version));
+    catalog
+        .commit(CommitRequest {
+            project: request.project,
+            push_id: request.push_id,
+            base_version: request.base_version,
+            root: old.root,
+            author: request.author,
+            message,
+        })
+        .await
+}
+
+// Teams and members.
+
+/// Creates a team with `owner` as its first member, role owner.
+pub(super) async fn create_team<T: CatalogTransaction>(
+    name: &str,
+    owner: AccountId,
+    begin: impl Future<Output = Result<T>>,
+) -> Result<Team> {
+    validate::text(Field::TeamName, name, limits::MAX_NAME_LEN)?;
+    let team = Team {
+        id: TeamId::random(),
+        name: name.to_owned(),
+        created: Timestamp::now(),
+    };
+    let mut transaction = begin.await?;
+    transaction
+        .insert_team(&team)
+        .await
+        .map_err(|error| match error {
+            WriteError::Taken(unique) => unique.error(&team.name),
+            other => other.unexpected("create team"),
+        })?;
+    transaction
+        .upsert_membership(team.id, owner, Role::Owner)
+        .await
+        .map_err(|error| match error {
+            WriteError::MissingReference => CatalogError::not_found(Entity::Account, owner),
+            other => other.unexpected("create team"),
+        })?;
+    transaction.commit().await?;
+    Ok(team)
+}
+
+/// Adds a member or changes their role; demoting the last owner is
+/// [`CatalogError::LastOwner`].
+pub(super) async fn set_member<T: CatalogTransaction>(
+    team: TeamId,
+    account: AccountId,
+    role: Role,
+    begin: impl Future<Output = Result<T>>,
+) -> Result<()> {
+    let mut transaction = begin.await?;
+    if role != Role::Owner {
+        ensure_other_owner(&mut transaction, team, account).await?;
+    }
+    transaction
+        .upsert_membership(team, account, role)
+        .await
+        .map_err(|error| match error {
+            WriteError::MissingReference => {
+                CatalogError::not_found(Entity::Membership, format!("{team}/{account}"))
+            }
+            other => other.unexpected("set member"),
+        })?;
+    transaction.commit().await
+}
+
+/// Removes a member; a non-member is [`CatalogError::NotFound`] and the last owner
+/// [`CatalogError::LastOwner`].
+pub(super) async fn remove_member<T: CatalogTransaction>(
+    team: TeamId,
+    account: AccountId,
+    begin: impl Future<Output = Result<T>>,
+) -> Result<()> {
+    let mut transaction = begin.await?;
+    ensure_other_owner(&mut transaction, team, account).await?;
+    if !transaction.delete_membership(team, account).await? {
+        return Err(CatalogError::not_found(
+            Entity::Membership,
+            format!("{team}/{account}"),
+        ));
+    }
+    transaction.commit().await
+}
+
+/// Fails with [`CatalogError::LastOwner`] if `account` is the team's only owner, so demoting or
+/// removing it would leave the team unmanaged. The owners stay locked until the transaction
+/// ends, so two concurrent demotions of the last two owners cannot both pass.
+async fn ensure_other_owner<T: CatalogTransaction>(
+    transaction: &mut T,
+    team: TeamId,
+    account: AccountId,
+) -> Result<()> {
+    let owners = transaction.lock_owners(team).await?;
+    if owners.contains(&account) && owners.len() <= 1 {
+        return Err(CatalogError::LastOwner {
+            team: team.to_string(),
+        });
+    }
+    Ok(())
+}
+
+// Projects.
+
+/// Creates a project whose head is version 0, the empty dir, and writes that version 0 with
+/// `creator` as its author.
+pub(super) async fn create_project<T: CatalogTransaction>(
+    team: TeamId,
+    name: &str,
+    creator: AccountId,
+    begin: impl Future<Output = Result<T>>,
+) -> Result<Project> {
+    validate::text(Field::ProjectName, name, limits::MAX_NAME_LEN)?;
+    let project = Project {
+        id: ProjectId::random(),
+        team,
+        name: name.to_owned(),
+        head_version: 0,
+        head_root: empty_root(),
+        created: Timestamp::now(),
+    };
+    let mut transaction = begin.await?;
+    transaction
+        .insert_project(&project)
+        .await
+        .map_err(|error| match error {
+            WriteError::Taken(unique) => unique.error(&project.name),
+            WriteError::MissingReference => CatalogError::not_found(Entity::Team, team),
+            WriteError::Failed(error) => error,
+        })?;
+    transaction
+        .insert_version(&NewVersion {
+            project: project.id,
+            number: project.head_version,
+            root: project.head_root,
+            parent: None,
+            author: creator,
+            time: project.created,
+            message: PROJECT_CREATED_MESSAGE,
+            push_id: None,
+        })
+        .await
+        .map_err(|error| match error {
+            WriteError::MissingReference => CatalogError::not_found(Entity::Account, creator),
+            other => other.unexpected("create project"),
+        })?;
+    transaction.commit().await?;
+    Ok(project)
+}
+
+// Accounts and tokens: single statements, so the implementations run them without a
+// transaction and ask these what to write and what a refusal means.
+
+/// The account to store for `account`: its input checked, a fresh id, created now.
+pub(super) fn new_account(account: &NewAccount) -> Result<Account> {
+    validate::text(Field::AccountName, &account.name, limits::MAX_NAME_LEN)?;
+    validate::text(Field::Email, &account.email, limits::MAX_EMAIL_LEN)?;
+    validate::password_hash(&account.password_hash)?;
+    Ok(Account {
+        id: AccountId::random(),
+        name: account.name.clone(),
+        email: account.email.clone(),
+        created: Timestamp::now(),
+    })
+}
+
+/// What a refused account insert means: a taken name or email.
+pub(super) fn account_not_created(error: WriteError, account: &NewAccount) -> CatalogError {
+    match error {
+        WriteError::Taken(Unique::AccountEmail) => Unique::AccountEmail.error(&account.email),
+        WriteError::Taken(unique) => unique.error(&account.name),
+        other => other.unexpected("create account"),
+    }
+}
+
+/// The token to store for `account`: its label checked, a fresh id, created now.
+pub(super) fn new_token(account: AccountId, label: &str) -> Result<Token> {
+    validate::text(Field::TokenLabel, label, limits::MAX_TOKEN_LABEL_LEN)?;
+    Ok(Token {
+        id: TokenId::random(),
+        account,
+        label: label.to_owned(),
+        created: Timestamp::now(),
+        last_used: None,
+        revoked: None,
+    })
+}
+
+/// What a refused token insert means: a secret already stored (never echoed) or a missing
+/// account.
+pub(super) fn token_not_created(error: WriteError, account: AccountId) -> CatalogError {
+    match error {
+        WriteError::Taken(unique) => unique.error(""),
+        WriteError::MissingReference => CatalogError::not_found(Entity::Account, account),
+        WriteError::Failed(error) => error,
+    }
+}
+
+/// Whether authenticating at `now` rewrites a token's `last_used`: at most once per
+/// [`limits::TOKEN_LAST_USED_RESOLUTION`], so a request is not a write every time.
+pub(super) fn touches_last_used(last_used: Option<Timestamp>, now: Timestamp) -> bool {
+    let resolution =
+        i64::try_from(limits::TOKEN_LAST_USED_RESOLUTION.as_millis()).unwrap_or(i64::MAX);
+    last_used.is_none_or(|last_used| {
+        now.unix_millis().saturating_sub(last_used.unix_millis()) >= resolution
+    })
+}
+
+// Pages and cut-offs.
+
+/// The `(before, limit)` a history page queries with: from the head when `before` is unset,
+/// at most [`limits::MAX_VERSION_PAGE`] versions.
+pub(super) fn version_page(page: VersionPage) -> (i64, i64) {
+    let before = page
+        .before
+        .map_or(i64::MAX, |before| i64::try_from(before).unwrap_or(i64::MAX));
+    (before, i64::from(page.limit.min(limits::MAX_VERSION_PAGE)))
+}
+
+/// The `(after, limit)` a page of all projects queries with: ids compare as text, and the empty
+/// text is before every id.
+pub(super) fn project_page(after: Option<ProjectId>, limit: u32) -> (String, i64) {
+    let after = after.map(|id| id.to_string()).unwrap_or_default();
+    (after, i64::from(limit.min(limits::MAX_PROJECT_PAGE)))
+}
+
+/// The oldest heartbeat of a node still counted live, `max_age` before now.
+pub(super) fn oldest_live_heartbeat(max_age: Duration) -> Timestamp {
+    let max_age = i64::try_from(max_age.as_millis()).unwrap_or(i64::MAX);
+    // No heartbeat is older than the epoch: clamping there keeps the cut-off a time both
+    // databases represent.
+    Timestamp::from_unix_millis(
+        Timestamp::now()
+            .unix_millis()
+            .saturating_sub(max_age)
+            .max(0),
+    )
+}
+
+#[cfg(test)]
+mod tests;
