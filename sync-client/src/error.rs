@@ -14,6 +14,7 @@ use std::io;
 use std::path::PathBuf;
 
 use sync_protocol::negotiate::AnswerError as NegotiationAnswerError;
+use sync_protocol::patch::DecodeRecordsError;
 use sync_protocol::tree::{Path, TreeError};
 use sync_protocol::wire::{Head, Operation, Problem, ProblemCode};
 use sync_protocol::{CompressError, ObjectError, ObjectId, StreamError};
@@ -173,16 +174,9 @@ pub fn is_disk_full(error: &io::Error) -> bool {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RecordsError {
-    #[error("{path}: a delta, but the base has no one-chunk file there")]
-    NoBaseChunk { path: Path },
-    #[error("{path}: the base chunk {id} is not in the object cache")]
-    BaseChunkNotCached { path: Path, id: ObjectId },
-    #[error("{path}: the inline content does not decode")]
-    Content {
-        path: Path,
-        #[source]
-        source: CompressError,
-    },
+    /// A record's inline content does not decode (or its delta's base chunk is not at hand).
+    #[error("the records do not decode against the base")]
+    Decode(#[source] DecodeRecordsError),
     #[error("the base with the records applied is not a valid tree")]
     Tree(#[source] TreeError),
     #[error("applied to the base they give root {built}, the server named {named}")]
