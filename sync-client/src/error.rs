@@ -1,97 +1,132 @@
-//! The client library's one error type.
+//! The client library's error types: [`ClientError`] for any operation, [`RemoteError`] for a
+//! request to the server (which [`ClientError::Remote`] carries).
 //!
-//! Every variant says what failed (which file, which object) and, where the user can do something
-//! about it, what to do. I/O errors keep their `std::io::Error` but are worded by kind, so a full
-//! disk or a permission problem reads as such instead of as an errno.
+//! Both are data: each variant keeps what failed (the path, the object id, the problem document
+//! the server answered with its code, the counts) so that callers branch on it, never on message
+//! text. Their `Display` is a plain description of what failed; what a user should do about it
+//! (log in, pull first, free some space) and which exit code it gets is the `cairn` binary's to
+//! say (`src/bin/cairn/errors.rs`).
+//!
+//! This module is in the lowest layer: it imports nothing from the crate, so every layer may
+//! return these types.
 
-use std::fmt;
 use std::io;
 use std::path::PathBuf;
 
-use sync_protocol::{CompressError, ObjectId};
+use sync_protocol::negotiate::AnswerError as NegotiationAnswerError;
+use sync_protocol::patch::DecodeRecordsError;
+use sync_protocol::tree::{Path, TreeError};
+use sync_protocol::wire::{Head, Operation, Problem, ProblemCode};
+use sync_protocol::{CompressError, ObjectError, ObjectId, StreamError};
 
 /// Why a client operation failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ClientError {
     #[error(
-        "{} is not inside a Cairn working copy (no .cairn/ folder here or above); \
-         run `cairn init --server URL --project ID` to make one",
+        "{} is not inside a Cairn working copy (no .cairn/ folder here or above)",
         start.display()
     )]
     NotAWorkingCopy { start: PathBuf },
     #[error("{} is already a Cairn working copy (it has a .cairn/ folder)", root.display())]
     AlreadyAWorkingCopy { root: PathBuf },
+    /// A `.cairn/` state file that is missing or does not decode.
+    #[error("the working-copy state file {} is corrupted ({detail})", path.display())]
+    CorruptState { path: PathBuf, detail: String },
+    /// A `.cairn/` folder of a layout version this client does not read.
     #[error(
-        "the working-copy state file {} is corrupted ({detail}); \
-         move the .cairn/ folder aside and clone the project again",
+        "{} is of layout version {found}; this client reads version {supported}",
         path.display()
     )]
-    CorruptState { path: PathBuf, detail: String },
-    #[error("{}", IoMessage { action, path, source })]
+    UnsupportedLayout {
+        path: PathBuf,
+        found: u32,
+        supported: u32,
+    },
+    #[error("could not {action} {}", path.display())]
     Io {
         action: &'static str,
         path: PathBuf,
         #[source]
         source: io::Error,
     },
+    /// The user config holds tokens but other users may read it.
     #[error(
-        "{} can be read by other users (mode {mode:03o}) and holds an access token; \
-         run `chmod 600 {}` and try again",
-        path.display(),
+        "{} can be read by other users (mode {mode:03o}) and holds an access token",
         path.display()
     )]
     InsecureConfig { path: PathBuf, mode: u32 },
     #[error("invalid configuration in {}: {detail}", path.display())]
     Config { path: PathBuf, detail: String },
-    #[error("no configuration folder found: set CAIRN_CONFIG, XDG_CONFIG_HOME or HOME")]
+    #[error("no configuration folder found: CAIRN_CONFIG, XDG_CONFIG_HOME and HOME are unset")]
     NoConfigHome,
-    #[error(
-        "another cairn command is working in {} (it holds {}); wait for it to finish",
-        root.display(),
-        lock.display()
-    )]
+    /// Another process holds the working copy's lock.
+    #[error("another cairn command is working in {} (it holds {})", root.display(), lock.display())]
     Busy { root: PathBuf, lock: PathBuf },
-    #[error("invalid argument: {0}")]
-    InvalidArgument(String),
-    #[error(
-        "object {id} is missing from the local object cache; \
-         it must be downloaded (pull) before it can be written"
-    )]
+    #[error("server {server:?} is not an http:// or https:// URL")]
+    InvalidServerUrl { server: String },
+    #[error("project id {project:?} is not 1 to 128 letters, digits, '-', '_' or '.'")]
+    InvalidProjectId { project: String },
+    #[error("object {id} is missing from the local object cache")]
     ObjectMissing { id: ObjectId },
-    #[error(
-        "object {id} in the local object cache is damaged: {source}; it was removed, pull again"
-    )]
+    /// The cached object failed verification; it was removed from the cache.
+    #[error("object {id} in the local object cache is damaged")]
     ObjectCorrupt {
         id: ObjectId,
         #[source]
         source: CompressError,
     },
-    #[error("{} is {size} bytes, more than the {limit} bytes a project file may have", path.display())]
-    FileTooLarge {
+    /// A file's bytes could not be encoded as objects.
+    #[error("could not encode {}", path.display())]
+    Encode {
         path: PathBuf,
-        size: u64,
-        limit: u64,
+        #[source]
+        source: ObjectError,
     },
-    #[error("could not merge the new version into the working copy: {0}")]
+    /// The scanned files do not make a valid tree (a folder with too many entries, say).
+    #[error("the working copy's files do not make a valid tree")]
+    WorkingTree(#[source] TreeError),
+    /// A version's tree, read from the object cache, is not a valid tree.
+    #[error("the tree of version {version} is invalid")]
+    VersionTree {
+        version: u64,
+        #[source]
+        source: TreeError,
+    },
+    #[error("could not merge the new version into the working copy")]
     Merge(#[from] sync_protocol::merge::MergeError),
-    #[error("could not build an object for {what}: {detail}")]
-    InvalidObject { what: String, detail: String },
-    #[error(transparent)]
-    Remote(#[from] crate::remote::RemoteError),
-    #[error(
-        "the last pull could not update {} (see `cairn status`); fix the cause \
-         (a file open elsewhere, an unlisted file in the way) and pull again before pushing",
-        paths.join(", ")
-    )]
-    PendingPaths { paths: Vec<String> },
-    #[error(
-        "others kept pushing: still behind the head after {attempts} attempts (each pulls \
-         and merges first); nothing was lost, run the command again"
-    )]
-    NotConverged { attempts: u32 },
-    #[error("could not plan the push: {0}")]
+    #[error("could not plan the push")]
     Plan(#[from] sync_protocol::plan::PushPlanError),
+    /// An object could not go into a push stream (`object` names it, when one did).
+    #[error("could not build the push stream")]
+    PushStream {
+        object: Option<ObjectId>,
+        #[source]
+        source: Box<StreamError>,
+    },
+    /// The server's answers during the resume negotiation do not fit the tree.
+    #[error("the resume negotiation failed")]
+    Negotiation(#[source] NegotiationAnswerError),
+    /// A pull's change records do not apply to the base; nothing in the working copy changed.
+    #[error("the pull's change records do not apply to the base")]
+    PulledRecords(#[from] RecordsError),
+    #[error(transparent)]
+    Remote(#[from] RemoteError),
+    /// The last pull left these paths as they were (`Base::pending`): a push
+    /// must wait until a pull brings them up to date.
+    #[error("the last pull could not update {}", join_paths(paths))]
+    PendingPaths { paths: Vec<Path> },
+    /// Every round of pull, merge and push found the head moved on again.
+    #[error("still behind the head after {attempts} rounds of pull, merge and push")]
+    NotConverged { attempts: u32 },
+}
+
+fn join_paths(paths: &[Path]) -> String {
+    paths
+        .iter()
+        .map(Path::as_str)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl ClientError {
@@ -108,6 +143,14 @@ impl ClientError {
     pub fn is_disk_full(&self) -> bool {
         matches!(self, Self::Io { source, .. } if is_disk_full(source))
     }
+
+    /// The request error, when the server or the network is the cause.
+    pub fn remote(&self) -> Option<&RemoteError> {
+        match self {
+            Self::Remote(remote) => Some(remote),
+            _ => None,
+        }
+    }
 }
 
 /// `map_err` helper: `.map_err(io_error("read", &path))`.
@@ -119,45 +162,148 @@ pub(crate) fn io_error(
     move |source| ClientError::io(action, path, source)
 }
 
-fn is_disk_full(error: &io::Error) -> bool {
+/// True for the errors of a full disk or an exceeded quota.
+pub fn is_disk_full(error: &io::Error) -> bool {
     matches!(
         error.kind(),
         io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
     )
 }
 
-struct IoMessage<'a> {
-    action: &'a str,
-    path: &'a PathBuf,
-    source: &'a io::Error,
+/// Why a pull's change records do not apply to the base they were asked against.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RecordsError {
+    /// A record's inline content does not decode (or its delta's base chunk is not at hand).
+    #[error("the records do not decode against the base")]
+    Decode(#[source] DecodeRecordsError),
+    #[error("the base with the records applied is not a valid tree")]
+    Tree(#[source] TreeError),
+    #[error("applied to the base they give root {built}, the server named {named}")]
+    RootMismatch { built: ObjectId, named: ObjectId },
 }
 
-impl fmt::Display for IoMessage<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let Self {
-            action,
-            path,
-            source,
-        } = self;
-        let path = path.display();
-        match source.kind() {
-            io::ErrorKind::StorageFull => write!(
-                f,
-                "could not {action} {path}: the disk is full; free some space and run the command again \
-                 (nothing was lost: files are replaced only once fully written)"
-            ),
-            io::ErrorKind::QuotaExceeded => write!(
-                f,
-                "could not {action} {path}: your disk quota is exceeded; free some space and run the command again"
-            ),
-            io::ErrorKind::PermissionDenied => write!(
-                f,
-                "could not {action} {path}: permission denied; check the owner and permissions of the file and its folder"
-            ),
-            io::ErrorKind::ReadOnlyFilesystem => {
-                write!(f, "could not {action} {path}: the file system is read-only")
+/// Why a request to the server failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RemoteError {
+    /// The server could not be reached, or the connection broke before a whole answer arrived.
+    #[error("could not reach {url}: {detail}")]
+    Network { url: String, detail: String },
+    /// There is no token for this server.
+    #[error("not logged in to {server}")]
+    NotLoggedIn { server: String },
+    /// The server answered `operation` with an error status: its problem document, or `None`
+    /// when the body was not one (a proxy's error page, say).
+    #[error("{server} refused the {} request: {}", operation.route().id, Refusal { status: *status, problem: problem.as_deref() })]
+    Refused {
+        server: String,
+        operation: Operation,
+        status: u16,
+        problem: Option<Box<Problem>>,
+    },
+    /// An answer that does not follow the API.
+    #[error("the answer of {server} to the {} request does not follow the API", operation.route().id)]
+    BadAnswer {
+        server: String,
+        operation: Operation,
+        #[source]
+        reason: AnswerError,
+    },
+}
+
+impl RemoteError {
+    /// The problem code of a refusal, when the server sent a problem document with a code this
+    /// client knows.
+    pub fn code(&self) -> Option<ProblemCode> {
+        match self {
+            Self::Refused {
+                problem: Some(problem),
+                ..
+            } => problem.code(),
+            _ => None,
+        }
+    }
+
+    /// The problem document of a refusal.
+    pub fn problem(&self) -> Option<&Problem> {
+        match self {
+            Self::Refused { problem, .. } => problem.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// The HTTP status of a refusal.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Self::Refused { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// The project's head, when the server refused because the base is stale (`conflict`).
+    pub fn conflict_head(&self) -> Option<Head> {
+        match self.code() {
+            Some(ProblemCode::Conflict) => self.problem().and_then(|problem| problem.head),
+            _ => None,
+        }
+    }
+
+    /// True when the server would not let this client in: no token, a token it refused, a
+    /// wrong password (a `401` answer, whatever its code).
+    pub fn is_unauthorized(&self) -> bool {
+        match self {
+            Self::NotLoggedIn { .. } => true,
+            Self::Refused { status, .. } => {
+                matches!(
+                    self.code(),
+                    Some(ProblemCode::Unauthorized | ProblemCode::BadCredentials)
+                ) || *status == 401
             }
-            _ => write!(f, "could not {action} {path}: {source}"),
+            _ => false,
+        }
+    }
+
+    /// True when retrying the same request may succeed (the outcome is unknown or transient).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Network { .. } => true,
+            Self::Refused { status, .. } => matches!(status, 500 | 502 | 503 | 504),
+            _ => false,
+        }
+    }
+}
+
+/// How an answer breaks the API.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AnswerError {
+    #[error("its JSON body does not parse")]
+    Json(#[source] serde_json::Error),
+    #[error("its {0} header is missing or invalid")]
+    Header(&'static str),
+    #[error("its object stream is invalid")]
+    Stream(#[source] Box<StreamError>),
+    #[error("it carries change records the request did not ask for")]
+    UnaskedRecords,
+    #[error("it committed root {committed} instead of {expected}")]
+    WrongRoot {
+        expected: ObjectId,
+        committed: ObjectId,
+    },
+}
+
+/// A refusal's status and problem, as one line.
+struct Refusal<'a> {
+    status: u16,
+    problem: Option<&'a Problem>,
+}
+
+impl std::fmt::Display for Refusal<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.problem {
+            Some(problem) => write!(f, "{problem}"),
+            None => write!(f, "HTTP status {}", self.status),
         }
     }
 }
@@ -167,27 +313,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn disk_full_reads_as_such() {
-        let error = ClientError::io("write", "/x/y", io::Error::from(io::ErrorKind::StorageFull));
-        assert!(error.is_disk_full());
-        let text = error.to_string();
-        assert!(text.contains("disk is full"), "{text}");
-        assert!(text.contains("/x/y"), "{text}");
+    fn errors_stay_small() {
+        // They travel in every `Result` of the library: large sources are boxed.
+        assert!(std::mem::size_of::<ClientError>() <= 128);
+        assert!(std::mem::size_of::<RemoteError>() <= 128);
     }
 
     #[test]
-    fn permission_denied_reads_as_such() {
+    fn disk_full_is_told_apart() {
+        let error = ClientError::io("write", "/x/y", io::Error::from(io::ErrorKind::StorageFull));
+        assert!(error.is_disk_full());
         let error = ClientError::io(
             "read",
             "/x/y",
             io::Error::from(io::ErrorKind::PermissionDenied),
         );
         assert!(!error.is_disk_full());
-        assert!(error.to_string().contains("permission denied"));
     }
 
     #[test]
-    fn a_real_enospc_reads_as_disk_full() {
+    fn a_real_enospc_is_disk_full() {
         // /dev/full fails every write with ENOSPC.
         let Ok(mut full) = std::fs::OpenOptions::new().write(true).open("/dev/full") else {
             return;
@@ -195,13 +340,50 @@ mod tests {
         let source = std::io::Write::write_all(&mut full, b"x").unwrap_err();
         let error = ClientError::io("write", "/dev/full", source);
         assert!(error.is_disk_full(), "{error:?}");
-        assert!(error.to_string().contains("disk is full"));
     }
 
     #[test]
-    fn raw_enospc_maps_to_disk_full() {
+    fn raw_enospc_is_disk_full() {
         // ENOSPC is 28 on Linux and macOS.
         let error = ClientError::io("write", "/x", io::Error::from_raw_os_error(28));
         assert!(error.is_disk_full());
+    }
+
+    fn refused(status: u16, problem: Option<Problem>) -> RemoteError {
+        RemoteError::Refused {
+            server: "https://cairn.test".to_owned(),
+            operation: Operation::Push,
+            status,
+            problem: problem.map(Box::new),
+        }
+    }
+
+    #[test]
+    fn refusals_are_read_by_their_code() {
+        let head = Head {
+            version: 7,
+            root: sync_protocol::tree::empty_dir_id(),
+        };
+        let conflict = refused(409, Some(Problem::conflict(head)));
+        assert_eq!(conflict.code(), Some(ProblemCode::Conflict));
+        assert_eq!(conflict.conflict_head(), Some(head));
+        assert!(!conflict.is_transient() && !conflict.is_unauthorized());
+        // Another 409 is no conflict, whatever its text says.
+        let exists = refused(
+            409,
+            Some(Problem::new(ProblemCode::AlreadyExists).with_detail("conflict")),
+        );
+        assert_eq!(exists.conflict_head(), None);
+        assert!(refused(401, Some(Problem::new(ProblemCode::BadCredentials))).is_unauthorized());
+        // A proxy's answer without a problem document: the status still says what happened.
+        let gateway = refused(502, None);
+        assert_eq!(gateway.code(), None);
+        assert!(gateway.is_transient());
+        assert!(refused(401, None).is_unauthorized());
+        assert!(gateway.to_string().contains("HTTP status 502"), "{gateway}");
+        // A code a newer server added is kept as text, and is no known code.
+        let mut newer = Problem::new(ProblemCode::BadRequest);
+        newer.code = "teapot".to_owned();
+        assert_eq!(refused(418, Some(newer)).code(), None);
     }
 }

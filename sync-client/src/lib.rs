@@ -1,34 +1,44 @@
 //! The `cairn` client library: a Cairn working copy, on disk and over HTTP.
 //!
-//! A working copy is a folder with a `.cairn/` state folder ([`working_copy`]): its config
-//! (server and project), the base it last synced ([`state::Base`]), a local object cache
-//! ([`object_cache`]) and a stat cache ([`state::StatCache`]). [`scan`] turns the folder into a
-//! `sync_protocol::tree::Listing`, reading only files whose stat changed and storing their
-//! objects; [`status`] compares it with the base; [`apply`] writes a new tree into the folder
-//! without ever losing a local edit; [`working_copy::WorkingCopy::snapshot`] adds the dir
-//! objects, so `sync_protocol::plan::plan_push` can run over the cache. [`user_config`] keeps
-//! access tokens in `~/.config/cairn/config.toml`.
+//! A working copy is a folder with a `.cairn/` state folder ([`stores::StateFolder`]): its
+//! config (server and project), the base it last synced ([`stores::state::Base`]), a local
+//! object cache ([`stores::object_cache`]) and a stat cache ([`stores::state::StatCache`]).
+//! [`working_copy::scan`] turns the folder into a `sync_protocol::tree::Listing`, reading only
+//! files whose stat changed and storing their objects; [`working_copy::status`] compares it with
+//! the base; [`working_copy::apply`] writes a new tree into the folder without ever losing a
+//! local edit; [`WorkingCopy::snapshot`] adds the dir objects, so
+//! `sync_protocol::plan::plan_push` can run over the cache. [`stores::user_config`] keeps access
+//! tokens in `~/.config/cairn/config.toml`.
 //!
-//! The network half: [`remote::Remote`] speaks the server's `/v1` API (docs-src
-//! `protocol/http-api.md`) with blocking reqwest over rustls, keep-alive and `TCP_NODELAY`;
-//! [`sync`] drives the working copy with it:
-//!
-//! - pull: `POST .../pull` with the base root as `have`; every frame of the answer is verified
-//!   by `sync_protocol::stream::StreamDecoder` as it arrives and stored in the object cache,
-//!   then `WorkingCopy::apply_root` merges the new tree into the folder;
-//! - push: refuse while `Base::pending` is not empty (pull first), `WorkingCopy::snapshot`,
-//!   `plan_push(objects, base.root, snapshot.root)`, then one `POST .../push` carrying every
-//!   planned frame when they are small, or ([`upload`]) a journal, `POST .../objects` batches
-//!   read on a second thread while the previous one is sent, and `POST .../commits` when they
-//!   are large; a push that finds a journal left by an interrupted one asks `POST .../missing`
-//!   first and sends only what the server lacks. Then `WorkingCopy::set_base` with the
-//!   snapshot's listing and the new version;
-//! - sync (and push after `409 conflict`): pull and merge, then push, at most a few rounds;
-//! - watch ([`watch`]): sync at start, then whenever the project's event stream announces a
-//!   head other than the base, or a status check finds local changes (after file-system
-//!   notifications settle, and every `--interval` seconds in case some were lost).
+//! The network half: [`transport::Remote`] speaks the server's `/v1` API as
+//! `sync_protocol::wire` writes it (routes, bodies, problem documents) with blocking reqwest over
+//! rustls, keep-alive and `TCP_NODELAY`; [`operations`] drives the working copy with it (pull,
+//! push, sync, restore, watch; see there).
 //!
 //! Long transfers report to a [`progress::Progress`] (the binary draws bars on a terminal).
+//! Failures are [`ClientError`] and [`RemoteError`], data the binary words (see [`error`]).
+//!
+//! # Layers
+//!
+//! The modules form layers; a module imports only from layers below its own, never from its
+//! own layer or above, so there is no cycle. The `cairn` binary (`src/bin/cairn/`) sits on top.
+//! `tests/layers.rs` reads every `crate::` path in `src/` and holds the code to this table:
+//!
+//! ```text
+//! layer 3: operations
+//! layer 2: working_copy
+//! layer 1: transport stores
+//! layer 0: error progress timing
+//! ```
+//!
+//! - `operations`: pull, push, sync, restore, watch, change records, batched uploads: the
+//!   working copy driven with what the transport brings.
+//! - `working_copy`: the files of the folder: scanning, status, applying a tree, snapshots,
+//!   and [`WorkingCopy`], which ties them to the state folder.
+//! - `transport`: HTTP. Hands a pull's verified items to its caller; knows nothing of `.cairn/`.
+//! - `stores`: the `.cairn/` files (config, base, stat cache, object cache, lock, push journal,
+//!   atomic writes, their binary codec) and the user's token file. Knows nothing of HTTP.
+//! - `error`, `progress`, `timing`: the error types, the progress sink, `CAIRN_TIMINGS`.
 //!
 //! Working today, tested end to end against the real server (`tests/remote.rs`): `login`,
 //! `projects` (list, create), `clone`, `pull`, `push` (including a large push cut off and
@@ -47,7 +57,7 @@
 //! - `.cairnignore` (gitignore syntax, in any folder, like `.gitignore`) applies to untracked
 //!   paths only: a path in the base stays listed even if a rule matches it.
 //! - A name that is valid only after NFC normalization is listed under its NFC form and written
-//!   back under its on-disk form ([`scan::DiskNames`]); two disk names equal after NFC or case
+//!   back under its on-disk form ([`working_copy::scan::DiskNames`]); two disk names equal after NFC or case
 //!   folding keep the first in byte order and report the other.
 //! - Unreadable files and folders, and files that kept changing while read, are *unsettled*:
 //!   neither listed nor removed, shown by `status` as `?`, never touched by an apply.
@@ -59,9 +69,9 @@
 //!   then replaced, never chmod-ed in place.
 //! - The executable bit is the owner's execute bit; a rewritten file keeps its other
 //!   permission bits.
-//! - `cairn` exit codes: 0 ok, 1 failure, 2 usage, 3 not a working copy, 4 not implemented yet,
-//!   5 authentication (not logged in, token refused, role too low), 6 conflict not resolved,
-//!   7 network (the URL that failed is named).
+//! - `cairn` exit codes (chosen by the binary from the typed errors): 0 ok, 1 failure, 2 usage,
+//!   3 not a working copy, 4 not implemented yet, 5 authentication (not logged in, token
+//!   refused, role too low), 6 conflict not resolved, 7 network (the URL that failed is named).
 //! - Push ids are 32 random hex digits, new for each attempt at a version (a push after a merge
 //!   gets a new one); the same id is sent again only when a network error or a 5xx left the
 //!   outcome unknown, so a retry never commits twice.
@@ -74,23 +84,15 @@
 //! - `restore` asks the server for its head, restores on top of it, then pulls, so local edits
 //!   are merged into the restored tree like any pull.
 
-pub mod apply;
-pub mod atomic;
-mod codec;
-pub mod encode;
 pub mod error;
-pub mod object_cache;
+pub mod operations;
 pub mod progress;
-pub mod records;
-pub mod remote;
-pub mod scan;
-pub mod state;
-pub mod status;
-pub mod sync;
-pub mod upload;
-pub mod user_config;
-pub mod watch;
+pub mod stores;
+pub mod timing;
+pub mod transport;
 pub mod working_copy;
 
-pub use error::ClientError;
+pub use error::{ClientError, RemoteError};
+// The path the test suites' shared helpers (`tests/util.rs`) name the object cache by.
+pub use stores::object_cache;
 pub use working_copy::WorkingCopy;

@@ -1,7 +1,7 @@
 //! Progress of long transfers, reported to whoever shows it.
 //!
-//! The library never prints: [`crate::remote::Remote`] reports every upload and download to the
-//! [`Progress`] it was given ([`crate::remote::Remote::with_progress`]), and the `cairn` binary
+//! The library never prints: `transport::Remote` reports every upload and download to the
+//! [`Progress`] it was given (`Remote::with_progress`), and the `cairn` binary
 //! draws it as a bar on standard error when that is a terminal (and not with `--json`).
 
 use std::fmt::Debug;

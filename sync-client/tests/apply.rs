@@ -6,10 +6,10 @@ use std::os::unix::fs::PermissionsExt;
 
 use proptest::prelude::*;
 use sync_client::ClientError;
-use sync_client::apply::{HeldBackReason, apply_tree};
-use sync_client::scan::clean_paths;
-use sync_client::state::Base;
-use sync_client::status::changed_paths;
+use sync_client::stores::state::Base;
+use sync_client::working_copy::apply::{HeldBackReason, apply_tree};
+use sync_client::working_copy::scan::clean_paths;
+use sync_client::working_copy::status::changed_paths;
 use sync_protocol::merge::{ConflictKind, merge};
 use sync_protocol::tree::{Listing, build_dirs};
 

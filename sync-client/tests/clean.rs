@@ -6,8 +6,8 @@
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 
-use sync_client::scan::{CleanPaths, clean_paths};
-use sync_client::state::Base;
+use sync_client::stores::state::Base;
+use sync_client::working_copy::scan::{CleanPaths, clean_paths};
 use sync_protocol::tree::{Listing, build_dirs};
 
 use crate::util::{TestCopy, age_tree, new_copy, path, remote_tree, write};

@@ -4,9 +4,9 @@ use std::fs;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::time::Duration;
 
-use sync_client::scan::{SkipReason, scan};
-use sync_client::state::StatCache;
-use sync_client::status::ChangeKind;
+use sync_client::stores::state::StatCache;
+use sync_client::working_copy::scan::{SkipReason, scan};
+use sync_client::working_copy::status::ChangeKind;
 use sync_protocol::EntryKind;
 use sync_protocol::tree::FileRef;
 
@@ -160,7 +160,7 @@ fn ignore_rules_do_not_hide_tracked_files() {
     write(&test.root, "logs/old.log", b"x");
     let (found, _) = test.copy.scan().unwrap();
     test.copy
-        .set_base(&sync_client::state::Base {
+        .set_base(&sync_client::stores::state::Base {
             version: Some(1),
             root: sync_protocol::tree::build_dirs(&found.listing)
                 .unwrap()
@@ -274,7 +274,7 @@ fn a_new_case_twin_never_displaces_a_tracked_file() {
     write(&test.root, "readme.md", b"tracked");
     let (found, _) = test.copy.scan().unwrap();
     test.copy
-        .set_base(&sync_client::state::Base {
+        .set_base(&sync_client::stores::state::Base {
             version: Some(1),
             root: sync_protocol::tree::build_dirs(&found.listing)
                 .unwrap()
@@ -377,7 +377,7 @@ fn a_file_that_keeps_changing_is_never_reported_removed() {
     if !found.listing.contains_key(&path("log.txt")) {
         assert!(found.unsettled.contains(&path("log.txt")));
         assert_eq!(found.skipped[0].reason, SkipReason::ChangedWhileReading);
-        let changes = sync_client::status::changes(
+        let changes = sync_client::working_copy::status::changes(
             &[(path("log.txt"), FileRef::empty_dir())]
                 .into_iter()
                 .collect(),
@@ -391,7 +391,7 @@ fn a_file_that_keeps_changing_is_never_reported_removed() {
 #[test]
 fn a_file_past_the_stream_threshold_gets_the_same_ids() {
     let test = new_copy();
-    let size = sync_client::encode::STREAM_THRESHOLD as usize + 300 * 1024 + 5;
+    let size = sync_client::working_copy::scan::STREAM_THRESHOLD as usize + 300 * 1024 + 5;
     let data = noise(size, 21);
     write(&test.root, "fixtures/huge.bin", &data);
     let (found, _) = test.copy.scan().unwrap();

@@ -1,7 +1,7 @@
 //! What the network half builds on: a snapshot's tree is complete in the object cache, and the
 //! protocol's push planner runs over the cache from the base to it.
 
-use sync_client::state::Base;
+use sync_client::stores::state::Base;
 use sync_protocol::plan::plan_push;
 use sync_protocol::tree::flatten;
 

@@ -10,8 +10,16 @@
 //! [`EncodedObject`]: id, kind and zstd frame, ready for an object stream. It hashes chunk bodies
 //! where they lie (no copy) and reuses one zstd context and two scratch buffers across objects,
 //! so the only allocation per object is its final, exactly sized frame.
+//!
+//! A file too large to hold in memory (the format allows 4 GiB) goes through a [`FileEncoder`]
+//! instead ([`ObjectEncoder::start_file`]): sans-IO, it is fed the file's bytes in pieces of any
+//! size, hands out each object as soon as its chunk's end is certain, and keeps at most a
+//! maximum chunk plus the last piece. A FastCDC cut point depends only on the
+//! [`CHUNK_MAX_SIZE`] bytes after the previous one, so a cut is certain once that many bytes
+//! follow it, or the file has ended. `encode_file` is the same encoder fed the whole file at
+//! once, so the two give the same chunks and ids by construction; tests hold them to it.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::ops::Range;
 
 use fastcdc::v2020;
@@ -22,6 +30,7 @@ use crate::limits::{CHUNK_AVG_SIZE, CHUNK_MAX_SIZE, CHUNK_MIN_SIZE, MAX_FILE_SIZ
 use crate::object::{
     EntryKind, FORMAT_VERSION, FileChunk, FileObject, Object, ObjectError, ObjectKind, chunk_id,
 };
+use crate::tree::FileRef;
 
 /// The FastCDC masks for [`CHUNK_AVG_SIZE`] at normalization level 1, as
 /// `fastcdc::v2020::FastCDC::new` derives them: `MASKS[log2(avg) ± 1]`. Computing them here lets
@@ -68,19 +77,7 @@ impl Iterator for ChunkBoundaries<'_> {
             .data
             .get(self.offset..)
             .filter(|rest| !rest.is_empty())?;
-        let (_hash, len) = v2020::cut(
-            rest,
-            CHUNK_MIN_SIZE as usize,
-            CHUNK_AVG_SIZE as usize,
-            CHUNK_MAX_SIZE as usize,
-            MASK_S,
-            MASK_L,
-            MASK_S << 1,
-            MASK_L << 1,
-        );
-        // `cut` always makes progress on non-empty input; guard anyway so a future version of
-        // the crate cannot turn this into an endless loop.
-        let len = len.clamp(1, rest.len());
+        let len = first_cut(rest);
         let start = self.offset;
         self.offset += len;
         Some(start..self.offset)
@@ -92,6 +89,24 @@ impl Iterator for ChunkBoundaries<'_> {
         let high = rest.div_ceil(CHUNK_MIN_SIZE as usize) + usize::from(self.empty_pending);
         (low, Some(high))
     }
+}
+
+/// The length of the first chunk of non-empty `data`, which starts at a cut point. It is the
+/// file's next chunk when `data` holds at least [`CHUNK_MAX_SIZE`] bytes or all that is left.
+fn first_cut(data: &[u8]) -> usize {
+    let (_hash, len) = v2020::cut(
+        data,
+        CHUNK_MIN_SIZE as usize,
+        CHUNK_AVG_SIZE as usize,
+        CHUNK_MAX_SIZE as usize,
+        MASK_S,
+        MASK_L,
+        MASK_S << 1,
+        MASK_L << 1,
+    );
+    // `cut` always makes progress on non-empty input; guard anyway so a future version of the
+    // crate cannot turn this into an endless loop.
+    len.clamp(1, data.len())
 }
 
 /// One object ready to store or send: its id, kind and the zstd frame of its encoding.
@@ -130,8 +145,21 @@ pub struct EncodedFile {
     pub id: ObjectId,
     /// Every distinct object of the file, children first: its chunks in file order (a chunk that
     /// repeats inside the file appears once), then the file object if there is one. This is the
-    /// order an upload must respect.
+    /// order an upload must respect. From [`FileEncoder::finish`]: those not yet taken with
+    /// [`FileEncoder::next_object`].
     pub objects: Vec<EncodedObject>,
+}
+
+impl EncodedFile {
+    /// The file's entry in a listing.
+    pub fn file_ref(&self) -> FileRef {
+        FileRef {
+            kind: self.kind,
+            target: self.target,
+            size: self.size,
+            id: self.id,
+        }
+    }
 }
 
 /// The client's encode pipeline, holding what it reuses from one object to the next: a zstd
@@ -181,50 +209,31 @@ impl ObjectEncoder {
         if data.len() as u64 > MAX_FILE_SIZE {
             return Err(ObjectError::FileTooLarge(data.len() as u64));
         }
-        let kind = if executable {
-            EntryKind::Executable
-        } else {
-            EntryKind::File
-        };
-        let boundaries = chunk_boundaries(data);
-        let mut chunks = Vec::with_capacity(boundaries.size_hint().0);
-        let mut objects = Vec::with_capacity(boundaries.size_hint().0 + 1);
-        // Chunks repeated inside one file (runs of zeros, copied blocks) are compressed and
-        // listed once.
-        let mut seen = HashSet::new();
-        for range in boundaries {
-            let body = &data[range];
-            let id = chunk_id(body);
-            chunks.push(FileChunk {
-                id,
-                // A chunk is at most CHUNK_MAX_SIZE bytes, so its length fits.
-                len: body.len() as u32,
-            });
-            if seen.insert(id) {
-                objects.push(self.compress_chunk(id, body));
-            }
+        let mut file = self.start_file(executable);
+        file.reserve(data.len());
+        // The whole file is at hand: every cut is certain, and the chunks are hashed and
+        // compressed where they lie.
+        file.size = data.len() as u64;
+        file.cut(data, true);
+        file.finish()
+    }
+
+    /// A [`FileEncoder`] for one file, fed in pieces; it uses this encoder's zstd context and
+    /// buffers until it is finished.
+    pub fn start_file(&mut self, executable: bool) -> FileEncoder<'_> {
+        FileEncoder {
+            encoder: self,
+            kind: if executable {
+                EntryKind::Executable
+            } else {
+                EntryKind::File
+            },
+            pending: Vec::new(),
+            chunks: Vec::new(),
+            seen: HashSet::new(),
+            ready: VecDeque::new(),
+            size: 0,
         }
-        let size = data.len() as u64;
-        if let [only] = chunks.as_slice() {
-            return Ok(EncodedFile {
-                kind,
-                target: ObjectKind::Chunk,
-                size,
-                id: only.id,
-                objects,
-            });
-        }
-        let file = Object::File(FileObject::new(chunks)?);
-        let file_object = self.encode_object(&file);
-        let id = file_object.id;
-        objects.push(file_object);
-        Ok(EncodedFile {
-            kind,
-            target: ObjectKind::File,
-            size,
-            id,
-            objects,
-        })
     }
 
     /// Hashes and compresses any object (a dir, typically; files go through
@@ -272,6 +281,144 @@ impl ObjectEncoder {
             kind,
             frame: self.frame.as_slice().to_vec(),
             encoded_len: encoded.len(),
+        }
+    }
+}
+
+/// One file encoded as its bytes come in, without I/O: [`FileEncoder::feed`] the file's bytes
+/// in order (pieces of any size), take the objects ready so far with
+/// [`FileEncoder::next_object`] whenever convenient, and [`FileEncoder::finish`] at the end of
+/// the file for its entry and the objects not yet taken.
+///
+/// The objects are those of [`ObjectEncoder::encode_file`] on the whole file, in the same order
+/// (each distinct chunk once, in file order, then the file object if there is one), whatever
+/// the pieces: a chunk is cut only once [`CHUNK_MAX_SIZE`] bytes follow its start, or at the
+/// end. It holds the bytes after the last certain cut (less than a maximum chunk, plus the
+/// piece being fed) and the file's chunk list, never the file.
+pub struct FileEncoder<'a> {
+    encoder: &'a mut ObjectEncoder,
+    kind: EntryKind,
+    /// Bytes fed but not cut yet; they start at a cut point.
+    pending: Vec<u8>,
+    chunks: Vec<FileChunk>,
+    /// Chunks already encoded: one repeated inside the file is compressed and handed out once.
+    seen: HashSet<ObjectId>,
+    /// Encoded objects not taken yet.
+    ready: VecDeque<EncodedObject>,
+    /// Bytes fed so far.
+    size: u64,
+}
+
+impl std::fmt::Debug for FileEncoder<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileEncoder")
+            .field("kind", &self.kind)
+            .field("size", &self.size)
+            .field("pending", &self.pending.len())
+            .field("chunks", &self.chunks.len())
+            .field("ready", &self.ready.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl FileEncoder<'_> {
+    /// Feeds the next bytes of the file, encoding every chunk whose end is now certain. Fails
+    /// once the file passes [`MAX_FILE_SIZE`].
+    pub fn feed(&mut self, bytes: &[u8]) -> Result<(), ObjectError> {
+        self.size += bytes.len() as u64;
+        if self.size > MAX_FILE_SIZE {
+            return Err(ObjectError::FileTooLarge(self.size));
+        }
+        if self.pending.is_empty() {
+            // Cut straight from the caller's bytes; only the uncertain tail is copied.
+            let used = self.cut(bytes, false);
+            self.pending.extend_from_slice(&bytes[used..]);
+        } else {
+            let mut pending = std::mem::take(&mut self.pending);
+            pending.extend_from_slice(bytes);
+            let used = self.cut(&pending, false);
+            pending.drain(..used);
+            self.pending = pending;
+        }
+        Ok(())
+    }
+
+    /// The next encoded object, in upload order (children first), once it is ready.
+    pub fn next_object(&mut self) -> Option<EncodedObject> {
+        self.ready.pop_front()
+    }
+
+    /// Ends the file: cuts what is left, adds the file object when there is more than one
+    /// chunk, and returns the file's entry with every object not taken yet.
+    pub fn finish(mut self) -> Result<EncodedFile, ObjectError> {
+        let pending = std::mem::take(&mut self.pending);
+        self.cut(&pending, true);
+        let size = self.size;
+        let kind = self.kind;
+        if let [only] = self.chunks.as_slice() {
+            return Ok(EncodedFile {
+                kind,
+                target: ObjectKind::Chunk,
+                size,
+                id: only.id,
+                objects: self.ready.into(),
+            });
+        }
+        let file = Object::File(FileObject::new(self.chunks)?);
+        let file_object = self.encoder.encode_object(&file);
+        let id = file_object.id;
+        let mut objects: Vec<EncodedObject> = self.ready.into();
+        objects.push(file_object);
+        Ok(EncodedFile {
+            kind,
+            target: ObjectKind::File,
+            size,
+            id,
+            objects,
+        })
+    }
+
+    /// Room for the chunks and objects of a file of `len` bytes (the fewest it can have).
+    fn reserve(&mut self, len: usize) {
+        let chunks = len.div_ceil(CHUNK_MAX_SIZE as usize).max(1);
+        self.chunks.reserve(chunks);
+        self.ready.reserve(chunks + 1);
+    }
+
+    /// Encodes the chunks at the start of `data` (which starts at a cut point) whose ends are
+    /// certain: all of them when `at_end`, else each with at least [`CHUNK_MAX_SIZE`] bytes from
+    /// its start on. Returns how many bytes of `data` they cover.
+    fn cut(&mut self, data: &[u8], at_end: bool) -> usize {
+        if at_end && data.is_empty() && self.chunks.is_empty() {
+            // An empty file is one empty chunk.
+            self.add_chunk(&[]);
+            return 0;
+        }
+        let mut offset = 0;
+        while offset < data.len() {
+            let rest = &data[offset..];
+            if !at_end && rest.len() < CHUNK_MAX_SIZE as usize {
+                break;
+            }
+            let len = first_cut(rest);
+            self.add_chunk(&rest[..len]);
+            offset += len;
+        }
+        offset
+    }
+
+    fn add_chunk(&mut self, body: &[u8]) {
+        let id = chunk_id(body);
+        self.chunks.push(FileChunk {
+            id,
+            // A chunk is at most CHUNK_MAX_SIZE bytes, so its length fits.
+            len: body.len() as u32,
+        });
+        // Chunks repeated inside one file (runs of zeros, copied blocks) are compressed and
+        // handed out once.
+        if self.seen.insert(id) {
+            let object = self.encoder.compress_chunk(id, body);
+            self.ready.push_back(object);
         }
     }
 }
@@ -403,6 +550,54 @@ mod tests {
         // One distinct chunk, then the file object listing it four times.
         assert_eq!(file.objects.len(), 2);
         check_encoded(&file, &zeros);
+    }
+
+    /// Feeds `data` to a [`FileEncoder`] in pieces of `step` bytes, taking the objects as they
+    /// come, and checks the result is [`ObjectEncoder::encode_file`]'s: same entry, same objects
+    /// in the same order.
+    fn check_fed_in_pieces(data: &[u8], step: usize) {
+        let mut encoder = ObjectEncoder::new();
+        let whole = encoder.encode_file(data, true).unwrap();
+        let mut file = encoder.start_file(true);
+        let mut streamed = Vec::new();
+        for piece in data.chunks(step) {
+            file.feed(piece).unwrap();
+            // Never more than a maximum chunk plus the piece is held back.
+            assert!(file.pending.len() < CHUNK_MAX_SIZE as usize + step);
+            streamed.extend(std::iter::from_fn(|| file.next_object()));
+        }
+        let finished = file.finish().unwrap();
+        streamed.extend(finished.objects.iter().cloned());
+        assert_eq!(finished.file_ref(), whole.file_ref());
+        assert_eq!(streamed, whole.objects);
+    }
+
+    #[test]
+    fn streaming_matches_the_whole_buffer_pipeline() {
+        let random = noise(3 * 1024 * 1024 + 17, 9);
+        check_fed_in_pieces(&random, 1 << 20);
+        check_fed_in_pieces(&random, 4099);
+        // Repeated content: duplicate chunks and long runs cut at the maximum.
+        let mut repeated = noise(300 * 1024, 1).repeat(4);
+        repeated.extend(vec![0u8; 900 * 1024]);
+        check_fed_in_pieces(&repeated, 65536);
+        // Small inputs, down to empty, take the same path correctly too.
+        check_fed_in_pieces(&noise(100, 2), 7);
+        check_fed_in_pieces(&noise(CHUNK_MAX_SIZE as usize, 3), 1 << 20);
+        check_fed_in_pieces(b"", 10);
+    }
+
+    #[test]
+    fn a_stream_past_the_file_size_limit_fails() {
+        let mut encoder = ObjectEncoder::new();
+        let mut file = encoder.start_file(false);
+        file.feed(b"abc").unwrap();
+        // As if 4 GiB had been fed (feeding them takes too long for a unit test).
+        file.size = MAX_FILE_SIZE;
+        assert_eq!(
+            file.feed(b"x"),
+            Err(ObjectError::FileTooLarge(MAX_FILE_SIZE + 1))
+        );
     }
 
     #[test]

@@ -596,8 +596,9 @@ where
 }
 
 /// Whether `listing` has a path strictly under `dir`. Paths under `dir` all start with `dir/`,
-/// so the first key from `dir/` on is one of them if any is.
-fn has_descendant(listing: &Listing, dir: &Path) -> bool {
+/// so the first key from `dir/` on is one of them if any is: one lookup, however many siblings
+/// share `dir`'s name as a prefix.
+pub fn has_descendant(listing: &Listing, dir: &Path) -> bool {
     let start = Path(format!("{}/", dir.0));
     listing
         .range(start..)

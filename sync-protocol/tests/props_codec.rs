@@ -264,6 +264,57 @@ const MAX_CHANGED_CHUNKS: usize = 3;
 
 /// The chunks of the base data with `inserted` put at `at`, each with whether it is new (not a
 /// chunk of the base data), in order.
+/// The entry id of `data` computed the plain way: FastCDC's ranges over the whole buffer, a
+/// chunk id each, and a file object over them when there is more than one.
+fn reference_id(data: &[u8]) -> ObjectId {
+    let chunks: Vec<FileChunk> = chunk_boundaries(data)
+        .map(|range| FileChunk {
+            id: sync_protocol::chunk_id(&data[range.clone()]),
+            len: range.len() as u32,
+        })
+        .collect();
+    match chunks.as_slice() {
+        [only] => only.id,
+        _ => Object::File(FileObject::new(chunks).unwrap()).id(),
+    }
+}
+
+proptest! {
+    // Each case chunks, hashes and compresses up to a megabyte twice.
+    #![proptest_config(ProptestConfig { cases: 24, ..config() })]
+
+    /// The streaming encoder, fed a file in arbitrary pieces, gives exactly the objects of the
+    /// whole-buffer encoder, and both give the id of FastCDC's chunks of the whole file.
+    #[test]
+    fn a_file_fed_in_pieces_encodes_as_a_whole(
+        len in 0..(3 * CHUNK_MAX_SIZE as usize),
+        zeros in 0..(2 * CHUNK_MAX_SIZE as usize),
+        cuts in prop::collection::vec(any::<usize>(), 0..8),
+        executable in any::<bool>(),
+    ) {
+        // Noise, then a run of zeros: cut points, cuts at the maximum and repeated chunks.
+        let mut data = noise(len, 5);
+        data.resize(len + zeros, 0);
+        let mut encoder = ObjectEncoder::new();
+        let whole = encoder.encode_file(&data, executable).unwrap();
+        prop_assert_eq!(whole.id, reference_id(&data));
+        let mut cuts: Vec<usize> = cuts.iter().map(|cut| cut % (data.len() + 1)).collect();
+        cuts.sort_unstable();
+        let mut file = encoder.start_file(executable);
+        let mut objects = Vec::new();
+        let mut start = 0;
+        for end in cuts.into_iter().chain([data.len()]) {
+            file.feed(&data[start..end]).unwrap();
+            start = end;
+            objects.extend(std::iter::from_fn(|| file.next_object()));
+        }
+        let fed = file.finish().unwrap();
+        prop_assert_eq!(fed.file_ref(), whole.file_ref());
+        objects.extend(fed.objects);
+        prop_assert_eq!(objects, whole.objects);
+    }
+}
+
 fn changed_chunks(at: usize, inserted: &[u8]) -> Vec<(std::ops::Range<usize>, bool)> {
     let (data, old_ids) = base_data();
     let mut edited = Vec::with_capacity(data.len() + inserted.len());

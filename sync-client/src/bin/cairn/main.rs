@@ -1,9 +1,10 @@
 //! `cairn`: the Cairn command-line client.
 //!
 //! `init` and `status` work on the local working copy; `login`, `projects`, `clone`, `pull`,
-//! `push`, `sync`, `watch`, `log` and `restore` talk to the server (`sync_client::remote`,
-//! `sync_client::sync`, `sync_client::watch`). `network.rs` holds the commands that need no
-//! working copy, `output.rs` what every command prints (text, or JSON with `--json`).
+//! `push`, `sync`, `watch`, `log` and `restore` talk to the server (`sync_client::transport`,
+//! `sync_client::operations`). `network.rs` holds the commands that need no working copy,
+//! `output.rs` what every command prints (text, or JSON with `--json`), `errors.rs` how every
+//! failure reads and which exit code it gets.
 
 use std::path::{Path as FsPath, PathBuf};
 use std::process::ExitCode;
@@ -12,34 +13,20 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use serde_json::json;
-use sync_client::ClientError;
-use sync_client::remote::RemoteError;
-use sync_client::watch::WatchOptions;
+use sync_client::operations::watch::WatchOptions;
 use sync_client::working_copy::{WorkingCopy, WorkingCopyConfig};
 
+mod errors;
 mod network;
 mod output;
 mod progress;
+
+use errors::EXIT_USAGE;
 
 use network::{clone, log, login, open_copy, projects};
 use output::{
     print_json, print_pull, print_pull_text, print_sync, print_watch_event, pull_json, status,
 };
-
-/// Exit code: the command failed (I/O error, damaged `.cairn/` state, bad configuration).
-const EXIT_FAILURE: u8 = 1;
-/// Exit code: the command line is invalid (clap's own code).
-const EXIT_USAGE: u8 = 2;
-/// Exit code: the folder is not inside a working copy.
-const EXIT_NOT_A_WORKING_COPY: u8 = 3;
-// Exit code 4 meant "not implemented yet"; no command answers it today, and it stays reserved
-// so that scripts written against earlier builds keep their meaning.
-/// Exit code: not logged in, the token was refused, or the role is too low.
-const EXIT_AUTH: u8 = 5;
-/// Exit code: the project moved on and the push or restore could not be brought up to date.
-const EXIT_CONFLICT: u8 = 6;
-/// Exit code: the server could not be reached or the connection broke.
-const EXIT_NETWORK: u8 = 7;
 
 /// Rounds of pull, merge and push before `sync` (or a conflicted `push`) gives up.
 const SYNC_ROUNDS: u32 = 5;
@@ -162,7 +149,7 @@ enum Command {
     Log {
         /// Show at most N versions.
         #[arg(short = 'n', long, value_name = "N", default_value_t = 20)]
-        limit: u64,
+        limit: u32,
     },
     /// Make an old version the latest one, as a new version, then pull it here.
     Restore {
@@ -190,28 +177,12 @@ fn main() -> ExitCode {
             return ExitCode::from(if error.use_stderr() { EXIT_USAGE } else { 0 });
         }
     };
-    match sync_client::working_copy::timed("run", || run(cli)) {
+    match sync_client::timing::timed("run", || run(cli)) {
         Ok(code) => ExitCode::from(code),
         Err(error) => {
-            eprintln!("cairn: error: {error:#}");
-            ExitCode::from(exit_code(&error))
+            eprintln!("cairn: error: {}", errors::message(&error));
+            ExitCode::from(errors::exit_code(&error))
         }
-    }
-}
-
-fn exit_code(error: &anyhow::Error) -> u8 {
-    let remote = match error.downcast_ref::<ClientError>() {
-        Some(ClientError::NotAWorkingCopy { .. }) => return EXIT_NOT_A_WORKING_COPY,
-        Some(ClientError::NotConverged { .. }) => return EXIT_CONFLICT,
-        Some(ClientError::Remote(remote)) => Some(remote),
-        _ => error.downcast_ref::<RemoteError>(),
-    };
-    match remote {
-        Some(RemoteError::Unauthorized { .. }) => EXIT_AUTH,
-        Some(RemoteError::Problem { status: 403, .. }) => EXIT_AUTH,
-        Some(RemoteError::Conflict { .. }) => EXIT_CONFLICT,
-        Some(RemoteError::Network { .. }) => EXIT_NETWORK,
-        _ => EXIT_FAILURE,
     }
 }
 
@@ -260,19 +231,21 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         } => clone(&start, server, &project, dir, json),
         Command::Pull => {
             let (copy, remote) = open_copy(&start, json)?;
-            let outcome = sync_client::sync::pull(&copy, &remote)?;
+            let outcome = sync_client::operations::pull(&copy, &remote)?;
             print_pull(&outcome, json)?;
             Ok(0)
         }
         Command::Push { message } => {
             let (copy, remote) = open_copy(&start, json)?;
-            let outcome = sync_client::sync::push(&copy, &remote, message.as_deref(), SYNC_ROUNDS)?;
+            let outcome =
+                sync_client::operations::push(&copy, &remote, message.as_deref(), SYNC_ROUNDS)?;
             print_sync(&outcome, json)?;
             Ok(0)
         }
         Command::Sync { message } => {
             let (copy, remote) = open_copy(&start, json)?;
-            let outcome = sync_client::sync::sync(&copy, &remote, message.as_deref(), SYNC_ROUNDS)?;
+            let outcome =
+                sync_client::operations::sync(&copy, &remote, message.as_deref(), SYNC_ROUNDS)?;
             print_sync(&outcome, json)?;
             Ok(0)
         }
@@ -283,9 +256,13 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Restore { version } => {
             let (copy, remote) = open_copy(&start, json)?;
-            let committed =
-                sync_client::sync::restore(&remote, &copy.config().project, version, SYNC_ROUNDS)?;
-            let pulled = sync_client::sync::pull(&copy, &remote)?;
+            let committed = sync_client::operations::restore(
+                &remote,
+                &copy.config().project,
+                version,
+                SYNC_ROUNDS,
+            )?;
+            let pulled = sync_client::operations::pull(&copy, &remote)?;
             if json {
                 print_json(&json!({
                     "restored": version,
@@ -308,7 +285,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 interval: Duration::from_secs(interval.max(1)),
                 rounds: SYNC_ROUNDS,
             };
-            sync_client::watch::watch(&copy, &remote, options, |event| {
+            sync_client::operations::watch::watch(&copy, &remote, options, |event| {
                 print_watch_event(&event, json);
                 true
             })?;

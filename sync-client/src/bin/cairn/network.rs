@@ -7,10 +7,12 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use serde_json::json;
-use sync_client::remote::Remote;
-use sync_client::sync::PullOutcome;
-use sync_client::user_config::{self, ServerCredentials};
-use sync_client::working_copy::{WorkingCopy, WorkingCopyConfig, timed};
+use sync_client::operations::PullOutcome;
+use sync_client::stores::user_config::{self, ServerCredentials};
+use sync_client::timing::timed;
+use sync_client::transport::Remote;
+use sync_client::working_copy::{WorkingCopy, WorkingCopyConfig};
+use sync_protocol::wire::{HistoryQuery, LogIn};
 
 use crate::output::{print_json, pull_json};
 use crate::progress::Bars;
@@ -103,7 +105,11 @@ pub(crate) fn login(
         "cairn on {}",
         std::env::var("HOSTNAME").unwrap_or_else(|_| "this computer".to_owned())
     );
-    let session = remote.log_in(&user, &password, &label)?;
+    let session = remote.log_in(&LogIn {
+        login: user,
+        password,
+        label: Some(label),
+    })?;
     let path = user_config::config_path()?;
     let mut config = user_config::load(&path)?.unwrap_or_default();
     config.servers.insert(
@@ -116,7 +122,11 @@ pub(crate) fn login(
     config.default_server = Some(server.clone());
     user_config::save(&path, &config)?;
     if json {
-        print_json(&json!({"server": server, "account": session.account}))?;
+        let account = &session.account;
+        print_json(&json!({
+            "server": server,
+            "account": {"id": account.id, "name": account.name, "email": account.email},
+        }))?;
     } else {
         println!(
             "Logged in to {server} as {}; the token is saved in {}.",
@@ -225,7 +235,7 @@ pub(crate) fn clone(
     }
     let cloned = (|| -> anyhow::Result<(WorkingCopy, PullOutcome)> {
         let copy = WorkingCopy::init(&root, WorkingCopyConfig::new(&server, &found.id)?)?;
-        let pulled = sync_client::sync::pull(&copy, &remote)?;
+        let pulled = sync_client::operations::pull(&copy, &remote)?;
         Ok((copy, pulled))
     })();
     let (copy, pulled) = match cloned {
@@ -263,10 +273,14 @@ pub(crate) fn clone(
 pub(crate) fn log(
     copy: &WorkingCopy,
     remote: &Remote,
-    limit: u64,
+    limit: u32,
     json: bool,
 ) -> anyhow::Result<()> {
-    let versions = remote.versions(&copy.config().project, limit)?;
+    let query = HistoryQuery {
+        before: None,
+        limit: Some(limit),
+    };
+    let versions = remote.versions(&copy.config().project, &query)?;
     if json {
         return print_json(&json!({"versions": versions}));
     }

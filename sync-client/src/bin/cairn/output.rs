@@ -2,12 +2,13 @@
 
 use serde::Serialize;
 use serde_json::json;
-use sync_client::apply::{ApplyReport, ConflictSummary, HeldBackReason, summary};
-use sync_client::scan::Skipped;
-use sync_client::status::PathChange;
-use sync_client::sync::{PullOutcome, PushOutcome, SyncOutcome};
-use sync_client::watch::WatchEvent;
-use sync_client::working_copy::{WorkingCopy, free_in_background};
+use sync_client::operations::watch::WatchEvent;
+use sync_client::operations::{PullOutcome, PushOutcome, SyncOutcome};
+use sync_client::timing::free_in_background;
+use sync_client::working_copy::WorkingCopy;
+use sync_client::working_copy::apply::{ApplyReport, ConflictSummary, HeldBackReason, summary};
+use sync_client::working_copy::scan::Skipped;
+use sync_client::working_copy::status::PathChange;
 
 pub(crate) fn print_json(value: &impl Serialize) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
@@ -230,7 +231,10 @@ pub(crate) fn print_watch_event(event: &WatchEvent<'_>, json: bool) {
             }
         }
         WatchEvent::Failed(error) => {
-            eprintln!("cairn watch: the sync failed: {error}; trying again later");
+            eprintln!(
+                "cairn watch: the sync failed: {}; trying again later",
+                crate::errors::client_message(error)
+            );
         }
     }
     let _ = std::io::Write::flush(&mut std::io::stdout());

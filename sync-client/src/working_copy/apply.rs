@@ -33,11 +33,13 @@ use sync_protocol::merge::{Conflict, ConflictKind, merge};
 use sync_protocol::tree::{FileRef, Listing, Path};
 use sync_protocol::{EntryKind, Object, ObjectId, ObjectKind};
 
-use crate::atomic::{Durability, Mode, Replace, is_already_exists, sync_dir, write_atomic_with};
+use super::scan::{CleanPaths, Scan};
 use crate::error::{ClientError, io_error};
-use crate::object_cache::ObjectCache;
-use crate::scan::{CleanPaths, Scan};
-use crate::state::{Mtime, StatEntry};
+use crate::stores::atomic::{
+    Durability, Mode, Replace, is_already_exists, sync_dir, write_atomic_with,
+};
+use crate::stores::object_cache::ObjectCache;
+use crate::stores::state::{Mtime, StatEntry};
 
 /// Why a path was left as it is on disk rather than brought to the merged tree.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -61,7 +63,7 @@ pub enum HeldBackReason {
 /// A path the apply left alone, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct HeldBack {
-    #[serde(serialize_with = "crate::apply::serialize_path")]
+    #[serde(serialize_with = "serialize_path")]
     pub path: Path,
     pub reason: HeldBackReason,
 }
@@ -146,7 +148,7 @@ pub fn apply_tree(
     Ok(report)
 }
 
-/// [`apply_tree`] for a working copy that `crate::scan::clean_paths` found exactly as the base
+/// [`apply_tree`] for a working copy that `super::scan::clean_paths` found exactly as the base
 /// at every path where `theirs` differs from it (`clean.changed`): the merge is `theirs`, and
 /// only those paths and the folders above them are looked at, so a one-file pull into 10,000
 /// files costs one file's work.
@@ -207,7 +209,7 @@ fn dirs_in_scope(listing: &Listing, scope: Option<&[Path]>) -> BTreeSet<Path> {
         .into_iter()
         .filter(|dir| {
             listing.get(dir).is_some_and(FileRef::is_dir)
-                || crate::status::has_descendant(listing, dir)
+                || sync_protocol::tree::has_descendant(listing, dir)
         })
         .collect()
 }

@@ -23,12 +23,13 @@ use sync_protocol::chunking::ObjectEncoder;
 use sync_protocol::tree::{Listing, Path};
 
 use super::read::{AtomicCounters, Candidate, ReadOutcome, read_and_store};
-use super::{META_DIR, Scan, clash_key, entry_kind};
-use crate::atomic::is_temp_name;
+use super::{Scan, clash_key, entry_kind};
 use crate::error::ClientError;
-use crate::object_cache::ObjectCache;
-use crate::state::StatCache;
-use crate::status::changed_paths;
+use crate::stores::META_DIR;
+use crate::stores::atomic::is_temp_name;
+use crate::stores::object_cache::ObjectCache;
+use crate::stores::state::StatCache;
+use crate::working_copy::status::changed_paths;
 
 /// What `lstat` found at a path.
 #[derive(Clone, Copy, PartialEq, Eq)]

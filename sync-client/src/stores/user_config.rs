@@ -22,7 +22,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::atomic::{Mode, Replace, write_atomic};
+use super::atomic::Mode;
+use super::config::write_toml;
 use crate::error::{ClientError, io_error};
 
 /// The environment variable naming the config file directly.
@@ -117,17 +118,7 @@ pub fn save(path: &Path, config: &UserConfig) -> Result<(), ClientError> {
             .create(parent)
             .map_err(io_error("create folder", parent))?;
     }
-    let text = toml::to_string(config).map_err(|error| ClientError::Config {
-        path: path.to_path_buf(),
-        detail: error.to_string(),
-    })?;
-    write_atomic(
-        path,
-        text.as_bytes(),
-        Mode::Exact(0o600),
-        Replace::Overwrite,
-    )?;
-    Ok(())
+    write_toml(path, config, Mode::Exact(0o600))
 }
 
 #[cfg(test)]

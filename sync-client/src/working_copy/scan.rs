@@ -27,6 +27,7 @@ use std::sync::Arc;
 mod clean;
 mod read;
 pub use clean::{CleanPaths, clean_paths};
+pub use read::STREAM_THRESHOLD;
 use read::{AtomicCounters, Candidate, FileRead, ReadOutcome, read_and_store};
 use std::sync::atomic::Ordering;
 
@@ -39,13 +40,12 @@ use sync_protocol::name::fold_key;
 use sync_protocol::tree::{FileRef, Listing, Path, PathError};
 use sync_protocol::{EntryKind, Name, NameError, ObjectId};
 
-use crate::atomic::is_temp_name;
 use crate::error::ClientError;
-use crate::object_cache::ObjectCache;
-use crate::state::{Mtime, StatCache, StatEntry};
+use crate::stores::META_DIR;
+use crate::stores::atomic::is_temp_name;
+use crate::stores::object_cache::ObjectCache;
+use crate::stores::state::{Mtime, StatCache, StatEntry};
 
-/// The folder that holds a working copy's state.
-pub const META_DIR: &str = ".cairn";
 /// The name of ignore files, in gitignore syntax.
 pub const IGNORE_FILE: &str = ".cairnignore";
 /// How many times a file that changes while being read is read again before it is reported.
@@ -206,18 +206,6 @@ impl Scan {
     }
 }
 
-/// The file system's idea of "now", read from the mtime of a file touched for the purpose, so a
-/// skewed clock on a network file system cannot make a racy entry look old. Falls back to the
-/// local clock less two seconds (the coarsest mtime granularity in use) when it cannot write.
-pub fn file_system_clock(clock_file: &FsPath) -> Mtime {
-    let touched = fs::write(clock_file, b"").and_then(|()| fs::metadata(clock_file));
-    match touched {
-        Ok(metadata) => Mtime::of(&metadata),
-        Err(_) => Mtime::from_system_time(std::time::SystemTime::now())
-            .minus(std::time::Duration::from_secs(2)),
-    }
-}
-
 /// Scans `root` (which holds `.cairn/`). `tracked` is the base listing: ignore rules do not
 /// apply to its paths.
 pub fn scan(
@@ -232,7 +220,7 @@ pub fn scan(
     };
     let mut found = Found::default();
     let root_matchers = Vec::new();
-    crate::working_copy::timed("walk", || {
+    crate::timing::timed("walk", || {
         walker.walk_dir(&mut found, root, PathBuf::new(), None, &root_matchers)
     })?;
     let to_read = found.take_to_read();
@@ -649,7 +637,7 @@ impl Walker<'_> {
         else {
             return false;
         };
-        self.tracked.contains_key(&path) || crate::status::has_descendant(self.tracked, &path)
+        self.tracked.contains_key(&path) || sync_protocol::tree::has_descendant(self.tracked, &path)
     }
 }
 

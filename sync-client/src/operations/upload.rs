@@ -14,85 +14,22 @@
 //!   and root, its push id is reused, so a push whose commit did land but whose answer was
 //!   lost is answered with that version instead of committing twice.
 
-use std::path::PathBuf;
 use std::sync::mpsc;
 
-use serde::{Deserialize, Serialize};
 use sync_protocol::ObjectId;
 use sync_protocol::negotiate::{NegotiateError, negotiate};
-use sync_protocol::stream::StreamEncoder;
+use sync_protocol::stream::{StreamEncoder, StreamError};
+use sync_protocol::wire::Committed;
 
-use crate::atomic::{Mode, Replace, write_atomic};
-use crate::error::{ClientError, io_error};
-use crate::object_cache::ObjectCache;
+use crate::error::ClientError;
 use crate::progress::{Totals, Transfer};
-use crate::remote::{Committed, Remote};
-use crate::scan::META_DIR;
-use crate::working_copy::WorkingCopy;
+use crate::stores::object_cache::ObjectCache;
+use crate::transport::Remote;
 
 /// Pushes whose frames add up to at most this go as one request.
 pub const SINGLE_REQUEST_BYTES: u64 = 8 << 20;
 /// The most bytes of frames in one upload batch (a single larger object goes alone).
 pub const BATCH_BYTES: u64 = 4 << 20;
-
-/// `.cairn/push-journal`: a push whose objects may be partly on the server.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PushJournal {
-    pub push_id: String,
-    pub base_version: u64,
-    pub root: String,
-}
-
-impl PushJournal {
-    fn path(copy: &WorkingCopy) -> PathBuf {
-        copy.root().join(META_DIR).join("push-journal")
-    }
-
-    /// The journal of an unfinished push, if any. A damaged journal is treated as present
-    /// (resume by asking the server) with no push id to reuse.
-    pub fn load(copy: &WorkingCopy) -> Result<Option<Self>, ClientError> {
-        let path = Self::path(copy);
-        match std::fs::read(&path) {
-            Ok(bytes) => Ok(Some(serde_json::from_slice(&bytes).unwrap_or(Self {
-                push_id: String::new(),
-                base_version: u64::MAX,
-                root: String::new(),
-            }))),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(error) => Err(ClientError::io("read", path, error)),
-        }
-    }
-
-    pub fn save(&self, copy: &WorkingCopy) -> Result<(), ClientError> {
-        let bytes =
-            serde_json::to_vec_pretty(self).map_err(|error| ClientError::InvalidObject {
-                what: "the push journal".to_owned(),
-                detail: error.to_string(),
-            })?;
-        write_atomic(
-            &Self::path(copy),
-            &bytes,
-            Mode::Umask(0o644),
-            Replace::Overwrite,
-        )?;
-        Ok(())
-    }
-
-    pub fn remove(copy: &WorkingCopy) -> Result<(), ClientError> {
-        let path = Self::path(copy);
-        match std::fs::remove_file(&path) {
-            Ok(()) => Ok(()),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(error) => Err(io_error("remove", path)(error)),
-        }
-    }
-
-    /// True when this journal is for exactly this push, so its push id may be sent again.
-    pub fn is_for(&self, base_version: u64, root: &ObjectId) -> bool {
-        self.base_version == base_version && self.root == root.to_hex() && !self.push_id.is_empty()
-    }
-}
 
 /// One stream of frames ready to send.
 #[derive(Debug)]
@@ -116,7 +53,7 @@ pub fn single_stream(
         }
         encoder
             .push(kind, id, &frame)
-            .map_err(|error| stream_error(id, &error))?;
+            .map_err(|source| stream_error(id, source))?;
     }
     let objects = encoder.frame_count();
     Ok(Some(Batch {
@@ -125,10 +62,10 @@ pub fn single_stream(
     }))
 }
 
-fn stream_error(id: &ObjectId, error: &dyn std::fmt::Display) -> ClientError {
-    ClientError::InvalidObject {
-        what: format!("the push stream (object {id})"),
-        detail: error.to_string(),
+fn stream_error(id: &ObjectId, source: StreamError) -> ClientError {
+    ClientError::PushStream {
+        object: Some(*id),
+        source: Box::new(source),
     }
 }
 
@@ -143,10 +80,7 @@ pub fn negotiate_missing(
         .map(sync_protocol::negotiate::Negotiated::into_upload_order)
         .map_err(|error| match error {
             NegotiateError::Ask(remote) => remote.into(),
-            NegotiateError::Answer(answer) => ClientError::InvalidObject {
-                what: "the resume negotiation".to_owned(),
-                detail: answer.to_string(),
-            },
+            NegotiateError::Answer(answer) => ClientError::Negotiation(answer),
         })
 }
 
@@ -211,7 +145,7 @@ fn read_batches(
         }
         encoder
             .push(kind, id, &frame)
-            .map_err(|error| stream_error(id, &error))?;
+            .map_err(|source| stream_error(id, source))?;
     }
     if encoder.frame_count() > 0 {
         let objects = encoder.frame_count();
@@ -223,7 +157,7 @@ fn read_batches(
     Ok(())
 }
 
-/// What [`crate::sync::push_once`] sent.
+/// What [`super::push_once`] sent.
 #[derive(Debug, Clone, Copy)]
 pub struct Sent {
     pub committed: Committed,

@@ -1,4 +1,4 @@
-//! `cairn watch`: [`crate::sync::sync`] whenever the folder changes or the server announces a
+//! `cairn watch`: [`super::sync()`] whenever the folder changes or the server announces a
 //! new head.
 //!
 //! - The server side: a thread reads the project's event stream ([`Remote::events`]) and
@@ -16,13 +16,15 @@ use std::path::Path as FsPath;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::atomic::is_temp_name;
-use crate::error::ClientError;
-use crate::remote::{Head, Remote, RemoteError};
-use crate::scan::META_DIR;
-use crate::status::ChangeKind;
-use crate::sync::{SyncOutcome, sync};
+use sync_protocol::wire::Head;
+
+use super::{SyncOutcome, sync};
+use crate::error::{ClientError, RemoteError};
+use crate::stores::META_DIR;
+use crate::stores::atomic::is_temp_name;
+use crate::transport::Remote;
 use crate::working_copy::WorkingCopy;
+use crate::working_copy::status::ChangeKind;
 
 /// How long the event thread waits before reconnecting.
 const RECONNECT_PAUSE: Duration = Duration::from_secs(2);
@@ -133,7 +135,7 @@ pub fn watch(
                         }
                     }
                 }
-                Err(error @ RemoteError::Unauthorized { .. }) => {
+                Err(error) if error.is_unauthorized() => {
                     let _ = heads.send(Signal::Head(Err(error)));
                     return;
                 }
@@ -149,7 +151,7 @@ pub fn watch(
         if due {
             let keep_going = match sync(copy, remote, None, options.rounds) {
                 Ok(outcome) => report(WatchEvent::Synced(&outcome)),
-                Err(error @ ClientError::Remote(RemoteError::Unauthorized { .. })) => {
+                Err(error) if error.remote().is_some_and(RemoteError::is_unauthorized) => {
                     return Err(error);
                 }
                 Err(error) => {

@@ -12,8 +12,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use sync_protocol::tree::{FileRef, Listing, Path, empty_dir_id};
 use sync_protocol::{EntryKind, ObjectId, ObjectKind};
 
-use crate::atomic::{Mode, Replace, write_atomic};
-use crate::codec::{Reader, Writer};
+use super::atomic::{Mode, Replace, write_atomic};
+use super::codec::{Reader, Writer};
 use crate::error::ClientError;
 
 const BASE_MAGIC: &[u8] = b"CAIRN-BASE-1\n";
@@ -364,11 +364,11 @@ impl StatCache {
     /// Written atomically but not fsynced: losing it after a crash only costs a rehash.
     pub fn save(&self, path: &FsPath) -> Result<(), ClientError> {
         let bytes = self.encode();
-        crate::atomic::write_atomic_with(
+        super::atomic::write_atomic_with(
             path,
             Mode::Umask(0o644),
             Replace::Overwrite,
-            crate::atomic::Durability::Cache,
+            super::atomic::Durability::Cache,
             |file| {
                 io::Write::write_all(file, &bytes).map_err(crate::error::io_error("write", path))
             },

@@ -16,7 +16,7 @@ use sync_protocol::{
     verify_frame_of_kind,
 };
 
-use crate::atomic::{Durability, Mode, Replace, is_already_exists, write_atomic_with};
+use super::atomic::{Durability, Mode, Replace, is_already_exists, write_atomic_with};
 use crate::error::{ClientError, io_error};
 
 /// A folder of verified object frames keyed by id.

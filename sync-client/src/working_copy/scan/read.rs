@@ -1,5 +1,10 @@
 //! Reading one file for the scan: open, stat, encode (whole or streamed), store its objects,
 //! and stat again; a file that changed under the read is read again.
+//!
+//! Files up to [`STREAM_THRESHOLD`] are read whole and go through
+//! `sync_protocol::chunking::ObjectEncoder::encode_file`. Larger ones (the format allows 4 GiB)
+//! are read in pieces fed to the protocol's streaming `FileEncoder`, which keeps at most a
+//! maximum chunk besides the piece; both give the same objects and ids.
 
 use std::fs::{self, File};
 use std::io::{self, Read};
@@ -7,16 +12,28 @@ use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use sync_protocol::chunking::{EncodedObject, ObjectEncoder};
+use sync_protocol::chunking::{EncodedFile, EncodedObject, ObjectEncoder};
 use sync_protocol::limits::MAX_FILE_SIZE;
 use sync_protocol::tree::{FileRef, Path};
 use sync_protocol::{EntryKind, ObjectError, ObjectId};
 
 use super::{READ_ATTEMPTS, SkipReason, entry_kind};
-use crate::encode::{STREAM_THRESHOLD, StreamError, encode_stream};
 use crate::error::ClientError;
-use crate::object_cache::ObjectCache;
-use crate::state::{Mtime, StatEntry};
+use crate::stores::object_cache::ObjectCache;
+use crate::stores::state::{Mtime, StatEntry};
+
+/// Files larger than this are read and encoded in pieces.
+pub const STREAM_THRESHOLD: u64 = 16 * 1024 * 1024;
+/// The size of one piece of a streamed file.
+const STREAM_PIECE: usize = 1024 * 1024;
+
+/// Why a file could not be encoded.
+enum EncodeError {
+    Read(io::Error),
+    Object(ObjectError),
+    /// The object cache could not store an object.
+    Store(ClientError),
+}
 
 /// A file to be read: its listed path, where it is, and its stat from the walk.
 pub(super) struct Candidate {
@@ -102,15 +119,15 @@ pub(super) fn read_and_store(
         };
         let (file_ref, read) = match encoded {
             Ok(encoded) => encoded,
-            Err(StreamError::Read(error)) => return Ok((unreadable(error), written)),
-            Err(StreamError::Sink(error)) => return Err(error),
-            Err(StreamError::Object(ObjectError::FileTooLarge(size))) => {
+            Err(EncodeError::Read(error)) => return Ok((unreadable(error), written)),
+            Err(EncodeError::Store(error)) => return Err(error),
+            Err(EncodeError::Object(ObjectError::FileTooLarge(size))) => {
                 return Ok((ReadOutcome::Skipped(SkipReason::TooLarge { size }), written));
             }
-            Err(StreamError::Object(error)) => {
-                return Err(ClientError::InvalidObject {
-                    what: disk.display().to_string(),
-                    detail: error.to_string(),
+            Err(EncodeError::Object(source)) => {
+                return Err(ClientError::Encode {
+                    path: disk.clone(),
+                    source,
                 });
             }
         };
@@ -147,24 +164,55 @@ fn encode_whole(
     executable: bool,
     encoder: &mut ObjectEncoder,
     store: &mut impl FnMut(&EncodedObject) -> Result<(), ClientError>,
-) -> Result<(FileRef, u64), StreamError<ClientError>> {
+) -> Result<(FileRef, u64), EncodeError> {
     let mut bytes = Vec::new();
     file.take(STREAM_THRESHOLD + 1)
         .read_to_end(&mut bytes)
-        .map_err(StreamError::Read)?;
+        .map_err(EncodeError::Read)?;
     let encoded = encoder
         .encode_file(&bytes, executable)
-        .map_err(StreamError::Object)?;
-    for object in &encoded.objects {
-        store(object).map_err(StreamError::Sink)?;
+        .map_err(EncodeError::Object)?;
+    store_all(&encoded, store)?;
+    Ok((encoded.file_ref(), bytes.len() as u64))
+}
+
+/// Reads `file` to its end in pieces, feeding them to the protocol's streaming encoder and
+/// storing each object as soon as it is ready. Returns the file's entry and the bytes read.
+fn encode_stream(
+    file: &mut File,
+    executable: bool,
+    encoder: &mut ObjectEncoder,
+    store: &mut impl FnMut(&EncodedObject) -> Result<(), ClientError>,
+) -> Result<(FileRef, u64), EncodeError> {
+    let mut streamed = encoder.start_file(executable);
+    let mut piece = vec![0u8; STREAM_PIECE];
+    let mut total = 0u64;
+    loop {
+        let read = match file.read(&mut piece) {
+            Ok(0) => break,
+            Ok(read) => read,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+            Err(error) => return Err(EncodeError::Read(error)),
+        };
+        total += read as u64;
+        streamed.feed(&piece[..read]).map_err(EncodeError::Object)?;
+        while let Some(object) = streamed.next_object() {
+            store(&object).map_err(EncodeError::Store)?;
+        }
     }
-    let file_ref = FileRef {
-        kind: encoded.kind,
-        target: encoded.target,
-        size: encoded.size,
-        id: encoded.id,
-    };
-    Ok((file_ref, bytes.len() as u64))
+    let encoded = streamed.finish().map_err(EncodeError::Object)?;
+    store_all(&encoded, store)?;
+    Ok((encoded.file_ref(), total))
+}
+
+fn store_all(
+    encoded: &EncodedFile,
+    store: &mut impl FnMut(&EncodedObject) -> Result<(), ClientError>,
+) -> Result<(), EncodeError> {
+    encoded
+        .objects
+        .iter()
+        .try_for_each(|object| store(object).map_err(EncodeError::Store))
 }
 
 fn same_stat(a: &fs::Metadata, b: &fs::Metadata) -> bool {

@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 
 use serde::Serialize;
 use sync_protocol::diff::Change;
-use sync_protocol::tree::{FileRef, Listing, Path, is_under};
+use sync_protocol::tree::{FileRef, Listing, Path, has_descendant, is_under};
 
 /// How a path changed relative to the base.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -207,15 +207,6 @@ pub fn listing_changes(before: &Listing, after: &Listing) -> Vec<Change> {
         }
     }
     out
-}
-
-/// True when `listing` has an entry strictly under `dir`.
-pub fn has_descendant(listing: &Listing, dir: &Path) -> bool {
-    listing
-        .range(dir.clone()..)
-        .skip_while(|(path, _)| *path == dir)
-        .take_while(|(path, _)| path.as_str().starts_with(dir.as_str()))
-        .any(|(path, _)| is_under(path, dir))
 }
 
 #[cfg(test)]

@@ -1,0 +1,278 @@
+//! Push: the working copy's changes as one new version on top of its base.
+
+use std::collections::BTreeSet;
+
+use sync_protocol::ObjectId;
+use sync_protocol::diff::Change;
+use sync_protocol::plan::{PushPlanError, plan_push};
+use sync_protocol::tree::build_dirs;
+use sync_protocol::wire::{Commit, Committed, Operation, ProblemCode, PushQuery};
+
+use super::records;
+use super::retry_transient;
+use super::upload::{
+    Batch, SINGLE_REQUEST_BYTES, Sent, negotiate_missing, single_stream, upload_batches,
+};
+use crate::error::{AnswerError, ClientError, RemoteError};
+use crate::progress::{Totals, Transfer};
+use crate::stores::journal::PushJournal;
+use crate::stores::object_cache::ObjectCache;
+use crate::stores::state::Base;
+use crate::timing::{free_in_background, timed};
+use crate::transport::{Remote, new_push_id};
+use crate::working_copy::WorkingCopy;
+use crate::working_copy::status::listing_changes;
+
+/// What a push did.
+#[derive(Debug, Clone, Copy)]
+pub enum PushOutcome {
+    /// The working copy equals its base: nothing was sent.
+    NothingToPush { version: Option<u64> },
+    Committed {
+        committed: Committed,
+        /// Objects and bytes of the stream sent.
+        objects: u32,
+        bytes: u64,
+    },
+}
+
+/// Pushes the working copy's changes as one new version on top of its base. Fails with a
+/// `conflict` refusal ([`RemoteError::conflict_head`]) when the base is no longer the head, and
+/// with `ClientError::PendingPaths` while the last pull left paths un-updated.
+pub fn push_once(
+    copy: &WorkingCopy,
+    remote: &Remote,
+    message: Option<&str>,
+) -> Result<PushOutcome, ClientError> {
+    let _lock = copy.lock()?;
+    let (base, stat_cache) = copy.base_and_stat_cache()?;
+    if !base.pending.is_empty() {
+        return Err(ClientError::PendingPaths {
+            paths: base.pending.iter().cloned().collect(),
+        });
+    }
+    let mut snapshot = copy.snapshot_with(&base, stat_cache)?;
+    if snapshot.root == base.root {
+        return Ok(PushOutcome::NothingToPush {
+            version: base.version,
+        });
+    }
+    let objects = copy.objects();
+    // A never-synced copy is based on version 0, the empty project: if the head has moved on,
+    // the server answers conflict and the caller merges.
+    let base_version = base.version.unwrap_or(0);
+    let project = &copy.config().project;
+    let journal = copy.state().journal()?;
+    let plan = match timed("plan", || plan_push(&objects, &base.root, &snapshot.root)) {
+        Err(PushPlanError::BaseUnavailable { .. }) => None,
+        planned => Some(planned?),
+    };
+    let small = match (&plan, &journal) {
+        (Some(plan), None) => {
+            let changes = timed("diff", || {
+                listing_changes(&base.listing, &snapshot.scan.listing)
+            });
+            push_small(
+                remote,
+                &objects,
+                &changes,
+                &plan.objects,
+                PushTarget {
+                    project,
+                    base_version,
+                    root: &snapshot.root,
+                    message,
+                },
+            )?
+        }
+        _ => None,
+    };
+    let sent = match small {
+        Some(sent) => sent,
+        None => {
+            if plan.is_none() {
+                // Part of the base tree left the cache (cleaned or damaged): the server still
+                // knows what it has. Every dir of the new tree goes back into the cache, and
+                // the negotiation finds what to send.
+                let built = build_dirs(&snapshot.scan.listing).map_err(ClientError::WorkingTree)?;
+                for (_, dir) in &built.dirs {
+                    objects.put_object(dir)?;
+                }
+            }
+            let negotiate = journal.is_some() || plan.is_none();
+            let planned = plan.map(|plan| plan.objects).unwrap_or_default();
+            push_in_batches(
+                copy,
+                remote,
+                journal,
+                negotiate,
+                base_version,
+                &snapshot.root,
+                message,
+                &planned,
+            )?
+        }
+    };
+    let committed = sent.committed;
+    if committed.root != snapshot.root {
+        return Err(RemoteError::BadAnswer {
+            server: remote.server().to_owned(),
+            operation: Operation::Push,
+            reason: AnswerError::WrongRoot {
+                expected: snapshot.root,
+                committed: committed.root,
+            },
+        }
+        .into());
+    }
+    let next = Base {
+        version: Some(committed.version),
+        root: snapshot.root,
+        listing: std::mem::take(&mut snapshot.scan.listing),
+        pending: BTreeSet::new(),
+    };
+    timed("save base", || copy.set_base(&next))?;
+    free_in_background((base, next, snapshot));
+    Ok(PushOutcome::Committed {
+        committed,
+        objects: sent.objects,
+        bytes: sent.bytes,
+    })
+}
+
+/// Where a push goes: the project, the version it is based on, the new root, the message.
+#[derive(Clone, Copy)]
+struct PushTarget<'a> {
+    project: &'a str,
+    base_version: u64,
+    root: &'a ObjectId,
+    message: Option<&'a str>,
+}
+
+/// A push in one request: as change records when few paths changed (re-sent with dirs if the
+/// server cannot use them), else the planned objects whole. `None` when they are too large for
+/// one request.
+fn push_small(
+    remote: &Remote,
+    objects: &ObjectCache,
+    changes: &[Change],
+    planned: &[ObjectId],
+    target: PushTarget<'_>,
+) -> Result<Option<Sent>, ClientError> {
+    let send = |batch: Batch| {
+        push_whole(
+            remote,
+            target.project,
+            target.base_version,
+            target.root,
+            target.message,
+            batch,
+        )
+    };
+    let records = timed("records", || {
+        records::push_stream(objects, changes, planned, SINGLE_REQUEST_BYTES)
+    });
+    if let Some(batch) = records? {
+        match send(batch) {
+            // A server that cannot use the records (or finds they do not fit its copy of the
+            // base) is sent the dirs instead.
+            Err(ClientError::Remote(error))
+                if matches!(
+                    error.code(),
+                    Some(ProblemCode::BadRecords | ProblemCode::BadStream)
+                ) => {}
+            other => return other.map(Some),
+        }
+    }
+    match single_stream(objects, planned, SINGLE_REQUEST_BYTES)? {
+        Some(batch) => send(batch).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// The common case: one request carries the objects and the commit.
+fn push_whole(
+    remote: &Remote,
+    project: &str,
+    base_version: u64,
+    root: &ObjectId,
+    message: Option<&str>,
+    batch: Batch,
+) -> Result<Sent, ClientError> {
+    let push_id = new_push_id();
+    let progress = remote.progress();
+    progress.start(
+        Transfer::Upload,
+        Totals {
+            objects: Some(u64::from(batch.objects)),
+            bytes: Some(batch.stream.len() as u64),
+        },
+    );
+    let query = PushQuery {
+        push_id,
+        base_version,
+        root: root.to_hex(),
+        message: message.unwrap_or_default().to_owned(),
+    };
+    let committed = timed("push request", || {
+        retry_transient(|| Ok(remote.push(project, &query, batch.stream.clone())?))
+    });
+    progress.advance(u64::from(batch.objects), 0);
+    progress.finish();
+    Ok(Sent {
+        committed: committed?,
+        objects: batch.objects,
+        bytes: batch.stream.len() as u64,
+    })
+}
+
+/// A large or resumed push: journal, negotiate what is missing if resuming, upload in batches,
+/// commit, forget the journal (see [`super::upload`]).
+#[allow(clippy::too_many_arguments)]
+fn push_in_batches(
+    copy: &WorkingCopy,
+    remote: &Remote,
+    journal: Option<PushJournal>,
+    negotiate: bool,
+    base_version: u64,
+    root: &ObjectId,
+    message: Option<&str>,
+    planned: &[ObjectId],
+) -> Result<Sent, ClientError> {
+    let project = &copy.config().project;
+    let objects = copy.objects();
+    let push_id = match &journal {
+        Some(journal) if journal.is_for(base_version, root) => journal.push_id.clone(),
+        _ => new_push_id(),
+    };
+    copy.state().save_journal(&PushJournal {
+        push_id: push_id.clone(),
+        base_version,
+        root: root.to_hex(),
+    })?;
+    let missing;
+    let ids = if negotiate {
+        // Objects of an earlier attempt may be stored, or the base is not known well enough
+        // to plan: ask before sending anything.
+        missing = negotiate_missing(remote, project, &objects, *root)?;
+        &missing
+    } else {
+        planned
+    };
+    let (sent_objects, sent_bytes) = upload_batches(remote, &objects, ids, |batch| {
+        retry_transient(|| Ok(remote.upload(project, batch.stream.clone())?))
+    })?;
+    let commit = Commit {
+        push_id,
+        base_version,
+        root: root.to_hex(),
+        message: message.unwrap_or_default().to_owned(),
+    };
+    let committed = retry_transient(|| Ok(remote.commit(project, &commit)?))?;
+    copy.state().remove_journal()?;
+    Ok(Sent {
+        committed,
+        objects: sent_objects,
+        bytes: sent_bytes,
+    })
+}

@@ -1,0 +1,188 @@
+//! The working copy as a tree: the dirs a push uploads, built from the base's where the files
+//! did not change.
+
+use std::collections::BTreeMap;
+
+use sync_protocol::ObjectId;
+use sync_protocol::patch::patch_tree;
+use sync_protocol::tree::{FileRef, Listing, Path as TreePath, build_dirs};
+
+use super::WorkingCopy;
+use super::scan::Scan;
+use super::status::changed_paths;
+use crate::error::ClientError;
+use crate::stores::LoadedStatCache;
+use crate::stores::object_cache::ObjectCache;
+use crate::stores::state::Base;
+use crate::timing::timed;
+
+/// The working copy as a tree: what a push uploads.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub scan: Scan,
+    /// The root dir of `scan.listing`; it and every dir under it are in the object cache (the
+    /// dirs of subtrees unchanged since the base are the base's, stored when it was pushed or
+    /// pulled).
+    pub root: ObjectId,
+}
+
+impl WorkingCopy {
+    /// Scans the working copy and stores its dir objects: the tree a push would upload, with
+    /// every object of it in the object cache (`sync_protocol::plan::plan_push` over
+    /// [`WorkingCopy::objects`] then says which to send).
+    ///
+    /// Only the dirs above a changed path are built (see `build_changed_dirs`); when the scan
+    /// finds exactly the base's tree, the base root is the answer and no dir is built at all. A
+    /// base dir missing from the cache falls back to building and storing every dir.
+    pub fn snapshot(&self) -> Result<Snapshot, ClientError> {
+        let (base, stat_cache) = self.base_and_stat_cache()?;
+        self.snapshot_with(&base, stat_cache)
+    }
+
+    /// [`WorkingCopy::snapshot`] against a base and stat cache the caller already loaded (under
+    /// the lock), so a push decodes the base file once.
+    pub fn snapshot_with(
+        &self,
+        base: &Base,
+        stat_cache: LoadedStatCache,
+    ) -> Result<Snapshot, ClientError> {
+        let (scan, _) = self.scan_with(base, stat_cache)?;
+        let objects = self.objects();
+        if base.pending.is_empty() && objects.contains(&base.root) {
+            if scan.listing == base.listing {
+                return Ok(Snapshot {
+                    scan,
+                    root: base.root,
+                });
+            }
+            let rebuilt = timed("build changed dirs", || {
+                build_changed_dirs(&objects, base, &scan.listing)
+            })?;
+            if let Some(root) = rebuilt {
+                return Ok(Snapshot { scan, root });
+            }
+        }
+        let built =
+            timed("build dirs", || build_dirs(&scan.listing)).map_err(ClientError::WorkingTree)?;
+        timed("store dirs", || {
+            built
+                .dirs
+                .iter()
+                .try_for_each(|(_, dir)| objects.put_object(dir).map(drop))
+        })?;
+        Ok(Snapshot {
+            scan,
+            root: built.root,
+        })
+    }
+}
+
+/// The root of `listing`, built from the base's dirs as git's cache-tree does: only the dirs
+/// above a path whose entry differs from the base are rebuilt (`sync_protocol::patch::TreePatch`
+/// reads the base's versions on those paths from the cache and patches them) and stored; every
+/// other subtree keeps the base's id without being read. The base listing must be exactly the
+/// tree of the base root (no pending paths). `None` when a base dir it needs is not in the
+/// cache: the caller builds the whole tree instead.
+fn build_changed_dirs(
+    objects: &ObjectCache,
+    base: &Base,
+    listing: &Listing,
+) -> Result<Option<ObjectId>, ClientError> {
+    let changes: BTreeMap<TreePath, Option<FileRef>> = changed_paths(&base.listing, listing)
+        .into_iter()
+        .map(|path| (path.clone(), listing.get(path).copied()))
+        .collect();
+    // A base dir the cache lacks, or changes that do not make a valid tree (which building
+    // every dir then reports), mean the whole build.
+    let Ok(patched) = patch_tree(objects, base.root, &changes) else {
+        return Ok(None);
+    };
+    for (_, dir) in &patched.dirs {
+        objects.put_object(dir)?;
+    }
+    Ok(Some(patched.root))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sync_protocol::tree::flatten;
+    use sync_protocol::{Dir, Object};
+
+    #[test]
+    fn changed_dirs_build_the_same_tree_as_a_full_build() {
+        use sync_protocol::{EntryKind, ObjectKind, chunk_id};
+        let file = |seed: &str| FileRef {
+            kind: EntryKind::File,
+            target: ObjectKind::Chunk,
+            size: seed.len() as u64,
+            id: chunk_id(seed.as_bytes()),
+        };
+        let listing = |entries: &[(&str, Option<&str>)]| -> Listing {
+            entries
+                .iter()
+                .map(|(path, seed)| {
+                    let entry = seed.map_or_else(FileRef::empty_dir, file);
+                    (TreePath::new(path).unwrap(), entry)
+                })
+                .collect()
+        };
+        let base_listing = listing(&[
+            ("a/b/c.json", Some("1")),
+            ("a/b/d.json", Some("2")),
+            ("a/e.json", Some("3")),
+            ("a.txt", Some("4")),
+            ("empty", None),
+            ("f/g", Some("5")),
+            ("z", Some("6")),
+        ]);
+        let edits: Vec<Listing> = vec![
+            // One file edited deep down.
+            listing(&[
+                ("a/b/c.json", Some("1x")),
+                ("a/b/d.json", Some("2")),
+                ("a/e.json", Some("3")),
+                ("a.txt", Some("4")),
+                ("empty", None),
+                ("f/g", Some("5")),
+                ("z", Some("6")),
+            ]),
+            // Added, removed, an empty dir filled, a folder emptied, a file became a folder.
+            listing(&[
+                ("a/b/c.json", Some("1")),
+                ("a/e.json", Some("3")),
+                ("a/new/x", Some("7")),
+                ("empty/now", Some("8")),
+                ("f", None),
+                ("z/inside", Some("9")),
+            ]),
+            // A folder became a file; everything else gone.
+            listing(&[("a", Some("10"))]),
+            Listing::new(),
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        let objects = ObjectCache::new(dir.path());
+        objects.put_object(&Object::Dir(Dir::empty())).unwrap();
+        let built = build_dirs(&base_listing).unwrap();
+        for (_, object) in &built.dirs {
+            objects.put_object(object).unwrap();
+        }
+        let base = Base {
+            version: Some(1),
+            root: built.root,
+            listing: base_listing,
+            pending: Default::default(),
+        };
+        for edited in edits {
+            let expected = build_dirs(&edited).unwrap().root;
+            let rebuilt = build_changed_dirs(&objects, &base, &edited).unwrap();
+            assert_eq!(rebuilt, Some(expected), "{edited:?}");
+            // Every dir of the new tree is readable from the cache.
+            assert_eq!(flatten(&objects, &expected).unwrap(), edited);
+        }
+        // Without the base's dirs in the cache, the caller is told to build everything.
+        let bare = ObjectCache::new(dir.path().join("elsewhere"));
+        let edited = listing(&[("a/b/c.json", Some("1y"))]);
+        assert_eq!(build_changed_dirs(&bare, &base, &edited).unwrap(), None);
+    }
+}
