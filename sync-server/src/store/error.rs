@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use sync_protocol::{CompressError, ObjectId};
 
+use super::pack::{PackError, PackId};
 use crate::catalog::ProjectId;
 
 /// Why an object store operation failed.
@@ -28,6 +29,36 @@ pub enum StoreError {
         project: ProjectId,
         id: ObjectId,
         len: u64,
+    },
+    /// A stored pack is not the pack its key names, or not a pack at all (found reading it
+    /// whole, or its footer and contents). A damaged frame read by range is
+    /// [`StoreError::Integrity`] instead, naming the object.
+    #[error("stored pack {pack} of project {project} is corrupt: {error}")]
+    PackIntegrity {
+        project: ProjectId,
+        pack: PackId,
+        #[source]
+        error: Box<PackError>,
+    },
+    /// A pack longer than any valid pack: refused on put, and not read.
+    #[error("pack {pack} of project {project} is {len} bytes, more than any valid pack")]
+    OversizedPack {
+        project: ProjectId,
+        pack: PackId,
+        len: u64,
+    },
+    /// A read of a pack that is not stored. Reads of packs name packs the object index holds,
+    /// so this is a lost pack, not an ordinary miss.
+    #[error("pack {pack} of project {project} is not stored")]
+    MissingPack { project: ProjectId, pack: PackId },
+    /// A read asked for bytes past the end of a pack: the location it came from is wrong, or
+    /// the pack was cut short.
+    #[error("bytes {start}..{end} are past the end of pack {pack} of project {project}")]
+    PackRange {
+        project: ProjectId,
+        pack: PackId,
+        start: u64,
+        end: u64,
     },
     /// A local file operation failed.
     #[error("object store {operation} failed at {path}: {source}")]

@@ -1,7 +1,13 @@
-//! The folder backend: one file per object under a data folder, for the single-node default.
+//! The folder backend: one file per pack (and, from before packs, per object) under a data
+//! folder, for the single-node default.
 //!
-//! Layout: `<root>/objects/<project-id>/<first two hex digits>/<id-hex>`, the S3 key with one
-//! level of fan-out so no folder grows past a few thousand entries.
+//! Layout: `<root>/packs/<project-id>/<first two hex digits>/<pack-id>` and
+//! `<root>/objects/<project-id>/<first two hex digits>/<id-hex>`, the S3 keys with one level of
+//! fan-out so no folder grows past a few thousand entries.
+//!
+//! A pack is written like an object: temporary file, fsync, rename, folder fsync. Range reads
+//! follow the same coalescing plan as S3 (`ranges`), one positioned read per planned range, on
+//! several threads when there are several.
 //!
 //! Writes are atomic and durable before they return: each frame goes to a temporary file in
 //! its final folder, which is fsynced and renamed into place, and then the folder is fsynced (and
@@ -16,7 +22,8 @@
 
 use std::collections::{BTreeSet, HashSet};
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -26,7 +33,8 @@ use bytes::Bytes;
 use sync_protocol::ObjectId;
 
 use super::counts::{RequestCounters, RequestCounts, RequestKind};
-use super::{MAX_FRAME_SIZE, ObjectBackend, Result, StoreError};
+use super::pack::{MAX_PACK_LEN, PackId};
+use super::{MAX_FRAME_SIZE, ObjectBackend, Result, StoreError, ranges};
 use crate::catalog::ProjectId;
 
 /// Objects as files under a folder. Cheap to clone; clones share counters.
@@ -65,6 +73,16 @@ impl FsBackend {
 
     fn project_dir(&self, project: &ProjectId) -> PathBuf {
         self.inner.root.join("objects").join(project.to_string())
+    }
+
+    /// Where the pack `pack` of `project` is (or would be) stored.
+    pub fn pack_path(&self, project: &ProjectId, pack: &PackId) -> PathBuf {
+        let hex = pack.to_string();
+        self.packs_dir(project).join(&hex[..2]).join(hex)
+    }
+
+    fn packs_dir(&self, project: &ProjectId) -> PathBuf {
+        self.inner.root.join("packs").join(project.to_string())
     }
 
     /// Runs blocking file work off the async workers.
@@ -144,10 +162,10 @@ fn write_temp(dir: &Path, frame: &[u8]) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// The most threads one batch of writes or folder fsyncs uses.
-const MAX_WRITERS: usize = 16;
+/// The most threads one batch of writes, reads or folder fsyncs uses.
+const MAX_THREADS: usize = 16;
 
-/// Runs `work` on every item, on up to [`MAX_WRITERS`] threads, and returns the results in the
+/// Runs `work` on every item, on up to [`MAX_THREADS`] threads, and returns the results in the
 /// items' order; the first error wins. A single item runs on the calling thread.
 fn in_parallel<T: Sync, R: Send>(
     items: &[T],
@@ -157,7 +175,7 @@ fn in_parallel<T: Sync, R: Send>(
         return items.iter().map(work).collect();
     }
     let next = AtomicUsize::new(0);
-    let writers = items.len().min(MAX_WRITERS);
+    let writers = items.len().min(MAX_THREADS);
     let mut results: Vec<(usize, R)> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..writers)
             .map(|_| {
@@ -185,8 +203,8 @@ fn in_parallel<T: Sync, R: Send>(
             .map(|handle| {
                 handle.join().unwrap_or_else(|_| {
                     Err(StoreError::Backend {
-                        operation: "put",
-                        message: "a writer thread panicked".to_owned(),
+                        operation: "file work",
+                        message: "a worker thread panicked".to_owned(),
                     })
                 })
             })
@@ -226,6 +244,36 @@ fn read_frame(path: &Path, project: &ProjectId, id: &ObjectId) -> Result<Option<
         });
     }
     Ok(Some(Bytes::from(frame)))
+}
+
+/// Opens a stored pack for reading; a pack that is not there is [`StoreError::MissingPack`].
+fn open_pack(path: &Path, project: &ProjectId, pack: &PackId) -> Result<File> {
+    File::open(path).map_err(|error| {
+        if error.kind() == io::ErrorKind::NotFound {
+            StoreError::MissingPack {
+                project: *project,
+                pack: *pack,
+            }
+        } else {
+            io_error("open", path)(error)
+        }
+    })
+}
+
+/// The bytes of `range` in `file`, short if the file ends first (as an S3 ranged read is).
+fn read_range(file: &mut File, path: &Path, range: &Range<u64>) -> Result<Bytes> {
+    file.seek(SeekFrom::Start(range.start))
+        .map_err(io_error("seek", path))?;
+    let len = range.end - range.start;
+    let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0).min(MAX_PACK_LEN));
+    file.take(len)
+        .read_to_end(&mut bytes)
+        .map_err(io_error("read", path))?;
+    Ok(Bytes::from(bytes))
+}
+
+fn file_len(file: &File, path: &Path) -> Result<u64> {
+    Ok(file.metadata().map_err(io_error("stat", path))?.len())
 }
 
 impl FsBackend {
@@ -281,6 +329,119 @@ impl FsBackend {
             let dirs: Vec<&Path> = dirs.into_iter().collect();
             in_parallel(&dirs, |dir| sync_dir(dir))?;
             start = end;
+        }
+        Ok(())
+    }
+}
+
+impl FsBackend {
+    /// Writes a pack as `put_many` writes an object: a temporary file in its final folder,
+    /// fsynced, renamed into place, then the folder fsynced. Packs are immutable and named by
+    /// their hash, so an existing file is this pack already.
+    fn write_pack(&self, project: &ProjectId, pack: &PackId, bytes: &[u8]) -> Result<()> {
+        self.count(RequestKind::Put, 1);
+        let path = self.pack_path(project, pack);
+        if exists(&path)? {
+            return Ok(());
+        }
+        let dir = path.parent().unwrap_or(self.root());
+        create_dirs(dir)?;
+        let temp = write_temp(dir, bytes)?;
+        fs::rename(&temp, &path).map_err(io_error("rename", &path))?;
+        sync_dir(dir)
+    }
+
+    /// Reads each planned range with one positioned read, on several threads when there are
+    /// several (a cold disk serves them concurrently; cached pages cost nothing either way).
+    fn fetch_ranges(&self, project: &ProjectId, fetches: &[ranges::Fetch]) -> Result<Vec<Bytes>> {
+        self.count(RequestKind::Get, fetches.len());
+        in_parallel(fetches, |fetch| {
+            let path = self.pack_path(project, &fetch.pack);
+            let mut file = open_pack(&path, project, &fetch.pack)?;
+            read_range(&mut file, &path, &fetch.range)
+        })
+    }
+
+    fn read_whole_pack(&self, project: &ProjectId, pack: &PackId) -> Result<Bytes> {
+        self.count(RequestKind::Get, 1);
+        let path = self.pack_path(project, pack);
+        let mut file = open_pack(&path, project, pack)?;
+        let len = file_len(&file, &path)?;
+        if len > MAX_PACK_LEN as u64 {
+            return Err(StoreError::OversizedPack {
+                project: *project,
+                pack: *pack,
+                len,
+            });
+        }
+        // Packs are written by rename, never in place, so the length cannot change under the
+        // read; the bound holds all the same.
+        let bytes = read_range(&mut file, &path, &(0..len))?;
+        Ok(bytes)
+    }
+
+    fn read_pack_tail(&self, project: &ProjectId, pack: &PackId, len: u64) -> Result<(Bytes, u64)> {
+        self.count(RequestKind::Get, 1);
+        let path = self.pack_path(project, pack);
+        let mut file = open_pack(&path, project, pack)?;
+        let total = file_len(&file, &path)?;
+        let tail = read_range(&mut file, &path, &(total.saturating_sub(len)..total))?;
+        Ok((tail, total))
+    }
+
+    fn list_pack_files(&self, project: &ProjectId) -> Result<Vec<(PackId, u64)>> {
+        let dir = self.packs_dir(project);
+        self.count(RequestKind::List, 1);
+        let fanout = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(error) => return Err(io_error("list", &dir)(error)),
+        };
+        let mut packs = Vec::new();
+        for entry in fanout {
+            let entry = entry.map_err(io_error("list", &dir))?;
+            let sub = entry.path();
+            if !entry.file_type().map_err(io_error("list", &sub))?.is_dir() {
+                continue;
+            }
+            self.count(RequestKind::List, 1);
+            for file in fs::read_dir(&sub).map_err(io_error("list", &sub))? {
+                let file = file.map_err(io_error("list", &sub))?;
+                // Temporary files (`.tmp-*`) and anything else that is not a pack name.
+                let Some(pack) = file
+                    .file_name()
+                    .to_str()
+                    .and_then(|name| name.parse::<PackId>().ok())
+                else {
+                    continue;
+                };
+                let len = file
+                    .metadata()
+                    .map_err(io_error("stat", &file.path()))?
+                    .len();
+                packs.push((pack, len));
+            }
+        }
+        Ok(packs)
+    }
+
+    fn delete_pack_files(&self, project: &ProjectId, packs: &[PackId]) -> Result<()> {
+        let mut touched = BTreeSet::new();
+        for pack in packs {
+            let path = self.pack_path(project, pack);
+            self.count(RequestKind::Delete, 1);
+            match fs::remove_file(&path) {
+                Ok(()) => {
+                    if let Some(dir) = path.parent() {
+                        touched.insert(dir.to_owned());
+                    }
+                }
+                Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+                Err(error) => return Err(io_error("delete", &path)(error)),
+            }
+        }
+        for dir in touched {
+            sync_dir(&dir)?;
         }
         Ok(())
     }
@@ -390,6 +551,80 @@ impl ObjectBackend for FsBackend {
                 sync_dir(&dir)?;
             }
             Ok(())
+        })
+        .await
+    }
+
+    async fn put_pack(&self, project: &ProjectId, pack: PackId, bytes: Bytes) -> Result<()> {
+        let project = *project;
+        self.blocking("put pack", move |backend| {
+            backend.write_pack(&project, &pack, &bytes)
+        })
+        .await
+    }
+
+    async fn read_ranges(
+        &self,
+        project: &ProjectId,
+        reads: &[(PackId, Range<u64>)],
+    ) -> Result<Vec<Bytes>> {
+        ranges::check(reads)?;
+        let fetches = ranges::plan(reads);
+        if fetches.is_empty() {
+            return ranges::split(project, reads, &fetches, Vec::new());
+        }
+        let project = *project;
+        let reads = reads.to_vec();
+        self.blocking("read", move |backend| {
+            let fetched = backend.fetch_ranges(&project, &fetches)?;
+            ranges::split(&project, &reads, &fetches, fetched)
+        })
+        .await
+    }
+
+    async fn read_pack(&self, project: &ProjectId, pack: PackId) -> Result<Bytes> {
+        let project = *project;
+        self.blocking("read pack", move |backend| {
+            backend.read_whole_pack(&project, &pack)
+        })
+        .await
+    }
+
+    async fn read_tail(&self, project: &ProjectId, pack: PackId, len: u64) -> Result<(Bytes, u64)> {
+        let project = *project;
+        self.blocking("read pack", move |backend| {
+            backend.read_pack_tail(&project, &pack, len)
+        })
+        .await
+    }
+
+    async fn pack_len(&self, project: &ProjectId, pack: PackId) -> Result<Option<u64>> {
+        let project = *project;
+        self.blocking("stat pack", move |backend| {
+            backend.count(RequestKind::Head, 1);
+            let path = backend.pack_path(&project, &pack);
+            match fs::metadata(&path) {
+                Ok(metadata) => Ok(Some(metadata.len())),
+                Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
+                Err(error) => Err(io_error("stat", &path)(error)),
+            }
+        })
+        .await
+    }
+
+    async fn list_packs(&self, project: &ProjectId) -> Result<Vec<(PackId, u64)>> {
+        let project = *project;
+        self.blocking("list packs", move |backend| {
+            backend.list_pack_files(&project)
+        })
+        .await
+    }
+
+    async fn delete_packs(&self, project: &ProjectId, packs: &[PackId]) -> Result<()> {
+        let project = *project;
+        let packs = packs.to_vec();
+        self.blocking("delete packs", move |backend| {
+            backend.delete_pack_files(&project, &packs)
         })
         .await
     }

@@ -1,8 +1,18 @@
 //! The object store: immutable, content-addressed objects, namespaced per project (DESIGN
 //! section 4).
 //!
-//! Keys are `objects/<project-id>/<id-hex>` (under an optional prefix); a value is the object's
-//! zstd frame exactly as the client sent it. Objects are immutable and writes idempotent.
+//! Two layouts live side by side under an optional prefix:
+//!
+//! - **Packs** (`packs/<project-id>/<pack-id>`): the objects of one push or upload batch in one
+//!   stored value ([`pack`] has the format), so a push is one write and a cold load a few ranged
+//!   reads. Objects are found through the catalog's object index (pack, offset, length), read
+//!   by ranges ([`PackLocation`]), and nearby ranges are fetched together (`ranges` has the
+//!   coalescing rule).
+//! - **Loose objects** (`objects/<project-id>/<id-hex>`), the layout before packs: one value per
+//!   object, each the object's zstd frame exactly as the client sent it. Still read, so stores
+//!   written before packs keep working.
+//!
+//! Everything is immutable and every write idempotent.
 //!
 //! Two layers:
 //!
@@ -10,27 +20,31 @@
 //!   implements: [`S3Backend`] (aws-sdk-s3), [`FsBackend`] (a local folder) and
 //!   [`MemoryBackend`] (unit tests only). It moves bytes and counts requests; it does not verify.
 //!   It uses `async-trait` so the server can pick a backend at run time (`Arc<dyn ObjectBackend>`)
-//!   and a later cache or pack layout can wrap one.
+//!   and a later cache can wrap one.
 //! - [`ObjectStore`], the one type callers use: a cheap-to-clone handle over a backend that
 //!   verifies every read with [`sync_protocol::verify_frame`]. A frame that is not the object its
-//!   key names is [`StoreError::Integrity`] naming the id, never data.
+//!   key or location names is [`StoreError::Integrity`] naming the id, never data. Its pack
+//!   methods are in `packed.rs`.
 //!
-//! Every method takes a batch, never one object per call, so a later layout that packs a push
-//! into one S3 object changes only the backend. Each backend counts its requests by kind
-//! ([`RequestCounts`]), which is how pushes and cold loads are measured.
+//! Every method takes a batch, never one object per call. Each backend counts its requests by
+//! kind ([`RequestCounts`]), which is how pushes and cold loads are measured.
 //!
 //! What the store does *not* do: check the closure invariant or verify frames on write. The
 //! push handler verifies each frame (it needs the decoded objects for the closure check) before
-//! calling [`ObjectStore::put_many`]; verifying again here would double the CPU cost of a push.
+//! calling [`ObjectStore::put_many`] or [`ObjectStore::put_pack`]; verifying again here would
+//! double the CPU cost of a push.
 
 mod counts;
 mod error;
 mod fs;
 mod memory;
 pub mod pack;
+mod packed;
+mod ranges;
 mod s3;
 
 use std::fmt;
+use std::ops::Range;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -39,11 +53,14 @@ use sync_protocol::ObjectId;
 use sync_protocol::accept::ObjectInfo;
 
 use crate::catalog::ProjectId;
+use crate::store::pack::PackId;
 
 pub use counts::{RequestCounters, RequestCounts, RequestKind};
 pub use error::StoreError;
 pub use fs::FsBackend;
 pub use memory::MemoryBackend;
+pub use packed::PackLocation;
+pub use ranges::{MAX_FETCH_LEN, MAX_GAP};
 pub use s3::{S3Backend, S3Credentials, S3Settings};
 
 /// Shorthand for store results.
@@ -63,6 +80,16 @@ pub fn object_key(prefix: &str, project: &ProjectId, id: &ObjectId) -> String {
 /// The common prefix of a project's keys: `<prefix>objects/<project>/`.
 pub fn project_prefix(prefix: &str, project: &ProjectId) -> String {
     format!("{prefix}objects/{project}/")
+}
+
+/// The key of a pack under a store's prefix: `<prefix>packs/<project>/<pack>`.
+pub fn pack_key(prefix: &str, project: &ProjectId, pack: &PackId) -> String {
+    format!("{}{pack}", pack_prefix(prefix, project))
+}
+
+/// The common prefix of a project's packs: `<prefix>packs/<project>/`.
+pub fn pack_prefix(prefix: &str, project: &ProjectId) -> String {
+    format!("{prefix}packs/{project}/")
 }
 
 /// A place objects live. Raw bytes in, raw bytes out: [`ObjectStore`] verifies.
@@ -104,6 +131,38 @@ pub trait ObjectBackend: Send + Sync + fmt::Debug {
 
     /// Deletes these objects; absent ones are not an error (for GC and project deletion).
     async fn delete_many(&self, project: &ProjectId, ids: &[ObjectId]) -> Result<()>;
+
+    /// Stores a pack under its name in one write, durable when this returns. An existing pack
+    /// is left as it is (the name is the hash of the bytes, so it holds the same bytes).
+    async fn put_pack(&self, project: &ProjectId, pack: PackId, bytes: Bytes) -> Result<()>;
+
+    /// The bytes of each `(pack, range)`, in the order asked. Ranges are coalesced by
+    /// `ranges::plan` (the same rule for every backend) and the requests it makes run
+    /// concurrently, bounded. A range past the end of its pack is [`StoreError::PackRange`],
+    /// a pack that is not stored [`StoreError::MissingPack`]. Unverified.
+    async fn read_ranges(
+        &self,
+        project: &ProjectId,
+        reads: &[(PackId, Range<u64>)],
+    ) -> Result<Vec<Bytes>>;
+
+    /// A whole pack, in one read; [`StoreError::MissingPack`] if it is not stored and
+    /// [`StoreError::OversizedPack`], unread, if it is longer than any pack. Unverified.
+    async fn read_pack(&self, project: &ProjectId, pack: PackId) -> Result<Bytes>;
+
+    /// The last `len` bytes of a pack (all of it if shorter) and the pack's whole length, in
+    /// one read (an S3 suffix range): how a pack's footer is found without knowing its length.
+    async fn read_tail(&self, project: &ProjectId, pack: PackId, len: u64) -> Result<(Bytes, u64)>;
+
+    /// A pack's length in bytes; `None` if it is not stored.
+    async fn pack_len(&self, project: &ProjectId, pack: PackId) -> Result<Option<u64>>;
+
+    /// Every pack stored for `project` with its length, in no particular order (fsck, GC).
+    /// Keys under the project's pack prefix that are not pack names are skipped.
+    async fn list_packs(&self, project: &ProjectId) -> Result<Vec<(PackId, u64)>>;
+
+    /// Deletes these packs; absent ones are not an error (GC, project deletion).
+    async fn delete_packs(&self, project: &ProjectId, packs: &[PackId]) -> Result<()>;
 
     /// The requests made so far, by kind.
     fn request_counts(&self) -> RequestCounts;
@@ -382,6 +441,11 @@ mod tests {
         assert_eq!(
             project_prefix("", &project),
             format!("objects/{}/", "ab".repeat(16))
+        );
+        let pack = PackId::from_bytes([0xcd; 32]);
+        assert_eq!(
+            pack_key("p/", &project, &pack),
+            format!("p/packs/{}/{}", "ab".repeat(16), "cd".repeat(32))
         );
     }
 }

@@ -211,6 +211,13 @@ pub enum PackError {
     BadEntry { index: usize },
     #[error("the pack hashes to {actual}, not to its name {expected}")]
     NameMismatch { expected: PackId, actual: PackId },
+    /// Found by the store, which decodes the frames: the contents misstate an object's size.
+    #[error("entry {index} gives its object's size as {claimed}, it is {actual}")]
+    SizeMismatch {
+        index: usize,
+        claimed: u64,
+        actual: u64,
+    },
 }
 
 /// Where a pack's contents are, from its footer: the last [`FOOTER_LEN`] bytes.

@@ -1,7 +1,8 @@
 //! The S3 backend (aws-sdk-s3 over rustls), for clusters: any S3-compatible service.
 //!
-//! - One S3 object per Cairn object, key `<prefix>objects/<project>/<id>`. A later pack layout
-//!   (one S3 object per push) changes only this file.
+//! - One S3 object per pack, key `<prefix>packs/<project>/<pack>`, written with one PutObject
+//!   and read with ranged GetObjects (one per range `ranges::plan` leaves after coalescing).
+//!   Loose objects from before packs, key `<prefix>objects/<project>/<id>`, are still read.
 //! - Writes are conditional (`If-None-Match: *`) where the service supports it: "412 already
 //!   exists" is success, since objects are immutable and content-addressed. A 409 (a concurrent
 //!   conditional write of the same key still in flight) is retried after a pause.
@@ -14,6 +15,7 @@
 
 use std::collections::HashSet;
 use std::fmt;
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,7 +35,11 @@ use futures_util::stream::{self, StreamExt, TryStreamExt};
 use sync_protocol::ObjectId;
 
 use super::counts::{RequestCounters, RequestCounts, RequestKind};
-use super::{MAX_FRAME_SIZE, ObjectBackend, Result, StoreError, object_key, project_prefix};
+use super::pack::{MAX_PACK_LEN, PackId};
+use super::{
+    MAX_FRAME_SIZE, ObjectBackend, Result, StoreError, object_key, pack_key, pack_prefix,
+    project_prefix, ranges,
+};
 use crate::catalog::ProjectId;
 
 /// The most keys one `DeleteObjects` request may name (an S3 limit).
@@ -171,6 +177,11 @@ impl S3Backend {
         object_key(&self.prefix, project, id)
     }
 
+    /// The S3 key of a pack.
+    pub fn pack_key(&self, project: &ProjectId, pack: &PackId) -> String {
+        pack_key(&self.prefix, project, pack)
+    }
+
     fn error<E>(&self, operation: &'static str, key: &str, error: &SdkError<E>) -> StoreError
     where
         E: std::error::Error + 'static,
@@ -182,7 +193,9 @@ impl S3Backend {
         }
     }
 
-    async fn put_one(&self, key: String, frame: Bytes) -> Result<()> {
+    /// One conditional PutObject of `body` (retried by the SDK; the body is in memory, so it
+    /// can be sent again).
+    async fn put_one(&self, key: String, body: Bytes, content_type: &str) -> Result<()> {
         let mut conflicts = 0;
         loop {
             let mut request = self
@@ -190,8 +203,8 @@ impl S3Backend {
                 .put_object()
                 .bucket(&self.bucket)
                 .key(&key)
-                .content_type("application/zstd")
-                .body(ByteStream::from(frame.clone()));
+                .content_type(content_type)
+                .body(ByteStream::from(body.clone()));
             if self.conditional_put {
                 request = request.if_none_match("*");
             }
@@ -277,6 +290,93 @@ impl S3Backend {
         }
     }
 
+    /// One ranged GetObject of a pack: `range`'s bytes, or fewer if the pack ends first (S3
+    /// cuts a range short at the end, and answers 416 for one that starts past it; both come
+    /// back short here, and `ranges::split` names the asked range that does not fit).
+    async fn get_range(
+        &self,
+        project: ProjectId,
+        pack: PackId,
+        range: Range<u64>,
+    ) -> Result<Bytes> {
+        let key = self.pack_key(&project, &pack);
+        let header = format!("bytes={}-{}", range.start, range.end - 1);
+        let output = match self.get_pack_object(&project, &pack, &key, header).await? {
+            Some(output) => output,
+            None => return Ok(Bytes::new()),
+        };
+        let asked = range.end - range.start;
+        // A service that ignored the range answers from byte 0; a range that starts elsewhere
+        // must say so. Checked before reading, as is the length, so a whole pack sent back by
+        // mistake is neither read nor cut at the wrong offsets.
+        let served_from = match output.content_range() {
+            Some(content_range) => content_range_start(content_range),
+            None => Some(0),
+        };
+        let length = output.content_length().unwrap_or(0).max(0) as u64;
+        if served_from != Some(range.start) || length > asked {
+            return Err(StoreError::S3 {
+                operation: "get range",
+                key: format!("s3://{}/{key}", self.bucket),
+                message: format!(
+                    "asked for bytes {}..{}, got {length} bytes ({:?})",
+                    range.start,
+                    range.end,
+                    output.content_range()
+                ),
+            });
+        }
+        self.collect(&key, output.body, asked).await
+    }
+
+    /// A GetObject of a pack with a `Range` header: `None` on 416 (the range starts past the
+    /// end), [`StoreError::MissingPack`] if there is no such pack.
+    async fn get_pack_object(
+        &self,
+        project: &ProjectId,
+        pack: &PackId,
+        key: &str,
+        range: String,
+    ) -> Result<Option<aws_sdk_s3::operation::get_object::GetObjectOutput>> {
+        let request = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .range(range);
+        match request.send().await {
+            Ok(output) => Ok(Some(output)),
+            Err(error) if status(&error) == Some(416) => Ok(None),
+            Err(error) if not_found(&error) => Err(StoreError::MissingPack {
+                project: *project,
+                pack: *pack,
+            }),
+            Err(error) => Err(self.error("get", key, &error)),
+        }
+    }
+
+    /// Reads a body of at most `limit` bytes (the caller checked the declared length; this
+    /// holds to it should the service send more).
+    async fn collect(&self, key: &str, body: ByteStream, limit: u64) -> Result<Bytes> {
+        let failed = |message: String| StoreError::S3 {
+            operation: "get",
+            key: format!("s3://{}/{key}", self.bucket),
+            message,
+        };
+        let bytes = body
+            .collect()
+            .await
+            .map_err(|error| failed(error.to_string()))?
+            .into_bytes();
+        if bytes.len() as u64 > limit {
+            return Err(failed(format!(
+                "{} bytes, more than the {limit} asked for",
+                bytes.len()
+            )));
+        }
+        Ok(bytes)
+    }
+
     async fn delete_batch(&self, keys: Vec<String>) -> Result<()> {
         let first = keys.first().cloned().unwrap_or_default();
         let objects = keys
@@ -325,6 +425,23 @@ fn status<E>(error: &SdkError<E>) -> Option<u16> {
         .map(|response| response.status().as_u16())
 }
 
+/// Whether a request failed because its key does not exist.
+fn not_found<E>(error: &SdkError<E>) -> bool {
+    status(error) == Some(404)
+}
+
+/// The first byte of a `Content-Range: bytes <first>-<last>/<length>` answer.
+fn content_range_start(content_range: &str) -> Option<u64> {
+    let (first, _) = content_range.strip_prefix("bytes ")?.split_once('-')?;
+    first.parse().ok()
+}
+
+/// The whole length of a `Content-Range: bytes <first>-<last>/<length>` answer.
+fn content_range_len(content_range: &str) -> Option<u64> {
+    let (_, len) = content_range.rsplit_once('/')?;
+    len.parse().ok()
+}
+
 fn unique(ids: &[ObjectId]) -> Vec<ObjectId> {
     let mut seen = HashSet::new();
     ids.iter().copied().filter(|id| seen.insert(*id)).collect()
@@ -340,7 +457,7 @@ impl ObjectBackend for S3Backend {
             .map(|(id, frame)| Ok((self.key(project, &id), frame)));
         stream::iter(puts)
             .try_for_each_concurrent(self.max_concurrency, |(key, frame)| {
-                self.put_one(key, frame)
+                self.put_one(key, frame, "application/zstd")
             })
             .await
     }
@@ -403,6 +520,166 @@ impl ObjectBackend for S3Backend {
             .await
     }
 
+    /// One PutObject for the whole pack. A pack is at most [`MAX_PACK_LEN`] (64 MiB): far
+    /// below what one PutObject carries (5 GiB), and at the tens of megabytes per second one
+    /// S3 connection moves, a few seconds, inside the 60 s attempt timeout. A multipart upload
+    /// takes at least three requests (create, parts, complete) and pays only when a single
+    /// connection's bandwidth is the limit, which has not been measured to be so here. The body
+    /// is in memory, so the SDK's retries send it again.
+    async fn put_pack(&self, project: &ProjectId, pack: PackId, bytes: Bytes) -> Result<()> {
+        let key = self.pack_key(project, &pack);
+        self.put_one(key, bytes, "application/octet-stream").await
+    }
+
+    async fn read_ranges(
+        &self,
+        project: &ProjectId,
+        reads: &[(PackId, Range<u64>)],
+    ) -> Result<Vec<Bytes>> {
+        ranges::check(reads)?;
+        let fetches = ranges::plan(reads);
+        let project = *project;
+        // Futures are collected first, as in `get_many`.
+        let gets: Vec<_> = fetches
+            .iter()
+            .map(|fetch| self.get_range(project, fetch.pack, fetch.range.clone()))
+            .collect();
+        let fetched: Vec<Bytes> = stream::iter(gets)
+            .buffered(self.max_concurrency)
+            .try_collect()
+            .await?;
+        ranges::split(&project, reads, &fetches, fetched)
+    }
+
+    async fn read_pack(&self, project: &ProjectId, pack: PackId) -> Result<Bytes> {
+        let key = self.pack_key(project, &pack);
+        let output = match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .send()
+            .await
+        {
+            Ok(output) => output,
+            Err(error) if not_found(&error) => {
+                return Err(StoreError::MissingPack {
+                    project: *project,
+                    pack,
+                });
+            }
+            Err(error) => return Err(self.error("get", &key, &error)),
+        };
+        let declared = output.content_length().map(|len| len.max(0) as u64);
+        if let Some(len) = declared
+            && len > MAX_PACK_LEN as u64
+        {
+            return Err(StoreError::OversizedPack {
+                project: *project,
+                pack,
+                len,
+            });
+        }
+        let limit = declared.unwrap_or(MAX_PACK_LEN as u64);
+        self.collect(&key, output.body, limit).await
+    }
+
+    async fn read_tail(&self, project: &ProjectId, pack: PackId, len: u64) -> Result<(Bytes, u64)> {
+        let key = self.pack_key(project, &pack);
+        if len == 0 {
+            let total = self
+                .pack_len(project, pack)
+                .await?
+                .ok_or(StoreError::MissingPack {
+                    project: *project,
+                    pack,
+                })?;
+            return Ok((Bytes::new(), total));
+        }
+        // A suffix range: the last `len` bytes, whose Content-Range names the whole length.
+        let output = self
+            .get_pack_object(project, &pack, &key, format!("bytes=-{len}"))
+            .await?;
+        let Some(output) = output else {
+            // Only an empty pack has no last bytes.
+            return Ok((Bytes::new(), 0));
+        };
+        let total = match output.content_range() {
+            Some(content_range) => content_range_len(content_range),
+            // A service that ignored the range sent the whole pack; its length is the total.
+            None => output.content_length().map(|length| length.max(0) as u64),
+        };
+        let (Some(total), Some(length)) = (total, output.content_length()) else {
+            return Err(StoreError::S3 {
+                operation: "get tail",
+                key: format!("s3://{}/{key}", self.bucket),
+                message: "the answer names no length".to_owned(),
+            });
+        };
+        if length.max(0) as u64 > len {
+            return Err(StoreError::S3 {
+                operation: "get tail",
+                key: format!("s3://{}/{key}", self.bucket),
+                message: format!("asked for the last {len} bytes, got {length}"),
+            });
+        }
+        let tail = self.collect(&key, output.body, len).await?;
+        Ok((tail, total))
+    }
+
+    async fn pack_len(&self, project: &ProjectId, pack: PackId) -> Result<Option<u64>> {
+        let key = self.pack_key(project, &pack);
+        match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .send()
+            .await
+        {
+            Ok(output) => Ok(Some(output.content_length().unwrap_or(0).max(0) as u64)),
+            Err(error) if not_found(&error) => Ok(None),
+            Err(error) => Err(self.error("head", &key, &error)),
+        }
+    }
+
+    async fn list_packs(&self, project: &ProjectId) -> Result<Vec<(PackId, u64)>> {
+        let prefix = pack_prefix(&self.prefix, project);
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(&prefix)
+            .into_paginator()
+            .send();
+        let mut packs = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|error| self.error("list", &prefix, &error))?;
+            packs.extend(page.contents().iter().filter_map(|object| {
+                let pack = object
+                    .key()?
+                    .strip_prefix(&prefix)?
+                    .parse::<PackId>()
+                    .ok()?;
+                Some((pack, object.size().unwrap_or(0).max(0) as u64))
+            }));
+        }
+        Ok(packs)
+    }
+
+    async fn delete_packs(&self, project: &ProjectId, packs: &[PackId]) -> Result<()> {
+        let mut seen = HashSet::new();
+        let keys: Vec<String> = packs
+            .iter()
+            .filter(|pack| seen.insert(**pack))
+            .map(|pack| self.pack_key(project, pack))
+            .collect();
+        let batches = keys.chunks(DELETE_BATCH).map(|batch| Ok(batch.to_vec()));
+        stream::iter(batches)
+            .try_for_each_concurrent(self.max_concurrency, |batch| self.delete_batch(batch))
+            .await
+    }
+
     fn request_counts(&self) -> RequestCounts {
         self.counters.snapshot()
     }
@@ -451,6 +728,14 @@ fn request_kind(method: &str, uri: &str) -> RequestKind {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn content_ranges() {
+        assert_eq!(content_range_start("bytes 10-19/200"), Some(10));
+        assert_eq!(content_range_len("bytes 10-19/200"), Some(200));
+        assert_eq!(content_range_start("bytes */200"), None);
+        assert_eq!(content_range_len("bytes 0-9/*"), None);
+    }
 
     #[test]
     fn request_kinds() {
