@@ -5,11 +5,11 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use sync_protocol::{Object, ObjectId};
+use sync_protocol::{Object, ObjectId, ObjectKind};
 use sync_server::catalog::{
-    Account, Catalog, CatalogError, CommitOutcome, CommitRequest, Entity, Field, NewAccount,
-    NodeId, PROJECT_CREATED_MESSAGE, Project, ProjectId, PushId, RestoreRequest, Role, Team,
-    TokenHash, Version, VersionPage, empty_root, limits,
+    Account, Catalog, CatalogError, CommitOutcome, CommitRequest, Entity, Field, IndexedObject,
+    NewAccount, NodeId, PROJECT_CREATED_MESSAGE, PackId, PackRecord, Project, ProjectId, PushId,
+    RestoreRequest, Role, Team, Timestamp, TokenHash, Version, VersionPage, empty_root, limits,
 };
 
 use crate::storage_support::{TestDatabase, sqlite_catalog};
@@ -62,6 +62,16 @@ conformance!(
     commit_errors_are_typed,
     nodes_heartbeat_and_expire,
     all_projects_pages_through_every_project,
+    index_and_locate_round_trip,
+    an_object_keeps_its_first_location,
+    touching_lookups_protect_from_collection,
+    unindex_respects_the_cut_off,
+    relocate_moves_the_rows_that_still_exist,
+    forget_pack_refuses_while_rows_name_it,
+    a_large_pack_indexes_and_locates,
+    concurrent_pushes_and_collection_never_deadlock,
+    object_index_inputs_are_bounded,
+    new_projects_are_not_in_the_legacy_layout,
 );
 
 type Shared = Arc<dyn Catalog>;
@@ -990,7 +1000,751 @@ async fn all_projects_pages_through_every_project(catalog: Shared) {
     assert_eq!(seen, expected, "every project once, in id order");
 }
 
+// The object index.
+
+/// A pack named by `label` holding `ids` in order, each frame 100 bytes after the pack's 8-byte
+/// header, kinds in turn chunk, file, dir, sizes 1000 + position.
+fn pack_of(label: &str, ids: &[ObjectId]) -> (PackRecord, Vec<IndexedObject>) {
+    let pack = PackRecord {
+        id: PackId::from_bytes(*root(&format!("pack {label}")).as_bytes()),
+        length: 8 + 100 * ids.len() as u64 + 1000,
+        objects: ids.len() as u32,
+        created: Timestamp::now(),
+    };
+    let kinds = [ObjectKind::Chunk, ObjectKind::File, ObjectKind::Dir];
+    let objects = ids
+        .iter()
+        .enumerate()
+        .map(|(index, id)| IndexedObject {
+            id: *id,
+            pack: pack.id,
+            offset: 8 + 100 * index as u64,
+            length: 100,
+            kind: kinds[index % kinds.len()],
+            size: 1000 + index as u64,
+        })
+        .collect();
+    (pack, objects)
+}
+
+/// `objects` copied by compaction into a new pack named `label`, in that order: the same kinds
+/// and sizes at new places.
+fn repacked(label: &str, objects: &[IndexedObject]) -> (PackRecord, Vec<IndexedObject>) {
+    let ids: Vec<ObjectId> = objects.iter().map(|object| object.id).collect();
+    let (pack, mut moved) = pack_of(label, &ids);
+    for (copy, original) in moved.iter_mut().zip(objects) {
+        copy.kind = original.kind;
+        copy.size = original.size;
+    }
+    (pack, moved)
+}
+
+/// `count` distinct object ids named by `label`.
+fn ids(label: &str, count: usize) -> Vec<ObjectId> {
+    (0..count)
+        .map(|index| root(&format!("{label} {index}")))
+        .collect()
+}
+
+/// A cut-off strictly after everything done so far and strictly before everything done after:
+/// times are whole milliseconds.
+async fn cut_off() -> Timestamp {
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let now = Timestamp::now();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    now
+}
+
+/// Whether each of `ids` is indexed in `project` (without touching it).
+async fn indexed(catalog: &Shared, project: ProjectId, ids: &[ObjectId]) -> Vec<bool> {
+    let found = catalog.locate(project, ids, false).await.unwrap();
+    found.iter().map(Option::is_some).collect()
+}
+
+async fn index_and_locate_round_trip(catalog: Shared) {
+    let (alice, team, project) = setup(&catalog).await;
+    let other = catalog
+        .create_project(team.id, "web", alice.id)
+        .await
+        .unwrap();
+    let stored = ids("stored", 5);
+    let (pack, objects) = pack_of("one", &stored);
+    catalog
+        .index_pack(project.id, &pack, &objects)
+        .await
+        .unwrap();
+
+    // In the order asked, unknown ids None, an id asked twice answered twice.
+    let unknown = root("never stored");
+    let asked = [stored[3], unknown, stored[0], stored[4], stored[3]];
+    let found = catalog.locate(project.id, &asked, false).await.unwrap();
+    assert_eq!(
+        found,
+        vec![
+            Some(objects[3]),
+            None,
+            Some(objects[0]),
+            Some(objects[4]),
+            Some(objects[3])
+        ]
+    );
+    assert_eq!(
+        catalog.locate(project.id, &asked, true).await.unwrap(),
+        found
+    );
+    assert_eq!(catalog.locate(project.id, &[], true).await.unwrap(), vec![]);
+
+    assert_eq!(catalog.packs(project.id).await.unwrap(), vec![pack]);
+    assert_eq!(
+        catalog.pack_objects(project.id, pack.id).await.unwrap(),
+        objects
+    );
+
+    // Another project sees none of it, and indexes the same ids on its own.
+    assert_eq!(indexed(&catalog, other.id, &stored).await, vec![false; 5]);
+    assert_eq!(catalog.packs(other.id).await.unwrap(), vec![]);
+    assert_eq!(
+        catalog.pack_objects(other.id, pack.id).await.unwrap(),
+        vec![]
+    );
+    let (other_pack, other_objects) = pack_of("other", &[stored[1], stored[0]]);
+    catalog
+        .index_pack(other.id, &other_pack, &other_objects)
+        .await
+        .unwrap();
+    let found = catalog.locate(other.id, &stored[..2], false).await.unwrap();
+    assert_eq!(found, vec![Some(other_objects[1]), Some(other_objects[0])]);
+    let found = catalog
+        .locate(project.id, &stored[..2], false)
+        .await
+        .unwrap();
+    assert_eq!(found, vec![Some(objects[0]), Some(objects[1])]);
+    assert_eq!(
+        indexed(&catalog, ProjectId::random(), &stored).await,
+        vec![false; 5]
+    );
+
+    // Indexing into a project that does not exist is refused.
+    assert!(matches!(
+        catalog
+            .index_pack(ProjectId::random(), &pack, &objects)
+            .await,
+        Err(CatalogError::NotFound {
+            entity: Entity::Project,
+            ..
+        })
+    ));
+}
+
+async fn an_object_keeps_its_first_location(catalog: Shared) {
+    let (_, _, project) = setup(&catalog).await;
+    let stored = ids("object", 3);
+    let (x, y, z) = (stored[0], stored[1], stored[2]);
+    let (first, first_objects) = pack_of("first", &[x, y]);
+    let (second, second_objects) = pack_of("second", &[y, z]);
+    catalog
+        .index_pack(project.id, &first, &first_objects)
+        .await
+        .unwrap();
+    catalog
+        .index_pack(project.id, &second, &second_objects)
+        .await
+        .unwrap();
+    // The same pack indexed again changes nothing.
+    catalog
+        .index_pack(project.id, &first, &first_objects)
+        .await
+        .unwrap();
+
+    let found = catalog.locate(project.id, &[x, y, z], false).await.unwrap();
+    assert_eq!(
+        found,
+        vec![
+            Some(first_objects[0]),
+            Some(first_objects[1]),
+            Some(second_objects[1])
+        ]
+    );
+    let mut packs = catalog.packs(project.id).await.unwrap();
+    packs.sort_by_key(|pack| pack.id);
+    let mut expected = vec![first, second];
+    expected.sort_by_key(|pack| pack.id);
+    assert_eq!(packs, expected);
+    assert_eq!(
+        catalog.pack_objects(project.id, second.id).await.unwrap(),
+        vec![second_objects[1]]
+    );
+
+    // Within one batch too, the first place named wins.
+    let w = root("twice in one pack");
+    let (twice, mut twice_objects) = pack_of("twice", &[w, w]);
+    twice_objects[1].offset = 8;
+    twice_objects[0].offset = 108;
+    catalog
+        .index_pack(project.id, &twice, &twice_objects)
+        .await
+        .unwrap();
+    let found = catalog.locate(project.id, &[w], false).await.unwrap();
+    assert_eq!(found, vec![Some(twice_objects[0])]);
+}
+
+async fn touching_lookups_protect_from_collection(catalog: Shared) {
+    let (_, _, project) = setup(&catalog).await;
+    let stored = ids("touch", 4);
+    let (pack, objects) = pack_of("touch", &stored);
+    catalog
+        .index_pack(project.id, &pack, &objects)
+        .await
+        .unwrap();
+    let collection_started = cut_off().await;
+
+    // A push referencing stored[0] looks it up touching it; one looking at stored[1] without
+    // touching does not protect it; stored[2] is uploaded again (its pack indexed again).
+    let found = catalog
+        .locate(project.id, &[stored[0]], true)
+        .await
+        .unwrap();
+    assert_eq!(found, vec![Some(objects[0])]);
+    catalog
+        .locate(project.id, &[stored[1]], false)
+        .await
+        .unwrap();
+    let (again, again_objects) = pack_of("again", &[stored[2]]);
+    catalog
+        .index_pack(project.id, &again, &again_objects)
+        .await
+        .unwrap();
+
+    let removed = catalog
+        .unindex(project.id, &stored, collection_started)
+        .await
+        .unwrap();
+    assert_eq!(removed, 2, "the untouched stored[1] and stored[3]");
+    assert_eq!(
+        indexed(&catalog, project.id, &stored).await,
+        vec![true, false, true, false]
+    );
+    // The object indexed again kept its first location.
+    let found = catalog
+        .locate(project.id, &[stored[2]], false)
+        .await
+        .unwrap();
+    assert_eq!(found, vec![Some(objects[2])]);
+}
+
+async fn unindex_respects_the_cut_off(catalog: Shared) {
+    let (alice, team, project) = setup(&catalog).await;
+    let other = catalog
+        .create_project(team.id, "web", alice.id)
+        .await
+        .unwrap();
+    let before_index = cut_off().await;
+    let stored = ids("collect", 3);
+    let (pack, objects) = pack_of("collect", &stored);
+    for project in [project.id, other.id] {
+        catalog.index_pack(project, &pack, &objects).await.unwrap();
+    }
+    // Every row was touched after this cut-off: nothing goes.
+    let removed = catalog
+        .unindex(project.id, &stored, before_index)
+        .await
+        .unwrap();
+    assert_eq!(removed, 0);
+    assert_eq!(indexed(&catalog, project.id, &stored).await, vec![true; 3]);
+
+    let after_index = cut_off().await;
+    catalog
+        .locate(project.id, &stored[..1], true)
+        .await
+        .unwrap();
+    let unknown = root("not indexed");
+    let removed = catalog
+        .unindex(
+            project.id,
+            &[stored[0], stored[1], unknown, stored[1]],
+            after_index,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        removed, 1,
+        "stored[1]: stored[0] was touched after the cut-off"
+    );
+    assert_eq!(
+        indexed(&catalog, project.id, &stored).await,
+        vec![true, false, true]
+    );
+    // The other project's rows are its own.
+    assert_eq!(indexed(&catalog, other.id, &stored).await, vec![true; 3]);
+    assert_eq!(
+        catalog.unindex(project.id, &[], after_index).await.unwrap(),
+        0
+    );
+
+    let later = cut_off().await;
+    let removed = catalog.unindex(project.id, &stored, later).await.unwrap();
+    assert_eq!(removed, 2);
+    assert_eq!(indexed(&catalog, project.id, &stored).await, vec![false; 3]);
+    // An object indexed again after its row went is stored at its new place.
+    let (again, again_objects) = pack_of("again", &stored[..1]);
+    catalog
+        .index_pack(project.id, &again, &again_objects)
+        .await
+        .unwrap();
+    let found = catalog
+        .locate(project.id, &stored[..1], false)
+        .await
+        .unwrap();
+    assert_eq!(found, vec![Some(again_objects[0])]);
+}
+
+async fn relocate_moves_the_rows_that_still_exist(catalog: Shared) {
+    let (_, _, project) = setup(&catalog).await;
+    let stored = ids("compact", 3);
+    let (old, objects) = pack_of("old", &stored);
+    catalog
+        .index_pack(project.id, &old, &objects)
+        .await
+        .unwrap();
+    // Collection removed stored[2] before compaction committed.
+    let future = Timestamp::from_unix_millis(Timestamp::now().unix_millis() + 60_000);
+    catalog
+        .unindex(project.id, &stored[2..], future)
+        .await
+        .unwrap();
+    let before_move = cut_off().await;
+
+    // Compaction copied all three into a new pack, in another order.
+    let (new, moved) = repacked("new", &[objects[1], objects[2], objects[0]]);
+    assert_eq!(catalog.relocate(project.id, &new, &moved).await.unwrap(), 2);
+    let found = catalog.locate(project.id, &stored, false).await.unwrap();
+    assert_eq!(found, vec![Some(moved[2]), Some(moved[0]), None]);
+    assert_eq!(
+        catalog.pack_objects(project.id, old.id).await.unwrap(),
+        vec![]
+    );
+    assert_eq!(
+        catalog.pack_objects(project.id, new.id).await.unwrap(),
+        vec![moved[0], moved[2]]
+    );
+    let packs: HashSet<PackId> = catalog
+        .packs(project.id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|pack| pack.id)
+        .collect();
+    assert_eq!(packs, HashSet::from([old.id, new.id]));
+    // Moving is not referencing: the moved rows are as old as before.
+    let removed = catalog
+        .unindex(project.id, &stored, before_move)
+        .await
+        .unwrap();
+    assert_eq!(removed, 2);
+
+    // Every moved object must name the new pack.
+    let mut stray = moved.clone();
+    stray[1].pack = old.id;
+    assert!(matches!(
+        catalog.relocate(project.id, &new, &stray).await,
+        Err(CatalogError::Invalid {
+            field: Field::IndexedObject,
+            ..
+        })
+    ));
+}
+
+async fn forget_pack_refuses_while_rows_name_it(catalog: Shared) {
+    let (_, _, project) = setup(&catalog).await;
+    let stored = ids("forget", 2);
+    let (pack, objects) = pack_of("forget", &stored);
+    catalog
+        .index_pack(project.id, &pack, &objects)
+        .await
+        .unwrap();
+    assert!(!catalog.forget_pack(project.id, pack.id).await.unwrap());
+    assert_eq!(catalog.packs(project.id).await.unwrap(), vec![pack]);
+    let unknown = PackId::from_bytes([7; 32]);
+    assert!(!catalog.forget_pack(project.id, unknown).await.unwrap());
+
+    // One row left still keeps it.
+    let future = Timestamp::from_unix_millis(Timestamp::now().unix_millis() + 60_000);
+    catalog
+        .unindex(project.id, &stored[..1], future)
+        .await
+        .unwrap();
+    assert!(!catalog.forget_pack(project.id, pack.id).await.unwrap());
+    // Moved away, the last row no longer names it.
+    let (new, moved) = repacked("new", &objects[1..]);
+    assert_eq!(catalog.relocate(project.id, &new, &moved).await.unwrap(), 1);
+    assert!(catalog.forget_pack(project.id, pack.id).await.unwrap());
+    assert!(!catalog.forget_pack(project.id, pack.id).await.unwrap());
+    assert_eq!(catalog.packs(project.id).await.unwrap(), vec![new]);
+    let found = catalog.locate(project.id, &stored, false).await.unwrap();
+    assert_eq!(found, vec![None, Some(moved[0])]);
+
+    // A pack whose objects were all indexed elsewhere first has no rows from the start.
+    let (duplicate, duplicate_objects) = pack_of("duplicate", &stored[1..]);
+    catalog
+        .index_pack(project.id, &duplicate, &duplicate_objects)
+        .await
+        .unwrap();
+    assert!(catalog.forget_pack(project.id, duplicate.id).await.unwrap());
+}
+
+async fn a_large_pack_indexes_and_locates(catalog: Shared) {
+    const COUNT: usize = 20_000;
+    let (_, _, project) = setup(&catalog).await;
+    let stored = ids("large", COUNT);
+    let (pack, objects) = pack_of("large", &stored);
+    catalog
+        .index_pack(project.id, &pack, &objects)
+        .await
+        .unwrap();
+    // Asked in reverse, with some unknown ids among them.
+    let mut asked: Vec<ObjectId> = stored.iter().rev().copied().collect();
+    asked.extend(ids("unknown", 100));
+    for touch in [false, true] {
+        let found = catalog.locate(project.id, &asked, touch).await.unwrap();
+        assert_eq!(found.len(), COUNT + 100);
+        let expected = objects.iter().rev().map(|object| Some(*object));
+        assert!(found[..COUNT].iter().copied().eq(expected));
+        assert!(found[COUNT..].iter().all(Option::is_none));
+    }
+    assert_eq!(
+        catalog.pack_objects(project.id, pack.id).await.unwrap(),
+        objects
+    );
+    let later = cut_off().await;
+    assert_eq!(
+        catalog.unindex(project.id, &asked, later).await.unwrap(),
+        COUNT as u64
+    );
+    assert!(catalog.forget_pack(project.id, pack.id).await.unwrap());
+}
+
+async fn concurrent_pushes_and_collection_never_deadlock(catalog: Shared) {
+    let (_, _, project) = setup(&catalog).await;
+    let shared = ids("contended", 400);
+    let workers: Vec<_> = (0..4)
+        .map(|worker| {
+            let catalog = Arc::clone(&catalog);
+            // Every worker names the same objects, each in its own order.
+            let mut mine = shared.clone();
+            mine.rotate_left(worker * 100);
+            if worker % 2 == 1 {
+                mine.reverse();
+            }
+            tokio::spawn(async move {
+                for round in 0..5 {
+                    let (pack, objects) = pack_of(&format!("{worker} {round}"), &mine);
+                    catalog.index_pack(project.id, &pack, &objects).await?;
+                    catalog.locate(project.id, &mine, true).await?;
+                    let (compacted, moved) = pack_of(&format!("{worker} {round} c"), &mine);
+                    catalog.relocate(project.id, &compacted, &moved).await?;
+                    catalog.unindex(project.id, &mine, Timestamp::now()).await?;
+                    catalog.forget_pack(project.id, pack.id).await?;
+                }
+                Ok::<_, CatalogError>(())
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker
+            .await
+            .unwrap()
+            .expect("no statement fails, none deadlocks");
+    }
+}
+
+async fn object_index_inputs_are_bounded(catalog: Shared) {
+    let (_, _, project) = setup(&catalog).await;
+    let max = limits::MAX_INDEXED_VALUE;
+    let id = root("at the limits");
+    // At every limit: a pack of the largest length, its frame ending on its last byte, the
+    // largest size.
+    let pack = PackRecord {
+        id: PackId::from_bytes([1; 32]),
+        length: max,
+        objects: u32::MAX,
+        created: Timestamp::now(),
+    };
+    let object = IndexedObject {
+        id,
+        pack: pack.id,
+        offset: max - u64::from(u32::MAX),
+        length: u32::MAX,
+        kind: ObjectKind::Dir,
+        size: max,
+    };
+    catalog
+        .index_pack(project.id, &pack, &[object])
+        .await
+        .unwrap();
+    assert_eq!(
+        catalog.locate(project.id, &[id], false).await.unwrap(),
+        vec![Some(object)]
+    );
+    assert_eq!(catalog.packs(project.id).await.unwrap(), vec![pack]);
+
+    // One past each: refused naming the field, and nothing written.
+    let refused = root("past the limits");
+    let past_pack = PackRecord {
+        id: PackId::from_bytes([2; 32]),
+        length: max + 1,
+        ..pack
+    };
+    let fitting = PackRecord {
+        id: PackId::from_bytes([3; 32]),
+        length: 1000,
+        ..pack
+    };
+    let within = |pack: &PackRecord| IndexedObject {
+        id: refused,
+        pack: pack.id,
+        offset: 900,
+        length: 100,
+        kind: ObjectKind::Chunk,
+        size: 1,
+    };
+    let cases = [
+        (past_pack, within(&past_pack), Field::Pack),
+        (
+            fitting,
+            IndexedObject {
+                size: max + 1,
+                ..within(&fitting)
+            },
+            Field::IndexedObject,
+        ),
+        (
+            fitting,
+            IndexedObject {
+                offset: 901,
+                ..within(&fitting)
+            },
+            Field::IndexedObject,
+        ),
+        (
+            fitting,
+            IndexedObject {
+                offset: u64::MAX,
+                ..within(&fitting)
+            },
+            Field::IndexedObject,
+        ),
+        (
+            fitting,
+            IndexedObject {
+                pack: pack.id,
+                ..within(&fitting)
+            },
+            Field::IndexedObject,
+        ),
+    ];
+    for (pack_record, object, field) in cases {
+        let outcome = catalog
+            .index_pack(project.id, &pack_record, &[within(&pack_record), object])
+            .await;
+        assert!(
+            matches!(outcome, Err(CatalogError::Invalid { field: refused_field, .. }) if refused_field == field),
+            "{object:?} in {pack_record:?}: {outcome:?}"
+        );
+    }
+    assert_eq!(indexed(&catalog, project.id, &[refused]).await, vec![false]);
+    assert_eq!(catalog.packs(project.id).await.unwrap(), vec![pack]);
+    // The frame ending on the fitting pack's last byte is stored.
+    catalog
+        .index_pack(project.id, &fitting, &[within(&fitting)])
+        .await
+        .unwrap();
+    assert_eq!(indexed(&catalog, project.id, &[refused]).await, vec![true]);
+}
+
+async fn new_projects_are_not_in_the_legacy_layout(catalog: Shared) {
+    let (_, _, project) = setup(&catalog).await;
+    assert_eq!(
+        catalog.legacy_layout(project.id).await.unwrap(),
+        Some(false)
+    );
+    catalog.set_packed(project.id).await.unwrap();
+    assert_eq!(
+        catalog.legacy_layout(project.id).await.unwrap(),
+        Some(false)
+    );
+    let missing = ProjectId::random();
+    assert_eq!(catalog.legacy_layout(missing).await.unwrap(), None);
+    assert!(matches!(
+        catalog.set_packed(missing).await,
+        Err(CatalogError::NotFound {
+            entity: Entity::Project,
+            ..
+        })
+    ));
+}
+
 // Migrations: not generic, since they are each implementation's own start-up path.
+
+/// How many migrations each dialect has.
+const MIGRATIONS: i64 = 2;
+
+/// Rows as the release before the object index wrote them (migration 1's schema): an account,
+/// its team and a project, all with the ids given. `$time` is the dialect's way to write now.
+fn rows_before_the_object_index(account: &str, team: &str, project: &str, time: &str) -> String {
+    format!(
+        "INSERT INTO accounts (id, name, name_key, email, email_key, password_hash, created)
+         VALUES ('{account}', 'old', 'old', 'old@example.com', 'old@example.com', '$argon2id$x',
+                 {time});
+         INSERT INTO teams (id, name, name_key, created) VALUES ('{team}', 'old', 'old', {time});
+         INSERT INTO memberships (team_id, account_id, role) VALUES ('{team}', '{account}', 'owner');
+         INSERT INTO projects (id, team_id, name, name_key, head_version, head_root, created)
+         VALUES ('{project}', '{team}', 'old', 'old', 0, '{root}', {time});",
+        root = empty_root(),
+    )
+}
+
+/// Migration 2 on a catalog that has projects: they are in the legacy layout, projects created
+/// since are not, and a project's index goes with it.
+async fn check_migration_2(catalog: &Shared, old: ProjectId) {
+    assert_eq!(catalog.legacy_layout(old).await.unwrap(), Some(true));
+    let project = catalog.project(old).await.unwrap().unwrap();
+    let new = catalog
+        .create_project(
+            project.team,
+            "new",
+            catalog.members(project.team).await.unwrap()[0].account.id,
+        )
+        .await
+        .unwrap();
+    assert_eq!(catalog.legacy_layout(new.id).await.unwrap(), Some(false));
+    catalog.set_packed(old).await.unwrap();
+    assert_eq!(catalog.legacy_layout(old).await.unwrap(), Some(false));
+    let (pack, objects) = pack_of("doomed", &ids("doomed", 3));
+    catalog.index_pack(old, &pack, &objects).await.unwrap();
+}
+
+/// The SQL that deletes a project and counts what is left of its index.
+const DELETE_PROJECT: &str = "DELETE FROM projects WHERE id = ";
+const COUNT_INDEX_ROWS: &str =
+    "SELECT (SELECT COUNT(*) FROM packs) + (SELECT COUNT(*) FROM objects)";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_migration_2_marks_existing_projects_legacy() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("catalog.sqlite3");
+    let (account, team, old) = (
+        sync_server::catalog::AccountId::random(),
+        sync_server::catalog::TeamId::random(),
+        ProjectId::random(),
+    );
+    // A catalog at migration 1, as the runner records it, with a project.
+    let first = include_str!("../../migrations/sqlite/0001_catalog.sql");
+    let connection = rusqlite::Connection::open(&path).unwrap();
+    connection.execute_batch(first).unwrap();
+    connection
+        .execute_batch(
+            "CREATE TABLE schema_migrations (
+                 version INTEGER PRIMARY KEY, name TEXT NOT NULL, checksum TEXT NOT NULL,
+                 applied INTEGER NOT NULL
+             ) STRICT",
+        )
+        .unwrap();
+    connection
+        .execute(
+            "INSERT INTO schema_migrations VALUES (1, '0001_catalog', ?1, 0)",
+            [blake3::hash(first.as_bytes()).to_hex().to_string()],
+        )
+        .unwrap();
+    connection
+        .execute_batch(&rows_before_the_object_index(
+            &account.to_string(),
+            &team.to_string(),
+            &old.to_string(),
+            "0",
+        ))
+        .unwrap();
+    drop(connection);
+
+    let catalog: Shared = Arc::new(
+        sync_server::catalog::SqliteCatalog::open(&path)
+            .await
+            .unwrap(),
+    );
+    check_migration_2(&catalog, old).await;
+    let connection = rusqlite::Connection::open(&path).unwrap();
+    connection
+        .execute_batch("PRAGMA foreign_keys = ON")
+        .unwrap();
+    let count = |connection: &rusqlite::Connection| -> i64 {
+        connection
+            .query_row(COUNT_INDEX_ROWS, [], |row| row.get(0))
+            .unwrap()
+    };
+    assert_eq!(count(&connection), 4);
+    connection
+        .execute(&format!("{DELETE_PROJECT}?1"), [old.to_string()])
+        .unwrap();
+    assert_eq!(count(&connection), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_migration_2_marks_existing_projects_legacy() {
+    let Some(database) = TestDatabase::create().await else {
+        return;
+    };
+    let (account, team, old) = (
+        sync_server::catalog::AccountId::random(),
+        sync_server::catalog::TeamId::random(),
+        ProjectId::random(),
+    );
+    let first = include_str!("../../migrations/0001_catalog.sql");
+    let (client, connection) = tokio_postgres::connect(database.url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client.batch_execute(first).await.unwrap();
+    client
+        .batch_execute(
+            "CREATE TABLE schema_migrations (
+                 version BIGINT PRIMARY KEY, name TEXT NOT NULL, checksum TEXT NOT NULL,
+                 applied TIMESTAMPTZ NOT NULL
+             )",
+        )
+        .await
+        .unwrap();
+    client
+        .execute(
+            "INSERT INTO schema_migrations VALUES (1, '0001_catalog', $1, now())",
+            &[&blake3::hash(first.as_bytes()).to_hex().to_string()],
+        )
+        .await
+        .unwrap();
+    client
+        .batch_execute(&rows_before_the_object_index(
+            &account.to_string(),
+            &team.to_string(),
+            &old.to_string(),
+            "now()",
+        ))
+        .await
+        .unwrap();
+
+    let catalog = database.catalog().await;
+    check_migration_2(&catalog, old).await;
+    let count = || async {
+        client
+            .query_one(COUNT_INDEX_ROWS, &[])
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+    };
+    assert_eq!(count().await, 4);
+    client
+        .execute(&format!("{DELETE_PROJECT}$1"), &[&old.to_string()])
+        .await
+        .unwrap();
+    assert_eq!(count().await, 0);
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_migrations_run_twice_and_concurrently() {
@@ -1021,7 +1775,7 @@ async fn sqlite_migrations_run_twice_and_concurrently() {
             row.get(0)
         })
         .unwrap();
-    assert_eq!(applied, 1);
+    assert_eq!(applied, MIGRATIONS);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1060,7 +1814,7 @@ async fn postgres_migrations_run_twice_and_concurrently() {
         .query_one("SELECT COUNT(*) FROM schema_migrations", &[])
         .await
         .unwrap();
-    assert_eq!(row.get::<_, i64>(0), 1);
+    assert_eq!(row.get::<_, i64>(0), MIGRATIONS);
 }
 
 #[tokio::test]

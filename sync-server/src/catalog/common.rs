@@ -3,10 +3,10 @@
 
 use std::str::FromStr;
 
-use sync_protocol::ObjectId;
+use sync_protocol::{ObjectId, ObjectKind};
 
 use super::error::{CatalogError, Entity, Field};
-use super::types::{Role, VersionNumber};
+use super::types::{IndexedObject, PackId, PackRecord, Role, Timestamp, VersionNumber};
 
 /// Parses a stored id, or reports the row as corrupt.
 pub(super) fn parse<T: FromStr>(table: &'static str, text: &str) -> Result<T, CatalogError>
@@ -40,6 +40,71 @@ pub(super) fn db_version(value: VersionNumber) -> Result<i64, CatalogError> {
     i64::try_from(value).map_err(|_| CatalogError::NotFound {
         entity: Entity::Version,
         key: value.to_string(),
+    })
+}
+
+/// The columns of an object index row, in the order [`indexed_object`] reads them.
+pub(super) const OBJECT_COLUMNS: &str = "objects.id, objects.pack_id, objects.frame_offset, objects.frame_length, objects.kind, \
+     objects.size";
+
+/// An object index row read back (as [`OBJECT_COLUMNS`]), or the row reported as corrupt.
+pub(super) fn indexed_object(
+    id: &[u8],
+    pack: &[u8],
+    offset: i64,
+    length: i64,
+    kind: i64,
+    size: i64,
+) -> Result<IndexedObject, CatalogError> {
+    let id = ObjectId::from_bytes(bytes32("objects", id)?);
+    let corrupt = |what: &str, value: i64| {
+        CatalogError::corrupt(
+            "objects",
+            format!("object {id}: {what} {value} is out of range"),
+        )
+    };
+    Ok(IndexedObject {
+        id,
+        pack: PackId::from_bytes(bytes32("objects", pack)?),
+        offset: u64::try_from(offset).map_err(|_| corrupt("frame offset", offset))?,
+        length: u32::try_from(length).map_err(|_| corrupt("frame length", length))?,
+        kind: u8::try_from(kind)
+            .ok()
+            .and_then(ObjectKind::from_tag)
+            .ok_or_else(|| corrupt("kind", kind))?,
+        size: u64::try_from(size).map_err(|_| corrupt("size", size))?,
+    })
+}
+
+/// The columns of a pack row, in the order [`pack_record`] reads them.
+pub(super) const PACK_COLUMNS: &str = "packs.id, packs.length, packs.object_count, packs.created";
+
+/// A pack row read back (as [`PACK_COLUMNS`]), or the row reported as corrupt.
+pub(super) fn pack_record(
+    id: &[u8],
+    length: i64,
+    object_count: i64,
+    created: Timestamp,
+) -> Result<PackRecord, CatalogError> {
+    let id = PackId::from_bytes(bytes32("packs", id)?);
+    let corrupt = |what: &str, value: i64| {
+        CatalogError::corrupt(
+            "packs",
+            format!("pack {id}: {what} {value} is out of range"),
+        )
+    };
+    Ok(PackRecord {
+        id,
+        length: u64::try_from(length).map_err(|_| corrupt("length", length))?,
+        objects: u32::try_from(object_count).map_err(|_| corrupt("object count", object_count))?,
+        created,
+    })
+}
+
+/// A stored 32-byte id (object or pack).
+fn bytes32(table: &'static str, bytes: &[u8]) -> Result<[u8; 32], CatalogError> {
+    bytes.try_into().map_err(|_| {
+        CatalogError::corrupt(table, format!("an id of {} bytes, not 32", bytes.len()))
     })
 }
 

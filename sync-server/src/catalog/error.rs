@@ -49,6 +49,10 @@ pub enum Field {
     PushId,
     Role,
     NodeAddress,
+    /// A pack record given to the object index.
+    Pack,
+    /// An object's row given to the object index (its pack, frame or size).
+    IndexedObject,
 }
 
 impl fmt::Display for Field {
@@ -65,6 +69,8 @@ impl fmt::Display for Field {
             Self::PushId => "push id",
             Self::Role => "role",
             Self::NodeAddress => "node address",
+            Self::Pack => "pack",
+            Self::IndexedObject => "indexed object",
         })
     }
 }

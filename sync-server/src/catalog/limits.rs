@@ -1,6 +1,6 @@
-//! The catalog's limits on stored text. Each is checked by both implementations before anything
-//! is written, and past it the caller gets [`CatalogError::Invalid`](super::CatalogError::Invalid)
-//! naming the field.
+//! The catalog's limits on stored text and numbers. Each is checked by both implementations
+//! before anything is written, and past it the caller gets
+//! [`CatalogError::Invalid`](super::CatalogError::Invalid) naming the field.
 
 use std::time::Duration;
 
@@ -27,3 +27,7 @@ pub const DEFAULT_VERSION_PAGE: u32 = 50;
 /// A token's `last_used` is rewritten at most this often, so authenticating a request is not a
 /// database write every time.
 pub const TOKEN_LAST_USED_RESOLUTION: Duration = Duration::from_secs(60);
+/// The largest pack length, frame end (offset plus length) or object size the object index
+/// stores: both databases' integers are signed 64-bit. Real values are far below (a pack is at
+/// most a few tens of MiB, an object at most a few GiB).
+pub const MAX_INDEXED_VALUE: u64 = i64::MAX as u64;

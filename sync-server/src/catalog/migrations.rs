@@ -49,18 +49,32 @@ pub(super) fn pending(
 }
 
 /// PostgreSQL's migrations, `migrations/*.sql`.
-pub(super) const POSTGRES: &[Migration] = &[Migration {
-    version: 1,
-    name: "0001_catalog",
-    sql: include_str!("../../../migrations/0001_catalog.sql"),
-}];
+pub(super) const POSTGRES: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "0001_catalog",
+        sql: include_str!("../../../migrations/0001_catalog.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "0002_object_index",
+        sql: include_str!("../../../migrations/0002_object_index.sql"),
+    },
+];
 
 /// SQLite's migrations, `migrations/sqlite/*.sql`: the same schema in SQLite's dialect.
-pub(super) const SQLITE: &[Migration] = &[Migration {
-    version: 1,
-    name: "0001_catalog",
-    sql: include_str!("../../../migrations/sqlite/0001_catalog.sql"),
-}];
+pub(super) const SQLITE: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "0001_catalog",
+        sql: include_str!("../../../migrations/sqlite/0001_catalog.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "0002_object_index",
+        sql: include_str!("../../../migrations/sqlite/0002_object_index.sql"),
+    },
+];
 
 /// The lock key PostgreSQL migrations take (an arbitrary constant: "cairn" in ASCII).
 pub(super) const POSTGRES_LOCK_KEY: i64 = 0x63_61_69_72_6e;
@@ -68,6 +82,24 @@ pub(super) const POSTGRES_LOCK_KEY: i64 = 0x63_61_69_72_6e;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn both_dialects_have_the_same_migrations_in_order() {
+        let names = |all: &[Migration]| {
+            all.iter()
+                .map(|migration| (migration.version, migration.name))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names(POSTGRES), names(SQLITE));
+        for (index, migration) in POSTGRES.iter().enumerate() {
+            assert_eq!(migration.version, index as i64 + 1);
+            assert!(
+                migration
+                    .name
+                    .starts_with(&format!("{:04}_", migration.version))
+            );
+        }
+    }
 
     #[test]
     fn pending_skips_what_was_applied_and_refuses_what_changed() {

@@ -1,5 +1,5 @@
 //! The catalog: accounts, tokens, teams, projects, every project's head and history, push
-//! receipts and cluster nodes (DESIGN section 4).
+//! receipts, cluster nodes and every project's object index (DESIGN section 4).
 //!
 //! One trait, [`Catalog`], with two implementations that pass one conformance suite
 //! (`sync-server/tests/catalog_conformance.rs`):
@@ -35,6 +35,34 @@
 //!   conflict receipt returns a conflict with the head as it is now;
 //! - the same push id with a different base or root is [`CatalogError::PushIdReused`].
 //!
+//! # The object index
+//!
+//! Per project, every stored object's place: the pack holding its frame (`store::pack`), the
+//! frame's offset and length there, and the object's kind and size ([`IndexedObject`]), beside
+//! a row per pack ([`PackRecord`]). "Which of these are stored", the push acceptor's kind and
+//! size questions and closure checks are one [`Catalog::locate`] instead of a store request per
+//! object. The rules:
+//!
+//! - Index rows are written ([`Catalog::index_pack`]) only once their pack is durable: the
+//!   caller's duty, since the catalog never sees the store.
+//! - An object indexed twice keeps its first location; only compaction
+//!   ([`Catalog::relocate`]) moves it.
+//! - A project never sees another's index: every query is scoped by project, and an id
+//!   indexed in one project is unknown in the others.
+//! - Every row has a `touched` time, set when a pack indexes the object and when a push looks
+//!   it up with `touch`. Garbage collection ([`Catalog::unindex`]) removes only rows untouched
+//!   since its cut-off, so an object a push is still referencing (or has just uploaded again)
+//!   survives a collection that decided to drop it. Times are the node's clock, like every
+//!   time in the catalog; the collector's grace period must exceed clock skew plus the longest
+//!   push.
+//! - A pack's row goes ([`Catalog::forget_pack`]) only when no object row names it.
+//! - Projects from before packs keep their objects one stored value per object until converted:
+//!   [`Catalog::legacy_layout`] says which layout a project is in, [`Catalog::set_packed`]
+//!   records the conversion.
+//!
+//! Writers lock rows in object id order (PostgreSQL), so pushes, lookups and collection running
+//! at once on one project wait for one another but never deadlock.
+//!
 //! Names (account, email, team, and project within its team) are unique ignoring case: the
 //! catalog stores a lowercase key beside each (Rust's `str::to_lowercase`, so both databases
 //! fold identically).
@@ -53,15 +81,17 @@ mod validate;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use sync_protocol::ObjectId;
 
 pub use error::{CatalogError, Entity, Field};
 pub use postgres::{PostgresCatalog, PostgresSettings};
 pub use sqlite::SqliteCatalog;
 pub use types::{
-    Account, AccountCredentials, AccountId, Authenticated, CommitOutcome, CommitRequest, Member,
-    NewAccount, Node, NodeId, PROJECT_CREATED_MESSAGE, ParseCatalogIdError, Project, ProjectId,
-    PushId, RestoreRequest, Role, Team, TeamId, TeamMembership, Timestamp, Token, TokenHash,
-    TokenId, Version, VersionNumber, VersionPage, VisibleProject, empty_root,
+    Account, AccountCredentials, AccountId, Authenticated, CommitOutcome, CommitRequest,
+    IndexedObject, Member, NewAccount, Node, NodeId, PROJECT_CREATED_MESSAGE, PackId, PackRecord,
+    ParseCatalogIdError, Project, ProjectId, PushId, RestoreRequest, Role, Team, TeamId,
+    TeamMembership, Timestamp, Token, TokenHash, TokenId, Version, VersionNumber, VersionPage,
+    VisibleProject, empty_root,
 };
 
 /// Shorthand for catalog results.
@@ -185,6 +215,74 @@ pub trait Catalog: Send + Sync + std::fmt::Debug {
     async fn restore(&self, request: RestoreRequest) -> Result<CommitOutcome> {
         rules::restore(self, request).await
     }
+
+    // The object index (see the module doc).
+
+    /// Indexes a durable pack of `project` and the objects in it, in one transaction: the
+    /// pack's row (indexing the same pack again is fine: the first row stays), then a row for
+    /// every object of `objects` not yet indexed in the project (one already indexed keeps its
+    /// first location, an id named twice its first), and every object named touched now, new
+    /// or not. Every object must name `pack` and lie within it, and numbers must fit
+    /// [`limits::MAX_INDEXED_VALUE`]: otherwise [`CatalogError::Invalid`] and nothing is
+    /// written. An unknown project is [`CatalogError::NotFound`].
+    async fn index_pack(
+        &self,
+        project: ProjectId,
+        pack: &PackRecord,
+        objects: &[IndexedObject],
+    ) -> Result<()>;
+
+    /// Where each of `ids` is stored in `project`, in the order of `ids` (`None`: not indexed
+    /// here, whether or not another project has it), in one query however many there are. With
+    /// `touch`, the rows found are touched now in the same statement (SQLite: transaction):
+    /// what keeps an object a push references safe from a collection running meanwhile.
+    async fn locate(
+        &self,
+        project: ProjectId,
+        ids: &[ObjectId],
+        touch: bool,
+    ) -> Result<Vec<Option<IndexedObject>>>;
+
+    /// The packs indexed for `project`, oldest first.
+    async fn packs(&self, project: ProjectId) -> Result<Vec<PackRecord>>;
+
+    /// The index rows that name `pack`, in frame order: what compaction copies out of it.
+    async fn pack_objects(&self, project: ProjectId, pack: PackId) -> Result<Vec<IndexedObject>>;
+
+    /// Garbage collection: removes the rows of `ids` untouched since `untouched_since` (their
+    /// `touched` strictly older). A row touched at or after the cut-off stays: a push that
+    /// indexed or referenced it meanwhile keeps it. How many rows went.
+    async fn unindex(
+        &self,
+        project: ProjectId,
+        ids: &[ObjectId],
+        untouched_since: Timestamp,
+    ) -> Result<u64>;
+
+    /// Compaction: records `pack` (as [`Catalog::index_pack`] does) and moves every row of
+    /// `moved` that still exists to its place in it, in one transaction. Each of `moved` must
+    /// name `pack` and lie within it. Kinds, sizes and `touched` stay as they are; rows removed
+    /// meanwhile are not brought back. How many rows moved.
+    async fn relocate(
+        &self,
+        project: ProjectId,
+        pack: &PackRecord,
+        moved: &[IndexedObject],
+    ) -> Result<u64>;
+
+    /// Removes `pack`'s row if no object row names it. True if it went; false if rows still
+    /// name it or it was not indexed.
+    async fn forget_pack(&self, project: ProjectId, pack: PackId) -> Result<bool>;
+
+    /// Whether `project`'s objects are still in the layout from before packs (one stored value
+    /// per object): true for projects that existed when the object index came, false for
+    /// projects created since and for converted ones. `None` if there is no such project.
+    async fn legacy_layout(&self, project: ProjectId) -> Result<Option<bool>>;
+
+    /// Records that `project`'s objects are now all packed and indexed (the conversion
+    /// command's last step). Setting it twice is fine; an unknown project is
+    /// [`CatalogError::NotFound`].
+    async fn set_packed(&self, project: ProjectId) -> Result<()>;
 
     // Cluster.
 

@@ -23,14 +23,20 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
-use super::common::{Unique, db_version, object_id, parse, role, version_number};
+use super::common::{
+    OBJECT_COLUMNS, PACK_COLUMNS, Unique, db_version, indexed_object, object_id, pack_record,
+    parse, role, version_number,
+};
 use super::error::{CatalogError, Entity, Field};
 use super::migrations;
-use super::transaction::{CatalogTransaction, NewReceipt, NewVersion, Receipt, WriteError};
+use super::transaction::{
+    CatalogTransaction, NewReceipt, NewVersion, ObjectRow, PackRow, Receipt, WriteError,
+};
 use super::types::{
-    Account, AccountCredentials, AccountId, Authenticated, CommitOutcome, CommitRequest, Member,
-    NewAccount, Node, NodeId, Project, ProjectId, PushId, Role, Team, TeamId, TeamMembership,
-    Timestamp, Token, TokenHash, TokenId, Version, VersionNumber, VersionPage, VisibleProject,
+    Account, AccountCredentials, AccountId, Authenticated, CommitOutcome, CommitRequest,
+    IndexedObject, Member, NewAccount, Node, NodeId, PackId, PackRecord, Project, ProjectId,
+    PushId, Role, Team, TeamId, TeamMembership, Timestamp, Token, TokenHash, TokenId, Version,
+    VersionNumber, VersionPage, VisibleProject,
 };
 use super::{Catalog, Result, limits, rules, validate};
 
@@ -361,6 +367,53 @@ async fn load_version<C: GenericClient>(
     .await
 }
 
+fn read_object(row: &Row) -> Result<IndexedObject> {
+    indexed_object(
+        column(row, 0)?,
+        column(row, 1)?,
+        column(row, 2)?,
+        column(row, 3)?,
+        i64::from(column::<i16>(row, 4)?),
+        column(row, 5)?,
+    )
+}
+
+fn read_pack(row: &Row) -> Result<PackRecord> {
+    pack_record(
+        column(row, 0)?,
+        column(row, 1)?,
+        column(row, 2)?,
+        time(row, 3)?,
+    )
+}
+
+/// Object ids as a `bytea[]` parameter.
+fn id_array(ids: &[ObjectId]) -> Vec<&[u8]> {
+    ids.iter().map(|id| &id.as_bytes()[..]).collect()
+}
+
+/// Index rows as the column arrays an `UNNEST` reads: one parameter per column, however many
+/// rows, so a pack of tens of thousands of objects is one statement.
+struct ObjectArrays<'a> {
+    ids: Vec<&'a [u8]>,
+    offsets: Vec<i64>,
+    lengths: Vec<i64>,
+    kinds: Vec<i16>,
+    sizes: Vec<i64>,
+}
+
+impl<'a> ObjectArrays<'a> {
+    fn of(rows: &'a [ObjectRow]) -> Self {
+        Self {
+            ids: rows.iter().map(|row| &row.id.as_bytes()[..]).collect(),
+            offsets: rows.iter().map(|row| row.offset).collect(),
+            lengths: rows.iter().map(|row| row.length).collect(),
+            kinds: rows.iter().map(|row| i16::from(row.kind.tag())).collect(),
+            sizes: rows.iter().map(|row| row.size).collect(),
+        }
+    }
+}
+
 /// One transaction driven by the shared rules. READ COMMITTED (see the module doc): each
 /// statement sees what other transactions had committed when it started.
 struct PostgresTransaction<'a> {
@@ -568,9 +621,11 @@ impl CatalogTransaction for PostgresTransaction<'_> {
         execute(
             &self.transaction,
             self.operation,
+            // Not legacy: this node stores a new project's objects in packs (the column's
+            // default is for rows written by nodes that predate packs).
             "INSERT INTO projects
-                 (id, team_id, name, name_key, head_version, head_root, created)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                 (id, team_id, name, name_key, head_version, head_root, created, legacy_layout)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, FALSE)",
             &[
                 &project.id.to_string(),
                 &project.team.to_string(),
@@ -583,6 +638,93 @@ impl CatalogTransaction for PostgresTransaction<'_> {
         )
         .await?;
         Ok(())
+    }
+
+    async fn insert_pack(&mut self, project: ProjectId, pack: &PackRow) -> Result<(), WriteError> {
+        // DO UPDATE rather than DO NOTHING: it locks the existing row, so a concurrent
+        // forget_pack waits for this transaction and then finds the objects it indexed.
+        execute(
+            &self.transaction,
+            self.operation,
+            "INSERT INTO packs (project_id, id, length, object_count, created)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (project_id, id) DO UPDATE SET created = packs.created",
+            &[
+                &project.to_string(),
+                &&pack.id.as_bytes()[..],
+                &pack.length,
+                &pack.object_count,
+                &SystemTime::from(pack.created),
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn insert_objects(
+        &mut self,
+        project: ProjectId,
+        pack: PackId,
+        objects: &[ObjectRow],
+        now: Timestamp,
+    ) -> Result<()> {
+        let arrays = ObjectArrays::of(objects);
+        // UNNEST yields the rows in array order, which is id order: rows are locked in it.
+        self.execute(
+            "INSERT INTO objects
+                 (project_id, id, pack_id, frame_offset, frame_length, kind, size, touched)
+             SELECT $1, batch.id, $2, batch.frame_offset, batch.frame_length, batch.kind,
+                    batch.size, $3
+             FROM UNNEST($4::bytea[], $5::bigint[], $6::bigint[], $7::smallint[], $8::bigint[])
+                 AS batch (id, frame_offset, frame_length, kind, size)
+             ON CONFLICT (project_id, id)
+             DO UPDATE SET touched = GREATEST(objects.touched, excluded.touched)",
+            &[
+                &project.to_string(),
+                &&pack.as_bytes()[..],
+                &SystemTime::from(now),
+                &arrays.ids,
+                &arrays.offsets,
+                &arrays.lengths,
+                &arrays.kinds,
+                &arrays.sizes,
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn move_objects(
+        &mut self,
+        project: ProjectId,
+        pack: PackId,
+        objects: &[ObjectRow],
+    ) -> Result<u64> {
+        let arrays = ObjectArrays::of(objects);
+        // The rows are locked in id order first (the UPDATE alone would lock them in whatever
+        // order its plan visits them).
+        self.execute(
+            "WITH batch AS (
+                 SELECT * FROM UNNEST($3::bytea[], $4::bigint[], $5::bigint[])
+                     AS batch (id, frame_offset, frame_length)
+             ), locked AS (
+                 SELECT id FROM objects WHERE project_id = $1 AND id = ANY($3)
+                 ORDER BY id FOR NO KEY UPDATE
+             )
+             UPDATE objects
+             SET pack_id = $2, frame_offset = batch.frame_offset,
+                 frame_length = batch.frame_length
+             FROM batch JOIN locked ON locked.id = batch.id
+             WHERE objects.project_id = $1 AND objects.id = batch.id",
+            &[
+                &project.to_string(),
+                &&pack.as_bytes()[..],
+                &arrays.ids,
+                &arrays.offsets,
+                &arrays.lengths,
+            ],
+        )
+        .await
     }
 
     async fn commit(self) -> Result<()> {
@@ -969,6 +1111,178 @@ impl Catalog for PostgresCatalog {
         };
         let client = self.client("version").await?;
         load_version(&client, "version", project, number).await
+    }
+
+    async fn index_pack(
+        &self,
+        project: ProjectId,
+        pack: &PackRecord,
+        objects: &[IndexedObject],
+    ) -> Result<()> {
+        let mut client = self.client("index pack").await?;
+        let begin = PostgresTransaction::begin(&mut client, "index pack");
+        rules::index_pack(project, pack, objects, begin).await
+    }
+
+    async fn locate(
+        &self,
+        project: ProjectId,
+        ids: &[ObjectId],
+        touch: bool,
+    ) -> Result<Vec<Option<IndexedObject>>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let lookup = rules::lookup_ids(ids);
+        let keys = id_array(&lookup);
+        let project_id = project.to_string();
+        let found = if touch {
+            // One statement, so one round trip: lock the rows found in id order, touch them and
+            // return them.
+            self.query_all(
+                "locate",
+                &format!(
+                    "WITH found AS (
+                         SELECT id FROM objects WHERE project_id = $1 AND id = ANY($2)
+                         ORDER BY id FOR NO KEY UPDATE
+                     )
+                     UPDATE objects SET touched = GREATEST(objects.touched, $3)
+                     FROM found WHERE objects.project_id = $1 AND objects.id = found.id
+                     RETURNING {OBJECT_COLUMNS}"
+                ),
+                &[&project_id, &keys, &SystemTime::from(Timestamp::now())],
+                read_object,
+            )
+            .await?
+        } else {
+            self.query_all(
+                "locate",
+                &format!(
+                    "SELECT {OBJECT_COLUMNS} FROM objects
+                     WHERE objects.project_id = $1 AND objects.id = ANY($2)"
+                ),
+                &[&project_id, &keys],
+                read_object,
+            )
+            .await?
+        };
+        Ok(rules::in_request_order(ids, found))
+    }
+
+    async fn packs(&self, project: ProjectId) -> Result<Vec<PackRecord>> {
+        self.query_all(
+            "packs",
+            &format!("SELECT {PACK_COLUMNS} FROM packs WHERE project_id = $1 ORDER BY created, id"),
+            &[&project.to_string()],
+            read_pack,
+        )
+        .await
+    }
+
+    async fn pack_objects(&self, project: ProjectId, pack: PackId) -> Result<Vec<IndexedObject>> {
+        self.query_all(
+            "pack objects",
+            &format!(
+                "SELECT {OBJECT_COLUMNS} FROM objects
+                 WHERE objects.project_id = $1 AND objects.pack_id = $2
+                 ORDER BY objects.frame_offset, objects.id"
+            ),
+            &[&project.to_string(), &&pack.as_bytes()[..]],
+            read_object,
+        )
+        .await
+    }
+
+    async fn unindex(
+        &self,
+        project: ProjectId,
+        ids: &[ObjectId],
+        untouched_since: Timestamp,
+    ) -> Result<u64> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let lookup = rules::lookup_ids(ids);
+        let client = self.client("unindex").await?;
+        // Locked in id order first. A row a push touches meanwhile is re-read once its lock is
+        // free and, touched after the cut-off, stays.
+        execute(
+            &client,
+            "unindex",
+            "WITH doomed AS (
+                 SELECT id FROM objects
+                 WHERE project_id = $1 AND id = ANY($2) AND touched < $3
+                 ORDER BY id FOR UPDATE
+             )
+             DELETE FROM objects USING doomed
+             WHERE objects.project_id = $1 AND objects.id = doomed.id
+                 AND objects.touched < $3",
+            &[
+                &project.to_string(),
+                &id_array(&lookup),
+                &SystemTime::from(untouched_since),
+            ],
+        )
+        .await
+        .map_err(|error| error.unexpected("unindex"))
+    }
+
+    async fn relocate(
+        &self,
+        project: ProjectId,
+        pack: &PackRecord,
+        moved: &[IndexedObject],
+    ) -> Result<u64> {
+        let mut client = self.client("relocate").await?;
+        let begin = PostgresTransaction::begin(&mut client, "relocate");
+        rules::relocate(project, pack, moved, begin).await
+    }
+
+    async fn forget_pack(&self, project: ProjectId, pack: PackId) -> Result<bool> {
+        let client = self.client("forget pack").await?;
+        let removed = execute(
+            &client,
+            "forget pack",
+            "DELETE FROM packs WHERE project_id = $1 AND id = $2
+                 AND NOT EXISTS (
+                     SELECT 1 FROM objects WHERE project_id = $1 AND pack_id = $2
+                 )",
+            &[&project.to_string(), &&pack.as_bytes()[..]],
+        )
+        .await;
+        match removed {
+            Ok(removed) => Ok(removed > 0),
+            // Rows naming it were committed while this statement waited for the pack's lock:
+            // the foreign key keeps it.
+            Err(WriteError::MissingReference) => Ok(false),
+            Err(other) => Err(other.unexpected("forget pack")),
+        }
+    }
+
+    async fn legacy_layout(&self, project: ProjectId) -> Result<Option<bool>> {
+        self.query_one(
+            "legacy layout",
+            "SELECT legacy_layout FROM projects WHERE id = $1",
+            &[&project.to_string()],
+            |row| column(row, 0),
+        )
+        .await
+    }
+
+    async fn set_packed(&self, project: ProjectId) -> Result<()> {
+        let client = self.client("set packed").await?;
+        let found = execute(
+            &client,
+            "set packed",
+            "UPDATE projects SET legacy_layout = FALSE WHERE id = $1",
+            &[&project.to_string()],
+        )
+        .await
+        .map_err(|error| error.unexpected("set packed"))?;
+        if found == 0 {
+            return Err(CatalogError::not_found(Entity::Project, project));
+        }
+        Ok(())
     }
 
     async fn heartbeat(&self, node: NodeId, address: &str) -> Result<()> {

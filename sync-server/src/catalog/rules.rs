@@ -1,6 +1,6 @@
 //! The catalog's rules, written once for both databases: the commit and its replay by push id,
-//! membership and the last owner, what a new account, token, team or project is, and the
-//! limits of a page.
+//! membership and the last owner, what a new account, token, team or project is, the limits of
+//! a page, and what the object index accepts and in which order it writes.
 //!
 //! The rules that need a transaction are async functions generic over
 //! [`CatalogTransaction`], which each implementation provides in its own SQL. They take the
@@ -10,17 +10,20 @@
 //!
 //! See the module doc of [`catalog`](super) for the commit's rules as the caller sees them.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use sync_protocol::ObjectId;
 
 use super::common::{Unique, db_version};
 use super::error::{CatalogError, Entity, Field};
-use super::transaction::{CatalogTransaction, NewReceipt, NewVersion, Receipt, WriteError};
+use super::transaction::{
+    CatalogTransaction, NewReceipt, NewVersion, ObjectRow, PackRow, Receipt, WriteError,
+};
 use super::types::{
-    Account, AccountId, CommitOutcome, CommitRequest, NewAccount, PROJECT_CREATED_MESSAGE, Project,
-    ProjectId, RestoreRequest, Role, Team, TeamId, Timestamp, Token, TokenId, VersionNumber,
-    VersionPage, empty_root,
+    Account, AccountId, CommitOutcome, CommitRequest, IndexedObject, NewAccount,
+    PROJECT_CREATED_MESSAGE, PackRecord, Project, ProjectId, RestoreRequest, Role, Team, TeamId,
+    Timestamp, Token, TokenId, VersionNumber, VersionPage, empty_root,
 };
 use super::{Catalog, Result, limits, validate};
 
@@ -350,6 +353,163 @@ pub(super) async fn create_project<T: CatalogTransaction>(
         })?;
     transaction.commit().await?;
     Ok(project)
+}
+
+// The object index.
+
+/// Indexes a durable pack and the objects in it, in one transaction: the pack's row (kept if it
+/// is there), then a row for every object not yet indexed (one already indexed keeps its first
+/// location), and every object named touched now, new or not.
+pub(super) async fn index_pack<T: CatalogTransaction>(
+    project: ProjectId,
+    pack: &PackRecord,
+    objects: &[IndexedObject],
+    begin: impl Future<Output = Result<T>>,
+) -> Result<()> {
+    let (pack_row, rows) = index_rows(pack, objects)?;
+    let now = Timestamp::now();
+    let mut transaction = begin.await?;
+    insert_pack(&mut transaction, project, &pack_row, "index pack").await?;
+    if !rows.is_empty() {
+        transaction
+            .insert_objects(project, pack.id, &rows, now)
+            .await?;
+    }
+    transaction.commit().await
+}
+
+/// Compaction's move: records the new pack and moves the rows of `moved` that still exist into
+/// it, in one transaction. A row garbage collection removed meanwhile stays removed; a moved
+/// row keeps its `touched`, since being copied is not being referenced. How many rows moved.
+pub(super) async fn relocate<T: CatalogTransaction>(
+    project: ProjectId,
+    pack: &PackRecord,
+    moved: &[IndexedObject],
+    begin: impl Future<Output = Result<T>>,
+) -> Result<u64> {
+    let (pack_row, rows) = index_rows(pack, moved)?;
+    let mut transaction = begin.await?;
+    insert_pack(&mut transaction, project, &pack_row, "relocate").await?;
+    let moved = if rows.is_empty() {
+        0
+    } else {
+        transaction.move_objects(project, pack.id, &rows).await?
+    };
+    transaction.commit().await?;
+    Ok(moved)
+}
+
+async fn insert_pack<T: CatalogTransaction>(
+    transaction: &mut T,
+    project: ProjectId,
+    pack: &PackRow,
+    operation: &'static str,
+) -> Result<()> {
+    transaction
+        .insert_pack(project, pack)
+        .await
+        .map_err(|error| match error {
+            WriteError::MissingReference => CatalogError::not_found(Entity::Project, project),
+            other => other.unexpected(operation),
+        })
+}
+
+/// The rows to write for `pack` and `objects`, checked: every object names `pack`, its frame
+/// lies within the pack, and every number fits the databases' signed 64-bit integers (see
+/// [`limits::MAX_INDEXED_VALUE`]). The object rows are sorted by id, the first of each id kept:
+/// one PostgreSQL statement may not write a row twice, and writers that all lock rows in id
+/// order cannot deadlock one another.
+fn index_rows(pack: &PackRecord, objects: &[IndexedObject]) -> Result<(PackRow, Vec<ObjectRow>)> {
+    let Some(length) = stored(pack.length) else {
+        return Err(CatalogError::Invalid {
+            field: Field::Pack,
+            reason: format!(
+                "pack {} is {} bytes, past the largest storable length {}",
+                pack.id,
+                pack.length,
+                limits::MAX_INDEXED_VALUE
+            ),
+        });
+    };
+    let pack_row = PackRow {
+        id: pack.id,
+        length,
+        object_count: i64::from(pack.objects),
+        created: pack.created,
+    };
+    let invalid = |object: &IndexedObject, reason: String| CatalogError::Invalid {
+        field: Field::IndexedObject,
+        reason: format!("object {}: {reason}", object.id),
+    };
+    let mut rows = Vec::with_capacity(objects.len());
+    for object in objects {
+        if object.pack != pack.id {
+            return Err(invalid(
+                object,
+                format!("it names pack {}, not pack {}", object.pack, pack.id),
+            ));
+        }
+        let within = object
+            .offset
+            .checked_add(u64::from(object.length))
+            .is_some_and(|end| end <= pack.length);
+        let (Some(offset), true) = (stored(object.offset), within) else {
+            return Err(invalid(
+                object,
+                format!(
+                    "its frame ({} bytes at {}) ends past the pack's {} bytes",
+                    object.length, object.offset, pack.length
+                ),
+            ));
+        };
+        let Some(size) = stored(object.size) else {
+            return Err(invalid(
+                object,
+                format!(
+                    "its size {} is past the largest storable {}",
+                    object.size,
+                    limits::MAX_INDEXED_VALUE
+                ),
+            ));
+        };
+        rows.push(ObjectRow {
+            id: object.id,
+            offset,
+            length: i64::from(object.length),
+            kind: object.kind,
+            size,
+        });
+    }
+    // A stable sort: of one id named twice, the first stays first and is kept.
+    rows.sort_by_key(|row| row.id);
+    rows.dedup_by_key(|row| row.id);
+    Ok((pack_row, rows))
+}
+
+/// A number as the databases store it, if it fits.
+fn stored(value: u64) -> Option<i64> {
+    i64::try_from(value).ok()
+}
+
+/// The ids a lookup or removal asks the database for: sorted, each once, so that a statement
+/// that locks the rows it finds locks them in id order, as every writer of the index does.
+pub(super) fn lookup_ids(ids: &[ObjectId]) -> Vec<ObjectId> {
+    let mut sorted = ids.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    sorted
+}
+
+/// The answer to a lookup of `ids`: for each, in their order, its row among `found` if any.
+pub(super) fn in_request_order(
+    ids: &[ObjectId],
+    found: Vec<IndexedObject>,
+) -> Vec<Option<IndexedObject>> {
+    let found: HashMap<ObjectId, IndexedObject> = found
+        .into_iter()
+        .map(|object| (object.id, object))
+        .collect();
+    ids.iter().map(|id| found.get(id).copied()).collect()
 }
 
 // Accounts and tokens: single statements, so the implementations run them without a

@@ -13,28 +13,43 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use rusqlite::types::ToSql;
 use rusqlite::{Connection, Params, Row, Transaction, TransactionBehavior};
 use sync_protocol::ObjectId;
 
-use super::common::{Unique, db_version, object_id, parse, role, version_number};
+use super::common::{
+    OBJECT_COLUMNS, PACK_COLUMNS, Unique, db_version, indexed_object, object_id, pack_record,
+    parse, role, version_number,
+};
 use super::error::{CatalogError, Entity, Field};
 use super::migrations::{self, Migration};
 use super::transaction::{
-    CatalogTransaction, NewReceipt, NewVersion, Receipt, WriteError, run_rule,
+    CatalogTransaction, NewReceipt, NewVersion, ObjectRow, PackRow, Receipt, WriteError, run_rule,
 };
 use super::types::{
-    Account, AccountCredentials, AccountId, Authenticated, CommitOutcome, CommitRequest, Member,
-    NewAccount, Node, NodeId, Project, ProjectId, PushId, Role, Team, TeamId, TeamMembership,
-    Timestamp, Token, TokenHash, TokenId, Version, VersionNumber, VersionPage, VisibleProject,
+    Account, AccountCredentials, AccountId, Authenticated, CommitOutcome, CommitRequest,
+    IndexedObject, Member, NewAccount, Node, NodeId, PackId, PackRecord, Project, ProjectId,
+    PushId, Role, Team, TeamId, TeamMembership, Timestamp, Token, TokenHash, TokenId, Version,
+    VersionNumber, VersionPage, VisibleProject,
 };
 use super::{Catalog, Result, limits, rules, validate};
 
 /// How long a statement waits for another process's lock on the file before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Prepared statements kept per connection: every statement this file runs, so none is
+/// prepared twice (rusqlite keeps 16 by default).
+const STATEMENT_CACHE: usize = 96;
+
+/// How many ids one statement of a lookup or removal binds. SQLite binds at most 32,766
+/// variables (999 before 3.32); chunks of a few hundred keep each statement small to prepare
+/// while 10,000 ids take 20 statements. Every chunk binds exactly this many (the last one
+/// repeats its last id), so one prepared statement serves them all.
+const ID_CHUNK: usize = 500;
 
 /// The SQLite catalog. Cheap to clone; clones share the connection.
 #[derive(Debug, Clone)]
@@ -109,6 +124,7 @@ fn open_connection(path: &Path) -> Result<Connection> {
     connection
         .execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
         .map_err(db("open"))?;
+    connection.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     migrate(&mut connection)?;
     Ok(connection)
 }
@@ -317,6 +333,104 @@ fn load_version(
     )
 }
 
+/// Reads a stored id's bytes without copying them.
+fn blob<'r>(row: &'r Row<'_>, index: usize) -> Result<&'r [u8]> {
+    row.get_ref(index)
+        .map_err(db("read row"))?
+        .as_blob()
+        .map_err(|error| CatalogError::database("read row", error))
+}
+
+fn read_object(row: &Row<'_>) -> Result<IndexedObject> {
+    indexed_object(
+        blob(row, 0)?,
+        blob(row, 1)?,
+        column(row, 2)?,
+        column(row, 3)?,
+        column(row, 4)?,
+        column(row, 5)?,
+    )
+}
+
+fn read_pack(row: &Row<'_>) -> Result<PackRecord> {
+    pack_record(
+        blob(row, 0)?,
+        column(row, 1)?,
+        column(row, 2)?,
+        Timestamp::from_unix_millis(column(row, 3)?),
+    )
+}
+
+/// `?{first}, ?{first + 1}, ...`: the placeholders of one chunk of [`ID_CHUNK`] ids.
+fn id_placeholders(first: usize) -> String {
+    (first..first + ID_CHUNK)
+        .map(|index| format!("?{index}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A lookup of one chunk of ids: ?1 the project.
+static LOCATE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {OBJECT_COLUMNS} FROM objects WHERE project_id = ?1 AND id IN ({})",
+        id_placeholders(2)
+    )
+});
+
+/// A touching lookup of one chunk of ids: ?1 the project, ?2 now.
+static LOCATE_AND_TOUCH: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "UPDATE objects SET touched = MAX(touched, ?2) WHERE project_id = ?1 AND id IN ({})
+         RETURNING {OBJECT_COLUMNS}",
+        id_placeholders(3)
+    )
+});
+
+/// A removal of one chunk of ids: ?1 the project, ?2 the cut-off.
+static UNINDEX: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "DELETE FROM objects WHERE project_id = ?1 AND touched < ?2 AND id IN ({})",
+        id_placeholders(3)
+    )
+});
+
+/// Runs `sql`, a statement over one chunk of ids (see [`ID_CHUNK`]) after the parameters
+/// `params`, on every chunk of `ids`, and converts the rows it returns. Returns the rows and
+/// how many rows the statements changed.
+fn by_chunks<T>(
+    connection: &Connection,
+    operation: &'static str,
+    sql: &str,
+    params: &[&dyn ToSql],
+    ids: &[ObjectId],
+    convert: impl Fn(&Row<'_>) -> Result<T>,
+) -> Result<(Vec<T>, u64)> {
+    let mut statement = connection.prepare_cached(sql).map_err(db(operation))?;
+    for (index, param) in params.iter().enumerate() {
+        statement
+            .raw_bind_parameter(index + 1, param)
+            .map_err(db(operation))?;
+    }
+    let mut out = Vec::new();
+    let mut changed = 0;
+    for chunk in ids.chunks(ID_CHUNK) {
+        let Some(last) = chunk.last() else { continue };
+        let padding = std::iter::repeat_n(last, ID_CHUNK - chunk.len());
+        for (index, id) in chunk.iter().chain(padding).enumerate() {
+            statement
+                .raw_bind_parameter(params.len() + 1 + index, &id.as_bytes()[..])
+                .map_err(db(operation))?;
+        }
+        let mut rows = statement.raw_query();
+        while let Some(row) = rows.next().map_err(db(operation))? {
+            out.push(convert(row)?);
+        }
+        drop(rows);
+        changed += connection.changes();
+    }
+    Ok((out, changed))
+}
+
 /// One transaction driven by the shared rules. It begins IMMEDIATE, taking the file's write
 /// lock at once, so it is serial with every other writer: what the rules guard against in
 /// PostgreSQL (a concurrent duplicate committing meanwhile) cannot happen here, and the same
@@ -511,9 +625,10 @@ impl CatalogTransaction for SqliteTransaction<'_> {
         execute(
             &self.transaction,
             self.operation,
+            // Not legacy: see the PostgreSQL twin.
             "INSERT INTO projects
-                 (id, team_id, name, name_key, head_version, head_root, created)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                 (id, team_id, name, name_key, head_version, head_root, created, legacy_layout)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0)",
             (
                 project.id.to_string(),
                 project.team.to_string(),
@@ -525,6 +640,89 @@ impl CatalogTransaction for SqliteTransaction<'_> {
             ),
         )?;
         Ok(())
+    }
+
+    async fn insert_pack(&mut self, project: ProjectId, pack: &PackRow) -> Result<(), WriteError> {
+        execute(
+            &self.transaction,
+            self.operation,
+            "INSERT INTO packs (project_id, id, length, object_count, created)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (project_id, id) DO NOTHING",
+            (
+                project.to_string(),
+                &pack.id.as_bytes()[..],
+                pack.length,
+                pack.object_count,
+                pack.created.unix_millis(),
+            ),
+        )?;
+        Ok(())
+    }
+
+    async fn insert_objects(
+        &mut self,
+        project: ProjectId,
+        pack: PackId,
+        objects: &[ObjectRow],
+        now: Timestamp,
+    ) -> Result<()> {
+        // One prepared statement, run once per row inside the transaction: SQLite has no round
+        // trips to save, and the transaction makes it one write to the file.
+        let mut statement = self
+            .transaction
+            .prepare_cached(
+                "INSERT INTO objects
+                     (project_id, id, pack_id, frame_offset, frame_length, kind, size, touched)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT (project_id, id) DO UPDATE SET touched = MAX(touched, ?8)",
+            )
+            .map_err(db(self.operation))?;
+        let project = project.to_string();
+        for row in objects {
+            statement
+                .execute((
+                    &project,
+                    &row.id.as_bytes()[..],
+                    &pack.as_bytes()[..],
+                    row.offset,
+                    row.length,
+                    i64::from(row.kind.tag()),
+                    row.size,
+                    now.unix_millis(),
+                ))
+                .map_err(db(self.operation))?;
+        }
+        Ok(())
+    }
+
+    async fn move_objects(
+        &mut self,
+        project: ProjectId,
+        pack: PackId,
+        objects: &[ObjectRow],
+    ) -> Result<u64> {
+        let mut statement = self
+            .transaction
+            .prepare_cached(
+                "UPDATE objects SET pack_id = ?3, frame_offset = ?4, frame_length = ?5
+                 WHERE project_id = ?1 AND id = ?2",
+            )
+            .map_err(db(self.operation))?;
+        let project = project.to_string();
+        let mut moved = 0;
+        for row in objects {
+            moved += statement
+                .execute((
+                    &project,
+                    &row.id.as_bytes()[..],
+                    &pack.as_bytes()[..],
+                    row.offset,
+                    row.length,
+                ))
+                .map_err(db(self.operation))?;
+        }
+        Ok(moved as u64)
     }
 
     async fn commit(self) -> Result<()> {
@@ -982,6 +1180,196 @@ impl Catalog for SqliteCatalog {
         };
         self.run("version", move |connection| {
             load_version(connection, "version", project, number)
+        })
+        .await
+    }
+
+    async fn index_pack(
+        &self,
+        project: ProjectId,
+        pack: &PackRecord,
+        objects: &[IndexedObject],
+    ) -> Result<()> {
+        let pack = *pack;
+        let objects = objects.to_vec();
+        self.run("index pack", move |connection| {
+            let begin = SqliteTransaction::begin(connection, "index pack");
+            run_rule(
+                "index pack",
+                rules::index_pack(project, &pack, &objects, begin),
+            )
+        })
+        .await
+    }
+
+    async fn locate(
+        &self,
+        project: ProjectId,
+        ids: &[ObjectId],
+        touch: bool,
+    ) -> Result<Vec<Option<IndexedObject>>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let lookup = rules::lookup_ids(ids);
+        let found = self
+            .run("locate", move |connection| {
+                let project = project.to_string();
+                if touch {
+                    let transaction = connection
+                        .transaction_with_behavior(TransactionBehavior::Immediate)
+                        .map_err(db("locate"))?;
+                    let now = Timestamp::now().unix_millis();
+                    let (found, _) = by_chunks(
+                        &transaction,
+                        "locate",
+                        &LOCATE_AND_TOUCH,
+                        &[&project, &now],
+                        &lookup,
+                        read_object,
+                    )?;
+                    transaction.commit().map_err(db("locate"))?;
+                    Ok(found)
+                } else {
+                    // One read transaction: every chunk sees the same index.
+                    let transaction = connection.transaction().map_err(db("locate"))?;
+                    let (found, _) = by_chunks(
+                        &transaction,
+                        "locate",
+                        &LOCATE,
+                        &[&project],
+                        &lookup,
+                        read_object,
+                    )?;
+                    transaction.commit().map_err(db("locate"))?;
+                    Ok(found)
+                }
+            })
+            .await?;
+        Ok(rules::in_request_order(ids, found))
+    }
+
+    async fn packs(&self, project: ProjectId) -> Result<Vec<PackRecord>> {
+        self.run("packs", move |connection| {
+            query_all(
+                connection,
+                "packs",
+                &format!(
+                    "SELECT {PACK_COLUMNS} FROM packs WHERE project_id = ?1 ORDER BY created, id"
+                ),
+                [project.to_string()],
+                read_pack,
+            )
+        })
+        .await
+    }
+
+    async fn pack_objects(&self, project: ProjectId, pack: PackId) -> Result<Vec<IndexedObject>> {
+        self.run("pack objects", move |connection| {
+            query_all(
+                connection,
+                "pack objects",
+                &format!(
+                    "SELECT {OBJECT_COLUMNS} FROM objects WHERE project_id = ?1 AND pack_id = ?2
+                     ORDER BY frame_offset, id"
+                ),
+                (project.to_string(), &pack.as_bytes()[..]),
+                read_object,
+            )
+        })
+        .await
+    }
+
+    async fn unindex(
+        &self,
+        project: ProjectId,
+        ids: &[ObjectId],
+        untouched_since: Timestamp,
+    ) -> Result<u64> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let lookup = rules::lookup_ids(ids);
+        self.run("unindex", move |connection| {
+            let transaction = connection
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(db("unindex"))?;
+            let (_, removed) = by_chunks(
+                &transaction,
+                "unindex",
+                &UNINDEX,
+                &[&project.to_string(), &untouched_since.unix_millis()],
+                &lookup,
+                |_| Ok(()),
+            )?;
+            transaction.commit().map_err(db("unindex"))?;
+            Ok(removed)
+        })
+        .await
+    }
+
+    async fn relocate(
+        &self,
+        project: ProjectId,
+        pack: &PackRecord,
+        moved: &[IndexedObject],
+    ) -> Result<u64> {
+        let pack = *pack;
+        let moved = moved.to_vec();
+        self.run("relocate", move |connection| {
+            let begin = SqliteTransaction::begin(connection, "relocate");
+            run_rule("relocate", rules::relocate(project, &pack, &moved, begin))
+        })
+        .await
+    }
+
+    async fn forget_pack(&self, project: ProjectId, pack: PackId) -> Result<bool> {
+        self.run("forget pack", move |connection| {
+            let removed = execute(
+                connection,
+                "forget pack",
+                "DELETE FROM packs WHERE project_id = ?1 AND id = ?2
+                     AND NOT EXISTS (
+                         SELECT 1 FROM objects WHERE project_id = ?1 AND pack_id = ?2
+                     )",
+                (project.to_string(), &pack.as_bytes()[..]),
+            );
+            match removed {
+                Ok(removed) => Ok(removed > 0),
+                // Not reached while writers are serial; kept alike with PostgreSQL.
+                Err(WriteError::MissingReference) => Ok(false),
+                Err(other) => Err(other.unexpected("forget pack")),
+            }
+        })
+        .await
+    }
+
+    async fn legacy_layout(&self, project: ProjectId) -> Result<Option<bool>> {
+        self.run("legacy layout", move |connection| {
+            query_one(
+                connection,
+                "legacy layout",
+                "SELECT legacy_layout FROM projects WHERE id = ?1",
+                [project.to_string()],
+                |row| column::<bool>(row, 0),
+            )
+        })
+        .await
+    }
+
+    async fn set_packed(&self, project: ProjectId) -> Result<()> {
+        self.run("set packed", move |connection| {
+            let found = execute(
+                connection,
+                "set packed",
+                "UPDATE projects SET legacy_layout = 0 WHERE id = ?1",
+                [project.to_string()],
+            )
+            .map_err(|error| error.unexpected("set packed"))?;
+            if found == 0 {
+                return Err(CatalogError::not_found(Entity::Project, project));
+            }
+            Ok(())
         })
         .await
     }

@@ -15,13 +15,14 @@
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 
-use sync_protocol::ObjectId;
+use sync_protocol::{ObjectId, ObjectKind};
 
 use super::Result;
 use super::common::Unique;
 use super::error::CatalogError;
 use super::types::{
-    AccountId, Project, ProjectId, PushId, Role, Team, TeamId, Timestamp, Version, VersionNumber,
+    AccountId, PackId, Project, ProjectId, PushId, Role, Team, TeamId, Timestamp, Version,
+    VersionNumber,
 };
 
 /// A push receipt as stored: what the push asked for and, if it committed, the version it made.
@@ -53,6 +54,27 @@ pub(super) struct NewVersion<'a> {
     pub time: Timestamp,
     pub message: &'a str,
     pub push_id: Option<&'a PushId>,
+}
+
+/// A pack row to write, its numbers checked to fit the databases' signed integers by
+/// [`rules`](super::rules).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct PackRow {
+    pub id: PackId,
+    pub length: i64,
+    pub object_count: i64,
+    pub created: Timestamp,
+}
+
+/// An object index row to write, checked like [`PackRow`]. Its pack is the one it is written
+/// with.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct ObjectRow {
+    pub id: ObjectId,
+    pub offset: i64,
+    pub length: i64,
+    pub kind: ObjectKind,
+    pub size: i64,
 }
 
 /// Why a write failed. The database only says which constraint it refused; what that means to
@@ -149,6 +171,33 @@ pub(super) trait CatalogTransaction {
     /// Writes a project row. A name taken in the team is [`WriteError::Taken`], a missing team
     /// [`WriteError::MissingReference`].
     async fn insert_project(&mut self, project: &Project) -> Result<(), WriteError>;
+
+    /// Records `pack` for `project` unless it is recorded already (the first record stays). A
+    /// missing project is [`WriteError::MissingReference`]. In PostgreSQL the pack's row stays
+    /// locked until the transaction ends, so a concurrent forget of the pack waits, then sees
+    /// the objects this transaction indexed in it and keeps it.
+    async fn insert_pack(&mut self, project: ProjectId, pack: &PackRow) -> Result<(), WriteError>;
+
+    /// Indexes `objects` in `pack`, which is recorded: an object not yet indexed gets its row,
+    /// one already indexed keeps its location, and every one's `touched` becomes at least
+    /// `now`. `objects` is sorted by id with no id twice, so rows are locked in id order.
+    async fn insert_objects(
+        &mut self,
+        project: ProjectId,
+        pack: PackId,
+        objects: &[ObjectRow],
+        now: Timestamp,
+    ) -> Result<()>;
+
+    /// Moves the rows of `objects` that exist to their place in `pack`, which is recorded;
+    /// their kind, size and `touched` stay. `objects` is sorted by id with no id twice. How
+    /// many rows moved.
+    async fn move_objects(
+        &mut self,
+        project: ProjectId,
+        pack: PackId,
+        objects: &[ObjectRow],
+    ) -> Result<u64>;
 
     /// Makes everything this transaction wrote durable and visible.
     async fn commit(self) -> Result<()>;

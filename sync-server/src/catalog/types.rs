@@ -1,11 +1,12 @@
 //! The values the catalog stores and returns: ids, accounts, tokens, teams, projects, versions,
-//! commit requests and outcomes, cluster nodes.
+//! commit requests and outcomes, cluster nodes, and the object index (packs and where each
+//! object is in them).
 
 use std::fmt;
 use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use sync_protocol::{Dir, Object, ObjectId};
+use sync_protocol::{Dir, Object, ObjectId, ObjectKind};
 
 use super::error::{CatalogError, Field};
 use super::limits;
@@ -444,6 +445,72 @@ pub struct Node {
     /// Where other nodes reach it, e.g. `10.0.0.5:8080`.
     pub address: String,
     pub heartbeat: Timestamp,
+}
+
+/// A pack's name: the hash of its bytes (see `store::pack`, which computes it with
+/// `PackId::of`). The catalog stores it as its 32 bytes and shows it as 64 hex digits, like an
+/// object id.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PackId([u8; 32]);
+
+impl PackId {
+    pub const fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
+    pub const fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl fmt::Display for PackId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The same 64 hex digits as an object id.
+        ObjectId::from_bytes(self.0).fmt(f)
+    }
+}
+
+impl fmt::Debug for PackId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PackId({self})")
+    }
+}
+
+impl FromStr for PackId {
+    type Err = sync_protocol::ParseIdError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        text.parse::<ObjectId>().map(|id| Self(*id.as_bytes()))
+    }
+}
+
+/// One row of a project's object index: where an object's frame is stored and what the object
+/// is, so that "is it stored", "what kind and size is it" and "where do I read it" are
+/// answered by the catalog without reading the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct IndexedObject {
+    pub id: ObjectId,
+    /// The pack holding its frame.
+    pub pack: PackId,
+    /// The frame's first byte, from the start of the pack.
+    pub offset: u64,
+    /// The frame's length in bytes.
+    pub length: u32,
+    pub kind: ObjectKind,
+    /// The object's content size (a chunk's length, a file's size, 0 for a dir).
+    pub size: u64,
+}
+
+/// A stored pack as the catalog knows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PackRecord {
+    pub id: PackId,
+    /// The whole pack's length in bytes; every frame indexed in it lies within.
+    pub length: u64,
+    /// How many objects its table of contents lists.
+    pub objects: u32,
+    /// When it was first indexed. Indexing the same pack again keeps the first time.
+    pub created: Timestamp,
 }
 
 #[cfg(test)]

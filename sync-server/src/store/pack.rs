@@ -15,8 +15,6 @@
 //! the catalog, from its last bytes alone (the footer names where the contents start and their
 //! digest). Every object in it is still verified against its own id when read.
 
-use std::fmt;
-
 use bytes::{BufMut, Bytes, BytesMut};
 use sync_protocol::{ObjectId, ObjectKind};
 
@@ -36,45 +34,16 @@ pub const CONTENTS_CONTEXT: &str = "cairn.dev 2026-12 pack v1 contents";
 /// value (one S3 PUT) stays within what a single request carries well.
 pub const MAX_PACK_LEN: usize = 64 * 1024 * 1024;
 
-/// A pack's name: the hash of its bytes.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct PackId([u8; 32]);
+/// A pack's name: the hash of its bytes. The type is the catalog's, which indexes packs by it;
+/// how a name is computed is the pack format's, here.
+pub use crate::catalog::PackId;
 
 impl PackId {
     /// The name of a pack whose bytes are `bytes`.
     pub fn of(bytes: &[u8]) -> Self {
         let mut hasher = blake3::Hasher::new_derive_key(NAME_CONTEXT);
         hasher.update(bytes);
-        Self(*hasher.finalize().as_bytes())
-    }
-
-    pub const fn from_bytes(bytes: [u8; 32]) -> Self {
-        Self(bytes)
-    }
-
-    pub const fn as_bytes(&self) -> &[u8; 32] {
-        &self.0
-    }
-}
-
-impl fmt::Display for PackId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // The same 64 hex digits as an object id.
-        ObjectId::from_bytes(self.0).fmt(f)
-    }
-}
-
-impl fmt::Debug for PackId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "PackId({self})")
-    }
-}
-
-impl std::str::FromStr for PackId {
-    type Err = sync_protocol::ParseIdError;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        text.parse::<ObjectId>().map(|id| Self(*id.as_bytes()))
+        Self::from_bytes(*hasher.finalize().as_bytes())
     }
 }
 

@@ -8,11 +8,11 @@ use std::collections::{BTreeMap, HashMap};
 use sync_protocol::{Object, ObjectId};
 
 use super::super::transaction::{
-    CatalogTransaction, NewReceipt, NewVersion, Receipt, WriteError, run_rule,
+    CatalogTransaction, NewReceipt, NewVersion, ObjectRow, PackRow, Receipt, WriteError, run_rule,
 };
 use super::super::types::{
-    AccountId, CommitOutcome, CommitRequest, Project, ProjectId, PushId, Role, Team, TeamId,
-    Timestamp, Version, VersionNumber, empty_root,
+    AccountId, CommitOutcome, CommitRequest, PackId, Project, ProjectId, PushId, Role, Team,
+    TeamId, Timestamp, Version, VersionNumber, empty_root,
 };
 use super::super::{CatalogError, Result};
 use super::commit;
@@ -163,6 +163,33 @@ impl CatalogTransaction for MemoryTransaction<'_> {
 
     async fn insert_project(&mut self, _project: &Project) -> Result<(), WriteError> {
         Err(not_simulated().into())
+    }
+
+    async fn insert_pack(
+        &mut self,
+        _project: ProjectId,
+        _pack: &PackRow,
+    ) -> Result<(), WriteError> {
+        Err(not_simulated().into())
+    }
+
+    async fn insert_objects(
+        &mut self,
+        _project: ProjectId,
+        _pack: PackId,
+        _objects: &[ObjectRow],
+        _now: Timestamp,
+    ) -> Result<()> {
+        Err(not_simulated())
+    }
+
+    async fn move_objects(
+        &mut self,
+        _project: ProjectId,
+        _pack: PackId,
+        _objects: &[ObjectRow],
+    ) -> Result<u64> {
+        Err(not_simulated())
     }
 
     async fn commit(self) -> Result<()> {
