@@ -74,11 +74,22 @@ pub enum Step {
     /// Call [`PushAcceptor::compute`]: CPU work (decompressing, hashing, building dirs) that an
     /// async driver runs off its event loop.
     Compute,
-    /// Store these layers (id and zstd frame), leaves first, each layer durable before the next
-    /// is written; then ask for the next step.
-    Store(Vec<Vec<(ObjectId, Bytes)>>),
+    /// Store these objects, then ask for the next step. They come leaves first, in layers
+    /// (an object's layer is above every layer holding an object it references): a store that
+    /// makes objects visible one by one must make each layer durable before the next; one that
+    /// writes them all at once (a pack, indexed once it is durable) may take them in one go.
+    Store(Vec<Vec<ToStore>>),
     /// Everything is checked and stored: the caller may commit.
     Done(Accepted),
+}
+
+/// One object to store: its id, its kind and content size (for an index), and its zstd frame as
+/// received or built.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToStore {
+    pub id: ObjectId,
+    pub info: ObjectInfo,
+    pub frame: Bytes,
 }
 
 /// What an accepted upload stored.
@@ -777,13 +788,14 @@ impl PushAcceptor {
     }
 
     /// The upload by height: chunks, then objects whose children are all below them.
-    fn layers(&mut self) -> Vec<Vec<(ObjectId, Bytes)>> {
-        let mut layers: BTreeMap<u32, Vec<(ObjectId, Bytes)>> = BTreeMap::new();
+    fn layers(&mut self) -> Vec<Vec<ToStore>> {
+        let mut layers: BTreeMap<u32, Vec<ToStore>> = BTreeMap::new();
         for object in &self.objects {
-            layers
-                .entry(object.height)
-                .or_default()
-                .push((object.id, object.frame.clone()));
+            layers.entry(object.height).or_default().push(ToStore {
+                id: object.id,
+                info: object.info,
+                frame: object.frame.clone(),
+            });
         }
         layers.into_values().collect()
     }

@@ -316,7 +316,9 @@ impl SimServer {
                 }
                 Step::Compute => acceptor.compute().map_err(refused)?,
                 Step::Store(layers) => {
-                    for (id, frame) in layers.into_iter().flatten() {
+                    for sync_protocol::accept::ToStore { id, frame, .. } in
+                        layers.into_iter().flatten()
+                    {
                         // A store never overwrites; each layer is whole before the next.
                         if self.store.contains_key(&id) {
                             continue;

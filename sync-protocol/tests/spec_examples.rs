@@ -337,7 +337,12 @@ fn the_change_records_example_holds_on_both_sides() {
                 }
             }
             Step::Compute => acceptor.compute().unwrap(),
-            Step::Store(layers) => stored_now.extend(layers.into_iter().flatten()),
+            Step::Store(layers) => stored_now.extend(
+                layers
+                    .into_iter()
+                    .flatten()
+                    .map(|stored| (stored.id, stored.frame)),
+            ),
             Step::Done(_) => break,
         }
     }

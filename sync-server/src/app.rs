@@ -5,24 +5,30 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
+use crate::cache::{DEFAULT_CACHE_BYTES, HotCache};
+use crate::catalog::ProjectId;
 use crate::catalog::{Catalog, PostgresCatalog, PostgresSettings, SqliteCatalog};
 use crate::config::{CatalogSettings, DEFAULT_MAX_UPLOAD_BYTES, StorageSettings, StoreSettings};
 use crate::events::EventHub;
 use crate::metrics::Metrics;
+use crate::objects::{Layouts, ObjectsError, ProjectObjects, WarmPacks};
 use crate::shutdown::Shutdown;
 use crate::store::{FsBackend, ObjectStore, S3Backend, S3Settings};
 
-/// Limits that are settings rather than format constants.
+/// Limits and sizes that are settings rather than format constants.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     /// The largest object-stream body of a push or upload, in bytes.
     pub max_upload_bytes: u64,
+    /// The hot object cache's size, in bytes.
+    pub cache_bytes: u64,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Self {
             max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
+            cache_bytes: DEFAULT_CACHE_BYTES,
         }
     }
 }
@@ -36,6 +42,12 @@ pub struct App {
     pub events: EventHub,
     pub shutdown: Shutdown,
     pub limits: Limits,
+    /// The node's hot object cache.
+    pub cache: HotCache,
+    /// Which projects are known to be packed.
+    pub layouts: Layouts,
+    /// Which packs this node has loaded whole.
+    pub warm_packs: WarmPacks,
 }
 
 impl App {
@@ -46,8 +58,23 @@ impl App {
             metrics: Arc::new(Metrics::new()),
             events: EventHub::new(),
             shutdown: Shutdown::new(),
+            cache: HotCache::new(limits.cache_bytes),
+            layouts: Layouts::default(),
+            warm_packs: WarmPacks::default(),
             limits,
         }
+    }
+
+    /// The objects of `project`, on this node's stores and cache.
+    pub async fn objects(&self, project: ProjectId) -> Result<ProjectObjects<'_>, ObjectsError> {
+        ProjectObjects::open(
+            self.catalog.as_ref(),
+            &self.store,
+            &self.cache,
+            &self.layouts,
+            project,
+        )
+        .await
     }
 }
 

@@ -193,6 +193,11 @@ impl HotCache {
         );
     }
 
+    /// Drops every entry (the counters stay): as if the node had just started.
+    pub fn clear(&self) {
+        self.cache.clear();
+    }
+
     pub fn stats(&self) -> CacheStats {
         CacheStats {
             hits: self.hits.load(Ordering::Relaxed),

@@ -43,13 +43,29 @@ pub enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
-    /// Verify every version's closure and every object's hash; exit 1 if anything is wrong.
+    /// Verify every version's closure, the object index against the stored packs and, with
+    /// --read-data, every object's hash; exit 1 if anything is wrong.
     Fsck {
         #[command(flatten)]
         storage: StorageArgs,
         /// Only this project (its id); every project when absent.
         project: Option<String>,
+        /// Read and verify every object's data, chunks included (dirs and file objects are
+        /// always read).
+        #[arg(long)]
+        read_data: bool,
+        /// With --read-data, read only this fraction of the chunks (0 to 1), chosen by id.
+        #[arg(long, requires = "read_data", value_parser = parse_fraction)]
+        sample: Option<f64>,
     },
+}
+
+/// A fraction from 0 to 1, for `fsck --sample`.
+fn parse_fraction(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(value) if (0.0..=1.0).contains(&value) => Ok(value),
+        _ => Err(format!("{text:?} is not a fraction from 0 to 1")),
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -138,6 +154,9 @@ pub struct ServeArgs {
     /// The largest object-stream body a push or upload may carry, in bytes.
     #[arg(long, env = "CAIRN_MAX_UPLOAD_BYTES")]
     pub max_upload_bytes: Option<u64>,
+    /// The hot object cache's size, in bytes (0 turns it off).
+    #[arg(long, env = "CAIRN_CACHE_BYTES")]
+    pub cache_bytes: Option<u64>,
 }
 
 /// The config file: every key optional, named like the flags with underscores.
@@ -150,6 +169,7 @@ struct FileSettings {
     database_url: Option<String>,
     shutdown_grace_secs: Option<u64>,
     max_upload_bytes: Option<u64>,
+    cache_bytes: Option<u64>,
     #[serde(default)]
     s3: FileS3,
 }
@@ -215,6 +235,7 @@ pub struct Settings {
     pub storage: StorageSettings,
     pub shutdown_grace: Duration,
     pub max_upload_bytes: u64,
+    pub cache_bytes: u64,
 }
 
 fn read_file(path: Option<&Path>) -> anyhow::Result<FileSettings> {
@@ -320,6 +341,10 @@ impl ServeArgs {
                 .max_upload_bytes
                 .or(file.max_upload_bytes)
                 .unwrap_or(DEFAULT_MAX_UPLOAD_BYTES),
+            cache_bytes: self
+                .cache_bytes
+                .or(file.cache_bytes)
+                .unwrap_or(crate::cache::DEFAULT_CACHE_BYTES),
         })
     }
 }

@@ -1,28 +1,66 @@
-//! `sync-server fsck [project]`: checks that every version of a project is whole and every
-//! stored object is what its key says.
+//! `sync-server fsck [project] [--read-data [--sample FRACTION]]`: checks that every version of a
+//! project is whole, that the object index and the stored packs agree, and (with
+//! `--read-data`) that every stored object is what its id says.
 //!
-//! Two passes per project, both through the store's verified batch reads:
+//! Per project:
 //!
-//! 1. closure: from each version's root, breadth-first, every referenced object must be stored
-//!    (the empty dir excepted: every node can make it). Objects are read once per project however
-//!    many versions share them.
-//! 2. integrity: every stored object (the store's listing) must hash to its key and be canonical;
-//!    each bad one is named.
+//! 1. **Packs and index**: every pack the index names is stored, with its length, and its own
+//!    table of contents (read from its tail, two ranged reads) agrees with every index row that
+//!    names it; a stored pack the index does not name is counted as garbage (a push that died
+//!    between writing its pack and indexing it), not as damage.
+//! 2. **Closure**: from each version's root, breadth-first, every referenced object must be
+//!    indexed (the empty dir excepted: every node makes it). Dirs and file objects are read and
+//!    verified to find their children; chunks are looked up, and read only with `--read-data`.
+//!    Objects are visited once per project however many versions share them.
+//! 3. With `--read-data`, every indexed object no version reaches is read and verified too.
+//!    `--sample F` reads only a fraction of the chunks, chosen by id so a re-run reads the
+//!    same ones; dirs and file objects are always read.
 //!
-//! Stored objects no version references are counted (garbage from conflicts and interrupted
-//! uploads), not reported as errors.
+//! A project still in the legacy layout (one stored value per object) is checked the old way
+//! for what the index does not have: present under its key, and verified when read.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 use anyhow::{Context, bail};
-use sync_protocol::{Object, ObjectId};
+use sync_protocol::{Object, ObjectId, ObjectKind};
 
-use crate::catalog::{Catalog, ProjectId, VersionNumber, VersionPage, empty_root};
-use crate::store::{Inspected, ObjectStore};
+use crate::catalog::{Catalog, IndexedObject, ProjectId, VersionNumber, VersionPage, empty_root};
+use crate::store::pack::PackId;
+use crate::store::{Inspected, ObjectStore, PackLocation};
 
-/// Objects read per store call.
-const BATCH: usize = 256;
+/// Objects looked up or read per call.
+const BATCH: usize = 1024;
+
+/// What to read.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Options {
+    /// Read and verify the data of chunks too, not only dirs and file objects.
+    pub read_data: bool,
+    /// With `read_data`, the fraction of chunks read (1.0: all).
+    pub sample: f64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            read_data: false,
+            sample: 1.0,
+        }
+    }
+}
+
+impl Options {
+    /// Whether the data of chunk `id` is read.
+    fn reads_chunk(&self, id: &ObjectId) -> bool {
+        if !self.read_data {
+            return false;
+        }
+        // The id is a hash: its first bytes are uniform.
+        let position = u16::from_be_bytes([id.as_bytes()[0], id.as_bytes()[1]]);
+        f64::from(position) < self.sample * 65_536.0
+    }
+}
 
 /// What fsck found.
 #[derive(Debug, Default)]
@@ -30,17 +68,24 @@ pub struct Report {
     pub projects: usize,
     pub versions: usize,
     pub reachable: usize,
-    pub stored: usize,
+    /// Objects read and verified.
+    pub verified: usize,
+    pub packs: usize,
+    pub indexed: usize,
     pub unreferenced: usize,
+    /// Stored packs no index row names: garbage for collection.
+    pub unindexed_packs: usize,
     /// (project, version, missing object)
     pub missing: Vec<(ProjectId, VersionNumber, ObjectId)>,
     /// (project, object, why)
     pub corrupt: Vec<(ProjectId, ObjectId, String)>,
+    /// (project, pack, why): a pack that is gone, damaged or disagrees with the index.
+    pub bad_packs: Vec<(ProjectId, PackId, String)>,
 }
 
 impl Report {
     pub fn is_clean(&self) -> bool {
-        self.missing.is_empty() && self.corrupt.is_empty()
+        self.missing.is_empty() && self.corrupt.is_empty() && self.bad_packs.is_empty()
     }
 }
 
@@ -55,16 +100,23 @@ impl fmt::Display for Report {
         for (project, id, why) in &self.corrupt {
             writeln!(f, "corrupt: project {project} object {id}: {why}")?;
         }
+        for (project, pack, why) in &self.bad_packs {
+            writeln!(f, "bad pack: project {project} pack {pack}: {why}")?;
+        }
         writeln!(
             f,
-            "projects: {}\nversions: {}\nreachable objects: {}\nstored objects: {}\nunreferenced objects: {}\nmissing: {}\ncorrupt: {}\nstatus: {}",
+            "projects: {}\nversions: {}\nreachable objects: {}\nverified objects: {}\npacks: {}\nindexed objects: {}\nunreferenced objects: {}\nunindexed packs: {}\nmissing: {}\ncorrupt: {}\nbad packs: {}\nstatus: {}",
             self.projects,
             self.versions,
             self.reachable,
-            self.stored,
+            self.verified,
+            self.packs,
+            self.indexed,
             self.unreferenced,
+            self.unindexed_packs,
             self.missing.len(),
             self.corrupt.len(),
+            self.bad_packs.len(),
             if self.is_clean() { "clean" } else { "damaged" }
         )
     }
@@ -75,6 +127,7 @@ pub async fn run(
     catalog: &dyn Catalog,
     store: &ObjectStore,
     project: Option<&str>,
+    options: Options,
 ) -> anyhow::Result<Report> {
     let projects: Vec<ProjectId> = match project {
         Some(text) => {
@@ -100,120 +153,294 @@ pub async fn run(
     };
     let mut report = Report::default();
     for project in projects {
-        check_project(catalog, store, project, &mut report).await?;
+        let mut check = ProjectCheck {
+            catalog,
+            store,
+            project,
+            options,
+            legacy: catalog.legacy_layout(project).await?.unwrap_or(false),
+            report: &mut report,
+            seen: HashSet::from([empty_root()]),
+        };
+        check.run().await?;
     }
     Ok(report)
 }
 
-async fn check_project(
-    catalog: &dyn Catalog,
-    store: &ObjectStore,
+struct ProjectCheck<'a> {
+    catalog: &'a dyn Catalog,
+    store: &'a ObjectStore,
     project: ProjectId,
-    report: &mut Report,
-) -> anyhow::Result<()> {
-    report.projects += 1;
-    let empty = empty_root();
-    let mut seen: HashSet<ObjectId> = HashSet::from([empty]);
-    let mut before = None;
-    loop {
-        let page = catalog
-            .versions(
-                project,
-                VersionPage {
-                    before,
-                    limit: crate::catalog::limits::MAX_VERSION_PAGE,
-                },
-            )
-            .await?;
-        let Some(last) = page.last() else { break };
-        before = Some(last.number);
-        for version in &page {
-            report.versions += 1;
-            let mut level: Vec<ObjectId> = Vec::new();
-            if seen.insert(version.root) {
-                level.push(version.root);
+    options: Options,
+    legacy: bool,
+    report: &'a mut Report,
+    seen: HashSet<ObjectId>,
+}
+
+/// An object as the walk found it.
+enum Found {
+    Missing,
+    /// Stored; its children when it was read.
+    Present(Vec<ObjectId>),
+}
+
+impl ProjectCheck<'_> {
+    async fn run(&mut self) -> anyhow::Result<()> {
+        self.report.projects += 1;
+        let indexed = self.check_packs().await?;
+        self.walk_versions().await?;
+        // Everything indexed that no version reaches: garbage until collected, and read too
+        // with --read-data.
+        let unreferenced: Vec<IndexedObject> = indexed
+            .into_iter()
+            .filter(|row| !self.seen.contains(&row.id))
+            .collect();
+        self.report.unreferenced += unreferenced.len();
+        if self.options.read_data {
+            for batch in unreferenced.chunks(BATCH) {
+                let rows: Vec<IndexedObject> = batch
+                    .iter()
+                    .filter(|row| {
+                        row.kind != ObjectKind::Chunk || self.options.reads_chunk(&row.id)
+                    })
+                    .copied()
+                    .collect();
+                self.inspect(&rows).await?;
             }
-            while !level.is_empty() {
-                let mut next = Vec::new();
-                for batch in level.chunks(BATCH) {
-                    let objects = read_batch(store, project, batch, report).await?;
-                    for (id, object) in batch.iter().zip(objects) {
-                        match object {
-                            Read::Missing => report.missing.push((project, version.number, *id)),
-                            Read::Corrupt => {}
-                            Read::Object(object) => {
-                                report.reachable += 1;
-                                for child in children(&object) {
-                                    if seen.insert(child) {
-                                        next.push(child);
+        }
+        if self.legacy && self.options.read_data {
+            let loose = self.store.list(&self.project).await?;
+            let unread: Vec<ObjectId> = loose
+                .into_iter()
+                .filter(|id| !self.seen.contains(id))
+                .collect();
+            self.report.unreferenced += unread.len();
+            for batch in unread.chunks(BATCH) {
+                self.inspect_loose(batch).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Packs against index: returns every index row of the project.
+    async fn check_packs(&mut self) -> anyhow::Result<Vec<IndexedObject>> {
+        let project = self.project;
+        let records = self.catalog.packs(project).await?;
+        let stored: HashMap<PackId, u64> = self
+            .store
+            .list_packs(&project)
+            .await
+            .context("listing packs")?
+            .into_iter()
+            .collect();
+        let named: HashSet<PackId> = records.iter().map(|record| record.id).collect();
+        self.report.packs += records.len();
+        self.report.unindexed_packs += stored.keys().filter(|id| !named.contains(id)).count();
+        let mut rows = Vec::new();
+        for record in &records {
+            let pack_rows = self.catalog.pack_objects(project, record.id).await?;
+            self.report.indexed += pack_rows.len();
+            match stored.get(&record.id) {
+                None => self.bad_pack(record.id, "the index names it, the store lacks it"),
+                Some(&len) if len != record.length => self.bad_pack(
+                    record.id,
+                    format!("{len} bytes stored, the index says {}", record.length),
+                ),
+                Some(_) => match self.store.pack_contents(&project, record.id).await {
+                    Err(error) => self.bad_pack(record.id, error.to_string()),
+                    Ok(entries) => {
+                        let contents: HashSet<(ObjectId, u64, u32, ObjectKind, u64)> = entries
+                            .iter()
+                            .map(|e| (e.id, e.offset, e.length, e.kind, e.size))
+                            .collect();
+                        for row in &pack_rows {
+                            let key = (row.id, row.offset, row.length, row.kind, row.size);
+                            if !contents.contains(&key) {
+                                self.bad_pack(
+                                    record.id,
+                                    format!("the index row of {} is not in its contents", row.id),
+                                );
+                            }
+                        }
+                    }
+                },
+            }
+            rows.extend(pack_rows);
+        }
+        Ok(rows)
+    }
+
+    fn bad_pack(&mut self, pack: PackId, why: impl fmt::Display) {
+        self.report
+            .bad_packs
+            .push((self.project, pack, why.to_string()));
+    }
+
+    /// Closure from every version's root.
+    async fn walk_versions(&mut self) -> anyhow::Result<()> {
+        let mut before = None;
+        loop {
+            let page = self
+                .catalog
+                .versions(
+                    self.project,
+                    VersionPage {
+                        before,
+                        limit: crate::catalog::limits::MAX_VERSION_PAGE,
+                    },
+                )
+                .await?;
+            let Some(last) = page.last() else { break };
+            before = Some(last.number);
+            for version in &page {
+                self.report.versions += 1;
+                let mut level: Vec<ObjectId> = Vec::new();
+                if self.seen.insert(version.root) {
+                    level.push(version.root);
+                }
+                while !level.is_empty() {
+                    let mut next = Vec::new();
+                    for batch in level.chunks(BATCH) {
+                        for (id, found) in batch.iter().zip(self.look(batch).await?) {
+                            match found {
+                                Found::Missing => {
+                                    self.report
+                                        .missing
+                                        .push((self.project, version.number, *id))
+                                }
+                                Found::Present(children) => {
+                                    self.report.reachable += 1;
+                                    for child in children {
+                                        if self.seen.insert(child) {
+                                            next.push(child);
+                                        }
                                     }
                                 }
                             }
                         }
                     }
+                    level = next;
                 }
-                level = next;
+            }
+            if before == Some(0) {
+                break;
             }
         }
-        if before == Some(0) {
-            break;
+        Ok(())
+    }
+
+    /// Looks up a batch: present or missing, and the children of dirs and file objects (read
+    /// and verified; a corrupt one is reported and has no children).
+    async fn look(&mut self, ids: &[ObjectId]) -> anyhow::Result<Vec<Found>> {
+        let located = self.catalog.locate(self.project, ids, false).await?;
+        let mut to_read = Vec::new();
+        let mut loose = Vec::new();
+        for (id, row) in ids.iter().zip(&located) {
+            match row {
+                Some(row) if row.kind != ObjectKind::Chunk || self.options.reads_chunk(id) => {
+                    to_read.push(*row);
+                }
+                Some(_) => {}
+                None if self.legacy => loose.push(*id),
+                None => {}
+            }
         }
+        let mut children: HashMap<ObjectId, Vec<ObjectId>> = self.inspect(&to_read).await?;
+        let loose_found = self.inspect_loose(&loose).await?;
+        children.extend(loose_found);
+        Ok(ids
+            .iter()
+            .zip(located)
+            .map(|(id, row)| match (row, children.remove(id)) {
+                (_, Some(children)) => Found::Present(children),
+                (Some(_), None) => Found::Present(Vec::new()),
+                (None, None) => Found::Missing,
+            })
+            .collect())
     }
-    // Integrity of everything stored, referenced or not.
-    let stored = store.list(&project).await?;
-    report.stored += stored.len();
-    report.unreferenced += stored.iter().filter(|id| !seen.contains(id)).count();
-    let already_corrupt: HashSet<ObjectId> = report
-        .corrupt
-        .iter()
-        .filter(|(p, _, _)| *p == project)
-        .map(|(_, id, _)| *id)
-        .collect();
-    let unread: Vec<ObjectId> = stored
-        .into_iter()
-        .filter(|id| !seen.contains(id) && !already_corrupt.contains(id))
-        .collect();
-    for batch in unread.chunks(BATCH) {
-        read_batch(store, project, batch, report).await?;
+
+    /// Reads and verifies indexed objects, reporting each corrupt one; the children of those
+    /// that read well.
+    async fn inspect(
+        &mut self,
+        rows: &[IndexedObject],
+    ) -> anyhow::Result<HashMap<ObjectId, Vec<ObjectId>>> {
+        let locations: Vec<PackLocation> = rows
+            .iter()
+            .map(|row| PackLocation {
+                id: row.id,
+                kind: row.kind,
+                pack: row.pack,
+                offset: row.offset,
+                length: row.length,
+            })
+            .collect();
+        let mut children = HashMap::new();
+        if locations.is_empty() {
+            return Ok(children);
+        }
+        // A pack gone or cut short fails the whole read: report each of its objects.
+        let inspected = match self.store.inspect_objects(&self.project, &locations).await {
+            Ok(inspected) => inspected,
+            Err(error) => {
+                for row in rows {
+                    self.report
+                        .corrupt
+                        .push((self.project, row.id, error.to_string()));
+                }
+                return Ok(children);
+            }
+        };
+        for (row, inspected) in rows.iter().zip(inspected) {
+            self.record(row.id, inspected, &mut children);
+        }
+        Ok(children)
     }
-    Ok(())
-}
 
-enum Read {
-    Missing,
-    Corrupt,
-    Object(Object),
-}
+    /// The legacy layout: objects under their own keys.
+    async fn inspect_loose(
+        &mut self,
+        ids: &[ObjectId],
+    ) -> anyhow::Result<HashMap<ObjectId, Vec<ObjectId>>> {
+        let mut children = HashMap::new();
+        if ids.is_empty() {
+            return Ok(children);
+        }
+        let inspected = self
+            .store
+            .inspect_many(&self.project, ids)
+            .await
+            .context("reading objects")?;
+        for (id, inspected) in ids.iter().zip(inspected) {
+            if !matches!(inspected, Inspected::Missing) {
+                self.record(*id, inspected, &mut children);
+            }
+        }
+        Ok(children)
+    }
 
-/// Reads a batch through the verifying store, recording each corrupt object.
-async fn read_batch(
-    store: &ObjectStore,
-    project: ProjectId,
-    ids: &[ObjectId],
-    report: &mut Report,
-) -> anyhow::Result<Vec<Read>> {
-    let inspected = store
-        .inspect_many(&project, ids)
-        .await
-        .context("reading objects")?;
-    Ok(ids
-        .iter()
-        .zip(inspected)
-        .map(|(id, inspected)| match inspected {
-            Inspected::Missing => Read::Missing,
-            Inspected::Valid(verified) => Read::Object(verified.object),
+    fn record(
+        &mut self,
+        id: ObjectId,
+        inspected: Inspected,
+        children: &mut HashMap<ObjectId, Vec<ObjectId>>,
+    ) {
+        match inspected {
+            Inspected::Valid(verified) => {
+                self.report.verified += 1;
+                children.insert(id, references(&verified.object));
+            }
             Inspected::Corrupt(error) => {
-                report.corrupt.push((project, *id, error.to_string()));
-                Read::Corrupt
+                self.report
+                    .corrupt
+                    .push((self.project, id, error.to_string()));
+                children.insert(id, Vec::new());
             }
-        })
-        .collect())
+            Inspected::Missing => {}
+        }
+    }
 }
 
-fn children(object: &Object) -> Vec<ObjectId> {
-    match object {
-        Object::Chunk(_) => Vec::new(),
-        Object::File(file) => file.chunks().iter().map(|chunk| chunk.id).collect(),
-        Object::Dir(dir) => dir.entries().iter().map(|entry| entry.id).collect(),
-    }
+fn references(object: &Object) -> Vec<ObjectId> {
+    sync_protocol::tree::references(object)
 }

@@ -14,6 +14,7 @@ pub mod config;
 pub mod events;
 pub mod fsck;
 pub mod metrics;
+pub mod objects;
 pub mod openapi;
 pub mod problem;
 pub mod routes;

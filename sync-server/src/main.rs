@@ -35,6 +35,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 store,
                 Limits {
                     max_upload_bytes: settings.max_upload_bytes,
+                    cache_bytes: settings.cache_bytes,
                 },
             ));
             let running = sync_server::server::start(
@@ -66,10 +67,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let (catalog, _store) = open_storage(&storage.resolve()?).await?;
             sync_server::admin::run(catalog.as_ref(), command).await
         }
-        Command::Fsck { storage, project } => {
+        Command::Fsck {
+            storage,
+            project,
+            read_data,
+            sample,
+        } => {
             let (catalog, store) = open_storage(&storage.resolve()?).await?;
+            let options = sync_server::fsck::Options {
+                read_data,
+                sample: sample.unwrap_or(1.0),
+            };
             let report =
-                sync_server::fsck::run(catalog.as_ref(), &store, project.as_deref()).await?;
+                sync_server::fsck::run(catalog.as_ref(), &store, project.as_deref(), options)
+                    .await?;
             print!("{report}");
             if !report.is_clean() {
                 std::process::exit(1);

@@ -70,8 +70,9 @@ impl Metrics {
         }
     }
 
-    /// The text exposition format. `extra` is appended as is (e.g. the object store's counters).
-    pub fn render(&self, extra: &[(&str, &str, u64)]) -> String {
+    /// The text exposition format. `extra` is appended as is: counters (e.g. the object
+    /// store's requests), then `gauges` (e.g. the cache's bytes).
+    pub fn render(&self, extra: &[(&str, &str, u64)], gauges: &[(&str, &str, u64)]) -> String {
         let mut out = String::new();
         out.push_str("# HELP cairn_http_requests_total HTTP requests answered.\n");
         out.push_str("# TYPE cairn_http_requests_total counter\n");
@@ -155,11 +156,13 @@ impl Metrics {
                 value.load(Ordering::Relaxed)
             );
         }
-        for (name, help, value) in extra {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
-            );
+        for (kind, values) in [("counter", extra), ("gauge", gauges)] {
+            for (name, help, value) in values {
+                let _ = writeln!(
+                    out,
+                    "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+                );
+            }
         }
         out
     }
@@ -209,7 +212,7 @@ mod tests {
         let metrics = Metrics::new();
         metrics.record_request("GET", "/healthz", 200, Duration::from_millis(2));
         Metrics::add(&metrics.push_conflicts, 2);
-        let text = metrics.render(&[("cairn_store_requests_total", "Store requests.", 7)]);
+        let text = metrics.render(&[("cairn_store_requests_total", "Store requests.", 7)], &[]);
         assert!(text.contains(
             "cairn_http_requests_total{method=\"GET\",route=\"/healthz\",status=\"200\"} 1"
         ));
@@ -248,7 +251,7 @@ mod tests {
         for method in ["BREW", "WHEN", "X-ANYTHING"] {
             metrics.record_request(method, "other", 405, Duration::from_millis(1));
         }
-        let text = metrics.render(&[]);
+        let text = metrics.render(&[], &[]);
         assert!(text.contains(
             "cairn_http_requests_total{method=\"other\",route=\"other\",status=\"405\"} 3"
         ));

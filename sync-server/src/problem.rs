@@ -247,10 +247,30 @@ impl From<StoreError> for Problem {
                     .with_detail(format!("stored object {id} failed verification"))
                     .with_id(*id)
             }
+            // A pack the index names is damaged, too long, gone or shorter than a row says:
+            // stored data is not whole. The pack is named in the log, not to the client.
+            StoreError::PackIntegrity { .. }
+            | StoreError::OversizedPack { .. }
+            | StoreError::MissingPack { .. }
+            | StoreError::PackRange { .. } => {
+                tracing::error!(%error, "object store integrity error");
+                Self::new(ProblemCode::IntegrityError)
+                    .with_detail("a stored pack failed verification")
+            }
             _ => {
                 tracing::error!(%error, "object store unavailable");
                 Self::unavailable("The object store is unavailable; retry later.")
             }
+        }
+    }
+}
+
+/// Failures of a project's objects: of the store or of the catalog's index.
+impl From<crate::objects::ObjectsError> for Problem {
+    fn from(error: crate::objects::ObjectsError) -> Self {
+        match error {
+            crate::objects::ObjectsError::Store(error) => error.into(),
+            crate::objects::ObjectsError::Catalog(error) => error.into(),
         }
     }
 }

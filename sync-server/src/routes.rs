@@ -78,9 +78,47 @@ fn metrics(app: &App) -> Response {
             counts.delete,
         ),
     ];
+    let cache = app.cache.stats();
+    let counters: Vec<(&str, &str, u64)> = store
+        .into_iter()
+        .chain([
+            (
+                "cairn_cache_hits_total",
+                "Objects found in the hot cache.",
+                cache.hits,
+            ),
+            (
+                "cairn_cache_misses_total",
+                "Objects looked for in the hot cache and not found.",
+                cache.misses,
+            ),
+            (
+                "cairn_cache_evictions_total",
+                "Objects evicted from the hot cache.",
+                cache.evictions,
+            ),
+        ])
+        .collect();
+    let gauges = [
+        (
+            "cairn_cache_bytes",
+            "Bytes held by the hot cache.",
+            cache.bytes,
+        ),
+        (
+            "cairn_cache_objects",
+            "Objects held by the hot cache.",
+            cache.objects,
+        ),
+        (
+            "cairn_cache_capacity_bytes",
+            "The hot cache's size limit.",
+            cache.capacity,
+        ),
+    ];
     text(
         StatusCode::OK,
-        app.metrics.render(&store),
+        app.metrics.render(&counters, &gauges),
         "text/plain; version=0.0.4; charset=utf-8",
     )
 }

@@ -10,10 +10,8 @@
 //! A push whose base is no longer the head stores nothing: the catalog is asked first and
 //! answers the conflict (or, for a retried push id, the original outcome).
 
-use bytes::Bytes;
 use futures_util::Future;
-use sync_protocol::ObjectId;
-use sync_protocol::accept::{Accepted, PushAcceptor, Rejection, Step};
+use sync_protocol::accept::{Accepted, PushAcceptor, Rejection, Step, ToStore};
 use sync_protocol::respond::{PullRejection, PullResponder, PullStep};
 use sync_protocol::stream::StreamDecoder;
 use sync_protocol::wire::{
@@ -75,12 +73,18 @@ pub async fn pull(app: &App, mut request: ApiRequest, project: &str) -> Result<R
         }
         problem
     };
+    let objects = app.objects(project.id).await?;
+    if have == empty_root() {
+        // A clone: on a node that has not seen the project, a few whole packs beat a ranged
+        // read per tree level.
+        objects.warm(&app.warm_packs).await?;
+    }
     let mut responder = PullResponder::new(have, want, body.records);
     let answer = loop {
         match responder.step().map_err(pull_problem)? {
             PullStep::Read(ids) => {
-                let objects = app.store.get_objects(&project.id, &ids).await?;
-                for (id, object) in ids.into_iter().zip(objects) {
+                let read = objects.read(&ids).await?;
+                for (id, object) in ids.into_iter().zip(read) {
                     responder.provide(id, object).map_err(pull_problem)?;
                 }
             }
@@ -165,19 +169,20 @@ async fn receive(
     Ok(acceptor)
 }
 
-/// Drives `acceptor` to its end: reads what it asks from the store, runs its CPU work off the
-/// async workers and stores what it accepted, leaves first.
+/// Drives `acceptor` to its end: reads what it asks from the project's objects (cache, index,
+/// packs), runs its CPU work off the async workers and stores what it accepted as packs.
 async fn accept(
     app: &App,
     project: ProjectId,
     mut acceptor: PushAcceptor,
 ) -> Result<Accepted, Problem> {
+    let objects = app.objects(project).await?;
     loop {
         let step = acceptor.step().map_err(|r| rejection_problem(&r))?;
         match step {
             Step::Read(ids) => {
-                let objects = app.store.get_objects(&project, &ids).await?;
-                for (id, object) in ids.into_iter().zip(objects) {
+                let read = objects.read(&ids).await?;
+                for (id, object) in ids.into_iter().zip(read) {
                     let object = object.map(|stored| stored.object);
                     acceptor
                         .provide(id, object)
@@ -185,7 +190,8 @@ async fn accept(
                 }
             }
             Step::Stat(ids) => {
-                let infos = app.store.info(&project, &ids).await?;
+                // Touched: a collection running meanwhile keeps what this push references.
+                let infos = objects.info(&ids, true).await?;
                 for (id, info) in ids.into_iter().zip(infos) {
                     acceptor
                         .provide_info(id, info)
@@ -201,23 +207,15 @@ async fn accept(
                 result.map_err(|r| rejection_problem(&r))?;
                 acceptor = returned;
             }
-            Step::Store(layers) => store_layers(app, project, layers).await?,
+            Step::Store(layers) => {
+                let stored: Vec<ToStore> = layers.into_iter().flatten().collect();
+                let (count, bytes) = objects.store(&stored).await?;
+                Metrics::add(&app.metrics.objects_stored, count);
+                Metrics::add(&app.metrics.object_bytes_stored, bytes);
+            }
             Step::Done(accepted) => return Ok(accepted),
         }
     }
-}
-
-async fn store_layers(
-    app: &App,
-    project: ProjectId,
-    layers: Vec<Vec<(ObjectId, Bytes)>>,
-) -> Result<(), Problem> {
-    let count: usize = layers.iter().map(Vec::len).sum();
-    let bytes: usize = layers.iter().flatten().map(|(_, frame)| frame.len()).sum();
-    app.store.put_layers(&project, layers).await?;
-    Metrics::add(&app.metrics.objects_stored, count as u64);
-    Metrics::add(&app.metrics.object_bytes_stored, bytes as u64);
-    Ok(())
 }
 
 /// Commits a new version: a cheap look at the head first (a base that is already stale cannot
@@ -334,6 +332,6 @@ pub async fn missing(
         .iter()
         .map(|text| parse_id("ids", text))
         .collect::<Result<Vec<_>, _>>()?;
-    let missing = app.store.missing(&project.id, &ids).await?;
+    let missing = app.objects(project.id).await?.missing(&ids).await?;
     Ok(json(StatusCode::OK, &wire::MissingAnswer { missing }))
 }

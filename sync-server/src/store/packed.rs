@@ -110,6 +110,16 @@ impl ObjectStore {
     /// object, in a pack that hashes to its name (so was written so), is
     /// [`StoreError::Integrity`] naming the object.
     pub async fn read_pack(&self, project: &ProjectId, id: PackId) -> Result<Pack> {
+        Ok(self.read_pack_objects(project, id).await?.0)
+    }
+
+    /// [`ObjectStore::read_pack`], keeping every object decoded, in the pack's order: what a
+    /// cold load puts in the cache.
+    pub async fn read_pack_objects(
+        &self,
+        project: &ProjectId,
+        id: PackId,
+    ) -> Result<(Pack, Vec<(ObjectId, VerifiedObject)>)> {
         let bytes = self.backend.read_pack(project, id).await?;
         // Hashing up to 64 MiB is CPU work too.
         let pack = off_the_workers(move || pack::parse(id, bytes))
@@ -128,13 +138,11 @@ impl ObjectStore {
                 pack.bytes.slice(range.start as usize..range.end as usize)
             })
             .collect();
-        let sizes = verify_each(&locations, frames, |location, frame| {
-            sync_protocol::verify_frame_of_kind(&location.id, location.kind, &frame)
-                .map(|(object, _encoded)| object.content_size())
-        })
-        .await?;
-        for (index, (entry, size)) in pack.entries.iter().zip(sizes).enumerate() {
-            let actual = size.map_err(|error| integrity(project, entry.id, error))?;
+        let checked = verify_each(&locations, frames, verified).await?;
+        let mut objects = Vec::with_capacity(checked.len());
+        for (index, (entry, object)) in pack.entries.iter().zip(checked).enumerate() {
+            let object = object.map_err(|error| integrity(project, entry.id, error))?;
+            let actual = object.object.content_size();
             if actual != entry.size {
                 let error = PackError::SizeMismatch {
                     index,
@@ -143,8 +151,9 @@ impl ObjectStore {
                 };
                 return Err(pack_integrity(project, id, error));
             }
+            objects.push((entry.id, object));
         }
-        Ok(pack)
+        Ok((pack, objects))
     }
 
     /// A pack's contents, from its tail: two ranged reads (the footer, which gives the pack's

@@ -196,6 +196,7 @@ fn sized_tree() -> crate::http::support::Tree {
 fn upload_limit() -> Limits {
     Limits {
         max_upload_bytes: sized_tree().stream().len() as u64,
+        ..Limits::default()
     }
 }
 

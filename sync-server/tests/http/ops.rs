@@ -178,36 +178,68 @@ async fn fsck_reports_damage(server: &TestServer) {
     server.push_tree(&alice, &project, 0, &v1).await;
     let catalog = server.app.catalog.as_ref();
     let store = &server.app.store;
-    let report = sync_server::fsck::run(catalog, store, Some(&project))
+    let read_data = sync_server::fsck::Options {
+        read_data: true,
+        sample: 1.0,
+    };
+    let report = sync_server::fsck::run(catalog, store, Some(&project), read_data)
         .await
         .unwrap();
     assert!(report.is_clean(), "{report}");
     assert_eq!(report.versions, 2);
     assert_eq!(report.reachable, v1.objects.len());
+    assert_eq!(report.verified, v1.objects.len());
+    assert_eq!((report.packs, report.indexed), (1, v1.objects.len()));
 
-    // Delete one object and corrupt another behind the server's back.
+    // Flip one byte of a chunk's frame inside the stored pack, behind the server's back.
     let id: ProjectId = project.parse().unwrap();
-    let chunk = v1.objects[0].id;
-    let other = v1.objects[1].id;
-    store.delete_many(&id, &[chunk]).await.unwrap();
-    store.backend().delete_many(&id, &[other]).await.unwrap();
+    let flipped = v1.objects[1].id;
+    let row = catalog.locate(id, &[flipped], false).await.unwrap()[0].unwrap();
+    let mut bytes = store
+        .backend()
+        .read_pack(&id, row.pack)
+        .await
+        .unwrap()
+        .to_vec();
+    bytes[row.offset as usize + row.length as usize / 2] ^= 0x55;
     store
         .backend()
-        .put_many(
-            &id,
-            vec![(other, bytes::Bytes::from(v1.objects[2].frame.clone()))],
-        )
+        .delete_packs(&id, &[row.pack])
         .await
         .unwrap();
-    let report = sync_server::fsck::run(catalog, store, None).await.unwrap();
-    assert!(!report.is_clean());
-    assert_eq!(report.missing.len(), 1, "{report}");
-    assert_eq!(report.missing[0].2, chunk);
-    assert_eq!(report.corrupt.len(), 1, "{report}");
-    assert_eq!(report.corrupt[0].1, other);
-    assert!(report.to_string().contains("status: damaged"));
-    // A pull that needs the corrupt object is an integrity error, never bad data.
+    store
+        .backend()
+        .put_pack(&id, row.pack, bytes::Bytes::from(bytes))
+        .await
+        .unwrap();
+    // A node that has not read it: a pull refuses it with an integrity error naming it.
+    server.app.cache.clear();
     let response = server.pull_raw(&alice, &project, json!({})).await;
-    assert_eq!(response.status(), 500);
+    let problem = TestServer::expect_problem(response, 500, "integrity-error").await;
+    assert_eq!(problem["id"], flipped.to_string(), "{problem}");
+    // fsck without --read-data reads dirs only: the pack's contents still agree with the index.
+    let report = sync_server::fsck::run(catalog, store, None, Default::default())
+        .await
+        .unwrap();
+    assert!(report.is_clean(), "{report}");
+    // With it, the object is named.
+    let report = sync_server::fsck::run(catalog, store, None, read_data)
+        .await
+        .unwrap();
+    assert_eq!(report.corrupt.len(), 1, "{report}");
+    assert_eq!(report.corrupt[0].1, flipped);
+
+    // An object the index lost is missing from the version that needs it.
+    let lost = v1.objects[0].id;
+    let future = sync_server::catalog::Timestamp::from(
+        std::time::SystemTime::now() + std::time::Duration::from_secs(86_400),
+    );
+    assert_eq!(catalog.unindex(id, &[lost], future).await.unwrap(), 1);
+    let report = sync_server::fsck::run(catalog, store, None, read_data)
+        .await
+        .unwrap();
+    assert_eq!(report.missing.len(), 1, "{report}");
+    assert_eq!(report.missing[0].2, lost);
+    assert!(report.to_string().contains("status: damaged"));
 }
 http_test!(fsck, fsck_reports_damage);
