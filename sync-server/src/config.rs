@@ -58,6 +58,21 @@ pub enum Command {
         #[arg(long, requires = "read_data", value_parser = parse_fraction)]
         sample: Option<f64>,
     },
+    /// Garbage collection: drop from the index the objects no version references, rewrite
+    /// packs that are mostly garbage, delete dead packs. Safe while nodes serve; resumable.
+    Gc {
+        #[command(flatten)]
+        storage: StorageArgs,
+        /// Only this project (its id); every project when absent.
+        project: Option<String>,
+        /// How long unreferenced objects and dead packs are kept first ("24h", "90m", "0s"):
+        /// longer than any upload, so a push in flight never loses what it sent.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        grace: Option<Duration>,
+        /// Count what would go; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 /// A fraction from 0 to 1, for `fsck --sample`.
@@ -157,6 +172,13 @@ pub struct ServeArgs {
     /// The hot object cache's size, in bytes (0 turns it off).
     #[arg(long, env = "CAIRN_CACHE_BYTES")]
     pub cache_bytes: Option<u64>,
+    /// Run garbage collection of every project this often ("6h"); never when absent. Nodes
+    /// collecting at the same time are safe, only wasteful: one node is enough.
+    #[arg(long, env = "CAIRN_GC_EVERY", value_parser = humantime::parse_duration)]
+    pub gc_every: Option<Duration>,
+    /// The collection's grace period (see `sync-server gc --grace`); 24h when absent.
+    #[arg(long, env = "CAIRN_GC_GRACE", value_parser = humantime::parse_duration)]
+    pub gc_grace: Option<Duration>,
 }
 
 /// The config file: every key optional, named like the flags with underscores.
@@ -170,6 +192,10 @@ struct FileSettings {
     shutdown_grace_secs: Option<u64>,
     max_upload_bytes: Option<u64>,
     cache_bytes: Option<u64>,
+    #[serde(default, with = "humantime_serde_opt")]
+    gc_every: Option<Duration>,
+    #[serde(default, with = "humantime_serde_opt")]
+    gc_grace: Option<Duration>,
     #[serde(default)]
     s3: FileS3,
 }
@@ -236,6 +262,27 @@ pub struct Settings {
     pub shutdown_grace: Duration,
     pub max_upload_bytes: u64,
     pub cache_bytes: u64,
+    /// How often `serve` collects garbage; never when `None`.
+    pub gc_every: Option<Duration>,
+    pub gc_grace: Duration,
+}
+
+/// Durations in the config file as humantime text ("6h", "90m").
+mod humantime_serde_opt {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Duration>, D::Error> {
+        match Option::<String>::deserialize(deserializer)? {
+            None => Ok(None),
+            Some(text) => humantime::parse_duration(&text)
+                .map(Some)
+                .map_err(|error| serde::de::Error::custom(format!("{text:?}: {error}"))),
+        }
+    }
 }
 
 fn read_file(path: Option<&Path>) -> anyhow::Result<FileSettings> {
@@ -345,6 +392,11 @@ impl ServeArgs {
                 .cache_bytes
                 .or(file.cache_bytes)
                 .unwrap_or(crate::cache::DEFAULT_CACHE_BYTES),
+            gc_every: self.gc_every.or(file.gc_every),
+            gc_grace: self
+                .gc_grace
+                .or(file.gc_grace)
+                .unwrap_or(crate::gc::DEFAULT_GRACE),
         })
     }
 }

@@ -129,28 +129,7 @@ pub async fn run(
     project: Option<&str>,
     options: Options,
 ) -> anyhow::Result<Report> {
-    let projects: Vec<ProjectId> = match project {
-        Some(text) => {
-            let id: ProjectId = text.parse().context("the project id")?;
-            if catalog.project(id).await?.is_none() {
-                bail!("no project {id}");
-            }
-            vec![id]
-        }
-        None => {
-            let mut all = Vec::new();
-            let mut after = None;
-            loop {
-                let page = catalog
-                    .all_projects(after, crate::catalog::limits::MAX_PROJECT_PAGE)
-                    .await?;
-                let Some(last) = page.last() else { break };
-                after = Some(last.id);
-                all.extend(page.iter().map(|project| project.id));
-            }
-            all
-        }
-    };
+    let projects = select_projects(catalog, project).await?;
     let mut report = Report::default();
     for project in projects {
         let mut check = ProjectCheck {
@@ -165,6 +144,35 @@ pub async fn run(
         check.run().await?;
     }
     Ok(report)
+}
+
+/// The project `project` names (its id, which must exist), or every project when `None`.
+pub async fn select_projects(
+    catalog: &dyn Catalog,
+    project: Option<&str>,
+) -> anyhow::Result<Vec<ProjectId>> {
+    match project {
+        Some(text) => {
+            let id: ProjectId = text.parse().context("the project id")?;
+            if catalog.project(id).await?.is_none() {
+                bail!("no project {id}");
+            }
+            Ok(vec![id])
+        }
+        None => {
+            let mut all = Vec::new();
+            let mut after = None;
+            loop {
+                let page = catalog
+                    .all_projects(after, crate::catalog::limits::MAX_PROJECT_PAGE)
+                    .await?;
+                let Some(last) = page.last() else { break };
+                after = Some(last.id);
+                all.extend(page.iter().map(|project| project.id));
+            }
+            Ok(all)
+        }
+    }
 }
 
 struct ProjectCheck<'a> {
@@ -365,16 +373,7 @@ impl ProjectCheck<'_> {
         &mut self,
         rows: &[IndexedObject],
     ) -> anyhow::Result<HashMap<ObjectId, Vec<ObjectId>>> {
-        let locations: Vec<PackLocation> = rows
-            .iter()
-            .map(|row| PackLocation {
-                id: row.id,
-                kind: row.kind,
-                pack: row.pack,
-                offset: row.offset,
-                length: row.length,
-            })
-            .collect();
+        let locations: Vec<PackLocation> = rows.iter().map(PackLocation::from).collect();
         let mut children = HashMap::new();
         if locations.is_empty() {
             return Ok(children);

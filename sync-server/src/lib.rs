@@ -13,6 +13,7 @@ pub mod cache;
 pub mod config;
 pub mod events;
 pub mod fsck;
+pub mod gc;
 pub mod metrics;
 pub mod objects;
 pub mod openapi;

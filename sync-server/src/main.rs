@@ -1,4 +1,4 @@
-//! `sync-server`: `serve`, `admin` and `fsck`. See `sync_server::config` for the settings.
+//! `sync-server`: `serve`, `admin`, `fsck` and `gc`. See `sync_server::config` for the settings.
 
 use std::io::IsTerminal;
 use std::sync::Arc;
@@ -53,6 +53,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             // The address on stdout, alone on its line, for scripts and tests that pass port 0.
             println!("listening on http://{}", running.addr);
+            if let Some(every) = settings.gc_every {
+                let options = sync_server::gc::Options {
+                    grace: settings.gc_grace,
+                    dry_run: false,
+                };
+                tokio::spawn(sync_server::gc::schedule(
+                    app.catalog.clone(),
+                    app.store.clone(),
+                    every,
+                    options,
+                    app.shutdown.clone(),
+                ));
+            }
             let shutdown = app.shutdown.clone();
             tokio::spawn(async move {
                 wait_for_signal().await;
@@ -85,6 +98,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if !report.is_clean() {
                 std::process::exit(1);
             }
+            Ok(())
+        }
+        Command::Gc {
+            storage,
+            project,
+            grace,
+            dry_run,
+        } => {
+            let (catalog, store) = open_storage(&storage.resolve()?).await?;
+            let options = sync_server::gc::Options {
+                grace: grace.unwrap_or(sync_server::gc::DEFAULT_GRACE),
+                dry_run,
+            };
+            let report =
+                sync_server::gc::run(catalog.as_ref(), &store, project.as_deref(), options).await?;
+            print!("{report}");
             Ok(())
         }
     }

@@ -120,7 +120,7 @@ impl<'a> ProjectObjects<'a> {
         let mut unindexed = Vec::new();
         for (id, location) in wanted.iter().zip(located) {
             match location {
-                Some(row) => locations.push(location_of(&row)),
+                Some(row) => locations.push(PackLocation::from(&row)),
                 None => unindexed.push(*id),
             }
         }
@@ -332,16 +332,5 @@ impl WarmPacks {
         if let Ok(mut loaded) = self.loaded.lock() {
             loaded.entry(project).or_default().insert(pack);
         }
-    }
-}
-
-/// Where the store finds an indexed object.
-fn location_of(row: &IndexedObject) -> PackLocation {
-    PackLocation {
-        id: row.id,
-        kind: row.kind,
-        pack: row.pack,
-        offset: row.offset,
-        length: row.length,
     }
 }

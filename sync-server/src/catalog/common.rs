@@ -102,7 +102,7 @@ pub(super) fn pack_record(
 }
 
 /// A stored 32-byte id (object or pack).
-fn bytes32(table: &'static str, bytes: &[u8]) -> Result<[u8; 32], CatalogError> {
+pub(super) fn bytes32(table: &'static str, bytes: &[u8]) -> Result<[u8; 32], CatalogError> {
     bytes.try_into().map_err(|_| {
         CatalogError::corrupt(table, format!("an id of {} bytes, not 32", bytes.len()))
     })

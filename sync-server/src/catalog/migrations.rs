@@ -60,6 +60,11 @@ pub(super) const POSTGRES: &[Migration] = &[
         name: "0002_object_index",
         sql: include_str!("../../../migrations/0002_object_index.sql"),
     },
+    Migration {
+        version: 3,
+        name: "0003_dead_packs",
+        sql: include_str!("../../../migrations/0003_dead_packs.sql"),
+    },
 ];
 
 /// SQLite's migrations, `migrations/sqlite/*.sql`: the same schema in SQLite's dialect.
@@ -73,6 +78,11 @@ pub(super) const SQLITE: &[Migration] = &[
         version: 2,
         name: "0002_object_index",
         sql: include_str!("../../../migrations/sqlite/0002_object_index.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "0003_dead_packs",
+        sql: include_str!("../../../migrations/sqlite/0003_dead_packs.sql"),
     },
 ];
 

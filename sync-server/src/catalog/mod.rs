@@ -249,6 +249,11 @@ pub trait Catalog: Send + Sync + std::fmt::Debug {
     /// The index rows that name `pack`, in frame order: what compaction copies out of it.
     async fn pack_objects(&self, project: ProjectId, pack: PackId) -> Result<Vec<IndexedObject>>;
 
+    /// Garbage collection's recent objects: the ids of `project`'s rows touched at or after
+    /// `since` (indexed or referenced by a push since then). They and everything they reach
+    /// are kept, since a push in flight may be about to commit a version naming them.
+    async fn touched_since(&self, project: ProjectId, since: Timestamp) -> Result<Vec<ObjectId>>;
+
     /// Garbage collection: removes the rows of `ids` untouched since `untouched_since` (their
     /// `touched` strictly older). A row touched at or after the cut-off stays: a push that
     /// indexed or referenced it meanwhile keeps it. How many rows went.
@@ -270,9 +275,27 @@ pub trait Catalog: Send + Sync + std::fmt::Debug {
         moved: &[IndexedObject],
     ) -> Result<u64>;
 
-    /// Removes `pack`'s row if no object row names it. True if it went; false if rows still
+    /// Removes `pack`'s row if no object row names it, and in the same transaction records it
+    /// as dead since now (see [`Catalog::dead_packs`]). True if it went; false if rows still
     /// name it or it was not indexed.
     async fn forget_pack(&self, project: ProjectId, pack: PackId) -> Result<bool>;
+
+    /// Records packs found in the object store but not indexed (a node died between writing a
+    /// pack and indexing it) as dead since `since`. A pack that is indexed, or already recorded
+    /// dead, is left as it is. How many were recorded.
+    async fn note_dead_packs(
+        &self,
+        project: ProjectId,
+        packs: &[PackId],
+        since: Timestamp,
+    ) -> Result<u64>;
+
+    /// `project`'s dead packs, with since when each has been dead, oldest first.
+    async fn dead_packs(&self, project: ProjectId) -> Result<Vec<(PackId, Timestamp)>>;
+
+    /// Removes the dead-pack rows of `packs` (their stored packs have been deleted). How many
+    /// went.
+    async fn drop_dead_packs(&self, project: ProjectId, packs: &[PackId]) -> Result<u64>;
 
     /// Whether `project`'s objects are still in the layout from before packs (one stored value
     /// per object): true for projects that existed when the object index came, false for

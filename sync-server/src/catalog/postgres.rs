@@ -24,8 +24,8 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
 use super::common::{
-    OBJECT_COLUMNS, PACK_COLUMNS, Unique, db_version, indexed_object, object_id, pack_record,
-    parse, role, version_number,
+    OBJECT_COLUMNS, PACK_COLUMNS, Unique, bytes32, db_version, indexed_object, object_id,
+    pack_record, parse, role, version_number,
 };
 use super::error::{CatalogError, Entity, Field};
 use super::migrations;
@@ -1240,14 +1240,25 @@ impl Catalog for PostgresCatalog {
 
     async fn forget_pack(&self, project: ProjectId, pack: PackId) -> Result<bool> {
         let client = self.client("forget pack").await?;
+        // One statement: the pack's row goes and its dead row comes together.
         let removed = execute(
             &client,
             "forget pack",
-            "DELETE FROM packs WHERE project_id = $1 AND id = $2
-                 AND NOT EXISTS (
-                     SELECT 1 FROM objects WHERE project_id = $1 AND pack_id = $2
-                 )",
-            &[&project.to_string(), &&pack.as_bytes()[..]],
+            "WITH gone AS (
+                 DELETE FROM packs WHERE project_id = $1 AND id = $2
+                     AND NOT EXISTS (
+                         SELECT 1 FROM objects WHERE project_id = $1 AND pack_id = $2
+                     )
+                 RETURNING id
+             )
+             INSERT INTO dead_packs (project_id, id, since)
+             SELECT $1, id, $3 FROM gone
+             ON CONFLICT (project_id, id) DO UPDATE SET since = dead_packs.since",
+            &[
+                &project.to_string(),
+                &&pack.as_bytes()[..],
+                &SystemTime::from(Timestamp::now()),
+            ],
         )
         .await;
         match removed {
@@ -1257,6 +1268,74 @@ impl Catalog for PostgresCatalog {
             Err(WriteError::MissingReference) => Ok(false),
             Err(other) => Err(other.unexpected("forget pack")),
         }
+    }
+
+    async fn touched_since(&self, project: ProjectId, since: Timestamp) -> Result<Vec<ObjectId>> {
+        self.query_all(
+            "touched since",
+            "SELECT id FROM objects WHERE project_id = $1 AND touched >= $2",
+            &[&project.to_string(), &SystemTime::from(since)],
+            |row| Ok(ObjectId::from_bytes(bytes32("objects", column(row, 0)?)?)),
+        )
+        .await
+    }
+
+    async fn note_dead_packs(
+        &self,
+        project: ProjectId,
+        packs: &[PackId],
+        since: Timestamp,
+    ) -> Result<u64> {
+        if packs.is_empty() {
+            return Ok(0);
+        }
+        let ids: Vec<&[u8]> = packs.iter().map(|pack| &pack.as_bytes()[..]).collect();
+        let client = self.client("note dead packs").await?;
+        execute(
+            &client,
+            "note dead packs",
+            "INSERT INTO dead_packs (project_id, id, since)
+             SELECT $1, candidate.id, $3 FROM UNNEST($2::bytea[]) AS candidate (id)
+             WHERE NOT EXISTS (
+                 SELECT 1 FROM packs WHERE project_id = $1 AND packs.id = candidate.id
+             )
+             ON CONFLICT (project_id, id) DO NOTHING",
+            &[&project.to_string(), &ids, &SystemTime::from(since)],
+        )
+        .await
+        .map_err(|error| match error {
+            WriteError::MissingReference => CatalogError::not_found(Entity::Project, project),
+            other => other.unexpected("note dead packs"),
+        })
+    }
+
+    async fn dead_packs(&self, project: ProjectId) -> Result<Vec<(PackId, Timestamp)>> {
+        self.query_all(
+            "dead packs",
+            "SELECT id, since FROM dead_packs WHERE project_id = $1 ORDER BY since, id",
+            &[&project.to_string()],
+            |row| {
+                let id = PackId::from_bytes(bytes32("dead_packs", column(row, 0)?)?);
+                Ok((id, time(row, 1)?))
+            },
+        )
+        .await
+    }
+
+    async fn drop_dead_packs(&self, project: ProjectId, packs: &[PackId]) -> Result<u64> {
+        if packs.is_empty() {
+            return Ok(0);
+        }
+        let ids: Vec<&[u8]> = packs.iter().map(|pack| &pack.as_bytes()[..]).collect();
+        let client = self.client("drop dead packs").await?;
+        execute(
+            &client,
+            "drop dead packs",
+            "DELETE FROM dead_packs WHERE project_id = $1 AND id = ANY($2)",
+            &[&project.to_string(), &ids],
+        )
+        .await
+        .map_err(|error| error.unexpected("drop dead packs"))
     }
 
     async fn legacy_layout(&self, project: ProjectId) -> Result<Option<bool>> {

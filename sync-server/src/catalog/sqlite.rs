@@ -22,8 +22,8 @@ use rusqlite::{Connection, Params, Row, Transaction, TransactionBehavior};
 use sync_protocol::ObjectId;
 
 use super::common::{
-    OBJECT_COLUMNS, PACK_COLUMNS, Unique, db_version, indexed_object, object_id, pack_record,
-    parse, role, version_number,
+    OBJECT_COLUMNS, PACK_COLUMNS, Unique, bytes32, db_version, indexed_object, object_id,
+    pack_record, parse, role, version_number,
 };
 use super::error::{CatalogError, Entity, Field};
 use super::migrations::{self, Migration};
@@ -1325,8 +1325,9 @@ impl Catalog for SqliteCatalog {
 
     async fn forget_pack(&self, project: ProjectId, pack: PackId) -> Result<bool> {
         self.run("forget pack", move |connection| {
+            let transaction = connection.transaction().map_err(db("forget pack"))?;
             let removed = execute(
-                connection,
+                &transaction,
                 "forget pack",
                 "DELETE FROM packs WHERE project_id = ?1 AND id = ?2
                      AND NOT EXISTS (
@@ -1334,12 +1335,115 @@ impl Catalog for SqliteCatalog {
                      )",
                 (project.to_string(), &pack.as_bytes()[..]),
             );
-            match removed {
-                Ok(removed) => Ok(removed > 0),
+            let removed = match removed {
+                Ok(removed) => removed > 0,
                 // Not reached while writers are serial; kept alike with PostgreSQL.
-                Err(WriteError::MissingReference) => Ok(false),
-                Err(other) => Err(other.unexpected("forget pack")),
+                Err(WriteError::MissingReference) => false,
+                Err(other) => return Err(other.unexpected("forget pack")),
+            };
+            if removed {
+                execute(
+                    &transaction,
+                    "forget pack",
+                    "INSERT INTO dead_packs (project_id, id, since) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (project_id, id) DO NOTHING",
+                    (
+                        project.to_string(),
+                        &pack.as_bytes()[..],
+                        Timestamp::now().unix_millis(),
+                    ),
+                )
+                .map_err(|error| error.unexpected("forget pack"))?;
             }
+            transaction.commit().map_err(db("forget pack"))?;
+            Ok(removed)
+        })
+        .await
+    }
+
+    async fn touched_since(&self, project: ProjectId, since: Timestamp) -> Result<Vec<ObjectId>> {
+        self.run("touched since", move |connection| {
+            query_all(
+                connection,
+                "touched since",
+                "SELECT id FROM objects WHERE project_id = ?1 AND touched >= ?2",
+                (project.to_string(), since.unix_millis()),
+                |row| Ok(ObjectId::from_bytes(bytes32("objects", blob(row, 0)?)?)),
+            )
+        })
+        .await
+    }
+
+    async fn note_dead_packs(
+        &self,
+        project: ProjectId,
+        packs: &[PackId],
+        since: Timestamp,
+    ) -> Result<u64> {
+        let packs = packs.to_vec();
+        self.run("note dead packs", move |connection| {
+            let transaction = connection.transaction().map_err(db("note dead packs"))?;
+            let mut noted = 0;
+            for pack in &packs {
+                noted += execute(
+                    &transaction,
+                    "note dead packs",
+                    "INSERT INTO dead_packs (project_id, id, since)
+                     SELECT ?1, ?2, ?3
+                     WHERE NOT EXISTS (SELECT 1 FROM packs WHERE project_id = ?1 AND id = ?2)
+                     ON CONFLICT (project_id, id) DO NOTHING",
+                    (
+                        project.to_string(),
+                        &pack.as_bytes()[..],
+                        since.unix_millis(),
+                    ),
+                )
+                .map_err(|error| match error {
+                    WriteError::MissingReference => {
+                        CatalogError::not_found(Entity::Project, project)
+                    }
+                    other => other.unexpected("note dead packs"),
+                })? as u64;
+            }
+            transaction.commit().map_err(db("note dead packs"))?;
+            Ok(noted)
+        })
+        .await
+    }
+
+    async fn dead_packs(&self, project: ProjectId) -> Result<Vec<(PackId, Timestamp)>> {
+        self.run("dead packs", move |connection| {
+            query_all(
+                connection,
+                "dead packs",
+                "SELECT id, since FROM dead_packs WHERE project_id = ?1 ORDER BY since, id",
+                [project.to_string()],
+                |row| {
+                    let id = PackId::from_bytes(bytes32("dead_packs", blob(row, 0)?)?);
+                    Ok((id, Timestamp::from_unix_millis(column(row, 1)?)))
+                },
+            )
+        })
+        .await
+    }
+
+    async fn drop_dead_packs(&self, project: ProjectId, packs: &[PackId]) -> Result<u64> {
+        let packs = packs.to_vec();
+        self.run("drop dead packs", move |connection| {
+            let transaction = connection.transaction().map_err(db("drop dead packs"))?;
+            let mut dropped = 0;
+            for pack in &packs {
+                dropped += execute(
+                    &transaction,
+                    "drop dead packs",
+                    "DELETE FROM dead_packs WHERE project_id = ?1 AND id = ?2",
+                    (project.to_string(), &pack.as_bytes()[..]),
+                )
+                .map_err(|error| error.unexpected("drop dead packs"))?
+                    as u64;
+            }
+            transaction.commit().map_err(db("drop dead packs"))?;
+            Ok(dropped)
         })
         .await
     }

@@ -2,7 +2,7 @@
 //! push is one write and reading a project cold is a few reads, whatever the number of objects.
 //!
 //! ```text
-//! header   "CAIRNPK" 01                          8 bytes
+//! header   "CAIRNPK" 01  salt [16]               24 bytes
 //! frames   each object's zstd frame, as received, back to back
 //! contents per object, in frame order:            53 bytes each
 //!            id [32]  kind u8  offset u64  length u32  size u64   (little-endian)
@@ -10,7 +10,10 @@
 //! ```
 //!
 //! A pack's name is the BLAKE3 hash of all its bytes (derive-key mode, its own context), so a
-//! stored pack proves itself whole, and the same objects packed twice make the same pack. The
+//! stored pack proves itself whole. The header's random salt makes every pack built a new
+//! name, even of the same objects: a name, once garbage collection has deleted its pack, is
+//! never written again, so deleting a dead pack needs no coordination with pushes (a push that
+//! stored the same objects again wrote them under another name). The
 //! table of contents makes a pack self-describing: it can be verified and indexed again without
 //! the catalog, from its last bytes alone (the footer names where the contents start and their
 //! digest). Every object in it is still verified against its own id when read.
@@ -20,8 +23,10 @@ use sync_protocol::{ObjectId, ObjectKind};
 
 /// The first and last 8 bytes of every pack.
 pub const MAGIC: [u8; 8] = *b"CAIRNPK\x01";
-/// The header's length.
-pub const HEADER_LEN: usize = MAGIC.len();
+/// The header's random salt, in bytes.
+pub const SALT_LEN: usize = 16;
+/// The header's length: magic and salt.
+pub const HEADER_LEN: usize = MAGIC.len() + SALT_LEN;
 /// One entry of the contents.
 pub const ENTRY_LEN: usize = ObjectId::LEN + 1 + 8 + 4 + 8;
 /// The footer's length: contents offset, count, contents digest, magic.
@@ -81,9 +86,16 @@ impl Default for PackBuilder {
 }
 
 impl PackBuilder {
+    /// A new pack, with a fresh random salt.
     pub fn new() -> Self {
+        Self::with_salt(rand::random())
+    }
+
+    /// A new pack with the given salt (tests that need the same bytes twice).
+    pub fn with_salt(salt: [u8; SALT_LEN]) -> Self {
         let mut bytes = BytesMut::new();
         bytes.put_slice(&MAGIC);
+        bytes.put_slice(&salt);
         Self {
             bytes,
             entries: Vec::new(),
@@ -285,7 +297,7 @@ pub fn parse_unnamed(bytes: Bytes) -> Result<Pack, PackError> {
     if len < HEADER_LEN + FOOTER_LEN {
         return Err(PackError::TooShort { len });
     }
-    if bytes[..HEADER_LEN] != MAGIC {
+    if bytes[..MAGIC.len()] != MAGIC {
         return Err(PackError::BadMagic);
     }
     let footer = Footer::parse(&bytes[len - FOOTER_LEN..], len as u64)?;

@@ -28,6 +28,19 @@ pub struct PackLocation {
     pub length: u32,
 }
 
+impl From<&crate::catalog::IndexedObject> for PackLocation {
+    /// Where the object index says an object is.
+    fn from(row: &crate::catalog::IndexedObject) -> Self {
+        Self {
+            id: row.id,
+            kind: row.kind,
+            pack: row.pack,
+            offset: row.offset,
+            length: row.length,
+        }
+    }
+}
+
 impl PackLocation {
     /// The location of `entry` of the pack `pack`.
     pub fn new(pack: PackId, entry: &PackEntry) -> Self {

@@ -7,6 +7,7 @@ pub mod support;
 mod auth;
 mod bad_input;
 mod entries;
+mod gc;
 mod old_client;
 mod ops;
 mod process;
