@@ -1,14 +1,16 @@
 //! `sync-server admin ...`: accounts, teams, members, projects and tokens from the shell, with
 //! the same rules as the API (the catalog checks names; passwords are hashed with argon2id).
-//! Each command prints what it made, ids included, one `key: value` per line.
+//! Each command prints what it made, ids included, one `key: value` per line. `convert-layout`
+//! (in `convert`) prints its report the same way.
 
 use std::io::BufRead;
 
 use anyhow::{Context, bail};
 
 use crate::auth;
-use crate::catalog::{AccountId, Catalog, NewAccount, Role, TeamId};
+use crate::catalog::{AccountId, Catalog, NewAccount, ProjectId, Role, TeamId};
 use crate::config::AdminCommand;
+use crate::store::ObjectStore;
 
 /// An account by id, name or email.
 async fn account(catalog: &dyn Catalog, text: &str) -> anyhow::Result<AccountId> {
@@ -48,7 +50,11 @@ fn read_password() -> anyhow::Result<String> {
     Ok(line.trim_end_matches(['\r', '\n']).to_owned())
 }
 
-pub async fn run(catalog: &dyn Catalog, command: AdminCommand) -> anyhow::Result<()> {
+pub async fn run(
+    catalog: &dyn Catalog,
+    store: &ObjectStore,
+    command: AdminCommand,
+) -> anyhow::Result<()> {
     match command {
         AdminCommand::CreateUser { name, email } => {
             // The same rules as signing up over the API.
@@ -117,6 +123,22 @@ pub async fn run(catalog: &dyn Catalog, command: AdminCommand) -> anyhow::Result
                 .await
                 .context("creating the token")?;
             println!("token_id: {}\ntoken: {secret}", token.id);
+        }
+        AdminCommand::ConvertLayout { project, dry_run } => {
+            let project = project
+                .map(|text| text.parse::<ProjectId>())
+                .transpose()
+                .context("the project id")?;
+            let options = crate::convert::Options { project, dry_run };
+            let report = crate::convert::run(catalog, store, options).await?;
+            print!("{report}");
+            if !report.is_clean() {
+                bail!(
+                    "damaged objects: {} (named above); their projects were not converted and \
+                     keep all their loose keys",
+                    report.damaged_objects()
+                );
+            }
         }
     }
     Ok(())

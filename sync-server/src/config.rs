@@ -36,7 +36,8 @@ pub struct Cli {
 pub enum Command {
     /// Serve the HTTP API (and the built site, when its folder exists).
     Serve(ServeArgs),
-    /// Create accounts, teams, memberships, projects and tokens from the shell.
+    /// Create accounts, teams, memberships, projects and tokens from the shell; convert the
+    /// object store's layout.
     Admin {
         #[command(flatten)]
         storage: StorageArgs,
@@ -121,6 +122,17 @@ pub enum AdminCommand {
         user: String,
         #[arg(long, default_value = "admin")]
         name: String,
+    },
+    /// Move projects stored before packs (one stored value per object) into indexed packs,
+    /// then delete their old keys. Run it again to finish after any interruption; exits 1,
+    /// naming them, if objects are damaged (their projects are left as they were).
+    ConvertLayout {
+        /// Only this project (its id); every project when absent.
+        #[arg(long)]
+        project: Option<String>,
+        /// Read and verify everything and report what a run would do, writing nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 

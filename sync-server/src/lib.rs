@@ -11,6 +11,7 @@ pub mod app;
 pub mod auth;
 pub mod cache;
 pub mod config;
+pub mod convert;
 pub mod events;
 pub mod fsck;
 pub mod gc;

@@ -77,8 +77,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Admin { storage, command } => {
-            let (catalog, _store) = open_storage(&storage.resolve()?).await?;
-            sync_server::admin::run(catalog.as_ref(), command).await
+            let (catalog, store) = open_storage(&storage.resolve()?).await?;
+            sync_server::admin::run(catalog.as_ref(), &store, command).await
         }
         Command::Fsck {
             storage,

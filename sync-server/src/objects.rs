@@ -15,7 +15,9 @@
 //!   pack's rows are committed in one transaction after the pack and every pack before it.
 //! - **Projects from before packs** (the legacy layout, one stored value per object) still
 //!   read: an object the index does not have is looked for under its own key. Their new pushes
-//!   are packed like any other; `sync-server admin convert-layout` packs the rest.
+//!   are packed like any other; `sync-server admin convert-layout` packs the rest (`convert`).
+//!   It deletes a key only once the object is indexed, so a key found gone is looked up in the
+//!   index again: a conversion running beside this node never makes a read miss.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -35,6 +37,17 @@ pub enum ObjectsError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Catalog(#[from] crate::catalog::CatalogError),
+}
+
+/// What [`ProjectObjects::store`] wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Stored {
+    /// Objects in the packs written (each new to the index, unless a concurrent push indexed
+    /// it first).
+    pub objects: u64,
+    pub packs: u64,
+    /// The packs' bytes.
+    pub bytes: u64,
 }
 
 /// One project's objects on this node.
@@ -125,20 +138,26 @@ impl<'a> ProjectObjects<'a> {
             }
         }
         let mut read: HashMap<ObjectId, StoredObject> = HashMap::new();
-        for (location, object) in locations
-            .iter()
-            .zip(self.store.read_objects(&self.project, &locations).await?)
-        {
-            self.cache.insert(self.project, location.id, &object);
-            read.insert(location.id, object);
-        }
+        self.read_packed(&locations, &mut read).await?;
         if self.legacy && !unindexed.is_empty() {
             let loose = self.store.get_objects(&self.project, &unindexed).await?;
+            let mut gone = Vec::new();
             for (id, object) in unindexed.iter().zip(loose) {
-                if let Some(object) = object {
-                    self.cache.insert(self.project, *id, &object);
-                    read.insert(*id, object);
+                match object {
+                    Some(object) => {
+                        self.cache.insert(self.project, *id, &object);
+                        read.insert(*id, object);
+                    }
+                    None => gone.push(*id),
                 }
+            }
+            // `admin convert-layout` may have packed these and deleted their keys between the
+            // index lookup and this read: if so, the index has them now.
+            if !gone.is_empty() {
+                let located = self.catalog.locate(self.project, &gone, false).await?;
+                let locations: Vec<PackLocation> =
+                    located.iter().flatten().map(PackLocation::from).collect();
+                self.read_packed(&locations, &mut read).await?;
             }
         }
         for (slot, id) in found.iter_mut().zip(ids) {
@@ -147,6 +166,23 @@ impl<'a> ProjectObjects<'a> {
             }
         }
         Ok(found)
+    }
+
+    /// Reads the objects at `locations` from their packs into `read` and the cache.
+    async fn read_packed(
+        &self,
+        locations: &[PackLocation],
+        read: &mut HashMap<ObjectId, StoredObject>,
+    ) -> Result<(), ObjectsError> {
+        if locations.is_empty() {
+            return Ok(());
+        }
+        let objects = self.store.read_objects(&self.project, locations).await?;
+        for (location, object) in locations.iter().zip(objects) {
+            self.cache.insert(self.project, location.id, &object);
+            read.insert(location.id, object);
+        }
+        Ok(())
     }
 
     /// The kind and size of each of `ids`, in order; `None` where not stored. With `touch`, the
@@ -185,6 +221,32 @@ impl<'a> ProjectObjects<'a> {
                         *slot = loose.get(id).copied();
                     }
                 }
+                // As in `read`: a conversion may have packed the rest meanwhile.
+                let gone: Vec<ObjectId> = unindexed
+                    .into_iter()
+                    .filter(|id| !loose.contains_key(id))
+                    .collect();
+                if !gone.is_empty() {
+                    let located: HashMap<ObjectId, ObjectInfo> = self
+                        .catalog
+                        .locate(self.project, &gone, touch)
+                        .await?
+                        .into_iter()
+                        .flatten()
+                        .map(|row| {
+                            let info = ObjectInfo {
+                                kind: row.kind,
+                                size: row.size,
+                            };
+                            (row.id, info)
+                        })
+                        .collect();
+                    for (slot, id) in infos.iter_mut().zip(ids) {
+                        if slot.is_none() {
+                            *slot = located.get(id).copied();
+                        }
+                    }
+                }
             }
         }
         Ok(infos)
@@ -208,8 +270,7 @@ impl<'a> ProjectObjects<'a> {
 
     /// Stores verified objects, leaves first: packs of at most `MAX_PACK_LEN`, each written,
     /// then indexed, then kept in the cache. Objects already indexed are left where they are.
-    /// Returns the objects and bytes written.
-    pub async fn store(&self, objects: &[ToStore]) -> Result<(u64, u64), ObjectsError> {
+    pub async fn store(&self, objects: &[ToStore]) -> Result<Stored, ObjectsError> {
         let mut packs: Vec<PackBuilder> = vec![PackBuilder::new()];
         let mut seen = HashSet::new();
         for object in objects {
@@ -232,7 +293,7 @@ impl<'a> ProjectObjects<'a> {
         }
         let frames: HashMap<ObjectId, &ToStore> =
             objects.iter().map(|object| (object.id, object)).collect();
-        let (mut count, mut bytes) = (0, 0);
+        let mut stored = Stored::default();
         for builder in packs.into_iter().filter(|pack| !pack.is_empty()) {
             let pack = builder.finish();
             debug_assert!(pack.bytes.len() <= MAX_PACK_LEN || pack.entries.len() == 1);
@@ -258,8 +319,9 @@ impl<'a> ProjectObjects<'a> {
             self.catalog
                 .index_pack(self.project, &record, &rows)
                 .await?;
-            count += rows.len() as u64;
-            bytes += pack.bytes.len() as u64;
+            stored.objects += rows.len() as u64;
+            stored.packs += 1;
+            stored.bytes += pack.bytes.len() as u64;
             for entry in &pack.entries {
                 if let Some(object) = frames.get(&entry.id) {
                     self.cache.insert_frame(
@@ -271,7 +333,7 @@ impl<'a> ProjectObjects<'a> {
                 }
             }
         }
-        Ok((count, bytes))
+        Ok(stored)
     }
 
     /// Loads the project's packs whole into the cache, in parallel, when all of them together
@@ -334,3 +396,6 @@ impl WarmPacks {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

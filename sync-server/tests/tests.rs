@@ -8,6 +8,7 @@
 mod storage_support;
 
 mod catalog_conformance;
+mod convert_layout;
 mod http;
 mod object_store;
 mod s3_faults;

@@ -209,9 +209,9 @@ async fn accept(
             }
             Step::Store(layers) => {
                 let stored: Vec<ToStore> = layers.into_iter().flatten().collect();
-                let (count, bytes) = objects.store(&stored).await?;
-                Metrics::add(&app.metrics.objects_stored, count);
-                Metrics::add(&app.metrics.object_bytes_stored, bytes);
+                let written = objects.store(&stored).await?;
+                Metrics::add(&app.metrics.objects_stored, written.objects);
+                Metrics::add(&app.metrics.object_bytes_stored, written.bytes);
             }
             Step::Done(accepted) => return Ok(accepted),
         }

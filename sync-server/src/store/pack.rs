@@ -72,6 +72,13 @@ impl PackEntry {
     }
 }
 
+/// The length of a pack holding `count` frames of `frames_len` bytes in all: what a caller that
+/// gathers objects before building a pack (the layout conversion) cuts its batches by, so each
+/// batch makes exactly one pack.
+pub fn packed_len(frames_len: usize, count: usize) -> usize {
+    HEADER_LEN + frames_len + count * ENTRY_LEN + FOOTER_LEN
+}
+
 /// A pack being built.
 #[derive(Debug)]
 pub struct PackBuilder {
@@ -113,7 +120,7 @@ impl PackBuilder {
 
     /// The pack's length if it were finished now.
     pub fn finished_len(&self) -> usize {
-        self.bytes.len() + self.entries.len() * ENTRY_LEN + FOOTER_LEN
+        packed_len(self.bytes.len() - HEADER_LEN, self.entries.len())
     }
 
     /// Whether adding a frame of `frame_len` bytes would pass [`MAX_PACK_LEN`] (a pack always
@@ -428,5 +435,7 @@ mod tests {
         let room = MAX_PACK_LEN - builder.finished_len() - ENTRY_LEN;
         assert!(!builder.would_overflow(room));
         assert!(builder.would_overflow(room + 1));
+        // The length a batch is cut by is the finished pack's.
+        assert_eq!(builder.finish().bytes.len(), packed_len(1000, 1));
     }
 }
