@@ -168,6 +168,45 @@ impl<'a> ProjectObjects<'a> {
         Ok(found)
     }
 
+    /// The push's reads: like [`ProjectObjects::read`], but the index is asked first, touching
+    /// the rows it finds. An object a garbage collection has dropped is then not stored, however
+    /// long this node's cache keeps it (the cache answers only what the index vouches for), and
+    /// what a push reads is kept by a collection running meanwhile.
+    pub async fn read_referenced(
+        &self,
+        ids: &[ObjectId],
+    ) -> Result<Vec<Option<StoredObject>>, ObjectsError> {
+        let located = self.catalog.locate(self.project, ids, true).await?;
+        let mut found: Vec<Option<StoredObject>> = vec![None; ids.len()];
+        let mut locations = Vec::new();
+        let mut unindexed = Vec::new();
+        for ((slot, id), row) in found.iter_mut().zip(ids).zip(&located) {
+            match row {
+                Some(row) => match self.cache.get(self.project, id) {
+                    Some(object) => *slot = Some(object),
+                    None => locations.push(PackLocation::from(row)),
+                },
+                None => unindexed.push(*id),
+            }
+        }
+        let mut read: HashMap<ObjectId, StoredObject> = HashMap::new();
+        self.read_packed(&locations, &mut read).await?;
+        if self.legacy && !unindexed.is_empty() {
+            // Collection skips legacy projects: their cached objects stay stored.
+            for (id, object) in unindexed.iter().zip(self.read(&unindexed).await?) {
+                if let Some(object) = object {
+                    read.insert(*id, object);
+                }
+            }
+        }
+        for (slot, id) in found.iter_mut().zip(ids) {
+            if slot.is_none() {
+                *slot = read.remove(id);
+            }
+        }
+        Ok(found)
+    }
+
     /// Reads the objects at `locations` from their packs into `read` and the cache.
     async fn read_packed(
         &self,

@@ -181,7 +181,8 @@ async fn accept(
         let step = acceptor.step().map_err(|r| rejection_problem(&r))?;
         match step {
             Step::Read(ids) => {
-                let read = objects.read(&ids).await?;
+                // Through the index, touched, like Stat: see `read_referenced`.
+                let read = objects.read_referenced(&ids).await?;
                 for (id, object) in ids.into_iter().zip(read) {
                     let object = object.map(|stored| stored.object);
                     acceptor

@@ -228,11 +228,13 @@ http_test!(gc_merges_small_packs, merges_small_packs);
 #[derive(Debug, Default)]
 struct RaceOutcome {
     committed: u64,
-    /// Commits refused because objects the push had uploaded were gone: a push lost objects.
+    /// Pushes refused because objects they had uploaded, or their base version's, were gone.
     lost_uploads: u64,
     /// Objects some version references that are not stored (from fsck).
     dangling: usize,
     collections: u64,
+    /// Objects the collections dropped from the index.
+    unindexed: u64,
 }
 
 /// Writers push to one project, some in one request, some as an upload and a commit a moment
@@ -264,10 +266,20 @@ async fn race(
                     ("deep/a/b.json", format!("deep {writer} {}", round % 5)),
                 ];
                 let files: Vec<(&str, &str)> = files.iter().map(|(p, c)| (*p, c.as_str())).collect();
-                let tree = tree(&files);
+                let pushed = tree(&files);
+                if round % 5 == 4 {
+                    // An interrupted push never resumed: garbage, except for the writer file,
+                    // which the next round's push references as already stored.
+                    let next = format!("writer {writer} round {}", round + 1);
+                    let draft = format!("draft {writer} {round}");
+                    let abandoned = tree(&[("writer.json", next.as_str()), ("draft.json", draft.as_str())]);
+                    let response = server.upload_raw(&alice, &project, abandoned.stream()).await;
+                    assert_eq!(response.status(), 200);
+                    continue;
+                }
                 let resumable = round.is_multiple_of(2);
                 if resumable {
-                    let response = server.upload_raw(&alice, &project, tree.stream()).await;
+                    let response = server.upload_raw(&alice, &project, pushed.stream()).await;
                     assert_eq!(response.status(), 200);
                     // Uploads take a while: some longer than a whole collection.
                     tokio::time::sleep(Duration::from_millis(5 + (round * 37) % 300)).await;
@@ -277,11 +289,11 @@ async fn race(
                     let push_id = format!("w{writer}-r{round}-a{attempt}");
                     let (head, _) = server.head(&alice, &project).await;
                     let response = if resumable {
-                        let commit = json!({"push_id": push_id, "base_version": head, "root": tree.root.to_string()});
+                        let commit = json!({"push_id": push_id, "base_version": head, "root": pushed.root.to_string()});
                         server.commit_raw(&alice, &project, &commit).await
                     } else {
                         server
-                            .push_raw(&alice, &project, &push_id, head, &tree.root, tree.stream())
+                            .push_raw(&alice, &project, &push_id, head, &pushed.root, pushed.stream())
                             .await
                     };
                     match response.status().as_u16() {
@@ -299,6 +311,14 @@ async fn race(
                             lost.fetch_add(1, Ordering::Relaxed);
                             break;
                         }
+                        // The head itself lost objects: what a dangling version does to the
+                        // next push on it.
+                        500 => {
+                            let body: Value = response.json().await.unwrap();
+                            assert_eq!(body["code"], "integrity-error", "{body}");
+                            lost.fetch_add(1, Ordering::Relaxed);
+                            break;
+                        }
                         other => panic!("push answered {other}: {}", response.text().await.unwrap()),
                     }
                 }
@@ -311,10 +331,10 @@ async fn race(
             dry_run: false,
         };
         let mut collections = 0;
+        let mut report = Report::default();
         while started.elapsed() < duration {
             let storage = &server.storage;
             let id: ProjectId = project.parse().unwrap();
-            let mut report = Report::default();
             gc::collect(
                 storage.catalog.as_ref(),
                 &storage.store,
@@ -330,9 +350,10 @@ async fn race(
             }
         }
         done.store(true, Ordering::Relaxed);
-        collections
+        (collections, report.unindexed)
     };
-    let (collections, _) = tokio::join!(collector, futures_util::future::join_all(writers));
+    let ((collections, unindexed), _) =
+        tokio::join!(collector, futures_util::future::join_all(writers));
     let storage = &server.storage;
     let fsck = sync_server::fsck::run(
         storage.catalog.as_ref(),
@@ -347,6 +368,7 @@ async fn race(
         lost_uploads: lost.load(Ordering::Relaxed),
         dangling: fsck.missing.len(),
         collections,
+        unindexed,
     }
 }
 
@@ -355,14 +377,17 @@ async fn racing_pushes_lose_nothing(server: &TestServer) {
         .ok()
         .and_then(|text| text.parse().ok())
         .unwrap_or(8);
-    let outcome = race(
-        server,
-        Duration::from_secs(600),
-        Duration::from_secs(seconds),
-        false,
-    )
-    .await;
-    eprintln!("gc race, grace 10 min, {seconds} s: {outcome:?}");
+    // Two seconds: longer than any push here (an upload waits at most 305 ms for its commit),
+    // short enough that collections drop abandoned uploads while the writers run.
+    let grace = Duration::from_secs(2);
+    let outcome = race(server, grace, Duration::from_secs(seconds), false).await;
+    eprintln!("gc race, grace 2 s, {seconds} s: {outcome:?}");
+    if seconds > 4 {
+        assert!(
+            outcome.unindexed > 0,
+            "the collections had nothing to do: {outcome:?}"
+        );
+    }
     assert!(
         outcome.committed > 0 && outcome.collections > 1,
         "{outcome:?}"
