@@ -78,7 +78,7 @@
 //! - A never-synced working copy (`init` without `clone`) pushes as if based on version 0, the
 //!   empty project; if the head has moved on the push conflicts and is merged like any other.
 //! - A push of at most 8 MiB of frames is one request built in memory; a larger one goes in
-//!   batches of at most 4 MiB, so memory stays bounded and a cut-off push keeps what arrived.
+//!   batches of at most 32 MiB, so memory stays bounded and a cut-off push keeps what arrived.
 //! - A push whose base tree is no longer whole in the object cache rebuilds the new tree's dirs
 //!   into the cache and asks the server what it lacks (the negotiation) instead of failing.
 //! - `restore` asks the server for its head, restores on top of it, then pulls, so local edits

@@ -589,9 +589,9 @@ fn metric(server: &Server, name: &str) -> u64 {
 #[test]
 fn a_large_push_cut_off_midway_resumes_without_resending_stored_objects() {
     let (server, alice, project) = setup();
-    // The same 18 MB of incompressible files in a second project, pushed in one go, says how
-    // many objects the tree has.
-    let files: Vec<(String, Vec<u8>)> = (0..3)
+    // The same 48 MB of incompressible files in a second project, pushed in one go, says how
+    // many objects the tree has. Two upload batches (32 MiB each at most).
+    let files: Vec<(String, Vec<u8>)> = (0..8)
         .map(|n| {
             (
                 format!("data/blob-{n}.bin"),
@@ -607,7 +607,7 @@ fn a_large_push_cut_off_midway_resumes_without_resending_stored_objects() {
     for (path, bytes) in &files {
         write(&reference, path, bytes);
     }
-    // Text output, standard error a pipe: an 18 MB upload draws no progress bar.
+    // Text output, standard error a pipe: a 48 MB upload draws no progress bar.
     let plain = alice.cairn(&reference, &["push"]);
     assert_eq!(plain.status.code(), Some(0), "{plain:?}");
     assert!(plain.stderr.is_empty(), "{plain:?}");
@@ -617,9 +617,9 @@ fn a_large_push_cut_off_midway_resumes_without_resending_stored_objects() {
     let total = metric(&server, "cairn_objects_stored_total");
     assert!(total > 30, "{full}");
 
-    // Bob pushes the same tree through a proxy that cuts the network after 10 MB, in the
-    // third upload batch.
-    let (proxy, cutting) = cutting_proxy(&server.url, 10_000_000);
+    // Bob pushes the same tree through a proxy that cuts the network after 40 MB, in the
+    // second upload batch.
+    let (proxy, cutting) = cutting_proxy(&server.url, 40_000_000);
     let bob = User::new();
     bob.json(
         bob.home.path(),

@@ -28,8 +28,10 @@ use crate::transport::Remote;
 
 /// Pushes whose frames add up to at most this go as one request.
 pub const SINGLE_REQUEST_BYTES: u64 = 8 << 20;
-/// The most bytes of frames in one upload batch (a single larger object goes alone).
-pub const BATCH_BYTES: u64 = 4 << 20;
+/// The most bytes of frames in one upload batch (a single larger object goes alone). The server
+/// stores each request's objects as one pack, one S3 PUT: 32 MiB batches keep a large push to
+/// two PUTs per 64 MiB, while a push cut off mid-way loses at most one batch of sending.
+pub const BATCH_BYTES: u64 = 32 << 20;
 
 /// One stream of frames ready to send.
 #[derive(Debug)]
