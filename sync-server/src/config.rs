@@ -451,6 +451,21 @@ mod tests {
     }
 
     #[test]
+    fn collection_settings_read_as_durations() {
+        let file: FileSettings = toml::from_str("gc_every = \"6h\"\ngc_grace = \"90m\"\n").unwrap();
+        assert_eq!(file.gc_every, Some(Duration::from_secs(6 * 3600)));
+        assert_eq!(file.gc_grace, Some(Duration::from_secs(90 * 60)));
+        let error = toml::from_str::<FileSettings>("gc_every = \"soon\"\n").unwrap_err();
+        assert!(error.to_string().contains("\"soon\""), "{error}");
+        let settings = ServeArgs::default().resolve().unwrap();
+        assert_eq!(
+            settings.gc_every, None,
+            "collection is off unless configured"
+        );
+        assert_eq!(settings.gc_grace, crate::gc::DEFAULT_GRACE);
+    }
+
+    #[test]
     fn flags_win_over_the_file() {
         let file: FileSettings = toml::from_str(
             "listen = \"0.0.0.0:9000\"\ndata_dir = \"/srv/cairn\"\n[s3]\nbucket = \"from-file\"\n",
