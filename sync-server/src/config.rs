@@ -70,6 +70,10 @@ pub enum Command {
         /// longer than any upload, so a push in flight never loses what it sent.
         #[arg(long, value_parser = humantime::parse_duration)]
         grace: Option<Duration>,
+        /// Delete versions older than this ("90days"), the head excepted, and then what only
+        /// they referenced; every version is kept when absent.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        retain: Option<Duration>,
         /// Count what would go; change nothing.
         #[arg(long)]
         dry_run: bool,
@@ -191,6 +195,10 @@ pub struct ServeArgs {
     /// The collection's grace period (see `sync-server gc --grace`); 24h when absent.
     #[arg(long, env = "CAIRN_GC_GRACE", value_parser = humantime::parse_duration)]
     pub gc_grace: Option<Duration>,
+    /// The scheduled collection's retention period (see `sync-server gc --retain`); every
+    /// version is kept when absent.
+    #[arg(long, env = "CAIRN_GC_RETAIN", value_parser = humantime::parse_duration)]
+    pub gc_retain: Option<Duration>,
 }
 
 /// The config file: every key optional, named like the flags with underscores.
@@ -208,6 +216,8 @@ struct FileSettings {
     gc_every: Option<Duration>,
     #[serde(default, with = "humantime_serde_opt")]
     gc_grace: Option<Duration>,
+    #[serde(default, with = "humantime_serde_opt")]
+    gc_retain: Option<Duration>,
     #[serde(default)]
     s3: FileS3,
 }
@@ -277,6 +287,7 @@ pub struct Settings {
     /// How often `serve` collects garbage; never when `None`.
     pub gc_every: Option<Duration>,
     pub gc_grace: Duration,
+    pub gc_retain: Option<Duration>,
 }
 
 /// Durations in the config file as humantime text ("6h", "90m").
@@ -409,6 +420,7 @@ impl ServeArgs {
                 .gc_grace
                 .or(file.gc_grace)
                 .unwrap_or(crate::gc::DEFAULT_GRACE),
+            gc_retain: self.gc_retain.or(file.gc_retain),
         })
     }
 }

@@ -34,8 +34,8 @@
 //!
 //! - **Stopped while packing**: the packs indexed so far stay, and the next run skips their
 //!   objects. A pack written but not yet indexed is garbage (fsck counts it as an unindexed
-//!   pack, not as damage); the next run packs the same ids in the same order, so it usually
-//!   writes that very pack again, under the same name.
+//!   pack, not as damage) that `sync-server gc` deletes; the next run packs the same ids again
+//!   into a new pack (pack names are salted).
 //! - **Stopped after marking**: the project is packed but may still have loose keys. A run
 //!   takes every project that has loose keys, marked or not, finds them all indexed and
 //!   deletes them. A project that is marked and has no loose keys is done, and a run only

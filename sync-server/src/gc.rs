@@ -4,6 +4,9 @@
 //!
 //! Per project, with `cut` = the start time minus the grace period:
 //!
+//! 0. **Retention** (when configured): versions older than the retention period are deleted,
+//!    the head always excepted; a restore touches the root it restores, so a restore racing
+//!    the deletion keeps its objects or is refused as an unknown version.
 //! 1. **Keep**: every object reachable from a version's root, or from an object touched at or
 //!    after `cut` (a push indexed or referenced it since: it may be about to commit a version
 //!    that names it, so it and everything it reaches stay).
@@ -56,6 +59,9 @@ const BATCH: usize = 1024;
 #[derive(Debug, Clone, Copy)]
 pub struct Options {
     pub grace: Duration,
+    /// Retention: versions older than this (the head excepted) are deleted, and what only they
+    /// referenced becomes garbage. Every version is kept when `None`.
+    pub retain: Option<Duration>,
     /// Count what would go, change nothing.
     pub dry_run: bool,
 }
@@ -64,6 +70,7 @@ impl Default for Options {
     fn default() -> Self {
         Self {
             grace: DEFAULT_GRACE,
+            retain: None,
             dry_run: false,
         }
     }
@@ -76,6 +83,8 @@ pub struct Report {
     /// Projects skipped because they are still in the legacy layout.
     pub legacy_skipped: usize,
     pub versions: usize,
+    /// Versions past the retention period, deleted (or, in a dry run, that would be).
+    pub versions_dropped: u64,
     /// Indexed objects kept because a version or a recent object reaches them.
     pub kept: usize,
     /// Indexed objects nothing reaches.
@@ -105,7 +114,11 @@ impl fmt::Display for Report {
             "projects: {} ({} skipped: legacy layout, convert them first)",
             self.projects, self.legacy_skipped
         )?;
-        writeln!(f, "versions: {}", self.versions)?;
+        writeln!(
+            f,
+            "versions: {} kept, {} past the retention period dropped",
+            self.versions, self.versions_dropped
+        )?;
         writeln!(
             f,
             "objects: {} kept, {} unreferenced, {} dropped from the index ({} bytes), {} kept because a push referenced them meanwhile",
@@ -158,14 +171,20 @@ pub async fn collect(
         return Ok(());
     }
     let start = Timestamp::now();
-    let grace = i64::try_from(options.grace.as_millis()).unwrap_or(i64::MAX);
-    let cut = Timestamp::from_unix_millis(start.unix_millis().saturating_sub(grace));
+    let cut = before(start, options.grace);
+    let retained_since = options.retain.map(|retain| before(start, retain));
+    if let Some(since) = retained_since
+        && !options.dry_run
+    {
+        report.versions_dropped += catalog.drop_versions(project, since).await?;
+    }
     let mut collection = Collection {
         catalog,
         store,
         project,
         options,
         cut,
+        retained_since,
         report,
         rows: HashMap::new(),
     };
@@ -185,6 +204,8 @@ struct Collection<'a> {
     project: ProjectId,
     options: Options,
     cut: Timestamp,
+    /// With retention, in a dry run: the versions before this would have been deleted.
+    retained_since: Option<Timestamp>,
     report: &'a mut Report,
     /// The index as it was when the collection started.
     rows: HashMap<ObjectId, IndexedObject>,
@@ -206,6 +227,11 @@ impl Collection<'_> {
         let mut level: Vec<ObjectId> = Vec::new();
         let recent = self.catalog.touched_since(self.project, self.cut).await?;
         level.extend(recent.into_iter().filter(|id| seen.insert(*id)));
+        let head = self
+            .catalog
+            .project(self.project)
+            .await?
+            .map(|project| project.head_version);
         let mut before = None;
         loop {
             let page = self
@@ -220,12 +246,20 @@ impl Collection<'_> {
                 .await?;
             let Some(last) = page.last() else { break };
             before = Some(last.number);
-            self.report.versions += page.len();
-            level.extend(
-                page.iter()
-                    .map(|version| version.root)
-                    .filter(|root| seen.insert(*root)),
-            );
+            for version in &page {
+                // Only a dry run still finds versions past the retention period.
+                let expired = self.retained_since.is_some_and(|since| {
+                    version.time < since && head.is_some_and(|head| version.number < head)
+                });
+                if expired {
+                    self.report.versions_dropped += 1;
+                    continue;
+                }
+                self.report.versions += 1;
+                if seen.insert(version.root) {
+                    level.push(version.root);
+                }
+            }
             if last.number == 0 {
                 break;
             }
@@ -512,6 +546,12 @@ impl Collection<'_> {
         self.catalog.drop_dead_packs(self.project, &due).await?;
         Ok(())
     }
+}
+
+/// `at` minus `span`, in the catalog's milliseconds.
+fn before(at: Timestamp, span: Duration) -> Timestamp {
+    let span = i64::try_from(span.as_millis()).unwrap_or(i64::MAX);
+    Timestamp::from_unix_millis(at.unix_millis().saturating_sub(span))
 }
 
 /// The bytes of a pack's frames: its length without header, contents and footer (which, in a

@@ -56,6 +56,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(every) = settings.gc_every {
                 let options = sync_server::gc::Options {
                     grace: settings.gc_grace,
+                    retain: settings.gc_retain,
                     dry_run: false,
                 };
                 tokio::spawn(sync_server::gc::schedule(
@@ -104,11 +105,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             storage,
             project,
             grace,
+            retain,
             dry_run,
         } => {
             let (catalog, store) = open_storage(&storage.resolve()?).await?;
             let options = sync_server::gc::Options {
                 grace: grace.unwrap_or(sync_server::gc::DEFAULT_GRACE),
+                retain,
                 dry_run,
             };
             let report =

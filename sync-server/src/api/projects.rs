@@ -16,7 +16,7 @@ use super::request::{ApiRequest, authenticate, parse_query, project_access, read
 use super::views;
 use crate::app::App;
 use crate::catalog::{
-    CatalogError, Entity, PushId, RestoreRequest, Role, VersionNumber, VersionPage,
+    CatalogError, Entity, PushId, RestoreRequest, Role, VersionNumber, VersionPage, empty_root,
 };
 use crate::problem::Problem;
 
@@ -85,7 +85,16 @@ pub async fn restore(
         Some(text) => PushId::new(text)?,
         None => PushId::random(),
     };
-    // Restoring needs no object work: the old version's closure is stored.
+    // The old version's closure is stored; its root is touched, so a collection deleting the
+    // version (retention) meanwhile keeps what the restore commits, or this refuses it.
+    if let Some(old) = app.catalog.version(project.id, body.version).await?
+        && old.root != empty_root()
+    {
+        let objects = app.objects(project.id).await?;
+        if objects.info(&[old.root], true).await?[0].is_none() {
+            return Err(unknown_version(body.version));
+        }
+    }
     let outcome = app
         .catalog
         .restore(RestoreRequest {

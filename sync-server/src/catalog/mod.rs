@@ -210,6 +210,11 @@ pub trait Catalog: Send + Sync + std::fmt::Debug {
     /// One version of a project.
     async fn version(&self, project: ProjectId, number: VersionNumber) -> Result<Option<Version>>;
 
+    /// Retention: deletes the versions of `project` made before `older_than`, the head
+    /// excepted (it is always kept). How many went. Their objects become garbage for the next
+    /// collection unless a kept version shares them.
+    async fn drop_versions(&self, project: ProjectId, older_than: Timestamp) -> Result<u64>;
+
     /// Restores an old version: a commit on `base_version` whose root is that version's root.
     /// An unknown version is [`CatalogError::NotFound`].
     async fn restore(&self, request: RestoreRequest) -> Result<CommitOutcome> {

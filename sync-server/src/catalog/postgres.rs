@@ -1270,6 +1270,19 @@ impl Catalog for PostgresCatalog {
         }
     }
 
+    async fn drop_versions(&self, project: ProjectId, older_than: Timestamp) -> Result<u64> {
+        let client = self.client("drop versions").await?;
+        execute(
+            &client,
+            "drop versions",
+            "DELETE FROM versions WHERE project_id = $1 AND time < $2
+                 AND number < (SELECT head_version FROM projects WHERE id = $1)",
+            &[&project.to_string(), &SystemTime::from(older_than)],
+        )
+        .await
+        .map_err(|error| error.unexpected("drop versions"))
+    }
+
     async fn touched_since(&self, project: ProjectId, since: Timestamp) -> Result<Vec<ObjectId>> {
         self.query_all(
             "touched since",

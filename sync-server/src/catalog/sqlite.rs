@@ -1361,6 +1361,21 @@ impl Catalog for SqliteCatalog {
         .await
     }
 
+    async fn drop_versions(&self, project: ProjectId, older_than: Timestamp) -> Result<u64> {
+        self.run("drop versions", move |connection| {
+            execute(
+                connection,
+                "drop versions",
+                "DELETE FROM versions WHERE project_id = ?1 AND time < ?2
+                     AND number < (SELECT head_version FROM projects WHERE id = ?1)",
+                (project.to_string(), older_than.unix_millis()),
+            )
+            .map(|dropped| dropped as u64)
+            .map_err(|error| error.unexpected("drop versions"))
+        })
+        .await
+    }
+
     async fn touched_since(&self, project: ProjectId, since: Timestamp) -> Result<Vec<ObjectId>> {
         self.run("touched since", move |connection| {
             query_all(

@@ -15,6 +15,7 @@ use crate::http::support::{TestServer, Tree, tree};
 
 const NO_GRACE: Options = Options {
     grace: Duration::ZERO,
+    retain: None,
     dry_run: false,
 };
 
@@ -107,6 +108,7 @@ async fn drops_garbage_keeps_versions(server: &TestServer) {
     // Within the grace period nothing goes.
     let patient = Options {
         grace: Duration::from_secs(3600),
+        retain: None,
         dry_run: false,
     };
     let report = collect(server, &project, patient).await;
@@ -121,6 +123,7 @@ async fn drops_garbage_keeps_versions(server: &TestServer) {
     // A dry run counts and changes nothing.
     let dry = Options {
         grace: Duration::ZERO,
+        retain: None,
         dry_run: true,
     };
     let report = collect(server, &project, dry).await;
@@ -328,6 +331,7 @@ async fn race(
     let collector = async {
         let options = Options {
             grace,
+            retain: None,
             dry_run: false,
         };
         let mut collections = 0;
@@ -408,3 +412,61 @@ async fn no_grace_is_seen(server: &TestServer) {
     );
 }
 http_test!(gc_race_without_grace, no_grace_is_seen);
+
+async fn retention_drops_old_versions(server: &TestServer) {
+    let (alice, _team, project) = server.owner_with_project("alice").await;
+    let mut trees = BTreeMap::new();
+    let mut base = 0;
+    for round in 0..3 {
+        let own = format!("round {round}");
+        let tree = tree(&[
+            ("shared.json", "kept by the head"),
+            ("round.json", own.as_str()),
+        ]);
+        base = server.push_tree(&alice, &project, base, &tree).await;
+        trees.insert(base, tree);
+    }
+    let head = trees[&base].clone();
+    let retain = |dry_run| Options {
+        grace: Duration::ZERO,
+        retain: Some(Duration::ZERO),
+        dry_run,
+    };
+    // A dry run counts the versions past the period (0, 1 and 2: all but the head) and keeps
+    // them.
+    let report = collect(server, &project, retain(true)).await;
+    assert_eq!(report.versions_dropped, 3, "{report}");
+    assert_eq!(report.versions, 1, "{report}");
+    assert_eq!(
+        server.versions(&alice, &project, "").await["versions"]
+            .as_array()
+            .unwrap()
+            .len(),
+        4
+    );
+
+    let report = collect(server, &project, retain(false)).await;
+    assert_eq!(report.versions_dropped, 3, "{report}");
+    // round.json of versions 1 and 2, and their roots.
+    assert_eq!(report.unindexed, 4, "{report}");
+    let history = server.versions(&alice, &project, "").await;
+    let numbers: Vec<u64> = history["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|version| version["number"].as_u64().unwrap())
+        .collect();
+    assert_eq!(numbers, [base]);
+    // A dropped version is unknown: to pull and to restore.
+    let response = server.pull_raw(&alice, &project, json!({"want": 1})).await;
+    TestServer::expect_problem(response, 404, "unknown-version").await;
+    let restore = json!({"version": 1, "base_version": base});
+    let response = server.restore_raw(&alice, &project, &restore).await;
+    TestServer::expect_problem(response, 404, "unknown-version").await;
+    // The head is whole, and the next push builds on it.
+    pulls_every_version(server, &alice, &project, &BTreeMap::from([(base, head)])).await;
+    let next = tree(&[("shared.json", "kept by the head"), ("new.json", "after")]);
+    server.push_tree(&alice, &project, base, &next).await;
+    fsck_clean(server, &project).await;
+}
+http_test!(gc_retention, retention_drops_old_versions);
