@@ -527,6 +527,12 @@ impl Collection<'_> {
                 .note_dead_packs(self.project, &orphans, Timestamp::now())
                 .await?;
         }
+        // A pack recorded dead while its push was between writing and indexing it, indexed
+        // since: not dead after all.
+        let revived: Vec<PackId> = known.intersection(&indexed).copied().collect();
+        if !self.options.dry_run && !revived.is_empty() {
+            self.catalog.drop_dead_packs(self.project, &revived).await?;
+        }
         let due: Vec<PackId> = dead
             .iter()
             .filter(|(id, since)| *since < self.cut && !indexed.contains(id))

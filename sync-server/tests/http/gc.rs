@@ -470,3 +470,58 @@ async fn retention_drops_old_versions(server: &TestServer) {
     fsck_clean(server, &project).await;
 }
 http_test!(gc_retention, retention_drops_old_versions);
+
+/// A pack its push wrote but had not indexed yet when a collection listed the store is recorded
+/// dead; indexed after all, it is not deleted.
+async fn late_index_revives(server: &TestServer) {
+    let (alice, _team, project) = server.owner_with_project("alice").await;
+    let id: ProjectId = project.parse().unwrap();
+    let slow = tree(&[("slow.json", "indexed late")]);
+    let mut builder = PackBuilder::new();
+    for object in &slow.objects {
+        // A chunk's size is its length; a dir's is 0.
+        let size = match object.kind {
+            sync_protocol::ObjectKind::Chunk => "indexed late".len() as u64,
+            _ => 0,
+        };
+        builder.add(object.id, object.kind, size, &object.frame);
+    }
+    let pack = builder.finish();
+    let storage = &server.storage;
+    storage.store.put_pack(&id, &pack).await.unwrap();
+    let report = collect(server, &project, NO_GRACE).await;
+    assert_eq!(report.orphans_found, 1, "{report}");
+    // The push indexes its pack and commits, long after the collection saw it.
+    let record = sync_server::catalog::PackRecord {
+        id: pack.id,
+        length: pack.bytes.len() as u64,
+        objects: pack.entries.len() as u32,
+        created: sync_server::catalog::Timestamp::now(),
+    };
+    let rows: Vec<sync_server::catalog::IndexedObject> = pack
+        .entries
+        .iter()
+        .map(|entry| sync_server::catalog::IndexedObject {
+            id: entry.id,
+            pack: pack.id,
+            offset: entry.offset,
+            length: entry.length,
+            kind: entry.kind,
+            size: entry.size,
+        })
+        .collect();
+    storage
+        .catalog
+        .index_pack(id, &record, &rows)
+        .await
+        .unwrap();
+    let commit = json!({"push_id": "slow", "base_version": 0, "root": slow.root.to_string()});
+    let response = server.commit_raw(&alice, &project, &commit).await;
+    assert_eq!(response.status(), 200);
+    let report = collect(server, &project, NO_GRACE).await;
+    assert_eq!(report.packs_deleted, 0, "{report}");
+    assert!(storage.catalog.dead_packs(id).await.unwrap().is_empty());
+    assert_eq!(storage.store.list_packs(&id).await.unwrap().len(), 1);
+    fsck_clean(server, &project).await;
+}
+http_test!(gc_late_index, late_index_revives);
