@@ -1,6 +1,11 @@
-//! Benchmarks live in src/bin; this library holds what they share: deterministic test data and
-//! timing helpers.
+//! Benchmarks live in src/bin; this library holds what they share: deterministic test data,
+//! timing helpers, the processes a benchmark starts ([`processes`]) and a TCP relay that adds
+//! network latency ([`latency_relay`]).
 
+pub mod latency_relay;
+pub mod processes;
+
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// A small, fast, deterministic generator (xorshift64*), so every run measures the same bytes
@@ -265,4 +270,36 @@ pub fn project_tree(small: usize, large: usize, large_size: usize, seed: u64) ->
         });
     }
     files
+}
+
+/// Writes `files` under `dir`, creating folders as needed.
+pub fn write_tree(dir: &Path, files: &[TreeFile]) -> Result<(), String> {
+    for file in files {
+        let path = dir.join(&file.path);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+        }
+        std::fs::write(&path, &file.bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// The first of `files` whose copy under `dir` is missing or differs, if any.
+pub fn first_difference<'a>(dir: &Path, files: &'a [TreeFile]) -> Option<&'a TreeFile> {
+    files
+        .iter()
+        .find(|file| std::fs::read(dir.join(&file.path)).ok().as_deref() != Some(&file.bytes[..]))
+}
+
+/// `original` with one line inserted after its first: `"revision": run`. Successive runs change
+/// exactly that one line.
+pub fn edited(original: &[u8], run: usize) -> Vec<u8> {
+    let split = original
+        .iter()
+        .position(|&b| b == b'\n')
+        .map_or(0, |i| i + 1);
+    let mut out = original[..split].to_vec();
+    out.extend_from_slice(format!("  \"revision\": {run},\n").as_bytes());
+    out.extend_from_slice(&original[split..]);
+    out
 }

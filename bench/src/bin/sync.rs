@@ -26,13 +26,17 @@ use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::thread;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use cairn_bench::{TreeFile, project_tree};
+use cairn_bench::processes::{
+    Daemons, binary_dir, build_binaries, free_port, remove, run_command, today, value_of,
+    wait_for_port,
+};
+use cairn_bench::{edited, project_tree, write_tree};
 
 type Result<T> = std::result::Result<T, String>;
 
@@ -217,87 +221,11 @@ fn pump(
 // ---------------------------------------------------------------------------------------------
 // Processes.
 
-/// Children killed when the bench ends, however it ends.
-#[derive(Debug, Default)]
-struct Daemons(Vec<Child>);
-
-impl Daemons {
-    /// Starts `command` in the background, killed when the bench ends: stdout discarded,
-    /// stderr into the file `log` if given, else discarded.
-    fn start(&mut self, what: &str, command: &mut Command, log: Option<PathBuf>) -> Result<()> {
-        let stderr = match log {
-            Some(path) => Stdio::from(
-                std::fs::File::create(&path).map_err(|e| format!("{}: {e}", path.display()))?,
-            ),
-            None => Stdio::null(),
-        };
-        let child = command
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .map_err(|e| format!("starting {what}: {e}"))?;
-        self.0.push(child);
-        Ok(())
-    }
-}
-
-impl Drop for Daemons {
-    fn drop(&mut self) {
-        for child in &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
 /// A new folder `root/name` for a daemon to serve, and a free port for it.
 fn daemon_folder(root: &Path, name: &str) -> Result<(PathBuf, u16)> {
     let folder = root.join(name);
     std::fs::create_dir_all(&folder).map_err(|e| format!("{}: {e}", folder.display()))?;
     Ok((folder, free_port()?))
-}
-
-fn free_port() -> Result<u16> {
-    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("bind: {e}"))?;
-    Ok(listener.local_addr().map_err(|e| e.to_string())?.port())
-}
-
-fn wait_for_port(port: u16, what: &str) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Ok(());
-        }
-        thread::sleep(Duration::from_millis(50));
-    }
-    Err(format!(
-        "{what} did not listen on 127.0.0.1:{port} within 30 s"
-    ))
-}
-
-/// Runs a command to completion; its output on failure.
-fn run_command(command: &mut Command) -> Result<String> {
-    let output = command
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("starting {command:?}: {e}"))?;
-    if !output.status.success() {
-        return Err(format!(
-            "{command:?} failed ({}):\n{}{}",
-            output.status,
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        ));
-    }
-    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-}
-
-fn value_of(output: &str, key: &str) -> Result<String> {
-    output
-        .lines()
-        .find_map(|line| line.strip_prefix(&format!("{key}: ")))
-        .map(str::to_owned)
-        .ok_or_else(|| format!("no {key:?} in {output:?}"))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -462,95 +390,10 @@ impl Results {
 
 // ---------------------------------------------------------------------------------------------
 
-fn write_tree(dir: &Path, files: &[TreeFile]) -> Result<()> {
-    for file in files {
-        let path = dir.join(&file.path);
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
-        }
-        std::fs::write(&path, &file.bytes).map_err(|e| format!("{}: {e}", path.display()))?;
-    }
-    Ok(())
-}
-
-/// `original` with one line inserted after its first: `"revision": run`. Successive runs change
-/// exactly that one line.
-fn edited(original: &[u8], run: usize) -> Vec<u8> {
-    let split = original
-        .iter()
-        .position(|&b| b == b'\n')
-        .map_or(0, |i| i + 1);
-    let mut out = original[..split].to_vec();
-    out.extend_from_slice(format!("  \"revision\": {run},\n").as_bytes());
-    out.extend_from_slice(&original[split..]);
-    out
-}
-
-fn remove(path: &Path) -> Result<()> {
-    if path.exists() {
-        std::fs::remove_dir_all(path).map_err(|e| format!("removing {}: {e}", path.display()))?;
-    }
-    Ok(())
-}
-
 fn run() -> Result<()> {
     let options = options()?;
-    let bin = match std::env::var_os("CAIRN_BIN_DIR") {
-        Some(dir) => PathBuf::from(dir),
-        None => std::env::current_exe()
-            .map_err(|e| e.to_string())?
-            .parent()
-            .ok_or("no folder of the bench binary")?
-            .to_path_buf(),
-    };
-    if options.build {
-        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
-        eprintln!("building sync-server and cairn (release)...");
-        let mut build = Command::new(env!("CARGO"));
-        build.args([
-            "build",
-            "--release",
-            "-p",
-            "sync-server",
-            "-p",
-            "sync-client",
-        ]);
-        build.arg("--manifest-path").arg(&manifest);
-        // `cargo run` gives this process the bench package's CARGO_PKG_* and CARGO_MANIFEST_*;
-        // build scripts (ring's, cc's) rerun when those change, which would rebuild half the
-        // dependency tree. The build gets the environment a shell would give it.
-        for (key, _) in std::env::vars_os() {
-            let Some(name) = key.to_str() else { continue };
-            if name.starts_with("CARGO_PKG_")
-                || name.starts_with("CARGO_MANIFEST_")
-                || matches!(
-                    name,
-                    "CARGO_CRATE_NAME" | "CARGO_BIN_NAME" | "CARGO_PRIMARY_PACKAGE" | "OUT_DIR"
-                )
-            {
-                build.env_remove(&key);
-            }
-        }
-        if std::env::var_os("CARGO_TARGET_DIR").is_none()
-            && let Some(target) = bin.parent()
-        {
-            build.env("CARGO_TARGET_DIR", target);
-        }
-        let status = build
-            .status()
-            .map_err(|e| format!("running cargo build: {e}"))?;
-        if !status.success() {
-            return Err("cargo build --release -p sync-server -p sync-client failed".into());
-        }
-    }
-    for name in ["cairn", "sync-server"] {
-        if !bin.join(name).exists() {
-            return Err(format!(
-                "{} is missing: run `cargo build --release -p sync-server -p sync-client` with the same target folder, or set CAIRN_BIN_DIR",
-                bin.join(name).display()
-            ));
-        }
-    }
+    let bin = binary_dir()?;
+    build_binaries(&bin, options.build)?;
     for tool in ["git", "rsync"] {
         Command::new(tool).arg("--version").output().map_err(|e| {
             format!("{tool} is needed on the PATH (apt-get install -y {tool}): {e}")
@@ -635,7 +478,7 @@ fn bench(options: &Options, bin: &Path, root: &Path) -> Result<()> {
             .arg(&data)
             .arg("--listen")
             .arg(format!("127.0.0.1:{cairn_port}")),
-        Some(root.join("server.log")),
+        Some(&root.join("server.log")),
     )?;
 
     // git daemon over a folder of bare repositories.
@@ -655,7 +498,7 @@ fn bench(options: &Options, bin: &Path, root: &Path) -> Result<()> {
             .arg(&git_base)
             .env("GIT_CONFIG_NOSYSTEM", "1")
             .env("HOME", root.join("home")),
-        Some(root.join("git-daemon.log")),
+        Some(&root.join("git-daemon.log")),
     )?;
 
     // rsync daemon with one read-write module.
@@ -1057,11 +900,4 @@ fn report(options: &Options, results: &Results, files: usize, total: usize) -> S
          rt = request/response turns: times data flowed server → client after client → server, summed over connections."
     );
     out
-}
-
-/// Today's UTC date as YYYY-MM-DD.
-fn today() -> String {
-    let mut date = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
-    date.truncate(10);
-    date
 }
