@@ -372,10 +372,22 @@ mod tests {
     }
 
     #[test]
-    fn the_same_objects_make_the_same_pack() {
+    fn every_pack_built_has_a_new_name_and_the_salt_is_all_that_differs() {
         let objects = objects(3);
-        assert_eq!(pack_of(&objects).id, pack_of(&objects).id);
-        assert_ne!(pack_of(&objects).id, pack_of(&objects[..2]).id);
+        let (first, second) = (pack_of(&objects), pack_of(&objects));
+        assert_ne!(first.id, second.id, "packs are salted");
+        assert_eq!(first.entries, second.entries);
+        assert_eq!(first.bytes[..MAGIC.len()], second.bytes[..MAGIC.len()]);
+        assert_eq!(first.bytes[HEADER_LEN..], second.bytes[HEADER_LEN..]);
+        let salted = |salt| {
+            let mut builder = PackBuilder::with_salt(salt);
+            for (id, kind, size, frame) in &objects {
+                builder.add(*id, *kind, *size, frame);
+            }
+            builder.finish()
+        };
+        assert_eq!(salted([7; SALT_LEN]), salted([7; SALT_LEN]));
+        assert_ne!(salted([7; SALT_LEN]).id, salted([8; SALT_LEN]).id);
         let empty = PackBuilder::new().finish();
         assert_eq!(
             parse(empty.id, empty.bytes.clone()).unwrap().entries,
