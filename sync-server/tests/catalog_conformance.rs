@@ -72,6 +72,9 @@ conformance!(
     concurrent_pushes_and_collection_never_deadlock,
     object_index_inputs_are_bounded,
     new_projects_are_not_in_the_legacy_layout,
+    forgotten_and_orphan_packs_are_dead_until_dropped,
+    touched_since_lists_recent_rows,
+    drop_versions_keeps_the_head_and_recent_ones,
 );
 
 type Shared = Arc<dyn Catalog>;
@@ -1392,6 +1395,134 @@ async fn forget_pack_refuses_while_rows_name_it(catalog: Shared) {
     assert!(catalog.forget_pack(project.id, duplicate.id).await.unwrap());
 }
 
+async fn forgotten_and_orphan_packs_are_dead_until_dropped(catalog: Shared) {
+    let (_, _, project) = setup(&catalog).await;
+    let stored = ids("dead", 2);
+    let (pack, objects) = pack_of("dead", &stored);
+    catalog
+        .index_pack(project.id, &pack, &objects)
+        .await
+        .unwrap();
+    assert!(catalog.dead_packs(project.id).await.unwrap().is_empty());
+    // An indexed pack is not an orphan.
+    let since = Timestamp::now();
+    assert_eq!(
+        catalog
+            .note_dead_packs(project.id, &[pack.id], since)
+            .await
+            .unwrap(),
+        0
+    );
+    // Emptied and forgotten: dead from now.
+    let future = Timestamp::from_unix_millis(Timestamp::now().unix_millis() + 60_000);
+    catalog.unindex(project.id, &stored, future).await.unwrap();
+    let before = Timestamp::now();
+    assert!(catalog.forget_pack(project.id, pack.id).await.unwrap());
+    let dead = catalog.dead_packs(project.id).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].0, pack.id);
+    assert!(dead[0].1 >= before);
+    // An orphan found in the store, noted twice: one row, the first time kept.
+    let orphan = PackId::from_bytes([9; 32]);
+    let first = Timestamp::from_unix_millis(1_000);
+    assert_eq!(
+        catalog
+            .note_dead_packs(project.id, &[orphan], first)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        catalog
+            .note_dead_packs(project.id, &[orphan, pack.id], Timestamp::now())
+            .await
+            .unwrap(),
+        0
+    );
+    let dead = catalog.dead_packs(project.id).await.unwrap();
+    assert_eq!(dead.len(), 2);
+    assert_eq!(dead[0], (orphan, first), "oldest first");
+    // Deleted from the store: the rows go.
+    assert_eq!(
+        catalog
+            .drop_dead_packs(project.id, &[orphan, pack.id])
+            .await
+            .unwrap(),
+        2
+    );
+    assert!(catalog.dead_packs(project.id).await.unwrap().is_empty());
+    let unknown = ProjectId::from_bytes([3; 16]);
+    assert!(
+        catalog
+            .note_dead_packs(unknown, &[orphan], first)
+            .await
+            .is_err(),
+        "an unknown project"
+    );
+}
+
+async fn touched_since_lists_recent_rows(catalog: Shared) {
+    let (_, _, project) = setup(&catalog).await;
+    let old = ids("old", 2);
+    let (pack, objects) = pack_of("old", &old);
+    catalog
+        .index_pack(project.id, &pack, &objects)
+        .await
+        .unwrap();
+    let cut = cut_off().await;
+    assert!(
+        catalog
+            .touched_since(project.id, cut)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // A push's lookup touches one; a new pack's rows are touched as they are indexed.
+    catalog.locate(project.id, &old[..1], true).await.unwrap();
+    let new = ids("new", 1);
+    let (pack, objects) = pack_of("new", &new);
+    catalog
+        .index_pack(project.id, &pack, &objects)
+        .await
+        .unwrap();
+    let mut recent = catalog.touched_since(project.id, cut).await.unwrap();
+    recent.sort();
+    let mut expected = vec![old[0], new[0]];
+    expected.sort();
+    assert_eq!(recent, expected);
+}
+
+async fn drop_versions_keeps_the_head_and_recent_ones(catalog: Shared) {
+    let (author, _, project) = setup(&catalog).await;
+    for number in 1..=3 {
+        commit_on(
+            &catalog,
+            &project,
+            &author,
+            number - 1,
+            &format!("v{number}"),
+        )
+        .await;
+    }
+    let cut = cut_off().await;
+    commit_on(&catalog, &project, &author, 3, "v4").await;
+    // Versions 0 to 3 are older than the cut; 4 is the head and recent anyway.
+    assert_eq!(catalog.drop_versions(project.id, cut).await.unwrap(), 4);
+    let numbers: Vec<u64> = history(&catalog, project.id)
+        .await
+        .iter()
+        .map(|version| version.number)
+        .collect();
+    assert_eq!(numbers, [4]);
+    // Even past every version's time, the head stays.
+    let future = Timestamp::from_unix_millis(Timestamp::now().unix_millis() + 60_000);
+    assert_eq!(catalog.drop_versions(project.id, future).await.unwrap(), 0);
+    assert_eq!(head(&catalog, project.id).await.0, 4);
+    // The next commit builds on it as before.
+    commit_on(&catalog, &project, &author, 4, "v5").await;
+    assert_eq!(head(&catalog, project.id).await.0, 5);
+}
+
 async fn a_large_pack_indexes_and_locates(catalog: Shared) {
     const COUNT: usize = 20_000;
     let (_, _, project) = setup(&catalog).await;
@@ -1586,7 +1717,7 @@ async fn new_projects_are_not_in_the_legacy_layout(catalog: Shared) {
 // Migrations: not generic, since they are each implementation's own start-up path.
 
 /// How many migrations each dialect has.
-const MIGRATIONS: i64 = 2;
+const MIGRATIONS: i64 = 3;
 
 /// Rows as the release before the object index wrote them (migration 1's schema): an account,
 /// its team and a project, all with the ids given. `$time` is the dialect's way to write now.
