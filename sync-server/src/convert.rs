@@ -233,7 +233,7 @@ pub async fn run(
             }
             vec![id]
         }
-        None => all_projects(catalog).await?,
+        None => crate::fsck::select_projects(catalog, None).await?,
     };
     // This process reads each object once: nothing to keep.
     let cache = HotCache::new(0);
@@ -282,21 +282,6 @@ pub async fn run(
         report.projects.push(done);
     }
     Ok(report)
-}
-
-/// Every project's id, a page at a time.
-async fn all_projects(catalog: &dyn Catalog) -> anyhow::Result<Vec<ProjectId>> {
-    let mut all = Vec::new();
-    let mut after = None;
-    loop {
-        let page = catalog
-            .all_projects(after, crate::catalog::limits::MAX_PROJECT_PAGE)
-            .await?;
-        let Some(last) = page.last() else { break };
-        after = Some(last.id);
-        all.extend(page.iter().map(|project| project.id));
-    }
-    Ok(all)
 }
 
 /// Verified objects gathered for one pack.

@@ -25,7 +25,7 @@ use std::fmt;
 use anyhow::{Context, bail};
 use sync_protocol::{Object, ObjectId, ObjectKind};
 
-use crate::catalog::{Catalog, IndexedObject, ProjectId, VersionNumber, VersionPage, empty_root};
+use crate::catalog::{Catalog, IndexedObject, ProjectId, VersionNumber, empty_root};
 use crate::store::pack::PackId;
 use crate::store::{Inspected, ObjectStore, PackLocation};
 
@@ -286,52 +286,34 @@ impl ProjectCheck<'_> {
 
     /// Closure from every version's root.
     async fn walk_versions(&mut self) -> anyhow::Result<()> {
-        let mut before = None;
-        loop {
-            let page = self
-                .catalog
-                .versions(
-                    self.project,
-                    VersionPage {
-                        before,
-                        limit: crate::catalog::limits::MAX_VERSION_PAGE,
-                    },
-                )
-                .await?;
-            let Some(last) = page.last() else { break };
-            before = Some(last.number);
-            for version in &page {
-                self.report.versions += 1;
-                let mut level: Vec<ObjectId> = Vec::new();
-                if self.seen.insert(version.root) {
-                    level.push(version.root);
-                }
-                while !level.is_empty() {
-                    let mut next = Vec::new();
-                    for batch in level.chunks(BATCH) {
-                        for (id, found) in batch.iter().zip(self.look(batch).await?) {
-                            match found {
-                                Found::Missing => {
-                                    self.report
-                                        .missing
-                                        .push((self.project, version.number, *id))
-                                }
-                                Found::Present(children) => {
-                                    self.report.reachable += 1;
-                                    for child in children {
-                                        if self.seen.insert(child) {
-                                            next.push(child);
-                                        }
+        for version in self.catalog.all_versions(self.project).await? {
+            self.report.versions += 1;
+            let mut level: Vec<ObjectId> = Vec::new();
+            if self.seen.insert(version.root) {
+                level.push(version.root);
+            }
+            while !level.is_empty() {
+                let mut next = Vec::new();
+                for batch in level.chunks(BATCH) {
+                    for (id, found) in batch.iter().zip(self.look(batch).await?) {
+                        match found {
+                            Found::Missing => {
+                                self.report
+                                    .missing
+                                    .push((self.project, version.number, *id))
+                            }
+                            Found::Present(children) => {
+                                self.report.reachable += 1;
+                                for child in children {
+                                    if self.seen.insert(child) {
+                                        next.push(child);
                                     }
                                 }
                             }
                         }
                     }
-                    level = next;
                 }
-            }
-            if before == Some(0) {
-                break;
+                level = next;
             }
         }
         Ok(())

@@ -38,7 +38,7 @@ use anyhow::Context;
 use sync_protocol::{ObjectId, ObjectKind};
 
 use crate::catalog::{
-    Catalog, IndexedObject, PackId, PackRecord, ProjectId, Timestamp, VersionPage, empty_root,
+    Catalog, IndexedObject, PackId, PackRecord, ProjectId, Timestamp, empty_root,
 };
 use crate::store::pack::{ENTRY_LEN, FOOTER_LEN, HEADER_LEN, MAX_PACK_LEN, PackBuilder};
 use crate::store::{ObjectStore, PackLocation};
@@ -232,36 +232,18 @@ impl Collection<'_> {
             .project(self.project)
             .await?
             .map(|project| project.head_version);
-        let mut before = None;
-        loop {
-            let page = self
-                .catalog
-                .versions(
-                    self.project,
-                    VersionPage {
-                        before,
-                        limit: crate::catalog::limits::MAX_VERSION_PAGE,
-                    },
-                )
-                .await?;
-            let Some(last) = page.last() else { break };
-            before = Some(last.number);
-            for version in &page {
-                // Only a dry run still finds versions past the retention period.
-                let expired = self.retained_since.is_some_and(|since| {
-                    version.time < since && head.is_some_and(|head| version.number < head)
-                });
-                if expired {
-                    self.report.versions_dropped += 1;
-                    continue;
-                }
-                self.report.versions += 1;
-                if seen.insert(version.root) {
-                    level.push(version.root);
-                }
+        for version in self.catalog.all_versions(self.project).await? {
+            // Only a dry run still finds versions past the retention period.
+            let expired = self.retained_since.is_some_and(|since| {
+                version.time < since && head.is_some_and(|head| version.number < head)
+            });
+            if expired {
+                self.report.versions_dropped += 1;
+                continue;
             }
-            if last.number == 0 {
-                break;
+            self.report.versions += 1;
+            if seen.insert(version.root) {
+                level.push(version.root);
             }
         }
         while !level.is_empty() {
@@ -425,7 +407,6 @@ impl Collection<'_> {
             return Ok(());
         }
         let mut builder = PackBuilder::new();
-        let mut moving: Vec<IndexedObject> = Vec::new();
         for (_, rows) in &rewrite {
             for batch in rows.chunks(BATCH) {
                 let locations: Vec<PackLocation> = batch.iter().map(PackLocation::from).collect();
@@ -433,15 +414,13 @@ impl Collection<'_> {
                 for (row, object) in batch.iter().zip(objects) {
                     if builder.would_overflow(object.frame.len()) {
                         let full = std::mem::take(&mut builder);
-                        self.write_pack(full, &moving).await?;
-                        moving.clear();
+                        self.write_pack(full).await?;
                     }
                     builder.add(row.id, row.kind, row.size, &object.frame);
-                    moving.push(*row);
                 }
             }
         }
-        self.write_pack(builder, &moving).await?;
+        self.write_pack(builder).await?;
         for (pack, _) in &rewrite {
             self.report.packs_rewritten += 1;
             if self.catalog.forget_pack(self.project, pack.id).await? {
@@ -451,42 +430,18 @@ impl Collection<'_> {
         Ok(())
     }
 
-    /// Writes a compacted pack and moves the rows of `moving` into it.
-    async fn write_pack(
-        &mut self,
-        builder: PackBuilder,
-        moving: &[IndexedObject],
-    ) -> anyhow::Result<()> {
+    /// Writes a compacted pack and moves the rows of its objects into it.
+    async fn write_pack(&mut self, builder: PackBuilder) -> anyhow::Result<()> {
         if builder.is_empty() {
             return Ok(());
         }
         let pack = builder.finish();
         debug_assert!(pack.bytes.len() <= MAX_PACK_LEN || pack.entries.len() == 1);
         self.store.put_pack(&self.project, &pack).await?;
-        let record = PackRecord {
-            id: pack.id,
-            length: pack.bytes.len() as u64,
-            objects: pack.entries.len() as u32,
-            created: Timestamp::now(),
-        };
-        let places: HashMap<ObjectId, (u64, u32)> = pack
-            .entries
-            .iter()
-            .map(|entry| (entry.id, (entry.offset, entry.length)))
-            .collect();
-        let moved: Vec<IndexedObject> = moving
-            .iter()
-            .map(|row| {
-                let (offset, length) = places[&row.id];
-                IndexedObject {
-                    pack: pack.id,
-                    offset,
-                    length,
-                    ..*row
-                }
-            })
-            .collect();
-        let count = self.catalog.relocate(self.project, &record, &moved).await?;
+        let count = self
+            .catalog
+            .relocate(self.project, &pack.record(), &pack.index_rows())
+            .await?;
         self.report.objects_moved += count;
         self.report.packs_written += 1;
         if count == 0 && self.catalog.forget_pack(self.project, pack.id).await? {

@@ -26,7 +26,7 @@ use sync_protocol::accept::{ObjectInfo, ToStore};
 use sync_protocol::respond::StoredObject;
 
 use crate::cache::HotCache;
-use crate::catalog::{Catalog, IndexedObject, PackRecord, ProjectId, Timestamp};
+use crate::catalog::{Catalog, PackRecord, ProjectId};
 use crate::store::pack::{MAX_PACK_LEN, PackBuilder};
 use crate::store::{ObjectStore, PackLocation, StoreError};
 
@@ -337,24 +337,7 @@ impl<'a> ProjectObjects<'a> {
             let pack = builder.finish();
             debug_assert!(pack.bytes.len() <= MAX_PACK_LEN || pack.entries.len() == 1);
             self.store.put_pack(&self.project, &pack).await?;
-            let record = PackRecord {
-                id: pack.id,
-                length: pack.bytes.len() as u64,
-                objects: pack.entries.len() as u32,
-                created: Timestamp::now(),
-            };
-            let rows: Vec<IndexedObject> = pack
-                .entries
-                .iter()
-                .map(|entry| IndexedObject {
-                    id: entry.id,
-                    pack: pack.id,
-                    offset: entry.offset,
-                    length: entry.length,
-                    kind: entry.kind,
-                    size: entry.size,
-                })
-                .collect();
+            let (record, rows) = (pack.record(), pack.index_rows());
             self.catalog
                 .index_pack(self.project, &record, &rows)
                 .await?;

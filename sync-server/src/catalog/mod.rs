@@ -207,6 +207,32 @@ pub trait Catalog: Send + Sync + std::fmt::Debug {
     /// A page of a project's history, newest first.
     async fn versions(&self, project: ProjectId, page: VersionPage) -> Result<Vec<Version>>;
 
+    /// Every version of a project, newest first, read a page at a time: what fsck and
+    /// garbage collection walk.
+    async fn all_versions(&self, project: ProjectId) -> Result<Vec<Version>> {
+        let mut all: Vec<Version> = Vec::new();
+        let mut before = None;
+        loop {
+            let page = self
+                .versions(
+                    project,
+                    VersionPage {
+                        before,
+                        limit: limits::MAX_VERSION_PAGE,
+                    },
+                )
+                .await?;
+            let Some(last) = page.last() else { break };
+            before = Some(last.number);
+            let done = last.number == 0;
+            all.extend(page);
+            if done {
+                break;
+            }
+        }
+        Ok(all)
+    }
+
     /// One version of a project.
     async fn version(&self, project: ProjectId, number: VersionNumber) -> Result<Option<Version>>;
 

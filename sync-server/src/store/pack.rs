@@ -181,6 +181,33 @@ pub struct Pack {
     pub entries: Vec<PackEntry>,
 }
 
+impl Pack {
+    /// The catalog's record of this pack, indexed now.
+    pub fn record(&self) -> crate::catalog::PackRecord {
+        crate::catalog::PackRecord {
+            id: self.id,
+            length: self.bytes.len() as u64,
+            objects: self.entries.len() as u32,
+            created: crate::catalog::Timestamp::now(),
+        }
+    }
+
+    /// An index row for each object in it, where its contents say it is.
+    pub fn index_rows(&self) -> Vec<crate::catalog::IndexedObject> {
+        self.entries
+            .iter()
+            .map(|entry| crate::catalog::IndexedObject {
+                id: entry.id,
+                pack: self.id,
+                offset: entry.offset,
+                length: entry.length,
+                kind: entry.kind,
+                size: entry.size,
+            })
+            .collect()
+    }
+}
+
 /// Why bytes are not a pack (or not the pack they were named as).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

@@ -492,27 +492,9 @@ async fn late_index_revives(server: &TestServer) {
     let report = collect(server, &project, NO_GRACE).await;
     assert_eq!(report.orphans_found, 1, "{report}");
     // The push indexes its pack and commits, long after the collection saw it.
-    let record = sync_server::catalog::PackRecord {
-        id: pack.id,
-        length: pack.bytes.len() as u64,
-        objects: pack.entries.len() as u32,
-        created: sync_server::catalog::Timestamp::now(),
-    };
-    let rows: Vec<sync_server::catalog::IndexedObject> = pack
-        .entries
-        .iter()
-        .map(|entry| sync_server::catalog::IndexedObject {
-            id: entry.id,
-            pack: pack.id,
-            offset: entry.offset,
-            length: entry.length,
-            kind: entry.kind,
-            size: entry.size,
-        })
-        .collect();
     storage
         .catalog
-        .index_pack(id, &record, &rows)
+        .index_pack(id, &pack.record(), &pack.index_rows())
         .await
         .unwrap();
     let commit = json!({"push_id": "slow", "base_version": 0, "root": slow.root.to_string()});
