@@ -17,9 +17,10 @@
 //!    whose children it lost: the closure invariant holds during and after a collection. The
 //!    only push that can lose an object is one that took longer than the grace period between
 //!    looking the object up and committing, hence a default grace far longer than any upload.
-//! 3. **Compact**: a pack whose live frames are less than [`LIVE_THRESHOLD`] of its length is
-//!    rewritten (frames only: a pack's header and contents are not garbage), and when a project has more than [`MAX_SMALL_PACKS`] packs under
-//!    [`SMALL_PACK_LEN`] they are merged, so a cold load stays a few reads. Live frames are
+//! 3. **Compact**: a pack whose live frames are less than [`LIVE_THRESHOLD`] of its frames is
+//!    rewritten (a pack's header and contents are not garbage), and when a project has more
+//!    than [`MAX_SMALL_PACKS`] packs under [`SMALL_PACK_LEN`] the smallest of them are merged
+//!    (geometrically: see [`geometric_merge`]), so a cold load stays a few reads. Live frames are
 //!    read (and verified), written as new packs, and their rows moved in one transaction each
 //!    ([`Catalog::relocate`]); the old pack is then forgotten, which records it as dead.
 //! 4. **Delete** dead packs once dead for the grace period (a reader that located an object in
@@ -401,7 +402,7 @@ impl Collection<'_> {
             }
         }
         if small.len() > MAX_SMALL_PACKS {
-            rewrite.extend(small);
+            rewrite.extend(geometric_merge(small));
         }
         if rewrite.is_empty() {
             return Ok(());
@@ -509,6 +510,25 @@ impl Collection<'_> {
     }
 }
 
+/// Which of the small packs to merge: the smallest ones, up to the last pack that is less than
+/// twice all the smaller ones together (git's geometric repack, factor 2). Merging everything
+/// each time would rewrite the project's largest small pack on every collection; this way a
+/// pack is rewritten only once the newer ones add up to half its size, so each byte is
+/// rewritten a logarithmic number of times.
+fn geometric_merge<T>(mut small: Vec<(PackRecord, T)>) -> Vec<(PackRecord, T)> {
+    small.sort_by_key(|(pack, _)| pack.length);
+    let mut smaller = 0u64;
+    let mut split = 0;
+    for (index, (pack, _)) in small.iter().enumerate() {
+        if pack.length < 2 * smaller {
+            split = index + 1;
+        }
+        smaller += pack.length;
+    }
+    small.truncate(if split >= 2 { split } else { 0 });
+    small
+}
+
 /// `at` minus `span`, in the catalog's milliseconds.
 fn before(at: Timestamp, span: Duration) -> Timestamp {
     let span = i64::try_from(span.as_millis()).unwrap_or(i64::MAX);
@@ -548,5 +568,57 @@ pub async fn schedule(
             ),
             Err(error) => tracing::warn!(error = format!("{error:#}"), "garbage collection failed"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn packs(lengths: &[u64]) -> Vec<(PackRecord, ())> {
+        lengths
+            .iter()
+            .enumerate()
+            .map(|(index, length)| {
+                let record = PackRecord {
+                    id: PackId::from_bytes([index as u8; 32]),
+                    length: *length,
+                    objects: 1,
+                    created: Timestamp::from_unix_millis(0),
+                };
+                (record, ())
+            })
+            .collect()
+    }
+
+    fn merged(lengths: &[u64]) -> Vec<u64> {
+        geometric_merge(packs(lengths))
+            .iter()
+            .map(|(pack, _)| pack.length)
+            .collect()
+    }
+
+    #[test]
+    fn packs_of_one_size_merge_all() {
+        assert_eq!(merged(&[10; 9]), [10; 9]);
+    }
+
+    #[test]
+    fn a_big_merged_pack_is_left_until_the_new_ones_reach_half_of_it() {
+        // A merged pack of 1,000 and nine new ones of 10: only the new ones merge.
+        let mut lengths = vec![1_000];
+        lengths.extend([10; 9]);
+        assert_eq!(merged(&lengths), [10; 9]);
+        // Once the smaller ones add up to more than half of it, it goes too.
+        let mut lengths = vec![1_000];
+        lengths.extend([60; 9]);
+        assert_eq!(merged(&lengths).len(), 10);
+    }
+
+    #[test]
+    fn a_geometric_series_is_left_alone() {
+        // Each at least twice all the smaller ones together.
+        assert!(merged(&[1, 3, 9, 27, 81, 243, 729, 2187, 6561]).is_empty());
+        assert!(merged(&[5]).is_empty());
     }
 }

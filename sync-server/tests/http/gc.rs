@@ -248,6 +248,7 @@ async fn race(
     grace: Duration,
     duration: Duration,
     stop_when_found: bool,
+    longest_upload_wait: Duration,
 ) -> RaceOutcome {
     let (alice, _team, project) = server.owner_with_project("alice").await;
     let alice = Arc::new(alice);
@@ -285,7 +286,8 @@ async fn race(
                     let response = server.upload_raw(&alice, &project, pushed.stream()).await;
                     assert_eq!(response.status(), 200);
                     // Uploads take a while: some longer than a whole collection.
-                    tokio::time::sleep(Duration::from_millis(5 + (round * 37) % 300)).await;
+                    let longest = longest_upload_wait.as_millis() as u64;
+                    tokio::time::sleep(Duration::from_millis(5 + (round * 37) % longest)).await;
                 }
                 for attempt in 0.. {
                     // A push id names one base: a retry on a new head is a new push.
@@ -384,7 +386,15 @@ async fn racing_pushes_lose_nothing(server: &TestServer) {
     // Two seconds: longer than any push here (an upload waits at most 305 ms for its commit),
     // short enough that collections drop abandoned uploads while the writers run.
     let grace = Duration::from_secs(2);
-    let outcome = race(server, grace, Duration::from_secs(seconds), false).await;
+    let longest_wait = Duration::from_millis(300);
+    let outcome = race(
+        server,
+        grace,
+        Duration::from_secs(seconds),
+        false,
+        longest_wait,
+    )
+    .await;
     eprintln!("gc race, grace 2 s, {seconds} s: {outcome:?}");
     if seconds > 4 {
         assert!(
@@ -404,7 +414,17 @@ http_test!(gc_racing_pushes, racing_pushes_lose_nothing);
 /// The same race with no grace period: the test must see pushes lose objects, or it proves
 /// nothing when it sees none.
 async fn no_grace_is_seen(server: &TestServer) {
-    let outcome = race(server, Duration::ZERO, Duration::from_secs(60), true).await;
+    // Uploads that wait up to 1.5 s for their commit: longer than a whole collection of the
+    // young project, so one can start and finish in between.
+    let longest_wait = Duration::from_millis(1500);
+    let outcome = race(
+        server,
+        Duration::ZERO,
+        Duration::from_secs(60),
+        true,
+        longest_wait,
+    )
+    .await;
     eprintln!("gc race, grace 0: {outcome:?}");
     assert!(
         outcome.lost_uploads + outcome.dangling as u64 > 0,
