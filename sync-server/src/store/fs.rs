@@ -390,16 +390,35 @@ impl FsBackend {
     }
 
     fn list_pack_files(&self, project: &ProjectId) -> Result<Vec<(PackId, u64)>> {
-        let dir = self.packs_dir(project);
+        // Temporary files (`.tmp-*`) and anything else that is not a pack name are skipped.
+        self.list_fanout(&self.packs_dir(project), |name, file| {
+            let Ok(pack) = name.parse::<PackId>() else {
+                return Ok(None);
+            };
+            let len = file
+                .metadata()
+                .map_err(io_error("stat", &file.path()))?
+                .len();
+            Ok(Some((pack, len)))
+        })
+    }
+
+    /// The files of a two-level fan-out folder (`dir/xx/name`), each kept as `keep` makes it
+    /// from its name; a missing `dir` is empty. Counts a listing per folder read.
+    fn list_fanout<T>(
+        &self,
+        dir: &Path,
+        keep: impl Fn(&str, &fs::DirEntry) -> Result<Option<T>>,
+    ) -> Result<Vec<T>> {
         self.count(RequestKind::List, 1);
-        let fanout = match fs::read_dir(&dir) {
+        let fanout = match fs::read_dir(dir) {
             Ok(entries) => entries,
             Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(error) => return Err(io_error("list", &dir)(error)),
+            Err(error) => return Err(io_error("list", dir)(error)),
         };
-        let mut packs = Vec::new();
+        let mut kept = Vec::new();
         for entry in fanout {
-            let entry = entry.map_err(io_error("list", &dir))?;
+            let entry = entry.map_err(io_error("list", dir))?;
             let sub = entry.path();
             if !entry.file_type().map_err(io_error("list", &sub))?.is_dir() {
                 continue;
@@ -407,22 +426,14 @@ impl FsBackend {
             self.count(RequestKind::List, 1);
             for file in fs::read_dir(&sub).map_err(io_error("list", &sub))? {
                 let file = file.map_err(io_error("list", &sub))?;
-                // Temporary files (`.tmp-*`) and anything else that is not a pack name.
-                let Some(pack) = file
-                    .file_name()
-                    .to_str()
-                    .and_then(|name| name.parse::<PackId>().ok())
-                else {
-                    continue;
-                };
-                let len = file
-                    .metadata()
-                    .map_err(io_error("stat", &file.path()))?
-                    .len();
-                packs.push((pack, len));
+                if let Some(name) = file.file_name().to_str()
+                    && let Some(item) = keep(name, &file)?
+                {
+                    kept.push(item);
+                }
             }
         }
-        Ok(packs)
+        Ok(kept)
     }
 
     fn delete_pack_files(&self, project: &ProjectId, packs: &[PackId]) -> Result<()> {
@@ -498,33 +509,9 @@ impl ObjectBackend for FsBackend {
     async fn list(&self, project: &ProjectId) -> Result<Vec<ObjectId>> {
         let project = *project;
         self.blocking("list", move |backend| {
-            let dir = backend.project_dir(&project);
-            backend.count(RequestKind::List, 1);
-            let fanout = match fs::read_dir(&dir) {
-                Ok(entries) => entries,
-                Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-                Err(error) => return Err(io_error("list", &dir)(error)),
-            };
-            let mut ids = Vec::new();
-            for entry in fanout {
-                let entry = entry.map_err(io_error("list", &dir))?;
-                let sub = entry.path();
-                if !entry.file_type().map_err(io_error("list", &sub))?.is_dir() {
-                    continue;
-                }
-                backend.count(RequestKind::List, 1);
-                for object in fs::read_dir(&sub).map_err(io_error("list", &sub))? {
-                    let object = object.map_err(io_error("list", &sub))?;
-                    if let Some(id) = object
-                        .file_name()
-                        .to_str()
-                        .and_then(|name| name.parse::<ObjectId>().ok())
-                    {
-                        ids.push(id);
-                    }
-                }
-            }
-            Ok(ids)
+            backend.list_fanout(&backend.project_dir(&project), |name, _| {
+                Ok(name.parse::<ObjectId>().ok())
+            })
         })
         .await
     }

@@ -195,6 +195,26 @@ impl S3Backend {
 
     /// One conditional PutObject of `body` (retried by the SDK; the body is in memory, so it
     /// can be sent again).
+    /// Every key under `prefix` (all pages), as the rest of the key and the object's size.
+    async fn list_keys(&self, prefix: &str) -> Result<Vec<(String, u64)>> {
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(prefix)
+            .into_paginator()
+            .send();
+        let mut keys = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|error| self.error("list", prefix, &error))?;
+            keys.extend(page.contents().iter().filter_map(|object| {
+                let name = object.key()?.strip_prefix(prefix)?;
+                Some((name.to_owned(), object.size().unwrap_or(0).max(0) as u64))
+            }));
+        }
+        Ok(keys)
+    }
+
     async fn put_one(&self, key: String, body: Bytes, content_type: &str) -> Result<()> {
         let mut conflicts = 0;
         loop {
@@ -490,26 +510,13 @@ impl ObjectBackend for S3Backend {
     }
 
     async fn list(&self, project: &ProjectId) -> Result<Vec<ObjectId>> {
-        let prefix = project_prefix(&self.prefix, project);
-        let mut pages = self
-            .client
-            .list_objects_v2()
-            .bucket(&self.bucket)
-            .prefix(&prefix)
-            .into_paginator()
-            .send();
-        let mut ids = Vec::new();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|error| self.error("list", &prefix, &error))?;
-            ids.extend(page.contents().iter().filter_map(|object| {
-                object
-                    .key()?
-                    .strip_prefix(&prefix)?
-                    .parse::<ObjectId>()
-                    .ok()
-            }));
-        }
-        Ok(ids)
+        let listed = self
+            .list_keys(&project_prefix(&self.prefix, project))
+            .await?;
+        Ok(listed
+            .into_iter()
+            .filter_map(|(name, _)| name.parse().ok())
+            .collect())
     }
 
     async fn delete_many(&self, project: &ProjectId, ids: &[ObjectId]) -> Result<()> {
@@ -644,27 +651,11 @@ impl ObjectBackend for S3Backend {
     }
 
     async fn list_packs(&self, project: &ProjectId) -> Result<Vec<(PackId, u64)>> {
-        let prefix = pack_prefix(&self.prefix, project);
-        let mut pages = self
-            .client
-            .list_objects_v2()
-            .bucket(&self.bucket)
-            .prefix(&prefix)
-            .into_paginator()
-            .send();
-        let mut packs = Vec::new();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|error| self.error("list", &prefix, &error))?;
-            packs.extend(page.contents().iter().filter_map(|object| {
-                let pack = object
-                    .key()?
-                    .strip_prefix(&prefix)?
-                    .parse::<PackId>()
-                    .ok()?;
-                Some((pack, object.size().unwrap_or(0).max(0) as u64))
-            }));
-        }
-        Ok(packs)
+        let listed = self.list_keys(&pack_prefix(&self.prefix, project)).await?;
+        Ok(listed
+            .into_iter()
+            .filter_map(|(name, size)| Some((name.parse().ok()?, size)))
+            .collect())
     }
 
     async fn delete_packs(&self, project: &ProjectId, packs: &[PackId]) -> Result<()> {
