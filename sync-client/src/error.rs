@@ -12,6 +12,7 @@
 
 use std::io;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use sync_protocol::negotiate::AnswerError as NegotiationAnswerError;
 use sync_protocol::patch::DecodeRecordsError;
@@ -188,19 +189,26 @@ pub enum RecordsError {
 #[non_exhaustive]
 pub enum RemoteError {
     /// The server could not be reached, or the connection broke before a whole answer arrived.
+    /// `stage` says whether the request may have reached the server.
     #[error("could not reach {url}: {detail}")]
-    Network { url: String, detail: String },
+    Network {
+        url: String,
+        detail: String,
+        stage: NetworkStage,
+    },
     /// There is no token for this server.
     #[error("not logged in to {server}")]
     NotLoggedIn { server: String },
     /// The server answered `operation` with an error status: its problem document, or `None`
-    /// when the body was not one (a proxy's error page, say).
+    /// when the body was not one (a proxy's error page, say), and its `Retry-After` (in
+    /// seconds; the date form is not read).
     #[error("{server} refused the {} request: {}", operation.route().id, Refusal { status: *status, problem: problem.as_deref() })]
     Refused {
         server: String,
         operation: Operation,
         status: u16,
         problem: Option<Box<Problem>>,
+        retry_after: Option<Duration>,
     },
     /// An answer that does not follow the API.
     #[error("the answer of {server} to the {} request does not follow the API", operation.route().id)]
@@ -264,7 +272,9 @@ impl RemoteError {
         }
     }
 
-    /// True when retrying the same request may succeed (the outcome is unknown or transient).
+    /// True when retrying the same request may succeed (the outcome is unknown or transient):
+    /// a network failure, or the statuses of a failing server or of a proxy that found no
+    /// server (500, 502, 503, 504).
     pub fn is_transient(&self) -> bool {
         match self {
             Self::Network { .. } => true,
@@ -272,6 +282,37 @@ impl RemoteError {
             _ => false,
         }
     }
+
+    /// True when the request certainly never reached a server: no connection was made.
+    pub fn never_sent(&self) -> bool {
+        matches!(
+            self,
+            Self::Network {
+                stage: NetworkStage::Connect,
+                ..
+            }
+        )
+    }
+
+    /// How long the server asked to wait before trying again (`Retry-After`), if it did.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Refused { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+/// How far a request got before the network failed it: what decides whether a request that
+/// is not safe to repeat may be sent again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NetworkStage {
+    /// No connection was made (refused, unreachable, a failed name lookup or TLS handshake):
+    /// the request never left this machine.
+    Connect,
+    /// The connection was made, then broke or timed out: the request may have reached the
+    /// server, and may have been carried out.
+    Exchange,
 }
 
 /// How an answer breaks the API.
@@ -355,6 +396,7 @@ mod tests {
             operation: Operation::Push,
             status,
             problem: problem.map(Box::new),
+            retry_after: None,
         }
     }
 

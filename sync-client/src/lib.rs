@@ -75,6 +75,12 @@
 //! - Push ids are 32 random hex digits, new for each attempt at a version (a push after a merge
 //!   gets a new one); the same id is sent again only when a network error or a 5xx left the
 //!   outcome unknown, so a retry never commits twice.
+//! - A request that fails the way a server node's death or drain looks (refused or reset
+//!   connection, an answer cut off mid-body, `502`, `503`, `504`) is sent again with
+//!   exponential backoff and jitter, honoring `Retry-After`, for at most about 12 seconds of
+//!   pausing, and without a word unless it fails for good ([`transport::retry`]). Requests
+//!   that are not safe to repeat (log in, create a project) are sent again only when no
+//!   connection was made.
 //! - A never-synced working copy (`init` without `clone`) pushes as if based on version 0, the
 //!   empty project; if the head has moved on the push conflicts and is merged like any other.
 //! - A push of at most 8 MiB of frames is one request built in memory; a larger one goes in

@@ -9,6 +9,7 @@ mod apply;
 mod clean;
 mod cli;
 mod config;
+mod failover;
 mod layers;
 mod remote;
 mod scan;

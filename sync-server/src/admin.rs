@@ -140,6 +140,17 @@ pub async fn run(
                 );
             }
         }
+        AdminCommand::Nodes { json } => {
+            let nodes = catalog.nodes().await?;
+            let now = crate::catalog::Timestamp::now();
+            if json {
+                for node in &nodes {
+                    println!("{}", crate::node::json(node, now));
+                }
+            } else {
+                print!("{}", crate::node::table(&nodes, now));
+            }
+        }
     }
     Ok(())
 }

@@ -11,6 +11,7 @@ use crate::catalog::{Catalog, PostgresCatalog, PostgresSettings, SqliteCatalog};
 use crate::config::{CatalogSettings, DEFAULT_MAX_UPLOAD_BYTES, StorageSettings, StoreSettings};
 use crate::events::EventHub;
 use crate::metrics::Metrics;
+use crate::node::NodeIdentity;
 use crate::objects::{Layouts, ObjectsError, ProjectObjects, WarmPacks};
 use crate::shutdown::Shutdown;
 use crate::store::{FsBackend, ObjectStore, S3Backend, S3Settings};
@@ -48,6 +49,8 @@ pub struct App {
     pub layouts: Layouts,
     /// Which packs this node has loaded whole.
     pub warm_packs: WarmPacks,
+    /// This process in the cluster's registry.
+    pub node: NodeIdentity,
 }
 
 impl App {
@@ -61,8 +64,15 @@ impl App {
             cache: HotCache::new(limits.cache_bytes),
             layouts: Layouts::default(),
             warm_packs: WarmPacks::default(),
+            node: NodeIdentity::new("unregistered"),
             limits,
         }
+    }
+
+    /// The same application, registering as a node reachable at `address`.
+    pub fn registered_at(mut self, address: impl Into<String>) -> Self {
+        self.node = NodeIdentity::new(address);
+        self
     }
 
     /// The objects of `project`, on this node's stores and cache.

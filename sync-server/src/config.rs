@@ -22,6 +22,10 @@ pub const DEFAULT_DATA_DIR: &str = ".cairn-data";
 pub const DEFAULT_SITE_DIR: &str = "dist";
 /// How long in-flight requests may run after SIGTERM before the process exits anyway.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+/// How long a node keeps serving after SIGTERM while it answers `/readyz` with 503, so that the
+/// load balancer's health checks see it leave before it stops accepting connections (HAProxy
+/// as shipped in `deploy/` needs two failed checks a second apart).
+pub const DEFAULT_DRAIN_DELAY: Duration = Duration::from_secs(5);
 /// The largest object-stream body (push or upload) a request may carry.
 pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 512 * 1024 * 1024;
 
@@ -138,6 +142,12 @@ pub enum AdminCommand {
         #[arg(long)]
         dry_run: bool,
     },
+    /// List the registered server nodes: address, version, state, and their hot caches.
+    Nodes {
+        /// One JSON object per node, one per line.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Where the state lives: shared by `serve`, `admin` and `fsck`.
@@ -179,9 +189,17 @@ pub struct ServeArgs {
     /// The built site's folder, served at `/` when it exists.
     #[arg(long, env = "CAIRN_SITE_DIR")]
     pub site_dir: Option<PathBuf>,
-    /// Seconds in-flight requests get to finish after SIGTERM.
+    /// Seconds in-flight requests get to finish once the node stops accepting connections.
     #[arg(long, env = "CAIRN_SHUTDOWN_GRACE_SECS")]
     pub shutdown_grace_secs: Option<u64>,
+    /// How long the node keeps serving after SIGTERM while `/readyz` says it is not ready
+    /// ("5s", the default; "0s" to stop accepting at once). Ctrl-C skips it.
+    #[arg(long, env = "CAIRN_DRAIN_DELAY", value_parser = humantime::parse_duration)]
+    pub drain_delay: Option<Duration>,
+    /// The address this node is reached at, as shown by `admin nodes` ("10.0.0.5:8080");
+    /// the listening address when absent (with the host's name for 0.0.0.0).
+    #[arg(long, env = "CAIRN_ADVERTISE")]
+    pub advertise: Option<String>,
     /// The largest object-stream body a push or upload may carry, in bytes.
     #[arg(long, env = "CAIRN_MAX_UPLOAD_BYTES")]
     pub max_upload_bytes: Option<u64>,
@@ -210,6 +228,9 @@ struct FileSettings {
     site_dir: Option<PathBuf>,
     database_url: Option<String>,
     shutdown_grace_secs: Option<u64>,
+    #[serde(default, with = "humantime_serde_opt")]
+    drain_delay: Option<Duration>,
+    advertise: Option<String>,
     max_upload_bytes: Option<u64>,
     cache_bytes: Option<u64>,
     #[serde(default, with = "humantime_serde_opt")]
@@ -282,6 +303,10 @@ pub struct Settings {
     pub site_dir: PathBuf,
     pub storage: StorageSettings,
     pub shutdown_grace: Duration,
+    /// How long SIGTERM leaves the node serving while unready.
+    pub drain_delay: Duration,
+    /// The address shown in the registry; `None` for the listening address.
+    pub advertise: Option<String>,
     pub max_upload_bytes: u64,
     pub cache_bytes: u64,
     /// How often `serve` collects garbage; never when `None`.
@@ -407,6 +432,11 @@ impl ServeArgs {
                 .or(file.shutdown_grace_secs)
                 .map(Duration::from_secs)
                 .unwrap_or(DEFAULT_SHUTDOWN_GRACE),
+            drain_delay: self
+                .drain_delay
+                .or(file.drain_delay)
+                .unwrap_or(DEFAULT_DRAIN_DELAY),
+            advertise: self.advertise.clone().or_else(|| file.advertise.clone()),
             max_upload_bytes: self
                 .max_upload_bytes
                 .or(file.max_upload_bytes)

@@ -1,9 +1,14 @@
-//! Head-change events within one node: a broadcast channel per watched project.
+//! Head-change events: a broadcast channel per watched project on this node, fed by this
+//! node's commits and, with PostgreSQL, by every node's ([`relay`]).
 //!
 //! A commit publishes the project's new head; every open event stream of that project receives
 //! it. Events are hints: a subscriber that falls behind skips to the latest head, and a client
-//! re-reads the head whenever it (re)connects, so a lost event costs at most a late pull. Fan-out
-//! across nodes (PostgreSQL LISTEN/NOTIFY) is not built yet.
+//! re-reads the head whenever it (re)connects, so a lost event costs at most a late pull. A
+//! head reaches a node twice when the node made the commit (its own publish, then PostgreSQL's
+//! notification), and may arrive out of order; each channel remembers the newest version it
+//! sent and drops anything not newer.
+
+pub mod relay;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -32,7 +37,14 @@ pub fn head_changed(project: ProjectId, version: VersionNumber, root: ObjectId) 
 /// The node's event channels, created on first subscription and dropped with the last one.
 #[derive(Debug, Default)]
 pub struct EventHub {
-    channels: Mutex<HashMap<ProjectId, broadcast::Sender<HeadChanged>>>,
+    channels: Mutex<HashMap<ProjectId, Channel>>,
+}
+
+#[derive(Debug)]
+struct Channel {
+    sender: broadcast::Sender<HeadChanged>,
+    /// The newest version sent, if any.
+    newest: Option<VersionNumber>,
 }
 
 impl EventHub {
@@ -40,29 +52,53 @@ impl EventHub {
         Self::default()
     }
 
-    pub fn subscribe(&self, project: ProjectId) -> broadcast::Receiver<HeadChanged> {
-        let mut channels = self
-            .channels
+    fn channels(&self) -> std::sync::MutexGuard<'_, HashMap<ProjectId, Channel>> {
+        self.channels
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        channels
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn subscribe(&self, project: ProjectId) -> broadcast::Receiver<HeadChanged> {
+        self.channels()
             .entry(project)
-            .or_insert_with(|| broadcast::channel(CHANNEL_CAPACITY).0)
+            .or_insert_with(|| Channel {
+                sender: broadcast::channel(CHANNEL_CAPACITY).0,
+                newest: None,
+            })
+            .sender
             .subscribe()
     }
 
-    /// Tells the project's subscribers, if any, that its head moved.
+    /// Tells the project's subscribers, if any, that its head moved, unless they were already
+    /// told of this version or a newer one.
     pub fn publish(&self, project: ProjectId, event: HeadChanged) {
-        let mut channels = self
-            .channels
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(sender) = channels.get(&project)
-            && sender.send(event).is_err()
-        {
+        let mut channels = self.channels();
+        let Some(channel) = channels.get_mut(&project) else {
+            return;
+        };
+        if channel.newest.is_some_and(|newest| newest >= event.version) {
+            return;
+        }
+        channel.newest = Some(event.version);
+        if channel.sender.send(event).is_err() {
             // Nobody listens any more: forget the channel.
             channels.remove(&project);
         }
+    }
+
+    /// The projects someone on this node is watching.
+    pub fn watched(&self) -> Vec<ProjectId> {
+        let mut channels = self.channels();
+        channels.retain(|_, channel| channel.sender.receiver_count() > 0);
+        channels.keys().copied().collect()
+    }
+
+    /// How many event streams are open on this node.
+    pub fn streams(&self) -> usize {
+        self.channels()
+            .values()
+            .map(|channel| channel.sender.receiver_count())
+            .sum()
     }
 }
 
@@ -79,8 +115,19 @@ mod tests {
         let mut receiver = hub.subscribe(project);
         hub.publish(project, head_changed(project, 2, root));
         assert_eq!(receiver.recv().await.unwrap().version, 2);
-        drop(receiver);
+        // The same head again (this node's commit, then its notification) or an older one
+        // (notifications overtaking each other) is not sent.
+        hub.publish(project, head_changed(project, 2, root));
+        hub.publish(project, head_changed(project, 1, root));
         hub.publish(project, head_changed(project, 3, root));
+        assert_eq!(receiver.recv().await.unwrap().version, 3);
+        assert!(receiver.try_recv().is_err());
+        assert_eq!(hub.watched(), vec![project]);
+        assert_eq!(hub.streams(), 1);
+        drop(receiver);
+        assert_eq!(hub.streams(), 0);
+        hub.publish(project, head_changed(project, 4, root));
         assert!(hub.channels.lock().unwrap().is_empty());
+        assert!(hub.watched().is_empty());
     }
 }

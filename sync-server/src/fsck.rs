@@ -20,6 +20,8 @@
 //! for what the index does not have: present under its key, and verified when read.
 
 use std::collections::{HashMap, HashSet};
+
+use futures_util::StreamExt;
 use std::fmt;
 
 use anyhow::{Context, bail};
@@ -31,6 +33,8 @@ use crate::store::{Inspected, ObjectStore, PackLocation};
 
 /// Objects looked up or read per call.
 const BATCH: usize = 1024;
+/// How many packs' tables of contents are read at once.
+const PACKS_AT_ONCE: usize = 16;
 
 /// What to read.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -244,17 +248,34 @@ impl ProjectCheck<'_> {
         let named: HashSet<PackId> = records.iter().map(|record| record.id).collect();
         self.report.packs += records.len();
         self.report.unindexed_packs += stored.keys().filter(|id| !named.contains(id)).count();
+        // Each pack is a catalog query and a read of its table of contents: many at a time,
+        // since a project pushed in many small steps has as many packs.
+        let (catalog, store, sizes) = (self.catalog, self.store, &stored);
+        let fetched: Vec<_> = futures_util::stream::iter(&records)
+            .map(|record| async move {
+                let rows = catalog.pack_objects(project, record.id).await;
+                let contents = match sizes.get(&record.id) {
+                    Some(&len) if len == record.length => {
+                        Some(store.pack_contents(&project, record.id).await)
+                    }
+                    _ => None,
+                };
+                (rows, contents)
+            })
+            .buffered(PACKS_AT_ONCE)
+            .collect()
+            .await;
         let mut rows = Vec::new();
-        for record in &records {
-            let pack_rows = self.catalog.pack_objects(project, record.id).await?;
+        for (record, (pack_rows, contents)) in records.iter().zip(fetched) {
+            let pack_rows = pack_rows?;
             self.report.indexed += pack_rows.len();
-            match stored.get(&record.id) {
-                None => self.bad_pack(record.id, "the index names it, the store lacks it"),
-                Some(&len) if len != record.length => self.bad_pack(
+            match (stored.get(&record.id), contents) {
+                (None, _) => self.bad_pack(record.id, "the index names it, the store lacks it"),
+                (Some(&len), None) => self.bad_pack(
                     record.id,
                     format!("{len} bytes stored, the index says {}", record.length),
                 ),
-                Some(_) => match self.store.pack_contents(&project, record.id).await {
+                (Some(_), Some(contents)) => match contents {
                     Err(error) => self.bad_pack(record.id, error.to_string()),
                     Ok(entries) => {
                         let contents: HashSet<(ObjectId, u64, u32, ObjectKind, u64)> = entries
@@ -284,37 +305,37 @@ impl ProjectCheck<'_> {
             .push((self.project, pack, why.to_string()));
     }
 
-    /// Closure from every version's root.
+    /// Closure from every version's root, level by level across all versions at once, so a
+    /// project of many small versions costs a few batched reads per level, not a few
+    /// sequential reads per version. A missing object is reported with the first version
+    /// found to reach it.
     async fn walk_versions(&mut self) -> anyhow::Result<()> {
-        for version in self.catalog.all_versions(self.project).await? {
-            self.report.versions += 1;
-            let mut level: Vec<ObjectId> = Vec::new();
-            if self.seen.insert(version.root) {
-                level.push(version.root);
-            }
-            while !level.is_empty() {
-                let mut next = Vec::new();
-                for batch in level.chunks(BATCH) {
-                    for (id, found) in batch.iter().zip(self.look(batch).await?) {
-                        match found {
-                            Found::Missing => {
-                                self.report
-                                    .missing
-                                    .push((self.project, version.number, *id))
-                            }
-                            Found::Present(children) => {
-                                self.report.reachable += 1;
-                                for child in children {
-                                    if self.seen.insert(child) {
-                                        next.push(child);
-                                    }
+        let versions = self.catalog.all_versions(self.project).await?;
+        self.report.versions += versions.len();
+        let mut level: Vec<(ObjectId, VersionNumber)> = versions
+            .iter()
+            .filter(|version| self.seen.insert(version.root))
+            .map(|version| (version.root, version.number))
+            .collect();
+        while !level.is_empty() {
+            let mut next = Vec::new();
+            for batch in level.chunks(BATCH) {
+                let ids: Vec<ObjectId> = batch.iter().map(|(id, _)| *id).collect();
+                for ((id, number), found) in batch.iter().zip(self.look(&ids).await?) {
+                    match found {
+                        Found::Missing => self.report.missing.push((self.project, *number, *id)),
+                        Found::Present(children) => {
+                            self.report.reachable += 1;
+                            for child in children {
+                                if self.seen.insert(child) {
+                                    next.push((child, *number));
                                 }
                             }
                         }
                     }
                 }
-                level = next;
             }
+            level = next;
         }
         Ok(())
     }

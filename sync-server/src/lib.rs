@@ -16,6 +16,7 @@ pub mod events;
 pub mod fsck;
 pub mod gc;
 pub mod metrics;
+pub mod node;
 pub mod objects;
 pub mod openapi;
 pub mod problem;

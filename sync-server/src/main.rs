@@ -1,12 +1,15 @@
 //! `sync-server`: `serve`, `admin`, `fsck` and `gc`. See `sync_server::config` for the settings.
 
 use std::io::IsTerminal;
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
 use sync_server::app::{App, Limits, open_storage};
-use sync_server::config::{Cli, Command};
+use sync_server::config::{CatalogSettings, Cli, Command, Settings};
+use sync_server::node;
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -27,56 +30,7 @@ fn main() -> anyhow::Result<()> {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve(args) => {
-            let settings = args.resolve()?;
-            let (catalog, store) = open_storage(&settings.storage).await?;
-            let app = Arc::new(App::new(
-                catalog,
-                store,
-                Limits {
-                    max_upload_bytes: settings.max_upload_bytes,
-                    cache_bytes: settings.cache_bytes,
-                },
-            ));
-            let running = sync_server::server::start(
-                app.clone(),
-                settings.listen,
-                Some(settings.site_dir.clone()),
-                settings.shutdown_grace,
-            )
-            .await
-            .with_context(|| format!("listening on {}", settings.listen))?;
-            tracing::info!(
-                addr = %running.addr,
-                embedded = settings.storage.is_embedded(),
-                "sync-server listening"
-            );
-            // The address on stdout, alone on its line, for scripts and tests that pass port 0.
-            println!("listening on http://{}", running.addr);
-            if let Some(every) = settings.gc_every {
-                let options = sync_server::gc::Options {
-                    grace: settings.gc_grace,
-                    retain: settings.gc_retain,
-                    dry_run: false,
-                };
-                tokio::spawn(sync_server::gc::schedule(
-                    app.catalog.clone(),
-                    app.store.clone(),
-                    every,
-                    options,
-                    app.shutdown.clone(),
-                ));
-            }
-            let shutdown = app.shutdown.clone();
-            tokio::spawn(async move {
-                wait_for_signal().await;
-                tracing::info!("signal received");
-                shutdown.trigger();
-            });
-            running.wait().await;
-            tracing::info!("stopped");
-            Ok(())
-        }
+        Command::Serve(args) => serve(args.resolve()?).await,
         Command::Admin { storage, command } => {
             let (catalog, store) = open_storage(&storage.resolve()?).await?;
             sync_server::admin::run(catalog.as_ref(), &store, command).await
@@ -122,7 +76,116 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-async fn wait_for_signal() {
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let (catalog, store) = open_storage(&settings.storage).await?;
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("listening on {}", settings.listen))?;
+    let addr = listener.local_addr()?;
+    let advertised = settings
+        .advertise
+        .clone()
+        .unwrap_or_else(|| advertised_address(addr));
+    let app = Arc::new(
+        App::new(
+            catalog,
+            store,
+            Limits {
+                max_upload_bytes: settings.max_upload_bytes,
+                cache_bytes: settings.cache_bytes,
+            },
+        )
+        .registered_at(advertised),
+    );
+    let running = sync_server::server::start_on(
+        app.clone(),
+        listener,
+        Some(settings.site_dir.clone()),
+        settings.shutdown_grace,
+    )?;
+    tracing::info!(
+        addr = %running.addr,
+        node = %app.node.id,
+        embedded = settings.storage.is_embedded(),
+        "sync-server listening"
+    );
+    // The address on stdout, alone on its line, for scripts and tests that pass port 0.
+    println!("listening on http://{}", running.addr);
+    node::beat(&app).await;
+    tokio::spawn(node::heartbeats(app.clone()));
+    if let CatalogSettings::Postgres { url } = &settings.storage.catalog {
+        tokio::spawn(sync_server::events::relay::run(app.clone(), url.clone()));
+    }
+    if let Some(every) = settings.gc_every {
+        let options = sync_server::gc::Options {
+            grace: settings.gc_grace,
+            retain: settings.gc_retain,
+            dry_run: false,
+        };
+        tokio::spawn(sync_server::gc::schedule(
+            app.catalog.clone(),
+            app.store.clone(),
+            every,
+            options,
+            app.shutdown.clone(),
+        ));
+    }
+    tokio::spawn(stop_on_signal(app.clone(), settings.drain_delay));
+    running.wait().await;
+    node::leave(&app).await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// The address shown in the registry when none is configured: the listening one, with the
+/// host's name in place of an unspecified IP (0.0.0.0).
+fn advertised_address(addr: SocketAddr) -> String {
+    if !addr.ip().is_unspecified() {
+        return addr.to_string();
+    }
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty());
+    match host {
+        Some(host) => format!("{host}:{}", addr.port()),
+        None => addr.to_string(),
+    }
+}
+
+/// Drains, then stops the node on the first SIGTERM or Ctrl-C: `/readyz` turns unready at
+/// once; after SIGTERM the node keeps serving for `drain_delay` (so the balancer's checks see
+/// it leave; a second signal cuts it short), then it stops accepting and requests in flight
+/// get the grace period.
+async fn stop_on_signal(app: Arc<App>, drain_delay: Duration) {
+    let signal = wait_for_signal().await;
+    app.shutdown.drain();
+    node::beat(&app).await;
+    if signal == Signal::Terminate && !drain_delay.is_zero() {
+        tracing::info!(
+            delay_ms = drain_delay.as_millis() as u64,
+            "SIGTERM: draining (/readyz answers 503), then stopping"
+        );
+        tokio::select! {
+            () = tokio::time::sleep(drain_delay) => {}
+            _ = wait_for_signal() => tracing::info!("second signal: stopping now"),
+        }
+    } else {
+        tracing::info!(?signal, "stopping");
+    }
+    app.shutdown.trigger();
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Signal {
+    /// SIGTERM: what service managers and orchestrators send.
+    Terminate,
+    /// Ctrl-C at a terminal.
+    Interrupt,
+}
+
+async fn wait_for_signal() -> Signal {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
@@ -131,16 +194,17 @@ async fn wait_for_signal() {
                 Ok(signal) => signal,
                 Err(_) => {
                     let _ = ctrl_c.await;
-                    return;
+                    return Signal::Interrupt;
                 }
             };
         tokio::select! {
-            _ = ctrl_c => {}
-            _ = terminate.recv() => {}
+            _ = ctrl_c => Signal::Interrupt,
+            _ = terminate.recv() => Signal::Terminate,
         }
     }
     #[cfg(not(unix))]
     {
         let _ = ctrl_c.await;
+        Signal::Interrupt
     }
 }

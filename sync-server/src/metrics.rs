@@ -39,11 +39,18 @@ pub struct Metrics {
     pub pushes_committed: AtomicU64,
     pub push_conflicts: AtomicU64,
     pub pulls: AtomicU64,
+    /// 1 while the node listens for other nodes' commits (PostgreSQL), else 0.
+    pub event_relay_connected: AtomicU64,
 }
 
 impl Metrics {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    pub fn set_event_relay_connected(&self, connected: bool) {
+        self.event_relay_connected
+            .store(u64::from(connected), Ordering::Relaxed);
     }
 
     pub fn add(counter: &AtomicU64, amount: u64) {

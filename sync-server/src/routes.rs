@@ -2,13 +2,15 @@
 //!
 //! - `GET /healthz`: 200 `ok` while the process runs.
 //! - `GET /readyz`: 200 `ready` when the catalog answers; 503 problem `unavailable` when it does
-//!   not or the server is shutting down (so load balancers stop sending work first).
+//!   not or the node is draining (from SIGTERM on, so load balancers stop sending it work while
+//!   it still serves what is in flight).
 //! - `GET /metrics`: Prometheus text format.
 //! - `/v1/...`: [`crate::api`].
 //! - anything else, `GET` or `HEAD`: the site folder, when it exists, with its `404.html`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use warp::filters::BoxedFilter;
 use warp::http::{HeaderValue, StatusCode, header};
@@ -32,8 +34,8 @@ fn text(status: StatusCode, body: String, content_type: &'static str) -> Respons
 }
 
 async fn readyz(app: Arc<App>) -> Response {
-    if app.shutdown.is_triggered() {
-        return Problem::unavailable("shutting down").into_response();
+    if app.shutdown.is_draining() {
+        return Problem::unavailable("the node is draining").into_response();
     }
     // Any cheap query proves the catalog answers.
     match app.catalog.project(ProjectId::from_bytes([0; 16])).await {
@@ -114,6 +116,21 @@ fn metrics(app: &App) -> Response {
             "cairn_cache_capacity_bytes",
             "The hot cache's size limit.",
             cache.capacity,
+        ),
+        (
+            "cairn_event_streams",
+            "Event streams open on this node.",
+            app.events.streams() as u64,
+        ),
+        (
+            "cairn_event_relay_connected",
+            "1 while this node hears other nodes' commits (PostgreSQL LISTEN), else 0.",
+            app.metrics.event_relay_connected.load(Ordering::Relaxed),
+        ),
+        (
+            "cairn_draining",
+            "1 once this node is draining (SIGTERM), else 0.",
+            u64::from(app.shutdown.is_draining()),
         ),
     ];
     text(

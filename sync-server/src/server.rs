@@ -7,8 +7,9 @@
 //!
 //! Each request passes through [`handle`], which gives it a request id (the client's
 //! `X-Request-Id` when it is sane, a random one otherwise), counts body bytes in and out, records
-//! metrics and writes exactly one log line. On shutdown the listener closes at once, in-flight
-//! requests get a grace period to finish, and connections still open after it are dropped.
+//! metrics and writes exactly one log line. While the node drains, every answer carries
+//! `Connection: close`. On stop the listener closes at once, in-flight requests get a grace
+//! period to finish, and connections still open after it are dropped.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -24,7 +25,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tower_service::Service;
 use warp::filters::BoxedFilter;
-use warp::http::{HeaderValue, Request, Response};
+use warp::http::{HeaderValue, Request, Response, header};
 
 use crate::metrics::{Metrics, route_label};
 pub use crate::shutdown::Shutdown;
@@ -70,8 +71,15 @@ pub async fn serve(
         let _ = socket2::SockRef::from(&stream).set_keepalive(true);
         let service = service.clone();
         let metrics = metrics.clone();
+        let shutdown = shutdown.clone();
         let hyper_service = hyper::service::service_fn(move |request: Request<Incoming>| {
-            handle(request, service.clone(), metrics.clone(), peer)
+            handle(
+                request,
+                service.clone(),
+                metrics.clone(),
+                shutdown.clone(),
+                peer,
+            )
         });
         let connection = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
@@ -119,6 +127,7 @@ async fn handle<S, B>(
     request: Request<Incoming>,
     mut service: S,
     metrics: Arc<Metrics>,
+    shutdown: Shutdown,
     peer: SocketAddr,
 ) -> Result<Response<CountingBody<B>>, Infallible>
 where
@@ -134,6 +143,13 @@ where
     let Ok(mut response) = service.call(request).await;
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert("x-request-id", value);
+    }
+    if shutdown.is_draining() {
+        // A draining node serves what reaches it but keeps no connection open: the client's
+        // or the balancer's next request opens a new one, which goes to a node that stays.
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     let status = response.status().as_u16();
     let took = started.elapsed();
@@ -242,7 +258,16 @@ pub async fn start(
     site_dir: Option<std::path::PathBuf>,
     grace: Duration,
 ) -> std::io::Result<Running> {
-    let listener = TcpListener::bind(listen).await?;
+    start_on(app, TcpListener::bind(listen).await?, site_dir, grace)
+}
+
+/// Serves `app` on a bound `listener` in a background task.
+pub fn start_on(
+    app: Arc<crate::app::App>,
+    listener: TcpListener,
+    site_dir: Option<std::path::PathBuf>,
+    grace: Duration,
+) -> std::io::Result<Running> {
     let addr = listener.local_addr()?;
     let routes = crate::routes::routes(app.clone(), site_dir);
     let task = tokio::spawn(serve(

@@ -1,9 +1,12 @@
-//! The signal that stops a node: the accept loop, and long-lived answers such as event streams,
-//! wait on it. A module of its own so that the application state can hold one without
+//! The signals that stop a node, in two steps: *drain* (the node says it is not ready, so the
+//! load balancer stops sending it work, but it still serves what arrives) and *stop* (the
+//! accept loop, and long-lived answers such as event streams, end; requests in flight get the
+//! grace period). A module of its own so that the application state can hold one without
 //! depending on the server loop.
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::sync::watch;
 
@@ -11,6 +14,7 @@ use tokio::sync::watch;
 #[derive(Debug, Clone)]
 pub struct Shutdown {
     sender: Arc<watch::Sender<bool>>,
+    draining: Arc<AtomicBool>,
 }
 
 impl Default for Shutdown {
@@ -23,9 +27,22 @@ impl Shutdown {
     pub fn new() -> Self {
         Self {
             sender: Arc::new(watch::channel(false).0),
+            draining: Arc::new(AtomicBool::new(false)),
         }
     }
 
+    /// The first step: `/readyz` answers 503 and answers ask clients to close their
+    /// connections, but requests are still served.
+    pub fn drain(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+
+    /// True from [`Shutdown::drain`] or [`Shutdown::trigger`] on.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed) || self.is_triggered()
+    }
+
+    /// The second step: stop accepting connections and end long-lived answers.
     pub fn trigger(&self) {
         self.sender.send_replace(true);
     }

@@ -8,11 +8,13 @@ use std::time::Duration;
 use sync_protocol::{Object, ObjectId, ObjectKind};
 use sync_server::catalog::{
     Account, Catalog, CatalogError, CommitOutcome, CommitRequest, Entity, Field, IndexedObject,
-    NewAccount, NodeId, PROJECT_CREATED_MESSAGE, PackId, PackRecord, Project, ProjectId, PushId,
-    RestoreRequest, Role, Team, Timestamp, TokenHash, Version, VersionPage, empty_root, limits,
+    NewAccount, NodeId, NodeStats, NodeStatus, PROJECT_CREATED_MESSAGE, PackId, PackRecord,
+    Project, ProjectId, PushId, RestoreRequest, Role, Team, Timestamp, TokenHash, Version,
+    VersionPage, empty_root, limits,
 };
 
 use crate::storage_support::{TestDatabase, sqlite_catalog};
+use sync_server::catalog::{HeadListener, HeadNotification};
 
 /// Runs each scenario against both catalogs: `sqlite::<name>` and `postgres::<name>`.
 macro_rules! conformance {
@@ -950,16 +952,63 @@ async fn commit_errors_are_typed(catalog: Shared) {
     commit_on(&catalog, &project, &alice, 0, "x").await;
 }
 
+fn node_status(address: &str, hits: u64) -> NodeStatus {
+    NodeStatus {
+        address: address.to_owned(),
+        version: "0.1.0".to_owned(),
+        started: Timestamp::from_unix_millis(1_795_701_602_123),
+        draining: false,
+        stats: NodeStats {
+            cache_hits: hits,
+            cache_misses: 7,
+            cache_capacity: 1 << 28,
+            event_streams: 3,
+            ..NodeStats::default()
+        },
+    }
+}
+
 async fn nodes_heartbeat_and_expire(catalog: Shared) {
     let first = NodeId::random();
     let second = NodeId::random();
-    catalog.heartbeat(first, "10.0.0.1:8080").await.unwrap();
-    catalog.heartbeat(second, "10.0.0.2:8080").await.unwrap();
-    catalog.heartbeat(first, "10.0.0.9:8080").await.unwrap();
+    catalog
+        .heartbeat(first, &node_status("10.0.0.1:8080", 1))
+        .await
+        .unwrap();
+    catalog
+        .heartbeat(second, &node_status("10.0.0.2:8080", 2))
+        .await
+        .unwrap();
+    // A later heartbeat replaces everything the node said.
+    let mut draining = node_status("10.0.0.9:8080", 99);
+    draining.draining = true;
+    catalog.heartbeat(first, &draining).await.unwrap();
     let live = catalog.live_nodes(Duration::from_secs(60)).await.unwrap();
     assert_eq!(live.len(), 2);
     let mine = live.iter().find(|node| node.id == first).unwrap();
-    assert_eq!(mine.address, "10.0.0.9:8080");
+    assert_eq!(mine.status, draining);
+    assert_eq!(catalog.nodes().await.unwrap().len(), 2);
+    // Addresses and versions are refused as other text is, and nothing is written.
+    for bad in ["", "   ", "a\nb", &"x".repeat(256)] {
+        let error = catalog
+            .heartbeat(first, &node_status(bad, 0))
+            .await
+            .unwrap_err();
+        assert!(matches!(error, CatalogError::Invalid { .. }), "{error:?}");
+    }
+    let at_limit = "x".repeat(255);
+    catalog
+        .heartbeat(second, &node_status(&at_limit, 2))
+        .await
+        .unwrap();
+    let mut unversioned = node_status("10.0.0.2:8080", 2);
+    unversioned.version = String::new();
+    assert!(catalog.heartbeat(second, &unversioned).await.is_err());
+    let nodes = catalog.nodes().await.unwrap();
+    assert_eq!(
+        nodes.iter().find(|node| node.id == first).unwrap().status,
+        draining
+    );
     tokio::time::sleep(Duration::from_millis(30)).await;
     assert!(
         catalog
@@ -972,6 +1021,27 @@ async fn nodes_heartbeat_and_expire(catalog: Shared) {
     catalog.remove_node(second).await.unwrap();
     let live = catalog.live_nodes(Duration::from_secs(60)).await.unwrap();
     assert_eq!(live.len(), 1);
+    // Nodes silent for longer than the age are forgotten; fresh ones stay.
+    catalog
+        .heartbeat(second, &node_status("10.0.0.2:8080", 2))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    catalog
+        .heartbeat(second, &node_status("10.0.0.2:8080", 3))
+        .await
+        .unwrap();
+    assert_eq!(
+        catalog
+            .forget_nodes(Duration::from_millis(20))
+            .await
+            .unwrap(),
+        1
+    );
+    let nodes = catalog.nodes().await.unwrap();
+    assert_eq!(nodes.len(), 1);
+    assert_eq!(nodes[0].id, second);
+    assert_eq!(nodes[0].status.stats.cache_hits, 3);
 }
 
 async fn all_projects_pages_through_every_project(catalog: Shared) {
@@ -1717,7 +1787,7 @@ async fn new_projects_are_not_in_the_legacy_layout(catalog: Shared) {
 // Migrations: not generic, since they are each implementation's own start-up path.
 
 /// How many migrations each dialect has.
-const MIGRATIONS: i64 = 3;
+const MIGRATIONS: i64 = 4;
 
 /// Rows as the release before the object index wrote them (migration 1's schema): an account,
 /// its team and a project, all with the ids given. `$time` is the dialect's way to write now.
@@ -1953,4 +2023,44 @@ async fn sqlite_catalog_is_a_file_in_the_data_folder() {
     let (dir, catalog) = sqlite_catalog().await;
     setup(&catalog).await;
     assert!(dir.path().join("catalog.sqlite3").exists());
+}
+
+async fn next_head(listener: &mut HeadListener) -> HeadNotification {
+    tokio::time::timeout(Duration::from_secs(10), listener.next())
+        .await
+        .expect("a notification within 10 s")
+        .unwrap()
+}
+
+/// PostgreSQL tells every listening node of each head a commit moves, when it commits, and
+/// only then: a conflict, a replayed push and a restore's refusal notify nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_commits_notify_their_heads() {
+    let Some(database) = TestDatabase::create().await else {
+        return;
+    };
+    let catalog = database.catalog().await;
+    let (alice, _team, project) = setup(&catalog).await;
+    let mut listener = HeadListener::connect(database.url()).await.unwrap();
+    let first = request(&project, &alice, 0, "one");
+    committed(catalog.commit(first.clone()).await.unwrap());
+    let heard = next_head(&mut listener).await;
+    assert_eq!(
+        heard,
+        HeadNotification {
+            project: project.id,
+            version: 1,
+            root: root("one"),
+        }
+    );
+    // The same push again (a replay), and a push on a stale base (a conflict): no head moved.
+    committed(catalog.commit(first).await.unwrap());
+    let stale = catalog
+        .commit(request(&project, &alice, 0, "other"))
+        .await
+        .unwrap();
+    assert!(matches!(stale, CommitOutcome::Conflict { .. }), "{stale:?}");
+    commit_on(&catalog, &project, &alice, 1, "two").await;
+    let heard = next_head(&mut listener).await;
+    assert_eq!((heard.version, heard.root), (2, root("two")));
 }

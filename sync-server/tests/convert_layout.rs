@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
-use cairn_test_support::{Mode, ServerEnvironment, Tree, noise};
+use cairn_test_support::{Mode, ServerEnvironment, Tree, admin_field, noise};
 use serde_json::json;
 use sync_protocol::ObjectId;
 use sync_protocol::accept::{ObjectInfo, ToStore};
@@ -37,17 +37,8 @@ struct LegacyProject {
     loose: HashSet<ObjectId>,
 }
 
-/// `key: value` from the binary's output (totals are the lines that are not indented).
-fn field(output: &str, key: &str) -> String {
-    output
-        .lines()
-        .find_map(|line| line.strip_prefix(&format!("{key}: ")))
-        .unwrap_or_else(|| panic!("no {key} in\n{output}"))
-        .to_owned()
-}
-
 fn count(output: &str, key: &str) -> u64 {
-    field(output, key).parse().expect("a count")
+    admin_field(output, key).parse().expect("a count")
 }
 
 /// Runs `sync-server args...`: (exit success, stdout, stderr).
@@ -116,8 +107,8 @@ impl LegacyProject {
             &env,
             &["admin", "create-project", "--team", "crew", "--name", "api"],
         );
-        let project: ProjectId = field(&output, "project").parse().unwrap();
-        let token = field(
+        let project: ProjectId = admin_field(&output, "project").parse().unwrap();
+        let token = admin_field(
             &run_ok(&env, &["admin", "create-token", "--user", "alice"]),
             "token",
         );

@@ -9,6 +9,7 @@
 //! - [`binaries`]: the real `sync-server` and `cairn` binaries, found and never built.
 //! - [`server`]: `sync-server` as a process, embedded (a temp data folder) or production (a
 //!   database and a bucket), on a free port; [`client`]: `cairn` run as one person.
+//! - [`haproxy`]: HAProxy with the shipped `deploy/haproxy.cfg` in front of a cluster's nodes.
 //! - [`trees`]: trees built in memory from `(path, bytes)` pairs; [`files`]: trees on disk.
 //!
 //! It depends on no crate of the workspace but sync-protocol: sync-server and sync-client take
@@ -21,6 +22,7 @@ pub mod bucket;
 pub mod client;
 pub mod database;
 pub mod files;
+pub mod haproxy;
 pub mod server;
 pub mod services;
 pub mod trees;
@@ -30,7 +32,8 @@ use std::future::Future;
 pub use bucket::TestBucket;
 pub use client::ClientHome;
 pub use database::TestDatabase;
-pub use server::{Mode, PASSWORD, ServerEnvironment, ServerProcess};
+pub use haproxy::Haproxy;
+pub use server::{Mode, PASSWORD, ServerEnvironment, ServerProcess, admin_field};
 pub use services::{PostgresService, S3Service, Services};
 pub use sync_protocol::checks::noise;
 pub use trees::{FramedObject, Tree, tree};

@@ -210,7 +210,13 @@ impl ServerEnvironment {
     /// Starts `sync-server serve --listen 127.0.0.1:0 extra...`: the server picks a free port
     /// and prints it. Returns once `/readyz` answers 200.
     pub fn serve(&self, extra: &[&str]) -> ServerProcess {
-        let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
+        self.serve_at("127.0.0.1:0", extra)
+    }
+
+    /// Starts `sync-server serve --listen <listen> extra...` (a cluster's node, at an address
+    /// a load balancer is configured with). Returns once `/readyz` answers 200.
+    pub fn serve_at(&self, listen: &str, extra: &[&str]) -> ServerProcess {
+        let mut args = vec!["serve", "--listen", listen];
         args.extend_from_slice(extra);
         let log = OpenOptions::new()
             .create(true)
@@ -241,6 +247,15 @@ impl ServerEnvironment {
     }
 }
 
+/// The value of `key: value` in the output of an `admin` command (`project`, `token`, ...).
+pub fn admin_field(output: &str, key: &str) -> String {
+    output
+        .lines()
+        .find_map(|line| line.strip_prefix(&format!("{key}: ")))
+        .unwrap_or_else(|| panic!("no {key} in {output}"))
+        .to_owned()
+}
+
 /// A running `sync-server serve`, killed (SIGKILL) when dropped; its log is printed then if the
 /// test is failing. Drop it before its [`ServerEnvironment`], whose database and bucket go away
 /// with it (fields drop in declaration order: declare the process first).
@@ -265,6 +280,15 @@ impl ServerProcess {
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// Sends SIGTERM (the process drains, then stops); does not wait.
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("running kill -TERM");
+        assert!(status.success(), "kill -TERM {}: {status}", self.child.id());
     }
 
     /// Waits up to `timeout` for the process to exit by itself; its status, or `None` if it is

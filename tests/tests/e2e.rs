@@ -9,6 +9,7 @@
 
 mod support;
 
+mod cluster;
 mod large;
 mod sync;
 mod watch;

@@ -5,7 +5,7 @@ use sync_protocol::stream::Item;
 use sync_protocol::tree::{Listing, empty_dir_id};
 use sync_protocol::wire::{Operation, ProblemCode, PullRequest, Want};
 
-use super::{records, retry_transient};
+use super::{records, retry_pull};
 use crate::error::{AnswerError, ClientError, RemoteError};
 use crate::timing::{free_in_background, timed};
 use crate::transport::{Pulled, Remote};
@@ -35,7 +35,7 @@ pub fn pull(copy: &WorkingCopy, remote: &Remote) -> Result<PullOutcome, ClientEr
     let listing = base.pending.is_empty().then_some(&base.listing);
     // One pull request (retried while the outcome is unknown) of `want`, from `have`.
     let attempt = |want: Option<u64>, have: &ObjectId, listing: Option<&Listing>| {
-        retry_transient(|| pull_attempt(copy, remote, want, have, listing))
+        retry_pull(remote, || pull_attempt(copy, remote, want, have, listing))
     };
     let pulled = match timed("pull request", || attempt(None, &base.root, listing)) {
         // Records that do not fit the base (a cache that lost a base chunk), or a server that

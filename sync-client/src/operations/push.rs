@@ -9,7 +9,6 @@ use sync_protocol::tree::build_dirs;
 use sync_protocol::wire::{Commit, Committed, Operation, ProblemCode, PushQuery};
 
 use super::records;
-use super::retry_transient;
 use super::upload::{
     Batch, SINGLE_REQUEST_BYTES, Sent, negotiate_missing, single_stream, upload_batches,
 };
@@ -215,7 +214,7 @@ fn push_whole(
         message: message.unwrap_or_default().to_owned(),
     };
     let committed = timed("push request", || {
-        retry_transient(|| Ok(remote.push(project, &query, batch.stream.clone())?))
+        remote.push(project, &query, &batch.stream)
     });
     progress.advance(u64::from(batch.objects), 0);
     progress.finish();
@@ -260,7 +259,7 @@ fn push_in_batches(
         planned
     };
     let (sent_objects, sent_bytes) = upload_batches(remote, &objects, ids, |batch| {
-        retry_transient(|| Ok(remote.upload(project, batch.stream.clone())?))
+        Ok(remote.upload(project, &batch.stream)?)
     })?;
     let commit = Commit {
         push_id,
@@ -268,7 +267,7 @@ fn push_in_batches(
         root: root.to_hex(),
         message: message.unwrap_or_default().to_owned(),
     };
-    let committed = retry_transient(|| Ok(remote.commit(project, &commit)?))?;
+    let committed = remote.commit(project, &commit)?;
     copy.state().remove_journal()?;
     Ok(Sent {
         committed,

@@ -2,7 +2,7 @@
 
 use sync_protocol::wire::{Committed, Restore};
 
-use super::{PullOutcome, PushOutcome, is_conflict, pull, push_once, retry_transient};
+use super::{PullOutcome, PushOutcome, is_conflict, pull, push_once};
 use crate::error::ClientError;
 use crate::transport::{Remote, new_push_id};
 use crate::working_copy::WorkingCopy;
@@ -68,7 +68,8 @@ pub fn restore(
             push_id: Some(new_push_id()),
             message: None,
         };
-        match retry_transient(|| Ok(remote.restore(project, &restore)?)) {
+        // Retried by the transport with the same push id while the outcome is unknown.
+        match remote.restore(project, &restore).map_err(ClientError::from) {
             Err(error) if is_conflict(&error) => continue,
             other => return other,
         }

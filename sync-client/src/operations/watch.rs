@@ -2,8 +2,13 @@
 //! new head.
 //!
 //! - The server side: a thread reads the project's event stream ([`Remote::events`]) and
-//!   forwards every head; after the stream ends or fails it reconnects every few seconds (the
-//!   first event after a reconnect is the current head, so nothing is missed).
+//!   forwards every head (the first event after a reconnect is the current head, so nothing is
+//!   missed). After the stream ends or fails it reconnects after the pause the server asked
+//!   for (SSE `retry:`, which a stopping node sends, already jittered so that its watchers do
+//!   not all come back at once; followed up to [`MAX_RECONNECT_HINT`]), else after
+//!   [`RECONNECT_PAUSE`] with jitter of its own. While it cannot connect at all it backs off as
+//!   the remote's [`Backoff`] says, with no end. None of this is reported: a lost stream only
+//!   delays hearing of a new head, and the interval check still runs.
 //! - The local side: file-system notifications (inotify, FSEvents, ... through `notify`) for the
 //!   whole folder, `.cairn/` and our own temp files excepted. A burst of them is debounced
 //!   ([`DEBOUNCE`]), then `WorkingCopy::status` (a stat of every file, reading only those whose
@@ -11,6 +16,9 @@
 //!   during a pull cause no push. Notifications can be lost (overflow, network file systems), so
 //!   the same check also runs every `interval` without any event.
 //! - A sync that fails is reported and tried again later; only a refused token ends the watch.
+//!   A run of failures the network or an unavailable server explains (each one already
+//!   retried, see `transport::retry`) is reported once, and once more when a sync succeeds
+//!   again ([`WatchEvent::Reconnected`]), not at every attempt.
 
 use std::path::Path as FsPath;
 use std::sync::mpsc;
@@ -22,12 +30,17 @@ use super::{SyncOutcome, sync};
 use crate::error::{ClientError, RemoteError};
 use crate::stores::META_DIR;
 use crate::stores::atomic::is_temp_name;
-use crate::transport::Remote;
+use crate::transport::retry::{Backoff, equal_jitter};
+use crate::transport::{Events, Remote};
 use crate::working_copy::WorkingCopy;
 use crate::working_copy::status::ChangeKind;
 
-/// How long the event thread waits before reconnecting.
-const RECONNECT_PAUSE: Duration = Duration::from_secs(2);
+/// How long the event thread waits before reconnecting when the server did not say (the
+/// ceiling of the jitter).
+pub const RECONNECT_PAUSE: Duration = Duration::from_secs(2);
+/// The longest reconnection pause a server's `retry:` may ask for: a hint of an hour must
+/// not leave the watch deaf for an hour.
+pub const MAX_RECONNECT_HINT: Duration = Duration::from_secs(5);
 /// How long a watch waits after a failed sync before it looks again.
 const RETRY_PAUSE: Duration = Duration::from_secs(5);
 /// How long the folder must stay quiet after a change before the watch looks at it: an editor's
@@ -100,8 +113,65 @@ pub struct WatchOptions {
 #[derive(Debug)]
 pub enum WatchEvent<'a> {
     Synced(&'a SyncOutcome),
-    /// The sync failed; it is tried again at the next change or event.
+    /// The sync failed; it is tried again at the next change or event. Of a run of transient
+    /// failures (network, unavailable server) only the first is reported.
     Failed(&'a ClientError),
+    /// A sync succeeded after a reported run of transient failures.
+    Reconnected,
+}
+
+/// True for a sync failure that the network or an unavailable server explains.
+fn is_transient(error: &ClientError) -> bool {
+    error.remote().is_some_and(RemoteError::is_transient)
+}
+
+/// The pause before reopening an event stream that ended or failed: the server's `retry:`
+/// hint as it is (the server spreads its watchers itself), at most [`MAX_RECONNECT_HINT`];
+/// without one, [`RECONNECT_PAUSE`] with equal jitter (`unit` in `[0, 1]`: between half of it
+/// and all of it).
+pub fn reconnect_pause(hint: Option<Duration>, unit: f64) -> Duration {
+    match hint {
+        Some(hint) => hint.min(MAX_RECONNECT_HINT),
+        None => equal_jitter(RECONNECT_PAUSE, unit),
+    }
+}
+
+/// The event thread: follows `project`'s event stream, sending every head to `heads`, until
+/// the receiver is gone (noticed at the next event) or the server refuses the token (sent
+/// on, then the thread ends).
+fn follow_events(remote: &Remote, project: &str, heads: &mpsc::Sender<Signal>) {
+    let backoff: Backoff = remote.backoff().endless();
+    let mut failures = backoff.pauses();
+    loop {
+        let pause = match remote.events(project) {
+            Ok(mut events) => {
+                failures.reset();
+                if !forward_heads(&mut events, heads) {
+                    return;
+                }
+                reconnect_pause(events.retry(), rand::random())
+            }
+            Err(error) if error.is_unauthorized() => {
+                let _ = heads.send(Signal::Head(Err(error)));
+                return;
+            }
+            Err(error) => failures
+                .next_pause(error.retry_after())
+                .unwrap_or(backoff.max_pause),
+        };
+        std::thread::sleep(pause);
+    }
+}
+
+/// Sends every head of `events` until the stream ends or fails; false when the receiver is
+/// gone.
+fn forward_heads(events: &mut Events, heads: &mpsc::Sender<Signal>) -> bool {
+    while let Ok(Some(head)) = events.next_head() {
+        if heads.send(Signal::Head(Ok(head))).is_err() {
+            return false;
+        }
+    }
+    true
 }
 
 /// True when the folder has changes a push would send.
@@ -125,37 +195,30 @@ pub fn watch(
     let events_remote = remote.clone();
     let project = copy.config().project.clone();
     // The thread ends when the receiver is gone (at its next event).
-    std::thread::spawn(move || {
-        loop {
-            match events_remote.events(&project) {
-                Ok(mut events) => {
-                    while let Ok(Some(head)) = events.next_head() {
-                        if heads.send(Signal::Head(Ok(head))).is_err() {
-                            return;
-                        }
-                    }
-                }
-                Err(error) if error.is_unauthorized() => {
-                    let _ = heads.send(Signal::Head(Err(error)));
-                    return;
-                }
-                Err(_) => {}
-            }
-            std::thread::sleep(RECONNECT_PAUSE);
-        }
-    });
+    std::thread::spawn(move || follow_events(&events_remote, &project, &heads));
     // Dropped (and stopped) when the watch returns.
     let _watcher = watch_folder(copy.root(), signals);
     let mut due = true;
+    // A run of transient sync failures was reported and has not ended yet.
+    let mut offline = false;
     loop {
         if due {
             let keep_going = match sync(copy, remote, None, options.rounds) {
-                Ok(outcome) => report(WatchEvent::Synced(&outcome)),
+                Ok(outcome) => {
+                    let mut keep_going = true;
+                    if std::mem::take(&mut offline) {
+                        keep_going = report(WatchEvent::Reconnected);
+                    }
+                    keep_going && report(WatchEvent::Synced(&outcome))
+                }
                 Err(error) if error.remote().is_some_and(RemoteError::is_unauthorized) => {
                     return Err(error);
                 }
                 Err(error) => {
-                    let keep_going = report(WatchEvent::Failed(&error));
+                    // Of a run of transient failures only the first is reported.
+                    let repeated = offline && is_transient(&error);
+                    offline = is_transient(&error);
+                    let keep_going = repeated || report(WatchEvent::Failed(&error));
                     std::thread::sleep(RETRY_PAUSE);
                     keep_going
                 }
@@ -189,5 +252,33 @@ pub fn watch(
                 local_changes(copy)?
             }
         };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_reconnect_pause_follows_the_hint_within_bounds_with_jitter() {
+        let ms = Duration::from_millis;
+        assert_eq!(reconnect_pause(None, 1.0), RECONNECT_PAUSE);
+        assert_eq!(reconnect_pause(None, 0.0), RECONNECT_PAUSE / 2);
+        for unit in [0.1, 0.25, 0.9] {
+            let pause = reconnect_pause(None, unit);
+            assert!(
+                pause > RECONNECT_PAUSE / 2 && pause < RECONNECT_PAUSE,
+                "{pause:?}"
+            );
+        }
+        // The server's hint is followed as it is: the server jittered it already.
+        assert_eq!(reconnect_pause(Some(ms(380)), 0.0), ms(380));
+        assert_eq!(reconnect_pause(Some(ms(380)), 1.0), ms(380));
+        assert_eq!(reconnect_pause(Some(ms(0)), 0.7), ms(0));
+        // An hour is not: the watch would be deaf for that long.
+        assert_eq!(
+            reconnect_pause(Some(Duration::from_secs(3600)), 1.0),
+            MAX_RECONNECT_HINT
+        );
     }
 }

@@ -7,6 +7,13 @@
 //! the caller item by item ([`PullStream`]), each frame verified by the stream decoder; what to
 //! do with the objects and change records is the caller's business: this module knows nothing
 //! of the working copy.
+//!
+//! Every request that is answered whole is sent again by the method itself while it fails in a
+//! way a node's death or drain explains, as [`retry`] decides and with the [`Remote`]'s
+//! [`Backoff`]. The two answers the caller reads as they arrive are the exceptions, since a
+//! retry has to start their reading over: the caller of [`Remote::pull`] retries the whole
+//! pull (`operations::pull`), and the reader of [`Remote::events`] reconnects
+//! (`operations::watch`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,10 +29,12 @@ use sync_protocol::wire::{
 
 mod events;
 mod pull;
+pub mod retry;
 
-pub use crate::error::{AnswerError, RemoteError};
+pub use crate::error::{AnswerError, NetworkStage, RemoteError};
 pub use events::Events;
 pub use pull::{PullStream, Pulled};
+pub use retry::Backoff;
 
 use crate::progress::{CountingReader, Progress, Silent, Totals, Transfer};
 
@@ -36,6 +45,7 @@ pub struct Remote {
     token: Option<String>,
     http: reqwest::blocking::Client,
     progress: Arc<dyn Progress>,
+    backoff: Backoff,
 }
 
 // By hand, so the token never lands in a log or a panic message.
@@ -70,13 +80,27 @@ impl Remote {
             .map_err(|error| RemoteError::Network {
                 url: server.clone(),
                 detail: format!("could not set up the HTTP client: {error}"),
+                stage: NetworkStage::Connect,
             })?;
         Ok(Self {
             server,
             token,
             http,
             progress: Arc::new(Silent),
+            backoff: Backoff::STANDARD,
         })
+    }
+
+    /// Pauses between retries as `backoff` says (tests use short ones).
+    #[must_use]
+    pub fn with_backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    /// How this client pauses between retries.
+    pub fn backoff(&self) -> &Backoff {
+        &self.backoff
     }
 
     /// Reports every upload and download to `progress`.
@@ -140,7 +164,7 @@ impl Remote {
         reqwest::blocking::Body::sized(CountingReader::new(stream, self.progress.clone()), len)
     }
 
-    /// Sends a request; a non-2xx answer becomes its error.
+    /// Sends a request once; a non-2xx answer becomes its error.
     fn send(
         &self,
         operation: Operation,
@@ -151,6 +175,13 @@ impl Remote {
             return Ok(response);
         }
         let status = response.status().as_u16();
+        // Only the seconds form: a proxy or server that sends a date gets the usual backoff.
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|text| text.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
         // Any body that is not a problem document (a proxy's error page) is no problem.
         let problem: Option<Problem> = response
             .bytes()
@@ -161,7 +192,23 @@ impl Remote {
             operation,
             status,
             problem: problem.map(Box::new),
+            retry_after,
         })
+    }
+
+    /// Runs `attempt`, one request of `operation`, again while [`retry::worth_retrying`] says
+    /// so, pausing as this client's backoff says.
+    fn retrying<T>(
+        &self,
+        operation: Operation,
+        attempt: impl FnMut() -> Result<T, RemoteError>,
+    ) -> Result<T, RemoteError> {
+        retry::retry(
+            &self.backoff,
+            retry::is_repeatable(operation),
+            std::thread::sleep,
+            attempt,
+        )
     }
 
     fn network(&self, error: &reqwest::Error) -> RemoteError {
@@ -179,7 +226,14 @@ impl Remote {
         } else {
             innermost.to_string()
         };
-        RemoteError::Network { url, detail }
+        // Only a connection that was never made (refused, unreachable, name lookup, TLS
+        // handshake) says the request never left; reqwest tells it by the connector's error.
+        let stage = if error.is_connect() {
+            NetworkStage::Connect
+        } else {
+            NetworkStage::Exchange
+        };
+        RemoteError::Network { url, detail, stage }
     }
 
     pub(super) fn bad_answer(&self, operation: Operation, reason: AnswerError) -> RemoteError {
@@ -190,46 +244,54 @@ impl Remote {
         }
     }
 
-    /// Sends a request and parses its JSON answer.
+    /// Sends the request `build` makes (anew for each attempt) and parses its JSON answer,
+    /// retrying.
     fn call<T: DeserializeOwned>(
         &self,
         operation: Operation,
-        builder: reqwest::blocking::RequestBuilder,
+        build: impl Fn() -> Result<reqwest::blocking::RequestBuilder, RemoteError>,
     ) -> Result<T, RemoteError> {
-        let response = self.send(operation, builder)?;
-        let body = response.bytes().map_err(|error| self.network(&error))?;
-        serde_json::from_slice(&body)
-            .map_err(|error| self.bad_answer(operation, AnswerError::Json(error)))
+        self.retrying(operation, || {
+            let response = self.send(operation, build()?)?;
+            let body = response.bytes().map_err(|error| self.network(&error))?;
+            serde_json::from_slice(&body)
+                .map_err(|error| self.bad_answer(operation, AnswerError::Json(error)))
+        })
     }
 
-    /// Sends `body` as JSON to `operation` and parses its JSON answer.
+    /// Sends `body` as JSON to `operation` and parses its JSON answer, retrying.
     fn call_json<T: DeserializeOwned>(
         &self,
         operation: Operation,
         values: &[&str],
         body: &impl Serialize,
     ) -> Result<T, RemoteError> {
-        let builder = self.request(operation, values)?.json(&json_body(body));
-        self.call(operation, builder)
+        let body = json_body(body);
+        self.call(operation, || {
+            Ok(self.request(operation, values)?.json(&body))
+        })
     }
 
-    /// `POST /v1/sessions`: a new token for `login` (account name or email).
+    /// `POST /v1/sessions`: a new token for `login` (account name or email). Sent again only
+    /// when no connection was made: a repeat would make a second token.
     pub fn log_in(&self, login: &LogIn) -> Result<NewToken, RemoteError> {
         self.call_json(Operation::LogIn, &[], login)
     }
 
     pub fn teams(&self) -> Result<Vec<Team>, RemoteError> {
         let operation = Operation::ListTeams;
-        let list: TeamList = self.call(operation, self.request(operation, &[])?)?;
+        let list: TeamList = self.call(operation, || self.request(operation, &[]))?;
         Ok(list.teams)
     }
 
     pub fn projects(&self) -> Result<Vec<Project>, RemoteError> {
         let operation = Operation::ListProjects;
-        let list: ProjectList = self.call(operation, self.request(operation, &[])?)?;
+        let list: ProjectList = self.call(operation, || self.request(operation, &[]))?;
         Ok(list.projects)
     }
 
+    /// `POST /v1/teams/{id}/projects`. Sent again only when no connection was made: a repeat
+    /// after the first was carried out would answer `already-exists`.
     pub fn create_project(&self, team: &str, name: &str) -> Result<Project, RemoteError> {
         let body = NameBody {
             name: name.to_owned(),
@@ -240,7 +302,7 @@ impl Remote {
     /// `GET /v1/projects/{id}`: the project and its head.
     pub fn project(&self, project: &str) -> Result<Project, RemoteError> {
         let operation = Operation::ShowProject;
-        self.call(operation, self.request(operation, &[project])?)
+        self.call(operation, || self.request(operation, &[project]))
     }
 
     /// The project's history as `query` selects it, newest first.
@@ -250,14 +312,15 @@ impl Remote {
         query: &HistoryQuery,
     ) -> Result<Vec<Version>, RemoteError> {
         let operation = Operation::ListVersions;
-        let builder = self.request(operation, &[project])?.query(query);
-        let list: VersionList = self.call(operation, builder)?;
+        let list: VersionList = self.call(operation, || {
+            Ok(self.request(operation, &[project])?.query(query))
+        })?;
         Ok(list.versions)
     }
 
     /// `POST /v1/projects/{id}/pull`: asks for `request.want` (the head when absent) minus what
     /// `request.have` holds, and opens the answer. Its items are read with
-    /// [`PullStream::next_item`].
+    /// [`PullStream::next_item`]. Sent once: the caller retries the pull with its reading.
     pub fn pull(&self, project: &str, request: &PullRequest) -> Result<PullStream, RemoteError> {
         let operation = Operation::Pull;
         let builder = self
@@ -294,20 +357,22 @@ impl Remote {
     }
 
     /// `POST /v1/projects/{id}/push`: one object stream, committed as a new version on top of
-    /// `query.base_version` if that is still the head.
+    /// `query.base_version` if that is still the head. Every retry carries the same push id,
+    /// so a push that did commit is answered with its receipt, not committed twice.
     pub fn push(
         &self,
         project: &str,
         query: &PushQuery,
-        stream: Vec<u8>,
+        stream: &[u8],
     ) -> Result<Committed, RemoteError> {
         let operation = Operation::Push;
-        let builder = self
-            .request(operation, &[project])?
-            .query(query)
-            .header(reqwest::header::CONTENT_TYPE, wire::OBJECTS_MEDIA_TYPE)
-            .body(self.stream_body(stream));
-        self.call(operation, builder)
+        self.call(operation, || {
+            Ok(self
+                .request(operation, &[project])?
+                .query(query)
+                .header(reqwest::header::CONTENT_TYPE, wire::OBJECTS_MEDIA_TYPE)
+                .body(self.stream_body(stream.to_vec())))
+        })
     }
 
     /// `POST /v1/projects/{id}/missing`: which of `ids` (at most
@@ -317,23 +382,25 @@ impl Remote {
         let query = MissingQuery {
             ids: ids.iter().map(ObjectId::to_hex).collect(),
         };
-        let builder = self
-            .request(operation, &[project])?
-            .json(&json_body(&query));
-        let answer: MissingAnswer = self.call(operation, builder)?;
+        let body = json_body(&query);
+        let answer: MissingAnswer = self.call(operation, || {
+            Ok(self.request(operation, &[project])?.json(&body))
+        })?;
         Ok(answer.missing)
     }
 
     /// `POST /v1/projects/{id}/objects`: stores an object stream without committing anything.
     /// Every object it references must be earlier in it or already stored.
-    pub fn upload(&self, project: &str, stream: Vec<u8>) -> Result<(), RemoteError> {
+    pub fn upload(&self, project: &str, stream: &[u8]) -> Result<(), RemoteError> {
         let operation = Operation::Upload;
-        let builder = self
-            .request(operation, &[project])?
-            .header(reqwest::header::CONTENT_TYPE, wire::OBJECTS_MEDIA_TYPE)
-            .body(self.stream_body(stream));
-        self.send(operation, builder)?;
-        Ok(())
+        self.retrying(operation, || {
+            let builder = self
+                .request(operation, &[project])?
+                .header(reqwest::header::CONTENT_TYPE, wire::OBJECTS_MEDIA_TYPE)
+                .body(self.stream_body(stream.to_vec()));
+            self.send(operation, builder)?;
+            Ok(())
+        })
     }
 
     /// `POST /v1/projects/{id}/commits`: `commit.root` (whose objects are all stored) as a new
@@ -349,7 +416,8 @@ impl Remote {
     }
 
     /// Opens the project's event stream (no overall timeout: it stays open until the server
-    /// ends it; the server sends a comment every 15 seconds).
+    /// ends it; the server sends a comment every 15 seconds). Tried once: its reader
+    /// reconnects, after the pause the server asked for ([`Events::retry`]) or its own backoff.
     pub fn events(&self, project: &str) -> Result<Events, RemoteError> {
         let operation = Operation::Events;
         let http = reqwest::blocking::Client::builder()

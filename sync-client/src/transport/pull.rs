@@ -1,13 +1,19 @@
 //! A pull's answer, read item by item as it arrives.
+//!
+//! An answer that stops early (the node serving it was killed, the connection reset) is a
+//! network failure, so the caller retries it: a read error, and as well a body that ends
+//! cleanly before the stream's trailer, which a proxy passing on a close-delimited answer
+//! shows for the same cut. An answer that is whole but wrong (a frame that does not hash to
+//! its id, a bad trailer) is a bad answer and is not retried.
 
 use std::io::Read;
 
-use sync_protocol::ObjectId;
 use sync_protocol::stream::{Item, StreamDecoder};
 use sync_protocol::wire::Operation;
+use sync_protocol::{ObjectId, StreamError};
 
 use super::Remote;
-use crate::error::{AnswerError, RemoteError};
+use crate::error::{AnswerError, NetworkStage, RemoteError};
 
 /// What a pull delivered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,9 +70,18 @@ impl PullStream {
         self.root
     }
 
-    fn invalid(&self, error: sync_protocol::StreamError) -> RemoteError {
+    fn invalid(&self, error: StreamError) -> RemoteError {
         self.remote
             .bad_answer(Operation::Pull, AnswerError::Stream(Box::new(error)))
+    }
+
+    /// The answer broke off: `detail` says how.
+    fn cut(&self, detail: String) -> RemoteError {
+        RemoteError::Network {
+            url: self.url.clone(),
+            detail,
+            stage: NetworkStage::Exchange,
+        }
     }
 
     /// The next item of the answer, `None` once the body has ended.
@@ -84,12 +99,7 @@ impl PullStream {
                 Ok(0) => return Ok(None),
                 Ok(read) => read,
                 Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(error) => {
-                    return Err(RemoteError::Network {
-                        url: self.url.clone(),
-                        detail: format!("the answer broke off: {error}"),
-                    });
-                }
+                Err(error) => return Err(self.cut(format!("the answer broke off: {error}"))),
             };
             self.remote.progress.advance(0, read as u64);
             self.decoder.feed(&self.buffer[..read]);
@@ -101,7 +111,12 @@ impl PullStream {
     pub fn finish(mut self) -> Result<Pulled, RemoteError> {
         self.end_progress();
         let decoder = std::mem::take(&mut self.decoder);
-        let summary = decoder.finish().map_err(|error| self.invalid(error))?;
+        let summary = decoder.finish().map_err(|error| match error {
+            StreamError::Truncated { offset, .. } => self.cut(format!(
+                "the answer ended after {offset} bytes, before the end of its object stream"
+            )),
+            other => self.invalid(other),
+        })?;
         Ok(Pulled {
             version: self.version,
             root: self.root,

@@ -4,7 +4,9 @@
 //! commit on this node: `event: head`, `id: <version>`, `data: {"project", "version", "root"}`.
 //! A comment every [`KEEP_ALIVE`] keeps proxies from closing an idle stream. Events are hints:
 //! a client that reconnects reads the head from the first event again, so nothing is lost by a
-//! dropped connection. Streams end when the server shuts down.
+//! dropped connection. When the node stops, each stream ends with a reconnect hint: the SSE
+//! `retry:` field, a pause of [`RECONNECT_HINT`] plus up to as much again at random, so that a
+//! node's watchers do not all come back in the same instant.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -23,6 +25,15 @@ use crate::problem::Problem;
 
 /// How often an idle event stream sends a keep-alive comment.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(wire::EVENT_KEEP_ALIVE_SECS);
+/// The shortest reconnect pause a stream ended by a stopping node suggests.
+pub const RECONNECT_HINT: Duration = Duration::from_millis(250);
+
+/// What the stream sends.
+enum Item {
+    Head(HeadChanged),
+    /// The node is stopping: reconnect (through the balancer, to another node) after this.
+    Reconnect(Duration),
+}
 
 pub async fn stream(app: &App, request: ApiRequest, project: &str) -> Result<Response, Problem> {
     let (_, project, _) = project_access(app, &request, project, Role::Viewer).await?;
@@ -35,16 +46,20 @@ pub async fn stream(app: &App, request: ApiRequest, project: &str) -> Result<Res
         .ok_or_else(Problem::not_found)?;
     let first = head_changed(current.id, current.head_version, current.head_root);
 
-    let (sender, mut events) = mpsc::channel::<HeadChanged>(16);
+    let (sender, mut events) = mpsc::channel::<Item>(16);
     let stopped = app.shutdown.wait();
     tokio::spawn(async move {
         tokio::pin!(stopped);
-        if sender.send(first).await.is_err() {
+        if sender.send(Item::Head(first)).await.is_err() {
             return;
         }
         loop {
             let event = tokio::select! {
-                () = &mut stopped => return,
+                () = &mut stopped => {
+                    let jitter = RECONNECT_HINT.mul_f64(rand::random::<f64>());
+                    let _ = sender.send(Item::Reconnect(RECONNECT_HINT + jitter)).await;
+                    return;
+                }
                 () = sender.closed() => return,
                 received = receiver.recv() => match received {
                     Ok(event) => event,
@@ -53,18 +68,25 @@ pub async fn stream(app: &App, request: ApiRequest, project: &str) -> Result<Res
                     Err(broadcast::error::RecvError::Closed) => return,
                 },
             };
-            if sender.send(event).await.is_err() {
+            if sender.send(Item::Head(event)).await.is_err() {
                 return;
             }
         }
     });
-    let stream = futures_util::stream::poll_fn(move |cx| events.poll_recv(cx)).map(|event| {
-        let sse = warp::sse::Event::default()
-            .event("head")
-            .id(event.version.to_string());
-        Ok::<_, Infallible>(match sse.json_data(&event) {
-            Ok(sse) => sse,
-            Err(_) => warp::sse::Event::default().comment("unencodable event"),
+    let stream = futures_util::stream::poll_fn(move |cx| events.poll_recv(cx)).map(|item| {
+        Ok::<_, Infallible>(match item {
+            Item::Head(event) => {
+                let sse = warp::sse::Event::default()
+                    .event("head")
+                    .id(event.version.to_string());
+                match sse.json_data(&event) {
+                    Ok(sse) => sse,
+                    Err(_) => warp::sse::Event::default().comment("unencodable event"),
+                }
+            }
+            Item::Reconnect(after) => warp::sse::Event::default()
+                .retry(after)
+                .comment("this node is stopping: reconnect"),
         })
     });
     let reply = warp::sse::reply(warp::sse::keep_alive().interval(KEEP_ALIVE).stream(stream));

@@ -49,6 +49,7 @@ pub enum Field {
     PushId,
     Role,
     NodeAddress,
+    NodeVersion,
     /// A pack record given to the object index.
     Pack,
     /// An object's row given to the object index (its pack, frame or size).
@@ -69,6 +70,7 @@ impl fmt::Display for Field {
             Self::PushId => "push id",
             Self::Role => "role",
             Self::NodeAddress => "node address",
+            Self::NodeVersion => "node version",
             Self::Pack => "pack",
             Self::IndexedObject => "indexed object",
         })

@@ -65,6 +65,11 @@ pub(super) const POSTGRES: &[Migration] = &[
         name: "0003_dead_packs",
         sql: include_str!("../../../migrations/0003_dead_packs.sql"),
     },
+    Migration {
+        version: 4,
+        name: "0004_node_status",
+        sql: include_str!("../../../migrations/0004_node_status.sql"),
+    },
 ];
 
 /// SQLite's migrations, `migrations/sqlite/*.sql`: the same schema in SQLite's dialect.
@@ -83,6 +88,11 @@ pub(super) const SQLITE: &[Migration] = &[
         version: 3,
         name: "0003_dead_packs",
         sql: include_str!("../../../migrations/sqlite/0003_dead_packs.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "0004_node_status",
+        sql: include_str!("../../../migrations/sqlite/0004_node_status.sql"),
     },
 ];
 

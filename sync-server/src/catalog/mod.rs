@@ -70,6 +70,7 @@
 mod common;
 mod error;
 pub mod limits;
+mod listen;
 mod migrations;
 mod postgres;
 mod rules;
@@ -84,14 +85,15 @@ use async_trait::async_trait;
 use sync_protocol::ObjectId;
 
 pub use error::{CatalogError, Entity, Field};
+pub use listen::{HEADS_CHANNEL, HeadListener, HeadNotification};
 pub use postgres::{PostgresCatalog, PostgresSettings};
 pub use sqlite::SqliteCatalog;
 pub use types::{
     Account, AccountCredentials, AccountId, Authenticated, CommitOutcome, CommitRequest,
-    IndexedObject, Member, NewAccount, Node, NodeId, PROJECT_CREATED_MESSAGE, PackId, PackRecord,
-    ParseCatalogIdError, Project, ProjectId, PushId, RestoreRequest, Role, Team, TeamId,
-    TeamMembership, Timestamp, Token, TokenHash, TokenId, Version, VersionNumber, VersionPage,
-    VisibleProject, empty_root,
+    IndexedObject, Member, NewAccount, Node, NodeId, NodeStats, NodeStatus,
+    PROJECT_CREATED_MESSAGE, PackId, PackRecord, ParseCatalogIdError, Project, ProjectId, PushId,
+    RestoreRequest, Role, Team, TeamId, TeamMembership, Timestamp, Token, TokenHash, TokenId,
+    Version, VersionNumber, VersionPage, VisibleProject, empty_root,
 };
 
 /// Shorthand for catalog results.
@@ -340,12 +342,24 @@ pub trait Catalog: Send + Sync + std::fmt::Debug {
 
     // Cluster.
 
-    /// Registers `node` at `address`, or refreshes its heartbeat to now.
-    async fn heartbeat(&self, node: NodeId, address: &str) -> Result<()>;
+    /// Registers `node` with `status`, or refreshes its status and heartbeat to now.
+    async fn heartbeat(&self, node: NodeId, status: &NodeStatus) -> Result<()>;
+
+    /// Every registered node, live or not, by id.
+    async fn nodes(&self) -> Result<Vec<Node>>;
 
     /// Nodes whose last heartbeat is at most `max_age` old, by id.
-    async fn live_nodes(&self, max_age: Duration) -> Result<Vec<Node>>;
+    async fn live_nodes(&self, max_age: Duration) -> Result<Vec<Node>> {
+        let oldest = rules::oldest_live_heartbeat(max_age);
+        let mut nodes = self.nodes().await?;
+        nodes.retain(|node| node.heartbeat >= oldest);
+        Ok(nodes)
+    }
 
     /// Unregisters a node (on clean shutdown). An unknown node is not an error.
     async fn remove_node(&self, node: NodeId) -> Result<()>;
+
+    /// Unregisters the nodes whose last heartbeat is more than `max_age` old (nodes that died
+    /// without leaving), returning how many.
+    async fn forget_nodes(&self, max_age: Duration) -> Result<u64>;
 }

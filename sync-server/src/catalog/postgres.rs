@@ -27,18 +27,19 @@ use super::common::{
     OBJECT_COLUMNS, PACK_COLUMNS, Unique, bytes32, db_version, indexed_object, object_id,
     pack_record, parse, role, version_number,
 };
-use super::error::{CatalogError, Entity, Field};
+use super::error::{CatalogError, Entity};
+use super::listen::{HEADS_CHANNEL, HeadNotification};
 use super::migrations;
 use super::transaction::{
     CatalogTransaction, NewReceipt, NewVersion, ObjectRow, PackRow, Receipt, WriteError,
 };
 use super::types::{
     Account, AccountCredentials, AccountId, Authenticated, CommitOutcome, CommitRequest,
-    IndexedObject, Member, NewAccount, Node, NodeId, PackId, PackRecord, Project, ProjectId,
-    PushId, Role, Team, TeamId, TeamMembership, Timestamp, Token, TokenHash, TokenId, Version,
-    VersionNumber, VersionPage, VisibleProject,
+    IndexedObject, Member, NewAccount, Node, NodeId, NodeStats, NodeStatus, PackId, PackRecord,
+    Project, ProjectId, PushId, Role, Team, TeamId, TeamMembership, Timestamp, Token, TokenHash,
+    TokenId, Version, VersionNumber, VersionPage, VisibleProject,
 };
-use super::{Catalog, Result, limits, rules, validate};
+use super::{Catalog, Result, rules, validate};
 
 /// How to reach PostgreSQL.
 #[derive(Clone, PartialEq, Eq)]
@@ -486,15 +487,27 @@ impl CatalogTransaction for PostgresTransaction<'_> {
         to: VersionNumber,
         root: ObjectId,
     ) -> Result<bool> {
+        // One statement: the compare-and-swap, and the notification of the new head to every
+        // node listening (PostgreSQL delivers it when, and only if, the transaction commits).
         let moved = self
             .execute(
-                "UPDATE projects SET head_version = $3, head_root = $4
-                 WHERE id = $1 AND head_version = $2",
+                "WITH moved AS (
+                     UPDATE projects SET head_version = $3, head_root = $4
+                     WHERE id = $1 AND head_version = $2
+                     RETURNING id)
+                 SELECT pg_notify($5, $6) FROM moved",
                 &[
                     &project.to_string(),
                     &db_version(from)?,
                     &db_version(to)?,
                     &root.to_string(),
+                    &HEADS_CHANNEL,
+                    &HeadNotification {
+                        project,
+                        version: to,
+                        root,
+                    }
+                    .to_payload(),
                 ],
             )
             .await?;
@@ -1377,18 +1390,25 @@ impl Catalog for PostgresCatalog {
         Ok(())
     }
 
-    async fn heartbeat(&self, node: NodeId, address: &str) -> Result<()> {
-        validate::text(Field::NodeAddress, address, limits::MAX_NODE_ADDRESS_LEN)?;
+    async fn heartbeat(&self, node: NodeId, status: &NodeStatus) -> Result<()> {
+        validate::node_status(status)?;
         let client = self.client("heartbeat").await?;
         execute(
             &client,
             "heartbeat",
-            "INSERT INTO nodes (id, address, heartbeat) VALUES ($1, $2, $3)
+            "INSERT INTO nodes (id, address, version, started, draining, stats, heartbeat)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
              ON CONFLICT (id) DO UPDATE
-             SET address = excluded.address, heartbeat = excluded.heartbeat",
+             SET address = excluded.address, version = excluded.version,
+                 started = excluded.started, draining = excluded.draining,
+                 stats = excluded.stats, heartbeat = excluded.heartbeat",
             &[
                 &node.to_string(),
-                &address,
+                &status.address,
+                &status.version,
+                &SystemTime::from(status.started),
+                &status.draining,
+                &status.stats.to_json(),
                 &SystemTime::from(Timestamp::now()),
             ],
         )
@@ -1397,21 +1417,40 @@ impl Catalog for PostgresCatalog {
         Ok(())
     }
 
-    async fn live_nodes(&self, max_age: Duration) -> Result<Vec<Node>> {
-        let oldest = SystemTime::from(rules::oldest_live_heartbeat(max_age));
+    async fn nodes(&self) -> Result<Vec<Node>> {
         self.query_all(
-            "live nodes",
-            "SELECT id, address, heartbeat FROM nodes WHERE heartbeat >= $1 ORDER BY id",
-            &[&oldest],
+            "nodes",
+            "SELECT id, address, version, started, draining, stats, heartbeat
+             FROM nodes ORDER BY id",
+            &[],
             |row| {
                 Ok(Node {
                     id: parse("nodes", column(row, 0)?)?,
-                    address: column(row, 1)?,
-                    heartbeat: time(row, 2)?,
+                    status: NodeStatus {
+                        address: column(row, 1)?,
+                        version: column(row, 2)?,
+                        started: time(row, 3)?,
+                        draining: column(row, 4)?,
+                        stats: NodeStats::from_json(column(row, 5)?)?,
+                    },
+                    heartbeat: time(row, 6)?,
                 })
             },
         )
         .await
+    }
+
+    async fn forget_nodes(&self, max_age: Duration) -> Result<u64> {
+        let oldest = SystemTime::from(rules::oldest_live_heartbeat(max_age));
+        let client = self.client("forget nodes").await?;
+        execute(
+            &client,
+            "forget nodes",
+            "DELETE FROM nodes WHERE heartbeat < $1",
+            &[&oldest],
+        )
+        .await
+        .map_err(|error| error.unexpected("forget nodes"))
     }
 
     async fn remove_node(&self, node: NodeId) -> Result<()> {

@@ -25,18 +25,18 @@ use super::common::{
     OBJECT_COLUMNS, PACK_COLUMNS, Unique, bytes32, db_version, indexed_object, object_id,
     pack_record, parse, role, version_number,
 };
-use super::error::{CatalogError, Entity, Field};
+use super::error::{CatalogError, Entity};
 use super::migrations::{self, Migration};
 use super::transaction::{
     CatalogTransaction, NewReceipt, NewVersion, ObjectRow, PackRow, Receipt, WriteError, run_rule,
 };
 use super::types::{
     Account, AccountCredentials, AccountId, Authenticated, CommitOutcome, CommitRequest,
-    IndexedObject, Member, NewAccount, Node, NodeId, PackId, PackRecord, Project, ProjectId,
-    PushId, Role, Team, TeamId, TeamMembership, Timestamp, Token, TokenHash, TokenId, Version,
-    VersionNumber, VersionPage, VisibleProject,
+    IndexedObject, Member, NewAccount, Node, NodeId, NodeStats, NodeStatus, PackId, PackRecord,
+    Project, ProjectId, PushId, Role, Team, TeamId, TeamMembership, Timestamp, Token, TokenHash,
+    TokenId, Version, VersionNumber, VersionPage, VisibleProject,
 };
-use super::{Catalog, Result, limits, rules, validate};
+use super::{Catalog, Result, rules, validate};
 
 /// How long a statement waits for another process's lock on the file before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -1493,17 +1493,28 @@ impl Catalog for SqliteCatalog {
         .await
     }
 
-    async fn heartbeat(&self, node: NodeId, address: &str) -> Result<()> {
-        validate::text(Field::NodeAddress, address, limits::MAX_NODE_ADDRESS_LEN)?;
-        let address = address.to_owned();
+    async fn heartbeat(&self, node: NodeId, status: &NodeStatus) -> Result<()> {
+        validate::node_status(status)?;
+        let status = status.clone();
         self.run("heartbeat", move |connection| {
             execute(
                 connection,
                 "heartbeat",
-                "INSERT INTO nodes (id, address, heartbeat) VALUES (?1, ?2, ?3)
+                "INSERT INTO nodes (id, address, version, started, draining, stats, heartbeat)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
                  ON CONFLICT (id) DO UPDATE
-                 SET address = excluded.address, heartbeat = excluded.heartbeat",
-                (node.to_string(), &address, Timestamp::now().unix_millis()),
+                 SET address = excluded.address, version = excluded.version,
+                     started = excluded.started, draining = excluded.draining,
+                     stats = excluded.stats, heartbeat = excluded.heartbeat",
+                (
+                    node.to_string(),
+                    &status.address,
+                    &status.version,
+                    status.started.unix_millis(),
+                    status.draining,
+                    status.stats.to_json(),
+                    Timestamp::now().unix_millis(),
+                ),
             )
             .map_err(|error| error.unexpected("heartbeat"))?;
             Ok(())
@@ -1511,22 +1522,43 @@ impl Catalog for SqliteCatalog {
         .await
     }
 
-    async fn live_nodes(&self, max_age: Duration) -> Result<Vec<Node>> {
-        let oldest = rules::oldest_live_heartbeat(max_age).unix_millis();
-        self.run("live nodes", move |connection| {
+    async fn nodes(&self) -> Result<Vec<Node>> {
+        self.run("nodes", move |connection| {
             query_all(
                 connection,
-                "live nodes",
-                "SELECT id, address, heartbeat FROM nodes WHERE heartbeat >= ?1 ORDER BY id",
-                [oldest],
+                "nodes",
+                "SELECT id, address, version, started, draining, stats, heartbeat
+                 FROM nodes ORDER BY id",
+                [],
                 |row| {
                     Ok(Node {
                         id: parse("nodes", &column::<String>(row, 0)?)?,
-                        address: column(row, 1)?,
-                        heartbeat: Timestamp::from_unix_millis(column(row, 2)?),
+                        status: NodeStatus {
+                            address: column(row, 1)?,
+                            version: column(row, 2)?,
+                            started: Timestamp::from_unix_millis(column(row, 3)?),
+                            draining: column(row, 4)?,
+                            stats: NodeStats::from_json(&column::<String>(row, 5)?)?,
+                        },
+                        heartbeat: Timestamp::from_unix_millis(column(row, 6)?),
                     })
                 },
             )
+        })
+        .await
+    }
+
+    async fn forget_nodes(&self, max_age: Duration) -> Result<u64> {
+        let oldest = rules::oldest_live_heartbeat(max_age).unix_millis();
+        self.run("forget nodes", move |connection| {
+            let forgotten = execute(
+                connection,
+                "forget nodes",
+                "DELETE FROM nodes WHERE heartbeat < ?1",
+                [oldest],
+            )
+            .map_err(|error| error.unexpected("forget nodes"))?;
+            Ok(forgotten as u64)
         })
         .await
     }

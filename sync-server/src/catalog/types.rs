@@ -134,6 +134,11 @@ impl Timestamp {
     pub fn now() -> Self {
         Self::from(SystemTime::now())
     }
+
+    /// How long before `later` this was; zero if it was not before.
+    pub fn elapsed_until(self, later: Timestamp) -> Duration {
+        Duration::from_millis(u64::try_from(later.0.saturating_sub(self.0)).unwrap_or(0))
+    }
 }
 
 impl From<SystemTime> for Timestamp {
@@ -438,13 +443,62 @@ impl Default for VersionPage {
     }
 }
 
-/// A registered server node.
+/// A registered server node: what it said of itself at its last heartbeat, and when.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Node {
     pub id: NodeId,
-    /// Where other nodes reach it, e.g. `10.0.0.5:8080`.
-    pub address: String,
+    pub status: NodeStatus,
     pub heartbeat: Timestamp,
+}
+
+/// What a node says of itself with each heartbeat.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeStatus {
+    /// Where the load balancer and operators reach it, e.g. `10.0.0.5:8080`.
+    pub address: String,
+    /// Its `sync-server` version.
+    pub version: String,
+    /// When its process started.
+    pub started: Timestamp,
+    /// True once it received SIGTERM: it answers `/readyz` with 503 and is about to leave.
+    pub draining: bool,
+    pub stats: NodeStats,
+}
+
+/// A node's figures at its last heartbeat: its hot cache's counters since it started. Stored
+/// as a JSON object, so a newer node may add figures that an older one ignores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct NodeStats {
+    pub cache_hits: u64,
+    pub cache_misses: u64,
+    pub cache_evictions: u64,
+    /// Bytes the cache holds now.
+    pub cache_bytes: u64,
+    pub cache_objects: u64,
+    pub cache_capacity: u64,
+    /// Event streams open on the node now.
+    pub event_streams: u64,
+}
+
+impl NodeStats {
+    /// The share of cache lookups that hit, or `None` before the first lookup.
+    pub fn cache_hit_rate(&self) -> Option<f64> {
+        let lookups = self.cache_hits + self.cache_misses;
+        (lookups > 0).then(|| self.cache_hits as f64 / lookups as f64)
+    }
+
+    /// As stored in the catalog.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|_| "{}".to_owned())
+    }
+
+    /// From the catalog; a damaged value is reported as such.
+    pub fn from_json(text: &str) -> Result<Self, CatalogError> {
+        serde_json::from_str(text).map_err(|error| {
+            CatalogError::corrupt("nodes", format!("the stats are not a JSON object: {error}"))
+        })
+    }
 }
 
 /// A pack's name: the hash of its bytes (see `store::pack`, which computes it with

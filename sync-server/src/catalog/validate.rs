@@ -2,6 +2,21 @@
 
 use super::error::{CatalogError, Field};
 use super::limits;
+use super::types::NodeStatus;
+
+/// A node's heartbeat: its address and version are short single-line text.
+pub(super) fn node_status(status: &NodeStatus) -> Result<(), CatalogError> {
+    text(
+        Field::NodeAddress,
+        &status.address,
+        limits::MAX_NODE_ADDRESS_LEN,
+    )?;
+    text(
+        Field::NodeVersion,
+        &status.version,
+        limits::MAX_NODE_ADDRESS_LEN,
+    )
+}
 
 /// Checks that `value` is non-empty (after trimming), at most `max` bytes and free of control
 /// characters.

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use cairn_test_support::{Mode, ServerEnvironment};
+use cairn_test_support::{Mode, ServerEnvironment, admin_field};
 use serde_json::{Value, json};
 
 use crate::http::support::{Tree, stream_of, tree};
@@ -30,15 +30,6 @@ fn run(env: &ServerEnvironment, args: &[&str], password: Option<&str>) -> (bool,
     )
 }
 
-/// `key: value` from admin output.
-fn field(output: &str, key: &str) -> String {
-    output
-        .lines()
-        .find_map(|line| line.strip_prefix(&format!("{key}: ")))
-        .unwrap_or_else(|| panic!("no {key} in {output}"))
-        .to_owned()
-}
-
 /// Creates alice, her team and project with `admin`: (token, project id).
 fn admin_setup(env: &ServerEnvironment) -> (String, String) {
     // The shell applies the sign-up rules of the API.
@@ -60,9 +51,9 @@ fn admin_setup(env: &ServerEnvironment) -> (String, String) {
     env.create_user("alice");
     env.create_team("crew", "alice");
     let output = env.admin(&["create-project", "--team", "crew", "--name", "api"]);
-    let project = field(&output, "project");
+    let project = admin_field(&output, "project");
     let output = env.admin(&["create-token", "--user", "alice"]);
-    (field(&output, "token"), project)
+    (admin_field(&output, "token"), project)
 }
 
 fn version_tree(n: usize) -> Tree {

@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use std::io;
 
 use sync_client::ClientError;
-use sync_client::transport::{AnswerError, RemoteError};
+use sync_client::transport::{AnswerError, NetworkStage, RemoteError};
 use sync_protocol::wire::{Operation, ProblemCode};
 
 /// Exit code: the command failed (I/O error, damaged `.cairn/` state, bad configuration).
@@ -24,7 +24,8 @@ pub(crate) const EXIT_NOT_A_WORKING_COPY: u8 = 3;
 pub(crate) const EXIT_AUTH: u8 = 5;
 /// Exit code: the project moved on and the push or restore could not be brought up to date.
 pub(crate) const EXIT_CONFLICT: u8 = 6;
-/// Exit code: the server could not be reached or the connection broke.
+/// Exit code: the server could not be reached, the connection broke, or the server (or the
+/// proxy in front of it) stayed unavailable (502, 503, 504) through every retry.
 pub(crate) const EXIT_NETWORK: u8 = 7;
 
 /// The library error in `error`'s chain, if any.
@@ -56,7 +57,7 @@ pub(crate) fn exit_code(error: &anyhow::Error) -> u8 {
     match remote_kind(remote) {
         RemoteKind::Unauthorized | RemoteKind::Forbidden => EXIT_AUTH,
         RemoteKind::Conflict => EXIT_CONFLICT,
-        RemoteKind::Network => EXIT_NETWORK,
+        RemoteKind::Network | RemoteKind::Unavailable => EXIT_NETWORK,
         RemoteKind::NotFound | RemoteKind::Other => EXIT_FAILURE,
     }
 }
@@ -64,6 +65,8 @@ pub(crate) fn exit_code(error: &anyhow::Error) -> u8 {
 /// What a request error means to the user.
 enum RemoteKind {
     Network,
+    /// A failing server or a proxy without one (502, 503, 504), after the retries.
+    Unavailable,
     /// Not logged in, a refused token, a wrong password.
     Unauthorized,
     /// The role is too low.
@@ -86,6 +89,7 @@ fn remote_kind(error: &RemoteError) -> RemoteKind {
         (Some(ProblemCode::Forbidden), _) | (None, Some(403)) => RemoteKind::Forbidden,
         (Some(ProblemCode::Conflict), _) if error.conflict_head().is_some() => RemoteKind::Conflict,
         (Some(ProblemCode::NotFound), _) => RemoteKind::NotFound,
+        (Some(ProblemCode::Unavailable), _) | (None, Some(502..=504)) => RemoteKind::Unavailable,
         _ => RemoteKind::Other,
     }
 }
@@ -211,9 +215,17 @@ fn operation_words(operation: Operation) -> &'static str {
 fn remote_message(error: &RemoteError) -> String {
     let login = |server: &str| format!("run `cairn login --server {server}`");
     match error {
-        RemoteError::Network { url, detail } => format!(
+        RemoteError::Network {
+            url,
+            detail,
+            stage: NetworkStage::Connect,
+        } => format!(
             "could not reach the server at {url}: {detail}; check the URL and that the server \
              is running"
+        ),
+        RemoteError::Network { url, detail, .. } => format!(
+            "the connection to the server broke during the request to {url}: {detail}; run \
+             the command again"
         ),
         RemoteError::NotLoggedIn { server } => {
             format!("you are not logged in to {server}; {}", login(server))
@@ -223,6 +235,7 @@ fn remote_message(error: &RemoteError) -> String {
             operation,
             status,
             problem,
+            ..
         } => {
             let what = operation_words(*operation);
             let (code, detail) = match problem {
@@ -261,6 +274,15 @@ fn remote_message(error: &RemoteError) -> String {
                     "{refused}; it does not exist or you are not a member of its team (see \
                      `cairn projects`)"
                 ),
+                RemoteKind::Unavailable => format!(
+                    "the server at {server} is unavailable (HTTP status {status}{}); try again \
+                     in a moment",
+                    if code.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" {code}")
+                    }
+                ),
                 RemoteKind::Network | RemoteKind::Other => refused,
             }
         }
@@ -295,6 +317,7 @@ mod tests {
             operation,
             status,
             problem: problem.map(Box::new),
+            retry_after: None,
         })
     }
 
@@ -382,12 +405,45 @@ mod tests {
         let (text, code) = worded(ClientError::Remote(RemoteError::Network {
             url: "http://127.0.0.1:9/v1/projects/p/pull".to_owned(),
             detail: "connection refused".to_owned(),
+            stage: NetworkStage::Connect,
         }));
         assert!(
             text.contains("http://127.0.0.1:9/v1/projects/p/pull"),
             "{text}"
         );
+        assert!(text.contains("could not reach"), "{text}");
         assert_eq!(code, EXIT_NETWORK);
+        let (text, code) = worded(ClientError::Remote(RemoteError::Network {
+            url: "http://127.0.0.1:9/v1/projects/p/pull".to_owned(),
+            detail: "connection reset".to_owned(),
+            stage: NetworkStage::Exchange,
+        }));
+        assert!(
+            text.contains("connection to the server broke") && text.contains("/p/pull"),
+            "{text}"
+        );
+        assert_eq!(code, EXIT_NETWORK);
+
+        // What is left of a failover that outlasted the retries: one line, the network's code.
+        let (text, code) = worded(refused(Operation::Pull, 503, None));
+        assert_eq!(
+            text,
+            "the server at https://cairn.test is unavailable (HTTP status 503); try again in a \
+             moment"
+        );
+        assert_eq!(code, EXIT_NETWORK);
+        let (text, code) = worded(refused(
+            Operation::Push,
+            503,
+            Some(Problem::new(ProblemCode::Unavailable).with_detail("shutting down")),
+        ));
+        assert!(
+            text.contains("unavailable (HTTP status 503 unavailable)"),
+            "{text}"
+        );
+        assert_eq!(code, EXIT_NETWORK);
+        let (_, code) = worded(refused(Operation::Pull, 500, None));
+        assert_eq!(code, EXIT_FAILURE);
 
         let (text, code) = worded(ClientError::PendingPaths {
             paths: vec![sync_protocol::tree::Path::new("spec.yaml").unwrap()],

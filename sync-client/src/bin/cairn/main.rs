@@ -52,7 +52,8 @@ Exit codes:
   4  not implemented yet (no command answers this today; kept for future ones)
   5  not logged in, the token was refused, or your role is too low: run `cairn login`
   6  conflict: the project kept moving on while pushing or restoring; run `cairn sync` again
-  7  network: the server could not be reached or the connection broke; the URL is named
+  7  network: the server could not be reached, the connection broke, or the server stayed
+     unavailable (HTTP 502, 503, 504) through about 12 seconds of retries
 
 Environment:
   CAIRN_CONFIG     path of the user config file (access tokens)

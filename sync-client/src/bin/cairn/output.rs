@@ -236,6 +236,7 @@ pub(crate) fn print_watch_event(event: &WatchEvent<'_>, json: bool) {
                 crate::errors::client_message(error)
             );
         }
+        WatchEvent::Reconnected => eprintln!("cairn watch: the server answers again"),
     }
     let _ = std::io::Write::flush(&mut std::io::stdout());
 }
