@@ -5,6 +5,8 @@
 //! - A watcher on one node hears a push made through another (PostgreSQL `LISTEN`/`NOTIFY`).
 //! - A node drained with SIGTERM under load: no request through HAProxy fails, and the node
 //!   leaves the registry.
+//! - `cairn watch` through HAProxy rides through the drain, then the death, of the node that
+//!   holds its event stream: each later push still reaches it, and it prints no error.
 //! - Clients pushing and pulling while one node is killed (SIGKILL), another restarted and the
 //!   first brought back: every acknowledged push is in the history with its root, every node
 //!   reads the same heads, `fsck` is clean, and every `cairn` command succeeded without an
@@ -22,6 +24,7 @@ use cairn_test_support::{
 };
 use serde_json::Value;
 
+use crate::support::client::{Cairn, Running};
 use crate::support::server::{TEAM, USER};
 
 /// The three nodes' loopback addresses: one host each, as on three machines.
@@ -617,4 +620,85 @@ fn the_cluster_survives_a_killed_node_and_a_restart() {
         String::from_utf8_lossy(&output.stderr)
     );
     eprintln!("fsck took {:?}", checking.elapsed());
+}
+
+/// The node holding `count` event streams, from each running node's `/metrics`.
+fn node_with_streams(cluster: &Cluster, count: u64) -> Option<usize> {
+    (0..3).find(|&index| {
+        cluster.nodes[index].is_some()
+            && cluster
+                .http
+                .get(format!("{}/metrics", cluster.node_url(index)))
+                .send()
+                .and_then(|response| response.text())
+                .is_ok_and(|text| {
+                    text.lines()
+                        .any(|line| line == format!("cairn_event_streams {count}"))
+                })
+    })
+}
+
+/// Waits until the node holding the watcher's stream is known.
+fn watcher_node(cluster: &Cluster) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(index) = node_with_streams(cluster, 1) {
+            return index;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no node holds the watch's event stream"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Pushes `text` as `note.txt` from `copy` and waits until the watched copy has it.
+fn carried(cairn: &Cairn, copy: &Path, watched: &Path, text: &str, watch: &Running) {
+    write(copy, "note.txt", text.as_bytes());
+    cairn.json(copy, &["push"]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::fs::read(watched.join("note.txt")).ok().as_deref() != Some(text.as_bytes()) {
+        assert!(
+            Instant::now() < deadline,
+            "the watch did not pull {text:?}: {:#?}",
+            watch.output()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_watch_rides_through_its_nodes_drain_and_death() {
+    let Some(mut cluster) = Cluster::start(true) else {
+        return;
+    };
+    let project = cluster.create_project("watched");
+    let cairn = Cairn::login_at(&cluster.haproxy().url());
+    let (watched, _) = cairn.clone(&project, "watched");
+    let (other, _) = cairn.clone(&project, "other");
+    let watch = cairn.spawn(&watched, &["watch"]);
+    let first = watcher_node(&cluster);
+    carried(&cairn, &other, &watched, "one", &watch);
+    // Its node drains: the stream ends with a reconnect hint, and the watch comes back
+    // through HAProxy to another node.
+    cluster.drain(first);
+    let second = watcher_node(&cluster);
+    assert_ne!(second, first);
+    carried(&cairn, &other, &watched, "two", &watch);
+    cluster.restart(first);
+    // Its new node dies: the stream breaks, and the watch reconnects again.
+    cluster.node(second).kill();
+    cluster.nodes[second] = None;
+    let third = watcher_node(&cluster);
+    assert_ne!(third, second);
+    carried(&cairn, &other, &watched, "three", &watch);
+    let printed = watch.output();
+    assert!(
+        printed.iter().all(|line| {
+            let line = line.to_lowercase();
+            !line.contains("error") && !line.contains("warning")
+        }),
+        "the watch printed errors for a routine failover: {printed:#?}"
+    );
 }

@@ -27,6 +27,16 @@ impl Cairn {
         cairn
     }
 
+    /// Logs alice in to the server at `url` (a cluster's balancer) with `cairn login`.
+    pub fn login_at(url: &str) -> Cairn {
+        let cairn = Cairn {
+            home: ClientHome::new(),
+        };
+        let login = cairn.home.login(url, USER);
+        assert_eq!(login["server"], url, "{login}");
+        cairn
+    }
+
     pub fn home(&self) -> &Path {
         self.home.path()
     }
