@@ -256,6 +256,8 @@ fn commit_request(
     root: &str,
     message: String,
 ) -> Result<CommitRequest, Problem> {
+    // Refused before any object is read or stored, not at the commit after them.
+    crate::catalog::validate_message(&message)?;
     Ok(CommitRequest {
         project: project.id,
         push_id: PushId::new(push_id)?,

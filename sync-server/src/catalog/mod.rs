@@ -95,6 +95,8 @@ pub use types::{
     RestoreRequest, Role, Team, TeamId, TeamMembership, Timestamp, Token, TokenHash, TokenId,
     Version, VersionNumber, VersionPage, VisibleProject, empty_root,
 };
+/// The rule a version message follows, for callers that check it before doing any work.
+pub use validate::message as validate_message;
 
 /// Shorthand for catalog results.
 pub type Result<T, E = CatalogError> = std::result::Result<T, E>;

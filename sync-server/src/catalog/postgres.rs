@@ -782,6 +782,9 @@ impl Catalog for PostgresCatalog {
     }
 
     async fn account_credentials(&self, login: &str) -> Result<Option<AccountCredentials>> {
+        if !validate::could_be_a_name(login) {
+            return Ok(None);
+        }
         self.query_one(
             "account credentials",
             &format!(
@@ -929,6 +932,9 @@ impl Catalog for PostgresCatalog {
     }
 
     async fn team_by_name(&self, name: &str) -> Result<Option<Team>> {
+        if !validate::could_be_a_name(name) {
+            return Ok(None);
+        }
         self.query_one(
             "team by name",
             &format!("SELECT {TEAM_COLUMNS} FROM teams WHERE name_key = $1"),
@@ -1020,6 +1026,9 @@ impl Catalog for PostgresCatalog {
     }
 
     async fn project_by_name(&self, team: TeamId, name: &str) -> Result<Option<Project>> {
+        if !validate::could_be_a_name(name) {
+            return Ok(None);
+        }
         self.query_one(
             "project by name",
             &format!("SELECT {PROJECT_COLUMNS} FROM projects WHERE team_id = $1 AND name_key = $2"),

@@ -771,6 +771,9 @@ impl Catalog for SqliteCatalog {
     }
 
     async fn account_credentials(&self, login: &str) -> Result<Option<AccountCredentials>> {
+        if !validate::could_be_a_name(login) {
+            return Ok(None);
+        }
         let key = validate::fold(login);
         self.run("account credentials", move |connection| {
             query_one(
@@ -937,6 +940,9 @@ impl Catalog for SqliteCatalog {
     }
 
     async fn team_by_name(&self, name: &str) -> Result<Option<Team>> {
+        if !validate::could_be_a_name(name) {
+            return Ok(None);
+        }
         let key = validate::fold(name);
         self.run("team by name", move |connection| {
             query_one(
@@ -1054,6 +1060,9 @@ impl Catalog for SqliteCatalog {
     }
 
     async fn project_by_name(&self, team: TeamId, name: &str) -> Result<Option<Project>> {
+        if !validate::could_be_a_name(name) {
+            return Ok(None);
+        }
         let key = validate::fold(name);
         self.run("project by name", move |connection| {
             query_one(

@@ -42,8 +42,15 @@ pub(super) fn password_hash(value: &str) -> Result<(), CatalogError> {
     text(Field::PasswordHash, value, limits::MAX_PASSWORD_HASH_LEN)
 }
 
-/// A version message: may be empty and may hold newlines, bounded in length.
-pub(super) fn message(value: &str) -> Result<(), CatalogError> {
+/// A version message: may be empty and may hold newlines, bounded in length, and free of NUL
+/// (which PostgreSQL's text cannot hold).
+pub fn message(value: &str) -> Result<(), CatalogError> {
+    if value.contains('\0') {
+        return Err(CatalogError::Invalid {
+            field: Field::Message,
+            reason: "must not contain NUL characters".to_owned(),
+        });
+    }
     if value.len() > limits::MAX_MESSAGE_LEN {
         return Err(CatalogError::Invalid {
             field: Field::Message,
@@ -55,6 +62,13 @@ pub(super) fn message(value: &str) -> Result<(), CatalogError> {
         });
     }
     Ok(())
+}
+
+/// Whether a name looked up could belong to something stored: stored names passed [`text`],
+/// so one with a control character (NUL among them, which PostgreSQL cannot even compare)
+/// names nothing, and the lookup answers "none" without asking the database.
+pub(super) fn could_be_a_name(value: &str) -> bool {
+    !value.chars().any(char::is_control)
 }
 
 /// The case-folded key that uniqueness is checked on.

@@ -381,3 +381,65 @@ async fn path_depth_at_and_past_the_limit(server: &TestServer) {
     assert_eq!(pulled.version, 1);
 }
 http_test!(path_depth_limit, path_depth_at_and_past_the_limit);
+
+/// A NUL character, which PostgreSQL's text cannot hold, in every text the API takes that is
+/// not already refused as a name: a typed answer in both catalogs, never `503 unavailable`,
+/// and nothing stored.
+async fn nul_characters_are_refused_by_field(server: &TestServer) {
+    let (alice, team, project) = server.owner_with_project("alice").await;
+    let t1 = tree(&[("a.json", "1")]);
+    assert_eq!(server.push_tree(&alice, &project, 0, &t1).await, 1);
+    let before = snapshot(server, &alice, &project).await;
+
+    // Signing in as a name no account can have: the same answer as any unknown name.
+    let response = server
+        .http
+        .post(server.url("/v1/sessions"))
+        .json(&serde_json::json!({"login": "al\u{0}ice", "password": "correct horse battery"}))
+        .send()
+        .await
+        .unwrap();
+    TestServer::expect_problem(response, 401, "bad-credentials").await;
+    // A member named with a NUL names nobody.
+    let response = server
+        .set_member_raw(&alice, &team, "b%00b", "viewer")
+        .await;
+    TestServer::expect_problem(response, 422, "invalid-field").await;
+    let response = server.remove_member_raw(&alice, &team, "b%00b").await;
+    TestServer::expect_problem(response, 422, "invalid-field").await;
+
+    // A version's message, in each of the three ways one is given; the push is refused before
+    // its objects are read, so none is stored.
+    let t2 = tree(&[("a.json", "2")]);
+    let response = server
+        .http
+        .post(server.url(&format!(
+            "/v1/projects/{project}/push?push_id=nul-1&base_version=1&root={}&message=a%00b",
+            t2.root
+        )))
+        .bearer_auth(&alice.token)
+        .header("content-type", sync_protocol::wire::OBJECTS_MEDIA_TYPE)
+        .body(t2.stream())
+        .send()
+        .await
+        .unwrap();
+    let problem = TestServer::expect_problem(response, 422, "invalid-field").await;
+    assert!(
+        problem["detail"].as_str().unwrap().contains("message"),
+        "{problem}"
+    );
+    let commit = serde_json::json!({
+        "push_id": "nul-2", "base_version": 1, "root": t1.root.to_string(), "message": "a\u{0}b"
+    });
+    let response = server.commit_raw(&alice, &project, &commit).await;
+    TestServer::expect_problem(response, 422, "invalid-field").await;
+    let restore = serde_json::json!({"version": 1, "base_version": 1, "message": "\u{0}"});
+    let response = server.restore_raw(&alice, &project, &restore).await;
+    TestServer::expect_problem(response, 422, "invalid-field").await;
+    assert_eq!(before, snapshot(server, &alice, &project).await);
+    // Newlines stay allowed in messages.
+    let restore = serde_json::json!({"version": 1, "base_version": 1, "message": "two\nlines"});
+    let response = server.restore_raw(&alice, &project, &restore).await;
+    assert_eq!(response.status(), 200);
+}
+http_test!(nul_characters, nul_characters_are_refused_by_field);
