@@ -333,6 +333,21 @@ mod humantime_serde_opt {
     }
 }
 
+/// The advertised address as the registry will take it: one line of at most 255 bytes.
+fn check_advertise(address: String) -> anyhow::Result<String> {
+    if address.trim().is_empty()
+        || address.len() > crate::catalog::limits::MAX_NODE_ADDRESS_LEN
+        || address.chars().any(char::is_control)
+    {
+        bail!(
+            "advertise address {address:?}: must be one line of 1 to {} bytes, e.g. \
+             10.0.0.5:8080",
+            crate::catalog::limits::MAX_NODE_ADDRESS_LEN
+        );
+    }
+    Ok(address)
+}
+
 fn read_file(path: Option<&Path>) -> anyhow::Result<FileSettings> {
     let Some(path) = path else {
         return Ok(FileSettings::default());
@@ -436,7 +451,12 @@ impl ServeArgs {
                 .drain_delay
                 .or(file.drain_delay)
                 .unwrap_or(DEFAULT_DRAIN_DELAY),
-            advertise: self.advertise.clone().or_else(|| file.advertise.clone()),
+            advertise: self
+                .advertise
+                .clone()
+                .or_else(|| file.advertise.clone())
+                .map(check_advertise)
+                .transpose()?,
             max_upload_bytes: self
                 .max_upload_bytes
                 .or(file.max_upload_bytes)
@@ -458,6 +478,32 @@ impl ServeArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_advertised_address_is_checked_at_start() {
+        let with = |advertise: &str| ServeArgs {
+            advertise: Some(advertise.to_owned()),
+            ..ServeArgs::default()
+        };
+        assert_eq!(
+            with("10.0.0.5:8080")
+                .resolve()
+                .unwrap()
+                .advertise
+                .as_deref(),
+            Some("10.0.0.5:8080")
+        );
+        let at_limit = "a".repeat(255);
+        assert_eq!(
+            with(&at_limit).resolve().unwrap().advertise,
+            Some(at_limit.clone())
+        );
+        for bad in ["", "  ", "a\nb", &"a".repeat(256)] {
+            let error = with(bad).resolve().unwrap_err().to_string();
+            assert!(error.contains("advertise address"), "{error}");
+        }
+        assert_eq!(ServeArgs::default().resolve().unwrap().advertise, None);
+    }
 
     #[test]
     fn no_settings_is_the_embedded_default() {

@@ -17,10 +17,15 @@ use sync_protocol::ObjectId;
 use sync_protocol::wire;
 use tokio::sync::broadcast;
 
-use crate::catalog::{ProjectId, VersionNumber};
+use crate::catalog::{AccountId, ProjectId, VersionNumber};
 
 /// Events buffered per project before a slow subscriber starts skipping.
 const CHANNEL_CAPACITY: usize = 64;
+/// Access changes buffered before a slow stream skips some (and then checks anyway).
+const ACCESS_CAPACITY: usize = 256;
+
+/// Whose access shrank: one account's, or (`None`) anyone's, as after the relay missed some.
+pub type AccessChanged = Option<AccountId>;
 
 /// A project's head moved: the data of a `head` event, as the wire contract has it.
 pub type HeadChanged = wire::HeadEvent;
@@ -34,10 +39,21 @@ pub fn head_changed(project: ProjectId, version: VersionNumber, root: ObjectId) 
     }
 }
 
-/// The node's event channels, created on first subscription and dropped with the last one.
-#[derive(Debug, Default)]
+/// The node's event channels, created on first subscription and dropped with the last one,
+/// and the channel of access changes every stream listens to.
+#[derive(Debug)]
 pub struct EventHub {
     channels: Mutex<HashMap<ProjectId, Channel>>,
+    access: broadcast::Sender<AccessChanged>,
+}
+
+impl Default for EventHub {
+    fn default() -> Self {
+        Self {
+            channels: Mutex::default(),
+            access: broadcast::channel(ACCESS_CAPACITY).0,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -84,6 +100,18 @@ impl EventHub {
             // Nobody listens any more: forget the channel.
             channels.remove(&project);
         }
+    }
+
+    /// Tells every stream that `account`'s access (or anyone's, for `None`) may have shrunk:
+    /// the streams concerned check theirs again.
+    pub fn access_changed(&self, account: AccessChanged) {
+        // No stream open: nobody to tell.
+        let _ = self.access.send(account);
+    }
+
+    /// The access changes from now on.
+    pub fn access_changes(&self) -> broadcast::Receiver<AccessChanged> {
+        self.access.subscribe()
     }
 
     /// The projects someone on this node is watching.

@@ -14,7 +14,7 @@ use sync_server::catalog::{
 };
 
 use crate::storage_support::{TestDatabase, sqlite_catalog};
-use sync_server::catalog::{HeadListener, HeadNotification};
+use sync_server::catalog::{CatalogListener, HeadNotification, Notification};
 
 /// Runs each scenario against both catalogs: `sqlite::<name>` and `postgres::<name>`.
 macro_rules! conformance {
@@ -2025,11 +2025,18 @@ async fn sqlite_catalog_is_a_file_in_the_data_folder() {
     assert!(dir.path().join("catalog.sqlite3").exists());
 }
 
-async fn next_head(listener: &mut HeadListener) -> HeadNotification {
+async fn next_notification(listener: &mut CatalogListener) -> Notification {
     tokio::time::timeout(Duration::from_secs(10), listener.next())
         .await
         .expect("a notification within 10 s")
         .unwrap()
+}
+
+async fn next_head(listener: &mut CatalogListener) -> HeadNotification {
+    match next_notification(listener).await {
+        Notification::Head(head) => head,
+        other => panic!("{other:?}, not a head"),
+    }
 }
 
 /// PostgreSQL tells every listening node of each head a commit moves, when it commits, and
@@ -2041,7 +2048,7 @@ async fn postgres_commits_notify_their_heads() {
     };
     let catalog = database.catalog().await;
     let (alice, _team, project) = setup(&catalog).await;
-    let mut listener = HeadListener::connect(database.url()).await.unwrap();
+    let mut listener = CatalogListener::connect(database.url()).await.unwrap();
     let first = request(&project, &alice, 0, "one");
     committed(catalog.commit(first.clone()).await.unwrap());
     let heard = next_head(&mut listener).await;
@@ -2063,4 +2070,35 @@ async fn postgres_commits_notify_their_heads() {
     commit_on(&catalog, &project, &alice, 1, "two").await;
     let heard = next_head(&mut listener).await;
     assert_eq!((heard.version, heard.root), (2, root("two")));
+}
+
+/// PostgreSQL tells every listening node whose access shrank: a removed member, the owner of a
+/// revoked token; and nothing for a member added or kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_access_changes_are_notified() {
+    let Some(database) = TestDatabase::create().await else {
+        return;
+    };
+    let catalog = database.catalog().await;
+    let (alice, team, _project) = setup(&catalog).await;
+    let bob = account(&catalog, "bob").await;
+    let mut listener = CatalogListener::connect(database.url()).await.unwrap();
+    catalog
+        .set_member(team.id, bob.id, Role::Viewer)
+        .await
+        .unwrap();
+    catalog.remove_member(team.id, bob.id).await.unwrap();
+    assert_eq!(
+        next_notification(&mut listener).await,
+        Notification::Access(bob.id)
+    );
+    let token = catalog
+        .create_token(alice.id, "laptop", TokenHash::from_bytes([7; 32]))
+        .await
+        .unwrap();
+    catalog.revoke_token(alice.id, token.id).await.unwrap();
+    assert_eq!(
+        next_notification(&mut listener).await,
+        Notification::Access(alice.id)
+    );
 }

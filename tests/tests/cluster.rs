@@ -2,7 +2,8 @@
 //! PostgreSQL database and one S3 bucket, behind HAProxy started with the shipped
 //! `deploy/haproxy.cfg`; clients are the real `cairn` binary and plain HTTP.
 //!
-//! - A watcher on one node hears a push made through another (PostgreSQL `LISTEN`/`NOTIFY`).
+//! - A watcher on one node hears a push made through another (PostgreSQL `LISTEN`/`NOTIFY`),
+//!   and a stream on one node ends when its token is revoked through another.
 //! - A node drained with SIGTERM under load: no request through HAProxy fails, and the node
 //!   leaves the registry.
 //! - `cairn watch` through HAProxy rides through the drain, then the death, of the node that
@@ -194,6 +195,52 @@ fn a_watcher_on_one_node_hears_a_push_through_another() {
     eprintln!(
         "heard on node A {:?} after the push returned",
         after.elapsed()
+    );
+}
+
+#[test]
+fn a_token_revoked_through_one_node_ends_its_stream_on_another() {
+    let Some(cluster) = Cluster::start(false) else {
+        return;
+    };
+    let project = cluster.create_project("api");
+    let created = cluster
+        .env
+        .admin(&["create-token", "--user", USER, "--name", "laptop"]);
+    let (token_id, token) = (
+        admin_field(&created, "token_id"),
+        admin_field(&created, "token"),
+    );
+    let events = cluster
+        .http
+        .get(format!(
+            "{}/v1/projects/{project}/events",
+            cluster.node_url(0)
+        ))
+        .bearer_auth(&token)
+        .timeout(Duration::from_secs(600))
+        .send()
+        .expect("GET events");
+    assert_eq!(events.status(), 200);
+    let (ended, end) = mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        use std::io::Read;
+        let mut events = events;
+        let mut buffer = [0u8; 1024];
+        while matches!(events.read(&mut buffer), Ok(read) if read > 0) {}
+        let _ = ended.send(());
+    });
+    let revoked = cluster
+        .http
+        .delete(format!("{}/v1/tokens/{token_id}", cluster.node_url(2)))
+        .bearer_auth(&cluster.token)
+        .send()
+        .expect("DELETE token");
+    assert_eq!(revoked.status(), 204);
+    assert_eq!(
+        end.recv_timeout(Duration::from_secs(5)),
+        Ok(()),
+        "the stream on node A outlived its token, revoked through node C, by 5 s"
     );
 }
 

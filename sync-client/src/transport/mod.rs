@@ -416,17 +416,21 @@ impl Remote {
     }
 
     /// Opens the project's event stream (no overall timeout: it stays open until the server
-    /// ends it; the server sends a comment every 15 seconds). Tried once: its reader
+    /// ends it). The server sends a comment every 15 seconds, so a stream silent for
+    /// [`EVENTS_SILENCE`] is broken even if its connection looks open (a node's machine gone
+    /// without closing it): reading fails, and the reader reconnects. Tried once: its reader
     /// reconnects, after the pause the server asked for ([`Events::retry`]) or its own backoff.
     pub fn events(&self, project: &str) -> Result<Events, RemoteError> {
         let operation = Operation::Events;
-        let http = reqwest::blocking::Client::builder()
-            .tcp_nodelay(true)
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(None)
-            .user_agent(concat!("cairn/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|error| self.network(&error))?;
+        let http = reqwest::blocking::ClientBuilder::from(
+            reqwest::Client::builder().read_timeout(EVENTS_SILENCE),
+        )
+        .tcp_nodelay(true)
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(None)
+        .user_agent(concat!("cairn/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|error| self.network(&error))?;
         let builder = self.request_with(&http, operation, &[project])?;
         let response = self.send(operation, builder)?;
         Ok(Events::new(
@@ -436,6 +440,11 @@ impl Remote {
         ))
     }
 }
+
+/// How long an event stream may stay silent before it counts as broken: three of the
+/// server's keep-alive comments.
+pub const EVENTS_SILENCE: Duration =
+    Duration::from_secs(3 * sync_protocol::wire::EVENT_KEEP_ALIVE_SECS);
 
 /// A fresh push id: 32 random hex digits.
 pub fn new_push_id() -> String {

@@ -155,5 +155,8 @@ pub async fn revoke_token(
     let caller = authenticate(app, &request).await?;
     let token: TokenId = token.parse().map_err(|_| Problem::not_found())?;
     app.catalog.revoke_token(caller.account.id, token).await?;
+    // This node's streams of the token check their access now (other nodes hear of it
+    // through the catalog).
+    app.events.access_changed(Some(caller.account.id));
     Ok(no_content())
 }

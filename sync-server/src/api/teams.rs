@@ -146,6 +146,9 @@ pub async fn remove_member(
         ));
     }
     app.catalog.remove_member(team.id, account_id).await?;
+    // This node's streams of the account check their access now (other nodes hear of it
+    // through the catalog).
+    app.events.access_changed(Some(account_id));
     Ok(no_content())
 }
 

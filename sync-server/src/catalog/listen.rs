@@ -1,9 +1,11 @@
-//! Head changes across nodes: every commit that moves a project's head notifies
-//! [`HEADS_CHANNEL`] in its own transaction (PostgreSQL delivers the notification when, and
-//! only if, the transaction commits), and every node holds one connection that `LISTEN`s to it.
+//! Changes across nodes: every commit that moves a project's head notifies [`HEADS_CHANNEL`]
+//! in its own transaction (PostgreSQL delivers the notification when, and only if, the
+//! transaction commits); every removal of a member and every revocation of a token notifies
+//! [`ACCESS_CHANNEL`] with the account whose access shrank. Every node holds one connection
+//! that `LISTEN`s to both ([`CatalogListener`]).
 //!
 //! A notification is only a hint. PostgreSQL drops them for a listener that is not connected,
-//! so whoever uses a [`HeadListener`] re-reads the heads it cares about after every (re)connect.
+//! so whoever uses a listener re-reads what it cares about after every (re)connect.
 //! Notifications are not in the SQLite catalog: an embedded node is the only node.
 
 use std::time::Duration;
@@ -14,10 +16,12 @@ use tokio::sync::mpsc;
 use tokio_postgres::{AsyncMessage, NoTls};
 
 use super::error::CatalogError;
-use super::types::{ProjectId, VersionNumber};
+use super::types::{AccountId, ProjectId, VersionNumber};
 
 /// The channel every commit notifies with the project's new head.
 pub const HEADS_CHANNEL: &str = "cairn_heads";
+/// The channel a member's removal or a token's revocation notifies with the account's id.
+pub const ACCESS_CHANNEL: &str = "cairn_access";
 
 /// How long the listening connection may stay silent before it is checked with a query: a
 /// connection to a database that vanished without closing it would otherwise wait forever.
@@ -48,21 +52,40 @@ impl HeadNotification {
     }
 }
 
-/// One connection listening on [`HEADS_CHANNEL`].
-pub struct HeadListener {
-    client: tokio_postgres::Client,
-    notifications: mpsc::UnboundedReceiver<HeadNotification>,
+/// What a listener hears.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Notification {
+    Head(HeadNotification),
+    /// This account may see less than before: its event streams must check their access.
+    Access(AccountId),
 }
 
-impl std::fmt::Debug for HeadListener {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HeadListener").finish_non_exhaustive()
+impl Notification {
+    /// `None` for a channel or payload that is not ours.
+    fn parse(channel: &str, payload: &str) -> Option<Self> {
+        match channel {
+            HEADS_CHANNEL => HeadNotification::from_payload(payload).map(Self::Head),
+            ACCESS_CHANNEL => payload.parse().ok().map(Self::Access),
+            _ => None,
+        }
     }
 }
 
-impl HeadListener {
+/// One connection listening on [`HEADS_CHANNEL`] and [`ACCESS_CHANNEL`].
+pub struct CatalogListener {
+    client: tokio_postgres::Client,
+    notifications: mpsc::UnboundedReceiver<Notification>,
+}
+
+impl std::fmt::Debug for CatalogListener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CatalogListener").finish_non_exhaustive()
+    }
+}
+
+impl CatalogListener {
     /// Connects to the database at `url` and listens. Notifications committed from now on
-    /// arrive through [`HeadListener::next`].
+    /// arrive through [`CatalogListener::next`].
     pub async fn connect(url: &str) -> Result<Self, CatalogError> {
         let config: tokio_postgres::Config = url
             .parse()
@@ -79,18 +102,16 @@ impl HeadListener {
             while let Some(message) = messages.next().await {
                 match message {
                     Ok(AsyncMessage::Notification(notification)) => {
-                        if notification.channel() != HEADS_CHANNEL {
-                            continue;
-                        }
-                        match HeadNotification::from_payload(notification.payload()) {
-                            Some(head) => {
-                                if sender.send(head).is_err() {
+                        match Notification::parse(notification.channel(), notification.payload()) {
+                            Some(parsed) => {
+                                if sender.send(parsed).is_err() {
                                     return;
                                 }
                             }
                             None => tracing::warn!(
+                                channel = notification.channel(),
                                 payload = notification.payload(),
-                                "ignoring a malformed head notification"
+                                "ignoring a notification that is not Cairn's"
                             ),
                         }
                     }
@@ -103,7 +124,7 @@ impl HeadListener {
             }
         });
         client
-            .batch_execute(&format!("LISTEN {HEADS_CHANNEL}"))
+            .batch_execute(&format!("LISTEN {HEADS_CHANNEL}; LISTEN {ACCESS_CHANNEL}"))
             .await
             .map_err(|error| CatalogError::database("listen", error))?;
         Ok(Self {
@@ -112,9 +133,9 @@ impl HeadListener {
         })
     }
 
-    /// The next head change; `Err` once the connection is lost (connect again, then re-read
-    /// the heads: what was notified in between is gone).
-    pub async fn next(&mut self) -> Result<HeadNotification, CatalogError> {
+    /// The next notification; `Err` once the connection is lost (connect again, then re-read
+    /// what matters: what was notified in between is gone).
+    pub async fn next(&mut self) -> Result<Notification, CatalogError> {
         loop {
             match tokio::time::timeout(CHECK_EVERY, self.notifications.recv()).await {
                 Ok(Some(head)) => return Ok(head),
@@ -141,6 +162,17 @@ impl HeadListener {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn notifications_are_read_by_channel() {
+        let account = AccountId::random();
+        assert_eq!(
+            Notification::parse(ACCESS_CHANNEL, &account.to_string()),
+            Some(Notification::Access(account))
+        );
+        assert_eq!(Notification::parse(ACCESS_CHANNEL, "nobody"), None);
+        assert_eq!(Notification::parse("elsewhere", &account.to_string()), None);
+    }
 
     #[test]
     fn payloads_round_trip_and_strangers_are_refused() {

@@ -85,7 +85,7 @@ use async_trait::async_trait;
 use sync_protocol::ObjectId;
 
 pub use error::{CatalogError, Entity, Field};
-pub use listen::{HEADS_CHANNEL, HeadListener, HeadNotification};
+pub use listen::{ACCESS_CHANNEL, CatalogListener, HEADS_CHANNEL, HeadNotification, Notification};
 pub use postgres::{PostgresCatalog, PostgresSettings};
 pub use sqlite::SqliteCatalog;
 pub use types::{

@@ -28,7 +28,7 @@ use super::common::{
     pack_record, parse, role, version_number,
 };
 use super::error::{CatalogError, Entity};
-use super::listen::{HEADS_CHANNEL, HeadNotification};
+use super::listen::{ACCESS_CHANNEL, HEADS_CHANNEL, HeadNotification};
 use super::migrations;
 use super::transaction::{
     CatalogTransaction, NewReceipt, NewVersion, ObjectRow, PackRow, Receipt, WriteError,
@@ -621,10 +621,14 @@ impl CatalogTransaction for PostgresTransaction<'_> {
     }
 
     async fn delete_membership(&mut self, team: TeamId, account: AccountId) -> Result<bool> {
+        // The removed member's event streams on every node must check their access again.
         let removed = self
             .execute(
-                "DELETE FROM memberships WHERE team_id = $1 AND account_id = $2",
-                &[&team.to_string(), &account.to_string()],
+                "WITH gone AS (
+                     DELETE FROM memberships WHERE team_id = $1 AND account_id = $2
+                     RETURNING account_id)
+                 SELECT pg_notify($3, account_id) FROM gone",
+                &[&team.to_string(), &account.to_string(), &ACCESS_CHANNEL],
             )
             .await?;
         Ok(removed > 0)
@@ -899,12 +903,17 @@ impl Catalog for PostgresCatalog {
         let client = self.client("revoke token").await?;
         let found = client
             .execute(
-                "UPDATE tokens SET revoked = COALESCE(revoked, $3)
-                 WHERE id = $1 AND account_id = $2",
+                // The token's event streams on every node must check their access again.
+                "WITH revoked AS (
+                     UPDATE tokens SET revoked = COALESCE(revoked, $3)
+                     WHERE id = $1 AND account_id = $2
+                     RETURNING account_id)
+                 SELECT pg_notify($4, account_id) FROM revoked",
                 &[
                     &token.to_string(),
                     &account.to_string(),
                     &SystemTime::from(Timestamp::now()),
+                    &ACCESS_CHANNEL,
                 ],
             )
             .await

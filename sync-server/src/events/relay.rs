@@ -1,17 +1,18 @@
-//! Every node's commits to this node's event streams: one PostgreSQL connection that
-//! `LISTEN`s for head notifications (see `catalog::HeadListener`) and publishes them to the
-//! node's [`EventHub`](super::EventHub).
+//! Every node's commits and access changes to this node's event streams: one PostgreSQL
+//! connection that `LISTEN`s (see `catalog::CatalogListener`) and publishes what it hears to
+//! the node's [`EventHub`](super::EventHub).
 //!
 //! When the connection is lost, notifications sent meanwhile are lost with it; after every
 //! (re)connect the relay re-reads the head of every project watched on this node and publishes
-//! it, so a watcher misses nothing for longer than the outage. Connecting again backs off from
-//! [`FIRST_PAUSE`] to [`LONGEST_PAUSE`].
+//! it, and has every stream check its access, so a watcher misses nothing, and keeps nothing it
+//! lost, for longer than the outage. Connecting again backs off from [`FIRST_PAUSE`] to
+//! [`LONGEST_PAUSE`].
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::app::App;
-use crate::catalog::{HeadListener, HeadNotification};
+use crate::catalog::{CatalogListener, HeadNotification, Notification};
 
 use super::head_changed;
 
@@ -57,27 +58,29 @@ async fn relay_once(
     app: &App,
     url: &str,
 ) -> Result<crate::catalog::CatalogError, crate::catalog::CatalogError> {
-    let mut listener = HeadListener::connect(url).await?;
+    let mut listener = CatalogListener::connect(url).await?;
     app.metrics.set_event_relay_connected(true);
     tracing::info!("listening for head notifications");
     catch_up(app).await?;
     loop {
         match listener.next().await {
-            Ok(HeadNotification {
+            Ok(Notification::Head(HeadNotification {
                 project,
                 version,
                 root,
-            }) => app
+            })) => app
                 .events
                 .publish(project, head_changed(project, version, root)),
+            Ok(Notification::Access(account)) => app.events.access_changed(Some(account)),
             Err(error) => return Ok(error),
         }
     }
 }
 
-/// Publishes the current head of every project watched here: what was notified while this
-/// node was not listening.
+/// Publishes the current head of every project watched here, and has every stream check its
+/// access: what was notified while this node was not listening.
 async fn catch_up(app: &App) -> Result<(), crate::catalog::CatalogError> {
+    app.events.access_changed(None);
     for project in app.events.watched() {
         if let Some(current) = app.catalog.project(project).await? {
             app.events.publish(

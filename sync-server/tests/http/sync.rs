@@ -273,3 +273,63 @@ where
     seen
 }
 http_test!(events, events_stream_head_changes);
+
+/// Reads `body` until the server ends it; panics if it is still open after `limit`.
+async fn ends_within<S, B, E>(body: &mut S, limit: std::time::Duration) -> String
+where
+    S: futures_util::Stream<Item = Result<B, E>> + Unpin,
+    B: AsRef<[u8]>,
+{
+    use futures_util::StreamExt;
+    let mut seen = String::new();
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        match tokio::time::timeout_at(deadline, body.next()).await {
+            Err(_) => panic!("the stream is still open after {limit:?}; it sent: {seen}"),
+            Ok(None | Some(Err(_))) => return seen,
+            Ok(Some(Ok(chunk))) => seen.push_str(&String::from_utf8_lossy(chunk.as_ref())),
+        }
+    }
+}
+
+/// An event stream stops as soon as its holder may no longer see the project: a member
+/// removed from the team, a token revoked. A member whose role changes but who still sees the
+/// project keeps the stream.
+async fn event_streams_end_with_access(server: &TestServer) {
+    let (alice, team, project) = server.owner_with_project("alice").await;
+    let [bob, carol, dave] = [
+        server.sign_up("bob").await,
+        server.sign_up("carol").await,
+        server.sign_up("dave").await,
+    ];
+    server.add_member(&alice, &team, &bob, "viewer").await;
+    server.add_member(&alice, &team, &carol, "viewer").await;
+    server.add_member(&alice, &team, &dave, "editor").await;
+    let events = format!("/v1/projects/{project}/events");
+    let mut streams = Vec::new();
+    for user in [&bob, &carol, &dave] {
+        let response = server.call(Method::GET, &events, user, None).await;
+        assert_eq!(response.status(), 200);
+        let mut body = response.bytes_stream();
+        read_until(&mut body, "\"version\":0").await;
+        streams.push(body);
+    }
+    let [mut bobs, mut carols, mut daves] = <[_; 3]>::try_from(streams).ok().unwrap();
+    let limit = std::time::Duration::from_secs(5);
+    // Removed from the team.
+    let response = server.remove_member_raw(&alice, &team, &bob.name).await;
+    assert_eq!(response.status(), 204);
+    ends_within(&mut bobs, limit).await;
+    // Her token revoked (she revokes it herself, with itself).
+    let revoke = format!("/v1/tokens/{}", carol.token_id);
+    let response = server.call(Method::DELETE, &revoke, &carol, None).await;
+    assert_eq!(response.status(), 204);
+    ends_within(&mut carols, limit).await;
+    // Demoted, still a member: the stream goes on and carries the next head.
+    server.add_member(&alice, &team, &dave, "viewer").await;
+    let v1 = tree(&[("a.json", "1")]);
+    server.push_tree(&alice, &project, 0, &v1).await;
+    let seen = read_until(&mut daves, "\"version\":1").await;
+    assert!(seen.contains(&v1.root.to_string()), "{seen}");
+}
+http_test!(events_end_with_access, event_streams_end_with_access);
