@@ -40,6 +40,9 @@ enum Length {
     Claimed(usize),
     /// No length: the body ends when the connection closes.
     UntilClose,
+    /// No length, and the connection stays open and silent after the body until `.1` is set,
+    /// then closes: a node whose machine vanished without closing its connections.
+    Silent(Arc<std::sync::atomic::AtomicBool>),
 }
 
 impl Answer {
@@ -190,7 +193,7 @@ fn answer_with(mut connection: TcpStream, answer: Answer) {
     match length {
         Length::Exact => head.push_str(&format!("content-length: {}\r\n", body.len())),
         Length::Claimed(claimed) => head.push_str(&format!("content-length: {claimed}\r\n")),
-        Length::UntilClose => {}
+        Length::UntilClose | Length::Silent(_) => {}
     }
     for (name, value) in headers {
         head.push_str(&format!("{name}: {value}\r\n"));
@@ -199,6 +202,11 @@ fn answer_with(mut connection: TcpStream, answer: Answer) {
     let _ = connection.write_all(head.as_bytes());
     let _ = connection.write_all(&body);
     let _ = connection.flush();
+    if let Length::Silent(release) = length {
+        while !release.load(std::sync::atomic::Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
 }
 
 /// The files of the fake project.
@@ -448,4 +456,36 @@ fn the_event_stream_hands_over_the_servers_retry_hint() {
     assert!(matches!(error, RemoteError::Network { .. }), "{error:?}");
     assert_eq!(events.retry(), Some(Duration::from_millis(1500)));
     assert_eq!(server.requests().len(), 2);
+}
+
+/// A stream that goes silent with its connection open (the machine of its node vanished) is
+/// counted as broken after the silence allowed, rather than waited on forever.
+#[test]
+fn a_silent_event_stream_counts_as_broken() {
+    let head = HeadEvent {
+        project: "p".to_owned(),
+        version: 2,
+        root: project_tree().root,
+    };
+    let text = format!(
+        "event: head\ndata: {}\n\n",
+        serde_json::to_string(&head).unwrap()
+    );
+    let release = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let server = FakeServer::start(vec![Answer::Send {
+        status: 200,
+        headers: vec![("content-type", wire::EVENT_STREAM_MEDIA_TYPE.to_owned())],
+        body: text.into_bytes(),
+        length: Length::Silent(release.clone()),
+    }]);
+    let remote = server
+        .remote()
+        .with_events_silence(Duration::from_millis(300));
+    let mut events = remote.events("p").unwrap();
+    assert_eq!(events.next_head().unwrap().unwrap().version, 2);
+    let error = events.next_head().unwrap_err();
+    // The server still holds the connection: the client gave up on its own.
+    assert!(!release.load(std::sync::atomic::Ordering::SeqCst));
+    assert!(matches!(error, RemoteError::Network { .. }), "{error:?}");
+    release.store(true, std::sync::atomic::Ordering::SeqCst);
 }

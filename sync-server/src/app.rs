@@ -8,7 +8,10 @@ use anyhow::Context;
 use crate::cache::{DEFAULT_CACHE_BYTES, HotCache};
 use crate::catalog::ProjectId;
 use crate::catalog::{Catalog, PostgresCatalog, PostgresSettings, SqliteCatalog};
-use crate::config::{CatalogSettings, DEFAULT_MAX_UPLOAD_BYTES, StorageSettings, StoreSettings};
+use crate::config::{
+    CatalogSettings, DEFAULT_CONNECTIONS_PER_ADDRESS, DEFAULT_MAX_UPLOAD_BYTES, StorageSettings,
+    StoreSettings,
+};
 use crate::events::EventHub;
 use crate::metrics::Metrics;
 use crate::node::NodeIdentity;
@@ -23,6 +26,8 @@ pub struct Limits {
     pub max_upload_bytes: u64,
     /// The hot object cache's size, in bytes.
     pub cache_bytes: u64,
+    /// The most connections one client address may hold open at once; 0 for no limit.
+    pub connections_per_address: usize,
 }
 
 impl Default for Limits {
@@ -30,6 +35,7 @@ impl Default for Limits {
         Self {
             max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
             cache_bytes: DEFAULT_CACHE_BYTES,
+            connections_per_address: DEFAULT_CONNECTIONS_PER_ADDRESS,
         }
     }
 }

@@ -26,6 +26,10 @@ pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 /// load balancer's health checks see it leave before it stops accepting connections (HAProxy
 /// as shipped in `deploy/` needs two failed checks a second apart).
 pub const DEFAULT_DRAIN_DELAY: Duration = Duration::from_secs(5);
+/// How many connections one client address may hold open at once by default: plenty for the
+/// people behind one NAT, too few for one address to starve the others. Behind a load
+/// balancer every connection comes from it: set 0 there and limit clients at the balancer.
+pub const DEFAULT_CONNECTIONS_PER_ADDRESS: usize = 128;
 /// The largest object-stream body (push or upload) a request may carry.
 pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 512 * 1024 * 1024;
 
@@ -206,6 +210,10 @@ pub struct ServeArgs {
     /// The hot object cache's size, in bytes (0 turns it off).
     #[arg(long, env = "CAIRN_CACHE_BYTES")]
     pub cache_bytes: Option<u64>,
+    /// The most connections one client address may hold open at once (128 by default; 0 for
+    /// no limit, as behind a load balancer, where every connection comes from the balancer).
+    #[arg(long, env = "CAIRN_MAX_CONNECTIONS_PER_ADDRESS")]
+    pub max_connections_per_address: Option<usize>,
     /// Run garbage collection of every project this often ("6h"); never when absent. Nodes
     /// collecting at the same time are safe, only wasteful: one node is enough.
     #[arg(long, env = "CAIRN_GC_EVERY", value_parser = humantime::parse_duration)]
@@ -233,6 +241,7 @@ struct FileSettings {
     advertise: Option<String>,
     max_upload_bytes: Option<u64>,
     cache_bytes: Option<u64>,
+    max_connections_per_address: Option<usize>,
     #[serde(default, with = "humantime_serde_opt")]
     gc_every: Option<Duration>,
     #[serde(default, with = "humantime_serde_opt")]
@@ -309,6 +318,8 @@ pub struct Settings {
     pub advertise: Option<String>,
     pub max_upload_bytes: u64,
     pub cache_bytes: u64,
+    /// The most connections from one client address; 0 for no limit.
+    pub max_connections_per_address: usize,
     /// How often `serve` collects garbage; never when `None`.
     pub gc_every: Option<Duration>,
     pub gc_grace: Duration,
@@ -465,6 +476,10 @@ impl ServeArgs {
                 .cache_bytes
                 .or(file.cache_bytes)
                 .unwrap_or(crate::cache::DEFAULT_CACHE_BYTES),
+            max_connections_per_address: self
+                .max_connections_per_address
+                .or(file.max_connections_per_address)
+                .unwrap_or(DEFAULT_CONNECTIONS_PER_ADDRESS),
             gc_every: self.gc_every.or(file.gc_every),
             gc_grace: self
                 .gc_grace

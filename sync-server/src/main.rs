@@ -93,6 +93,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             Limits {
                 max_upload_bytes: settings.max_upload_bytes,
                 cache_bytes: settings.cache_bytes,
+                connections_per_address: settings.max_connections_per_address,
             },
         )
         .registered_at(advertised),

@@ -39,6 +39,8 @@ pub struct Metrics {
     pub pushes_committed: AtomicU64,
     pub push_conflicts: AtomicU64,
     pub pulls: AtomicU64,
+    /// Connections closed at once for passing the connection limits.
+    pub connections_refused: AtomicU64,
     /// 1 while the node listens for other nodes' commits (PostgreSQL), else 0.
     pub event_relay_connected: AtomicU64,
 }

@@ -99,6 +99,11 @@ fn metrics(app: &App) -> Response {
                 "Objects evicted from the hot cache.",
                 cache.evictions,
             ),
+            (
+                "cairn_connections_refused_total",
+                "Connections closed at once for passing the per-address or total limit.",
+                app.metrics.connections_refused.load(Ordering::Relaxed),
+            ),
         ])
         .collect();
     let gauges = [

@@ -11,8 +11,9 @@
 //! `Connection: close`. On stop the listener closes at once, in-flight requests get a grace
 //! period to finish, and connections still open after it are dropped.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -39,15 +40,106 @@ pub const MAX_REQUEST_ID_LEN: usize = 64;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestId(pub String);
 
+/// File descriptors a node keeps for other than client connections: its PostgreSQL pool (16)
+/// and listener, its S3 connections, the SQLite catalog and site files, logs.
+pub const FILE_RESERVE: u64 = 64;
+/// The fewest connections a node accepts in all, however low its open-file limit.
+pub const MIN_CONNECTIONS: u64 = 16;
+
+/// The open connections, in all and by client address, and their limits: one address cannot
+/// take every connection, and the node never runs out of file descriptors (an `accept` that
+/// fails for want of one would leave even `/healthz` unanswered).
+#[derive(Debug)]
+struct Connections {
+    per_address: usize,
+    total: usize,
+    open: std::sync::Mutex<(usize, HashMap<IpAddr, usize>)>,
+}
+
+/// A connection's place among the open ones, given back when it is dropped.
+#[derive(Debug)]
+struct Slot {
+    connections: Arc<Connections>,
+    address: IpAddr,
+}
+
+impl Connections {
+    fn new(per_address: usize) -> Self {
+        let files = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+            .current
+            .unwrap_or(u64::MAX);
+        let total = usize::try_from(files.saturating_sub(FILE_RESERVE).max(MIN_CONNECTIONS))
+            .unwrap_or(usize::MAX);
+        // One address never holds more than half of them, whatever the setting: the other
+        // half is the reserve that keeps `/healthz` and everyone else answered.
+        let per_address = match per_address {
+            0 => 0,
+            limit => limit.min(total / 2).max(1),
+        };
+        Self {
+            per_address,
+            total,
+            open: std::sync::Mutex::default(),
+        }
+    }
+
+    /// A slot for a connection from `address`, or `None` when it would pass a limit.
+    fn take(self: &Arc<Self>, address: IpAddr) -> Option<Slot> {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let (total, by_address) = &mut *open;
+        let from_address = by_address.entry(address).or_default();
+        if *total >= self.total || (self.per_address > 0 && *from_address >= self.per_address) {
+            if *from_address == 0 {
+                by_address.remove(&address);
+            }
+            return None;
+        }
+        *from_address += 1;
+        *total += 1;
+        Some(Slot {
+            connections: self.clone(),
+            address,
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut open = self
+            .connections
+            .open
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let (total, by_address) = &mut *open;
+        *total = total.saturating_sub(1);
+        if let Some(count) = by_address.get_mut(&self.address) {
+            *count -= 1;
+            if *count == 0 {
+                by_address.remove(&self.address);
+            }
+        }
+    }
+}
+
 /// Serves `routes` on `listener` until `shutdown` triggers, then waits up to `grace` for
-/// in-flight requests.
+/// in-flight requests. At most `per_address` connections from one client address are open at
+/// once (0: no limit; never more than half the total), and no more in all than the open-file
+/// limit allows, less [`FILE_RESERVE`].
 pub async fn serve(
     listener: TcpListener,
     routes: BoxedFilter<(warp::reply::Response,)>,
     metrics: Arc<Metrics>,
     shutdown: Shutdown,
     grace: Duration,
+    per_address: usize,
 ) {
+    let connections = Arc::new(Connections::new(per_address));
+    tracing::info!(
+        max = connections.total,
+        per_address = connections.per_address,
+        "connection limits"
+    );
+    let mut last_refusal_logged: Option<Instant> = None;
     let service = warp::service(routes);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let stopped = shutdown.wait();
@@ -64,6 +156,17 @@ pub async fn serve(
                 }
             },
             () = &mut stopped => break,
+        };
+        let Some(slot) = connections.take(peer.ip()) else {
+            // Closed at once: a client past its share (or a node at its limit) waits for
+            // nothing, and holds no file descriptor.
+            drop(stream);
+            Metrics::add(&metrics.connections_refused, 1);
+            if last_refusal_logged.is_none_or(|at| at.elapsed() > Duration::from_secs(10)) {
+                last_refusal_logged = Some(Instant::now());
+                tracing::warn!(%peer, "refusing connections: past the connection limits");
+            }
+            continue;
         };
         if let Err(error) = stream.set_nodelay(true) {
             tracing::debug!(%error, "TCP_NODELAY failed");
@@ -88,6 +191,7 @@ pub async fn serve(
             .serve_connection(TokioIo::new(stream), hyper_service);
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
+            let _slot = slot;
             if let Err(error) = connection.await {
                 tracing::debug!(%error, %peer, "connection ended with an error");
             }
@@ -276,6 +380,7 @@ pub fn start_on(
         app.metrics.clone(),
         app.shutdown.clone(),
         grace,
+        app.limits.connections_per_address,
     ));
     Ok(Running { addr, app, task })
 }

@@ -43,7 +43,14 @@ const SERVER_VARIABLES: &[&str] = &[
     "CAIRN_LISTEN",
     "CAIRN_SITE_DIR",
     "CAIRN_SHUTDOWN_GRACE_SECS",
+    "CAIRN_DRAIN_DELAY",
+    "CAIRN_ADVERTISE",
     "CAIRN_MAX_UPLOAD_BYTES",
+    "CAIRN_MAX_CONNECTIONS_PER_ADDRESS",
+    "CAIRN_CACHE_BYTES",
+    "CAIRN_GC_EVERY",
+    "CAIRN_GC_GRACE",
+    "CAIRN_GC_RETAIN",
     "AWS_ACCESS_KEY_ID",
     "AWS_SECRET_ACCESS_KEY",
     "AWS_SESSION_TOKEN",
@@ -218,13 +225,37 @@ impl ServerEnvironment {
     pub fn serve_at(&self, listen: &str, extra: &[&str]) -> ServerProcess {
         let mut args = vec!["serve", "--listen", listen];
         args.extend_from_slice(extra);
+        self.spawn_serve(self.command(&args))
+    }
+
+    /// Starts `sync-server serve --listen 127.0.0.1:0 extra...` with its open-file limit at
+    /// `files` (through util-linux's `prlimit`), like [`ServerEnvironment::serve`].
+    pub fn serve_with_file_limit(&self, files: u64, extra: &[&str]) -> ServerProcess {
+        let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
+        args.extend_from_slice(extra);
+        let direct = self.command(&args);
+        let mut command = Command::new("prlimit");
+        command
+            .arg(format!("--nofile={files}:{files}"))
+            .arg(direct.get_program())
+            .args(direct.get_args())
+            .current_dir(self.dir());
+        for (key, value) in direct.get_envs() {
+            match value {
+                Some(value) => command.env(key, value),
+                None => command.env_remove(key),
+            };
+        }
+        self.spawn_serve(command)
+    }
+
+    fn spawn_serve(&self, mut command: Command) -> ServerProcess {
         let log = OpenOptions::new()
             .create(true)
             .append(true)
             .open(&self.log)
             .expect("the server log file");
-        let child = self
-            .command(&args)
+        let child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log)

@@ -28,6 +28,10 @@ use serde_json::Value;
 use crate::support::client::{Cairn, Running};
 use crate::support::server::{TEAM, USER};
 
+/// How the nodes run behind HAProxy, as docs-src's cluster page says: HAProxy limits
+/// connections per client, since to the nodes every connection comes from HAProxy.
+const NODE_ARGS: &[&str] = &["--max-connections-per-address", "0"];
+
 /// The three nodes' loopback addresses: one host each, as on three machines.
 const NODE_IPS: [&str; 3] = ["127.0.0.2", "127.0.0.3", "127.0.0.4"];
 
@@ -57,7 +61,7 @@ impl Cluster {
         env.create_team(TEAM, USER);
         let token = admin_field(&env.admin(&["create-token", "--user", USER]), "token");
         let addresses = NODE_IPS.map(|ip| format!("{ip}:{}", free_port(ip)));
-        let nodes = [0, 1, 2].map(|index| Some(env.serve_at(&addresses[index], &[])));
+        let nodes = [0, 1, 2].map(|index| Some(env.serve_at(&addresses[index], NODE_ARGS)));
         let haproxy = haproxy_binary.map(|binary| {
             let haproxy = Haproxy::start(&binary, &addresses, &env.dir().join("haproxy.log"));
             haproxy.wait_for_states(&["UP", "UP", "UP"], Duration::from_secs(20));
@@ -91,7 +95,7 @@ impl Cluster {
     /// Starts node `index` again at its address.
     fn restart(&mut self, index: usize) {
         assert!(self.nodes[index].is_none(), "node {index} is running");
-        self.nodes[index] = Some(self.env.serve_at(&self.addresses[index], &[]));
+        self.nodes[index] = Some(self.env.serve_at(&self.addresses[index], NODE_ARGS));
     }
 
     /// Drains node `index` with SIGTERM and waits for it to exit 0.

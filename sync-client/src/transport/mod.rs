@@ -46,6 +46,8 @@ pub struct Remote {
     http: reqwest::blocking::Client,
     progress: Arc<dyn Progress>,
     backoff: Backoff,
+    /// How long an event stream may stay silent before it counts as broken.
+    events_silence: Duration,
 }
 
 // By hand, so the token never lands in a log or a panic message.
@@ -88,6 +90,7 @@ impl Remote {
             http,
             progress: Arc::new(Silent),
             backoff: Backoff::STANDARD,
+            events_silence: EVENTS_SILENCE,
         })
     }
 
@@ -95,6 +98,14 @@ impl Remote {
     #[must_use]
     pub fn with_backoff(mut self, backoff: Backoff) -> Self {
         self.backoff = backoff;
+        self
+    }
+
+    /// Counts an event stream silent for `silence` as broken ([`EVENTS_SILENCE`] by default;
+    /// tests use a short one).
+    #[must_use]
+    pub fn with_events_silence(mut self, silence: Duration) -> Self {
+        self.events_silence = silence;
         self
     }
 
@@ -415,22 +426,22 @@ impl Remote {
         self.call_json(Operation::Restore, &[project], restore)
     }
 
-    /// Opens the project's event stream (no overall timeout: it stays open until the server
+    /// Opens the project's event stream (no overall deadline: it stays open until the server
     /// ends it). The server sends a comment every 15 seconds, so a stream silent for
-    /// [`EVENTS_SILENCE`] is broken even if its connection looks open (a node's machine gone
+    /// [`EVENTS_SILENCE`] (or what [`Remote::with_events_silence`] set) is broken even if its connection looks open (a node's machine gone
     /// without closing it): reading fails, and the reader reconnects. Tried once: its reader
     /// reconnects, after the pause the server asked for ([`Events::retry`]) or its own backoff.
     pub fn events(&self, project: &str) -> Result<Events, RemoteError> {
         let operation = Operation::Events;
-        let http = reqwest::blocking::ClientBuilder::from(
-            reqwest::Client::builder().read_timeout(EVENTS_SILENCE),
-        )
-        .tcp_nodelay(true)
-        .connect_timeout(Duration::from_secs(10))
-        .timeout(None)
-        .user_agent(concat!("cairn/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|error| self.network(&error))?;
+        // The blocking client's timeout bounds the wait for the answer's head and each read
+        // of its body, not the whole: a stream that keeps talking stays open.
+        let http = reqwest::blocking::Client::builder()
+            .tcp_nodelay(true)
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(self.events_silence)
+            .user_agent(concat!("cairn/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|error| self.network(&error))?;
         let builder = self.request_with(&http, operation, &[project])?;
         let response = self.send(operation, builder)?;
         Ok(Events::new(

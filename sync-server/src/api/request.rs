@@ -5,7 +5,9 @@ use std::pin::Pin;
 
 use bytes::{Buf, Bytes};
 use futures_util::{Stream, StreamExt};
-use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde::de::{self, DeserializeOwned, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Value};
 use sync_protocol::ObjectId;
 use sync_protocol::wire::{self, ProblemCode};
 use warp::http::{HeaderMap, Method, header};
@@ -140,8 +142,25 @@ pub async fn next_chunk(
         })
 }
 
-/// Reads a whole body of at most `limit` bytes, however it is framed.
+/// The longest a small body (JSON, a missing-objects query: at most a few hundred KiB) may
+/// take to arrive in all, however steadily it trickles: a client sending a sign-in one byte
+/// every few seconds would otherwise hold its connection for as long as it likes.
+pub const SMALL_BODY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Reads a whole body of at most `limit` bytes, however it is framed, within
+/// [`SMALL_BODY_DEADLINE`].
 pub async fn read_body(body: &mut BodyStream, limit: u64) -> Result<Vec<u8>, Problem> {
+    tokio::time::timeout(SMALL_BODY_DEADLINE, read_whole(body, limit))
+        .await
+        .map_err(|_| {
+            Problem::new(ProblemCode::BodyTimeout).with_detail(format!(
+                "the body did not arrive in full within {} seconds",
+                SMALL_BODY_DEADLINE.as_secs()
+            ))
+        })?
+}
+
+async fn read_whole(body: &mut BodyStream, limit: u64) -> Result<Vec<u8>, Problem> {
     let mut out = Vec::new();
     while let Some(chunk) = next_chunk(body).await? {
         let chunk =
@@ -154,18 +173,132 @@ pub async fn read_body(body: &mut BodyStream, limit: u64) -> Result<Vec<u8>, Pro
     Ok(out)
 }
 
-/// Reads and parses a JSON body (at most [`wire::MAX_JSON_BODY`] bytes). An empty body parses as `{}`.
+/// Reads and parses a JSON body (at most [`wire::MAX_JSON_BODY`] bytes): see
+/// [`parse_json_body`].
 pub async fn read_json<T: DeserializeOwned>(request: &mut ApiRequest) -> Result<T, Problem> {
     // The media type is not checked: whatever it says, the body must parse as JSON (so
     // `curl -d` works).
     check_declared_length(&request.headers, wire::MAX_JSON_BODY)?;
     let bytes = read_body(&mut request.body, wire::MAX_JSON_BODY).await?;
-    let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
-        b"{}"
+    parse_json_body(&bytes)
+}
+
+/// Parses a JSON request body into `T`, as the OpenAPI document describes it: the body is a
+/// JSON object, or empty, which counts as `{}`. Anything else is `bad-json`: serde alone would
+/// read an array as a struct's fields in order (`["x"]` as `{"name": "x"}`), which the
+/// document does not allow. A member named twice is `bad-json` too. A number with a zero
+/// fraction (`3.0`, `3e0`) is the integer it equals, as in JSON Schema, where it is an
+/// `integer`.
+pub fn parse_json_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
+    let value = if bytes.iter().all(u8::is_ascii_whitespace) {
+        Value::Object(Map::new())
     } else {
-        &bytes
+        serde_json::from_slice::<BodyValue>(bytes)
+            .map_err(Problem::bad_json)?
+            .0
     };
-    serde_json::from_slice(bytes).map_err(Problem::bad_json)
+    if !value.is_object() {
+        return Err(Problem::bad_json(format!(
+            "the body must be a JSON object, not {}",
+            json_kind(&value)
+        )));
+    }
+    serde_json::from_value(value).map_err(Problem::bad_json)
+}
+
+fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// A JSON value read as request bodies are read ([`parse_json_body`]): a member named twice
+/// is an error, as it is for serde's derived structs, and a number with a zero fraction that
+/// fits 64 bits is that integer.
+struct BodyValue(Value);
+
+impl<'de> Deserialize<'de> for BodyValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer
+            .deserialize_any(BodyValueVisitor)
+            .map(BodyValue)
+    }
+}
+
+struct BodyValueVisitor;
+
+impl<'de> Visitor<'de> for BodyValueVisitor {
+    type Value = Value;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+        formatter.write_str("a JSON value")
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_bool<E: de::Error>(self, value: bool) -> Result<Value, E> {
+        Ok(Value::Bool(value))
+    }
+
+    fn visit_i64<E: de::Error>(self, value: i64) -> Result<Value, E> {
+        Ok(value.into())
+    }
+
+    fn visit_u64<E: de::Error>(self, value: u64) -> Result<Value, E> {
+        Ok(value.into())
+    }
+
+    fn visit_f64<E: de::Error>(self, value: f64) -> Result<Value, E> {
+        // 2^64 and -2^63: within them an integral f64 converts exactly.
+        const UNSIGNED_END: f64 = 18_446_744_073_709_551_616.0;
+        const SIGNED_START: f64 = -9_223_372_036_854_775_808.0;
+        if value.fract() == 0.0 {
+            if (0.0..UNSIGNED_END).contains(&value) {
+                return Ok((value as u64).into());
+            }
+            if (SIGNED_START..0.0).contains(&value) {
+                return Ok((value as i64).into());
+            }
+        }
+        Ok(value.into())
+    }
+
+    fn visit_str<E: de::Error>(self, value: &str) -> Result<Value, E> {
+        Ok(Value::String(value.to_owned()))
+    }
+
+    fn visit_string<E: de::Error>(self, value: String) -> Result<Value, E> {
+        Ok(Value::String(value))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut sequence: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(BodyValue(item)) = sequence.next_element()? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut members = Map::new();
+        while let Some(name) = map.next_key::<String>()? {
+            if members.contains_key(&name) {
+                return Err(de::Error::custom(format_args!(
+                    "the member `{name}` appears twice"
+                )));
+            }
+            let BodyValue(value) = map.next_value()?;
+            members.insert(name, value);
+        }
+        Ok(Value::Object(members))
+    }
 }
 
 /// Parses the query string into `T`.
@@ -195,5 +328,62 @@ mod tests {
             check_declared_length(&headers, 9).unwrap_err().code,
             ProblemCode::BodyTooLarge
         );
+    }
+
+    #[test]
+    fn json_bodies_are_objects() {
+        let team: wire::NameBody = parse_json_body(br#" {"name": "x"} "#).unwrap();
+        assert_eq!(team.name, "x");
+        let pull: wire::PullRequest = parse_json_body(b" \n").unwrap();
+        assert_eq!(pull, wire::PullRequest::default());
+        // serde alone reads a sequence as a struct's fields in order.
+        for body in [
+            &br#"["x"]"#[..],
+            b"[null, null]",
+            b"null",
+            b"3",
+            br#""x""#,
+            b"[]",
+        ] {
+            let error = parse_json_body::<wire::PullRequest>(body).unwrap_err();
+            assert_eq!(error.code, ProblemCode::BadJson, "{body:?}");
+            assert!(error.document.detail.contains("JSON object"), "{error}");
+        }
+        let error = parse_json_body::<wire::NameBody>(br#"["x"]"#).unwrap_err();
+        assert_eq!(error.code, ProblemCode::BadJson);
+    }
+
+    #[test]
+    fn json_numbers_with_a_zero_fraction_are_integers() {
+        let body = br#"{"push_id": "p", "base_version": 24729390835.0, "root": "r"}"#;
+        let commit: wire::Commit = parse_json_body(body).unwrap();
+        assert_eq!(commit.base_version, 24_729_390_835);
+        let pull: wire::PullRequest = parse_json_body(br#"{"want": 1.17e5}"#).unwrap();
+        assert_eq!(pull.want, Some(wire::Want::Version(117_000)));
+        let pull: wire::PullRequest = parse_json_body(br#"{"want": -0.0}"#).unwrap();
+        assert_eq!(pull.want, Some(wire::Want::Version(0)));
+        let big = br#"{"version": 18446744073709551615, "base_version": 1.8e19}"#;
+        let restore: wire::Restore = parse_json_body(big).unwrap();
+        assert_eq!(restore.version, u64::MAX);
+        assert_eq!(restore.base_version, 18_000_000_000_000_000_000);
+        for body in [
+            &br#"{"version": 1.5, "base_version": 1}"#[..],
+            br#"{"version": -1.0, "base_version": 1}"#,
+            br#"{"version": 1.8446744073709552e19, "base_version": 1}"#,
+            br#"{"version": 18446744073709551616, "base_version": 1}"#,
+        ] {
+            let error = parse_json_body::<wire::Restore>(body).unwrap_err();
+            assert_eq!(error.code, ProblemCode::BadJson, "{body:?}");
+        }
+    }
+
+    #[test]
+    fn json_members_named_twice_are_refused() {
+        let error =
+            parse_json_body::<wire::NameBody>(br#"{"name": "a", "name": "b"}"#).unwrap_err();
+        assert_eq!(error.code, ProblemCode::BadJson);
+        let error = parse_json_body::<wire::NameBody>(br#"{"name": "a", "x": {"k": 1, "k": 2}}"#)
+            .unwrap_err();
+        assert!(error.document.detail.contains("twice"), "{error}");
     }
 }

@@ -313,3 +313,104 @@ async fn serve_with_no_settings_is_embedded() {
     );
     drop(server);
 }
+
+/// A sign-in whose head is sent whole and whose body trickles: it holds its connection until
+/// the server closes it. The stream, or `None` when the server refused the connection at once.
+fn trickling_sign_in(address: &str) -> std::net::TcpStream {
+    use std::io::Write;
+    let mut stream = std::net::TcpStream::connect(address).expect("connecting");
+    // A refused connection is closed by the server at once; writing to it may fail, which is
+    // what the caller looks at later.
+    let _ = stream.write_all(
+        b"POST /v1/sessions HTTP/1.1\r\nHost: cairn\r\nContent-Type: application/json\r\n\
+          Content-Length: 100\r\n\r\n{\"login\"",
+    );
+    stream
+}
+
+/// Whether the server still holds `stream` open: a read would wait, rather than end (or fail,
+/// for a connection the server reset). Asked without waiting.
+fn still_open(stream: &std::net::TcpStream) -> bool {
+    let mut byte = [0u8; 1];
+    stream.set_nonblocking(true).unwrap();
+    let open = matches!(
+        stream.peek(&mut byte),
+        Err(error) if error.kind() == std::io::ErrorKind::WouldBlock
+    );
+    stream.set_nonblocking(false).unwrap();
+    open
+}
+
+/// Reads until the server closes `stream`: what it sent.
+fn read_to_close(stream: &mut std::net::TcpStream, limit: Duration) -> String {
+    use std::io::Read;
+    stream.set_read_timeout(Some(limit)).unwrap();
+    let mut answer = Vec::new();
+    match stream.read_to_end(&mut answer) {
+        Ok(_) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::ConnectionReset => {}
+        Err(error) => panic!("the server kept the connection open past {limit:?}: {error}"),
+    }
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// Slow clients: with the open-file limit at 256, 300 anonymous connections from one address,
+/// each trickling a sign-in body, take at most their address's share; `/healthz` and an
+/// authenticated request from another address are answered meanwhile; and each trickle is
+/// closed at the body deadline with `408 body-timeout`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_are_cut_off_and_cannot_starve_others() {
+    let env = environment(Mode::Embedded).expect("embedded");
+    let (token, _project) = admin_setup(&env);
+    let server = env.serve_with_file_limit(256, &[]);
+    let address = server.url().trim_start_matches("http://").to_owned();
+    let started = Instant::now();
+    let trickles: Vec<std::net::TcpStream> =
+        (0..300).map(|_| trickling_sign_in(&address)).collect();
+    // Another client, from another address.
+    let other = reqwest::Client::builder()
+        .local_address(Some("127.0.0.2".parse().unwrap()))
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let health = other
+        .get(format!("{}/healthz", server.url()))
+        .send()
+        .await
+        .expect("/healthz answers while 300 trickles are open");
+    assert_eq!(health.status(), 200);
+    let account = other
+        .get(format!("{}/v1/account", server.url()))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("an authenticated request is answered");
+    assert_eq!(account.status(), 200);
+    // The trickles past the address's share were closed at once, without an answer; the
+    // share is at most the setting, and at most half of what 256 files allow.
+    // The server closes a refused connection as soon as it accepts it.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (mut held, refused): (Vec<_>, Vec<_>) = trickles.into_iter().partition(still_open);
+    let share = held.len();
+    assert!(
+        (16..=sync_server::config::DEFAULT_CONNECTIONS_PER_ADDRESS.min(256 / 2)).contains(&share),
+        "{share} connections held from one address"
+    );
+    assert_eq!(refused.len(), 300 - share);
+    let trickles = &mut held;
+    // The others get their answer at the deadline, not before.
+    let deadline = sync_server::api::request::SMALL_BODY_DEADLINE;
+    let answer = read_to_close(&mut trickles[0], deadline + Duration::from_secs(15));
+    let waited = started.elapsed();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("body-timeout"), "{answer}");
+    assert!(
+        waited >= deadline - Duration::from_secs(1),
+        "closed after {waited:?}, before the deadline"
+    );
+    for stream in &mut trickles[1..] {
+        let answer = read_to_close(stream, Duration::from_secs(15));
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    }
+    drop(server);
+}
