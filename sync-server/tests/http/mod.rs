@@ -10,6 +10,7 @@ mod entries;
 mod gc;
 mod old_client;
 mod ops;
+mod pg_faults;
 mod process;
 mod records;
 mod sync;
