@@ -3,7 +3,7 @@
 //! client dependency for a health check or a metrics page).
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread;
@@ -234,4 +234,67 @@ pub fn http_get(port: u16, path: &str) -> Result<(u16, String)> {
         .map_or("", |(_, body)| body)
         .to_owned();
     Ok((status, body))
+}
+
+/// A port of `ip` (a loopback address such as 127.0.0.2, so that several servers can each have
+/// an address of their own) free a moment ago.
+pub fn free_port_on(ip: IpAddr) -> Result<u16> {
+    let listener = TcpListener::bind((ip, 0)).map_err(|e| format!("bind {ip}: {e}"))?;
+    Ok(listener.local_addr().map_err(|e| e.to_string())?.port())
+}
+
+/// [`http_get`] on any `address`, with a chunked body decoded (HAProxy chunks its statistics
+/// page even to an HTTP/1.0 request).
+pub fn http_get_from(address: SocketAddr, path: &str) -> Result<(u16, String)> {
+    let failed = |e: std::io::Error| format!("GET http://{address}{path}: {e}");
+    let mut stream = TcpStream::connect(address).map_err(failed)?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .map_err(failed)?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(failed)?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).map_err(failed)?;
+    let text = String::from_utf8_lossy(&response);
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| format!("GET http://{address}{path}: no HTTP status in the answer"))?;
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let chunked = head.lines().any(|line| {
+        line.split_once(':').is_some_and(|(name, value)| {
+            name.trim().eq_ignore_ascii_case("transfer-encoding")
+                && value.trim().eq_ignore_ascii_case("chunked")
+        })
+    });
+    let body = if chunked {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    };
+    Ok((status, body))
+}
+
+/// The content of a chunked HTTP/1.1 body (trailers ignored).
+pub fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let size = size.split(';').next().unwrap_or("").trim();
+        let Ok(size) = usize::from_str_radix(size, 16) else {
+            break;
+        };
+        let (Some(chunk), Some(after)) = (rest.get(..size), rest.get(size..)) else {
+            break;
+        };
+        if size == 0 {
+            break;
+        }
+        out.push_str(chunk);
+        body = after.strip_prefix("\r\n").unwrap_or(after);
+    }
+    out
 }
