@@ -93,13 +93,11 @@
 //!   own time is reported beside it. The clone warm-up is not part of the comparison.
 //! - **Not timed**: the setup pushes, the metrics reads, the waits for HAProxy's states.
 //!
-//! A caveat on what an S3 read costs here: s3s-fs writes a response's head and body
-//! separately and does not set TCP_NODELAY, and the relay's socket to it acknowledges late
-//! (Linux's delayed ACK, up to 40 ms), so on a connection already in use a ranged GET's body
-//! arrives about 40 ms after its head. The relay's trace shows it, and a cache-missing pull of
-//! ten GETs in five rounds takes about 180 ms even with `--rtt 0`. Every cache miss that goes
-//! to S3 is therefore about 40 ms dearer than the round trip alone: the gap between a hit and
-//! a miss is overstated by that much per sequential read, in both modes alike.
+//! What an S3 read costs here: s3s-fs writes a response's head and body separately and does
+//! not set TCP_NODELAY, so had the relay acknowledged late (Linux's delayed ACK, up to 40 ms)
+//! each ranged GET's body would arrive about 40 ms after its head, which no real S3 costs. The
+//! relay sets TCP_QUICKACK after every read (see `latency_relay`), so a read costs the round
+//! trip and the transfer, as it should.
 //!
 //! `--keep` keeps the temporary folder and the database: the working copies, `logs/` with each
 //! node's log per mode and run (one line per HTTP request, with its time on the server), each
@@ -1836,11 +1834,9 @@ fn report(
          pulls two edits of A and clones A (through the inheritor), pushes one more edit of A \
          (to the inheritor), restarts the node, waits for UP and pulls that edit on it (its \
          first request for A since the restart).\n\
-         - caveat: s3s-fs writes a response's head and body separately without TCP_NODELAY and \
-         the relay's socket acknowledges late (delayed ACK), so a ranged GET on a reused \
-         connection costs about 40 ms on top of the round trip (seen in the relay's trace; \
-         with `--rtt 0` a pull of ten GETs in five rounds still takes ~180 ms). Each sequential \
-         S3 read of a cache miss is overstated by about that much.",
+         - S3 reads: the relay acknowledges what it receives at once (TCP_QUICKACK), so \
+         s3s-fs's separate writes of a response's head and body (it does not set TCP_NODELAY) \
+         do not wait on a delayed ACK; a read costs the added round trip and the transfer.",
         bench.cache_bytes
     );
     out
