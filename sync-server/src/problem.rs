@@ -21,13 +21,15 @@ use warp::http::{HeaderValue, StatusCode, header};
 use warp::reply::Response;
 
 /// One error answer: a [`wire::Problem`] document (boxed: errors travel in `Result`s, which
-/// stay small), and the methods a `405` allows.
+/// stay small), the methods a `405` allows, and how long to wait before trying again.
 #[derive(Debug, Clone)]
 pub struct Problem {
     pub code: ProblemCode,
     pub document: Box<wire::Problem>,
     /// The `Allow` header of a `405 method-not-allowed`.
     pub allow: Option<String>,
+    /// The `Retry-After` header, in seconds, of a failure that passes.
+    pub retry_after: Option<u32>,
 }
 
 impl From<wire::Problem> for Problem {
@@ -37,6 +39,7 @@ impl From<wire::Problem> for Problem {
             code: document.code().unwrap_or(ProblemCode::Internal),
             document: Box::new(document),
             allow: None,
+            retry_after: None,
         }
     }
 }
@@ -152,6 +155,13 @@ impl Problem {
         Self::new(ProblemCode::Unavailable).with_detail(detail)
     }
 
+    /// Asks the client to wait `seconds` before it tries again (`Retry-After`).
+    #[must_use]
+    pub fn with_retry_after(mut self, seconds: u32) -> Self {
+        self.retry_after = Some(seconds);
+        self
+    }
+
     /// The JSON body, in RFC 9457's member order.
     pub fn body(&self) -> Vec<u8> {
         serde_json::to_vec(&self.document).unwrap_or_default()
@@ -177,6 +187,9 @@ impl Problem {
             .and_then(|allow| HeaderValue::from_str(&allow).ok())
         {
             headers.insert(header::ALLOW, allow);
+        }
+        if let Some(seconds) = self.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }
@@ -237,7 +250,15 @@ impl From<CatalogError> for Problem {
     }
 }
 
-/// Object store failures. A stored object that fails verification is never served.
+/// How long a client is asked to wait after the object store failed: the store has already
+/// retried (the SDK each request, `ObjectStore` each broken or damaged read), so what is left
+/// is an outage or a run of faults, which a second rarely outlasts but a pause helps.
+pub const STORE_RETRY_AFTER_SECS: u32 = 1;
+
+/// Object store failures. A stored object that fails verification is never served. A failure
+/// of the store itself (S3 after its retries, an answer that broke off on every read, a local
+/// file error) is `503 unavailable` with a `Retry-After`, which clients retry; only damage to
+/// what is stored, found again on every read, is `500 integrity-error`.
 impl From<StoreError> for Problem {
     fn from(error: StoreError) -> Self {
         match &error {
@@ -257,9 +278,14 @@ impl From<StoreError> for Problem {
                 Self::new(ProblemCode::IntegrityError)
                     .with_detail("a stored pack failed verification")
             }
-            _ => {
+            StoreError::S3 { .. }
+            | StoreError::Transfer { .. }
+            | StoreError::Io { .. }
+            | StoreError::Config(_)
+            | StoreError::Backend { .. } => {
                 tracing::error!(%error, "object store unavailable");
                 Self::unavailable("The object store is unavailable; retry later.")
+                    .with_retry_after(STORE_RETRY_AFTER_SECS)
             }
         }
     }
@@ -305,6 +331,34 @@ mod tests {
         assert_eq!(body["code"], "not-found");
         assert!(body["title"].is_string());
         assert!(body["detail"].is_string());
+    }
+
+    #[test]
+    fn store_failures_that_pass_are_503_with_retry_after_and_damage_is_500() {
+        let transfer = StoreError::Transfer {
+            operation: "get",
+            key: "s3://bucket/packs/p/x".to_owned(),
+            message: "reading the body: connection closed".to_owned(),
+        };
+        let s3 = StoreError::S3 {
+            operation: "put",
+            key: "s3://bucket/packs/p/x".to_owned(),
+            message: "503 SlowDown".to_owned(),
+        };
+        for error in [transfer, s3] {
+            let response = Problem::from(error).into_response();
+            assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+        }
+        let object = sync_protocol::Object::Chunk(b"x".to_vec());
+        let damaged = StoreError::Integrity {
+            project: crate::catalog::ProjectId::random(),
+            id: object.id(),
+            error: Box::new(CompressError::NotAFrame),
+        };
+        let response = Problem::from(damaged).into_response();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(response.headers().get(header::RETRY_AFTER).is_none());
     }
 
     #[test]

@@ -1,14 +1,26 @@
-//! The S3 backend against a scripted fake S3 on loopback: retries on 5xx and `SlowDown`,
-//! "already exists" (412) on a conditional put, and request counting of every attempt. s3s-fs
-//! cannot be made to fail on demand, so these faults need a server of our own.
+//! The S3 backend against faults S3 shows now and then.
+//!
+//! - A scripted fake S3 on loopback: retries on 5xx and `SlowDown`, "already exists" (412) on a
+//!   conditional put, and request counting of every attempt.
+//! - The test s3s-fs behind `FaultyS3` (cairn_test_support), which injects S3's faults at a
+//!   seeded rate: every store operation rides out 20% of faulty requests of every kind, bodies
+//!   that break off and error documents in a `GET`'s body are read again, and what fails on
+//!   every read is a `Transfer` error (503 `unavailable` with `Retry-After`), never data and
+//!   never an integrity error.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use cairn_test_support::s3_faults::RequestKind;
+use cairn_test_support::{Fault, FaultPlan};
 use sync_protocol::{Object, compress_object};
 use sync_server::catalog::ProjectId;
-use sync_server::store::{ObjectStore, S3Backend, S3Credentials, S3Settings, StoreError};
+use sync_server::problem::Problem;
+use sync_server::store::pack::{Pack, PackBuilder, PackId};
+use sync_server::store::{
+    ObjectStore, PackLocation, READ_ATTEMPTS, S3Backend, S3Credentials, S3Settings, StoreError,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -204,4 +216,255 @@ async fn head_404_is_missing() {
         [id]
     );
     assert_eq!(store.request_counts().head, 1);
+}
+
+/// The test s3s-fs behind a fault-injecting proxy: a fresh bucket, and a store whose S3
+/// endpoint is the proxy. The plan starts without faults.
+struct Faulty {
+    store: ObjectStore,
+    proxy: cairn_test_support::FaultyS3,
+    bucket: cairn_test_support::TestBucket,
+}
+
+impl Faulty {
+    async fn start() -> Option<Faulty> {
+        let bucket = cairn_test_support::TestBucket::from_env()?;
+        let service = bucket.service().clone();
+        let proxy = cairn_test_support::FaultyS3::start(
+            cairn_test_support::FaultyS3::target_of(&service.endpoint),
+            cairn_test_support::FaultPlan::none(),
+        );
+        let mut settings = S3Settings::new(bucket.name());
+        settings.endpoint = Some(proxy.endpoint());
+        settings.force_path_style = true;
+        settings.prefix = "tenant".to_owned();
+        settings.credentials = Some(S3Credentials {
+            access_key_id: service.access_key.clone(),
+            secret_access_key: service.secret_key.clone(),
+        });
+        let store = ObjectStore::new(S3Backend::connect(&settings).await.unwrap());
+        Some(Faulty {
+            store,
+            proxy,
+            bucket,
+        })
+    }
+
+    /// Turns the faults off and removes the bucket.
+    async fn remove(self) {
+        self.proxy.set_plan(cairn_test_support::FaultPlan::none());
+        self.bucket.remove().await;
+    }
+}
+
+/// A pack of `count` chunks of a few KiB, and where each of its objects is.
+fn chunk_pack(count: usize, seed: u64) -> (Pack, Vec<Object>, Vec<PackLocation>) {
+    let objects: Vec<Object> = (0..count)
+        .map(|index| {
+            Object::Chunk(cairn_test_support::noise(
+                2000 + index * 37,
+                seed + index as u64,
+            ))
+        })
+        .collect();
+    let mut builder = PackBuilder::new();
+    for object in &objects {
+        let frame = compress_object(&object.encode());
+        builder.add(object.id(), object.kind(), object.content_size(), &frame);
+    }
+    let pack = builder.finish();
+    let locations = pack
+        .entries
+        .iter()
+        .map(|entry| PackLocation::new(pack.id, entry))
+        .collect();
+    (pack, objects, locations)
+}
+
+#[tokio::test]
+async fn every_operation_rides_out_a_fifth_of_requests_failing() {
+    let Some(faulty) = Faulty::start().await else {
+        return;
+    };
+    let store = &faulty.store;
+    let project = ProjectId::random();
+    faulty
+        .proxy
+        .set_plan(FaultPlan::uniform(20_260_113, 0.2).with_latency(ms(5)..ms(50)));
+    let mut kept = Vec::new();
+    for round in 0..16u64 {
+        // PUT
+        let (pack, objects, locations) = chunk_pack(12, round * 100);
+        store.put_pack(&project, &pack).await.unwrap();
+        kept.push(pack.id);
+        // GET by ranges, every other frame (several coalesced requests).
+        let some: Vec<PackLocation> = locations.iter().copied().step_by(2).collect();
+        let read = store.read_objects(&project, &some).await.unwrap();
+        for (object, expected) in read.iter().zip(objects.iter().step_by(2)) {
+            assert_eq!(&object.object, expected);
+        }
+        // GET whole, and a suffix range then a range (the contents).
+        let (whole, _) = store.read_pack_objects(&project, pack.id).await.unwrap();
+        assert_eq!(whole.bytes, pack.bytes);
+        assert_eq!(
+            store.pack_contents(&project, pack.id).await.unwrap(),
+            pack.entries
+        );
+        // HEAD
+        assert_eq!(
+            store.pack_len(&project, pack.id).await.unwrap(),
+            Some(pack.bytes.len() as u64)
+        );
+        // LIST
+        let mut listed: Vec<PackId> = store
+            .list_packs(&project)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(pack, _)| pack)
+            .collect();
+        listed.sort();
+        kept.sort();
+        assert_eq!(listed, kept);
+        // The layout before packs: PUT, GET, HEAD and DELETE per object.
+        let frame = Bytes::from(compress_object(&objects[0].encode()));
+        let id = objects[0].id();
+        store
+            .put_many(&project, vec![(id, frame.clone())])
+            .await
+            .unwrap();
+        assert_eq!(
+            store.get_many(&project, &[id]).await.unwrap(),
+            [Some(frame)]
+        );
+        assert!(store.missing(&project, &[id]).await.unwrap().is_empty());
+        store.delete_many(&project, &[id]).await.unwrap();
+        assert_eq!(store.missing(&project, &[id]).await.unwrap(), [id]);
+    }
+    store.delete_packs(&project, &kept).await.unwrap();
+    assert!(store.list_packs(&project).await.unwrap().is_empty());
+    let counts = faulty.proxy.counts();
+    eprintln!("{counts}");
+    for kind in RequestKind::ALL {
+        assert!(
+            counts.injected.keys().any(|(of, _)| *of == kind),
+            "no fault in a {kind:?}:\n{counts}"
+        );
+    }
+    for fault in Fault::ALL {
+        assert!(counts.of_fault(fault) > 0, "no {fault:?}:\n{counts}");
+    }
+    faulty.remove().await;
+}
+
+#[tokio::test]
+async fn cut_bodies_and_error_documents_are_read_again_never_served() {
+    let Some(faulty) = Faulty::start().await else {
+        return;
+    };
+    let store = &faulty.store;
+    let project = ProjectId::random();
+    let (pack, objects, locations) = chunk_pack(30, 7);
+    store.put_pack(&project, &pack).await.unwrap();
+    // A third of the GETs cut short or carrying an error document: the SDK retries neither.
+    faulty.proxy.set_plan(
+        FaultPlan::uniform(99, 0.35)
+            .with_faults(&[Fault::Truncate, Fault::ErrorBody])
+            .with_rate(RequestKind::Put, 0.0),
+    );
+    for round in 0..30 {
+        let some: Vec<PackLocation> = locations
+            .iter()
+            .copied()
+            .skip(round % 5)
+            .step_by(5)
+            .collect();
+        let read = store.read_objects(&project, &some).await.unwrap();
+        for (object, expected) in read.iter().zip(objects.iter().skip(round % 5).step_by(5)) {
+            assert_eq!(&object.object, expected);
+        }
+    }
+    let counts = faulty.proxy.counts();
+    assert!(
+        counts.of_fault(Fault::Truncate) > 2 && counts.of_fault(Fault::ErrorBody) > 2,
+        "{counts}"
+    );
+    faulty.remove().await;
+}
+
+#[tokio::test]
+async fn a_read_that_fails_every_time_is_unavailable_not_corrupt() {
+    let Some(faulty) = Faulty::start().await else {
+        return;
+    };
+    let store = &faulty.store;
+    let project = ProjectId::random();
+    let (pack, _, locations) = chunk_pack(3, 11);
+    store.put_pack(&project, &pack).await.unwrap();
+    for fault in [Fault::Truncate, Fault::ErrorBody] {
+        faulty
+            .proxy
+            .set_plan(FaultPlan::uniform(1, 1.0).with_faults(&[fault]));
+        let before = store.request_counts();
+        let error = store
+            .read_objects(&project, &locations[1..2])
+            .await
+            .expect_err("no read succeeds");
+        assert!(
+            matches!(error, StoreError::Transfer { .. }),
+            "{fault:?}: {error:?}"
+        );
+        assert_eq!(
+            store.request_counts().since(&before).get,
+            u64::from(READ_ATTEMPTS),
+            "{fault:?}: read again, a bounded number of times"
+        );
+        let response = Problem::from(error).into_response();
+        assert_eq!(response.status(), 503, "{fault:?}");
+        assert_eq!(response.headers()["retry-after"], "1");
+    }
+    // Wrong bytes that are the same on every read are stored so: corrupt, 500.
+    faulty.proxy.set_plan(FaultPlan::none());
+    let mut damaged = pack.bytes.to_vec();
+    let middle = locations[1].offset as usize + locations[1].length as usize / 2;
+    damaged[middle] ^= 0x01;
+    overwrite_pack(&faulty, &project, &pack, damaged).await;
+    let error = store
+        .read_objects(&project, &locations[1..2])
+        .await
+        .expect_err("a damaged frame is never served");
+    assert!(
+        matches!(&error, StoreError::Integrity { id, .. } if *id == locations[1].id),
+        "{error:?}"
+    );
+    assert_eq!(Problem::from(error).into_response().status(), 500);
+    faulty.remove().await;
+}
+
+/// Replaces a stored pack's bytes behind the store's back (the tests' way to damage it).
+async fn overwrite_pack(faulty: &Faulty, project: &ProjectId, pack: &Pack, bytes: Vec<u8>) {
+    let service = faulty.bucket.service();
+    let mut settings = S3Settings::new(faulty.bucket.name());
+    settings.endpoint = Some(service.endpoint.clone());
+    settings.force_path_style = true;
+    settings.prefix = "tenant".to_owned();
+    settings.conditional_put = false;
+    settings.credentials = Some(S3Credentials {
+        access_key_id: service.access_key.clone(),
+        secret_access_key: service.secret_key.clone(),
+    });
+    let direct = S3Backend::connect(&settings).await.unwrap();
+    direct
+        .client()
+        .put_object()
+        .bucket(faulty.bucket.name())
+        .key(direct.pack_key(project, &pack.id))
+        .body(bytes.into())
+        .send()
+        .await
+        .unwrap();
+}
+
+fn ms(millis: u64) -> std::time::Duration {
+    std::time::Duration::from_millis(millis)
 }

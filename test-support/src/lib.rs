@@ -10,6 +10,7 @@
 //! - [`server`]: `sync-server` as a process, embedded (a temp data folder) or production (a
 //!   database and a bucket), on a free port; [`client`]: `cairn` run as one person.
 //! - [`haproxy`]: HAProxy with the shipped `deploy/haproxy.cfg` in front of a cluster's nodes.
+//! - [`s3_faults`]: [`FaultyS3`], a proxy in front of S3 that injects S3's faults at a seeded rate.
 //! - [`trees`]: trees built in memory from `(path, bytes)` pairs; [`files`]: trees on disk.
 //!
 //! It depends on no crate of the workspace but sync-protocol: sync-server and sync-client take
@@ -23,6 +24,7 @@ pub mod client;
 pub mod database;
 pub mod files;
 pub mod haproxy;
+pub mod s3_faults;
 pub mod server;
 pub mod services;
 pub mod trees;
@@ -33,6 +35,7 @@ pub use bucket::TestBucket;
 pub use client::ClientHome;
 pub use database::TestDatabase;
 pub use haproxy::Haproxy;
+pub use s3_faults::{Fault, FaultPlan, FaultyS3};
 pub use server::{Mode, PASSWORD, ServerEnvironment, ServerProcess, admin_field};
 pub use services::{PostgresService, S3Service, Services};
 pub use sync_protocol::checks::noise;

@@ -10,6 +10,8 @@
 mod support;
 
 mod cluster;
+mod contract;
 mod large;
+mod s3_faults;
 mod sync;
 mod watch;

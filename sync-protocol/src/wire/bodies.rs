@@ -7,8 +7,10 @@
 //! Times are RFC 3339 strings in UTC with milliseconds.
 //!
 //! With the `schema` feature the `schemars` attributes below state in the JSON schemas what
-//! the server enforces beyond the Rust types (id patterns, lengths, time formats); they never
-//! change what serde reads or writes.
+//! the server enforces beyond the Rust types (id patterns, text patterns and lengths, time
+//! formats); they never change what serde reads or writes. The server's text limits count
+//! UTF-8 bytes and `maxLength` counts characters: the two agree for ASCII, and a text past the
+//! limit in bytes is refused however few characters it has.
 
 use serde::{Deserialize, Serialize};
 
@@ -26,6 +28,35 @@ pub const ID_PATTERN: &str = "^[0-9a-f]{32}$";
 pub const PUSH_ID_PATTERN: &str = "^[A-Za-z0-9_-]{1,64}$";
 /// The pattern of an API token's secret: [`super::TOKEN_PREFIX`] and 64 lowercase hex digits.
 pub const TOKEN_PATTERN: &str = "^cairn_[0-9a-f]{64}$";
+
+/// The pattern of text the server stores as a team or project name or a token label: at least
+/// one character that is not white space (Unicode `White_Space`, what `str::trim` removes) and
+/// no control character (Unicode `Cc`, NUL among them).
+pub const TEXT_PATTERN: &str = r"^[^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\x00-\x1f\x7f-\x9f]*$";
+/// The pattern of an account name: letters and digits (Unicode `Alphabetic` and `N`, what
+/// `char::is_alphanumeric` takes), `.`, `-` and `_`, starting with a letter or digit. Account
+/// names never hold `@`, which marks an email when logging in.
+pub const ACCOUNT_NAME_PATTERN: &str = r"^[\p{Alpha}\p{N}][\p{Alpha}\p{N}._-]*$";
+/// The pattern of an email address as the server checks it: one or more characters before the
+/// first `@`, a dot somewhere after it, and no white space or control character anywhere.
+pub const EMAIL_PATTERN: &str = r"^[^@\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+@[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*\.[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$";
+/// The pattern of a version message: anything but NUL, which PostgreSQL's text cannot hold.
+/// It may be empty and span lines.
+pub const MESSAGE_PATTERN: &str = r"^[^\x00]*$";
+
+/// The longest account, team or project name, in bytes. The document's `maxLength` counts
+/// characters, which is the same for ASCII names.
+pub const MAX_NAME_BYTES: usize = 100;
+/// The longest email address, in bytes (RFC 5321's path limit).
+pub const MAX_EMAIL_BYTES: usize = 254;
+/// The longest token label, in bytes.
+pub const MAX_TOKEN_LABEL_BYTES: usize = 100;
+/// The longest version message, in bytes.
+pub const MAX_MESSAGE_BYTES: usize = 4096;
+/// The shortest password, in characters.
+pub const MIN_PASSWORD_CHARS: usize = 8;
+/// The longest password, in bytes.
+pub const MAX_PASSWORD_BYTES: usize = 1024;
 
 /// A member's role in a team, which is their role on each of the team's projects.
 ///
@@ -79,10 +110,23 @@ impl std::fmt::Display for Role {
 #[cfg_attr(feature = "schema", derive(JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SignUp {
+    /// Letters, digits, `.`, `-` and `_`, starting with a letter or digit; at most 100 bytes.
+    #[cfg_attr(
+        feature = "schema",
+        schemars(pattern(ACCOUNT_NAME_PATTERN), length(min = 1, max = MAX_NAME_BYTES))
+    )]
     pub name: String,
+    /// At most 254 bytes.
+    #[cfg_attr(
+        feature = "schema",
+        schemars(pattern(EMAIL_PATTERN), length(max = MAX_EMAIL_BYTES))
+    )]
     pub email: String,
-    /// At least 8 characters (at most 1,024 bytes).
-    #[cfg_attr(feature = "schema", schemars(length(min = 8)))]
+    /// At least 8 characters, at most 1,024 bytes.
+    #[cfg_attr(
+        feature = "schema",
+        schemars(length(min = MIN_PASSWORD_CHARS, max = MAX_PASSWORD_BYTES))
+    )]
     pub password: String,
 }
 
@@ -93,8 +137,12 @@ pub struct SignUp {
 pub struct LogIn {
     pub login: String,
     pub password: String,
-    /// The new token's label; `session` when absent.
+    /// The new token's label, at most 100 bytes; `session` when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(pattern(TEXT_PATTERN), length(min = 1, max = MAX_TOKEN_LABEL_BYTES))
+    )]
     pub label: Option<String>,
 }
 
@@ -113,6 +161,11 @@ impl std::fmt::Debug for LogIn {
 #[cfg_attr(feature = "schema", derive(JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateToken {
+    /// At most 100 bytes.
+    #[cfg_attr(
+        feature = "schema",
+        schemars(pattern(TEXT_PATTERN), length(min = 1, max = MAX_TOKEN_LABEL_BYTES))
+    )]
     pub label: String,
 }
 
@@ -181,6 +234,11 @@ pub struct TokenList {
 #[cfg_attr(feature = "schema", derive(JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NameBody {
+    /// At most 100 bytes; unique in its scope ignoring case.
+    #[cfg_attr(
+        feature = "schema",
+        schemars(pattern(TEXT_PATTERN), length(min = 1, max = MAX_NAME_BYTES))
+    )]
     pub name: String,
 }
 
@@ -324,8 +382,12 @@ pub struct Restore {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "schema", schemars(pattern(PUSH_ID_PATTERN)))]
     pub push_id: Option<String>,
-    /// `Restore version N` when absent.
+    /// At most 4,096 bytes; `Restore version N` when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(pattern(MESSAGE_PATTERN), length(max = MAX_MESSAGE_BYTES))
+    )]
     pub message: Option<String>,
 }
 
@@ -395,7 +457,12 @@ pub struct PushQuery {
     pub base_version: VersionNumber,
     #[cfg_attr(feature = "schema", schemars(with = "ObjectId"))]
     pub root: String,
+    /// At most 4,096 bytes.
     #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(pattern(MESSAGE_PATTERN), length(max = MAX_MESSAGE_BYTES))
+    )]
     pub message: String,
 }
 
@@ -409,7 +476,12 @@ pub struct Commit {
     pub base_version: VersionNumber,
     #[cfg_attr(feature = "schema", schemars(with = "ObjectId"))]
     pub root: String,
+    /// At most 4,096 bytes.
     #[serde(default)]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(pattern(MESSAGE_PATTERN), length(max = MAX_MESSAGE_BYTES))
+    )]
     pub message: String,
 }
 

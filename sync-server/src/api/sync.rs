@@ -23,8 +23,8 @@ use warp::reply::Response;
 
 use super::answer::{commit_answer, json, unknown_version};
 use super::request::{
-    ApiRequest, check_declared_length, check_media_type, next_chunk, parse_id, parse_query,
-    project_access, read_body, read_json,
+    ApiRequest, check_declared_length, check_media_type, next_chunk, parse_id, parse_json_body,
+    parse_query, project_access, read_body, read_json,
 };
 use crate::app::App;
 use crate::catalog::{
@@ -323,7 +323,7 @@ pub async fn missing(
     let (_, project, _) = project_access(app, &request, project, Role::Viewer).await?;
     check_declared_length(&request.headers, MAX_MISSING_BODY)?;
     let bytes = read_body(&mut request.body, MAX_MISSING_BODY).await?;
-    let body: wire::MissingQuery = serde_json::from_slice(&bytes).map_err(Problem::bad_json)?;
+    let body: wire::MissingQuery = parse_json_body(&bytes)?;
     if body.ids.len() > MAX_MISSING_IDS {
         return Err(Problem::invalid_field(
             "ids",

@@ -97,6 +97,17 @@ fn answer_examples(name: &str) -> Vec<Value> {
                 tokens: vec![views::token(&token), views::token(&unused)],
             })]
         }
+        "Token" => {
+            let unused = catalog::Token {
+                last_used: None,
+                revoked: Some(Timestamp::now()),
+                ..token.clone()
+            };
+            vec![
+                to_json(&views::token(&token)),
+                to_json(&views::token(&unused)),
+            ]
+        }
         "Team" => vec![to_json(&views::team(&team, Role::Owner))],
         "TeamList" => vec![to_json(&wire::TeamList {
             teams: vec![views::team(&team, Role::Viewer)],
@@ -311,6 +322,104 @@ fn serde_reads(name: &str, value: &Value) -> bool {
         Commit,
         MissingQuery
     )
+}
+
+/// Whether serde reads `value` as the answer type `name`.
+fn serde_reads_answer(name: &str, value: &Value) -> bool {
+    macro_rules! reads {
+        ($($type:ident),*) => {
+            match name {
+                $(stringify!($type) => serde_json::from_value::<wire::$type>(value.clone()).is_ok(),)*
+                other => panic!("{other} is not an answer type here"),
+            }
+        };
+    }
+    reads!(
+        Account,
+        NewToken,
+        Token,
+        TokenList,
+        Team,
+        TeamList,
+        Member,
+        MemberList,
+        Project,
+        ProjectList,
+        Version,
+        VersionList,
+        Committed,
+        MissingAnswer,
+        UploadAnswer,
+        HeadEvent,
+        Problem
+    )
+}
+
+/// Each member of `example` in turn, and each member `schema` declares, set to `null`: the
+/// schema must allow it exactly when serde reads it, as it does an `Option`.
+fn check_nulls(
+    document: &Value,
+    name: &str,
+    example: &Value,
+    reads: impl Fn(&Value) -> bool,
+) -> usize {
+    let schema = reference_value(name);
+    let definition = &document["components"]["schemas"][name];
+    let mut members: BTreeSet<String> = example
+        .as_object()
+        .map(|object| object.keys().cloned().collect())
+        .unwrap_or_default();
+    if let Some(properties) = definition["properties"].as_object() {
+        members.extend(properties.keys().cloned());
+    }
+    let mut nullable = 0;
+    for member in members {
+        let mut changed = example.clone();
+        changed[member.as_str()] = Value::Null;
+        let serde = reads(&changed);
+        let documented = check(document, &schema, &changed).is_ok();
+        assert_eq!(
+            documented,
+            serde,
+            "{name}.{member}: the document {} null, serde {} it",
+            if documented { "allows" } else { "refuses" },
+            if serde { "reads" } else { "refuses" },
+        );
+        nullable += usize::from(serde);
+    }
+    nullable
+}
+
+#[test]
+fn null_is_allowed_exactly_where_serde_reads_it() {
+    let document = document();
+    let mut nullable = 0;
+    let mut names: BTreeSet<&str> = ROUTES
+        .iter()
+        .filter_map(|route| match route.response {
+            Body::Json(name) if name != "OpenApiDocument" => Some(name),
+            _ => None,
+        })
+        .collect();
+    // The types inside lists, whose `Option`s the lists' examples hold.
+    names.extend(["Problem", "HeadEvent", "Token"]);
+    for name in names {
+        for example in answer_examples(name) {
+            nullable += check_nulls(&document, name, &example, |value| {
+                serde_reads_answer(name, value)
+            });
+        }
+    }
+    for route in ROUTES {
+        let Body::Json(name) = route.request else {
+            continue;
+        };
+        for example in request_examples(name).0 {
+            nullable += check_nulls(&document, name, &example, |value| serde_reads(name, value));
+        }
+    }
+    // Among them Token.last_used and revoked, Version.parent and push_id.
+    assert!(nullable > 10, "{nullable}");
 }
 
 #[test]

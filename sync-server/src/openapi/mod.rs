@@ -7,7 +7,9 @@
 //! serde reads them, answers as serde writes them (so an answer's `Option` field is required and
 //! may be `null`, while a request's may be left out). What this file adds is prose: the
 //! document's info, the longer descriptions of pull, push and upload, the pull's headers, and
-//! the object-stream and event-stream media types, whose byte formats are in the protocol spec.
+//! the object-stream and event-stream media types (an event stream as the schema of one event),
+//! whose byte formats are in the protocol spec; and the upper bound of `u32` and `u64` fields,
+//! which schemars leaves out.
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
@@ -103,7 +105,7 @@ fn description(operation: Operation) -> Option<String> {
         }
         Operation::Events => {
             return Some(format!(
-                "Each event is `event: head`, `id: <version>` and as `data` a HeadEvent in JSON (`x-event-data`); an idle stream gets a comment every {} seconds.",
+                "Each event is `event: head`, `id: <version>` and as `data` a HeadEvent in JSON; the schema describes one event, its fields as members. An idle stream gets a comment every {} seconds.",
                 sync_protocol::wire::EVENT_KEEP_ALIVE_SECS
             ));
         }
@@ -122,7 +124,7 @@ impl Schemas {
     fn new() -> Self {
         let settings = SchemaSettings::draft2020_12()
             .with(|settings| settings.definitions_path = SCHEMAS.into())
-            .with_transform(PlainDescriptions);
+            .with_transform(finish as fn(&mut Schema));
         Self {
             requests: settings.clone().for_deserialize().into_generator(),
             answers: settings.for_serialize().into_generator(),
@@ -139,9 +141,12 @@ impl Schemas {
         wire_schema(&mut self.answers, name).unwrap_or_else(|| reference(name))
     }
 
-    /// The schema of request type `name`, once [`Schemas::request`] generated it.
-    fn request_definition(&self, name: &str) -> Option<&Value> {
-        self.requests.definitions().get(name)
+    /// The schema of request type `name`, once [`Schemas::request`] generated it, [`finish`]ed
+    /// as the components will be.
+    fn request_definition(&self, name: &str) -> Option<Value> {
+        let mut schema = Schema::try_from(self.requests.definitions().get(name)?.clone()).ok()?;
+        finish(&mut schema);
+        Some(schema.to_value())
     }
 
     /// Every schema generated. A type both read and written (a role, an object id) is the
@@ -156,6 +161,12 @@ impl Schemas {
     }
 }
 
+/// What every schema of the document goes through once generated.
+fn finish(schema: &mut Schema) {
+    PlainDescriptions.transform(schema);
+    IntegerBounds.transform(schema);
+}
+
 /// Turns the doc comments schemars takes as descriptions into plain prose: a rustdoc link
 /// `` [`super::NAME`] `` becomes `` `NAME` ``, and a paragraph's wrapped lines one line.
 #[derive(Debug, Clone)]
@@ -165,6 +176,28 @@ impl Transform for PlainDescriptions {
     fn transform(&mut self, schema: &mut Schema) {
         if let Some(Value::String(text)) = schema.get_mut("description") {
             *text = plain_description(text);
+        }
+        transform_subschemas(self, schema);
+    }
+}
+
+/// Gives schemars' wide unsigned integer formats their upper bound, which it states only for
+/// the narrow ones: a `u32` or `u64` field refuses a larger number (serde cannot read it), so
+/// the document says so.
+#[derive(Debug, Clone)]
+struct IntegerBounds;
+
+impl Transform for IntegerBounds {
+    fn transform(&mut self, schema: &mut Schema) {
+        let maximum = match schema.get("format").and_then(Value::as_str) {
+            Some("uint32") => Some(u64::from(u32::MAX)),
+            Some("uint64" | "uint") => Some(u64::MAX),
+            _ => None,
+        };
+        if let Some(maximum) = maximum
+            && schema.get("maximum").is_none()
+        {
+            schema.insert("maximum".into(), maximum.into());
         }
         transform_subschemas(self, schema);
     }
@@ -235,20 +268,42 @@ fn content(schemas: &mut Schemas, kind: Body, request: bool) -> Option<Value> {
         })),
         Body::Objects => Some(json!({ wire::OBJECTS_MEDIA_TYPE: binary })),
         Body::Events => Some(json!({
-            wire::EVENT_STREAM_MEDIA_TYPE: {
-                "schema": {"type": "string"},
-                "x-event-data": schemas.answer("HeadEvent"),
-            }
+            wire::EVENT_STREAM_MEDIA_TYPE: {"schema": event_schema(schemas)},
         })),
     }
 }
 
+/// The schema of one event of an event stream, its fields as members, the way OpenAPI 3.2's
+/// `itemSchema` describes Server-Sent Events (3.1 has no word for a stream's items, and tools
+/// read a stream's `schema` so). The `data` is a `HeadEvent` in JSON; comments (keep-alives)
+/// and a closing `retry:` hint carry no data and are no events.
+fn event_schema(schemas: &mut Schemas) -> Value {
+    json!({
+        "description": "One Server-Sent Event: its `event`, `id` and `data` fields.",
+        "type": "object",
+        "properties": {
+            "event": {"const": "head"},
+            "id": {
+                "description": "The version number.",
+                "type": "string",
+                "pattern": "^[0-9]+$",
+            },
+            "data": {
+                "type": "string",
+                "contentMediaType": wire::JSON_MEDIA_TYPE,
+                "contentSchema": schemas.answer("HeadEvent"),
+            },
+            "retry": {"type": "integer", "minimum": 0},
+        },
+        "required": ["event", "id", "data"],
+    })
+}
+
 /// The headers of an object-stream answer (a pull's).
 fn object_stream_headers(schemas: &mut Schemas) -> Value {
-    let version = schemas
-        .answers
-        .subschema_for::<wire::VersionNumber>()
-        .to_value();
+    let mut version = schemas.answers.subschema_for::<wire::VersionNumber>();
+    finish(&mut version);
+    let version = version.to_value();
     json!({
         wire::VERSION_HEADER: {
             "description": "The version delivered; absent when the pull named a root.",
@@ -274,9 +329,9 @@ fn request_body(schemas: &mut Schemas, route: &Route) -> Option<Value> {
     let required = match route.request {
         Body::Json(name) => schemas
             .request_definition(name)
-            .and_then(|schema| schema.get("required"))
-            .and_then(Value::as_array)
-            .is_some_and(|required| !required.is_empty()),
+            .and_then(|schema| schema.get("required").cloned())
+            .and_then(|required| required.as_array().map(|names| !names.is_empty()))
+            .unwrap_or(false),
         _ => true,
     };
     Some(json!({"required": required, "content": content}))
@@ -293,10 +348,7 @@ fn parameters(schemas: &mut Schemas, route: &Route) -> Vec<Value> {
     }
     let query = query_type(route.operation).map(|name| {
         schemas.request(name);
-        schemas
-            .request_definition(name)
-            .cloned()
-            .unwrap_or_default()
+        schemas.request_definition(name).unwrap_or_default()
     });
     for (name, required) in route.query {
         let mut schema = query
@@ -403,7 +455,7 @@ pub fn document() -> Value {
         "info": {
             "title": "Cairn sync API",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "JSON control messages and binary object streams. Errors are RFC 9457 problem documents whose `code` is stable.",
+            "description": "JSON control messages and binary object streams. Errors are RFC 9457 problem documents whose `code` is stable. A JSON request body is one object (an empty body counts as `{}`). A method a path does not list answers `405 method-not-allowed` with an `Allow` header naming those it does. Text limits count UTF-8 bytes; `maxLength` counts characters, the same for ASCII.",
         },
         "servers": [{"url": "/"}],
         "security": [{"bearer": []}],

@@ -108,9 +108,8 @@ fn check_at(document: &Value, schema: &Value, value: &Value, at: &str) -> Result
             }
             "pattern" => {
                 let pattern = argument.as_str().ok_or("bad pattern")?;
-                let regex = regex_lite::Regex::new(pattern).map_err(|error| error.to_string())?;
                 if let Some(text) = value.as_str()
-                    && !regex.is_match(text)
+                    && !pattern_matches(pattern, text)?
                 {
                     return Err(format!("{at}: {value} does not match {pattern}"));
                 }
@@ -146,6 +145,39 @@ fn check_at(document: &Value, schema: &Value, value: &Value, at: &str) -> Result
         }
     }
     Ok(())
+}
+
+/// Letters and digits in a pattern: Unicode `Alphabetic` and `N`, what `char::is_alphanumeric`
+/// takes.
+const ALPHANUMERIC_CLASS: &str = r"\p{Alpha}\p{N}";
+
+/// One private-use character, neither a letter nor a digit, that stands for every letter and
+/// digit (see [`pattern_matches`]).
+const ALPHANUMERIC_STAND_IN: char = '\u{e000}';
+
+/// Whether `text` matches `pattern`. regex-lite has no Unicode classes, so a pattern whose
+/// letters and digits are all [`ALPHANUMERIC_CLASS`] (the account name's) is checked with one
+/// stand-in character for that class, in the pattern and for every letter and digit of the
+/// text.
+pub fn pattern_matches(pattern: &str, text: &str) -> Result<bool, String> {
+    let (pattern, text) = if pattern.contains(ALPHANUMERIC_CLASS) {
+        let stand_in = ALPHANUMERIC_STAND_IN.to_string();
+        let text = text
+            .chars()
+            .map(|c| {
+                if c.is_alphanumeric() {
+                    ALPHANUMERIC_STAND_IN
+                } else {
+                    c
+                }
+            })
+            .collect();
+        (pattern.replace(ALPHANUMERIC_CLASS, &stand_in), text)
+    } else {
+        (pattern.to_owned(), text.to_owned())
+    };
+    let regex = regex_lite::Regex::new(&pattern).map_err(|error| format!("{pattern}: {error}"))?;
+    Ok(regex.is_match(&text))
 }
 
 /// The schema a local `$ref` (a JSON pointer into `document`) names.

@@ -326,6 +326,213 @@ fn the_server_rules_are_in_the_schemas() {
 }
 
 #[test]
+fn text_limits_are_the_servers() {
+    use crate::catalog::limits;
+    let document = document();
+    let schemas = &document["components"]["schemas"];
+    let property = |schema: &str, name: &str| schemas[schema]["properties"][name].clone();
+    for (schema, name, pattern, max) in [
+        (
+            "SignUp",
+            "name",
+            wire::ACCOUNT_NAME_PATTERN,
+            limits::MAX_NAME_LEN,
+        ),
+        (
+            "SignUp",
+            "email",
+            wire::EMAIL_PATTERN,
+            limits::MAX_EMAIL_LEN,
+        ),
+        ("NameBody", "name", wire::TEXT_PATTERN, limits::MAX_NAME_LEN),
+        (
+            "CreateToken",
+            "label",
+            wire::TEXT_PATTERN,
+            limits::MAX_TOKEN_LABEL_LEN,
+        ),
+        (
+            "LogIn",
+            "label",
+            wire::TEXT_PATTERN,
+            limits::MAX_TOKEN_LABEL_LEN,
+        ),
+        (
+            "Restore",
+            "message",
+            wire::MESSAGE_PATTERN,
+            limits::MAX_MESSAGE_LEN,
+        ),
+        (
+            "Commit",
+            "message",
+            wire::MESSAGE_PATTERN,
+            limits::MAX_MESSAGE_LEN,
+        ),
+        (
+            "PushQuery",
+            "message",
+            wire::MESSAGE_PATTERN,
+            limits::MAX_MESSAGE_LEN,
+        ),
+    ] {
+        let property = property(schema, name);
+        assert_eq!(property["pattern"], pattern, "{schema}.{name}");
+        assert_eq!(property["maxLength"], max, "{schema}.{name}");
+    }
+    let password = property("SignUp", "password");
+    assert_eq!(password["minLength"], crate::auth::MIN_PASSWORD_LEN);
+    assert_eq!(password["maxLength"], crate::auth::MAX_PASSWORD_LEN);
+    // The push query's `message` is a parameter with the same rule.
+    let push = operation_of(&document, Operation::Push.route());
+    let message = push["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|parameter| parameter["name"] == "message")
+        .unwrap();
+    assert_eq!(message["schema"]["pattern"], wire::MESSAGE_PATTERN);
+}
+
+/// Names and emails at the edges of the server's checks.
+const SAMPLES: &[&str] = &[
+    "",
+    " ",
+    "a",
+    "ada",
+    "Ada.Lovelace-1_x",
+    "_ada",
+    ".ada",
+    "-ada",
+    "9lives",
+    "a b",
+    "a@b",
+    "a@b.c",
+    "@b.c",
+    "a@bc",
+    "a@b.c@d",
+    "a b@c.d",
+    "a@b.c ",
+    "a\u{3000}@b.c",
+    "a\u{feff}@b.c",
+    "a\u{0}@b.c",
+    "a\u{85}@b.c",
+    "ä@ö.ü",
+    "名前",
+    "名前@例え.jp",
+    "Ωμέγα",
+    "x\u{301}",
+    "\u{301}x",
+    "٣x",
+    "Ⅻ",
+    "𝔞𝔟",
+    "🦀",
+    "a🦀",
+    "a\u{200b}",
+    "a\u{0}",
+    "a\t",
+    "ǅ",
+];
+
+#[test]
+fn account_names_and_emails_match_the_servers_checks() {
+    use crate::api::accounts::{check_account_name, check_email};
+    for sample in SAMPLES {
+        let name = schema_check::pattern_matches(wire::ACCOUNT_NAME_PATTERN, sample).unwrap();
+        assert_eq!(name, check_account_name(sample).is_ok(), "name {sample:?}");
+        // The catalog stores no control character, in an email either.
+        let stored = !sample.chars().any(char::is_control);
+        let email = schema_check::pattern_matches(wire::EMAIL_PATTERN, sample).unwrap();
+        assert_eq!(
+            email,
+            check_email(sample).is_ok() && stored,
+            "email {sample:?}"
+        );
+    }
+}
+
+#[test]
+fn text_patterns_match_the_catalogs_rules() {
+    // The catalog's rule for names and labels (validate::text, less the length): not blank
+    // once trimmed, no control character; for messages: no NUL.
+    let text = |value: &str| !value.trim().is_empty() && !value.chars().any(char::is_control);
+    let mut samples: Vec<String> = SAMPLES.iter().map(|sample| (*sample).to_owned()).collect();
+    // Every white space and control character, alone and beside a letter.
+    for code in (0..0x3001).chain([0xfeff]) {
+        let Some(c) = char::from_u32(code) else {
+            continue;
+        };
+        if c.is_whitespace() || c.is_control() || code < 0x100 {
+            samples.extend([c.to_string(), format!("a{c}"), format!("{c}a{c}")]);
+        }
+    }
+    let pattern = regex_lite::Regex::new(wire::TEXT_PATTERN).unwrap();
+    let message = regex_lite::Regex::new(wire::MESSAGE_PATTERN).unwrap();
+    for sample in &samples {
+        assert_eq!(pattern.is_match(sample), text(sample), "{sample:?}");
+        assert_eq!(
+            message.is_match(sample),
+            !sample.contains('\0'),
+            "{sample:?}"
+        );
+        if let Err(error) = crate::catalog::validate_message(sample) {
+            assert!(!message.is_match(sample), "{sample:?}: {error}");
+        }
+    }
+}
+
+#[test]
+fn integers_have_their_bounds() {
+    /// Every object under `value` with a `format` member.
+    fn formatted<'a>(value: &'a Value, out: &mut Vec<&'a Value>) {
+        match value {
+            Value::Object(object) => {
+                if object.contains_key("format") {
+                    out.push(value);
+                }
+                object.values().for_each(|member| formatted(member, out));
+            }
+            Value::Array(items) => items.iter().for_each(|item| formatted(item, out)),
+            _ => {}
+        }
+    }
+    let document = document();
+    let mut schemas = Vec::new();
+    formatted(&document, &mut schemas);
+    let mut bounded = 0;
+    for schema in schemas {
+        let maximum = match schema["format"].as_str() {
+            Some("uint16") => u64::from(u16::MAX),
+            Some("uint32") => u64::from(u32::MAX),
+            Some("uint64" | "uint") => u64::MAX,
+            _ => continue,
+        };
+        assert_eq!(schema["minimum"], 0, "{schema}");
+        assert_eq!(schema["maximum"], maximum, "{schema}");
+        bounded += 1;
+    }
+    assert!(bounded > 10, "{bounded}");
+    let history = operation_of(&document, Operation::ListVersions.route());
+    assert_eq!(history["parameters"][1]["schema"]["maximum"], u64::MAX);
+    assert_eq!(history["parameters"][2]["schema"]["maximum"], u32::MAX);
+}
+
+#[test]
+fn event_streams_describe_their_events() {
+    let document = document();
+    let events = operation_of(&document, Operation::Events.route());
+    let schema = &events["responses"]["200"]["content"][wire::EVENT_STREAM_MEDIA_TYPE]["schema"];
+    assert_eq!(schema["properties"]["event"]["const"], "head");
+    let data = &schema["properties"]["data"];
+    assert_eq!(data["contentMediaType"], wire::JSON_MEDIA_TYPE);
+    assert_eq!(
+        data["contentSchema"],
+        super::tests::reference_value("HeadEvent")
+    );
+    assert_eq!(schema["required"], json!(["event", "id", "data"]));
+}
+
+#[test]
 fn the_long_descriptions_stay() {
     let document = document();
     for (operation, words) in [

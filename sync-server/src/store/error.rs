@@ -75,6 +75,17 @@ pub enum StoreError {
         key: String,
         message: String,
     },
+    /// An answer that broke off or was not the answer to the request (a body cut short, a
+    /// range other than the one asked for), or wrong bytes that changed from read to read (so
+    /// were not what is stored). The SDK retries requests, not bodies: this comes after the
+    /// backend and `ObjectStore` have read again (`reread`). The stored data is not known to
+    /// be damaged; the store is unreliable right now.
+    #[error("{operation} of {key}: {message}")]
+    Transfer {
+        operation: &'static str,
+        key: String,
+        message: String,
+    },
     /// The store could not be set up (bad settings, bucket missing).
     #[error("object store configuration: {0}")]
     Config(String),

@@ -23,8 +23,9 @@
 //!   and a later cache can wrap one.
 //! - [`ObjectStore`], the one type callers use: a cheap-to-clone handle over a backend that
 //!   verifies every read with [`sync_protocol::verify_frame`]. A frame that is not the object its
-//!   key or location names is [`StoreError::Integrity`] naming the id, never data. Its pack
-//!   methods are in `packed.rs`.
+//!   key or location names is read again, and if it is the same wrong bytes every time,
+//!   [`StoreError::Integrity`] naming the id, never data (`reread` has the rules, and the
+//!   S3 backend's for answers that break off). Its pack methods are in `packed.rs`.
 //!
 //! Every method takes a batch, never one object per call. Each backend counts its requests by
 //! kind ([`RequestCounts`]), which is how pushes and cold loads are measured.
@@ -41,6 +42,7 @@ mod memory;
 pub mod pack;
 mod packed;
 mod ranges;
+mod reread;
 mod s3;
 
 use std::fmt;
@@ -61,6 +63,7 @@ pub use fs::FsBackend;
 pub use memory::MemoryBackend;
 pub use packed::PackLocation;
 pub use ranges::{MAX_FETCH_LEN, MAX_GAP};
+pub use reread::READ_ATTEMPTS;
 pub use s3::{S3Backend, S3Credentials, S3Settings};
 
 /// Shorthand for store results.
@@ -139,7 +142,9 @@ pub trait ObjectBackend: Send + Sync + fmt::Debug {
     /// The bytes of each `(pack, range)`, in the order asked. Ranges are coalesced by
     /// `ranges::plan` (the same rule for every backend) and the requests it makes run
     /// concurrently, bounded. A range past the end of its pack is [`StoreError::PackRange`],
-    /// a pack that is not stored [`StoreError::MissingPack`]. Unverified.
+    /// a pack that is not stored [`StoreError::MissingPack`]. Unverified. A backend whose
+    /// answers can break off sends such a request again itself (`reread::again`): for the
+    /// store, [`StoreError::Transfer`] is final.
     async fn read_ranges(
         &self,
         project: &ProjectId,
@@ -262,10 +267,19 @@ impl ObjectStore {
         project: &ProjectId,
         ids: &[ObjectId],
     ) -> Result<Vec<Option<VerifiedObject>>> {
-        let frames = self.fetch(project, ids).await?;
-        let ids = ids.to_vec();
-        let project = *project;
-        off_the_workers(move || verify_all(&project, &ids, frames)).await?
+        let checked = self.read_loose(project, ids).await?;
+        ids.iter()
+            .zip(checked)
+            .map(|(id, result)| match result {
+                None => Ok(None),
+                Some(Ok(object)) => Ok(Some(object)),
+                Some(Err(error)) => Err(StoreError::Integrity {
+                    project: *project,
+                    id: *id,
+                    error: Box::new(error),
+                }),
+            })
+            .collect()
     }
 
     /// Reads and verifies each object, reporting corruption per object instead of failing the
@@ -275,22 +289,45 @@ impl ObjectStore {
         project: &ProjectId,
         ids: &[ObjectId],
     ) -> Result<Vec<Inspected>> {
-        let frames = self.fetch(project, ids).await?;
-        let ids = ids.to_vec();
-        off_the_workers(move || {
-            ids.iter()
-                .zip(frames)
-                .map(|(id, frame)| match frame {
-                    None => Inspected::Missing,
-                    Some(frame) => match sync_protocol::verify_frame(id, &frame) {
-                        Ok((object, _encoded)) => {
-                            Inspected::Valid(VerifiedObject { frame, object })
-                        }
-                        Err(error) => Inspected::Corrupt(error),
-                    },
+        let checked = self.read_loose(project, ids).await?;
+        Ok(checked
+            .into_iter()
+            .map(|result| match result {
+                None => Inspected::Missing,
+                Some(Ok(object)) => Inspected::Valid(object),
+                Some(Err(error)) => Inspected::Corrupt(error),
+            })
+            .collect())
+    }
+
+    /// The objects of `ids` read and checked, read again as `reread` says: `None` where absent,
+    /// else the verified object or why its stored bytes are not it.
+    async fn read_loose(
+        &self,
+        project: &ProjectId,
+        ids: &[ObjectId],
+    ) -> Result<Vec<Option<Result<VerifiedObject, sync_protocol::CompressError>>>> {
+        reread::read_checked(
+            project,
+            ids,
+            |id| *id,
+            |wanted| async move {
+                let frames = self.fetch(project, &wanted).await?;
+                off_the_workers(move || {
+                    wanted
+                        .iter()
+                        .zip(frames)
+                        .map(|(id, frame)| {
+                            frame.map(|frame| match sync_protocol::verify_frame(id, &frame) {
+                                Ok((object, _encoded)) => Ok(VerifiedObject { frame, object }),
+                                Err(error) => Err((error, frame)),
+                            })
+                        })
+                        .collect()
                 })
-                .collect()
-        })
+                .await
+            },
+        )
         .await
     }
 
@@ -349,29 +386,6 @@ impl ObjectStore {
     pub fn request_counts(&self) -> RequestCounts {
         self.backend.request_counts()
     }
-}
-
-fn verify_all(
-    project: &ProjectId,
-    ids: &[ObjectId],
-    frames: Vec<Option<Bytes>>,
-) -> Result<Vec<Option<VerifiedObject>>> {
-    ids.iter()
-        .zip(frames)
-        .map(|(id, frame)| {
-            let Some(frame) = frame else {
-                return Ok(None);
-            };
-            match sync_protocol::verify_frame(id, &frame) {
-                Ok((object, _encoded)) => Ok(Some(VerifiedObject { frame, object })),
-                Err(error) => Err(StoreError::Integrity {
-                    project: *project,
-                    id: *id,
-                    error: Box::new(error),
-                }),
-            }
-        })
-        .collect()
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! The pack half of [`ObjectStore`]: storing a pack, reading objects by where they sit in their
 //! packs, reading a pack whole or just its contents. Every frame is verified against its id and
-//! kind before it is returned, off the async workers, as the loose objects' reads are.
+//! kind before it is returned, off the async workers, as the loose objects' reads are. A read
+//! that breaks off, or whose bytes fail, is made again (`reread`).
 
 use std::ops::Range;
 
@@ -9,6 +10,7 @@ use futures_util::future::try_join_all;
 use sync_protocol::{CompressError, ObjectId, ObjectKind};
 
 use super::pack::{self, FOOTER_LEN, Footer, MAX_PACK_LEN, Pack, PackEntry, PackError, PackId};
+use super::reread::{self, Checked};
 use super::{
     Inspected, MAX_FRAME_SIZE, ObjectStore, Result, StoreError, VerifiedObject, off_the_workers,
 };
@@ -81,16 +83,16 @@ impl ObjectStore {
     }
 
     /// The verified objects at `locations`, in order: their frames read by ranges (nearby
-    /// frames of one pack in one request), then each checked against its id and kind. Any frame
-    /// that fails fails the whole call with [`StoreError::Integrity`] naming that object; the
-    /// other objects of its pack still read on their own.
+    /// frames of one pack in one request), then each checked against its id and kind. A read
+    /// that breaks off, and the frames that fail, are read again (`reread`); a frame that still
+    /// fails, the same bytes every time, fails the whole call with [`StoreError::Integrity`]
+    /// naming that object. The other objects of its pack still read on their own.
     pub async fn read_objects(
         &self,
         project: &ProjectId,
         locations: &[PackLocation],
     ) -> Result<Vec<VerifiedObject>> {
-        let frames = self.read_frames(project, locations).await?;
-        let checked = verify_each(locations, frames, verified).await?;
+        let checked = self.read_verified(project, locations).await?;
         checked
             .into_iter()
             .zip(locations)
@@ -107,14 +109,43 @@ impl ObjectStore {
         project: &ProjectId,
         locations: &[PackLocation],
     ) -> Result<Vec<Inspected>> {
-        let frames = self.read_frames(project, locations).await?;
-        verify_each(locations, frames, |location, frame| {
-            match verified(location, frame) {
+        let checked = self.read_verified(project, locations).await?;
+        Ok(checked
+            .into_iter()
+            .map(|result| match result {
                 Ok(object) => Inspected::Valid(object),
                 Err(error) => Inspected::Corrupt(error),
-            }
-        })
-        .await
+            })
+            .collect())
+    }
+
+    /// The frames at `locations` read and checked, read again as `reread` says: each the
+    /// verified object or why its stored bytes are not it.
+    async fn read_verified(
+        &self,
+        project: &ProjectId,
+        locations: &[PackLocation],
+    ) -> Result<Vec<Result<VerifiedObject, CompressError>>> {
+        let checked = reread::read_checked(
+            project,
+            locations,
+            |location| location.id,
+            |wanted| async move {
+                let frames = self.read_frames(project, &wanted).await?;
+                let checked = verify_each(&wanted, frames, checked).await?;
+                Ok(checked.into_iter().map(Some).collect())
+            },
+        )
+        .await?;
+        checked
+            .into_iter()
+            .map(|result| {
+                result.ok_or_else(|| StoreError::Backend {
+                    operation: "read",
+                    message: "a range read gave no bytes".to_owned(),
+                })
+            })
+            .collect()
     }
 
     /// A whole pack, verified: its bytes hash to its name, its footer and contents are sound,
@@ -133,11 +164,15 @@ impl ObjectStore {
         project: &ProjectId,
         id: PackId,
     ) -> Result<(Pack, Vec<(ObjectId, VerifiedObject)>)> {
-        let bytes = self.backend.read_pack(project, id).await?;
-        // Hashing up to 64 MiB is CPU work too.
-        let pack = off_the_workers(move || pack::parse(id, bytes))
-            .await?
-            .map_err(|error| pack_integrity(project, id, error))?;
+        // A pack that does not hash to its name may have been damaged on the way: read again.
+        let pack = reread::again(reread::damaged, || async move {
+            let bytes = self.backend.read_pack(project, id).await?;
+            // Hashing up to 64 MiB is CPU work too.
+            off_the_workers(move || pack::parse(id, bytes))
+                .await?
+                .map_err(|error| pack_integrity(project, id, error))
+        })
+        .await?;
         let locations: Vec<PackLocation> = pack
             .entries
             .iter()
@@ -174,6 +209,11 @@ impl ObjectStore {
     /// digest. For fsck and re-indexing without reading whole packs. The frames are not read,
     /// so the pack's name is not checked: [`ObjectStore::read_pack`] does that.
     pub async fn pack_contents(&self, project: &ProjectId, id: PackId) -> Result<Vec<PackEntry>> {
+        reread::again(reread::damaged, || self.read_contents(project, id)).await
+    }
+
+    /// [`ObjectStore::pack_contents`], read once.
+    async fn read_contents(&self, project: &ProjectId, id: PackId) -> Result<Vec<PackEntry>> {
         let (tail, len) = self
             .backend
             .read_tail(project, id, FOOTER_LEN as u64)
@@ -257,6 +297,14 @@ fn verified(location: &PackLocation, frame: Bytes) -> Result<VerifiedObject, Com
     let (object, _encoded) =
         sync_protocol::verify_frame_of_kind(&location.id, location.kind, &frame)?;
     Ok(VerifiedObject { frame, object })
+}
+
+/// [`verified`], keeping the bytes that failed (`reread` compares them with the next read's).
+fn checked(location: &PackLocation, frame: Bytes) -> Checked {
+    match sync_protocol::verify_frame_of_kind(&location.id, location.kind, &frame) {
+        Ok((object, _encoded)) => Ok(VerifiedObject { frame, object }),
+        Err(error) => Err((error, frame)),
+    }
 }
 
 fn integrity(project: &ProjectId, id: ObjectId, error: CompressError) -> StoreError {

@@ -8,7 +8,10 @@
 //!   conditional write of the same key still in flight) is retried after a pause.
 //! - Retries: the SDK's standard mode, with [`S3Settings::max_attempts`] attempts and
 //!   exponential backoff with jitter, on 5xx, timeouts, connection errors and throttling
-//!   (`SlowDown`).
+//!   (`SlowDown`). The SDK hands a `GetObject` over once its head has arrived, so a body that
+//!   breaks off, or an answer that is not the range asked for, is sent again here, each
+//!   request on its own (`reread::again`), and [`StoreError::Transfer`] if it breaks off
+//!   every time.
 //! - Batches run at most [`S3Settings::max_concurrency`] requests at once.
 //! - Every HTTP attempt, retries included, is counted by kind by an SDK interceptor, so the
 //!   counts are what S3 bills.
@@ -38,7 +41,7 @@ use super::counts::{RequestCounters, RequestCounts, RequestKind};
 use super::pack::{MAX_PACK_LEN, PackId};
 use super::{
     MAX_FRAME_SIZE, ObjectBackend, Result, StoreError, object_key, pack_key, pack_prefix,
-    project_prefix, ranges,
+    project_prefix, ranges, reread,
 };
 use crate::catalog::ProjectId;
 
@@ -275,10 +278,10 @@ impl S3Backend {
             .body
             .collect()
             .await
-            .map_err(|error| StoreError::S3 {
+            .map_err(|error| StoreError::Transfer {
                 operation: "get",
                 key: format!("s3://{}/{key}", self.bucket),
-                message: error.to_string(),
+                message: format!("reading the body: {}", DisplayErrorContext(&error)),
             })?
             .into_bytes();
         if body.len() > MAX_FRAME_SIZE {
@@ -335,7 +338,7 @@ impl S3Backend {
         };
         let length = output.content_length().unwrap_or(0).max(0) as u64;
         if served_from != Some(range.start) || length > asked {
-            return Err(StoreError::S3 {
+            return Err(StoreError::Transfer {
                 operation: "get range",
                 key: format!("s3://{}/{key}", self.bucket),
                 message: format!(
@@ -376,9 +379,10 @@ impl S3Backend {
     }
 
     /// Reads a body of at most `limit` bytes (the caller checked the declared length; this
-    /// holds to it should the service send more).
+    /// holds to it should the service send more). A body that breaks off (shorter than its
+    /// declared length, or its connection lost) is [`StoreError::Transfer`].
     async fn collect(&self, key: &str, body: ByteStream, limit: u64) -> Result<Bytes> {
-        let failed = |message: String| StoreError::S3 {
+        let failed = |message: String| StoreError::Transfer {
             operation: "get",
             key: format!("s3://{}/{key}", self.bucket),
             message,
@@ -386,7 +390,7 @@ impl S3Backend {
         let bytes = body
             .collect()
             .await
-            .map_err(|error| failed(error.to_string()))?
+            .map_err(|error| failed(format!("reading the body: {}", DisplayErrorContext(&error))))?
             .into_bytes();
         if bytes.len() as u64 > limit {
             return Err(failed(format!(
@@ -395,6 +399,84 @@ impl S3Backend {
             )));
         }
         Ok(bytes)
+    }
+
+    /// [`ObjectBackend::read_pack`], once: one GetObject.
+    async fn get_pack(&self, project: &ProjectId, pack: PackId) -> Result<Bytes> {
+        let key = self.pack_key(project, &pack);
+        let output = match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .send()
+            .await
+        {
+            Ok(output) => output,
+            Err(error) if not_found(&error) => {
+                return Err(StoreError::MissingPack {
+                    project: *project,
+                    pack,
+                });
+            }
+            Err(error) => return Err(self.error("get", &key, &error)),
+        };
+        let declared = output.content_length().map(|len| len.max(0) as u64);
+        if let Some(len) = declared
+            && len > MAX_PACK_LEN as u64
+        {
+            return Err(StoreError::OversizedPack {
+                project: *project,
+                pack,
+                len,
+            });
+        }
+        let limit = declared.unwrap_or(MAX_PACK_LEN as u64);
+        self.collect(&key, output.body, limit).await
+    }
+
+    /// [`ObjectBackend::read_tail`], once: one GetObject of a suffix range.
+    async fn get_tail(&self, project: &ProjectId, pack: PackId, len: u64) -> Result<(Bytes, u64)> {
+        let key = self.pack_key(project, &pack);
+        if len == 0 {
+            let total = self
+                .pack_len(project, pack)
+                .await?
+                .ok_or(StoreError::MissingPack {
+                    project: *project,
+                    pack,
+                })?;
+            return Ok((Bytes::new(), total));
+        }
+        // A suffix range: the last `len` bytes, whose Content-Range names the whole length.
+        let output = self
+            .get_pack_object(project, &pack, &key, format!("bytes=-{len}"))
+            .await?;
+        let Some(output) = output else {
+            // Only an empty pack has no last bytes.
+            return Ok((Bytes::new(), 0));
+        };
+        let total = match output.content_range() {
+            Some(content_range) => content_range_len(content_range),
+            // A service that ignored the range sent the whole pack; its length is the total.
+            None => output.content_length().map(|length| length.max(0) as u64),
+        };
+        let (Some(total), Some(length)) = (total, output.content_length()) else {
+            return Err(StoreError::Transfer {
+                operation: "get tail",
+                key: format!("s3://{}/{key}", self.bucket),
+                message: "the answer names no length".to_owned(),
+            });
+        };
+        if length.max(0) as u64 > len {
+            return Err(StoreError::Transfer {
+                operation: "get tail",
+                key: format!("s3://{}/{key}", self.bucket),
+                message: format!("asked for the last {len} bytes, got {length}"),
+            });
+        }
+        let tail = self.collect(&key, output.body, len).await?;
+        Ok((tail, total))
     }
 
     async fn delete_batch(&self, keys: Vec<String>) -> Result<()> {
@@ -486,7 +568,10 @@ impl ObjectBackend for S3Backend {
         let project = *project;
         // Futures are collected first: a lazy map closure over borrowed ids trips the
         // higher-ranked Send check of async-trait.
-        let reads: Vec<_> = ids.iter().map(|&id| self.get_one(project, id)).collect();
+        let reads: Vec<_> = ids
+            .iter()
+            .map(|&id| reread::again(reread::broke_off, move || self.get_one(project, id)))
+            .collect();
         stream::iter(reads)
             .buffered(self.max_concurrency)
             .try_collect()
@@ -549,7 +634,11 @@ impl ObjectBackend for S3Backend {
         // Futures are collected first, as in `get_many`.
         let gets: Vec<_> = fetches
             .iter()
-            .map(|fetch| self.get_range(project, fetch.pack, fetch.range.clone()))
+            .map(|fetch| {
+                reread::again(reread::broke_off, move || {
+                    self.get_range(project, fetch.pack, fetch.range.clone())
+                })
+            })
             .collect();
         let fetched: Vec<Bytes> = stream::iter(gets)
             .buffered(self.max_concurrency)
@@ -559,79 +648,11 @@ impl ObjectBackend for S3Backend {
     }
 
     async fn read_pack(&self, project: &ProjectId, pack: PackId) -> Result<Bytes> {
-        let key = self.pack_key(project, &pack);
-        let output = match self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(&key)
-            .send()
-            .await
-        {
-            Ok(output) => output,
-            Err(error) if not_found(&error) => {
-                return Err(StoreError::MissingPack {
-                    project: *project,
-                    pack,
-                });
-            }
-            Err(error) => return Err(self.error("get", &key, &error)),
-        };
-        let declared = output.content_length().map(|len| len.max(0) as u64);
-        if let Some(len) = declared
-            && len > MAX_PACK_LEN as u64
-        {
-            return Err(StoreError::OversizedPack {
-                project: *project,
-                pack,
-                len,
-            });
-        }
-        let limit = declared.unwrap_or(MAX_PACK_LEN as u64);
-        self.collect(&key, output.body, limit).await
+        reread::again(reread::broke_off, || self.get_pack(project, pack)).await
     }
 
     async fn read_tail(&self, project: &ProjectId, pack: PackId, len: u64) -> Result<(Bytes, u64)> {
-        let key = self.pack_key(project, &pack);
-        if len == 0 {
-            let total = self
-                .pack_len(project, pack)
-                .await?
-                .ok_or(StoreError::MissingPack {
-                    project: *project,
-                    pack,
-                })?;
-            return Ok((Bytes::new(), total));
-        }
-        // A suffix range: the last `len` bytes, whose Content-Range names the whole length.
-        let output = self
-            .get_pack_object(project, &pack, &key, format!("bytes=-{len}"))
-            .await?;
-        let Some(output) = output else {
-            // Only an empty pack has no last bytes.
-            return Ok((Bytes::new(), 0));
-        };
-        let total = match output.content_range() {
-            Some(content_range) => content_range_len(content_range),
-            // A service that ignored the range sent the whole pack; its length is the total.
-            None => output.content_length().map(|length| length.max(0) as u64),
-        };
-        let (Some(total), Some(length)) = (total, output.content_length()) else {
-            return Err(StoreError::S3 {
-                operation: "get tail",
-                key: format!("s3://{}/{key}", self.bucket),
-                message: "the answer names no length".to_owned(),
-            });
-        };
-        if length.max(0) as u64 > len {
-            return Err(StoreError::S3 {
-                operation: "get tail",
-                key: format!("s3://{}/{key}", self.bucket),
-                message: format!("asked for the last {len} bytes, got {length}"),
-            });
-        }
-        let tail = self.collect(&key, output.body, len).await?;
-        Ok((tail, total))
+        reread::again(reread::broke_off, || self.get_tail(project, pack, len)).await
     }
 
     async fn pack_len(&self, project: &ProjectId, pack: PackId) -> Result<Option<u64>> {

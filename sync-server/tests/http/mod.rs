@@ -6,6 +6,7 @@ pub mod support;
 
 mod auth;
 mod bad_input;
+mod contract;
 mod entries;
 mod gc;
 mod old_client;
