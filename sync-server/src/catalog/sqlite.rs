@@ -112,9 +112,7 @@ fn open_connection(path: &Path) -> Result<Connection> {
     }
     let mut connection = Connection::open(path).map_err(db("open"))?;
     connection.busy_timeout(BUSY_TIMEOUT).map_err(db("open"))?;
-    let mode: String = connection
-        .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
-        .map_err(db("open"))?;
+    let mode = wal_mode(&connection)?;
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(CatalogError::database(
             "open",
@@ -127,6 +125,25 @@ fn open_connection(path: &Path) -> Result<Connection> {
     connection.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     migrate(&mut connection)?;
     Ok(connection)
+}
+
+/// Switches `connection` to WAL, waiting up to [`BUSY_TIMEOUT`] for the lock the switch
+/// needs: SQLite answers `SQLITE_BUSY` at once, without its busy handler, while another
+/// connection holds a write lock (as a node migrating the new database does while others
+/// start), so the wait is ours. The journal mode it ends in.
+fn wal_mode(connection: &Connection) -> Result<String> {
+    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+    loop {
+        match connection.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0)) {
+            Err(rusqlite::Error::SqliteFailure(error, _))
+                if error.code == rusqlite::ErrorCode::DatabaseBusy
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            answer => return answer.map_err(db("open")),
+        }
+    }
 }
 
 fn migrate(connection: &mut Connection) -> Result<()> {
