@@ -1,9 +1,11 @@
 //! Benchmarks live in src/bin; this library holds what they share: deterministic test data,
-//! timing helpers, the processes a benchmark starts ([`processes`]) and a TCP relay that adds
+//! timing helpers, the processes a benchmark starts ([`processes`]), the services it runs on
+//! ([`services`]) and a TCP relay that adds
 //! network latency ([`latency_relay`]).
 
 pub mod latency_relay;
 pub mod processes;
+pub mod services;
 
 use std::path::Path;
 use std::time::{Duration, Instant};

@@ -207,33 +207,9 @@ pub fn build_binaries(bin: &Path, build: bool) -> Result<()> {
 }
 
 /// `GET path` on 127.0.0.1:`port` over HTTP/1.1 (`Connection: close`): the status and the
-/// body. Enough for health checks and metrics pages, which answer with a length, not chunks.
+/// body ([`http_get_from`] on loopback).
 pub fn http_get(port: u16, path: &str) -> Result<(u16, String)> {
-    let failed = |e: std::io::Error| format!("GET http://127.0.0.1:{port}{path}: {e}");
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).map_err(failed)?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .map_err(failed)?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
-    )
-    .map_err(failed)?;
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).map_err(failed)?;
-    let text = String::from_utf8_lossy(&response);
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .ok_or_else(|| {
-            format!("GET http://127.0.0.1:{port}{path}: no HTTP status in the answer")
-        })?;
-    let body = text
-        .split_once("\r\n\r\n")
-        .map_or("", |(_, body)| body)
-        .to_owned();
-    Ok((status, body))
+    http_get_from(SocketAddr::from(([127, 0, 0, 1], port)), path)
 }
 
 /// A port of `ip` (a loopback address such as 127.0.0.2, so that several servers can each have

@@ -57,6 +57,7 @@ use cairn_bench::processes::{
     Daemon, binary_dir, build_binaries, free_port, http_get, remove, run_command, today, value_of,
     wait_for_port,
 };
+use cairn_bench::services::{Database, SERVER_VARIABLES, find_binary, postgres_admin_url};
 use cairn_bench::{TreeFile, edited, first_difference, project_tree, write_tree};
 
 type Result<T> = std::result::Result<T, String>;
@@ -71,38 +72,10 @@ const PASSWORD: &str = "bench-password-1";
 const S3_ACCESS_KEY: &str = "cairn-bench";
 const S3_SECRET_KEY: &str = "cairn-bench-secret";
 const S3_REGION: &str = "us-east-1";
-const DEFAULT_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 const MIB: f64 = 1024.0 * 1024.0;
 /// The largest pack the server writes (`store::pack::MAX_PACK_LEN`), the unit of the first
 /// push's target.
 const PACK_BYTES: u64 = 64 << 20;
-/// Every variable `sync-server` or the AWS SDK reads: removed from the servers' environment,
-/// so only the bench chooses their settings.
-const SERVER_VARIABLES: &[&str] = &[
-    "CAIRN_CONFIG",
-    "CAIRN_SERVER_CONFIG",
-    "CAIRN_DATA_DIR",
-    "DATABASE_URL",
-    "CAIRN_S3_ENDPOINT",
-    "CAIRN_S3_BUCKET",
-    "CAIRN_S3_REGION",
-    "CAIRN_S3_PREFIX",
-    "CAIRN_S3_PATH_STYLE",
-    "CAIRN_LISTEN",
-    "CAIRN_SITE_DIR",
-    "CAIRN_SHUTDOWN_GRACE_SECS",
-    "CAIRN_MAX_UPLOAD_BYTES",
-    "CAIRN_CACHE_BYTES",
-    "CAIRN_LOG",
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",
-    "AWS_PROFILE",
-    "AWS_REGION",
-    "AWS_DEFAULT_REGION",
-    "AWS_ENDPOINT_URL",
-    "AWS_ENDPOINT_URL_S3",
-];
 
 fn main() {
     if let Err(error) = run() {
@@ -164,109 +137,6 @@ fn options() -> Result<Options> {
 
 // ---------------------------------------------------------------------------------------------
 // The services: PostgreSQL (found) and s3s-fs (started).
-
-/// A database created for one setting, dropped when this is (unless kept).
-#[derive(Debug)]
-struct Database {
-    admin_url: String,
-    name: String,
-    url: String,
-    keep: bool,
-}
-
-fn psql(url: &str, sql: &str) -> Result<String> {
-    run_command(
-        Command::new("psql")
-            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-c", sql])
-            .arg(format!("--dbname={url}")),
-    )
-}
-
-/// The administrative PostgreSQL URL: `$DATABASE_URL`, else the default local server if it
-/// answers.
-fn postgres_admin_url() -> Result<String> {
-    Command::new("psql")
-        .arg("--version")
-        .output()
-        .map_err(|e| {
-            format!("psql is needed on the PATH (apt-get install -y postgresql-client): {e}")
-        })?;
-    if let Some(url) = std::env::var("DATABASE_URL")
-        .ok()
-        .filter(|url| !url.is_empty())
-    {
-        psql(&url, "SELECT 1").map_err(|e| format!("DATABASE_URL does not answer: {e}"))?;
-        return Ok(url);
-    }
-    psql(DEFAULT_ADMIN_URL, "SELECT 1").map_err(|e| {
-        format!(
-            "no PostgreSQL: DATABASE_URL is unset and {DEFAULT_ADMIN_URL} does not answer \
-             (start one, e.g. as scripts/test does, or set DATABASE_URL to an administrative URL): {e}"
-        )
-    })?;
-    Ok(DEFAULT_ADMIN_URL.to_owned())
-}
-
-/// `url` naming the database `name` instead of its own.
-fn with_database(url: &str, name: &str) -> Result<String> {
-    let start = url
-        .find("://")
-        .ok_or_else(|| format!("{url:?} is not a URL"))?
-        + 3;
-    let rest = &url[start..];
-    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    let query = path.find('?').map_or("", |index| &path[index..]);
-    Ok(format!("{}{authority}/{name}{query}", &url[..start]))
-}
-
-impl Database {
-    fn create(admin_url: &str, name: &str, keep: bool) -> Result<Database> {
-        psql(admin_url, &format!("DROP DATABASE IF EXISTS {name}"))?;
-        psql(admin_url, &format!("CREATE DATABASE {name}"))?;
-        Ok(Database {
-            admin_url: admin_url.to_owned(),
-            name: name.to_owned(),
-            url: with_database(admin_url, name)?,
-            keep,
-        })
-    }
-}
-
-impl Drop for Database {
-    fn drop(&mut self) {
-        if self.keep {
-            eprintln!("kept database {}", self.name);
-            return;
-        }
-        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
-        if let Err(error) = psql(&self.admin_url, &sql) {
-            eprintln!("could not drop database {}: {error}", self.name);
-        }
-    }
-}
-
-fn s3s_fs_binary() -> Result<PathBuf> {
-    if let Some(path) = std::env::var_os("CAIRN_S3S_FS").map(PathBuf::from)
-        && path.is_file()
-    {
-        return Ok(path);
-    }
-    let mut candidates: Vec<PathBuf> = std::env::var_os("PATH")
-        .map(|paths| std::env::split_paths(&paths).collect())
-        .unwrap_or_default();
-    if let Some(home) = std::env::var_os("HOME") {
-        candidates.push(Path::new(&home).join(".cargo/bin"));
-    }
-    candidates
-        .into_iter()
-        .map(|dir| dir.join("s3s-fs"))
-        .find(|path| path.is_file())
-        .ok_or_else(|| {
-            "s3s-fs not found (not on the PATH, CAIRN_S3S_FS unset): cargo install s3s-fs \
-             --version 0.14.1 --locked --features binary"
-                .to_owned()
-        })
-}
 
 // ---------------------------------------------------------------------------------------------
 // Measuring.
@@ -826,7 +696,12 @@ fn run() -> Result<()> {
     let bin = binary_dir()?;
     build_binaries(&bin, options.build)?;
     let postgres_admin_url = postgres_admin_url()?;
-    let s3s_fs = s3s_fs_binary()?;
+    let s3s_fs = find_binary(
+        "s3s-fs",
+        "CAIRN_S3S_FS",
+        "",
+        "cargo install s3s-fs --version 0.14.1 --locked --features binary",
+    )?;
 
     let keep = options.keep;
     let root = std::env::temp_dir().join(format!("cairn-storage-bench-{}", std::process::id()));
