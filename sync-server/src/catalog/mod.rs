@@ -74,6 +74,8 @@ mod listen;
 mod migrations;
 mod postgres;
 mod rules;
+#[cfg(test)]
+mod simulation;
 mod sqlite;
 mod transaction;
 mod types;
