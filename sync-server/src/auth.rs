@@ -18,7 +18,8 @@ use crate::catalog::TokenHash;
 pub const TOKEN_PREFIX: &str = "cairn_";
 /// The shortest password sign-up accepts.
 pub const MIN_PASSWORD_LEN: usize = 8;
-/// The longest password accepted, in bytes: hashing cost must stay bounded.
+/// The longest password accepted, in characters (at most four times as many bytes): hashing
+/// cost must stay bounded.
 pub const MAX_PASSWORD_LEN: usize = 1024;
 
 /// A fresh token secret: the prefix and 256 random bits as 64 hex digits.

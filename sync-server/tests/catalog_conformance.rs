@@ -217,7 +217,7 @@ async fn accounts_are_unique_ignoring_case(catalog: Shared) {
 
 async fn account_inputs_are_bounded(catalog: Shared) {
     let new = |name: String| NewAccount {
-        email: format!("{}@example.com", &name[..name.len().min(10)]),
+        email: format!("{}@example.com", name.chars().take(10).collect::<String>()),
         name,
         password_hash: "$argon2id$x".to_owned(),
     };
@@ -233,6 +233,22 @@ async fn account_inputs_are_bounded(catalog: Shared) {
         })
     ));
     assert_eq!(catalog.account_credentials(&past).await.unwrap(), None);
+    // Counted in characters, as the API document's `maxLength` counts them: four-byte
+    // characters to the limit are stored, one more is refused.
+    let wide_at_limit = "🦀".repeat(limits::MAX_NAME_LEN);
+    catalog
+        .create_account(new(wide_at_limit.clone()))
+        .await
+        .unwrap();
+    assert!(matches!(
+        catalog
+            .create_account(new("é".repeat(limits::MAX_NAME_LEN + 1)))
+            .await,
+        Err(CatalogError::Invalid {
+            field: Field::AccountName,
+            ..
+        })
+    ));
     for bad in ["", "   ", "tab\there"] {
         assert!(matches!(
             catalog.create_account(new(bad.to_owned())).await,
@@ -254,8 +270,17 @@ async fn account_inputs_are_bounded(catalog: Shared) {
             ..
         })
     ));
+    let mut wide = request(&project, &alice, 0, "x");
+    wide.message = "é".repeat(limits::MAX_MESSAGE_LEN + 1);
+    assert!(matches!(
+        catalog.commit(wide).await,
+        Err(CatalogError::Invalid {
+            field: Field::Message,
+            ..
+        })
+    ));
     let mut at = request(&project, &alice, 0, "x");
-    at.message = "m".repeat(limits::MAX_MESSAGE_LEN);
+    at.message = "é".repeat(limits::MAX_MESSAGE_LEN);
     committed(catalog.commit(at).await.unwrap());
     assert!(PushId::new(&"p".repeat(limits::MAX_PUSH_ID_LEN)).is_ok());
     assert!(PushId::new(&"p".repeat(limits::MAX_PUSH_ID_LEN + 1)).is_err());

@@ -1,15 +1,13 @@
 """Schemathesis hooks of the contract run (tests/tests/contract.rs): what the OpenAPI document
 cannot say, each kept as narrow as it can be. Anything else schemathesis finds is a finding.
 
-1. The server's text limits count UTF-8 bytes, JSON Schema's `maxLength` characters: a string
-   within the document's `maxLength` but past it in bytes is not sent (`filter_case`).
-2. Some refusals of a well-formed request come from what the server stores, which no schema
+1. Some refusals of a well-formed request come from what the server stores, which no schema
    sees: a push id used before for another push, a root or objects the project does not have,
    a member `{account}` that names nobody. A schema-valid request refused with one of those
    codes is no finding (`filter_failure`); refused with any other code, it is.
-3. Push and upload bodies are object streams, bytes that JSON Schema cannot describe: their
+2. Push and upload bodies are object streams, bytes that JSON Schema cannot describe: their
    stream problems are no finding either.
-4. The run never revokes the token it authenticates with (`CAIRN_CONTRACT_TOKEN_ID`), or every
+3. The run never revokes the token it authenticates with (`CAIRN_CONTRACT_TOKEN_ID`), or every
    later request would only meet `401` (`filter_case`).
 """
 
@@ -83,31 +81,6 @@ def filter_failure(context, failure, case, response):
     return True
 
 
-_MAX_LENGTHS = {}
-
-
-def _max_lengths(operation):
-    """The `maxLength` of each JSON body member and query parameter of `operation`."""
-    label = operation.label
-    if label not in _MAX_LENGTHS:
-        limits = {}
-        for body in operation.body:
-            properties = body.definition.get("schema", {}).get("properties", {})
-            for name, schema in properties.items():
-                if "maxLength" in schema:
-                    limits[name] = schema["maxLength"]
-        for parameter in operation.query:
-            schema = parameter.definition.get("schema", {})
-            if "maxLength" in schema:
-                limits[parameter.definition["name"]] = schema["maxLength"]
-        _MAX_LENGTHS[label] = limits
-    return _MAX_LENGTHS[label]
-
-
-def _past_in_bytes_only(value, limit):
-    return isinstance(value, str) and len(value) <= limit < len(value.encode("utf-8", "surrogatepass"))
-
-
 def _revokes_the_runs_token(case):
     protected = os.environ.get("CAIRN_CONTRACT_TOKEN_ID")
     return bool(protected) and (case.path_parameters or {}).get("token") == protected
@@ -115,15 +88,5 @@ def _revokes_the_runs_token(case):
 
 @schemathesis.hook
 def filter_case(context, case):
-    """Drops a case that revokes the run's token, or has text within the document's
-    `maxLength` but past it in bytes."""
-    if _revokes_the_runs_token(case):
-        return False
-    limits = _max_lengths(case.operation)
-    for values in (case.body, case.query):
-        if not isinstance(values, dict):
-            continue
-        for name, value in values.items():
-            if name in limits and _past_in_bytes_only(value, limits[name]):
-                return False
-    return True
+    """Drops a case that revokes the run's token."""
+    return not _revokes_the_runs_token(case)

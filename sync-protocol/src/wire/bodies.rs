@@ -44,19 +44,19 @@ pub const EMAIL_PATTERN: &str = r"^[^@\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u202
 /// It may be empty and span lines.
 pub const MESSAGE_PATTERN: &str = r"^[^\x00]*$";
 
-/// The longest account, team or project name, in bytes. The document's `maxLength` counts
-/// characters, which is the same for ASCII names.
-pub const MAX_NAME_BYTES: usize = 100;
-/// The longest email address, in bytes (RFC 5321's path limit).
-pub const MAX_EMAIL_BYTES: usize = 254;
-/// The longest token label, in bytes.
-pub const MAX_TOKEN_LABEL_BYTES: usize = 100;
-/// The longest version message, in bytes.
-pub const MAX_MESSAGE_BYTES: usize = 4096;
+/// The longest account, team or project name, in characters (Unicode scalar values, as the
+/// document's `maxLength` counts them; so are the limits below).
+pub const MAX_NAME_CHARS: usize = 100;
+/// The longest email address, in characters (RFC 5321's path limit).
+pub const MAX_EMAIL_CHARS: usize = 254;
+/// The longest token label, in characters.
+pub const MAX_TOKEN_LABEL_CHARS: usize = 100;
+/// The longest version message, in characters.
+pub const MAX_MESSAGE_CHARS: usize = 4096;
 /// The shortest password, in characters.
 pub const MIN_PASSWORD_CHARS: usize = 8;
-/// The longest password, in bytes.
-pub const MAX_PASSWORD_BYTES: usize = 1024;
+/// The longest password, in characters.
+pub const MAX_PASSWORD_CHARS: usize = 1024;
 
 /// A member's role in a team, which is their role on each of the team's projects.
 ///
@@ -113,19 +113,19 @@ pub struct SignUp {
     /// Letters, digits, `.`, `-` and `_`, starting with a letter or digit; at most 100 bytes.
     #[cfg_attr(
         feature = "schema",
-        schemars(pattern(ACCOUNT_NAME_PATTERN), length(min = 1, max = MAX_NAME_BYTES))
+        schemars(pattern(ACCOUNT_NAME_PATTERN), length(min = 1, max = MAX_NAME_CHARS))
     )]
     pub name: String,
     /// At most 254 bytes.
     #[cfg_attr(
         feature = "schema",
-        schemars(pattern(EMAIL_PATTERN), length(max = MAX_EMAIL_BYTES))
+        schemars(pattern(EMAIL_PATTERN), length(max = MAX_EMAIL_CHARS))
     )]
     pub email: String,
     /// At least 8 characters, at most 1,024 bytes.
     #[cfg_attr(
         feature = "schema",
-        schemars(length(min = MIN_PASSWORD_CHARS, max = MAX_PASSWORD_BYTES))
+        schemars(length(min = MIN_PASSWORD_CHARS, max = MAX_PASSWORD_CHARS))
     )]
     pub password: String,
 }
@@ -141,7 +141,7 @@ pub struct LogIn {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(
         feature = "schema",
-        schemars(pattern(TEXT_PATTERN), length(min = 1, max = MAX_TOKEN_LABEL_BYTES))
+        schemars(pattern(TEXT_PATTERN), length(min = 1, max = MAX_TOKEN_LABEL_CHARS))
     )]
     pub label: Option<String>,
 }
@@ -164,7 +164,7 @@ pub struct CreateToken {
     /// At most 100 bytes.
     #[cfg_attr(
         feature = "schema",
-        schemars(pattern(TEXT_PATTERN), length(min = 1, max = MAX_TOKEN_LABEL_BYTES))
+        schemars(pattern(TEXT_PATTERN), length(min = 1, max = MAX_TOKEN_LABEL_CHARS))
     )]
     pub label: String,
 }
@@ -237,7 +237,7 @@ pub struct NameBody {
     /// At most 100 bytes; unique in its scope ignoring case.
     #[cfg_attr(
         feature = "schema",
-        schemars(pattern(TEXT_PATTERN), length(min = 1, max = MAX_NAME_BYTES))
+        schemars(pattern(TEXT_PATTERN), length(min = 1, max = MAX_NAME_CHARS))
     )]
     pub name: String,
 }
@@ -386,7 +386,7 @@ pub struct Restore {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(
         feature = "schema",
-        schemars(pattern(MESSAGE_PATTERN), length(max = MAX_MESSAGE_BYTES))
+        schemars(pattern(MESSAGE_PATTERN), length(max = MAX_MESSAGE_CHARS))
     )]
     pub message: Option<String>,
 }
@@ -461,7 +461,7 @@ pub struct PushQuery {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     #[cfg_attr(
         feature = "schema",
-        schemars(pattern(MESSAGE_PATTERN), length(max = MAX_MESSAGE_BYTES))
+        schemars(pattern(MESSAGE_PATTERN), length(max = MAX_MESSAGE_CHARS))
     )]
     pub message: String,
 }
@@ -480,7 +480,7 @@ pub struct Commit {
     #[serde(default)]
     #[cfg_attr(
         feature = "schema",
-        schemars(pattern(MESSAGE_PATTERN), length(max = MAX_MESSAGE_BYTES))
+        schemars(pattern(MESSAGE_PATTERN), length(max = MAX_MESSAGE_CHARS))
     )]
     pub message: String,
 }

@@ -29,10 +29,10 @@ pub(crate) fn check_password(password: &str) -> Result<(), Problem> {
             format!("at least {MIN_PASSWORD_LEN} characters"),
         ));
     }
-    if password.len() > MAX_PASSWORD_LEN {
+    if password.chars().count() > MAX_PASSWORD_LEN {
         return Err(Problem::invalid_field(
             "password",
-            format!("at most {MAX_PASSWORD_LEN} bytes"),
+            format!("at most {MAX_PASSWORD_LEN} characters"),
         ));
     }
     Ok(())

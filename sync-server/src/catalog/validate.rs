@@ -18,18 +18,17 @@ pub(super) fn node_status(status: &NodeStatus) -> Result<(), CatalogError> {
     )
 }
 
-/// Checks that `value` is non-empty (after trimming), at most `max` bytes and free of control
-/// characters.
+/// Checks that `value` is non-empty (after trimming), at most `max` characters (Unicode scalar
+/// values, as JSON Schema's `maxLength` counts them, so the API document's limits are exact)
+/// and free of control characters.
 pub(super) fn text(field: Field, value: &str, max: usize) -> Result<(), CatalogError> {
     let invalid = |reason: String| Err(CatalogError::Invalid { field, reason });
     if value.trim().is_empty() {
         return invalid("must not be empty".to_owned());
     }
-    if value.len() > max {
-        return invalid(format!(
-            "{} bytes, more than the limit of {max}",
-            value.len()
-        ));
+    let length = value.chars().count();
+    if length > max {
+        return invalid(format!("{length} characters, more than the limit of {max}"));
     }
     if value.chars().any(char::is_control) {
         return invalid("must not contain control characters".to_owned());
@@ -51,12 +50,12 @@ pub fn message(value: &str) -> Result<(), CatalogError> {
             reason: "must not contain NUL characters".to_owned(),
         });
     }
-    if value.len() > limits::MAX_MESSAGE_LEN {
+    let length = value.chars().count();
+    if length > limits::MAX_MESSAGE_LEN {
         return Err(CatalogError::Invalid {
             field: Field::Message,
             reason: format!(
-                "{} bytes, more than the limit of {}",
-                value.len(),
+                "{length} characters, more than the limit of {}",
                 limits::MAX_MESSAGE_LEN
             ),
         });

@@ -276,8 +276,8 @@ http_test!(
 
 /// Texts at the edges of the server's rules: blank, white space of every kind, control
 /// characters, NUL (which PostgreSQL's text cannot hold), letters of other scripts, and the
-/// length limit. None is within the document's `maxLength` in characters but past the limit in
-/// bytes: that gap the document cannot state (see tests/schemathesis/hooks.py).
+/// length limit in characters, as the document's `maxLength` counts them: at it and one past
+/// it, in one-byte, two-byte and four-byte characters.
 fn texts(limit: usize) -> Vec<String> {
     let mut texts: Vec<String> = [
         "",
@@ -310,7 +310,10 @@ fn texts(limit: usize) -> Vec<String> {
     texts.extend([
         "x".repeat(limit),
         "x".repeat(limit + 1),
-        "é".repeat(limit / 2),
+        "é".repeat(limit),
+        "é".repeat(limit + 1),
+        "🦀".repeat(limit),
+        "🦀".repeat(limit + 1),
     ]);
     texts
 }
@@ -343,10 +346,10 @@ async fn text_rules(server: &TestServer) {
     let message = &schemas["Commit"]["properties"]["message"];
     assert_eq!(name["pattern"], wire::TEXT_PATTERN);
     assert_eq!(message["pattern"], wire::MESSAGE_PATTERN);
-    for (index, text) in texts(wire::MAX_NAME_BYTES).iter().enumerate() {
+    for (index, text) in texts(wire::MAX_NAME_CHARS).iter().enumerate() {
         // Unique names: a clash would answer `already-exists`.
         let unique = |text: &str| {
-            if text.len() < wire::MAX_NAME_BYTES - 4 && fits(name, text) {
+            if text.chars().count() < wire::MAX_NAME_CHARS - 4 && fits(name, text) {
                 format!("{text}{index:03}")
             } else {
                 text.to_owned()
@@ -366,7 +369,7 @@ async fn text_rules(server: &TestServer) {
             );
         }
     }
-    for text in texts(wire::MAX_TOKEN_LABEL_BYTES) {
+    for text in texts(wire::MAX_TOKEN_LABEL_CHARS) {
         let body = json!({ "label": text });
         let response = server
             .call(Method::POST, "/v1/tokens", &alice, Some(&body))
@@ -377,7 +380,7 @@ async fn text_rules(server: &TestServer) {
     // Messages may be empty or blank and span lines; not NUL, not past the limit.
     let head = server.head(&alice, &project).await;
     let mut version = head.0;
-    for (index, text) in texts(wire::MAX_MESSAGE_BYTES).iter().enumerate() {
+    for (index, text) in texts(wire::MAX_MESSAGE_CHARS).iter().enumerate() {
         let body = json!({
             "version": 0,
             "base_version": version,
