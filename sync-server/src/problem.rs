@@ -234,9 +234,7 @@ impl From<CatalogError> for Problem {
         match &error {
             CatalogError::AlreadyExists { .. } => Self::already_exists(&error),
             CatalogError::NotFound { .. } => Self::not_found(),
-            CatalogError::Invalid { field, reason } => {
-                Self::invalid_field(&field.to_string().replace(' ', "_"), reason)
-            }
+            CatalogError::Invalid { field, reason } => Self::invalid_field(&field.member(), reason),
             CatalogError::PushIdReused { .. } => {
                 Self::new(ProblemCode::PushIdReused).with_detail(&error)
             }

@@ -9,8 +9,7 @@
 //! With the `schema` feature the `schemars` attributes below state in the JSON schemas what
 //! the server enforces beyond the Rust types (id patterns, text patterns and lengths, time
 //! formats); they never change what serde reads or writes. The server's text limits count
-//! UTF-8 bytes and `maxLength` counts characters: the two agree for ASCII, and a text past the
-//! limit in bytes is refused however few characters it has.
+//! characters (Unicode scalar values), as `maxLength` does, so the schemas state them exactly.
 
 use serde::{Deserialize, Serialize};
 
@@ -110,19 +109,19 @@ impl std::fmt::Display for Role {
 #[cfg_attr(feature = "schema", derive(JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SignUp {
-    /// Letters, digits, `.`, `-` and `_`, starting with a letter or digit; at most 100 bytes.
+    /// Letters, digits, `.`, `-` and `_`, starting with a letter or digit; at most 100 characters.
     #[cfg_attr(
         feature = "schema",
         schemars(pattern(ACCOUNT_NAME_PATTERN), length(min = 1, max = MAX_NAME_CHARS))
     )]
     pub name: String,
-    /// At most 254 bytes.
+    /// At most 254 characters.
     #[cfg_attr(
         feature = "schema",
         schemars(pattern(EMAIL_PATTERN), length(max = MAX_EMAIL_CHARS))
     )]
     pub email: String,
-    /// At least 8 characters, at most 1,024 bytes.
+    /// At least 8 characters, at most 1,024.
     #[cfg_attr(
         feature = "schema",
         schemars(length(min = MIN_PASSWORD_CHARS, max = MAX_PASSWORD_CHARS))
@@ -137,7 +136,7 @@ pub struct SignUp {
 pub struct LogIn {
     pub login: String,
     pub password: String,
-    /// The new token's label, at most 100 bytes; `session` when absent.
+    /// The new token's label, at most 100 characters; `session` when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(
         feature = "schema",
@@ -161,7 +160,7 @@ impl std::fmt::Debug for LogIn {
 #[cfg_attr(feature = "schema", derive(JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateToken {
-    /// At most 100 bytes.
+    /// At most 100 characters.
     #[cfg_attr(
         feature = "schema",
         schemars(pattern(TEXT_PATTERN), length(min = 1, max = MAX_TOKEN_LABEL_CHARS))
@@ -234,7 +233,7 @@ pub struct TokenList {
 #[cfg_attr(feature = "schema", derive(JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NameBody {
-    /// At most 100 bytes; unique in its scope ignoring case.
+    /// At most 100 characters; unique in its scope ignoring case.
     #[cfg_attr(
         feature = "schema",
         schemars(pattern(TEXT_PATTERN), length(min = 1, max = MAX_NAME_CHARS))
@@ -382,7 +381,7 @@ pub struct Restore {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "schema", schemars(pattern(PUSH_ID_PATTERN)))]
     pub push_id: Option<String>,
-    /// At most 4,096 bytes; `Restore version N` when absent.
+    /// At most 4,096 characters; `Restore version N` when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(
         feature = "schema",
@@ -457,7 +456,7 @@ pub struct PushQuery {
     pub base_version: VersionNumber,
     #[cfg_attr(feature = "schema", schemars(with = "ObjectId"))]
     pub root: String,
-    /// At most 4,096 bytes.
+    /// At most 4,096 characters.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     #[cfg_attr(
         feature = "schema",
@@ -476,7 +475,7 @@ pub struct Commit {
     pub base_version: VersionNumber,
     #[cfg_attr(feature = "schema", schemars(with = "ObjectId"))]
     pub root: String,
-    /// At most 4,096 bytes.
+    /// At most 4,096 characters.
     #[serde(default)]
     #[cfg_attr(
         feature = "schema",

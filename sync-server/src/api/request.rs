@@ -303,8 +303,27 @@ impl<'de> Visitor<'de> for BodyValueVisitor {
 
 /// Parses the query string into `T`.
 pub fn parse_query<T: DeserializeOwned>(request: &ApiRequest) -> Result<T, Problem> {
+    check_utf8_query(&request.query)?;
     serde_urlencoded::from_str(&request.query)
         .map_err(|error| Problem::new(ProblemCode::BadQuery).with_detail(error))
+}
+
+/// Refuses a query member whose percent-decoded bytes are not UTF-8: form decoding would put
+/// U+FFFD in their place and store a text the client never sent.
+fn check_utf8_query(query: &str) -> Result<(), Problem> {
+    for pair in query.split('&') {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let utf8 = |text: &str| {
+            percent_encoding::percent_decode_str(&text.replace('+', " "))
+                .decode_utf8()
+                .is_ok()
+        };
+        if !utf8(value) || !utf8(name) {
+            let name = percent_encoding::percent_decode_str(name).decode_utf8_lossy();
+            return Err(Problem::invalid_field(&name, "is not UTF-8"));
+        }
+    }
+    Ok(())
 }
 
 /// Parses an object id from JSON or a query, as a typed error.
@@ -328,6 +347,15 @@ mod tests {
             check_declared_length(&headers, 9).unwrap_err().code,
             ProblemCode::BodyTooLarge
         );
+    }
+
+    #[test]
+    fn query_text_must_be_utf8() {
+        assert!(check_utf8_query("message=a%C3%A9b+c&push_id=p").is_ok());
+        assert!(check_utf8_query("").is_ok());
+        let problem = check_utf8_query("push_id=p&message=a%FFb").unwrap_err();
+        assert_eq!(problem.code, ProblemCode::InvalidField);
+        assert!(check_utf8_query("a%FF=1").is_err());
     }
 
     #[test]

@@ -56,6 +56,19 @@ pub enum Field {
     IndexedObject,
 }
 
+impl Field {
+    /// The request member that carries this field, as a problem's `field` names it: the name
+    /// the client sent (`name`, not `team name`).
+    pub fn member(self) -> String {
+        match self {
+            Self::AccountName | Self::TeamName | Self::ProjectName => "name".to_owned(),
+            Self::TokenLabel => "label".to_owned(),
+            Self::PushId => "push_id".to_owned(),
+            other => other.to_string().replace(' ', "_"),
+        }
+    }
+}
+
 impl fmt::Display for Field {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {

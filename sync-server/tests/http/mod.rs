@@ -15,3 +15,4 @@ mod pg_faults;
 mod process;
 mod records;
 mod sync;
+mod text_fields;
