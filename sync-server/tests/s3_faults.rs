@@ -10,6 +10,7 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
 use cairn_test_support::s3_faults::RequestKind;
@@ -238,6 +239,8 @@ impl Faulty {
         settings.endpoint = Some(proxy.endpoint());
         settings.force_path_style = true;
         settings.prefix = "tenant".to_owned();
+        // Short, so a stalled body costs the test a second, not the default ten.
+        settings.body_stall_timeout = STALL_TIMEOUT;
         settings.credentials = Some(S3Credentials {
             access_key_id: service.access_key.clone(),
             secret_access_key: service.secret_key.clone(),
@@ -256,6 +259,9 @@ impl Faulty {
         self.bucket.remove().await;
     }
 }
+
+/// The store's stall timeout in these tests.
+const STALL_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// A pack of `count` chunks of a few KiB, and where each of its objects is.
 fn chunk_pack(count: usize, seed: u64) -> (Pack, Vec<Object>, Vec<PackLocation>) {
@@ -389,6 +395,48 @@ async fn cut_bodies_and_error_documents_are_read_again_never_served() {
         counts.of_fault(Fault::Truncate) > 2 && counts.of_fault(Fault::ErrorBody) > 2,
         "{counts}"
     );
+    faulty.remove().await;
+}
+
+#[tokio::test]
+async fn a_stalled_body_is_broken_off_and_read_again() {
+    let Some(faulty) = Faulty::start().await else {
+        return;
+    };
+    let store = &faulty.store;
+    let project = ProjectId::random();
+    let (pack, objects, locations) = chunk_pack(6, 13);
+    store.put_pack(&project, &pack).await.unwrap();
+    // Every other GET sends half its body and then nothing, holding the connection open.
+    faulty.proxy.set_plan(
+        FaultPlan::uniform(5, 0.5)
+            .with_faults(&[Fault::Stall])
+            .with_rate(RequestKind::Put, 0.0),
+    );
+    let started = std::time::Instant::now();
+    for (location, expected) in locations.iter().zip(&objects) {
+        let read = store.read_objects(&project, &[*location]).await.unwrap();
+        assert_eq!(&read[0].object, expected);
+    }
+    let stalls = faulty.proxy.counts().of_fault(Fault::Stall);
+    assert!(stalls > 0, "{}", faulty.proxy.counts());
+    // Each stall cost about the stall timeout, not more: it was broken off, not waited out.
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed < STALL_TIMEOUT * (stalls as u32 + 2) + Duration::from_secs(5),
+        "{stalls} stalls took {elapsed:?}"
+    );
+    // Every read stalling: a transfer failure after the bounded attempts, never a hang.
+    faulty.proxy.set_plan(
+        FaultPlan::uniform(5, 1.0)
+            .with_faults(&[Fault::Stall])
+            .with_rate(RequestKind::Put, 0.0),
+    );
+    let error = store
+        .read_objects(&project, &locations[..1])
+        .await
+        .expect_err("no read succeeds");
+    assert!(matches!(error, StoreError::Transfer { .. }), "{error:?}");
     faulty.remove().await;
 }
 

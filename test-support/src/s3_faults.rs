@@ -15,6 +15,10 @@
 //!   `CopyObject`, which Cairn does not use, so it is modelled on `GET`s: the answer's status and
 //!   headers are the real ones, its body an XML `<Error>` document cut or padded to the real
 //!   length. Only `GET`s with a body get it; a reader must never take it for data.
+//! - `Stall`: the request is forwarded, then the answer's head and half its body are sent and
+//!   the connection held open, silent, until the client gives up on it. Not among
+//!   [`Fault::ALL`] (each one costs the reader its whole stall timeout): a plan asks for it by
+//!   name with [`FaultPlan::with_faults`].
 //!
 //! Whether a request gets a fault, and which, is [`FaultPlan::decide`]: a pure function of the
 //! plan's seed, the request's [`RequestKind`] and its number among the requests of that kind, so
@@ -90,9 +94,11 @@ pub enum Fault {
     Truncate,
     Latency,
     ErrorBody,
+    Stall,
 }
 
 impl Fault {
+    /// The faults a plan picks from unless told otherwise: all but [`Fault::Stall`].
     pub const ALL: [Fault; 6] = [
         Fault::InternalError,
         Fault::SlowDown,
@@ -102,9 +108,10 @@ impl Fault {
         Fault::ErrorBody,
     ];
 
-    /// Whether S3 can answer a request of `kind` so: an error body only comes with a `GET`.
+    /// Whether S3 can answer a request of `kind` so: an error body or a stalled body only
+    /// comes with a `GET`.
     pub fn applies_to(self, kind: RequestKind) -> bool {
-        self != Fault::ErrorBody || kind == RequestKind::Get
+        !matches!(self, Fault::ErrorBody | Fault::Stall) || kind == RequestKind::Get
     }
 }
 
@@ -664,6 +671,20 @@ async fn relay(client: TcpStream, shared: Arc<Shared>) {
                     client.send(&cut).await;
                 }
                 let _ = client.stream.shutdown().await;
+                return;
+            }
+            Some(Fault::Stall) if !answer.body.is_empty() => {
+                let mut cut = answer.head.raw.clone();
+                cut.extend_from_slice(&answer.body[..answer.body.len() / 2]);
+                if client.send(&cut).await {
+                    // Silent until the client hangs up (or a minute has passed).
+                    let mut byte = [0u8; 1];
+                    let _ = tokio::time::timeout(
+                        Duration::from_secs(60),
+                        client.stream.read(&mut byte),
+                    )
+                    .await;
+                }
                 return;
             }
             Some(Fault::ErrorBody)

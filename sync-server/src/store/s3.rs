@@ -84,7 +84,15 @@ pub struct S3Settings {
     pub max_concurrency: usize,
     /// Send `If-None-Match: *` on writes. Turn off for services that reject it.
     pub conditional_put: bool,
+    /// A response body that sends nothing for this long is broken off and read again. The SDK's
+    /// attempt timeout ends once the head has arrived, so without this a stalled body would
+    /// hold its request (and the client's) forever.
+    pub body_stall_timeout: Duration,
 }
+
+/// See [`S3Settings::body_stall_timeout`]: far longer than S3 ever pauses inside a body, short
+/// enough that a read broken this way is read again well within a client's patience.
+pub const DEFAULT_BODY_STALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl S3Settings {
     /// Settings for `bucket` on AWS in `us-east-1`, with default limits.
@@ -99,6 +107,7 @@ impl S3Settings {
             max_attempts: 5,
             max_concurrency: 32,
             conditional_put: true,
+            body_stall_timeout: DEFAULT_BODY_STALL_TIMEOUT,
         }
     }
 }
@@ -111,6 +120,7 @@ pub struct S3Backend {
     prefix: String,
     max_concurrency: usize,
     conditional_put: bool,
+    body_stall_timeout: Duration,
     counters: Arc<RequestCounters>,
 }
 
@@ -162,6 +172,7 @@ impl S3Backend {
             prefix,
             max_concurrency: settings.max_concurrency.max(1),
             conditional_put: settings.conditional_put,
+            body_stall_timeout: settings.body_stall_timeout,
             counters,
         })
     }
@@ -380,25 +391,38 @@ impl S3Backend {
 
     /// Reads a body of at most `limit` bytes (the caller checked the declared length; this
     /// holds to it should the service send more). A body that breaks off (shorter than its
-    /// declared length, or its connection lost) is [`StoreError::Transfer`].
-    async fn collect(&self, key: &str, body: ByteStream, limit: u64) -> Result<Bytes> {
+    /// declared length, or its connection lost) or stalls (nothing for
+    /// [`S3Settings::body_stall_timeout`]) is [`StoreError::Transfer`].
+    async fn collect(&self, key: &str, mut body: ByteStream, limit: u64) -> Result<Bytes> {
         let failed = |message: String| StoreError::Transfer {
             operation: "get",
             key: format!("s3://{}/{key}", self.bucket),
             message,
         };
-        let bytes = body
-            .collect()
-            .await
-            .map_err(|error| failed(format!("reading the body: {}", DisplayErrorContext(&error))))?
-            .into_bytes();
-        if bytes.len() as u64 > limit {
-            return Err(failed(format!(
-                "{} bytes, more than the {limit} asked for",
-                bytes.len()
-            )));
+        let mut bytes = bytes::BytesMut::new();
+        loop {
+            let chunk = match tokio::time::timeout(self.body_stall_timeout, body.next()).await {
+                Err(_) => {
+                    return Err(failed(format!(
+                        "the body stalled: nothing for {:?} after {} bytes",
+                        self.body_stall_timeout,
+                        bytes.len()
+                    )));
+                }
+                Ok(None) => break,
+                Ok(Some(chunk)) => chunk.map_err(|error| {
+                    failed(format!("reading the body: {}", DisplayErrorContext(&error)))
+                })?,
+            };
+            if (bytes.len() + chunk.len()) as u64 > limit {
+                return Err(failed(format!(
+                    "{} bytes, more than the {limit} asked for",
+                    bytes.len() + chunk.len()
+                )));
+            }
+            bytes.extend_from_slice(&chunk);
         }
-        Ok(bytes)
+        Ok(bytes.freeze())
     }
 
     /// [`ObjectBackend::read_pack`], once: one GetObject.
