@@ -100,21 +100,28 @@ struct FakeServer {
 
 impl FakeServer {
     fn start(script: Vec<Answer>) -> FakeServer {
+        let mut script = script.into_iter();
+        FakeServer::answering(move |_| {
+            script
+                .next()
+                .unwrap_or_else(|| Answer::whole(418, Vec::new(), Vec::new()))
+        })
+    }
+
+    /// A server that answers each request as `answer` says.
+    fn answering(mut answer: impl FnMut(&Request) -> Answer + Send + 'static) -> FakeServer {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let requests = Arc::new(Mutex::new(Vec::new()));
         let recorded = requests.clone();
         std::thread::spawn(move || {
-            let mut script = script.into_iter();
             for connection in listener.incoming() {
                 let Ok(connection) = connection else { return };
                 let Some(request) = read_request(&connection) else {
                     continue;
                 };
+                let answer = answer(&request);
                 recorded.lock().unwrap().push(request);
-                let answer = script
-                    .next()
-                    .unwrap_or_else(|| Answer::whole(418, Vec::new(), Vec::new()));
                 answer_with(connection, answer);
             }
         });
@@ -319,6 +326,133 @@ fn write_then_push(script: impl FnOnce(sync_protocol::ObjectId) -> Vec<Answer>) 
         assert_eq!(request.body, requests[0].body);
     }
     assert!(!requests[0].body.is_empty());
+}
+
+/// The server as a push that committed, but whose every answer was lost, leaves it: pushes
+/// are dropped (after committing, the script pretends), and the commit of the first push id
+/// is answered as that version, replayed. Anything else gets `after`.
+fn lost_answers(
+    first: sync_protocol::ObjectId,
+    mut after: impl FnMut(&Request) -> Answer + Send + 'static,
+) -> FakeServer {
+    let mut first_push_id: Option<String> = None;
+    FakeServer::answering(move |request| {
+        if request.target.starts_with("/v1/projects/p/push?") && first_push_id.is_none()
+            || request.query("push_id") == first_push_id.as_deref()
+        {
+            first_push_id = request.query("push_id").map(str::to_owned);
+            return Answer::Drop;
+        }
+        if request.target == "/v1/projects/p/commits" {
+            let commit: wire::Commit = serde_json::from_slice(&request.body).unwrap();
+            if Some(commit.push_id.as_str()) == first_push_id.as_deref() {
+                assert_eq!((commit.base_version, commit.root), (0, first.to_hex()));
+                return Answer::json(&Committed {
+                    version: 1,
+                    root: first,
+                    replayed: true,
+                });
+            }
+        }
+        after(request)
+    })
+}
+
+#[test]
+fn a_push_left_without_an_answer_is_settled_before_the_next_push() {
+    let first = Tree::build(&[("spec.yaml", b"v1\n".to_vec(), false)]);
+    let second = Tree::build(&[("spec.yaml", b"v2\n".to_vec(), false)]);
+    let second_root = second.root;
+    let server = lost_answers(first.root, move |request| {
+        // The next push, on the settled version.
+        assert!(
+            request.target.starts_with("/v1/projects/p/push?"),
+            "{request:?}"
+        );
+        assert_eq!(request.query("base_version"), Some("1"), "{request:?}");
+        Answer::json(&Committed {
+            version: 2,
+            root: second_root,
+            replayed: false,
+        })
+    });
+    let (_dir, copy) = server.copy();
+    write(copy.root(), "spec.yaml", b"v1\n");
+    let error = push_once(&copy, &server.remote(), Some("first")).unwrap_err();
+    assert!(
+        error.remote().is_some_and(RemoteError::is_transient),
+        "{error:?}"
+    );
+    // The same file edited again before the outcome is known.
+    write(copy.root(), "spec.yaml", b"v2\n");
+    let outcome = push_once(&copy, &server.remote(), Some("second")).unwrap();
+    let PushOutcome::Committed { committed, .. } = outcome else {
+        panic!("{outcome:?}");
+    };
+    assert_eq!((committed.version, committed.root), (2, second.root));
+    let requests = server.requests();
+    let commits: Vec<&Request> = requests
+        .iter()
+        .filter(|request| request.target == "/v1/projects/p/commits")
+        .collect();
+    assert_eq!(commits.len(), 1, "{requests:?}");
+    let last = requests.last().unwrap();
+    assert_ne!(last.query("push_id"), requests[0].query("push_id"));
+    assert_eq!(copy.base().unwrap().version, Some(2));
+}
+
+#[test]
+fn a_push_left_without_an_answer_is_settled_before_a_pull() {
+    let first = Tree::build(&[("spec.yaml", b"v1\n".to_vec(), false)]);
+    let first_root = first.root;
+    let server = lost_answers(first.root, move |request| {
+        // The pull starts from the settled version: the server has nothing newer.
+        assert_eq!(request.target, "/v1/projects/p/pull", "{request:?}");
+        let pull: wire::PullRequest = serde_json::from_slice(&request.body).unwrap();
+        assert_eq!(pull.have, Some(first_root.to_hex()), "{request:?}");
+        pull_answer(
+            &Tree::build(&[("spec.yaml", b"v1\n".to_vec(), false)]),
+            None,
+            |_| Length::Exact,
+        )
+    });
+    let (_dir, copy) = server.copy();
+    write(copy.root(), "spec.yaml", b"v1\n");
+    push_once(&copy, &server.remote(), None).unwrap_err();
+    // Deleted before the outcome is known: the pull must not bring it back.
+    std::fs::remove_file(copy.root().join("spec.yaml")).unwrap();
+    let pulled = pull(&copy, &server.remote()).unwrap();
+    assert_eq!(pulled.version, 4);
+    assert!(!copy.root().join("spec.yaml").exists());
+}
+
+#[test]
+fn a_push_that_lost_is_settled_as_lost() {
+    let server = FakeServer::answering(move |request| {
+        if request.target.starts_with("/v1/projects/p/push?") {
+            return Answer::unavailable(None);
+        }
+        // Another push moved the head meanwhile: this one lost, and the server says so.
+        assert_eq!(request.target, "/v1/projects/p/commits", "{request:?}");
+        let problem = wire::Problem::new(wire::ProblemCode::Conflict);
+        let headers = vec![("content-type", wire::PROBLEM_MEDIA_TYPE.to_owned())];
+        Answer::whole(409, headers, serde_json::to_vec(&problem).unwrap())
+    });
+    let (_dir, copy) = server.copy();
+    write(copy.root(), "spec.yaml", b"v1\n");
+    push_once(&copy, &server.remote(), None).unwrap_err();
+    assert!(copy.state().journal().unwrap().is_some());
+    // The next push settles it (lost: the journal goes), then pushes on its own base.
+    write(copy.root(), "spec.yaml", b"v2\n");
+    push_once(&copy, &server.remote(), None).unwrap_err();
+    let requests = server.requests();
+    let settled = requests
+        .iter()
+        .position(|request| request.target == "/v1/projects/p/commits")
+        .expect("a commit settles the push");
+    let next = &requests[settled + 1];
+    assert_eq!(next.query("base_version"), Some("0"), "{next:?}");
+    assert_ne!(next.query("push_id"), requests[0].query("push_id"));
 }
 
 #[test]

@@ -11,6 +11,7 @@ mod support;
 
 mod cluster;
 mod contract;
+mod crash_campaign;
 mod large;
 mod s3_faults;
 mod sync;

@@ -28,6 +28,7 @@ use crate::transport::retry::retry;
 mod pull;
 mod push;
 pub mod records;
+mod settle;
 mod sync;
 pub mod upload;
 pub mod watch;

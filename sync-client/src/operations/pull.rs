@@ -31,6 +31,12 @@ pub fn pull(copy: &WorkingCopy, remote: &Remote) -> Result<PullOutcome, ClientEr
     // apply merges against.
     let lock = copy.lock()?;
     let (base, stat_cache) = copy.base_and_stat_cache()?;
+    // A push whose outcome is unknown is settled first: had it committed, its version would
+    // otherwise come back as someone else's edit.
+    let base = match copy.state().journal()? {
+        Some(journal) => super::settle::settle(copy, remote, journal, base)?,
+        None => base,
+    };
     // Change records need the listing of the base root, which pending paths make differ.
     let listing = base.pending.is_empty().then_some(&base.listing);
     // One pull request (retried while the outcome is unknown) of `want`, from `have`.

@@ -9,6 +9,7 @@ use sync_protocol::tree::build_dirs;
 use sync_protocol::wire::{Commit, Committed, Operation, ProblemCode, PushQuery};
 
 use super::records;
+use super::settle;
 use super::upload::{
     Batch, SINGLE_REQUEST_BYTES, Sent, negotiate_missing, single_stream, upload_batches,
 };
@@ -51,6 +52,13 @@ pub fn push_once(
         });
     }
     let mut snapshot = copy.snapshot_with(&base, stat_cache)?;
+    // An earlier push whose outcome is unknown, unless this is that push again.
+    let base = match copy.state().journal()? {
+        Some(journal) if !journal.is_for(base.version.unwrap_or(0), &snapshot.root) => {
+            settle::settle(copy, remote, journal, base)?
+        }
+        _ => base,
+    };
     if snapshot.root == base.root {
         return Ok(PushOutcome::NothingToPush {
             version: base.version,
@@ -72,6 +80,7 @@ pub fn push_once(
                 listing_changes(&base.listing, &snapshot.scan.listing)
             });
             push_small(
+                copy,
                 remote,
                 &objects,
                 &changes,
@@ -152,6 +161,7 @@ struct PushTarget<'a> {
 /// server cannot use them), else the planned objects whole. `None` when they are too large for
 /// one request.
 fn push_small(
+    copy: &WorkingCopy,
     remote: &Remote,
     objects: &ObjectCache,
     changes: &[Change],
@@ -160,6 +170,7 @@ fn push_small(
 ) -> Result<Option<Sent>, ClientError> {
     let send = |batch: Batch| {
         push_whole(
+            copy,
             remote,
             target.project,
             target.base_version,
@@ -189,8 +200,11 @@ fn push_small(
     }
 }
 
-/// The common case: one request carries the objects and the commit.
+/// The common case: one request carries the objects and the commit. When it ends without an
+/// answer (the transport's retries spent), its journal is written, so that the next push or
+/// pull settles its outcome first (`settle`).
 fn push_whole(
+    copy: &WorkingCopy,
     remote: &Remote,
     project: &str,
     base_version: u64,
@@ -216,6 +230,16 @@ fn push_whole(
     let committed = timed("push request", || {
         remote.push(project, &query, &batch.stream)
     });
+    if let Err(error) = &committed
+        && error.is_transient()
+    {
+        copy.state().save_journal(&PushJournal {
+            push_id: query.push_id.clone(),
+            base_version,
+            root: query.root.clone(),
+            message: query.message.clone(),
+        })?;
+    }
     progress.advance(u64::from(batch.objects), 0);
     progress.finish();
     Ok(Sent {
@@ -248,6 +272,7 @@ fn push_in_batches(
         push_id: push_id.clone(),
         base_version,
         root: root.to_hex(),
+        message: message.unwrap_or_default().to_owned(),
     })?;
     let missing;
     let ids = if negotiate {

@@ -1,6 +1,8 @@
-//! `.cairn/push-journal`: a push whose objects may be partly on the server. Written before a
-//! large push sends anything, removed once its version is committed; while it exists, the next
-//! push asks the server what it lacks first (see `operations::upload`).
+//! `.cairn/push-journal`: a push whose objects may be partly on the server, or whose outcome is
+//! unknown. Written before a large push sends anything, and when any push ends without an
+//! answer; removed once the push's outcome is known. While it exists, the next push or pull
+//! settles it first (`operations::settle`), and a push of the same base and root reuses its
+//! push id, asking the server what it lacks (`operations::upload`).
 
 use std::io;
 use std::path::Path;
@@ -11,13 +13,16 @@ use sync_protocol::ObjectId;
 use super::atomic::{Mode, Replace, write_atomic};
 use crate::error::{ClientError, io_error};
 
-/// A push under way: its id, and the base and root it was for.
+/// A push under way: its id, the base and root it was for, and its message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PushJournal {
     pub push_id: String,
     pub base_version: u64,
     pub root: String,
+    /// Absent from journals of earlier versions.
+    #[serde(default)]
+    pub message: String,
 }
 
 impl PushJournal {
@@ -29,6 +34,7 @@ impl PushJournal {
                 push_id: String::new(),
                 base_version: u64::MAX,
                 root: String::new(),
+                message: String::new(),
             }))),
             Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(error) => Err(ClientError::io("read", path, error)),

@@ -3,6 +3,7 @@
 //! files on disk come from `cairn_test_support`.
 
 pub mod client;
+pub mod cluster;
 pub mod server;
 
 use std::path::PathBuf;
@@ -27,6 +28,14 @@ enum Machine {
     Alone {
         _guard: RwLockWriteGuard<'static, ()>,
     },
+}
+
+/// Holds the machine alone, as [`Setup::start_alone`] does, for a scenario that starts its own
+/// servers: no scenario that takes the lock runs until the guard is dropped.
+pub fn machine_alone() -> RwLockWriteGuard<'static, ()> {
+    MACHINE
+        .write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// A server, alice's machine, an empty project and two working copies: `a` made with

@@ -92,6 +92,32 @@ pub(super) fn violations(db: &Db, store: &Store, clients: &[Client]) -> Vec<Stri
                 .map(|refusal| format!("client {}: {refusal}", client.index)),
         );
     }
+    // Each client's own files are as it last wrote them: no pull brought back one it deleted,
+    // and no merge kept a conflict copy of its own earlier edit.
+    for client in clients {
+        let own = format!("c{}/", client.index);
+        let kept: BTreeMap<&Path, &Vec<u8>> = client
+            .working
+            .iter()
+            .filter(|(path, _)| path.as_str().starts_with(&own))
+            .collect();
+        let intended: BTreeMap<&Path, &Vec<u8>> = client.intended.iter().collect();
+        if kept != intended {
+            let paths = |files: &BTreeMap<&Path, &Vec<u8>>| {
+                files
+                    .keys()
+                    .map(|path| path.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            found.push(format!(
+                "client {} wrote [{}] but holds [{}]",
+                client.index,
+                paths(&intended),
+                paths(&kept)
+            ));
+        }
+    }
     // Every client caught up with the same head.
     for client in clients {
         if client.base() != db.head {

@@ -1,7 +1,10 @@
 //! A client as `cairn` behaves: edits its working copy, pushes what changed on the version it
 //! has (retrying a push whose outcome it did not learn with the same push id, a bounded number
 //! of times), pulls, and on a conflict pulls the head and merges with the protocol's three-way
-//! merge before pushing again under a new push id. Client `i` edits only paths under `c{i}/`,
+//! merge before pushing again under a new push id. A push it gave up on is settled before its
+//! next push or pull, by sending it again under its push id (`cairn`'s `operations::settle`):
+//! without that, a given-up push that did commit came back as somebody else's edit, which the
+//! simulation found as a conflict of a client with its own earlier edit. Client `i` edits only paths under `c{i}/`,
 //! so merges never conflict and the final tree is known: every client's own files.
 
 use std::cell::RefCell;
@@ -20,6 +23,7 @@ use sync_protocol::tree::{
 };
 use sync_protocol::{ObjectId, verify_frame};
 
+use super::Planted;
 use super::net::{Answer, Outcome, Request, SharedNet, call};
 
 /// Attempts of one push (same push id) before the client gives up, as `cairn` gives up after
@@ -44,8 +48,6 @@ pub(super) struct Log {
     pub conflicts: usize,
     pub lost: usize,
     pub gave_up: usize,
-    /// Merges that met the client's own edit of a push it gave up on.
-    pub self_conflicts: usize,
 }
 
 /// Path, kind and bytes of every file.
@@ -60,6 +62,12 @@ pub(super) struct Client {
     base_version: u64,
     base_root: ObjectId,
     pub working: WorkingCopy,
+    /// Its own files as it last wrote them: what its working copy must hold of them however
+    /// its pushes and pulls went.
+    pub intended: WorkingCopy,
+    /// A push it gave up on, to settle before the next push or pull.
+    unsettled: Option<Request>,
+    planted: Planted,
     /// Each content's encoding, made once: the tree is rebuilt from the working copy at every
     /// push and merge.
     encoded: RefCell<HashMap<Vec<u8>, Encoded>>,
@@ -68,7 +76,7 @@ pub(super) struct Client {
 }
 
 impl Client {
-    pub fn new(index: usize, seed: u64, net: SharedNet) -> Self {
+    pub fn new(index: usize, seed: u64, net: SharedNet, planted: Planted) -> Self {
         Self {
             index,
             rng: StdRng::seed_from_u64(seed),
@@ -77,6 +85,9 @@ impl Client {
             base_version: 0,
             base_root: empty_dir_id(),
             working: WorkingCopy::new(),
+            intended: WorkingCopy::new(),
+            unsettled: None,
+            planted,
             encoded: RefCell::default(),
             pushes: 0,
             log: Log::default(),
@@ -134,6 +145,7 @@ impl Client {
         let path = Path::new(&name).expect("a valid path");
         if self.working.contains_key(&path) && self.rng.gen_bool(0.2) {
             self.working.remove(&path);
+            self.intended.remove(&path);
             return;
         }
         // Now and then a file of several chunks.
@@ -143,6 +155,7 @@ impl Client {
             self.rng.gen_range(0..200)
         };
         let bytes = noise(len, self.rng.r#gen());
+        self.intended.insert(path.clone(), bytes.clone());
         self.working.insert(path, bytes);
     }
 
@@ -150,6 +163,9 @@ impl Client {
     /// tries again with a new push id. True when the working copy is committed (or nothing
     /// needed pushing); false when it gave up on a push after `attempts` tries.
     async fn sync(&mut self, attempts: usize) -> bool {
+        if !self.settle_unknown(attempts).await {
+            return false;
+        }
         loop {
             let (root, _) = self.snapshot();
             if root == self.base_root {
@@ -174,6 +190,7 @@ impl Client {
             match answer {
                 None => {
                     self.log.gave_up += 1;
+                    self.unsettled = Some(request);
                     return false;
                 }
                 Some(Answer::Committed {
@@ -225,8 +242,55 @@ impl Client {
         }
     }
 
+    /// Sends the push it gave up on again, under its push id, until it is answered (at most
+    /// `attempts` times): if it committed (then or now), that version becomes the base. False
+    /// while its outcome is still unknown.
+    async fn settle_unknown(&mut self, attempts: usize) -> bool {
+        if self.planted == Planted::UnsettledPush {
+            return true;
+        }
+        let Some(request) = self.unsettled.clone() else {
+            return true;
+        };
+        let Request::Push { push_id, .. } = &request else {
+            unreachable!("a push")
+        };
+        for _ in 0..attempts {
+            match call(&self.net, self.index, request.clone()).await {
+                Outcome::Lost => self.log.lost += 1,
+                Outcome::Answer(Answer::Committed { version, root }) => {
+                    self.unsettled = None;
+                    self.log.acks.push(Ack {
+                        client: self.index,
+                        push_id: push_id.clone(),
+                        version,
+                        root,
+                    });
+                    if version > self.base_version {
+                        self.base_version = version;
+                        self.base_root = root;
+                    }
+                    return true;
+                }
+                Outcome::Answer(Answer::Conflict { .. }) => {
+                    self.unsettled = None;
+                    return true;
+                }
+                Outcome::Answer(other) => {
+                    self.unsettled = None;
+                    self.log.refusals.push(format!("settling: {other:?}"));
+                    return false;
+                }
+            }
+        }
+        false
+    }
+
     /// Pulls the head and merges local edits over it. False if the pull got no answer.
     async fn pull(&mut self) -> bool {
+        if !self.settle_unknown(PUSH_ATTEMPTS).await {
+            return false;
+        }
         let have = self.base_root;
         let answer = match call(&self.net, self.index, Request::Pull { have }).await {
             Outcome::Answer(answer) => answer,
@@ -259,16 +323,10 @@ impl Client {
         };
         let outcome = merge(&base, &ours, &theirs).expect("valid listings");
         if !outcome.is_clean() {
-            if self.log.gave_up > 0 {
-                // A push it gave up on may have committed after all: `cairn` then meets its own
-                // earlier edit as theirs, and keeps both sides.
-                self.log.self_conflicts += 1;
-            } else {
-                self.log.refusals.push(format!(
-                    "merge conflicts on disjoint edits: {:?}",
-                    outcome.conflicts
-                ));
-            }
+            self.log.refusals.push(format!(
+                "merge conflicts on disjoint edits: {:?}",
+                outcome.conflicts
+            ));
         }
         self.working = outcome
             .merged

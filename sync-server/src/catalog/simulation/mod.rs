@@ -18,9 +18,10 @@
 //! every version's tree whole in the store, the store's closure invariant never broken, and the
 //! head holding exactly what the clients wrote.
 //!
-//! Two planted bugs ([`Planted`]) show that the checks bite: committing before the push's
-//! objects are stored, and a compare-and-swap that does not re-check the head after waiting
-//! for its row lock. Each is found within the first seeds, and the same seeds pass without it.
+//! Three planted bugs ([`Planted`]) show that the checks bite: committing before the push's
+//! objects are stored, a compare-and-swap that does not re-check the head after waiting for its
+//! row lock, and a client that forgets a push it gave up on. Each is found within the first
+//! seeds, and the same seeds pass without it.
 //!
 //! Replay a seed with `CAIRN_SIM_SEED=n cargo test -p sync-server simulation`; run more seeds
 //! with `CAIRN_SIM_SEEDS=100000` (and `CAIRN_SIM_FIRST_SEED`), in release for speed.
@@ -53,6 +54,9 @@ pub(super) enum Planted {
     /// The compare-and-swap checks the head before it has the row lock and not again after
     /// waiting for it (a read, then a blind write): two pushes on one base both move the head.
     CompareWithoutRecheck,
+    /// The client forgets a push it gave up on, as `cairn` did before it settled them: one
+    /// that committed after all comes back on a pull as somebody else's edit.
+    UnsettledPush,
 }
 
 /// Steps after which a run that has not ended counts as stuck.
@@ -71,7 +75,6 @@ struct Counts {
     versions: u64,
     conflicts: u64,
     gave_up: u64,
-    self_conflicts: u64,
 }
 
 impl std::ops::AddAssign for Counts {
@@ -86,7 +89,6 @@ impl std::ops::AddAssign for Counts {
         self.versions += other.versions;
         self.conflicts += other.conflicts;
         self.gave_up += other.gave_up;
-        self.self_conflicts += other.self_conflicts;
     }
 }
 
@@ -295,7 +297,7 @@ fn run(seed: u64, planted: Planted) -> RunResult {
     let net = std::rc::Rc::new(std::cell::RefCell::new(Net::default()));
     let clients = (0..setting.clients)
         .map(|index| {
-            let client = Client::new(index, rng.r#gen(), net.clone());
+            let client = Client::new(index, rng.r#gen(), net.clone(), planted);
             Some(Box::pin(client.run(setting.ops)) as Task<Client>)
         })
         .collect();
@@ -351,7 +353,6 @@ fn run(seed: u64, planted: Planted) -> RunResult {
         counts.acks += client.log.acks.len() as u64;
         counts.conflicts += client.log.conflicts as u64;
         counts.gave_up += client.log.gave_up as u64;
-        counts.self_conflicts += client.log.self_conflicts as u64;
     }
     let db = db.borrow();
     counts.versions = db.versions.len() as u64 - 1;
@@ -442,7 +443,11 @@ mod tests {
 
     #[test]
     fn the_planted_bugs_are_found() {
-        for planted in [Planted::StoreAfterCommit, Planted::CompareWithoutRecheck] {
+        for planted in [
+            Planted::StoreAfterCommit,
+            Planted::CompareWithoutRecheck,
+            Planted::UnsettledPush,
+        ] {
             let found = (0..1_000).find_map(|seed| {
                 let result = run(seed, planted);
                 (!result.violations.is_empty()).then_some((seed, result.violations))
