@@ -198,7 +198,7 @@ impl FaultPlan {
         if applicable.is_empty() {
             return None;
         }
-        let fault = applicable[(random.next() % applicable.len() as u64) as usize];
+        let fault = applicable[random.below(applicable.len() as u64) as usize];
         let delay = if fault == Fault::Latency {
             let span = self.latency.end.saturating_sub(self.latency.start);
             self.latency.start + span.mul_f64(random.unit())
@@ -209,12 +209,14 @@ impl FaultPlan {
     }
 }
 
-/// SplitMix64: a tiny, fully specified generator, so a seed means the same faults on every
-/// platform and version.
-struct SplitMix64(u64);
+/// SplitMix64: a tiny, fully specified generator, so a seed means the same faults (or, to
+/// other tests, the same choices) on every platform and version.
+#[derive(Debug, Clone)]
+pub struct SplitMix64(pub u64);
 
 impl SplitMix64 {
-    fn next(&mut self) -> u64 {
+    /// The next number of the sequence.
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -223,8 +225,13 @@ impl SplitMix64 {
     }
 
     /// A number in `[0, 1)`.
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// A number in `0..bound` (0 when `bound` is 0).
+    pub fn below(&mut self, bound: u64) -> u64 {
+        self.next_u64() % bound.max(1)
     }
 }
 

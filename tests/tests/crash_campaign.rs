@@ -53,6 +53,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use cairn_test_support::files::{FileState, tree_on_disk, write};
+use cairn_test_support::s3_faults::SplitMix64;
 use cairn_test_support::{ClientHome, FaultPlan, FaultyS3, Services, noise};
 use serde_json::Value;
 
@@ -79,21 +80,17 @@ const GC_EVERY: &str = "5s";
 const BIG_FILE: usize = 9 << 20;
 const BIG_EVERY: u64 = 50;
 
-/// SplitMix64: the campaign's seeded choices.
-struct Rng(u64);
+/// The campaign's seeded choices.
+struct Rng(SplitMix64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+    fn new(seed: u64) -> Rng {
+        Rng(SplitMix64(seed))
     }
 
     /// A number in `0..bound`.
     fn below(&mut self, bound: u64) -> u64 {
-        self.next() % bound.max(1)
+        self.0.below(bound)
     }
 
     fn millis_below(&mut self, bound: u64) -> Duration {
@@ -256,7 +253,7 @@ fn pusher(
     stop: &AtomicBool,
     progress: &Progress,
 ) -> Record {
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let mut record = Record::default();
     let mut round = 0u64;
     while !stop.load(Ordering::Relaxed) {
@@ -321,7 +318,7 @@ fn puller(
     stop: &AtomicBool,
     progress: &Progress,
 ) -> Record {
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let mut record = Record::default();
     while !stop.load(Ordering::Relaxed) {
         record.commands += 1;
@@ -383,7 +380,7 @@ struct Collections {
 
 /// Runs `sync-server gc` until `stop`, SIGKILLing every other run at a random moment.
 fn collector(gc: &CommandLine, seed: u64, stop: &AtomicBool, progress: &Progress) -> Collections {
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let mut collections = Collections::default();
     while !stop.load(Ordering::Relaxed) {
         let mut child = gc
@@ -532,7 +529,7 @@ fn nodes_killed_at_random_lose_no_acknowledged_push() {
     let progress = Progress::default();
     let stop = AtomicBool::new(false);
     let started = Instant::now();
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let mut kills = 0u64;
     let mut restarts: Vec<Duration> = Vec::new();
     let mut most_down = 0usize;

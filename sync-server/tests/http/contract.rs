@@ -32,12 +32,7 @@ fn filled(path: &str, value: &str) -> String {
 
 async fn undeclared_methods(server: &TestServer) {
     let (alice, _team, project) = server.owner_with_project("alice").await;
-    let document: Value = server
-        .call_anonymous(Method::GET, "/v1/openapi.json", None)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let document: Value = server.openapi_document().await;
     let paths = document["paths"].as_object().unwrap();
     assert_eq!(
         paths.len(),
@@ -178,12 +173,7 @@ http_test!(json_bodies_must_be_objects, bodies_are_objects);
 
 async fn unknown_members(server: &TestServer) {
     let (alice, team, project) = server.owner_with_project("alice").await;
-    let document: Value = server
-        .call_anonymous(Method::GET, "/v1/openapi.json", None)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let document: Value = server.openapi_document().await;
     // Each JSON request body, valid but for one member the document does not declare.
     let id = "0".repeat(64);
     let bodies = [
@@ -334,12 +324,7 @@ fn fits(schema: &Value, text: &str) -> bool {
 
 async fn text_rules(server: &TestServer) {
     let (alice, team, project) = server.owner_with_project("alice").await;
-    let document: Value = server
-        .call_anonymous(Method::GET, "/v1/openapi.json", None)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let document: Value = server.openapi_document().await;
     let schemas = &document["components"]["schemas"];
     let name = &schemas["NameBody"]["properties"]["name"];
     let label = &schemas["CreateToken"]["properties"]["label"];

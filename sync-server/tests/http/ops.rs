@@ -56,12 +56,7 @@ async fn health_ready_metrics_openapi(server: &TestServer) {
         .unwrap();
     assert!(bytes_in >= 2 * v1.stream().len() as u64);
 
-    let openapi: Value = server
-        .call_anonymous(Method::GET, "/v1/openapi.json", None)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let openapi: Value = server.openapi_document().await;
     assert_eq!(openapi["openapi"], "3.1.0");
     assert!(openapi["paths"]["/v1/projects/{project}/push"]["post"].is_object());
 

@@ -212,6 +212,15 @@ impl TestServer {
         request.send().await.unwrap()
     }
 
+    /// The API document the server serves, `GET /v1/openapi.json`.
+    pub async fn openapi_document(&self) -> Value {
+        self.call_anonymous(reqwest::Method::GET, "/v1/openapi.json", None)
+            .await
+            .json()
+            .await
+            .unwrap()
+    }
+
     /// `call`, and the JSON body of its answer, whatever the status.
     pub async fn call_json(
         &self,

@@ -386,12 +386,7 @@ async fn every_text_field_refuses_what_no_catalog_can_store(server: &TestServer)
         root: first.root.to_string(),
         stream: tree(&[("a.json", "2")]).stream(),
     };
-    let document: Value = server
-        .call_anonymous(Method::GET, "/v1/openapi.json", None)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let document: Value = server.openapi_document().await;
     let fields = text_fields(&document);
     // Every operation with text in it, and the members it must have.
     let count = |place| fields.iter().filter(|f| f.place == place).count();
