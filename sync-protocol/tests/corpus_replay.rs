@@ -65,6 +65,11 @@ fn zstd_decode_corpus() {
 }
 
 #[test]
+fn push_accept_corpus() {
+    replay_corpus("push_accept", sync_protocol::checks::accept::push_accept);
+}
+
+#[test]
 fn tree_merge_corpus() {
     // The merge corpus is another engineer's and may still be empty: no count assertion.
     replay("tree_merge", sync_protocol::checks::merge::tree_merge);
@@ -175,4 +180,10 @@ fn write_seed_corpora() {
         "past-limit",
         &streamed(&vec![0u8; codec::ZSTD_CHECK_LIMIT + 1], false),
     );
+
+    // A store state and a push each: genuine pushes of objects and of change records, the
+    // same streams as raw bytes, and mutated ones (see `checks::accept::seeds`).
+    for (name, bytes) in sync_protocol::checks::accept::seeds() {
+        write("push_accept", name, &bytes);
+    }
 }

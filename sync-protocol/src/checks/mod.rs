@@ -3,9 +3,11 @@
 //! Each function takes arbitrary bytes, runs one part of the library on them and panics only if
 //! an invariant is broken (never because the input is invalid). The cargo-fuzz targets in `fuzz/`
 //! are one-line calls into this module, and `tests/corpus_replay.rs` runs every committed corpus
-//! and crash file through the same functions in the normal test run. [`noise`] is the test data
-//! the workspace's tests share.
+//! and crash file through the same functions in the normal test run: [`codec`] (object, stream
+//! and zstd decoding), [`merge`] (three-way merge) and [`accept`] (the push acceptor over an
+//! in-memory store). [`noise`] is the test data the workspace's tests share.
 
+pub mod accept;
 pub mod codec;
 pub mod merge;
 
