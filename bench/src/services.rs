@@ -46,6 +46,27 @@ pub const SERVER_VARIABLES: &[&str] = &[
     "AWS_ENDPOINT_URL_S3",
 ];
 
+/// `sync-server args...` from `bin`, run in `dir`, with none of the caller's server variables:
+/// only `variables`, the benchmarks' admin password and a quiet log.
+pub fn server_command(
+    bin: &Path,
+    dir: &Path,
+    password: &str,
+    variables: &[(&'static str, String)],
+    args: &[&str],
+) -> Command {
+    let mut command = Command::new(bin.join("sync-server"));
+    command.args(args).current_dir(dir);
+    for variable in SERVER_VARIABLES {
+        command.env_remove(variable);
+    }
+    command
+        .env("CAIRN_PASSWORD", password)
+        .env("CAIRN_LOG", "warn,sync_server::request=info")
+        .envs(variables.iter().map(|(key, value)| (key, value)));
+    command
+}
+
 /// A database a benchmark creates, dropped when this is (unless kept).
 #[derive(Debug)]
 pub struct Database {

@@ -120,7 +120,7 @@ use cairn_bench::processes::{
     Daemon, binary_dir, build_binaries, free_port, free_port_on, http_get_from, remove,
     run_command, today, value_of, wait_for_port,
 };
-use cairn_bench::services::{Database, SERVER_VARIABLES, find_binary, postgres_admin_url};
+use cairn_bench::services::{Database, find_binary, postgres_admin_url, server_command};
 use cairn_bench::{Rng, TreeFile, edited, project_tree, write_tree};
 
 type Result<T> = std::result::Result<T, String>;
@@ -473,16 +473,7 @@ impl Bench {
     }
 
     fn server(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(self.bin.join("sync-server"));
-        command.args(args).current_dir(&self.root);
-        for variable in SERVER_VARIABLES {
-            command.env_remove(variable);
-        }
-        command
-            .env("CAIRN_PASSWORD", PASSWORD)
-            .env("CAIRN_LOG", "warn,sync_server::request=info")
-            .envs(self.variables.iter().map(|(key, value)| (key, value)));
-        command
+        server_command(&self.bin, &self.root, PASSWORD, &self.variables, args)
     }
 
     fn admin(&self, args: &[&str]) -> Result<String> {
