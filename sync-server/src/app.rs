@@ -28,6 +28,12 @@ pub struct Limits {
     pub cache_bytes: u64,
     /// The most connections one client address may hold open at once; 0 for no limit.
     pub connections_per_address: usize,
+    /// The largest file the account pages hand out (larger ones are for `cairn`, which
+    /// streams them; a page's answer is built in memory).
+    pub max_page_download_bytes: u64,
+    /// Whether the proxy's `X-Forwarded-Proto` (cookies marked `Secure` over HTTPS) and
+    /// `X-Forwarded-For` (failed sign-ins counted per client) are believed.
+    pub trust_proxy_headers: bool,
 }
 
 impl Default for Limits {
@@ -36,6 +42,8 @@ impl Default for Limits {
             max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
             cache_bytes: DEFAULT_CACHE_BYTES,
             connections_per_address: DEFAULT_CONNECTIONS_PER_ADDRESS,
+            max_page_download_bytes: crate::pages::DEFAULT_MAX_DOWNLOAD_BYTES,
+            trust_proxy_headers: false,
         }
     }
 }
@@ -57,6 +65,8 @@ pub struct App {
     pub warm_packs: WarmPacks,
     /// This process in the cluster's registry.
     pub node: NodeIdentity,
+    /// Failed sign-ins per account and per address (the account pages and `POST /v1/sessions`).
+    pub sign_in_limiter: crate::pages::SignInLimiter,
 }
 
 impl App {
@@ -71,6 +81,7 @@ impl App {
             layouts: Layouts::default(),
             warm_packs: WarmPacks::default(),
             node: NodeIdentity::new("unregistered"),
+            sign_in_limiter: crate::pages::SignInLimiter::default(),
             limits,
         }
     }

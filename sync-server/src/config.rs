@@ -225,6 +225,13 @@ pub struct ServeArgs {
     /// version is kept when absent.
     #[arg(long, env = "CAIRN_GC_RETAIN", value_parser = humantime::parse_duration)]
     pub gc_retain: Option<Duration>,
+    /// Believe `X-Forwarded-Proto` and `X-Forwarded-For`: set it behind a proxy or load
+    /// balancer that sets those headers itself, so the account pages' cookies are marked
+    /// `Secure` when the browser came over HTTPS and failed sign-ins are counted per client
+    /// address rather than per balancer. Never set it when clients reach the node directly:
+    /// they could then send the headers themselves.
+    #[arg(long, env = "CAIRN_TRUST_PROXY_HEADERS")]
+    pub trust_proxy_headers: bool,
 }
 
 /// The config file: every key optional, named like the flags with underscores.
@@ -248,6 +255,7 @@ struct FileSettings {
     gc_grace: Option<Duration>,
     #[serde(default, with = "humantime_serde_opt")]
     gc_retain: Option<Duration>,
+    trust_proxy_headers: Option<bool>,
     #[serde(default)]
     s3: FileS3,
 }
@@ -324,6 +332,8 @@ pub struct Settings {
     pub gc_every: Option<Duration>,
     pub gc_grace: Duration,
     pub gc_retain: Option<Duration>,
+    /// Whether the proxy's `X-Forwarded-Proto` and `X-Forwarded-For` are believed.
+    pub trust_proxy_headers: bool,
 }
 
 /// Durations in the config file as humantime text ("6h", "90m").
@@ -486,6 +496,8 @@ impl ServeArgs {
                 .or(file.gc_grace)
                 .unwrap_or(crate::gc::DEFAULT_GRACE),
             gc_retain: self.gc_retain.or(file.gc_retain),
+            trust_proxy_headers: self.trust_proxy_headers
+                || file.trust_proxy_headers.unwrap_or(false),
         })
     }
 }

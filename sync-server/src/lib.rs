@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod node;
 pub mod objects;
 pub mod openapi;
+pub mod pages;
 pub mod problem;
 pub mod routes;
 pub mod server;

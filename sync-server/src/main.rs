@@ -94,6 +94,8 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
                 max_upload_bytes: settings.max_upload_bytes,
                 cache_bytes: settings.cache_bytes,
                 connections_per_address: settings.max_connections_per_address,
+                trust_proxy_headers: settings.trust_proxy_headers,
+                ..Limits::default()
             },
         )
         .registered_at(advertised),

@@ -202,6 +202,7 @@ pub fn route_label(method: &str, path: &str) -> &'static str {
         ["readyz"] => return "/readyz",
         ["metrics"] => return "/metrics",
         ["v1", ..] => {}
+        ["account", ..] => return crate::pages::routes::label(&segments).unwrap_or("other"),
         _ if method == "GET" || method == "HEAD" => return "site",
         _ => return "other",
     }

@@ -6,6 +6,8 @@
 //!   it still serves what is in flight).
 //! - `GET /metrics`: Prometheus text format.
 //! - `/v1/...`: [`crate::api`].
+//! - `/account/...`: the account pages, [`crate::pages`]; and `/` too when no site is built
+//!   (the start page).
 //! - anything else, `GET` or `HEAD`: the site folder, when it exists, with its `404.html`.
 
 use std::path::PathBuf;
@@ -162,9 +164,19 @@ pub fn routes(app: Arc<App>, site_dir: Option<PathBuf>) -> BoxedFilter<(Response
             .and(warp::get())
             .map(move || metrics(&app))
     };
+    let site_dir = site_dir.filter(|dir| dir.is_dir());
+    let pages = crate::pages::filter(app.clone(), site_dir.is_none());
     let api = crate::api::filter(app);
-    let core = health.or(ready).unify().or(metrics).unify().or(api).unify();
-    let with_site = match site_dir.filter(|dir| dir.is_dir()) {
+    let core = health
+        .or(ready)
+        .unify()
+        .or(metrics)
+        .unify()
+        .or(api)
+        .unify()
+        .or(pages)
+        .unify();
+    let with_site = match site_dir {
         Some(dir) => {
             tracing::info!(site = %dir.display(), "serving the built site at /");
             let not_found_page = dir.join("404.html");

@@ -40,6 +40,10 @@ pub const MAX_REQUEST_ID_LEN: usize = 64;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestId(pub String);
 
+/// The address the request's connection came from, in its extensions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerAddr(pub SocketAddr);
+
 /// File descriptors a node keeps for other than client connections: its PostgreSQL pool (16)
 /// and listener, its S3 connections, the SQLite catalog and site files, logs.
 pub const FILE_RESERVE: u64 = 64;
@@ -244,6 +248,7 @@ where
     let path = request.uri().path().to_owned();
     let mut request = request.map(|body| CountingBody::new(body, metrics.clone(), Direction::In));
     request.extensions_mut().insert(RequestId(id.clone()));
+    request.extensions_mut().insert(PeerAddr(peer));
     let Ok(mut response) = service.call(request).await;
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert("x-request-id", value);

@@ -49,6 +49,7 @@ conformance!(
     accounts_are_unique_ignoring_case,
     account_inputs_are_bounded,
     tokens_authenticate_until_revoked,
+    sessions_authenticate_until_they_end_or_expire,
     teams_roles_and_last_owner,
     projects_start_empty_and_are_unique_per_team,
     visibility_follows_membership,
@@ -285,6 +286,83 @@ async fn account_inputs_are_bounded(catalog: Shared) {
     assert!(PushId::new(&"p".repeat(limits::MAX_PUSH_ID_LEN)).is_ok());
     assert!(PushId::new(&"p".repeat(limits::MAX_PUSH_ID_LEN + 1)).is_err());
     assert!(PushId::new("has space").is_err());
+}
+
+async fn sessions_authenticate_until_they_end_or_expire(catalog: Shared) {
+    let alice = account(&catalog, "alice").await;
+    let bob = account(&catalog, "bob").await;
+    let later = Timestamp::from_unix_millis(Timestamp::now().unix_millis() + 3_600_000);
+    let past = Timestamp::from_unix_millis(Timestamp::now().unix_millis() - 1);
+    let hash = |secret: &str| TokenHash::of_session_secret(secret.as_bytes());
+    let first = catalog
+        .create_session(alice.id, hash("first"), later)
+        .await
+        .unwrap();
+    assert_eq!((first.account, first.expires), (alice.id, later));
+    catalog
+        .create_session(alice.id, hash("second"), later)
+        .await
+        .unwrap();
+    catalog
+        .create_session(bob.id, hash("bob"), later)
+        .await
+        .unwrap();
+    let signed_in = catalog.session(&hash("first")).await.unwrap().unwrap();
+    assert_eq!(
+        (signed_in.account, signed_in.session),
+        (alice.clone(), first)
+    );
+    // A token's hash of the same secret is another hash: a token is never a session.
+    assert_eq!(
+        catalog
+            .session(&TokenHash::of_secret(b"first"))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(catalog.sessions(alice.id).await.unwrap().len(), 2);
+
+    // Sign-out ends one; ending it again is fine.
+    catalog.end_session(&hash("first")).await.unwrap();
+    catalog.end_session(&hash("first")).await.unwrap();
+    assert_eq!(catalog.session(&hash("first")).await.unwrap(), None);
+    assert!(catalog.session(&hash("second")).await.unwrap().is_some());
+
+    // An expired session authenticates nothing and is not listed; it goes at the account's
+    // next sign-in.
+    catalog
+        .create_session(alice.id, hash("expired"), past)
+        .await
+        .unwrap();
+    assert_eq!(catalog.session(&hash("expired")).await.unwrap(), None);
+    assert_eq!(catalog.sessions(alice.id).await.unwrap().len(), 1);
+    catalog
+        .create_session(alice.id, hash("third"), later)
+        .await
+        .unwrap();
+    // Its secret hash is free again: the expired row is gone.
+    catalog
+        .create_session(bob.id, hash("expired"), later)
+        .await
+        .unwrap();
+
+    // Everywhere: every session of the account, none of another's.
+    assert_eq!(catalog.end_sessions(alice.id).await.unwrap(), 2);
+    assert!(catalog.sessions(alice.id).await.unwrap().is_empty());
+    assert!(catalog.session(&hash("bob")).await.unwrap().is_some());
+    assert!(matches!(
+        catalog
+            .create_session(
+                sync_server::catalog::AccountId::random(),
+                hash("orphan"),
+                later
+            )
+            .await,
+        Err(CatalogError::NotFound {
+            entity: Entity::Account,
+            ..
+        })
+    ));
 }
 
 async fn tokens_authenticate_until_revoked(catalog: Shared) {

@@ -95,6 +95,7 @@ problem_codes! {
     NonCanonicalObject = "non-canonical-object", 422, "Not a canonical object";
     BadPath = "bad-path", 422, "Path outside the format's limits";
     BadRecords = "bad-records", 422, "Change records do not fit the base";
+    TooManyRequests = "too-many-requests", 429, "Too many attempts";
     Internal = "internal", 500, "Internal server error";
     IntegrityError = "integrity-error", 500, "Stored data failed verification";
     Unavailable = "unavailable", 503, "Service unavailable";

@@ -137,20 +137,30 @@ impl Route {
     /// The placeholder values of `segments` (the path split at `/`, `v1` included) when they
     /// match this route's template.
     pub fn captures(&self, segments: &[&str]) -> Option<Vec<String>> {
-        let template = self.path.trim_start_matches('/').split('/');
-        let mut captured = Vec::new();
-        let mut count = 0;
-        for (pattern, segment) in template.zip(segments) {
-            count += 1;
-            if pattern.starts_with('{') {
-                captured.push((*segment).to_owned());
-            } else if pattern != *segment {
-                return None;
-            }
-        }
-        let length = self.path.trim_start_matches('/').split('/').count();
-        (count == length && segments.len() == length).then_some(captured)
+        template_captures(self.path, segments)
     }
+}
+
+/// The placeholder values of `segments` (a path split at `/`, without empty segments) when they
+/// match the path template `template`, whose `{placeholder}` segments match any one segment:
+/// how the API's routes and the server's account pages are matched alike.
+pub fn template_captures(template: &str, segments: &[&str]) -> Option<Vec<String>> {
+    let patterns: Vec<&str> = template
+        .split('/')
+        .filter(|pattern| !pattern.is_empty())
+        .collect();
+    if patterns.len() != segments.len() {
+        return None;
+    }
+    let mut captured = Vec::new();
+    for (pattern, segment) in patterns.iter().zip(segments) {
+        if pattern.starts_with('{') {
+            captured.push((*segment).to_owned());
+        } else if pattern != segment {
+            return None;
+        }
+    }
+    Some(captured)
 }
 
 impl Operation {
@@ -275,7 +285,7 @@ pub const ROUTES: &[Route] = &[
         query: &[],
         status: 201,
         response: Body::Json("NewToken"),
-        problems: &[P::BadCredentials, P::InvalidField],
+        problems: &[P::BadCredentials, P::InvalidField, P::TooManyRequests],
     },
     Route {
         operation: Operation::WhoAmI,

@@ -90,21 +90,62 @@ pub async fn sign_up(app: &App, mut request: ApiRequest) -> Result<Response, Pro
 
 pub async fn log_in(app: &App, mut request: ApiRequest) -> Result<Response, Problem> {
     let body: wire::LogIn = read_json(&mut request).await?;
-    if body.password.len() > MAX_PASSWORD_LEN || body.login.len() > 512 {
-        return Err(Problem::bad_credentials());
-    }
-    let credentials = app.catalog.account_credentials(&body.login).await?;
-    let stored = credentials.as_ref().map(|c| c.password_hash.clone());
-    if !auth::verify_password(stored, body.password).await {
-        return Err(Problem::bad_credentials());
-    }
-    let Some(credentials) = credentials else {
-        return Err(Problem::bad_credentials());
+    let account = match sign_in(app, &body.login, body.password, request.client).await? {
+        SignIn::Account(account) => account,
+        SignIn::Refused => return Err(Problem::bad_credentials()),
+        SignIn::Wait(wait) => {
+            let seconds = u32::try_from(wait.as_secs().max(1)).unwrap_or(u32::MAX);
+            return Err(Problem::new(wire::ProblemCode::TooManyRequests)
+                .with_detail(format!(
+                    "too many failed log-ins for this account or address; try again in {seconds} s"
+                ))
+                .with_retry_after(seconds));
+        }
     };
     let label = body
         .label
         .unwrap_or_else(|| DEFAULT_SESSION_LABEL.to_owned());
-    new_token(app, &credentials.account, &label).await
+    new_token(app, &account, &label).await
+}
+
+/// How a sign-in (API log-in or the sign-in page) ended.
+#[derive(Debug)]
+pub(crate) enum SignIn {
+    Account(Account),
+    /// Unknown login or wrong password: the same answer for both.
+    Refused,
+    /// Too many failures for this login or address; try again after this.
+    Wait(std::time::Duration),
+}
+
+/// Checks a login and password, counting failures per login and per client address
+/// ([`crate::pages::SignInLimiter`]): the one sign-in of the API and the account pages.
+pub(crate) async fn sign_in(
+    app: &App,
+    login: &str,
+    password: String,
+    client: Option<std::net::IpAddr>,
+) -> Result<SignIn, Problem> {
+    if password.chars().count() > MAX_PASSWORD_LEN || login.chars().count() > 512 {
+        return Ok(SignIn::Refused);
+    }
+    if let Some(wait) = app.sign_in_limiter.wait(login, client) {
+        return Ok(SignIn::Wait(wait));
+    }
+    let credentials = app.catalog.account_credentials(login).await?;
+    let stored = credentials.as_ref().map(|c| c.password_hash.clone());
+    // Verified even for an unknown login (against a dummy hash): both take the same time.
+    let verified = auth::verify_password(stored, password).await;
+    match credentials {
+        Some(credentials) if verified => {
+            app.sign_in_limiter.succeeded(login);
+            Ok(SignIn::Account(credentials.account))
+        }
+        _ => {
+            app.sign_in_limiter.failed(login, client);
+            Ok(SignIn::Refused)
+        }
+    }
 }
 
 /// Makes a token for `account` and answers it, its secret shown this once.

@@ -8,7 +8,7 @@ use warp::http::{HeaderValue, StatusCode, header};
 use warp::reply::Response;
 
 use crate::app::App;
-use crate::catalog::{CommitOutcome, ProjectId, Timestamp, VersionNumber};
+use crate::catalog::{CommitOutcome, ProjectId, Timestamp, Version, VersionNumber};
 use crate::events::head_changed;
 use crate::metrics::Metrics;
 use crate::problem::Problem;
@@ -49,6 +49,25 @@ pub fn commit_answer(
     project: ProjectId,
     outcome: CommitOutcome,
 ) -> Result<Response, Problem> {
+    let (version, replayed) = settle_outcome(app, project, outcome)?;
+    Ok(json(
+        StatusCode::OK,
+        &wire::Committed {
+            version: version.number,
+            root: version.root,
+            replayed,
+        },
+    ))
+}
+
+/// What every commit outcome does before it is answered (as JSON or as a page): a new head is
+/// counted and published to the event streams; a conflict is counted and becomes the
+/// `409 conflict` problem.
+pub fn settle_outcome(
+    app: &App,
+    project: ProjectId,
+    outcome: CommitOutcome,
+) -> Result<(Version, bool), Problem> {
     match outcome {
         CommitOutcome::Committed { version, replayed } => {
             if !replayed {
@@ -57,14 +76,7 @@ pub fn commit_answer(
                     .publish(project, head_changed(project, version.number, version.root));
                 tracing::info!(%project, version = version.number, root = %version.root, "committed");
             }
-            Ok(json(
-                StatusCode::OK,
-                &wire::Committed {
-                    version: version.number,
-                    root: version.root,
-                    replayed,
-                },
-            ))
+            Ok((version, replayed))
         }
         CommitOutcome::Conflict {
             head_version,

@@ -41,10 +41,13 @@ pub fn filter(
         .and(warp::method())
         .and(query)
         .and(warp::header::headers_cloned())
+        .and(warp::ext::optional::<crate::server::PeerAddr>())
         .and(body)
         .then(
-            move |tail: warp::path::Tail, method, query, headers, body| {
+            move |tail: warp::path::Tail, method, query, headers, peer, body| {
                 let app = app.clone();
+                let client =
+                    crate::pages::client_address(&headers, peer, app.limits.trust_proxy_headers);
                 let segments = tail
                     .as_str()
                     .split('/')
@@ -60,6 +63,7 @@ pub fn filter(
                     segments,
                     query,
                     headers,
+                    client,
                     body,
                 };
                 async move { dispatch(&app, request).await }

@@ -16,7 +16,8 @@ use super::request::{ApiRequest, authenticate, parse_query, project_access, read
 use super::views;
 use crate::app::App;
 use crate::catalog::{
-    CatalogError, Entity, PushId, RestoreRequest, Role, VersionNumber, VersionPage, empty_root,
+    CatalogError, CommitOutcome, Entity, PushId, RestoreRequest, Role, VersionNumber, VersionPage,
+    empty_root,
 };
 use crate::problem::Problem;
 
@@ -85,33 +86,46 @@ pub async fn restore(
         Some(text) => PushId::new(text)?,
         None => PushId::random(),
     };
-    // The old version's closure is stored; its root is touched, so a collection deleting the
-    // version (retention) meanwhile keeps what the restore commits, or this refuses it.
-    if let Some(old) = app.catalog.version(project.id, body.version).await?
-        && old.root != empty_root()
-    {
-        let objects = app.objects(project.id).await?;
-        if objects.info(&[old.root], true).await?[0].is_none() {
-            return Err(unknown_version(body.version));
-        }
-    }
-    let outcome = app
-        .catalog
-        .restore(RestoreRequest {
+    let outcome = restore_version(
+        app,
+        RestoreRequest {
             project: project.id,
             push_id,
             base_version: body.base_version,
             version: body.version,
             author: caller.account.id,
             message: body.message,
-        })
+        },
+    )
+    .await?;
+    commit_answer(app, project.id, outcome)
+}
+
+/// Restores an old version as a new one (the caller has checked the editor role): the API's
+/// restore and the account pages' alike.
+pub(crate) async fn restore_version(
+    app: &App,
+    request: RestoreRequest,
+) -> Result<CommitOutcome, Problem> {
+    let version = request.version;
+    // The old version's closure is stored; its root is touched, so a collection deleting the
+    // version (retention) meanwhile keeps what the restore commits, or this refuses it.
+    if let Some(old) = app.catalog.version(request.project, version).await?
+        && old.root != empty_root()
+    {
+        let objects = app.objects(request.project).await?;
+        if objects.info(&[old.root], true).await?[0].is_none() {
+            return Err(unknown_version(version));
+        }
+    }
+    app.catalog
+        .restore(request)
         .await
         .map_err(|error| match error {
             CatalogError::NotFound {
                 entity: Entity::Version,
                 ..
-            } => unknown_version(body.version),
+            } => unknown_version(version),
             other => other.into(),
-        })?;
-    commit_answer(app, project.id, outcome)
+        })
 }

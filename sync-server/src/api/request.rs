@@ -13,7 +13,7 @@ use sync_protocol::wire::{self, ProblemCode};
 use warp::http::{HeaderMap, Method, header};
 
 use crate::app::App;
-use crate::catalog::{Authenticated, Project, ProjectId, Role};
+use crate::catalog::{AccountId, Authenticated, Project, ProjectId, Role};
 use crate::problem::Problem;
 
 /// The longest a client may pause while sending a request body; past it the request ends
@@ -32,6 +32,9 @@ pub struct ApiRequest {
     /// The raw query string (without `?`), empty when absent.
     pub query: String,
     pub headers: HeaderMap,
+    /// The client's address (see [`crate::pages::client_address`]): failed log-ins count per
+    /// address.
+    pub client: Option<std::net::IpAddr>,
     pub body: BodyStream,
 }
 
@@ -44,7 +47,7 @@ impl std::fmt::Debug for ApiRequest {
     }
 }
 
-pub(super) fn box_body<S, B>(stream: S) -> BodyStream
+pub(crate) fn box_body<S, B>(stream: S) -> BodyStream
 where
     S: Stream<Item = Result<B, warp::Error>> + Send + Sync + 'static,
     B: Buf,
@@ -75,10 +78,23 @@ pub async fn project_access(
     needed: Role,
 ) -> Result<(Authenticated, Project, Role), Problem> {
     let caller = authenticate(app, request).await?;
+    let (project, role) = project_of(app, caller.account.id, id_text, needed).await?;
+    Ok((caller, project, role))
+}
+
+/// The project `id_text` if `account` may see it with at least role `needed`, with its role
+/// there: the one access check of the API and the account pages. A malformed id, an unknown
+/// project and a project of another team all answer the same `not-found`.
+pub async fn project_of(
+    app: &App,
+    account: AccountId,
+    id_text: &str,
+    needed: Role,
+) -> Result<(Project, Role), Problem> {
     let id: ProjectId = id_text.parse().map_err(|_| Problem::not_found())?;
     let role = app
         .catalog
-        .project_role(caller.account.id, id)
+        .project_role(account, id)
         .await?
         .ok_or_else(Problem::not_found)?;
     let project = app
@@ -91,7 +107,7 @@ pub async fn project_access(
             "this needs the {needed} role on the project; you are {role}"
         )));
     }
-    Ok((caller, project, role))
+    Ok((project, role))
 }
 
 /// Rejects a body whose declared length is past `limit` before reading any of it.

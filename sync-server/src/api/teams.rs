@@ -20,20 +20,21 @@ use super::answer::{json, no_content};
 use super::request::{ApiRequest, authenticate, read_json};
 use super::views;
 use crate::app::App;
-use crate::catalog::{AccountId, Authenticated, Member, Role, Team, TeamId};
+use crate::catalog::{AccountId, Member, Role, Team, TeamId};
 use crate::problem::Problem;
 
-/// The team `id_text` if the caller is a member, with their role; else `not-found`.
-async fn team_access(
+/// The team `id_text` if `account` is a member, with their role; else `not-found`. The one
+/// team access check of the API and the account pages.
+pub(crate) async fn team_access(
     app: &App,
-    caller: &Authenticated,
+    account: AccountId,
     id_text: &str,
     needed: Role,
 ) -> Result<(Team, Role), Problem> {
     let id: TeamId = id_text.parse().map_err(|_| Problem::not_found())?;
     let role = app
         .catalog
-        .team_role(id, caller.account.id)
+        .team_role(id, account)
         .await?
         .ok_or_else(Problem::not_found)?;
     let team = app.catalog.team(id).await?.ok_or_else(Problem::not_found)?;
@@ -47,7 +48,7 @@ async fn team_access(
 
 /// An account named by id or by name. An unknown one is `invalid-field`, not `not-found`: the
 /// team was found, it is the request that names nobody.
-async fn resolve_account(app: &App, text: &str) -> Result<AccountId, Problem> {
+pub(crate) async fn resolve_account(app: &App, text: &str) -> Result<AccountId, Problem> {
     if let Ok(id) = text.parse::<AccountId>()
         && app.catalog.account(id).await?.is_some()
     {
@@ -62,7 +63,7 @@ async fn resolve_account(app: &App, text: &str) -> Result<AccountId, Problem> {
     }
 }
 
-fn parse_role(text: &str) -> Result<Role, Problem> {
+pub(crate) fn parse_role(text: &str) -> Result<Role, Problem> {
     Role::parse(text).ok_or_else(|| Problem::invalid_field("role", "owner, editor or viewer"))
 }
 
@@ -92,13 +93,13 @@ pub async fn create(app: &App, mut request: ApiRequest) -> Result<Response, Prob
 
 pub async fn show(app: &App, request: ApiRequest, team: &str) -> Result<Response, Problem> {
     let caller = authenticate(app, &request).await?;
-    let (team, role) = team_access(app, &caller, team, Role::Viewer).await?;
+    let (team, role) = team_access(app, caller.account.id, team, Role::Viewer).await?;
     Ok(json(StatusCode::OK, &views::team(&team, role)))
 }
 
 pub async fn members(app: &App, request: ApiRequest, team: &str) -> Result<Response, Problem> {
     let caller = authenticate(app, &request).await?;
-    let (team, _) = team_access(app, &caller, team, Role::Viewer).await?;
+    let (team, _) = team_access(app, caller.account.id, team, Role::Viewer).await?;
     let members = app.catalog.members(team.id).await?;
     Ok(json(
         StatusCode::OK,
@@ -115,7 +116,7 @@ pub async fn set_member(
     account: &str,
 ) -> Result<Response, Problem> {
     let caller = authenticate(app, &request).await?;
-    let (team, _) = team_access(app, &caller, team, Role::Owner).await?;
+    let (team, _) = team_access(app, caller.account.id, team, Role::Owner).await?;
     let body: wire::RoleBody = read_json(&mut request).await?;
     let role = parse_role(&body.role)?;
     let account_id = resolve_account(app, account).await?;
@@ -138,7 +139,7 @@ pub async fn remove_member(
     account: &str,
 ) -> Result<Response, Problem> {
     let caller = authenticate(app, &request).await?;
-    let (team, role) = team_access(app, &caller, team, Role::Viewer).await?;
+    let (team, role) = team_access(app, caller.account.id, team, Role::Viewer).await?;
     let account_id = resolve_account(app, account).await?;
     if account_id != caller.account.id && role < Role::Owner {
         return Err(Problem::forbidden(
@@ -158,7 +159,7 @@ pub async fn create_project(
     team: &str,
 ) -> Result<Response, Problem> {
     let caller = authenticate(app, &request).await?;
-    let (team, role) = team_access(app, &caller, team, Role::Editor).await?;
+    let (team, role) = team_access(app, caller.account.id, team, Role::Editor).await?;
     let body: wire::NameBody = read_json(&mut request).await?;
     let project = app
         .catalog

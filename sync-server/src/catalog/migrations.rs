@@ -70,6 +70,11 @@ pub(super) const POSTGRES: &[Migration] = &[
         name: "0004_node_status",
         sql: include_str!("../../../migrations/0004_node_status.sql"),
     },
+    Migration {
+        version: 5,
+        name: "0005_web_sessions",
+        sql: include_str!("../../../migrations/0005_web_sessions.sql"),
+    },
 ];
 
 /// SQLite's migrations, `migrations/sqlite/*.sql`: the same schema in SQLite's dialect.
@@ -93,6 +98,11 @@ pub(super) const SQLITE: &[Migration] = &[
         version: 4,
         name: "0004_node_status",
         sql: include_str!("../../../migrations/sqlite/0004_node_status.sql"),
+    },
+    Migration {
+        version: 5,
+        name: "0005_web_sessions",
+        sql: include_str!("../../../migrations/sqlite/0005_web_sessions.sql"),
     },
 ];
 

@@ -94,8 +94,9 @@ pub use types::{
     Account, AccountCredentials, AccountId, Authenticated, CommitOutcome, CommitRequest,
     IndexedObject, Member, NewAccount, Node, NodeId, NodeStats, NodeStatus,
     PROJECT_CREATED_MESSAGE, PackId, PackRecord, ParseCatalogIdError, Project, ProjectId, PushId,
-    RestoreRequest, Role, Team, TeamId, TeamMembership, Timestamp, Token, TokenHash, TokenId,
-    Version, VersionNumber, VersionPage, VisibleProject, empty_root,
+    RestoreRequest, Role, SessionId, SignedIn, Team, TeamId, TeamMembership, Timestamp, Token,
+    TokenHash, TokenId, Version, VersionNumber, VersionPage, VisibleProject, WebSession,
+    empty_root,
 };
 /// The rule a version message follows, for callers that check it before doing any work.
 pub use validate::message as validate_message;
@@ -143,6 +144,29 @@ pub trait Catalog: Send + Sync + std::fmt::Debug {
     /// Revokes one of `account`'s tokens. Revoking twice keeps the first time; another account's
     /// token is [`CatalogError::NotFound`].
     async fn revoke_token(&self, account: AccountId, token: TokenId) -> Result<()>;
+
+    // Browser sessions (the account pages).
+
+    /// Stores a session for `account`, valid until `expires`; only the hash of its secret is
+    /// kept. The account's expired sessions are deleted on the way.
+    async fn create_session(
+        &self,
+        account: AccountId,
+        secret_hash: TokenHash,
+        expires: Timestamp,
+    ) -> Result<WebSession>;
+
+    /// The session with this secret hash and its account, if it has not expired.
+    async fn session(&self, secret_hash: &TokenHash) -> Result<Option<SignedIn>>;
+
+    /// `account`'s unexpired sessions, oldest first.
+    async fn sessions(&self, account: AccountId) -> Result<Vec<WebSession>>;
+
+    /// Ends (deletes) one session: sign-out. An unknown or ended session is not an error.
+    async fn end_session(&self, secret_hash: &TokenHash) -> Result<()>;
+
+    /// Ends every session of `account` (sign out everywhere; a password change). How many.
+    async fn end_sessions(&self, account: AccountId) -> Result<u64>;
 
     // Teams.
 

@@ -36,8 +36,8 @@ use super::transaction::{
 use super::types::{
     Account, AccountCredentials, AccountId, Authenticated, CommitOutcome, CommitRequest,
     IndexedObject, Member, NewAccount, Node, NodeId, NodeStats, NodeStatus, PackId, PackRecord,
-    Project, ProjectId, PushId, Role, Team, TeamId, TeamMembership, Timestamp, Token, TokenHash,
-    TokenId, Version, VersionNumber, VersionPage, VisibleProject,
+    Project, ProjectId, PushId, Role, SignedIn, Team, TeamId, TeamMembership, Timestamp, Token,
+    TokenHash, TokenId, Version, VersionNumber, VersionPage, VisibleProject, WebSession,
 };
 use super::{Catalog, Result, rules, validate};
 
@@ -303,6 +303,18 @@ fn read_token(row: &Row) -> Result<Token> {
         created: time(row, 3)?,
         last_used: optional_time(row, 4)?,
         revoked: optional_time(row, 5)?,
+    })
+}
+
+const SESSION_COLUMNS: &str =
+    "web_sessions.id, web_sessions.account_id, web_sessions.created, web_sessions.expires";
+
+fn read_session(row: &Row, start: usize) -> Result<WebSession> {
+    Ok(WebSession {
+        id: parse("web_sessions", column(row, start)?)?,
+        account: parse("web_sessions", column(row, start + 1)?)?,
+        created: time(row, start + 2)?,
+        expires: time(row, start + 3)?,
     })
 }
 
@@ -922,6 +934,94 @@ impl Catalog for PostgresCatalog {
             return Err(CatalogError::not_found(Entity::Token, token));
         }
         Ok(())
+    }
+
+    async fn create_session(
+        &self,
+        account: AccountId,
+        secret_hash: TokenHash,
+        expires: Timestamp,
+    ) -> Result<WebSession> {
+        let session = rules::new_session(account, expires);
+        let client = self.client("create session").await?;
+        execute(
+            &client,
+            "create session",
+            "WITH expired AS (
+                 DELETE FROM web_sessions WHERE account_id = $2 AND expires <= $4)
+             INSERT INTO web_sessions (id, account_id, secret_hash, created, expires)
+             VALUES ($1, $2, $3, $4, $5)",
+            &[
+                &session.id.to_string(),
+                &account.to_string(),
+                &&secret_hash.as_bytes()[..],
+                &SystemTime::from(session.created),
+                &SystemTime::from(session.expires),
+            ],
+        )
+        .await
+        .map_err(|error| rules::token_not_created(error, account))?;
+        Ok(session)
+    }
+
+    async fn session(&self, secret_hash: &TokenHash) -> Result<Option<SignedIn>> {
+        self.query_one(
+            "session",
+            &format!(
+                "SELECT {ACCOUNT_COLUMNS}, {SESSION_COLUMNS}
+                 FROM web_sessions JOIN accounts ON accounts.id = web_sessions.account_id
+                 WHERE web_sessions.secret_hash = $1 AND web_sessions.expires > $2"
+            ),
+            &[
+                &&secret_hash.as_bytes()[..],
+                &SystemTime::from(Timestamp::now()),
+            ],
+            |row| {
+                Ok(SignedIn {
+                    account: read_account(row, 0)?,
+                    session: read_session(row, 4)?,
+                })
+            },
+        )
+        .await
+    }
+
+    async fn sessions(&self, account: AccountId) -> Result<Vec<WebSession>> {
+        self.query_all(
+            "sessions",
+            &format!(
+                "SELECT {SESSION_COLUMNS} FROM web_sessions
+                 WHERE account_id = $1 AND expires > $2 ORDER BY created, id"
+            ),
+            &[&account.to_string(), &SystemTime::from(Timestamp::now())],
+            |row| read_session(row, 0),
+        )
+        .await
+    }
+
+    async fn end_session(&self, secret_hash: &TokenHash) -> Result<()> {
+        let client = self.client("end session").await?;
+        execute(
+            &client,
+            "end session",
+            "DELETE FROM web_sessions WHERE secret_hash = $1",
+            &[&&secret_hash.as_bytes()[..]],
+        )
+        .await
+        .map_err(|error| error.unexpected("end session"))?;
+        Ok(())
+    }
+
+    async fn end_sessions(&self, account: AccountId) -> Result<u64> {
+        let client = self.client("end sessions").await?;
+        execute(
+            &client,
+            "end sessions",
+            "DELETE FROM web_sessions WHERE account_id = $1",
+            &[&account.to_string()],
+        )
+        .await
+        .map_err(|error| error.unexpected("end sessions"))
     }
 
     async fn create_team(&self, name: &str, owner: AccountId) -> Result<Team> {

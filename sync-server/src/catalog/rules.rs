@@ -22,8 +22,8 @@ use super::transaction::{
 };
 use super::types::{
     Account, AccountId, CommitOutcome, CommitRequest, IndexedObject, NewAccount,
-    PROJECT_CREATED_MESSAGE, PackRecord, Project, ProjectId, RestoreRequest, Role, Team, TeamId,
-    Timestamp, Token, TokenId, VersionNumber, VersionPage, empty_root,
+    PROJECT_CREATED_MESSAGE, PackRecord, Project, ProjectId, RestoreRequest, Role, SessionId, Team,
+    TeamId, Timestamp, Token, TokenId, VersionNumber, VersionPage, WebSession, empty_root,
 };
 use super::{Catalog, Result, limits, validate};
 
@@ -550,7 +550,17 @@ pub(super) fn new_token(account: AccountId, label: &str) -> Result<Token> {
     })
 }
 
-/// What a refused token insert means: a secret already stored (never echoed) or a missing
+/// A new browser session of `account`, created now and valid until `expires`.
+pub(super) fn new_session(account: AccountId, expires: Timestamp) -> WebSession {
+    WebSession {
+        id: SessionId::random(),
+        account,
+        created: Timestamp::now(),
+        expires,
+    }
+}
+
+/// What a refused token (or session) insert means: a secret already stored (never echoed) or a missing
 /// account.
 pub(super) fn token_not_created(error: WriteError, account: AccountId) -> CatalogError {
     match error {

@@ -33,8 +33,8 @@ use super::transaction::{
 use super::types::{
     Account, AccountCredentials, AccountId, Authenticated, CommitOutcome, CommitRequest,
     IndexedObject, Member, NewAccount, Node, NodeId, NodeStats, NodeStatus, PackId, PackRecord,
-    Project, ProjectId, PushId, Role, Team, TeamId, TeamMembership, Timestamp, Token, TokenHash,
-    TokenId, Version, VersionNumber, VersionPage, VisibleProject,
+    Project, ProjectId, PushId, Role, SignedIn, Team, TeamId, TeamMembership, Timestamp, Token,
+    TokenHash, TokenId, Version, VersionNumber, VersionPage, VisibleProject, WebSession,
 };
 use super::{Catalog, Result, rules, validate};
 
@@ -286,6 +286,18 @@ fn read_token(row: &Row<'_>) -> Result<Token> {
         created: Timestamp::from_unix_millis(column(row, 3)?),
         last_used: column::<Option<i64>>(row, 4)?.map(Timestamp::from_unix_millis),
         revoked: column::<Option<i64>>(row, 5)?.map(Timestamp::from_unix_millis),
+    })
+}
+
+const SESSION_COLUMNS: &str =
+    "web_sessions.id, web_sessions.account_id, web_sessions.created, web_sessions.expires";
+
+fn read_session(row: &Row<'_>, start: usize) -> Result<WebSession> {
+    Ok(WebSession {
+        id: parse("web_sessions", &column::<String>(row, start)?)?,
+        account: parse("web_sessions", &column::<String>(row, start + 1)?)?,
+        created: Timestamp::from_unix_millis(column(row, start + 2)?),
+        expires: Timestamp::from_unix_millis(column(row, start + 3)?),
     })
 }
 
@@ -930,6 +942,108 @@ impl Catalog for SqliteCatalog {
                 return Err(CatalogError::not_found(Entity::Token, token));
             }
             Ok(())
+        })
+        .await
+    }
+
+    async fn create_session(
+        &self,
+        account: AccountId,
+        secret_hash: TokenHash,
+        expires: Timestamp,
+    ) -> Result<WebSession> {
+        let session = rules::new_session(account, expires);
+        self.run("create session", move |connection| {
+            execute(
+                connection,
+                "create session",
+                "DELETE FROM web_sessions WHERE account_id = ?1 AND expires <= ?2",
+                (account.to_string(), session.created.unix_millis()),
+            )
+            .map_err(|error| error.unexpected("create session"))?;
+            execute(
+                connection,
+                "create session",
+                "INSERT INTO web_sessions (id, account_id, secret_hash, created, expires)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                (
+                    session.id.to_string(),
+                    account.to_string(),
+                    &secret_hash.as_bytes()[..],
+                    session.created.unix_millis(),
+                    session.expires.unix_millis(),
+                ),
+            )
+            .map_err(|error| rules::token_not_created(error, account))?;
+            Ok(session)
+        })
+        .await
+    }
+
+    async fn session(&self, secret_hash: &TokenHash) -> Result<Option<SignedIn>> {
+        let secret_hash = *secret_hash;
+        self.run("session", move |connection| {
+            query_one(
+                connection,
+                "session",
+                &format!(
+                    "SELECT {ACCOUNT_COLUMNS}, {SESSION_COLUMNS}
+                     FROM web_sessions JOIN accounts ON accounts.id = web_sessions.account_id
+                     WHERE web_sessions.secret_hash = ?1 AND web_sessions.expires > ?2"
+                ),
+                (&secret_hash.as_bytes()[..], Timestamp::now().unix_millis()),
+                |row| {
+                    Ok(SignedIn {
+                        account: read_account(row, 0)?,
+                        session: read_session(row, 4)?,
+                    })
+                },
+            )
+        })
+        .await
+    }
+
+    async fn sessions(&self, account: AccountId) -> Result<Vec<WebSession>> {
+        self.run("sessions", move |connection| {
+            query_all(
+                connection,
+                "sessions",
+                &format!(
+                    "SELECT {SESSION_COLUMNS} FROM web_sessions
+                     WHERE account_id = ?1 AND expires > ?2 ORDER BY created, id"
+                ),
+                (account.to_string(), Timestamp::now().unix_millis()),
+                |row| read_session(row, 0),
+            )
+        })
+        .await
+    }
+
+    async fn end_session(&self, secret_hash: &TokenHash) -> Result<()> {
+        let secret_hash = *secret_hash;
+        self.run("end session", move |connection| {
+            execute(
+                connection,
+                "end session",
+                "DELETE FROM web_sessions WHERE secret_hash = ?1",
+                [&secret_hash.as_bytes()[..]],
+            )
+            .map_err(|error| error.unexpected("end session"))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn end_sessions(&self, account: AccountId) -> Result<u64> {
+        self.run("end sessions", move |connection| {
+            let ended = execute(
+                connection,
+                "end sessions",
+                "DELETE FROM web_sessions WHERE account_id = ?1",
+                [account.to_string()],
+            )
+            .map_err(|error| error.unexpected("end sessions"))?;
+            Ok(ended as u64)
         })
         .await
     }

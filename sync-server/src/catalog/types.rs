@@ -98,6 +98,11 @@ random_id!(
     "token"
 );
 random_id!(
+    /// A browser session's id (not its secret: that lives only in the browser's cookie).
+    SessionId,
+    "session"
+);
+random_id!(
     /// A team's id.
     TeamId,
     "team"
@@ -235,6 +240,19 @@ impl TokenHash {
     }
 }
 
+impl TokenHash {
+    /// The derive-key context of a browser session's hash: another context than tokens', so a
+    /// session secret can never pass for a token or the other way round.
+    pub const SESSION_CONTEXT: &'static str = "cairn.dev 2026-12 web session v1";
+
+    /// Hashes a browser session's secret.
+    pub fn of_session_secret(secret: &[u8]) -> Self {
+        let mut hasher = blake3::Hasher::new_derive_key(Self::SESSION_CONTEXT);
+        hasher.update(secret);
+        Self(*hasher.finalize().as_bytes())
+    }
+}
+
 impl fmt::Debug for TokenHash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Even the hash stays out of logs.
@@ -262,6 +280,24 @@ pub struct Token {
 pub struct Authenticated {
     pub account: Account,
     pub token: TokenId,
+}
+
+/// A signed-in browser of the account pages. Its cookie carries a secret; the catalog keeps
+/// only the secret's hash ([`TokenHash::of_session_secret`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebSession {
+    pub id: SessionId,
+    pub account: AccountId,
+    pub created: Timestamp,
+    /// After this the session authenticates nothing.
+    pub expires: Timestamp,
+}
+
+/// A browser session that authenticated, with its account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedIn {
+    pub account: Account,
+    pub session: WebSession,
 }
 
 /// A team: the unit that owns projects and grants roles.

@@ -11,6 +11,7 @@ mod entries;
 mod gc;
 mod old_client;
 mod ops;
+mod pages;
 mod pg_faults;
 mod process;
 mod records;
