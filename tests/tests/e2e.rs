@@ -13,6 +13,7 @@ mod cluster;
 mod contract;
 mod crash_campaign;
 mod large;
+mod pages;
 mod s3_faults;
 mod sync;
 mod watch;

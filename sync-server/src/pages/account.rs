@@ -77,8 +77,16 @@ pub fn sign_up_form(visitor: &Visitor, request: &PageRequest) -> Result<Response
 
 pub async fn sign_up(app: &App, visitor: &Visitor, form: Form) -> Result<Response, PageError> {
     let mut errors = FormErrors::default();
-    errors.check(&form, "name", rules::check_account_name);
+    errors.check(&form, "name", |name| {
+        if name.is_empty() {
+            return Err(Problem::invalid_field("name", "enter an account name"));
+        }
+        rules::check_account_name(name)
+    });
     errors.check(&form, "email", |email| {
+        if email.is_empty() {
+            return Err(Problem::invalid_field("email", "enter your email address"));
+        }
         if email.chars().count() > limits::MAX_EMAIL_LEN {
             return Err(Problem::invalid_field(
                 "email",
@@ -89,6 +97,8 @@ pub async fn sign_up(app: &App, visitor: &Visitor, form: Form) -> Result<Respons
     });
     if let Some(reason) = form.bad("password") {
         errors.field("password", reason);
+    } else if form.raw("password").is_empty() {
+        errors.field("password", "Enter a password");
     } else if let Err(problem) = rules::check_password(form.raw("password")) {
         errors.field("password", super::forms::field_message(&problem));
     }

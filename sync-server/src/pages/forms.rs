@@ -54,6 +54,8 @@ impl Form {
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct FormErrors {
     pub fields: BTreeMap<String, String>,
+    /// The same errors in the order they were found (the form's order), for the summary.
+    pub summary: Vec<(String, String)>,
     /// What is wrong with the whole form (a failed sign-in, the last owner...).
     pub form: Option<String>,
 }
@@ -65,9 +67,11 @@ impl FormErrors {
 
     /// Records `field`'s error (the first one stays).
     pub fn field(&mut self, field: &str, message: impl Into<String>) {
-        self.fields
-            .entry(field.to_owned())
-            .or_insert_with(|| message.into());
+        if !self.fields.contains_key(field) {
+            let message = message.into();
+            self.summary.push((field.to_owned(), message.clone()));
+            self.fields.insert(field.to_owned(), message);
+        }
     }
 
     /// Checks `field` with `check` (the API's own rule) unless its bytes were already refused.

@@ -168,9 +168,6 @@ pub async fn dispatch(app: &App, request: PageRequest) -> Response {
         Ok(visitor) => visitor,
         Err(error) => return render::error_page(None, &error),
     };
-    if route.signed_in && visitor.signed_in.is_none() {
-        return render::sign_in_redirect(&request);
-    }
     let mut request = request;
     let form = if request.method == Method::POST {
         match forms::read(&mut request, &visitor).await {
@@ -180,6 +177,10 @@ pub async fn dispatch(app: &App, request: PageRequest) -> Response {
     } else {
         forms::Form::default()
     };
+    // After the form's check: a cross-site post is refused as such, not sent to sign in.
+    if route.signed_in && visitor.signed_in.is_none() {
+        return render::sign_in_redirect(&request);
+    }
     let value = |index: usize| values.get(index).map_or("", String::as_str).to_owned();
     let (first, second) = (value(0), value(1));
     let (app, v, r, f) = (app, &visitor, &request, form);

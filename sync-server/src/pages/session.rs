@@ -92,11 +92,22 @@ pub fn over_tls(headers: &HeaderMap, trust_proxy_headers: bool) -> bool {
 /// A `Set-Cookie` value for `name`: `value` kept for `max_age`, or removed when `None`.
 pub fn set_cookie(name: &str, value: Option<&str>, max_age: Duration, secure: bool) -> HeaderValue {
     let (value, max_age) = match value {
-        Some(value) => (value, max_age.as_secs()),
-        None => ("", 0),
+        Some(value) => (value, max_age),
+        None => ("", Duration::ZERO),
+    };
+    // `Expires` as well as `Max-Age`: browsers use the latter, older clients (lynx) only the
+    // former, and without it keep the cookie for the session alone.
+    let expires = if max_age.is_zero() {
+        std::time::UNIX_EPOCH
+    } else {
+        std::time::SystemTime::now() + max_age
     };
     let secure = if secure { "; Secure" } else { "" };
-    let text = format!("{name}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}");
+    let text = format!(
+        "{name}={value}; Path=/; Max-Age={}; Expires={}; HttpOnly; SameSite=Lax{secure}",
+        max_age.as_secs(),
+        httpdate::fmt_http_date(expires)
+    );
     HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
@@ -166,6 +177,12 @@ mod tests {
         assert!(set.contains("HttpOnly") && set.contains("SameSite=Lax") && set.contains("Secure"));
         let cleared = set_cookie(SESSION_COOKIE, None, SESSION_LIFETIME, false);
         assert!(cleared.to_str().unwrap().contains("Max-Age=0"));
+        assert!(
+            cleared
+                .to_str()
+                .unwrap()
+                .contains("Expires=Thu, 01 Jan 1970 00:00:00 GMT")
+        );
         assert!(!cleared.to_str().unwrap().contains("Secure"));
     }
 

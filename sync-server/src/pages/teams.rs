@@ -182,6 +182,9 @@ async fn team_page(
     context.insert("projects", &projects);
     context.insert("member_values", &forms.member.0.kept(&["account", "role"]));
     context.insert("member_errors", &forms.member.1);
+    // A new member is an editor unless the owner picks otherwise.
+    let role = forms.member.0.get("role");
+    context.insert("member_role", if role.is_empty() { "editor" } else { role });
     context.insert("project_values", &forms.project.0.kept(&["name"]));
     context.insert("project_errors", &forms.project.1);
     context.insert("general_error", &forms.general);

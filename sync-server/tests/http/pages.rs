@@ -384,7 +384,7 @@ async fn bad_input(server: &TestServer) {
                 ("password", PASSWORD),
             ],
             "name",
-            "1 to 100 letters",
+            "Enter an account name",
         ),
         (
             vec![
@@ -407,7 +407,16 @@ async fn bad_input(server: &TestServer) {
         (
             vec![("name", "ada"), ("email", ""), ("password", PASSWORD)],
             "email",
-            "Not an email address",
+            "Enter your email address",
+        ),
+        (
+            vec![
+                ("name", "ada"),
+                ("email", "a@example.com"),
+                ("password", ""),
+            ],
+            "password",
+            "Enter a password",
         ),
         (
             vec![
@@ -448,6 +457,16 @@ async fn bad_input(server: &TestServer) {
             "the password is never shown again"
         );
     }
+    // Every field empty: each says so, and the summary lists them in the form's order.
+    let page = browser.post(form, &[("csrf", &csrf)]).await;
+    page.assert_status(422);
+    let at = |text: &str| {
+        page.body
+            .find(text)
+            .unwrap_or_else(|| panic!("{text}: {}", page.body))
+    };
+    assert!(at("<a href=\"#name\">") < at("<a href=\"#email\">"));
+    assert!(at("<a href=\"#email\">") < at("<a href=\"#password\">"));
     // Malformed bytes: not UTF-8, a NUL.
     for (body, message) in [
         (
