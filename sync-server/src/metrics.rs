@@ -247,6 +247,11 @@ mod tests {
             "/v1/projects/{project}/versions/{number}"
         );
         assert_eq!(route_label("GET", "/docs/x/y.html"), "site");
+        assert_eq!(
+            route_label("POST", "/account/teams/abc/members"),
+            "/account/teams/{team}/members"
+        );
+        assert_eq!(route_label("GET", "/account/whatever/x"), "/account/other");
         assert_eq!(route_label("POST", "/v1/nope/x/y"), "other");
         assert_eq!(
             route_label("BREW", "/v1/projects/abc"),
