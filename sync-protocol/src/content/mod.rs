@@ -24,9 +24,8 @@ pub use lines::{LineMerge, merge_lines};
 /// KiB; the largest text files of a typical project a few hundred.
 pub const MAX_CONTENT_MERGE_SIZE: usize = 1024 * 1024;
 
-/// How a content merge ended.
+/// How a content merge ended: there is no third way.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum ContentMerge {
     /// Every change of both sides is in the merged bytes.
     Clean(Vec<u8>),
