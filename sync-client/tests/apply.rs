@@ -198,6 +198,40 @@ fn content_merges_stop_at_the_size_limit() {
 }
 
 #[test]
+fn a_merge_file_name_taken_by_the_server_is_left_alone() {
+    // The server already has a different file where the merge with markers would go: the
+    // conflict copy is made as always, the server's file stays, no merge file is written.
+    let test = new_copy();
+    write(&test.root, "n.txt", b"base\n");
+    sync_base(&test);
+    write(&test.root, "n.txt", b"local\n");
+    let copy = format!(
+        "n.txt.conflict-{}",
+        &sync_protocol::encode_file(b"local\n", false)
+            .unwrap()
+            .id
+            .to_hex()[..8]
+    );
+    let taken = format!("{copy}.merge");
+    let (listing, root) = remote_tree(
+        &test.copy.objects(),
+        &[
+            ("n.txt", b"remote\n".to_vec(), false),
+            (&taken, b"the server's own file".to_vec(), false),
+        ],
+    );
+    let report = test.copy.apply(2, root, &listing).unwrap();
+    assert!(report.is_complete(), "{:?}", report.held_back);
+    assert!(report.marked.is_empty(), "{:?}", report.marked);
+    assert_eq!(report.conflicts[0].local_copy().unwrap().as_str(), copy);
+    assert_eq!(fs::read(test.root.join(&copy)).unwrap(), b"local\n");
+    assert_eq!(
+        fs::read(test.root.join(&taken)).unwrap(),
+        b"the server's own file"
+    );
+}
+
+#[test]
 fn binary_files_keep_the_conflict_copy_alone() {
     let (test, report) = both_edit("blob.bin", b"a\0\nb\n", b"A\0\nb\n", b"a\0\nB\n");
     assert_eq!(report.conflicts.len(), 1);

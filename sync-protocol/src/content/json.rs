@@ -561,6 +561,26 @@ mod tests {
     }
 
     #[test]
+    fn tabs_crlf_and_compact_separators_are_kept() {
+        let base = "{\r\n\t\"a\": 1,\r\n\t\"b\": 2\r\n}\r\n";
+        let ours = "{\r\n\t\"a\": 10,\r\n\t\"b\": 2\r\n}\r\n";
+        let theirs = "{\"a\":1,\"b\":2,\"c\":[true]}";
+        assert_eq!(
+            merge(base, ours, theirs).unwrap(),
+            "{\r\n\t\"a\": 10,\r\n\t\"b\": 2,\r\n\t\"c\": [\r\n\t\ttrue\r\n\t]\r\n}\r\n"
+        );
+        assert_eq!(
+            merge(
+                r#"{"a":1,"b":2}"#,
+                r#"{"a":1,"b":3}"#,
+                "{\n  \"a\": 0,\n  \"b\": 2\n}"
+            )
+            .unwrap(),
+            r#"{"a":0,"b":3}"#
+        );
+    }
+
+    #[test]
     fn a_deletion_against_an_edit_conflicts() {
         assert_eq!(
             merge(r#"{"a": 1, "b": 2}"#, r#"{"b": 2}"#, r#"{"a": 3, "b": 2}"#),
