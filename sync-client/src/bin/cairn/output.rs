@@ -82,10 +82,12 @@ pub(crate) fn print_pull_text(outcome: &PullOutcome) {
         Some(from) => println!("Pulled version {} (from {from}).", outcome.version),
         None => println!("Pulled version {}.", outcome.version),
     }
-    for path in &report.written {
-        if !report.content_merged.contains(path) {
-            println!("  U  {path}");
-        }
+    // Merged files and merges with markers get their own lines below.
+    let said_below = |path: &&sync_protocol::tree::Path| {
+        report.content_merged.contains(path) || report.marked.iter().any(|(_, at)| at == *path)
+    };
+    for path in report.written.iter().filter(|path| !said_below(path)) {
+        println!("  U  {path}");
     }
     for path in &report.content_merged {
         println!("  M  {path}: both sides changed it; the changes merged");
