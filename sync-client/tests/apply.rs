@@ -8,9 +8,10 @@ use proptest::prelude::*;
 use sync_client::ClientError;
 use sync_client::stores::state::Base;
 use sync_client::working_copy::apply::{HeldBackReason, apply_tree};
+use sync_client::working_copy::content_merge::merge_contents;
 use sync_client::working_copy::scan::clean_paths;
 use sync_client::working_copy::status::changed_paths;
-use sync_protocol::merge::{ConflictKind, merge};
+use sync_protocol::merge::{ConflictKind, MergeOutcome, merge};
 use sync_protocol::tree::{Listing, build_dirs};
 
 use crate::util::{TestCopy, age_tree, files_on_disk, new_copy, noise, path, remote_tree, write};
@@ -95,10 +96,147 @@ fn both_sides_edit_a_file_and_both_versions_survive() {
         fs::read(test.root.join(copy_path.as_str())).unwrap(),
         b"local edit"
     );
-    // The conflict copy is a local addition, waiting to be pushed.
+    // Not JSON, so merged by line, and the one line conflicts: the merge with markers is
+    // beside the copy.
+    let marked = format!("{copy_path}.merge");
+    assert_eq!(
+        fs::read(test.root.join(&marked)).unwrap(),
+        b"<<<<<<< ours\nlocal edit\n||||||| base\nbase\n=======\nremote edit\n>>>>>>> theirs\n"
+    );
+    // The conflict copy and the merge are local additions, waiting to be pushed.
     let status = test.copy.status().unwrap();
     let changed: Vec<&str> = status.changes.iter().map(|c| c.path.as_str()).collect();
-    assert_eq!(changed, [copy_path.as_str()]);
+    assert_eq!(changed, [copy_path.as_str(), &marked]);
+}
+
+/// Base `base` at `path`, `local` written over it, a remote version holding `remote`: the apply.
+fn both_edit(
+    path: &str,
+    base: &[u8],
+    local: &[u8],
+    remote: &[u8],
+) -> (TestCopy, sync_client::working_copy::apply::ApplyReport) {
+    let test = new_copy();
+    write(&test.root, path, base);
+    sync_base(&test);
+    write(&test.root, path, local);
+    let (listing, root) = remote_tree(&test.copy.objects(), &[(path, remote.to_vec(), false)]);
+    let report = test.copy.apply(2, root, &listing).unwrap();
+    assert!(report.is_complete(), "{:?}", report.held_back);
+    (test, report)
+}
+
+#[test]
+fn edits_of_different_json_fields_merge_without_a_conflict_copy() {
+    let base = b"{\n  \"method\": \"GET\",\n  \"url\": \"https://a\"\n}\n";
+    let local = b"{\n  \"method\": \"POST\",\n  \"url\": \"https://a\"\n}\n";
+    let remote = b"{\n  \"method\": \"GET\",\n  \"url\": \"https://b\"\n}\n";
+    let (test, report) = both_edit("req.json", base, local, remote);
+    assert!(report.conflicts.is_empty(), "{:?}", report.conflicts);
+    assert_eq!(report.content_merged, [path("req.json")]);
+    assert_eq!(files_on_disk(&test.root), ["req.json"]);
+    assert_eq!(
+        fs::read(test.root.join("req.json")).unwrap(),
+        b"{\n  \"method\": \"POST\",\n  \"url\": \"https://b\"\n}\n"
+    );
+    // The merge is a local change against the new base, waiting to be pushed.
+    let status = test.copy.status().unwrap();
+    let changed: Vec<&str> = status.changes.iter().map(|c| c.path.as_str()).collect();
+    assert_eq!(changed, ["req.json"]);
+}
+
+#[test]
+fn overlapping_text_edits_keep_the_copy_and_add_the_merge_with_markers() {
+    let (test, report) = both_edit("notes.md", b"a\nb\nc\n", b"a\nB\nc\n", b"a\nX\nc\n");
+    assert_eq!(report.conflicts.len(), 1);
+    let copy = report.conflicts[0].local_copy().unwrap().clone();
+    assert_eq!(fs::read(test.root.join("notes.md")).unwrap(), b"a\nX\nc\n");
+    assert_eq!(
+        fs::read(test.root.join(copy.as_str())).unwrap(),
+        b"a\nB\nc\n"
+    );
+    let marked = format!("{copy}.merge");
+    assert_eq!(report.marked, [(path("notes.md"), path(&marked))]);
+    assert_eq!(
+        fs::read(test.root.join(&marked)).unwrap(),
+        b"a\n<<<<<<< ours\nB\n||||||| base\nb\n=======\nX\n>>>>>>> theirs\nc\n"
+    );
+}
+
+#[test]
+fn content_merges_stop_at_the_size_limit() {
+    use sync_protocol::content::MAX_CONTENT_MERGE_SIZE;
+    // Lines far apart change on each side; `extra` pads every version to its size.
+    let text = |first: &str, last: &str, size: usize| {
+        let mut text = format!("{first}\n").into_bytes();
+        let tail = format!("\n{last}\n");
+        text.resize(size - tail.len(), b'x');
+        text.extend_from_slice(tail.as_bytes());
+        text
+    };
+    for (size, merges) in [
+        (MAX_CONTENT_MERGE_SIZE, true),
+        (MAX_CONTENT_MERGE_SIZE + 1, false),
+    ] {
+        let base = text("a", "z", size);
+        let local = text("A", "z", size);
+        let remote = text("a", "Z", size);
+        let (test, report) = both_edit("big.txt", &base, &local, &remote);
+        assert_eq!(
+            report.content_merged.len(),
+            usize::from(merges),
+            "size {size}"
+        );
+        assert_eq!(report.conflicts.len(), usize::from(!merges), "size {size}");
+        let at_path = fs::read(test.root.join("big.txt")).unwrap();
+        if merges {
+            assert_eq!(at_path, text("A", "Z", size));
+        } else {
+            assert_eq!(at_path, remote);
+        }
+    }
+}
+
+#[test]
+fn a_merge_file_name_taken_by_the_server_is_left_alone() {
+    // The server already has a different file where the merge with markers would go: the
+    // conflict copy is made as always, the server's file stays, no merge file is written.
+    let test = new_copy();
+    write(&test.root, "n.txt", b"base\n");
+    sync_base(&test);
+    write(&test.root, "n.txt", b"local\n");
+    let copy = format!(
+        "n.txt.conflict-{}",
+        &sync_protocol::encode_file(b"local\n", false)
+            .unwrap()
+            .id
+            .to_hex()[..8]
+    );
+    let taken = format!("{copy}.merge");
+    let (listing, root) = remote_tree(
+        &test.copy.objects(),
+        &[
+            ("n.txt", b"remote\n".to_vec(), false),
+            (&taken, b"the server's own file".to_vec(), false),
+        ],
+    );
+    let report = test.copy.apply(2, root, &listing).unwrap();
+    assert!(report.is_complete(), "{:?}", report.held_back);
+    assert!(report.marked.is_empty(), "{:?}", report.marked);
+    assert_eq!(report.conflicts[0].local_copy().unwrap().as_str(), copy);
+    assert_eq!(fs::read(test.root.join(&copy)).unwrap(), b"local\n");
+    assert_eq!(
+        fs::read(test.root.join(&taken)).unwrap(),
+        b"the server's own file"
+    );
+}
+
+#[test]
+fn binary_files_keep_the_conflict_copy_alone() {
+    let (test, report) = both_edit("blob.bin", b"a\0\nb\n", b"A\0\nb\n", b"a\0\nB\n");
+    assert_eq!(report.conflicts.len(), 1);
+    assert!(report.content_merged.is_empty() && report.marked.is_empty());
+    assert_eq!(files_on_disk(&test.root).len(), 2);
 }
 
 #[test]
@@ -425,7 +563,19 @@ proptest! {
         let base_listing = test.copy.base().unwrap().listing;
         // What the apply must make of the disk: the merge of a full scan into the remote tree.
         let (before, _) = test.copy.scan().unwrap();
-        let expected = merge(&base_listing, &before.listing, &remote_listing).unwrap().merged;
+        // (Content merges included: these contents are single lines or noise, so they never merge
+        // cleanly, but a conflict of text gets its merge with markers beside the copy.)
+        let MergeOutcome { merged: mut expected, mut conflicts } =
+            merge(&base_listing, &before.listing, &remote_listing).unwrap();
+        merge_contents(
+            &base_listing,
+            &before.listing,
+            &remote_listing,
+            &mut expected,
+            &mut conflicts,
+            &test.copy.objects(),
+        )
+        .unwrap();
         // The shortcut past the full scan is taken exactly when every path the remote changed
         // is untouched locally (and no folder there turns into a file or back, and no symlink
         // is in the way): never when a local edit is at stake.

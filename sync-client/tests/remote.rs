@@ -212,12 +212,18 @@ fn concurrent_edits_of_one_file_keep_both() {
     let copy_name = copies[0]["copy"].as_str().unwrap().to_owned();
     assert_eq!(copies[0]["path"], "spec.yaml");
 
-    // The server's edit is at the path, the local one beside it; both reach the other copy.
+    // The server's edit is at the path, the local one beside it, and the line merge with its
+    // markers beside that; all reach the other copy.
     alice.json(&one, &["pull"]);
+    let marked = format!("{copy_name}.merge");
     for root in [&one, &two] {
         assert_eq!(read(root, "spec.yaml"), "edit from one\n");
         assert_eq!(read(root, &copy_name), "edit from two\n");
-        assert_eq!(files_on_disk(root).len(), 2, "{:?}", files_on_disk(root));
+        assert_eq!(
+            read(root, &marked),
+            "<<<<<<< ours\nedit from two\n||||||| base\nbase\n=======\nedit from one\n>>>>>>> theirs\n"
+        );
+        assert_eq!(files_on_disk(root).len(), 3, "{:?}", files_on_disk(root));
     }
 }
 

@@ -108,9 +108,13 @@ fn two_working_copies_sync_through_their_caches() {
         std::fs::read(alice.root.join(copy_path.as_str())).unwrap(),
         b"{\"host\": \"alice\"}"
     );
-    // Alice's next push carries only her conflict copy and the dirs above it.
+    // Both changed `host`: the JSON merge conflicts, and the line merge with markers is beside
+    // the copy.
+    assert_eq!(report.marked.len(), 1);
+    // Alice's next push carries only her conflict copy, the merge with markers and the dirs
+    // above them.
     let alices = alice.copy.snapshot().unwrap();
     let plan = plan_push(&alice.copy.objects(), &bobs.root, &alices.root).unwrap();
-    assert_eq!(plan.changes.len(), 1);
-    assert_eq!(plan.objects.len(), 3, "{plan:?}");
+    assert_eq!(plan.changes.len(), 2);
+    assert_eq!(plan.objects.len(), 4, "{plan:?}");
 }

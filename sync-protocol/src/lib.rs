@@ -14,6 +14,7 @@ pub mod accept;
 pub mod checks;
 pub mod chunking;
 pub mod compress;
+pub mod content;
 pub mod diff;
 pub mod id;
 pub mod limits;

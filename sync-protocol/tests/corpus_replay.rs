@@ -75,6 +75,14 @@ fn tree_merge_corpus() {
     replay("tree_merge", sync_protocol::checks::merge::tree_merge);
 }
 
+#[test]
+fn content_merge_corpus() {
+    replay_corpus(
+        "content_merge",
+        sync_protocol::checks::content::content_merge,
+    );
+}
+
 /// Writes the hand-made seed inputs into the corpus dirs. Run after a format change with
 /// `cargo test -p sync-protocol --test tests -- --ignored write_seed_corpora`, then let the
 /// fuzzers grow and `cargo fuzz cmin` the corpora.
@@ -185,5 +193,8 @@ fn write_seed_corpora() {
     // same streams as raw bytes, and mutated ones (see `checks::accept::seeds`).
     for (name, bytes) in sync_protocol::checks::accept::seeds() {
         write("push_accept", name, &bytes);
+    }
+    for (name, bytes) in sync_protocol::checks::content::seeds() {
+        write("content_merge", name, &bytes);
     }
 }

@@ -2,6 +2,7 @@
 
 mod corpus_replay;
 mod props_codec;
+mod props_content;
 mod props_merge;
 mod props_tree;
 mod simulation;

@@ -199,11 +199,41 @@ fn blob_seed(who: usize, round: u64) -> u64 {
     ((who as u64 + 1) << 40) ^ round
 }
 
+/// A merge with conflict markers resolved to its `ours` side; `None` without a whole block.
+fn ours_side(marked: &[u8]) -> Option<Vec<u8>> {
+    let (mut out, mut blocks, mut state) = (Vec::new(), 0, 0);
+    for line in marked.split_inclusive(|byte| *byte == b'\n') {
+        match (state, line) {
+            (0, b"<<<<<<< ours\n") => state = 1,
+            (1, b"||||||| base\n") => state = 2,
+            (2, b">>>>>>> theirs\n") => {
+                state = 0;
+                blocks += 1;
+            }
+            (0 | 1, line) => out.extend_from_slice(line),
+            _ => {}
+        }
+    }
+    (state == 0 && blocks > 0).then_some(out)
+}
+
 /// Checks a file of a project's tree against what some pusher wrote: `None` when it is one.
 fn check_file(path: &str, file: &FileState) -> Option<String> {
     // A conflict copy (`name.conflict-<tag>`, see sync-protocol's merge) holds what its
     // original did.
     let original = path.split(".conflict-").next().unwrap_or(path);
+    // The merge with markers beside a copy (`<copy>.merge`, see sync-client's content_merge):
+    // its `ours` side is the copy's version, checked like the copy.
+    if path.contains(".conflict-") && path.ends_with(".merge") {
+        let Some(ours) = ours_side(&file.bytes) else {
+            return Some(format!("{path}: not a merge with conflict markers"));
+        };
+        let ours = FileState {
+            bytes: ours,
+            executable: file.executable,
+        };
+        return check_file(original, &ours).map(|problem| format!("{path} (ours): {problem}"));
+    }
     if let Some(name) = original.strip_prefix("clients/") {
         let who = name.strip_suffix(".json")?;
         let parsed: Value = match serde_json::from_slice(&file.bytes) {
@@ -919,4 +949,19 @@ fn nodes_killed_at_random_lose_no_acknowledged_push() {
         "too few pushes to show anything: {}",
         acks.len()
     );
+}
+
+#[test]
+fn a_merge_with_markers_is_checked_by_its_ours_side() {
+    let marked = b"<<<<<<< ours\n{\"client\": 3, \"round\": 7}\n||||||| base\n{\"client\": 3, \"round\": 6}\n=======\n{\"client\": 3, \"round\": 8}\n>>>>>>> theirs\n";
+    let state = |bytes: &[u8]| FileState {
+        bytes: bytes.to_vec(),
+        executable: false,
+    };
+    let path = "clients/3.json.conflict-0123abcd.merge";
+    assert_eq!(check_file(path, &state(marked)), None);
+    let foreign = String::from_utf8_lossy(marked)
+        .replace("\"client\": 3, \"round\": 7", "\"client\": 4, \"round\": 7");
+    assert!(check_file(path, &state(foreign.as_bytes())).is_some());
+    assert!(check_file(path, &state(b"{\"client\": 3}\n")).is_some());
 }

@@ -10,6 +10,7 @@
 mod support;
 
 mod cluster;
+mod content_merge;
 mod contract;
 mod crash_campaign;
 mod large;

@@ -276,6 +276,14 @@ fn concurrent_edits_of_one_file_keep_both_with_a_conflict_copy() {
             copy.clone(),
             text(std::str::from_utf8(from_b).expect("UTF-8")),
         ),
+        // Both added a line at one place: the line merge with markers, beside the copy.
+        (
+            format!("{copy}.merge"),
+            text(
+                "openapi: 3.1\n<<<<<<< ours\ninfo: {title: edited by B}\n||||||| base\n\
+                 =======\ninfo: {title: edited by A}\n>>>>>>> theirs\n",
+            ),
+        ),
         ("untouched.json".to_owned(), text("{}")),
     ]);
     assert_eq!(tree_on_disk(a), expected);

@@ -29,10 +29,11 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path as FsPath, PathBuf};
 
 use serde::Serialize;
-use sync_protocol::merge::{Conflict, ConflictKind, merge};
+use sync_protocol::merge::{Conflict, ConflictKind, MergeOutcome, merge};
 use sync_protocol::tree::{FileRef, Listing, Path};
 use sync_protocol::{EntryKind, Object, ObjectId, ObjectKind};
 
+use super::content_merge::{ContentMerges, merge_contents};
 use super::scan::{CleanPaths, Scan};
 use crate::error::{ClientError, io_error};
 use crate::stores::atomic::{
@@ -90,6 +91,11 @@ pub struct ApplyReport {
     pub removed_dirs: Vec<Path>,
     /// Conflicts the merge resolved (both sides changed a path).
     pub conflicts: Vec<Conflict>,
+    /// Files both sides changed whose contents merged cleanly (no conflict copy).
+    pub content_merged: Vec<Path>,
+    /// Files both sides changed in the same place: `(path, the merge with markers)`, beside
+    /// the conflict copy of the local version.
+    pub marked: Vec<(Path, Path)>,
     /// Paths left as they were, and why.
     pub held_back: Vec<HeldBack>,
     /// Stat entries of the files this apply wrote or copied, for the stat cache.
@@ -126,19 +132,27 @@ pub fn apply_tree(
     }
     // Without a local change the three-way merge is theirs, with no conflict; skipping it saves
     // most of a small pull's time on a large project.
-    let (merged, conflicts) = if &ours == base {
-        (theirs.clone(), Vec::new())
+    let (merged, conflicts, content) = if &ours == base {
+        (theirs.clone(), Vec::new(), ContentMerges::default())
     } else {
-        let outcome = merge(base, &ours, theirs)?;
-        (outcome.merged, outcome.conflicts)
+        let MergeOutcome {
+            mut merged,
+            mut conflicts,
+        } = merge(base, &ours, theirs)?;
+        // Files both sides changed: their contents merged where they can be.
+        let content = merge_contents(base, &ours, theirs, &mut merged, &mut conflicts, objects)?;
+        (merged, conflicts, content)
     };
     let mut report = ApplyReport {
         conflicts,
+        content_merged: content.merged.iter().cloned().collect(),
+        marked: content.marked,
         ..ApplyReport::default()
     };
     let mut applier = Applier {
         dirty_dirs: BTreeSet::new(),
         linked: BTreeSet::new(),
+        content_merged: content.merged,
         root,
         scan,
         objects,
@@ -163,6 +177,7 @@ pub fn apply_clean(
     let mut applier = Applier {
         dirty_dirs: BTreeSet::new(),
         linked: BTreeSet::new(),
+        content_merged: BTreeSet::new(),
         root,
         scan: &clean.scan,
         objects,
@@ -178,6 +193,9 @@ struct Applier<'a> {
     /// Files that were given a second name by a hard link: they share their inode (and mode)
     /// with their conflict copy, so they are replaced, never changed in place.
     linked: BTreeSet<Path>,
+    /// Files whose local edit is part of their merged content (`super::content_merge`): they
+    /// are replaced without a conflict copy.
+    content_merged: BTreeSet<Path>,
     root: &'a FsPath,
     scan: &'a Scan,
     objects: &'a ObjectCache,
@@ -283,6 +301,7 @@ impl Applier<'_> {
             }
             if let Some(current) = current
                 && base.get(path) != Some(current)
+                && !self.content_merged.contains(path)
             {
                 // A local edit: it must exist elsewhere in the merged tree before this name
                 // changes, at the place the merge moved it to.
@@ -702,6 +721,7 @@ pub fn summary(report: &ApplyReport) -> BTreeMap<&'static str, usize> {
         ("removed", report.removed.len()),
         ("conflict_copies", report.copied.len()),
         ("conflicts", report.conflicts.len()),
+        ("content_merged", report.content_merged.len()),
         ("held_back", report.held_back.len()),
     ])
 }

@@ -13,6 +13,7 @@ use std::path::{Path as FsPath, PathBuf};
 use sync_protocol::tree::Path as TreePath;
 
 pub mod apply;
+pub mod content_merge;
 pub mod scan;
 mod snapshot;
 pub mod status;

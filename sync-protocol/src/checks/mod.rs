@@ -4,11 +4,13 @@
 //! an invariant is broken (never because the input is invalid). The cargo-fuzz targets in `fuzz/`
 //! are one-line calls into this module, and `tests/corpus_replay.rs` runs every committed corpus
 //! and crash file through the same functions in the normal test run: [`codec`] (object, stream
-//! and zstd decoding), [`merge`] (three-way merge) and [`accept`] (the push acceptor over an
+//! and zstd decoding), [`merge`] (three-way merge of listings), [`content`] (three-way merge of
+//! file contents) and [`accept`] (the push acceptor over an
 //! in-memory store). [`noise`] is the test data the workspace's tests share.
 
 pub mod accept;
 pub mod codec;
+pub mod content;
 pub mod merge;
 
 /// `len` deterministic pseudo-random bytes (xorshift64 from `seed`): incompressible enough to be

@@ -26,6 +26,12 @@ pub(crate) fn report_json(report: &ApplyReport) -> serde_json::Value {
             .map(|(from, to)| json!({"path": from.as_str(), "copy": to.as_str()}))
             .collect::<Vec<_>>(),
         "conflicts": report.conflicts.iter().map(ConflictSummary::from).collect::<Vec<_>>(),
+        "content_merged": report.content_merged.iter().map(|path| path.as_str()).collect::<Vec<_>>(),
+        "conflict_markers": report
+            .marked
+            .iter()
+            .map(|(path, at)| json!({"path": path.as_str(), "merge": at.as_str()}))
+            .collect::<Vec<_>>(),
         "held_back": report.held_back,
     })
 }
@@ -76,14 +82,24 @@ pub(crate) fn print_pull_text(outcome: &PullOutcome) {
         Some(from) => println!("Pulled version {} (from {from}).", outcome.version),
         None => println!("Pulled version {}.", outcome.version),
     }
-    for path in &report.written {
+    // Merged files and merges with markers get their own lines below.
+    let said_below = |path: &&sync_protocol::tree::Path| {
+        report.content_merged.contains(path) || report.marked.iter().any(|(_, at)| at == *path)
+    };
+    for path in report.written.iter().filter(|path| !said_below(path)) {
         println!("  U  {path}");
+    }
+    for path in &report.content_merged {
+        println!("  M  {path}: both sides changed it; the changes merged");
     }
     for path in &report.removed {
         println!("  D  {path}");
     }
     for (from, to) in &report.copied {
         println!("  C  {from}: both sides changed it; your version is kept as {to}");
+    }
+    for (path, at) in &report.marked {
+        println!("     {path}: the changes overlap; the merge with conflict markers is in {at}");
     }
     for held in &report.held_back {
         println!(
