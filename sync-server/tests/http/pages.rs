@@ -486,12 +486,36 @@ async fn bad_input(server: &TestServer) {
             page.body
         );
     }
-    // Past the form limit.
-    let huge = format!("csrf={csrf}&name={}", "a".repeat(20_000));
+    // The form limit (16 KiB): at it the form is read (and judged), past it refused unread.
+    let filler = |total: usize| {
+        let head = format!("csrf={csrf}&filler=");
+        format!("{head}{}", "a".repeat(total - head.len())).into_bytes()
+    };
     browser
-        .post_raw(form, huge.into_bytes(), &[])
+        .post_raw(form, filler(16 * 1024), &[])
+        .await
+        .assert_status(422);
+    browser
+        .post_raw(form, filler(16 * 1024 + 1), &[])
         .await
         .assert_status(413);
+    // The sign-in form, empty.
+    let mut fresh = Browser::new(server);
+    let sign_in_csrf = fresh.get("/account/sign-in").await.csrf();
+    let page = fresh
+        .post("/account/sign-in", &[("csrf", &sign_in_csrf)])
+        .await;
+    page.assert_status(422);
+    assert!(
+        page.field_error("login")
+            .unwrap()
+            .contains("Enter your account name or email")
+    );
+    assert!(
+        page.field_error("password")
+            .unwrap()
+            .contains("Enter your password")
+    );
     // Nothing was stored by any of these.
     assert!(
         server
