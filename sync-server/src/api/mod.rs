@@ -48,16 +48,7 @@ pub fn filter(
                 let app = app.clone();
                 let client =
                     crate::pages::client_address(&headers, peer, app.limits.trust_proxy_headers);
-                let segments = tail
-                    .as_str()
-                    .split('/')
-                    .filter(|segment| !segment.is_empty())
-                    .map(|segment| {
-                        percent_encoding::percent_decode_str(segment)
-                            .decode_utf8_lossy()
-                            .into_owned()
-                    })
-                    .collect();
+                let segments = crate::api::request::path_segments(tail.as_str());
                 let request = ApiRequest {
                     method,
                     segments,

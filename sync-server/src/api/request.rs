@@ -47,6 +47,19 @@ impl std::fmt::Debug for ApiRequest {
     }
 }
 
+/// A request path split at `/`, without empty segments, each percent-decoded (invalid UTF-8
+/// replaced: such a segment names no route, no id, no page).
+pub(crate) fn path_segments(path: &str) -> Vec<String> {
+    path.split('/')
+        .filter(|segment| !segment.is_empty())
+        .map(|segment| {
+            percent_encoding::percent_decode_str(segment)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+        .collect()
+}
+
 pub(crate) fn box_body<S, B>(stream: S) -> BodyStream
 where
     S: Stream<Item = Result<B, warp::Error>> + Send + Sync + 'static,

@@ -48,22 +48,28 @@ pub fn query_value(request: &PageRequest, name: &str) -> Option<String> {
         })
 }
 
-/// The context of a page with its `?done=` note.
+/// The context of a page, with the `?done=` note of `request` when it is shown first (a form
+/// shown again after a refused post has no request to take a note from).
 pub fn context_with_note(
     visitor: &Visitor,
-    request: &PageRequest,
+    request: Option<&PageRequest>,
     title: &str,
     section: &str,
 ) -> tera::Context {
     let mut context = context(visitor, title, section);
-    if let Some(note) = note(request) {
+    if let Some(note) = request.and_then(note) {
         context.insert("note", note);
     }
     context
 }
 
 pub fn start(visitor: &Visitor, request: &PageRequest) -> Result<Response, PageError> {
-    let context = context_with_note(visitor, request, "Team sync for API projects", "start");
+    let context = context_with_note(
+        visitor,
+        Some(request),
+        "Team sync for API projects",
+        "start",
+    );
     page(StatusCode::OK, "start.html", &context)
 }
 
@@ -71,7 +77,7 @@ pub fn sign_up_form(visitor: &Visitor, request: &PageRequest) -> Result<Response
     if visitor.signed_in.is_some() {
         return Ok(redirect("/account"));
     }
-    let context = context_with_note(visitor, request, "Sign up", "sign-up");
+    let context = context_with_note(visitor, Some(request), "Sign up", "sign-up");
     page(StatusCode::OK, "sign_up.html", &context)
 }
 
@@ -152,7 +158,7 @@ pub fn sign_in_form(visitor: &Visitor, request: &PageRequest) -> Result<Response
     if visitor.signed_in.is_some() {
         return Ok(redirect("/account/projects"));
     }
-    let mut context = context_with_note(visitor, request, "Sign in", "sign-in");
+    let mut context = context_with_note(visitor, Some(request), "Sign in", "sign-in");
     let next = query_value(request, "next").unwrap_or_default();
     context.insert("next", next_page(&next));
     page(StatusCode::OK, "sign_in.html", &context)
@@ -296,10 +302,7 @@ async fn account_page(
 ) -> Result<Response, PageError> {
     let me = signed_in(visitor)?;
     let sessions = app.catalog.sessions(me.id).await?;
-    let mut context = match request {
-        Some(request) => context_with_note(visitor, request, "Your account", "account"),
-        None => context(visitor, "Your account", "account"),
-    };
+    let mut context = context_with_note(visitor, request, "Your account", "account");
     context.insert("account", &crate::api::views::account(me));
     context.insert("sessions", &sessions.len());
     context.insert("errors", &errors);
@@ -382,10 +385,7 @@ async fn tokens_page(
         (a.revoked.is_some(), std::cmp::Reverse(a.created))
             .cmp(&(b.revoked.is_some(), std::cmp::Reverse(b.created)))
     });
-    let mut context = match request {
-        Some(request) => context_with_note(visitor, request, "API tokens", "tokens"),
-        None => context(visitor, "API tokens", "tokens"),
-    };
+    let mut context = context_with_note(visitor, request, "API tokens", "tokens");
     context.insert(
         "tokens",
         &tokens

@@ -111,16 +111,7 @@ pub fn filter(
                   peer: Option<PeerAddr>,
                   body| {
                 let app = app.clone();
-                let segments = path
-                    .as_str()
-                    .split('/')
-                    .filter(|segment| !segment.is_empty())
-                    .map(|segment| {
-                        percent_encoding::percent_decode_str(segment)
-                            .decode_utf8_lossy()
-                            .into_owned()
-                    })
-                    .collect();
+                let segments = crate::api::request::path_segments(path.as_str());
                 let client = client_address(&headers, peer, app.limits.trust_proxy_headers);
                 let request = PageRequest {
                     method,

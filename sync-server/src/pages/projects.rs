@@ -95,7 +95,7 @@ pub async fn show(
     let older = versions.len() > HISTORY_PAGE as usize;
     versions.truncate(HISTORY_PAGE as usize);
     let title = format!("Project {}", project.name);
-    let mut context = context_with_note(visitor, request, &title, "projects");
+    let mut context = context_with_note(visitor, Some(request), &title, "projects");
     let team = app.catalog.team(project.team).await?;
     context.insert("team_name", &team.map(|team| team.name).unwrap_or_default());
     context.insert("project", &views::project(&project, role));

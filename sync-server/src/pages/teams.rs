@@ -8,7 +8,7 @@ use warp::reply::Response;
 
 use super::account::{context_with_note, signed_in};
 use super::forms::{Form, FormErrors, field_message};
-use super::render::{PageError, context, page, redirect};
+use super::render::{PageError, page, redirect};
 use super::{PageRequest, Visitor};
 use crate::api::teams::{parse_role, resolve_account, team_access};
 use crate::api::views;
@@ -42,10 +42,7 @@ async fn teams_page(
 ) -> Result<Response, PageError> {
     let me = signed_in(visitor)?;
     let teams = app.catalog.teams_of(me.id).await?;
-    let mut context = match request {
-        Some(request) => context_with_note(visitor, request, "Teams", "teams"),
-        None => context(visitor, "Teams", "teams"),
-    };
+    let mut context = context_with_note(visitor, request, "Teams", "teams");
     context.insert(
         "teams",
         &teams
@@ -159,10 +156,7 @@ async fn team_page(
         .map(|visible| views::project(&visible.project, visible.role))
         .collect();
     let title = format!("Team {}", team.name);
-    let mut context = match request {
-        Some(request) => context_with_note(visitor, request, &title, "teams"),
-        None => context(visitor, &title, "teams"),
-    };
+    let mut context = context_with_note(visitor, request, &title, "teams");
     context.insert("team", &views::team(&team, role));
     context.insert("owner", &(role == Role::Owner));
     context.insert("editor", &(role >= Role::Editor));
