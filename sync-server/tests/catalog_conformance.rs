@@ -116,12 +116,15 @@ fn request(project: &Project, author: &Account, base: u64, root_label: &str) -> 
         root: root(root_label),
         author: author.id,
         message: format!("push {root_label}"),
+        onto: None,
     }
 }
 
 fn committed(outcome: CommitOutcome) -> (Version, bool) {
     match outcome {
-        CommitOutcome::Committed { version, replayed } => (version, replayed),
+        CommitOutcome::Committed {
+            version, replayed, ..
+        } => (version, replayed),
         other => panic!("expected a commit, got {other:?}"),
     }
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use sync_protocol::ObjectId;
 use sync_protocol::diff::Change;
 use sync_protocol::plan::{PushPlanError, plan_push};
-use sync_protocol::tree::build_dirs;
+use sync_protocol::tree::{Listing, build_dirs};
 use sync_protocol::wire::{Commit, Committed, Operation, ProblemCode, PushQuery};
 
 use super::records;
@@ -36,8 +36,18 @@ pub enum PushOutcome {
     },
 }
 
-/// Pushes the working copy's changes as one new version on top of its base. Fails with a
-/// `conflict` refusal ([`RemoteError::conflict_head`]) when the base is no longer the head, and
+impl PushOutcome {
+    /// True when the server committed the push on top of other writers' versions: the head
+    /// has their changes, which the working copy does not have yet.
+    pub fn rebased(&self) -> bool {
+        matches!(self, Self::Committed { committed, .. } if committed.rebased)
+    }
+}
+
+/// Pushes the working copy's changes as one new version on top of its base, or rebased by the
+/// server onto the head when the head changed none of its paths since the base. Fails with a
+/// `conflict` refusal ([`RemoteError::conflict_head`]) when the base is no longer the head and
+/// the push could not be rebased, and
 /// with `ClientError::PendingPaths` while the last pull left paths un-updated.
 pub fn push_once(
     copy: &WorkingCopy,
@@ -122,29 +132,60 @@ pub fn push_once(
         }
     };
     let committed = sent.committed;
-    if committed.root != snapshot.root {
-        return Err(RemoteError::BadAnswer {
-            server: remote.server().to_owned(),
-            operation: Operation::Push,
-            reason: AnswerError::WrongRoot {
-                expected: snapshot.root,
-                committed: committed.root,
-            },
-        }
-        .into());
-    }
-    let next = Base {
-        version: Some(committed.version),
-        root: snapshot.root,
-        listing: std::mem::take(&mut snapshot.scan.listing),
-        pending: BTreeSet::new(),
-    };
+    let listing = std::mem::take(&mut snapshot.scan.listing);
+    let next = base_after_commit(remote, Operation::Push, &committed, base_version, snapshot.root, listing)?;
     timed("save base", || copy.set_base(&next))?;
     free_in_background((base, next, snapshot));
     Ok(PushOutcome::Committed {
         committed,
         objects: sent.objects,
         bytes: sent.bytes,
+    })
+}
+
+/// The base a working copy records once its push of `root` (with `listing`) on `base_version`
+/// committed as `committed`.
+///
+/// Not rebased: that version, whose root must be `root`. Rebased: the server committed the
+/// push on top of other writers' versions, so the head's tree is `root` plus their changes,
+/// which only a pull brings into the folder. Until then the base stays `root` on the push's own
+/// base version: `status` compares the folder with the tree it pushed; a pull asks for the head
+/// from that tree, so it brings exactly the other writers' changes and merges them as usual;
+/// and a push from it is on a base the head has left, so the server rebases it again (the
+/// changes already in the head count as the same on both sides) or answers conflict, and never
+/// takes `root` for the head's tree.
+pub(super) fn base_after_commit(
+    remote: &Remote,
+    operation: Operation,
+    committed: &Committed,
+    base_version: u64,
+    root: ObjectId,
+    listing: Listing,
+) -> Result<Base, ClientError> {
+    if committed.rebased {
+        return Ok(Base {
+            version: Some(base_version),
+            root,
+            listing,
+            pending: BTreeSet::new(),
+        });
+    }
+    if committed.root != root {
+        return Err(RemoteError::BadAnswer {
+            server: remote.server().to_owned(),
+            operation,
+            reason: AnswerError::WrongRoot {
+                expected: root,
+                committed: committed.root,
+            },
+        }
+        .into());
+    }
+    Ok(Base {
+        version: Some(committed.version),
+        root,
+        listing,
+        pending: BTreeSet::new(),
     })
 }
 

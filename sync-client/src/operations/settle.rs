@@ -10,12 +10,11 @@
 //! they deleted since comes back (found by the simulation in `sync-server`'s
 //! `catalog::simulation`).
 
-use std::collections::BTreeSet;
-
 use sync_protocol::ObjectId;
 use sync_protocol::tree::flatten;
 use sync_protocol::wire::{Commit, Operation, ProblemCode};
 
+use super::push::base_after_commit;
 use crate::error::{AnswerError, ClientError, RemoteError};
 use crate::stores::journal::PushJournal;
 use crate::stores::state::Base;
@@ -67,7 +66,7 @@ pub(super) fn settle(
         }
     };
     state.remove_journal()?;
-    if committed.root != root {
+    if !committed.rebased && committed.root != root {
         return Err(RemoteError::BadAnswer {
             server: remote.server().to_owned(),
             operation: Operation::Commit,
@@ -92,12 +91,15 @@ pub(super) fn settle(
     let Ok(listing) = flatten(&copy.objects(), &root) else {
         return Ok(base);
     };
-    let settled = Base {
-        version: Some(committed.version),
+    // Rebased, the push's tree on its own base version (see `push::base_after_commit`).
+    let settled = base_after_commit(
+        remote,
+        Operation::Commit,
+        &committed,
+        journal.base_version,
         root,
         listing,
-        pending: BTreeSet::new(),
-    };
+    )?;
     copy.set_base(&settled)?;
     Ok(settled)
 }

@@ -368,8 +368,10 @@ impl Remote {
     }
 
     /// `POST /v1/projects/{id}/push`: one object stream, committed as a new version on top of
-    /// `query.base_version` if that is still the head. Every retry carries the same push id,
-    /// so a push that did commit is answered with its receipt, not committed twice.
+    /// `query.base_version` if that is still the head, or rebased onto the head when the head
+    /// changed none of its paths (`cairn-rebase: allowed`; the answer says `rebased`). Every
+    /// retry carries the same push id, so a push that did commit is answered with its receipt,
+    /// not committed twice.
     pub fn push(
         &self,
         project: &str,
@@ -381,6 +383,7 @@ impl Remote {
             Ok(self
                 .request(operation, &[project])?
                 .query(query)
+                .header(wire::REBASE_HEADER, wire::REBASE_ALLOWED)
                 .header(reqwest::header::CONTENT_TYPE, wire::OBJECTS_MEDIA_TYPE)
                 .body(self.stream_body(stream.to_vec())))
         })
@@ -415,9 +418,17 @@ impl Remote {
     }
 
     /// `POST /v1/projects/{id}/commits`: `commit.root` (whose objects are all stored) as a new
-    /// version on top of `commit.base_version` if that is still the head.
+    /// version on top of `commit.base_version` if that is still the head, or rebased as a
+    /// push is.
     pub fn commit(&self, project: &str, commit: &Commit) -> Result<Committed, RemoteError> {
-        self.call_json(Operation::Commit, &[project], commit)
+        let operation = Operation::Commit;
+        let body = json_body(commit);
+        self.call(operation, || {
+            Ok(self
+                .request(operation, &[project])?
+                .header(wire::REBASE_HEADER, wire::REBASE_ALLOWED)
+                .json(&body))
+        })
     }
 
     /// `POST /v1/projects/{id}/restore`: `restore.version`'s tree as a new version on top of

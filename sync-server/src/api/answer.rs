@@ -50,12 +50,16 @@ pub fn commit_answer(
     outcome: CommitOutcome,
 ) -> Result<Response, Problem> {
     match outcome {
-        CommitOutcome::Committed { version, replayed } => {
+        CommitOutcome::Committed {
+            version,
+            replayed,
+            rebased,
+        } => {
             if !replayed {
                 Metrics::add(&app.metrics.pushes_committed, 1);
                 app.events
                     .publish(project, head_changed(project, version.number, version.root));
-                tracing::info!(%project, version = version.number, root = %version.root, "committed");
+                tracing::info!(%project, version = version.number, root = %version.root, rebased, "committed");
             }
             Ok(json(
                 StatusCode::OK,
@@ -63,6 +67,7 @@ pub fn commit_answer(
                     version: version.number,
                     root: version.root,
                     replayed,
+                    rebased,
                 },
             ))
         }

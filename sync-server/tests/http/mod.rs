@@ -13,6 +13,7 @@ mod old_client;
 mod ops;
 mod pg_faults;
 mod process;
+mod rebase;
 mod records;
 mod sync;
 mod text_fields;

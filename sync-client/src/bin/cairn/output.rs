@@ -53,6 +53,7 @@ pub(crate) fn push_json(outcome: &PushOutcome) -> serde_json::Value {
             "version": committed.version,
             "root": committed.root.to_hex(),
             "replayed": committed.replayed,
+            "rebased": committed.rebased,
             "objects": objects,
             "bytes": bytes,
         }),
@@ -114,10 +115,15 @@ pub(crate) fn print_sync(outcome: &SyncOutcome, json: bool) -> anyhow::Result<()
             objects,
             bytes,
         } => println!(
-            "Pushed version {} ({objects} objects, {bytes} bytes{}).",
+            "Pushed version {} ({objects} objects, {bytes} bytes{}{}).",
             committed.version,
             if committed.replayed {
                 ", already committed by an earlier attempt"
+            } else {
+                ""
+            },
+            if committed.rebased {
+                ", rebased onto others' changes"
             } else {
                 ""
             }

@@ -103,6 +103,7 @@ impl Node {
             root,
             author,
             message: String::new(),
+            onto: None,
         };
         let mut acceptor = PushAcceptor::version(head_root, root);
         yield_now().await;
