@@ -58,7 +58,7 @@ async fn rebase_disjoint_pushes(server: &TestServer) {
     assert_eq!(problem["head"]["version"], 2, "{problem}");
     // A header value other than `allowed` is refused, naming the header.
     let odd = push(server, &alice, &project, "odd", 1, &ours, Some("yes")).await;
-    let problem = TestServer::expect_problem(odd, 400, "invalid-field").await;
+    let problem = TestServer::expect_problem(odd, 422, "invalid-field").await;
     assert_eq!(problem["field"], "cairn-rebase", "{problem}");
 
     let rebased = committed(push(server, &alice, &project, "mine", 1, &ours, allowed).await).await;
