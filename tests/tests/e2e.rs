@@ -16,3 +16,4 @@ mod large;
 mod s3_faults;
 mod sync;
 mod watch;
+mod writers;

@@ -48,6 +48,8 @@ pub struct Remote {
     backoff: Backoff,
     /// How long an event stream may stay silent before it counts as broken.
     events_silence: Duration,
+    /// Whether pushes and commits allow the server to rebase them (`cairn-rebase`).
+    rebase: bool,
 }
 
 // By hand, so the token never lands in a log or a panic message.
@@ -91,7 +93,28 @@ impl Remote {
             progress: Arc::new(Silent),
             backoff: Backoff::STANDARD,
             events_silence: EVENTS_SILENCE,
+            rebase: true,
         })
+    }
+
+    /// Pushes and commits without the `cairn-rebase` header, as clients before it did: a stale
+    /// base is always answered with a conflict (`CAIRN_REBASE=off`).
+    #[must_use]
+    pub fn without_rebase(mut self) -> Self {
+        self.rebase = false;
+        self
+    }
+
+    /// The `cairn-rebase` header of a push or commit, if this client allows rebasing.
+    fn rebase_header(
+        &self,
+        builder: reqwest::blocking::RequestBuilder,
+    ) -> reqwest::blocking::RequestBuilder {
+        if self.rebase {
+            builder.header(wire::REBASE_HEADER, wire::REBASE_ALLOWED)
+        } else {
+            builder
+        }
     }
 
     /// Pauses between retries as `backoff` says (tests use short ones).
@@ -381,9 +404,8 @@ impl Remote {
         let operation = Operation::Push;
         self.call(operation, || {
             Ok(self
-                .request(operation, &[project])?
+                .rebase_header(self.request(operation, &[project])?)
                 .query(query)
-                .header(wire::REBASE_HEADER, wire::REBASE_ALLOWED)
                 .header(reqwest::header::CONTENT_TYPE, wire::OBJECTS_MEDIA_TYPE)
                 .body(self.stream_body(stream.to_vec())))
         })
@@ -425,8 +447,7 @@ impl Remote {
         let body = json_body(commit);
         self.call(operation, || {
             Ok(self
-                .request(operation, &[project])?
-                .header(wire::REBASE_HEADER, wire::REBASE_ALLOWED)
+                .rebase_header(self.request(operation, &[project])?)
                 .json(&body))
         })
     }
