@@ -9,6 +9,7 @@ use sync_protocol::tree::{Listing, build_dirs};
 use sync_protocol::wire::{Commit, Committed, Operation, ProblemCode, PushQuery};
 
 use super::records;
+use super::rebased;
 use super::settle;
 use super::upload::{
     Batch, SINGLE_REQUEST_BYTES, Sent, negotiate_missing, single_stream, upload_batches,
@@ -133,7 +134,18 @@ pub fn push_once(
     };
     let committed = sent.committed;
     let listing = std::mem::take(&mut snapshot.scan.listing);
-    let next = base_after_commit(remote, Operation::Push, &committed, base_version, snapshot.root, listing)?;
+    let next = base_after_commit(
+        copy,
+        remote,
+        Operation::Push,
+        &committed,
+        snapshot.root,
+        listing,
+    )?;
+    // A rebased push kept its journal until its base was recorded (see `rebased`).
+    if committed.rebased {
+        copy.state().remove_journal()?;
+    }
     timed("save base", || copy.set_base(&next))?;
     free_in_background((base, next, snapshot));
     Ok(PushOutcome::Committed {
@@ -143,32 +155,19 @@ pub fn push_once(
     })
 }
 
-/// The base a working copy records once its push of `root` (with `listing`) on `base_version`
-/// committed as `committed`.
-///
-/// Not rebased: that version, whose root must be `root`. Rebased: the server committed the
-/// push on top of other writers' versions, so the head's tree is `root` plus their changes,
-/// which only a pull brings into the folder. Until then the base stays `root` on the push's own
-/// base version: `status` compares the folder with the tree it pushed; a pull asks for the head
-/// from that tree, so it brings exactly the other writers' changes and merges them as usual;
-/// and a push from it is on a base the head has left, so the server rebases it again (the
-/// changes already in the head count as the same on both sides) or answers conflict, and never
-/// takes `root` for the head's tree.
+/// The base a working copy records once its push of `root` (with `listing`) committed as
+/// `committed`: that version, whose root must be `root`; or, rebased onto other writers'
+/// versions, the rebased version with their paths pending ([`rebased::rebased_base`]).
 pub(super) fn base_after_commit(
+    copy: &WorkingCopy,
     remote: &Remote,
     operation: Operation,
     committed: &Committed,
-    base_version: u64,
     root: ObjectId,
     listing: Listing,
 ) -> Result<Base, ClientError> {
     if committed.rebased {
-        return Ok(Base {
-            version: Some(base_version),
-            root,
-            listing,
-            pending: BTreeSet::new(),
-        });
+        return rebased::rebased_base(copy, remote, committed, root, &listing);
     }
     if committed.root != root {
         return Err(RemoteError::BadAnswer {
@@ -271,9 +270,12 @@ fn push_whole(
     let committed = timed("push request", || {
         remote.push(project, &query, &batch.stream)
     });
-    if let Err(error) = &committed
-        && error.is_transient()
-    {
+    // Also kept for a rebased answer, until the base it leads to is recorded.
+    let keep_journal = match &committed {
+        Ok(committed) => committed.rebased,
+        Err(error) => error.is_transient(),
+    };
+    if keep_journal {
         copy.state().save_journal(&PushJournal {
             push_id: query.push_id.clone(),
             base_version,
@@ -334,7 +336,10 @@ fn push_in_batches(
         message: message.unwrap_or_default().to_owned(),
     };
     let committed = remote.commit(project, &commit)?;
-    copy.state().remove_journal()?;
+    // A rebased answer keeps the journal until the base it leads to is recorded.
+    if !committed.rebased {
+        copy.state().remove_journal()?;
+    }
     Ok(Sent {
         committed,
         objects: sent_objects,

@@ -65,8 +65,8 @@ pub(super) fn settle(
             };
         }
     };
-    state.remove_journal()?;
     if !committed.rebased && committed.root != root {
+        state.remove_journal()?;
         return Err(RemoteError::BadAnswer {
             server: remote.server().to_owned(),
             operation: Operation::Commit,
@@ -77,29 +77,38 @@ pub(super) fn settle(
         }
         .into());
     }
-    if base
-        .version
-        .is_some_and(|version| version >= committed.version)
-        || !base.pending.is_empty()
-    {
-        // The base is that version already, or later; or the last pull left paths behind,
-        // which only a pull mends.
-        return Ok(base);
-    }
     // Its tree was built here, so it is in the object cache (unless cleaned since: then the
     // next pull brings it, as before).
-    let Ok(listing) = flatten(&copy.objects(), &root) else {
-        return Ok(base);
+    let listing = flatten(&copy.objects(), &root);
+    let recorded = match listing {
+        // The base is that version already, or later; or the last pull left paths behind,
+        // which only a pull mends.
+        _ if base
+            .version
+            .is_some_and(|version| version >= committed.version)
+            || !base.pending.is_empty() =>
+        {
+            None
+        }
+        Err(_) => None,
+        // A rebased push's base needs the rebased tree: if fetching it fails, the journal
+        // stays, and the push is settled again next time.
+        Ok(listing) => Some(base_after_commit(
+            copy,
+            remote,
+            Operation::Commit,
+            &committed,
+            root,
+            listing,
+        )?),
     };
-    // Rebased, the push's tree on its own base version (see `push::base_after_commit`).
-    let settled = base_after_commit(
-        remote,
-        Operation::Commit,
-        &committed,
-        journal.base_version,
-        root,
-        listing,
-    )?;
-    copy.set_base(&settled)?;
+    let settled = match recorded {
+        Some(settled) => {
+            copy.set_base(&settled)?;
+            settled
+        }
+        None => base,
+    };
+    state.remove_journal()?;
     Ok(settled)
 }

@@ -54,7 +54,10 @@ pub fn push(
             pulls: Vec::new(),
             push,
         }),
-        Err(error) if is_conflict(&error) => sync(copy, remote, message, rounds),
+        // A push the server rebased left the other writers' paths pending: pull them first.
+        Err(error) if is_conflict(&error) || matches!(error, ClientError::PendingPaths { .. }) => {
+            sync(copy, remote, message, rounds)
+        }
         Err(error) => Err(error),
     }
 }
