@@ -164,3 +164,82 @@ fn four_writers_of_different_files_never_give_up() {
         assert_same_tree(copy, &check);
     }
 }
+
+/// `cairn --json args...` in `copy` with `CAIRN_REBASE=off`, as a client from before rebasing;
+/// it must exit 0.
+fn json_without_rebase(cairn: &Cairn, copy: &Path, args: &[&str]) -> Value {
+    let mut full = vec!["--json"];
+    full.extend_from_slice(args);
+    let output = cairn
+        .command(copy, &full)
+        .env("CAIRN_REBASE", "off")
+        .output()
+        .expect("running cairn");
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "stderr: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("JSON output")
+}
+
+#[test]
+fn a_rebased_push_leaves_the_others_paths_pending_and_overlaps_still_merge_here() {
+    let Some(setup) = Setup::start() else { return };
+    let Setup { cairn, a, b, .. } = &setup;
+    setup.first_version(&[
+        ("shared.json", b"{\"v\":1}\n"),
+        ("a.txt", b"a1\n"),
+        ("b.txt", b"b1\n"),
+    ]);
+
+    // Disjoint: b pushes b.txt, then a pushes a.txt on the version b left behind.
+    write(b, "b.txt", b"b2\n");
+    assert_eq!(cairn.json(b, &["push"])["push"]["version"], 2);
+    write(a, "a.txt", b"a2\n");
+    let pushed = cairn.json(a, &["push"]);
+    assert_eq!(pushed["push"]["rebased"], true, "{pushed}");
+    assert_eq!(pushed["push"]["version"], 3, "{pushed}");
+    assert_eq!(pushed["pulls"], serde_json::json!([]), "no pull and merge: {pushed}");
+    // The base is version 3; b's change is in it but not yet here, and is not a local edit.
+    let status = cairn.json(a, &["status"]);
+    assert_eq!(status["base_version"], 3, "{status}");
+    assert_eq!(status["changes"], serde_json::json!([]), "{status}");
+    assert_eq!(status["pending"], serde_json::json!(["b.txt"]), "{status}");
+    assert_eq!(read(a, "b.txt"), b"b1\n");
+    // Retried, the same push id is answered with the same version (the HTTP tests send it
+    // twice; here a second push finds nothing new to send).
+    let again = cairn.json(a, &["push"]);
+    assert_eq!(again["push"]["pushed"], false, "{again}");
+    // The next pull brings it.
+    cairn.json(a, &["pull"]);
+    assert_eq!(read(a, "b.txt"), b"b2\n");
+    cairn.assert_clean_at(a, 3);
+
+    // A client from before rebasing, on a stale base: conflict, pull, merge, push.
+    cairn.json(b, &["pull"]);
+    write(b, "b.txt", b"b3\n");
+    assert_eq!(cairn.json(b, &["push"])["push"]["version"], 4);
+    write(a, "a.txt", b"a3\n");
+    let old = json_without_rebase(cairn, a, &["push"]);
+    assert_eq!(old["pulls"].as_array().map(Vec::len), Some(1), "{old}");
+    assert_eq!(old["push"]["version"], 5, "{old}");
+    assert_eq!(old["push"].get("rebased"), Some(&Value::Bool(false)), "{old}");
+
+    // An overlap: both edit shared.json. The server answers conflict; the client merges.
+    cairn.json(b, &["pull"]);
+    write(b, "shared.json", b"{\"v\":\"b\"}\n");
+    assert_eq!(cairn.json(b, &["push"])["push"]["version"], 6);
+    write(a, "shared.json", b"{\"v\":\"a\"}\n");
+    let merged = cairn.json(a, &["push"]);
+    assert_eq!(merged["pulls"].as_array().map(Vec::len), Some(1), "{merged}");
+    assert_eq!(merged["push"]["rebased"], false, "{merged}");
+    assert_eq!(read(a, "shared.json"), b"{\"v\":\"b\"}\n");
+    let copies: Vec<String> = tree_on_disk(a)
+        .into_keys()
+        .filter(|path| path.starts_with("shared.json.conflict-"))
+        .collect();
+    assert_eq!(copies.len(), 1, "one conflict copy: {copies:?}");
+    assert_eq!(read(a, &copies[0]), b"{\"v\":\"a\"}\n");
+}
