@@ -146,7 +146,10 @@ enum State {
         base_root: ObjectId,
     },
     /// Diffing the base against the head root.
-    Head { walk: DiffWalk, pushed: PathChanges },
+    Head {
+        walk: DiffWalk,
+        pushed: PathChanges,
+    },
     /// Reading the head's dirs along the paths to change.
     Patching {
         patch: TreePatch,
@@ -226,8 +229,8 @@ impl Rebase {
                         }
                         Decision::Apply(apply) => {
                             let paths = apply.keys().cloned().collect();
-                            let patch =
-                                TreePatch::new(self.head_root, paths).map_err(RebaseError::Patch)?;
+                            let patch = TreePatch::new(self.head_root, paths)
+                                .map_err(RebaseError::Patch)?;
                             self.state = State::Patching { patch, apply };
                         }
                     }

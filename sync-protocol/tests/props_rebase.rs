@@ -30,7 +30,11 @@ fn edit() -> impl Strategy<Value = Edit> {
 
 /// The three trees in one object source, with their roots; `None` when a listing is not a
 /// valid tree.
-fn trees(base: &Listing, ours: &Listing, theirs: &Listing) -> Option<(MemoryObjects, [ObjectId; 3])> {
+fn trees(
+    base: &Listing,
+    ours: &Listing,
+    theirs: &Listing,
+) -> Option<(MemoryObjects, [ObjectId; 3])> {
     let mut objects = MemoryObjects::new();
     let mut roots = [ObjectId::from_bytes([0; 32]); 3];
     for (slot, listing) in [base, ours, theirs].into_iter().enumerate() {
@@ -55,15 +59,24 @@ fn check_rebase(base: &Listing, ours: &Listing, theirs: &Listing) {
             // No edit of either side disappears.
             for (path, (_, after)) in pushed.iter().chain(head.iter()) {
                 match after {
-                    Some(entry) if !entry.is_dir() => assert_eq!(rebased.get(path), Some(entry), "{path}"),
+                    Some(entry) if !entry.is_dir() => {
+                        assert_eq!(rebased.get(path), Some(entry), "{path}")
+                    }
                     // An empty dir may have gained entries from the other side.
-                    Some(_) => assert!(rebased.contains_key(path) || rebased.keys().any(|p| is_under(p, path)), "{path}"),
+                    Some(_) => assert!(
+                        rebased.contains_key(path) || rebased.keys().any(|p| is_under(p, path)),
+                        "{path}"
+                    ),
                     None => assert!(!rebased.contains_key(path), "{path}"),
                 }
             }
             // And it is what the three-way merge makes of the same trees, without a conflict.
             let merged = merge(base, ours, theirs).unwrap();
-            assert!(merged.is_clean(), "rebased but the merge conflicts: {:?}", merged.conflicts);
+            assert!(
+                merged.is_clean(),
+                "rebased but the merge conflicts: {:?}",
+                merged.conflicts
+            );
             assert_eq!(rebased, merged.merged);
         }
         RebaseOutcome::Overlap(path) => {
@@ -118,7 +131,10 @@ fn file(seed: &str) -> FileRef {
 }
 
 fn listing(entries: &[(&str, FileRef)]) -> Listing {
-    entries.iter().map(|(text, file)| (path(text), *file)).collect()
+    entries
+        .iter()
+        .map(|(text, file)| (path(text), *file))
+        .collect()
 }
 
 fn decide(base: &Listing, ours: &Listing, theirs: &Listing) -> Decision {
@@ -132,7 +148,11 @@ fn decide(base: &Listing, ours: &Listing, theirs: &Listing) -> Decision {
 fn writers_of_different_files_rebase() {
     let base = listing(&[("w1/a", file("1")), ("w2/a", file("2"))]);
     let ours = listing(&[("w1/a", file("1b")), ("w2/a", file("2"))]);
-    let theirs = listing(&[("w1/a", file("1")), ("w2/a", file("2b")), ("w2/new", file("n"))]);
+    let theirs = listing(&[
+        ("w1/a", file("1")),
+        ("w2/a", file("2b")),
+        ("w2/new", file("n")),
+    ]);
     assert_eq!(
         decide(&base, &ours, &theirs),
         Decision::Apply([(path("w1/a"), Some(file("1b")))].into())
@@ -155,9 +175,15 @@ fn a_file_against_a_folder_holding_it_overlaps() {
     let base = listing(&[("d/f", file("1")), ("g", file("g"))]);
     let ours = listing(&[("d/f", file("2")), ("g", file("g"))]);
     let theirs = listing(&[("d", file("now a file")), ("g", file("g"))]);
-    assert_eq!(decide(&base, &ours, &theirs), Decision::Overlap(path("d/f")));
+    assert_eq!(
+        decide(&base, &ours, &theirs),
+        Decision::Overlap(path("d/f"))
+    );
     // And the other way round: the push made a file where the head added under a folder.
-    assert_eq!(decide(&base, &theirs, &ours), Decision::Overlap(path("d/f")));
+    assert_eq!(
+        decide(&base, &theirs, &ours),
+        Decision::Overlap(path("d/f"))
+    );
     check_rebase(&base, &ours, &theirs);
 }
 
@@ -166,7 +192,10 @@ fn the_same_change_on_both_sides_is_no_overlap() {
     let base = listing(&[("a", file("1")), ("b", file("b"))]);
     let ours = listing(&[("a", file("2")), ("b", file("b"))]);
     let theirs = listing(&[("a", file("2")), ("b", file("b2"))]);
-    assert_eq!(decide(&base, &ours, &theirs), Decision::Apply(Default::default()));
+    assert_eq!(
+        decide(&base, &ours, &theirs),
+        Decision::Apply(Default::default())
+    );
     check_rebase(&base, &ours, &theirs);
 }
 

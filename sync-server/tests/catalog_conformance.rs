@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use sync_protocol::{Object, ObjectId, ObjectKind};
 use sync_server::catalog::{
-    Account, Catalog, CatalogError, CommitOutcome, CommitRequest, Onto, Entity, Field, IndexedObject,
-    NewAccount, NodeId, NodeStats, NodeStatus, PROJECT_CREATED_MESSAGE, PackId, PackRecord,
+    Account, Catalog, CatalogError, CommitOutcome, CommitRequest, Entity, Field, IndexedObject,
+    NewAccount, NodeId, NodeStats, NodeStatus, Onto, PROJECT_CREATED_MESSAGE, PackId, PackRecord,
     Project, ProjectId, PushId, RestoreRequest, Role, Team, Timestamp, TokenHash, Version,
     VersionPage, empty_root, limits,
 };
@@ -729,7 +729,11 @@ async fn a_rebased_commit_records_the_push_as_sent(catalog: Shared) {
             ..
         }
     ));
-    assert_eq!(history(&catalog, project.id).await.len(), 5, "versions 0 to 4");
+    assert_eq!(
+        history(&catalog, project.id).await.len(),
+        5,
+        "versions 0 to 4"
+    );
 }
 
 async fn concurrent_commits_on_one_base_exactly_one_wins(catalog: Shared) {

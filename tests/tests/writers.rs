@@ -140,7 +140,10 @@ fn four_writers_of_different_files_never_give_up() {
     let gave_up: u64 = writers.iter().map(|writer| writer.gave_up).sum();
     assert_eq!(gave_up, 0, "syncs gave up");
     let rebased: u64 = writers.iter().map(|writer| writer.rebased).sum();
-    assert!(rebased > 0, "four writers in tight loops never raced: nothing was rebased");
+    assert!(
+        rebased > 0,
+        "four writers in tight loops never raced: nothing was rebased"
+    );
 
     // Every edit is in the head: a fresh clone holds each writer's last contents of every
     // path it touched, and nothing it deleted.
@@ -154,7 +157,10 @@ fn four_writers_of_different_files_never_give_up() {
         for (path, contents) in &writer.expected {
             match contents {
                 Some(bytes) => assert_eq!(&read(&check, path), bytes, "writer {index}: {path}"),
-                None => assert!(!on_disk.contains_key(path), "writer {index}: {path} is back"),
+                None => assert!(
+                    !on_disk.contains_key(path),
+                    "writer {index}: {path} is back"
+                ),
             }
         }
     }
@@ -201,7 +207,11 @@ fn a_rebased_push_leaves_the_others_paths_pending_and_overlaps_still_merge_here(
     let pushed = cairn.json(a, &["push"]);
     assert_eq!(pushed["push"]["rebased"], true, "{pushed}");
     assert_eq!(pushed["push"]["version"], 3, "{pushed}");
-    assert_eq!(pushed["pulls"], serde_json::json!([]), "no pull and merge: {pushed}");
+    assert_eq!(
+        pushed["pulls"],
+        serde_json::json!([]),
+        "no pull and merge: {pushed}"
+    );
     // The base is version 3; b's change is in it but not yet here, and is not a local edit.
     let status = cairn.json(a, &["status"]);
     assert_eq!(status["base_version"], 3, "{status}");
@@ -225,7 +235,11 @@ fn a_rebased_push_leaves_the_others_paths_pending_and_overlaps_still_merge_here(
     let old = json_without_rebase(cairn, a, &["push"]);
     assert_eq!(old["pulls"].as_array().map(Vec::len), Some(1), "{old}");
     assert_eq!(old["push"]["version"], 5, "{old}");
-    assert_eq!(old["push"].get("rebased"), Some(&Value::Bool(false)), "{old}");
+    assert_eq!(
+        old["push"].get("rebased"),
+        Some(&Value::Bool(false)),
+        "{old}"
+    );
 
     // An overlap: both edit shared.json. The server answers conflict; the client merges.
     cairn.json(b, &["pull"]);
@@ -233,7 +247,11 @@ fn a_rebased_push_leaves_the_others_paths_pending_and_overlaps_still_merge_here(
     assert_eq!(cairn.json(b, &["push"])["push"]["version"], 6);
     write(a, "shared.json", b"{\"v\":\"a\"}\n");
     let merged = cairn.json(a, &["push"]);
-    assert_eq!(merged["pulls"].as_array().map(Vec::len), Some(1), "{merged}");
+    assert_eq!(
+        merged["pulls"].as_array().map(Vec::len),
+        Some(1),
+        "{merged}"
+    );
     assert_eq!(merged["push"]["rebased"], false, "{merged}");
     assert_eq!(read(a, "shared.json"), b"{\"v\":\"b\"}\n");
     let copies: Vec<String> = tree_on_disk(a)

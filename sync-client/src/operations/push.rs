@@ -8,8 +8,8 @@ use sync_protocol::plan::{PushPlanError, plan_push};
 use sync_protocol::tree::{Listing, build_dirs};
 use sync_protocol::wire::{Commit, Committed, Operation, ProblemCode, PushQuery};
 
-use super::records;
 use super::rebased;
+use super::records;
 use super::settle;
 use super::upload::{
     Batch, SINGLE_REQUEST_BYTES, Sent, negotiate_missing, single_stream, upload_batches,

@@ -75,7 +75,8 @@ async fn rebase_disjoint_pushes(server: &TestServer) {
     assert_eq!(history["root"], both.root.to_string(), "{history}");
 
     // A retry of the push id, with or without the header, replays the rebased answer.
-    let replayed = json!({"version": 3, "root": both.root.to_string(), "replayed": true, "rebased": true});
+    let replayed =
+        json!({"version": 3, "root": both.root.to_string(), "replayed": true, "rebased": true});
     for header in [allowed, None] {
         let again = committed(push(server, &alice, &project, "mine", 1, &ours, header).await).await;
         assert_eq!(again, replayed);
@@ -91,9 +92,21 @@ async fn rebase_disjoint_pushes(server: &TestServer) {
     TestServer::expect_problem(response, 409, "conflict").await;
     // ...and a file where the head changed something inside the folder of that name.
     let file_for_folder = tree(&[("a/x", "a1"), ("b", "a file now"), ("c", "c1")]);
-    let response = push(server, &alice, &project, "folder", 1, &file_for_folder, allowed).await;
+    let response = push(
+        server,
+        &alice,
+        &project,
+        "folder",
+        1,
+        &file_for_folder,
+        allowed,
+    )
+    .await;
     TestServer::expect_problem(response, 409, "conflict").await;
-    assert_eq!(server.head(&alice, &project).await, (3, both.root.to_string()));
+    assert_eq!(
+        server.head(&alice, &project).await,
+        (3, both.root.to_string())
+    );
 
     // The resumable path: objects uploaded, then a commit on the stale base, rebased too.
     let more = tree(&[("a/x", "a1"), ("b/y", "b1"), ("c", "c2")]);

@@ -238,13 +238,7 @@ impl Client {
     /// The base after its push of `root` committed as `version` with `committed`, as `cairn`'s
     /// `push::base_after_commit` records it: that version, or, rebased, that version with the
     /// others' changes still to merge from `root` (see `rebased_from`).
-    fn committed(
-        &mut self,
-        version: u64,
-        rebased: bool,
-        root: ObjectId,
-        committed: ObjectId,
-    ) {
+    fn committed(&mut self, version: u64, rebased: bool, root: ObjectId, committed: ObjectId) {
         if rebased {
             self.log.rebased += 1;
             self.base_version = version;
