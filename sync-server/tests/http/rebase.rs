@@ -5,7 +5,6 @@
 use serde_json::{Value, json};
 
 use crate::http::support::{TestServer, User, tree};
-use crate::http_test;
 
 /// A push of `tree`'s every object on `base`, with or without the rebase header.
 async fn push(

@@ -96,7 +96,7 @@ impl Client {
             working: WorkingCopy::new(),
             intended: WorkingCopy::new(),
             unsettled: None,
-            rebase: index % 2 == 0,
+            rebase: index.is_multiple_of(2),
             rebased_from: None,
             planted,
             encoded: RefCell::default(),
