@@ -177,9 +177,16 @@ fn concurrent_edits_of_different_files_merge_with_sync() {
     write(&two, "b.json", b"b1");
     write(&two, "new/c.json", b"c1");
     assert_eq!(alice.json(&one, &["push"])["push"]["version"], 2);
-    // Two is behind: its push conflicts, and push then pulls, merges and pushes again.
+    // Two is behind, but touched other files: the server rebases its push onto version 2.
+    // One's change is in the head, not yet in two's folder: pending until two pulls.
     let pushed = alice.json(&two, &["push"]);
     assert_eq!(pushed["push"]["version"], 3, "{pushed}");
+    assert_eq!(pushed["push"]["rebased"], true, "{pushed}");
+    assert_eq!(read(&two, "a.json"), "a0");
+    let status = alice.json(&two, &["status"]);
+    assert_eq!(status["changes"], serde_json::json!([]), "{status}");
+    assert_eq!(status["pending"], serde_json::json!(["a.json"]), "{status}");
+    alice.json(&two, &["pull"]);
     assert_eq!(read(&two, "a.json"), "a1");
     assert_eq!(read(&two, "b.json"), "b1");
 
