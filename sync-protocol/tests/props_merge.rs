@@ -49,11 +49,11 @@ proptest! {
 
 // Targeted tests, one per rule.
 
-fn path(text: &str) -> Path {
+pub(crate) fn path(text: &str) -> Path {
     Path::new(text).unwrap()
 }
 
-fn file(seed: &str) -> FileRef {
+pub(crate) fn file(seed: &str) -> FileRef {
     FileRef {
         kind: EntryKind::File,
         target: ObjectKind::Chunk,
@@ -69,7 +69,7 @@ fn executable(seed: &str) -> FileRef {
     }
 }
 
-fn listing(entries: &[(&str, FileRef)]) -> Listing {
+pub(crate) fn listing(entries: &[(&str, FileRef)]) -> Listing {
     entries
         .iter()
         .map(|(text, file)| (path(text), *file))

@@ -3,13 +3,14 @@
 //! both sides; one that refuses names a path both sides touched.
 
 use proptest::prelude::*;
+
+use crate::props_merge::{file, listing, path};
+use sync_protocol::ObjectId;
 use sync_protocol::checks::merge::{Action, Edit, Target, listings};
 use sync_protocol::diff::diff_listings;
 use sync_protocol::merge::merge;
-use sync_protocol::object::{EntryKind, ObjectKind};
 use sync_protocol::rebase::{Decision, RebaseOutcome, by_path, rebase, rebase_changes};
-use sync_protocol::tree::{FileRef, Listing, MemoryObjects, Path, build_dirs, flatten, is_under};
-use sync_protocol::{ObjectId, chunk_id};
+use sync_protocol::tree::{FileRef, Listing, MemoryObjects, build_dirs, flatten, is_under};
 
 fn edit() -> impl Strategy<Value = Edit> {
     (0..4u8, 0..10u8, any::<[u8; 3]>(), 1..=3u8).prop_map(|(target, action, components, depth)| {
@@ -116,26 +117,6 @@ proptest! {
 }
 
 // Targeted cases.
-
-fn path(text: &str) -> Path {
-    Path::new(text).unwrap()
-}
-
-fn file(seed: &str) -> FileRef {
-    FileRef {
-        kind: EntryKind::File,
-        target: ObjectKind::Chunk,
-        size: seed.len() as u64,
-        id: chunk_id(seed.as_bytes()),
-    }
-}
-
-fn listing(entries: &[(&str, FileRef)]) -> Listing {
-    entries
-        .iter()
-        .map(|(text, file)| (path(text), *file))
-        .collect()
-}
 
 fn decide(base: &Listing, ours: &Listing, theirs: &Listing) -> Decision {
     rebase_changes(

@@ -16,15 +16,7 @@ async fn push(
     tree: &cairn_test_support::trees::Tree,
     rebase: Option<&str>,
 ) -> reqwest::Response {
-    let mut request = server
-        .http
-        .post(server.url(&format!(
-            "/v1/projects/{project}/push?push_id={push_id}&base_version={base}&root={}",
-            tree.root
-        )))
-        .bearer_auth(&user.token)
-        .header("content-type", sync_protocol::wire::OBJECTS_MEDIA_TYPE)
-        .body(tree.stream());
+    let mut request = server.push_request(user, project, push_id, base, &tree.root, tree.stream());
     if let Some(value) = rebase {
         request = request.header(sync_protocol::wire::REBASE_HEADER, value);
     }

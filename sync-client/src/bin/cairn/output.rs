@@ -202,7 +202,11 @@ pub(crate) fn status(copy: &WorkingCopy, json: bool) -> anyhow::Result<()> {
         }
     }
     if !status.pending.is_empty() {
-        println!("Not updated by the last pull (pull again once the cause is fixed):");
+        // Paths a pull had to leave, or others' changes a rebased push has not brought here.
+        println!(
+            "Changed on the server, not yet here (`cairn pull` brings them; if a pull left \
+             them, fix what held them back first):"
+        );
         for path in &status.pending {
             println!("  {path}");
         }
