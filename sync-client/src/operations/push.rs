@@ -142,11 +142,11 @@ pub fn push_once(
         snapshot.root,
         listing,
     )?;
+    timed("save base", || copy.set_base(&next))?;
     // A rebased push kept its journal until its base was recorded (see `rebased`).
     if committed.rebased {
         copy.state().remove_journal()?;
     }
-    timed("save base", || copy.set_base(&next))?;
     free_in_background((base, next, snapshot));
     Ok(PushOutcome::Committed {
         committed,
