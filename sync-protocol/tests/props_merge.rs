@@ -11,7 +11,7 @@ use sync_protocol::object::{EntryKind, ObjectKind};
 use sync_protocol::tree::{FileRef, Listing, Path};
 use sync_protocol::{ObjectId, chunk_id};
 
-fn edit() -> impl Strategy<Value = Edit> {
+pub(crate) fn edit() -> impl Strategy<Value = Edit> {
     (0..4u8, 0..10u8, any::<[u8; 3]>(), 1..=3u8).prop_map(|(target, action, components, depth)| {
         Edit {
             target: [Target::Base, Target::Ours, Target::Theirs, Target::Both][usize::from(target)],

@@ -6,26 +6,18 @@ use proptest::prelude::*;
 
 use crate::props_merge::{file, listing, path};
 use sync_protocol::ObjectId;
-use sync_protocol::checks::merge::{Action, Edit, Target, listings};
+use sync_protocol::checks::merge::{Edit, listings};
 use sync_protocol::diff::diff_listings;
 use sync_protocol::merge::merge;
 use sync_protocol::rebase::{Decision, RebaseOutcome, by_path, rebase, rebase_changes};
 use sync_protocol::tree::{FileRef, Listing, MemoryObjects, build_dirs, flatten, is_under};
 
+/// `props_merge`'s edits with fewer names in the first two places, so that paths meet.
 fn edit() -> impl Strategy<Value = Edit> {
-    (0..4u8, 0..10u8, any::<[u8; 3]>(), 1..=3u8).prop_map(|(target, action, components, depth)| {
-        Edit {
-            // Mostly one side at a time, so that disjoint changes (the rebase's case) are common.
-            target: [Target::Base, Target::Ours, Target::Theirs, Target::Both][usize::from(target)],
-            action: match action {
-                0..=6 => Action::Put(action),
-                7 | 8 => Action::Remove,
-                _ => Action::RemoveTree,
-            },
-            // Few names, so that paths meet: the first component only from two.
-            components: [components[0] % 3, components[1] % 3, components[2]],
-            depth,
-        }
+    crate::props_merge::edit().prop_map(|mut edit| {
+        edit.components[0] %= 3;
+        edit.components[1] %= 3;
+        edit
     })
 }
 
