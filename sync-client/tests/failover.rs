@@ -296,6 +296,7 @@ fn a_push_whose_connection_drops_is_sent_again_with_the_same_push_id() {
                 version: 1,
                 root,
                 replayed: true,
+                rebased: false,
             }),
         ]
     });
@@ -351,6 +352,7 @@ fn lost_answers(
                     version: 1,
                     root: first,
                     replayed: true,
+                    rebased: false,
                 });
             }
         }
@@ -374,6 +376,7 @@ fn a_push_left_without_an_answer_is_settled_before_the_next_push() {
             version: 2,
             root: second_root,
             replayed: false,
+            rebased: false,
         })
     });
     let (_dir, copy) = server.copy();

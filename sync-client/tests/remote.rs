@@ -177,9 +177,16 @@ fn concurrent_edits_of_different_files_merge_with_sync() {
     write(&two, "b.json", b"b1");
     write(&two, "new/c.json", b"c1");
     assert_eq!(alice.json(&one, &["push"])["push"]["version"], 2);
-    // Two is behind: its push conflicts, and push then pulls, merges and pushes again.
+    // Two is behind, but touched other files: the server rebases its push onto version 2.
+    // One's change is in the head, not yet in two's folder: pending until two pulls.
     let pushed = alice.json(&two, &["push"]);
     assert_eq!(pushed["push"]["version"], 3, "{pushed}");
+    assert_eq!(pushed["push"]["rebased"], true, "{pushed}");
+    assert_eq!(read(&two, "a.json"), "a0");
+    let status = alice.json(&two, &["status"]);
+    assert_eq!(status["changes"], serde_json::json!([]), "{status}");
+    assert_eq!(status["pending"], serde_json::json!(["a.json"]), "{status}");
+    alice.json(&two, &["pull"]);
     assert_eq!(read(&two, "a.json"), "a1");
     assert_eq!(read(&two, "b.json"), "b1");
 
@@ -192,6 +199,31 @@ fn concurrent_edits_of_different_files_merge_with_sync() {
         assert_eq!(read(root, "b.json"), "b1");
         assert_eq!(read(root, "new/c.json"), "c1");
     }
+}
+
+#[test]
+fn a_large_push_on_a_stale_base_is_rebased_through_the_resumable_path() {
+    let (_server, alice, project) = setup();
+    let one = alice.clone(&project, "one");
+    write(&one, "small.json", b"s0");
+    alice.json(&one, &["push"]);
+    let two = alice.clone(&project, "two");
+    write(&one, "small.json", b"s1");
+    assert_eq!(alice.json(&one, &["push"])["push"]["version"], 2);
+    // Past one request's 8 MiB: journaled, uploaded in batches, then the commit is rebased.
+    let big = cairn_test_support::noise(9 * 1024 * 1024, 5);
+    write(&two, "big.bin", &big);
+    let pushed = alice.json(&two, &["push"]);
+    assert_eq!(pushed["push"]["version"], 3, "{pushed}");
+    assert_eq!(pushed["push"]["rebased"], true, "{pushed}");
+    assert!(
+        !two.join(".cairn/push-journal").exists(),
+        "the journal goes once the base is recorded"
+    );
+    alice.json(&two, &["pull"]);
+    assert_eq!(read(&two, "small.json"), "s1");
+    alice.json(&one, &["pull"]);
+    assert_eq!(std::fs::read(one.join("big.bin")).unwrap(), big);
 }
 
 #[test]

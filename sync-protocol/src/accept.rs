@@ -265,9 +265,9 @@ impl PushAcceptor {
         Self::new(Purpose::Upload)
     }
 
-    /// A push (or, receiving nothing, a commit) of `root` on the project's head, whose root is
-    /// `base_root`. The caller has checked that the push's base version is the head: change
-    /// records are applied to it.
+    /// A push (or, receiving nothing, a commit) of `root` on the tree of its base version,
+    /// whose root is `base_root`: the head, or, for a push the server may rebase, the base
+    /// version's tree even if the head has moved on. Change records are applied to it.
     pub fn version(base_root: ObjectId, root: ObjectId) -> Self {
         Self::new(Purpose::Version { base_root, root })
     }

@@ -24,6 +24,7 @@ pub mod negotiate;
 pub mod object;
 pub mod patch;
 pub mod plan;
+pub mod rebase;
 pub mod respond;
 pub mod stream;
 pub mod tree;

@@ -599,11 +599,16 @@ where
 /// so the first key from `dir/` on is one of them if any is: one lookup, however many siblings
 /// share `dir`'s name as a prefix.
 pub fn has_descendant(listing: &Listing, dir: &Path) -> bool {
+    first_key_under(listing, dir).is_some()
+}
+
+/// The first key of `map` strictly under `dir`, if any: one lookup, as [`has_descendant`].
+pub fn first_key_under<'a, V>(map: &'a BTreeMap<Path, V>, dir: &Path) -> Option<&'a Path> {
     let start = Path(format!("{}/", dir.0));
-    listing
-        .range(start..)
+    map.range(start..)
         .next()
-        .is_some_and(|(next, _)| is_under(next, dir))
+        .map(|(next, _)| next)
+        .filter(|next| is_under(next, dir))
 }
 
 /// Whether `path` lies strictly under `dir`.

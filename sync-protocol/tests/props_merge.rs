@@ -11,7 +11,7 @@ use sync_protocol::object::{EntryKind, ObjectKind};
 use sync_protocol::tree::{FileRef, Listing, Path};
 use sync_protocol::{ObjectId, chunk_id};
 
-fn edit() -> impl Strategy<Value = Edit> {
+pub(crate) fn edit() -> impl Strategy<Value = Edit> {
     (0..4u8, 0..10u8, any::<[u8; 3]>(), 1..=3u8).prop_map(|(target, action, components, depth)| {
         Edit {
             target: [Target::Base, Target::Ours, Target::Theirs, Target::Both][usize::from(target)],
@@ -49,11 +49,11 @@ proptest! {
 
 // Targeted tests, one per rule.
 
-fn path(text: &str) -> Path {
+pub(crate) fn path(text: &str) -> Path {
     Path::new(text).unwrap()
 }
 
-fn file(seed: &str) -> FileRef {
+pub(crate) fn file(seed: &str) -> FileRef {
     FileRef {
         kind: EntryKind::File,
         target: ObjectKind::Chunk,
@@ -69,7 +69,7 @@ fn executable(seed: &str) -> FileRef {
     }
 }
 
-fn listing(entries: &[(&str, FileRef)]) -> Listing {
+pub(crate) fn listing(entries: &[(&str, FileRef)]) -> Listing {
     entries
         .iter()
         .map(|(text, file)| (path(text), *file))

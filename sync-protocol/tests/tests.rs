@@ -4,6 +4,7 @@ mod corpus_replay;
 mod props_codec;
 mod props_content;
 mod props_merge;
+mod props_rebase;
 mod props_tree;
 mod simulation;
 mod spec_examples;

@@ -38,6 +38,8 @@ pub struct Metrics {
     pub objects_served: AtomicU64,
     pub pushes_committed: AtomicU64,
     pub push_conflicts: AtomicU64,
+    /// Pushes committed on top of a head that had moved since their base.
+    pub pushes_rebased: AtomicU64,
     pub pulls: AtomicU64,
     /// Connections closed at once for passing the connection limits.
     pub connections_refused: AtomicU64,
@@ -120,7 +122,7 @@ impl Metrics {
                 );
             }
         }
-        let counters: [(&str, &str, &AtomicU64); 8] = [
+        let counters: [(&str, &str, &AtomicU64); 9] = [
             (
                 "cairn_http_bytes_in_total",
                 "Request body bytes read.",
@@ -155,6 +157,11 @@ impl Metrics {
                 "cairn_push_conflicts_total",
                 "Pushes and commits answered with a conflict.",
                 &self.push_conflicts,
+            ),
+            (
+                "cairn_pushes_rebased_total",
+                "Pushes committed on top of a head that had moved since their base (also counted as committed).",
+                &self.pushes_rebased,
             ),
             ("cairn_pulls_total", "Pulls answered.", &self.pulls),
         ];

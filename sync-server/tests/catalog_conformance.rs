@@ -8,7 +8,7 @@ use std::time::Duration;
 use sync_protocol::{Object, ObjectId, ObjectKind};
 use sync_server::catalog::{
     Account, Catalog, CatalogError, CommitOutcome, CommitRequest, Entity, Field, IndexedObject,
-    NewAccount, NodeId, NodeStats, NodeStatus, PROJECT_CREATED_MESSAGE, PackId, PackRecord,
+    NewAccount, NodeId, NodeStats, NodeStatus, Onto, PROJECT_CREATED_MESSAGE, PackId, PackRecord,
     Project, ProjectId, PushId, RestoreRequest, Role, Team, Timestamp, TokenHash, Version,
     VersionPage, empty_root, limits,
 };
@@ -56,6 +56,7 @@ conformance!(
     commit_moves_the_head,
     stale_base_gets_the_current_head,
     retry_with_the_same_push_id_commits_once,
+    a_rebased_commit_records_the_push_as_sent,
     concurrent_commits_on_one_base_exactly_one_wins,
     concurrent_duplicates_of_one_push_commit_once,
     concurrent_duplicates_of_racing_pushes_answer_alike,
@@ -117,12 +118,15 @@ fn request(project: &Project, author: &Account, base: u64, root_label: &str) -> 
         root: root(root_label),
         author: author.id,
         message: format!("push {root_label}"),
+        onto: None,
     }
 }
 
 fn committed(outcome: CommitOutcome) -> (Version, bool) {
     match outcome {
-        CommitOutcome::Committed { version, replayed } => (version, replayed),
+        CommitOutcome::Committed {
+            version, replayed, ..
+        } => (version, replayed),
         other => panic!("expected a commit, got {other:?}"),
     }
 }
@@ -712,6 +716,102 @@ async fn retry_with_the_same_push_id_commits_once(catalog: Shared) {
     );
     let history = history(&catalog, project.id).await;
     assert_eq!(history.len(), 4, "versions 0 to 3, each once");
+}
+
+async fn a_rebased_commit_records_the_push_as_sent(catalog: Shared) {
+    let (alice, _team, project) = setup(&catalog).await;
+    commit_on(&catalog, &project, &alice, 0, "one").await;
+    commit_on(&catalog, &project, &alice, 1, "two").await;
+    // A push on version 1, rebased by the caller onto the head, version 2.
+    let push = CommitRequest {
+        onto: Some(Onto {
+            head_version: 2,
+            root: root("rebased"),
+        }),
+        ..request(&project, &alice, 1, "pushed")
+    };
+    let outcome = catalog.commit(push.clone()).await.unwrap();
+    let CommitOutcome::Committed {
+        version,
+        replayed: false,
+        rebased: true,
+    } = outcome
+    else {
+        panic!("expected a rebased commit, got {outcome:?}");
+    };
+    assert_eq!(
+        (version.number, version.root, version.parent),
+        (3, root("rebased"), Some(2))
+    );
+    assert_eq!(head(&catalog, project.id).await, (3, root("rebased")));
+    // Its retry, rebased again or not, replays it: the receipt is of the push as sent.
+    for retry in [
+        push.clone(),
+        CommitRequest {
+            onto: None,
+            ..push.clone()
+        },
+    ] {
+        assert_eq!(
+            catalog.commit(retry).await.unwrap(),
+            CommitOutcome::Committed {
+                version: version.clone(),
+                replayed: true,
+                rebased: true,
+            }
+        );
+    }
+
+    // A rebase that loses the compare-and-swap (the head moved on again) records nothing: the
+    // caller may rebase onto the new head with the same push id.
+    let late = CommitRequest {
+        onto: Some(Onto {
+            head_version: 2,
+            root: root("late rebased"),
+        }),
+        ..request(&project, &alice, 1, "late")
+    };
+    assert_eq!(
+        catalog.commit(late.clone()).await.unwrap(),
+        CommitOutcome::Conflict {
+            head_version: 3,
+            head_root: root("rebased"),
+        }
+    );
+    let onto_head = CommitRequest {
+        onto: Some(Onto {
+            head_version: 3,
+            root: root("late rebased"),
+        }),
+        ..late.clone()
+    };
+    let (version, replayed) = committed(catalog.commit(onto_head).await.unwrap());
+    assert_eq!((version.number, replayed), (4, false));
+    // Without `onto`, a stale base records its conflict as before.
+    let plain = request(&project, &alice, 1, "plain");
+    assert!(matches!(
+        catalog.commit(plain.clone()).await.unwrap(),
+        CommitOutcome::Conflict { .. }
+    ));
+    let rebased_after_all = CommitRequest {
+        onto: Some(Onto {
+            head_version: 4,
+            root: root("plain rebased"),
+        }),
+        ..plain
+    };
+    assert!(matches!(
+        catalog.commit(rebased_after_all).await.unwrap(),
+        CommitOutcome::Conflict {
+            head_version: 4,
+            ..
+        }
+    ));
+    assert_eq!(
+        history(&catalog, project.id).await.len(),
+        5,
+        "versions 0 to 4"
+    );
 }
 
 async fn concurrent_commits_on_one_base_exactly_one_wins(catalog: Shared) {

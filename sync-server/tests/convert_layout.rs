@@ -153,6 +153,7 @@ impl LegacyProject {
                 root: tree.root,
                 author: self.author,
                 message: "written before packs".to_owned(),
+                onto: None,
             })
             .await
             .unwrap();

@@ -18,3 +18,4 @@ mod pages;
 mod s3_faults;
 mod sync;
 mod watch;
+mod writers;

@@ -27,6 +27,7 @@ use crate::transport::retry::retry;
 
 mod pull;
 mod push;
+mod rebased;
 pub mod records;
 mod settle;
 mod sync;

@@ -92,7 +92,7 @@ pub fn pull(copy: &WorkingCopy, remote: &Remote) -> Result<PullOutcome, ClientEr
 /// into the object cache as it arrives (so an interrupted pull keeps what it got), and change
 /// records, asked for when `have_listing` (the listing of `have`) is given, are applied to it
 /// ([`records::apply_pulled`]).
-fn pull_attempt(
+pub(super) fn pull_attempt(
     copy: &WorkingCopy,
     remote: &Remote,
     want: Option<u64>,

@@ -5,9 +5,10 @@ use std::collections::BTreeSet;
 use sync_protocol::ObjectId;
 use sync_protocol::diff::Change;
 use sync_protocol::plan::{PushPlanError, plan_push};
-use sync_protocol::tree::build_dirs;
+use sync_protocol::tree::{Listing, build_dirs};
 use sync_protocol::wire::{Commit, Committed, Operation, ProblemCode, PushQuery};
 
+use super::rebased;
 use super::records;
 use super::settle;
 use super::upload::{
@@ -36,8 +37,18 @@ pub enum PushOutcome {
     },
 }
 
-/// Pushes the working copy's changes as one new version on top of its base. Fails with a
-/// `conflict` refusal ([`RemoteError::conflict_head`]) when the base is no longer the head, and
+impl PushOutcome {
+    /// True when the server committed the push on top of other writers' versions: the head
+    /// has their changes, which the working copy does not have yet.
+    pub fn rebased(&self) -> bool {
+        matches!(self, Self::Committed { committed, .. } if committed.rebased)
+    }
+}
+
+/// Pushes the working copy's changes as one new version on top of its base, or rebased by the
+/// server onto the head when the head changed none of its paths since the base. Fails with a
+/// `conflict` refusal ([`RemoteError::conflict_head`]) when the base is no longer the head and
+/// the push could not be rebased, and
 /// with `ClientError::PendingPaths` while the last pull left paths un-updated.
 pub fn push_once(
     copy: &WorkingCopy,
@@ -122,29 +133,58 @@ pub fn push_once(
         }
     };
     let committed = sent.committed;
-    if committed.root != snapshot.root {
-        return Err(RemoteError::BadAnswer {
-            server: remote.server().to_owned(),
-            operation: Operation::Push,
-            reason: AnswerError::WrongRoot {
-                expected: snapshot.root,
-                committed: committed.root,
-            },
-        }
-        .into());
-    }
-    let next = Base {
-        version: Some(committed.version),
-        root: snapshot.root,
-        listing: std::mem::take(&mut snapshot.scan.listing),
-        pending: BTreeSet::new(),
-    };
+    let listing = std::mem::take(&mut snapshot.scan.listing);
+    let next = base_after_commit(
+        copy,
+        remote,
+        Operation::Push,
+        &committed,
+        snapshot.root,
+        listing,
+    )?;
     timed("save base", || copy.set_base(&next))?;
+    // A rebased push kept its journal until its base was recorded (see `rebased`).
+    if committed.rebased {
+        copy.state().remove_journal()?;
+    }
     free_in_background((base, next, snapshot));
     Ok(PushOutcome::Committed {
         committed,
         objects: sent.objects,
         bytes: sent.bytes,
+    })
+}
+
+/// The base a working copy records once its push of `root` (with `listing`) committed as
+/// `committed`: that version, whose root must be `root`; or, rebased onto other writers'
+/// versions, the rebased version with their paths pending ([`rebased::rebased_base`]).
+pub(super) fn base_after_commit(
+    copy: &WorkingCopy,
+    remote: &Remote,
+    operation: Operation,
+    committed: &Committed,
+    root: ObjectId,
+    listing: Listing,
+) -> Result<Base, ClientError> {
+    if committed.rebased {
+        return rebased::rebased_base(copy, remote, committed, root, &listing);
+    }
+    if committed.root != root {
+        return Err(RemoteError::BadAnswer {
+            server: remote.server().to_owned(),
+            operation,
+            reason: AnswerError::WrongRoot {
+                expected: root,
+                committed: committed.root,
+            },
+        }
+        .into());
+    }
+    Ok(Base {
+        version: Some(committed.version),
+        root,
+        listing,
+        pending: BTreeSet::new(),
     })
 }
 
@@ -230,9 +270,12 @@ fn push_whole(
     let committed = timed("push request", || {
         remote.push(project, &query, &batch.stream)
     });
-    if let Err(error) = &committed
-        && error.is_transient()
-    {
+    // Also kept for a rebased answer, until the base it leads to is recorded.
+    let keep_journal = match &committed {
+        Ok(committed) => committed.rebased,
+        Err(error) => error.is_transient(),
+    };
+    if keep_journal {
         copy.state().save_journal(&PushJournal {
             push_id: query.push_id.clone(),
             base_version,
@@ -293,7 +336,10 @@ fn push_in_batches(
         message: message.unwrap_or_default().to_owned(),
     };
     let committed = remote.commit(project, &commit)?;
-    copy.state().remove_journal()?;
+    // A rebased answer keeps the journal until the base it leads to is recorded.
+    if !committed.rebased {
+        copy.state().remove_journal()?;
+    }
     Ok(Sent {
         committed,
         objects: sent_objects,

@@ -10,12 +10,11 @@
 //! they deleted since comes back (found by the simulation in `sync-server`'s
 //! `catalog::simulation`).
 
-use std::collections::BTreeSet;
-
 use sync_protocol::ObjectId;
 use sync_protocol::tree::flatten;
 use sync_protocol::wire::{Commit, Operation, ProblemCode};
 
+use super::push::base_after_commit;
 use crate::error::{AnswerError, ClientError, RemoteError};
 use crate::stores::journal::PushJournal;
 use crate::stores::state::Base;
@@ -66,8 +65,8 @@ pub(super) fn settle(
             };
         }
     };
-    state.remove_journal()?;
-    if committed.root != root {
+    if !committed.rebased && committed.root != root {
+        state.remove_journal()?;
         return Err(RemoteError::BadAnswer {
             server: remote.server().to_owned(),
             operation: Operation::Commit,
@@ -78,26 +77,38 @@ pub(super) fn settle(
         }
         .into());
     }
-    if base
-        .version
-        .is_some_and(|version| version >= committed.version)
-        || !base.pending.is_empty()
-    {
-        // The base is that version already, or later; or the last pull left paths behind,
-        // which only a pull mends.
-        return Ok(base);
-    }
     // Its tree was built here, so it is in the object cache (unless cleaned since: then the
     // next pull brings it, as before).
-    let Ok(listing) = flatten(&copy.objects(), &root) else {
-        return Ok(base);
+    let listing = flatten(&copy.objects(), &root);
+    let recorded = match listing {
+        // The base is that version already, or later; or the last pull left paths behind,
+        // which only a pull mends.
+        _ if base
+            .version
+            .is_some_and(|version| version >= committed.version)
+            || !base.pending.is_empty() =>
+        {
+            None
+        }
+        Err(_) => None,
+        // A rebased push's base needs the rebased tree: if fetching it fails, the journal
+        // stays, and the push is settled again next time.
+        Ok(listing) => Some(base_after_commit(
+            copy,
+            remote,
+            Operation::Commit,
+            &committed,
+            root,
+            listing,
+        )?),
     };
-    let settled = Base {
-        version: Some(committed.version),
-        root,
-        listing,
-        pending: BTreeSet::new(),
+    let settled = match recorded {
+        Some(settled) => {
+            copy.set_base(&settled)?;
+            settled
+        }
+        None => base,
     };
-    copy.set_base(&settled)?;
+    state.remove_journal()?;
     Ok(settled)
 }

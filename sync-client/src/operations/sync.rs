@@ -15,7 +15,8 @@ pub struct SyncOutcome {
 }
 
 /// Pulls (merging), then pushes, until the push commits or there is nothing to push; at most
-/// `rounds` rounds.
+/// `rounds` rounds. A push the server rebased onto other writers' versions is followed by one
+/// more pull, which brings their changes, so the working copy ends at the head.
 pub fn sync(
     copy: &WorkingCopy,
     remote: &Remote,
@@ -26,7 +27,14 @@ pub fn sync(
     for _ in 0..rounds {
         pulls.push(pull(copy, remote)?);
         match push_once(copy, remote, message) {
-            Ok(push) => return Ok(SyncOutcome { pulls, push }),
+            Ok(push) => {
+                // Rebased on top of other writers' versions: their changes are in the head
+                // but not yet here.
+                if push.rebased() {
+                    pulls.push(pull(copy, remote)?);
+                }
+                return Ok(SyncOutcome { pulls, push });
+            }
             Err(error) if is_conflict(&error) => continue,
             Err(error) => return Err(error),
         }
@@ -46,7 +54,10 @@ pub fn push(
             pulls: Vec::new(),
             push,
         }),
-        Err(error) if is_conflict(&error) => sync(copy, remote, message, rounds),
+        // A push the server rebased left the other writers' paths pending: pull them first.
+        Err(error) if is_conflict(&error) || matches!(error, ClientError::PendingPaths { .. }) => {
+            sync(copy, remote, message, rounds)
+        }
         Err(error) => Err(error),
     }
 }

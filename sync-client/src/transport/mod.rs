@@ -48,6 +48,8 @@ pub struct Remote {
     backoff: Backoff,
     /// How long an event stream may stay silent before it counts as broken.
     events_silence: Duration,
+    /// Whether pushes and commits allow the server to rebase them (`cairn-rebase`).
+    rebase: bool,
 }
 
 // By hand, so the token never lands in a log or a panic message.
@@ -91,7 +93,28 @@ impl Remote {
             progress: Arc::new(Silent),
             backoff: Backoff::STANDARD,
             events_silence: EVENTS_SILENCE,
+            rebase: true,
         })
+    }
+
+    /// Pushes and commits without the `cairn-rebase` header, as clients before it did: a stale
+    /// base is always answered with a conflict (`CAIRN_REBASE=off`).
+    #[must_use]
+    pub fn without_rebase(mut self) -> Self {
+        self.rebase = false;
+        self
+    }
+
+    /// The `cairn-rebase` header of a push or commit, if this client allows rebasing.
+    fn rebase_header(
+        &self,
+        builder: reqwest::blocking::RequestBuilder,
+    ) -> reqwest::blocking::RequestBuilder {
+        if self.rebase {
+            builder.header(wire::REBASE_HEADER, wire::REBASE_ALLOWED)
+        } else {
+            builder
+        }
     }
 
     /// Pauses between retries as `backoff` says (tests use short ones).
@@ -368,8 +391,10 @@ impl Remote {
     }
 
     /// `POST /v1/projects/{id}/push`: one object stream, committed as a new version on top of
-    /// `query.base_version` if that is still the head. Every retry carries the same push id,
-    /// so a push that did commit is answered with its receipt, not committed twice.
+    /// `query.base_version` if that is still the head, or rebased onto the head when the head
+    /// changed none of its paths (`cairn-rebase: allowed`; the answer says `rebased`). Every
+    /// retry carries the same push id, so a push that did commit is answered with its receipt,
+    /// not committed twice.
     pub fn push(
         &self,
         project: &str,
@@ -379,7 +404,7 @@ impl Remote {
         let operation = Operation::Push;
         self.call(operation, || {
             Ok(self
-                .request(operation, &[project])?
+                .rebase_header(self.request(operation, &[project])?)
                 .query(query)
                 .header(reqwest::header::CONTENT_TYPE, wire::OBJECTS_MEDIA_TYPE)
                 .body(self.stream_body(stream.to_vec())))
@@ -415,9 +440,16 @@ impl Remote {
     }
 
     /// `POST /v1/projects/{id}/commits`: `commit.root` (whose objects are all stored) as a new
-    /// version on top of `commit.base_version` if that is still the head.
+    /// version on top of `commit.base_version` if that is still the head, or rebased as a
+    /// push is.
     pub fn commit(&self, project: &str, commit: &Commit) -> Result<Committed, RemoteError> {
-        self.call_json(Operation::Commit, &[project], commit)
+        let operation = Operation::Commit;
+        let body = json_body(commit);
+        self.call(operation, || {
+            Ok(self
+                .rebase_header(self.request(operation, &[project])?)
+                .json(&body))
+        })
     }
 
     /// `POST /v1/projects/{id}/restore`: `restore.version`'s tree as a new version on top of

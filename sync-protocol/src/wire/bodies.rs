@@ -398,6 +398,12 @@ pub struct Committed {
     pub root: ObjectId,
     /// True when this push id had already committed: the answer to a retry.
     pub replayed: bool,
+    /// True when the push's base was no longer the head and the server committed its changes
+    /// on top of the head (asked for with the `cairn-rebase` header): `version` follows the
+    /// head, not the push's base, and `root` is the head's tree with the push's changes, not
+    /// the root the push named. Absent (false) otherwise.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub rebased: bool,
 }
 
 // Sync.

@@ -44,6 +44,13 @@ pub const VERSION_HEADER: &str = "cairn-version";
 pub const ROOT_HEADER: &str = "cairn-root";
 /// Answer header of a pull: how many frames and change records the stream holds.
 pub const OBJECT_COUNT_HEADER: &str = "cairn-objects";
+/// Request header of a push or commit: with the value [`REBASE_ALLOWED`], a push whose base is
+/// no longer the head is committed on top of the head when the two changed different paths
+/// (a server-side rebase; the answer says `rebased`). Without it, a stale base is always a
+/// `409 conflict`, as for clients that predate rebasing.
+pub const REBASE_HEADER: &str = "cairn-rebase";
+/// The one value of [`REBASE_HEADER`].
+pub const REBASE_ALLOWED: &str = "allowed";
 /// The request id a client may send and every answer carries.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 /// The longest `X-Request-Id` the server takes from a client.

@@ -49,15 +49,26 @@ pub fn commit_answer(
     project: ProjectId,
     outcome: CommitOutcome,
 ) -> Result<Response, Problem> {
-    let (version, replayed) = settle_outcome(app, project, outcome)?;
+    let settled = settle_outcome(app, project, outcome)?;
     Ok(json(
         StatusCode::OK,
         &wire::Committed {
-            version: version.number,
-            root: version.root,
-            replayed,
+            version: settled.version.number,
+            root: settled.version.root,
+            replayed: settled.replayed,
+            rebased: settled.rebased,
         },
     ))
+}
+
+/// A commit that went through, as [`settle_outcome`] gives it.
+#[derive(Debug)]
+pub struct Settled {
+    pub version: Version,
+    /// The push id had committed it before: nothing new was written.
+    pub replayed: bool,
+    /// Committed on a newer head than the push's base (a server-side rebase).
+    pub rebased: bool,
 }
 
 /// What every commit outcome does before it is answered (as JSON or as a page): a new head is
@@ -67,16 +78,24 @@ pub fn settle_outcome(
     app: &App,
     project: ProjectId,
     outcome: CommitOutcome,
-) -> Result<(Version, bool), Problem> {
+) -> Result<Settled, Problem> {
     match outcome {
-        CommitOutcome::Committed { version, replayed } => {
+        CommitOutcome::Committed {
+            version,
+            replayed,
+            rebased,
+        } => {
             if !replayed {
                 Metrics::add(&app.metrics.pushes_committed, 1);
                 app.events
                     .publish(project, head_changed(project, version.number, version.root));
-                tracing::info!(%project, version = version.number, root = %version.root, "committed");
+                tracing::info!(%project, version = version.number, root = %version.root, rebased, "committed");
             }
-            Ok((version, replayed))
+            Ok(Settled {
+                version,
+                replayed,
+                rebased,
+            })
         }
         CommitOutcome::Conflict {
             head_version,

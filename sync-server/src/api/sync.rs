@@ -8,7 +8,11 @@
 //! object store, run its CPU work off the async workers, and commit through the catalog.
 //!
 //! A push whose base is no longer the head stores nothing: the catalog is asked first and
-//! answers the conflict (or, for a retried push id, the original outcome).
+//! answers the conflict (or, for a retried push id, the original outcome). Unless its client
+//! allows a rebase (the `cairn-rebase` header): then it is committed on top of the head when
+//! the two changed different paths ([`rebase`]).
+
+mod rebase;
 
 use futures_util::Future;
 use sync_protocol::accept::{Accepted, PushAcceptor, Rejection, Step, ToStore};
@@ -16,7 +20,7 @@ use sync_protocol::respond::{PullRejection, PullResponder, PullStep};
 use sync_protocol::stream::StreamDecoder;
 use sync_protocol::wire::{
     self, MAX_MISSING_BODY, MAX_MISSING_IDS, OBJECT_COUNT_HEADER, OBJECTS_MEDIA_TYPE, ProblemCode,
-    ROOT_HEADER, VERSION_HEADER,
+    REBASE_ALLOWED, REBASE_HEADER, ROOT_HEADER, VERSION_HEADER,
 };
 use warp::http::{HeaderValue, StatusCode, header};
 use warp::reply::Response;
@@ -219,14 +223,29 @@ async fn accept(
     }
 }
 
+/// Whether the request allows a server-side rebase: the `cairn-rebase` header, whose one value
+/// is `allowed`.
+fn rebase_allowed(request: &ApiRequest) -> Result<bool, Problem> {
+    match request.headers.get(REBASE_HEADER) {
+        None => Ok(false),
+        Some(value) if value.as_bytes() == REBASE_ALLOWED.as_bytes() => Ok(true),
+        Some(_) => Err(Problem::invalid_field(
+            REBASE_HEADER,
+            format!("the only value is `{REBASE_ALLOWED}`"),
+        )),
+    }
+}
+
 /// Commits a new version: a cheap look at the head first (a base that is already stale cannot
 /// commit, so the catalog answers the conflict or a replay and nothing is stored), then the
 /// acceptor's checks and storing (`receive` feeds it the body, if any), then the head's
-/// compare-and-swap.
+/// compare-and-swap. With `rebase`, a stale base is accepted against its own tree and
+/// committed on top of the head when it can be ([`rebase::commit_rebasing`]).
 async fn commit_version<F>(
     app: &App,
     project: &Project,
     commit: CommitRequest,
+    rebase: bool,
     receive_body: impl FnOnce(PushAcceptor) -> F,
 ) -> Result<Response, Problem>
 where
@@ -237,6 +256,16 @@ where
         .project(project.id)
         .await?
         .ok_or_else(Problem::not_found)?;
+    let base_root = match rebase {
+        true if current.head_version == commit.base_version => Some(current.head_root),
+        true => rebase::base_root(app, project.id, commit.base_version).await?,
+        false => None,
+    };
+    if let Some(base_root) = base_root {
+        let acceptor = receive_body(PushAcceptor::version(base_root, commit.root)).await?;
+        accept(app, project.id, acceptor).await?;
+        return rebase::commit_rebasing(app, project, commit, base_root, current).await;
+    }
     let acceptor = receive_body(PushAcceptor::version(current.head_root, commit.root)).await?;
     if current.head_version != commit.base_version {
         let outcome = app.catalog.commit(commit).await?;
@@ -265,12 +294,14 @@ fn commit_request(
         root: parse_id("root", root)?,
         author: caller.account.id,
         message,
+        onto: None,
     })
 }
 
 pub async fn push(app: &App, mut request: ApiRequest, project: &str) -> Result<Response, Problem> {
     let (caller, project, _) = project_access(app, &request, project, Role::Editor).await?;
     let query: wire::PushQuery = parse_query(&request)?;
+    let rebase = rebase_allowed(&request)?;
     let commit = commit_request(
         &caller,
         &project,
@@ -279,7 +310,7 @@ pub async fn push(app: &App, mut request: ApiRequest, project: &str) -> Result<R
         &query.root,
         query.message,
     )?;
-    commit_version(app, &project, commit, |acceptor| {
+    commit_version(app, &project, commit, rebase, |acceptor| {
         receive(app, &mut request, acceptor)
     })
     .await
@@ -303,6 +334,7 @@ pub async fn commit(
     project: &str,
 ) -> Result<Response, Problem> {
     let (caller, project, _) = project_access(app, &request, project, Role::Editor).await?;
+    let rebase = rebase_allowed(&request)?;
     let body: wire::Commit = read_json(&mut request).await?;
     let commit = commit_request(
         &caller,
@@ -312,7 +344,10 @@ pub async fn commit(
         &body.root,
         body.message,
     )?;
-    commit_version(app, &project, commit, |acceptor| async { Ok(acceptor) }).await
+    commit_version(app, &project, commit, rebase, |acceptor| async {
+        Ok(acceptor)
+    })
+    .await
 }
 
 pub async fn missing(

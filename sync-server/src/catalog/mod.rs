@@ -92,7 +92,7 @@ pub use postgres::{PostgresCatalog, PostgresSettings};
 pub use sqlite::SqliteCatalog;
 pub use types::{
     Account, AccountCredentials, AccountId, Authenticated, CommitOutcome, CommitRequest,
-    IndexedObject, Member, NewAccount, Node, NodeId, NodeStats, NodeStatus,
+    IndexedObject, Member, NewAccount, Node, NodeId, NodeStats, NodeStatus, Onto,
     PROJECT_CREATED_MESSAGE, PackId, PackRecord, ParseCatalogIdError, Project, ProjectId, PushId,
     RestoreRequest, Role, SessionId, SignedIn, Team, TeamId, TeamMembership, Timestamp, Token,
     TokenHash, TokenId, Version, VersionNumber, VersionPage, VisibleProject, WebSession,

@@ -30,6 +30,8 @@ use super::{Catalog, Result, limits, validate};
 // The commit.
 
 /// Moves the head by compare-and-swap, or answers as the first attempt of this push id did.
+/// A rebased push (`request.onto`) moves it from the head it was rebased onto instead; see
+/// [`CommitRequest::onto`] for what it records.
 ///
 /// In order: a receipt of this push id answers at once (replay); otherwise the head moves from
 /// the base to base + 1 only if it is still the base. If it is not, either a concurrent
@@ -44,7 +46,13 @@ pub(super) async fn commit<T: CatalogTransaction>(
     validate::message(&request.message)?;
     // Numbers are stored signed: a base past i64::MAX names no version.
     db_version(request.base_version)?;
-    let next = request.base_version + 1;
+    // A rebased push moves the head from the head it was rebased onto, to its rebased root.
+    let (from, root) = match request.onto {
+        Some(onto) => (onto.head_version, onto.root),
+        None => (request.base_version, request.root),
+    };
+    db_version(from)?;
+    let next = from + 1;
     let mut transaction = begin.await?;
     if let Some(outcome) = replay(&mut transaction, request).await? {
         return Ok(outcome);
@@ -62,8 +70,24 @@ pub(super) async fn commit<T: CatalogTransaction>(
     };
     // The linearization point of every push.
     let moved = transaction
-        .swap_head(request.project, request.base_version, next, request.root)
+        .swap_head(request.project, from, next, root)
         .await?;
+    if !moved && request.onto.is_some() {
+        // The head moved again while this push was being rebased: unless a duplicate of it
+        // did that, the caller rebases onto the new head, so no conflict is recorded.
+        let outcome = match replay(&mut transaction, request).await? {
+            Some(outcome) => outcome,
+            None => {
+                let (head_version, head_root) = head(&mut transaction, request.project).await?;
+                CommitOutcome::Conflict {
+                    head_version,
+                    head_root,
+                }
+            }
+        };
+        transaction.commit().await?;
+        return Ok(outcome);
+    }
     if !moved {
         return lose(transaction, request, receipt(None)).await;
     }
@@ -71,8 +95,8 @@ pub(super) async fn commit<T: CatalogTransaction>(
         .insert_version(&NewVersion {
             project: request.project,
             number: next,
-            root: request.root,
-            parent: Some(request.base_version),
+            root,
+            parent: Some(from),
             author: request.author,
             time: now,
             message: &request.message,
@@ -103,6 +127,7 @@ pub(super) async fn commit<T: CatalogTransaction>(
     Ok(CommitOutcome::Committed {
         version,
         replayed: false,
+        rebased: next != request.base_version + 1,
     })
 }
 
@@ -159,7 +184,9 @@ async fn replay<T: CatalogTransaction>(
                 .ok_or_else(|| {
                     CatalogError::corrupt("push_receipts", "receipt names a missing version")
                 })?;
+            // A rebased push's version is not the one after its base.
             CommitOutcome::Committed {
+                rebased: version.number != receipt.base_version + 1,
                 version,
                 replayed: true,
             }
@@ -211,6 +238,7 @@ pub(super) async fn restore<C: Catalog + ?Sized>(
             root: old.root,
             author: request.author,
             message,
+            onto: None,
         })
         .await
 }

@@ -349,8 +349,8 @@ pub struct Version {
     pub project: ProjectId,
     pub number: VersionNumber,
     pub root: ObjectId,
-    /// The version it was pushed on; `None` only for version 0. Always `number - 1`: commits
-    /// are linear, a push on an older base is a conflict.
+    /// The version before it; `None` only for version 0. Always `number - 1`: commits are
+    /// linear (a push on an older base is a conflict, or is rebased onto the head).
     pub parent: Option<VersionNumber>,
     pub author: AccountId,
     /// The author's current account name, joined in for history listings.
@@ -428,6 +428,20 @@ pub struct CommitRequest {
     pub root: ObjectId,
     pub author: AccountId,
     pub message: String,
+    /// For a push rebased by the server (see `sync_protocol::rebase`): the head it goes on top
+    /// of and the rebased root, committed instead of `root` on `base_version`. The push id's
+    /// receipt still records `base_version` and `root` as the client sent them, so a retry is
+    /// recognized and answered with the rebased version. A lost compare-and-swap records no
+    /// receipt: the caller rebases again on the new head, or commits without `onto` to record
+    /// the conflict.
+    pub onto: Option<Onto>,
+}
+
+/// Where a rebased push is committed: on top of `head_version`, with `root`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Onto {
+    pub head_version: VersionNumber,
+    pub root: ObjectId,
 }
 
 /// A request to make an old version's tree the new head, as a new version.
@@ -453,6 +467,9 @@ pub enum CommitOutcome {
         /// True when this push id had already committed `version` and nothing new was written:
         /// the answer to a retry after an unknown outcome.
         replayed: bool,
+        /// True when the push was rebased: `version` is not on the push's base, and its root is
+        /// not the root the push named.
+        rebased: bool,
     },
     /// The base was stale: nothing was written. Carries the current head, to pull and merge.
     Conflict {

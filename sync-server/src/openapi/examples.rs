@@ -133,11 +133,20 @@ fn answer_examples(name: &str) -> Vec<Value> {
         "VersionList" => vec![to_json(&wire::VersionList {
             versions: versions.iter().map(views::version).collect(),
         })],
-        "Committed" => vec![to_json(&wire::Committed {
-            version: 2,
-            root: id,
-            replayed: true,
-        })],
+        "Committed" => vec![
+            to_json(&wire::Committed {
+                version: 2,
+                root: id,
+                replayed: true,
+                rebased: false,
+            }),
+            to_json(&wire::Committed {
+                version: 5,
+                root: id,
+                replayed: false,
+                rebased: true,
+            }),
+        ],
         "MissingAnswer" => vec![to_json(&wire::MissingAnswer { missing: vec![id] })],
         "UploadAnswer" => vec![to_json(&wire::UploadAnswer { received: 5 })],
         "HeadEvent" => vec![to_json(&crate::events::head_changed(project.id, 3, id))],

@@ -366,6 +366,15 @@ fn parameters(schemas: &mut Schemas, route: &Route) -> Vec<Value> {
         parameters
             .push(json!({"name": name, "in": "query", "required": required, "schema": schema}));
     }
+    if matches!(route.operation, Operation::Push | Operation::Commit) {
+        parameters.push(json!({
+            "name": wire::REBASE_HEADER,
+            "in": "header",
+            "required": false,
+            "description": "`allowed`: when `base_version` is no longer the head, commit the push on top of the head if the head changed none of its paths since (a server-side rebase; the answer says `rebased`). Without it a stale base is always `409 conflict`.",
+            "schema": {"type": "string", "enum": [wire::REBASE_ALLOWED]},
+        }));
+    }
     parameters
 }
 

@@ -102,7 +102,7 @@ fn every_route_is_in_the_document_and_nothing_else() {
 }
 
 #[test]
-fn parameters_come_from_the_path_and_query() {
+fn parameters_come_from_the_path_query_and_rebase_header() {
     let document = document();
     for route in ROUTES {
         let parameters = operation_of(&document, route)["parameters"]
@@ -120,6 +120,9 @@ fn parameters_come_from_the_path_and_query() {
                 .iter()
                 .map(|(n, r)| ((*n).to_owned(), "query", *r)),
         );
+        if matches!(route.operation, Operation::Push | Operation::Commit) {
+            expected.push((wire::REBASE_HEADER.to_owned(), "header", false));
+        }
         let found: Vec<(String, &str, bool)> = parameters
             .iter()
             .map(|p| {

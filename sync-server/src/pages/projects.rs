@@ -455,10 +455,10 @@ pub async fn restore(
         )
         .await;
         match outcome.and_then(|outcome| settle_outcome(app, project.id, outcome)) {
-            Ok((new, _)) => {
+            Ok(settled) => {
                 return Ok(redirect(&format!(
                     "/account/projects/{}?done=restored#v{}",
-                    project.id, new.number
+                    project.id, settled.version.number
                 )));
             }
             Err(problem) if problem.code == sync_protocol::wire::ProblemCode::Conflict => {

@@ -14,6 +14,7 @@ mod ops;
 mod pages;
 mod pg_faults;
 mod process;
+mod rebase;
 mod records;
 mod sync;
 mod text_fields;

@@ -378,6 +378,22 @@ impl TestServer {
         root: &ObjectId,
         body: Vec<u8>,
     ) -> reqwest::Response {
+        self.push_request(user, project, push_id, base_version, root, body)
+            .send()
+            .await
+            .expect("push")
+    }
+
+    /// A push request, not yet sent (to add headers).
+    pub fn push_request(
+        &self,
+        user: &User,
+        project: &str,
+        push_id: &str,
+        base_version: u64,
+        root: &ObjectId,
+        body: Vec<u8>,
+    ) -> reqwest::RequestBuilder {
         self.http
             .post(self.url(&format!(
                 "/v1/projects/{project}/push?push_id={push_id}&base_version={base_version}&root={root}&message=test"
@@ -385,9 +401,6 @@ impl TestServer {
             .bearer_auth(&user.token)
             .header("content-type", "application/vnd.cairn.objects")
             .body(body)
-            .send()
-            .await
-            .expect("push")
     }
 
     /// Pushes a whole tree (every object) and expects it committed; returns the new version.

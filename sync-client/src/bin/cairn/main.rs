@@ -60,7 +60,9 @@ Environment:
   XDG_CONFIG_HOME  otherwise the config is $XDG_CONFIG_HOME/cairn/config.toml,
                    else ~/.config/cairn/config.toml
   CAIRN_PASSWORD   the password for `cairn login` (else it is read from standard input)
-  CAIRN_TIMINGS    print how long each local phase took to standard error";
+  CAIRN_TIMINGS    print how long each local phase took to standard error
+  CAIRN_REBASE     `off`: never let the server rebase a push onto others' changes (a
+                   stale base is then always a conflict, merged here), as clients before the header";
 
 #[derive(Debug, Parser)]
 #[command(

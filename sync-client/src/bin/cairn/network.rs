@@ -39,7 +39,10 @@ pub(crate) fn pick_server(start: &FsPath, server: Option<String>) -> anyhow::Res
 pub(crate) fn remote_for(server: &str, json: bool) -> anyhow::Result<Remote> {
     let config = user_config::load(&user_config::config_path()?)?.unwrap_or_default();
     let token = config.token(server).map(str::to_owned);
-    let remote = Remote::new(server, token)?;
+    let mut remote = Remote::new(server, token)?;
+    if std::env::var("CAIRN_REBASE").is_ok_and(|value| value == "off") {
+        remote = remote.without_rebase();
+    }
     Ok(match Bars::for_terminal(json) {
         Some(bars) => remote.with_progress(Arc::new(bars)),
         None => remote,

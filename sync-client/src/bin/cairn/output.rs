@@ -59,6 +59,7 @@ pub(crate) fn push_json(outcome: &PushOutcome) -> serde_json::Value {
             "version": committed.version,
             "root": committed.root.to_hex(),
             "replayed": committed.replayed,
+            "rebased": committed.rebased,
             "objects": objects,
             "bytes": bytes,
         }),
@@ -130,10 +131,15 @@ pub(crate) fn print_sync(outcome: &SyncOutcome, json: bool) -> anyhow::Result<()
             objects,
             bytes,
         } => println!(
-            "Pushed version {} ({objects} objects, {bytes} bytes{}).",
+            "Pushed version {} ({objects} objects, {bytes} bytes{}{}).",
             committed.version,
             if committed.replayed {
                 ", already committed by an earlier attempt"
+            } else {
+                ""
+            },
+            if committed.rebased {
+                ", rebased onto others' changes"
             } else {
                 ""
             }
@@ -212,7 +218,11 @@ pub(crate) fn status(copy: &WorkingCopy, json: bool) -> anyhow::Result<()> {
         }
     }
     if !status.pending.is_empty() {
-        println!("Not updated by the last pull (pull again once the cause is fixed):");
+        // Paths a pull had to leave, or others' changes a rebased push has not brought here.
+        println!(
+            "Changed on the server, not yet here (`cairn pull` brings them; if a pull left \
+             them, fix what held them back first):"
+        );
         for path in &status.pending {
             println!("  {path}");
         }

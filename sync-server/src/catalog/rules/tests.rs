@@ -206,6 +206,7 @@ fn request(memory: &Memory, base: VersionNumber, label: &str) -> CommitRequest {
         root: Object::Chunk(label.as_bytes().to_vec()).id(),
         author: AccountId::from_bytes([1; 16]),
         message: format!("push {label}"),
+        onto: None,
     }
 }
 
@@ -220,7 +221,10 @@ fn run(memory: &mut Memory, request: &CommitRequest) -> Result<CommitOutcome> {
 fn a_push_commits_on_its_base() {
     let mut memory = Memory::new();
     let push = request(&memory, 0, "one");
-    let CommitOutcome::Committed { version, replayed } = run(&mut memory, &push).unwrap() else {
+    let CommitOutcome::Committed {
+        version, replayed, ..
+    } = run(&mut memory, &push).unwrap()
+    else {
         panic!("expected a commit");
     };
     assert_eq!(
@@ -247,6 +251,7 @@ fn a_copy_that_loses_the_swap_to_its_duplicate_answers_its_version() {
         CommitOutcome::Committed {
             version: memory.versions[&1].clone(),
             replayed: true,
+            rebased: false,
         },
         "the duplicate's version, not a conflict with it"
     );

@@ -3,6 +3,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use sync_protocol::ObjectId;
+use sync_protocol::diff::diff_listings;
+use sync_protocol::rebase::by_path;
 use sync_protocol::tree::{MemoryObjects, Path, flatten, typed_references};
 
 use super::client::Client;
@@ -54,20 +56,6 @@ pub(super) fn violations(db: &Db, store: &Store, clients: &[Client]) -> Vec<Stri
             )),
         }
     }
-    // Receipts agree with the history.
-    for (push_id, receipt) in &db.receipts {
-        if let Some(number) = receipt.committed_version {
-            let row = db.versions.iter().find(|row| row.number == number);
-            if row.is_none_or(|row| {
-                row.push_id.as_ref().map(|p| p.as_str()) != Some(push_id)
-                    || row.root != receipt.root
-            }) {
-                found.push(format!(
-                    "receipt of {push_id} names version {number}, which is not its push"
-                ));
-            }
-        }
-    }
     // Every version's tree is whole in the store, each reference matching its object.
     let mut objects = MemoryObjects::new();
     objects.extend(
@@ -76,6 +64,26 @@ pub(super) fn violations(db: &Db, store: &Store, clients: &[Client]) -> Vec<Stri
             .iter()
             .map(|(id, stored)| (*id, stored.object.clone())),
     );
+    // Receipts agree with the history: a push committed on its base is its root; one rebased
+    // onto a later head carries every change the push made to its base.
+    for (push_id, receipt) in &db.receipts {
+        if let Some(number) = receipt.committed_version {
+            let row = db.versions.iter().find(|row| row.number == number);
+            let agrees = row.is_some_and(|row| {
+                row.push_id.as_ref().map(|p| p.as_str()) == Some(push_id)
+                    && if number == receipt.base_version + 1 {
+                        row.root == receipt.root
+                    } else {
+                        carries_push(db, &objects, receipt.base_version, receipt.root, row.root)
+                    }
+            });
+            if !agrees {
+                found.push(format!(
+                    "receipt of {push_id} names version {number}, which is not its push"
+                ));
+            }
+        }
+    }
     let mut whole = HashSet::new();
     for row in &db.versions {
         if let Some(problem) = dangling(&objects, row.root, &mut whole) {
@@ -170,6 +178,29 @@ pub(super) fn violations(db: &Db, store: &Store, clients: &[Client]) -> Vec<Stri
         Err(error) => found.push(format!("the head's tree cannot be read: {error}")),
     }
     found
+}
+
+/// Whether the tree `rebased` holds every change the push of `pushed` made to version `base`.
+fn carries_push(
+    db: &Db,
+    objects: &MemoryObjects,
+    base: u64,
+    pushed: ObjectId,
+    rebased: ObjectId,
+) -> bool {
+    let Some(base) = db.versions.iter().find(|row| row.number == base) else {
+        return false;
+    };
+    let (Ok(base), Ok(pushed), Ok(rebased)) = (
+        flatten(objects, &base.root),
+        flatten(objects, &pushed),
+        flatten(objects, &rebased),
+    ) else {
+        return false;
+    };
+    by_path(&diff_listings(&base, &pushed))
+        .iter()
+        .all(|(path, (_, after))| rebased.get(path) == after.as_ref())
 }
 
 /// The first object missing (or not what its reference says) under `root`.

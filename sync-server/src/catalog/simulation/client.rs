@@ -46,6 +46,8 @@ pub(super) struct Log {
     /// Answers no valid request should get.
     pub refusals: Vec<String>,
     pub conflicts: usize,
+    /// Pushes the server rebased onto other clients' versions.
+    pub rebased: usize,
     pub lost: usize,
     pub gave_up: usize,
 }
@@ -67,6 +69,13 @@ pub(super) struct Client {
     pub intended: WorkingCopy,
     /// A push it gave up on, to settle before the next push or pull.
     unsettled: Option<Request>,
+    /// Whether its pushes allow a server-side rebase: even clients do, odd ones behave as
+    /// clients from before rebasing.
+    rebase: bool,
+    /// After a rebased push, the tree it pushed: the base is the rebased version, but the other
+    /// clients' changes in it are not in the working copy yet. As `cairn` keeps those paths
+    /// pending, the client pulls before its next push and merges from this tree.
+    rebased_from: Option<ObjectId>,
     planted: Planted,
     /// Each content's encoding, made once: the tree is rebuilt from the working copy at every
     /// push and merge.
@@ -87,6 +96,8 @@ impl Client {
             working: WorkingCopy::new(),
             intended: WorkingCopy::new(),
             unsettled: None,
+            rebase: index.is_multiple_of(2),
+            rebased_from: None,
             planted,
             encoded: RefCell::default(),
             pushes: 0,
@@ -167,6 +178,9 @@ impl Client {
             return false;
         }
         loop {
+            if self.rebased_from.is_some() && !self.pull().await {
+                return false;
+            }
             let (root, _) = self.snapshot();
             if root == self.base_root {
                 return true;
@@ -196,6 +210,7 @@ impl Client {
                 Some(Answer::Committed {
                     version,
                     root: committed,
+                    rebased,
                 }) => {
                     self.log.acks.push(Ack {
                         client: self.index,
@@ -203,13 +218,7 @@ impl Client {
                         version,
                         root: committed,
                     });
-                    if committed != root {
-                        self.log
-                            .refusals
-                            .push(format!("push {version} committed {committed}, not {root}"));
-                    }
-                    self.base_version = version;
-                    self.base_root = root;
+                    self.committed(version, rebased, root, committed);
                     return true;
                 }
                 Some(Answer::Conflict { .. }) => {
@@ -226,6 +235,26 @@ impl Client {
         }
     }
 
+    /// The base after its push of `root` committed as `version` with `committed`, as `cairn`'s
+    /// `push::base_after_commit` records it: that version, or, rebased, that version with the
+    /// others' changes still to merge from `root` (see `rebased_from`).
+    fn committed(&mut self, version: u64, rebased: bool, root: ObjectId, committed: ObjectId) {
+        if rebased {
+            self.log.rebased += 1;
+            self.base_version = version;
+            self.base_root = committed;
+            self.rebased_from = Some(root);
+            return;
+        }
+        if committed != root {
+            self.log
+                .refusals
+                .push(format!("push {version} committed {committed}, not {root}"));
+        }
+        self.base_version = version;
+        self.base_root = root;
+    }
+
     fn push_request(&mut self, root: ObjectId) -> Request {
         let plan = plan_push(&self.objects, &self.base_root, &root).expect("local trees are whole");
         let mut encoder = StreamEncoder::new();
@@ -239,6 +268,7 @@ impl Client {
             base: self.base_version,
             root,
             stream: encoder.finish(),
+            rebase: self.rebase,
         }
     }
 
@@ -258,17 +288,23 @@ impl Client {
         for _ in 0..attempts {
             match call(&self.net, self.index, request.clone()).await {
                 Outcome::Lost => self.log.lost += 1,
-                Outcome::Answer(Answer::Committed { version, root }) => {
+                Outcome::Answer(Answer::Committed {
+                    version,
+                    root: committed,
+                    rebased,
+                }) => {
                     self.unsettled = None;
                     self.log.acks.push(Ack {
                         client: self.index,
                         push_id: push_id.clone(),
                         version,
-                        root,
+                        root: committed,
                     });
+                    let Request::Push { root, .. } = request else {
+                        unreachable!("a push")
+                    };
                     if version > self.base_version {
-                        self.base_version = version;
-                        self.base_root = root;
+                        self.committed(version, rebased, root, committed);
                     }
                     return true;
                 }
@@ -291,7 +327,7 @@ impl Client {
         if !self.settle_unknown(PUSH_ATTEMPTS).await {
             return false;
         }
-        let have = self.base_root;
+        let have = self.rebased_from.unwrap_or(self.base_root);
         let answer = match call(&self.net, self.index, Request::Pull { have }).await {
             Outcome::Answer(answer) => answer,
             Outcome::Lost => {
@@ -312,7 +348,7 @@ impl Client {
             self.log.refusals.push(format!("pull: {problem}"));
             return false;
         }
-        let base = self.listing(&self.base_root);
+        let base = self.listing(&have);
         let (_, ours) = self.snapshot();
         let theirs = match flatten(&self.objects, &root) {
             Ok(listing) => listing,
@@ -335,6 +371,7 @@ impl Client {
             .collect();
         self.base_version = version;
         self.base_root = root;
+        self.rebased_from = None;
         true
     }
 

@@ -74,6 +74,7 @@ struct Counts {
     acks: u64,
     versions: u64,
     conflicts: u64,
+    rebased: u64,
     gave_up: u64,
 }
 
@@ -88,6 +89,7 @@ impl std::ops::AddAssign for Counts {
         self.acks += other.acks;
         self.versions += other.versions;
         self.conflicts += other.conflicts;
+        self.rebased += other.rebased;
         self.gave_up += other.gave_up;
     }
 }
@@ -352,6 +354,7 @@ fn run(seed: u64, planted: Planted) -> RunResult {
     for client in &clients {
         counts.acks += client.log.acks.len() as u64;
         counts.conflicts += client.log.conflicts as u64;
+        counts.rebased += client.log.rebased as u64;
         counts.gave_up += client.log.gave_up as u64;
     }
     let db = db.borrow();
@@ -419,6 +422,7 @@ mod tests {
                 ("lost answers", totals.lost_answers),
                 ("timeouts", totals.timeouts),
                 ("conflicts", totals.conflicts),
+                ("rebased pushes", totals.rebased),
                 ("pushes given up", totals.gave_up),
             ] {
                 assert!(count > 0, "no {what} in {runs} seeds: {totals:?}");

@@ -14,12 +14,14 @@ use super::exec::wait_until;
 /// What a client asks a node, as the HTTP API's push and pull carry it.
 #[derive(Debug, Clone)]
 pub(super) enum Request {
-    /// `POST /v1/projects/{id}/push`: an object stream committed as `root` on `base`.
+    /// `POST /v1/projects/{id}/push`: an object stream committed as `root` on `base`; with
+    /// `rebase` (the `cairn-rebase` header), rebased onto the head when `base` is stale.
     Push {
         push_id: String,
         base: u64,
         root: ObjectId,
         stream: Vec<u8>,
+        rebase: bool,
     },
     /// `GET /v1/projects/{id}/pull`, holding `have`.
     Pull { have: ObjectId },
@@ -31,6 +33,7 @@ pub(super) enum Answer {
     Committed {
         version: u64,
         root: ObjectId,
+        rebased: bool,
     },
     Conflict {
         version: u64,

@@ -13,13 +13,14 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use sync_protocol::accept::{ObjectInfo, PushAcceptor, Step, ToStore};
+use sync_protocol::rebase::{Rebase, RebaseOutcome, RebaseStep};
 use sync_protocol::respond::{PullResponder, PullStep, StoredObject};
 use sync_protocol::stream::StreamDecoder;
 use sync_protocol::tree::references;
 use sync_protocol::{ObjectId, verify_frame, wire};
 
 use super::super::rules;
-use super::super::types::{CommitOutcome, CommitRequest, PushId, empty_root};
+use super::super::types::{CommitOutcome, CommitRequest, Onto, PushId, empty_root};
 use super::Planted;
 use super::db::{SharedDb, SimTransaction};
 use super::exec::yield_now;
@@ -63,6 +64,9 @@ impl Store {
     }
 }
 
+/// `api::sync::rebase::MAX_REBASE_ATTEMPTS`.
+const MAX_REBASE_ATTEMPTS: usize = 8;
+
 /// What a node works with: nothing of its own survives a crash.
 #[derive(Debug, Clone)]
 pub(super) struct Node {
@@ -79,14 +83,24 @@ impl Node {
                 base,
                 root,
                 stream,
-            } => self.push(push_id, base, root, stream).await,
+                rebase,
+            } => self.push(push_id, base, root, stream, rebase).await,
             Request::Pull { have } => self.pull(have).await,
         }
     }
 
     /// `api::sync::commit_version`: a stale base is answered by the catalog (a conflict or a
     /// replay) and nothing is stored; else the acceptor checks and stores, then the commit.
-    async fn push(self, push_id: String, base: u64, root: ObjectId, stream: Vec<u8>) -> Answer {
+    /// With `rebase`, a stale base whose tree is stored is accepted against that tree and
+    /// rebased onto the head (`api::sync::rebase`).
+    async fn push(
+        self,
+        push_id: String,
+        base: u64,
+        root: ObjectId,
+        stream: Vec<u8>,
+        rebase: bool,
+    ) -> Answer {
         yield_now().await;
         let (head_version, head_root, project, author) = {
             let db = self.db.borrow();
@@ -103,20 +117,32 @@ impl Node {
             root,
             author,
             message: String::new(),
+            onto: None,
         };
-        let mut acceptor = PushAcceptor::version(head_root, root);
+        let base_root = match rebase {
+            true if head_version == base => Some(head_root),
+            true => self.base_root(base),
+            false => None,
+        };
+        let mut acceptor = PushAcceptor::version(base_root.unwrap_or(head_root), root);
         yield_now().await;
         if let Err(refused) = receive(&mut acceptor, &stream) {
             return Answer::Refused(refused);
         }
-        if head_version != base {
+        if head_version != base && base_root.is_none() {
             return self.commit(&request).await;
         }
         let deferred = match self.accept(acceptor).await {
             Ok(deferred) => deferred,
             Err(refused) => return Answer::Refused(refused),
         };
-        let answer = self.commit(&request).await;
+        let answer = match base_root {
+            Some(base_root) => {
+                self.commit_rebasing(request, base_root, (head_version, head_root))
+                    .await
+            }
+            None => self.commit(&request).await,
+        };
         // Only with the planted bug: what should have been stored before the commit.
         for layer in deferred {
             yield_now().await;
@@ -170,6 +196,96 @@ impl Node {
         }
     }
 
+    /// `api::sync::rebase::base_root`: the root of version `base`, if its tree is stored.
+    fn base_root(&self, base: u64) -> Option<ObjectId> {
+        let root = self
+            .db
+            .borrow()
+            .versions
+            .iter()
+            .find(|row| row.number == base)
+            .map(|row| row.root)?;
+        self.store.borrow().has(&root).then_some(root)
+    }
+
+    /// `api::sync::rebase::commit_rebasing`: commits on the head read (the push's base or, rebased,
+    /// a later head), again on a head that moved meanwhile, at most `MAX_REBASE_ATTEMPTS`
+    /// times; an overlap or a head that kept moving records the conflict.
+    async fn commit_rebasing(
+        &self,
+        request: CommitRequest,
+        base_root: ObjectId,
+        mut head: (u64, ObjectId),
+    ) -> Answer {
+        for attempt in 0..MAX_REBASE_ATTEMPTS {
+            if attempt > 0 {
+                yield_now().await;
+                head = self.db.borrow().head;
+            }
+            let onto = if head.0 == request.base_version {
+                Onto {
+                    head_version: head.0,
+                    root: request.root,
+                }
+            } else {
+                match self.rebase(base_root, request.root, head.1).await {
+                    Ok(Some(root)) => Onto {
+                        head_version: head.0,
+                        root,
+                    },
+                    Ok(None) => break,
+                    Err(refused) => return Answer::Refused(refused),
+                }
+            };
+            let attempt = CommitRequest {
+                onto: Some(onto),
+                ..request.clone()
+            };
+            match self.commit(&attempt).await {
+                Answer::Conflict { version, .. } if version != onto.head_version => continue,
+                answer => return answer,
+            }
+        }
+        self.commit(&request).await
+    }
+
+    /// `api::sync::rebase::rebase`: the rebase machine over the store, its new dirs stored
+    /// children first; `None` on an overlap.
+    async fn rebase(
+        &self,
+        base_root: ObjectId,
+        pushed_root: ObjectId,
+        head_root: ObjectId,
+    ) -> Result<Option<ObjectId>, String> {
+        let mut rebase = Rebase::new(base_root, pushed_root, head_root);
+        let patched = loop {
+            yield_now().await;
+            match rebase.step().map_err(|error| format!("rebase: {error}"))? {
+                RebaseStep::Read(ids) => {
+                    for id in ids {
+                        let object = self
+                            .stored(&id)
+                            .ok_or_else(|| format!("rebase: {}", rebase.missing(&id)))?;
+                        rebase
+                            .provide(id, object.object)
+                            .map_err(|error| format!("rebase: {error}"))?;
+                    }
+                }
+                RebaseStep::Done(RebaseOutcome::Overlap(_)) => return Ok(None),
+                RebaseStep::Done(RebaseOutcome::Rebased(patched)) => break patched,
+            }
+        };
+        for (id, object) in &patched.dirs {
+            yield_now().await;
+            self.store.borrow_mut().put(&ToStore {
+                id: *id,
+                info: ObjectInfo::of(object),
+                frame: sync_protocol::compress_object(&object.encode()).into(),
+            });
+        }
+        Ok(Some(patched.root))
+    }
+
     fn stored(&self, id: &ObjectId) -> Option<StoredObject> {
         self.store.borrow().objects.get(id).cloned()
     }
@@ -178,9 +294,12 @@ impl Node {
     async fn commit(&self, request: &CommitRequest) -> Answer {
         let db = self.db.clone();
         match rules::commit(request, async move { Ok(SimTransaction::begin(&db)) }).await {
-            Ok(CommitOutcome::Committed { version, .. }) => Answer::Committed {
+            Ok(CommitOutcome::Committed {
+                version, rebased, ..
+            }) => Answer::Committed {
                 version: version.number,
                 root: version.root,
+                rebased,
             },
             Ok(CommitOutcome::Conflict {
                 head_version,
