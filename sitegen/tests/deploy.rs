@@ -40,65 +40,101 @@ impl Drop for Server {
     }
 }
 
-fn start(binary: &PathBuf, root: &std::path::Path) -> (Server, u16) {
+/// Starts a server (`command` given the port it is to listen on) on a free loopback port and
+/// waits until the port accepts connections.
+fn serve_on_free_port(name: &str, command: impl FnOnce(&str) -> Command) -> (Server, u16) {
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let child = Command::new(binary)
-        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-        .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
-        .arg(root)
+    let child = command(&port.to_string())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let server = Server(child);
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(30);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "s3s-fs did not start");
+        assert!(Instant::now() < deadline, "{name} did not start");
         std::thread::sleep(Duration::from_millis(50));
     }
     (server, port)
 }
 
-fn deploy(out: &std::path::Path, port: u16) -> String {
-    let output = Command::new(env!("CARGO_BIN_EXE_sitegen"))
+fn start(binary: &PathBuf, root: &std::path::Path) -> (Server, u16) {
+    serve_on_free_port("s3s-fs", |port| {
+        let mut command = Command::new(binary);
+        command
+            .args(["--host", "127.0.0.1", "--port", port])
+            .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
+            .arg(root);
+        command
+    })
+}
+
+/// `sitegen deploy` of `out` to the bucket `site` at `endpoint`, with the test's credentials
+/// and no distribution from the environment.
+fn deploy_command(out: &std::path::Path, endpoint: &str) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_sitegen"));
+    command
         .args(["deploy", "--bucket", "site", "--out"])
         .arg(out)
-        .args(["--endpoint", &format!("http://127.0.0.1:{port}")])
+        .args(["--endpoint", endpoint])
         .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
         .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
         .env_remove("AWS_PROFILE")
         .env_remove("AWS_SESSION_TOKEN")
-        .output()
-        .unwrap();
+        .env_remove("SITEGEN_CLOUDFRONT_DISTRIBUTION");
+    command
+}
+
+/// Runs a deploy that must succeed; returns its stdout and stderr.
+fn run_deploy(mut command: Command) -> (String, String) {
+    let output = command.output().unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     assert!(
         output.status.success(),
-        "deploy failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
+        "deploy failed:\n{stdout}\n{stderr}"
     );
-    stdout
+    (stdout, stderr)
+}
+
+fn deploy(out: &std::path::Path, port: u16) -> String {
+    run_deploy(deploy_command(out, &format!("http://127.0.0.1:{port}"))).0
+}
+
+/// The SDK configuration of a local S3 or CloudFront at `endpoint`.
+fn local_config(endpoint: &str) -> aws_config::SdkConfig {
+    aws_config::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(aws_sdk_s3::config::SharedCredentialsProvider::new(
+            aws_sdk_s3::config::Credentials::new(ACCESS_KEY, SECRET_KEY, None, None, "test"),
+        ))
+        .build()
+}
+
+fn s3_client(endpoint: &str) -> aws_sdk_s3::Client {
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&local_config(endpoint))
+            .force_path_style(true)
+            .build(),
+    )
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 fn head(port: u16, key: &str) -> (Option<String>, Option<String>) {
-    let config = aws_sdk_s3::Config::builder()
-        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
-        .region(aws_sdk_s3::config::Region::new("us-east-1"))
-        .endpoint_url(format!("http://127.0.0.1:{port}"))
-        .force_path_style(true)
-        .credentials_provider(aws_sdk_s3::config::Credentials::new(
-            ACCESS_KEY, SECRET_KEY, None, None, "test",
-        ))
-        .build();
-    let client = aws_sdk_s3::Client::from_conf(config);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let answer = runtime
+    let client = s3_client(&format!("http://127.0.0.1:{port}"));
+    let answer = runtime()
         .block_on(client.head_object().bucket("site").key(key).send())
         .unwrap();
     (
@@ -200,45 +236,15 @@ struct Moto {
 
 fn start_moto() -> Option<Moto> {
     let binary = crate::support::tool("CAIRN_MOTO_SERVER", "moto_server (PyPI moto[server])")?;
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new(binary)
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let server = Server(child);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "moto_server did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let (server, port) = serve_on_free_port("moto_server", |port| {
+        let mut command = Command::new(binary);
+        command.args(["-H", "127.0.0.1", "-p", port]);
+        command
+    });
     Some(Moto {
         server,
         endpoint: format!("http://127.0.0.1:{port}"),
     })
-}
-
-fn moto_config(endpoint: &str) -> aws_config::SdkConfig {
-    aws_config::SdkConfig::builder()
-        .behavior_version(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .endpoint_url(endpoint)
-        .credentials_provider(aws_sdk_s3::config::SharedCredentialsProvider::new(
-            aws_sdk_s3::config::Credentials::new(ACCESS_KEY, SECRET_KEY, None, None, "test"),
-        ))
-        .build()
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 /// Creates the bucket and a distribution in moto; returns the distribution's id.
@@ -247,13 +253,8 @@ fn moto_site(endpoint: &str) -> String {
         DefaultCacheBehavior, DistributionConfig, Origin, Origins, S3OriginConfig,
         ViewerProtocolPolicy,
     };
-    let config = moto_config(endpoint);
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&config)
-            .force_path_style(true)
-            .build(),
-    );
-    let cloudfront = aws_sdk_cloudfront::Client::new(&config);
+    let s3 = s3_client(endpoint);
+    let cloudfront = aws_sdk_cloudfront::Client::new(&local_config(endpoint));
     runtime().block_on(async {
         s3.create_bucket().bucket("site").send().await.unwrap();
         let origin = Origin::builder()
@@ -294,7 +295,7 @@ fn moto_site(endpoint: &str) -> String {
 
 /// The invalidations of a distribution in moto, by id: id and sorted paths.
 fn invalidations(endpoint: &str, distribution: &str) -> Vec<(String, Vec<String>)> {
-    let cloudfront = aws_sdk_cloudfront::Client::new(&moto_config(endpoint));
+    let cloudfront = aws_sdk_cloudfront::Client::new(&local_config(endpoint));
     runtime().block_on(async {
         let list = cloudfront
             .list_invalidations()
@@ -323,27 +324,12 @@ fn invalidations(endpoint: &str, distribution: &str) -> Vec<(String, Vec<String>
     })
 }
 
-/// Runs `sitegen deploy` against moto with `args`; returns stdout and stderr.
+/// Runs `sitegen deploy` against moto (S3 and CloudFront) with `args`; returns stdout and
+/// stderr.
 fn deploy_to_moto(out: &std::path::Path, endpoint: &str, args: &[&str]) -> (String, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_sitegen"))
-        .args(["deploy", "--bucket", "site", "--out"])
-        .arg(out)
-        .args(["--endpoint", endpoint, "--cloudfront-endpoint", endpoint])
-        .args(args)
-        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
-        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
-        .env_remove("AWS_PROFILE")
-        .env_remove("AWS_SESSION_TOKEN")
-        .env_remove("SITEGEN_CLOUDFRONT_DISTRIBUTION")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert!(
-        output.status.success(),
-        "deploy failed:\n{stdout}\n{stderr}"
-    );
-    (stdout, stderr)
+    let mut command = deploy_command(out, endpoint);
+    command.args(["--cloudfront-endpoint", endpoint]).args(args);
+    run_deploy(command)
 }
 
 /// The paths a deploy printed after "CloudFront invalidation paths (n):".
