@@ -2,9 +2,12 @@
 //!
 //! Phases: (1) load config, templates and static files and hash them; (2) list the sources,
 //! reusing the previous manifest's metadata for files whose size and mtime are unchanged;
-//! (3) compute each page's navigation key and render key; (4) render the Markdown of the
-//! pages whose key changed, in parallel; (5) check the links that may have broken; (6) render
-//! templates and write, in parallel. Nothing is written before the checks pass.
+//! (3) compute each page's navigation key and render key; (4) scan the Markdown of the pages
+//! whose key changed, in parallel (headings, anchors, links: no HTML); (5) check the links
+//! that may have broken; (6) build the records and site-wide files, then render each page
+//! (Markdown with highlighting, navigation context, templates) and write it, in parallel,
+//! one page at a time per worker, so the rendered site is never held in memory. Nothing is
+//! written before the checks pass.
 //!
 //! When no page appeared or disappeared and no page changed what other pages or the
 //! site-wide files take from it (title, description, weight, aliases, draft, noindex: see
