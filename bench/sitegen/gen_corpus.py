@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Generates the benchmark corpus: N Markdown pages (headings, lists, a table, fenced code in
 Rust, JSON, bash or Python, internal links with anchors) in 20 sections (the shape of the
-corpus in issue 16), with TOML front matter that both sitegen and Hugo read.
+corpus in issue 16), with TOML front matter that both sitegen and Hugo read. Weights start at 1:
+Hugo takes weight 0 for no weight and sorts such pages last, sitegen would put them first, and
+the two sidebars would differ in order.
 
 usage: gen_corpus.py OUT_CONTENT_DIR [PAGES] [SECTIONS]
 """
@@ -47,7 +49,7 @@ def main():
         folder = os.path.join(out, "docs", f"s{s:03d}")
         os.makedirs(folder, exist_ok=True)
         with open(os.path.join(folder, "_index.md"), "w") as f:
-            f.write(f'+++\ntitle = "Section {s}"\ndescription = "Pages of section {s}."\nweight = {s}\n+++\n\n{sentence(rng)}\n')
+            f.write(f'+++\ntitle = "Section {s}"\ndescription = "Pages of section {s}."\nweight = {s + 1}\n+++\n\n{sentence(rng)}\n')
         for p in range(per_section):
             if count >= total:
                 break
@@ -56,7 +58,7 @@ def main():
                 "+++",
                 f'title = "Page {s}-{p}: {rng.choice(WORDS)} {rng.choice(WORDS)}"',
                 f'description = "Benchmark page {p} of section {s} about {rng.choice(WORDS)}."',
-                f"weight = {p}",
+                f"weight = {p + 1}",
                 "+++",
                 "",
                 sentence(rng, 30),

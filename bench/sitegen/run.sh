@@ -29,13 +29,15 @@ echo "machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); $("$SITEGE
 if [ -z "$INCREMENTAL_ONLY" ]; then
     cp -r bench/sitegen/hugo-site "$WORK/hugo"
     echo "$(hugo version | cut -d' ' -f1-2)"
+    # Hugo cold too: compare.py empties $WORK/hugo-run before each run, which holds both its
+    # output and its cache folder (--cacheDir; without it Hugo would use /tmp/hugo_cache).
     python3 bench/sitegen/compare.py "$RUNS" \
         sitegen "$WORK/out-sitegen" "$SITEGEN" build --source "$WORK/src" --out "$WORK/out-sitegen" \
-        -- hugo "$WORK/out-hugo" hugo --quiet -s "$WORK/hugo" --contentDir "$WORK/src/content" \
-        -d "$WORK/out-hugo"
+        -- hugo "$WORK/hugo-run" hugo --quiet -s "$WORK/hugo" --contentDir "$WORK/src/content" \
+        -d "$WORK/hugo-run/public" --cacheDir "$WORK/hugo-run/cache"
     echo "outputs: sitegen $(find "$WORK/out-sitegen" -name '*.html' | wc -l) HTML files," \
-         "hugo $(find "$WORK/out-hugo" -name '*.html' | wc -l) HTML files"
-    rm -rf "$WORK/out-hugo"
+         "hugo $(find "$WORK/hugo-run/public" -name '*.html' | wc -l) HTML files"
+    rm -rf "$WORK/hugo-run"
 fi
 rm -rf "$WORK/out-sitegen"
 "$SITEGEN" build --source "$WORK/src" --out "$WORK/out-sitegen" 2>/dev/null
