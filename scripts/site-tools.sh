@@ -1,12 +1,15 @@
 # shellcheck shell=bash
 # Locates, and on a fresh Debian machine installs, the external tools sitegen's tests use:
-#   lynx (text browser), Java, and the Nu HTML Checker (npm package vnu-jar).
+#   lynx (text browser), Java, the Nu HTML Checker (npm package vnu-jar), and moto's server
+#   (PyPI package moto[server], a local S3 and CloudFront emulator for the deploy test).
 # Source it (the test runner does), then run the tests with the exported variables:
-#   CAIRN_LYNX     path of lynx
-#   CAIRN_JAVA     path of java
-#   CAIRN_VNU_JAR  path of vnu.jar
-# Installs need root (apt-get) and the npm registry; nothing is committed to the repository.
-# node_modules goes to a cache folder outside the tree ($CAIRN_TOOLS_DIR).
+#   CAIRN_LYNX         path of lynx
+#   CAIRN_JAVA         path of java
+#   CAIRN_VNU_JAR      path of vnu.jar
+#   CAIRN_MOTO_SERVER  path of moto_server
+# Installs need root (apt-get), the npm registry and PyPI; nothing is committed to the
+# repository. node_modules and moto's virtualenv go to a cache folder outside the tree
+# ($CAIRN_TOOLS_DIR).
 
 site_tools_log() { echo "site-tools: $*" >&2; }
 
@@ -60,8 +63,25 @@ site_tools_setup() {
     if [ -f "$jar" ]; then
         export CAIRN_VNU_JAR="$jar"
     fi
+
+    # moto in server mode: one process answering S3 and CloudFront (the deploy test).
+    local moto="$CAIRN_TOOLS_DIR/moto/bin/moto_server"
+    if [ ! -x "$moto" ]; then
+        if ! python3 -m venv --help >/dev/null 2>&1; then
+            site_tools_log "installing python3-venv"
+            site_tools_apt python3-venv || site_tools_log "could not install python3-venv"
+        fi
+        site_tools_log "installing moto[server] into $CAIRN_TOOLS_DIR/moto"
+        { python3 -m venv "$CAIRN_TOOLS_DIR/moto" \
+            && "$CAIRN_TOOLS_DIR/moto/bin/pip" install --quiet --disable-pip-version-check \
+                'moto[server]==5.2.6' >/dev/null; } \
+            || site_tools_log "could not install moto[server]"
+    fi
+    if [ -x "$moto" ]; then
+        export CAIRN_MOTO_SERVER="$moto"
+    fi
     : "$root"
-    site_tools_log "CAIRN_LYNX=${CAIRN_LYNX:-missing} CAIRN_JAVA=${CAIRN_JAVA:-missing} CAIRN_VNU_JAR=${CAIRN_VNU_JAR:-missing}"
+    site_tools_log "CAIRN_LYNX=${CAIRN_LYNX:-missing} CAIRN_JAVA=${CAIRN_JAVA:-missing} CAIRN_VNU_JAR=${CAIRN_VNU_JAR:-missing} CAIRN_MOTO_SERVER=${CAIRN_MOTO_SERVER:-missing}"
 }
 
 site_tools_setup

@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
-"""Generates the benchmark corpus: N Markdown pages (headings, lists, code blocks, links)
-in sections of 100, with TOML front matter that both sitegen and Hugo read.
+"""Generates the benchmark corpus: N Markdown pages (headings, lists, a table, fenced code in
+Rust, JSON, bash or Python, internal links with anchors) in 20 sections (the shape of the
+corpus in issue 16), with TOML front matter that both sitegen and Hugo read. Weights start at 1:
+Hugo takes weight 0 for no weight and sorts such pages last, sitegen would put them first, and
+the two sidebars would differ in order.
 
-usage: gen_corpus.py OUT_CONTENT_DIR [PAGES]
+usage: gen_corpus.py OUT_CONTENT_DIR [PAGES] [SECTIONS]
 """
 import os
 import random
@@ -16,6 +19,7 @@ CODE = {
     "rust": "fn {name}(input: &[u8]) -> Result<Vec<u8>, Error> {{\n    let mut out = Vec::with_capacity(input.len());\n    for byte in input {{\n        out.push(byte ^ {n});\n    }}\n    // {comment}\n    Ok(out)\n}}\n",
     "json": "{{\n  \"name\": \"{name}\",\n  \"version\": {n},\n  \"tags\": [\"{comment}\", \"cairn\"],\n  \"enabled\": true\n}}\n",
     "bash": "#!/bin/sh\n# {comment}\nfor i in $(seq 1 {n}); do\n  echo \"{name} $i\"\ndone\n",
+    "python": "def {name}(items):\n    \"\"\"{comment}\"\"\"\n    total = {n}\n    for item in items:\n        total += len(item)\n    return {{\"total\": total}}\n",
 }
 
 
@@ -31,7 +35,8 @@ def page_url(section, page):
 def main():
     out = sys.argv[1]
     total = int(sys.argv[2]) if len(sys.argv) > 2 else 10000
-    per_section = 100
+    wanted_sections = int(sys.argv[3]) if len(sys.argv) > 3 else 20
+    per_section = max(1, (total + wanted_sections - 1) // wanted_sections)
     sections = (total + per_section - 1) // per_section
     rng = random.Random(42)
     os.makedirs(os.path.join(out, "docs"), exist_ok=True)
@@ -44,7 +49,7 @@ def main():
         folder = os.path.join(out, "docs", f"s{s:03d}")
         os.makedirs(folder, exist_ok=True)
         with open(os.path.join(folder, "_index.md"), "w") as f:
-            f.write(f'+++\ntitle = "Section {s}"\ndescription = "Pages of section {s}."\nweight = {s}\n+++\n\n{sentence(rng)}\n')
+            f.write(f'+++\ntitle = "Section {s}"\ndescription = "Pages of section {s}."\nweight = {s + 1}\n+++\n\n{sentence(rng)}\n')
         for p in range(per_section):
             if count >= total:
                 break
@@ -53,7 +58,7 @@ def main():
                 "+++",
                 f'title = "Page {s}-{p}: {rng.choice(WORDS)} {rng.choice(WORDS)}"',
                 f'description = "Benchmark page {p} of section {s} about {rng.choice(WORDS)}."',
-                f"weight = {p}",
+                f"weight = {p + 1}",
                 "+++",
                 "",
                 sentence(rng, 30),
@@ -74,6 +79,12 @@ def main():
                     f"[its first part]({page_url(ts, tp)}#part-0), or [home](/docs/)."
                 )
                 parts.append("")
+                if h == 1:
+                    parts.append("| Field | Type | Meaning |")
+                    parts.append("|---|---|---|")
+                    for _ in range(3):
+                        parts.append(f"| `{rng.choice(WORDS)}` | {rng.choice(WORDS)} | {sentence(rng, 6)} |")
+                    parts.append("")
                 if h % 2 == 0:
                     lang = rng.choice(sorted(CODE))
                     parts.append(f"```{lang}")

@@ -2,9 +2,12 @@
 //!
 //! Phases: (1) load config, templates and static files and hash them; (2) list the sources,
 //! reusing the previous manifest's metadata for files whose size and mtime are unchanged;
-//! (3) compute each page's navigation key and render key; (4) render the Markdown of the
-//! pages whose key changed, in parallel; (5) check the links that may have broken; (6) render
-//! templates and write, in parallel. Nothing is written before the checks pass.
+//! (3) compute each page's navigation key and render key; (4) scan the Markdown of the pages
+//! whose key changed, in parallel (headings, anchors, links: no HTML); (5) check the links
+//! that may have broken; (6) build the records and site-wide files, then render each page
+//! (Markdown with highlighting, navigation context, templates) and write it, in parallel,
+//! one page at a time per worker, so the rendered site is never held in memory. Nothing is
+//! written before the checks pass.
 //!
 //! When no page appeared or disappeared and no page changed what other pages or the
 //! site-wide files take from it (title, description, weight, aliases, draft, noindex: see
@@ -56,8 +59,9 @@ pub struct BuildReport {
     pub millis: u128,
 }
 
-/// A file to write: path relative to the output folder, and its bytes.
-type OutputFile = (String, Vec<u8>);
+/// A site-wide file to write: path relative to the output folder, its bytes, and whether to
+/// leave it alone when its bytes are already there.
+type OutputFile = ((String, Vec<u8>), bool);
 
 /// A source's metadata, and its text when it had to be read.
 type Loaded<'p> = (Meta<'p>, Option<String>);
@@ -97,10 +101,9 @@ struct Work<'p> {
     meta: &'p PageMeta,
     render_key: [u8; 32],
     nav_key: [u8; 32],
-    /// Set for the pages that will be rendered (boxed, like `rendered`: most pages have
-    /// neither, and this list has an entry per page).
-    nav: Option<Box<crate::nav::NavContext>>,
-    /// Freshly rendered body, or `None` when the previous build's output is still valid.
+    /// What the scan of a page to render found in its body (its headings, anchors and links;
+    /// no HTML), or `None` when the previous build's output is still valid. Boxed: most pages
+    /// of a rebuild have none, and this list has an entry per page.
     rendered: Option<Box<Rendered>>,
     /// The previous build's record of this page, if it had one.
     previous: Option<&'p PageRecord>,
@@ -382,7 +385,6 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport> {
                 meta,
                 render_key,
                 nav_key: *nav_key,
-                nav: None,
                 rendered: None,
                 previous,
                 record,
@@ -390,26 +392,29 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport> {
         })
         .collect();
     drop(nav_keys);
-    // Full navigation contexts only for the pages that will be rendered.
-    if work.iter().any(|w| w.record.is_none()) {
-        let tree = &*tree.get_or_insert_with(|| SiteTree::new(&page_list, &config.title));
-        work.par_iter_mut()
-            .enumerate()
-            .filter(|(_, w)| w.record.is_none())
-            .for_each(|(index, w)| w.nav = Some(Box::new(tree.context(index))));
+    // Full navigation contexts are built in phase 6, one page at a time, from this tree.
+    if work.iter().any(|w| w.record.is_none()) && tree.is_none() {
+        tree = Some(SiteTree::new(&page_list, &config.title));
     }
-    drop(tree);
 
     timer.lap("navigation");
-    // Phase 4: Markdown of the pages that need it.
+    // Phase 4: a scan of the Markdown of the pages that need rendering (what the link checks
+    // and the manifest need; the HTML is rendered in phase 6, as each page is written). The
+    // texts read in phase 2 move to their pages, and are freed once rendered.
+    let mut page_texts: Vec<Option<String>> = work
+        .iter()
+        .map(|w| texts.remove(&w.meta.rel_path))
+        .collect();
+    drop(texts);
     let read_failures: Vec<Diagnostic> = work
         .par_iter_mut()
-        .filter(|w| w.record.is_none())
-        .filter_map(|w| {
-            let text = match texts.get(&w.meta.rel_path) {
-                Some(text) => text.clone(),
+        .zip(page_texts.par_iter_mut())
+        .filter(|(w, _)| w.record.is_none())
+        .filter_map(|(w, text)| {
+            let text = match text {
+                Some(text) => text,
                 None => match std::fs::read_to_string(content_dir.join(&w.meta.rel_path)) {
-                    Ok(text) => text,
+                    Ok(read) => text.insert(read),
                     Err(err) => {
                         return Some(Diagnostic {
                             file: display_path(options, &w.meta.rel_path),
@@ -421,29 +426,18 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport> {
                     }
                 },
             };
-            let body = content::body_of(&text);
-            // In an incremental build the page's previous output holds its highlighted code
-            // blocks; reusing them spares loading the syntax definitions for a one-page edit.
-            let reuse = if full || !body.contains("```") {
-                crate::highlight::Reuse::new()
-            } else {
-                std::fs::read_to_string(options.out.join(&w.meta.output))
-                    .map(|html| crate::highlight::blocks_in(&html))
-                    .unwrap_or_default()
-            };
-            w.rendered = Some(Box::new(markdown::render_reusing(
-                body,
+            w.rendered = Some(Box::new(markdown::scan(
+                content::body_of(text),
                 w.meta.body_line,
                 &w.meta.rel_path,
                 &w.meta.url,
-                &reuse,
             )));
             None
         })
         .collect();
     diagnostics.extend(read_failures);
 
-    timer.lap("markdown");
+    timer.lap("markdown scan");
     // Phase 5: links.
     let mut targets = LinkTargets::default();
     for w in &work {
@@ -520,31 +514,13 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport> {
     };
 
     timer.lap("links");
-    // Phase 6: templates, then files.
-    let mut outputs: Vec<(String, Vec<u8>)> = Vec::new();
-    let rendered_pages: Vec<Result<Vec<OutputFile>>> = work
-        .par_iter()
-        .filter_map(|w| Some((w, w.nav.as_ref()?)))
-        .filter(|(w, _)| w.rendered.is_some())
-        .map(|(w, nav)| {
-            let input = render::PageInput {
-                meta: w.meta,
-                nav,
-                rendered: w.rendered.as_deref(),
-            };
-            render::page_files(&config, &tera, &templates_dir, &assets.urls, input)
-        })
-        .collect();
-    for files in rendered_pages {
-        outputs.extend(files?);
-    }
+    // Phase 6: the records and the site-wide files (from the bodies' headings, anchors and
+    // links), then the pages' templates, each page written as soon as it is rendered.
     report.rendered = work
         .iter()
         .filter(|w| w.rendered.is_some())
         .map(|w| w.meta.rel_path.clone())
         .collect();
-
-    timer.lap("templates");
     // Site-wide files. Those that cannot have changed are neither rebuilt nor rewritten, but
     // are listed as outputs all the same.
     let mut aggregate: Vec<(String, Vec<u8>)> = Vec::new();
@@ -658,31 +634,72 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport> {
     extra_outputs.sort_unstable();
     extra_outputs.dedup();
 
+    timer.lap("aggregates");
+    let out = &options.out;
+    if options.write {
+        // The search index may have read the previous build's bodies too.
+        check_not_damaged(previous.as_ref(), out)?;
+        // Writing: the manifest goes first and comes back last, so a build that fails from
+        // here on (a template error) is followed by a full one.
+        prepare_out_dir(out, previous.is_some())?;
+        Manifest::remove(out).map_err(|err| Error::io(out.join(MANIFEST_DIR), err))?;
+    }
+    // Each page is rendered (Markdown, navigation, templates) and written by one worker, and
+    // freed once its files are out: the rendered site is never held whole in memory.
+    let renderer = render::Renderer::new(&config, &tera, &templates_dir, &assets.urls);
+    let sidebars = crate::nav::SidebarCache::default();
+    let pages_written: Vec<Result<usize>> = match &tree {
+        Some(tree) => work
+            .par_iter_mut()
+            .zip(page_texts.par_iter_mut())
+            .enumerate()
+            .filter(|(_, (w, _))| w.rendered.is_some())
+            .map_init(
+                render::PageBuffers::default,
+                |buffers, (index, (w, text))| {
+                    w.rendered = None;
+                    let text = text.take().unwrap_or_default();
+                    let rendered = render_body(options, full, w.meta, content::body_of(&text));
+                    drop(text);
+                    let (nav, nav_value) = tree.context_value(index, &sidebars);
+                    let input = render::PageInput {
+                        meta: w.meta,
+                        nav: &nav,
+                        nav_value,
+                        rendered: Some(&rendered),
+                    };
+                    let twin = renderer.page(input, buffers)?;
+                    if !options.write {
+                        return Ok(0);
+                    }
+                    write_file(out, &w.meta.output, &buffers.html, false)?;
+                    if let Some(twin) = twin {
+                        write_file(out, &twin, &buffers.twin, false)?;
+                        return Ok(2);
+                    }
+                    Ok(1)
+                },
+            )
+            .collect(),
+        None => Vec::new(),
+    };
+    for written in pages_written {
+        report.written += written?;
+    }
+    timer.lap("templates and pages");
     if !options.write {
         report.millis = started.elapsed().as_millis();
         return Ok(report);
     }
-
-    timer.lap("aggregates");
-    // The search index may have read the previous build's bodies too.
-    check_not_damaged(previous.as_ref(), &options.out)?;
-    // Writing: the manifest goes first and comes back last.
-    let out = &options.out;
-    prepare_out_dir(out, previous.is_some())?;
-    Manifest::remove(out).map_err(|err| Error::io(out.join(MANIFEST_DIR), err))?;
+    let mut outputs: Vec<OutputFile> = aggregate.into_iter().map(|file| (file, true)).collect();
     if full {
         for file in &assets.files {
-            outputs.push((file.output.clone(), file.bytes.clone()));
+            outputs.push(((file.output.clone(), file.bytes.clone()), false));
         }
     }
     let written: Vec<Result<bool>> = outputs
         .par_iter()
-        .map(|(path, bytes)| write_file(out, path, bytes, false))
-        .chain(
-            aggregate
-                .par_iter()
-                .map(|(path, bytes)| write_file(out, path, bytes, true)),
-        )
+        .map(|((path, bytes), compare)| write_file(out, path, bytes, *compare))
         .collect();
     for result in written {
         if result? {
@@ -758,6 +775,20 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport> {
     Ok(report)
 }
 
+/// A page's body as HTML. In an incremental build the page's previous output holds its
+/// highlighted code blocks; reusing them spares loading the syntax definitions for a
+/// one-page edit.
+fn render_body(options: &BuildOptions, full: bool, meta: &PageMeta, body: &str) -> Rendered {
+    let reuse = if full || !body.contains("```") {
+        crate::highlight::Reuse::new()
+    } else {
+        std::fs::read_to_string(options.out.join(&meta.output))
+            .map(|html| crate::highlight::blocks_in(&html))
+            .unwrap_or_default()
+    };
+    markdown::render_reusing(body, meta.body_line, &meta.rel_path, &meta.url, &reuse)
+}
+
 /// Fails, and removes the state so the next build is a full one, when a body of the previous
 /// build's state could not be read on demand (it changed or was damaged after loading).
 fn check_not_damaged(previous: Option<&Manifest>, out: &Path) -> Result<()> {
@@ -790,16 +821,23 @@ fn prepare_out_dir(out: &Path, has_manifest: bool) -> Result<()> {
         .map_err(|err| Error::io(out.join(MANIFEST_DIR), err))
 }
 
-/// Writes a file; with `compare`, only when its bytes differ from what is there.
+/// Writes a file; with `compare`, only when its bytes differ from what is there. Its folder is
+/// created only when the file cannot be created without it, so a cold build makes each folder
+/// once (not a `mkdir` per file) and a rebuild makes none.
 fn write_file(out: &Path, rel: &str, bytes: &[u8], compare: bool) -> Result<bool> {
     let path = out.join(rel);
     if compare && std::fs::read(&path).is_ok_and(|existing| existing == bytes) {
         return Ok(false);
     }
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(|err| Error::io(parent, err))?;
+    match std::fs::write(&path, bytes) {
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).map_err(|err| Error::io(parent, err))?;
+            }
+            std::fs::write(&path, bytes).map_err(|err| Error::io(&path, err))?;
+        }
+        other => other.map_err(|err| Error::io(&path, err))?,
     }
-    std::fs::write(&path, bytes).map_err(|err| Error::io(&path, err))?;
     Ok(true)
 }
 

@@ -28,6 +28,18 @@ pub struct SiteConfig {
     /// Header navigation.
     #[serde(default)]
     pub nav: Vec<NavLink>,
+    /// Settings of `sitegen deploy` (not shown to templates).
+    #[serde(default, skip_serializing)]
+    pub deploy: DeployConfig,
+}
+
+/// The `[deploy]` table of `site.toml`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DeployConfig {
+    /// The CloudFront distribution whose cache a deploy invalidates (what
+    /// `--cloudfront-distribution` overrides).
+    pub cloudfront_distribution: Option<String>,
 }
 
 fn default_language() -> String {
@@ -79,5 +91,21 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("absolute"));
+    }
+
+    #[test]
+    fn deploy_table_names_the_distribution() {
+        let base = "base_url = \"https://x.dev\"\ntitle = \"X\"\ndescription = \"d\"\n";
+        let config = SiteConfig::parse(Path::new("site.toml"), base).unwrap();
+        assert_eq!(config.deploy.cloudfront_distribution, None);
+        let text = format!("{base}[deploy]\ncloudfront_distribution = \"E2ABC\"\n");
+        let config = SiteConfig::parse(Path::new("site.toml"), &text).unwrap();
+        assert_eq!(
+            config.deploy.cloudfront_distribution.as_deref(),
+            Some("E2ABC")
+        );
+        let text = format!("{base}[deploy]\ndistribution = \"E2ABC\"\n");
+        let err = SiteConfig::parse(Path::new("site.toml"), &text).unwrap_err();
+        assert!(err.to_string().contains("unknown field"), "{err}");
     }
 }

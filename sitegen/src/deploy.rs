@@ -1,5 +1,6 @@
 //! `sitegen deploy`: uploads to S3 only the files whose content changed, with the right
-//! Content-Type and Cache-Control, and prints the CloudFront invalidation paths.
+//! Content-Type and Cache-Control, then invalidates exactly the changed paths in CloudFront
+//! (when given a distribution; otherwise it prints them).
 //!
 //! The decision is a pure function ([`plan`]) of the local files and the bucket's listing, so
 //! it is unit-tested without a network. A file is unchanged when the bucket's ETag equals its
@@ -149,6 +150,26 @@ pub struct DeployOptions {
     pub dry_run: bool,
     /// Also delete objects the output no longer has.
     pub delete: bool,
+    /// Invalidate the changed paths in this CloudFront distribution after uploading.
+    pub cloudfront: Option<CloudFrontOptions>,
+}
+
+/// The CloudFront side of a deploy.
+#[derive(Debug, Clone)]
+pub struct CloudFrontOptions {
+    pub distribution: String,
+    /// A CloudFront-compatible endpoint (an emulator, in tests); the AWS one otherwise.
+    pub endpoint: Option<String>,
+    /// Wait until the invalidation completes, with a progress line on stderr.
+    pub wait: bool,
+}
+
+/// What a deploy did.
+#[derive(Debug, Default, PartialEq)]
+pub struct DeployOutcome {
+    pub plan: DeployPlan,
+    /// The CloudFront invalidation created, if any.
+    pub invalidation: Option<crate::invalidation::Created>,
 }
 
 fn s3_error(what: &str, err: impl std::error::Error) -> Error {
@@ -157,7 +178,7 @@ fn s3_error(what: &str, err: impl std::error::Error) -> Error {
 
 /// Runs a deploy and returns what it did. Credentials come from the usual AWS sources
 /// (environment variables, profiles, instance roles).
-pub fn run(options: &DeployOptions) -> Result<DeployPlan> {
+pub fn run(options: &DeployOptions) -> Result<DeployOutcome> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -165,17 +186,17 @@ pub fn run(options: &DeployOptions) -> Result<DeployPlan> {
     runtime.block_on(run_async(options))
 }
 
-async fn run_async(options: &DeployOptions) -> Result<DeployPlan> {
+async fn run_async(options: &DeployOptions) -> Result<DeployOutcome> {
     let local = local_files(&options.out, &options.prefix)?;
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new(options.region.clone()));
+    let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(options.region.clone()))
+        .load()
+        .await;
+    let mut config = aws_sdk_s3::config::Builder::from(&shared).force_path_style(true);
     if let Some(endpoint) = &options.endpoint {
-        loader = loader.endpoint_url(endpoint);
+        config = config.endpoint_url(endpoint);
     }
-    let shared = loader.load().await;
-    let config = aws_sdk_s3::config::Builder::from(&shared)
-        .force_path_style(true)
-        .build();
+    let config = config.build();
     let client = aws_sdk_s3::Client::from_conf(config);
 
     let mut remote = HashMap::new();
@@ -234,7 +255,10 @@ async fn run_async(options: &DeployOptions) -> Result<DeployPlan> {
         result.invalidations.dedup();
     }
     if options.dry_run {
-        return Ok(result);
+        return Ok(DeployOutcome {
+            plan: result,
+            invalidation: None,
+        });
     }
     for file in &result.uploads {
         let body = aws_sdk_s3::primitives::ByteStream::from_path(&file.path)
@@ -262,7 +286,16 @@ async fn run_async(options: &DeployOptions) -> Result<DeployPlan> {
                 .map_err(|err| s3_error(&format!("delete {key}"), err))?;
         }
     }
-    Ok(result)
+    let invalidation = match &options.cloudfront {
+        Some(cloudfront) if !result.invalidations.is_empty() => {
+            Some(crate::invalidation::create(&shared, cloudfront, &result.invalidations).await?)
+        }
+        _ => None,
+    };
+    Ok(DeployOutcome {
+        plan: result,
+        invalidation,
+    })
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ pub mod deploy;
 pub mod error;
 pub mod fasthash;
 pub mod highlight;
+pub mod invalidation;
 pub mod lastmod;
 pub mod links;
 pub mod manifest;

@@ -211,6 +211,25 @@ pub fn render_reusing(
     page_url: &str,
     reuse: &highlight::Reuse,
 ) -> Rendered {
+    render_with(body, first_line, rel_path, page_url, Some(reuse))
+}
+
+/// What [`render`] finds in a body (headings, anchors, links, images without alt text),
+/// without its HTML: no code is highlighted and no HTML is written. The build checks links
+/// from this and renders the HTML only when it writes the page, so it never holds every
+/// page's HTML at once.
+pub fn scan(body: &str, first_line: usize, rel_path: &str, page_url: &str) -> Rendered {
+    render_with(body, first_line, rel_path, page_url, None)
+}
+
+/// Renders, or with `reuse` absent only scans (see [`scan`]).
+fn render_with(
+    body: &str,
+    first_line: usize,
+    rel_path: &str,
+    page_url: &str,
+    reuse: Option<&highlight::Reuse>,
+) -> Rendered {
     let lines = LineIndex::new(body);
     let line_of = |offset: usize| first_line + lines.line(offset) - 1;
     let mut rendered = Rendered::default();
@@ -288,9 +307,10 @@ pub fn render_reusing(
                 Event::Text(chunk) => text.push_str(&chunk),
                 Event::End(TagEnd::CodeBlock) => {
                     let key = code.take().unwrap_or_default();
+                    let Some(reuse) = reuse else { continue };
                     let html = match reuse.get(&key) {
                         Some(html) => html.clone(),
-                        None => highlight::code_block(&key.0, &key.1),
+                        None => highlight::cached_code_block(&key.0, &key.1),
                     };
                     events.push(Event::Html(CowStr::from(html)));
                 }
@@ -371,9 +391,11 @@ pub fn render_reusing(
             other => events.push(other),
         }
     }
-    let mut html = String::with_capacity(body.len() * 3 / 2);
-    pulldown_cmark::html::push_html(&mut html, events.into_iter());
-    rendered.html = html;
+    if reuse.is_some() {
+        let mut html = String::with_capacity(body.len() * 3 / 2);
+        pulldown_cmark::html::push_html(&mut html, events.into_iter());
+        rendered.html = html;
+    }
     rendered
 }
 
@@ -456,6 +478,20 @@ mod tests {
         );
         assert!(rendered.html.contains("hl-"), "{}", rendered.html);
         assert!(!rendered.html.contains("style="));
+    }
+
+    #[test]
+    fn a_scan_finds_what_a_render_finds() {
+        let body = "## Usage\n\nSee [b](b.md#x) and ![](/i.png).\n\n```rust\nfn main() {}\n```\n\n<div id=\"raw\"></div>\n";
+        let scanned = scan(body, 3, "docs/a.md", "/docs/a/");
+        let rendered = render(body, 3, "docs/a.md", "/docs/a/");
+        assert!(scanned.html.is_empty());
+        assert!(rendered.html.contains("hl-"));
+        assert_eq!(scanned.headings, rendered.headings);
+        assert_eq!(scanned.anchors, rendered.anchors);
+        assert_eq!(scanned.links, rendered.links);
+        assert_eq!(scanned.images_without_alt, rendered.images_without_alt);
+        assert_eq!(scanned.anchors, ["usage", "raw"]);
     }
 
     #[test]

@@ -55,6 +55,40 @@ pub struct NavContext {
     pub children: Vec<ChildLink>,
 }
 
+/// Sidebars as JSON values by section, shared by the pages of a build (see
+/// [`SiteTree::context_value`]).
+#[derive(Debug, Default)]
+pub struct SidebarCache(std::sync::Mutex<HashMap<String, std::sync::Arc<serde_json::Value>>>);
+
+fn unmark_current(items: &mut [NavItem]) {
+    for item in items {
+        item.current = false;
+        unmark_current(&mut item.children);
+    }
+}
+
+/// Sets `current` on the sidebar entry whose URL is `url` (at most one: URLs are unique).
+fn mark_current(items: &mut serde_json::Value, url: &str) -> bool {
+    let Some(items) = items.as_array_mut() else {
+        return false;
+    };
+    for item in items {
+        let Some(object) = item.as_object_mut() else {
+            continue;
+        };
+        if object.get("url").and_then(|u| u.as_str()) == Some(url) {
+            object.insert("current".to_owned(), serde_json::Value::Bool(true));
+            return true;
+        }
+        if let Some(children) = object.get_mut("children")
+            && mark_current(children, url)
+        {
+            return true;
+        }
+    }
+    false
+}
+
 /// An index of the site's pages by section.
 #[derive(Debug)]
 pub struct SiteTree<'a> {
@@ -281,8 +315,9 @@ impl<'a> SiteTree<'a> {
             let page = &self.pages[child];
             let child_section = page.own_section();
             let active = page.is_index
-                && (current_section == child_section
-                    || current_section.starts_with(&format!("{child_section}/")));
+                && current_section
+                    .strip_prefix(child_section)
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
             let children = if active {
                 self.sidebar_items(child_section, current)
             } else {
@@ -342,13 +377,66 @@ impl<'a> SiteTree<'a> {
     /// The navigation context of `pages[index]`.
     pub fn context(&self, index: usize) -> NavContext {
         let page = &self.pages[index];
+        let root = top_level(page.own_section());
+        let mut context = self.context_without_sidebar(index);
+        if context.sidebar_root.is_some() {
+            context.sidebar = self.sidebar_items(root, page);
+        }
+        context
+    }
+
+    /// The navigation context of `pages[index]` as the templates see it: the JSON value of
+    /// [`SiteTree::context`], its sidebar cloned from `sidebars` (one per section, built on
+    /// first use) with only the page's own entry marked current. Pages of one section share
+    /// their sidebar but for that mark, and on a large section building and serializing it
+    /// for every page was a good part of a cold build. Also returns the context itself
+    /// without its sidebar (left empty), for the rest of the page.
+    pub fn context_value(
+        &self,
+        index: usize,
+        sidebars: &SidebarCache,
+    ) -> (NavContext, serde_json::Value) {
+        let page = &self.pages[index];
+        let context = self.context_without_sidebar(index);
+        let has_sidebar = context.sidebar_root.is_some();
+        let sidebar = if has_sidebar {
+            let own = page.own_section();
+            let cached = sidebars.0.lock().ok().and_then(|c| c.get(own).cloned());
+            let shared = match cached {
+                Some(shared) => shared,
+                None => {
+                    let mut items = self.sidebar_items(top_level(own), page);
+                    unmark_current(&mut items);
+                    let value =
+                        std::sync::Arc::new(serde_json::to_value(&items).unwrap_or_default());
+                    if let Ok(mut cache) = sidebars.0.lock() {
+                        cache.insert(own.to_owned(), value.clone());
+                    }
+                    value
+                }
+            };
+            let mut sidebar = (*shared).clone();
+            mark_current(&mut sidebar, &page.url);
+            Some(sidebar)
+        } else {
+            None
+        };
+        let mut value = serde_json::to_value(&context).unwrap_or_default();
+        if let (Some(sidebar), Some(object)) = (sidebar, value.as_object_mut()) {
+            object.insert("sidebar".to_owned(), sidebar);
+        }
+        (context, value)
+    }
+
+    /// Everything of [`SiteTree::context`] but the sidebar (left empty).
+    fn context_without_sidebar(&self, index: usize) -> NavContext {
+        let page = &self.pages[index];
         let own = page.own_section();
         let root = top_level(own);
-        let (sidebar, sidebar_root) = match self.section_index.get(root) {
-            Some(&root_index) if !root.is_empty() => {
-                (self.sidebar_items(root, page), Some(self.link(root_index)))
-            }
-            _ => (Vec::new(), None),
+        let sidebar = Vec::new();
+        let sidebar_root = match self.section_index.get(root) {
+            Some(&root_index) if !root.is_empty() => Some(self.link(root_index)),
+            _ => None,
         };
         let (prev, next) = self.prev_next(index);
         let breadcrumbs = self.breadcrumbs(index);
@@ -392,5 +480,68 @@ impl<'a> SiteTree<'a> {
         missing.sort();
         missing.dedup_by(|a, b| a.0 == b.0);
         missing
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::content::{SourceFile, parse_page};
+
+    fn page(rel_path: &str, title: &str, weight: i64) -> PageMeta {
+        let source = SourceFile {
+            rel_path: rel_path.to_owned(),
+            mtime_ns: 0,
+            size: 0,
+        };
+        let text = format!(
+            "+++\ntitle = \"{title}\"\ndescription = \"About {title}.\"\nweight = {weight}\n+++\nBody.\n"
+        );
+        parse_page(std::path::Path::new(rel_path), &source, &text).unwrap()
+    }
+
+    #[test]
+    fn context_values_equal_the_serialized_contexts() {
+        let mut pages = vec![
+            page("_index.md", "Home", 0),
+            page("docs/_index.md", "Docs", 0),
+            page("docs/a.md", "A", 1),
+            page("docs/b.md", "B", 2),
+            page("docs/sub/_index.md", "Sub", 3),
+            page("docs/sub/c.md", "C", 1),
+            page("docs/sub/d.md", "D", 2),
+            page("docs/sub/deep/_index.md", "Deep", 3),
+            page("docs/sub/deep/e.md", "E", 1),
+            page("guide/_index.md", "Guide", 1),
+            page("guide/f.md", "F", 1),
+            page("about.md", "About", 5),
+        ];
+        pages.sort_by(|a, b| a.rel_path.cmp(&b.rel_path));
+        let refs: Vec<&PageMeta> = pages.iter().collect();
+        let tree = SiteTree::new(&refs, "Site");
+        let sidebars = SidebarCache::default();
+        // Twice over, so that the second pass takes every sidebar from the cache.
+        for _ in 0..2 {
+            for (index, page) in refs.iter().enumerate() {
+                let expected = serde_json::to_value(tree.context(index)).unwrap();
+                let (rest, value) = tree.context_value(index, &sidebars);
+                assert!(rest.sidebar.is_empty());
+                assert_eq!(
+                    rest,
+                    NavContext {
+                        sidebar: Vec::new(),
+                        ..tree.context(index)
+                    }
+                );
+                assert_eq!(value, expected, "{}", page.rel_path);
+            }
+        }
+        // The reference marks exactly one entry current on a page in a sidebar.
+        let c = refs
+            .iter()
+            .position(|p| p.rel_path == "docs/sub/c.md")
+            .unwrap();
+        let text = serde_json::to_string(&tree.context_value(c, &sidebars).1).unwrap();
+        assert_eq!(text.matches("\"current\":true").count(), 1, "{text}");
     }
 }

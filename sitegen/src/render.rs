@@ -13,10 +13,14 @@ use crate::nav::NavContext;
 use crate::seo;
 
 /// What a page's files are made of.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 pub struct PageInput<'a> {
     pub meta: &'a PageMeta,
+    /// The page's navigation context, without its sidebar: that comes as part of `nav_value`.
     pub nav: &'a NavContext,
+    /// The JSON value of the whole navigation context, for the templates
+    /// (`SiteTree::context_value`).
+    pub nav_value: serde_json::Value,
     pub rendered: Option<&'a Rendered>,
 }
 
@@ -49,7 +53,7 @@ struct Twin<'a> {
     description: &'a str,
     lastmod: &'a str,
     breadcrumbs: &'a [crate::nav::NavLink],
-    toc: &'a [Heading],
+    toc: &'a [&'a Heading],
     prev: &'a Option<crate::nav::NavLink>,
     next: &'a Option<crate::nav::NavLink>,
     html: &'a str,
@@ -62,72 +66,110 @@ pub fn twin_output(output: &str) -> Option<String> {
         .map(|folder| format!("{folder}index.json"))
 }
 
-/// Renders a page's HTML and JSON twin. The page must have been rendered (`rendered` is set).
-pub fn page_files(
-    config: &SiteConfig,
-    tera: &tera::Tera,
-    templates_dir: &Path,
-    asset_urls: &BTreeMap<String, String>,
-    input: PageInput<'_>,
-) -> Result<Vec<(String, Vec<u8>)>> {
-    let meta = input.meta;
-    let empty = Rendered::default();
-    let rendered = input.rendered.unwrap_or(&empty);
-    let toc: Vec<Heading> = rendered
-        .headings
-        .iter()
-        .filter(|h| (2..=3).contains(&h.level))
-        .cloned()
-        .collect();
-    let is_home = meta.rel_path == "_index.md";
-    let twin_path = twin_output(&meta.output);
-    let page = PageContext {
-        title: &meta.front.title,
-        description: &meta.front.description,
-        url: &meta.url,
-        canonical: config.absolute(&meta.url),
-        lastmod: &meta.lastmod,
-        updated: meta.lastmod.get(..10).unwrap_or(&meta.lastmod),
-        is_home,
-        is_index: meta.is_index,
-        show_toc: meta.front.toc && toc.len() > 1,
-        noindex: !seo::indexable(meta),
-        og_type: if is_home { "website" } else { "article" },
-        json_ld: seo::breadcrumbs_json_ld(config, &input.nav.breadcrumbs),
-        json_url: twin_path
-            .as_ref()
-            .map(|_| format!("{}index.json", meta.url)),
-    };
-    let mut context = tera::Context::new();
-    context.insert("site", config);
-    context.insert("page", &page);
-    context.insert("content", &rendered.html);
-    context.insert("toc", &toc);
-    context.insert("nav", input.nav);
-    context.insert("assets", asset_urls);
-    let html = crate::templates::render(
-        tera,
-        templates_dir,
-        meta.template(),
-        &format!("content/{}", meta.rel_path),
-        &context,
-    )?;
-    let mut files = vec![(meta.output.clone(), html.into_bytes())];
-    if let Some(twin_path) = twin_path {
-        let twin = Twin {
-            url: &meta.url,
-            canonical: config.absolute(&meta.url),
+/// Renders pages: the templates, and what every page's context shares (`site`, `assets`),
+/// serialized once rather than per page.
+#[derive(Debug)]
+pub struct Renderer<'a> {
+    config: &'a SiteConfig,
+    tera: &'a tera::Tera,
+    templates_dir: &'a Path,
+    base: tera::Context,
+}
+
+/// A rendering worker's output buffers, reused from page to page (a page's HTML is tens of
+/// kilobytes; growing a fresh buffer to that size for every page showed in profiles).
+#[derive(Debug, Default)]
+pub struct PageBuffers {
+    pub html: Vec<u8>,
+    pub twin: Vec<u8>,
+}
+
+impl<'a> Renderer<'a> {
+    pub fn new(
+        config: &'a SiteConfig,
+        tera: &'a tera::Tera,
+        templates_dir: &'a Path,
+        asset_urls: &BTreeMap<String, String>,
+    ) -> Renderer<'a> {
+        let mut base = tera::Context::new();
+        base.insert("site", config);
+        base.insert("assets", asset_urls);
+        Renderer {
+            config,
+            tera,
+            templates_dir,
+            base,
+        }
+    }
+
+    /// Renders a page's HTML into `buffers.html` and, for pages that have one (the returned
+    /// path), its JSON twin into `buffers.twin`.
+    pub fn page(&self, input: PageInput<'_>, buffers: &mut PageBuffers) -> Result<Option<String>> {
+        let config = self.config;
+        let meta = input.meta;
+        let empty = Rendered::default();
+        let rendered = input.rendered.unwrap_or(&empty);
+        let toc: Vec<&Heading> = rendered
+            .headings
+            .iter()
+            .filter(|h| (2..=3).contains(&h.level))
+            .collect();
+        let is_home = meta.rel_path == "_index.md";
+        let twin_path = twin_output(&meta.output);
+        let page = PageContext {
             title: &meta.front.title,
             description: &meta.front.description,
+            url: &meta.url,
+            canonical: config.absolute(&meta.url),
             lastmod: &meta.lastmod,
-            breadcrumbs: &input.nav.breadcrumbs,
-            toc: &toc,
-            prev: &input.nav.prev,
-            next: &input.nav.next,
-            html: &rendered.html,
+            updated: meta.lastmod.get(..10).unwrap_or(&meta.lastmod),
+            is_home,
+            is_index: meta.is_index,
+            show_toc: meta.front.toc && toc.len() > 1,
+            noindex: !seo::indexable(meta),
+            og_type: if is_home { "website" } else { "article" },
+            json_ld: seo::breadcrumbs_json_ld(config, &input.nav.breadcrumbs),
+            json_url: twin_path
+                .as_ref()
+                .map(|_| format!("{}index.json", meta.url)),
         };
-        let json = serde_json::to_vec(&twin).unwrap_or_default();
-        files.push((twin_path, json));
+        let mut context = self.base.clone();
+        context.insert("page", &page);
+        context.insert("content", &rendered.html);
+        context.insert("toc", &toc);
+        // Moved in, not serialized again (`insert` would copy the whole sidebar).
+        let mut nav = serde_json::Map::new();
+        nav.insert("nav".to_owned(), input.nav_value);
+        if let Ok(nav) = tera::Context::from_value(serde_json::Value::Object(nav)) {
+            context.extend(nav);
+        }
+        buffers.html.clear();
+        crate::templates::render_to(
+            self.tera,
+            self.templates_dir,
+            meta.template(),
+            &format!("content/{}", meta.rel_path),
+            &context,
+            &mut buffers.html,
+        )?;
+        buffers.twin.clear();
+        if twin_path.is_some() {
+            let twin = Twin {
+                url: &meta.url,
+                canonical: page.canonical,
+                title: &meta.front.title,
+                description: &meta.front.description,
+                lastmod: &meta.lastmod,
+                breadcrumbs: &input.nav.breadcrumbs,
+                toc: &toc,
+                prev: &input.nav.prev,
+                next: &input.nav.next,
+                html: &rendered.html,
+            };
+            // Writing JSON to a Vec fails only on a serializer error, which these types do
+            // not produce.
+            serde_json::to_writer(&mut buffers.twin, &twin).unwrap_or_default();
+        }
+        Ok(twin_path)
     }
-    Ok(files)
 }

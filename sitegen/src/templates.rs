@@ -57,14 +57,16 @@ pub fn chain(err: &dyn std::error::Error) -> String {
     message
 }
 
-pub fn render(
+/// Renders `template` for `page` into `out`.
+pub fn render_to(
     tera: &tera::Tera,
     templates_dir: &Path,
     template: &str,
     page: &str,
     context: &tera::Context,
-) -> Result<String> {
-    tera.render(template, context)
+    out: &mut Vec<u8>,
+) -> Result<()> {
+    tera.render_to(template, context, out)
         .map_err(|err| Error::Template {
             template: templates_dir.join(template).display().to_string(),
             page: page.to_owned(),
