@@ -78,6 +78,34 @@ impl Daemons {
     }
 }
 
+/// Starts `git daemon` on 127.0.0.1:`port` serving the bare repositories under `base` (push
+/// allowed), with `home` as its `HOME` and its log in `log`. The `git-daemon` program itself,
+/// not `git daemon`: the wrapper runs it as a child, which would outlive the kill at the end of
+/// the bench and keep its port.
+pub fn start_git_daemon(
+    daemons: &mut Daemons,
+    base: &Path,
+    port: u16,
+    home: &Path,
+    log: &Path,
+) -> Result<()> {
+    let exec_path = run_command(Command::new("git").arg("--exec-path"))?;
+    daemons.start(
+        "git daemon",
+        Command::new(Path::new(exec_path.trim()).join("git-daemon"))
+            .arg("--enable=receive-pack")
+            .arg("--export-all")
+            .arg("--reuseaddr")
+            .arg("--listen=127.0.0.1")
+            .arg(format!("--port={port}"))
+            .arg(format!("--base-path={}", base.display()))
+            .arg(base)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("HOME", home),
+        Some(log),
+    )
+}
+
 /// A port of 127.0.0.1 free a moment ago.
 pub fn free_port() -> Result<u16> {
     let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("bind: {e}"))?;

@@ -33,8 +33,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use cairn_bench::processes::{
-    Daemons, binary_dir, build_binaries, free_port, remove, run_command, today, value_of,
-    wait_for_port,
+    Daemons, binary_dir, build_binaries, free_port, remove, run_command, start_git_daemon, today,
+    value_of, wait_for_port,
 };
 use cairn_bench::{edited, project_tree, write_tree};
 
@@ -483,22 +483,12 @@ fn bench(options: &Options, bin: &Path, root: &Path) -> Result<()> {
 
     // git daemon over a folder of bare repositories.
     let (git_base, git_port) = daemon_folder(root, "git-server")?;
-    // `git-daemon` itself, not `git daemon`: the wrapper runs it as a child, which would outlive
-    // the kill at the end of the bench and keep its port.
-    let exec_path = run_command(Command::new("git").arg("--exec-path"))?;
-    daemons.start(
-        "git daemon",
-        Command::new(Path::new(exec_path.trim()).join("git-daemon"))
-            .arg("--enable=receive-pack")
-            .arg("--export-all")
-            .arg("--reuseaddr")
-            .arg("--listen=127.0.0.1")
-            .arg(format!("--port={git_port}"))
-            .arg(format!("--base-path={}", git_base.display()))
-            .arg(&git_base)
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("HOME", root.join("home")),
-        Some(&root.join("git-daemon.log")),
+    start_git_daemon(
+        &mut daemons,
+        &git_base,
+        git_port,
+        &root.join("home"),
+        &root.join("git-daemon.log"),
     )?;
 
     // rsync daemon with one read-write module.
