@@ -39,9 +39,13 @@ fn project_files(root: &Path) -> usize {
         .count()
 }
 
-/// The project id in the working copy `copy`'s config.
-fn project_of(copy: &Path) -> String {
-    let config = fs::read_to_string(copy.join(".cairn/config.toml")).expect("the config");
+/// Writes the project into `a`, pushes it as version 1; the project's id (from `a`'s config).
+fn push_project(setup: &Setup) -> String {
+    let Setup { cairn, a, .. } = setup;
+    write_project(a);
+    let pushed = cairn.json(a, &["push"]);
+    assert_eq!(pushed["push"]["version"], 1, "{pushed}");
+    let config = fs::read_to_string(a.join(".cairn/config.toml")).expect("the config");
     config
         .lines()
         .find_map(|line| line.strip_prefix("project = "))
@@ -53,11 +57,8 @@ fn project_of(copy: &Path) -> String {
 #[test]
 fn a_clone_of_many_files_is_whole_and_clean() {
     let Some(setup) = Setup::start() else { return };
+    let project = push_project(&setup);
     let Setup { cairn, a, .. } = &setup;
-    write_project(a);
-    let pushed = cairn.json(a, &["push"]);
-    assert_eq!(pushed["push"]["version"], 1, "{pushed}");
-    let project = project_of(a);
     let (c, cloned) = cairn.clone(&project, "c");
     assert_eq!(cloned["pull"]["version"], 1, "{cloned}");
     assert_eq!(tree_on_disk(&c), tree_on_disk(a));
@@ -67,11 +68,8 @@ fn a_clone_of_many_files_is_whole_and_clean() {
 #[test]
 fn a_clone_killed_half_way_is_finished_by_the_next_pull() {
     let Some(setup) = Setup::start() else { return };
+    let project = push_project(&setup);
     let Setup { cairn, a, .. } = &setup;
-    write_project(a);
-    let pushed = cairn.json(a, &["push"]);
-    assert_eq!(pushed["push"]["version"], 1, "{pushed}");
-    let project = project_of(a);
 
     // Killed as soon as its first files are on disk: the object cache is full, the writes have
     // started, and the base is not recorded.
@@ -89,18 +87,19 @@ fn a_clone_killed_half_way_is_finished_by_the_next_pull() {
                 .filter(|entry| !is_temp(&entry.file_name().to_string_lossy()))
                 .count()
         });
-        if written > 0 {
-            break;
-        }
+        // Checked after the files were counted: running now, it is killed half way.
         assert!(
             clone
                 .child
                 .try_wait()
                 .expect("the clone's status")
                 .is_none(),
-            "the clone ended before any file could be seen: {:?}",
+            "the clone ended before it could be killed ({written} files seen): {:?}",
             clone.output()
         );
+        if written > 0 {
+            break;
+        }
         assert!(
             Instant::now() < deadline,
             "no file after 60 s: {:?}",
@@ -108,14 +107,6 @@ fn a_clone_killed_half_way_is_finished_by_the_next_pull() {
         );
         std::thread::sleep(Duration::from_micros(200));
     }
-    assert!(
-        clone
-            .child
-            .try_wait()
-            .expect("the clone's status")
-            .is_none(),
-        "the clone ended before it could be killed"
-    );
     clone.kill();
     let left = project_files(&d);
     assert!(

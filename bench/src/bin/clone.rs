@@ -26,8 +26,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use cairn_bench::processes::{
-    Daemons, binary_dir, build_binaries, free_port, remove, run_command, start_git_daemon, today,
-    value_of, wait_for_port,
+    Daemons, binary_dir, build_binaries, free_port, remove, run_command, start_embedded_server,
+    start_git_daemon, today, wait_for_port,
 };
 use cairn_bench::{TreeFile, first_difference, median, team_project_tree, write_tree};
 
@@ -201,48 +201,15 @@ fn bench_place(
     write_tree(&git_source, files)?;
     let mut daemons = Daemons::default();
 
-    // Cairn: an account, a team and a project made from the shell, then the server.
-    let data = root.join("cairn-data");
-    let admin = |args: &[&str]| -> Result<String> {
-        let mut command = Command::new(bin.join("sync-server"));
-        command
-            .env_remove("CAIRN_CONFIG")
-            .env("CAIRN_PASSWORD", PASSWORD)
-            .arg("admin")
-            .arg("--data-dir")
-            .arg(&data)
-            .args(args);
-        run_command(&mut command)
-    };
-    admin(&[
-        "create-user",
-        "--name",
-        "bench",
-        "--email",
-        "bench@example.com",
-    ])?;
-    admin(&["create-team", "--name", "benchteam", "--owner", "bench"])?;
-    let created = admin(&[
-        "create-project",
-        "--team",
-        "benchteam",
-        "--name",
-        "team-project",
-    ])?;
-    let project = value_of(&created, "project")?;
-    let cairn_port = free_port()?;
-    daemons.start(
-        "sync-server",
-        Command::new(bin.join("sync-server"))
-            .env_remove("CAIRN_CONFIG")
-            .env("RUST_LOG", "warn")
-            .arg("serve")
-            .arg("--data-dir")
-            .arg(&data)
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{cairn_port}")),
-        Some(&root.join("server.log")),
+    let (cairn_port, projects) = start_embedded_server(
+        &mut daemons,
+        bin,
+        &root.join("cairn-data"),
+        PASSWORD,
+        &["team-project".to_owned()],
+        &root.join("server.log"),
     )?;
+    let project = &projects[0];
     let git_base = root.join("git-server");
     std::fs::create_dir_all(&git_base).map_err(|e| e.to_string())?;
     let git_port = free_port()?;
@@ -265,7 +232,7 @@ fn bench_place(
         "--server",
         &cairn_url,
         "--project",
-        &project,
+        project,
     ]))?;
     run_command(cairn(bin, root, &cairn_source).args(["push", "-m", "initial"]))?;
     run_command(git(root, &git_base).args(["init", "-q", "--bare", "-b", "main", "corpus.git"]))?;
@@ -287,7 +254,7 @@ fn bench_place(
         remove(&git_clone)?;
         let mut cairn_command = cairn(bin, root, root);
         cairn_command
-            .args(["clone", "--server", &cairn_url, "--project", &project])
+            .args(["clone", "--server", &cairn_url, "--project", project])
             .arg(&cairn_clone);
         let mut git_command = git(root, root);
         git_command.args(["clone", "-q", &git_url]).arg(&git_clone);
