@@ -33,7 +33,7 @@ use cairn_bench::{TreeFile, first_difference, median, team_project_tree, write_t
 
 type Result<T> = std::result::Result<T, String>;
 
-const SEED: u64 = 0x15c1_0e;
+const SEED: u64 = 0x0015_c10e;
 const PASSWORD: &str = "bench-password-1";
 
 fn main() {

@@ -465,32 +465,35 @@ impl Applier<'_> {
             .filter(|parent| fs::create_dir_all(parent).is_err())
             .collect();
         let this = &*self;
-        let written: Vec<(&Path, &FileRef, Option<Result<fs::Metadata, ClientError>>)> = paths
+        // A file in a folder that could not be made is held back like one whose name is taken.
+        let written: Vec<(&Path, &FileRef, Result<fs::Metadata, ClientError>)> = paths
             .par_iter()
             .filter_map(|path| merged.get_key_value(path))
             .map(|(path, wanted)| {
                 let disk = this.disk(path);
-                if disk
-                    .parent()
-                    .is_some_and(|parent| unusable.contains(parent))
-                {
-                    return (path, wanted, None);
-                }
-                let result = write_contents(this.objects, &disk, wanted, None, Durability::Cache);
-                (path, wanted, Some(result))
+                let result = match disk.parent() {
+                    Some(parent) if unusable.contains(parent) => Err(ClientError::io(
+                        "create",
+                        disk,
+                        io::Error::from(io::ErrorKind::AlreadyExists),
+                    )),
+                    _ => write_contents(this.objects, &disk, wanted, None, Durability::Cache),
+                };
+                (path, wanted, result)
             })
             .collect();
         for (path, wanted, result) in written {
             match result {
-                Some(Ok(metadata)) => {
+                Ok(metadata) => {
                     self.report
                         .stats
                         .insert(path.clone(), stat_entry(&metadata, wanted));
                     self.report.written.push(path.clone());
                 }
-                Some(Err(error)) if !is_already_exists(&error) => return Err(error),
-                // A name taken by something unlisted, or a folder that could not be made.
-                _ => self.hold(path, HeldBackReason::Occupied),
+                Err(error) if is_already_exists(&error) => {
+                    self.hold(path, HeldBackReason::Occupied)
+                }
+                Err(error) => return Err(error),
             }
         }
         Ok(())
