@@ -274,6 +274,66 @@ pub fn project_tree(small: usize, large: usize, large_size: usize, seed: u64) ->
     files
 }
 
+/// The held-out team project of issue 15, as a folder tree: 8,000 files in 514 folders, every
+/// file 2 to 4 folders deep: 7,957 pretty-printed JSON documents of 0.5 to 4 KiB, 40 JSON files
+/// of 50 to 500 KiB (recorded responses) and 3 recordings of 17 to 19 MiB (random bytes, as
+/// compressed media). The folders: 6 at the top, 9 in each (54), 4 in each of those (216), and
+/// one in each of those, two in the first 22 (238). The same `seed` gives the same tree.
+pub fn team_project_tree(seed: u64) -> Vec<TreeFile> {
+    let mut rng = Rng::new(seed);
+    // The folders that hold files: every one 2 to 4 deep (508 of the 514).
+    let mut folders = Vec::new();
+    let mut third_level = 0;
+    for top in 0..6 {
+        for middle in 0..9 {
+            let second = format!("area-{top}/group-{middle}");
+            folders.push(second.clone());
+            for low in 0..4 {
+                let third = format!("{second}/set-{low}");
+                folders.push(third.clone());
+                let leaves = if third_level < 22 { 2 } else { 1 };
+                third_level += 1;
+                for leaf in 0..leaves {
+                    folders.push(format!("{third}/case-{leaf}"));
+                }
+            }
+        }
+    }
+    let mut files = Vec::with_capacity(8_000);
+    let mut json_file = |rng: &mut Rng, slot: usize, name: String, len: usize| {
+        let mut bytes = Vec::with_capacity(len + 256);
+        json_like(rng, len, &mut bytes);
+        let folder = &folders[slot % folders.len()];
+        files.push(TreeFile {
+            path: format!("{folder}/{name}"),
+            bytes,
+        });
+    };
+    for index in 0..7_957 {
+        let len = 512 + rng.below(3_584) as usize;
+        let kind = ["request", "response", "example", "environment"][index % 4];
+        json_file(&mut rng, index, format!("{kind}-{index:05}.json"), len);
+    }
+    for index in 0..40 {
+        let len = (50 << 10) + rng.below(450 << 10) as usize;
+        json_file(
+            &mut rng,
+            index * 13,
+            format!("recorded-{index:02}.json"),
+            len,
+        );
+    }
+    for index in 0..3 {
+        let mut bytes = vec![0; (17 << 20) + rng.below(2 << 20) as usize];
+        rng.fill(&mut bytes);
+        files.push(TreeFile {
+            path: format!("{}/recording-{index}.bin", folders[index * 101]),
+            bytes,
+        });
+    }
+    files
+}
+
 /// Writes `files` under `dir`, creating folders as needed.
 pub fn write_tree(dir: &Path, files: &[TreeFile]) -> Result<(), String> {
     for file in files {

@@ -78,6 +78,86 @@ impl Daemons {
     }
 }
 
+/// An embedded `sync-server` over the data folder `data`, with the user `bench` (password
+/// `password`), the team `benchteam` and a project per name in `projects`, made from the shell
+/// before the server starts, kept in `daemons` with its log in `log`. Its port and the
+/// projects' ids.
+pub fn start_embedded_server(
+    daemons: &mut Daemons,
+    bin: &Path,
+    data: &Path,
+    password: &str,
+    projects: &[String],
+    log: &Path,
+) -> Result<(u16, Vec<String>)> {
+    let admin = |args: &[&str]| -> Result<String> {
+        let mut command = Command::new(bin.join("sync-server"));
+        command
+            .env_remove("CAIRN_CONFIG")
+            .env("CAIRN_PASSWORD", password)
+            .arg("admin")
+            .arg("--data-dir")
+            .arg(data)
+            .args(args);
+        run_command(&mut command)
+    };
+    admin(&[
+        "create-user",
+        "--name",
+        "bench",
+        "--email",
+        "bench@example.com",
+    ])?;
+    admin(&["create-team", "--name", "benchteam", "--owner", "bench"])?;
+    let mut ids = Vec::new();
+    for name in projects {
+        let output = admin(&["create-project", "--team", "benchteam", "--name", name])?;
+        ids.push(value_of(&output, "project")?);
+    }
+    let port = free_port()?;
+    daemons.start(
+        "sync-server",
+        Command::new(bin.join("sync-server"))
+            .env_remove("CAIRN_CONFIG")
+            .env("RUST_LOG", "warn")
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(data)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}")),
+        Some(log),
+    )?;
+    Ok((port, ids))
+}
+
+/// Starts `git daemon` on 127.0.0.1:`port` serving the bare repositories under `base` (push
+/// allowed), with `home` as its `HOME` and its log in `log`. The `git-daemon` program itself,
+/// not `git daemon`: the wrapper runs it as a child, which would outlive the kill at the end of
+/// the bench and keep its port.
+pub fn start_git_daemon(
+    daemons: &mut Daemons,
+    base: &Path,
+    port: u16,
+    home: &Path,
+    log: &Path,
+) -> Result<()> {
+    let exec_path = run_command(Command::new("git").arg("--exec-path"))?;
+    daemons.start(
+        "git daemon",
+        Command::new(Path::new(exec_path.trim()).join("git-daemon"))
+            .arg("--enable=receive-pack")
+            .arg("--export-all")
+            .arg("--reuseaddr")
+            .arg("--listen=127.0.0.1")
+            .arg(format!("--port={port}"))
+            .arg(format!("--base-path={}", base.display()))
+            .arg(base)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("HOME", home),
+        Some(log),
+    )
+}
+
 /// A port of 127.0.0.1 free a moment ago.
 pub fn free_port() -> Result<u16> {
     let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("bind: {e}"))?;

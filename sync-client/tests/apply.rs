@@ -68,6 +68,125 @@ fn a_pull_into_an_empty_copy_writes_every_file() {
     assert!(test.copy.status().unwrap().changes.is_empty());
 }
 
+/// A clone's files, from the test's remote tree: `count` small JSON documents in ten folders.
+fn many_files(count: usize) -> Vec<(String, Vec<u8>, bool)> {
+    (0..count)
+        .map(|index| {
+            let text = format!("{{\n  \"id\": {index},\n  \"method\": \"GET\"\n}}\n");
+            (
+                format!("folder-{}/request-{index}.json", index % 10),
+                text.into_bytes(),
+                index % 7 == 0,
+            )
+        })
+        .collect()
+}
+
+fn remote_of(
+    test: &TestCopy,
+    files: &[(String, Vec<u8>, bool)],
+) -> (Listing, sync_protocol::ObjectId) {
+    let borrowed: Vec<(&str, Vec<u8>, bool)> = files
+        .iter()
+        .map(|(path, bytes, executable)| (path.as_str(), bytes.clone(), *executable))
+        .collect();
+    remote_tree(&test.copy.objects(), &borrowed)
+}
+
+#[test]
+fn a_clone_writes_many_files_in_parallel_and_leaves_no_temp_file() {
+    let test = new_copy();
+    let files = many_files(500);
+    let (remote, root) = remote_of(&test, &files);
+    let report = test.copy.apply(3, root, &remote).unwrap();
+    assert!(report.is_complete(), "{:?}", report.held_back);
+    assert_eq!(report.written.len(), files.len());
+    assert_eq!(report.stats.len(), files.len());
+    for (relative, bytes, executable) in &files {
+        let disk = test.root.join(relative);
+        assert_eq!(&fs::read(&disk).unwrap(), bytes, "{relative}");
+        assert_eq!(is_executable(&disk), *executable, "{relative}");
+    }
+    // Every name on disk is a file of the tree: no temp file is left behind.
+    assert_eq!(files_on_disk(&test.root).len(), files.len());
+    assert_eq!(test.copy.base().unwrap().version, Some(3));
+    assert!(test.copy.status().unwrap().changes.is_empty());
+}
+
+#[test]
+fn a_clone_never_replaces_what_is_in_the_way() {
+    let test = new_copy();
+    // Neither is listed by a scan (symlinks are skipped), so the copy counts as empty: a
+    // symlink where a file goes, and one where a folder goes.
+    std::os::unix::fs::symlink("elsewhere", test.root.join("taken.json")).unwrap();
+    std::os::unix::fs::symlink("nowhere", test.root.join("blocked")).unwrap();
+    let (remote, root) = remote_tree(
+        &test.copy.objects(),
+        &[
+            ("taken.json", b"theirs".to_vec(), false),
+            ("blocked/inner.json", b"theirs too".to_vec(), false),
+            ("free.json", b"free".to_vec(), false),
+        ],
+    );
+    let report = test.copy.apply(2, root, &remote).unwrap();
+    let held: Vec<(String, HeldBackReason)> = report
+        .held_back
+        .iter()
+        .map(|held| (held.path.to_string(), held.reason.clone()))
+        .collect();
+    assert_eq!(
+        held,
+        [
+            ("blocked/inner.json".to_owned(), HeldBackReason::Occupied),
+            ("taken.json".to_owned(), HeldBackReason::Occupied),
+        ]
+    );
+    assert_eq!(
+        fs::read_link(test.root.join("taken.json"))
+            .unwrap()
+            .to_str(),
+        Some("elsewhere")
+    );
+    assert_eq!(fs::read(test.root.join("free.json")).unwrap(), b"free");
+    // The held-back paths stay pending, so the next pull tries them again.
+    assert_eq!(test.copy.base().unwrap().pending.len(), 2);
+}
+
+#[test]
+fn a_pull_after_an_interrupted_clone_finds_the_written_files_and_finishes() {
+    let test = new_copy();
+    let files = many_files(200);
+    let (remote, root) = remote_of(&test, &files);
+    // What a clone killed half way leaves: some files whole, a temp file, no base.
+    for (relative, bytes, executable) in files.iter().step_by(3) {
+        write(&test.root, relative, bytes);
+        if *executable {
+            fs::set_permissions(test.root.join(relative), fs::Permissions::from_mode(0o755))
+                .unwrap();
+        }
+    }
+    write(
+        &test.root,
+        "folder-1/.request-1.json.cairn-tmp-1-1",
+        b"{\n  \"id\"",
+    );
+    assert_eq!(test.copy.base().unwrap(), Base::never_synced());
+    let report = test.copy.apply(4, root, &remote).unwrap();
+    assert!(report.is_complete(), "{:?}", report.held_back);
+    assert!(report.conflicts.is_empty(), "{:?}", report.conflicts);
+    assert!(report.copied.is_empty(), "{:?}", report.copied);
+    assert_eq!(report.written.len(), files.len() - files.len().div_ceil(3));
+    for (relative, bytes, _) in &files {
+        assert_eq!(
+            &fs::read(test.root.join(relative)).unwrap(),
+            bytes,
+            "{relative}"
+        );
+    }
+    assert_eq!(test.copy.base().unwrap().version, Some(4));
+    assert!(test.copy.status().unwrap().changes.is_empty());
+}
+
 #[test]
 fn both_sides_edit_a_file_and_both_versions_survive() {
     let test = new_copy();

@@ -9,6 +9,7 @@
 
 mod support;
 
+mod clone;
 mod cluster;
 mod content_merge;
 mod contract;

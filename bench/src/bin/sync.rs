@@ -33,8 +33,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use cairn_bench::processes::{
-    Daemons, binary_dir, build_binaries, free_port, remove, run_command, today, value_of,
-    wait_for_port,
+    Daemons, binary_dir, build_binaries, free_port, remove, run_command, start_embedded_server,
+    start_git_daemon, today, wait_for_port,
 };
 use cairn_bench::{edited, project_tree, write_tree};
 
@@ -436,69 +436,26 @@ fn bench(options: &Options, bin: &Path, root: &Path) -> Result<()> {
 
     // Cairn: an account, a team and one project per initial-upload run, made from the shell
     // before the server starts; then the server.
-    let data = root.join("cairn-data");
-    let admin = |args: &[&str]| -> Result<String> {
-        let mut command = Command::new(bin.join("sync-server"));
-        command
-            .env_remove("CAIRN_CONFIG")
-            .env("CAIRN_PASSWORD", PASSWORD)
-            .arg("admin")
-            .arg("--data-dir")
-            .arg(&data)
-            .args(args);
-        run_command(&mut command)
-    };
-    admin(&[
-        "create-user",
-        "--name",
-        "bench",
-        "--email",
-        "bench@example.com",
-    ])?;
-    admin(&["create-team", "--name", "benchteam", "--owner", "bench"])?;
-    let mut projects = Vec::new();
-    for run in 0..projects_needed {
-        let output = admin(&[
-            "create-project",
-            "--team",
-            "benchteam",
-            "--name",
-            &format!("corpus-{run}"),
-        ])?;
-        projects.push(value_of(&output, "project")?);
-    }
-    let cairn_port = free_port()?;
-    daemons.start(
-        "sync-server",
-        Command::new(bin.join("sync-server"))
-            .env_remove("CAIRN_CONFIG")
-            .env("RUST_LOG", "warn")
-            .arg("serve")
-            .arg("--data-dir")
-            .arg(&data)
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{cairn_port}")),
-        Some(&root.join("server.log")),
+    let names: Vec<String> = (0..projects_needed)
+        .map(|run| format!("corpus-{run}"))
+        .collect();
+    let (cairn_port, projects) = start_embedded_server(
+        &mut daemons,
+        bin,
+        &root.join("cairn-data"),
+        PASSWORD,
+        &names,
+        &root.join("server.log"),
     )?;
 
     // git daemon over a folder of bare repositories.
     let (git_base, git_port) = daemon_folder(root, "git-server")?;
-    // `git-daemon` itself, not `git daemon`: the wrapper runs it as a child, which would outlive
-    // the kill at the end of the bench and keep its port.
-    let exec_path = run_command(Command::new("git").arg("--exec-path"))?;
-    daemons.start(
-        "git daemon",
-        Command::new(Path::new(exec_path.trim()).join("git-daemon"))
-            .arg("--enable=receive-pack")
-            .arg("--export-all")
-            .arg("--reuseaddr")
-            .arg("--listen=127.0.0.1")
-            .arg(format!("--port={git_port}"))
-            .arg(format!("--base-path={}", git_base.display()))
-            .arg(&git_base)
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("HOME", root.join("home")),
-        Some(&root.join("git-daemon.log")),
+    start_git_daemon(
+        &mut daemons,
+        &git_base,
+        git_port,
+        &root.join("home"),
+        &root.join("git-daemon.log"),
     )?;
 
     // rsync daemon with one read-write module.
