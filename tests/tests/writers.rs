@@ -254,10 +254,17 @@ fn a_rebased_push_leaves_the_others_paths_pending_and_overlaps_still_merge_here(
     );
     assert_eq!(merged["push"]["rebased"], false, "{merged}");
     assert_eq!(read(a, "shared.json"), b"{\"v\":\"b\"}\n");
-    let copies: Vec<String> = tree_on_disk(a)
-        .into_keys()
-        .filter(|path| path.starts_with("shared.json.conflict-"))
+    let on_disk = tree_on_disk(a);
+    let copies: Vec<&String> = on_disk
+        .keys()
+        .filter(|path| path.starts_with("shared.json.conflict-") && !path.ends_with(".merge"))
         .collect();
     assert_eq!(copies.len(), 1, "one conflict copy: {copies:?}");
-    assert_eq!(read(a, &copies[0]), b"{\"v\":\"a\"}\n");
+    assert_eq!(read(a, copies[0]), b"{\"v\":\"a\"}\n");
+    // Beside it, the content merge's markers (the same line changed on both sides).
+    let marked = String::from_utf8(read(a, &format!("{}.merge", copies[0]))).unwrap();
+    assert!(
+        marked.contains("<<<<<<<") && marked.contains(">>>>>>>"),
+        "{marked}"
+    );
 }
