@@ -216,7 +216,8 @@ async fn journey(server: &TestServer) {
     page.assert_status(303);
     let page = alice.get(&team_page).await;
     assert!(
-        page.body.contains("<td>bob</td>\n<td>editor</td>"),
+        page.body
+            .contains("<td data-label=\"Account\">bob</td>\n<td data-label=\"Role\">editor</td>"),
         "{}",
         page.body
     );
