@@ -174,7 +174,7 @@ pub async fn dispatch(app: &App, request: PageRequest) -> Response {
     }
     let value = |index: usize| values.get(index).map_or("", String::as_str).to_owned();
     let (first, second) = (value(0), value(1));
-    let (app, v, r, f) = (app, &visitor, &request, form);
+    let (v, r, f) = (&visitor, &request, form);
     let answer = match route.page {
         Page::Start => account::start(v, r),
         Page::Asset => Err(PageError::NotFound),

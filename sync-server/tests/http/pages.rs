@@ -840,7 +840,7 @@ async fn not_found(server: &TestServer) {
         );
     }
     // A viewer sees the project but may not restore.
-    let viewer = api_user_for(server, &mut alice, "alice").await;
+    let viewer = api_user(server, "alice").await;
     server.add_member(&carol, &team, &viewer, "viewer").await;
     alice
         .get(&format!("/account/projects/{project}"))
@@ -857,10 +857,6 @@ async fn not_found(server: &TestServer) {
     assert!(page.location().starts_with("/account/sign-in?next="));
 }
 http_test!(pages_hide_what_you_may_not_see, not_found);
-
-async fn api_user_for(server: &TestServer, _browser: &mut Browser<'_>, name: &str) -> User {
-    api_user(server, name).await
-}
 
 /// Failed sign-ins are limited per account (and the API's log-in shares the count).
 async fn sign_in_limit(server: &TestServer) {
