@@ -28,6 +28,7 @@ mod codec;
 pub mod config;
 pub mod journal;
 pub mod lock;
+pub mod monitor;
 pub mod object_cache;
 pub mod state;
 pub mod user_config;
