@@ -424,6 +424,10 @@ fn watch(
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         let now = Instant::now();
         let observed = classify(&owned_root, &event);
+        if observed.is_empty() {
+            // Reads and opens (a scan makes many), and paths of no interest.
+            return;
+        }
         let mut shared = shared.lock().unwrap_or_else(|poison| poison.into_inner());
         let was_broken = shared.state.is_broken();
         for observed in observed {

@@ -144,7 +144,8 @@ enum Command {
     /// Sync continuously as files change here or on the server (Ctrl-C stops it).
     ///
     /// Syncs at start, then whenever the server announces a new version (its event stream) or
-    /// a check of the folder, every INTERVAL seconds, finds changes.
+    /// a check of the folder, every INTERVAL seconds, finds changes. While it runs it is also
+    /// the working copy's file-system monitor (see `cairn daemon`), unless one runs already.
     Watch {
         /// Seconds between checks of the folder.
         #[arg(long, value_name = "INTERVAL", default_value_t = 2)]
@@ -306,6 +307,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 interval: Duration::from_secs(interval.max(1)),
                 rounds: SYNC_ROUNDS,
             };
+            monitor_beside_watch(copy.root());
             sync_client::operations::watch::watch(&copy, &remote, options, |event| {
                 print_watch_event(&event, json);
                 true
@@ -313,6 +315,21 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(0)
         }
     }
+}
+
+/// A watch is also the file-system monitor of its working copy, unless one runs already: a
+/// thread that lives as long as the watch (a socket it leaves behind refuses connections and is
+/// replaced by the next monitor).
+fn monitor_beside_watch(root: &FsPath) {
+    use sync_client::operations::daemon::{self, DaemonError};
+    let root = root.to_path_buf();
+    std::thread::spawn(move || match daemon::run(&root, |_| {}) {
+        Ok(()) | Err(DaemonError::Running { .. }) => {}
+        Err(error) => eprintln!(
+            "cairn watch: no file-system monitor: {}",
+            errors::message(&error.into())
+        ),
+    });
 }
 
 /// `cairn daemon`: runs the monitor in the foreground, or stops the running one.
