@@ -130,6 +130,21 @@ fn written_modified_removed_and_renamed_files_are_named() {
 }
 
 #[test]
+fn a_symbolic_link_is_not_followed() {
+    let test = new_copy();
+    let outside = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(outside.path(), test.root.join("link")).unwrap();
+    let _daemon = RunningDaemon::start(&test.root);
+    let token = token_of(&changes_since(&test.root, None));
+    write(outside.path(), "elsewhere.json", b"{}");
+    write(&test.root, "here.json", b"{}");
+    assert_eq!(
+        paths_of(&changes_since(&test.root, Some(&token))),
+        set(&["here.json"])
+    );
+}
+
+#[test]
 fn a_new_folder_tree_is_named_by_its_top_folder() {
     let test = new_copy();
     let _daemon = RunningDaemon::start(&test.root);
@@ -448,5 +463,51 @@ fn cairn_status_is_right_while_cairn_daemon_runs_and_stop_stops_it() {
             "modified edited.json",
             "removed removed.json"
         ])
+    );
+}
+
+#[test]
+fn a_silent_slow_or_confused_monitor_is_unavailable() {
+    let test = new_copy();
+    let socket = socket_path(&canonical_root(&test.root)).unwrap();
+    let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    // Each connection is answered with the next of these (None: never answered).
+    let answers: Vec<Option<&'static [u8]>> = vec![
+        None,
+        Some(b"not json\n"),
+        Some(b"{\"version\":2,\"answer\":\"everything\",\"token\":\"a-1\"}\n"),
+        Some(b"{\"version\":1,\"answer\":\"paths\",\"token\":\"a-1\",\"paths\":[\"../x\"]}\n"),
+        Some(b"{\"version\":1,\"answer\":\"error\",\"message\":\"no\"}\n"),
+        Some(b"{\"version\":1,\"answer\":\"paths\",\"token\":\"a-1\",\"paths\":[\"x\"]}\n"),
+    ];
+    let count = answers.len();
+    let server = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for answer in answers {
+            let (mut connection, _) = listener.accept().unwrap();
+            let mut request = String::new();
+            BufReader::new(connection.try_clone().unwrap())
+                .read_line(&mut request)
+                .unwrap();
+            match answer {
+                Some(answer) => connection.write_all(answer).unwrap(),
+                None => held.push(connection),
+            }
+        }
+    });
+    let mut outcomes = Vec::new();
+    for _ in 0..count {
+        outcomes.push(changes_since(&test.root, None));
+    }
+    server.join().unwrap();
+    let unavailable = vec![Changes::Unavailable; count - 1];
+    assert_eq!(outcomes[..count - 1], unavailable[..]);
+    // The last, well-formed answer is taken as it is (the fake's token and all).
+    assert_eq!(
+        outcomes[count - 1],
+        Changes::Paths {
+            token: Token("a-1".into()),
+            paths: vec![PathBuf::from("x")]
+        }
     );
 }

@@ -421,7 +421,7 @@ fn watch(
     };
     let owned_root = root.to_path_buf();
     let shared = Arc::clone(shared);
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+    let handler = move |event: notify::Result<notify::Event>| {
         let now = Instant::now();
         let observed = classify(&owned_root, &event);
         if observed.is_empty() {
@@ -447,8 +447,12 @@ fn watch(
                 owned_root.display()
             );
         }
-    })
-    .map_err(watch_error)?;
+    };
+    // Symbolic links are not followed: the scan skips them, and one to `/` would have the
+    // daemon watch the whole machine.
+    let config = notify::Config::default().with_follow_symlinks(false);
+    let mut watcher = <notify::RecommendedWatcher as notify::Watcher>::new(handler, config)
+        .map_err(watch_error)?;
     notify::Watcher::watch(&mut watcher, root, notify::RecursiveMode::Recursive)
         .map_err(watch_error)?;
     Ok(watcher)
@@ -680,6 +684,23 @@ mod tests {
         let fresh = token(&state.answer(Some(&start), true, now));
         state.observe(changed("e"), now);
         assert_eq!(paths(&state.answer(Some(&fresh), true, now)), ["e"]);
+    }
+
+    #[test]
+    fn a_path_that_is_not_utf8_makes_the_answer_everything() {
+        use std::os::unix::ffi::OsStrExt;
+        let now = Instant::now();
+        let mut state = MonitorState::new("a1".into(), 10);
+        let start = token(&state.answer(None, true, now));
+        let odd = PathBuf::from(std::ffi::OsStr::from_bytes(b"caf\xe9.json"));
+        state.observe(
+            Observed::Changed {
+                path: odd,
+                new_folder: false,
+            },
+            now,
+        );
+        assert!(is_everything(&state.answer(Some(&start), true, now)));
     }
 
     #[test]
