@@ -336,14 +336,25 @@ fn monitor_beside_watch(root: &FsPath) {
 fn daemon(root: &FsPath, stop: bool, json: bool) -> anyhow::Result<u8> {
     use sync_client::operations::daemon;
     if stop {
-        let stopped = sync_client::stores::monitor::request_stop(root)
-            && daemon::wait_stopped(root, Duration::from_secs(5));
+        if !sync_client::stores::monitor::request_stop(root) {
+            if json {
+                print_json(&json!({ "stopped": false, "running": false }))?;
+            } else {
+                println!("No file-system monitor answered for {}.", root.display());
+            }
+            return Ok(0);
+        }
+        let wait = Duration::from_secs(5);
+        anyhow::ensure!(
+            daemon::wait_stopped(root, wait),
+            "the file-system monitor of {} was asked to stop but still runs after {} s",
+            root.display(),
+            wait.as_secs()
+        );
         if json {
-            print_json(&json!({ "stopped": stopped }))?;
-        } else if stopped {
-            println!("Stopped the file-system monitor of {}.", root.display());
+            print_json(&json!({ "stopped": true, "running": false }))?;
         } else {
-            println!("No file-system monitor answered for {}.", root.display());
+            println!("Stopped the file-system monitor of {}.", root.display());
         }
         return Ok(0);
     }
