@@ -756,6 +756,20 @@ mod tests {
             ),
             [changed("a")]
         );
+        // A folder moved in is new as well (its kind is found on disk).
+        assert_eq!(
+            classify(
+                root,
+                &event(
+                    EventKind::Modify(ModifyKind::Name(RenameMode::To)),
+                    "folder"
+                )
+            ),
+            [Observed::Changed {
+                path: PathBuf::from("folder"),
+                new_folder: true
+            }]
+        );
         assert_eq!(
             classify(
                 root,
