@@ -364,11 +364,19 @@ pub fn run_with(
     .map_err(|error| ClientError::io("set a timeout on", &socket, error.into()))?;
     ready(&socket);
     while !daemon.stop.load(Ordering::SeqCst) && state_dir.is_dir() {
-        // An error is the timeout, or a failed accept (out of files, say): that query is
-        // lost, and its client walks the whole folder.
-        if let Ok((connection, _)) = listener.accept() {
-            let daemon = Arc::clone(&daemon);
-            std::thread::spawn(move || daemon.serve(connection));
+        match listener.accept() {
+            Ok((connection, _)) => {
+                let daemon = Arc::clone(&daemon);
+                std::thread::spawn(move || daemon.serve(connection));
+            }
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            // A failed accept (out of files, say): that query is lost, and its client walks
+            // the whole folder. A pause, so that a lasting failure does not spin.
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
         }
     }
     let _ = fs::remove_file(&socket);
