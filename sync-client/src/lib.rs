@@ -32,12 +32,14 @@
 //! ```
 //!
 //! - `operations`: pull, push, sync, restore, watch, change records, batched uploads: the
-//!   working copy driven with what the transport brings.
+//!   working copy driven with what the transport brings; and `cairn daemon`, the optional
+//!   file-system monitor.
 //! - `working_copy`: the files of the folder: scanning, status, applying a tree, snapshots,
 //!   and [`WorkingCopy`], which ties them to the state folder.
 //! - `transport`: HTTP. Hands a pull's verified items to its caller; knows nothing of `.cairn/`.
 //! - `stores`: the `.cairn/` files (config, base, stat cache, object cache, lock, push journal,
-//!   atomic writes, their binary codec) and the user's token file. Knows nothing of HTTP.
+//!   atomic writes, their binary codec), the user's token file, and asking the file-system
+//!   monitor over its socket. Knows nothing of HTTP.
 //! - `error`, `progress`, `timing`: the error types, the progress sink, `CAIRN_TIMINGS`.
 //!
 //! Working today, tested end to end against the real server (`tests/remote.rs`): `login`,
@@ -89,6 +91,10 @@
 //!   into the cache and asks the server what it lacks (the negotiation) instead of failing.
 //! - `restore` asks the server for its head, restores on top of it, then pulls, so local edits
 //!   are merged into the restored tree like any pull.
+//! - The file-system monitor (`cairn daemon`, [`operations::daemon`]) answers only once the
+//!   notification of a cookie file it made for the query has arrived, so an edit finished
+//!   before a command started is in that command's answer; anything it cannot vouch for is
+//!   "walk everything", and a client gives up on it after 1 s.
 
 pub mod error;
 pub mod operations;

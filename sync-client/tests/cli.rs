@@ -59,6 +59,8 @@ fn exit_codes() {
         &["watch"],
         &["log"],
         &["restore", "3"],
+        &["daemon"],
+        &["daemon", "--stop"],
     ] {
         let output = cairn(dir.path(), command);
         assert_eq!(output.status.code(), Some(3), "{command:?}");
@@ -68,7 +70,7 @@ fn exit_codes() {
     assert!(help.contains("Exit codes:"), "{help}");
     for command in [
         "login", "projects", "init", "clone", "status", "push", "pull", "sync", "watch", "log",
-        "restore",
+        "restore", "daemon",
     ] {
         assert!(help.contains(command), "{command} missing from --help");
     }

@@ -478,6 +478,14 @@ fn watch_pulls_a_teammates_push_and_pushes_local_edits() {
             .unwrap(),
     );
 
+    // The watch is the working copy's file-system monitor as well.
+    eventually("the watch answers as the monitor", || {
+        matches!(
+            sync_client::stores::monitor::changes_since(&watched, None),
+            sync_client::stores::monitor::Changes::Everything { .. }
+        )
+    });
+
     // A push from the other copy arrives through the event stream.
     write(&other, "from-other.json", b"1");
     alice.json(&other, &["push"]);

@@ -11,6 +11,7 @@ mod cli;
 mod config;
 mod failover;
 mod layers;
+mod monitor;
 mod remote;
 mod scan;
 mod snapshot;

@@ -18,6 +18,8 @@
 //!   `rounds` times. This is also what [`push()`] does after a conflict.
 //! - [`restore`]: a version again as a new version on top of the head.
 //! - [`watch()`](watch::watch): sync whenever the folder or the server changes.
+//! - [`daemon`]: the optional file-system monitor (`cairn daemon`) that tells a command which
+//!   paths changed since its last scan (`stores::monitor` asks it).
 
 use sync_protocol::wire::ProblemCode;
 
@@ -25,6 +27,7 @@ use crate::error::ClientError;
 use crate::transport::Remote;
 use crate::transport::retry::retry;
 
+pub mod daemon;
 mod pull;
 mod push;
 mod rebased;

@@ -1,6 +1,7 @@
 //! `cairn`: the Cairn command-line client.
 //!
-//! `init` and `status` work on the local working copy; `login`, `projects`, `clone`, `pull`,
+//! `init`, `status` and `daemon` (the optional file-system monitor) work on the local
+//! working copy; `login`, `projects`, `clone`, `pull`,
 //! `push`, `sync`, `watch`, `log` and `restore` talk to the server (`sync_client::transport`,
 //! `sync_client::operations`). `network.rs` holds the commands that need no working copy,
 //! `output.rs` what every command prints (text, or JSON with `--json`), `errors.rs` how every
@@ -40,6 +41,7 @@ Examples:
   cairn push -m \"list pets: add paging\"       # pulls and merges first if others pushed
   cairn sync                                  # pull, merge, push until both sides agree
   cairn watch                                 # keep syncing as files change, Ctrl-C stops
+  cairn daemon &                              # faster status, push and sync: a file monitor
   cairn log -n 5 && cairn restore 3           # history; version 3 again as a new version
   cairn --json status                         # the same, as JSON for scripts
 
@@ -142,11 +144,24 @@ enum Command {
     /// Sync continuously as files change here or on the server (Ctrl-C stops it).
     ///
     /// Syncs at start, then whenever the server announces a new version (its event stream) or
-    /// a check of the folder, every INTERVAL seconds, finds changes.
+    /// a check of the folder, every INTERVAL seconds, finds changes. While it runs it is also
+    /// the working copy's file-system monitor (see `cairn daemon`), unless one runs already.
     Watch {
         /// Seconds between checks of the folder.
         #[arg(long, value_name = "INTERVAL", default_value_t = 2)]
         interval: u64,
+    },
+    /// Watch this working copy's files, so that commands need not look in every folder.
+    ///
+    /// The optional file-system monitor: while it runs, a command asks it which paths changed
+    /// since the last scan instead of walking the whole folder (it walks everything whenever
+    /// the monitor cannot vouch for the interval). Runs in the foreground and prints one line
+    /// once it answers; Ctrl-C or `cairn daemon --stop` stops it, and so does removing
+    /// `.cairn/`. One per working copy.
+    Daemon {
+        /// Stop the monitor running for this working copy, and wait until it has.
+        #[arg(long)]
+        stop: bool,
     },
     /// List the project's versions, newest first.
     Log {
@@ -252,6 +267,10 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             print_sync(&outcome, json)?;
             Ok(0)
         }
+        Command::Daemon { stop } => {
+            let copy = WorkingCopy::discover(&start)?;
+            daemon(copy.root(), stop, json)
+        }
         Command::Log { limit } => {
             let (copy, remote) = open_copy(&start, json)?;
             log(&copy, &remote, limit, json)?;
@@ -288,6 +307,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 interval: Duration::from_secs(interval.max(1)),
                 rounds: SYNC_ROUNDS,
             };
+            monitor_beside_watch(copy.root());
             sync_client::operations::watch::watch(&copy, &remote, options, |event| {
                 print_watch_event(&event, json);
                 true
@@ -295,6 +315,71 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(0)
         }
     }
+}
+
+/// A watch is also the file-system monitor of its working copy, unless one runs already: a
+/// thread that lives as long as the watch (a socket it leaves behind refuses connections and is
+/// replaced by the next monitor).
+fn monitor_beside_watch(root: &FsPath) {
+    use sync_client::operations::daemon::{self, DaemonError};
+    let root = root.to_path_buf();
+    std::thread::spawn(move || match daemon::run(&root, |_| {}) {
+        Ok(()) | Err(DaemonError::Running { .. }) => {}
+        Err(error) => eprintln!(
+            "cairn watch: no file-system monitor: {}",
+            errors::message(&error.into())
+        ),
+    });
+}
+
+/// `cairn daemon`: runs the monitor in the foreground, or stops the running one.
+fn daemon(root: &FsPath, stop: bool, json: bool) -> anyhow::Result<u8> {
+    use sync_client::operations::daemon;
+    if stop {
+        if !sync_client::stores::monitor::request_stop(root) {
+            if json {
+                print_json(&json!({ "stopped": false, "running": false }))?;
+            } else {
+                println!("No file-system monitor answered for {}.", root.display());
+            }
+            return Ok(0);
+        }
+        let wait = Duration::from_secs(5);
+        anyhow::ensure!(
+            daemon::wait_stopped(root, wait),
+            "the file-system monitor of {} was asked to stop but still runs after {} s",
+            root.display(),
+            wait.as_secs()
+        );
+        if json {
+            print_json(&json!({ "stopped": true, "running": false }))?;
+        } else {
+            println!("Stopped the file-system monitor of {}.", root.display());
+        }
+        return Ok(0);
+    }
+    daemon::run(root, |socket| {
+        if json {
+            // One line, like the text.
+            println!(
+                "{}",
+                json!({
+                    "ready": true,
+                    "root": root.display().to_string(),
+                    "socket": socket.display().to_string(),
+                })
+            );
+        } else {
+            println!(
+                "Monitoring {} (socket {}); Ctrl-C or `cairn daemon --stop` stops it.",
+                root.display(),
+                socket.display()
+            );
+        }
+        // The line is the signal that queries are answered: out now, even into a pipe.
+        let _ = std::io::Write::flush(&mut std::io::stdout());
+    })?;
+    Ok(0)
 }
 
 pub(crate) fn resolve(start: &FsPath, dir: Option<PathBuf>) -> PathBuf {
