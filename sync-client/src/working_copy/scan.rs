@@ -25,6 +25,7 @@ use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
 
 mod clean;
+pub(crate) mod partial;
 mod read;
 pub use clean::{CleanPaths, clean_paths};
 pub use read::STREAM_THRESHOLD;
@@ -44,7 +45,7 @@ use crate::error::ClientError;
 use crate::stores::META_DIR;
 use crate::stores::atomic::is_temp_name;
 use crate::stores::object_cache::ObjectCache;
-use crate::stores::state::{Mtime, StatCache, StatEntry};
+use crate::stores::state::{Mtime, StatEntry, StatLookup, Tracked};
 
 /// The name of ignore files, in gitignore syntax.
 pub const IGNORE_FILE: &str = ".cairnignore";
@@ -122,8 +123,10 @@ pub struct Skipped {
 pub struct ScanCounters {
     /// Regular files found (listed or not).
     pub files: u64,
-    /// Folders walked.
+    /// Folders walked (read).
     pub dirs: u64,
+    /// Entries stat'ed (files, folders and everything else the walk met).
+    pub stated: u64,
     /// Files whose stat matched the stat cache: not opened.
     pub cache_hits: u64,
     /// Files opened and read (a retried read counts again).
@@ -140,6 +143,11 @@ pub struct DiskNames {
 }
 
 impl DiskNames {
+    /// True when every listed path is its own disk path.
+    pub fn is_empty(&self) -> bool {
+        self.renamed.is_empty()
+    }
+
     /// The on-disk path of `path` under `root`, following any non-NFC folder or file name.
     pub fn resolve(&self, root: &FsPath, path: &Path) -> PathBuf {
         if self.renamed.is_empty() {
@@ -195,14 +203,17 @@ impl Scan {
         false
     }
 
-    /// The stat cache to keep: this scan's entries whose mtime is before `clock`.
-    pub fn stat_cache(&self, clock: Mtime) -> StatCache {
-        let mut cache = StatCache::new();
-        for (path, entry) in &self.stats {
-            cache.insert(path.clone(), *entry);
-        }
-        cache.drop_racy(clock);
-        cache
+    /// The stat entries to keep, in path order: this scan's entries whose mtime is before
+    /// `clock` (a later one is racy: see `StatCache`).
+    pub fn stat_entries(&self, clock: Mtime) -> Vec<(&str, StatEntry)> {
+        let mut kept: Vec<(&str, StatEntry)> = self
+            .stats
+            .iter()
+            .filter(|(_, entry)| entry.mtime < clock)
+            .map(|(path, entry)| (path.as_str(), *entry))
+            .collect();
+        kept.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        kept
     }
 }
 
@@ -210,9 +221,9 @@ impl Scan {
 /// apply to its paths.
 pub fn scan(
     root: &FsPath,
-    stat_cache: &StatCache,
+    stat_cache: &dyn StatLookup,
     objects: &ObjectCache,
-    tracked: &Listing,
+    tracked: &dyn Tracked,
 ) -> Result<Scan, ClientError> {
     let walker = Walker {
         stat_cache,
@@ -223,6 +234,12 @@ pub fn scan(
     crate::timing::timed("walk", || {
         walker.walk_dir(&mut found, root, PathBuf::new(), None, &root_matchers)
     })?;
+    read_found(root, found, objects)
+}
+
+/// Reads (in parallel) the files the walk could not take from the stat data, and gathers
+/// everything the walk found into a [`Scan`].
+fn read_found(root: &FsPath, mut found: Found, objects: &ObjectCache) -> Result<Scan, ClientError> {
     let to_read = found.take_to_read();
     let mut scan = found.into_scan();
 
@@ -285,6 +302,7 @@ struct Found {
     to_read: Vec<Candidate>,
     files: u64,
     dirs: u64,
+    stated: u64,
     cache_hits: u64,
     children: Vec<Found>,
 }
@@ -330,6 +348,7 @@ impl Found {
             renamed.extend(found.renamed);
             scan.counters.files += found.files;
             scan.counters.dirs += found.dirs;
+            scan.counters.stated += found.stated;
             scan.counters.cache_hits += found.cache_hits;
         }
         scan.listing = listing.into_iter().collect();
@@ -360,8 +379,8 @@ impl Found {
 
 /// What the walk reads but never changes; shared by the folders walked in parallel.
 struct Walker<'a> {
-    tracked: &'a Listing,
-    stat_cache: &'a StatCache,
+    tracked: &'a dyn Tracked,
+    stat_cache: &'a dyn StatLookup,
 }
 
 /// One entry of a folder being walked, with its listed name and fold key (`None`: the name is
@@ -487,6 +506,7 @@ impl Walker<'_> {
             if is_temp_name(&name) {
                 continue;
             }
+            found.stated += 1;
             let metadata = match entry.metadata() {
                 Ok(metadata) => metadata,
                 // Removed since the folder was read.
@@ -578,7 +598,7 @@ impl Walker<'_> {
                 );
                 continue;
             }
-            if let Some(cached) = self.stat_cache.get(&path)
+            if let Some(cached) = self.stat_cache.stat(&path)
                 && cached.matches(&metadata)
             {
                 found.cache_hits += 1;
@@ -591,7 +611,7 @@ impl Walker<'_> {
                         id: cached.id,
                     },
                 ));
-                found.stats.push((path, *cached));
+                found.stats.push((path, cached));
                 continue;
             }
             found.to_read.push(Candidate {
@@ -627,9 +647,6 @@ impl Walker<'_> {
 
     /// True when the base has the entry `name` of folder `parent`, or anything under it.
     fn is_tracked(&self, name: &std::ffi::OsStr, parent: Option<&Path>) -> bool {
-        if self.tracked.is_empty() {
-            return false;
-        }
         let Some(path) = name
             .to_str()
             .and_then(|text| normalized_name(text).ok())
@@ -637,7 +654,7 @@ impl Walker<'_> {
         else {
             return false;
         };
-        self.tracked.contains_key(&path) || sync_protocol::tree::has_descendant(self.tracked, &path)
+        self.tracked.tracks(&path)
     }
 }
 

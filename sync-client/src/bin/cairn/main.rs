@@ -222,7 +222,9 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Status => {
             let copy = WorkingCopy::discover(&start)?;
-            status(&copy, json)?;
+            let result = status(&copy, json);
+            report_rebuilt(&copy);
+            result?;
             Ok(0)
         }
         Command::Login { server, user } => login(&start, server, user, json),
@@ -234,22 +236,25 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         } => clone(&start, server, &project, dir, json),
         Command::Pull => {
             let (copy, remote) = open_copy(&start, json)?;
-            let outcome = sync_client::operations::pull(&copy, &remote)?;
-            print_pull(&outcome, json)?;
+            let outcome = sync_client::operations::pull(&copy, &remote);
+            report_rebuilt(&copy);
+            print_pull(&outcome?, json)?;
             Ok(0)
         }
         Command::Push { message } => {
             let (copy, remote) = open_copy(&start, json)?;
             let outcome =
-                sync_client::operations::push(&copy, &remote, message.as_deref(), SYNC_ROUNDS)?;
-            print_sync(&outcome, json)?;
+                sync_client::operations::push(&copy, &remote, message.as_deref(), SYNC_ROUNDS);
+            report_rebuilt(&copy);
+            print_sync(&outcome?, json)?;
             Ok(0)
         }
         Command::Sync { message } => {
             let (copy, remote) = open_copy(&start, json)?;
             let outcome =
-                sync_client::operations::sync(&copy, &remote, message.as_deref(), SYNC_ROUNDS)?;
-            print_sync(&outcome, json)?;
+                sync_client::operations::sync(&copy, &remote, message.as_deref(), SYNC_ROUNDS);
+            report_rebuilt(&copy);
+            print_sync(&outcome?, json)?;
             Ok(0)
         }
         Command::Log { limit } => {
@@ -294,6 +299,15 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             })?;
             Ok(0)
         }
+    }
+}
+
+/// One line on stderr when the command found the index damaged and rebuilt it.
+fn report_rebuilt(copy: &WorkingCopy) {
+    if let Some(why) = copy.take_index_rebuilt() {
+        eprintln!(
+            "cairn: the index .cairn/index was damaged ({why}) and was rebuilt from the base record, the object cache and the files; nothing was lost"
+        );
     }
 }
 
