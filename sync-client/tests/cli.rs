@@ -94,7 +94,10 @@ fn status_rebuilds_a_damaged_index_and_says_nothing_was_lost() {
     assert_eq!(rebuilt.status.code(), Some(0), "{rebuilt:?}");
     let stderr = String::from_utf8_lossy(&rebuilt.stderr);
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(stderr.contains("was damaged") && stderr.contains("nothing was lost"), "{stderr}");
+    assert!(
+        stderr.contains("was damaged") && stderr.contains("nothing was lost"),
+        "{stderr}"
+    );
     assert_eq!(rebuilt.stdout, first.stdout);
     // Rebuilt once: the next status says nothing about it.
     let again = cairn(dir.path(), &["status"]);

@@ -66,13 +66,7 @@ pub fn pull(copy: &WorkingCopy, remote: &Remote) -> Result<PullOutcome, ClientEr
             Err(ClientError::ObjectMissing { .. }) => {
                 attempt(Some(pulled.version), &empty_dir_id(), None)?;
                 let index = copy.index()?;
-                Some(copy.apply_root_locked(
-                    &lock,
-                    &base,
-                    &index,
-                    pulled.version,
-                    pulled.root,
-                )?)
+                Some(copy.apply_root_locked(&lock, &base, &index, pulled.version, pulled.root)?)
             }
             other => Some(other?),
         }

@@ -108,12 +108,14 @@ impl Head {
     /// Reads the head record; `Ok(None)` when there is none.
     pub fn load(path: &FsPath) -> Result<Option<Self>, ClientError> {
         match fs::read(path) {
-            Ok(bytes) => Self::decode(&bytes)
-                .map(Some)
-                .map_err(|detail| ClientError::CorruptState {
-                    path: path.to_path_buf(),
-                    detail,
-                }),
+            Ok(bytes) => {
+                Self::decode(&bytes)
+                    .map(Some)
+                    .map_err(|detail| ClientError::CorruptState {
+                        path: path.to_path_buf(),
+                        detail,
+                    })
+            }
             Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(error) => Err(ClientError::io("read", path, error)),
         }

@@ -605,10 +605,7 @@ mod tests {
     fn stat(seed: &[u8], seconds: i64) -> StatEntry {
         StatEntry {
             size: seed.len() as u64,
-            mtime: Mtime {
-                seconds,
-                nanos: 7,
-            },
+            mtime: Mtime { seconds, nanos: 7 },
             inode: 99,
             target: ObjectKind::Chunk,
             id: chunk_id(seed),
@@ -677,15 +674,24 @@ mod tests {
             .collect();
         assert_eq!(unsettled_found, unsettled);
         assert_eq!(index.stat(&path("run.sh")), Some(stat(b"5", 12)));
-        assert_eq!(index.find("run.sh").unwrap().scan.unwrap().kind, EntryKind::Executable);
+        assert_eq!(
+            index.find("run.sh").unwrap().scan.unwrap().kind,
+            EntryKind::Executable
+        );
         assert_eq!(index.stat(&path("a.txt")), None);
         assert_eq!(index.stat(&path("nothing")), None);
         assert!(index.tracks("a") && index.tracks("a/c") && index.tracks("日本"));
         assert!(!index.tracks("new") && !index.tracks("b"));
         assert!(index.base_has_descendant("a") && !index.base_has_descendant("a/c"));
-        let under: Vec<&str> = index.under("a").map(|slot| index.record(slot).path).collect();
+        let under: Vec<&str> = index
+            .under("a")
+            .map(|slot| index.record(slot).path)
+            .collect();
         assert_eq!(under, ["a/b.json", "a/c"]);
-        assert_eq!(index.under("zzz"), index.lower_bound("zzz/")..index.lower_bound("zzz/"));
+        assert_eq!(
+            index.under("zzz"),
+            index.lower_bound("zzz/")..index.lower_bound("zzz/")
+        );
     }
 
     #[test]
@@ -725,7 +731,10 @@ mod tests {
         }
         // Any truncation, including the empty file.
         for len in 0..good.len() {
-            assert!(Index::from_bytes(good[..len].to_vec()).is_err(), "cut at {len}");
+            assert!(
+                Index::from_bytes(good[..len].to_vec()).is_err(),
+                "cut at {len}"
+            );
         }
         let mut longer = good.clone();
         longer.push(0);
@@ -750,6 +759,11 @@ mod tests {
         bytes[HEADER_LEN + RECORD_LEN..HEADER_LEN + 2 * RECORD_LEN].copy_from_slice(&first);
         let checksum = blake3::hash(&bytes);
         bytes.extend_from_slice(checksum.as_bytes());
-        assert!(Index::from_bytes(bytes).unwrap_err().0.contains("out of order"));
+        assert!(
+            Index::from_bytes(bytes)
+                .unwrap_err()
+                .0
+                .contains("out of order")
+        );
     }
 }

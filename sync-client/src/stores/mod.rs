@@ -43,10 +43,10 @@ pub mod user_config;
 
 use crate::error::{ClientError, io_error};
 use config::WorkingCopyConfig;
-use journal::PushJournal;
-use lock::WorkingCopyLock;
 use head::Head;
 use index::{BaseSource, Index, IndexContents};
+use journal::PushJournal;
+use lock::WorkingCopyLock;
 use object_cache::ObjectCache;
 use state::{Base, Mtime, StatCache};
 
@@ -210,12 +210,11 @@ impl StateFolder {
             }
         }
         atomic::sync_dir(&self.dir)?;
-        let index = Index::read(&self.index_path())?.map_err(|damage| {
-            ClientError::CorruptState {
+        let index =
+            Index::read(&self.index_path())?.map_err(|damage| ClientError::CorruptState {
                 path: self.index_path(),
                 detail: damage.0,
-            }
-        })?;
+            })?;
         Ok(LoadedIndex {
             index,
             rebuilt: None,

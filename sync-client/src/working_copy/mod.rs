@@ -215,7 +215,10 @@ impl WorkingCopy {
     /// (the base came from the head record and the object cache, and every file was hashed
     /// again, so nothing was lost).
     pub fn take_index_rebuilt(&self) -> Option<String> {
-        self.rebuilt.lock().ok().and_then(|mut rebuilt| rebuilt.take())
+        self.rebuilt
+            .lock()
+            .ok()
+            .and_then(|mut rebuilt| rebuilt.take())
     }
 
     /// The base, decoded from `index`.

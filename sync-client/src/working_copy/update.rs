@@ -5,9 +5,9 @@ use sync_protocol::ObjectId;
 use sync_protocol::diff::{apply_changes, diff};
 use sync_protocol::tree::{Listing, TreeError, build_dirs, flatten};
 
+use super::WorkingCopy;
 use super::apply::{ApplyReport, apply_clean, apply_tree};
 use super::scan::{CleanPaths, Scan, clean_paths};
-use super::WorkingCopy;
 use crate::error::ClientError;
 use crate::stores::index::Index;
 use crate::stores::lock::WorkingCopyLock;
