@@ -87,12 +87,13 @@ impl Scanned {
         if self.token.as_ref() != index.token() {
             return true;
         }
+        // Only the files read can differ from the index: the others' stats came from it.
         let kept = self
             .scan
-            .stats
+            .read
             .iter()
-            .filter(|(_, entry)| entry.mtime < self.clock)
-            .map(|(path, entry)| (path.as_str(), entry));
+            .filter_map(|path| self.scan.stats.get(path).map(|entry| (path, entry)))
+            .filter(|(_, entry)| entry.mtime < self.clock);
         stat_cache_pays(kept, index.len(), index)
     }
 }
@@ -112,14 +113,12 @@ const FILE_READ_BYTES: u64 = 16 * 1024;
 /// stale entry costs nothing where it is, a stat that no longer matches is a miss, and the next
 /// write leaves it out. A rebuilt index (no stat data) learns every file.
 fn stat_cache_pays<'a>(
-    kept: impl Iterator<Item = (&'a str, &'a StatEntry)>,
+    kept: impl Iterator<Item = (&'a TreePath, &'a StatEntry)>,
     len: usize,
     loaded: &dyn StatLookup,
 ) -> bool {
     let learned: u64 = kept
-        .filter(|(path, entry)| {
-            TreePath::new(path).map_or(true, |path| loaded.stat(&path) != Some(**entry))
-        })
+        .filter(|(path, entry)| loaded.stat(path) != Some(**entry))
         .map(|(_, entry)| entry.size.max(FILE_READ_BYTES))
         .sum();
     learned > 0 && learned >= len as u64 * STAT_ENTRY_BYTES

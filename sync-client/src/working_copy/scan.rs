@@ -184,6 +184,8 @@ pub struct Scan {
     pub counters: ScanCounters,
     /// Each listed file's stat as it was hashed.
     pub stats: HashMap<Path, StatEntry>,
+    /// The listed files whose contents this scan read (the others' stats matched).
+    pub read: Vec<Path>,
     pub disk_names: DiskNames,
 }
 
@@ -264,6 +266,7 @@ fn read_found(root: &FsPath, mut found: Found, objects: &ObjectCache) -> Result<
         scan.new_objects.extend(written);
         match outcome {
             ReadOutcome::Listed(file_ref, stat) => {
+                scan.read.push(candidate.path.clone());
                 scan.stats.insert(candidate.path.clone(), stat);
                 scan.listing.insert(candidate.path, file_ref);
             }
