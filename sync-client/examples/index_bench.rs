@@ -14,7 +14,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(std::env::args().nth(1).ok_or("usage: index_bench <root>")?);
     let copy = match WorkingCopy::open(&root) {
         Ok(copy) => copy,
-        Err(_) => WorkingCopy::init(&root, WorkingCopyConfig::new("https://cairn.test", "bench")?)?,
+        Err(_) => WorkingCopy::init(
+            &root,
+            WorkingCopyConfig::new("https://cairn.test", "bench")?,
+        )?,
     };
     let snapshot = copy.snapshot()?;
     copy.set_base(&Base {

@@ -259,13 +259,19 @@ impl Index {
         self.count == 0
     }
 
-    fn path_at(&self, slot: usize) -> &str {
+    /// The path of `slot` as bytes: what the binary search compares (byte order is the order
+    /// of `str` and of `tree::Path`).
+    fn path_bytes_at(&self, slot: usize) -> &[u8] {
         let at = HEADER_LEN + slot * RECORD_LEN;
         let offset = le_u32(&self.bytes, at) as usize;
         let len = usize::from(le_u16(&self.bytes, at + 4));
         let start = HEADER_LEN + self.count * RECORD_LEN + offset;
-        // Checked UTF-8 on a char boundary when the file was read (`check_records`).
-        std::str::from_utf8(&self.bytes[start..start + len]).unwrap_or_default()
+        &self.bytes[start..start + len]
+    }
+
+    fn path_at(&self, slot: usize) -> &str {
+        // Checked UTF-8 when the file was read (`check_records`).
+        std::str::from_utf8(self.path_bytes_at(slot)).unwrap_or_default()
     }
 
     /// The record in `slot` (0..len()).
@@ -314,7 +320,7 @@ impl Index {
         let (mut low, mut high) = (0, self.count);
         while low < high {
             let middle = low + (high - low) / 2;
-            if self.path_at(middle) < path {
+            if self.path_bytes_at(middle) < path.as_bytes() {
                 low = middle + 1;
             } else {
                 high = middle;
@@ -326,7 +332,8 @@ impl Index {
     /// The record of exactly `path`.
     pub fn find(&self, path: &str) -> Option<Record<'_>> {
         let slot = self.lower_bound(path);
-        (slot < self.count && self.path_at(slot) == path).then(|| self.record(slot))
+        (slot < self.count && self.path_bytes_at(slot) == path.as_bytes())
+            .then(|| self.record(slot))
     }
 
     /// The slots of every record strictly under the folder `dir`.
@@ -336,7 +343,7 @@ impl Index {
         let mut end = start;
         // '0' is the byte after '/': the first path past every path under `dir/`.
         let past = format!("{dir}0");
-        if start < self.count && self.path_at(start).starts_with(&prefix) {
+        if start < self.count && self.path_bytes_at(start).starts_with(prefix.as_bytes()) {
             end = self.lower_bound(&past);
         }
         start..end
