@@ -143,7 +143,9 @@ pub fn push_once(
         snapshot.root,
         listing,
     )?;
-    timed("save index", || copy.set_base_after(&next, &snapshot))?;
+    timed("save index", || {
+        copy.set_base_after(&next, &snapshot, &index)
+    })?;
     // A rebased push kept its journal until its base was recorded (see `rebased`).
     if committed.rebased {
         copy.state().remove_journal()?;

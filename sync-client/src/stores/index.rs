@@ -419,6 +419,35 @@ impl StatLookup for Index {
     fn stat(&self, path: &Path) -> Option<StatEntry> {
         self.find(path.as_str()).and_then(|record| record.stat)
     }
+
+    /// The slots under `dir`: a folder's lookups then search a few nearby records instead of
+    /// the whole index.
+    fn narrowed(&self, dir: &Path) -> Option<std::ops::Range<usize>> {
+        Some(self.under(dir.as_str()))
+    }
+
+    fn stat_within(
+        &self,
+        within: Option<&std::ops::Range<usize>>,
+        path: &Path,
+    ) -> Option<StatEntry> {
+        let Some(range) = within else {
+            return self.stat(path);
+        };
+        let (mut low, mut high) = (range.start, range.end);
+        let target = path.as_str().as_bytes();
+        while low < high {
+            let middle = low + (high - low) / 2;
+            if self.path_bytes_at(middle) < target {
+                low = middle + 1;
+            } else {
+                high = middle;
+            }
+        }
+        (low < range.end && self.path_bytes_at(low) == target)
+            .then(|| self.record(low).stat)
+            .flatten()
+    }
 }
 
 /// The last scan's results as an index stores them.
@@ -572,15 +601,15 @@ pub fn encode(contents: &IndexContents<'_>) -> Vec<u8> {
     bytes
 }
 
-/// Writes the index atomically; fsynced (file and folder) when the base is new, as it must be:
-/// the base cannot be guessed. A write of stat data alone is not: after a crash the previous
-/// index still holds the same base.
-pub fn write(path: &FsPath, contents: &IndexContents<'_>) -> Result<(), ClientError> {
+/// Writes the index atomically, as durable as `durability` says: a new base must be made
+/// durable (it cannot be guessed), a write of stat data alone need not (after a crash the
+/// previous index still holds the same base).
+pub fn write(
+    path: &FsPath,
+    contents: &IndexContents<'_>,
+    durability: Durability,
+) -> Result<(), ClientError> {
     let bytes = encode(contents);
-    let durability = match contents.base {
-        BaseSource::New(_) => Durability::Full,
-        BaseSource::Kept(_) => Durability::Cache,
-    };
     write_atomic_with(
         path,
         Mode::Umask(0o644),
@@ -686,6 +715,14 @@ mod tests {
             EntryKind::Executable
         );
         assert_eq!(index.stat(&path("a.txt")), None);
+        let under_a = index.narrowed(&path("a"));
+        assert_eq!(
+            index.stat_within(under_a.as_ref(), &path("a/b.json")),
+            Some(stat(b"2", 10))
+        );
+        assert_eq!(index.stat_within(under_a.as_ref(), &path("a/zz")), None);
+        let empty = index.narrowed(&path("zzz"));
+        assert_eq!(index.stat_within(empty.as_ref(), &path("zzz/a")), None);
         assert_eq!(index.stat(&path("nothing")), None);
         assert!(index.tracks("a") && index.tracks("a/c") && index.tracks("日本"));
         assert!(!index.tracks("new") && !index.tracks("b"));

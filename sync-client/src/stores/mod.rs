@@ -182,7 +182,7 @@ impl StateFolder {
                 detail: damage.0,
             }
         })?;
-        index::write(&self.index_path(), &contents)?;
+        index::write(&self.index_path(), &contents, atomic::Durability::Full)?;
         Ok(LoadedIndex {
             index,
             rebuilt: Some(damage.0),
@@ -235,13 +235,19 @@ impl StateFolder {
         })
     }
 
-    /// Writes the index; a new base makes it durable, and the head record is written after it.
+    /// Writes the index. A new base makes it durable: the index file is fsynced, then the head
+    /// record is written and fsynced with the folder, which makes both renames durable with
+    /// one folder flush. Stat data alone is written without any.
     pub fn write_index(&self, contents: &IndexContents<'_>) -> Result<(), ClientError> {
-        index::write(&self.index_path(), contents)?;
-        if let BaseSource::New(base) = contents.base {
-            Head::of(base).save(&self.file("head"))?;
+        match contents.base {
+            BaseSource::New(base) => {
+                index::write(&self.index_path(), contents, atomic::Durability::FileOnly)?;
+                Head::of(base).save(&self.file("head"))
+            }
+            BaseSource::Kept(_) => {
+                index::write(&self.index_path(), contents, atomic::Durability::Cache)
+            }
         }
-        Ok(())
     }
 
     /// Takes the lock of the working copy at `root`, failing at once with `Busy` if another

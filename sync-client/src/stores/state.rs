@@ -154,6 +154,23 @@ impl Base {
 /// [`StatCache`] being built.
 pub trait StatLookup: Sync {
     fn stat(&self, path: &Path) -> Option<StatEntry>;
+
+    /// Where the entries under the folder `dir` are, for the lookups of that folder's walk
+    /// ([`StatLookup::stat_within`]); `None` when the lookup cannot be narrowed.
+    fn narrowed(&self, dir: &Path) -> Option<std::ops::Range<usize>> {
+        let _ = dir;
+        None
+    }
+
+    /// [`StatLookup::stat`] of a path under the folder `within` was made for.
+    fn stat_within(
+        &self,
+        within: Option<&std::ops::Range<usize>>,
+        path: &Path,
+    ) -> Option<StatEntry> {
+        let _ = within;
+        self.stat(path)
+    }
 }
 
 /// Whether the base has a path or anything under it: ignore rules do not apply to such paths.

@@ -240,14 +240,19 @@ impl WorkingCopy {
         self.state.set_base(base, &stats)
     }
 
-    /// Records a new base with the stat data of `snapshot`'s scan (a push's).
-    pub fn set_base_after(&self, base: &Base, snapshot: &Snapshot) -> Result<(), ClientError> {
-        let index = self.index()?;
+    /// Records a new base with the stat data of `snapshot`'s scan (a push's), made from
+    /// `index` (read under the same lock).
+    pub fn set_base_after(
+        &self,
+        base: &Base,
+        snapshot: &Snapshot,
+        index: &Index,
+    ) -> Result<(), ClientError> {
         let stats = stats_to_keep(
             &snapshot.scan,
             snapshot.clock,
             snapshot.walked.as_deref(),
-            &index,
+            index,
         );
         self.state.set_base(base, &stats)
     }

@@ -490,6 +490,8 @@ impl Walker<'_> {
 
         let mut listed_any = false;
         let mut subfolders: Vec<Subfolder> = Vec::new();
+        // This folder's stat entries, found once: each file's lookup searches only them.
+        let stats_here = parent.and_then(|dir| self.stat_cache.narrowed(dir));
         // Fold key to the disk name that took it first; only needed when names clash.
         let mut taken: HashMap<String, OsString> = HashMap::new();
         for Entry {
@@ -601,7 +603,7 @@ impl Walker<'_> {
                 );
                 continue;
             }
-            if let Some(cached) = self.stat_cache.stat(&path)
+            if let Some(cached) = self.stat_cache.stat_within(stats_here.as_ref(), &path)
                 && cached.matches(&metadata)
             {
                 found.cache_hits += 1;
