@@ -199,7 +199,7 @@ impl Index {
     /// UTF-8, strictly increasing; every kind tag known.
     fn check_records(&self) -> Result<(), IndexDamage> {
         let table = &self.bytes[HEADER_LEN + self.count * RECORD_LEN..][..self.strings];
-        std::str::from_utf8(table).map_err(|_| damage("the path table is not UTF-8"))?;
+        let text = std::str::from_utf8(table).map_err(|_| damage("the path table is not UTF-8"))?;
         let mut previous: Option<&[u8]> = None;
         for slot in 0..self.count {
             let at = HEADER_LEN + slot * RECORD_LEN;
@@ -208,7 +208,8 @@ impl Index {
             let Some(path) = table.get(offset..offset + len) else {
                 return Err(damage(format!("record {slot} points past the path table")));
             };
-            if len == 0 || std::str::from_utf8(path).is_err() {
+            // The table is UTF-8: a path is too when it starts and ends on char boundaries.
+            if len == 0 || !text.is_char_boundary(offset) || !text.is_char_boundary(offset + len) {
                 return Err(damage(format!("record {slot} has a bad path")));
             }
             if previous.is_some_and(|previous| previous >= path) {
@@ -317,10 +318,14 @@ impl Index {
 
     /// The slot of the first record whose path is not less than `path`.
     pub fn lower_bound(&self, path: &str) -> usize {
+        self.lower_bound_bytes(path.as_bytes())
+    }
+
+    fn lower_bound_bytes(&self, path: &[u8]) -> usize {
         let (mut low, mut high) = (0, self.count);
         while low < high {
             let middle = low + (high - low) / 2;
-            if self.path_bytes_at(middle) < path.as_bytes() {
+            if self.path_bytes_at(middle) < path {
                 low = middle + 1;
             } else {
                 high = middle;
@@ -338,15 +343,18 @@ impl Index {
 
     /// The slots of every record strictly under the folder `dir`.
     pub fn under(&self, dir: &str) -> std::ops::Range<usize> {
-        let prefix = format!("{dir}/");
-        let start = self.lower_bound(&prefix);
-        let mut end = start;
-        // '0' is the byte after '/': the first path past every path under `dir/`.
-        let past = format!("{dir}0");
-        if start < self.count && self.path_bytes_at(start).starts_with(prefix.as_bytes()) {
-            end = self.lower_bound(&past);
+        let mut prefix = Vec::with_capacity(dir.len() + 1);
+        prefix.extend_from_slice(dir.as_bytes());
+        prefix.push(b'/');
+        let start = self.lower_bound_bytes(&prefix);
+        if start == self.count || !self.path_bytes_at(start).starts_with(&prefix) {
+            return start..start;
         }
-        start..end
+        // '0' is the byte after '/': the first path past every path under `dir/`.
+        if let Some(last) = prefix.last_mut() {
+            *last = b'0';
+        }
+        start..self.lower_bound_bytes(&prefix)
     }
 
     /// True when the base has `path`, or anything under it.

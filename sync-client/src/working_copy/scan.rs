@@ -19,6 +19,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::ffi::OsString;
 use std::fs;
+use std::hash::BuildHasherDefault;
 use std::io;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path as FsPath, PathBuf};
@@ -45,7 +46,7 @@ use crate::error::ClientError;
 use crate::stores::META_DIR;
 use crate::stores::atomic::is_temp_name;
 use crate::stores::object_cache::ObjectCache;
-use crate::stores::state::{Mtime, StatEntry, StatLookup, Tracked};
+use crate::stores::state::{Mtime, PathHasher, StatEntry, StatLookup, Tracked};
 
 /// The name of ignore files, in gitignore syntax.
 pub const IGNORE_FILE: &str = ".cairnignore";
@@ -182,8 +183,9 @@ pub struct Scan {
     /// Objects this scan added to the object cache, children first per file.
     pub new_objects: Vec<ObjectId>,
     pub counters: ScanCounters,
-    /// Each listed file's stat as it was hashed.
-    pub stats: HashMap<Path, StatEntry>,
+    /// Each listed file's stat as it was hashed (keyed with the stat cache's word-at-a-time
+    /// hash: one insert per file on every scan).
+    pub stats: HashMap<Path, StatEntry, BuildHasherDefault<PathHasher>>,
     /// The listed files whose contents this scan read (the others' stats matched).
     pub read: Vec<Path>,
     pub disk_names: DiskNames,
@@ -340,7 +342,7 @@ impl Found {
         let listed: usize = all.iter().map(|found| found.listing.len()).sum();
         let with_stats: usize = all.iter().map(|found| found.stats.len()).sum();
         let mut listing = Vec::with_capacity(listed);
-        let mut stats = HashMap::with_capacity(with_stats);
+        let mut stats = HashMap::with_capacity_and_hasher(with_stats, Default::default());
         let mut scan = Scan::default();
         let mut renamed = HashMap::new();
         for found in all {
