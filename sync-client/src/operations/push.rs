@@ -55,7 +55,7 @@ pub fn push_once(
     remote: &Remote,
     message: Option<&str>,
 ) -> Result<PushOutcome, ClientError> {
-    let _lock = copy.lock()?;
+    let lock = copy.lock()?;
     let index = copy.index()?;
     let base = copy.base_of(&index)?;
     if !base.pending.is_empty() {
@@ -63,7 +63,7 @@ pub fn push_once(
             paths: base.pending.iter().cloned().collect(),
         });
     }
-    let mut snapshot = copy.snapshot_with(&base, &index)?;
+    let mut snapshot = copy.snapshot_with(&lock, &base, &index)?;
     // An earlier push whose outcome is unknown, unless this is that push again.
     let base = match copy.state().journal()? {
         Some(journal) if !journal.is_for(base.version.unwrap_or(0), &snapshot.root) => {

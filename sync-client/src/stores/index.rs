@@ -372,6 +372,14 @@ impl Index {
             .any(|slot| self.bytes[HEADER_LEN + slot * RECORD_LEN + 6] & IN_BASE != 0)
     }
 
+    /// True when `other` records the same base: version, root and pending paths (every new
+    /// base a command records changes one of them).
+    pub fn same_base(&self, other: &Index) -> bool {
+        self.version == other.version
+            && self.root == other.root
+            && self.pending() == other.pending()
+    }
+
     /// True when some path of the base is pending.
     pub fn has_pending(&self) -> bool {
         (0..self.count).any(|slot| self.bytes[HEADER_LEN + slot * RECORD_LEN + 6] & PENDING != 0)

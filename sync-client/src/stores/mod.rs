@@ -189,6 +189,11 @@ impl StateFolder {
         })
     }
 
+    /// Reads the index as it is on disk, without converting or rebuilding anything.
+    pub fn read_index(&self) -> Result<Result<Index, index::IndexDamage>, ClientError> {
+        Index::read(&self.index_path())
+    }
+
     /// Reads a working copy of the previous format (`base`, `stat-cache`), writes its index and
     /// head, and removes the old files.
     fn convert_old_format(&self, old_base: &FsPath) -> Result<LoadedIndex, ClientError> {

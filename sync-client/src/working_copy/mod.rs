@@ -261,7 +261,7 @@ impl WorkingCopy {
     pub fn scan(&self) -> Result<Scan, ClientError> {
         let index = self.index()?;
         let scanned = self.scan_from(&index)?;
-        self.record_scan(&index, &scanned)?;
+        self.record_scan(&index, &scanned, None)?;
         Ok(scanned.scan)
     }
 
@@ -311,11 +311,34 @@ impl WorkingCopy {
         })
     }
 
-    /// Writes the scan's stat data and token into the index when it is worth it.
-    fn record_scan(&self, index: &Index, scanned: &Scanned) -> Result<(), ClientError> {
+    /// Writes the scan's stat data and token into the index when it is worth it. The index
+    /// copies the base from `index`, so it is written only under the lock (`held`, or taken
+    /// here) and only while the index on disk still has that base: a command that recorded a
+    /// new base meanwhile is never undone by a stat write. When the lock is busy or the base
+    /// moved, nothing is written: the stat data is a cache, and the next scan learns it again.
+    fn record_scan(
+        &self,
+        index: &Index,
+        scanned: &Scanned,
+        held: Option<&WorkingCopyLock>,
+    ) -> Result<(), ClientError> {
         if !scanned.worth_recording(index) {
             return Ok(());
         }
+        let _taken = match held {
+            Some(_) => None,
+            None => match self.lock() {
+                Ok(lock) => {
+                    match self.state.read_index()? {
+                        Ok(current) if current.same_base(index) => {}
+                        _ => return Ok(()),
+                    }
+                    Some(lock)
+                }
+                Err(ClientError::Busy { .. }) => return Ok(()),
+                Err(error) => return Err(error),
+            },
+        };
         let stats = scanned.stats_to_keep(index);
         timed("save index", || {
             self.state.write_index(&IndexContents {
@@ -340,7 +363,7 @@ impl WorkingCopy {
     pub fn status(&self) -> Result<Status, ClientError> {
         let index = self.index()?;
         let scanned = self.scan_from(&index)?;
-        self.record_scan(&index, &scanned)?;
+        self.record_scan(&index, &scanned, None)?;
         let changes = timed("compare", || {
             changes_against_index(&index, &scanned.scan.listing, &scanned.scan.unsettled)
         });
@@ -361,7 +384,7 @@ impl WorkingCopy {
         let index = self.index()?;
         let clock = self.state.file_system_clock();
         let scanned = self.scan_changes(&index, changes, clock)?;
-        self.record_scan(&index, &scanned)?;
+        self.record_scan(&index, &scanned, None)?;
         let changes = changes_against_index(&index, &scanned.scan.listing, &scanned.scan.unsettled);
         Ok(Status {
             base_version: index.version(),
@@ -411,6 +434,51 @@ mod tests {
             WorkingCopy::open(dir.path()),
             Err(ClientError::CorruptState { .. })
         ));
+    }
+
+    #[test]
+    fn a_stat_write_never_undoes_a_base_recorded_meanwhile() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = WorkingCopyConfig::new("https://x.test", "p").unwrap();
+        let copy = WorkingCopy::init(dir.path(), config).unwrap();
+        for name in ["a.json", "b.json", "c.json"] {
+            fs::write(dir.path().join(name), name).unwrap();
+        }
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        for name in ["a.json", "b.json", "c.json"] {
+            let file = fs::File::options()
+                .write(true)
+                .open(dir.path().join(name))
+                .unwrap();
+            file.set_modified(old).unwrap();
+        }
+        let scan_now = |index: &Index| {
+            let clock = copy.state.file_system_clock();
+            copy.scan_changes(index, Changes::Unavailable, clock)
+                .unwrap()
+        };
+        // A scan that learned every file is worth recording...
+        let index = copy.index().unwrap();
+        let scanned = scan_now(&index);
+        assert!(scanned.worth_recording(&index));
+        // ...but not over a base another command recorded since the index was read.
+        let mut newer = Base::never_synced();
+        newer.version = Some(5);
+        copy.set_base(&newer).unwrap();
+        copy.record_scan(&index, &scanned, None).unwrap();
+        assert_eq!(copy.base().unwrap(), newer);
+        assert_eq!(copy.index().unwrap().stat_entries().count(), 0);
+        // Nor while another command holds the lock.
+        let index = copy.index().unwrap();
+        let scanned = scan_now(&index);
+        let held = copy.lock().unwrap();
+        copy.record_scan(&index, &scanned, None).unwrap();
+        assert_eq!(copy.index().unwrap().stat_entries().count(), 0);
+        drop(held);
+        // Otherwise it is recorded, over the same base.
+        copy.record_scan(&index, &scanned, None).unwrap();
+        assert_eq!(copy.index().unwrap().stat_entries().count(), 3);
+        assert_eq!(copy.base().unwrap(), newer);
     }
 
     #[test]

@@ -7,9 +7,9 @@ use sync_protocol::ObjectId;
 use sync_protocol::patch::patch_tree;
 use sync_protocol::tree::{FileRef, Listing, Path as TreePath, build_dirs};
 
-use super::WorkingCopy;
 use super::scan::Scan;
 use super::status::changed_paths;
+use super::{WorkingCopy, WorkingCopyLock};
 use crate::error::ClientError;
 use crate::stores::index::Index;
 use crate::stores::object_cache::ObjectCache;
@@ -39,16 +39,22 @@ impl WorkingCopy {
     /// finds exactly the base's tree, the base root is the answer and no dir is built at all. A
     /// base dir missing from the cache falls back to building and storing every dir.
     pub fn snapshot(&self) -> Result<Snapshot, ClientError> {
+        let lock = self.lock()?;
         let index = self.index()?;
         let base = self.base_of(&index)?;
-        self.snapshot_with(&base, &index)
+        self.snapshot_with(&lock, &base, &index)
     }
 
     /// [`WorkingCopy::snapshot`] against the index and its base the caller already loaded
-    /// (under the lock), so a push reads the index once.
-    pub fn snapshot_with(&self, base: &Base, index: &Index) -> Result<Snapshot, ClientError> {
+    /// under the lock it holds, so a push reads the index once.
+    pub fn snapshot_with(
+        &self,
+        lock: &WorkingCopyLock,
+        base: &Base,
+        index: &Index,
+    ) -> Result<Snapshot, ClientError> {
         let scanned = self.scan_from(index)?;
-        self.record_scan(index, &scanned)?;
+        self.record_scan(index, &scanned, Some(lock))?;
         let (scan, clock, walked) = (scanned.scan, scanned.clock, scanned.walked);
         let objects = self.objects();
         if base.pending.is_empty() && objects.contains(&base.root) {
