@@ -25,7 +25,7 @@
 //! [`IndexDamage`]: the caller rebuilds the index from the durable head record and the object
 //! cache ([`super::head`]), never trusts a damaged one.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::fs;
 use std::io;
 use std::path::Path as FsPath;
@@ -494,6 +494,43 @@ pub struct IndexContents<'a> {
     pub scan: Option<ScanRecord<'a>>,
 }
 
+/// Merges two sources of records, each sorted by path with no path twice, into one such list;
+/// a path in both gets the union of what each says.
+fn merge<'a>(
+    left: impl Iterator<Item = (&'a str, Builder)>,
+    right: impl Iterator<Item = (&'a str, Builder)>,
+) -> Vec<(&'a str, Builder)> {
+    let mut out = Vec::with_capacity(left.size_hint().0 + right.size_hint().0);
+    let mut left = left.peekable();
+    let mut right = right.peekable();
+    loop {
+        let order = match (left.peek(), right.peek()) {
+            (None, None) => break,
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (Some((a, _)), Some((b, _))) => a.cmp(b),
+        };
+        match order {
+            std::cmp::Ordering::Less => out.extend(left.next()),
+            std::cmp::Ordering::Greater => out.extend(right.next()),
+            std::cmp::Ordering::Equal => {
+                if let (Some((path, a)), Some((_, b))) = (left.next(), right.next()) {
+                    out.push((
+                        path,
+                        Builder {
+                            flags: a.flags | b.flags,
+                            base: a.base.or(b.base),
+                            scan: a.scan.or(b.scan),
+                            stat: a.stat.or(b.stat),
+                        },
+                    ));
+                }
+            }
+        }
+    }
+    out
+}
+
 #[derive(Default)]
 struct Builder {
     flags: u8,
@@ -504,56 +541,95 @@ struct Builder {
 
 /// Encodes an index file.
 pub fn encode(contents: &IndexContents<'_>) -> Vec<u8> {
-    let mut records: BTreeMap<&str, Builder> = BTreeMap::new();
-    let (version, root) = match contents.base {
+    // Every source is sorted by path: the records are their merge, in linear time.
+    let (mut records, version, root) = match contents.base {
         BaseSource::New(base) => {
-            for (path, entry) in &base.listing {
-                let record = records.entry(path.as_str()).or_default();
-                record.flags |= IN_BASE;
-                record.base = Some(*entry);
-            }
-            for path in &base.pending {
-                records.entry(path.as_str()).or_default().flags |= PENDING;
-            }
-            (base.version, base.root)
+            let listed = base.listing.iter().map(|(path, entry)| {
+                let builder = Builder {
+                    flags: IN_BASE,
+                    base: Some(*entry),
+                    ..Builder::default()
+                };
+                (path.as_str(), builder)
+            });
+            let pending = base.pending.iter().map(|path| {
+                let builder = Builder {
+                    flags: PENDING,
+                    ..Builder::default()
+                };
+                (path.as_str(), builder)
+            });
+            (merge(listed, pending), base.version, base.root)
         }
         BaseSource::Kept(index) => {
-            for record in index.records() {
-                if record.base.is_none() && !record.pending {
-                    continue;
-                }
-                let builder = records.entry(record.path).or_default();
-                builder.base = record.base;
-                builder.flags |= if record.base.is_some() { IN_BASE } else { 0 }
-                    | if record.pending { PENDING } else { 0 };
-            }
-            (index.version(), index.root())
+            let kept = index
+                .records()
+                .filter(|record| record.base.is_some() || record.pending)
+                .map(|record| {
+                    let flags = if record.base.is_some() { IN_BASE } else { 0 }
+                        | if record.pending { PENDING } else { 0 };
+                    let builder = Builder {
+                        flags,
+                        base: record.base,
+                        ..Builder::default()
+                    };
+                    (record.path, builder)
+                });
+            (kept.collect(), index.version(), index.root())
         }
     };
     if let Some(scan) = &contents.scan {
-        for (path, entry) in scan.listing {
-            let record = records.entry(path.as_str()).or_default();
-            record.flags |= IN_SCAN;
-            record.scan = Some(*entry);
-        }
-        for path in scan.unsettled {
-            records.entry(path.as_str()).or_default().flags |= UNSETTLED;
-        }
-    }
-    for (path, stat) in contents.stats {
-        let record = records.entry(path).or_default();
-        // A stat entry is the scan's entry plus the stat: it needs the scan's kind.
-        let kind = record.scan.map_or(EntryKind::File, |scan| scan.kind);
-        record.flags |= IN_SCAN | HAS_STAT;
-        record.scan = Some(FileRef {
-            kind,
-            target: stat.target,
-            size: stat.size,
-            id: stat.id,
+        let listed = scan.listing.iter().map(|(path, entry)| {
+            let builder = Builder {
+                flags: IN_SCAN,
+                scan: Some(*entry),
+                ..Builder::default()
+            };
+            (path.as_str(), builder)
         });
-        record.stat = Some(*stat);
+        records = merge(records.into_iter(), listed);
+        let unsettled = scan.unsettled.iter().map(|path| {
+            let builder = Builder {
+                flags: UNSETTLED,
+                ..Builder::default()
+            };
+            (path.as_str(), builder)
+        });
+        records = merge(records.into_iter(), unsettled);
     }
-    let strings: usize = records.keys().map(|path| path.len()).sum();
+    // The callers pass stats in path order; anything else is sorted here rather than written
+    // out of order (which the reader would refuse).
+    let mut sorted_stats = Vec::new();
+    let stats_in_order = if contents.stats.is_sorted_by(|a, b| a.0 < b.0) {
+        contents.stats
+    } else {
+        sorted_stats.extend_from_slice(contents.stats);
+        sorted_stats.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        sorted_stats.dedup_by(|a, b| a.0 == b.0);
+        &sorted_stats
+    };
+    let stats = stats_in_order.iter().map(|(path, stat)| {
+        let builder = Builder {
+            flags: IN_SCAN | HAS_STAT,
+            stat: Some(*stat),
+            ..Builder::default()
+        };
+        (*path, builder)
+    });
+    records = merge(records.into_iter(), stats);
+    for (_, record) in &mut records {
+        // A stat entry is the scan's entry plus the stat: the scan's kind, the stat's object.
+        if let Some(stat) = record.stat {
+            let kind = record.scan.map_or(EntryKind::File, |scan| scan.kind);
+            record.scan = Some(FileRef {
+                kind,
+                target: stat.target,
+                size: stat.size,
+                id: stat.id,
+            });
+        }
+    }
+    let strings: usize = records.iter().map(|(path, _)| path.len()).sum();
     let token = contents
         .scan
         .and_then(|scan| scan.token)
@@ -608,7 +684,7 @@ pub fn encode(contents: &IndexContents<'_>) -> Vec<u8> {
         }
         offset += path.len() as u32;
     }
-    for path in records.keys() {
+    for (path, _) in &records {
         bytes.extend_from_slice(path.as_bytes());
     }
     bytes.extend_from_slice(token);
@@ -776,6 +852,20 @@ mod tests {
         assert_eq!(copied.base().unwrap(), full.base().unwrap());
         assert_eq!(copied.stat_entries().collect::<Vec<_>>(), stats);
         assert!(!copied.scan_recorded() && copied.token().is_none());
+        // Stats out of order (or twice) are put in order, never written so.
+        let unsorted = [
+            ("z", stat(b"z", 1)),
+            ("a", stat(b"a", 2)),
+            ("z", stat(b"z", 1)),
+        ];
+        let fixed = Index::from_bytes(encode(&IndexContents {
+            base: BaseSource::Kept(&full),
+            stats: &unsorted,
+            scan: None,
+        }))
+        .unwrap();
+        let paths: Vec<&str> = fixed.stat_entries().map(|(path, _)| path).collect();
+        assert_eq!(paths, ["a", "z"]);
         assert!(index.is_empty() && !index.scan_recorded() && index.token().is_none());
     }
 

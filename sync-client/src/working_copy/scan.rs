@@ -210,14 +210,12 @@ impl Scan {
     /// The stat entries to keep, in path order: this scan's entries whose mtime is before
     /// `clock` (a later one is racy: see `StatCache`).
     pub fn stat_entries(&self, clock: Mtime) -> Vec<(&str, StatEntry)> {
-        let mut kept: Vec<(&str, StatEntry)> = self
-            .stats
-            .iter()
+        // In listing order, so nothing needs sorting.
+        self.listing
+            .keys()
+            .filter_map(|path| self.stats.get(path).map(|entry| (path.as_str(), *entry)))
             .filter(|(_, entry)| entry.mtime < clock)
-            .map(|(path, entry)| (path.as_str(), *entry))
-            .collect();
-        kept.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        kept
+            .collect()
     }
 }
 
