@@ -813,3 +813,22 @@ fn a_push_after_the_index_was_damaged_rebuilds_it_and_loses_nothing() {
     assert_eq!(status["changes"], serde_json::json!([]));
     assert_eq!(status["base_version"], 2);
 }
+
+#[test]
+fn after_a_push_the_index_keeps_every_files_stat() {
+    let (_server, alice, project) = setup();
+    let one = alice.clone(&project, "one");
+    for n in 0..20 {
+        write(&one, &format!("requests/{n}.json"), b"{}");
+    }
+    crate::util::age_tree(&one);
+    assert_eq!(alice.json(&one, &["push"])["push"]["version"], 1);
+    write(&one, "requests/0.json", b"{\"edited\": true}");
+    crate::util::age_tree(&one);
+    assert_eq!(alice.json(&one, &["push"])["push"]["version"], 2);
+    // Neither push left the next command a file to read again.
+    let status = alice.json(&one, &["status"]);
+    assert_eq!(status["changes"], serde_json::json!([]));
+    assert_eq!(status["files"], 20);
+    assert_eq!(status["files_read"], 0);
+}

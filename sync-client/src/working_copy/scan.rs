@@ -210,12 +210,16 @@ impl Scan {
     /// The stat entries to keep, in path order: this scan's entries whose mtime is before
     /// `clock` (a later one is racy: see `StatCache`).
     pub fn stat_entries(&self, clock: Mtime) -> Vec<(&str, StatEntry)> {
-        // In listing order, so nothing needs sorting.
-        self.listing
-            .keys()
-            .filter_map(|path| self.stats.get(path).map(|entry| (path.as_str(), *entry)))
+        // From `stats`, not in `listing` order: a push takes the listing for its new base
+        // before it records the stats.
+        let mut kept: Vec<(&str, StatEntry)> = self
+            .stats
+            .iter()
             .filter(|(_, entry)| entry.mtime < clock)
-            .collect()
+            .map(|(path, entry)| (path.as_str(), *entry))
+            .collect();
+        kept.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        kept
     }
 }
 
