@@ -270,7 +270,9 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 version,
                 SYNC_ROUNDS,
             )?;
-            let pulled = sync_client::operations::pull(&copy, &remote)?;
+            let pulled = sync_client::operations::pull(&copy, &remote);
+            report_rebuilt(&copy);
+            let pulled = pulled?;
             if json {
                 print_json(&json!({
                     "restored": version,
