@@ -34,6 +34,19 @@ pub enum ClientError {
     /// A `.cairn/` state file that is missing or does not decode.
     #[error("the working-copy state file {} is corrupted ({detail})", path.display())]
     CorruptState { path: PathBuf, detail: String },
+    /// The index was damaged and the tree of its base is not in the object cache to rebuild it
+    /// from. Nothing was changed: the files are as they were, the damaged index was left.
+    #[error(
+        "the index {} was damaged ({detail}) and the tree of the base (version {}) is not in the object cache to rebuild it ({missing} is missing)",
+        path.display(),
+        version.map_or_else(|| "none".to_owned(), |version| version.to_string())
+    )]
+    IndexUnrecoverable {
+        path: PathBuf,
+        detail: String,
+        version: Option<u64>,
+        missing: sync_protocol::ObjectId,
+    },
     /// A `.cairn/` folder of a layout version this client does not read.
     #[error(
         "{} is of layout version {found}; this client reads version {supported}",

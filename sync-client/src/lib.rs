@@ -1,8 +1,10 @@
 //! The `cairn` client library: a Cairn working copy, on disk and over HTTP.
 //!
 //! A working copy is a folder with a `.cairn/` state folder ([`stores::StateFolder`]): its
-//! config (server and project), the base it last synced ([`stores::state::Base`]), a local
-//! object cache ([`stores::object_cache`]) and a stat cache ([`stores::state::StatCache`]).
+//! config (server and project), the index ([`stores::index`]: the base it last synced,
+//! [`stores::state::Base`], and each file's stat data in one file), a local object cache
+//! ([`stores::object_cache`]) and the head record a damaged index is rebuilt from
+//! ([`stores::head`]).
 //! [`working_copy::scan`] turns the folder into a `sync_protocol::tree::Listing`, reading only
 //! files whose stat changed and storing their objects; [`working_copy::status`] compares it with
 //! the base; [`working_copy::apply`] writes a new tree into the folder without ever losing a
@@ -37,9 +39,9 @@
 //! - `working_copy`: the files of the folder: scanning, status, applying a tree, snapshots,
 //!   and [`WorkingCopy`], which ties them to the state folder.
 //! - `transport`: HTTP. Hands a pull's verified items to its caller; knows nothing of `.cairn/`.
-//! - `stores`: the `.cairn/` files (config, base, stat cache, object cache, lock, push journal,
-//!   atomic writes, their binary codec), the user's token file, and asking the file-system
-//!   monitor over its socket. Knows nothing of HTTP.
+//! - `stores`: the `.cairn/` files (config, index, head, object cache, lock, push journal,
+//!   atomic writes), the user's token file, and asking the file-system monitor over its
+//!   socket. Knows nothing of HTTP.
 //! - `error`, `progress`, `timing`: the error types, the progress sink, `CAIRN_TIMINGS`.
 //!
 //! Working today, tested end to end against the real server (`tests/remote.rs`): `login`,
@@ -49,9 +51,18 @@
 //!
 //! # Decisions the design left open
 //!
-//! - The base keeps its listing beside its root id, so `status` reads one file and the disk and
-//!   never rebuilds the base tree from cached dir objects.
-//! - The stat cache keeps only entries whose mtime is strictly older than the scan's start as
+//! - The base listing lives in the index beside the stat data, so `status` reads one file and
+//!   the disk, never rebuilds the base tree from cached dir objects, and decodes nothing: the
+//!   records are fixed-width, sorted by path, looked up by binary search in the buffer read.
+//! - The index is never trusted when damaged (checksum, lengths, version, order): it is rebuilt
+//!   from `.cairn/head` (version, root, pending entries; fsynced after each new base) and the
+//!   base tree in the object cache, every file hashed again; without the tree the command
+//!   fails with `IndexUnrecoverable` and changes nothing. The stat data is fsynced only with a
+//!   new base: losing a stat-only write costs a rehash.
+//! - With a monitor, the index keeps its token; `Changes::Paths` walks the folders holding the
+//!   named paths (a file's folder, a removed folder's nearest listed parent), never less, and
+//!   anything it cannot reproduce exactly walks everything.
+//! - The stat data keeps only entries whose mtime is strictly older than the scan's start as
 //!   the file system's clock tells it (a file touched in `.cairn/`), as git does for "racily
 //!   clean" entries: an edit in the same timestamp tick as the hash cannot go unnoticed.
 //! - Scanning stores the objects of every file it reads in the object cache (as `git add` does),

@@ -19,7 +19,7 @@ use crate::util::{TestCopy, age_tree, files_on_disk, new_copy, noise, path, remo
 /// Makes the current disk state the synced base (version 1), as a finished pull would.
 fn sync_base(test: &TestCopy) -> Listing {
     age_tree(&test.root);
-    let (found, _) = test.copy.scan().unwrap();
+    let found = test.copy.scan().unwrap();
     let root = build_dirs(&found.listing).unwrap().root;
     test.copy
         .set_base(&Base {
@@ -418,7 +418,7 @@ fn a_file_edited_after_the_scan_is_held_back() {
     let test = new_copy();
     write(&test.root, "a.json", b"base");
     let base = sync_base(&test);
-    let (found, _) = test.copy.scan().unwrap();
+    let found = test.copy.scan().unwrap();
     // The user saves between the scan and the apply.
     write(&test.root, "a.json", b"typed just now");
     let (remote, _) = remote_tree(
@@ -681,7 +681,7 @@ proptest! {
         let (remote_listing, root) = remote_tree(&test.copy.objects(), &files);
         let base_listing = test.copy.base().unwrap().listing;
         // What the apply must make of the disk: the merge of a full scan into the remote tree.
-        let (before, _) = test.copy.scan().unwrap();
+        let before = test.copy.scan().unwrap();
         // (Content merges included: these contents are single lines or noise, so they never merge
         // cleanly, but a conflict of text gets its merge with markers beside the copy.)
         let MergeOutcome { merged: mut expected, mut conflicts } =
@@ -698,7 +698,7 @@ proptest! {
         // The shortcut past the full scan is taken exactly when every path the remote changed
         // is untouched locally (and no folder there turns into a file or back, and no symlink
         // is in the way): never when a local edit is at stake.
-        let (stat_cache, _) = test.copy.stat_cache().unwrap();
+        let stat_cache = test.copy.index().unwrap();
         let clean = clean_paths(
             &test.root,
             &base_listing,
@@ -744,7 +744,7 @@ proptest! {
         prop_assert!(disk.iter().all(|name| !name.contains(".cairn-tmp-")), "{:?}", disk);
 
         // Everything not held back is on disk as merged.
-        let (after, _) = test.copy.scan().unwrap();
+        let after = test.copy.scan().unwrap();
         let held: Vec<&str> = report.held_back.iter().map(|h| h.path.as_str()).collect();
         for (path, file_ref) in &expected {
             if !file_ref.is_dir() && !held.contains(&path.as_str()) {

@@ -15,7 +15,7 @@ use crate::util::{TestCopy, age_tree, new_copy, path, remote_tree, write};
 /// The disk as the synced base (version 1), stat cache filled with entries old enough to trust.
 fn synced(test: &TestCopy) -> Listing {
     age_tree(&test.root);
-    let (found, _) = test.copy.scan().unwrap();
+    let found = test.copy.scan().unwrap();
     test.copy
         .set_base(&Base {
             version: Some(1),
@@ -39,7 +39,7 @@ fn shortcut(test: &TestCopy, base: &Listing, remote: &[(&str, &[u8], bool)]) -> 
 
 /// `clean_paths` for a pull of `theirs`, with the copy's stat cache as stored.
 fn clean(test: &TestCopy, base: &Listing, theirs: &Listing) -> Option<CleanPaths> {
-    let (stat_cache, _) = test.copy.stat_cache().unwrap();
+    let stat_cache = test.copy.index().unwrap();
     clean_paths(&test.root, base, theirs, &stat_cache, &test.copy.objects()).unwrap()
 }
 

@@ -75,3 +75,34 @@ fn exit_codes() {
         assert!(help.contains(command), "{command} missing from --help");
     }
 }
+
+#[test]
+fn status_rebuilds_a_damaged_index_and_says_nothing_was_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let init = cairn(
+        dir.path(),
+        &["init", "--server", "https://cairn.test", "--project", "p1"],
+    );
+    assert_eq!(init.status.code(), Some(0), "{init:?}");
+    write(dir.path(), "api/a.json", b"{}");
+    let first = cairn(dir.path(), &["status"]);
+    assert_eq!(first.status.code(), Some(0), "{first:?}");
+    let index = dir.path().join(".cairn/index");
+    let mut bytes = std::fs::read(&index).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&index, bytes).unwrap();
+    let rebuilt = cairn(dir.path(), &["status"]);
+    assert_eq!(rebuilt.status.code(), Some(0), "{rebuilt:?}");
+    let stderr = String::from_utf8_lossy(&rebuilt.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("was damaged") && stderr.contains("nothing was lost"),
+        "{stderr}"
+    );
+    assert_eq!(rebuilt.stdout, first.stdout);
+    // Rebuilt once: the next status says nothing about it.
+    let again = cairn(dir.path(), &["status"]);
+    assert!(again.stderr.is_empty(), "{again:?}");
+    assert_eq!(again.stdout, first.stdout);
+}

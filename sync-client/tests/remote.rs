@@ -791,3 +791,52 @@ fn an_edit_inside_a_large_file_pushes_and_pulls_its_file_object_and_new_chunks()
     assert_eq!(pulled["objects"], objects, "{pulled}");
     assert_eq!(std::fs::read(second.join("data/big.bin")).unwrap(), big);
 }
+
+#[test]
+fn a_push_after_the_index_was_damaged_rebuilds_it_and_loses_nothing() {
+    let (_server, alice, project) = setup();
+    let one = alice.clone(&project, "one");
+    write(&one, "requests/a.json", b"{\"a\": 1}");
+    write(&one, "requests/b.json", b"{\"b\": 1}");
+    assert_eq!(alice.json(&one, &["push"])["push"]["version"], 1);
+    // A local edit, then the index torn in half.
+    write(&one, "requests/a.json", b"{\"a\": 2}");
+    let index = one.join(".cairn/index");
+    let bytes = std::fs::read(&index).unwrap();
+    std::fs::write(&index, &bytes[..bytes.len() / 2]).unwrap();
+    let pushed = alice.cairn(&one, &["--json", "push"]);
+    assert_eq!(pushed.status.code(), Some(0), "{pushed:?}");
+    let stderr = String::from_utf8_lossy(&pushed.stderr);
+    assert!(
+        stderr.contains("was damaged") && stderr.contains("nothing was lost"),
+        "{stderr}"
+    );
+    let answer: serde_json::Value = serde_json::from_slice(&pushed.stdout).unwrap();
+    // Only the edit went out: the rebuilt base is version 1, so b.json is not new.
+    assert_eq!(answer["push"]["version"], 2);
+    let two = alice.clone(&project, "two");
+    assert_eq!(read(&two, "requests/a.json"), "{\"a\": 2}");
+    assert_eq!(read(&two, "requests/b.json"), "{\"b\": 1}");
+    let status = alice.json(&one, &["status"]);
+    assert_eq!(status["changes"], serde_json::json!([]));
+    assert_eq!(status["base_version"], 2);
+}
+
+#[test]
+fn after_a_push_the_index_keeps_every_files_stat() {
+    let (_server, alice, project) = setup();
+    let one = alice.clone(&project, "one");
+    for n in 0..20 {
+        write(&one, &format!("requests/{n}.json"), b"{}");
+    }
+    crate::util::age_tree(&one);
+    assert_eq!(alice.json(&one, &["push"])["push"]["version"], 1);
+    write(&one, "requests/0.json", b"{\"edited\": true}");
+    crate::util::age_tree(&one);
+    assert_eq!(alice.json(&one, &["push"])["push"]["version"], 2);
+    // Neither push left the next command a file to read again.
+    let status = alice.json(&one, &["status"]);
+    assert_eq!(status["changes"], serde_json::json!([]));
+    assert_eq!(status["files"], 20);
+    assert_eq!(status["files_read"], 0);
+}

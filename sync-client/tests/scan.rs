@@ -26,12 +26,12 @@ fn second_scan_reads_no_file_contents() {
     write(&test.root, "big.bin", &noise(600 * 1024, 7));
     age_tree(&test.root);
 
-    let (first, _) = test.copy.scan().unwrap();
+    let first = test.copy.scan().unwrap();
     assert_eq!(first.counters.files, 21);
     assert_eq!(first.counters.files_read, 21);
     assert!(first.counters.objects_written >= 21);
 
-    let (second, _) = test.copy.scan().unwrap();
+    let second = test.copy.scan().unwrap();
     assert_eq!(second.counters.files_read, 0, "{:?}", second.counters);
     assert_eq!(second.counters.bytes_read, 0);
     assert_eq!(second.counters.cache_hits, 21);
@@ -43,7 +43,7 @@ fn second_scan_reads_no_file_contents() {
         &test.root.join("folder0/file0.json"),
         Duration::from_secs(60),
     );
-    let (third, _) = test.copy.scan().unwrap();
+    let third = test.copy.scan().unwrap();
     assert_eq!(third.counters.files_read, 1);
     assert_ne!(
         third.listing[&path("folder0/file0.json")],
@@ -56,7 +56,7 @@ fn a_file_replaced_with_the_same_size_and_mtime_is_read_again() {
     let test = new_copy();
     write(&test.root, "a.json", b"one");
     age_tree(&test.root);
-    let (first, _) = test.copy.scan().unwrap();
+    let first = test.copy.scan().unwrap();
     let mtime = fs::metadata(test.root.join("a.json"))
         .unwrap()
         .modified()
@@ -70,7 +70,7 @@ fn a_file_replaced_with_the_same_size_and_mtime_is_read_again() {
         .set_modified(mtime)
         .unwrap();
     fs::rename(test.root.join("a.json.new"), test.root.join("a.json")).unwrap();
-    let (second, _) = test.copy.scan().unwrap();
+    let second = test.copy.scan().unwrap();
     assert_eq!(second.counters.files_read, 1);
     assert_ne!(
         second.listing[&path("a.json")],
@@ -91,9 +91,9 @@ fn racy_files_are_not_trusted_from_the_stat_cache() {
         .unwrap()
         .set_modified(future)
         .unwrap();
-    let (first, _) = test.copy.scan().unwrap();
+    let first = test.copy.scan().unwrap();
     assert_eq!(first.counters.files_read, 1);
-    let (second, _) = test.copy.scan().unwrap();
+    let second = test.copy.scan().unwrap();
     assert_eq!(second.counters.files_read, 1);
 }
 
@@ -134,7 +134,7 @@ fn ignore_rules_follow_gitignore() {
     write(&test.root, "sub/b.log", b"x");
     write(&test.root, "sub/c.log", b"x");
     write(&test.root, "sub/shared.json", b"x");
-    let (found, _) = test.copy.scan().unwrap();
+    let found = test.copy.scan().unwrap();
     let listed: Vec<&str> = found.listing.keys().map(|p| p.as_str()).collect();
     assert_eq!(
         listed,
@@ -158,7 +158,7 @@ fn ignore_rules_do_not_hide_tracked_files() {
     let test = new_copy();
     write(&test.root, "pushed-by-a-teammate.log", b"x");
     write(&test.root, "logs/old.log", b"x");
-    let (found, _) = test.copy.scan().unwrap();
+    let found = test.copy.scan().unwrap();
     test.copy
         .set_base(&sync_client::stores::state::Base {
             version: Some(1),
@@ -196,7 +196,7 @@ fn symlinks_and_special_files_are_skipped_and_reported() {
         .arg(test.root.join("pipe"))
         .status()
         .unwrap();
-    let (found, _) = test.copy.scan().unwrap();
+    let found = test.copy.scan().unwrap();
     let listed: Vec<&str> = found.listing.keys().map(|p| p.as_str()).collect();
     // `dir` holds only a symlink, so it is an empty folder as far as the project goes.
     assert_eq!(listed, ["dir", "real.json"]);
@@ -232,7 +232,7 @@ fn names_are_nfc_normalized_and_bad_names_reported() {
     write(&test.root, "README.md", b"a");
     write(&test.root, "readme.md", b"b");
     write(&test.root, "back\\slash", b"x");
-    let (found, _) = test.copy.scan().unwrap();
+    let found = test.copy.scan().unwrap();
     let listed: Vec<&str> = found.listing.keys().map(|p| p.as_str()).collect();
     // NFC of "u" + combining acute is "\u{fa}" (ú).
     assert_eq!(
@@ -272,7 +272,7 @@ fn names_are_nfc_normalized_and_bad_names_reported() {
 fn a_new_case_twin_never_displaces_a_tracked_file() {
     let test = new_copy();
     write(&test.root, "readme.md", b"tracked");
-    let (found, _) = test.copy.scan().unwrap();
+    let found = test.copy.scan().unwrap();
     test.copy
         .set_base(&sync_client::stores::state::Base {
             version: Some(1),
@@ -302,7 +302,7 @@ fn non_utf8_names_are_reported() {
     let test = new_copy();
     let name = std::ffi::OsStr::from_bytes(b"bad\xffname");
     fs::write(test.root.join(name), b"x").unwrap();
-    let (found, _) = test.copy.scan().unwrap();
+    let found = test.copy.scan().unwrap();
     assert!(found.listing.is_empty());
     assert_eq!(found.skipped.len(), 1);
     assert_eq!(found.skipped[0].reason, SkipReason::NotUtf8);
@@ -314,7 +314,7 @@ fn executable_bit_and_empty_folders_are_listed() {
     write(&test.root, "run.sh", b"#!/bin/sh\n");
     fs::set_permissions(test.root.join("run.sh"), fs::Permissions::from_mode(0o755)).unwrap();
     fs::create_dir_all(test.root.join("empty/inner")).unwrap();
-    let (found, _) = test.copy.scan().unwrap();
+    let found = test.copy.scan().unwrap();
     assert_eq!(found.listing[&path("run.sh")].kind, EntryKind::Executable);
     assert_eq!(found.listing[&path("empty/inner")], FileRef::empty_dir());
     assert!(!found.listing.contains_key(&path("empty")));
@@ -325,30 +325,11 @@ fn state_and_temp_files_are_never_listed() {
     let test = new_copy();
     write(&test.root, ".x.cairn-tmp-1-2", b"leftover of a crash");
     write(&test.root, "nested/.cairn/config.toml", b"");
-    let (found, _) = test.copy.scan().unwrap();
+    let found = test.copy.scan().unwrap();
     let listed: Vec<&str> = found.listing.keys().map(|p| p.as_str()).collect();
     assert_eq!(listed, ["nested"]);
     assert_eq!(found.skipped.len(), 1);
     assert_eq!(found.skipped[0].reason, SkipReason::NestedWorkingCopy);
-}
-
-#[test]
-fn a_damaged_stat_cache_is_rebuilt() {
-    let test = new_copy();
-    write(&test.root, "a.json", b"1");
-    age_tree(&test.root);
-    test.copy.scan().unwrap();
-    fs::write(
-        test.root.join(".cairn/stat-cache"),
-        b"CAIRN-STAT-1\ngarbage",
-    )
-    .unwrap();
-    let status = test.copy.status().unwrap();
-    assert!(status.stat_cache_discarded.is_some());
-    assert_eq!(status.scan.counters.files_read, 1);
-    let again = test.copy.status().unwrap();
-    assert!(again.stat_cache_discarded.is_none());
-    assert_eq!(again.scan.counters.files_read, 0);
 }
 
 #[test]
@@ -371,7 +352,13 @@ fn a_file_that_keeps_changing_is_never_reported_removed() {
     };
     std::thread::sleep(Duration::from_millis(20));
     let objects = test.copy.objects();
-    let found = scan(&test.root, &StatCache::new(), &objects, &Default::default()).unwrap();
+    let found = scan(
+        &test.root,
+        &StatCache::new(),
+        &objects,
+        &sync_protocol::tree::Listing::new(),
+    )
+    .unwrap();
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     writer.join().unwrap();
     if !found.listing.contains_key(&path("log.txt")) {
@@ -394,7 +381,7 @@ fn a_file_past_the_stream_threshold_gets_the_same_ids() {
     let size = sync_client::working_copy::scan::STREAM_THRESHOLD as usize + 300 * 1024 + 5;
     let data = noise(size, 21);
     write(&test.root, "fixtures/huge.bin", &data);
-    let (found, _) = test.copy.scan().unwrap();
+    let found = test.copy.scan().unwrap();
     let expected = sync_protocol::chunking::encode_file(&data, false).unwrap();
     let entry = found.listing[&path("fixtures/huge.bin")];
     assert_eq!(entry.id, expected.id);

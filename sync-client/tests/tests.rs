@@ -10,6 +10,7 @@ mod clean;
 mod cli;
 mod config;
 mod failover;
+mod index;
 mod layers;
 mod monitor;
 mod remote;

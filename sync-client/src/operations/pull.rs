@@ -30,7 +30,8 @@ pub fn pull(copy: &WorkingCopy, remote: &Remote) -> Result<PullOutcome, ClientEr
     // Locked from the base read to the apply, so the base the pull starts from is the one the
     // apply merges against.
     let lock = copy.lock()?;
-    let (base, stat_cache) = copy.base_and_stat_cache()?;
+    let index = copy.index()?;
+    let base = copy.base_of(&index)?;
     // A push whose outcome is unknown is settled first: had it committed, its version would
     // otherwise come back as someone else's edit.
     let base = match copy.state().journal()? {
@@ -59,19 +60,13 @@ pub fn pull(copy: &WorkingCopy, remote: &Remote) -> Result<PullOutcome, ClientEr
     let report = if up_to_date {
         None
     } else {
-        match copy.apply_root_locked(&lock, &base, stat_cache, pulled.version, pulled.root) {
+        match copy.apply_root_locked(&lock, &base, &index, pulled.version, pulled.root) {
             // The object cache lost part of the base (cleaned, damaged), so the difference the
             // server sent is not enough: fetch the whole tree and apply again.
             Err(ClientError::ObjectMissing { .. }) => {
                 attempt(Some(pulled.version), &empty_dir_id(), None)?;
-                let stat_cache = copy.stat_cache()?;
-                Some(copy.apply_root_locked(
-                    &lock,
-                    &base,
-                    stat_cache,
-                    pulled.version,
-                    pulled.root,
-                )?)
+                let index = copy.index()?;
+                Some(copy.apply_root_locked(&lock, &base, &index, pulled.version, pulled.root)?)
             }
             other => Some(other?),
         }

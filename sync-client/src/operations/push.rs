@@ -55,14 +55,15 @@ pub fn push_once(
     remote: &Remote,
     message: Option<&str>,
 ) -> Result<PushOutcome, ClientError> {
-    let _lock = copy.lock()?;
-    let (base, stat_cache) = copy.base_and_stat_cache()?;
+    let lock = copy.lock()?;
+    let index = copy.index()?;
+    let base = copy.base_of(&index)?;
     if !base.pending.is_empty() {
         return Err(ClientError::PendingPaths {
             paths: base.pending.iter().cloned().collect(),
         });
     }
-    let mut snapshot = copy.snapshot_with(&base, stat_cache)?;
+    let mut snapshot = copy.snapshot_with(&lock, &base, &index)?;
     // An earlier push whose outcome is unknown, unless this is that push again.
     let base = match copy.state().journal()? {
         Some(journal) if !journal.is_for(base.version.unwrap_or(0), &snapshot.root) => {
@@ -142,12 +143,14 @@ pub fn push_once(
         snapshot.root,
         listing,
     )?;
-    timed("save base", || copy.set_base(&next))?;
+    timed("save index", || {
+        copy.set_base_after(&next, &snapshot, &index)
+    })?;
     // A rebased push kept its journal until its base was recorded (see `rebased`).
     if committed.rebased {
         copy.state().remove_journal()?;
     }
-    free_in_background((base, next, snapshot));
+    free_in_background((base, next, snapshot, index));
     Ok(PushOutcome::Committed {
         committed,
         objects: sent.objects,

@@ -4,16 +4,25 @@
 //! ```text
 //! .cairn/
 //!   config.toml     server URL and project id (TOML, written by `cairn init` / `cairn clone`)
-//!   base            the version and tree last synced (binary, checksummed; see `state::Base`)
-//!   stat-cache      path → size, mtime, inode, id (binary, checksummed; a cache)
+//!   index           the base listing and the last scan's stat data, records sorted by path
+//!                   (binary, checksummed, read in place; see `index`)
+//!   head            the base's version, root and pending paths: what rebuilds a damaged
+//!                   index with the object cache (see `head`)
 //!   clock           touched at each scan: the file system's "now" (StateFolder::file_system_clock)
 //!   lock            locked (flock) while a command changes the working copy
 //!   push-journal    a push whose objects may be partly on the server (see `journal`)
 //!   objects/ab/…    zstd frames keyed by object id (see `object_cache`)
+//!   monitor.sock    the socket `cairn daemon` answers on, if one runs (see `monitor`)
+//!   monitor.lock    locked (flock) while a monitor runs: one per working copy
+//!   monitor-cookies/ the files a monitor's queries make to know its notifications caught up
 //! ```
 //!
-//! Every file is replaced atomically ([`atomic`]). The base and config are fsynced; the stat
-//! cache and the objects are caches, verified on read and rebuilt when damaged.
+//! Every file is replaced atomically ([`atomic`]). The config, the head, and the index when the
+//! base changes are fsynced; an index write of stat data alone and the objects are not (caches,
+//! verified on read and rebuilt when damaged).
+//!
+//! Working copies made before the index have `base` and `stat-cache` instead; the first open
+//! converts them ([`StateFolder::index`]).
 //!
 //! This layer knows files, not the working copy's contents (scanning and applying are
 //! `working_copy`'s) nor the network (`transport`'s): it imports only the lowest layer.
@@ -26,6 +35,8 @@ use sync_protocol::{Dir, Object};
 pub mod atomic;
 mod codec;
 pub mod config;
+pub mod head;
+pub mod index;
 pub mod journal;
 pub mod lock;
 pub mod monitor;
@@ -35,6 +46,8 @@ pub mod user_config;
 
 use crate::error::{ClientError, io_error};
 use config::WorkingCopyConfig;
+use head::Head;
+use index::{BaseSource, Index, IndexContents};
 use journal::PushJournal;
 use lock::WorkingCopyLock;
 use object_cache::ObjectCache;
@@ -43,8 +56,13 @@ use state::{Base, Mtime, StatCache};
 /// The folder that holds a working copy's state.
 pub const META_DIR: &str = ".cairn";
 
-/// The stat cache as read from disk, and why it was discarded if it was damaged.
-pub type LoadedStatCache = (StatCache, Option<String>);
+/// The index as a command found it.
+#[derive(Debug, Clone)]
+pub struct LoadedIndex {
+    pub index: Index,
+    /// Set when the index was missing or damaged and was rebuilt: why.
+    pub rebuilt: Option<String>,
+}
 
 /// A working copy's `.cairn/` folder: where each of its files is, and reading and writing them.
 #[derive(Debug, Clone)]
@@ -95,7 +113,7 @@ impl StateFolder {
             // The never-synced base is the empty project: its root must be readable like any
             // other base root when the first push is planned.
             staging.objects().put_object(&Object::Dir(Dir::empty()))?;
-            staging.set_base(&Base::never_synced())?;
+            staging.set_base(&Base::never_synced(), &[])?;
             fs::rename(&staging.dir, &folder.dir).map_err(io_error("create", &folder.dir))?;
             atomic::sync_dir(root)
         })();
@@ -115,20 +133,129 @@ impl StateFolder {
         ObjectCache::new(self.file("objects"))
     }
 
-    pub fn base(&self) -> Result<Base, ClientError> {
-        Base::load(&self.file("base"))
+    fn index_path(&self) -> PathBuf {
+        self.file("index")
     }
 
-    pub fn set_base(&self, base: &Base) -> Result<(), ClientError> {
-        base.save(&self.file("base"))
+    /// Reads the index. A working copy of the previous format (`base` and `stat-cache`) is
+    /// converted first; a missing or damaged index is rebuilt from the head record and the
+    /// object cache (the stat data is left empty: every file is hashed again), and `rebuilt`
+    /// says why. Fails only when there is nothing to rebuild from.
+    pub fn index(&self) -> Result<LoadedIndex, ClientError> {
+        let damage = match Index::read(&self.index_path())? {
+            Ok(index) => {
+                return Ok(LoadedIndex {
+                    index,
+                    rebuilt: None,
+                });
+            }
+            Err(damage) => damage,
+        };
+        let old_base = self.file("base");
+        if !self.index_path().exists() && old_base.exists() {
+            return self.convert_old_format(&old_base);
+        }
+        let head_path = self.file("head");
+        let Some(head) = Head::load(&head_path)? else {
+            return Err(ClientError::CorruptState {
+                path: self.index_path(),
+                detail: format!("{damage}, and there is no head record to rebuild it from"),
+            });
+        };
+        let base = head.rebuild_base(&self.objects()).map_err(|error| {
+            let missing = match error {
+                sync_protocol::tree::TreeError::Missing { id, .. } => id,
+                _ => head.root,
+            };
+            ClientError::IndexUnrecoverable {
+                path: self.index_path(),
+                detail: damage.to_string(),
+                version: head.version,
+                missing,
+            }
+        })?;
+        let contents = IndexContents {
+            base: BaseSource::New(&base),
+            stats: &[],
+            scan: None,
+        };
+        let index = Index::from_bytes(index::encode(&contents)).map_err(|damage| {
+            ClientError::CorruptState {
+                path: self.index_path(),
+                detail: damage.0,
+            }
+        })?;
+        index::write(&self.index_path(), &contents, atomic::Durability::Full)?;
+        Ok(LoadedIndex {
+            index,
+            rebuilt: Some(damage.0),
+        })
     }
 
-    pub fn stat_cache(&self) -> Result<LoadedStatCache, ClientError> {
-        StatCache::load(&self.file("stat-cache"))
+    /// Reads the index as it is on disk, without converting or rebuilding anything.
+    pub fn read_index(&self) -> Result<Result<Index, index::IndexDamage>, ClientError> {
+        Index::read(&self.index_path())
     }
 
-    pub fn save_stat_cache(&self, cache: &StatCache) -> Result<(), ClientError> {
-        cache.save(&self.file("stat-cache"))
+    /// Reads a working copy of the previous format (`base`, `stat-cache`), writes its index and
+    /// head, and removes the old files.
+    fn convert_old_format(&self, old_base: &FsPath) -> Result<LoadedIndex, ClientError> {
+        let base = Base::load(old_base)?;
+        let old_stats = self.file("stat-cache");
+        let (cache, _) = StatCache::load(&old_stats)?;
+        let mut stats: Vec<(&str, state::StatEntry)> = cache
+            .iter()
+            .map(|(path, entry)| (path.as_str(), *entry))
+            .collect();
+        stats.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        self.set_base(&base, &stats)?;
+        for old in [old_base, old_stats.as_path()] {
+            match fs::remove_file(old) {
+                Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(ClientError::io("remove", old, error));
+                }
+                _ => {}
+            }
+        }
+        atomic::sync_dir(&self.dir)?;
+        let index =
+            Index::read(&self.index_path())?.map_err(|damage| ClientError::CorruptState {
+                path: self.index_path(),
+                detail: damage.0,
+            })?;
+        Ok(LoadedIndex {
+            index,
+            rebuilt: None,
+        })
+    }
+
+    /// Records a new base with `stats` (path order), without a scan: the index, fsynced, then
+    /// the head record.
+    pub fn set_base(
+        &self,
+        base: &Base,
+        stats: &[(&str, state::StatEntry)],
+    ) -> Result<(), ClientError> {
+        self.write_index(&IndexContents {
+            base: BaseSource::New(base),
+            stats,
+            scan: None,
+        })
+    }
+
+    /// Writes the index. A new base makes it durable: the index file is fsynced, then the head
+    /// record is written and fsynced with the folder, which makes both renames durable with
+    /// one folder flush. Stat data alone is written without any.
+    pub fn write_index(&self, contents: &IndexContents<'_>) -> Result<(), ClientError> {
+        match contents.base {
+            BaseSource::New(base) => {
+                index::write(&self.index_path(), contents, atomic::Durability::FileOnly)?;
+                Head::of(base).save(&self.file("head"))
+            }
+            BaseSource::Kept(_) => {
+                index::write(&self.index_path(), contents, atomic::Durability::Cache)
+            }
+        }
     }
 
     /// Takes the lock of the working copy at `root`, failing at once with `Busy` if another

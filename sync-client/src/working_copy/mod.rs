@@ -9,6 +9,7 @@
 
 use std::fs;
 use std::path::{Path as FsPath, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use sync_protocol::tree::Path as TreePath;
 
@@ -24,12 +25,14 @@ pub use crate::stores::lock::WorkingCopyLock;
 pub use snapshot::Snapshot;
 
 use crate::error::{ClientError, io_error};
+use crate::stores::StateFolder;
+use crate::stores::index::{BaseSource, Index, IndexContents, ScanRecord};
+use crate::stores::monitor::{self, Changes, Token};
 use crate::stores::object_cache::ObjectCache;
-use crate::stores::state::{Base, Mtime, StatCache, StatEntry};
-use crate::stores::{LoadedStatCache, StateFolder};
+use crate::stores::state::{Base, Mtime, StatEntry, StatLookup};
 use crate::timing::{free_in_background, timed};
 use scan::{Scan, scan};
-use status::{PathChange, changes};
+use status::{PathChange, changes_against_index};
 
 /// What `status` found.
 #[derive(Debug, Clone)]
@@ -39,55 +42,83 @@ pub struct Status {
     /// Paths the last pull could not bring up to date (see `Base::pending`).
     pub pending: Vec<sync_protocol::tree::Path>,
     pub scan: Scan,
-    /// Set when the stat cache was damaged and discarded (everything was hashed again).
-    pub stat_cache_discarded: Option<String>,
 }
 
 /// A scan with what it started from.
 struct Scanned {
     scan: Scan,
-    /// The stat cache as loaded before the scan.
-    loaded: StatCache,
-    /// Why the stored stat cache was discarded, if it was.
-    discarded: Option<String>,
     /// The file system's clock just before the walk: entries not older than it are racy.
     clock: Mtime,
+    /// The monitor's token for the state this scan saw, if a monitor answered.
+    token: Option<Token>,
+    /// `Some`: only these folders were walked (the monitor named the paths that changed), and
+    /// everything else was taken from the index; `scan.stats` holds only the walked files'.
+    walked: Option<Vec<TreePath>>,
 }
 
-/// About how many bytes one stat cache entry takes on disk (a prefix-compressed path, the stat,
-/// the id): rewriting the cache costs about this much per entry.
-const STAT_ENTRY_BYTES: u64 = 64;
-/// Opening, reading and closing a small file costs about as much as reading this many more
-/// bytes: the least a stat cache entry spares.
-const FILE_READ_BYTES: u64 = 16 * 1024;
+/// The stat entries worth keeping after `scan`, in path order: the walked files' that are not
+/// racy by `clock`, and, after a partial walk of the folders `walked`, the index's outside them.
+fn stats_to_keep<'a>(
+    scan: &'a Scan,
+    clock: Mtime,
+    walked: Option<&[TreePath]>,
+    index: &'a Index,
+) -> Vec<(&'a str, StatEntry)> {
+    let mut kept = scan.stat_entries(clock);
+    if let Some(walked) = walked {
+        kept.extend(
+            index
+                .stat_entries()
+                .filter(|(path, _)| !scan::partial::is_within(path, walked)),
+        );
+        kept.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    }
+    kept
+}
 
 impl Scanned {
-    /// True when the stat cache this scan would keep is worth writing (see
-    /// [`stat_cache_pays`]); racy entries are not kept.
-    fn stat_cache_pays(&self) -> bool {
+    fn stats_to_keep<'a>(&'a self, index: &'a Index) -> Vec<(&'a str, StatEntry)> {
+        stats_to_keep(&self.scan, self.clock, self.walked.as_deref(), index)
+    }
+
+    /// True when the stat data this scan would keep is worth writing (see
+    /// [`stat_cache_pays`]), or the monitor's token moved on.
+    fn worth_recording(&self, index: &Index) -> bool {
+        if self.token.as_ref() != index.token() {
+            return true;
+        }
+        // Only the files read can differ from the index: the others' stats came from it.
         let kept = self
             .scan
-            .stats
+            .read
             .iter()
+            .filter_map(|path| self.scan.stats.get(path).map(|entry| (path, entry)))
             .filter(|(_, entry)| entry.mtime < self.clock);
-        stat_cache_pays(kept, self.scan.stats.len(), &self.loaded)
+        stat_cache_pays(kept, index.len(), index)
     }
 }
 
-/// True when a stat cache of `len` entries, `kept`, is worth writing over `loaded`: reading
-/// again the files it learned (each counted as at least [`FILE_READ_BYTES`]) would cost more
-/// than writing the cache file. On 10,000 files, that is 40 small files edited since the cache
-/// was written. Until then each of them is simply hashed again by the next scan, as is a file
-/// whose entry was dropped (edited or removed since): a stale entry costs nothing where it is, a
-/// stat that no longer matches is a miss, and the next write leaves it out. A damaged or missing
-/// cache learns every file.
+/// About how many bytes one index record takes on disk (the record and its path): rewriting
+/// the index costs about this much per entry.
+const STAT_ENTRY_BYTES: u64 = 160;
+/// Opening, reading and closing a small file costs about as much as reading this many more
+/// bytes: the least a stat entry spares.
+const FILE_READ_BYTES: u64 = 16 * 1024;
+
+/// True when an index of `len` entries with the stat entries `kept` is worth writing over one
+/// holding `loaded`: reading again the files it learned (each counted as at least
+/// [`FILE_READ_BYTES`]) would cost more than writing the index. On 10,000 files, that is about
+/// 100 small files edited since the index was written. Until then each of them is simply hashed
+/// again by the next scan, as is a file whose entry was dropped (edited or removed since): a
+/// stale entry costs nothing where it is, a stat that no longer matches is a miss, and the next
+/// write leaves it out. A rebuilt index (no stat data) learns every file.
 fn stat_cache_pays<'a>(
     kept: impl Iterator<Item = (&'a TreePath, &'a StatEntry)>,
     len: usize,
-    loaded: &StatCache,
+    loaded: &dyn StatLookup,
 ) -> bool {
     let learned: u64 = kept
-        .filter(|(path, entry)| loaded.get(path) != Some(*entry))
+        .filter(|(path, entry)| loaded.stat(path) != Some(**entry))
         .map(|(_, entry)| entry.size.max(FILE_READ_BYTES))
         .sum();
     learned > 0 && learned >= len as u64 * STAT_ENTRY_BYTES
@@ -99,9 +130,20 @@ pub struct WorkingCopy {
     root: PathBuf,
     state: StateFolder,
     config: WorkingCopyConfig,
+    /// Why the index was rebuilt, if this process rebuilt it (see [`WorkingCopy::index`]).
+    rebuilt: Arc<Mutex<Option<String>>>,
 }
 
 impl WorkingCopy {
+    fn new(root: &FsPath, state: StateFolder, config: WorkingCopyConfig) -> Self {
+        Self {
+            root: root.to_path_buf(),
+            state,
+            config,
+            rebuilt: Arc::default(),
+        }
+    }
+
     /// Makes `root` a working copy of `config`'s project, never synced.
     pub fn init(root: &FsPath, config: WorkingCopyConfig) -> Result<Self, ClientError> {
         if StateFolder::of(root).dir().exists() {
@@ -111,11 +153,7 @@ impl WorkingCopy {
         }
         fs::create_dir_all(root).map_err(io_error("create folder", root))?;
         let state = StateFolder::create(root, &config)?;
-        Ok(Self {
-            root: root.to_path_buf(),
-            state,
-            config,
-        })
+        Ok(Self::new(root, state, config))
     }
 
     /// Opens the working copy whose root is exactly `root`.
@@ -127,11 +165,7 @@ impl WorkingCopy {
             });
         }
         let config = state.config()?;
-        Ok(Self {
-            root: root.to_path_buf(),
-            state,
-            config,
-        })
+        Ok(Self::new(root, state, config))
     }
 
     /// Opens the working copy holding `start`: `start` or its nearest ancestor with `.cairn/`.
@@ -164,69 +198,159 @@ impl WorkingCopy {
         self.state.objects()
     }
 
+    /// The index, checked; a missing or damaged one is rebuilt (see `StateFolder::index`) and
+    /// the reason kept for [`WorkingCopy::take_index_rebuilt`].
+    pub fn index(&self) -> Result<Index, ClientError> {
+        let loaded = timed("load index", || self.state.index())?;
+        if let Some(why) = loaded.rebuilt
+            && let Ok(mut rebuilt) = self.rebuilt.lock()
+        {
+            *rebuilt = Some(why);
+        }
+        Ok(loaded.index)
+    }
+
+    /// Why this process had to rebuild the index, once: the binary reports it in one line
+    /// (the base came from the head record and the object cache, and every file was hashed
+    /// again, so nothing was lost).
+    pub fn take_index_rebuilt(&self) -> Option<String> {
+        self.rebuilt
+            .lock()
+            .ok()
+            .and_then(|mut rebuilt| rebuilt.take())
+    }
+
+    /// The base, decoded from `index`.
+    pub fn base_of(&self, index: &Index) -> Result<Base, ClientError> {
+        timed("decode base", || index.base()).map_err(|damage| ClientError::CorruptState {
+            path: self.state.dir().join("index"),
+            detail: damage.0,
+        })
+    }
+
     pub fn base(&self) -> Result<Base, ClientError> {
-        self.state.base()
+        self.base_of(&self.index()?)
     }
 
     /// Records a new base. The operations call this after a push commits (with the pushed
-    /// tree) or, through [`WorkingCopy::apply`], after a pull.
+    /// tree) or, through [`WorkingCopy::apply`], after a pull. The index's stat data is kept.
     pub fn set_base(&self, base: &Base) -> Result<(), ClientError> {
-        self.state.set_base(base)
+        let index = self.index()?;
+        let stats: Vec<(&str, StatEntry)> = index.stat_entries().collect();
+        self.state.set_base(base, &stats)
     }
 
-    pub fn stat_cache(&self) -> Result<LoadedStatCache, ClientError> {
-        self.state.stat_cache()
-    }
-
-    /// The base and the stat cache, decoded side by side: on a large project each is a file of
-    /// 10,000 paths, and every scan needs both.
-    pub fn base_and_stat_cache(&self) -> Result<(Base, LoadedStatCache), ClientError> {
-        let (base, stat_cache) = rayon::join(
-            || timed("load base", || self.base()),
-            || timed("load stat cache", || self.stat_cache()),
+    /// Records a new base with the stat data of `snapshot`'s scan (a push's), made from
+    /// `index` (read under the same lock).
+    pub fn set_base_after(
+        &self,
+        base: &Base,
+        snapshot: &Snapshot,
+        index: &Index,
+    ) -> Result<(), ClientError> {
+        let stats = stats_to_keep(
+            &snapshot.scan,
+            snapshot.clock,
+            snapshot.walked.as_deref(),
+            index,
         );
-        Ok((base?, stat_cache?))
+        self.state.set_base(base, &stats)
     }
 
-    /// Scans the working copy, storing new objects and refreshing the stat cache.
-    pub fn scan(&self) -> Result<(Scan, Option<String>), ClientError> {
-        let (base, stat_cache) = self.base_and_stat_cache()?;
-        self.scan_with(&base, stat_cache)
+    /// Scans the working copy, storing new objects and recording the scan in the index.
+    pub fn scan(&self) -> Result<Scan, ClientError> {
+        let index = self.index()?;
+        let scanned = self.scan_from(&index)?;
+        self.record_scan(&index, &scanned, None)?;
+        Ok(scanned.scan)
     }
 
-    /// [`WorkingCopy::scan`] with the base and stat cache already loaded.
-    fn scan_with(
-        &self,
-        base: &Base,
-        (loaded, discarded): LoadedStatCache,
-    ) -> Result<(Scan, Option<String>), ClientError> {
-        let scanned = self.scan_from(base, loaded, discarded)?;
-        // Rewriting the cache for a few small files would cost more than hashing them again.
-        if scanned.stat_cache_pays() {
-            let fresh = scanned.scan.stat_cache(scanned.clock);
-            timed("save stat cache", || self.state.save_stat_cache(&fresh))?;
-            free_in_background(fresh);
-        }
-        free_in_background(scanned.loaded);
-        Ok((scanned.scan, scanned.discarded))
-    }
-
-    /// Scans without saving the stat cache: the caller decides what to keep.
-    fn scan_from(
-        &self,
-        base: &Base,
-        loaded: StatCache,
-        discarded: Option<String>,
-    ) -> Result<Scanned, ClientError> {
+    /// Asks the monitor what changed since the index's token, then scans accordingly.
+    fn scan_from(&self, index: &Index) -> Result<Scanned, ClientError> {
         let clock = timed("file system clock", || self.state.file_system_clock());
-        let scan = timed("scan", || {
-            scan(&self.root, &loaded, &self.objects(), &base.listing)
-        })?;
+        let changes = timed("ask monitor", || {
+            monitor::changes_since(&self.root, index.token())
+        });
+        self.scan_changes(index, changes, clock)
+    }
+
+    /// The scan for what the monitor said (the seam the tests feed directly): with
+    /// `Changes::Paths` and an index that recorded the whole last scan, only the folders
+    /// holding the named paths are walked and everything else is taken from the index;
+    /// otherwise everything is walked.
+    fn scan_changes(
+        &self,
+        index: &Index,
+        changes: Changes,
+        clock: Mtime,
+    ) -> Result<Scanned, ClientError> {
+        let (token, paths) = match changes {
+            Changes::Unavailable => (None, None),
+            Changes::Everything { token } => (Some(token), None),
+            Changes::Paths { token, paths } => (Some(token), Some(paths)),
+        };
+        if let Some(paths) = paths
+            && let Some(folders) = scan::partial::folders_to_walk(&self.root, index, &paths)
+        {
+            let scan = timed("scan changed folders", || {
+                scan::partial::scan_folders(&self.root, index, &self.objects(), &folders)
+            })?;
+            return Ok(Scanned {
+                scan,
+                clock,
+                token,
+                walked: Some(folders),
+            });
+        }
+        let scan = timed("scan", || scan(&self.root, index, &self.objects(), index))?;
         Ok(Scanned {
             scan,
-            loaded,
-            discarded,
             clock,
+            token,
+            walked: None,
+        })
+    }
+
+    /// Writes the scan's stat data and token into the index when it is worth it. The index
+    /// copies the base from `index`, so it is written only under the lock (`held`, or taken
+    /// here) and only while the index on disk still has that base: a command that recorded a
+    /// new base meanwhile is never undone by a stat write. When the lock is busy or the base
+    /// moved, nothing is written: the stat data is a cache, and the next scan learns it again.
+    fn record_scan(
+        &self,
+        index: &Index,
+        scanned: &Scanned,
+        held: Option<&WorkingCopyLock>,
+    ) -> Result<(), ClientError> {
+        if !scanned.worth_recording(index) {
+            return Ok(());
+        }
+        let _taken = match held {
+            Some(_) => None,
+            None => match self.lock() {
+                Ok(lock) => {
+                    match self.state.read_index()? {
+                        Ok(current) if current.same_base(index) => {}
+                        _ => return Ok(()),
+                    }
+                    Some(lock)
+                }
+                Err(ClientError::Busy { .. }) => return Ok(()),
+                Err(error) => return Err(error),
+            },
+        };
+        let stats = scanned.stats_to_keep(index);
+        timed("save index", || {
+            self.state.write_index(&IndexContents {
+                base: BaseSource::Kept(index),
+                stats: &stats,
+                scan: Some(ScanRecord {
+                    listing: &scanned.scan.listing,
+                    unsettled: &scanned.scan.unsettled,
+                    has_renames: !scanned.scan.disk_names.is_empty(),
+                    token: scanned.token.as_ref(),
+                }),
+            })
         })
     }
 
@@ -237,22 +361,36 @@ impl WorkingCopy {
 
     /// The changes since the base.
     pub fn status(&self) -> Result<Status, ClientError> {
-        let (base, stat_cache) = self.base_and_stat_cache()?;
-        let (scan, stat_cache_discarded) = self.scan_with(&base, stat_cache)?;
-        let changes = changes(&base.listing, &scan.listing, &scan.unsettled);
-        let Base {
-            version,
-            listing,
-            pending,
-            ..
-        } = base;
-        free_in_background(listing);
-        Ok(Status {
-            base_version: version,
+        let index = self.index()?;
+        let scanned = self.scan_from(&index)?;
+        self.record_scan(&index, &scanned, None)?;
+        let changes = timed("compare", || {
+            changes_against_index(&index, &scanned.scan.listing, &scanned.scan.unsettled)
+        });
+        let status = Status {
+            base_version: index.version(),
             changes,
-            pending: pending.into_iter().collect(),
-            scan,
-            stat_cache_discarded,
+            pending: index.pending(),
+            scan: scanned.scan,
+        };
+        free_in_background(index);
+        Ok(status)
+    }
+
+    /// [`WorkingCopy::status`] for a given answer of the monitor, for tests of the partial walk
+    /// (no monitor runs in them).
+    #[doc(hidden)]
+    pub fn status_with_changes(&self, changes: Changes) -> Result<Status, ClientError> {
+        let index = self.index()?;
+        let clock = self.state.file_system_clock();
+        let scanned = self.scan_changes(&index, changes, clock)?;
+        self.record_scan(&index, &scanned, None)?;
+        let changes = changes_against_index(&index, &scanned.scan.listing, &scanned.scan.unsettled);
+        Ok(Status {
+            base_version: index.version(),
+            changes,
+            pending: index.pending(),
+            scan: scanned.scan,
         })
     }
 }
@@ -269,6 +407,7 @@ mod tests {
         let opened = WorkingCopy::open(dir.path()).unwrap();
         assert_eq!(opened.config(), &config);
         assert_eq!(opened.base().unwrap(), Base::never_synced());
+        assert!(opened.take_index_rebuilt().is_none());
         assert!(matches!(
             WorkingCopy::init(dir.path(), config),
             Err(ClientError::AlreadyAWorkingCopy { .. })
@@ -284,7 +423,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let config = WorkingCopyConfig::new("https://x.test", "p").unwrap();
         let copy = WorkingCopy::init(dir.path(), config).unwrap();
-        fs::write(dir.path().join(".cairn/base"), b"garbage").unwrap();
+        // A damaged index with nothing to rebuild it from.
+        fs::write(dir.path().join(".cairn/index"), b"garbage").unwrap();
+        fs::remove_file(dir.path().join(".cairn/head")).unwrap();
         let error = copy.base().unwrap_err();
         assert!(matches!(error, ClientError::CorruptState { .. }));
         assert!(error.to_string().contains("corrupted"));
@@ -293,6 +434,51 @@ mod tests {
             WorkingCopy::open(dir.path()),
             Err(ClientError::CorruptState { .. })
         ));
+    }
+
+    #[test]
+    fn a_stat_write_never_undoes_a_base_recorded_meanwhile() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = WorkingCopyConfig::new("https://x.test", "p").unwrap();
+        let copy = WorkingCopy::init(dir.path(), config).unwrap();
+        for name in ["a.json", "b.json", "c.json"] {
+            fs::write(dir.path().join(name), name).unwrap();
+        }
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        for name in ["a.json", "b.json", "c.json"] {
+            let file = fs::File::options()
+                .write(true)
+                .open(dir.path().join(name))
+                .unwrap();
+            file.set_modified(old).unwrap();
+        }
+        let scan_now = |index: &Index| {
+            let clock = copy.state.file_system_clock();
+            copy.scan_changes(index, Changes::Unavailable, clock)
+                .unwrap()
+        };
+        // A scan that learned every file is worth recording...
+        let index = copy.index().unwrap();
+        let scanned = scan_now(&index);
+        assert!(scanned.worth_recording(&index));
+        // ...but not over a base another command recorded since the index was read.
+        let mut newer = Base::never_synced();
+        newer.version = Some(5);
+        copy.set_base(&newer).unwrap();
+        copy.record_scan(&index, &scanned, None).unwrap();
+        assert_eq!(copy.base().unwrap(), newer);
+        assert_eq!(copy.index().unwrap().stat_entries().count(), 0);
+        // Nor while another command holds the lock.
+        let index = copy.index().unwrap();
+        let scanned = scan_now(&index);
+        let held = copy.lock().unwrap();
+        copy.record_scan(&index, &scanned, None).unwrap();
+        assert_eq!(copy.index().unwrap().stat_entries().count(), 0);
+        drop(held);
+        // Otherwise it is recorded, over the same base.
+        copy.record_scan(&index, &scanned, None).unwrap();
+        assert_eq!(copy.index().unwrap().stat_entries().count(), 3);
+        assert_eq!(copy.base().unwrap(), newer);
     }
 
     #[test]

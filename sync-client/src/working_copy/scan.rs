@@ -19,12 +19,14 @@
 use std::collections::{BTreeSet, HashMap};
 use std::ffi::OsString;
 use std::fs;
+use std::hash::BuildHasherDefault;
 use std::io;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
 
 mod clean;
+pub(crate) mod partial;
 mod read;
 pub use clean::{CleanPaths, clean_paths};
 pub use read::STREAM_THRESHOLD;
@@ -44,7 +46,7 @@ use crate::error::ClientError;
 use crate::stores::META_DIR;
 use crate::stores::atomic::is_temp_name;
 use crate::stores::object_cache::ObjectCache;
-use crate::stores::state::{Mtime, StatCache, StatEntry};
+use crate::stores::state::{Mtime, PathHasher, StatEntry, StatLookup, Tracked};
 
 /// The name of ignore files, in gitignore syntax.
 pub const IGNORE_FILE: &str = ".cairnignore";
@@ -122,8 +124,10 @@ pub struct Skipped {
 pub struct ScanCounters {
     /// Regular files found (listed or not).
     pub files: u64,
-    /// Folders walked.
+    /// Folders walked (read).
     pub dirs: u64,
+    /// Entries stat'ed (files, folders and everything else the walk met).
+    pub stated: u64,
     /// Files whose stat matched the stat cache: not opened.
     pub cache_hits: u64,
     /// Files opened and read (a retried read counts again).
@@ -140,6 +144,11 @@ pub struct DiskNames {
 }
 
 impl DiskNames {
+    /// True when every listed path is its own disk path.
+    pub fn is_empty(&self) -> bool {
+        self.renamed.is_empty()
+    }
+
     /// The on-disk path of `path` under `root`, following any non-NFC folder or file name.
     pub fn resolve(&self, root: &FsPath, path: &Path) -> PathBuf {
         if self.renamed.is_empty() {
@@ -174,8 +183,11 @@ pub struct Scan {
     /// Objects this scan added to the object cache, children first per file.
     pub new_objects: Vec<ObjectId>,
     pub counters: ScanCounters,
-    /// Each listed file's stat as it was hashed.
-    pub stats: HashMap<Path, StatEntry>,
+    /// Each listed file's stat as it was hashed (keyed with the stat cache's word-at-a-time
+    /// hash: one insert per file on every scan).
+    pub stats: HashMap<Path, StatEntry, BuildHasherDefault<PathHasher>>,
+    /// The listed files whose contents this scan read (the others' stats matched).
+    pub read: Vec<Path>,
     pub disk_names: DiskNames,
 }
 
@@ -195,14 +207,19 @@ impl Scan {
         false
     }
 
-    /// The stat cache to keep: this scan's entries whose mtime is before `clock`.
-    pub fn stat_cache(&self, clock: Mtime) -> StatCache {
-        let mut cache = StatCache::new();
-        for (path, entry) in &self.stats {
-            cache.insert(path.clone(), *entry);
-        }
-        cache.drop_racy(clock);
-        cache
+    /// The stat entries to keep, in path order: this scan's entries whose mtime is before
+    /// `clock` (a later one is racy: see `StatCache`).
+    pub fn stat_entries(&self, clock: Mtime) -> Vec<(&str, StatEntry)> {
+        // From `stats`, not in `listing` order: a push takes the listing for its new base
+        // before it records the stats.
+        let mut kept: Vec<(&str, StatEntry)> = self
+            .stats
+            .iter()
+            .filter(|(_, entry)| entry.mtime < clock)
+            .map(|(path, entry)| (path.as_str(), *entry))
+            .collect();
+        kept.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        kept
     }
 }
 
@@ -210,9 +227,9 @@ impl Scan {
 /// apply to its paths.
 pub fn scan(
     root: &FsPath,
-    stat_cache: &StatCache,
+    stat_cache: &dyn StatLookup,
     objects: &ObjectCache,
-    tracked: &Listing,
+    tracked: &dyn Tracked,
 ) -> Result<Scan, ClientError> {
     let walker = Walker {
         stat_cache,
@@ -223,6 +240,12 @@ pub fn scan(
     crate::timing::timed("walk", || {
         walker.walk_dir(&mut found, root, PathBuf::new(), None, &root_matchers)
     })?;
+    read_found(root, found, objects)
+}
+
+/// Reads (in parallel) the files the walk could not take from the stat data, and gathers
+/// everything the walk found into a [`Scan`].
+fn read_found(root: &FsPath, mut found: Found, objects: &ObjectCache) -> Result<Scan, ClientError> {
     let to_read = found.take_to_read();
     let mut scan = found.into_scan();
 
@@ -247,6 +270,7 @@ pub fn scan(
         scan.new_objects.extend(written);
         match outcome {
             ReadOutcome::Listed(file_ref, stat) => {
+                scan.read.push(candidate.path.clone());
                 scan.stats.insert(candidate.path.clone(), stat);
                 scan.listing.insert(candidate.path, file_ref);
             }
@@ -285,6 +309,7 @@ struct Found {
     to_read: Vec<Candidate>,
     files: u64,
     dirs: u64,
+    stated: u64,
     cache_hits: u64,
     children: Vec<Found>,
 }
@@ -319,7 +344,7 @@ impl Found {
         let listed: usize = all.iter().map(|found| found.listing.len()).sum();
         let with_stats: usize = all.iter().map(|found| found.stats.len()).sum();
         let mut listing = Vec::with_capacity(listed);
-        let mut stats = HashMap::with_capacity(with_stats);
+        let mut stats = HashMap::with_capacity_and_hasher(with_stats, Default::default());
         let mut scan = Scan::default();
         let mut renamed = HashMap::new();
         for found in all {
@@ -330,6 +355,7 @@ impl Found {
             renamed.extend(found.renamed);
             scan.counters.files += found.files;
             scan.counters.dirs += found.dirs;
+            scan.counters.stated += found.stated;
             scan.counters.cache_hits += found.cache_hits;
         }
         scan.listing = listing.into_iter().collect();
@@ -360,8 +386,8 @@ impl Found {
 
 /// What the walk reads but never changes; shared by the folders walked in parallel.
 struct Walker<'a> {
-    tracked: &'a Listing,
-    stat_cache: &'a StatCache,
+    tracked: &'a dyn Tracked,
+    stat_cache: &'a dyn StatLookup,
 }
 
 /// One entry of a folder being walked, with its listed name and fold key (`None`: the name is
@@ -468,6 +494,8 @@ impl Walker<'_> {
 
         let mut listed_any = false;
         let mut subfolders: Vec<Subfolder> = Vec::new();
+        // This folder's stat entries, found once: each file's lookup searches only them.
+        let stats_here = parent.and_then(|dir| self.stat_cache.narrowed(dir));
         // Fold key to the disk name that took it first; only needed when names clash.
         let mut taken: HashMap<String, OsString> = HashMap::new();
         for Entry {
@@ -487,6 +515,7 @@ impl Walker<'_> {
             if is_temp_name(&name) {
                 continue;
             }
+            found.stated += 1;
             let metadata = match entry.metadata() {
                 Ok(metadata) => metadata,
                 // Removed since the folder was read.
@@ -578,7 +607,7 @@ impl Walker<'_> {
                 );
                 continue;
             }
-            if let Some(cached) = self.stat_cache.get(&path)
+            if let Some(cached) = self.stat_cache.stat_within(stats_here.as_ref(), &path)
                 && cached.matches(&metadata)
             {
                 found.cache_hits += 1;
@@ -591,7 +620,7 @@ impl Walker<'_> {
                         id: cached.id,
                     },
                 ));
-                found.stats.push((path, *cached));
+                found.stats.push((path, cached));
                 continue;
             }
             found.to_read.push(Candidate {
@@ -627,9 +656,6 @@ impl Walker<'_> {
 
     /// True when the base has the entry `name` of folder `parent`, or anything under it.
     fn is_tracked(&self, name: &std::ffi::OsStr, parent: Option<&Path>) -> bool {
-        if self.tracked.is_empty() {
-            return false;
-        }
         let Some(path) = name
             .to_str()
             .and_then(|text| normalized_name(text).ok())
@@ -637,7 +663,7 @@ impl Walker<'_> {
         else {
             return false;
         };
-        self.tracked.contains_key(&path) || sync_protocol::tree::has_descendant(self.tracked, &path)
+        self.tracked.tracks(&path)
     }
 }
 

@@ -7,13 +7,13 @@ use sync_protocol::ObjectId;
 use sync_protocol::patch::patch_tree;
 use sync_protocol::tree::{FileRef, Listing, Path as TreePath, build_dirs};
 
-use super::WorkingCopy;
 use super::scan::Scan;
 use super::status::changed_paths;
+use super::{WorkingCopy, WorkingCopyLock};
 use crate::error::ClientError;
-use crate::stores::LoadedStatCache;
+use crate::stores::index::Index;
 use crate::stores::object_cache::ObjectCache;
-use crate::stores::state::Base;
+use crate::stores::state::{Base, Mtime};
 use crate::timing::timed;
 
 /// The working copy as a tree: what a push uploads.
@@ -24,6 +24,10 @@ pub struct Snapshot {
     /// dirs of subtrees unchanged since the base are the base's, stored when it was pushed or
     /// pulled).
     pub root: ObjectId,
+    /// The file system's clock before the scan: its stat entries from then on are racy.
+    pub(super) clock: Mtime,
+    /// The folders walked, when the monitor let the scan walk only those.
+    pub(super) walked: Option<Vec<TreePath>>,
 }
 
 impl WorkingCopy {
@@ -35,31 +39,43 @@ impl WorkingCopy {
     /// finds exactly the base's tree, the base root is the answer and no dir is built at all. A
     /// base dir missing from the cache falls back to building and storing every dir.
     pub fn snapshot(&self) -> Result<Snapshot, ClientError> {
-        let (base, stat_cache) = self.base_and_stat_cache()?;
-        self.snapshot_with(&base, stat_cache)
+        let lock = self.lock()?;
+        let index = self.index()?;
+        let base = self.base_of(&index)?;
+        self.snapshot_with(&lock, &base, &index)
     }
 
-    /// [`WorkingCopy::snapshot`] against a base and stat cache the caller already loaded (under
-    /// the lock), so a push decodes the base file once.
+    /// [`WorkingCopy::snapshot`] against the index and its base the caller already loaded
+    /// under the lock it holds, so a push reads the index once.
     pub fn snapshot_with(
         &self,
+        lock: &WorkingCopyLock,
         base: &Base,
-        stat_cache: LoadedStatCache,
+        index: &Index,
     ) -> Result<Snapshot, ClientError> {
-        let (scan, _) = self.scan_with(base, stat_cache)?;
+        let scanned = self.scan_from(index)?;
+        self.record_scan(index, &scanned, Some(lock))?;
+        let (scan, clock, walked) = (scanned.scan, scanned.clock, scanned.walked);
         let objects = self.objects();
         if base.pending.is_empty() && objects.contains(&base.root) {
             if scan.listing == base.listing {
                 return Ok(Snapshot {
                     scan,
                     root: base.root,
+                    clock,
+                    walked,
                 });
             }
             let rebuilt = timed("build changed dirs", || {
                 build_changed_dirs(&objects, base, &scan.listing)
             })?;
             if let Some(root) = rebuilt {
-                return Ok(Snapshot { scan, root });
+                return Ok(Snapshot {
+                    scan,
+                    root,
+                    clock,
+                    walked,
+                });
             }
         }
         let built =
@@ -73,6 +89,8 @@ impl WorkingCopy {
         Ok(Snapshot {
             scan,
             root: built.root,
+            clock,
+            walked,
         })
     }
 }

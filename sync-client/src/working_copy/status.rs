@@ -6,6 +6,8 @@ use serde::Serialize;
 use sync_protocol::diff::Change;
 use sync_protocol::tree::{FileRef, Listing, Path, has_descendant, is_under};
 
+use crate::stores::index::Index;
+
 /// How a path changed relative to the base.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -47,41 +49,81 @@ fn serialize_path<S: serde::Serializer>(path: &Path, serializer: S) -> Result<S:
 /// folder that lost its last file reported as added (the file is removed). Paths that are
 /// `unsettled` (or under an unsettled folder) are reported as unreadable, never as removed.
 pub fn changes(base: &Listing, scanned: &Listing, unsettled: &BTreeSet<Path>) -> Vec<PathChange> {
+    changes_of(
+        base.iter().map(|(path, entry)| (path.as_str(), *entry)),
+        |dir| has_descendant(base, dir),
+        scanned,
+        unsettled,
+    )
+}
+
+/// [`changes`] from the base records of the index, walked in order beside the scan: the base
+/// is never decoded into a map.
+pub fn changes_against_index(
+    index: &Index,
+    scanned: &Listing,
+    unsettled: &BTreeSet<Path>,
+) -> Vec<PathChange> {
+    changes_of(
+        index
+            .records()
+            .filter_map(|record| record.base.map(|entry| (record.path, entry))),
+        |dir| index.base_has_descendant(dir.as_str()),
+        scanned,
+        unsettled,
+    )
+}
+
+/// The merge walk of `changes`: `base` yields the base's entries in path order.
+fn changes_of<'a>(
+    base: impl Iterator<Item = (&'a str, FileRef)>,
+    base_has_descendant: impl Fn(&Path) -> bool,
+    scanned: &Listing,
+    unsettled: &BTreeSet<Path>,
+) -> Vec<PathChange> {
     let is_unsettled = |path: &Path| {
         unsettled
             .iter()
             .any(|root| root == path || is_under(path, root))
     };
     let mut out = Vec::new();
-    let mut base_entries = base.iter().peekable();
+    let mut base_entries = base.peekable();
     let mut scanned_entries = scanned.iter().peekable();
     loop {
+        // Only base paths that changed are made into `Path`s; every base path was checked
+        // when it was recorded, so making one again cannot fail.
+        let owned = |text: &str| Path::new(text).ok();
         let (path, before, after) = match (base_entries.peek(), scanned_entries.peek()) {
             (None, None) => break,
             (Some((path, before)), None) => {
-                let item = ((*path).clone(), Some(**before), None);
+                let item = (owned(path), Some(*before), None);
                 base_entries.next();
                 item
             }
             (None, Some((path, after))) => {
-                let item = ((*path).clone(), None, Some(**after));
+                let item = (Some((*path).clone()), None, Some(**after));
                 scanned_entries.next();
                 item
             }
             (Some((base_path, before)), Some((scanned_path, after))) => {
-                match base_path.cmp(scanned_path) {
+                match (*base_path).cmp(scanned_path.as_str()) {
                     std::cmp::Ordering::Less => {
-                        let item = ((*base_path).clone(), Some(**before), None);
+                        let item = (owned(base_path), Some(*before), None);
                         base_entries.next();
                         item
                     }
                     std::cmp::Ordering::Greater => {
-                        let item = ((*scanned_path).clone(), None, Some(**after));
+                        let item = (Some((*scanned_path).clone()), None, Some(**after));
                         scanned_entries.next();
                         item
                     }
                     std::cmp::Ordering::Equal => {
-                        let item = ((*base_path).clone(), Some(**before), Some(**after));
+                        let same = before == *after;
+                        let item = (
+                            (!same).then(|| (*scanned_path).clone()),
+                            Some(*before),
+                            Some(**after),
+                        );
                         base_entries.next();
                         scanned_entries.next();
                         item
@@ -89,7 +131,15 @@ pub fn changes(base: &Listing, scanned: &Listing, unsettled: &BTreeSet<Path>) ->
                 }
             }
         };
-        if let Some(change) = classify(&path, before, after, base, scanned, &is_unsettled) {
+        let Some(path) = path else { continue };
+        if let Some(change) = classify(
+            &path,
+            before,
+            after,
+            &base_has_descendant,
+            scanned,
+            &is_unsettled,
+        ) {
             out.push(PathChange { path, change });
         }
     }
@@ -109,7 +159,7 @@ fn classify(
     path: &Path,
     before: Option<FileRef>,
     after: Option<FileRef>,
-    base: &Listing,
+    base_has_descendant: &impl Fn(&Path) -> bool,
     scanned: &Listing,
     is_unsettled: &impl Fn(&Path) -> bool,
 ) -> Option<ChangeKind> {
@@ -126,7 +176,7 @@ fn classify(
             }
         }
         (None, Some(after)) => {
-            if after.is_dir() && has_descendant(base, path) {
+            if after.is_dir() && base_has_descendant(path) {
                 None
             } else {
                 Some(ChangeKind::Added)

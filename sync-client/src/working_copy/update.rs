@@ -5,13 +5,14 @@ use sync_protocol::ObjectId;
 use sync_protocol::diff::{apply_changes, diff};
 use sync_protocol::tree::{Listing, TreeError, build_dirs, flatten};
 
+use super::WorkingCopy;
 use super::apply::{ApplyReport, apply_clean, apply_tree};
 use super::scan::{CleanPaths, Scan, clean_paths};
-use super::{WorkingCopy, stat_cache_pays};
 use crate::error::ClientError;
-use crate::stores::LoadedStatCache;
+use crate::stores::index::Index;
 use crate::stores::lock::WorkingCopyLock;
-use crate::stores::state::{Base, StatCache};
+use crate::stores::monitor::Changes;
+use crate::stores::state::{Base, StatCache, StatEntry};
 use crate::timing::{free_in_background, timed};
 
 /// What an apply knows of the disk before it starts.
@@ -27,22 +28,23 @@ impl WorkingCopy {
     /// the new ones; the base's are kept from before).
     pub fn apply_root(&self, version: u64, root: ObjectId) -> Result<ApplyReport, ClientError> {
         let lock = self.lock()?;
-        let (base, stat_cache) = self.base_and_stat_cache()?;
-        self.apply_root_locked(&lock, &base, stat_cache, version, root)
+        let index = self.index()?;
+        let base = self.base_of(&index)?;
+        self.apply_root_locked(&lock, &base, &index, version, root)
     }
 
-    /// [`WorkingCopy::apply_root`] under a lock the caller holds, with the base it loaded under
-    /// that lock.
+    /// [`WorkingCopy::apply_root`] under a lock the caller holds, with the index and its base
+    /// it loaded under that lock.
     pub fn apply_root_locked(
         &self,
         _lock: &WorkingCopyLock,
         base: &Base,
-        stat_cache: LoadedStatCache,
+        index: &Index,
         version: u64,
         root: ObjectId,
     ) -> Result<ApplyReport, ClientError> {
         let listing = timed("new tree", || self.tree_of(base, version, &root))?;
-        self.apply_locked(base, stat_cache, version, root, listing)
+        self.apply_locked(base, index, version, root, listing)
     }
 
     /// The listing of `root`. When the base listing is exactly the tree of the base root (no
@@ -74,8 +76,9 @@ impl WorkingCopy {
         listing: &Listing,
     ) -> Result<ApplyReport, ClientError> {
         let _lock = self.lock()?;
-        let (base, stat_cache) = self.base_and_stat_cache()?;
-        self.apply_locked(&base, stat_cache, version, root, listing.clone())
+        let index = self.index()?;
+        let base = self.base_of(&index)?;
+        self.apply_locked(&base, &index, version, root, listing.clone())
     }
 
     /// [`WorkingCopy::apply`] with the lock held and the base loaded under it.
@@ -86,7 +89,7 @@ impl WorkingCopy {
     fn apply_locked(
         &self,
         base: &Base,
-        (loaded, discarded): LoadedStatCache,
+        index: &Index,
         version: u64,
         root: ObjectId,
         listing: Listing,
@@ -94,25 +97,27 @@ impl WorkingCopy {
         let objects = self.objects();
         let clean = if base.pending.is_empty() {
             timed("check changed paths", || {
-                clean_paths(&self.root, &base.listing, &listing, &loaded, &objects)
+                clean_paths(&self.root, &base.listing, &listing, index, &objects)
             })?
         } else {
             None
         };
         // The stat entries still valid before this apply writes anything: the scan's, or, when
-        // nothing was walked, the stored cache's (`None`; they were not racy when it was saved,
-        // and a stat that changed since then simply misses).
-        let (found, kept, loaded) = match clean {
-            Some(clean) => (Found::Clean(clean), None, loaded),
+        // nothing was walked, the index's (`None`; they were not racy when it was written, and
+        // a stat that changed since then simply misses). The apply writes files, so the
+        // monitor's token would not vouch for what it leaves: the scan walks everything.
+        let (found, kept) = match clean {
+            Some(clean) => (Found::Clean(clean), None),
             None => {
-                let scanned = self.scan_from(base, loaded, discarded)?;
+                let clock = self.state.file_system_clock();
+                let scanned = self.scan_changes(index, Changes::Unavailable, clock)?;
                 let mut kept = StatCache::new();
                 for (path, entry) in &scanned.scan.stats {
                     if entry.mtime < scanned.clock {
                         kept.insert(path.clone(), *entry);
                     }
                 }
-                (Found::Scanned(scanned.scan), Some(kept), scanned.loaded)
+                (Found::Scanned(scanned.scan), Some(kept))
             }
         };
         let report = timed("apply tree", || match &found {
@@ -122,20 +127,22 @@ impl WorkingCopy {
             Found::Scanned(scan) => apply_tree(&self.root, &base.listing, &listing, scan, &objects),
         })?;
         let next = next_base(base, version, root, listing, &report);
-        timed("save base", || self.set_base(&next))?;
-        free_in_background(next);
-        // What this apply wrote is added to the cache, judged by a clock read now; what it
-        // replaced or removed is forgotten.
+        // What this apply wrote is added to the stat data, judged by a clock read now; what it
+        // replaced or removed is forgotten. The index is written once, with the new base.
         let mut written = StatCache::new();
         for (path, entry) in &report.stats {
             written.insert(path.clone(), *entry);
         }
         written.drop_racy(self.state.file_system_clock());
-        let learned = kept.iter().flat_map(StatCache::iter).chain(written.iter());
-        if !stat_cache_pays(learned, loaded.len(), &loaded) {
-            return Ok(report);
-        }
-        let mut cache = kept.unwrap_or(loaded);
+        let mut cache = kept.unwrap_or_else(|| {
+            let mut cache = StatCache::new();
+            for (path, entry) in index.stat_entries() {
+                if let Ok(path) = sync_protocol::tree::Path::new(path) {
+                    cache.insert(path, entry);
+                }
+            }
+            cache
+        });
         for path in report
             .written
             .iter()
@@ -147,7 +154,13 @@ impl WorkingCopy {
         for (path, entry) in written.into_entries() {
             cache.insert(path, entry);
         }
-        timed("save stat cache", || self.state.save_stat_cache(&cache))?;
+        let mut stats: Vec<(&str, StatEntry)> = cache
+            .iter()
+            .map(|(path, entry)| (path.as_str(), *entry))
+            .collect();
+        stats.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        timed("save index", || self.state.set_base(&next, &stats))?;
+        free_in_background((next, cache));
         Ok(report)
     }
 }

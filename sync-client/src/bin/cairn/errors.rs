@@ -135,6 +135,9 @@ pub(crate) fn client_message(error: &ClientError) -> String {
             format!("{error}; move the .cairn/ folder aside and clone the project again")
         }
         ClientError::UnsupportedLayout { .. } => format!("{error}; update cairn"),
+        ClientError::IndexUnrecoverable { .. } => format!(
+            "{error}; nothing was changed: clone the project into a new folder and copy your edits over"
+        ),
         ClientError::Io {
             action,
             path,

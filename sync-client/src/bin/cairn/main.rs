@@ -237,7 +237,9 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Status => {
             let copy = WorkingCopy::discover(&start)?;
-            status(&copy, json)?;
+            let result = status(&copy, json);
+            report_rebuilt(&copy);
+            result?;
             Ok(0)
         }
         Command::Login { server, user } => login(&start, server, user, json),
@@ -249,22 +251,25 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         } => clone(&start, server, &project, dir, json),
         Command::Pull => {
             let (copy, remote) = open_copy(&start, json)?;
-            let outcome = sync_client::operations::pull(&copy, &remote)?;
-            print_pull(&outcome, json)?;
+            let outcome = sync_client::operations::pull(&copy, &remote);
+            report_rebuilt(&copy);
+            print_pull(&outcome?, json)?;
             Ok(0)
         }
         Command::Push { message } => {
             let (copy, remote) = open_copy(&start, json)?;
             let outcome =
-                sync_client::operations::push(&copy, &remote, message.as_deref(), SYNC_ROUNDS)?;
-            print_sync(&outcome, json)?;
+                sync_client::operations::push(&copy, &remote, message.as_deref(), SYNC_ROUNDS);
+            report_rebuilt(&copy);
+            print_sync(&outcome?, json)?;
             Ok(0)
         }
         Command::Sync { message } => {
             let (copy, remote) = open_copy(&start, json)?;
             let outcome =
-                sync_client::operations::sync(&copy, &remote, message.as_deref(), SYNC_ROUNDS)?;
-            print_sync(&outcome, json)?;
+                sync_client::operations::sync(&copy, &remote, message.as_deref(), SYNC_ROUNDS);
+            report_rebuilt(&copy);
+            print_sync(&outcome?, json)?;
             Ok(0)
         }
         Command::Daemon { stop } => {
@@ -284,7 +289,9 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 version,
                 SYNC_ROUNDS,
             )?;
-            let pulled = sync_client::operations::pull(&copy, &remote)?;
+            let pulled = sync_client::operations::pull(&copy, &remote);
+            report_rebuilt(&copy);
+            let pulled = pulled?;
             if json {
                 print_json(&json!({
                     "restored": version,
@@ -380,6 +387,15 @@ fn daemon(root: &FsPath, stop: bool, json: bool) -> anyhow::Result<u8> {
         let _ = std::io::Write::flush(&mut std::io::stdout());
     })?;
     Ok(0)
+}
+
+/// One line on stderr when the command found the index damaged and rebuilt it.
+fn report_rebuilt(copy: &WorkingCopy) {
+    if let Some(why) = copy.take_index_rebuilt() {
+        eprintln!(
+            "cairn: the index .cairn/index was damaged ({why}) and was rebuilt from the base record, the object cache and the files; nothing was lost"
+        );
+    }
 }
 
 pub(crate) fn resolve(start: &FsPath, dir: Option<PathBuf>) -> PathBuf {

@@ -178,9 +178,6 @@ impl From<&Skipped> for SkippedJson {
 
 pub(crate) fn status(copy: &WorkingCopy, json: bool) -> anyhow::Result<()> {
     let status = copy.status()?;
-    if let Some(detail) = &status.stat_cache_discarded {
-        eprintln!("cairn: warning: the stat cache was damaged ({detail}); every file was re-read");
-    }
     if json {
         let out = StatusJson {
             root: copy.root().display().to_string(),

@@ -28,7 +28,7 @@ use crate::error::ClientError;
 use crate::stores::META_DIR;
 use crate::stores::atomic::is_temp_name;
 use crate::stores::object_cache::ObjectCache;
-use crate::stores::state::StatCache;
+use crate::stores::state::StatLookup;
 use crate::working_copy::status::changed_paths;
 
 /// What `lstat` found at a path.
@@ -58,7 +58,7 @@ pub fn clean_paths(
     root: &std::path::Path,
     base: &Listing,
     theirs: &Listing,
-    stat_cache: &StatCache,
+    stat_cache: &dyn StatLookup,
     objects: &ObjectCache,
 ) -> Result<Option<CleanPaths>, ClientError> {
     let mut checker = Checker {
@@ -100,8 +100,8 @@ pub fn clean_paths(
         if !metadata.is_file() || entry_kind(&metadata) != expected.kind {
             return Ok(None);
         }
-        let stat = match stat_cache.get(path) {
-            Some(cached) if cached.id == expected.id && cached.matches(&metadata) => *cached,
+        let stat = match stat_cache.stat(path) {
+            Some(cached) if cached.id == expected.id && cached.matches(&metadata) => cached,
             _ => {
                 let encoder = encoder.get_or_insert_with(ObjectEncoder::new);
                 let candidate = Candidate {
