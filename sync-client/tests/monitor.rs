@@ -391,7 +391,7 @@ fn cairn_status_is_right_while_cairn_daemon_runs_and_stop_stops_it() {
     write(&test.root, "kept.json", b"{}");
     write(&test.root, "edited.json", b"{}");
     write(&test.root, "removed.json", b"{}");
-    let (found, _) = test.copy.scan().unwrap();
+    let found = test.copy.scan().unwrap();
     test.copy
         .set_base(&sync_client::stores::state::Base {
             version: Some(1),
@@ -463,6 +463,68 @@ fn cairn_status_is_right_while_cairn_daemon_runs_and_stop_stops_it() {
             "modified edited.json",
             "removed removed.json"
         ])
+    );
+}
+
+/// The point of the monitor: with `cairn daemon` running, `cairn status` reads only the
+/// folder that changed; without it, every folder again.
+#[test]
+fn with_cairn_daemon_status_walks_only_the_changed_folder() {
+    let test = new_copy();
+    for folder in ["a", "b", "c/d"] {
+        write(&test.root, &format!("{folder}/x.json"), b"{}");
+    }
+    let found = test.copy.scan().unwrap();
+    test.copy
+        .set_base(&sync_client::stores::state::Base {
+            version: Some(1),
+            root: sync_protocol::tree::build_dirs(&found.listing)
+                .unwrap()
+                .root,
+            listing: found.listing.clone(),
+            pending: Default::default(),
+        })
+        .unwrap();
+    let status_of = || {
+        let output = cairn(&test.root, &["--json", "status"]);
+        assert_eq!(output.status.code(), Some(0), "{output:?}");
+        let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        let changes: Vec<String> = json["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|change| change["path"].as_str().unwrap().to_owned())
+            .collect();
+        (changes, json["folders_walked"].as_u64().unwrap())
+    };
+    // Without a monitor: the root, a, b, c and c/d.
+    assert_eq!(status_of(), (vec![], 5));
+    let (mut child, _) = spawn_cairn_daemon(&test.root);
+    // The first answer cannot vouch for anything: everything is walked, and its token kept.
+    assert_eq!(status_of(), (vec![], 5));
+    assert_eq!(status_of(), (vec![], 0));
+    write(&test.root, "b/x.json", b"{\"edited\": true}");
+    assert_eq!(status_of(), (vec!["b/x.json".to_owned()], 1));
+    write(&test.root, "c/d/new.json", b"{}");
+    assert_eq!(
+        status_of(),
+        (vec!["b/x.json".to_owned(), "c/d/new.json".to_owned()], 1)
+    );
+    let stop = cairn(&test.root, &["daemon", "--stop"]);
+    assert_eq!(stop.status.code(), Some(0), "{stop:?}");
+    assert!(child.wait().unwrap().success());
+    // The monitor gone, an edit it never saw is found by the full walk.
+    write(&test.root, "a/x.json", b"[]");
+    assert_eq!(
+        status_of(),
+        (
+            vec![
+                "a/x.json".to_owned(),
+                "b/x.json".to_owned(),
+                "c/d/new.json".to_owned()
+            ],
+            5
+        )
     );
 }
 

@@ -159,6 +159,9 @@ struct StatusJson<'a> {
     skipped: Vec<SkippedJson>,
     files: u64,
     files_read: u64,
+    /// Folders the scan read: all of them, or with a file-system monitor only those holding
+    /// what changed.
+    folders_walked: u64,
 }
 
 #[derive(Serialize)]
@@ -189,6 +192,7 @@ pub(crate) fn status(copy: &WorkingCopy, json: bool) -> anyhow::Result<()> {
             skipped: status.scan.skipped.iter().map(SkippedJson::from).collect(),
             files: status.scan.counters.files,
             files_read: status.scan.counters.files_read,
+            folders_walked: status.scan.counters.dirs,
         };
         println!("{}", serde_json::to_string_pretty(&out)?);
         free_in_background(status);
