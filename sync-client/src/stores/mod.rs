@@ -258,10 +258,15 @@ impl StateFolder {
         }
     }
 
-    /// Takes the lock of the working copy at `root`, failing at once with `Busy` if another
-    /// process holds it.
+    /// Takes the lock of the working copy at `root`, waiting [`lock::PATIENCE`] at most for
+    /// another process to let it go, then failing with `Busy`.
     pub fn lock(&self, root: &FsPath) -> Result<WorkingCopyLock, ClientError> {
-        lock::lock(root, &self.file("lock"))
+        lock::lock(root, &self.file("lock"), lock::PATIENCE)
+    }
+
+    /// Takes the lock of the working copy at `root` only if it is free: `Busy` at once.
+    pub fn try_lock(&self, root: &FsPath) -> Result<WorkingCopyLock, ClientError> {
+        lock::lock(root, &self.file("lock"), std::time::Duration::ZERO)
     }
 
     /// The file system's idea of "now", read from the mtime of `clock`, touched for the

@@ -327,7 +327,9 @@ impl WorkingCopy {
         }
         let _taken = match held {
             Some(_) => None,
-            None => match self.lock() {
+            // Never wait: a status that cannot record what it learned now lets the next
+            // command learn it again, while a push waiting behind it would be slower.
+            None => match self.state.try_lock(&self.root) {
                 Ok(lock) => {
                     match self.state.read_index()? {
                         Ok(current) if current.same_base(index) => {}
@@ -354,7 +356,8 @@ impl WorkingCopy {
         })
     }
 
-    /// Takes the working copy's lock, failing at once with `Busy` if another process holds it.
+    /// Takes the working copy's lock, waiting a moment (`stores::lock::PATIENCE`) for a
+    /// command that holds it briefly, then failing with `Busy`.
     pub fn lock(&self) -> Result<WorkingCopyLock, ClientError> {
         self.state.lock(&self.root)
     }
@@ -490,6 +493,25 @@ mod tests {
         assert!(matches!(copy.lock(), Err(ClientError::Busy { .. })));
         drop(held);
         copy.lock().unwrap();
+    }
+
+    #[test]
+    fn a_lock_held_briefly_is_waited_for_and_try_lock_never_waits() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = WorkingCopyConfig::new("https://x.test", "p").unwrap();
+        let copy = WorkingCopy::init(dir.path(), config).unwrap();
+        let held = copy.lock().unwrap();
+        assert!(matches!(
+            copy.state.try_lock(dir.path()),
+            Err(ClientError::Busy { .. })
+        ));
+        // Let go well within the patience: the next command gets the lock, no `Busy`.
+        let releaser = std::thread::spawn(move || {
+            std::thread::sleep(crate::stores::lock::PATIENCE / 5);
+            drop(held);
+        });
+        copy.lock().unwrap();
+        releaser.join().unwrap();
     }
 
     #[test]
