@@ -21,8 +21,8 @@ use crate::stores::object_cache::ObjectCache;
 use crate::stores::state::Base;
 use crate::timing::{free_in_background, timed};
 use crate::transport::{Remote, new_push_id};
-use crate::working_copy::WorkingCopy;
 use crate::working_copy::status::listing_changes;
+use crate::working_copy::{Snapshot, WorkingCopy, WorkingCopyLock};
 
 /// What a push did.
 #[derive(Debug, Clone, Copy)]
@@ -55,14 +55,27 @@ pub fn push_once(
     remote: &Remote,
     message: Option<&str>,
 ) -> Result<PushOutcome, ClientError> {
-    let _lock = copy.lock()?;
+    let lock = copy.lock()?;
     let (base, stat_cache) = copy.base_and_stat_cache()?;
     if !base.pending.is_empty() {
         return Err(ClientError::PendingPaths {
             paths: base.pending.iter().cloned().collect(),
         });
     }
-    let mut snapshot = copy.snapshot_with(&base, stat_cache)?;
+    let snapshot = copy.snapshot_with(&base, stat_cache)?;
+    push_snapshot(copy, &lock, remote, message, base, snapshot)
+}
+
+/// [`push_once`] of a `snapshot` already taken from `base` (which has no pending paths) under
+/// `_lock`.
+pub(super) fn push_snapshot(
+    copy: &WorkingCopy,
+    _lock: &WorkingCopyLock,
+    remote: &Remote,
+    message: Option<&str>,
+    base: Base,
+    mut snapshot: Snapshot,
+) -> Result<PushOutcome, ClientError> {
     // An earlier push whose outcome is unknown, unless this is that push again.
     let base = match copy.state().journal()? {
         Some(journal) if !journal.is_for(base.version.unwrap_or(0), &snapshot.root) => {
