@@ -447,7 +447,11 @@ fn check_monitor(bin: &Path) -> Result<()> {
         "--monitor needs `cairn daemon` (issue 15's file-system monitor), and {} has no such \
          subcommand ({}): build a cairn that has it, or run without --monitor",
         bin.join("cairn").display(),
-        String::from_utf8_lossy(&output.stderr).trim()
+        String::from_utf8_lossy(&output.stderr)
+            .lines()
+            .next()
+            .unwrap_or("")
+            .trim()
     ))
 }
 
