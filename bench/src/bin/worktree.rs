@@ -613,6 +613,10 @@ fn run() -> Result<()> {
                 eprintln!("kept {}", root.display());
             } else {
                 let _ = std::fs::remove_dir_all(&root);
+                // The run's folder, once empty (another corpus may still come).
+                if let Some(parent) = root.parent() {
+                    let _ = std::fs::remove_dir(parent);
+                }
             }
             tables.push(outcome?);
             files = bench.files;
