@@ -365,3 +365,51 @@ pub fn edited(original: &[u8], run: usize) -> Vec<u8> {
     out.extend_from_slice(&original[split..]);
     out
 }
+
+/// A second shape for the working-copy benchmark, against the team project's wide and shallow
+/// one: a deep tree with many folders and few files in each, where walking the folders rather
+/// than reading the files is most of a scan. 6,000 JSON documents of 0.2 to 6 KiB in 2,047
+/// folders (a binary tree 11 levels deep from `tree/`: every folder holds two files, and each
+/// of the 1,024 deepest about two more), plus 20 JSON files of 64 to 256 KiB in `fixtures/`. The same `seed`
+/// gives the same tree.
+pub fn deep_project_tree(seed: u64) -> Vec<TreeFile> {
+    let mut rng = Rng::new(seed);
+    // Folder `n` of a binary heap numbering: its children are `2n + 1` and `2n + 2`.
+    const FOLDERS: usize = 2_047;
+    let mut folders = Vec::with_capacity(FOLDERS);
+    for index in 0..FOLDERS {
+        let path = if index == 0 {
+            "tree".to_owned()
+        } else {
+            let parent: &String = &folders[(index - 1) / 2];
+            format!("{parent}/{}", if index % 2 == 1 { "l" } else { "r" })
+        };
+        folders.push(path);
+    }
+    let mut files = Vec::with_capacity(6_020);
+    for index in 0..6_000 {
+        let len = 200 + rng.below(6 << 10) as usize;
+        let mut bytes = Vec::with_capacity(len + 256);
+        json_like(&mut rng, len, &mut bytes);
+        // Spread over every folder, then the rest over the leaves (the last 1,024).
+        let folder = if index < FOLDERS * 2 {
+            index % FOLDERS
+        } else {
+            FOLDERS - 1 - index % 1_024
+        };
+        files.push(TreeFile {
+            path: format!("{}/doc-{index:05}.json", folders[folder]),
+            bytes,
+        });
+    }
+    for index in 0..20 {
+        let len = (64 << 10) + rng.below(192 << 10) as usize;
+        let mut bytes = Vec::with_capacity(len + 256);
+        json_like(&mut rng, len, &mut bytes);
+        files.push(TreeFile {
+            path: format!("fixtures/fixture-{index:02}.json"),
+            bytes,
+        });
+    }
+    files
+}

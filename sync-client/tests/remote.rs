@@ -88,6 +88,42 @@ fn read(root: &Path, relative: &str) -> String {
     std::fs::read_to_string(root.join(relative)).unwrap()
 }
 
+/// A sync at the head pushes its edit without pulling first (the head is asked for while the
+/// folder is scanned), a sync with nothing to do on either side sends nothing, and a sync
+/// behind the head still pulls and merges before it pushes.
+#[test]
+fn a_sync_at_the_head_pushes_at_once_and_one_behind_pulls_first() {
+    let (_server, alice, project) = setup();
+    let one = alice.clone(&project, "one");
+    let two = alice.clone(&project, "two");
+    write(&one, "a.json", b"a0");
+    let synced = alice.json(&one, &["sync"]);
+    assert_eq!(synced["push"]["pushed"], true, "{synced}");
+    assert_eq!(synced["push"]["version"], 1, "{synced}");
+    assert_eq!(synced["pulls"][0]["version"], 0, "{synced}");
+    assert_eq!(synced["pulls"][0]["applied"], serde_json::Value::Null);
+
+    let idle = alice.json(&one, &["sync"]);
+    assert_eq!(idle["push"]["pushed"], false, "{idle}");
+    assert_eq!(idle["push"]["version"], 1, "{idle}");
+    assert_eq!(idle["pulls"][0]["from"], 1, "{idle}");
+    assert_eq!(idle["pulls"][0]["version"], 1, "{idle}");
+    assert_eq!(idle["pulls"][0]["objects"], 0, "{idle}");
+    let log = alice.json(&one, &["log"]);
+    assert_eq!(log["versions"].as_array().map(Vec::len), Some(2), "{log}");
+
+    // Two is behind (version 0) with an edit of its own: it pulls one's file, then pushes.
+    write(&two, "b.json", b"b0");
+    let synced = alice.json(&two, &["sync"]);
+    assert_eq!(synced["pulls"][0]["version"], 1, "{synced}");
+    assert_eq!(synced["push"]["version"], 2, "{synced}");
+    assert_eq!(files_on_disk(&two), ["a.json", "b.json"]);
+    let synced = alice.json(&one, &["sync"]);
+    assert_eq!(synced["pulls"][0]["version"], 2, "{synced}");
+    assert_eq!(synced["push"]["pushed"], false, "{synced}");
+    assert_eq!(read(&one, "b.json"), "b0");
+}
+
 #[test]
 fn clone_edit_push_then_another_copy_pulls_the_edit() {
     let (server, alice, project) = setup();

@@ -16,13 +16,14 @@ use super::upload::{
 };
 use crate::error::{AnswerError, ClientError, RemoteError};
 use crate::progress::{Totals, Transfer};
+use crate::stores::index::Index;
 use crate::stores::journal::PushJournal;
 use crate::stores::object_cache::ObjectCache;
 use crate::stores::state::Base;
 use crate::timing::{free_in_background, timed};
 use crate::transport::{Remote, new_push_id};
-use crate::working_copy::WorkingCopy;
 use crate::working_copy::status::listing_changes;
+use crate::working_copy::{Snapshot, WorkingCopy, WorkingCopyLock};
 
 /// What a push did.
 #[derive(Debug, Clone, Copy)]
@@ -63,7 +64,21 @@ pub fn push_once(
             paths: base.pending.iter().cloned().collect(),
         });
     }
-    let mut snapshot = copy.snapshot_with(&lock, &base, &index)?;
+    let snapshot = copy.snapshot_with(&lock, &base, &index)?;
+    push_snapshot(copy, &lock, remote, message, base, &index, snapshot)
+}
+
+/// [`push_once`] of a `snapshot` already taken from `base` (which has no pending paths) and
+/// `index` under `_lock`.
+pub(super) fn push_snapshot(
+    copy: &WorkingCopy,
+    _lock: &WorkingCopyLock,
+    remote: &Remote,
+    message: Option<&str>,
+    base: Base,
+    index: &Index,
+    mut snapshot: Snapshot,
+) -> Result<PushOutcome, ClientError> {
     // An earlier push whose outcome is unknown, unless this is that push again.
     let base = match copy.state().journal()? {
         Some(journal) if !journal.is_for(base.version.unwrap_or(0), &snapshot.root) => {
@@ -144,13 +159,13 @@ pub fn push_once(
         listing,
     )?;
     timed("save index", || {
-        copy.set_base_after(&next, &snapshot, &index)
+        copy.set_base_after(&next, &snapshot, index)
     })?;
     // A rebased push kept its journal until its base was recorded (see `rebased`).
     if committed.rebased {
         copy.state().remove_journal()?;
     }
-    free_in_background((base, next, snapshot, index));
+    free_in_background((base, next, snapshot));
     Ok(PushOutcome::Committed {
         committed,
         objects: sent.objects,

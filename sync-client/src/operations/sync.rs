@@ -2,8 +2,10 @@
 
 use sync_protocol::wire::{Committed, Restore};
 
+use super::push::push_snapshot;
 use super::{PullOutcome, PushOutcome, is_conflict, pull, push_once};
 use crate::error::ClientError;
+use crate::timing::timed;
 use crate::transport::{Remote, new_push_id};
 use crate::working_copy::WorkingCopy;
 
@@ -23,6 +25,9 @@ pub fn sync(
     message: Option<&str>,
     rounds: u32,
 ) -> Result<SyncOutcome, ClientError> {
+    if let Some(outcome) = sync_at_head(copy, remote, message)? {
+        return Ok(outcome);
+    }
     let mut pulls = Vec::new();
     for _ in 0..rounds {
         pulls.push(pull(copy, remote)?);
@@ -40,6 +45,62 @@ pub fn sync(
         }
     }
     Err(ClientError::NotConverged { attempts: rounds })
+}
+
+/// The common sync in one small request: the head is asked for (`GET` of the project) while
+/// the folder is scanned, and when it is still the working copy's base there is nothing to
+/// pull, so the snapshot is pushed at once, or nothing is sent when nothing changed. A no-op
+/// sync so costs one scan and one round trip that overlap, where the rounds cost a pull
+/// request, then a second read of the base and the scan. `None` (nothing done) when the head
+/// moved on, the base has pending paths, an earlier push's outcome is unknown, or the push
+/// met a conflict: [`sync`]'s rounds then run as before.
+fn sync_at_head(
+    copy: &WorkingCopy,
+    remote: &Remote,
+    message: Option<&str>,
+) -> Result<Option<SyncOutcome>, ClientError> {
+    let lock = copy.lock()?;
+    let index = copy.index()?;
+    let base = copy.base_of(&index)?;
+    if !base.pending.is_empty() || copy.state().journal()?.is_some() {
+        return Ok(None);
+    }
+    let project = &copy.config().project;
+    let (head, snapshot) = std::thread::scope(|scope| {
+        let head = scope.spawn(|| timed("head request", || remote.project(project)));
+        let snapshot = copy.snapshot_with(&lock, &base, &index);
+        let head = head
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (head, snapshot)
+    });
+    let head = head?.head();
+    let snapshot = snapshot?;
+    if base.version != Some(head.version) || base.root != head.root {
+        return Ok(None);
+    }
+    // What a pull finds at the head: nothing to bring.
+    let at_head = PullOutcome {
+        from: base.version,
+        version: head.version,
+        root: head.root,
+        objects: 0,
+        bytes: 0,
+        report: None,
+    };
+    let push = match push_snapshot(copy, &lock, remote, message, base, &index, snapshot) {
+        Ok(push) => push,
+        // Someone pushed since the head was read: the rounds pull and merge.
+        Err(error) if is_conflict(&error) => return Ok(None),
+        Err(error) => return Err(error),
+    };
+    drop(lock);
+    let mut pulls = vec![at_head];
+    // Rebased on top of a version pushed meanwhile: its changes are not here yet.
+    if push.rebased() {
+        pulls.push(pull(copy, remote)?);
+    }
+    Ok(Some(SyncOutcome { pulls, push }))
 }
 
 /// Pushes; after a conflict, does what [`sync`] does.

@@ -236,7 +236,7 @@ fn rebase_allowed(request: &ApiRequest) -> Result<bool, Problem> {
     }
 }
 
-/// Commits a new version: a cheap look at the head first (a base that is already stale cannot
+/// Commits a new version: a look at the head first (the project as the access check read it; a base that is already stale cannot
 /// commit, so the catalog answers the conflict or a replay and nothing is stored), then the
 /// acceptor's checks and storing (`receive` feeds it the body, if any), then the head's
 /// compare-and-swap. With `rebase`, a stale base is accepted against its own tree and
@@ -251,11 +251,10 @@ async fn commit_version<F>(
 where
     F: Future<Output = Result<PushAcceptor, Problem>>,
 {
-    let current = app
-        .catalog
-        .project(project.id)
-        .await?
-        .ok_or_else(Problem::not_found)?;
+    // The project as the access check read it, a moment ago: as fresh a look at the head as
+    // another read would be (the head can move after either; the commit's compare-and-swap
+    // decides), and one catalog query fewer per push.
+    let current = project.clone();
     let base_root = match rebase {
         true if current.head_version == commit.base_version => Some(current.head_root),
         true => rebase::base_root(app, project.id, commit.base_version).await?,
