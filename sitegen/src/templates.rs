@@ -9,9 +9,12 @@ use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
 
+/// Templates' names and texts, sorted by name.
+pub type Sources = Vec<(String, String)>;
+
 /// Loads every `*.html` template under `dir`. Returns the engine and the bytes of all templates
 /// (sorted by name) for the incremental build's global hash.
-pub fn load(dir: &Path) -> Result<(Arc<tera::Tera>, Vec<(String, String)>)> {
+pub fn load(dir: &Path) -> Result<(Arc<tera::Tera>, Sources)> {
     let mut sources = Vec::new();
     let mut stack = vec![(dir.to_owned(), String::new())];
     while let Some((folder, prefix)) = stack.pop() {
@@ -133,9 +136,19 @@ impl Drop for CurrentPage {
 /// is current) must not be cached, or pages would show another page's. Its output is not
 /// escaped again (it is HTML the templates made). Without `key`, one rendering serves the
 /// whole build.
-#[derive(Default)]
 struct PartialCached {
     cache: Mutex<PartialCache>,
+    /// [`PARTIAL_CACHE_BYTES`] (smaller in tests).
+    limit: usize,
+}
+
+impl Default for PartialCached {
+    fn default() -> Self {
+        PartialCached {
+            cache: Mutex::default(),
+            limit: PARTIAL_CACHE_BYTES,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -167,7 +180,7 @@ impl tera::Function for PartialCached {
         let html = render_partial(&entry.0)?;
         if let Ok(mut cache) = self.cache.lock() {
             let size = entry.0.len() + entry.1.len() + html.len();
-            if cache.bytes + size <= PARTIAL_CACHE_BYTES {
+            if cache.bytes + size <= self.limit {
                 cache.bytes += size;
                 cache.outputs.insert(entry, html.clone());
             }
@@ -207,4 +220,94 @@ fn render_partial(name: &str) -> tera::Result<String> {
         }
     });
     rendered
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Templates with `partial_cached` whose cache keeps at most `limit` bytes.
+    fn engine(templates: &[(&str, &str)], limit: usize) -> Arc<tera::Tera> {
+        let mut tera = tera::Tera::default();
+        tera.autoescape_on(vec![".html"]);
+        tera.register_function(
+            "partial_cached",
+            PartialCached {
+                cache: Mutex::default(),
+                limit,
+            },
+        );
+        tera.add_raw_templates(templates.iter().copied()).unwrap();
+        Arc::new(tera)
+    }
+
+    fn render(tera: &Arc<tera::Tera>, template: &str, title: &str, key: &str) -> Result<String> {
+        let mut context = tera::Context::new();
+        context.insert("title", title);
+        context.insert("key", key);
+        let mut out = Vec::new();
+        render_to(tera, Path::new("t"), template, "p.md", context, &mut out)?;
+        Ok(String::from_utf8(out).unwrap())
+    }
+
+    const PAGE: (&str, &str) = (
+        "page.html",
+        "[{{ partial_cached(name=\"part.html\", key=key) }}]",
+    );
+    const PART: (&str, &str) = ("part.html", "<b>{{ title }}</b>");
+
+    #[test]
+    fn a_partial_is_rendered_once_per_key_with_the_first_page_s_context() {
+        let tera = engine(&[PAGE, PART], PARTIAL_CACHE_BYTES);
+        assert_eq!(render(&tera, "page.html", "A", "x").unwrap(), "[<b>A</b>]");
+        // Same key: the first rendering, unescaped, whatever this page's title.
+        assert_eq!(render(&tera, "page.html", "B", "x").unwrap(), "[<b>A</b>]");
+        assert_eq!(
+            render(&tera, "page.html", "C&D", "y").unwrap(),
+            "[<b>C&amp;D</b>]"
+        );
+        // No partial is current once a render is over.
+        assert!(CURRENT.with(|current| current.borrow().is_none()));
+    }
+
+    #[test]
+    fn past_the_cache_limit_partials_are_rendered_every_time() {
+        // "x" + "part.html" + "<b>A</b>" = 1 + 9 + 8 bytes: kept at a limit of 18, not at 17.
+        let tera = engine(&[PAGE, PART], 18);
+        render(&tera, "page.html", "A", "x").unwrap();
+        assert_eq!(render(&tera, "page.html", "B", "x").unwrap(), "[<b>A</b>]");
+        let tera = engine(&[PAGE, PART], 17);
+        render(&tera, "page.html", "A", "x").unwrap();
+        assert_eq!(render(&tera, "page.html", "B", "x").unwrap(), "[<b>B</b>]");
+    }
+
+    #[test]
+    fn bad_calls_are_template_errors() {
+        let tera = engine(
+            &[
+                ("no_name.html", "{{ partial_cached(key=1) }}"),
+                (
+                    "extra.html",
+                    "{{ partial_cached(name=\"part.html\", with=1) }}",
+                ),
+                ("missing.html", "{{ partial_cached(name=\"nope.html\") }}"),
+                ("loop.html", "{{ partial_cached(name=\"loop.html\") }}"),
+                PART,
+            ],
+            PARTIAL_CACHE_BYTES,
+        );
+        for (template, expected) in [
+            ("no_name.html", "needs name"),
+            ("extra.html", "not with"),
+            ("missing.html", "nope.html"),
+            ("loop.html", "nested more than 8 deep"),
+        ] {
+            let message = match render(&tera, template, "A", "x") {
+                Err(Error::Template { message, .. }) => message,
+                other => panic!("{template}: {other:?}"),
+            };
+            assert!(message.contains(expected), "{template}: {message}");
+        }
+        assert!(CURRENT.with(|current| current.borrow().is_none()));
+    }
 }
