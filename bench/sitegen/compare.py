@@ -64,13 +64,13 @@ def main():
         cells = [fmt.format(statistics.median(r[key] for r in results[name]))
                  for key, _, fmt in fields]
         print(f"| {name} | " + " | ".join(cells) + " |")
-    if len(names) == 2:
-        a, b = names
+    reference = names[-1]
+    for name in names[:-1]:
         cells = []
         for key, _, _ in fields:
-            ratios = [x[key] / y[key] for x, y in zip(results[a], results[b])]
+            ratios = [x[key] / y[key] for x, y in zip(results[name], results[reference])]
             cells.append(f"{statistics.median(ratios):.2f}")
-        print(f"| {a}/{b} (median of paired ratios) | " + " | ".join(cells) + " |")
+        print(f"| {name}/{reference} (median of paired ratios) | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,10 @@ corpus in issue 16), with TOML front matter that both sitegen and Hugo read. Wei
 Hugo takes weight 0 for no weight and sorts such pages last, sitegen would put them first, and
 the two sidebars would differ in order.
 
-usage: gen_corpus.py OUT_CONTENT_DIR [PAGES] [SECTIONS]
+usage: gen_corpus.py OUT_CONTENT_DIR [PAGES] [SECTIONS] [PARTS]
+
+PARTS (default 5) is the number of `## Part` headings of a page, each with its paragraphs,
+list, link line and every other one a code block: the size of a body.
 """
 import os
 import random
@@ -36,6 +39,7 @@ def main():
     out = sys.argv[1]
     total = int(sys.argv[2]) if len(sys.argv) > 2 else 10000
     wanted_sections = int(sys.argv[3]) if len(sys.argv) > 3 else 20
+    parts_per_page = int(sys.argv[4]) if len(sys.argv) > 4 else 5
     per_section = max(1, (total + wanted_sections - 1) // wanted_sections)
     sections = (total + per_section - 1) // per_section
     rng = random.Random(42)
@@ -64,7 +68,7 @@ def main():
                 sentence(rng, 30),
                 "",
             ]
-            for h in range(5):
+            for h in range(parts_per_page):
                 parts.append(f"## Part {h}")
                 parts.append("")
                 parts.append(sentence(rng, 40) + " " + sentence(rng, 25))

@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
-# sitegen vs Hugo on a generated corpus (gen_corpus.py: PAGES pages in 20 sections), cold
+# sitegen vs Hugo on a generated corpus (gen_corpus.py: PAGES pages in SECTIONS sections,
+# PARTS headed parts a page), cold
 # builds into an empty folder, alternating, side by side in one run (compare.py: medians of
 # RUNS runs of wall time, user and system CPU, peak memory, and the paired ratios); then
 # sitegen's one-page rebuild (incremental.py) and a check that its output equals a clean build.
 #   bench/sitegen/run.sh                      # 10,000 pages, 5 runs
 #   PAGES=2000 RUNS=7 bench/sitegen/run.sh
+#   PAGES=3000 PARTS=20 bench/sitegen/run.sh  # the second shape: fewer, four times larger pages
 #   INCREMENTAL_ONLY=1 bench/sitegen/run.sh   # no Hugo: one cold sitegen build, then the
 #                                             # one-page rebuild timing and the clean-build diff
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PAGES="${PAGES:-10000}"
 RUNS="${RUNS:-5}"
+SECTIONS="${SECTIONS:-20}"
+PARTS="${PARTS:-5}"
 INCREMENTAL_ONLY="${INCREMENTAL_ONLY:-}"
 if [ -z "$INCREMENTAL_ONLY" ] && ! command -v hugo >/dev/null; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq hugo >/dev/null
@@ -21,7 +25,7 @@ SITEGEN="$CARGO_TARGET_DIR/release/sitegen"
 WORK="$(mktemp -d /tmp/sitegen-bench.XXXXXX)"
 trap 'rm -rf "$WORK"' EXIT
 
-python3 bench/sitegen/gen_corpus.py "$WORK/src/content" "$PAGES"
+python3 bench/sitegen/gen_corpus.py "$WORK/src/content" "$PAGES" "$SECTIONS" "$PARTS"
 cp bench/sitegen/sitegen-site/site.toml "$WORK/src/"
 cp -r bench/sitegen/sitegen-site/templates "$WORK/src/"
 EDIT="$WORK/src/content/docs/s005/p0050.md"
@@ -31,8 +35,17 @@ if [ -z "$INCREMENTAL_ONLY" ]; then
     echo "$(hugo version | cut -d' ' -f1-2)"
     # Hugo cold too: compare.py empties $WORK/hugo-run before each run, which holds both its
     # output and its cache folder (--cacheDir; without it Hugo would use /tmp/hugo_cache).
+    # The floor: create_files.c makes the folders and files of a sitegen build, same sizes,
+    # and nothing else; timed in the same alternation as the two generators.
+    "$SITEGEN" build --source "$WORK/src" --out "$WORK/out-list" 2>/dev/null
+    (cd "$WORK/out-list" && { find . -mindepth 1 -type d -printf '%P -1\n'; \
+        find . -type f -printf '%P %s\n'; } | LC_ALL=C sort > "$WORK/files.txt")
+    rm -rf "$WORK/out-list"
+    cc -O2 -pthread -o "$WORK/create_files" bench/sitegen/create_files.c
+    echo "files-only: $(grep -c -- ' -1$' "$WORK/files.txt") folders, $(grep -vc -- ' -1$' "$WORK/files.txt") files, 2 threads"
     python3 bench/sitegen/compare.py "$RUNS" \
         sitegen "$WORK/out-sitegen" "$SITEGEN" build --source "$WORK/src" --out "$WORK/out-sitegen" \
+        -- files-only "$WORK/out-files" "$WORK/create_files" "$WORK/files.txt" "$WORK/out-files" 2 \
         -- hugo "$WORK/hugo-run" hugo --quiet -s "$WORK/hugo" --contentDir "$WORK/src/content" \
         -d "$WORK/hugo-run/public" --cacheDir "$WORK/hugo-run/cache"
     echo "outputs: sitegen $(find "$WORK/out-sitegen" -name '*.html' | wc -l) HTML files," \

@@ -593,6 +593,10 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport> {
                 .map(|r| &r.search_hash),
         ),
     };
+    // The index is built now when it may read the previous build's bodies (checked for damage
+    // below, before anything is written); in a first build it reads nothing but this build's
+    // records and is built beside the pages' rendering instead.
+    let mut search_later = false;
     match previous.as_ref() {
         Some(previous) if !full && previous.search_key == search_key => {
             extra_outputs.extend(
@@ -603,86 +607,80 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport> {
                     .cloned(),
             );
         }
-        _ => {
-            let indexed: Vec<(&PageRecord, Vec<Heading>)> = records
-                .iter()
-                .filter(|r| seo::indexable(&r.meta))
-                .map(|r| (&**r, r.headings()))
-                .collect();
-            let documents: Vec<search::Document> = indexed
-                .iter()
-                .map(|(r, headings)| search::Document {
-                    url: &r.meta.url,
-                    title: &r.meta.front.title,
-                    description: &r.meta.front.description,
-                    headings: headings
-                        .iter()
-                        .filter(|h| h.level <= 3)
-                        .map(|h| (h.id.as_str(), h.text.as_str()))
-                        .collect(),
-                })
-                .collect();
-            for (path, json) in search::build(&documents) {
-                extra_outputs.push(path.clone());
-                aggregate.push((path, json.into_bytes()));
-            }
-        }
+        Some(_) => aggregate.extend(search_files(&records)),
+        None => search_later = true,
     }
     for file in &assets.files {
         extra_outputs.push(file.output.clone());
     }
-    extra_outputs.sort_unstable();
-    extra_outputs.dedup();
 
     timer.lap("aggregates");
     let out = &options.out;
+    // Whether the output folder was empty or missing: then nothing in it can be stale.
+    let mut fresh_out = false;
     if options.write {
         // The search index may have read the previous build's bodies too.
         check_not_damaged(previous.as_ref(), out)?;
         // Writing: the manifest goes first and comes back last, so a build that fails from
         // here on (a template error) is followed by a full one.
-        prepare_out_dir(out, previous.is_some())?;
+        fresh_out = prepare_out_dir(out, previous.is_some())?;
         Manifest::remove(out).map_err(|err| Error::io(out.join(MANIFEST_DIR), err))?;
     }
     // Each page is rendered (Markdown, navigation, templates) and written by one worker, and
     // freed once its files are out: the rendered site is never held whole in memory.
     let renderer = render::Renderer::new(&config, &tera, &templates_dir, &assets.urls);
     let sidebars = crate::nav::SidebarCache::default();
-    let pages_written: Vec<Result<usize>> = match &tree {
-        Some(tree) => work
-            .par_iter_mut()
-            .zip(page_texts.par_iter_mut())
-            .enumerate()
-            .filter(|(_, (w, _))| w.rendered.is_some())
-            .map_init(
-                render::PageBuffers::default,
-                |buffers, (index, (w, text))| {
-                    w.rendered = None;
-                    let text = text.take().unwrap_or_default();
-                    let rendered = render_body(options, full, w.meta, content::body_of(&text));
-                    drop(text);
-                    let (nav, nav_value) = tree.context_value(index, &sidebars);
-                    let input = render::PageInput {
-                        meta: w.meta,
-                        nav: &nav,
-                        nav_value,
-                        rendered: Some(&rendered),
-                    };
-                    let twin = renderer.page(input, buffers)?;
-                    if !options.write {
-                        return Ok(0);
-                    }
-                    write_file(out, &w.meta.output, &buffers.html, false)?;
-                    if let Some(twin) = twin {
-                        write_file(out, &twin, &buffers.twin, false)?;
-                        return Ok(2);
-                    }
-                    Ok(1)
-                },
-            )
-            .collect(),
-        None => Vec::new(),
+    let mut render_pages = || -> Vec<Result<usize>> {
+        match &tree {
+            Some(tree) => work
+                .par_iter_mut()
+                .zip(page_texts.par_iter_mut())
+                .enumerate()
+                .filter(|(_, (w, _))| w.rendered.is_some())
+                .map_init(
+                    render::PageBuffers::default,
+                    |buffers, (index, (w, text))| {
+                        w.rendered = None;
+                        let text = text.take().unwrap_or_default();
+                        let rendered = render_body(options, full, w.meta, content::body_of(&text));
+                        drop(text);
+                        let (nav, nav_value) = tree.context_value(index, &sidebars);
+                        let input = render::PageInput {
+                            meta: w.meta,
+                            nav: &nav,
+                            nav_value,
+                            rendered: Some(&rendered),
+                        };
+                        let twin = renderer.page(input, buffers)?;
+                        if !options.write {
+                            return Ok(0);
+                        }
+                        write_file(out, &w.meta.output, &buffers.html, false)?;
+                        if let Some(twin) = twin {
+                            write_file(out, &twin, &buffers.twin, false)?;
+                            return Ok(2);
+                        }
+                        Ok(1)
+                    },
+                )
+                .collect(),
+            None => Vec::new(),
+        }
     };
+    let (pages_written, search_aggregate) = if search_later {
+        rayon::join(render_pages, || search_files(&records))
+    } else {
+        (render_pages(), Vec::new())
+    };
+    aggregate.extend(search_aggregate);
+    extra_outputs.extend(
+        aggregate
+            .iter()
+            .filter(|(path, _)| search::is_shard(path))
+            .map(|(path, _)| path.clone()),
+    );
+    extra_outputs.sort_unstable();
+    extra_outputs.dedup();
     for written in pages_written {
         report.written += written?;
     }
@@ -745,6 +743,7 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport> {
                 candidates
             }
         }
+        None if fresh_out => Vec::new(),
         None => {
             let produced = produced();
             existing_files(out)?
@@ -775,6 +774,32 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport> {
     Ok(report)
 }
 
+/// The search index's shards (path, JSON) for the indexable pages among `records`.
+fn search_files(records: &[RecordOut]) -> Vec<(String, Vec<u8>)> {
+    let indexed: Vec<(&PageRecord, Vec<Heading>)> = records
+        .iter()
+        .filter(|r| seo::indexable(&r.meta))
+        .map(|r| (&**r, r.headings()))
+        .collect();
+    let documents: Vec<search::Document> = indexed
+        .iter()
+        .map(|(r, headings)| search::Document {
+            url: &r.meta.url,
+            title: &r.meta.front.title,
+            description: &r.meta.front.description,
+            headings: headings
+                .iter()
+                .filter(|h| h.level <= 3)
+                .map(|h| (h.id.as_str(), h.text.as_str()))
+                .collect(),
+        })
+        .collect();
+    search::build(&documents)
+        .into_iter()
+        .map(|(path, json)| (path, json.into_bytes()))
+        .collect()
+}
+
 /// A page's body as HTML. In an incremental build the page's previous output holds its
 /// highlighted code blocks; reusing them spares loading the syntax definitions for a
 /// one-page edit.
@@ -803,10 +828,11 @@ fn check_not_damaged(previous: Option<&Manifest>, out: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Refuses to write into a non-empty folder that sitegen did not create.
-fn prepare_out_dir(out: &Path, has_manifest: bool) -> Result<()> {
+/// Refuses to write into a non-empty folder that sitegen did not create. Returns whether the
+/// folder was empty or missing (a first build: it holds nothing stale).
+fn prepare_out_dir(out: &Path, has_manifest: bool) -> Result<bool> {
     if has_manifest || out.join(MANIFEST_DIR).is_dir() {
-        return Ok(());
+        return Ok(false);
     }
     if let Ok(mut entries) = std::fs::read_dir(out)
         && entries.next().is_some()
@@ -818,7 +844,8 @@ fn prepare_out_dir(out: &Path, has_manifest: bool) -> Result<()> {
         )));
     }
     std::fs::create_dir_all(out.join(MANIFEST_DIR))
-        .map_err(|err| Error::io(out.join(MANIFEST_DIR), err))
+        .map_err(|err| Error::io(out.join(MANIFEST_DIR), err))?;
+    Ok(true)
 }
 
 /// Writes a file; with `compare`, only when its bytes differ from what is there. Its folder is

@@ -30,6 +30,9 @@ struct PageContext<'a> {
     title: &'a str,
     description: &'a str,
     url: &'a str,
+    /// The section folder whose navigation the page shows (`docs/a` for `docs/a/_index.md`
+    /// and for `docs/a/b.md`; `""` at the root): a key for `partial_cached` sidebars.
+    section: &'a str,
     canonical: String,
     lastmod: &'a str,
     /// `YYYY-MM-DD`.
@@ -71,7 +74,7 @@ pub fn twin_output(output: &str) -> Option<String> {
 #[derive(Debug)]
 pub struct Renderer<'a> {
     config: &'a SiteConfig,
-    tera: &'a tera::Tera,
+    tera: &'a std::sync::Arc<tera::Tera>,
     templates_dir: &'a Path,
     base: tera::Context,
 }
@@ -87,7 +90,7 @@ pub struct PageBuffers {
 impl<'a> Renderer<'a> {
     pub fn new(
         config: &'a SiteConfig,
-        tera: &'a tera::Tera,
+        tera: &'a std::sync::Arc<tera::Tera>,
         templates_dir: &'a Path,
         asset_urls: &BTreeMap<String, String>,
     ) -> Renderer<'a> {
@@ -120,6 +123,7 @@ impl<'a> Renderer<'a> {
             title: &meta.front.title,
             description: &meta.front.description,
             url: &meta.url,
+            section: meta.own_section(),
             canonical: config.absolute(&meta.url),
             lastmod: &meta.lastmod,
             updated: meta.lastmod.get(..10).unwrap_or(&meta.lastmod),
@@ -149,7 +153,7 @@ impl<'a> Renderer<'a> {
             self.templates_dir,
             meta.template(),
             &format!("content/{}", meta.rel_path),
-            &context,
+            context,
             &mut buffers.html,
         )?;
         buffers.twin.clear();
