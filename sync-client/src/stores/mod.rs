@@ -30,6 +30,7 @@ pub mod journal;
 pub mod lock;
 pub mod monitor;
 pub mod object_cache;
+pub mod pack;
 pub mod state;
 pub mod user_config;
 
