@@ -10,6 +10,7 @@
 //!   lock            locked (flock) while a command changes the working copy
 //!   push-journal    a push whose objects may be partly on the server (see `journal`)
 //!   objects/ab/…    zstd frames keyed by object id (see `object_cache`)
+//!   objects/pack/   a large pull's objects in one file each (see `pack`)
 //! ```
 //!
 //! Every file is replaced atomically ([`atomic`]). The base and config are fsynced; the stat
