@@ -101,7 +101,11 @@ fn a_clone_keeps_its_objects_in_one_pack_and_a_damaged_pack_is_fetched_again() {
     // the base's dirs among them, are missing. The next pull fetches what it needs again.
     let bytes = fs::read(&packs[0]).expect("the pack");
     fs::write(&packs[0], &bytes[..bytes.len() / 2]).expect("tear the pack");
-    write(a, "folder-01/request-0001.json", b"{\"id\": 1, \"edited\": true}\n");
+    write(
+        a,
+        "folder-01/request-0001.json",
+        b"{\"id\": 1, \"edited\": true}\n",
+    );
     write(a, "folder-02/added.json", b"{}\n");
     let pushed = cairn.json(a, &["push"]);
     assert_eq!(pushed["push"]["version"], 2, "{pushed}");

@@ -96,12 +96,11 @@ impl Corpus {
     fn description(self) -> &'static str {
         match self {
             Corpus::Team => {
-                "the team project of issue 15: 8,000 files in 514 folders (7,957 JSON documents \
-                 of 0.5–4 KiB, 40 of 50–500 KiB, 3 recordings of 17–19 MiB)"
+                "issue 15's held-out shape, 514 folders nested 2–4 deep, 7,957 JSON documents of \
+                 0.5–4 KiB, 40 of 50–500 KiB, 3 recordings of 17–19 MiB"
             }
             Corpus::Small => {
-                "small files: 30,000 JSON documents of 1–2 KiB, ten in each of 3,000 folders \
-                 two levels down"
+                "JSON documents of 1–2 KiB, ten in each of 3,000 folders two levels down"
             }
         }
     }
