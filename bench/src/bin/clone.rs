@@ -197,9 +197,10 @@ fn run() -> Result<()> {
     for &corpus in &options.corpora {
         let files = corpus.files();
         for &place in &options.places {
-            let root = place
-                .folder()
-                .join(format!("cairn-clone-bench-{}", std::process::id()));
+            let root = place.folder().join(format!(
+                "cairn-clone-bench-{corpus:?}-{}",
+                std::process::id()
+            ));
             remove(&root)?;
             let outcome = bench_place(&options, &bin, corpus, &files, place, &root);
             if options.keep {

@@ -48,6 +48,9 @@ use crate::stores::object_cache::ObjectCache;
 use crate::stores::state::{Mtime, StatEntry};
 use crate::timing::timed;
 
+/// Threads that write a clone's files: creating a file on a disk is mostly waiting.
+const WRITE_THREADS: usize = 16;
+
 /// Why a path was left as it is on disk rather than brought to the merged tree.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -468,22 +471,35 @@ impl Applier<'_> {
             .collect();
         let this = &*self;
         // A file in a folder that could not be made is held back like one whose name is taken.
-        let written: Vec<(&Path, &FileRef, Result<fs::Metadata, ClientError>)> = paths
-            .par_iter()
-            .filter_map(|path| merged.get_key_value(path))
-            .map(|(path, wanted)| {
-                let disk = this.disk(path);
-                let result = match disk.parent() {
-                    Some(parent) if unusable.contains(parent) => Err(ClientError::io(
-                        "create",
-                        disk,
-                        io::Error::from(io::ErrorKind::AlreadyExists),
-                    )),
-                    _ => write_contents(this.objects, &disk, wanted, None, Durability::Cache),
-                };
-                (path, wanted, result)
-            })
-            .collect();
+        type Written<'p> = Vec<(&'p Path, &'p FileRef, Result<fs::Metadata, ClientError>)>;
+        let write_all = || -> Written<'_> {
+            paths
+                .par_iter()
+                .filter_map(|path| merged.get_key_value(path))
+                .map(|(path, wanted)| {
+                    let disk = this.disk(path);
+                    let result = match disk.parent() {
+                        Some(parent) if unusable.contains(parent) => Err(ClientError::io(
+                            "create",
+                            disk,
+                            io::Error::from(io::ErrorKind::AlreadyExists),
+                        )),
+                        _ => write_contents(this.objects, &disk, wanted, None, Durability::Cache),
+                    };
+                    (path, wanted, result)
+                })
+                .collect()
+        };
+        // A file's creation on a disk mostly waits (for the journal, the folder's lock), so
+        // more writers than cores keep the disk busy; where none can be made, rayon's own.
+        let written = match rayon::ThreadPoolBuilder::new()
+            .num_threads(WRITE_THREADS)
+            .thread_name(|n| format!("cairn-write-{n}"))
+            .build()
+        {
+            Ok(pool) => pool.install(write_all),
+            Err(_) => write_all(),
+        };
         for (path, wanted, result) in written {
             match result {
                 Ok(metadata) => {
