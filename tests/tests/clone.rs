@@ -65,6 +65,60 @@ fn a_clone_of_many_files_is_whole_and_clean() {
     cairn.assert_clean_at(&c, 1);
 }
 
+/// The files of `copy`'s object cache: `(packs, loose objects)`.
+fn cached_files(copy: &Path) -> (Vec<std::path::PathBuf>, usize) {
+    let objects = copy.join(".cairn/objects");
+    let packs: Vec<_> = fs::read_dir(objects.join("pack"))
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|entry| entry.path())
+                .filter(|path| path.extension().is_some_and(|ext| ext == "pack"))
+                .collect()
+        })
+        .unwrap_or_default();
+    let loose = fs::read_dir(&objects)
+        .expect("the object cache")
+        .filter_map(Result::ok)
+        .filter(|entry| entry.file_name() != "pack")
+        .map(|entry| fs::read_dir(entry.path()).map_or(0, Iterator::count))
+        .sum();
+    (packs, loose)
+}
+
+#[test]
+fn a_clone_keeps_its_objects_in_one_pack_and_a_damaged_pack_is_fetched_again() {
+    let Some(setup) = Setup::start() else { return };
+    let project = push_project(&setup);
+    let Setup { cairn, a, .. } = &setup;
+    let (c, _) = cairn.clone(&project, "c");
+    // 3,000 files and their folders: one pack, and only the empty dir that `init` stores loose.
+    let (packs, loose) = cached_files(&c);
+    assert_eq!(packs.len(), 1, "{packs:?}");
+    assert_eq!(loose, 1);
+
+    // The pack torn in half (as by a crash before the sync of a later write): its objects,
+    // the base's dirs among them, are missing. The next pull fetches what it needs again.
+    let bytes = fs::read(&packs[0]).expect("the pack");
+    fs::write(&packs[0], &bytes[..bytes.len() / 2]).expect("tear the pack");
+    write(
+        a,
+        "folder-01/request-0001.json",
+        b"{\"id\": 1, \"edited\": true}\n",
+    );
+    write(a, "folder-02/added.json", b"{}\n");
+    let pushed = cairn.json(a, &["push"]);
+    assert_eq!(pushed["push"]["version"], 2, "{pushed}");
+    let pulled = cairn.pull(&c, 1, 2);
+    assert_eq!(pulled["applied"]["conflicts"], json!([]), "{pulled}");
+    assert_eq!(tree_on_disk(&c), tree_on_disk(a));
+    cairn.assert_clean_at(&c, 2);
+    // The torn pack was found damaged and deleted; the objects fetched again are in a new one.
+    assert!(!packs[0].exists(), "the torn pack is still there");
+    let (packs, _) = cached_files(&c);
+    assert_eq!(packs.len(), 1, "{packs:?}");
+}
+
 #[test]
 fn a_clone_killed_half_way_is_finished_by_the_next_pull() {
     let Some(setup) = Setup::start() else { return };

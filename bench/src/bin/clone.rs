@@ -1,22 +1,26 @@
 //! `cairn clone` against `git clone` from `git daemon`, side by side in one run (issue 15), on
-//! tmpfs and on the disk.
+//! tmpfs and on the disk, for two shapes of project.
 //!
 //! ```text
-//! cargo run --release -p cairn-bench --bin clone [-- --runs 7 --on tmpfs|disk|both --keep --no-build]
+//! cargo run --release -p cairn-bench --bin clone [-- --runs 7 --on tmpfs|disk|both
+//!     --corpus team|small|both --keep --no-build]
 //! ```
 //!
 //! It first runs `cargo build --release -p sync-server -p sync-client` (skip with `--no-build`),
-//! then, for each place (`/dev/shm` for tmpfs, the temporary folder for the disk), in a new
-//! folder there and only on 127.0.0.1:
+//! then, for each corpus and place (`/dev/shm` for tmpfs, the temporary folder for the disk), in
+//! a new folder there and only on 127.0.0.1:
 //!
-//! - writes the team project of issue 15 (`team_project_tree`: 8,000 files in 514 folders, about
-//!   88 MB) twice, one source copy per tool;
+//! - writes the corpus twice, one source copy per tool: the team project of issue 15
+//!   (`team_project_tree`: 8,000 files in 514 folders, about 88 MB), or many small files
+//!   (`small_files_tree`: 30,000 JSON documents of 1–2 KiB in 3,000 folders, about 45 MB);
 //! - starts `sync-server serve` (embedded mode, its data folder in the same place) and
 //!   `git daemon`, pushes the corpus to a new project and a new bare repository;
 //! - `--runs` times, into an empty folder: `cairn clone` and `git clone` (each a whole client
 //!   process, as a user runs it; which goes first alternates by run), each clone checked
 //!   against the corpus afterwards, untimed;
-//! - prints the medians as a Markdown table, also written to `bench/out/clone-<date>.md`.
+//! - prints the medians as a Markdown table, also written to `bench/out/clone-<date>.md`, with
+//!   the load average (`/proc/loadavg`, 1 minute) before and after each row: the machine may be
+//!   shared.
 //!
 //! Both clients talk to their daemons directly (no relay). Needs `git` on the PATH.
 
@@ -29,7 +33,9 @@ use cairn_bench::processes::{
     Daemons, binary_dir, build_binaries, free_port, remove, run_command, start_embedded_server,
     start_git_daemon, today, wait_for_port,
 };
-use cairn_bench::{TreeFile, first_difference, median, team_project_tree, write_tree};
+use cairn_bench::{
+    TreeFile, first_difference, median, small_files_tree, team_project_tree, write_tree,
+};
 
 type Result<T> = std::result::Result<T, String>;
 
@@ -65,10 +71,46 @@ impl Place {
     }
 }
 
+/// The shape of the project cloned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Corpus {
+    Team,
+    Small,
+}
+
+impl Corpus {
+    fn name(self) -> &'static str {
+        match self {
+            Corpus::Team => "team project",
+            Corpus::Small => "small files",
+        }
+    }
+
+    fn files(self) -> Vec<TreeFile> {
+        match self {
+            Corpus::Team => team_project_tree(SEED),
+            Corpus::Small => small_files_tree(SEED),
+        }
+    }
+
+    fn description(self) -> &'static str {
+        match self {
+            Corpus::Team => {
+                "issue 15's held-out shape, 514 folders nested 2–4 deep, 7,957 JSON documents of \
+                 0.5–4 KiB, 40 of 50–500 KiB, 3 recordings of 17–19 MiB"
+            }
+            Corpus::Small => {
+                "JSON documents of 1–2 KiB, ten in each of 3,000 folders two levels down"
+            }
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Options {
     runs: usize,
     places: Vec<Place>,
+    corpora: Vec<Corpus>,
     keep: bool,
     build: bool,
 }
@@ -77,6 +119,7 @@ fn options() -> Result<Options> {
     let mut options = Options {
         runs: 7,
         places: vec![Place::Tmpfs, Place::Disk],
+        corpora: vec![Corpus::Team, Corpus::Small],
         keep: false,
         build: true,
     };
@@ -98,11 +141,20 @@ fn options() -> Result<Options> {
                     _ => return Err("--on needs tmpfs, disk or both".into()),
                 };
             }
+            "--corpus" => {
+                options.corpora = match args.next().as_deref() {
+                    Some("team") => vec![Corpus::Team],
+                    Some("small") => vec![Corpus::Small],
+                    Some("both") => vec![Corpus::Team, Corpus::Small],
+                    _ => return Err("--corpus needs team, small or both".into()),
+                };
+            }
             "--keep" => options.keep = true,
             "--no-build" => options.build = false,
             "-h" | "--help" => {
                 println!(
-                    "usage: clone [--runs N (default 7)] [--on tmpfs|disk|both (default both)] [--keep] [--no-build]"
+                    "usage: clone [--runs N (default 7)] [--on tmpfs|disk|both (default both)] \
+                     [--corpus team|small|both (default both)] [--keep] [--no-build]"
                 );
                 std::process::exit(0);
             }
@@ -112,12 +164,25 @@ fn options() -> Result<Options> {
     Ok(options)
 }
 
-/// The clone times of both tools in one place.
+/// The clone times of both tools for one corpus in one place.
 #[derive(Debug)]
 struct Row {
+    corpus: Corpus,
+    files: usize,
+    bytes: usize,
     place: Place,
     cairn: Vec<Duration>,
     git: Vec<Duration>,
+    /// The 1-minute load average before the first clone and after the last.
+    load: (String, String),
+}
+
+/// The 1-minute load average, as `/proc/loadavg` says ("?" where there is none).
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|text| text.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".to_owned())
 }
 
 fn run() -> Result<()> {
@@ -128,23 +193,25 @@ fn run() -> Result<()> {
         .arg("--version")
         .output()
         .map_err(|e| format!("git is needed on the PATH (apt-get install -y git): {e}"))?;
-    let files = team_project_tree(SEED);
-    let total: usize = files.iter().map(|file| file.bytes.len()).sum();
     let mut rows = Vec::new();
-    for &place in &options.places {
-        let root = place
-            .folder()
-            .join(format!("cairn-clone-bench-{}", std::process::id()));
-        remove(&root)?;
-        let outcome = bench_place(&options, &bin, &files, place, &root);
-        if options.keep {
-            eprintln!("kept {}", root.display());
-        } else {
-            let _ = std::fs::remove_dir_all(&root);
+    for &corpus in &options.corpora {
+        let files = corpus.files();
+        for &place in &options.places {
+            let root = place.folder().join(format!(
+                "cairn-clone-bench-{corpus:?}-{}",
+                std::process::id()
+            ));
+            remove(&root)?;
+            let outcome = bench_place(&options, &bin, corpus, &files, place, &root);
+            if options.keep {
+                eprintln!("kept {}", root.display());
+            } else {
+                let _ = std::fs::remove_dir_all(&root);
+            }
+            rows.push(outcome?);
         }
-        rows.push(outcome?);
     }
-    let report = report(&options, &rows, files.len(), total);
+    let report = report(&options, &rows);
     println!("{report}");
     let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("out");
     std::fs::create_dir_all(&out).map_err(|e| e.to_string())?;
@@ -185,13 +252,15 @@ fn timed(command: &mut Command) -> Result<Duration> {
 fn bench_place(
     options: &Options,
     bin: &Path,
+    corpus: Corpus,
     files: &[TreeFile],
     place: Place,
     root: &Path,
 ) -> Result<Row> {
     eprintln!(
-        "{}: writing the corpus into {}",
+        "{}: writing the {} corpus into {}",
         place.name(),
+        corpus.name(),
         root.display()
     );
     std::fs::create_dir_all(root.join("home")).map_err(|e| e.to_string())?;
@@ -242,9 +311,13 @@ fn bench_place(
     run_command(git(root, &git_source).args(["push", "-q", &git_url, "main"]))?;
 
     let mut row = Row {
+        corpus,
+        files: files.len(),
+        bytes: files.iter().map(|file| file.bytes.len()).sum(),
         place,
         cairn: Vec::new(),
         git: Vec::new(),
+        load: (load_average(), String::new()),
     };
     let cairn_clone = root.join("clone-cairn");
     let git_clone = root.join("clone-git");
@@ -275,6 +348,7 @@ fn bench_place(
             }
         }
     }
+    row.load.1 = load_average();
     drop(daemons);
     Ok(row)
 }
@@ -291,30 +365,47 @@ fn cell(samples: &[Duration]) -> (String, Duration) {
     (format!("{} ({}–{})", ms(middle), ms(low), ms(high)), middle)
 }
 
-fn report(options: &Options, rows: &[Row], files: usize, total: usize) -> String {
+fn report(options: &Options, rows: &[Row]) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "# cairn clone vs git clone ({})\n", today());
+    let _ = writeln!(out, "Corpora:\n");
+    for &corpus in &options.corpora {
+        if let Some(row) = rows.iter().find(|row| row.corpus == corpus) {
+            let _ = writeln!(
+                out,
+                "- {}: {}; {} files, {:.1} MB.",
+                corpus.name(),
+                corpus.description(),
+                row.files,
+                row.bytes as f64 / 1e6
+            );
+        }
+    }
     let _ = writeln!(
         out,
-        "Corpus: the team project of issue 15, {files} files in 514 folders, {:.1} MB (7,957 JSON \
-         documents of 0.5–4 KiB, 40 of 50–500 KiB, 3 recordings of 17–19 MiB). Server, daemon and \
-         clones in the same place, on 127.0.0.1, no relay. Median of {} runs (min–max), each a \
-         whole client process cloning into an empty folder; which tool went first alternated.\n",
-        total as f64 / 1e6,
-        options.runs
+        "\nServer, daemon and clones in the same place, on 127.0.0.1, no relay. Median of {} runs \
+         (min–max), each a whole client process cloning into an empty folder; which tool went \
+         first alternated. Load: the 1-minute load average before the row's first clone and \
+         after its last ({} cores).\n",
+        options.runs,
+        std::thread::available_parallelism().map_or(0, usize::from)
     );
     let _ = writeln!(
         out,
-        "| where | cairn clone ms | git clone ms | cairn/git |\n|---|---:|---:|---:|"
+        "| corpus | where | cairn clone ms | git clone ms | cairn/git | load |\n\
+         |---|---|---:|---:|---:|---|"
     );
     for row in rows {
         let (cairn_text, cairn) = cell(&row.cairn);
         let (git_text, git) = cell(&row.git);
         let _ = writeln!(
             out,
-            "| {} | {cairn_text} | {git_text} | {:.2} |",
+            "| {} | {} | {cairn_text} | {git_text} | {:.2} | {} → {} |",
+            row.corpus.name(),
             row.place.name(),
-            cairn.as_secs_f64() / git.as_secs_f64()
+            cairn.as_secs_f64() / git.as_secs_f64(),
+            row.load.0,
+            row.load.1
         );
     }
     out

@@ -84,7 +84,8 @@ pub fn pull(copy: &WorkingCopy, remote: &Remote) -> Result<PullOutcome, ClientEr
 }
 
 /// One pull request of `want` (the head when `None`) from `have`: every verified frame goes
-/// into the object cache as it arrives (so an interrupted pull keeps what it got), and change
+/// into the object cache (one pack for a large answer, see `ObjectCache::pulled_objects`; an
+/// interrupted pull keeps what it got), and change
 /// records, asked for when `have_listing` (the listing of `have`) is given, are applied to it
 /// ([`records::apply_pulled`]).
 pub(super) fn pull_attempt(
@@ -102,15 +103,21 @@ pub(super) fn pull_attempt(
     let objects = copy.objects();
     let mut stream = remote.pull(&copy.config().project, &request)?;
     let mut records = Vec::new();
-    while let Some(item) = stream.next_item()? {
-        match item {
-            // The decoder verified the frame against its id and kind.
-            Item::Object(frame) => {
-                objects.put_encoded(&frame.id, &frame.compressed)?;
+    let mut pulled_objects = objects.pulled_objects();
+    let read = (|| {
+        while let Some(item) = stream.next_item()? {
+            match item {
+                // The decoder verified the frame against its id and kind.
+                Item::Object(frame) => pulled_objects.add(&frame.id, frame.compressed)?,
+                Item::Record(item) => records.push(item.record),
             }
-            Item::Record(item) => records.push(item.record),
         }
-    }
+        Ok::<_, ClientError>(())
+    })();
+    // Kept even when the answer broke off: a retry then finds them in the cache.
+    let stored = timed("store pulled objects", || pulled_objects.finish());
+    read?;
+    stored?;
     let pulled = stream.finish()?;
     if !records.is_empty() {
         let Some(listing) = have_listing else {

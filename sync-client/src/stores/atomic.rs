@@ -28,8 +28,9 @@ pub fn is_temp_name(name: &OsStr) -> bool {
 pub enum Replace {
     /// Replace it (rename over it).
     Overwrite,
-    /// Leave it and fail with `io::ErrorKind::AlreadyExists`: the new file is linked into place,
-    /// which the file system refuses atomically when the name is taken.
+    /// Leave it and fail with `io::ErrorKind::AlreadyExists`: the new file is renamed into place
+    /// with `RENAME_NOREPLACE` (or linked, where that is missing), which the file system refuses
+    /// atomically when the name is taken.
     NoClobber,
 }
 
@@ -99,7 +100,8 @@ pub fn write_atomic_with(
         .mode(bits)
         .open(&temp)
         .map_err(io_error("create", target.to_path_buf()))?;
-    let result: Result<fs::Metadata, ClientError> = (|| {
+    // The metadata, and whether the temp name is still there to remove.
+    let result: Result<(fs::Metadata, bool), ClientError> = (|| {
         if let Mode::Exact(bits) = mode {
             file.set_permissions(fs::Permissions::from_mode(bits))
                 .map_err(io_error("set permissions of", target.to_path_buf()))?;
@@ -113,19 +115,20 @@ pub fn write_atomic_with(
             .metadata()
             .map_err(io_error("inspect", target.to_path_buf()))?;
         drop(file);
-        match replace {
+        let temp_left = match replace {
             Replace::Overwrite => {
-                fs::rename(&temp, target).map_err(io_error("replace", target.to_path_buf()))?
+                fs::rename(&temp, target).map_err(io_error("replace", target.to_path_buf()))?;
+                false
             }
             Replace::NoClobber => link_no_clobber(&temp, target)?,
-        }
-        Ok(metadata)
+        };
+        Ok((metadata, temp_left))
     })();
-    if result.is_err() || replace == Replace::NoClobber {
-        // After a successful link the temp name is a second name of the new file.
+    if result.as_ref().map_or(true, |&(_, temp_left)| temp_left) {
+        // After a link the temp name is a second name of the new file.
         let _ = fs::remove_file(&temp);
     }
-    let metadata = result?;
+    let (metadata, _) = result?;
     if durability == Durability::Full
         && let Some(parent) = target.parent()
     {
@@ -134,9 +137,29 @@ pub fn write_atomic_with(
     Ok(metadata)
 }
 
-fn link_no_clobber(temp: &Path, target: &Path) -> Result<(), ClientError> {
+/// Gives the file at `temp` the name `target` unless that name is taken. Returns true when
+/// `temp` is still a name of it (it was linked, not renamed).
+fn link_no_clobber(temp: &Path, target: &Path) -> Result<bool, ClientError> {
+    // One step where the kernel and file system have it (Linux 3.15+: ext4, xfs, btrfs,
+    // tmpfs): a rename that refuses a taken name. Elsewhere a hard link, then the temp name goes.
+    #[cfg(target_os = "linux")]
+    {
+        use rustix::fs::{CWD, RenameFlags, renameat_with};
+        match renameat_with(CWD, temp, CWD, target, RenameFlags::NOREPLACE) {
+            Ok(()) => return Ok(false),
+            Err(rustix::io::Errno::EXIST) => {
+                return Err(ClientError::io(
+                    "create",
+                    target.to_path_buf(),
+                    io::Error::from(io::ErrorKind::AlreadyExists),
+                ));
+            }
+            // Not supported here (EINVAL, ENOSYS): the portable way.
+            Err(_) => {}
+        }
+    }
     match fs::hard_link(temp, target) {
-        Ok(()) => Ok(()),
+        Ok(()) => Ok(true),
         Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {
             Err(ClientError::io("create", target.to_path_buf(), error))
         }
@@ -150,7 +173,8 @@ fn link_no_clobber(temp: &Path, target: &Path) -> Result<(), ClientError> {
                     io::Error::from(io::ErrorKind::AlreadyExists),
                 ));
             }
-            fs::rename(temp, target).map_err(io_error("create", target.to_path_buf()))
+            fs::rename(temp, target).map_err(io_error("create", target.to_path_buf()))?;
+            Ok(false)
         }
     }
 }

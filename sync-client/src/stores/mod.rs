@@ -12,6 +12,7 @@
 //!   lock            locked (flock) while a command changes the working copy
 //!   push-journal    a push whose objects may be partly on the server (see `journal`)
 //!   objects/ab/…    zstd frames keyed by object id (see `object_cache`)
+//!   objects/pack/   a large pull's objects in one file each (see `pack`)
 //!   monitor.sock    the socket `cairn daemon` answers on, if one runs (see `monitor`)
 //!   monitor.lock    locked (flock) while a monitor runs: one per working copy
 //!   monitor-cookies/ the files a monitor's queries make to know its notifications caught up
@@ -41,6 +42,7 @@ pub mod journal;
 pub mod lock;
 pub mod monitor;
 pub mod object_cache;
+pub mod pack;
 pub mod state;
 pub mod user_config;
 

@@ -12,7 +12,7 @@
 //! - before replacing or removing any file, its stat is compared with the scan's; a file edited
 //!   since the scan is left alone and reported;
 //! - files and folders that are not listed (ignored, symlinks, unreadable) are never replaced: new
-//!   files are linked into place, which fails if the name is taken;
+//!   files are renamed into place without clobbering, which fails if the name is taken;
 //! - every file is written atomically (temp file, fsync, rename, fsync folder). Into a working
 //!   copy with no listed file (a clone), where no write can replace anything, the files are
 //!   written in parallel and not fsynced one by one: one `syncfs` makes them all durable before
@@ -46,6 +46,10 @@ use crate::stores::atomic::{
 };
 use crate::stores::object_cache::ObjectCache;
 use crate::stores::state::{Mtime, StatEntry};
+use crate::timing::timed;
+
+/// Threads that write a clone's files: creating a file on a disk is mostly waiting.
+const WRITE_THREADS: usize = 16;
 
 /// Why a path was left as it is on disk rather than brought to the merged tree.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -403,7 +407,7 @@ impl Applier<'_> {
         // fsync each, and one sync of the file system below makes them durable together.
         let fresh = CAN_SYNC_FILE_SYSTEM && files(local).next().is_none();
         if fresh {
-            self.write_new_files(&to_write, merged)?;
+            timed("write files", || self.write_new_files(&to_write, merged))?;
         } else {
             for path in &to_write {
                 let Some(wanted) = merged.get(path) else {
@@ -434,7 +438,7 @@ impl Applier<'_> {
         // Every write, rename and removal is durable before the caller records the new base.
         let dirty_dirs = std::mem::take(&mut self.dirty_dirs);
         if fresh {
-            sync_file_system(self.root)?;
+            timed("sync the file system", || sync_file_system(self.root))?;
         } else {
             for dir in dirty_dirs {
                 if dir.is_dir() {
@@ -446,10 +450,11 @@ impl Applier<'_> {
     }
 
     /// Writes `paths` of `merged`, none of which is a listed file on disk, on rayon's threads,
-    /// each atomically (temp file, link into place) but not fsynced: the caller syncs the file
-    /// system before the base is recorded. Until then the server holds every byte, and a crash
-    /// leaves files that the next pull finds equal to its tree, or (power lost before the sync)
-    /// damaged ones it keeps as local edits, with conflict copies.
+    /// each atomically (temp file renamed into place, never over a taken name) but not fsynced:
+    /// the caller syncs the file system before the base is recorded. Until then the server
+    /// holds every byte, and a crash leaves files that the next pull finds equal to its tree,
+    /// or (power lost before the sync) damaged ones it keeps as local edits, with conflict
+    /// copies.
     fn write_new_files(
         &mut self,
         paths: &BTreeSet<Path>,
@@ -466,22 +471,35 @@ impl Applier<'_> {
             .collect();
         let this = &*self;
         // A file in a folder that could not be made is held back like one whose name is taken.
-        let written: Vec<(&Path, &FileRef, Result<fs::Metadata, ClientError>)> = paths
-            .par_iter()
-            .filter_map(|path| merged.get_key_value(path))
-            .map(|(path, wanted)| {
-                let disk = this.disk(path);
-                let result = match disk.parent() {
-                    Some(parent) if unusable.contains(parent) => Err(ClientError::io(
-                        "create",
-                        disk,
-                        io::Error::from(io::ErrorKind::AlreadyExists),
-                    )),
-                    _ => write_contents(this.objects, &disk, wanted, None, Durability::Cache),
-                };
-                (path, wanted, result)
-            })
-            .collect();
+        type Written<'p> = Vec<(&'p Path, &'p FileRef, Result<fs::Metadata, ClientError>)>;
+        let write_all = || -> Written<'_> {
+            paths
+                .par_iter()
+                .filter_map(|path| merged.get_key_value(path))
+                .map(|(path, wanted)| {
+                    let disk = this.disk(path);
+                    let result = match disk.parent() {
+                        Some(parent) if unusable.contains(parent) => Err(ClientError::io(
+                            "create",
+                            disk,
+                            io::Error::from(io::ErrorKind::AlreadyExists),
+                        )),
+                        _ => write_contents(this.objects, &disk, wanted, None, Durability::Cache),
+                    };
+                    (path, wanted, result)
+                })
+                .collect()
+        };
+        // A file's creation on a disk mostly waits (for the journal, the folder's lock), so
+        // more writers than cores keep the disk busy; where none can be made, rayon's own.
+        let written = match rayon::ThreadPoolBuilder::new()
+            .num_threads(WRITE_THREADS)
+            .thread_name(|n| format!("cairn-write-{n}"))
+            .build()
+        {
+            Ok(pool) => pool.install(write_all),
+            Err(_) => write_all(),
+        };
         for (path, wanted, result) in written {
             match result {
                 Ok(metadata) => {
