@@ -19,7 +19,7 @@ use sync_client::stores::monitor::{
 };
 use sync_client::working_copy::{WorkingCopy, WorkingCopyConfig};
 
-use crate::util::{new_copy, write};
+use crate::util::{new_copy, record_as_synced, write};
 
 /// A daemon running in a thread of the test, stopped (and waited for) on drop.
 struct RunningDaemon {
@@ -391,17 +391,7 @@ fn cairn_status_is_right_while_cairn_daemon_runs_and_stop_stops_it() {
     write(&test.root, "kept.json", b"{}");
     write(&test.root, "edited.json", b"{}");
     write(&test.root, "removed.json", b"{}");
-    let found = test.copy.scan().unwrap();
-    test.copy
-        .set_base(&sync_client::stores::state::Base {
-            version: Some(1),
-            root: sync_protocol::tree::build_dirs(&found.listing)
-                .unwrap()
-                .root,
-            listing: found.listing.clone(),
-            pending: Default::default(),
-        })
-        .unwrap();
+    record_as_synced(&test.copy);
     let (mut child, _) = spawn_cairn_daemon(&test.root);
     // A second one refuses to start.
     let second = cairn(&test.root, &["daemon"]);
@@ -474,17 +464,7 @@ fn with_cairn_daemon_status_walks_only_the_changed_folder() {
     for folder in ["a", "b", "c/d"] {
         write(&test.root, &format!("{folder}/x.json"), b"{}");
     }
-    let found = test.copy.scan().unwrap();
-    test.copy
-        .set_base(&sync_client::stores::state::Base {
-            version: Some(1),
-            root: sync_protocol::tree::build_dirs(&found.listing)
-                .unwrap()
-                .root,
-            listing: found.listing.clone(),
-            pending: Default::default(),
-        })
-        .unwrap();
+    record_as_synced(&test.copy);
     let status_of = || {
         let output = cairn(&test.root, &["--json", "status"]);
         assert_eq!(output.status.code(), Some(0), "{output:?}");

@@ -10,7 +10,7 @@ use sync_client::working_copy::status::ChangeKind;
 use sync_protocol::EntryKind;
 use sync_protocol::tree::FileRef;
 
-use crate::util::{age, age_tree, new_copy, noise, path, write};
+use crate::util::{age, age_tree, new_copy, noise, path, record_as_synced, write};
 
 #[test]
 fn second_scan_reads_no_file_contents() {
@@ -158,17 +158,7 @@ fn ignore_rules_do_not_hide_tracked_files() {
     let test = new_copy();
     write(&test.root, "pushed-by-a-teammate.log", b"x");
     write(&test.root, "logs/old.log", b"x");
-    let found = test.copy.scan().unwrap();
-    test.copy
-        .set_base(&sync_client::stores::state::Base {
-            version: Some(1),
-            root: sync_protocol::tree::build_dirs(&found.listing)
-                .unwrap()
-                .root,
-            listing: found.listing.clone(),
-            pending: Default::default(),
-        })
-        .unwrap();
+    record_as_synced(&test.copy);
     write(&test.root, ".cairnignore", b"*.log\nlogs/\n");
     write(&test.root, "mine.log", b"x");
     write(&test.root, "logs/new.log", b"x");
@@ -272,17 +262,7 @@ fn names_are_nfc_normalized_and_bad_names_reported() {
 fn a_new_case_twin_never_displaces_a_tracked_file() {
     let test = new_copy();
     write(&test.root, "readme.md", b"tracked");
-    let found = test.copy.scan().unwrap();
-    test.copy
-        .set_base(&sync_client::stores::state::Base {
-            version: Some(1),
-            root: sync_protocol::tree::build_dirs(&found.listing)
-                .unwrap()
-                .root,
-            listing: found.listing.clone(),
-            pending: Default::default(),
-        })
-        .unwrap();
+    record_as_synced(&test.copy);
     // "README.md" sorts first by bytes, but "readme.md" is the tracked one.
     write(&test.root, "README.md", b"new twin");
     let status = test.copy.status().unwrap();

@@ -33,6 +33,21 @@ pub fn new_copy() -> TestCopy {
     }
 }
 
+/// Scans the copy and records what it found as version 1 of the project, as if it had been
+/// pushed: every file on disk is then tracked.
+pub fn record_as_synced(copy: &WorkingCopy) {
+    let found = copy.scan().unwrap();
+    copy.set_base(&sync_client::stores::state::Base {
+        version: Some(1),
+        root: sync_protocol::tree::build_dirs(&found.listing)
+            .unwrap()
+            .root,
+        listing: found.listing,
+        pending: Default::default(),
+    })
+    .unwrap();
+}
+
 /// Sets a file's mtime to `age` ago, so the stat cache may trust it (it is not racy).
 pub fn age(path: &FsPath, age: Duration) {
     let file = fs::File::options().write(true).open(path).unwrap();
