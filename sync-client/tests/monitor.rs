@@ -338,7 +338,7 @@ fn the_socket_works_at_the_address_limit_and_past_it() {
 }
 
 /// `cairn daemon` started in `root`, once it printed its ready line.
-fn spawn_cairn_daemon(root: &FsPath) -> (Child, String) {
+pub fn spawn_cairn_daemon(root: &FsPath) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_cairn"))
         .arg("daemon")
         .current_dir(root)

@@ -876,3 +876,27 @@ fn after_a_push_the_index_keeps_every_files_stat() {
     assert_eq!(status["files"], 20);
     assert_eq!(status["files_read"], 0);
 }
+
+/// With `cairn daemon` running, a push records the monitor's token with its new base (the
+/// disk is as the push's scan saw it), so the commands after it read only what changed.
+#[test]
+fn with_a_monitor_a_push_leaves_the_next_commands_nothing_to_walk() {
+    let (_server, alice, project) = setup();
+    let one = alice.clone(&project, "one");
+    for folder in ["a", "b", "c"] {
+        write(&one, &format!("{folder}/x.json"), b"{}");
+    }
+    let (mut daemon, _) = crate::monitor::spawn_cairn_daemon(&one);
+    assert_eq!(alice.json(&one, &["push"])["push"]["version"], 1);
+    write(&one, "b/x.json", b"{\"edited\": true}");
+    // The push asks the monitor, walks only b/, and keeps the token it got.
+    assert_eq!(alice.json(&one, &["push"])["push"]["version"], 2);
+    let status = alice.json(&one, &["status"]);
+    assert_eq!(status["changes"], serde_json::json!([]));
+    assert_eq!(status["folders_walked"], 0, "{status}");
+    let synced = alice.json(&one, &["sync"]);
+    assert_eq!(synced["push"]["pushed"], false, "{synced}");
+    let stop = alice.cairn(&one, &["daemon", "--stop"]);
+    assert!(stop.status.success(), "{stop:?}");
+    assert!(daemon.wait().unwrap().success());
+}

@@ -241,7 +241,10 @@ impl WorkingCopy {
     }
 
     /// Records a new base with the stat data of `snapshot`'s scan (a push's), made from
-    /// `index` (read under the same lock).
+    /// `index` (read under the same lock). When the base is the snapshot's own tree (the push
+    /// was not rebased onto other versions), the disk is still as the scan saw it, so the scan
+    /// is recorded with its monitor token too, and the next command asks the monitor only for
+    /// what changed since the push's scan instead of walking everything.
     pub fn set_base_after(
         &self,
         base: &Base,
@@ -254,7 +257,18 @@ impl WorkingCopy {
             snapshot.walked.as_deref(),
             index,
         );
-        self.state.set_base(base, &stats)
+        let scan = (base.root == snapshot.root && base.pending.is_empty()).then(|| ScanRecord {
+            // The snapshot's listing became the base's (the push moved it there).
+            listing: &base.listing,
+            unsettled: &snapshot.scan.unsettled,
+            has_renames: !snapshot.scan.disk_names.is_empty(),
+            token: snapshot.token.as_ref(),
+        });
+        self.state.write_index(&IndexContents {
+            base: BaseSource::New(base),
+            stats: &stats,
+            scan,
+        })
     }
 
     /// Scans the working copy, storing new objects and recording the scan in the index.

@@ -12,6 +12,7 @@ use super::status::changed_paths;
 use super::{WorkingCopy, WorkingCopyLock};
 use crate::error::ClientError;
 use crate::stores::index::Index;
+use crate::stores::monitor::Token;
 use crate::stores::object_cache::ObjectCache;
 use crate::stores::state::{Base, Mtime};
 use crate::timing::timed;
@@ -28,6 +29,10 @@ pub struct Snapshot {
     pub(super) clock: Mtime,
     /// The folders walked, when the monitor let the scan walk only those.
     pub(super) walked: Option<Vec<TreePath>>,
+    /// The monitor's token for the state the scan saw, if a monitor answered: kept in the
+    /// index with the base a push of this snapshot records, so the next command still asks
+    /// the monitor only for what changed since.
+    pub(super) token: Option<Token>,
 }
 
 impl WorkingCopy {
@@ -55,7 +60,8 @@ impl WorkingCopy {
     ) -> Result<Snapshot, ClientError> {
         let scanned = self.scan_from(index)?;
         self.record_scan(index, &scanned, Some(lock))?;
-        let (scan, clock, walked) = (scanned.scan, scanned.clock, scanned.walked);
+        let (scan, clock, walked, token) =
+            (scanned.scan, scanned.clock, scanned.walked, scanned.token);
         let objects = self.objects();
         if base.pending.is_empty() && objects.contains(&base.root) {
             if scan.listing == base.listing {
@@ -64,6 +70,7 @@ impl WorkingCopy {
                     root: base.root,
                     clock,
                     walked,
+                    token,
                 });
             }
             let rebuilt = timed("build changed dirs", || {
@@ -75,6 +82,7 @@ impl WorkingCopy {
                     root,
                     clock,
                     walked,
+                    token,
                 });
             }
         }
@@ -91,6 +99,7 @@ impl WorkingCopy {
             root: built.root,
             clock,
             walked,
+            token,
         })
     }
 }
