@@ -203,10 +203,10 @@ fn monitor_paths_walk_only_their_folders_and_agree_with_a_full_walk() {
     assert_eq!(partial.scan.counters.stated, 0);
     assert_eq!(summary(&partial), summary(&full));
     assert_eq!(partial.scan.listing, full.scan.listing);
-    assert_eq!(
-        test.copy.index().unwrap().token(),
-        Some(&Token("t2".to_owned()))
-    );
+    // A walk of no folder is not worth rewriting the index to move the token on: it keeps the
+    // one the full status recorded (none: no monitor answered it). Keeping an older token is
+    // always right; the monitor then names a few more paths.
+    assert_eq!(test.copy.index().unwrap().token(), None);
 
     // An edit: only its folder is read, and only its files stat'ed.
     record_token(&test);

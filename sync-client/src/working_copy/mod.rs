@@ -82,9 +82,18 @@ impl Scanned {
     }
 
     /// True when the stat data this scan would keep is worth writing (see
-    /// [`stat_cache_pays`]), or the monitor's token moved on.
+    /// [`stat_cache_pays`]), or the monitor's token moved on after a walk that a new token
+    /// would spare the next command: a full walk, or a partial one of more than
+    /// [`TOKEN_WALK_SLACK`] folders. Keeping the old token is always right (the monitor then
+    /// names a few more paths than changed since this scan), and walking a few folders again
+    /// costs less than rewriting the whole index to move it.
     fn worth_recording(&self, index: &Index) -> bool {
-        if self.token.as_ref() != index.token() {
+        if self.token.as_ref() != index.token()
+            && self
+                .walked
+                .as_ref()
+                .is_none_or(|walked| walked.len() > TOKEN_WALK_SLACK)
+        {
             return true;
         }
         // Only the files read can differ from the index: the others' stats came from it.
@@ -97,6 +106,10 @@ impl Scanned {
         stat_cache_pays(kept, index.len(), index)
     }
 }
+
+/// How many folders a monitor-guided walk may take before its new token is worth an index
+/// write of its own (see `Scanned::worth_recording`).
+const TOKEN_WALK_SLACK: usize = 32;
 
 /// About how many bytes one index record takes on disk (the record and its path): rewriting
 /// the index costs about this much per entry.
