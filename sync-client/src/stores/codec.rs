@@ -5,8 +5,8 @@
 //! and prefix-compressed against the previous path (shared byte count, then the rest), which
 //! keeps a stat cache of 100,000 deep paths a few megabytes.
 
-use sync_protocol::ObjectId;
-use sync_protocol::tree::Path;
+use sync_protocol::tree::{FileRef, Path};
+use sync_protocol::{EntryKind, ObjectId, ObjectKind};
 
 const CHECKSUM_LEN: usize = 32;
 
@@ -52,6 +52,25 @@ impl Writer {
 
     /// Paths must be written in increasing order for the prefix compression to pay off; any
     /// order decodes correctly.
+    /// A synced version, or none (never synced): a flag byte, then the number.
+    pub fn version(&mut self, version: Option<u64>) {
+        match version {
+            None => self.u8(0),
+            Some(version) => {
+                self.u8(1);
+                self.u64(version);
+            }
+        }
+    }
+
+    /// A tree entry: kind, target, size, id.
+    pub fn file_ref(&mut self, file_ref: &FileRef) {
+        self.u8(file_ref.kind as u8);
+        self.u8(file_ref.target.tag());
+        self.u64(file_ref.size);
+        self.id(&file_ref.id);
+    }
+
     pub fn path(&mut self, path: &Path) {
         let text = path.as_str();
         let shared = common_prefix(&self.previous_path, text);
@@ -148,6 +167,29 @@ impl<'a> Reader<'a> {
         let mut buffer = [0u8; 32];
         buffer.copy_from_slice(self.take(32, what)?);
         Ok(ObjectId::from_bytes(buffer))
+    }
+
+    /// What [`Writer::version`] wrote.
+    pub fn version(&mut self) -> Result<Option<u64>, String> {
+        match self.u8("version flag")? {
+            0 => Ok(None),
+            1 => Ok(Some(self.u64("version")?)),
+            other => Err(format!("bad version flag {other}")),
+        }
+    }
+
+    /// What [`Writer::file_ref`] wrote, the entry at `path` (named in errors).
+    pub fn file_ref(&mut self, path: &Path) -> Result<FileRef, String> {
+        let kind = EntryKind::from_tag(self.u8("entry kind")?)
+            .ok_or_else(|| format!("bad entry kind at {path}"))?;
+        let target = ObjectKind::from_tag(self.u8("entry target")?)
+            .ok_or_else(|| format!("bad entry target at {path}"))?;
+        Ok(FileRef {
+            kind,
+            target,
+            size: self.u64("size")?,
+            id: self.id("id")?,
+        })
     }
 
     /// Starts a new run of prefix-compressed paths (the first path shares nothing).

@@ -11,8 +11,8 @@ use std::fs;
 use std::io;
 use std::path::Path as FsPath;
 
+use sync_protocol::ObjectId;
 use sync_protocol::tree::{FileRef, Listing, Path, TreeError, flatten};
-use sync_protocol::{EntryKind, ObjectId, ObjectKind};
 
 use super::atomic::{Mode, Replace, write_atomic};
 use super::codec::{Reader, Writer};
@@ -46,13 +46,7 @@ impl Head {
 
     pub fn encode(&self) -> Vec<u8> {
         let mut writer = Writer::new(HEAD_MAGIC);
-        match self.version {
-            None => writer.u8(0),
-            Some(version) => {
-                writer.u8(1);
-                writer.u64(version);
-            }
-        }
+        writer.version(self.version);
         writer.id(&self.root);
         writer.u32(self.pending.len() as u32);
         for (path, entry) in &self.pending {
@@ -61,10 +55,7 @@ impl Head {
                 None => writer.u8(0),
                 Some(entry) => {
                     writer.u8(1);
-                    writer.u8(entry.kind as u8);
-                    writer.u8(entry.target.tag());
-                    writer.u64(entry.size);
-                    writer.id(&entry.id);
+                    writer.file_ref(entry);
                 }
             }
         }
@@ -73,11 +64,7 @@ impl Head {
 
     pub fn decode(bytes: &[u8]) -> Result<Self, String> {
         let mut reader = Reader::new(bytes, HEAD_MAGIC)?;
-        let version = match reader.u8("version flag")? {
-            0 => None,
-            1 => Some(reader.u64("version")?),
-            other => return Err(format!("bad version flag {other}")),
-        };
+        let version = reader.version()?;
         let root = reader.id("root")?;
         let count = reader.u32("pending count")?;
         let mut pending = Vec::new();
@@ -85,14 +72,7 @@ impl Head {
             let path = reader.path()?;
             let entry = match reader.u8("entry flag")? {
                 0 => None,
-                1 => Some(FileRef {
-                    kind: EntryKind::from_tag(reader.u8("entry kind")?)
-                        .ok_or_else(|| format!("bad entry kind at {path}"))?,
-                    target: ObjectKind::from_tag(reader.u8("entry target")?)
-                        .ok_or_else(|| format!("bad entry target at {path}"))?,
-                    size: reader.u64("size")?,
-                    id: reader.id("id")?,
-                }),
+                1 => Some(reader.file_ref(&path)?),
                 other => return Err(format!("bad entry flag {other}")),
             };
             pending.push((path, entry));
@@ -151,7 +131,7 @@ impl Head {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sync_protocol::chunk_id;
+    use sync_protocol::{EntryKind, ObjectKind, chunk_id};
 
     #[test]
     fn head_round_trips_and_damage_is_refused() {

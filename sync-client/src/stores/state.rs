@@ -11,7 +11,7 @@ use std::path::Path as FsPath;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sync_protocol::tree::{FileRef, Listing, Path, empty_dir_id};
-use sync_protocol::{EntryKind, ObjectId, ObjectKind};
+use sync_protocol::{ObjectId, ObjectKind};
 
 use super::atomic::{Mode, Replace, write_atomic};
 use super::codec::{Reader, Writer};
@@ -51,21 +51,12 @@ impl Base {
 
     pub fn encode(&self) -> Vec<u8> {
         let mut writer = Writer::new(BASE_MAGIC);
-        match self.version {
-            None => writer.u8(0),
-            Some(version) => {
-                writer.u8(1);
-                writer.u64(version);
-            }
-        }
+        writer.version(self.version);
         writer.id(&self.root);
         writer.u32(self.listing.len() as u32);
         for (path, file_ref) in &self.listing {
             writer.path(path);
-            writer.u8(file_ref.kind as u8);
-            writer.u8(file_ref.target.tag());
-            writer.u64(file_ref.size);
-            writer.id(&file_ref.id);
+            writer.file_ref(file_ref);
         }
         writer.u32(self.pending.len() as u32);
         // The pending paths are prefix-compressed among themselves.
@@ -78,11 +69,7 @@ impl Base {
 
     pub fn decode(bytes: &[u8]) -> Result<Self, String> {
         let mut reader = Reader::new(bytes, BASE_MAGIC)?;
-        let version = match reader.u8("version flag")? {
-            0 => None,
-            1 => Some(reader.u64("version")?),
-            other => return Err(format!("bad version flag {other}")),
-        };
+        let version = reader.version()?;
         let root = reader.id("root")?;
         let count = reader.u32("entry count")?;
         // Written in listing order: checking each path against the one before is the duplicate
@@ -90,18 +77,7 @@ impl Base {
         let mut entries: Vec<(Path, FileRef)> = Vec::with_capacity(count as usize);
         for _ in 0..count {
             let path = reader.path()?;
-            let kind = EntryKind::from_tag(reader.u8("entry kind")?)
-                .ok_or_else(|| format!("bad entry kind at {path}"))?;
-            let target = ObjectKind::from_tag(reader.u8("entry target")?)
-                .ok_or_else(|| format!("bad entry target at {path}"))?;
-            let size = reader.u64("size")?;
-            let id = reader.id("id")?;
-            let file_ref = FileRef {
-                kind,
-                target,
-                size,
-                id,
-            };
+            let file_ref = reader.file_ref(&path)?;
             if let Some((previous, _)) = entries.last()
                 && *previous >= path
             {
@@ -421,7 +397,7 @@ impl StatCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sync_protocol::chunk_id;
+    use sync_protocol::{EntryKind, chunk_id};
 
     fn file(id_seed: &[u8], size: u64) -> FileRef {
         FileRef {
