@@ -200,8 +200,15 @@ fn age(elapsed: Duration) -> String {
 mod tests {
     use super::*;
 
-    fn node(heartbeat_ago: Duration, draining: bool, hits: u64, misses: u64) -> Node {
-        let now = Timestamp::now();
+    /// A node whose heartbeat was `heartbeat_ago` before `now`: the same `now` the test
+    /// reads the node at, or a clock tick between the two makes "40s ago" read "39s ago".
+    fn node(
+        now: Timestamp,
+        heartbeat_ago: Duration,
+        draining: bool,
+        hits: u64,
+        misses: u64,
+    ) -> Node {
         Node {
             id: NodeId::random(),
             status: NodeStatus {
@@ -227,15 +234,18 @@ mod tests {
     fn states_follow_the_heartbeat_and_the_drain() {
         let now = Timestamp::now();
         assert_eq!(
-            state(&node(Duration::from_secs(2), false, 0, 0), now),
+            state(&node(now, Duration::from_secs(2), false, 0, 0), now),
             "live"
         );
         assert_eq!(
-            state(&node(Duration::from_secs(2), true, 0, 0), now),
+            state(&node(now, Duration::from_secs(2), true, 0, 0), now),
             "draining"
         );
         assert_eq!(
-            state(&node(LIVE_FOR + Duration::from_secs(1), false, 0, 0), now),
+            state(
+                &node(now, LIVE_FOR + Duration::from_secs(1), false, 0, 0),
+                now
+            ),
             "missing"
         );
     }
@@ -244,8 +254,8 @@ mod tests {
     fn the_table_shows_the_cache_figures() {
         let now = Timestamp::now();
         let nodes = [
-            node(Duration::from_secs(1), false, 90, 10),
-            node(Duration::from_secs(40), false, 0, 0),
+            node(now, Duration::from_secs(1), false, 90, 10),
+            node(now, Duration::from_secs(40), false, 0, 0),
         ];
         let table = table(&nodes, now);
         let lines: Vec<&str> = table.lines().collect();
