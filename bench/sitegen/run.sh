@@ -7,6 +7,9 @@
 #   bench/sitegen/run.sh                      # 10,000 pages, 5 runs
 #   PAGES=2000 RUNS=7 bench/sitegen/run.sh
 #   PAGES=3000 PARTS=20 bench/sitegen/run.sh  # the second shape: fewer, four times larger pages
+#   PLACE=tmpfs bench/sitegen/run.sh          # everything in /dev/shm instead of the disk
+#   FRESH=0 bench/sitegen/run.sh              # each run's output folder removed just before it
+#                                             # (see compare.py: costly on ext4 without a journal)
 #   INCREMENTAL_ONLY=1 bench/sitegen/run.sh   # no Hugo: one cold sitegen build, then the
 #                                             # one-page rebuild timing and the clean-build diff
 set -euo pipefail
@@ -22,18 +25,23 @@ fi
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 cargo build --release -q -p sitegen
 SITEGEN="$CARGO_TARGET_DIR/release/sitegen"
-WORK="$(mktemp -d /tmp/sitegen-bench.XXXXXX)"
+case "${PLACE:-disk}" in
+    disk) WORK="$(mktemp -d "${TMPDIR:-/tmp}/sitegen-bench.XXXXXX")" ;;
+    tmpfs) WORK="$(mktemp -d /dev/shm/sitegen-bench.XXXXXX)" ;;
+    *) echo "PLACE must be disk or tmpfs" >&2; exit 2 ;;
+esac
 trap 'rm -rf "$WORK"' EXIT
 
 python3 bench/sitegen/gen_corpus.py "$WORK/src/content" "$PAGES" "$SECTIONS" "$PARTS"
 cp bench/sitegen/sitegen-site/site.toml "$WORK/src/"
 cp -r bench/sitegen/sitegen-site/templates "$WORK/src/"
 EDIT="$WORK/src/content/docs/s005/p0050.md"
+echo "place: ${PLACE:-disk} ($WORK), fresh output folders: ${FRESH:-1}"
 echo "machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); $("$SITEGEN" --version)"
 if [ -z "$INCREMENTAL_ONLY" ]; then
     cp -r bench/sitegen/hugo-site "$WORK/hugo"
     echo "$(hugo version | cut -d' ' -f1-2)"
-    # Hugo cold too: compare.py empties $WORK/hugo-run before each run, which holds both its
+    # Hugo cold too: each run gets a new $WORK/hugo-run.N (compare.py), which holds both its
     # output and its cache folder (--cacheDir; without it Hugo would use /tmp/hugo_cache).
     # The floor: create_files.c makes the folders and files of a sitegen build, same sizes,
     # and nothing else; timed in the same alternation as the two generators.
@@ -48,9 +56,6 @@ if [ -z "$INCREMENTAL_ONLY" ]; then
         -- files-only "$WORK/out-files" "$WORK/create_files" "$WORK/files.txt" "$WORK/out-files" 2 \
         -- hugo "$WORK/hugo-run" hugo --quiet -s "$WORK/hugo" --contentDir "$WORK/src/content" \
         -d "$WORK/hugo-run/public" --cacheDir "$WORK/hugo-run/cache"
-    echo "outputs: sitegen $(find "$WORK/out-sitegen" -name '*.html' | wc -l) HTML files," \
-         "hugo $(find "$WORK/hugo-run/public" -name '*.html' | wc -l) HTML files"
-    rm -rf "$WORK/hugo-run"
 fi
 rm -rf "$WORK/out-sitegen"
 "$SITEGEN" build --source "$WORK/src" --out "$WORK/out-sitegen" 2>/dev/null

@@ -64,7 +64,10 @@ impl Path {
         let Some(parent) = parent else {
             return Self::new(name.as_str());
         };
-        let text = format!("{}/{}", parent.0, name.as_str());
+        let mut text = String::with_capacity(parent.0.len() + 1 + name.as_str().len());
+        text.push_str(&parent.0);
+        text.push('/');
+        text.push_str(name.as_str());
         if text.len() > MAX_PATH_LEN {
             return Err(PathError::TooLong {
                 path: truncated(&text),
@@ -92,7 +95,8 @@ impl Path {
 
     /// Number of components.
     pub fn depth(&self) -> usize {
-        self.components().count()
+        // Components are never empty: one more than the separators.
+        self.0.bytes().filter(|&byte| byte == b'/').count() + 1
     }
 
     /// The last component.

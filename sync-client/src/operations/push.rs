@@ -23,7 +23,7 @@ use crate::stores::state::Base;
 use crate::timing::{free_in_background, timed};
 use crate::transport::{Remote, new_push_id};
 use crate::working_copy::status::listing_changes;
-use crate::working_copy::{Snapshot, WorkingCopy, WorkingCopyLock};
+use crate::working_copy::{LazyBase, Snapshot, WorkingCopy, WorkingCopyLock};
 
 /// What a push did.
 #[derive(Debug, Clone, Copy)]
@@ -58,33 +58,39 @@ pub fn push_once(
 ) -> Result<PushOutcome, ClientError> {
     let lock = copy.lock()?;
     let index = copy.index()?;
-    let base = copy.base_of(&index)?;
-    if !base.pending.is_empty() {
+    if index.has_pending() {
         return Err(ClientError::PendingPaths {
-            paths: base.pending.iter().cloned().collect(),
+            paths: index.pending(),
         });
     }
+    let base = LazyBase::new(copy, &index);
     let snapshot = copy.snapshot_with(&lock, &base, &index)?;
     push_snapshot(copy, &lock, remote, message, base, &index, snapshot)
 }
 
-/// [`push_once`] of a `snapshot` already taken from `base` (which has no pending paths) and
-/// `index` under `_lock`.
+/// [`push_once`] of a `snapshot` already taken from `index` (which has no pending paths) and
+/// its `base` under `_lock`.
 pub(super) fn push_snapshot(
     copy: &WorkingCopy,
     _lock: &WorkingCopyLock,
     remote: &Remote,
     message: Option<&str>,
-    base: Base,
+    base: LazyBase<'_>,
     index: &Index,
     mut snapshot: Snapshot,
 ) -> Result<PushOutcome, ClientError> {
     // An earlier push whose outcome is unknown, unless this is that push again.
     let base = match copy.state().journal()? {
-        Some(journal) if !journal.is_for(base.version.unwrap_or(0), &snapshot.root) => {
-            settle::settle(copy, remote, journal, base)?
+        Some(journal) if !journal.is_for(index.version().unwrap_or(0), &snapshot.root) => {
+            settle::settle(copy, remote, journal, base.into_base()?)?
         }
-        _ => base,
+        // Nothing changed: the base need not be decoded.
+        _ if snapshot.root == index.root() => {
+            return Ok(PushOutcome::NothingToPush {
+                version: index.version(),
+            });
+        }
+        _ => base.into_base()?,
     };
     if snapshot.root == base.root {
         return Ok(PushOutcome::NothingToPush {

@@ -7,7 +7,7 @@ use super::{PullOutcome, PushOutcome, is_conflict, pull, push_once};
 use crate::error::ClientError;
 use crate::timing::timed;
 use crate::transport::{Remote, new_push_id};
-use crate::working_copy::WorkingCopy;
+use crate::working_copy::{LazyBase, WorkingCopy};
 
 /// What a sync did: every pull (one per round) and the final push.
 #[derive(Debug)]
@@ -61,10 +61,10 @@ fn sync_at_head(
 ) -> Result<Option<SyncOutcome>, ClientError> {
     let lock = copy.lock()?;
     let index = copy.index()?;
-    let base = copy.base_of(&index)?;
-    if !base.pending.is_empty() || copy.state().journal()?.is_some() {
+    if index.has_pending() || copy.state().journal()?.is_some() {
         return Ok(None);
     }
+    let base = LazyBase::new(copy, &index);
     let project = &copy.config().project;
     let (head, snapshot) = std::thread::scope(|scope| {
         let head = scope.spawn(|| timed("head request", || remote.project(project)));
@@ -76,12 +76,12 @@ fn sync_at_head(
     });
     let head = head?.head();
     let snapshot = snapshot?;
-    if base.version != Some(head.version) || base.root != head.root {
+    if index.version() != Some(head.version) || index.root() != head.root {
         return Ok(None);
     }
     // What a pull finds at the head: nothing to bring.
     let at_head = PullOutcome {
-        from: base.version,
+        from: index.version(),
         version: head.version,
         root: head.root,
         objects: 0,

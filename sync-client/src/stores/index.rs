@@ -418,6 +418,15 @@ impl Index {
         })
     }
 
+    /// True when `listing` is exactly the base's listing, compared record by record without
+    /// decoding the base. (At a pending path the base's entry is the previous base's: callers
+    /// check [`Index::has_pending`] first.)
+    pub fn base_is(&self, listing: &Listing) -> bool {
+        self.records()
+            .filter_map(|record| record.base.map(|entry| (record.path, entry)))
+            .eq(listing.iter().map(|(path, entry)| (path.as_str(), *entry)))
+    }
+
     /// The stat entries, for an apply that edits them.
     pub fn stat_entries(&self) -> impl Iterator<Item = (&str, StatEntry)> {
         self.records()

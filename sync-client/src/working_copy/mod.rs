@@ -22,7 +22,7 @@ mod update;
 
 pub use crate::stores::config::WorkingCopyConfig;
 pub use crate::stores::lock::WorkingCopyLock;
-pub use snapshot::Snapshot;
+pub use snapshot::{LazyBase, Snapshot};
 
 use crate::error::{ClientError, io_error};
 use crate::stores::StateFolder;

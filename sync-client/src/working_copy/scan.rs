@@ -311,12 +311,26 @@ struct Found {
     dirs: u64,
     stated: u64,
     cache_hits: u64,
-    children: Vec<Found>,
+    /// What the subfolders found, each with the number of this folder's `listing` entries
+    /// that come before its paths in path order.
+    children: Vec<(usize, Found)>,
 }
 
 impl Found {
+    /// Adds what a subfolder found; its paths sort after every entry listed here so far.
     fn append(&mut self, other: Found) {
-        self.children.push(other);
+        self.children.push((self.listing.len(), other));
+    }
+
+    /// Adds what the subfolder `path` found, placed in path order among this folder's
+    /// entries (which are in path order): a file name sorts before the subfolder's paths
+    /// exactly when it sorts before `name/`.
+    fn append_folder(&mut self, path: &Path, other: Found) {
+        let below = format!("{}/", path.as_str());
+        let position = self
+            .listing
+            .partition_point(|(listed, _)| listed.as_str() < below.as_str());
+        self.children.push((position, other));
     }
 
     /// Every `Found` of the tree, this one first, depth first.
@@ -324,32 +338,49 @@ impl Found {
         let mut out = Vec::new();
         let mut stack = vec![self];
         while let Some(mut found) = stack.pop() {
-            stack.extend(std::mem::take(&mut found.children).into_iter().rev());
+            stack.extend(
+                std::mem::take(&mut found.children)
+                    .into_iter()
+                    .rev()
+                    .map(|(_, child)| child),
+            );
             out.push(found);
         }
         out
     }
 
+    /// The listing of the whole tree, taken out of it, in path order as far as the walk
+    /// kept it (sorting it for the `Listing` then costs one pass).
+    fn take_listing(&mut self, out: &mut Vec<(Path, FileRef)>) {
+        let mut here = std::mem::take(&mut self.listing).into_iter();
+        let mut taken = 0;
+        for (position, child) in &mut self.children {
+            out.extend(here.by_ref().take(*position - taken));
+            taken = *position;
+            child.take_listing(out);
+        }
+        out.extend(here);
+    }
+
     /// The candidates to read, taken out of the whole tree.
     fn take_to_read(&mut self) -> Vec<Candidate> {
         let mut out = std::mem::take(&mut self.to_read);
-        for child in &mut self.children {
+        for (_, child) in &mut self.children {
             out.append(&mut child.take_to_read());
         }
         out
     }
 
-    fn into_scan(self) -> Scan {
+    fn into_scan(mut self) -> Scan {
+        let mut listing = Vec::new();
+        self.take_listing(&mut listing);
         let all = self.flatten();
-        let listed: usize = all.iter().map(|found| found.listing.len()).sum();
         let with_stats: usize = all.iter().map(|found| found.stats.len()).sum();
-        let mut listing = Vec::with_capacity(listed);
-        let mut stats = HashMap::with_capacity_and_hasher(with_stats, Default::default());
+        let mut stats_parts = Vec::with_capacity(all.len());
         let mut scan = Scan::default();
         let mut renamed = HashMap::new();
         for found in all {
-            listing.extend(found.listing);
-            stats.extend(found.stats);
+            stats_parts.push(found.stats);
             scan.skipped.extend(found.skipped);
             scan.unsettled.extend(found.unsettled);
             renamed.extend(found.renamed);
@@ -358,8 +389,18 @@ impl Found {
             scan.counters.stated += found.stated;
             scan.counters.cache_hits += found.cache_hits;
         }
-        scan.listing = listing.into_iter().collect();
-        scan.stats = stats;
+        // The two largest collections are built side by side (3.6 ms one after the other for
+        // 8,000 files, on the critical path of every command).
+        (scan.listing, scan.stats) = rayon::join(
+            || listing.into_iter().collect(),
+            || {
+                let mut stats = HashMap::with_capacity_and_hasher(with_stats, Default::default());
+                for part in stats_parts {
+                    stats.extend(part);
+                }
+                stats
+            },
+        );
         scan.disk_names = DiskNames { renamed };
         scan
     }
@@ -390,21 +431,34 @@ struct Walker<'a> {
     stat_cache: &'a dyn StatLookup,
 }
 
-/// One entry of a folder being walked, with its listed name and fold key (`None`: the name is
-/// not UTF-8).
+/// One entry of a folder being walked, with its listed name (`None`: the name is not UTF-8).
 struct Entry {
     name: OsString,
     entry: fs::DirEntry,
-    listed: Option<Result<(Name, String), NameError>>,
+    listed: Option<Result<Name, NameError>>,
 }
 
-impl Entry {
-    fn key(&self) -> Option<&str> {
-        match &self.listed {
-            Some(Ok((_, key))) => Some(key),
-            _ => None,
-        }
-    }
+/// True when two of `names` are equal after case folding ([`fast_fold_key`]), without making
+/// a key for the ASCII names, which are nearly all of them: they are sorted and compared
+/// ignoring ASCII case (an ASCII name's key is its lowercase, and a non-ASCII name's key has
+/// no uppercase ASCII left).
+fn any_clash<'a>(names: impl Iterator<Item = &'a str>) -> bool {
+    let mut keys: Vec<std::borrow::Cow<'a, str>> = names
+        .map(|name| {
+            if name.is_ascii() {
+                std::borrow::Cow::Borrowed(name)
+            } else {
+                std::borrow::Cow::Owned(fold_key(name))
+            }
+        })
+        .collect();
+    keys.sort_unstable_by(|a, b| {
+        a.bytes()
+            .map(|byte| byte.to_ascii_lowercase())
+            .cmp(b.bytes().map(|byte| byte.to_ascii_lowercase()))
+    });
+    keys.windows(2)
+        .any(|pair| pair[0].eq_ignore_ascii_case(&pair[1]))
 }
 
 /// A subfolder met in a folder's entries, walked after them.
@@ -446,12 +500,7 @@ impl Walker<'_> {
             match entry {
                 Ok(entry) => {
                     let name = entry.file_name();
-                    let listed = name.to_str().map(|text| {
-                        normalized_name(text).map(|name| {
-                            let key = fast_fold_key(name.as_str());
-                            (name, key)
-                        })
-                    });
+                    let listed = name.to_str().map(normalized_name);
                     entries.push(Entry {
                         name,
                         entry,
@@ -469,11 +518,12 @@ impl Walker<'_> {
         // NFC or case folding) the one the base has wins, so a new twin can never make a
         // tracked file look deleted. Only clashing names need the (costlier) tracked test.
         entries.sort_unstable_by(|a, b| a.name.cmp(&b.name));
-        let clashes = {
-            let mut keys: Vec<&str> = entries.iter().filter_map(Entry::key).collect();
-            keys.sort_unstable();
-            keys.windows(2).any(|pair| pair[0] == pair[1])
-        };
+        let clashes = any_clash(
+            entries
+                .iter()
+                .filter_map(|entry| entry.listed.as_ref()?.as_ref().ok())
+                .map(Name::as_str),
+        );
         if clashes {
             entries.sort_by_cached_key(|entry| {
                 (!self.is_tracked(&entry.name, parent), entry.name.clone())
@@ -523,7 +573,7 @@ impl Walker<'_> {
                 Err(error) => {
                     let listed = listed
                         .and_then(Result::ok)
-                        .and_then(|(name, _)| Path::join(parent, &name).ok());
+                        .and_then(|name| Path::join(parent, &name).ok());
                     found.unreadable(child_relative(), listed, &error);
                     continue;
                 }
@@ -554,7 +604,7 @@ impl Walker<'_> {
                 found.skip(child_relative(), SkipReason::Special { what });
                 continue;
             }
-            let (listed_name, key) = match listed {
+            let listed_name = match listed {
                 Some(Ok(listed)) => listed,
                 Some(Err(error)) => {
                     found.skip(child_relative(), SkipReason::InvalidName(error));
@@ -573,6 +623,7 @@ impl Walker<'_> {
                 }
             };
             if clashes {
+                let key = fast_fold_key(listed_name.as_str());
                 if let Some(first) = taken.get(&key) {
                     let with = first.to_string_lossy().into_owned();
                     found.skip(child_relative(), SkipReason::NameClash { with });
@@ -630,7 +681,7 @@ impl Walker<'_> {
         }
         // Subfolders in parallel; their findings are joined in name order, so the result does
         // not depend on the schedule.
-        let walked: Vec<Result<Found, ClientError>> = subfolders
+        let walked: Vec<Result<(Path, Found), ClientError>> = subfolders
             .into_par_iter()
             .map(|subfolder| {
                 let mut below = Found::default();
@@ -643,13 +694,16 @@ impl Walker<'_> {
                 )?;
                 // A folder that could not be read is unsettled, not empty.
                 if !listed_below && !below.unsettled.contains(&subfolder.path) {
-                    below.listing.push((subfolder.path, FileRef::empty_dir()));
+                    below
+                        .listing
+                        .push((subfolder.path.clone(), FileRef::empty_dir()));
                 }
-                Ok(below)
+                Ok((subfolder.path, below))
             })
             .collect();
-        for below in walked {
-            found.append(below?);
+        for walked in walked {
+            let (path, below) = walked?;
+            found.append_folder(&path, below);
         }
         Ok(listed_any)
     }
@@ -730,6 +784,69 @@ fn is_ignored(matchers: &[Arc<Gitignore>], path: &FsPath, is_dir: bool) -> bool 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_walk_hands_its_listing_over_in_path_order() {
+        let path = |text: &str| Path::new(text).unwrap();
+        let listed = |paths: &[&str]| -> Vec<(Path, FileRef)> {
+            paths
+                .iter()
+                .map(|text| (path(text), FileRef::empty_dir()))
+                .collect()
+        };
+        // A folder `b` among files whose names sort before and after `b/`.
+        let mut sub = Found {
+            listing: listed(&["b/c", "b/d"]),
+            ..Found::default()
+        };
+        sub.append_folder(
+            &path("b/e"),
+            Found {
+                listing: listed(&["b/e/f"]),
+                ..Found::default()
+            },
+        );
+        let mut top = Found {
+            listing: listed(&["a", "b-1", "b.json", "b0", "c"]),
+            ..Found::default()
+        };
+        top.append_folder(&path("b"), sub);
+        let mut out = Vec::new();
+        top.take_listing(&mut out);
+        let order: Vec<&str> = out.iter().map(|(path, _)| path.as_str()).collect();
+        assert_eq!(
+            order,
+            ["a", "b-1", "b.json", "b/c", "b/d", "b/e/f", "b0", "c"]
+        );
+        assert!(order.is_sorted());
+    }
+
+    #[test]
+    fn clashes_are_found_as_the_fold_keys_find_them() {
+        let by_keys = |names: &[&str]| {
+            let mut keys: Vec<String> = names.iter().map(|name| fold_key(name)).collect();
+            keys.sort_unstable();
+            keys.windows(2).any(|pair| pair[0] == pair[1])
+        };
+        for names in [
+            &["a.json", "b.json", "c"][..],
+            &["Readme.md", "README.md"],
+            &["readme.md", "b", "README.MD"],
+            &["k", "\u{212a}"],
+            &["Straße", "STRASSE"],
+            &["école", "École"],
+            &["école", "ecole"],
+            &["a-b", "a_b", "A.B"],
+            &["", "x"],
+            &[],
+        ] {
+            assert_eq!(
+                any_clash(names.iter().copied()),
+                by_keys(names),
+                "{names:?}"
+            );
+        }
+    }
 
     #[test]
     fn ascii_shortcuts_agree_with_the_unicode_passes() {

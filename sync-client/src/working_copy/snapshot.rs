@@ -1,6 +1,7 @@
 //! The working copy as a tree: the dirs a push uploads, built from the base's where the files
 //! did not change.
 
+use std::cell::OnceCell;
 use std::collections::BTreeMap;
 
 use sync_protocol::ObjectId;
@@ -35,6 +36,44 @@ pub struct Snapshot {
     pub(super) token: Option<Token>,
 }
 
+/// A working copy's base, decoded from its index the first time it is needed. A scan that
+/// finds exactly the base's tree (a no-op sync or push) needs only the root and version the
+/// index's header holds and a comparison with its records; decoding the whole listing took
+/// 2.6 ms of a 19 ms no-op sync of 8,000 files.
+#[derive(Debug)]
+pub struct LazyBase<'a> {
+    copy: &'a WorkingCopy,
+    index: &'a Index,
+    decoded: OnceCell<Base>,
+}
+
+impl<'a> LazyBase<'a> {
+    pub fn new(copy: &'a WorkingCopy, index: &'a Index) -> Self {
+        Self {
+            copy,
+            index,
+            decoded: OnceCell::new(),
+        }
+    }
+
+    /// The base, decoded now if it was not yet.
+    pub fn get(&self) -> Result<&Base, ClientError> {
+        if let Some(base) = self.decoded.get() {
+            return Ok(base);
+        }
+        let base = self.copy.base_of(self.index)?;
+        Ok(self.decoded.get_or_init(|| base))
+    }
+
+    /// The base, owned.
+    pub fn into_base(self) -> Result<Base, ClientError> {
+        match self.decoded.into_inner() {
+            Some(base) => Ok(base),
+            None => self.copy.base_of(self.index),
+        }
+    }
+}
+
 impl WorkingCopy {
     /// Scans the working copy and stores its dir objects: the tree a push would upload, with
     /// every object of it in the object cache (`sync_protocol::plan::plan_push` over
@@ -46,16 +85,15 @@ impl WorkingCopy {
     pub fn snapshot(&self) -> Result<Snapshot, ClientError> {
         let lock = self.lock()?;
         let index = self.index()?;
-        let base = self.base_of(&index)?;
-        self.snapshot_with(&lock, &base, &index)
+        self.snapshot_with(&lock, &LazyBase::new(self, &index), &index)
     }
 
-    /// [`WorkingCopy::snapshot`] against the index and its base the caller already loaded
-    /// under the lock it holds, so a push reads the index once.
+    /// [`WorkingCopy::snapshot`] against the index the caller already loaded under the lock it
+    /// holds (and `base`, that index's), so a push reads the index once.
     pub fn snapshot_with(
         &self,
         lock: &WorkingCopyLock,
-        base: &Base,
+        base: &LazyBase<'_>,
         index: &Index,
     ) -> Result<Snapshot, ClientError> {
         let scanned = self.scan_from(index)?;
@@ -63,16 +101,17 @@ impl WorkingCopy {
         let (scan, clock, walked, token) =
             (scanned.scan, scanned.clock, scanned.walked, scanned.token);
         let objects = self.objects();
-        if base.pending.is_empty() && objects.contains(&base.root) {
-            if scan.listing == base.listing {
+        if !index.has_pending() && objects.contains(&index.root()) {
+            if timed("compare with base", || index.base_is(&scan.listing)) {
                 return Ok(Snapshot {
                     scan,
-                    root: base.root,
+                    root: index.root(),
                     clock,
                     walked,
                     token,
                 });
             }
+            let base = base.get()?;
             let rebuilt = timed("build changed dirs", || {
                 build_changed_dirs(&objects, base, &scan.listing)
             })?;
