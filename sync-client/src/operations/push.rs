@@ -22,8 +22,8 @@ use crate::stores::object_cache::ObjectCache;
 use crate::stores::state::Base;
 use crate::timing::{free_in_background, timed};
 use crate::transport::{Remote, new_push_id};
-use crate::working_copy::status::listing_changes;
-use crate::working_copy::{LazyBase, Snapshot, WorkingCopy, WorkingCopyLock};
+use crate::working_copy::status::{index_changes, listing_changes};
+use crate::working_copy::{Snapshot, WorkingCopy, WorkingCopyLock};
 
 /// What a push did.
 #[derive(Debug, Clone, Copy)]
@@ -63,54 +63,52 @@ pub fn push_once(
             paths: index.pending(),
         });
     }
-    let base = LazyBase::new(copy, &index);
-    let snapshot = copy.snapshot_with(&lock, &base, &index)?;
-    push_snapshot(copy, &lock, remote, message, base, &index, snapshot)
+    let snapshot = copy.snapshot_with(&lock, &index)?;
+    push_snapshot(copy, &lock, remote, message, &index, snapshot)
 }
 
-/// [`push_once`] of a `snapshot` already taken from `index` (which has no pending paths) and
-/// its `base` under `_lock`.
+/// [`push_once`] of a `snapshot` already taken from `index` (which has no pending paths) under
+/// `_lock`.
 pub(super) fn push_snapshot(
     copy: &WorkingCopy,
     _lock: &WorkingCopyLock,
     remote: &Remote,
     message: Option<&str>,
-    base: LazyBase<'_>,
     index: &Index,
     mut snapshot: Snapshot,
 ) -> Result<PushOutcome, ClientError> {
-    // An earlier push whose outcome is unknown, unless this is that push again.
-    let base = match copy.state().journal()? {
+    // An earlier push whose outcome is unknown, unless this is that push again: settling it
+    // may record another base than the index's. Otherwise the base is the index's, and is
+    // never decoded: its version and root are in the header, and the diff reads its records.
+    let settled = match copy.state().journal()? {
         Some(journal) if !journal.is_for(index.version().unwrap_or(0), &snapshot.root) => {
-            settle::settle(copy, remote, journal, base.into_base()?)?
+            Some(settle::settle(copy, remote, journal, copy.base_of(index)?)?)
         }
-        // Nothing changed: the base need not be decoded.
-        _ if snapshot.root == index.root() => {
-            return Ok(PushOutcome::NothingToPush {
-                version: index.version(),
-            });
-        }
-        _ => base.into_base()?,
+        _ => None,
     };
-    if snapshot.root == base.root {
-        return Ok(PushOutcome::NothingToPush {
-            version: base.version,
+    let (version, root) = settled
+        .as_ref()
+        .map_or((index.version(), index.root()), |base| {
+            (base.version, base.root)
         });
+    if snapshot.root == root {
+        return Ok(PushOutcome::NothingToPush { version });
     }
     let objects = copy.objects();
     // A never-synced copy is based on version 0, the empty project: if the head has moved on,
     // the server answers conflict and the caller merges.
-    let base_version = base.version.unwrap_or(0);
+    let base_version = version.unwrap_or(0);
     let project = &copy.config().project;
     let journal = copy.state().journal()?;
-    let plan = match timed("plan", || plan_push(&objects, &base.root, &snapshot.root)) {
+    let plan = match timed("plan", || plan_push(&objects, &root, &snapshot.root)) {
         Err(PushPlanError::BaseUnavailable { .. }) => None,
         planned => Some(planned?),
     };
     let small = match (&plan, &journal) {
         (Some(plan), None) => {
-            let changes = timed("diff", || {
-                listing_changes(&base.listing, &snapshot.scan.listing)
+            let changes = timed("diff", || match &settled {
+                Some(base) => listing_changes(&base.listing, &snapshot.scan.listing),
+                None => index_changes(index, &snapshot.scan.listing),
             });
             push_small(
                 copy,
@@ -171,7 +169,7 @@ pub(super) fn push_snapshot(
     if committed.rebased {
         copy.state().remove_journal()?;
     }
-    free_in_background((base, next, snapshot));
+    free_in_background((settled, next, snapshot));
     Ok(PushOutcome::Committed {
         committed,
         objects: sent.objects,

@@ -7,7 +7,7 @@ use super::{PullOutcome, PushOutcome, is_conflict, pull, push_once};
 use crate::error::ClientError;
 use crate::timing::timed;
 use crate::transport::{Remote, new_push_id};
-use crate::working_copy::{LazyBase, WorkingCopy};
+use crate::working_copy::WorkingCopy;
 
 /// What a sync did: every pull (one per round) and the final push.
 #[derive(Debug)]
@@ -64,11 +64,10 @@ fn sync_at_head(
     if index.has_pending() || copy.state().journal()?.is_some() {
         return Ok(None);
     }
-    let base = LazyBase::new(copy, &index);
     let project = &copy.config().project;
     let (head, snapshot) = std::thread::scope(|scope| {
         let head = scope.spawn(|| timed("head request", || remote.project(project)));
-        let snapshot = copy.snapshot_with(&lock, &base, &index);
+        let snapshot = copy.snapshot_with(&lock, &index);
         let head = head
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
@@ -88,7 +87,7 @@ fn sync_at_head(
         bytes: 0,
         report: None,
     };
-    let push = match push_snapshot(copy, &lock, remote, message, base, &index, snapshot) {
+    let push = match push_snapshot(copy, &lock, remote, message, &index, snapshot) {
         Ok(push) => push,
         // Someone pushed since the head was read: the rounds pull and merge.
         Err(error) if is_conflict(&error) => return Ok(None),

@@ -47,6 +47,7 @@ pub mod state;
 pub mod user_config;
 
 use crate::error::{ClientError, io_error};
+use crate::timing::timed;
 use config::WorkingCopyConfig;
 use head::Head;
 use index::{BaseSource, Index, IndexContents};
@@ -252,7 +253,7 @@ impl StateFolder {
         match contents.base {
             BaseSource::New(base) => {
                 index::write(&self.index_path(), contents, atomic::Durability::FileOnly)?;
-                Head::of(base).save(&self.file("head"))
+                timed("save head", || Head::of(base).save(&self.file("head")))
             }
             BaseSource::Kept(_) => {
                 index::write(&self.index_path(), contents, atomic::Durability::Cache)

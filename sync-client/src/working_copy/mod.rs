@@ -22,7 +22,7 @@ mod update;
 
 pub use crate::stores::config::WorkingCopyConfig;
 pub use crate::stores::lock::WorkingCopyLock;
-pub use snapshot::{LazyBase, Snapshot};
+pub use snapshot::Snapshot;
 
 use crate::error::{ClientError, io_error};
 use crate::stores::StateFolder;
@@ -264,12 +264,14 @@ impl WorkingCopy {
         snapshot: &Snapshot,
         index: &Index,
     ) -> Result<(), ClientError> {
-        let stats = stats_to_keep(
-            &snapshot.scan,
-            snapshot.clock,
-            snapshot.walked.as_deref(),
-            index,
-        );
+        let stats = timed("stats to keep", || {
+            stats_to_keep(
+                &snapshot.scan,
+                snapshot.clock,
+                snapshot.walked.as_deref(),
+                index,
+            )
+        });
         let scan = (base.root == snapshot.root && base.pending.is_empty()).then(|| ScanRecord {
             // The snapshot's listing became the base's (the push moved it there).
             listing: &base.listing,

@@ -230,28 +230,80 @@ pub fn changed_paths<'a>(before: &'a Listing, after: &'a Listing) -> Vec<&'a Pat
 /// listings instead of a lookup per entry: a push on a large working copy diffs 10,000 paths
 /// to find the one that changed.
 pub fn listing_changes(before: &Listing, after: &Listing) -> Vec<Change> {
+    changes_by_merge(
+        before.iter().map(|(path, entry)| (path.as_str(), *entry)),
+        after,
+    )
+}
+
+/// [`listing_changes`] from the base recorded in `index`, read from its records without
+/// decoding the base (decoding it took 2.4 ms of a one-line push on 8,000 files). The index
+/// must have no pending paths (their records hold the previous base's entry).
+pub fn index_changes(index: &Index, after: &Listing) -> Vec<Change> {
+    changes_by_merge(
+        index
+            .records()
+            .filter_map(|record| record.base.map(|entry| (record.path, entry))),
+        after,
+    )
+}
+
+/// The merge walk of the `listing_changes`: `before` yields entries in path order. Only the
+/// paths that changed are made into `Path`s; each was checked when it was recorded.
+fn changes_by_merge<'a>(
+    before: impl Iterator<Item = (&'a str, FileRef)>,
+    after: &Listing,
+) -> Vec<Change> {
+    let owned = |text: &str| Path::new(text).ok();
     let mut out = Vec::new();
-    for path in changed_paths(before, after) {
-        match (before.get(path), after.get(path)) {
+    let mut old = before.peekable();
+    let mut new = after.iter().peekable();
+    loop {
+        let (path, old_entry, new_entry) = match (old.peek(), new.peek()) {
+            (None, None) => break,
+            (Some(&(path, entry)), None) => {
+                old.next();
+                (owned(path), Some(entry), None)
+            }
+            (None, Some(&(path, entry))) => {
+                new.next();
+                (Some(path.clone()), None, Some(*entry))
+            }
+            (Some(&(old_path, old_ref)), Some(&(new_path, new_ref))) => {
+                match old_path.cmp(new_path.as_str()) {
+                    std::cmp::Ordering::Less => {
+                        old.next();
+                        (owned(old_path), Some(old_ref), None)
+                    }
+                    std::cmp::Ordering::Greater => {
+                        new.next();
+                        (Some(new_path.clone()), None, Some(*new_ref))
+                    }
+                    std::cmp::Ordering::Equal => {
+                        old.next();
+                        new.next();
+                        if old_ref == *new_ref {
+                            continue;
+                        }
+                        (Some(new_path.clone()), Some(old_ref), Some(*new_ref))
+                    }
+                }
+            }
+        };
+        let Some(path) = path else { continue };
+        match (old_entry, new_entry) {
             (Some(old), Some(new)) if !old.is_dir() && !new.is_dir() => {
-                out.push(Change::Modified {
-                    path: path.clone(),
-                    old: *old,
-                    new: *new,
-                })
+                out.push(Change::Modified { path, old, new })
             }
             (old, new) => {
                 if let Some(old) = old {
                     out.push(Change::Removed {
                         path: path.clone(),
-                        old: *old,
+                        old,
                     });
                 }
                 if let Some(new) = new {
-                    out.push(Change::Added {
-                        path: path.clone(),
-                        new: *new,
-                    });
+                    out.push(Change::Added { path, new });
                 }
             }
         }
@@ -347,7 +399,7 @@ mod tests {
         /// The merge walk agrees with the protocol's reference diff, including a file and an
         /// empty folder trading places at one path.
         #[test]
-        fn listing_changes_agree_with_the_reference_diff(
+        fn listing_and_index_changes_agree_with_the_reference_diff(
             before in proptest::collection::vec(0u8..4, 6),
             after in proptest::collection::vec(0u8..4, 6),
         ) {
@@ -364,10 +416,22 @@ mod tests {
                     .collect()
             };
             let (before, after) = (listing(&before), listing(&after));
-            proptest::prop_assert_eq!(
-                listing_changes(&before, &after),
-                sync_protocol::diff::diff_listings(&before, &after)
-            );
+            let reference = sync_protocol::diff::diff_listings(&before, &after);
+            proptest::prop_assert_eq!(listing_changes(&before, &after), reference.clone());
+            // The same walk over an index's records of `before`.
+            let base = crate::stores::state::Base {
+                version: Some(1),
+                root: chunk_id(b"root"),
+                listing: before,
+                pending: BTreeSet::new(),
+            };
+            let encoded = crate::stores::index::encode(&crate::stores::index::IndexContents {
+                base: crate::stores::index::BaseSource::New(&base),
+                stats: &[],
+                scan: None,
+            });
+            let index = Index::from_bytes(encoded).unwrap();
+            proptest::prop_assert_eq!(index_changes(&index, &after), reference);
         }
     }
 }
