@@ -120,6 +120,10 @@ impl LazyClient {
 
 /// The client every [`Remote`] request goes through (not the event stream's).
 fn build_client() -> Built {
+    crate::timing::timed("build http client", build_reqwest_client)
+}
+
+fn build_reqwest_client() -> Built {
     reqwest::blocking::Client::builder()
         .tcp_nodelay(true)
         .connect_timeout(Duration::from_secs(10))
