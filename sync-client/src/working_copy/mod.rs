@@ -64,16 +64,24 @@ fn stats_to_keep<'a>(
     walked: Option<&[TreePath]>,
     index: &'a Index,
 ) -> Vec<(&'a str, StatEntry)> {
-    let mut kept = scan.stat_entries(clock);
-    if let Some(walked) = walked {
-        kept.extend(
-            index
-                .stat_entries()
-                .filter(|(path, _)| !scan::partial::is_within(path, walked)),
-        );
-        kept.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    let kept = scan.stat_entries(clock);
+    let Some(walked) = walked else {
+        return kept;
+    };
+    // Both in path order, and apart (the index's are outside the walked folders): merged.
+    let mut outside = index
+        .stat_entries()
+        .filter(|(path, _)| !scan::partial::is_within(path, walked))
+        .peekable();
+    let mut merged = Vec::with_capacity(kept.len() + index.len());
+    for entry in kept {
+        while let Some(before) = outside.next_if(|other| other.0 < entry.0) {
+            merged.push(before);
+        }
+        merged.push(entry);
     }
-    kept
+    merged.extend(outside);
+    merged
 }
 
 impl Scanned {
