@@ -90,10 +90,17 @@ pub fn start_embedded_server(
     projects: &[String],
     log: &Path,
 ) -> Result<(u16, Vec<String>)> {
+    // The embedded server gets none of the server's settings from this process's environment
+    // (a `DATABASE_URL` set for the tests would make it a PostgreSQL server).
+    let embedded = |command: &mut Command| {
+        for variable in crate::services::SERVER_VARIABLES {
+            command.env_remove(variable);
+        }
+    };
     let admin = |args: &[&str]| -> Result<String> {
         let mut command = Command::new(bin.join("sync-server"));
+        embedded(&mut command);
         command
-            .env_remove("CAIRN_CONFIG")
             .env("CAIRN_PASSWORD", password)
             .arg("admin")
             .arg("--data-dir")
@@ -115,10 +122,11 @@ pub fn start_embedded_server(
         ids.push(value_of(&output, "project")?);
     }
     let port = free_port()?;
+    let mut serve = Command::new(bin.join("sync-server"));
+    embedded(&mut serve);
     daemons.start(
         "sync-server",
-        Command::new(bin.join("sync-server"))
-            .env_remove("CAIRN_CONFIG")
+        serve
             .env("RUST_LOG", "warn")
             .arg("serve")
             .arg("--data-dir")
