@@ -208,15 +208,40 @@ fn monitor_paths_walk_only_their_folders_and_agree_with_a_full_walk() {
     // always right; the monitor then names a few more paths.
     assert_eq!(test.copy.index().unwrap().token(), None);
 
-    // An edit: only its folder is read, and only its files stat'ed.
+    // An edit of a listed file: only that file is stat'ed (its folder's entries did not
+    // change), and read.
     record_token(&test);
     write(&test.root, "dir2/sub/file2.json", b"{\"n\": 200}");
     let (full, partial) = full_and_partial(&test, &["dir2/sub/file2.json"]);
-    assert_eq!(partial.scan.counters.dirs, 1, "{:?}", partial.scan.counters);
-    assert_eq!(partial.scan.counters.stated, 10);
+    assert_eq!(partial.scan.counters.dirs, 0, "{:?}", partial.scan.counters);
+    assert_eq!(partial.scan.counters.stated, 1);
+    assert_eq!(partial.scan.counters.files_read, 1);
     assert!(full.scan.counters.dirs > 5);
     assert_eq!(summary(&partial), summary(&full));
     assert_eq!(partial.scan.listing, full.scan.listing);
+
+    // A listed file that became a folder: the index cannot vouch for it, and everything is
+    // walked (the partial status first, before a full one records the folder).
+    record_token(&test);
+    fs::remove_file(test.root.join("dir2/sub/file5.json")).unwrap();
+    write(&test.root, "dir2/sub/file5.json/inner.json", b"{}");
+    let partial = test
+        .copy
+        .status_with_changes(Changes::Paths {
+            token: Token("t2".to_owned()),
+            paths: vec![PathBuf::from("dir2/sub/file5.json")],
+        })
+        .unwrap();
+    let full = test.copy.status().unwrap();
+    assert_eq!(partial.scan.counters.dirs, full.scan.counters.dirs);
+    assert_eq!(summary(&partial), summary(&full));
+    assert_eq!(partial.scan.listing, full.scan.listing);
+    assert!(
+        partial
+            .scan
+            .listing
+            .contains_key(&path("dir2/sub/file5.json/inner.json"))
+    );
 
     // A new folder with a file, a removed file, a removed folder.
     record_token(&test);

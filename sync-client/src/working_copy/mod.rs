@@ -51,8 +51,9 @@ struct Scanned {
     clock: Mtime,
     /// The monitor's token for the state this scan saw, if a monitor answered.
     token: Option<Token>,
-    /// `Some`: only these folders were walked (the monitor named the paths that changed), and
-    /// everything else was taken from the index; `scan.stats` holds only the walked files'.
+    /// `Some`: only these folders were walked and these files stat'ed (the monitor named the
+    /// paths that changed), and everything else was taken from the index; `scan.stats` holds
+    /// only the walked files'.
     walked: Option<Vec<TreePath>>,
 }
 
@@ -328,10 +329,10 @@ impl WorkingCopy {
         };
         if let Some(paths) = paths
             && let Some(folders) = scan::partial::folders_to_walk(&self.root, index, &paths)
-        {
-            let scan = timed("scan changed folders", || {
+            && let Some(scan) = timed("scan changed folders", || {
                 scan::partial::scan_folders(&self.root, index, &self.objects(), &folders)
-            })?;
+            })?
+        {
             return Ok(Scanned {
                 scan,
                 clock,

@@ -658,38 +658,15 @@ impl Walker<'_> {
 
             // A file's type came from its stat.
             let Some(metadata) = metadata else { continue };
-            found.files += 1;
             listed_any = true;
-            if metadata.len() > MAX_FILE_SIZE {
-                found.unsettled.push(path);
-                found.skip(
-                    child_relative(),
-                    SkipReason::TooLarge {
-                        size: metadata.len(),
-                    },
-                );
-                continue;
-            }
-            if let Some(cached) = self.stat_cache.stat_within(stats_here.as_ref(), &path)
-                && cached.matches(&metadata)
-            {
-                found.cache_hits += 1;
-                found.listing.push((
-                    path.clone(),
-                    FileRef {
-                        kind: entry_kind(&metadata),
-                        target: cached.target,
-                        size: cached.size,
-                        id: cached.id,
-                    },
-                ));
-                found.stats.push((path, cached));
-                continue;
-            }
-            found.to_read.push(Candidate {
+            self.take_file(
+                found,
                 path,
-                disk: child_disk(),
-            });
+                child_disk(),
+                child_relative(),
+                &metadata,
+                stats_here.as_ref(),
+            );
         }
         // Subfolders in parallel; their findings are joined in name order, so the result does
         // not depend on the schedule.
@@ -718,6 +695,48 @@ impl Walker<'_> {
             found.append_folder(&path, below);
         }
         Ok(listed_any)
+    }
+
+    /// A regular file the walk met, listed as `path`: taken from the stat data when its stat
+    /// matches (`stats_here`: the stat entries of its folder, when known), otherwise left to
+    /// be read.
+    fn take_file(
+        &self,
+        found: &mut Found,
+        path: Path,
+        disk: PathBuf,
+        relative: PathBuf,
+        metadata: &fs::Metadata,
+        stats_here: Option<&std::ops::Range<usize>>,
+    ) {
+        found.files += 1;
+        if metadata.len() > MAX_FILE_SIZE {
+            found.unsettled.push(path);
+            found.skip(
+                relative,
+                SkipReason::TooLarge {
+                    size: metadata.len(),
+                },
+            );
+            return;
+        }
+        if let Some(cached) = self.stat_cache.stat_within(stats_here, &path)
+            && cached.matches(metadata)
+        {
+            found.cache_hits += 1;
+            found.listing.push((
+                path.clone(),
+                FileRef {
+                    kind: entry_kind(metadata),
+                    target: cached.target,
+                    size: cached.size,
+                    id: cached.id,
+                },
+            ));
+            found.stats.push((path, cached));
+            return;
+        }
+        found.to_read.push(Candidate { path, disk });
     }
 
     /// True when the base has the entry `name` of folder `parent`, or anything under it.

@@ -28,7 +28,7 @@ pub struct Snapshot {
     pub root: ObjectId,
     /// The file system's clock before the scan: its stat entries from then on are racy.
     pub(super) clock: Mtime,
-    /// The folders walked, when the monitor let the scan walk only those.
+    /// The folders walked and files stat'ed, when the monitor let the scan take only those.
     pub(super) walked: Option<Vec<TreePath>>,
     /// The monitor's token for the state the scan saw, if a monitor answered: kept in the
     /// index with the base a push of this snapshot records, so the next command still asks

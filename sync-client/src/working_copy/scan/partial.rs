@@ -2,9 +2,11 @@
 //! holding them are walked, and everything else is taken from the index as the last recorded
 //! scan left it.
 //!
-//! Each named path becomes a folder to walk: the path itself when it is a folder the last scan
-//! listed, otherwise the nearest folder above it that exists and was listed (a file's folder,
-//! a removed folder's parent). A walk of a folder is the full scan's walk of it (ignore rules of
+//! A named path that the last scan listed as a file and that is still a regular file is only
+//! stat'ed (an edit does not change its folder's entries). Every other named path becomes a
+//! folder to walk: the path itself when it is a folder the last scan listed, otherwise the
+//! nearest folder above it that exists and was listed (a new file's folder, a removed folder's
+//! parent). A walk of a folder is the full scan's walk of it (ignore rules of
 //! the folders above loaded first, name clashes and empty folders found the same way), so the
 //! result equals a full scan's wherever the monitor did not miss an event. Anything this cannot
 //! reproduce exactly makes the caller walk everything: a path whose disk name is not its listed
@@ -44,8 +46,9 @@ fn listed(index: &Index, text: &str) -> bool {
             .any(|slot| index.record(slot).scan.is_some())
 }
 
-/// The folders to walk for the changed `paths` (relative to `root`), sorted, none under
-/// another; `None` when only a walk of everything gives the right answer.
+/// The folders to walk and the listed files to stat for the changed `paths` (relative to
+/// `root`), sorted, none under another; `None` when only a walk of everything gives the right
+/// answer.
 pub(crate) fn folders_to_walk(
     root: &FsPath,
     index: &Index,
@@ -81,6 +84,18 @@ pub(crate) fn folders_to_walk(
                 return None;
             }
         }
+        // A file the last scan listed that is still a regular file only needs its own stat:
+        // its folder's entries did not change.
+        let text = components.join("/");
+        if !text.is_empty()
+            && index
+                .find(&text)
+                .is_some_and(|record| record.scan.is_some_and(|entry| !entry.is_dir()))
+            && fs::symlink_metadata(root.join(&text)).is_ok_and(|meta| meta.is_file())
+        {
+            folders.insert(Path::new(&text).ok()?);
+            continue;
+        }
         let mut depth = components.len();
         loop {
             if depth == 0 {
@@ -104,20 +119,45 @@ pub(crate) fn folders_to_walk(
     Some(out)
 }
 
-/// Walks `folders` (from [`folders_to_walk`]) as the full scan would, and takes every other
-/// entry from the index's recorded scan. `Scan::stats` holds the walked files' stats only.
+/// Walks `folders` (from [`folders_to_walk`]) as the full scan would, stats the files among
+/// them, and takes every other entry from the index's recorded scan. `Scan::stats` holds the
+/// walked files' stats only. `None` when one of the files is no longer a regular file: its
+/// folder may have changed, and the caller walks everything.
 pub(crate) fn scan_folders(
     root: &FsPath,
     index: &Index,
     objects: &ObjectCache,
     folders: &[Path],
-) -> Result<Scan, ClientError> {
+) -> Result<Option<Scan>, ClientError> {
     let walker = Walker {
         stat_cache: index,
         tracked: index,
     };
     let mut found = Found::default();
     for folder in folders {
+        let disk = root.join(folder.as_str());
+        let metadata = fs::symlink_metadata(&disk);
+        if index
+            .find(folder.as_str())
+            .is_some_and(|record| record.scan.is_some_and(|entry| !entry.is_dir()))
+        {
+            // A file named by the monitor (see `folders_to_walk`).
+            match metadata {
+                Ok(metadata) if metadata.is_file() => {
+                    found.stated += 1;
+                    walker.take_file(
+                        &mut found,
+                        folder.clone(),
+                        disk,
+                        PathBuf::from(folder.as_str()),
+                        &metadata,
+                        None,
+                    );
+                    continue;
+                }
+                _ => return Ok(None),
+            }
+        }
         // The ignore rules of every folder above, and whether one of them hides this folder.
         let mut matchers = Vec::new();
         let mut disk = root.to_path_buf();
@@ -178,7 +218,7 @@ pub(crate) fn scan_folders(
     }
     listing.extend(walked);
     scan.listing = listing.into_iter().collect();
-    Ok(scan)
+    Ok(Some(scan))
 }
 
 #[cfg(test)]
