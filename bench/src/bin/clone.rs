@@ -15,7 +15,7 @@
 //!   (`small_files_tree`: 30,000 JSON documents of 1–2 KiB in 3,000 folders, about 45 MB);
 //! - starts `sync-server serve` (embedded mode, its data folder in the same place) and
 //!   `git daemon`, pushes the corpus to a new project and a new bare repository;
-//! - `--runs` times, into an empty folder: `cairn clone` and `git clone` (each a whole client
+//! - `--runs` times, each into a new folder: `cairn clone` and `git clone` (each a whole client
 //!   process, as a user runs it; which goes first alternates by run), each clone checked
 //!   against the corpus afterwards, untimed;
 //! - prints the medians as a Markdown table, also written to `bench/out/clone-<date>.md`, with
@@ -319,10 +319,15 @@ fn bench_place(
         git: Vec::new(),
         load: (load_average(), String::new()),
     };
-    let cairn_clone = root.join("clone-cairn");
-    let git_clone = root.join("clone-git");
+    // Each run clones into folders that never existed, and every clone is removed only after
+    // the last run: on ext4 without a journal (this machine's disk), creating files right
+    // after removing thousands makes the allocator scan past every inode freed in the last
+    // minute, and a run would measure the previous run's removal (see bench/sitegen).
+    let mut clones = Vec::new();
     for run in 0..options.runs {
         eprintln!("{}: clone, run {}/{}", place.name(), run + 1, options.runs);
+        let cairn_clone = root.join(format!("clone-cairn-{run}"));
+        let git_clone = root.join(format!("clone-git-{run}"));
         remove(&cairn_clone)?;
         remove(&git_clone)?;
         let mut cairn_command = cairn(bin, root, root);
@@ -347,8 +352,12 @@ fn bench_place(
                 ));
             }
         }
+        clones.extend([cairn_clone, git_clone]);
     }
     row.load.1 = load_average();
+    for clone in &clones {
+        remove(clone)?;
+    }
     drop(daemons);
     Ok(row)
 }
@@ -384,9 +393,9 @@ fn report(options: &Options, rows: &[Row]) -> String {
     let _ = writeln!(
         out,
         "\nServer, daemon and clones in the same place, on 127.0.0.1, no relay. Median of {} runs \
-         (min–max), each a whole client process cloning into an empty folder; which tool went \
-         first alternated. Load: the 1-minute load average before the row's first clone and \
-         after its last ({} cores).\n",
+         (min–max), each a whole client process cloning into a folder that never existed (all \
+         removed after the last run); which tool went first alternated. Load: the 1-minute \
+         load average before the row's first clone and after its last ({} cores).\n",
         options.runs,
         std::thread::available_parallelism().map_or(0, usize::from)
     );
