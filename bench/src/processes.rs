@@ -108,14 +108,7 @@ pub fn start_embedded_server(
             .args(args);
         run_command(&mut command)
     };
-    admin(&[
-        "create-user",
-        "--name",
-        "bench",
-        "--email",
-        "bench@example.com",
-    ])?;
-    admin(&["create-team", "--name", "benchteam", "--owner", "bench"])?;
+    create_bench_account(admin)?;
     let mut ids = Vec::new();
     for name in projects {
         let output = admin(&["create-project", "--team", "benchteam", "--name", name])?;
@@ -136,6 +129,20 @@ pub fn start_embedded_server(
         Some(log),
     )?;
     Ok((port, ids))
+}
+
+/// Creates the benchmarks' account `bench` and its team `benchteam` through `admin`, which runs
+/// `sync-server admin` with the arguments it is given.
+pub fn create_bench_account(mut admin: impl FnMut(&[&str]) -> Result<String>) -> Result<()> {
+    admin(&[
+        "create-user",
+        "--name",
+        "bench",
+        "--email",
+        "bench@example.com",
+    ])?;
+    admin(&["create-team", "--name", "benchteam", "--owner", "bench"])?;
+    Ok(())
 }
 
 /// Starts `git daemon` on 127.0.0.1:`port` serving the bare repositories under `base` (push

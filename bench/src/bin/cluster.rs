@@ -117,8 +117,8 @@ use std::time::{Duration, Instant};
 
 use cairn_bench::latency_relay::LatencyRelay;
 use cairn_bench::processes::{
-    Daemon, binary_dir, build_binaries, free_port, free_port_on, http_get_from, remove,
-    run_command, today, value_of, wait_for_port,
+    Daemon, binary_dir, build_binaries, create_bench_account, free_port, free_port_on,
+    http_get_from, remove, run_command, today, value_of, wait_for_port,
 };
 use cairn_bench::services::{Database, find_binary, postgres_admin_url, server_command};
 use cairn_bench::{Rng, TreeFile, edited, project_tree, write_tree};
@@ -979,14 +979,7 @@ fn ops_log(root: &Path) -> Result<std::fs::File> {
 /// Accounts, projects, the first push of every project through the balancer (not timed):
 /// returns the stored bytes of all projects.
 fn set_up(bench: &mut Bench) -> Result<u64> {
-    bench.admin(&[
-        "create-user",
-        "--name",
-        "bench",
-        "--email",
-        "bench@example.com",
-    ])?;
-    bench.admin(&["create-team", "--name", "benchteam", "--owner", "bench"])?;
+    create_bench_account(|args| bench.admin(args))?;
     let token = value_of(&bench.admin(&["create-token", "--user", "bench"])?, "token")?;
     bench.authorize(&token)?;
     let mut cluster = bench.start_cluster(Mode::Affinity, "setup")?;

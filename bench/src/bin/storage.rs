@@ -54,8 +54,8 @@ use std::time::{Duration, Instant};
 
 use cairn_bench::latency_relay::LatencyRelay;
 use cairn_bench::processes::{
-    Daemon, binary_dir, build_binaries, free_port, http_get, remove, run_command, today, value_of,
-    wait_for_port,
+    Daemon, binary_dir, build_binaries, create_bench_account, free_port, http_get, remove,
+    run_command, today, value_of, wait_for_port,
 };
 use cairn_bench::services::{Database, find_binary, postgres_admin_url, server_command};
 use cairn_bench::{TreeFile, edited, first_difference, project_tree, write_tree};
@@ -520,14 +520,7 @@ impl SettingRun {
     /// shell), node A, and the corpus written as the working copy that pushes.
     fn prepare(bench: &mut Bench, setting: Setting, files: &[TreeFile]) -> Result<SettingRun> {
         let deployment = Deployment::new(bench, setting)?;
-        deployment.admin(&[
-            "create-user",
-            "--name",
-            "bench",
-            "--email",
-            "bench@example.com",
-        ])?;
-        deployment.admin(&["create-team", "--name", "benchteam", "--owner", "bench"])?;
+        create_bench_account(|args| deployment.admin(args))?;
         let mut projects = Vec::new();
         for run in 0..bench.options.big_runs {
             let output = deployment.admin(&[

@@ -50,8 +50,8 @@ use std::time::{Duration, Instant};
 
 use cairn_bench::latency_relay::LatencyRelay;
 use cairn_bench::processes::{
-    Daemon, Daemons, binary_dir, build_binaries, free_port, http_get, remove, run_command,
-    start_embedded_server, start_git_daemon, today, value_of, wait_for_port,
+    Daemon, Daemons, binary_dir, build_binaries, create_bench_account, free_port, http_get, remove,
+    run_command, start_embedded_server, start_git_daemon, today, value_of, wait_for_port,
 };
 use cairn_bench::services::{Database, find_binary, postgres_admin_url, server_command};
 use cairn_bench::{TreeFile, deep_project_tree, edited, median, team_project_tree, write_tree};
@@ -528,14 +528,7 @@ impl Production {
                 &bench.bin, &dir, PASSWORD, &variables, &full,
             ))
         };
-        admin(&[
-            "create-user",
-            "--name",
-            "bench",
-            "--email",
-            "bench@example.com",
-        ])?;
-        admin(&["create-team", "--name", "benchteam", "--owner", "bench"])?;
+        create_bench_account(admin)?;
         let output = admin(&["create-project", "--team", "benchteam", "--name", "corpus"])?;
         let project = value_of(&output, "project")?;
         let port = free_port()?;

@@ -87,51 +87,7 @@ fn changes_of<'a>(
             .any(|root| root == path || is_under(path, root))
     };
     let mut out = Vec::new();
-    let mut base_entries = base.peekable();
-    let mut scanned_entries = scanned.iter().peekable();
-    loop {
-        // Only base paths that changed are made into `Path`s; every base path was checked
-        // when it was recorded, so making one again cannot fail.
-        let owned = |text: &str| Path::new(text).ok();
-        let (path, before, after) = match (base_entries.peek(), scanned_entries.peek()) {
-            (None, None) => break,
-            (Some((path, before)), None) => {
-                let item = (owned(path), Some(*before), None);
-                base_entries.next();
-                item
-            }
-            (None, Some((path, after))) => {
-                let item = (Some((*path).clone()), None, Some(**after));
-                scanned_entries.next();
-                item
-            }
-            (Some((base_path, before)), Some((scanned_path, after))) => {
-                match (*base_path).cmp(scanned_path.as_str()) {
-                    std::cmp::Ordering::Less => {
-                        let item = (owned(base_path), Some(*before), None);
-                        base_entries.next();
-                        item
-                    }
-                    std::cmp::Ordering::Greater => {
-                        let item = (Some((*scanned_path).clone()), None, Some(**after));
-                        scanned_entries.next();
-                        item
-                    }
-                    std::cmp::Ordering::Equal => {
-                        let same = before == *after;
-                        let item = (
-                            (!same).then(|| (*scanned_path).clone()),
-                            Some(*before),
-                            Some(**after),
-                        );
-                        base_entries.next();
-                        scanned_entries.next();
-                        item
-                    }
-                }
-            }
-        };
-        let Some(path) = path else { continue };
+    for_each_difference(base, scanned, |path, before, after| {
         if let Some(change) = classify(
             &path,
             before,
@@ -142,7 +98,7 @@ fn changes_of<'a>(
         ) {
             out.push(PathChange { path, change });
         }
-    }
+    });
     for path in unsettled {
         if !out.iter().any(|change| &change.path == path) {
             out.push(PathChange {
@@ -153,6 +109,56 @@ fn changes_of<'a>(
     }
     out.sort_by(|a, b| a.path.cmp(&b.path));
     out
+}
+
+/// The merge walk under [`changes_of`] and [`changes_by_merge`]: calls `each` with every path
+/// whose entry differs between `base` (entries in path order) and `scanned`, and the two
+/// entries. Only base paths that changed are made into `Path`s; every base path was checked
+/// when it was recorded, so making one again cannot fail.
+fn for_each_difference<'a>(
+    base: impl Iterator<Item = (&'a str, FileRef)>,
+    scanned: &Listing,
+    mut each: impl FnMut(Path, Option<FileRef>, Option<FileRef>),
+) {
+    let owned = |text: &str| Path::new(text).ok();
+    let mut old = base.peekable();
+    let mut new = scanned.iter().peekable();
+    loop {
+        let (path, before, after) = match (old.peek(), new.peek()) {
+            (None, None) => break,
+            (Some(&(path, entry)), None) => {
+                old.next();
+                (owned(path), Some(entry), None)
+            }
+            (None, Some(&(path, entry))) => {
+                new.next();
+                (Some(path.clone()), None, Some(*entry))
+            }
+            (Some(&(old_path, old_ref)), Some(&(new_path, new_ref))) => {
+                match old_path.cmp(new_path.as_str()) {
+                    std::cmp::Ordering::Less => {
+                        old.next();
+                        (owned(old_path), Some(old_ref), None)
+                    }
+                    std::cmp::Ordering::Greater => {
+                        new.next();
+                        (Some(new_path.clone()), None, Some(*new_ref))
+                    }
+                    std::cmp::Ordering::Equal => {
+                        old.next();
+                        new.next();
+                        if old_ref == *new_ref {
+                            continue;
+                        }
+                        (Some(new_path.clone()), Some(old_ref), Some(*new_ref))
+                    }
+                }
+            }
+        };
+        if let Some(path) = path {
+            each(path, before, after);
+        }
+    }
 }
 
 fn classify(
@@ -248,66 +254,28 @@ pub fn index_changes(index: &Index, after: &Listing) -> Vec<Change> {
     )
 }
 
-/// The merge walk of the `listing_changes`: `before` yields entries in path order. Only the
-/// paths that changed are made into `Path`s; each was checked when it was recorded.
+/// [`listing_changes`] from `before`'s entries in path order.
 fn changes_by_merge<'a>(
     before: impl Iterator<Item = (&'a str, FileRef)>,
     after: &Listing,
 ) -> Vec<Change> {
-    let owned = |text: &str| Path::new(text).ok();
     let mut out = Vec::new();
-    let mut old = before.peekable();
-    let mut new = after.iter().peekable();
-    loop {
-        let (path, old_entry, new_entry) = match (old.peek(), new.peek()) {
-            (None, None) => break,
-            (Some(&(path, entry)), None) => {
-                old.next();
-                (owned(path), Some(entry), None)
+    for_each_difference(before, after, |path, old, new| match (old, new) {
+        (Some(old), Some(new)) if !old.is_dir() && !new.is_dir() => {
+            out.push(Change::Modified { path, old, new })
+        }
+        (old, new) => {
+            if let Some(old) = old {
+                out.push(Change::Removed {
+                    path: path.clone(),
+                    old,
+                });
             }
-            (None, Some(&(path, entry))) => {
-                new.next();
-                (Some(path.clone()), None, Some(*entry))
-            }
-            (Some(&(old_path, old_ref)), Some(&(new_path, new_ref))) => {
-                match old_path.cmp(new_path.as_str()) {
-                    std::cmp::Ordering::Less => {
-                        old.next();
-                        (owned(old_path), Some(old_ref), None)
-                    }
-                    std::cmp::Ordering::Greater => {
-                        new.next();
-                        (Some(new_path.clone()), None, Some(*new_ref))
-                    }
-                    std::cmp::Ordering::Equal => {
-                        old.next();
-                        new.next();
-                        if old_ref == *new_ref {
-                            continue;
-                        }
-                        (Some(new_path.clone()), Some(old_ref), Some(*new_ref))
-                    }
-                }
-            }
-        };
-        let Some(path) = path else { continue };
-        match (old_entry, new_entry) {
-            (Some(old), Some(new)) if !old.is_dir() && !new.is_dir() => {
-                out.push(Change::Modified { path, old, new })
-            }
-            (old, new) => {
-                if let Some(old) = old {
-                    out.push(Change::Removed {
-                        path: path.clone(),
-                        old,
-                    });
-                }
-                if let Some(new) = new {
-                    out.push(Change::Added { path, new });
-                }
+            if let Some(new) = new {
+                out.push(Change::Added { path, new });
             }
         }
-    }
+    });
     out
 }
 
