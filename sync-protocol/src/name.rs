@@ -78,6 +78,23 @@ fn validate(text: &str) -> Result<(), NameError> {
     if text == "." || text == ".." {
         return Err(NameError::Dots);
     }
+    if text.is_ascii() {
+        // Nearly every name: ASCII is its own NFC form, and its control characters are the
+        // C0 range and DEL (what `char::is_control` says of them). A scan checks every name
+        // it meets, so the Unicode passes are kept for the names that need them.
+        return match text
+            .bytes()
+            .find(|&byte| byte == b'/' || byte == b'\\' || byte.is_ascii_control())
+        {
+            Some(bad) => Err(NameError::ForbiddenChar(char::from(bad))),
+            None => Ok(()),
+        };
+    }
+    check_characters(text)
+}
+
+/// The character rules for any name: no separator or control character, and NFC.
+fn check_characters(text: &str) -> Result<(), NameError> {
     if let Some(bad) = text
         .chars()
         .find(|&c| c == '/' || c == '\\' || c.is_control())
@@ -111,6 +128,26 @@ impl AsRef<str> for Name {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_ascii_shortcut_agrees_with_the_unicode_rules() {
+        for byte in 0u8..=0x7f {
+            let text = format!("a{}b", char::from(byte));
+            assert_eq!(
+                validate(&text),
+                check_characters(&text),
+                "{byte:#x}"
+            );
+            let alone = char::from(byte).to_string();
+            if alone != "." {
+                assert_eq!(
+                    validate(&alone),
+                    check_characters(&alone),
+                    "{byte:#x}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn accepts_ordinary_names() {

@@ -83,7 +83,9 @@ pub struct Index {
     version: Option<u64>,
     root: ObjectId,
     count: usize,
-    strings: usize,
+    /// The path table, checked UTF-8 once when read: a path is then sliced out of it without
+    /// checking it again (a status looks up every path, some several times).
+    paths: String,
     token: Option<Token>,
 }
 
@@ -182,13 +184,16 @@ impl Index {
                 .map_err(|_| damage("the monitor token is not UTF-8"))?;
             Some(Token(text.to_owned()))
         };
+        let table_at = HEADER_LEN + count * RECORD_LEN;
+        let paths = String::from_utf8(bytes[table_at..table_at + strings].to_vec())
+            .map_err(|_| damage("the path table is not UTF-8"))?;
         let index = Self {
             bytes,
             flags,
             version,
             root,
             count,
-            strings,
+            paths,
             token,
         };
         index.check_records()?;
@@ -198,8 +203,8 @@ impl Index {
     /// The checks a checksum cannot make (a file we wrote wrongly): every path in bounds,
     /// UTF-8, strictly increasing; every kind tag known.
     fn check_records(&self) -> Result<(), IndexDamage> {
-        let table = &self.bytes[HEADER_LEN + self.count * RECORD_LEN..][..self.strings];
-        let text = std::str::from_utf8(table).map_err(|_| damage("the path table is not UTF-8"))?;
+        let text = self.paths.as_str();
+        let table = text.as_bytes();
         let mut previous: Option<&[u8]> = None;
         for slot in 0..self.count {
             let at = HEADER_LEN + slot * RECORD_LEN;
@@ -263,16 +268,15 @@ impl Index {
     /// The path of `slot` as bytes: what the binary search compares (byte order is the order
     /// of `str` and of `tree::Path`).
     fn path_bytes_at(&self, slot: usize) -> &[u8] {
-        let at = HEADER_LEN + slot * RECORD_LEN;
-        let offset = le_u32(&self.bytes, at) as usize;
-        let len = usize::from(le_u16(&self.bytes, at + 4));
-        let start = HEADER_LEN + self.count * RECORD_LEN + offset;
-        &self.bytes[start..start + len]
+        self.path_at(slot).as_bytes()
     }
 
     fn path_at(&self, slot: usize) -> &str {
-        // Checked UTF-8 when the file was read (`check_records`).
-        std::str::from_utf8(self.path_bytes_at(slot)).unwrap_or_default()
+        let at = HEADER_LEN + slot * RECORD_LEN;
+        let offset = le_u32(&self.bytes, at) as usize;
+        let len = usize::from(le_u16(&self.bytes, at + 4));
+        // In bounds and on char boundaries: checked when the file was read (`check_records`).
+        self.paths.get(offset..offset + len).unwrap_or_default()
     }
 
     /// The record in `slot` (0..len()).

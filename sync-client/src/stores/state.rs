@@ -231,10 +231,52 @@ impl StatEntry {
     /// True when `metadata` shows the file as it was when this entry was made. Mode bits are not
     /// compared: the executable bit is read from every stat anyway.
     pub fn matches(&self, metadata: &fs::Metadata) -> bool {
+        self.matches_stat(&DiskStat::from(metadata))
+    }
+
+    /// [`StatEntry::matches`] for a stat the walk took itself.
+    pub fn matches_stat(&self, stat: &DiskStat) -> bool {
+        self.size == stat.size && self.mtime == stat.mtime && self.inode == stat.inode
+    }
+}
+
+/// What a scan needs of an entry's stat: from `fs::Metadata`, or from the walk's own
+/// `fstatat` relative to the open folder (which makes no `Metadata`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DiskStat {
+    pub file_type: rustix::fs::FileType,
+    /// The owner's execute bit, which decides a file's kind (as in git).
+    pub executable: bool,
+    pub size: u64,
+    pub mtime: Mtime,
+    pub inode: u64,
+}
+
+impl From<&fs::Metadata> for DiskStat {
+    fn from(metadata: &fs::Metadata) -> Self {
         use std::os::unix::fs::MetadataExt;
-        self.size == metadata.len()
-            && self.mtime == Mtime::of(metadata)
-            && self.inode == metadata.ino()
+        Self {
+            file_type: rustix::fs::FileType::from_raw_mode(metadata.mode()),
+            executable: metadata.mode() & 0o100 != 0,
+            size: metadata.len(),
+            mtime: Mtime::of(metadata),
+            inode: metadata.ino(),
+        }
+    }
+}
+
+impl From<&rustix::fs::Stat> for DiskStat {
+    fn from(stat: &rustix::fs::Stat) -> Self {
+        Self {
+            file_type: rustix::fs::FileType::from_raw_mode(stat.st_mode),
+            executable: stat.st_mode & 0o100 != 0,
+            size: stat.st_size as u64,
+            mtime: Mtime {
+                seconds: stat.st_mtime,
+                nanos: stat.st_mtime_nsec.clamp(0, 999_999_999) as u32,
+            },
+            inode: stat.st_ino,
+        }
     }
 }
 

@@ -17,11 +17,12 @@
 //! not removed either. Status shows it apart, and an apply never touches it.
 
 use std::collections::{BTreeSet, HashMap};
-use std::ffi::OsString;
+use std::ffi::{CStr, OsStr, OsString};
 use std::fs;
 use std::hash::BuildHasherDefault;
 use std::io;
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
 
@@ -36,6 +37,7 @@ use std::sync::atomic::Ordering;
 use ignore::Match;
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
 use rayon::prelude::*;
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, RawDir};
 use sync_protocol::chunking::ObjectEncoder;
 use sync_protocol::limits::MAX_FILE_SIZE;
 use sync_protocol::name::fold_key;
@@ -46,7 +48,7 @@ use crate::error::ClientError;
 use crate::stores::META_DIR;
 use crate::stores::atomic::is_temp_name;
 use crate::stores::object_cache::ObjectCache;
-use crate::stores::state::{Mtime, PathHasher, StatEntry, StatLookup, Tracked};
+use crate::stores::state::{DiskStat, Mtime, PathHasher, StatEntry, StatLookup, Tracked};
 
 /// The name of ignore files, in gitignore syntax.
 pub const IGNORE_FILE: &str = ".cairnignore";
@@ -241,7 +243,14 @@ pub fn scan(
     let mut found = Found::default();
     let root_matchers = Vec::new();
     crate::timing::timed("walk", || {
-        walker.walk_dir(&mut found, root, PathBuf::new(), None, &root_matchers)
+        walker.walk_dir(
+            &mut found,
+            open_folder(rustix::fs::CWD, root),
+            root,
+            PathBuf::new(),
+            None,
+            &root_matchers,
+        )
     })?;
     read_found(root, found, objects)
 }
@@ -434,11 +443,74 @@ struct Walker<'a> {
     stat_cache: &'a dyn StatLookup,
 }
 
-/// One entry of a folder being walked, with its listed name (`None`: the name is not UTF-8).
+/// One entry of a folder being walked: where its name is in the folder's [`Entries::names`],
+/// the type the folder listing gave, and its listed name (`None`: the name is not UTF-8).
 struct Entry {
-    name: OsString,
-    entry: fs::DirEntry,
+    name_at: usize,
+    name_len: usize,
+    listing_type: FileType,
     listed: Option<Result<Name, NameError>>,
+}
+
+/// A folder's entries, their names kept in one buffer (NUL-terminated, for `fstatat`) rather
+/// than one allocation each.
+struct Entries {
+    names: Vec<u8>,
+    entries: Vec<Entry>,
+}
+
+impl Entries {
+    fn c_name(&self, entry: &Entry) -> &CStr {
+        CStr::from_bytes_with_nul(&self.names[entry.name_at..=entry.name_at + entry.name_len])
+            .expect("each name is stored with its NUL and has none inside")
+    }
+
+    fn name(&self, entry: &Entry) -> &OsStr {
+        OsStr::from_bytes(&self.names[entry.name_at..entry.name_at + entry.name_len])
+    }
+}
+
+/// Opens a folder for the walk, relative to `at` (an open folder, or the current one): its
+/// entries are then read and stat'ed relative to it, never by their path from the root. A
+/// symlink is not followed (it may have replaced the folder since the listing named it).
+fn open_folder(at: impl AsFd, path: impl rustix::path::Arg) -> io::Result<OwnedFd> {
+    rustix::fs::openat(
+        at,
+        path,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+        Mode::empty(),
+    )
+    .map_err(io::Error::from)
+}
+
+/// The entries of the open folder `dir`, but `.` and `..`.
+fn read_entries(dir: &OwnedFd) -> io::Result<Entries> {
+    // One `getdents64` fills this for most folders; a larger one takes a few.
+    let mut buffer = Vec::<u8>::with_capacity(32 * 1024);
+    let mut raw = RawDir::new(dir, buffer.spare_capacity_mut());
+    let mut read = Entries {
+        names: Vec::with_capacity(1024),
+        entries: Vec::new(),
+    };
+    while let Some(entry) = raw.next() {
+        let entry = entry.map_err(io::Error::from)?;
+        let name = entry.file_name().to_bytes_with_nul();
+        let name_len = name.len() - 1;
+        if matches!(&name[..name_len], b"." | b"..") {
+            continue;
+        }
+        let listed = std::str::from_utf8(&name[..name_len])
+            .ok()
+            .map(normalized_name);
+        read.entries.push(Entry {
+            name_at: read.names.len(),
+            name_len,
+            listing_type: entry.file_type(),
+            listed,
+        });
+        read.names.extend_from_slice(name);
+    }
+    Ok(read)
 }
 
 /// True when two of `names` are equal after case folding ([`fast_fold_key`]), without making
@@ -465,62 +537,52 @@ fn any_clash<'a>(names: impl Iterator<Item = &'a str>) -> bool {
 }
 
 /// A subfolder met in a folder's entries, walked after them.
-struct Subfolder {
+struct Subfolder<'a> {
+    name: &'a CStr,
     disk: PathBuf,
     relative: PathBuf,
     path: Path,
 }
 
 impl Walker<'_> {
-    /// Walks one folder, and its subfolders in parallel. `relative` is its disk path under the
-    /// root, `parent` its listed path (`None` for the root). Returns whether anything under it
-    /// was listed.
+    /// Walks one folder (`dir`, opened by the caller), and its subfolders in parallel. `disk`
+    /// is its path, `relative` its disk path under the root, `parent` its listed path (`None`
+    /// for the root). Returns whether anything under it was listed.
     fn walk_dir(
         &self,
         found: &mut Found,
+        dir: io::Result<OwnedFd>,
         disk: &FsPath,
         relative: PathBuf,
         parent: Option<&Path>,
         inherited: &[Arc<Gitignore>],
     ) -> Result<bool, ClientError> {
         found.dirs += 1;
-        let read_dir = match fs::read_dir(disk) {
-            Ok(read_dir) => read_dir,
+        // The entries are read with `getdents64` into one buffer and stat'ed relative to the
+        // open folder (`fstatat`); std's `read_dir` made a few allocations and an `fstat` per
+        // folder and entry besides, half the time of a scan of 8,000 unchanged files. Each name
+        // is normalized and folded once, here.
+        let entries = dir.and_then(|dir| Ok((read_entries(&dir)?, dir)));
+        let (mut read, dir) = match entries {
+            Ok(read) => read,
             // An unreadable root is not a partial scan: nothing could be seen at all.
             Err(error) if parent.is_none() => {
                 return Err(ClientError::io("read folder", disk, error));
             }
+            // The listing of this folder is missing or incomplete: nothing in it may look
+            // removed.
             Err(error) => {
                 found.unreadable(relative, parent.cloned(), &error);
                 return Ok(false);
             }
         };
-        // The entries are kept: their stat (`DirEntry::metadata`) is taken relative to the open
-        // folder (fstatat), not by walking the whole path from the root again. Each name is
-        // normalized and folded once, here.
-        let mut entries: Vec<Entry> = Vec::new();
-        for entry in read_dir {
-            match entry {
-                Ok(entry) => {
-                    let name = entry.file_name();
-                    let listed = name.to_str().map(normalized_name);
-                    entries.push(Entry {
-                        name,
-                        entry,
-                        listed,
-                    });
-                }
-                Err(error) => {
-                    // The listing of this folder is incomplete: nothing in it may look removed.
-                    found.unreadable(relative, parent.cloned(), &error);
-                    return Ok(false);
-                }
-            }
-        }
         // Byte order, except that tracked names come first: when two names clash (equal after
         // NFC or case folding) the one the base has wins, so a new twin can never make a
         // tracked file look deleted. Only clashing names need the (costlier) tracked test.
-        entries.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        let mut entries = std::mem::take(&mut read.entries);
+        let read = read;
+        let name_bytes = |entry: &Entry| &read.names[entry.name_at..entry.name_at + entry.name_len];
+        entries.sort_unstable_by(|a, b| name_bytes(a).cmp(name_bytes(b)));
         let clashes = any_clash(
             entries
                 .iter()
@@ -529,12 +591,15 @@ impl Walker<'_> {
         );
         if clashes {
             entries.sort_by_cached_key(|entry| {
-                (!self.is_tracked(&entry.name, parent), entry.name.clone())
+                (
+                    !self.is_tracked(read.name(entry), parent),
+                    name_bytes(entry).to_vec(),
+                )
             });
         }
 
         let mut matchers = inherited.to_vec();
-        if entries.iter().any(|entry| entry.name == IGNORE_FILE) {
+        if entries.iter().any(|entry| read.name(entry) == IGNORE_FILE) {
             let (matcher, error) = load_ignore_file(disk);
             if let Some(error) = error {
                 found.skip(
@@ -546,71 +611,72 @@ impl Walker<'_> {
         }
 
         let mut listed_any = false;
-        let mut subfolders: Vec<Subfolder> = Vec::new();
+        let mut subfolders: Vec<Subfolder<'_>> = Vec::new();
         // This folder's stat entries, found once: each file's lookup searches only them.
         let stats_here = parent.and_then(|dir| self.stat_cache.narrowed(dir));
         // Fold key to the disk name that took it first; only needed when names clash.
         let mut taken: HashMap<String, OsString> = HashMap::new();
-        for Entry {
-            name,
-            entry,
-            listed,
-        } in entries
-        {
-            let child_disk = || disk.join(&name);
-            let child_relative = || relative.join(&name);
+        for entry in entries {
+            let (c_name, name) = (read.c_name(&entry), read.name(&entry));
+            let Entry {
+                listing_type,
+                listed,
+                ..
+            } = entry;
+            let child_disk = || disk.join(name);
+            let child_relative = || relative.join(name);
             if name == META_DIR {
                 if parent.is_some() {
                     found.skip(child_relative(), SkipReason::NestedWorkingCopy);
                 }
                 continue;
             }
-            if is_temp_name(&name) {
+            if is_temp_name(name) {
                 continue;
             }
             // A folder needs no stat: the type the folder listing gave is all the walk uses
             // (a quarter of the entries of a deep tree). Everything else is stat'ed, and the
             // stat's type decides (the listing's may be unknown, or stale).
-            let (file_type, metadata) = match entry.file_type() {
-                Ok(file_type) if file_type.is_dir() => (file_type, None),
-                _ => {
-                    found.stated += 1;
-                    match entry.metadata() {
-                        Ok(metadata) => (metadata.file_type(), Some(metadata)),
-                        // Removed since the folder was read.
-                        Err(error) if error.kind() == io::ErrorKind::NotFound => continue,
-                        Err(error) => {
-                            let listed = listed
-                                .and_then(Result::ok)
-                                .and_then(|name| Path::join(parent, &name).ok());
-                            found.unreadable(child_relative(), listed, &error);
-                            continue;
-                        }
+            let (file_type, stat) = if listing_type == FileType::Directory {
+                (FileType::Directory, None)
+            } else {
+                found.stated += 1;
+                match rustix::fs::statat(&dir, c_name, AtFlags::SYMLINK_NOFOLLOW) {
+                    Ok(stat) => {
+                        let stat = DiskStat::from(&stat);
+                        (stat.file_type, Some(stat))
+                    }
+                    // Removed since the folder was read.
+                    Err(rustix::io::Errno::NOENT) => continue,
+                    Err(error) => {
+                        let listed = listed
+                            .and_then(Result::ok)
+                            .and_then(|name| Path::join(parent, &name).ok());
+                        found.unreadable(child_relative(), listed, &io::Error::from(error));
+                        continue;
                     }
                 }
             };
+            let is_dir = file_type == FileType::Directory;
             if !matchers.is_empty()
-                && is_ignored(&matchers, &child_disk(), file_type.is_dir())
-                && !self.is_tracked(&name, parent)
+                && is_ignored(&matchers, &child_disk(), is_dir)
+                && !self.is_tracked(name, parent)
             {
                 continue;
             }
-            if file_type.is_symlink() {
-                found.skip(child_relative(), SkipReason::Symlink);
-                continue;
-            }
-            if !file_type.is_dir() && !file_type.is_file() {
-                let what = if file_type.is_fifo() {
-                    "named pipe"
-                } else if file_type.is_socket() {
-                    "socket"
-                } else if file_type.is_block_device() {
-                    "block device"
-                } else if file_type.is_char_device() {
-                    "character device"
-                } else {
-                    "special file"
-                };
+            let what = match file_type {
+                FileType::Directory | FileType::RegularFile => None,
+                FileType::Symlink => {
+                    found.skip(child_relative(), SkipReason::Symlink);
+                    continue;
+                }
+                FileType::Fifo => Some("named pipe"),
+                FileType::Socket => Some("socket"),
+                FileType::BlockDevice => Some("block device"),
+                FileType::CharacterDevice => Some("character device"),
+                _ => Some("special file"),
+            };
+            if let Some(what) = what {
                 found.skip(child_relative(), SkipReason::Special { what });
                 continue;
             }
@@ -639,17 +705,19 @@ impl Walker<'_> {
                     found.skip(child_relative(), SkipReason::NameClash { with });
                     continue;
                 }
-                taken.insert(key, name.clone());
+                taken.insert(key, name.to_os_string());
             }
             if Some(listed_name.as_str()) != name.to_str() {
                 // Paths below a renamed folder resolve through it (see `DiskNames::resolve`).
                 found.renamed.push((path.clone(), child_relative()));
             }
 
-            if file_type.is_dir() {
+            if is_dir {
+                let (disk, relative) = (child_disk(), child_relative());
                 subfolders.push(Subfolder {
-                    disk: child_disk(),
-                    relative: child_relative(),
+                    name: c_name,
+                    disk,
+                    relative,
                     path,
                 });
                 listed_any = true;
@@ -657,14 +725,13 @@ impl Walker<'_> {
             }
 
             // A file's type came from its stat.
-            let Some(metadata) = metadata else { continue };
+            let Some(stat) = stat else { continue };
             listed_any = true;
             self.take_file(
                 found,
                 path,
-                child_disk(),
-                child_relative(),
-                &metadata,
+                || (child_disk(), child_relative()),
+                &stat,
                 stats_here.as_ref(),
             );
         }
@@ -676,6 +743,7 @@ impl Walker<'_> {
                 let mut below = Found::default();
                 let listed_below = self.walk_dir(
                     &mut below,
+                    open_folder(&dir, subfolder.name),
                     &subfolder.disk,
                     subfolder.relative,
                     Some(&subfolder.path),
@@ -699,35 +767,30 @@ impl Walker<'_> {
 
     /// A regular file the walk met, listed as `path`: taken from the stat data when its stat
     /// matches (`stats_here`: the stat entries of its folder, when known), otherwise left to
-    /// be read.
+    /// be read. `where_on_disk` gives its disk path and its disk path under the root, made
+    /// only when needed (not for the files whose stat matches, nearly all of them).
     fn take_file(
         &self,
         found: &mut Found,
         path: Path,
-        disk: PathBuf,
-        relative: PathBuf,
-        metadata: &fs::Metadata,
+        where_on_disk: impl FnOnce() -> (PathBuf, PathBuf),
+        stat: &DiskStat,
         stats_here: Option<&std::ops::Range<usize>>,
     ) {
         found.files += 1;
-        if metadata.len() > MAX_FILE_SIZE {
+        if stat.size > MAX_FILE_SIZE {
             found.unsettled.push(path);
-            found.skip(
-                relative,
-                SkipReason::TooLarge {
-                    size: metadata.len(),
-                },
-            );
+            found.skip(where_on_disk().1, SkipReason::TooLarge { size: stat.size });
             return;
         }
         if let Some(cached) = self.stat_cache.stat_within(stats_here, &path)
-            && cached.matches(metadata)
+            && cached.matches_stat(stat)
         {
             found.cache_hits += 1;
             found.listing.push((
                 path.clone(),
                 FileRef {
-                    kind: entry_kind(metadata),
+                    kind: kind_of(stat),
                     target: cached.target,
                     size: cached.size,
                     id: cached.id,
@@ -736,6 +799,7 @@ impl Walker<'_> {
             found.stats.push((path, cached));
             return;
         }
+        let (disk, _) = where_on_disk();
         found.to_read.push(Candidate { path, disk });
     }
 
@@ -780,8 +844,12 @@ fn clash_key(name: &OsString) -> Option<String> {
 }
 
 fn entry_kind(metadata: &fs::Metadata) -> EntryKind {
+    kind_of(&DiskStat::from(metadata))
+}
+
+fn kind_of(stat: &DiskStat) -> EntryKind {
     // The owner's execute bit decides, as in git.
-    if metadata.permissions().mode() & 0o100 != 0 {
+    if stat.executable {
         EntryKind::Executable
     } else {
         EntryKind::File

@@ -21,12 +21,14 @@ use std::sync::Arc;
 use sync_protocol::tree::{FileRef, Path, is_under};
 
 use super::{
-    Found, IGNORE_FILE, Scan, Walker, is_ignored, load_ignore_file, normalized_name, read_found,
+    Found, IGNORE_FILE, Scan, Walker, is_ignored, load_ignore_file, normalized_name, open_folder,
+    read_found,
 };
 use crate::error::ClientError;
 use crate::stores::META_DIR;
 use crate::stores::index::Index;
 use crate::stores::object_cache::ObjectCache;
+use crate::stores::state::DiskStat;
 
 /// True when `path` is one of `folders` (sorted) or under one.
 pub(crate) fn is_within(path: &str, folders: &[Path]) -> bool {
@@ -148,9 +150,8 @@ pub(crate) fn scan_folders(
                     walker.take_file(
                         &mut found,
                         folder.clone(),
-                        disk,
-                        PathBuf::from(folder.as_str()),
-                        &metadata,
+                        || (disk, PathBuf::from(folder.as_str())),
+                        &DiskStat::from(&metadata),
                         None,
                     );
                     continue;
@@ -186,6 +187,7 @@ pub(crate) fn scan_folders(
         let mut below = Found::default();
         let listed_below = walker.walk_dir(
             &mut below,
+            open_folder(rustix::fs::CWD, &disk),
             &disk,
             PathBuf::from(folder.as_str()),
             Some(folder),
