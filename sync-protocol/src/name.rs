@@ -133,18 +133,10 @@ mod tests {
     fn the_ascii_shortcut_agrees_with_the_unicode_rules() {
         for byte in 0u8..=0x7f {
             let text = format!("a{}b", char::from(byte));
-            assert_eq!(
-                validate(&text),
-                check_characters(&text),
-                "{byte:#x}"
-            );
+            assert_eq!(validate(&text), check_characters(&text), "{byte:#x}");
             let alone = char::from(byte).to_string();
             if alone != "." {
-                assert_eq!(
-                    validate(&alone),
-                    check_characters(&alone),
-                    "{byte:#x}"
-                );
+                assert_eq!(validate(&alone), check_characters(&alone), "{byte:#x}");
             }
         }
     }
