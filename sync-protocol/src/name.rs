@@ -68,7 +68,8 @@ pub fn fold_key(text: &str) -> String {
     text.nfd().default_case_fold().nfd().collect()
 }
 
-fn validate(text: &str) -> Result<(), NameError> {
+/// Every naming rule, without making a `Name` (a path checks each of its components).
+pub(crate) fn validate(text: &str) -> Result<(), NameError> {
     if text.is_empty() {
         return Err(NameError::Empty);
     }

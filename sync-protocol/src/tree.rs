@@ -44,7 +44,7 @@ impl Path {
         let mut depth = 0;
         for component in text.split('/') {
             depth += 1;
-            Name::new(component).map_err(|error| PathError::BadComponent {
+            crate::name::validate(component).map_err(|error| PathError::BadComponent {
                 path: text.to_owned(),
                 error,
             })?;
