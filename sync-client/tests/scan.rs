@@ -52,6 +52,24 @@ fn second_scan_reads_no_file_contents() {
 }
 
 #[test]
+fn a_root_reached_through_a_symlink_is_walked_and_a_symlinked_folder_inside_is_not() {
+    let test = new_copy();
+    write(&test.root, "a/one.json", b"{}");
+    write(&test.root, "elsewhere/two.json", b"[]");
+    symlink(test.root.join("elsewhere"), test.root.join("linked")).unwrap();
+    let through = test.root.with_file_name("through-a-link");
+    symlink(&test.root, &through).unwrap();
+    let copy = sync_client::working_copy::WorkingCopy::open(&through).unwrap();
+
+    let scanned = copy.scan().unwrap();
+    let listed: Vec<&str> = scanned.listing.keys().map(|path| path.as_str()).collect();
+    assert_eq!(listed, ["a/one.json", "elsewhere/two.json"]);
+    assert_eq!(scanned.skipped.len(), 1, "{:?}", scanned.skipped);
+    assert_eq!(scanned.skipped[0].reason, SkipReason::Symlink);
+    assert_eq!(scanned.skipped[0].path, std::path::Path::new("linked"));
+}
+
+#[test]
 fn a_file_replaced_with_the_same_size_and_mtime_is_read_again() {
     let test = new_copy();
     write(&test.root, "a.json", b"one");

@@ -245,7 +245,7 @@ pub fn scan(
     crate::timing::timed("walk", || {
         walker.walk_dir(
             &mut found,
-            open_folder(rustix::fs::CWD, root),
+            open_root(root),
             root,
             PathBuf::new(),
             None,
@@ -478,6 +478,17 @@ fn open_folder(at: impl AsFd, path: impl rustix::path::Arg) -> io::Result<OwnedF
         at,
         path,
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+        Mode::empty(),
+    )
+    .map_err(io::Error::from)
+}
+
+/// Opens the working copy's root for the walk. Unlike the folders below it, the root may be
+/// reached through a symlink (the caller's path to it is not the walk's business).
+fn open_root(root: &FsPath) -> io::Result<OwnedFd> {
+    rustix::fs::open(
+        root,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
         Mode::empty(),
     )
     .map_err(io::Error::from)
