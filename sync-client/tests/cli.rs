@@ -106,3 +106,37 @@ fn status_rebuilds_a_damaged_index_and_says_nothing_was_lost() {
     assert!(again.stderr.is_empty(), "{again:?}");
     assert_eq!(again.stdout, first.stdout);
 }
+
+/// The walk keeps one folder open per thread, not one per level: a tree 60 folders deep
+/// scans completely under a limit of 40 open files.
+#[test]
+fn a_deep_tree_scans_within_a_small_open_file_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let init = cairn(
+        dir.path(),
+        &["init", "--server", "https://cairn.test", "--project", "p1"],
+    );
+    assert_eq!(init.status.code(), Some(0), "{init:?}");
+    let mut folder = String::new();
+    for level in 0..60 {
+        folder.push_str(if level == 0 { "d" } else { "/d" });
+        write(dir.path(), &format!("{folder}/f{level}.json"), b"{}");
+        write(
+            dir.path(),
+            &format!("{folder}/sibling/g{level}.json"),
+            b"[]",
+        );
+    }
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -n 40 && exec \"$0\" status --json")
+        .arg(env!("CARGO_BIN_EXE_cairn"))
+        .current_dir(dir.path())
+        .env("CAIRN_CONFIG", dir.path().join("no-such-config.toml"))
+        .output()
+        .unwrap();
+    assert_eq!(status.status.code(), Some(0), "{status:?}");
+    let json: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(json["skipped"], serde_json::json!([]), "{json}");
+    assert_eq!(json["changes"].as_array().unwrap().len(), 120);
+}

@@ -21,7 +21,7 @@ use std::ffi::{CStr, OsStr, OsString};
 use std::fs;
 use std::hash::BuildHasherDefault;
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
@@ -470,12 +470,11 @@ impl Entries {
     }
 }
 
-/// Opens a folder for the walk, relative to `at` (an open folder, or the current one): its
-/// entries are then read and stat'ed relative to it, never by their path from the root. A
-/// symlink is not followed (it may have replaced the folder since the listing named it).
-fn open_folder(at: impl AsFd, path: impl rustix::path::Arg) -> io::Result<OwnedFd> {
-    rustix::fs::openat(
-        at,
+/// Opens a folder below the root for the walk: its entries are then read and stat'ed relative
+/// to it, not by their path from the root. A symlink in its place is not followed (it may have
+/// replaced the folder since its parent's listing named it).
+fn open_folder(path: &FsPath) -> io::Result<OwnedFd> {
+    rustix::fs::open(
         path,
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
         Mode::empty(),
@@ -548,8 +547,7 @@ fn any_clash<'a>(names: impl Iterator<Item = &'a str>) -> bool {
 }
 
 /// A subfolder met in a folder's entries, walked after them.
-struct Subfolder<'a> {
-    name: &'a CStr,
+struct Subfolder {
     disk: PathBuf,
     relative: PathBuf,
     path: Path,
@@ -622,7 +620,7 @@ impl Walker<'_> {
         }
 
         let mut listed_any = false;
-        let mut subfolders: Vec<Subfolder<'_>> = Vec::new();
+        let mut subfolders: Vec<Subfolder> = Vec::new();
         // This folder's stat entries, found once: each file's lookup searches only them.
         let stats_here = parent.and_then(|dir| self.stat_cache.narrowed(dir));
         // Fold key to the disk name that took it first; only needed when names clash.
@@ -726,7 +724,6 @@ impl Walker<'_> {
             if is_dir {
                 let (disk, relative) = (child_disk(), child_relative());
                 subfolders.push(Subfolder {
-                    name: c_name,
                     disk,
                     relative,
                     path,
@@ -746,6 +743,10 @@ impl Walker<'_> {
                 stats_here.as_ref(),
             );
         }
+        // This folder is closed before its subfolders are walked, which open themselves by
+        // their path: a walk holds one folder open per thread, however deep the tree and
+        // however rayon nests its tasks (a descriptor kept per level could run out of them).
+        drop(dir);
         // Subfolders in parallel; their findings are joined in name order, so the result does
         // not depend on the schedule.
         let walked: Vec<Result<(Path, Found), ClientError>> = subfolders
@@ -754,7 +755,7 @@ impl Walker<'_> {
                 let mut below = Found::default();
                 let listed_below = self.walk_dir(
                     &mut below,
-                    open_folder(&dir, subfolder.name),
+                    open_folder(&subfolder.disk),
                     &subfolder.disk,
                     subfolder.relative,
                     Some(&subfolder.path),

@@ -187,7 +187,7 @@ pub(crate) fn scan_folders(
         let mut below = Found::default();
         let listed_below = walker.walk_dir(
             &mut below,
-            open_folder(rustix::fs::CWD, &disk),
+            open_folder(&disk),
             &disk,
             PathBuf::from(folder.as_str()),
             Some(folder),
