@@ -5,23 +5,35 @@ use std::process::{Command, Output};
 
 use crate::util::write;
 
-fn cairn(dir: &std::path::Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cairn"))
-        .args(args)
+/// `program` run in `dir` with no user configuration.
+fn command(program: &str, dir: &std::path::Path) -> Command {
+    let mut command = Command::new(program);
+    command
         .current_dir(dir)
-        .env("CAIRN_CONFIG", dir.join("no-such-config.toml"))
+        .env("CAIRN_CONFIG", dir.join("no-such-config.toml"));
+    command
+}
+
+fn cairn(dir: &std::path::Path, args: &[&str]) -> Output {
+    command(env!("CARGO_BIN_EXE_cairn"), dir)
+        .args(args)
         .output()
         .unwrap()
+}
+
+/// `cairn init` of project `p1` in `dir`, which must succeed.
+fn init(dir: &std::path::Path) {
+    let init = cairn(
+        dir,
+        &["init", "--server", "https://cairn.test", "--project", "p1"],
+    );
+    assert_eq!(init.status.code(), Some(0), "{init:?}");
 }
 
 #[test]
 fn init_then_status_json() {
     let dir = tempfile::tempdir().unwrap();
-    let init = cairn(
-        dir.path(),
-        &["init", "--server", "https://cairn.test", "--project", "p1"],
-    );
-    assert_eq!(init.status.code(), Some(0), "{init:?}");
+    init(dir.path());
     write(dir.path(), "api/a.json", b"{}");
     std::os::unix::fs::symlink("api", dir.path().join("link")).unwrap();
     let status = cairn(&dir.path().join("api"), &["status", "--json"]);
@@ -79,11 +91,7 @@ fn exit_codes() {
 #[test]
 fn status_rebuilds_a_damaged_index_and_says_nothing_was_lost() {
     let dir = tempfile::tempdir().unwrap();
-    let init = cairn(
-        dir.path(),
-        &["init", "--server", "https://cairn.test", "--project", "p1"],
-    );
-    assert_eq!(init.status.code(), Some(0), "{init:?}");
+    init(dir.path());
     write(dir.path(), "api/a.json", b"{}");
     let first = cairn(dir.path(), &["status"]);
     assert_eq!(first.status.code(), Some(0), "{first:?}");
@@ -112,11 +120,7 @@ fn status_rebuilds_a_damaged_index_and_says_nothing_was_lost() {
 #[test]
 fn a_deep_tree_scans_within_a_small_open_file_limit() {
     let dir = tempfile::tempdir().unwrap();
-    let init = cairn(
-        dir.path(),
-        &["init", "--server", "https://cairn.test", "--project", "p1"],
-    );
-    assert_eq!(init.status.code(), Some(0), "{init:?}");
+    init(dir.path());
     let mut folder = String::new();
     for level in 0..60 {
         folder.push_str(if level == 0 { "d" } else { "/d" });
@@ -127,12 +131,10 @@ fn a_deep_tree_scans_within_a_small_open_file_limit() {
             b"[]",
         );
     }
-    let status = Command::new("sh")
+    let status = command("sh", dir.path())
         .arg("-c")
         .arg("ulimit -n 40 && exec \"$0\" status --json")
         .arg(env!("CARGO_BIN_EXE_cairn"))
-        .current_dir(dir.path())
-        .env("CAIRN_CONFIG", dir.path().join("no-such-config.toml"))
         .output()
         .unwrap();
     assert_eq!(status.status.code(), Some(0), "{status:?}");

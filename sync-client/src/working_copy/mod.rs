@@ -328,16 +328,16 @@ impl WorkingCopy {
             Changes::Paths { token, paths } => (Some(token), Some(paths)),
         };
         if let Some(paths) = paths
-            && let Some(folders) = scan::partial::folders_to_walk(&self.root, index, &paths)
+            && let Some(targets) = scan::partial::folders_to_walk(&self.root, index, &paths)
             && let Some(scan) = timed("scan changed folders", || {
-                scan::partial::scan_folders(&self.root, index, &self.objects(), &folders)
+                scan::partial::scan_folders(&self.root, index, &self.objects(), &targets)
             })?
         {
             return Ok(Scanned {
                 scan,
                 clock,
                 token,
-                walked: Some(folders),
+                walked: Some(targets.paths),
             });
         }
         let scan = timed("scan", || scan(&self.root, index, &self.objects(), index))?;

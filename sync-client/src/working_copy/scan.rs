@@ -443,8 +443,8 @@ struct Walker<'a> {
     stat_cache: &'a dyn StatLookup,
 }
 
-/// One entry of a folder being walked: where its name is in the folder's [`Entries::names`],
-/// the type the folder listing gave, and its listed name (`None`: the name is not UTF-8).
+/// One entry of a folder being walked: where its name is in the folder's [`Names`], the type
+/// the folder listing gave, and its listed name (`None`: the name is not UTF-8).
 struct Entry {
     name_at: usize,
     name_len: usize,
@@ -452,21 +452,22 @@ struct Entry {
     listed: Option<Result<Name, NameError>>,
 }
 
-/// A folder's entries, their names kept in one buffer (NUL-terminated, for `fstatat`) rather
+/// The names of a folder's entries in one buffer (each NUL-terminated, for `fstatat`) rather
 /// than one allocation each.
-struct Entries {
-    names: Vec<u8>,
-    entries: Vec<Entry>,
-}
+struct Names(Vec<u8>);
 
-impl Entries {
+impl Names {
+    fn bytes(&self, entry: &Entry) -> &[u8] {
+        &self.0[entry.name_at..entry.name_at + entry.name_len]
+    }
+
     fn c_name(&self, entry: &Entry) -> &CStr {
-        CStr::from_bytes_with_nul(&self.names[entry.name_at..=entry.name_at + entry.name_len])
+        CStr::from_bytes_with_nul(&self.0[entry.name_at..=entry.name_at + entry.name_len])
             .expect("each name is stored with its NUL and has none inside")
     }
 
     fn name(&self, entry: &Entry) -> &OsStr {
-        OsStr::from_bytes(&self.names[entry.name_at..entry.name_at + entry.name_len])
+        OsStr::from_bytes(self.bytes(entry))
     }
 }
 
@@ -493,15 +494,13 @@ fn open_root(root: &FsPath) -> io::Result<OwnedFd> {
     .map_err(io::Error::from)
 }
 
-/// The entries of the open folder `dir`, but `.` and `..`.
-fn read_entries(dir: &OwnedFd) -> io::Result<Entries> {
+/// The entries of the open folder `dir`, but `.` and `..`, and their names.
+fn read_entries(dir: &OwnedFd) -> io::Result<(Names, Vec<Entry>)> {
     // One `getdents64` fills this for most folders; a larger one takes a few.
     let mut buffer = Vec::<u8>::with_capacity(32 * 1024);
     let mut raw = RawDir::new(dir, buffer.spare_capacity_mut());
-    let mut read = Entries {
-        names: Vec::with_capacity(1024),
-        entries: Vec::new(),
-    };
+    let mut names = Vec::with_capacity(1024);
+    let mut entries = Vec::new();
     while let Some(entry) = raw.next() {
         let entry = entry.map_err(io::Error::from)?;
         let name = entry.file_name().to_bytes_with_nul();
@@ -512,15 +511,15 @@ fn read_entries(dir: &OwnedFd) -> io::Result<Entries> {
         let listed = std::str::from_utf8(&name[..name_len])
             .ok()
             .map(normalized_name);
-        read.entries.push(Entry {
-            name_at: read.names.len(),
+        entries.push(Entry {
+            name_at: names.len(),
             name_len,
             listing_type: entry.file_type(),
             listed,
         });
-        read.names.extend_from_slice(name);
+        names.extend_from_slice(name);
     }
-    Ok(read)
+    Ok((Names(names), entries))
 }
 
 /// True when two of `names` are equal after case folding ([`fast_fold_key`]), without making
@@ -572,7 +571,7 @@ impl Walker<'_> {
         // folder and entry besides, half the time of a scan of 8,000 unchanged files. Each name
         // is normalized and folded once, here.
         let entries = dir.and_then(|dir| Ok((read_entries(&dir)?, dir)));
-        let (mut read, dir) = match entries {
+        let ((names, mut entries), dir) = match entries {
             Ok(read) => read,
             // An unreadable root is not a partial scan: nothing could be seen at all.
             Err(error) if parent.is_none() => {
@@ -588,10 +587,7 @@ impl Walker<'_> {
         // Byte order, except that tracked names come first: when two names clash (equal after
         // NFC or case folding) the one the base has wins, so a new twin can never make a
         // tracked file look deleted. Only clashing names need the (costlier) tracked test.
-        let mut entries = std::mem::take(&mut read.entries);
-        let read = read;
-        let name_bytes = |entry: &Entry| &read.names[entry.name_at..entry.name_at + entry.name_len];
-        entries.sort_unstable_by(|a, b| name_bytes(a).cmp(name_bytes(b)));
+        entries.sort_unstable_by(|a, b| names.bytes(a).cmp(names.bytes(b)));
         let clashes = any_clash(
             entries
                 .iter()
@@ -601,14 +597,14 @@ impl Walker<'_> {
         if clashes {
             entries.sort_by_cached_key(|entry| {
                 (
-                    !self.is_tracked(read.name(entry), parent),
-                    name_bytes(entry).to_vec(),
+                    !self.is_tracked(names.name(entry), parent),
+                    names.bytes(entry).to_vec(),
                 )
             });
         }
 
         let mut matchers = inherited.to_vec();
-        if entries.iter().any(|entry| read.name(entry) == IGNORE_FILE) {
+        if entries.iter().any(|entry| names.name(entry) == IGNORE_FILE) {
             let (matcher, error) = load_ignore_file(disk);
             if let Some(error) = error {
                 found.skip(
@@ -626,7 +622,7 @@ impl Walker<'_> {
         // Fold key to the disk name that took it first; only needed when names clash.
         let mut taken: HashMap<String, OsString> = HashMap::new();
         for entry in entries {
-            let (c_name, name) = (read.c_name(&entry), read.name(&entry));
+            let (c_name, name) = (names.c_name(&entry), names.name(&entry));
             let Entry {
                 listing_type,
                 listed,

@@ -13,7 +13,7 @@
 //! name, a changed `.cairnignore`, a path that climbs to the root, an index without a recorded
 //! scan. Paths the last scan found unreadable are walked again every time.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::fs;
 use std::path::{Component, Path as FsPath, PathBuf};
 use std::sync::Arc;
@@ -48,14 +48,17 @@ fn listed(index: &Index, text: &str) -> bool {
             .any(|slot| index.record(slot).scan.is_some())
 }
 
-/// The folders to walk and the listed files to stat for the changed `paths` (relative to
-/// `root`), sorted, none under another; `None` when only a walk of everything gives the right
-/// answer.
-pub(crate) fn folders_to_walk(
-    root: &FsPath,
-    index: &Index,
-    paths: &[PathBuf],
-) -> Option<Vec<Path>> {
+/// What a monitor-guided scan looks at.
+pub(crate) struct Targets {
+    /// The folders to walk and the listed files to stat, sorted, none under another.
+    pub(crate) paths: Vec<Path>,
+    /// The stat of each of those files, taken when it was found to be still a regular file.
+    files: HashMap<Path, DiskStat>,
+}
+
+/// The [`Targets`] for the changed `paths` (relative to `root`); `None` when only a walk of
+/// everything gives the right answer.
+pub(crate) fn folders_to_walk(root: &FsPath, index: &Index, paths: &[PathBuf]) -> Option<Targets> {
     if !index.scan_recorded() || index.has_renames() {
         return None;
     }
@@ -64,6 +67,7 @@ pub(crate) fn folders_to_walk(
         .filter(|record| record.unsettled)
         .map(|record| PathBuf::from(record.path));
     let mut folders = BTreeSet::new();
+    let mut files = HashMap::new();
     for relative in paths.iter().cloned().chain(unsettled) {
         let mut components = Vec::new();
         for component in relative.components() {
@@ -90,12 +94,13 @@ pub(crate) fn folders_to_walk(
         // its folder's entries did not change.
         let text = components.join("/");
         if !text.is_empty()
-            && index
-                .find(&text)
-                .is_some_and(|record| record.scan.is_some_and(|entry| !entry.is_dir()))
-            && fs::symlink_metadata(root.join(&text)).is_ok_and(|meta| meta.is_file())
+            && is_listed_file(index, &text)
+            && let Ok(metadata) = fs::symlink_metadata(root.join(&text))
+            && metadata.is_file()
         {
-            folders.insert(Path::new(&text).ok()?);
+            let path = Path::new(&text).ok()?;
+            files.insert(path.clone(), DiskStat::from(&metadata));
+            folders.insert(path);
             continue;
         }
         let mut depth = components.len();
@@ -118,46 +123,47 @@ pub(crate) fn folders_to_walk(
             out.push(folder);
         }
     }
-    Some(out)
+    Some(Targets { paths: out, files })
 }
 
-/// Walks `folders` (from [`folders_to_walk`]) as the full scan would, stats the files among
-/// them, and takes every other entry from the index's recorded scan. `Scan::stats` holds the
-/// walked files' stats only. `None` when one of the files is no longer a regular file: its
-/// folder may have changed, and the caller walks everything.
+/// True when the last recorded scan listed `text` as a file.
+fn is_listed_file(index: &Index, text: &str) -> bool {
+    index
+        .find(text)
+        .is_some_and(|record| record.scan.is_some_and(|entry| !entry.is_dir()))
+}
+
+/// Walks the folders of `targets` as the full scan would, takes the files among them with the
+/// stat `folders_to_walk` found, and takes every other entry from the index's recorded scan.
+/// `Scan::stats` holds the walked files' stats only. `None` when a folder to walk is a file
+/// the last scan listed: its folder may have changed, and the caller walks everything.
 pub(crate) fn scan_folders(
     root: &FsPath,
     index: &Index,
     objects: &ObjectCache,
-    folders: &[Path],
+    targets: &Targets,
 ) -> Result<Option<Scan>, ClientError> {
     let walker = Walker {
         stat_cache: index,
         tracked: index,
     };
+    let folders = &targets.paths;
     let mut found = Found::default();
     for folder in folders {
-        let disk = root.join(folder.as_str());
-        let metadata = fs::symlink_metadata(&disk);
-        if index
-            .find(folder.as_str())
-            .is_some_and(|record| record.scan.is_some_and(|entry| !entry.is_dir()))
-        {
+        if let Some(stat) = targets.files.get(folder) {
             // A file named by the monitor (see `folders_to_walk`).
-            match metadata {
-                Ok(metadata) if metadata.is_file() => {
-                    found.stated += 1;
-                    walker.take_file(
-                        &mut found,
-                        folder.clone(),
-                        || (disk, PathBuf::from(folder.as_str())),
-                        &DiskStat::from(&metadata),
-                        None,
-                    );
-                    continue;
-                }
-                _ => return Ok(None),
-            }
+            found.stated += 1;
+            walker.take_file(
+                &mut found,
+                folder.clone(),
+                || (root.join(folder.as_str()), PathBuf::from(folder.as_str())),
+                stat,
+                None,
+            );
+            continue;
+        }
+        if is_listed_file(index, folder.as_str()) {
+            return Ok(None);
         }
         // The ignore rules of every folder above, and whether one of them hides this folder.
         let mut matchers = Vec::new();
