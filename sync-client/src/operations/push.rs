@@ -92,8 +92,8 @@ pub(super) fn push_snapshot(
             (base.version, base.root)
         });
     if snapshot.root == root {
-        // The scan's listing and stats hold every path twice: freeing them took a millisecond
-        // or two of a no-op sync.
+        // The scan's listing and stats hold every path twice: freeing them is kept off the
+        // end of a no-op sync, as a push's end does.
         free_in_background((settled, snapshot));
         return Ok(PushOutcome::NothingToPush { version });
     }
