@@ -24,7 +24,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     copy.set_base(&Base {
         version: Some(1),
         root: snapshot.root,
-        listing: snapshot.scan.listing.clone(),
+        listing: snapshot.scan.listing().clone(),
         pending: Default::default(),
     })?;
     if std::env::args().any(|arg| arg == "--old-format") {
@@ -39,7 +39,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "{}: {} paths recorded as version 1",
         root.display(),
-        snapshot.scan.listing.len()
+        snapshot.scan.listing().len()
     );
     Ok(())
 }

@@ -20,16 +20,16 @@ use crate::util::{TestCopy, age_tree, files_on_disk, new_copy, noise, path, remo
 fn sync_base(test: &TestCopy) -> Listing {
     age_tree(&test.root);
     let found = test.copy.scan().unwrap();
-    let root = build_dirs(&found.listing).unwrap().root;
+    let root = build_dirs(found.listing()).unwrap().root;
     test.copy
         .set_base(&Base {
             version: Some(1),
             root,
-            listing: found.listing.clone(),
+            listing: found.listing().clone(),
             pending: Default::default(),
         })
         .unwrap();
-    found.listing
+    found.listing().clone()
 }
 
 fn is_executable(path: &std::path::Path) -> bool {
@@ -685,10 +685,10 @@ proptest! {
         // (Content merges included: these contents are single lines or noise, so they never merge
         // cleanly, but a conflict of text gets its merge with markers beside the copy.)
         let MergeOutcome { merged: mut expected, mut conflicts } =
-            merge(&base_listing, &before.listing, &remote_listing).unwrap();
+            merge(&base_listing, before.listing(), &remote_listing).unwrap();
         merge_contents(
             &base_listing,
-            &before.listing,
+            before.listing(),
             &remote_listing,
             &mut expected,
             &mut conflicts,
@@ -748,7 +748,7 @@ proptest! {
         let held: Vec<&str> = report.held_back.iter().map(|h| h.path.as_str()).collect();
         for (path, file_ref) in &expected {
             if !file_ref.is_dir() && !held.contains(&path.as_str()) {
-                prop_assert_eq!(after.listing.get(path), Some(file_ref), "{}", path);
+                prop_assert_eq!(after.listing().get(path), Some(file_ref), "{}", path);
             }
         }
         prop_assert_eq!(

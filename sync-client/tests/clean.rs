@@ -19,12 +19,12 @@ fn synced(test: &TestCopy) -> Listing {
     test.copy
         .set_base(&Base {
             version: Some(1),
-            root: build_dirs(&found.listing).unwrap().root,
-            listing: found.listing.clone(),
+            root: build_dirs(found.listing()).unwrap().root,
+            listing: found.listing().clone(),
             pending: Default::default(),
         })
         .unwrap();
-    found.listing
+    found.listing().clone()
 }
 
 /// Whether the shortcut is taken for a pull of `remote` (files: path, contents, executable).

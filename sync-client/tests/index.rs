@@ -28,7 +28,7 @@ fn synced_copy_with_one_edit() -> TestCopy {
         .set_base(&Base {
             version: Some(3),
             root: snapshot.root,
-            listing: snapshot.scan.listing.clone(),
+            listing: snapshot.scan.listing().clone(),
             pending: Default::default(),
         })
         .unwrap();
@@ -205,7 +205,7 @@ fn monitor_paths_walk_only_their_folders_and_agree_with_a_full_walk() {
     assert_eq!(partial.scan.counters.dirs, 0);
     assert_eq!(partial.scan.counters.stated, 0);
     assert_eq!(summary(&partial), summary(&full));
-    assert_eq!(partial.scan.listing, full.scan.listing);
+    assert_eq!(partial.scan.listing(), full.scan.listing());
     // A walk of no folder is not worth rewriting the index to move the token on: it keeps the
     // one the full status recorded (none: no monitor answered it). Keeping an older token is
     // always right; the monitor then names a few more paths.
@@ -224,7 +224,7 @@ fn monitor_paths_walk_only_their_folders_and_agree_with_a_full_walk() {
     assert_eq!(partial.scan.counters.files_read, 1);
     assert!(full.scan.counters.dirs > 5);
     assert_eq!(summary(&partial), summary(&full));
-    assert_eq!(partial.scan.listing, full.scan.listing);
+    assert_eq!(partial.scan.listing(), full.scan.listing());
 
     // A listed file that became a folder: the index cannot vouch for it, and everything is
     // walked (the partial status first, before a full one records the folder).
@@ -241,11 +241,11 @@ fn monitor_paths_walk_only_their_folders_and_agree_with_a_full_walk() {
     let full = test.copy.status().unwrap();
     assert_eq!(partial.scan.counters.dirs, full.scan.counters.dirs);
     assert_eq!(summary(&partial), summary(&full));
-    assert_eq!(partial.scan.listing, full.scan.listing);
+    assert_eq!(partial.scan.listing(), full.scan.listing());
     assert!(
         partial
             .scan
-            .listing
+            .listing()
             .contains_key(&path("dir2/sub/file5.json/inner.json"))
     );
 
@@ -259,7 +259,7 @@ fn monitor_paths_walk_only_their_folders_and_agree_with_a_full_walk() {
         &["dir0/new/deep/x.json", "dir1/sub/file4.json", "dir2"],
     );
     assert_eq!(summary(&partial), summary(&full));
-    assert_eq!(partial.scan.listing, full.scan.listing);
+    assert_eq!(partial.scan.listing(), full.scan.listing());
     assert!(summary(&partial).contains(&("dir0/new/deep/x.json".to_owned(), ChangeKind::Added)));
     assert!(summary(&partial).contains(&("dir2/sub/file2.json".to_owned(), ChangeKind::Removed)));
     // "dir2" climbs to the root: everything is walked for it.
@@ -271,7 +271,7 @@ fn monitor_paths_walk_only_their_folders_and_agree_with_a_full_walk() {
         fs::remove_file(test.root.join(format!("dir0/sub/file{n}.json"))).unwrap();
     }
     let (full, partial) = full_and_partial(&test, &["dir0/sub"]);
-    assert_eq!(partial.scan.listing, full.scan.listing);
+    assert_eq!(partial.scan.listing(), full.scan.listing());
     assert_eq!(summary(&partial), summary(&full));
     assert_eq!(partial.scan.counters.dirs, 1);
 }
@@ -302,11 +302,11 @@ fn monitor_paths_fall_back_to_a_full_walk_when_they_cannot_vouch() {
     write(&test.root, "dir0/sub/other.log", b"y");
     let (full, partial) = full_and_partial(&test, &["dir0/sub/other.log"]);
     assert_eq!(partial.scan.counters.dirs, 1);
-    assert_eq!(partial.scan.listing, full.scan.listing);
+    assert_eq!(partial.scan.listing(), full.scan.listing());
     assert!(
         !partial
             .scan
-            .listing
+            .listing()
             .contains_key(&path("dir0/sub/other.log"))
     );
 }

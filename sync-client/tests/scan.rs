@@ -4,7 +4,6 @@ use std::fs;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::time::Duration;
 
-use sync_client::stores::state::StatCache;
 use sync_client::working_copy::scan::{SkipReason, scan};
 use sync_client::working_copy::status::ChangeKind;
 use sync_protocol::EntryKind;
@@ -35,7 +34,7 @@ fn second_scan_reads_no_file_contents() {
     assert_eq!(second.counters.files_read, 0, "{:?}", second.counters);
     assert_eq!(second.counters.bytes_read, 0);
     assert_eq!(second.counters.cache_hits, 21);
-    assert_eq!(second.listing, first.listing);
+    assert_eq!(second.listing(), first.listing());
 
     // A same-size edit with a new mtime is read again, and only it.
     write(&test.root, "folder0/file0.json", b"{\"n\": 9}");
@@ -46,8 +45,8 @@ fn second_scan_reads_no_file_contents() {
     let third = test.copy.scan().unwrap();
     assert_eq!(third.counters.files_read, 1);
     assert_ne!(
-        third.listing[&path("folder0/file0.json")],
-        first.listing[&path("folder0/file0.json")]
+        third.listing()[&path("folder0/file0.json")],
+        first.listing()[&path("folder0/file0.json")]
     );
 }
 
@@ -62,7 +61,7 @@ fn a_root_reached_through_a_symlink_is_walked_and_a_symlinked_folder_inside_is_n
     let copy = sync_client::working_copy::WorkingCopy::open(&through).unwrap();
 
     let scanned = copy.scan().unwrap();
-    let listed: Vec<&str> = scanned.listing.keys().map(|path| path.as_str()).collect();
+    let listed: Vec<&str> = scanned.listing().keys().map(|path| path.as_str()).collect();
     assert_eq!(listed, ["a/one.json", "elsewhere/two.json"]);
     assert_eq!(scanned.skipped.len(), 1, "{:?}", scanned.skipped);
     assert_eq!(scanned.skipped[0].reason, SkipReason::Symlink);
@@ -91,8 +90,8 @@ fn a_file_replaced_with_the_same_size_and_mtime_is_read_again() {
     let second = test.copy.scan().unwrap();
     assert_eq!(second.counters.files_read, 1);
     assert_ne!(
-        second.listing[&path("a.json")],
-        first.listing[&path("a.json")]
+        second.listing()[&path("a.json")],
+        first.listing()[&path("a.json")]
     );
 }
 
@@ -153,7 +152,7 @@ fn ignore_rules_follow_gitignore() {
     write(&test.root, "sub/c.log", b"x");
     write(&test.root, "sub/shared.json", b"x");
     let found = test.copy.scan().unwrap();
-    let listed: Vec<&str> = found.listing.keys().map(|p| p.as_str()).collect();
+    let listed: Vec<&str> = found.listing().keys().map(|p| p.as_str()).collect();
     assert_eq!(
         listed,
         [
@@ -188,8 +187,8 @@ fn ignore_rules_do_not_hide_tracked_files() {
         .collect();
     // Only the ignore file itself is new: tracked logs stay listed, untracked ones are ignored.
     assert_eq!(changes, [(".cairnignore", ChangeKind::Added)]);
-    assert!(status.scan.listing.contains_key(&path("logs/old.log")));
-    assert!(!status.scan.listing.contains_key(&path("logs/new.log")));
+    assert!(status.scan.listing().contains_key(&path("logs/old.log")));
+    assert!(!status.scan.listing().contains_key(&path("logs/new.log")));
 }
 
 #[test]
@@ -205,10 +204,10 @@ fn symlinks_and_special_files_are_skipped_and_reported() {
         .status()
         .unwrap();
     let found = test.copy.scan().unwrap();
-    let listed: Vec<&str> = found.listing.keys().map(|p| p.as_str()).collect();
+    let listed: Vec<&str> = found.listing().keys().map(|p| p.as_str()).collect();
     // `dir` holds only a symlink, so it is an empty folder as far as the project goes.
     assert_eq!(listed, ["dir", "real.json"]);
-    assert_eq!(found.listing[&path("dir")], FileRef::empty_dir());
+    assert_eq!(found.listing()[&path("dir")], FileRef::empty_dir());
     let skipped: Vec<(String, SkipReason)> = found
         .skipped
         .iter()
@@ -241,7 +240,7 @@ fn names_are_nfc_normalized_and_bad_names_reported() {
     write(&test.root, "readme.md", b"b");
     write(&test.root, "back\\slash", b"x");
     let found = test.copy.scan().unwrap();
-    let listed: Vec<&str> = found.listing.keys().map(|p| p.as_str()).collect();
+    let listed: Vec<&str> = found.listing().keys().map(|p| p.as_str()).collect();
     // NFC of "u" + combining acute is "\u{fa}" (ú).
     assert_eq!(
         listed,
@@ -301,7 +300,7 @@ fn non_utf8_names_are_reported() {
     let name = std::ffi::OsStr::from_bytes(b"bad\xffname");
     fs::write(test.root.join(name), b"x").unwrap();
     let found = test.copy.scan().unwrap();
-    assert!(found.listing.is_empty());
+    assert!(found.listing().is_empty());
     assert_eq!(found.skipped.len(), 1);
     assert_eq!(found.skipped[0].reason, SkipReason::NotUtf8);
 }
@@ -313,9 +312,9 @@ fn executable_bit_and_empty_folders_are_listed() {
     fs::set_permissions(test.root.join("run.sh"), fs::Permissions::from_mode(0o755)).unwrap();
     fs::create_dir_all(test.root.join("empty/inner")).unwrap();
     let found = test.copy.scan().unwrap();
-    assert_eq!(found.listing[&path("run.sh")].kind, EntryKind::Executable);
-    assert_eq!(found.listing[&path("empty/inner")], FileRef::empty_dir());
-    assert!(!found.listing.contains_key(&path("empty")));
+    assert_eq!(found.listing()[&path("run.sh")].kind, EntryKind::Executable);
+    assert_eq!(found.listing()[&path("empty/inner")], FileRef::empty_dir());
+    assert!(!found.listing().contains_key(&path("empty")));
 }
 
 #[test]
@@ -324,7 +323,7 @@ fn state_and_temp_files_are_never_listed() {
     write(&test.root, ".x.cairn-tmp-1-2", b"leftover of a crash");
     write(&test.root, "nested/.cairn/config.toml", b"");
     let found = test.copy.scan().unwrap();
-    let listed: Vec<&str> = found.listing.keys().map(|p| p.as_str()).collect();
+    let listed: Vec<&str> = found.listing().keys().map(|p| p.as_str()).collect();
     assert_eq!(listed, ["nested"]);
     assert_eq!(found.skipped.len(), 1);
     assert_eq!(found.skipped[0].reason, SkipReason::NestedWorkingCopy);
@@ -350,23 +349,17 @@ fn a_file_that_keeps_changing_is_never_reported_removed() {
     };
     std::thread::sleep(Duration::from_millis(20));
     let objects = test.copy.objects();
-    let found = scan(
-        &test.root,
-        &StatCache::new(),
-        &objects,
-        &sync_protocol::tree::Listing::new(),
-    )
-    .unwrap();
+    let found = scan(&test.root, &test.copy.index().unwrap(), &objects).unwrap();
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     writer.join().unwrap();
-    if !found.listing.contains_key(&path("log.txt")) {
+    if !found.listing().contains_key(&path("log.txt")) {
         assert!(found.unsettled.contains(&path("log.txt")));
         assert_eq!(found.skipped[0].reason, SkipReason::ChangedWhileReading);
         let changes = sync_client::working_copy::status::changes(
             &[(path("log.txt"), FileRef::empty_dir())]
                 .into_iter()
                 .collect(),
-            &found.listing,
+            found.listing(),
             &found.unsettled,
         );
         assert_eq!(changes[0].change, ChangeKind::Unreadable);
@@ -381,7 +374,7 @@ fn a_file_past_the_stream_threshold_gets_the_same_ids() {
     write(&test.root, "fixtures/huge.bin", &data);
     let found = test.copy.scan().unwrap();
     let expected = sync_protocol::chunking::encode_file(&data, false).unwrap();
-    let entry = found.listing[&path("fixtures/huge.bin")];
+    let entry = found.listing()[&path("fixtures/huge.bin")];
     assert_eq!(entry.id, expected.id);
     assert_eq!(entry.size, size as u64);
     assert_eq!(found.counters.bytes_read, size as u64);

@@ -18,8 +18,8 @@ fn a_snapshot_plans_a_push_from_the_cache_alone() {
     let snapshot = test.copy.snapshot().unwrap();
     let objects = test.copy.objects();
     assert_eq!(
-        flatten(&objects, &snapshot.root).unwrap(),
-        snapshot.scan.listing
+        &flatten(&objects, &snapshot.root).unwrap(),
+        snapshot.scan.listing()
     );
 
     // First push: from the never-synced base (the empty project) to the snapshot.
@@ -36,7 +36,7 @@ fn a_snapshot_plans_a_push_from_the_cache_alone() {
         .set_base(&Base {
             version: Some(1),
             root: snapshot.root,
-            listing: snapshot.scan.listing.clone(),
+            listing: snapshot.scan.listing().clone(),
             pending: Default::default(),
         })
         .unwrap();
@@ -81,7 +81,7 @@ fn two_working_copies_sync_through_their_caches() {
         .set_base(&Base {
             version: Some(1),
             root: pushed.root,
-            listing: pushed.scan.listing.clone(),
+            listing: pushed.scan.listing().clone(),
             pending: Default::default(),
         })
         .unwrap();

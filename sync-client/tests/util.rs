@@ -39,10 +39,10 @@ pub fn record_as_synced(copy: &WorkingCopy) {
     let found = copy.scan().unwrap();
     copy.set_base(&sync_client::stores::state::Base {
         version: Some(1),
-        root: sync_protocol::tree::build_dirs(&found.listing)
+        root: sync_protocol::tree::build_dirs(found.listing())
             .unwrap()
             .root,
-        listing: found.listing,
+        listing: found.listing().clone(),
         pending: Default::default(),
     })
     .unwrap();

@@ -68,8 +68,9 @@ pub fn fold_key(text: &str) -> String {
     text.nfd().default_case_fold().nfd().collect()
 }
 
-/// Every naming rule, without making a `Name` (a path checks each of its components).
-pub(crate) fn validate(text: &str) -> Result<(), NameError> {
+/// Every naming rule, without making a `Name` (a path checks each of its components, and a
+/// client's scan each name it meets).
+pub fn validate(text: &str) -> Result<(), NameError> {
     if text.is_empty() {
         return Err(NameError::Empty);
     }

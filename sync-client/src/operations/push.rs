@@ -110,8 +110,8 @@ pub(super) fn push_snapshot(
     let small = match (&plan, &journal) {
         (Some(plan), None) => {
             let changes = timed("diff", || match &settled {
-                Some(base) => listing_changes(&base.listing, &snapshot.scan.listing),
-                None => index_changes(index, &snapshot.scan.listing),
+                Some(base) => listing_changes(&base.listing, snapshot.scan.listing()),
+                None => index_changes(index, snapshot.scan.listing()),
             });
             push_small(
                 copy,
@@ -136,7 +136,8 @@ pub(super) fn push_snapshot(
                 // Part of the base tree left the cache (cleaned or damaged): the server still
                 // knows what it has. Every dir of the new tree goes back into the cache, and
                 // the negotiation finds what to send.
-                let built = build_dirs(&snapshot.scan.listing).map_err(ClientError::WorkingTree)?;
+                let built =
+                    build_dirs(snapshot.scan.listing()).map_err(ClientError::WorkingTree)?;
                 for (_, dir) in &built.dirs {
                     objects.put_object(dir)?;
                 }
@@ -156,7 +157,7 @@ pub(super) fn push_snapshot(
         }
     };
     let committed = sent.committed;
-    let listing = std::mem::take(&mut snapshot.scan.listing);
+    let listing = snapshot.scan.take_listing();
     let next = base_after_commit(
         copy,
         remote,

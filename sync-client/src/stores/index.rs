@@ -29,13 +29,14 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::io;
 use std::path::Path as FsPath;
+use std::sync::Arc;
 
 use sync_protocol::tree::{FileRef, Listing, Path};
 use sync_protocol::{EntryKind, ObjectId, ObjectKind};
 
 use super::atomic::{Durability, Mode, Replace, write_atomic_with};
 use super::monitor::Token;
-use super::state::{Base, Mtime, StatEntry, StatLookup, Tracked};
+use super::state::{Base, Mtime, StatEntry, StatLookup};
 use crate::error::{ClientError, io_error};
 
 /// The first bytes of an index file.
@@ -75,17 +76,18 @@ fn damage(detail: impl Into<String>) -> IndexDamage {
     IndexDamage(detail.into())
 }
 
-/// An index file read and checked, looked up in place.
+/// An index file read and checked, looked up in place. Cloning it shares the file's bytes: a
+/// scan keeps the index it took unchanged files from (see `working_copy::scan::Scan`).
 #[derive(Debug, Clone)]
 pub struct Index {
-    bytes: Vec<u8>,
+    bytes: Arc<Vec<u8>>,
     flags: u32,
     version: Option<u64>,
     root: ObjectId,
     count: usize,
     /// The path table, checked UTF-8 once when read: a path is then sliced out of it without
     /// checking it again (a status looks up every path, some several times).
-    paths: String,
+    paths: Arc<str>,
     token: Option<Token>,
 }
 
@@ -185,10 +187,11 @@ impl Index {
             Some(Token(text.to_owned()))
         };
         let table_at = HEADER_LEN + count * RECORD_LEN;
-        let paths = String::from_utf8(bytes[table_at..table_at + strings].to_vec())
-            .map_err(|_| damage("the path table is not UTF-8"))?;
+        let paths = std::str::from_utf8(&bytes[table_at..table_at + strings])
+            .map_err(|_| damage("the path table is not UTF-8"))?
+            .into();
         let index = Self {
-            bytes,
+            bytes: Arc::new(bytes),
             flags,
             version,
             root,
@@ -203,7 +206,7 @@ impl Index {
     /// The checks a checksum cannot make (a file we wrote wrongly): every path in bounds,
     /// UTF-8, strictly increasing; every kind tag known.
     fn check_records(&self) -> Result<(), IndexDamage> {
-        let text = self.paths.as_str();
+        let text = &*self.paths;
         let table = text.as_bytes();
         let mut previous: Option<&[u8]> = None;
         for slot in 0..self.count {
@@ -271,7 +274,8 @@ impl Index {
         self.path_at(slot).as_bytes()
     }
 
-    fn path_at(&self, slot: usize) -> &str {
+    /// The path of the record in `slot` (0..len()).
+    pub fn path_at(&self, slot: usize) -> &str {
         let at = HEADER_LEN + slot * RECORD_LEN;
         let offset = le_u32(&self.bytes, at) as usize;
         let len = usize::from(le_u16(&self.bytes, at + 4));
@@ -279,37 +283,63 @@ impl Index {
         self.paths.get(offset..offset + len).unwrap_or_default()
     }
 
-    /// The record in `slot` (0..len()).
-    pub fn record(&self, slot: usize) -> Record<'_> {
+    /// True when `other` is this very index (one read of the file, shared by cloning), not
+    /// merely an equal one.
+    pub fn is_same(&self, other: &Index) -> bool {
+        Arc::ptr_eq(&self.bytes, &other.bytes)
+    }
+
+    fn flags_at(&self, slot: usize) -> u8 {
+        self.bytes[HEADER_LEN + slot * RECORD_LEN + 6]
+    }
+
+    /// The entry at `at` (a record's base or scan entry): kind and target tags (checked when
+    /// the file was read) at `tags`, size and id at `size_at`.
+    fn entry_at(&self, tags: usize, size_at: usize) -> FileRef {
         let bytes = &self.bytes;
-        let at = HEADER_LEN + slot * RECORD_LEN;
-        let flags = bytes[at + 6];
-        let entry = |kind: u8, target: u8, size_at: usize| FileRef {
-            kind: EntryKind::from_tag(kind).unwrap_or(EntryKind::File),
-            target: ObjectKind::from_tag(target).unwrap_or(ObjectKind::Chunk),
+        FileRef {
+            kind: EntryKind::from_tag(bytes[tags]).unwrap_or(EntryKind::File),
+            target: ObjectKind::from_tag(bytes[tags + 1]).unwrap_or(ObjectKind::Chunk),
             size: le_u64(bytes, size_at),
             id: id_at(bytes, size_at + 8),
-        };
-        let base = (flags & IN_BASE != 0).then(|| entry(bytes[at + 7], bytes[at + 8], at + 16));
-        let scan = (flags & IN_SCAN != 0).then(|| entry(bytes[at + 9], bytes[at + 10], at + 56));
-        let stat = match scan {
-            Some(scan) if flags & HAS_STAT != 0 => Some(StatEntry {
-                size: scan.size,
-                mtime: Mtime {
-                    seconds: le_u64(bytes, at + 96) as i64,
-                    nanos: le_u32(bytes, at + 104),
-                },
-                inode: le_u64(bytes, at + 112),
-                target: scan.target,
-                id: scan.id,
-            }),
-            _ => None,
-        };
+        }
+    }
+
+    /// The entry the last recorded scan listed in `slot`, decoding nothing else of the record.
+    pub fn scan_entry_at(&self, slot: usize) -> Option<FileRef> {
+        let at = HEADER_LEN + slot * RECORD_LEN;
+        (self.flags_at(slot) & IN_SCAN != 0).then(|| self.entry_at(at + 9, at + 56))
+    }
+
+    /// The stat recorded in `slot`, decoding nothing else of the record.
+    pub fn stat_at(&self, slot: usize) -> Option<StatEntry> {
+        let at = HEADER_LEN + slot * RECORD_LEN;
+        let flags = self.flags_at(slot);
+        if flags & (IN_SCAN | HAS_STAT) != IN_SCAN | HAS_STAT {
+            return None;
+        }
+        let bytes = &self.bytes;
+        Some(StatEntry {
+            size: le_u64(bytes, at + 56),
+            mtime: Mtime {
+                seconds: le_u64(bytes, at + 96) as i64,
+                nanos: le_u32(bytes, at + 104),
+            },
+            inode: le_u64(bytes, at + 112),
+            target: ObjectKind::from_tag(bytes[at + 10]).unwrap_or(ObjectKind::Chunk),
+            id: id_at(bytes, at + 64),
+        })
+    }
+
+    /// The record in `slot` (0..len()).
+    pub fn record(&self, slot: usize) -> Record<'_> {
+        let at = HEADER_LEN + slot * RECORD_LEN;
+        let flags = self.flags_at(slot);
         Record {
             path: self.path_at(slot),
-            base,
-            scan,
-            stat,
+            base: (flags & IN_BASE != 0).then(|| self.entry_at(at + 7, at + 16)),
+            scan: self.scan_entry_at(slot),
+            stat: self.stat_at(slot),
             pending: flags & PENDING != 0,
             unsettled: flags & UNSETTLED != 0,
         }
@@ -340,9 +370,28 @@ impl Index {
 
     /// The record of exactly `path`.
     pub fn find(&self, path: &str) -> Option<Record<'_>> {
-        let slot = self.lower_bound(path);
-        (slot < self.count && self.path_bytes_at(slot) == path.as_bytes())
-            .then(|| self.record(slot))
+        self.slot_within(None, path).map(|slot| self.record(slot))
+    }
+
+    /// The slot of exactly `path` among the slots `within` (a folder's, from [`Index::under`]),
+    /// or among all of them.
+    pub fn slot_within(
+        &self,
+        within: Option<&std::ops::Range<usize>>,
+        path: &str,
+    ) -> Option<usize> {
+        let range = within.cloned().unwrap_or(0..self.count);
+        let target = path.as_bytes();
+        let (mut low, mut high) = (range.start, range.end);
+        while low < high {
+            let middle = low + (high - low) / 2;
+            if self.path_bytes_at(middle) < target {
+                low = middle + 1;
+            } else {
+                high = middle;
+            }
+        }
+        (low < range.end && self.path_bytes_at(low) == target).then_some(low)
     }
 
     /// The slots of every record strictly under the folder `dir`.
@@ -426,9 +475,24 @@ impl Index {
     /// decoding the base. (At a pending path the base's entry is the previous base's: callers
     /// check [`Index::has_pending`] first.)
     pub fn base_is(&self, listing: &Listing) -> bool {
-        self.records()
-            .filter_map(|record| record.base.map(|entry| (record.path, entry)))
-            .eq(listing.iter().map(|(path, entry)| (path.as_str(), *entry)))
+        self.base_is_entries(listing.iter().map(|(path, entry)| (path.as_str(), *entry)))
+    }
+
+    /// [`Index::base_is`] for a listing given as its entries in path order.
+    pub fn base_is_entries<'a>(
+        &self,
+        mut entries: impl Iterator<Item = (&'a str, FileRef)>,
+    ) -> bool {
+        let mut base = self
+            .records()
+            .filter_map(|record| record.base.map(|entry| (record.path, entry)));
+        loop {
+            match (base.next(), entries.next()) {
+                (None, None) => return true,
+                (Some(one), Some(other)) if one.0 == other.0 && one.1 == other.1 => {}
+                _ => return false,
+            }
+        }
     }
 
     /// The stat entries, for an apply that edits them.
@@ -438,44 +502,9 @@ impl Index {
     }
 }
 
-impl Tracked for Index {
-    fn tracks(&self, path: &Path) -> bool {
-        Index::tracks(self, path.as_str())
-    }
-}
-
 impl StatLookup for Index {
     fn stat(&self, path: &Path) -> Option<StatEntry> {
         self.find(path.as_str()).and_then(|record| record.stat)
-    }
-
-    /// The slots under `dir`: a folder's lookups then search a few nearby records instead of
-    /// the whole index.
-    fn narrowed(&self, dir: &Path) -> Option<std::ops::Range<usize>> {
-        Some(self.under(dir.as_str()))
-    }
-
-    fn stat_within(
-        &self,
-        within: Option<&std::ops::Range<usize>>,
-        path: &Path,
-    ) -> Option<StatEntry> {
-        let Some(range) = within else {
-            return self.stat(path);
-        };
-        let (mut low, mut high) = (range.start, range.end);
-        let target = path.as_str().as_bytes();
-        while low < high {
-            let middle = low + (high - low) / 2;
-            if self.path_bytes_at(middle) < target {
-                low = middle + 1;
-            } else {
-                high = middle;
-            }
-        }
-        (low < range.end && self.path_bytes_at(low) == target)
-            .then(|| self.record(low).stat)
-            .flatten()
     }
 }
 
@@ -843,14 +872,18 @@ mod tests {
             EntryKind::Executable
         );
         assert_eq!(index.stat(&path("a.txt")), None);
-        let under_a = index.narrowed(&path("a"));
+        let under_a = index.under("a");
+        let slot = index.slot_within(Some(&under_a), "a/b.json").unwrap();
+        assert_eq!(index.path_at(slot), "a/b.json");
+        assert_eq!(index.stat_at(slot), Some(stat(b"2", 10)));
+        assert_eq!(index.stat_at(slot), index.record(slot).stat);
+        assert_eq!(index.scan_entry_at(slot), index.record(slot).scan);
+        assert_eq!(index.slot_within(Some(&under_a), "a/zz"), None);
+        assert_eq!(index.slot_within(Some(&index.under("zzz")), "zzz/a"), None);
         assert_eq!(
-            index.stat_within(under_a.as_ref(), &path("a/b.json")),
-            Some(stat(b"2", 10))
+            index.slot_within(None, "run.sh"),
+            index.slot_within(None, "run.sh")
         );
-        assert_eq!(index.stat_within(under_a.as_ref(), &path("a/zz")), None);
-        let empty = index.narrowed(&path("zzz"));
-        assert_eq!(index.stat_within(empty.as_ref(), &path("zzz/a")), None);
         assert_eq!(index.stat(&path("nothing")), None);
         assert!(index.tracks("a") && index.tracks("a/c") && index.tracks("日本"));
         assert!(!index.tracks("new") && !index.tracks("b"));

@@ -1,7 +1,7 @@
 //! What the index holds: the base (what was last synced) and the stat data (what each file's
-//! stat looked like when it was last hashed), and the two lookups a scan makes in them
-//! ([`StatLookup`], [`Tracked`]). The `base` and `stat-cache` files of the previous format are
-//! read here (see the private `codec` module for their framing) to convert them.
+//! stat looked like when it was last hashed), and the stat lookup ([`StatLookup`]). The `base`
+//! and `stat-cache` files of the previous format are read here (see the private `codec` module
+//! for their framing) to convert them.
 
 use std::collections::{BTreeSet, HashMap};
 use std::fs;
@@ -126,38 +126,10 @@ impl Base {
     }
 }
 
-/// Where a scan finds the stat a file was last hashed at: the index, read in place, or a
-/// [`StatCache`] being built.
+/// Where the stat a file was last hashed at is found: the index, read in place, or a
+/// [`StatCache`] being built. (The walk looks files up in the index directly, by record.)
 pub trait StatLookup: Sync {
     fn stat(&self, path: &Path) -> Option<StatEntry>;
-
-    /// Where the entries under the folder `dir` are, for the lookups of that folder's walk
-    /// ([`StatLookup::stat_within`]); `None` when the lookup cannot be narrowed.
-    fn narrowed(&self, dir: &Path) -> Option<std::ops::Range<usize>> {
-        let _ = dir;
-        None
-    }
-
-    /// [`StatLookup::stat`] of a path under the folder `within` was made for.
-    fn stat_within(
-        &self,
-        within: Option<&std::ops::Range<usize>>,
-        path: &Path,
-    ) -> Option<StatEntry> {
-        let _ = within;
-        self.stat(path)
-    }
-}
-
-/// Whether the base has a path or anything under it: ignore rules do not apply to such paths.
-pub trait Tracked: Sync {
-    fn tracks(&self, path: &Path) -> bool;
-}
-
-impl Tracked for Listing {
-    fn tracks(&self, path: &Path) -> bool {
-        self.contains_key(path) || sync_protocol::tree::has_descendant(self, path)
-    }
 }
 
 impl StatLookup for StatCache {

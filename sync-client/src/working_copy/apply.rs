@@ -130,7 +130,7 @@ pub fn apply_tree(
     scan: &Scan,
     objects: &ObjectCache,
 ) -> Result<ApplyReport, ClientError> {
-    let local = &scan.listing;
+    let local = scan.listing();
     // Unreadable local paths are presented to the merge as unchanged, so it does not mistake
     // them for deletions; the disk steps below never touch them.
     let mut ours = local.clone();
@@ -273,7 +273,7 @@ impl Applier<'_> {
 
     /// True when the file at `path` is still as the scan saw it.
     fn unchanged_since_scan(&self, path: &Path) -> bool {
-        let Some(stat) = self.scan.stats.get(path) else {
+        let Some(stat) = self.scan.stat(path) else {
             return false;
         };
         fs::symlink_metadata(self.disk(path))
@@ -350,8 +350,8 @@ impl Applier<'_> {
             match self.copy_local_edit(&from, &to, merged) {
                 Ok(true) => {
                     self.linked.insert(from.clone());
-                    if let Some(stat) = self.scan.stats.get(&from) {
-                        self.report.stats.insert(to.clone(), *stat);
+                    if let Some(stat) = self.scan.stat(&from) {
+                        self.report.stats.insert(to.clone(), stat);
                     }
                     self.report.copied.push((from, to));
                 }

@@ -52,7 +52,7 @@ struct Scanned {
     /// The monitor's token for the state this scan saw, if a monitor answered.
     token: Option<Token>,
     /// `Some`: only these folders were walked and these files stat'ed (the monitor named the
-    /// paths that changed), and everything else was taken from the index; `scan.stats` holds
+    /// paths that changed), and everything else was taken from the index; the scan's stats are
     /// only the walked files'.
     walked: Option<Vec<TreePath>>,
 }
@@ -110,7 +110,7 @@ impl Scanned {
             .scan
             .read
             .iter()
-            .filter_map(|path| self.scan.stats.get(path).map(|entry| (path, entry)))
+            .filter_map(|path| self.scan.stat(path).map(|entry| (path, entry)))
             .filter(|(_, entry)| entry.mtime < self.clock);
         stat_cache_pays(kept, index.len(), index)
     }
@@ -135,12 +135,12 @@ const FILE_READ_BYTES: u64 = 16 * 1024;
 /// stale entry costs nothing where it is, a stat that no longer matches is a miss, and the next
 /// write leaves it out. A rebuilt index (no stat data) learns every file.
 fn stat_cache_pays<'a>(
-    kept: impl Iterator<Item = (&'a TreePath, &'a StatEntry)>,
+    kept: impl Iterator<Item = (&'a TreePath, StatEntry)>,
     len: usize,
     loaded: &dyn StatLookup,
 ) -> bool {
     let learned: u64 = kept
-        .filter(|(path, entry)| loaded.stat(path) != Some(**entry))
+        .filter(|(path, entry)| loaded.stat(path) != Some(*entry))
         .map(|(_, entry)| entry.size.max(FILE_READ_BYTES))
         .sum();
     learned > 0 && learned >= len as u64 * STAT_ENTRY_BYTES
@@ -340,7 +340,7 @@ impl WorkingCopy {
                 walked: Some(targets.paths),
             });
         }
-        let scan = timed("scan", || scan(&self.root, index, &self.objects(), index))?;
+        let scan = timed("scan", || scan(&self.root, index, &self.objects()))?;
         Ok(Scanned {
             scan,
             clock,
@@ -385,7 +385,7 @@ impl WorkingCopy {
                 base: BaseSource::Kept(index),
                 stats: &stats,
                 scan: Some(ScanRecord {
-                    listing: &scanned.scan.listing,
+                    listing: scanned.scan.listing(),
                     unsettled: &scanned.scan.unsettled,
                     has_renames: !scanned.scan.disk_names.is_empty(),
                     token: scanned.token.as_ref(),
@@ -406,7 +406,7 @@ impl WorkingCopy {
         let scanned = self.scan_from(&index)?;
         self.record_scan(&index, &scanned, None)?;
         let changes = timed("compare", || {
-            changes_against_index(&index, &scanned.scan.listing, &scanned.scan.unsettled)
+            changes_against_index(&index, scanned.scan.listing(), &scanned.scan.unsettled)
         });
         let status = Status {
             base_version: index.version(),
@@ -426,7 +426,8 @@ impl WorkingCopy {
         let clock = self.state.file_system_clock();
         let scanned = self.scan_changes(&index, changes, clock)?;
         self.record_scan(&index, &scanned, None)?;
-        let changes = changes_against_index(&index, &scanned.scan.listing, &scanned.scan.unsettled);
+        let changes =
+            changes_against_index(&index, scanned.scan.listing(), &scanned.scan.unsettled);
         Ok(Status {
             base_version: index.version(),
             changes,

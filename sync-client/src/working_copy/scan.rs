@@ -24,7 +24,7 @@ use std::io;
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path as FsPath, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 mod clean;
 pub(crate) mod partial;
@@ -39,7 +39,7 @@ use ignore::gitignore::{Gitignore, GitignoreBuilder};
 use rayon::prelude::*;
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, RawDir};
 use sync_protocol::chunking::ObjectEncoder;
-use sync_protocol::limits::MAX_FILE_SIZE;
+use sync_protocol::limits::{MAX_FILE_SIZE, MAX_PATH_DEPTH, MAX_PATH_LEN};
 use sync_protocol::name::fold_key;
 use sync_protocol::tree::{FileRef, Listing, Path, PathError};
 use sync_protocol::{EntryKind, Name, NameError, ObjectId};
@@ -47,8 +47,9 @@ use sync_protocol::{EntryKind, Name, NameError, ObjectId};
 use crate::error::ClientError;
 use crate::stores::META_DIR;
 use crate::stores::atomic::is_temp_name;
+use crate::stores::index::Index;
 use crate::stores::object_cache::ObjectCache;
-use crate::stores::state::{DiskStat, Mtime, PathHasher, StatEntry, StatLookup, Tracked};
+use crate::stores::state::{DiskStat, Mtime, PathHasher, StatEntry};
 
 /// The name of ignore files, in gitignore syntax.
 pub const IGNORE_FILE: &str = ".cairnignore";
@@ -173,11 +174,40 @@ impl DiskNames {
     }
 }
 
+/// A listed file taken from a record of the index instead of being found anew: a file whose
+/// stat matched the record's (listed with the record's entry and the kind its stat gave), or,
+/// after a monitor-guided walk, a path outside the walked folders (listed as the last recorded
+/// scan listed it).
+#[derive(Debug, Clone, Copy)]
+struct Taken {
+    slot: u32,
+    kind: EntryKind,
+    /// The record's stat is this scan's stat of the file (it matched). Not for a path outside
+    /// a monitor-guided walk, which was not stat'ed.
+    with_stat: bool,
+}
+
 /// The working copy as the scan found it.
+///
+/// The files whose stat matched the index, nearly all of them on most scans, are kept as
+/// record numbers of the index they were looked up in, and the [`Listing`] is built only when
+/// a caller asks for it: a scan that finds the base unchanged (a no-op sync or push) is
+/// compared with the base record by record ([`Scan::is_base_of`]) and never makes a path.
+/// Building the listing and a map of the stats cost 2.5 ms of a 17 ms no-op sync of 8,000
+/// files, and the paths allocated in the walk for them a few more percent.
 #[derive(Debug, Clone, Default)]
 pub struct Scan {
-    /// Every listed file and empty folder.
-    pub listing: Listing,
+    /// The index `taken` names records of.
+    index: Option<Index>,
+    /// In record order, which is path order.
+    taken: Vec<Taken>,
+    /// Every other listed entry (the files read, the empty folders), in path order.
+    found: Vec<(Path, FileRef)>,
+    /// The listing of `taken` and `found`, built once asked for.
+    listing: OnceLock<Listing>,
+    /// The stats of the files in `found` that were read (a file is never both there and in
+    /// `taken`), keyed with the stat cache's word-at-a-time hash.
+    found_stats: HashMap<Path, StatEntry, BuildHasherDefault<PathHasher>>,
     /// What was left out and why.
     pub skipped: Vec<Skipped>,
     /// Paths (files, or folders and all below them) that exist but could not be read.
@@ -185,15 +215,104 @@ pub struct Scan {
     /// Objects this scan added to the object cache, children first per file.
     pub new_objects: Vec<ObjectId>,
     pub counters: ScanCounters,
-    /// Each listed file's stat as it was hashed (keyed with the stat cache's word-at-a-time
-    /// hash: one insert per file on every scan).
-    pub stats: HashMap<Path, StatEntry, BuildHasherDefault<PathHasher>>,
     /// The listed files whose contents this scan read (the others' stats matched).
     pub read: Vec<Path>,
     pub disk_names: DiskNames,
 }
 
 impl Scan {
+    /// Every listed file and empty folder.
+    pub fn listing(&self) -> &Listing {
+        self.listing.get_or_init(|| {
+            let mut entries = Vec::with_capacity(self.taken.len() + self.found.len());
+            let mut found = self.found.iter().peekable();
+            for (path, entry) in self.taken_entries() {
+                while let Some(before) = found.next_if(|(other, _)| other.as_str() < path) {
+                    entries.push(before.clone());
+                }
+                // A record's path was a valid path when the scan that recorded it listed it.
+                if let Ok(path) = Path::new(path) {
+                    entries.push((path, entry));
+                }
+            }
+            entries.extend(found.cloned());
+            // In path order: built without comparing keys again.
+            Listing::from_iter(entries)
+        })
+    }
+
+    /// The listing, to change (see [`Scan::listing`]).
+    pub fn listing_mut(&mut self) -> &mut Listing {
+        self.listing();
+        self.listing.get_mut().expect("the listing was just built")
+    }
+
+    /// The listing, taken out of the scan, which is left with an empty one.
+    pub fn take_listing(&mut self) -> Listing {
+        std::mem::take(self.listing_mut())
+    }
+
+    /// The entries taken from the index, in path order.
+    fn taken_entries(&self) -> impl Iterator<Item = (&str, FileRef)> {
+        self.index.iter().flat_map(move |index| {
+            self.taken.iter().filter_map(move |taken| {
+                let slot = taken.slot as usize;
+                let entry = index.scan_entry_at(slot)?;
+                Some((
+                    index.path_at(slot),
+                    FileRef {
+                        kind: taken.kind,
+                        ..entry
+                    },
+                ))
+            })
+        })
+    }
+
+    /// True when the listing is exactly `index`'s base (see [`Index::base_is`]). When the scan
+    /// took its files from `index` itself, the records are compared in place.
+    pub fn is_base_of(&self, index: &Index) -> bool {
+        let in_place = self.listing.get().is_none()
+            && self.index.as_ref().is_none_or(|own| own.is_same(index));
+        if !in_place {
+            return index.base_is(self.listing());
+        }
+        let mut taken = self.taken_entries().peekable();
+        let mut found = self
+            .found
+            .iter()
+            .map(|(path, entry)| (path.as_str(), *entry))
+            .peekable();
+        let in_order = std::iter::from_fn(|| match (taken.peek(), found.peek()) {
+            (Some(one), Some(other)) if other.0 < one.0 => found.next(),
+            (Some(_), _) => taken.next(),
+            (None, _) => found.next(),
+        });
+        index.base_is_entries(in_order)
+    }
+
+    /// The stat `path` was hashed at by this scan, or taken from the index because it matched.
+    pub fn stat(&self, path: &Path) -> Option<StatEntry> {
+        if let Some(stat) = self.found_stats.get(path) {
+            return Some(*stat);
+        }
+        let index = self.index.as_ref()?;
+        let slot = index.slot_within(None, path.as_str())?;
+        let at = self
+            .taken
+            .binary_search_by_key(&slot, |taken| taken.slot as usize)
+            .ok()?;
+        self.taken[at]
+            .with_stat
+            .then(|| index.stat_at(slot))
+            .flatten()
+    }
+
+    /// Records the stat `path` (listed, not taken from the index) was found at.
+    fn insert_stat(&mut self, path: Path, stat: StatEntry) {
+        self.found_stats.insert(path, stat);
+    }
+
     /// True when `path` or a folder above it is unsettled.
     pub fn is_unsettled(&self, path: &Path) -> bool {
         if self.unsettled.is_empty() {
@@ -209,37 +328,44 @@ impl Scan {
         false
     }
 
-    /// The stat entries to keep, in path order: this scan's entries whose mtime is before
-    /// `clock` (a later one is racy: see `StatCache`).
+    /// This scan's stat entries whose mtime is before `clock` (a later one is racy: see
+    /// `StatCache`), in path order.
     pub fn stat_entries(&self, clock: Mtime) -> Vec<(&str, StatEntry)> {
-        // From `stats`, not in `listing` order: a push takes the listing for its new base
-        // before it records the stats.
-        // References are sorted, not the 88-byte entries (half the time for 8,000 files).
-        let mut kept: Vec<(&str, &StatEntry)> = self
-            .stats
+        // References are sorted, not the 88-byte entries.
+        let mut found: Vec<(&str, &StatEntry)> = self
+            .found_stats
             .iter()
             .filter(|(_, entry)| entry.mtime < clock)
             .map(|(path, entry)| (path.as_str(), entry))
             .collect();
-        kept.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        kept.into_iter()
+        found.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let mut found = found
+            .into_iter()
             .map(|(path, entry)| (path, *entry))
-            .collect()
+            .peekable();
+        let mut kept = Vec::with_capacity(self.taken.len() + found.len());
+        if let Some(index) = &self.index {
+            for taken in self.taken.iter().filter(|taken| taken.with_stat) {
+                let slot = taken.slot as usize;
+                let Some(stat) = index.stat_at(slot).filter(|stat| stat.mtime < clock) else {
+                    continue;
+                };
+                let path = index.path_at(slot);
+                while let Some(before) = found.next_if(|(other, _)| *other < path) {
+                    kept.push(before);
+                }
+                kept.push((path, stat));
+            }
+        }
+        kept.extend(found);
+        kept
     }
 }
 
-/// Scans `root` (which holds `.cairn/`). `tracked` is the base listing: ignore rules do not
-/// apply to its paths.
-pub fn scan(
-    root: &FsPath,
-    stat_cache: &dyn StatLookup,
-    objects: &ObjectCache,
-    tracked: &dyn Tracked,
-) -> Result<Scan, ClientError> {
-    let walker = Walker {
-        stat_cache,
-        tracked,
-    };
+/// Scans `root` (which holds `.cairn/`) against `index`: files whose stat matches their record
+/// are taken from it unread, and ignore rules do not apply to the paths its base has.
+pub fn scan(root: &FsPath, index: &Index, objects: &ObjectCache) -> Result<Scan, ClientError> {
+    let walker = Walker { index };
     let mut found = Found::default();
     let root_matchers = Vec::new();
     crate::timing::timed("walk", || {
@@ -252,14 +378,19 @@ pub fn scan(
             &root_matchers,
         )
     })?;
-    read_found(root, found, objects)
+    read_found(root, found, index, objects)
 }
 
-/// Reads (in parallel) the files the walk could not take from the stat data, and gathers
-/// everything the walk found into a [`Scan`].
-fn read_found(root: &FsPath, mut found: Found, objects: &ObjectCache) -> Result<Scan, ClientError> {
+/// Reads (in parallel) the files the walk could not take from the index, and gathers
+/// everything the walk found into a [`Scan`] of `index`'s records.
+fn read_found(
+    root: &FsPath,
+    mut found: Found,
+    index: &Index,
+    objects: &ObjectCache,
+) -> Result<Scan, ClientError> {
     let to_read = found.take_to_read();
-    let mut scan = crate::timing::timed("gather scan", || found.into_scan());
+    let mut scan = crate::timing::timed("gather scan", || found.into_scan(index));
 
     let counters = AtomicCounters::default();
     let outcomes: Vec<Result<FileRead, ClientError>> = to_read
@@ -283,8 +414,8 @@ fn read_found(root: &FsPath, mut found: Found, objects: &ObjectCache) -> Result<
         match outcome {
             ReadOutcome::Listed(file_ref, stat) => {
                 scan.read.push(candidate.path.clone());
-                scan.stats.insert(candidate.path.clone(), stat);
-                scan.listing.insert(candidate.path, file_ref);
+                scan.insert_stat(candidate.path.clone(), stat);
+                scan.found.push((candidate.path, file_ref));
             }
             ReadOutcome::Vanished => {}
             ReadOutcome::Skipped(reason) => {
@@ -300,6 +431,7 @@ fn read_found(root: &FsPath, mut found: Found, objects: &ObjectCache) -> Result<
             }
         }
     }
+    scan.found.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     scan.counters.files_read = counters.files_read.load(Ordering::Relaxed);
     scan.counters.bytes_read = counters.bytes_read.load(Ordering::Relaxed);
     scan.counters.objects_written = counters.objects_written.load(Ordering::Relaxed);
@@ -308,41 +440,29 @@ fn read_found(root: &FsPath, mut found: Found, objects: &ObjectCache) -> Result<
 }
 
 /// What the walk of one folder found, in plain vectors, with what its subfolders found kept
-/// as children: the folders walked in parallel are joined without moving their entries up
-/// level by level, and [`Found::into_scan`] gathers everything once into collections of the
-/// right size (a scan of 10,000 files otherwise spent a third of its page faults copying).
+/// as children: the folders walked in parallel are joined without moving their findings up
+/// level by level, and [`Found::into_scan`] gathers everything once.
 #[derive(Default)]
 struct Found {
+    /// The files whose stat matched their index record.
+    taken: Vec<Taken>,
+    /// The empty folders (every file is taken or read).
     listing: Vec<(Path, FileRef)>,
     skipped: Vec<Skipped>,
     unsettled: Vec<Path>,
-    stats: Vec<(Path, StatEntry)>,
     renamed: Vec<(Path, PathBuf)>,
     to_read: Vec<Candidate>,
     files: u64,
     dirs: u64,
     stated: u64,
     cache_hits: u64,
-    /// What the subfolders found, each with the number of this folder's `listing` entries
-    /// that come before its paths in path order.
-    children: Vec<(usize, Found)>,
+    children: Vec<Found>,
 }
 
 impl Found {
-    /// Adds what a subfolder found; its paths sort after every entry listed here so far.
+    /// Adds what a subfolder found.
     fn append(&mut self, other: Found) {
-        self.children.push((self.listing.len(), other));
-    }
-
-    /// Adds what the subfolder `path` found, placed in path order among this folder's
-    /// entries (which are in path order): a file name sorts before the subfolder's paths
-    /// exactly when it sorts before `name/`.
-    fn append_folder(&mut self, path: &Path, other: Found) {
-        let below = format!("{}/", path.as_str());
-        let position = self
-            .listing
-            .partition_point(|(listed, _)| listed.as_str() < below.as_str());
-        self.children.push((position, other));
+        self.children.push(other);
     }
 
     /// Every `Found` of the tree, this one first, depth first.
@@ -350,49 +470,34 @@ impl Found {
         let mut out = Vec::new();
         let mut stack = vec![self];
         while let Some(mut found) = stack.pop() {
-            stack.extend(
-                std::mem::take(&mut found.children)
-                    .into_iter()
-                    .rev()
-                    .map(|(_, child)| child),
-            );
+            stack.append(&mut found.children);
             out.push(found);
         }
         out
     }
 
-    /// The listing of the whole tree, taken out of it, in path order as far as the walk
-    /// kept it (sorting it for the `Listing` then costs one pass).
-    fn take_listing(&mut self, out: &mut Vec<(Path, FileRef)>) {
-        let mut here = std::mem::take(&mut self.listing).into_iter();
-        let mut taken = 0;
-        for (position, child) in &mut self.children {
-            out.extend(here.by_ref().take(*position - taken));
-            taken = *position;
-            child.take_listing(out);
-        }
-        out.extend(here);
-    }
-
     /// The candidates to read, taken out of the whole tree.
     fn take_to_read(&mut self) -> Vec<Candidate> {
         let mut out = std::mem::take(&mut self.to_read);
-        for (_, child) in &mut self.children {
+        for child in &mut self.children {
             out.append(&mut child.take_to_read());
         }
         out
     }
 
-    fn into_scan(mut self) -> Scan {
-        let mut listing = Vec::new();
-        self.take_listing(&mut listing);
+    /// The scan of everything found, whose taken files are records of `index`.
+    fn into_scan(self, index: &Index) -> Scan {
         let all = self.flatten();
-        let with_stats: usize = all.iter().map(|found| found.stats.len()).sum();
-        let mut stats_parts = Vec::with_capacity(all.len());
-        let mut scan = Scan::default();
+        let taken_len = all.iter().map(|found| found.taken.len()).sum();
+        let mut scan = Scan {
+            index: Some(index.clone()),
+            taken: Vec::with_capacity(taken_len),
+            ..Scan::default()
+        };
         let mut renamed = HashMap::new();
         for found in all {
-            stats_parts.push(found.stats);
+            scan.taken.extend(found.taken);
+            scan.found.extend(found.listing);
             scan.skipped.extend(found.skipped);
             scan.unsettled.extend(found.unsettled);
             renamed.extend(found.renamed);
@@ -401,18 +506,8 @@ impl Found {
             scan.counters.stated += found.stated;
             scan.counters.cache_hits += found.cache_hits;
         }
-        // The two largest collections are built side by side (3.6 ms one after the other for
-        // 8,000 files, on the critical path of every command).
-        (scan.listing, scan.stats) = rayon::join(
-            || listing.into_iter().collect(),
-            || {
-                let mut stats = HashMap::with_capacity_and_hasher(with_stats, Default::default());
-                for part in stats_parts {
-                    stats.extend(part);
-                }
-                stats
-            },
-        );
+        // Record order is path order.
+        scan.taken.sort_unstable_by_key(|taken| taken.slot);
         scan.disk_names = DiskNames { renamed };
         scan
     }
@@ -439,30 +534,68 @@ impl Found {
 
 /// What the walk reads but never changes; shared by the folders walked in parallel.
 struct Walker<'a> {
-    tracked: &'a dyn Tracked,
-    stat_cache: &'a dyn StatLookup,
+    /// The stat data, and the base (ignore rules do not apply to its paths).
+    index: &'a Index,
+}
+
+/// What an entry's name is listed as.
+enum Listed {
+    /// Its disk name, which is a valid name in NFC (every ASCII name that is valid at all).
+    AsOnDisk,
+    /// The NFC form of its disk name, which differs or is not ASCII.
+    Normalized(Name),
+    Invalid(NameError),
+    NotUtf8,
 }
 
 /// One entry of a folder being walked: where its name is in the folder's [`Names`], the type
-/// the folder listing gave, and its listed name (`None`: the name is not UTF-8).
+/// the folder listing gave, and what it is listed as.
 struct Entry {
     name_at: usize,
     name_len: usize,
     listing_type: FileType,
-    listed: Option<Result<Name, NameError>>,
+    listed: Listed,
 }
 
 /// The names of a folder's entries in one buffer (each NUL-terminated, for `fstatat`) rather
-/// than one allocation each.
-struct Names(Vec<u8>);
+/// than one allocation each; as text when they are all UTF-8, which is then checked once.
+enum Names {
+    Text(String),
+    Bytes(Vec<u8>),
+}
 
 impl Names {
     fn bytes(&self, entry: &Entry) -> &[u8] {
-        &self.0[entry.name_at..entry.name_at + entry.name_len]
+        let all = match self {
+            Self::Text(text) => text.as_bytes(),
+            Self::Bytes(bytes) => bytes,
+        };
+        &all[entry.name_at..entry.name_at + entry.name_len]
+    }
+
+    /// The name as text, if it is UTF-8.
+    fn text(&self, entry: &Entry) -> Option<&str> {
+        match self {
+            Self::Text(text) => text.get(entry.name_at..entry.name_at + entry.name_len),
+            Self::Bytes(_) => std::str::from_utf8(self.bytes(entry)).ok(),
+        }
+    }
+
+    /// The name it is listed under, if it can be listed.
+    fn listed<'a>(&'a self, entry: &'a Entry) -> Option<&'a str> {
+        match &entry.listed {
+            Listed::AsOnDisk => self.text(entry),
+            Listed::Normalized(name) => Some(name.as_str()),
+            Listed::Invalid(_) | Listed::NotUtf8 => None,
+        }
     }
 
     fn c_name(&self, entry: &Entry) -> &CStr {
-        CStr::from_bytes_with_nul(&self.0[entry.name_at..=entry.name_at + entry.name_len])
+        let all = match self {
+            Self::Text(text) => text.as_bytes(),
+            Self::Bytes(bytes) => bytes,
+        };
+        CStr::from_bytes_with_nul(&all[entry.name_at..=entry.name_at + entry.name_len])
             .expect("each name is stored with its NUL and has none inside")
     }
 
@@ -508,18 +641,36 @@ fn read_entries(dir: &OwnedFd) -> io::Result<(Names, Vec<Entry>)> {
         if matches!(&name[..name_len], b"." | b"..") {
             continue;
         }
-        let listed = std::str::from_utf8(&name[..name_len])
-            .ok()
-            .map(normalized_name);
         entries.push(Entry {
             name_at: names.len(),
             name_len,
             listing_type: entry.file_type(),
-            listed,
+            listed: Listed::NotUtf8,
         });
         names.extend_from_slice(name);
     }
-    Ok((Names(names), entries))
+    let names = match String::from_utf8(names) {
+        Ok(text) => Names::Text(text),
+        Err(error) => Names::Bytes(error.into_bytes()),
+    };
+    for entry in &mut entries {
+        entry.listed = listed_as(names.text(entry));
+    }
+    Ok((names, entries))
+}
+
+/// What a name on disk (`None`: not UTF-8) is listed as. An ASCII name is its own NFC form, so
+/// it is only checked, not copied.
+fn listed_as(text: Option<&str>) -> Listed {
+    let Some(text) = text else {
+        return Listed::NotUtf8;
+    };
+    let listed = if text.is_ascii() {
+        sync_protocol::name::validate(text).map(|()| Listed::AsOnDisk)
+    } else {
+        Name::normalized(text).map(Listed::Normalized)
+    };
+    listed.unwrap_or_else(Listed::Invalid)
 }
 
 /// True when two of `names` are equal after case folding ([`fast_fold_key`]), without making
@@ -588,16 +739,11 @@ impl Walker<'_> {
         // NFC or case folding) the one the base has wins, so a new twin can never make a
         // tracked file look deleted. Only clashing names need the (costlier) tracked test.
         entries.sort_unstable_by(|a, b| names.bytes(a).cmp(names.bytes(b)));
-        let clashes = any_clash(
-            entries
-                .iter()
-                .filter_map(|entry| entry.listed.as_ref()?.as_ref().ok())
-                .map(Name::as_str),
-        );
+        let clashes = any_clash(entries.iter().filter_map(|entry| names.listed(entry)));
         if clashes {
             entries.sort_by_cached_key(|entry| {
                 (
-                    !self.is_tracked(names.name(entry), parent),
+                    !self.is_tracked(names.listed(entry), parent),
                     names.bytes(entry).to_vec(),
                 )
             });
@@ -617,17 +763,17 @@ impl Walker<'_> {
 
         let mut listed_any = false;
         let mut subfolders: Vec<Subfolder> = Vec::new();
-        // This folder's stat entries, found once: each file's lookup searches only them.
-        let stats_here = parent.and_then(|dir| self.stat_cache.narrowed(dir));
+        // This folder's records, found once: each file's lookup searches only them.
+        let records_here = parent.map(|dir| self.index.under(dir.as_str()));
+        // Each entry's listed path is made in this one buffer: a file taken from the index
+        // needs no `Path` of its own.
+        let mut child = parent.map_or_else(String::new, |dir| format!("{}/", dir.as_str()));
+        let prefix_len = child.len();
+        let depth = parent.map_or(0, Path::depth) + 1;
         // Fold key to the disk name that took it first; only needed when names clash.
         let mut taken: HashMap<String, OsString> = HashMap::new();
-        for entry in entries {
-            let (c_name, name) = (names.c_name(&entry), names.name(&entry));
-            let Entry {
-                listing_type,
-                listed,
-                ..
-            } = entry;
+        for entry in &entries {
+            let (c_name, name) = (names.c_name(entry), names.name(entry));
             let child_disk = || disk.join(name);
             let child_relative = || relative.join(name);
             if name == META_DIR {
@@ -639,10 +785,15 @@ impl Walker<'_> {
             if is_temp_name(name) {
                 continue;
             }
+            let listed = names.listed(entry);
+            if let Some(listed) = listed {
+                child.truncate(prefix_len);
+                child.push_str(listed);
+            }
             // A folder needs no stat: the type the folder listing gave is all the walk uses
             // (a quarter of the entries of a deep tree). Everything else is stat'ed, and the
             // stat's type decides (the listing's may be unknown, or stale).
-            let (file_type, stat) = if listing_type == FileType::Directory {
+            let (file_type, stat) = if entry.listing_type == FileType::Directory {
                 (FileType::Directory, None)
             } else {
                 found.stated += 1;
@@ -654,9 +805,7 @@ impl Walker<'_> {
                     // Removed since the folder was read.
                     Err(rustix::io::Errno::NOENT) => continue,
                     Err(error) => {
-                        let listed = listed
-                            .and_then(Result::ok)
-                            .and_then(|name| Path::join(parent, &name).ok());
+                        let listed = listed.and_then(|_| Path::new(&child).ok());
                         found.unreadable(child_relative(), listed, &io::Error::from(error));
                         continue;
                     }
@@ -665,7 +814,7 @@ impl Walker<'_> {
             let is_dir = file_type == FileType::Directory;
             if !matchers.is_empty()
                 && is_ignored(&matchers, &child_disk(), is_dir)
-                && !self.is_tracked(name, parent)
+                && !self.is_tracked(listed, parent)
             {
                 continue;
             }
@@ -685,26 +834,26 @@ impl Walker<'_> {
                 found.skip(child_relative(), SkipReason::Special { what });
                 continue;
             }
-            let listed_name = match listed {
-                Some(Ok(listed)) => listed,
-                Some(Err(error)) => {
-                    found.skip(child_relative(), SkipReason::InvalidName(error));
+            let listed = match (&entry.listed, listed) {
+                (_, Some(listed)) => listed,
+                (Listed::Invalid(error), None) => {
+                    found.skip(child_relative(), SkipReason::InvalidName(error.clone()));
                     continue;
                 }
-                None => {
+                (_, None) => {
                     found.skip(child_relative(), SkipReason::NotUtf8);
                     continue;
                 }
             };
-            let path = match Path::join(parent, &listed_name) {
-                Ok(path) => path,
-                Err(error) => {
-                    found.skip(child_relative(), SkipReason::InvalidPath(error));
-                    continue;
-                }
-            };
+            // The path limits, checked without making the path (`Path::new` says why not).
+            if (child.len() > MAX_PATH_LEN || depth > MAX_PATH_DEPTH)
+                && let Err(error) = Path::new(&child)
+            {
+                found.skip(child_relative(), SkipReason::InvalidPath(error));
+                continue;
+            }
             if clashes {
-                let key = fast_fold_key(listed_name.as_str());
+                let key = fast_fold_key(listed);
                 if let Some(first) = taken.get(&key) {
                     let with = first.to_string_lossy().into_owned();
                     found.skip(child_relative(), SkipReason::NameClash { with });
@@ -712,40 +861,44 @@ impl Walker<'_> {
                 }
                 taken.insert(key, name.to_os_string());
             }
-            if Some(listed_name.as_str()) != name.to_str() {
+            // The walk, or a file's read, may still make the path: it is valid.
+            let path = || Path::new(&child);
+            if matches!(entry.listed, Listed::Normalized(_))
+                && Some(listed) != name.to_str()
+                && let Ok(path) = path()
+            {
                 // Paths below a renamed folder resolve through it (see `DiskNames::resolve`).
-                found.renamed.push((path.clone(), child_relative()));
-            }
-
-            if is_dir {
-                let (disk, relative) = (child_disk(), child_relative());
-                subfolders.push(Subfolder {
-                    disk,
-                    relative,
-                    path,
-                });
-                listed_any = true;
-                continue;
+                found.renamed.push((path, child_relative()));
             }
 
             // A file's type came from its stat.
-            let Some(stat) = stat else { continue };
-            listed_any = true;
-            self.take_file(
-                found,
-                path,
-                || (child_disk(), child_relative()),
-                &stat,
-                stats_here.as_ref(),
-            );
+            let (false, Some(stat)) = (is_dir, stat) else {
+                if is_dir && let Ok(path) = path() {
+                    let (disk, relative) = (child_disk(), child_relative());
+                    subfolders.push(Subfolder {
+                        disk,
+                        relative,
+                        path,
+                    });
+                    listed_any = true;
+                }
+                continue;
+            };
+            found.files += 1;
+            if self.take_from_index(found, &child, &stat, records_here.as_ref()) {
+                listed_any = true;
+            } else if let Ok(path) = path() {
+                listed_any = true;
+                Self::to_read(found, path, || (child_disk(), child_relative()), &stat);
+            }
         }
         // This folder is closed before its subfolders are walked, which open themselves by
         // their path: a walk holds one folder open per thread, however deep the tree and
         // however rayon nests its tasks (a descriptor kept per level could run out of them).
         drop(dir);
-        // Subfolders in parallel; their findings are joined in name order, so the result does
-        // not depend on the schedule.
-        let walked: Vec<Result<(Path, Found), ClientError>> = subfolders
+        // Subfolders in parallel; what each found is gathered (and put in path order) once the
+        // walk is done.
+        let walked: Vec<Result<Found, ClientError>> = subfolders
             .into_par_iter()
             .map(|subfolder| {
                 let mut below = Found::default();
@@ -759,68 +912,80 @@ impl Walker<'_> {
                 )?;
                 // A folder that could not be read is unsettled, not empty.
                 if !listed_below && !below.unsettled.contains(&subfolder.path) {
-                    below
-                        .listing
-                        .push((subfolder.path.clone(), FileRef::empty_dir()));
+                    below.listing.push((subfolder.path, FileRef::empty_dir()));
                 }
-                Ok((subfolder.path, below))
+                Ok(below)
             })
             .collect();
-        for walked in walked {
-            let (path, below) = walked?;
-            found.append_folder(&path, below);
+        for below in walked {
+            found.append(below?);
         }
         Ok(listed_any)
     }
 
-    /// A regular file the walk met, listed as `path`: taken from the stat data when its stat
-    /// matches (`stats_here`: the stat entries of its folder, when known), otherwise left to
-    /// be read. `where_on_disk` gives its disk path and its disk path under the root, made
-    /// only when needed (not for the files whose stat matches, nearly all of them).
-    fn take_file(
+    /// Takes a regular file listed as `listed` (a path within the limits) from the index when
+    /// its stat matches its record's (`records`: the records of its folder, when known),
+    /// making no `Path` for it. False when it must be read.
+    fn take_from_index(
         &self,
+        found: &mut Found,
+        listed: &str,
+        stat: &DiskStat,
+        records: Option<&std::ops::Range<usize>>,
+    ) -> bool {
+        if stat.size > MAX_FILE_SIZE {
+            return false;
+        }
+        let Some(slot) = self.index.slot_within(records, listed) else {
+            return false;
+        };
+        let matches = self
+            .index
+            .stat_at(slot)
+            .is_some_and(|cached| cached.matches_stat(stat));
+        let Ok(slot) = u32::try_from(slot) else {
+            return false;
+        };
+        if !matches {
+            return false;
+        }
+        found.cache_hits += 1;
+        found.taken.push(Taken {
+            slot,
+            kind: kind_of(stat),
+            with_stat: true,
+        });
+        true
+    }
+
+    /// A regular file not taken from the index: left to be read, or reported when it is
+    /// larger than the format allows. `where_on_disk` gives its disk path and its disk path
+    /// under the root.
+    fn to_read(
         found: &mut Found,
         path: Path,
         where_on_disk: impl FnOnce() -> (PathBuf, PathBuf),
         stat: &DiskStat,
-        stats_here: Option<&std::ops::Range<usize>>,
     ) {
-        found.files += 1;
+        let (disk, relative) = where_on_disk();
         if stat.size > MAX_FILE_SIZE {
             found.unsettled.push(path);
-            found.skip(where_on_disk().1, SkipReason::TooLarge { size: stat.size });
+            found.skip(relative, SkipReason::TooLarge { size: stat.size });
             return;
         }
-        if let Some(cached) = self.stat_cache.stat_within(stats_here, &path)
-            && cached.matches_stat(stat)
-        {
-            found.cache_hits += 1;
-            found.listing.push((
-                path.clone(),
-                FileRef {
-                    kind: kind_of(stat),
-                    target: cached.target,
-                    size: cached.size,
-                    id: cached.id,
-                },
-            ));
-            found.stats.push((path, cached));
-            return;
-        }
-        let (disk, _) = where_on_disk();
         found.to_read.push(Candidate { path, disk });
     }
 
-    /// True when the base has the entry `name` of folder `parent`, or anything under it.
-    fn is_tracked(&self, name: &std::ffi::OsStr, parent: Option<&Path>) -> bool {
-        let Some(path) = name
-            .to_str()
-            .and_then(|text| normalized_name(text).ok())
-            .and_then(|name| Path::join(parent, &name).ok())
-        else {
+    /// True when the base has the entry listed as `listed` in the folder `parent`, or anything
+    /// under it.
+    fn is_tracked(&self, listed: Option<&str>, parent: Option<&Path>) -> bool {
+        let Some(listed) = listed else {
             return false;
         };
-        self.tracked.tracks(&path)
+        match parent {
+            Some(parent) => self.index.tracks(&format!("{}/{listed}", parent.as_str())),
+            None => self.index.tracks(listed),
+        }
     }
 }
 
@@ -892,40 +1057,175 @@ fn is_ignored(matchers: &[Arc<Gitignore>], path: &FsPath, is_dir: bool) -> bool 
 mod tests {
     use super::*;
 
+    /// An index whose base and recorded scan are `listing`, with a stat for every file.
+    fn index_of(listing: &Listing) -> Index {
+        use crate::stores::index::{BaseSource, IndexContents, ScanRecord, encode};
+        let base = crate::stores::state::Base {
+            version: Some(3),
+            root: sync_protocol::chunk_id(b"root"),
+            listing: listing.clone(),
+            pending: BTreeSet::new(),
+        };
+        let stats: Vec<(&str, StatEntry)> = listing
+            .iter()
+            .filter(|(_, entry)| !entry.is_dir())
+            .map(|(path, entry)| {
+                let stat = StatEntry {
+                    size: entry.size,
+                    mtime: Mtime {
+                        seconds: 100,
+                        nanos: 0,
+                    },
+                    inode: entry.size,
+                    target: entry.target,
+                    id: entry.id,
+                };
+                (path.as_str(), stat)
+            })
+            .collect();
+        let unsettled = BTreeSet::new();
+        let bytes = encode(&IndexContents {
+            base: BaseSource::New(&base),
+            stats: &stats,
+            scan: Some(ScanRecord {
+                listing,
+                unsettled: &unsettled,
+                has_renames: false,
+                token: None,
+            }),
+        });
+        Index::from_bytes(bytes).unwrap()
+    }
+
     #[test]
-    fn the_walk_hands_its_listing_over_in_path_order() {
+    fn a_scan_of_index_records_lists_and_compares_as_its_listing_would() {
         let path = |text: &str| Path::new(text).unwrap();
-        let listed = |paths: &[&str]| -> Vec<(Path, FileRef)> {
+        let file = |seed: &str| FileRef {
+            kind: EntryKind::File,
+            target: sync_protocol::ObjectKind::Chunk,
+            size: seed.len() as u64,
+            id: sync_protocol::chunk_id(seed.as_bytes()),
+        };
+        let base: Listing = [
+            (path("a/b.json"), file("1")),
+            (path("a/c.json"), file("22")),
+            (path("a-z"), FileRef::empty_dir()),
+            (path("b"), file("333")),
+            (path("c/d"), file("4444")),
+        ]
+        .into_iter()
+        .collect();
+        let index = index_of(&base);
+        let slot = |text: &str| index.slot_within(None, text).unwrap() as u32;
+        let taken = |paths: &[&str], kind: EntryKind| -> Vec<Taken> {
             paths
                 .iter()
-                .map(|text| (path(text), FileRef::empty_dir()))
+                .map(|text| Taken {
+                    slot: slot(text),
+                    kind,
+                    with_stat: true,
+                })
                 .collect()
         };
-        // A folder `b` among files whose names sort before and after `b/`.
-        let mut sub = Found {
-            listing: listed(&["b/c", "b/d"]),
-            ..Found::default()
+        let scan_of = |taken: Vec<Taken>, found: Vec<(Path, FileRef)>| Scan {
+            index: Some(index.clone()),
+            taken,
+            found,
+            ..Scan::default()
         };
-        sub.append_folder(
-            &path("b/e"),
-            Found {
-                listing: listed(&["b/e/f"]),
-                ..Found::default()
-            },
-        );
-        let mut top = Found {
-            listing: listed(&["a", "b-1", "b.json", "b0", "c"]),
-            ..Found::default()
+        let files = ["a/b.json", "a/c.json", "b", "c/d"];
+        let empty = (path("a-z"), FileRef::empty_dir());
+        let cases = [
+            // Unchanged: every file taken, the empty folder found.
+            (
+                scan_of(taken(&files, EntryKind::File), vec![empty.clone()]),
+                true,
+            ),
+            // The empty folder gone.
+            (scan_of(taken(&files, EntryKind::File), Vec::new()), false),
+            // A file gone.
+            (
+                scan_of(taken(&files[1..], EntryKind::File), vec![empty.clone()]),
+                false,
+            ),
+            // A file read again with new contents, in place of its record.
+            (
+                scan_of(
+                    taken(&["a/b.json", "a/c.json", "c/d"], EntryKind::File),
+                    vec![empty.clone(), (path("b"), file("new"))],
+                ),
+                false,
+            ),
+            // A file read again with the same contents.
+            (
+                scan_of(
+                    taken(&["a/b.json", "a/c.json", "c/d"], EntryKind::File),
+                    vec![empty.clone(), (path("b"), file("333"))],
+                ),
+                true,
+            ),
+            // An executable bit set: same stat, another kind.
+            (
+                scan_of(
+                    [
+                        taken(&files[..2], EntryKind::File),
+                        taken(&["b"], EntryKind::Executable),
+                        taken(&files[3..], EntryKind::File),
+                    ]
+                    .concat(),
+                    vec![empty.clone()],
+                ),
+                false,
+            ),
+            // A new file, sorting between taken ones.
+            (
+                scan_of(
+                    taken(&files, EntryKind::File),
+                    vec![(path("a/bb"), file("5")), empty.clone()],
+                ),
+                false,
+            ),
+        ];
+        for (number, (scan, same)) in cases.into_iter().enumerate() {
+            let listing = scan.listing.get().is_none().then(|| {
+                let mut unbuilt = scan.clone();
+                unbuilt.listing = OnceLock::new();
+                unbuilt
+            });
+            assert_eq!(scan.is_base_of(&index), same, "case {number}");
+            assert!(scan.listing().keys().is_sorted(), "case {number}");
+            assert_eq!(
+                index.base_is(scan.listing()),
+                same,
+                "case {number}: {:?}",
+                scan.listing()
+            );
+            // Built, then compared; and compared with an equal index that is another read.
+            assert_eq!(scan.is_base_of(&index), same, "case {number}");
+            let other = index_of(&base);
+            assert_eq!(listing.unwrap().is_base_of(&other), same, "case {number}");
+        }
+        let unchanged = scan_of(taken(&files, EntryKind::File), vec![empty]);
+        assert_eq!(unchanged.listing(), &base);
+        let clock = Mtime {
+            seconds: 101,
+            nanos: 0,
         };
-        top.append_folder(&path("b"), sub);
-        let mut out = Vec::new();
-        top.take_listing(&mut out);
-        let order: Vec<&str> = out.iter().map(|(path, _)| path.as_str()).collect();
+        let stats = unchanged.stat_entries(clock);
         assert_eq!(
-            order,
-            ["a", "b-1", "b.json", "b/c", "b/d", "b/e/f", "b0", "c"]
+            stats.iter().map(|(path, _)| *path).collect::<Vec<_>>(),
+            files
         );
-        assert!(order.is_sorted());
+        assert_eq!(
+            unchanged.stat(&path("b")),
+            index.stat_at(slot("b") as usize)
+        );
+        assert_eq!(unchanged.stat(&path("a-z")), None);
+        let before = Mtime {
+            seconds: 100,
+            nanos: 0,
+        };
+        assert!(unchanged.stat_entries(before).is_empty());
     }
 
     #[test]

@@ -65,7 +65,7 @@ impl WorkingCopy {
             (scanned.scan, scanned.clock, scanned.walked, scanned.token);
         let objects = self.objects();
         if !index.has_pending() && objects.contains(&index.root()) {
-            if timed("compare with base", || index.base_is(&scan.listing)) {
+            if timed("compare with base", || scan.is_base_of(index)) {
                 return Ok(Snapshot {
                     scan,
                     root: index.root(),
@@ -74,7 +74,7 @@ impl WorkingCopy {
                     token,
                 });
             }
-            let changes = timed("diff", || index_changes(index, &scan.listing));
+            let changes = timed("diff", || index_changes(index, scan.listing()));
             let rebuilt = timed("build changed dirs", || {
                 build_changed_dirs(&objects, index.root(), &changes)
             })?;
@@ -89,7 +89,7 @@ impl WorkingCopy {
             }
         }
         let built =
-            timed("build dirs", || build_dirs(&scan.listing)).map_err(ClientError::WorkingTree)?;
+            timed("build dirs", || build_dirs(scan.listing())).map_err(ClientError::WorkingTree)?;
         timed("store dirs", || {
             built
                 .dirs

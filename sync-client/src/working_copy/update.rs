@@ -112,9 +112,9 @@ impl WorkingCopy {
                 let clock = self.state.file_system_clock();
                 let scanned = self.scan_changes(index, Changes::Unavailable, clock)?;
                 let mut kept = StatCache::new();
-                for (path, entry) in &scanned.scan.stats {
-                    if entry.mtime < scanned.clock {
-                        kept.insert(path.clone(), *entry);
+                for (path, entry) in scanned.scan.stat_entries(scanned.clock) {
+                    if let Ok(path) = sync_protocol::tree::Path::new(path) {
+                        kept.insert(path, entry);
                     }
                 }
                 (Found::Scanned(scanned.scan), Some(kept))

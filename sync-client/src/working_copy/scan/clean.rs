@@ -114,7 +114,7 @@ pub fn clean_paths(
                 }
             }
         };
-        scan.stats.insert(path.clone(), stat);
+        scan.insert_stat(path.clone(), stat);
     }
     Ok(Some(CleanPaths {
         changed: changed.into_iter().cloned().collect(),

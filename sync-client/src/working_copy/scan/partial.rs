@@ -21,8 +21,8 @@ use std::sync::Arc;
 use sync_protocol::tree::{FileRef, Path, is_under};
 
 use super::{
-    Found, IGNORE_FILE, Scan, Walker, is_ignored, load_ignore_file, normalized_name, open_folder,
-    read_found,
+    Found, IGNORE_FILE, Scan, Taken, Walker, is_ignored, load_ignore_file, normalized_name,
+    open_folder, read_found,
 };
 use crate::error::ClientError;
 use crate::stores::META_DIR;
@@ -135,7 +135,7 @@ fn is_listed_file(index: &Index, text: &str) -> bool {
 
 /// Walks the folders of `targets` as the full scan would, takes the files among them with the
 /// stat `folders_to_walk` found, and takes every other entry from the index's recorded scan.
-/// `Scan::stats` holds the walked files' stats only. `None` when a folder to walk is a file
+/// The scan's stats are the walked files' only. `None` when a folder to walk is a file
 /// the last scan listed: its folder may have changed, and the caller walks everything.
 pub(crate) fn scan_folders(
     root: &FsPath,
@@ -143,23 +143,18 @@ pub(crate) fn scan_folders(
     objects: &ObjectCache,
     targets: &Targets,
 ) -> Result<Option<Scan>, ClientError> {
-    let walker = Walker {
-        stat_cache: index,
-        tracked: index,
-    };
+    let walker = Walker { index };
     let folders = &targets.paths;
     let mut found = Found::default();
     for folder in folders {
         if let Some(stat) = targets.files.get(folder) {
             // A file named by the monitor (see `folders_to_walk`).
             found.stated += 1;
-            walker.take_file(
-                &mut found,
-                folder.clone(),
-                || (root.join(folder.as_str()), PathBuf::from(folder.as_str())),
-                stat,
-                None,
-            );
+            found.files += 1;
+            if !walker.take_from_index(&mut found, folder.as_str(), stat, None) {
+                let on_disk = || (root.join(folder.as_str()), PathBuf::from(folder.as_str()));
+                Walker::to_read(&mut found, folder.clone(), on_disk, stat);
+            }
             continue;
         }
         if is_listed_file(index, folder.as_str()) {
@@ -204,28 +199,29 @@ pub(crate) fn scan_folders(
         }
         found.append(below);
     }
-    let mut scan = read_found(root, found, objects)?;
-    // Everything outside the walked folders, as the last recorded scan found it. The listing
-    // is built once from both, in path order but for the walked part (inserting the index's
-    // 8,000 entries one by one into the walk's listing took 2 ms).
-    let walked = std::mem::take(&mut scan.listing);
-    let mut listing = Vec::with_capacity(index.len() + walked.len());
-    for record in index.records() {
-        if is_within(record.path, folders) || (record.scan.is_none() && !record.unsettled) {
+    let mut scan = read_found(root, found, index, objects)?;
+    // Everything outside the walked folders, as the last recorded scan found it, taken from
+    // the index by record (making a path of each of 8,000 records took 2.8 ms).
+    for slot in 0..index.len() {
+        let path = index.path_at(slot);
+        if is_within(path, folders) {
             continue;
         }
-        let Ok(path) = Path::new(record.path) else {
-            continue;
-        };
-        if record.unsettled {
-            scan.unsettled.insert(path.clone());
+        let record = index.record(slot);
+        if record.unsettled
+            && let Ok(path) = Path::new(path)
+        {
+            scan.unsettled.insert(path);
         }
-        if let Some(entry) = record.scan {
-            listing.push((path, entry));
+        if let (Some(entry), Ok(slot)) = (record.scan, u32::try_from(slot)) {
+            scan.taken.push(Taken {
+                slot,
+                kind: entry.kind,
+                with_stat: false,
+            });
         }
     }
-    listing.extend(walked);
-    scan.listing = listing.into_iter().collect();
+    scan.taken.sort_unstable_by_key(|taken| taken.slot);
     Ok(Some(scan))
 }
 
