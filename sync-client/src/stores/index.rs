@@ -271,16 +271,23 @@ impl Index {
     /// The path of `slot` as bytes: what the binary search compares (byte order is the order
     /// of `str` and of `tree::Path`).
     fn path_bytes_at(&self, slot: usize) -> &[u8] {
-        self.path_at(slot).as_bytes()
+        self.paths
+            .as_bytes()
+            .get(self.path_range(slot))
+            .unwrap_or_default()
+    }
+
+    /// Where the path of `slot` is in the path table.
+    fn path_range(&self, slot: usize) -> std::ops::Range<usize> {
+        let at = HEADER_LEN + slot * RECORD_LEN;
+        let offset = le_u32(&self.bytes, at) as usize;
+        offset..offset + usize::from(le_u16(&self.bytes, at + 4))
     }
 
     /// The path of the record in `slot` (0..len()).
     pub fn path_at(&self, slot: usize) -> &str {
-        let at = HEADER_LEN + slot * RECORD_LEN;
-        let offset = le_u32(&self.bytes, at) as usize;
-        let len = usize::from(le_u16(&self.bytes, at + 4));
         // In bounds and on char boundaries: checked when the file was read (`check_records`).
-        self.paths.get(offset..offset + len).unwrap_or_default()
+        self.paths.get(self.path_range(slot)).unwrap_or_default()
     }
 
     /// True when `other` is this very index (one read of the file, shared by cloning), not
@@ -356,7 +363,12 @@ impl Index {
     }
 
     fn lower_bound_bytes(&self, path: &[u8]) -> usize {
-        let (mut low, mut high) = (0, self.count);
+        self.lower_bound_in(0..self.count, path)
+    }
+
+    /// The first slot of `range` whose path is not less than `path`.
+    fn lower_bound_in(&self, range: std::ops::Range<usize>, path: &[u8]) -> usize {
+        let (mut low, mut high) = (range.start, range.end);
         while low < high {
             let middle = low + (high - low) / 2;
             if self.path_bytes_at(middle) < path {
@@ -381,33 +393,35 @@ impl Index {
         path: &str,
     ) -> Option<usize> {
         let range = within.cloned().unwrap_or(0..self.count);
-        let target = path.as_bytes();
-        let (mut low, mut high) = (range.start, range.end);
-        while low < high {
-            let middle = low + (high - low) / 2;
-            if self.path_bytes_at(middle) < target {
-                low = middle + 1;
-            } else {
-                high = middle;
-            }
-        }
-        (low < range.end && self.path_bytes_at(low) == target).then_some(low)
+        let slot = self.lower_bound_in(range.clone(), path.as_bytes());
+        (slot < range.end && self.path_bytes_at(slot) == path.as_bytes()).then_some(slot)
     }
 
     /// The slots of every record strictly under the folder `dir`.
     pub fn under(&self, dir: &str) -> std::ops::Range<usize> {
+        self.under_within(None, dir)
+    }
+
+    /// [`Index::under`], searched among the slots `within` (those under a folder above `dir`,
+    /// from an earlier `under`) rather than among all: a walk narrows its search level by level.
+    pub fn under_within(
+        &self,
+        within: Option<&std::ops::Range<usize>>,
+        dir: &str,
+    ) -> std::ops::Range<usize> {
+        let range = within.cloned().unwrap_or(0..self.count);
         let mut prefix = Vec::with_capacity(dir.len() + 1);
         prefix.extend_from_slice(dir.as_bytes());
         prefix.push(b'/');
-        let start = self.lower_bound_bytes(&prefix);
-        if start == self.count || !self.path_bytes_at(start).starts_with(&prefix) {
+        let start = self.lower_bound_in(range.clone(), &prefix);
+        if start == range.end || !self.path_bytes_at(start).starts_with(&prefix) {
             return start..start;
         }
         // '0' is the byte after '/': the first path past every path under `dir/`.
         if let Some(last) = prefix.last_mut() {
             *last = b'0';
         }
-        start..self.lower_bound_bytes(&prefix)
+        start..self.lower_bound_in(start..range.end, &prefix)
     }
 
     /// True when the base has `path`, or anything under it.
@@ -880,6 +894,13 @@ mod tests {
         assert_eq!(index.scan_entry_at(slot), index.record(slot).scan);
         assert_eq!(index.slot_within(Some(&under_a), "a/zz"), None);
         assert_eq!(index.slot_within(Some(&index.under("zzz")), "zzz/a"), None);
+        for dir in ["a", "a/c", "日本", "zzz", "run.sh"] {
+            let all = index.under(dir);
+            assert_eq!(index.under_within(Some(&(0..index.len())), dir), all);
+            if let Some(parent) = dir.rsplit_once('/').map(|(parent, _)| parent) {
+                assert_eq!(index.under_within(Some(&index.under(parent)), dir), all);
+            }
+        }
         assert_eq!(
             index.slot_within(None, "run.sh"),
             index.slot_within(None, "run.sh")

@@ -706,22 +706,26 @@ struct Subfolder {
     disk: PathBuf,
     relative: PathBuf,
     path: Path,
+    /// The slots of the index records under it.
+    records: std::ops::Range<usize>,
 }
 
 impl Walker<'_> {
     /// Walks one folder (`dir`, opened by the caller), and its subfolders in parallel. `disk`
-    /// is its path, `relative` its disk path under the root, `parent` its listed path (`None`
-    /// for the root). Returns whether anything under it was listed.
+    /// is its path, `relative` its disk path under the root, `listed` its listed path and the
+    /// slots of the index records under it (`None` for the root). Returns whether anything
+    /// under it was listed.
     fn walk_dir(
         &self,
         found: &mut Found,
         dir: io::Result<OwnedFd>,
         disk: &FsPath,
         relative: PathBuf,
-        parent: Option<&Path>,
+        listed: Option<(&Path, std::ops::Range<usize>)>,
         inherited: &[Arc<Gitignore>],
     ) -> Result<bool, ClientError> {
         found.dirs += 1;
+        let (parent, records_here) = listed.unzip();
         // The entries are read with `getdents64` into one buffer and stat'ed relative to the
         // open folder (`fstatat`); std's `read_dir` made a few allocations and an `fstat` per
         // folder and entry besides, half the time of a scan of 8,000 unchanged files. Each name
@@ -768,8 +772,6 @@ impl Walker<'_> {
 
         let mut listed_any = false;
         let mut subfolders: Vec<Subfolder> = Vec::new();
-        // This folder's records, found once: each file's lookup searches only them.
-        let records_here = parent.map(|dir| self.index.under(dir.as_str()));
         // Each entry's listed path is made in this one buffer: a file taken from the index
         // needs no `Path` of its own.
         let mut child = parent.map_or_else(String::new, |dir| format!("{}/", dir.as_str()));
@@ -880,10 +882,13 @@ impl Walker<'_> {
             let (false, Some(stat)) = (is_dir, stat) else {
                 if is_dir && let Ok(path) = path() {
                     let (disk, relative) = (child_disk(), child_relative());
+                    // Its records are among this folder's: a short search.
+                    let records = self.index.under_within(records_here.as_ref(), &child);
                     subfolders.push(Subfolder {
                         disk,
                         relative,
                         path,
+                        records,
                     });
                     listed_any = true;
                 }
@@ -912,7 +917,7 @@ impl Walker<'_> {
                     open_folder(&subfolder.disk),
                     &subfolder.disk,
                     subfolder.relative,
-                    Some(&subfolder.path),
+                    Some((&subfolder.path, subfolder.records)),
                     &matchers,
                 )?;
                 // A folder that could not be read is unsettled, not empty.

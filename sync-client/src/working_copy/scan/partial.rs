@@ -191,7 +191,7 @@ pub(crate) fn scan_folders(
             open_folder(&disk),
             &disk,
             PathBuf::from(folder.as_str()),
-            Some(folder),
+            Some((folder, index.under(folder.as_str()))),
             &matchers,
         )?;
         if !listed_below && !below.unsettled.contains(folder) {
