@@ -50,7 +50,7 @@ use crate::error::{ClientError, io_error};
 use crate::timing::timed;
 use config::WorkingCopyConfig;
 use head::Head;
-use index::{BaseSource, Index, IndexContents};
+use index::{BaseSource, Index, IndexContents, Unsealed};
 use journal::PushJournal;
 use lock::WorkingCopyLock;
 use object_cache::ObjectCache;
@@ -259,6 +259,25 @@ impl StateFolder {
                 index::write(&self.index_path(), contents, atomic::Durability::Cache)
             }
         }
+    }
+
+    /// [`StateFolder::write_index`] of a new base encoded ahead (`index::encode_pushed`: the
+    /// tree of a push, encoded while the push was out), committed as `version` with `root`:
+    /// sealed with that version, and as durable.
+    pub fn write_sealed_index(
+        &self,
+        unsealed: Unsealed,
+        version: u64,
+        root: sync_protocol::ObjectId,
+    ) -> Result<(), ClientError> {
+        let bytes = unsealed.seal(Some(version));
+        index::write_bytes(&self.index_path(), &bytes, atomic::Durability::FileOnly)?;
+        let head = Head {
+            version: Some(version),
+            root,
+            pending: Vec::new(),
+        };
+        timed("save head", || head.save(&self.file("head")))
     }
 
     /// Takes the lock of the working copy at `root`, waiting [`lock::PATIENCE`] at most for

@@ -26,7 +26,7 @@ pub use snapshot::Snapshot;
 
 use crate::error::{ClientError, io_error};
 use crate::stores::StateFolder;
-use crate::stores::index::{BaseSource, Index, IndexContents, ScanRecord};
+use crate::stores::index::{BaseSource, Index, IndexContents, ScanRecord, Unsealed};
 use crate::stores::monitor::{self, Changes, Token};
 use crate::stores::object_cache::ObjectCache;
 use crate::stores::state::{Base, Mtime, StatEntry, StatLookup};
@@ -292,6 +292,33 @@ impl WorkingCopy {
             base: BaseSource::New(base),
             stats: &stats,
             scan,
+        })
+    }
+
+    /// The index a push of `snapshot` records when the server commits it unrebased, with the
+    /// pushed tree as the new base, encoded but for its version from the scan in place (see
+    /// `index::encode_pushed`): made while the push request is out, then sealed and written
+    /// with `StateFolder::write_sealed_index`. It holds what [`WorkingCopy::set_base_after`]
+    /// would write for that base.
+    pub fn encode_pushed(&self, snapshot: &Snapshot, index: &Index) -> Unsealed {
+        let stats = timed("stats to keep", || {
+            stats_to_keep(
+                &snapshot.scan,
+                snapshot.clock,
+                snapshot.walked.as_deref(),
+                index,
+            )
+        });
+        timed("encode index", || {
+            crate::stores::index::encode_pushed(
+                snapshot.root,
+                || snapshot.scan.entries(),
+                snapshot.scan.entry_count(),
+                &stats,
+                &snapshot.scan.unsettled,
+                !snapshot.scan.disk_names.is_empty(),
+                snapshot.token.as_ref(),
+            )
         })
     }
 

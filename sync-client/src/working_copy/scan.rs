@@ -277,18 +277,35 @@ impl Scan {
         if !in_place {
             return index.base_is(self.listing());
         }
+        index.base_is_entries(self.entries())
+    }
+
+    /// How many entries are listed.
+    pub fn entry_count(&self) -> usize {
+        self.listing
+            .get()
+            .map_or(self.taken.len() + self.found.len(), Listing::len)
+    }
+
+    /// The listed entries in path order: the listing's once it is built (and perhaps changed),
+    /// otherwise the taken records' and the others', merged in place.
+    pub fn entries(&self) -> crate::stores::index::Entries<'_> {
+        if let Some(listing) = self.listing.get() {
+            return Box::new(listing.iter().map(|(path, entry)| (path.as_str(), *entry)));
+        }
         let mut taken = self.taken_entries().peekable();
         let mut found = self
             .found
             .iter()
             .map(|(path, entry)| (path.as_str(), *entry))
             .peekable();
-        let in_order = std::iter::from_fn(|| match (taken.peek(), found.peek()) {
-            (Some(one), Some(other)) if other.0 < one.0 => found.next(),
-            (Some(_), _) => taken.next(),
-            (None, _) => found.next(),
-        });
-        index.base_is_entries(in_order)
+        Box::new(std::iter::from_fn(move || {
+            match (taken.peek(), found.peek()) {
+                (Some(one), Some(other)) if other.0 < one.0 => found.next(),
+                (Some(_), _) => taken.next(),
+                (None, _) => found.next(),
+            }
+        }))
     }
 
     /// The stat `path` was hashed at by this scan, or taken from the index because it matched.
@@ -1137,11 +1154,15 @@ mod tests {
                 })
                 .collect()
         };
-        let scan_of = |taken: Vec<Taken>, found: Vec<(Path, FileRef)>| Scan {
-            index: Some(index.clone()),
-            taken,
-            found,
-            ..Scan::default()
+        // As `read_found` leaves a scan: the other entries in path order.
+        let scan_of = |taken: Vec<Taken>, mut found: Vec<(Path, FileRef)>| {
+            found.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            Scan {
+                index: Some(index.clone()),
+                taken,
+                found,
+                ..Scan::default()
+            }
         };
         let files = ["a/b.json", "a/c.json", "b", "c/d"];
         let empty = (path("a-z"), FileRef::empty_dir());
@@ -1202,6 +1223,12 @@ mod tests {
                 unbuilt.listing = OnceLock::new();
                 unbuilt
             });
+            // The entries read in place are the listing's, before it is built and after.
+            let in_place: Vec<(String, FileRef)> = scan
+                .entries()
+                .map(|(path, entry)| (path.to_owned(), entry))
+                .collect();
+            let count = scan.entry_count();
             assert_eq!(scan.is_base_of(&index), same, "case {number}");
             assert!(scan.listing().keys().is_sorted(), "case {number}");
             assert_eq!(
@@ -1210,6 +1237,18 @@ mod tests {
                 "case {number}: {:?}",
                 scan.listing()
             );
+            let built: Vec<(String, FileRef)> = scan
+                .listing()
+                .iter()
+                .map(|(path, entry)| (path.as_str().to_owned(), *entry))
+                .collect();
+            assert_eq!(in_place, built, "case {number}");
+            assert!(
+                scan.entries()
+                    .map(|(path, _)| path)
+                    .eq(built.iter().map(|(path, _)| path.as_str()))
+            );
+            assert_eq!((count, scan.entry_count()), (built.len(), built.len()));
             // Built, then compared; and compared with an equal index that is another read.
             assert_eq!(scan.is_base_of(&index), same, "case {number}");
             let other = index_of(&base);

@@ -9,7 +9,7 @@ use sync_protocol::patch::patch_tree;
 use sync_protocol::tree::{FileRef, Path as TreePath, build_dirs};
 
 use super::scan::Scan;
-use super::status::index_changes;
+use super::status::scan_changes;
 use super::{WorkingCopy, WorkingCopyLock};
 use crate::error::ClientError;
 use crate::stores::index::Index;
@@ -74,7 +74,7 @@ impl WorkingCopy {
                     token,
                 });
             }
-            let changes = timed("diff", || index_changes(index, scan.listing()));
+            let changes = timed("diff", || scan_changes(index, &scan));
             let rebuilt = timed("build changed dirs", || {
                 build_changed_dirs(&objects, index.root(), &changes)
             })?;

@@ -6,6 +6,7 @@ use serde::Serialize;
 use sync_protocol::diff::Change;
 use sync_protocol::tree::{FileRef, Listing, Path, has_descendant, is_under};
 
+use super::scan::Scan;
 use crate::stores::index::Index;
 
 /// How a path changed relative to the base.
@@ -65,9 +66,7 @@ pub fn changes_against_index(
     unsettled: &BTreeSet<Path>,
 ) -> Vec<PathChange> {
     changes_of(
-        index
-            .records()
-            .filter_map(|record| record.base.map(|entry| (record.path, entry))),
+        base_entries(index),
         |dir| index.base_has_descendant(dir.as_str()),
         scanned,
         unsettled,
@@ -87,7 +86,8 @@ fn changes_of<'a>(
             .any(|root| root == path || is_under(path, root))
     };
     let mut out = Vec::new();
-    for_each_difference(base, scanned, |path, before, after| {
+    let entries = scanned.iter().map(|(path, entry)| (path.as_str(), *entry));
+    for_each_difference(base, entries, |path, before, after| {
         if let Some(change) = classify(
             &path,
             before,
@@ -115,14 +115,14 @@ fn changes_of<'a>(
 /// whose entry differs between `base` (entries in path order) and `scanned`, and the two
 /// entries. Only base paths that changed are made into `Path`s; every base path was checked
 /// when it was recorded, so making one again cannot fail.
-fn for_each_difference<'a>(
+fn for_each_difference<'a, 'b>(
     base: impl Iterator<Item = (&'a str, FileRef)>,
-    scanned: &Listing,
+    scanned: impl Iterator<Item = (&'b str, FileRef)>,
     mut each: impl FnMut(Path, Option<FileRef>, Option<FileRef>),
 ) {
     let owned = |text: &str| Path::new(text).ok();
     let mut old = base.peekable();
-    let mut new = scanned.iter().peekable();
+    let mut new = scanned.peekable();
     loop {
         let (path, before, after) = match (old.peek(), new.peek()) {
             (None, None) => break,
@@ -132,25 +132,25 @@ fn for_each_difference<'a>(
             }
             (None, Some(&(path, entry))) => {
                 new.next();
-                (Some(path.clone()), None, Some(*entry))
+                (owned(path), None, Some(entry))
             }
             (Some(&(old_path, old_ref)), Some(&(new_path, new_ref))) => {
-                match old_path.cmp(new_path.as_str()) {
+                match old_path.cmp(new_path) {
                     std::cmp::Ordering::Less => {
                         old.next();
                         (owned(old_path), Some(old_ref), None)
                     }
                     std::cmp::Ordering::Greater => {
                         new.next();
-                        (Some(new_path.clone()), None, Some(*new_ref))
+                        (owned(new_path), None, Some(new_ref))
                     }
                     std::cmp::Ordering::Equal => {
                         old.next();
                         new.next();
-                        if old_ref == *new_ref {
+                        if old_ref == new_ref {
                             continue;
                         }
-                        (Some(new_path.clone()), Some(old_ref), Some(*new_ref))
+                        (owned(new_path), Some(old_ref), Some(new_ref))
                     }
                 }
             }
@@ -238,7 +238,7 @@ pub fn changed_paths<'a>(before: &'a Listing, after: &'a Listing) -> Vec<&'a Pat
 pub fn listing_changes(before: &Listing, after: &Listing) -> Vec<Change> {
     changes_by_merge(
         before.iter().map(|(path, entry)| (path.as_str(), *entry)),
-        after,
+        after.iter().map(|(path, entry)| (path.as_str(), *entry)),
     )
 }
 
@@ -247,17 +247,28 @@ pub fn listing_changes(before: &Listing, after: &Listing) -> Vec<Change> {
 /// must have no pending paths (their records hold the previous base's entry).
 pub fn index_changes(index: &Index, after: &Listing) -> Vec<Change> {
     changes_by_merge(
-        index
-            .records()
-            .filter_map(|record| record.base.map(|entry| (record.path, entry))),
-        after,
+        base_entries(index),
+        after.iter().map(|(path, entry)| (path.as_str(), *entry)),
     )
 }
 
-/// [`listing_changes`] from `before`'s entries in path order.
-fn changes_by_merge<'a>(
+/// [`index_changes`] to what `scan` listed, read from its entries in place: the scan's
+/// listing is not built (8,000 paths took 2 ms of a one-line push).
+pub fn scan_changes(index: &Index, scan: &Scan) -> Vec<Change> {
+    changes_by_merge(base_entries(index), scan.entries())
+}
+
+/// The base's entries recorded in `index`, in path order.
+fn base_entries(index: &Index) -> impl Iterator<Item = (&str, FileRef)> {
+    index
+        .records()
+        .filter_map(|record| record.base.map(|entry| (record.path, entry)))
+}
+
+/// [`listing_changes`] from `before`'s entries to `after`'s, both in path order.
+fn changes_by_merge<'a, 'b>(
     before: impl Iterator<Item = (&'a str, FileRef)>,
-    after: &Listing,
+    after: impl Iterator<Item = (&'b str, FileRef)>,
 ) -> Vec<Change> {
     let mut out = Vec::new();
     for_each_difference(before, after, |path, old, new| match (old, new) {
