@@ -611,6 +611,16 @@ struct Builder {
     stat: Option<StatEntry>,
 }
 
+/// The record of a base entry.
+fn in_base((path, entry): (&str, FileRef)) -> (&str, Builder) {
+    let builder = Builder {
+        flags: IN_BASE,
+        base: Some(entry),
+        ..Builder::default()
+    };
+    (path, builder)
+}
+
 /// An index file encoded but for its base version and checksum: a push encodes its new index
 /// while the push request is out, and seals it with the version the server answers.
 #[derive(Debug)]
@@ -722,14 +732,10 @@ fn encode_records<'a>(
     let (base_records, version, root): (Box<dyn Iterator<Item = (&str, Builder)>>, _, _) =
         match source {
             Source::Base(BaseSource::New(base)) => {
-                let listed = base.listing.iter().map(|(path, entry)| {
-                    let builder = Builder {
-                        flags: IN_BASE,
-                        base: Some(*entry),
-                        ..Builder::default()
-                    };
-                    (path.as_str(), builder)
-                });
+                let listed = base
+                    .listing
+                    .iter()
+                    .map(|(path, entry)| in_base((path.as_str(), *entry)));
                 let pending = base.pending.iter().map(|path| {
                     let builder = Builder {
                         flags: PENDING,
@@ -739,17 +745,7 @@ fn encode_records<'a>(
                 });
                 (Box::new(merge(listed, pending)), base.version, base.root)
             }
-            Source::Pushed { root, entries, .. } => {
-                let listed = entries.map(|(path, entry)| {
-                    let builder = Builder {
-                        flags: IN_BASE,
-                        base: Some(entry),
-                        ..Builder::default()
-                    };
-                    (path, builder)
-                });
-                (Box::new(listed), None, root)
-            }
+            Source::Pushed { root, entries, .. } => (Box::new(entries.map(in_base)), None, root),
             Source::Base(BaseSource::Kept(index)) => {
                 let kept = index
                     .records()

@@ -85,6 +85,15 @@ fn stats_to_keep<'a>(
     merged
 }
 
+impl Snapshot {
+    /// The stat entries a new index made after this snapshot keeps (see [`stats_to_keep`]).
+    fn stats_to_keep<'a>(&'a self, index: &'a Index) -> Vec<(&'a str, StatEntry)> {
+        timed("stats to keep", || {
+            stats_to_keep(&self.scan, self.clock, self.walked.as_deref(), index)
+        })
+    }
+}
+
 impl Scanned {
     fn stats_to_keep<'a>(&'a self, index: &'a Index) -> Vec<(&'a str, StatEntry)> {
         stats_to_keep(&self.scan, self.clock, self.walked.as_deref(), index)
@@ -273,14 +282,7 @@ impl WorkingCopy {
         snapshot: &Snapshot,
         index: &Index,
     ) -> Result<(), ClientError> {
-        let stats = timed("stats to keep", || {
-            stats_to_keep(
-                &snapshot.scan,
-                snapshot.clock,
-                snapshot.walked.as_deref(),
-                index,
-            )
-        });
+        let stats = snapshot.stats_to_keep(index);
         let scan = (base.root == snapshot.root && base.pending.is_empty()).then(|| ScanRecord {
             // The snapshot's listing became the base's (the push moved it there).
             listing: &base.listing,
@@ -301,14 +303,7 @@ impl WorkingCopy {
     /// with `StateFolder::write_sealed_index`. It holds what [`WorkingCopy::set_base_after`]
     /// would write for that base.
     pub fn encode_pushed(&self, snapshot: &Snapshot, index: &Index) -> Unsealed {
-        let stats = timed("stats to keep", || {
-            stats_to_keep(
-                &snapshot.scan,
-                snapshot.clock,
-                snapshot.walked.as_deref(),
-                index,
-            )
-        });
+        let stats = snapshot.stats_to_keep(index);
         timed("encode index", || {
             crate::stores::index::encode_pushed(
                 snapshot.root,
