@@ -156,6 +156,25 @@ fn clone_edit_push_then_another_copy_pulls_the_edit() {
     std::fs::remove_file(first.join("requests/get-pets.json")).unwrap();
     let pushed = alice.json(&first, &["push"]);
     assert_eq!(pushed["push"]["version"], 2);
+    // The index the push encoded while its request was out, sealed with the committed version:
+    // valid as read, recording version 2 as its base and the pushed tree as its last scan.
+    let index = sync_client::stores::index::Index::read(&first.join(".cairn/index"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(index.version(), Some(2));
+    assert!(index.scan_recorded() && !index.has_pending());
+    // The file and the folder it left empty, each recorded as base and as scan alike.
+    let paths: Vec<&str> = index.records().map(|record| record.path).collect();
+    assert_eq!(paths, ["README.md", "requests"]);
+    assert!(
+        index
+            .records()
+            .all(|record| record.base.is_some() && record.base == record.scan)
+    );
+    assert!(index.find("requests").unwrap().base.unwrap().is_dir());
+    let copy = sync_client::working_copy::WorkingCopy::open(&first).unwrap();
+    assert!(copy.status().unwrap().changes.is_empty());
+    assert!(copy.take_index_rebuilt().is_none());
     let pulled = bob.json(&second, &["pull"]);
     assert_eq!(pulled["from"], 1);
     assert_eq!(pulled["version"], 2);

@@ -537,7 +537,6 @@ pub struct ScanRecord<'a> {
 pub enum BaseSource<'a> {
     /// A new base: the write is durable.
     New(&'a Base),
-
     /// The base of the current index, copied record by record: only the stat data changes.
     Kept(&'a Index),
 }

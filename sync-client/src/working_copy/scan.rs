@@ -224,20 +224,11 @@ impl Scan {
     /// Every listed file and empty folder.
     pub fn listing(&self) -> &Listing {
         self.listing.get_or_init(|| {
-            let mut entries = Vec::with_capacity(self.taken.len() + self.found.len());
-            let mut found = self.found.iter().peekable();
-            for (path, entry) in self.taken_entries() {
-                while let Some(before) = found.next_if(|(other, _)| other.as_str() < path) {
-                    entries.push(before.clone());
-                }
-                // A record's path was a valid path when the scan that recorded it listed it.
-                if let Ok(path) = Path::new(path) {
-                    entries.push((path, entry));
-                }
-            }
-            entries.extend(found.cloned());
-            // In path order: built without comparing keys again.
-            Listing::from_iter(entries)
+            // In path order: built without comparing keys again. A record's path was a valid
+            // path when the scan that recorded it listed it.
+            self.merged_entries()
+                .filter_map(|(path, entry)| Some((Path::new(path).ok()?, entry)))
+                .collect()
         })
     }
 
@@ -290,22 +281,25 @@ impl Scan {
     /// The listed entries in path order: the listing's once it is built (and perhaps changed),
     /// otherwise the taken records' and the others', merged in place.
     pub fn entries(&self) -> crate::stores::index::Entries<'_> {
-        if let Some(listing) = self.listing.get() {
-            return Box::new(listing.iter().map(|(path, entry)| (path.as_str(), *entry)));
+        match self.listing.get() {
+            Some(listing) => Box::new(listing.iter().map(|(path, entry)| (path.as_str(), *entry))),
+            None => Box::new(self.merged_entries()),
         }
+    }
+
+    /// The taken records' entries and the others', merged in path order.
+    fn merged_entries(&self) -> impl Iterator<Item = (&str, FileRef)> {
         let mut taken = self.taken_entries().peekable();
         let mut found = self
             .found
             .iter()
             .map(|(path, entry)| (path.as_str(), *entry))
             .peekable();
-        Box::new(std::iter::from_fn(move || {
-            match (taken.peek(), found.peek()) {
-                (Some(one), Some(other)) if other.0 < one.0 => found.next(),
-                (Some(_), _) => taken.next(),
-                (None, _) => found.next(),
-            }
-        }))
+        std::iter::from_fn(move || match (taken.peek(), found.peek()) {
+            (Some(one), Some(other)) if other.0 < one.0 => found.next(),
+            (Some(_), _) => taken.next(),
+            (None, _) => found.next(),
+        })
     }
 
     /// The stat `path` was hashed at by this scan, or taken from the index because it matched.
